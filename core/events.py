@@ -1,0 +1,141 @@
+"""An in-process event bus: publishers never wait, each subscriber has a bounded queue.
+
+When a subscriber falls behind, its oldest events are dropped and the next thing it reads is a
+:class:`Gap` saying how many it missed, so a slow consumer never blocks a producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.db.base import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened: a dotted ``topic`` (``users.deleted``) and a JSON-able payload."""
+
+    topic: str
+    payload: dict[str, Any]
+    at: str = field(default_factory=lambda: utcnow().isoformat())
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Stands in the stream where ``dropped`` events were discarded for a slow subscriber."""
+
+    dropped: int
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """``*`` matches everything; ``a.*`` matches ``a`` and every topic under it; else exact."""
+    if pattern == "*":
+        return True
+    if pattern.endswith(".*"):
+        stem = pattern[:-2]
+        return topic == stem or topic.startswith(stem + ".")
+    return pattern == topic
+
+
+class Subscription:
+    """One subscriber's bounded queue; iterate it, or call :meth:`get`."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        patterns: tuple[str, ...],
+        maxsize: int,
+        where: Callable[[Event], bool] | None,
+    ) -> None:
+        self._bus = bus
+        self.patterns = patterns
+        self.where = where
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self._dropped = 0
+        self.dropped_total = 0
+        self.closed = False
+
+    def wants(self, event: Event) -> bool:
+        if not any(topic_matches(p, event.topic) for p in self.patterns):
+            return False
+        return self.where is None or self.where(event)
+
+    def offer(self, event: Event) -> None:
+        """Enqueue without waiting, dropping the oldest event when full."""
+        if self._queue.full():
+            self._queue.get_nowait()
+            self._dropped += 1
+            self.dropped_total += 1
+        self._queue.put_nowait(event)
+
+    async def get(self) -> Event | Gap:
+        """The next event, or a :class:`Gap` first when events were dropped since the last read."""
+        if self._dropped:
+            dropped, self._dropped = self._dropped, 0
+            return Gap(dropped)
+        return await self._queue.get()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._bus._remove(self)
+
+    def __aiter__(self) -> AsyncIterator[Event | Gap]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event | Gap]:
+        while not self.closed:
+            yield await self.get()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+class EventBus:
+    """Fan-out of events to subscribers inside one process."""
+
+    def __init__(self, *, default_maxsize: int = 1000) -> None:
+        self.default_maxsize = default_maxsize
+        self._subscriptions: list[Subscription] = []
+        self.published = 0
+
+    def subscribe(
+        self,
+        *patterns: str,
+        maxsize: int | None = None,
+        where: Callable[[Event], bool] | None = None,
+    ) -> Subscription:
+        """Receive events whose topic matches any pattern (and ``where``, when given)."""
+        if not patterns:
+            raise ValueError("subscribe needs at least one topic pattern")
+        size = self.default_maxsize if maxsize is None else maxsize
+        if size < 1:
+            raise ValueError("maxsize must be at least 1")
+        subscription = Subscription(self, patterns, size, where)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def publish(self, topic: str, payload: dict[str, Any] | None = None) -> Event:
+        """Deliver to every matching subscriber; never waits."""
+        event = Event(topic, dict(payload or {}))
+        self.published += 1
+        for subscription in tuple(self._subscriptions):
+            if subscription.wants(event):
+                subscription.offer(event)
+        return event
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscriptions)
+
+    def _remove(self, subscription: Subscription) -> None:
+        try:
+            self._subscriptions.remove(subscription)
+        except ValueError:
+            pass

@@ -1,0 +1,55 @@
+"""The Prometheus registry of one process and the platform's HTTP metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """A registry of its own (never the global one) and the collectors the gateway records."""
+
+    registry: CollectorRegistry
+    http_requests: Counter
+    http_latency: Histogram
+    http_in_flight: Gauge
+    auth_failures: Counter
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text exposition format and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def create_metrics() -> Metrics:
+    """A fresh registry with the platform's collectors registered."""
+    registry = CollectorRegistry(auto_describe=True)
+    return Metrics(
+        registry=registry,
+        http_requests=Counter(
+            "aurora_http_requests",
+            "HTTP requests served, by method, route template and status.",
+            ["method", "route", "status"],
+            registry=registry,
+        ),
+        http_latency=Histogram(
+            "aurora_http_request_duration_seconds",
+            "HTTP request latency, by method, route template and status.",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        http_in_flight=Gauge(
+            "aurora_http_requests_in_flight", "HTTP requests being served.", registry=registry
+        ),
+        auth_failures=Counter(
+            "aurora_auth_failures",
+            "Refused authentications, by AURORA code.",
+            ["code"],
+            registry=registry,
+        ),
+    )

@@ -1,0 +1,1 @@
+"""Security primitives: JWT access tokens, password hashing, API keys, roles and permissions."""

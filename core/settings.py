@@ -1,0 +1,115 @@
+"""Process settings, read once from the environment (``AURORA_*``) at an entry point.
+
+Nothing reads the environment at import time: an entry point calls :func:`load_settings`
+and passes the result down.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class JwtAlgorithm(StrEnum):
+    """Signing algorithms AuroraSOC accepts for its own access tokens."""
+
+    HS256 = "HS256"
+    RS256 = "RS256"
+    EDDSA = "EdDSA"
+
+
+class Settings(BaseSettings):
+    """Static configuration of one AuroraSOC process.
+
+    Runtime knobs that operators change while the platform runs (the system mode and the like)
+    live in the database, see ``gateway.system``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AURORA_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    data_dir: Path = Path("./var")
+    database_url: str | None = None
+    """SQLAlchemy URL; default ``sqlite+aiosqlite:///<data_dir>/aurora.db``."""
+    log_level: str = "INFO"
+
+    admin_username: str = "admin"
+    admin_password: SecretStr | None = None
+
+    jwt_algorithm: JwtAlgorithm = JwtAlgorithm.HS256
+    jwt_secret: SecretStr | None = None
+    """HS256 key; when unset, a random key is generated once and kept in the data dir."""
+    jwt_private_key_file: Path | None = None
+    """PEM private key for RS256 / EdDSA."""
+    jwt_public_key_file: Path | None = None
+    """PEM public key for RS256 / EdDSA."""
+    jwt_issuer: str = "aurorasoc"
+    jwt_audience: str = "aurorasoc-api"
+    access_token_ttl_seconds: Annotated[int, Field(ge=30, le=86_400)] = 900
+
+    login_max_failures: Annotated[int, Field(ge=1, le=100)] = 5
+    login_lockout_seconds: Annotated[int, Field(ge=1, le=86_400)] = 300
+
+    argon2_time_cost: Annotated[int, Field(ge=1, le=20)] = 3
+    argon2_memory_kib: Annotated[int, Field(ge=8, le=4_194_304)] = 65_536
+    argon2_parallelism: Annotated[int, Field(ge=1, le=16)] = 4
+
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    """Largest request body accepted, unless a route sets its own limit."""
+    auth_cache_ttl_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
+    """How long a resolved user stays cached for authentication (0 disables the cache)."""
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured database URL, or the SQLite file under the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'aurora.db'}"
+
+    @property
+    def public_url(self) -> str:
+        """Base URL at which the gateway serves."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, with explicit overrides taking precedence."""
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def ensure_data_dir(settings: Settings) -> Path:
+    """Create the data directory (owner-only) and return it."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return settings.data_dir
+
+
+def jwt_hmac_secret(settings: Settings) -> str:
+    """The HS256 key: from settings, else one generated once and stored in the data dir."""
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value()
+    path = ensure_data_dir(settings) / "jwt_secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    secret = secrets.token_urlsafe(48)
+    # O_EXCL: when two processes race to create it, one wins and both use its key.
+    try:
+        with path.open("x") as handle:
+            path.chmod(0o600)
+            handle.write(secret)
+    except FileExistsError:
+        return path.read_text().strip()
+    return secret

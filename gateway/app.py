@@ -1,0 +1,112 @@
+"""``create_app(settings)``: the gateway application, its resources and its route table."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable
+
+from aiohttp import web
+
+from core.db import Database, create_database
+from core.db.migrate import is_current
+from core.events import EventBus
+from core.metrics import create_metrics
+from core.security.passwords import PasswordHasher
+from core.security.tokens import TokenService
+from core.settings import Settings, ensure_data_dir
+from gateway.auth.routes import ROUTES as AUTH_ROUTES
+from gateway.auth.service import Authenticator, purge_expired_revocations
+from gateway.keys import (
+    AUTHENTICATOR,
+    BUS,
+    DATABASE,
+    HASHER,
+    METRICS,
+    ROUTE_TABLE,
+    RUNTIME,
+    SETTINGS,
+    TOKENS,
+)
+from gateway.middleware import add_standard_headers, auth_middleware, context_middleware
+from gateway.routing import Route
+from gateway.system.routes import ROUTES as SYSTEM_ROUTES
+from gateway.system.service import RuntimeState, load_runtime
+from gateway.users.routes import ROUTES as USERS_ROUTES
+
+log = logging.getLogger("aurora.gateway")
+
+ALL_ROUTES: tuple[Route, ...] = (*AUTH_ROUTES, *USERS_ROUTES, *SYSTEM_ROUTES)
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database is not migrated to the newest revision."""
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    database = create_database(settings.effective_database_url)
+    try:
+        if not await is_current(database):
+            raise SchemaNotCurrent(
+                "the database schema is not current: run `aurora db upgrade` first"
+            )
+        app[DATABASE] = database
+        authenticator = Authenticator(
+            database=database,
+            tokens=app[TOKENS],
+            user_cache_ttl=settings.auth_cache_ttl_seconds,
+        )
+        await authenticator.load_revocations()
+        app[AUTHENTICATOR] = authenticator
+        async with database.session() as db:
+            app[RUNTIME].apply(await load_runtime(db=db))
+            await purge_expired_revocations(db=db)
+        refresher = asyncio.create_task(authenticator.run_refresh(), name="revocation-refresh")
+        yield
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
+    finally:
+        await database.dispose()
+
+
+def create_app(settings: Settings, *, extra_routes: Iterable[Route] = ()) -> web.Application:
+    """Build the gateway for ``settings``; resources open on start-up and close on cleanup.
+
+    ``extra_routes`` lets an embedding program (or a test) add routes that go through the same
+    middleware and access rules.
+    """
+    ensure_data_dir(settings)
+    routes = (*ALL_ROUTES, *extra_routes)
+    largest_body = max(
+        [settings.max_body_bytes, *(r.max_body_bytes or 0 for r in routes)]
+    )
+    app = web.Application(
+        middlewares=[context_middleware, auth_middleware], client_max_size=largest_body
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = create_metrics()
+    app[BUS] = EventBus()
+    app[TOKENS] = TokenService.from_settings(settings)
+    app[HASHER] = PasswordHasher.from_settings(settings)
+    app[RUNTIME] = RuntimeState()
+    table = {}
+    for route in routes:
+        registered = app.router.add_route(route.http_method, route.path, route.handler)
+        table[registered] = route
+    app[ROUTE_TABLE] = table
+    app.cleanup_ctx.append(_resources)
+    app.on_response_prepare.append(add_standard_headers)
+    return app
+
+
+def registered_routes(app: web.Application) -> list[Route]:
+    """The routes of ``app``'s route table."""
+    return list(app[ROUTE_TABLE].values())
+
+
+async def open_database(settings: Settings) -> Database:
+    """A database handle for command-line tasks outside the app."""
+    return create_database(settings.effective_database_url)

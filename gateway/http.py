@@ -1,0 +1,145 @@
+"""Request parsing and response helpers shared by every domain's routes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from core.errors import AuroraError, PayloadTooLarge, ValidationFailed
+from gateway.keys import PRINCIPAL, REQUEST_ID, ROUTE, SETTINGS
+
+JSON_TYPE = "application/json"
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+def iso_millis(moment: datetime | None = None) -> str:
+    """ISO 8601 UTC with milliseconds and ``Z``: ``2026-06-14T12:00:00.000Z``."""
+    moment = (moment or datetime.now(UTC)).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def error_body(err: AuroraError, request_id: str) -> bytes:
+    envelope = {
+        "error": {
+            "code": err.code,
+            "message": err.message,
+            "detail": err.detail,
+            "timestamp": iso_millis(),
+            "request_id": request_id,
+        }
+    }
+    return json.dumps(envelope, default=str).encode()
+
+
+def error_response(err: AuroraError, request_id: str) -> web.Response:
+    """The spec's error envelope for ``err``, with its status and headers."""
+    response = web.Response(
+        body=error_body(err, request_id), status=err.status, content_type=JSON_TYPE
+    )
+    response.headers.update(err.headers)
+    return response
+
+
+def validation_detail(err: ValidationError, prefix: str) -> list[dict[str, Any]]:
+    """Field-level errors without the rejected values (they may be secrets)."""
+    return [
+        {"loc": [prefix, *error["loc"]], "msg": error["msg"], "type": error["type"]}
+        for error in err.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+def body_limit(request: web.Request) -> int:
+    route = request.get(ROUTE)
+    if route is not None and route.max_body_bytes is not None:
+        return route.max_body_bytes
+    return request.app[SETTINGS].max_body_bytes
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The raw body, refused with AURORA-4130 past the route's limit."""
+    limit = body_limit(request)
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge({"limit_bytes": limit})
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge as err:
+        raise PayloadTooLarge({"limit_bytes": limit}) from err
+    if len(body) > limit:
+        raise PayloadTooLarge({"limit_bytes": limit})
+    return body
+
+
+async def read_json(request: web.Request) -> Any:
+    """The JSON body; malformed JSON or a wrong content type is AURORA-4220."""
+    if request.content_type != JSON_TYPE:
+        raise ValidationFailed(
+            [{"loc": ["body"], "msg": "Content-Type must be application/json", "type": "content_type"}]
+        )
+    body = await read_body(request)
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValidationFailed(
+            [{"loc": ["body"], "msg": f"Malformed JSON: {err}", "type": "json_invalid"}]
+        ) from err
+
+
+def validate[M: BaseModel](model: type[M], data: Any, *, where: str = "body") -> M:
+    """Validate ``data`` into ``model``; failures are AURORA-4220 with field-level detail."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ValidationFailed(validation_detail(err, where)) from err
+
+
+async def parse_json[M: BaseModel](request: web.Request, model: type[M]) -> M:
+    """Read and validate a JSON body."""
+    return validate(model, await read_json(request))
+
+
+async def parse_json_or_form[M: BaseModel](request: web.Request, model: type[M]) -> M:
+    """Validate a JSON body, or an urlencoded / multipart form (for OAuth2-style clients)."""
+    if request.content_type in FORM_TYPES:
+        if request.content_length is not None and request.content_length > body_limit(request):
+            raise PayloadTooLarge({"limit_bytes": body_limit(request)})
+        try:
+            form = await request.post()
+        except (web.HTTPRequestEntityTooLarge, ValueError) as err:
+            raise ValidationFailed(
+                [{"loc": ["body"], "msg": "Malformed form body", "type": "form_invalid"}]
+            ) from err
+        return validate(model, {k: v for k, v in form.items() if isinstance(v, str)})
+    return await parse_json(request, model)
+
+
+def parse_query[M: BaseModel](request: web.Request, model: type[M]) -> M:
+    """Validate the query string (first value of each key) into ``model``."""
+    return validate(model, dict(request.query), where="query")
+
+
+def json_response(
+    payload: BaseModel | dict[str, Any] | list[Any], *, status: int = 200
+) -> web.Response:
+    """Serialise a pydantic model (or plain JSON data) as the response body."""
+    if isinstance(payload, BaseModel):
+        body = payload.model_dump_json().encode()
+    else:
+        body = json.dumps(payload, default=str).encode()
+    return web.Response(body=body, status=status, content_type=JSON_TYPE)
+
+
+def no_content() -> web.Response:
+    return web.Response(status=204)
+
+
+def request_id(request: web.Request) -> str:
+    return request.get(REQUEST_ID) or "-"
+
+
+def principal(request: web.Request) -> Any:
+    """The authenticated caller (set by the auth middleware)."""
+    return request[PRINCIPAL]

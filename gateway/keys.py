@@ -1,0 +1,35 @@
+"""Typed keys of the application and request state."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from core.db import Database
+from core.events import EventBus
+from core.metrics import Metrics
+from core.security.passwords import PasswordHasher
+from core.security.tokens import TokenService
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from aiohttp.abc import AbstractRoute
+
+    from gateway.auth.service import Authenticator, Principal
+    from gateway.routing import Route
+    from gateway.system.service import RuntimeState
+
+SETTINGS = web.AppKey("settings", Settings)
+DATABASE = web.AppKey("database", Database)
+METRICS = web.AppKey("metrics", Metrics)
+BUS = web.AppKey("bus", EventBus)
+TOKENS = web.AppKey("tokens", TokenService)
+HASHER = web.AppKey("hasher", PasswordHasher)
+AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
+RUNTIME: web.AppKey[RuntimeState] = web.AppKey("runtime")
+ROUTE_TABLE: web.AppKey[dict[AbstractRoute, Route]] = web.AppKey("route_table")
+
+REQUEST_ID = web.RequestKey("request_id", str)
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
+ROUTE: web.RequestKey[Route] = web.RequestKey("route")

@@ -1,0 +1,148 @@
+"""Middleware: request ids, error envelopes, metrics, authentication and authorisation.
+
+``context_middleware`` is outermost: whatever happens inside becomes the spec's envelope.
+``auth_middleware`` reads the access rule of the matched route from the route table.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from aiohttp import web
+from aiohttp.web_urldispatcher import MatchInfoError
+
+from core.errors import (
+    AuroraError,
+    AuthenticationRequired,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    ValidationFailed,
+)
+from core.security.permissions import Permission
+from gateway.http import body_limit, error_response
+from gateway.keys import (
+    AUTHENTICATOR,
+    METRICS,
+    PRINCIPAL,
+    REQUEST_ID,
+    ROUTE,
+    ROUTE_TABLE,
+    RUNTIME,
+)
+from gateway.routing import Access, Handler
+
+log = logging.getLogger("aurora.gateway")
+
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")
+KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+def _http_error(exc: web.HTTPException) -> AuroraError:
+    if isinstance(exc, web.HTTPNotFound):
+        return NotFound({"reason": "no such route"})
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = sorted(exc.allowed_methods)
+        return MethodNotAllowed({"allowed": allowed}, headers={"Allow": ", ".join(allowed)})
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return PayloadTooLarge()
+    if 400 <= exc.status < 500:
+        return ValidationFailed({"reason": exc.reason})
+    return InternalError()
+
+
+def _route_label(request: web.Request) -> str:
+    info = request.match_info
+    if isinstance(info, MatchInfoError):
+        return "unmatched"
+    resource = info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, envelope for every error, and the request metrics."""
+    incoming = request.headers.get("X-Request-ID")
+    rid = incoming if incoming and REQUEST_ID_PATTERN.match(incoming) else str(uuid.uuid4())
+    request[REQUEST_ID] = rid
+    metrics = request.app[METRICS]
+    started = time.perf_counter()
+    metrics.http_in_flight.inc()
+    response: web.StreamResponse
+    try:
+        response = await handler(request)
+    except AuroraError as err:
+        response = error_response(err, rid)
+    except web.HTTPException as exc:
+        if exc.status < 400:  # redirects and the like pass through untouched
+            raise
+        response = error_response(_http_error(exc), rid)
+    except Exception:
+        log.exception("unhandled error serving %s %s (request %s)", request.method,
+                      _route_label(request), rid)
+        response = error_response(InternalError(), rid)
+    finally:
+        metrics.http_in_flight.dec()
+    method = request.method if request.method in KNOWN_METHODS else "OTHER"
+    labels = (method, _route_label(request), str(response.status))
+    metrics.http_requests.labels(*labels).inc()
+    metrics.http_latency.labels(*labels).observe(time.perf_counter() - started)
+    return response
+
+
+def _credentials(request: web.Request, websocket: bool) -> tuple[str | None, str | None]:
+    bearer: str | None = None
+    header = request.headers.get("Authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise AuthenticationRequired("the Authorization header must be 'Bearer <token>'")
+        bearer = value.strip()
+    elif websocket:
+        # Browsers cannot set headers on a WebSocket upgrade; only there is a query token taken.
+        bearer = request.query.get("access_token") or None
+    return bearer, request.headers.get("X-API-Key") or None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate the caller and check the matched route's permission."""
+    info = request.match_info
+    if isinstance(info, MatchInfoError):
+        return await handler(request)
+    route = request.app[ROUTE_TABLE].get(info.route)
+    if route is None:  # not from the route table (e.g. a test's own route): deny
+        raise NotFound({"reason": "no such route"})
+    request[ROUTE] = route
+    if request.content_length is not None and request.content_length > body_limit(request):
+        raise PayloadTooLarge({"limit_bytes": body_limit(request)})
+    if route.access is Access.PUBLIC:
+        return await handler(request)
+    bearer, api_key = _credentials(request, route.is_websocket)
+    try:
+        caller = await request.app[AUTHENTICATOR].authenticate(bearer=bearer, api_key=api_key)
+    except AuroraError as err:
+        request.app[METRICS].auth_failures.labels(err.code).inc()
+        raise
+    if isinstance(route.access, Permission) and not caller.can(route.access):
+        raise PermissionDenied({"required": route.access.value})
+    request[PRINCIPAL] = caller
+    return await handler(request)
+
+
+async def add_standard_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``X-API-Version``, ``X-Request-ID`` and ``X-AuroraSOC-Mode`` on every response."""
+    headers = response.headers
+    headers["X-API-Version"] = "1.0"
+    headers["X-Request-ID"] = request.get(REQUEST_ID) or str(uuid.uuid4())
+    headers["X-AuroraSOC-Mode"] = request.app[RUNTIME].mode.value
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    route = request.get(ROUTE)
+    if route is not None and route.sunset is not None:
+        headers["Deprecation"] = "true"
+        headers["Sunset"] = route.sunset

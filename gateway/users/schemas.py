@@ -1,0 +1,54 @@
+"""Wire models of the users routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr
+
+from core.security.permissions import Role
+
+USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(pattern=USERNAME_PATTERN)
+    password: SecretStr = Field(min_length=12, max_length=1024)
+    role: Role
+    email: EmailStr | None = None
+    full_name: str | None = Field(default=None, max_length=200)
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    username: str
+    email: str | None
+    full_name: str | None
+    role: str
+    is_active: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class UserMe(UserRead):
+    permissions: list[str]
+    auth_method: str
+
+
+class UserPage(BaseModel):
+    items: list[UserRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class UserListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=50, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)
+    role: Role | None = None

@@ -1,0 +1,116 @@
+"""User management: create, list, delete (never yourself, never the last admin), bootstrap."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import Conflict, NotFound
+from core.security.passwords import PasswordHasher
+from core.security.permissions import Role
+from gateway.users.models import User
+
+
+async def get_user_by_username(*, db: AsyncSession, username: str) -> User:
+    user = (await db.execute(select(User).where(User.username == username))).scalar_one_or_none()
+    if user is None:
+        raise NotFound({"username": username})
+    return user
+
+
+async def get_user(*, db: AsyncSession, user_id: str) -> User:
+    user = await db.get(User, user_id)
+    if user is None:
+        raise NotFound({"user_id": user_id})
+    return user
+
+
+async def list_users(
+    *, db: AsyncSession, limit: int, offset: int, role: str | None = None
+) -> tuple[list[User], int]:
+    query = select(User)
+    count = select(func.count()).select_from(User)
+    if role is not None:
+        query = query.where(User.role == role)
+        count = count.where(User.role == role)
+    users = (await db.execute(query.order_by(User.username).limit(limit).offset(offset))).scalars()
+    return list(users), int((await db.execute(count)).scalar_one())
+
+
+async def create_user(
+    *,
+    db: AsyncSession,
+    hasher: PasswordHasher,
+    username: str,
+    password: str | None,
+    role: Role,
+    email: str | None = None,
+    full_name: str | None = None,
+) -> User:
+    """Create a user; ``password`` None makes a service identity that cannot log in.
+
+    A taken username is AURORA-4090.
+    """
+    user = User(
+        username=username,
+        role=role.value,
+        password_hash=await hasher.hash_async(password) if password is not None else None,
+        email=email,
+        full_name=full_name,
+    )
+    db.add(user)
+    try:
+        await db.commit()
+    except IntegrityError as err:
+        await db.rollback()
+        raise Conflict({"username": username, "reason": "username already exists"}) from err
+    return user
+
+
+async def delete_user(*, db: AsyncSession, actor_id: str, username: str) -> User:
+    """Delete a user and its API keys. Deleting yourself or the last admin is AURORA-4090."""
+    user = await get_user_by_username(db=db, username=username)
+    if user.id == actor_id:
+        raise Conflict({"username": username, "reason": "you cannot delete yourself"})
+    if user.role == Role.ADMIN:
+        # Lock the admin rows so two admins deleting each other cannot both succeed.
+        admins = (
+            await db.execute(
+                select(User.id).where(User.role == Role.ADMIN, User.is_active).with_for_update()
+            )
+        ).all()
+        if len(admins) <= 1:
+            raise Conflict({"username": username, "reason": "the last admin cannot be deleted"})
+    await db.delete(user)
+    await db.commit()
+    return user
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    username: str
+    created: bool
+    generated_password: str | None
+
+
+async def bootstrap_admin(
+    *, db: AsyncSession, hasher: PasswordHasher, username: str, password: str | None
+) -> Bootstrap:
+    """Create the first admin unless that user exists; generate a password when none is given.
+
+    An existing user is left untouched (its password is never reset from the environment).
+    """
+    existing = (
+        await db.execute(select(User).where(User.username == username))
+    ).scalar_one_or_none()
+    if existing is not None:
+        return Bootstrap(username, created=False, generated_password=None)
+    generated = None if password else secrets.token_urlsafe(18)
+    await create_user(
+        db=db, hasher=hasher, username=username, password=password or generated, role=Role.ADMIN
+    )
+    return Bootstrap(username, created=True, generated_password=generated)

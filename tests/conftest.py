@@ -1,0 +1,152 @@
+"""Shared fixtures: settings on a temp data dir, a migrated database (SQLite, and PostgreSQL when
+one is provided), and a live gateway behind an aiohttp test client."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy.engine import make_url
+
+from core.db import create_database
+from core.db.migrate import upgrade
+from core.security.permissions import Role
+from core.settings import Settings
+from gateway.app import create_app
+from gateway.keys import DATABASE, HASHER, TOKENS
+from gateway.routing import Route
+from gateway.users import service as users
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery staple"
+
+
+def shared_data_dir() -> Path | None:
+    """``../shared/data`` beside the project, or ``AURORA_SHARED_DATA``; None when absent."""
+    configured = os.environ.get("AURORA_SHARED_DATA")
+    candidate = Path(configured) if configured else PROJECT_ROOT.parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+def postgres_admin_url() -> str | None:
+    url = os.environ.get("AURORA_TEST_POSTGRES_URL")
+    if not url and os.environ.get("AURORA_REQUIRE_POSTGRES") == "1":
+        pytest.fail("AURORA_REQUIRE_POSTGRES=1 but AURORA_TEST_POSTGRES_URL is not set")
+    return url or None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgres" and postgres_admin_url() is None:
+        pytest.skip("PostgreSQL suite: set AURORA_TEST_POSTGRES_URL (.ci/run provisions one)")
+    return str(request.param)
+
+
+@pytest.fixture
+async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'aurora.db'}"
+        return
+    import asyncpg  # only the PostgreSQL suite needs it
+
+    admin = make_url(postgres_admin_url() or "")
+    name = f"aurora_t_{uuid.uuid4().hex[:12]}"
+    dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    yield admin.set(database=name).render_as_string(hide_password=False)
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "jwt_secret": secrets.token_urlsafe(32),
+        "argon2_time_cost": 1,
+        "argon2_memory_kib": 1024,
+        "argon2_parallelism": 1,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+async def settings(tmp_path: Path, database_url: str) -> Settings:
+    settings = make_settings(tmp_path / "data", database_url)
+    database = create_database(settings.effective_database_url)
+    try:
+        await upgrade(database)
+    finally:
+        await database.dispose()
+    return settings
+
+
+class Gateway:
+    """A running gateway and helpers to act on it as various users."""
+
+    def __init__(self, client: TestClient[web.Request, web.Application]) -> None:
+        self.client = client
+        self.app = client.server.app
+        assert self.app is not None
+
+    async def create_user(self, username: str, role: Role, password: str = PASSWORD) -> None:
+        async with self.app[DATABASE].session() as db:
+            await users.create_user(
+                db=db, hasher=self.app[HASHER], username=username, password=password, role=role
+            )
+
+    async def login(self, username: str, password: str = PASSWORD) -> dict[str, str]:
+        response = await self.client.post(
+            "/api/v1/auth/token", json={"username": username, "password": password}
+        )
+        body = await response.json()
+        assert response.status == 200, body
+        return {"Authorization": f"Bearer {body['access_token']}"}
+
+    async def user(self, role: Role, username: str | None = None) -> dict[str, str]:
+        """Create a user with ``role`` and return headers carrying a fresh token for it."""
+        name = username or f"{role.value.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
+        await self.create_user(name, role)
+        return await self.login(name)
+
+    def token_for(self, user_id: str, **kwargs: Any) -> str:
+        return self.app[TOKENS].issue(user_id, **kwargs).token
+
+
+async def start_gateway(
+    settings: Settings, extra_routes: tuple[Route, ...] = ()
+) -> TestClient[web.Request, web.Application]:
+    client: TestClient[web.Request, web.Application] = TestClient(
+        TestServer(create_app(settings, extra_routes=extra_routes))
+    )
+    await client.start_server()
+    return client
+
+
+@pytest.fixture
+async def gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    client = await start_gateway(settings)
+    try:
+        yield Gateway(client)
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def admin(gateway: Gateway) -> dict[str, str]:
+    return await gateway.user(Role.ADMIN, "root-admin")
