@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """SQLAlchemy URL; default ``sqlite+aiosqlite:///<data_dir>/aurora.db``."""
     log_level: str = "INFO"
+    access_log: bool = True
+    """Log one line per HTTP request (logger ``aurora.access``)."""
 
     admin_username: str = "admin"
     admin_password: SecretStr | None = None

@@ -6,6 +6,7 @@ RS256 and EdDSA take PEM keys from settings. Verification pins the configured al
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from core.errors import InvalidCredentials, TokenExpired
 from core.settings import JwtAlgorithm, Settings, jwt_hmac_secret
 
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "jti", "sub"]
+LEEWAY_SECONDS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,10 @@ class TokenService:
         self.issuer = issuer
         self.audience = audience
         self.default_ttl = default_ttl
+        # Verified tokens by their exact text: signature checks are the costly part of a
+        # request, and the same token arrives many times. Lifetime is still checked each time.
+        self._verified: dict[str, TokenClaims] = {}
+        self.cache_size = 4096
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenService:
@@ -113,6 +119,19 @@ class TokenService:
 
     def verify(self, token: str, *, token_type: str = "access") -> TokenClaims:
         """Verify signature, issuer, audience and lifetime; raise AURORA-4011 or AURORA-4012."""
+        cached = self._verified.get(token)
+        if cached is not None and cached.token_type == token_type:
+            if cached.expires_at.timestamp() + LEEWAY_SECONDS > time.time():
+                return cached
+            del self._verified[token]
+            raise TokenExpired("the access token has expired")
+        claims = self._verify_uncached(token, token_type)
+        if len(self._verified) >= self.cache_size:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[token] = claims
+        return claims
+
+    def _verify_uncached(self, token: str, token_type: str) -> TokenClaims:
         try:
             payload = jwt.decode(
                 token,
@@ -121,7 +140,7 @@ class TokenService:
                 audience=self.audience,
                 issuer=self.issuer,
                 options={"require": REQUIRED_CLAIMS},
-                leeway=5,
+                leeway=LEEWAY_SECONDS,
             )
         except jwt.ExpiredSignatureError as err:
             raise TokenExpired("the access token has expired") from err

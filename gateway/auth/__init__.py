@@ -1,0 +1,1 @@
+"""Authentication: tokens, logout, API keys (SSO arrives with its issue)."""

@@ -4,6 +4,7 @@ presented credential into a :class:`Principal`."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,11 @@ from core.security.permissions import Permission, Role, permissions_for
 from core.security.tokens import IssuedToken, TokenService
 from gateway.auth.models import ApiKey, RevokedToken
 from gateway.users.models import User
+
+
+@functools.cache
+def sorted_names(permissions: frozenset[Permission]) -> list[str]:
+    return sorted(p.value for p in permissions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +82,10 @@ class Principal:
 
     def can(self, permission: Permission) -> bool:
         return permission in self.permissions
+
+    @property
+    def permission_names(self) -> list[str]:
+        return sorted_names(self.permissions)
 
     @property
     def is_admin(self) -> bool:

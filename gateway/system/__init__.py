@@ -1,0 +1,1 @@
+"""System: runtime settings and metrics."""

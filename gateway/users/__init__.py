@@ -1,0 +1,1 @@
+"""Users: profile and admin management."""

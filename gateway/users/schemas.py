@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, field_validator
 
 from core.security.permissions import Role
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
+RESERVED_USERNAMES = frozenset({"me"})
 
 
 class UserCreate(BaseModel):
@@ -19,6 +20,13 @@ class UserCreate(BaseModel):
     role: Role
     email: EmailStr | None = None
     full_name: str | None = Field(default=None, max_length=200)
+
+    @field_validator("username")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_USERNAMES:
+            raise ValueError(f"'{value}' is reserved")
+        return value
 
 
 class UserRead(BaseModel):

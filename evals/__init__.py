@@ -1,0 +1,1 @@
+"""Eval suites over prompts and models: datasets, scorers, runner, reports."""

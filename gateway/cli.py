@@ -1,0 +1,271 @@
+"""The ``aurora`` command: run the platform, migrate, manage users, mint tokens.
+
+Settings are read once here, from ``AURORA_*`` variables, and passed down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from aiohttp import web
+
+from core.db import create_database
+from core.db.migrate import current_revision, head_revision, is_current, upgrade
+from core.errors import AuroraError
+from core.security.passwords import PasswordHasher
+from core.security.permissions import ROLE_PERMISSIONS, Role
+from core.security.tokens import TokenService
+from core.settings import Settings, ensure_data_dir, load_settings
+from gateway.app import SchemaNotCurrent, create_app
+from gateway.users import service as users
+
+log = logging.getLogger("aurora")
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+async def _serve(settings: Settings, *, banner: Callable[[str], None]) -> None:
+    """Run the gateway until SIGINT or SIGTERM, then shut down cleanly."""
+    app = create_app(settings)
+    access_log = logging.getLogger("aurora.access") if settings.access_log else None
+    runner = web.AppRunner(app, handle_signals=False, access_log=access_log)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        banner(settings.public_url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+
+
+async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    ensure_data_dir(settings)
+    database = create_database(settings.effective_database_url)
+    try:
+        await upgrade(database)
+        async with database.session() as db:
+            boot = await users.bootstrap_admin(
+                db=db,
+                hasher=PasswordHasher.from_settings(settings),
+                username=settings.admin_username,
+                password=(
+                    settings.admin_password.get_secret_value() if settings.admin_password else None
+                ),
+            )
+    finally:
+        await database.dispose()
+    if boot.generated_password is not None:
+        print(
+            f"Created admin '{boot.username}' with generated password: {boot.generated_password}\n"
+            "  (shown once; set AURORA_ADMIN_PASSWORD to choose it yourself)",
+            flush=True,
+        )
+    elif boot.created:
+        print(f"Created admin '{boot.username}' from AURORA_ADMIN_PASSWORD", flush=True)
+
+    def banner(url: str) -> None:
+        print(f"AuroraSOC is up at {url}  (API: {url}/api/v1, data: {settings.data_dir})",
+              flush=True)
+
+    await _serve(settings, banner=banner)
+    return 0
+
+
+async def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
+    def banner(url: str) -> None:
+        print(f"AuroraSOC gateway listening on {url}", flush=True)
+
+    try:
+        await _serve(settings, banner=banner)
+    except SchemaNotCurrent as err:
+        print(f"aurora: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    ensure_data_dir(settings)
+    database = create_database(settings.effective_database_url)
+    try:
+        await upgrade(database, args.revision)
+        print(f"database at revision {await current_revision(database)}")
+    finally:
+        await database.dispose()
+    return 0
+
+
+async def cmd_db_current(settings: Settings, args: argparse.Namespace) -> int:
+    database = create_database(settings.effective_database_url)
+    try:
+        current = await current_revision(database)
+        head = head_revision(settings.effective_database_url)
+        state = "current" if await is_current(database) else "behind: run `aurora db upgrade`"
+        print(f"database at revision {current or '(none)'}, newest {head} ({state})")
+    finally:
+        await database.dispose()
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Repeat password: "):
+        raise SystemExit("aurora: passwords do not match")
+    return first
+
+
+async def cmd_user_create(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.http import validate
+    from gateway.users.schemas import UserCreate
+
+    role = Role(args.role)
+    password: str | None = None
+    if role not in {Role.SERVICE_AGENT, Role.SERVICE_RESPONDER} or args.password_stdin:
+        password = _read_password(args)
+    database = create_database(settings.effective_database_url)
+    try:
+        if password is not None:
+            validate(
+                UserCreate,
+                {"username": args.username, "password": password, "role": role,
+                 "email": args.email, "full_name": args.full_name},
+            )
+        async with database.session() as db:
+            user = await users.create_user(
+                db=db,
+                hasher=PasswordHasher.from_settings(settings),
+                username=args.username,
+                password=password,
+                role=role,
+                email=args.email,
+                full_name=args.full_name,
+            )
+    finally:
+        await database.dispose()
+    print(f"created {user.role} '{user.username}' ({user.id})")
+    return 0
+
+
+async def cmd_user_list(settings: Settings, args: argparse.Namespace) -> int:
+    database = create_database(settings.effective_database_url)
+    try:
+        async with database.session() as db:
+            found, total = await users.list_users(db=db, limit=10_000, offset=0)
+    finally:
+        await database.dispose()
+    print(f"{'USERNAME':<24} {'ROLE':<18} {'ACTIVE':<6} CREATED")
+    for user in found:
+        print(f"{user.username:<24} {user.role:<18} {'yes' if user.is_active else 'no':<6} "
+              f"{user.created_at:%Y-%m-%d %H:%M}")
+    print(f"{total} user(s)")
+    return 0
+
+
+async def cmd_user_delete(settings: Settings, args: argparse.Namespace) -> int:
+    database = create_database(settings.effective_database_url)
+    try:
+        async with database.session() as db:
+            await users.delete_user(db=db, actor_id="", username=args.username)
+    finally:
+        await database.dispose()
+    print(f"deleted '{args.username}'")
+    return 0
+
+
+async def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    database = create_database(settings.effective_database_url)
+    try:
+        async with database.session() as db:
+            user = await users.get_user_by_username(db=db, username=args.username)
+    finally:
+        await database.dispose()
+    issued = TokenService.from_settings(settings).issue(
+        user.id, ttl_seconds=args.ttl, claims={"username": user.username}
+    )
+    print(issued.token)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aurora", description="AuroraSOC: AI specialist agents beside SOC analysts."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="migrate, bootstrap the admin, run the whole platform")
+    up.set_defaults(run=cmd_up)
+    gateway = commands.add_parser("gateway", help="run the API gateway alone")
+    gateway.set_defaults(run=cmd_gateway)
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION"
+    )
+    db_upgrade = db.add_parser("upgrade", help="migrate to the newest schema (or REVISION)")
+    db_upgrade.add_argument("revision", nargs="?", default="head")
+    db_upgrade.set_defaults(run=cmd_db_upgrade)
+    db.add_parser("current", help="show the schema revision").set_defaults(run=cmd_db_current)
+
+    user = commands.add_parser("user", help="manage users").add_subparsers(
+        dest="user_command", required=True, metavar="ACTION"
+    )
+    create = user.add_parser("create", help="create a user (asks for the password)")
+    create.add_argument("username")
+    create.add_argument("--role", required=True, choices=[r.value for r in ROLE_PERMISSIONS])
+    create.add_argument("--email")
+    create.add_argument("--full-name")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    create.set_defaults(run=cmd_user_create)
+    user.add_parser("list", help="list users").set_defaults(run=cmd_user_list)
+    delete = user.add_parser("delete", help="delete a user")
+    delete.add_argument("username")
+    delete.set_defaults(run=cmd_user_delete)
+
+    token = commands.add_parser("token", help="print an access token for USERNAME (for scripts)")
+    token.add_argument("username")
+    token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
+    token.set_defaults(run=cmd_token)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ValueError as err:
+        print(f"aurora: invalid configuration:\n{err}", file=sys.stderr)
+        return 2
+    _configure_logging(settings)
+    try:
+        return int(asyncio.run(args.run(settings, args)))
+    except AuroraError as err:
+        detail = f" ({err.detail})" if err.detail else ""
+        print(f"aurora: {err.message}{detail}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The LangGraph orchestrator that routes investigations to specialist agents."""

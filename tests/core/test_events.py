@@ -1,0 +1,69 @@
+import asyncio
+
+import pytest
+
+from core.events import Event, EventBus, Gap, topic_matches
+
+
+@pytest.mark.parametrize(
+    ("pattern", "topic", "expected"),
+    [
+        ("*", "alerts.created", True),
+        ("alerts.*", "alerts.created", True),
+        ("alerts.*", "alerts", True),
+        ("alerts.*", "alertsx.created", False),
+        ("alerts.created", "alerts.created", True),
+        ("alerts.created", "alerts.updated", False),
+    ],
+)
+def test_topic_matching(pattern: str, topic: str, expected: bool) -> None:
+    assert topic_matches(pattern, topic) is expected
+
+
+async def test_fan_out_to_matching_subscribers_only() -> None:
+    bus = EventBus()
+    alerts = bus.subscribe("alerts.*")
+    users = bus.subscribe("users.deleted")
+    bus.publish("alerts.created", {"id": "a1"})
+    bus.publish("users.deleted", {"username": "bob"})
+    first = await asyncio.wait_for(alerts.get(), 1)
+    assert isinstance(first, Event)
+    assert (first.topic, first.payload) == ("alerts.created", {"id": "a1"})
+    second = await asyncio.wait_for(users.get(), 1)
+    assert isinstance(second, Event)
+    assert second.payload == {"username": "bob"}
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(alerts.get(), 0.05)
+
+
+async def test_slow_subscriber_never_blocks_and_gets_a_gap() -> None:
+    bus = EventBus()
+    slow = bus.subscribe("ticks", maxsize=3)
+    fast = bus.subscribe("ticks", maxsize=100)
+    for n in range(10):
+        bus.publish("ticks", {"n": n})  # returns at once although `slow` is full
+    gap = await slow.get()
+    assert gap == Gap(dropped=7)
+    kept = [await slow.get() for _ in range(3)]
+    assert [e.payload["n"] for e in kept if isinstance(e, Event)] == [7, 8, 9]
+    assert slow.dropped_total == 7
+    got = [await fast.get() for _ in range(10)]
+    assert [e.payload["n"] for e in got if isinstance(e, Event)] == list(range(10))
+
+
+async def test_filter_and_close() -> None:
+    bus = EventBus()
+    sub = bus.subscribe("inv.*", where=lambda e: e.payload.get("investigation") == "i1")
+    bus.publish("inv.thought", {"investigation": "i2"})
+    bus.publish("inv.thought", {"investigation": "i1", "text": "hello"})
+    event = await asyncio.wait_for(sub.get(), 1)
+    assert isinstance(event, Event)
+    assert event.payload["text"] == "hello"
+    assert bus.subscriber_count == 1
+    sub.close()
+    assert bus.subscriber_count == 0
+    bus.publish("inv.thought", {"investigation": "i1"})
+    with pytest.raises(ValueError, match="at least one"):
+        bus.subscribe()
+    with pytest.raises(ValueError, match="maxsize"):
+        bus.subscribe("x", maxsize=0)

@@ -1,0 +1,205 @@
+"""Password login: JSON and form, uniform refusals, lockout, validation, providers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.db import create_database
+from core.db.migrate import upgrade
+from core.security.permissions import Role
+from core.settings import Settings
+from tests.conftest import PASSWORD, Gateway, make_settings, start_gateway
+
+TOKEN = "/api/v1/auth/token"
+ME = "/api/v1/users/me"
+WRONG = "definitely not it"
+
+
+async def _login(gateway: Gateway, username: str, password: str) -> tuple[int, dict[str, object]]:
+    response = await gateway.client.post(TOKEN, json={"username": username, "password": password})
+    return response.status, await response.json()
+
+
+def _code(body: dict[str, object]) -> object:
+    error = body.get("error")
+    return error.get("code") if isinstance(error, dict) else None
+
+
+@pytest.fixture
+async def quick_lockout(tmp_path: Path, database_url: str) -> AsyncIterator[Gateway]:
+    """A gateway that locks an account for one second after two failures."""
+    settings = make_settings(
+        tmp_path / "quick", database_url, login_lockout_seconds=1, login_max_failures=2
+    )
+    database = create_database(settings.effective_database_url)
+    try:
+        await upgrade(database)
+    finally:
+        await database.dispose()
+    client = await start_gateway(settings)
+    try:
+        yield Gateway(client)
+    finally:
+        await client.close()
+
+
+async def test_json_login(gateway: Gateway, settings: Settings) -> None:
+    await gateway.create_user("json-user", Role.ANALYST)
+    response = await gateway.client.post(
+        TOKEN, json={"username": "json-user", "password": PASSWORD}
+    )
+    body = await response.json()
+    assert response.status == 200, body
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == settings.access_token_ttl_seconds
+    assert response.headers.get("Cache-Control") == "no-store"
+    me = await gateway.client.get(ME, headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.status == 200
+    assert (await me.json())["username"] == "json-user"
+
+
+async def test_form_login(gateway: Gateway, settings: Settings) -> None:
+    await gateway.create_user("form-user", Role.VIEWER)
+    response = await gateway.client.post(
+        TOKEN, data={"grant_type": "password", "username": "form-user", "password": PASSWORD}
+    )
+    body = await response.json()
+    assert response.request_info.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert response.status == 200, body
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == settings.access_token_ttl_seconds
+    me = await gateway.client.get(ME, headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert (await me.json())["username"] == "form-user"
+
+
+async def test_wrong_password_and_unknown_user_look_the_same(gateway: Gateway) -> None:
+    await gateway.create_user("real-user", Role.VIEWER)
+    wrong_status, wrong = await _login(gateway, "real-user", WRONG)
+    unknown_status, unknown = await _login(gateway, "ghost-user", WRONG)
+    assert (wrong_status, _code(wrong)) == (401, "AURORA-4012")
+    assert (unknown_status, _code(unknown)) == (401, "AURORA-4012")
+    strip = {"timestamp", "request_id"}
+    assert {k: v for k, v in wrong["error"].items() if k not in strip} == {  # type: ignore[union-attr]
+        k: v for k, v in unknown["error"].items() if k not in strip  # type: ignore[union-attr]
+    }
+    assert WRONG not in json.dumps(wrong)
+
+
+async def test_lockout_after_max_failures(gateway: Gateway, settings: Settings) -> None:
+    await gateway.create_user("target", Role.VIEWER)
+    for _ in range(settings.login_max_failures):
+        status, body = await _login(gateway, "target", WRONG)
+        assert (status, _code(body)) == (401, "AURORA-4012")
+    response = await gateway.client.post(TOKEN, json={"username": "target", "password": PASSWORD})
+    body = await response.json()
+    assert response.status == 429
+    assert body["error"]["code"] == "AURORA-4290"
+    retry_after = response.headers.get("Retry-After", "")
+    assert retry_after.isdigit()
+    assert 1 <= int(retry_after) <= settings.login_lockout_seconds + 1
+    assert "access_token" not in body
+    # Another user is not affected.
+    await gateway.create_user("bystander", Role.VIEWER)
+    assert (await _login(gateway, "bystander", PASSWORD))[0] == 200
+
+
+async def test_failures_below_the_limit_do_not_lock(gateway: Gateway, settings: Settings) -> None:
+    await gateway.create_user("almost", Role.VIEWER)
+    for _ in range(settings.login_max_failures - 1):
+        assert (await _login(gateway, "almost", WRONG))[0] == 401
+    assert (await _login(gateway, "almost", PASSWORD))[0] == 200
+
+
+async def test_successful_login_resets_the_failure_count(
+    gateway: Gateway, settings: Settings
+) -> None:
+    await gateway.create_user("forgetful", Role.VIEWER)
+    for _ in range(2):
+        for _ in range(settings.login_max_failures - 1):
+            assert (await _login(gateway, "forgetful", WRONG))[0] == 401
+        status, body = await _login(gateway, "forgetful", PASSWORD)
+        assert status == 200, body
+
+
+async def test_lockout_expires(quick_lockout: Gateway) -> None:
+    gateway = quick_lockout
+    await gateway.create_user("patient", Role.VIEWER)
+    for _ in range(2):
+        assert (await _login(gateway, "patient", WRONG))[0] == 401
+    status, body = await _login(gateway, "patient", PASSWORD)
+    assert (status, _code(body)) == (429, "AURORA-4290")
+    await asyncio.sleep(1.2)
+    status, body = await _login(gateway, "patient", PASSWORD)
+    assert status == 200, body
+    assert body["token_type"] == "bearer"
+
+
+async def test_missing_password_is_422(gateway: Gateway) -> None:
+    response = await gateway.client.post(TOKEN, json={"username": "someone"})
+    body = await response.json()
+    assert response.status == 422
+    assert body["error"]["code"] == "AURORA-4220"
+    detail = body["error"]["detail"]
+    assert [d["loc"] for d in detail] == [["body", "password"]]
+    assert detail[0]["type"] == "missing"
+
+
+async def test_missing_form_field_is_422(gateway: Gateway) -> None:
+    response = await gateway.client.post(TOKEN, data={"password": PASSWORD})
+    body = await response.json()
+    assert response.status == 422
+    assert body["error"]["code"] == "AURORA-4220"
+    assert [d["loc"] for d in body["error"]["detail"]] == [["body", "username"]]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"username": "", "password": "s3cret-Password-value"},
+        {"username": "x" * 65, "password": "s3cret-Password-value"},
+        {"username": "someone", "password": "s3cret-Password-value" * 60},
+        {"username": "someone", "password": "s3cret-Password-value", "grant_type": "implicit"},
+        {"username": ["s3cret-Password-value"], "password": "s3cret-Password-value"},
+    ],
+)
+async def test_validation_detail_never_echoes_the_password(
+    gateway: Gateway, payload: dict[str, object]
+) -> None:
+    response = await gateway.client.post(TOKEN, json=payload)
+    text = await response.text()
+    assert response.status == 422
+    assert json.loads(text)["error"]["code"] == "AURORA-4220"
+    assert "s3cret-Password-value" not in text
+
+
+async def test_providers_is_public_and_lists_local(gateway: Gateway) -> None:
+    response = await gateway.client.get("/api/v1/auth/providers")
+    body = await response.json()
+    assert response.status == 200
+    assert body == {
+        "providers": [
+            {"id": "local", "type": "password", "name": "Username and password",
+             "login_url": TOKEN}
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/auth/oidc/login"),
+        ("GET", "/api/v1/auth/oidc/callback"),
+        ("GET", "/api/v1/auth/saml/login"),
+        ("POST", "/api/v1/auth/saml/acs"),
+    ],
+)
+async def test_sso_routes_are_not_registered(gateway: Gateway, method: str, path: str) -> None:
+    response = await gateway.client.request(method, path)
+    body = await response.json()
+    assert response.status == 404
+    assert body["error"]["code"] == "AURORA-4040"

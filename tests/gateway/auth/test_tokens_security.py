@@ -1,0 +1,204 @@
+"""Forged, stale and revoked bearer tokens are refused with the exact AURORA code."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import uuid
+import warnings
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import pytest
+from jwt.warnings import InsecureKeyLengthWarning
+
+from core.security.permissions import Role
+from core.settings import Settings
+from tests.conftest import Gateway, start_gateway
+
+ME = "/api/v1/users/me"
+
+
+def _b64(data: dict[str, Any]) -> str:
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _claims(settings: Settings, subject: str, **changes: Any) -> dict[str, Any]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "iat": int(now.timestamp()),
+        "nbf": int(now.timestamp()),
+        "exp": int((now + timedelta(minutes=5)).timestamp()),
+        "jti": uuid.uuid4().hex,
+        "typ": "access",
+    }
+    for name, value in changes.items():
+        if value is None:
+            claims.pop(name, None)
+        else:
+            claims[name] = value
+    return claims
+
+
+def _secret(settings: Settings) -> str:
+    assert settings.jwt_secret is not None
+    return settings.jwt_secret.get_secret_value()
+
+
+def _sign(settings: Settings, claims: dict[str, Any], *, key: str | None = None,
+          algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, key or _secret(settings), algorithm=algorithm)
+
+
+async def _admin_id(gateway: Gateway, admin: dict[str, str]) -> str:
+    response = await gateway.client.get(ME, headers=admin)
+    assert response.status == 200
+    return str((await response.json())["id"])
+
+
+async def _refused(gateway: Gateway, token: str) -> tuple[int, str]:
+    response = await gateway.client.get(ME, headers={"Authorization": f"Bearer {token}"})
+    body = await response.json()
+    return response.status, body["error"]["code"] if response.status >= 400 else "ok"
+
+
+async def test_well_signed_crafted_token_is_accepted(
+    gateway: Gateway, admin: dict[str, str], settings: Settings
+) -> None:
+    # The control for every forgery below: the crafting itself yields a valid token.
+    subject = await _admin_id(gateway, admin)
+    assert await _refused(gateway, _sign(settings, _claims(settings, subject))) == (200, "ok")
+
+
+async def test_alg_none_is_refused(
+    gateway: Gateway, admin: dict[str, str], settings: Settings
+) -> None:
+    subject = await _admin_id(gateway, admin)
+    token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(settings, subject))}."
+    assert await _refused(gateway, token) == (401, "AURORA-4012")
+
+
+@pytest.mark.parametrize(
+    ("case", "changes", "expected"),
+    [
+        ("wrong audience", {"aud": "someone-else"}, "AURORA-4012"),
+        ("wrong issuer", {"iss": "evil-issuer"}, "AURORA-4012"),
+        ("missing jti", {"jti": None}, "AURORA-4012"),
+        ("missing exp", {"exp": None}, "AURORA-4012"),
+        ("missing sub", {"sub": None}, "AURORA-4012"),
+        ("empty jti", {"jti": ""}, "AURORA-4012"),
+        ("not yet valid", {"nbf": int(datetime.now(UTC).timestamp()) + 3600}, "AURORA-4012"),
+        ("not an access token", {"typ": "refresh"}, "AURORA-4012"),
+        ("expired", {"exp": int(datetime.now(UTC).timestamp()) - 120}, "AURORA-4011"),
+    ],
+)
+async def test_bad_claims_are_refused(
+    gateway: Gateway,
+    admin: dict[str, str],
+    settings: Settings,
+    case: str,
+    changes: dict[str, Any],
+    expected: str,
+) -> None:
+    subject = await _admin_id(gateway, admin)
+    token = _sign(settings, _claims(settings, subject, **changes))
+    assert await _refused(gateway, token) == (401, expected), case
+
+
+async def test_wrong_signature_is_refused(
+    gateway: Gateway, admin: dict[str, str], settings: Settings
+) -> None:
+    subject = await _admin_id(gateway, admin)
+    token = _sign(settings, _claims(settings, subject), key=secrets.token_urlsafe(32))
+    assert await _refused(gateway, token) == (401, "AURORA-4012")
+
+
+async def test_other_hmac_algorithm_with_the_right_key_is_refused(
+    gateway: Gateway, admin: dict[str, str], settings: Settings
+) -> None:
+    subject = await _admin_id(gateway, admin)
+    with warnings.catch_warnings():
+        # The test settings' 32-byte secret is short for HS512; irrelevant to the forgery.
+        warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        token = _sign(settings, _claims(settings, subject), algorithm="HS512")
+    assert await _refused(gateway, token) == (401, "AURORA-4012")
+
+
+async def test_tampered_payload_is_refused(
+    gateway: Gateway, admin: dict[str, str], settings: Settings
+) -> None:
+    subject = await _admin_id(gateway, admin)
+    header, _, signature = _sign(settings, _claims(settings, subject)).split(".")
+    forged = _b64(_claims(settings, str(uuid.uuid4())))
+    assert await _refused(gateway, f"{header}.{forged}.{signature}") == (401, "AURORA-4012")
+
+
+@pytest.mark.parametrize("token", ["garbage", "a.b.c", "", "Bearer"])
+async def test_garbage_token_is_refused(gateway: Gateway, token: str) -> None:
+    response = await gateway.client.get(ME, headers={"Authorization": f"Bearer {token}"})
+    body = await response.json()
+    assert response.status == 401
+    # An empty bearer value is no credential at all; anything else is an invalid one.
+    assert body["error"]["code"] == ("AURORA-4010" if not token else "AURORA-4012")
+
+
+async def test_token_for_unknown_user_is_refused(gateway: Gateway) -> None:
+    assert await _refused(gateway, gateway.token_for(str(uuid.uuid4()))) == (401, "AURORA-4012")
+
+
+async def test_token_of_deleted_user_is_refused(gateway: Gateway, admin: dict[str, str]) -> None:
+    victim = await gateway.user(Role.ANALYST, "soon-gone")
+    before = await gateway.client.get(ME, headers=victim)
+    assert before.status == 200
+    deleted = await gateway.client.delete("/api/v1/users/soon-gone", headers=admin)
+    assert deleted.status == 204
+    after = await gateway.client.get(ME, headers=victim)
+    body = await after.json()
+    assert after.status == 401
+    assert body["error"]["code"] == "AURORA-4012"
+
+
+async def test_logged_out_token_is_refused(gateway: Gateway) -> None:
+    headers = await gateway.user(Role.VIEWER)
+    other = await gateway.user(Role.VIEWER)
+    assert (await gateway.client.get(ME, headers=headers)).status == 200
+    logout = await gateway.client.post("/api/v1/auth/logout", headers=headers)
+    assert logout.status == 204
+    assert await logout.read() == b""
+    after = await gateway.client.get(ME, headers=headers)
+    assert after.status == 401
+    assert (await after.json())["error"]["code"] == "AURORA-4012"
+    again = await gateway.client.post("/api/v1/auth/logout", headers=headers)
+    assert again.status == 401
+    # Revoking one token leaves the user's other sessions alone.
+    assert (await gateway.client.get(ME, headers=other)).status == 200
+
+
+async def test_revocation_survives_a_restart(gateway: Gateway, settings: Settings) -> None:
+    headers = await gateway.user(Role.VIEWER)
+    assert (await gateway.client.post("/api/v1/auth/logout", headers=headers)).status == 204
+    fresh = await start_gateway(settings)
+    try:
+        response = await fresh.get(ME, headers=headers)
+        assert response.status == 401
+        assert (await response.json())["error"]["code"] == "AURORA-4012"
+    finally:
+        await fresh.close()
+
+
+@pytest.mark.parametrize(
+    "value", ["Basic xxx", "Basic dXNlcjpwYXNz", "Token abc", "Bearer", "Bearer   "]
+)
+async def test_non_bearer_authorization_is_401_authentication_required(
+    gateway: Gateway, value: str
+) -> None:
+    response = await gateway.client.get(ME, headers={"Authorization": value})
+    body = await response.json()
+    assert response.status == 401
+    assert body["error"]["code"] == "AURORA-4010"

@@ -1,0 +1,1 @@
+"""What agents call: local analysis, platform tools (typed gateway client), connectors."""
