@@ -26,14 +26,14 @@ from aiohttp import ClientSession, TCPConnector, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.db import create_database  # noqa: E402
-from core.db.migrate import upgrade  # noqa: E402
-from core.security.passwords import PasswordHasher  # noqa: E402
-from core.security.permissions import Role  # noqa: E402
-from core.security.tokens import TokenService  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from gateway.app import create_app  # noqa: E402
-from gateway.users import service as users  # noqa: E402
+from core.db import create_database
+from core.db.migrate import upgrade
+from core.security.passwords import PasswordHasher
+from core.security.permissions import Role
+from core.security.tokens import TokenService
+from core.settings import Settings
+from gateway.app import create_app
+from gateway.users import service as users
 
 HOST = "127.0.0.1"
 FIELDS = ("rps", "p50_ms", "p99_ms", "server_cpu_us")
@@ -78,8 +78,7 @@ async def prepare(settings: Settings) -> str:
 
 
 def run_gateway(settings: Settings) -> None:
-    web.run_app(create_app(settings), host=HOST, port=settings.port, access_log=None,
-                print=None)
+    web.run_app(create_app(settings), host=HOST, port=settings.port, access_log=None, print=None)
 
 
 def run_bare(port: int) -> None:
@@ -140,8 +139,9 @@ async def wait_ready(url: str, headers: dict[str, str]) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def load(name: str, url: str, headers: dict[str, str], seconds: float,
-               concurrency: int, pid: int) -> Result:
+async def load(
+    name: str, url: str, headers: dict[str, str], seconds: float, concurrency: int, pid: int
+) -> Result:
     latencies: list[float] = []
     errors = 0
     async with ClientSession(connector=TCPConnector(limit=concurrency)) as session:
@@ -178,8 +178,9 @@ async def load(name: str, url: str, headers: dict[str, str], seconds: float,
     )
 
 
-async def measure(args: argparse.Namespace, token: str, gateway: tuple[int, int],
-                  bare: tuple[int, int]) -> dict[str, object]:
+async def measure(
+    args: argparse.Namespace, token: str, gateway: tuple[int, int], bare: tuple[int, int]
+) -> dict[str, object]:
     """Alternate bare and gateway runs; ``gateway`` and ``bare`` are (port, pid)."""
     (gateway_port, gateway_pid), (bare_port, bare_pid) = gateway, bare
     auth = {"Authorization": f"Bearer {token}"}
@@ -192,12 +193,16 @@ async def measure(args: argparse.Namespace, token: str, gateway: tuple[int, int]
     await load("warmup", gateway_url, auth, 1.0, args.concurrency, gateway_pid)
     rounds: list[dict[str, Result]] = []
     for _ in range(args.rounds):
-        rounds.append({
-            "bare": await load("bare", bare_url, auth, args.seconds, args.concurrency, bare_pid),
-            "gateway": await load(
-                "gateway", gateway_url, auth, args.seconds, args.concurrency, gateway_pid
-            ),
-        })
+        rounds.append(
+            {
+                "bare": await load(
+                    "bare", bare_url, auth, args.seconds, args.concurrency, bare_pid
+                ),
+                "gateway": await load(
+                    "gateway", gateway_url, auth, args.seconds, args.concurrency, gateway_pid
+                ),
+            }
+        )
     ratios = [r["gateway"].rps / r["bare"].rps for r in rounds]
     cpu_ratios = [
         r["bare"].server_cpu_us / r["gateway"].server_cpu_us
@@ -250,16 +255,23 @@ def main() -> int:
                 server.terminate()
                 server.join(10)
     bare, gateway = report["bare"], report["gateway"]
-    assert isinstance(bare, dict) and isinstance(gateway, dict)
+    assert isinstance(bare, dict)
+    assert isinstance(gateway, dict)
     print(f"concurrency {args.concurrency}, {args.rounds} rounds of {args.seconds:g}s each")
     print(f"{'':10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'server CPU us/req':>20}")
     for name, row in (("bare", bare), ("gateway", gateway)):
-        print(f"{name:10}{row['rps']:>10.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}"
-              f"{row['server_cpu_us']:>20.1f}")
-    print(f"throughput ratio gateway/bare (median of rounds): {report['ratio_median']:.3f} "
-          f"(target >= {report['target_ratio']})")
-    print(f"server CPU ratio bare/gateway per request (capacity when CPU-bound): "
-          f"{report['cpu_ratio_median']}; errors: {report['errors']}")
+        print(
+            f"{name:10}{row['rps']:>10.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}"
+            f"{row['server_cpu_us']:>20.1f}"
+        )
+    print(
+        f"throughput ratio gateway/bare (median of rounds): {report['ratio_median']:.3f} "
+        f"(target >= {report['target_ratio']})"
+    )
+    print(
+        f"server CPU ratio bare/gateway per request (capacity when CPU-bound): "
+        f"{report['cpu_ratio_median']}; errors: {report['errors']}"
+    )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0 if report["errors"] == 0 else 1

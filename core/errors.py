@@ -17,7 +17,7 @@ class AuroraError(Exception):
 
     code: ClassVar[str] = "AURORA-5000"
     status: ClassVar[int] = 500
-    message: ClassVar[str] = "Internal server error"
+    message: str = "Internal server error"
 
     def __init__(
         self,

@@ -7,6 +7,7 @@ When a subscriber falls behind, its oldest events are dropped and the next thing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,7 +136,5 @@ class EventBus:
         return len(self._subscriptions)
 
     def _remove(self, subscription: Subscription) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             self._subscriptions.remove(subscription)
-        except ValueError:
-            pass

@@ -80,9 +80,7 @@ def create_app(settings: Settings, *, extra_routes: Iterable[Route] = ()) -> web
     """
     ensure_data_dir(settings)
     routes = (*ALL_ROUTES, *extra_routes)
-    largest_body = max(
-        [settings.max_body_bytes, *(r.max_body_bytes or 0 for r in routes)]
-    )
+    largest_body = max([settings.max_body_bytes, *(r.max_body_bytes or 0 for r in routes)])
     app = web.Application(
         middlewares=[context_middleware, auth_middleware], client_max_size=largest_body
     )

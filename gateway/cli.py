@@ -83,8 +83,9 @@ async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         print(f"Created admin '{boot.username}' from AURORA_ADMIN_PASSWORD", flush=True)
 
     def banner(url: str) -> None:
-        print(f"AuroraSOC is up at {url}  (API: {url}/api/v1, data: {settings.data_dir})",
-              flush=True)
+        print(
+            f"AuroraSOC is up at {url}  (API: {url}/api/v1, data: {settings.data_dir})", flush=True
+        )
 
     await _serve(settings, banner=banner)
     return 0
@@ -147,8 +148,13 @@ async def cmd_user_create(settings: Settings, args: argparse.Namespace) -> int:
         if password is not None:
             validate(
                 UserCreate,
-                {"username": args.username, "password": password, "role": role,
-                 "email": args.email, "full_name": args.full_name},
+                {
+                    "username": args.username,
+                    "password": password,
+                    "role": role,
+                    "email": args.email,
+                    "full_name": args.full_name,
+                },
             )
         async with database.session() as db:
             user = await users.create_user(
@@ -175,8 +181,10 @@ async def cmd_user_list(settings: Settings, args: argparse.Namespace) -> int:
         await database.dispose()
     print(f"{'USERNAME':<24} {'ROLE':<18} {'ACTIVE':<6} CREATED")
     for user in found:
-        print(f"{user.username:<24} {user.role:<18} {'yes' if user.is_active else 'no':<6} "
-              f"{user.created_at:%Y-%m-%d %H:%M}")
+        print(
+            f"{user.username:<24} {user.role:<18} {'yes' if user.is_active else 'no':<6} "
+            f"{user.created_at:%Y-%m-%d %H:%M}"
+        )
     print(f"{total} user(s)")
     return 0
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from core.errors import AuroraError, PayloadTooLarge, ValidationFailed
+from gateway.auth.service import Principal
 from gateway.keys import PRINCIPAL, REQUEST_ID, ROUTE, SETTINGS
 
 JSON_TYPE = "application/json"
@@ -53,9 +54,10 @@ def validation_detail(err: ValidationError, prefix: str) -> list[dict[str, Any]]
 
 
 def body_limit(request: web.Request) -> int:
+    """The largest body the matched route accepts."""
     route = request.get(ROUTE)
     if route is not None and route.max_body_bytes is not None:
-        return route.max_body_bytes
+        return int(route.max_body_bytes)
     return request.app[SETTINGS].max_body_bytes
 
 
@@ -77,7 +79,13 @@ async def read_json(request: web.Request) -> Any:
     """The JSON body; malformed JSON or a wrong content type is AURORA-4220."""
     if request.content_type != JSON_TYPE:
         raise ValidationFailed(
-            [{"loc": ["body"], "msg": "Content-Type must be application/json", "type": "content_type"}]
+            [
+                {
+                    "loc": ["body"],
+                    "msg": "Content-Type must be application/json",
+                    "type": "content_type",
+                }
+            ]
         )
     body = await read_body(request)
     try:
@@ -140,6 +148,6 @@ def request_id(request: web.Request) -> str:
     return request.get(REQUEST_ID) or "-"
 
 
-def principal(request: web.Request) -> Any:
+def principal(request: web.Request) -> Principal:
     """The authenticated caller (set by the auth middleware)."""
     return request[PRINCIPAL]

@@ -14,7 +14,7 @@ from core.security.tokens import TokenService
 from core.settings import Settings
 
 if TYPE_CHECKING:
-    from aiohttp.abc import AbstractRoute
+    from aiohttp.web_urldispatcher import AbstractRoute
 
     from gateway.auth.service import Authenticator, Principal
     from gateway.routing import Route

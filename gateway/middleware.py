@@ -83,8 +83,9 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
             raise
         response = error_response(_http_error(exc), rid)
     except Exception:
-        log.exception("unhandled error serving %s %s (request %s)", request.method,
-                      _route_label(request), rid)
+        log.exception(
+            "unhandled error serving %s %s (request %s)", request.method, _route_label(request), rid
+        )
         response = error_response(InternalError(), rid)
     finally:
         metrics.http_in_flight.dec()

@@ -26,7 +26,9 @@ TOKEN_PATH = "/api/v1/auth/token"
 
 async def list_providers(request: web.Request) -> web.Response:
     providers = [
-        AuthProvider(id="local", type="password", name="Username and password", login_url=TOKEN_PATH)
+        AuthProvider(
+            id="local", type="password", name="Username and password", login_url=TOKEN_PATH
+        )
     ]
     return json_response(AuthProviders(providers=providers))
 
@@ -58,8 +60,14 @@ async def logout(request: web.Request) -> web.Response:
     caller = principal(request)
     if caller.token_jti is None or caller.token_expires_at is None:
         raise ValidationFailed(
-            [{"loc": ["header", "Authorization"], "msg": "logout ends a bearer-token session; "
-              "revoke an API key with DELETE /api/v1/auth/api-keys/{key_id}", "type": "value_error"}]
+            [
+                {
+                    "loc": ["header", "Authorization"],
+                    "msg": "logout ends a bearer-token session; "
+                    "revoke an API key with DELETE /api/v1/auth/api-keys/{key_id}",
+                    "type": "value_error",
+                }
+            ]
         )
     async with request.app[DATABASE].session() as db:
         await service.revoke_token(
@@ -94,8 +102,9 @@ async def create_api_key(request: web.Request) -> web.Response:
             permissions=body.permissions,
             expires_at=body.expires_at,
         )
-    created = ApiKeyCreated.model_validate({**ApiKeyRead.model_validate(key).model_dump(),
-                                            "key": plaintext})
+    created = ApiKeyCreated.model_validate(
+        {**ApiKeyRead.model_validate(key).model_dump(), "key": plaintext}
+    )
     response = json_response(created, status=201)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -23,7 +23,7 @@ from core.errors import (
 )
 from core.security.apikeys import generate_api_key, parse_api_key, secret_matches
 from core.security.passwords import PasswordHasher
-from core.security.permissions import Permission, Role, permissions_for
+from core.security.permissions import Permission, permissions_for
 from core.security.tokens import IssuedToken, TokenService
 from gateway.auth.models import ApiKey, RevokedToken
 from gateway.users.models import User
@@ -122,7 +122,9 @@ class Authenticator:
             RevokedToken.expires_at > now
         )
         if self._refreshed_at is not None:
-            query = query.where(RevokedToken.revoked_at >= self._refreshed_at - timedelta(seconds=5))
+            query = query.where(
+                RevokedToken.revoked_at >= self._refreshed_at - timedelta(seconds=5)
+            )
         async with self._db.session() as session:
             rows = (await session.execute(query)).all()
         for jti, expires_at in rows:

@@ -51,7 +51,10 @@ def _role_lacking(permission: Permission) -> Role:
 async def _api_key(gw: Gateway, owner: dict[str, str], permissions: list[Permission]) -> str:
     response = await gw.client.post(
         "/api/v1/auth/api-keys",
-        json={"name": f"sweep-{uuid.uuid4().hex[:6]}", "permissions": [p.value for p in permissions]},
+        json={
+            "name": f"sweep-{uuid.uuid4().hex[:6]}",
+            "permissions": [p.value for p in permissions],
+        },
         headers=owner,
     )
     body = await response.json()

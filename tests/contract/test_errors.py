@@ -21,8 +21,10 @@ def test_every_spec_code_is_in_the_catalogue(spec: Spec) -> None:
             mismatches.append(f"{code}: missing from core.errors")
             continue
         if (cls.status, cls.message) != (row.status, row.message):
-            mismatches.append(f"{code}: code has {cls.status} {cls.message!r}, "
-                              f"spec has {row.status} {row.message!r}")
+            mismatches.append(
+                f"{code}: code has {cls.status} {cls.message!r}, "
+                f"spec has {row.status} {row.message!r}"
+            )
     assert mismatches == []
 
 
@@ -39,7 +41,7 @@ def test_catalogue_code_mirrors_its_status(code: str) -> None:
 
 
 def test_catalogue_codes_are_unique_per_class() -> None:
-    assert len({cls for cls in CATALOGUE.values()}) == len(CATALOGUE)
+    assert len(set(CATALOGUE.values())) == len(CATALOGUE)
 
 
 def test_unknown_code_maps_to_internal_error() -> None:

@@ -46,8 +46,14 @@ def test_token_rejections() -> None:
     with pytest.raises(TokenExpired):
         tokens.verify(expired.token)
     unsigned = jwt.encode(
-        {"sub": "u", "exp": 9_999_999_999, "iat": 1, "iss": "aurorasoc",
-         "aud": "aurorasoc-api", "jti": "x"},
+        {
+            "sub": "u",
+            "exp": 9_999_999_999,
+            "iat": 1,
+            "iss": "aurorasoc",
+            "aud": "aurorasoc-api",
+            "jti": "x",
+        },
         key=None,
         algorithm="none",
     )
@@ -108,8 +114,14 @@ def test_asymmetric_algorithms(tmp_path: Path, algorithm: JwtAlgorithm) -> None:
     assert tokens.verify(issued.token).subject == "svc"
     # An HS256 token signed with the public key as secret (algorithm confusion) is refused.
     forged = jwt.encode(
-        {"sub": "svc", "exp": 9_999_999_999, "iat": 1, "iss": "aurorasoc",
-         "aud": "aurorasoc-api", "jti": "x"},
+        {
+            "sub": "svc",
+            "exp": 9_999_999_999,
+            "iat": 1,
+            "iss": "aurorasoc",
+            "aud": "aurorasoc-api",
+            "jti": "x",
+        },
         key="k" * 40,
         algorithm="HS256",
     )

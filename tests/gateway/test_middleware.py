@@ -3,6 +3,7 @@
 import io
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from core.errors import NotFound
@@ -60,14 +61,13 @@ async def test_websocket_auth(settings: Settings) -> None:
             ("/api/v1/ws/test-echo?access_token=garbage", {}, 401, "AURORA-4012"),
             ("/api/v1/ws/test-system", headers, 403, "AURORA-4030"),
         ]:
-            try:
-                async with client.ws_connect(url, headers=extra):
-                    raise AssertionError("upgrade should have been refused")
-            except aiohttp.WSServerHandshakeError as err:
-                assert err.status == status
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await client.ws_connect(url, headers=extra)
+            assert refused.value.status == status
             # the same request as plain HTTP shows the envelope the upgrade was refused with
-            plain = await client.get(url, headers={**extra, "Connection": "Upgrade",
-                                                    "Upgrade": "websocket"})
+            plain = await client.get(
+                url, headers={**extra, "Connection": "Upgrade", "Upgrade": "websocket"}
+            )
             body = await plain.json()
             assert plain.status == status
             assert body["error"]["code"] == code
@@ -92,7 +92,9 @@ async def test_unexpected_error_is_5000_without_leaking(settings: Settings) -> N
         assert "Deprecation" not in response.headers
         old = await client.get("/api/v1/test/old")
         assert (old.headers["Deprecation"], old.headers["Sunset"]) == (
-            "true", "2026-12-31T00:00:00Z")
+            "true",
+            "2026-12-31T00:00:00Z",
+        )
         gone = await client.get("/api/v1/test/things/42")
         assert (await gone.json())["error"]["detail"] == {"thing": "42"}
     finally:

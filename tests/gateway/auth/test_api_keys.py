@@ -58,7 +58,9 @@ async def test_create_shows_the_key_once(gateway: Gateway, admin: dict[str, str]
     assert all(match.group(2) not in str(value) for value in item.values())
 
 
-async def test_keys_are_listed_for_their_owner_only(gateway: Gateway, admin: dict[str, str]) -> None:
+async def test_keys_are_listed_for_their_owner_only(
+    gateway: Gateway, admin: dict[str, str]
+) -> None:
     await _create(gateway, admin)
     viewer = await gateway.user(Role.VIEWER)
     listed = await gateway.client.get(KEYS, headers=viewer)
@@ -98,7 +100,8 @@ async def test_key_cannot_exceed_its_owner(gateway: Gateway) -> None:
     viewer = await gateway.user(Role.VIEWER)
     assert Permission.ALERTS_WRITE not in permissions_for(Role.VIEWER)
     response = await gateway.client.post(
-        KEYS, json={"name": "sneaky", "permissions": ["alerts:read", "alerts:write"]},
+        KEYS,
+        json={"name": "sneaky", "permissions": ["alerts:read", "alerts:write"]},
         headers=viewer,
     )
     body = await response.json()
@@ -160,8 +163,9 @@ async def test_non_admin_cannot_revoke_someone_elses_key(
     response = await gateway.client.delete(f"{KEYS}/{created['id']}", headers=other)
     assert await _error(response) == (404, "AURORA-4040")
     # Same answer as for a key that does not exist: no way to probe for ids.
-    missing = await gateway.client.delete(f"{KEYS}/00000000-0000-0000-0000-000000000000",
-                                          headers=other)
+    missing = await gateway.client.delete(
+        f"{KEYS}/00000000-0000-0000-0000-000000000000", headers=other
+    )
     assert await _error(missing) == (404, "AURORA-4040")
     assert (await gateway.client.get(ME, headers={"X-API-Key": created["key"]})).status == 200
     # An admin may revoke anyone's key.
@@ -213,3 +217,36 @@ async def test_invalid_create_bodies_are_422(gateway: Gateway, admin: dict[str, 
         assert any(d["loc"][:2] == ["body", field] for d in body["error"]["detail"]), body
     listed = await (await gateway.client.get(KEYS, headers=admin)).json()
     assert listed["total"] == 0
+
+
+async def test_key_cannot_mint_a_broader_key(gateway: Gateway, admin: dict[str, str]) -> None:
+    parent = {"X-API-Key": (await _create(gateway, admin, permissions=["system:read"]))["key"]}
+    broader = await gateway.client.post(
+        KEYS, json={"name": "child", "permissions": ["system:write"]}, headers=parent
+    )
+    body = await broader.json()
+    assert broader.status == 403
+    assert body["error"]["code"] == "AURORA-4030"
+    assert body["error"]["detail"] == {"permissions_not_held": ["system:write"]}
+    child = await _create(gateway, parent, name="child")
+    assert child["permissions"] == ["system:read"]
+
+
+async def test_key_dies_with_its_owner(gateway: Gateway, admin: dict[str, str]) -> None:
+    owner = await gateway.user(Role.ANALYST, "short-lived")
+    key = {"X-API-Key": (await _create(gateway, owner))["key"]}
+    assert (await gateway.client.get(ME, headers=key)).status == 200
+    assert (await gateway.client.delete("/api/v1/users/short-lived", headers=admin)).status == 204
+    assert await _error(await gateway.client.get(ME, headers=key)) == (401, "AURORA-4012")
+
+
+async def test_logout_with_a_key_is_refused_and_keeps_the_key(
+    gateway: Gateway, admin: dict[str, str]
+) -> None:
+    key = {"X-API-Key": (await _create(gateway, admin))["key"]}
+    response = await gateway.client.post("/api/v1/auth/logout", headers=key)
+    body = await response.json()
+    assert response.status == 422
+    assert body["error"]["code"] == "AURORA-4220"
+    assert body["error"]["detail"][0]["loc"] == ["header", "Authorization"]
+    assert (await gateway.client.get(ME, headers=key)).status == 200

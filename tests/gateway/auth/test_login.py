@@ -85,7 +85,9 @@ async def test_wrong_password_and_unknown_user_look_the_same(gateway: Gateway) -
     assert (unknown_status, _code(unknown)) == (401, "AURORA-4012")
     strip = {"timestamp", "request_id"}
     assert {k: v for k, v in wrong["error"].items() if k not in strip} == {  # type: ignore[union-attr]
-        k: v for k, v in unknown["error"].items() if k not in strip  # type: ignore[union-attr]
+        k: v
+        for k, v in unknown["error"].items()
+        if k not in strip  # type: ignore[union-attr]
     }
     assert WRONG not in json.dumps(wrong)
 
@@ -157,24 +159,32 @@ async def test_missing_form_field_is_422(gateway: Gateway) -> None:
     assert [d["loc"] for d in body["error"]["detail"]] == [["body", "username"]]
 
 
-@pytest.mark.parametrize(
-    "payload",
-    [
-        {"username": "", "password": "s3cret-Password-value"},
-        {"username": "x" * 65, "password": "s3cret-Password-value"},
-        {"username": "someone", "password": "s3cret-Password-value" * 60},
-        {"username": "someone", "password": "s3cret-Password-value", "grant_type": "implicit"},
-        {"username": ["s3cret-Password-value"], "password": "s3cret-Password-value"},
-    ],
-)
-async def test_validation_detail_never_echoes_the_password(
-    gateway: Gateway, payload: dict[str, object]
-) -> None:
-    response = await gateway.client.post(TOKEN, json=payload)
-    text = await response.text()
-    assert response.status == 422
-    assert json.loads(text)["error"]["code"] == "AURORA-4220"
-    assert "s3cret-Password-value" not in text
+SECRET = "s3cret-Password-value"
+
+
+async def test_validation_detail_never_echoes_the_password(gateway: Gateway) -> None:
+    bodies: list[tuple[str, bytes]] = [
+        ("empty username", json.dumps({"username": "", "password": SECRET}).encode()),
+        ("long username", json.dumps({"username": "x" * 65, "password": SECRET}).encode()),
+        ("long password", json.dumps({"username": "someone", "password": SECRET * 60}).encode()),
+        (
+            "bad grant",
+            json.dumps({"username": "a", "password": SECRET, "grant_type": "x"}).encode(),
+        ),
+        ("list username", json.dumps({"username": [SECRET], "password": SECRET}).encode()),
+        ("password as name", json.dumps({"username": {"n": SECRET}, "password": 1}).encode()),
+        ("malformed JSON", f'{{"username": "a", "password": "{SECRET}'.encode()),
+    ]
+    leaks = []
+    for case, raw in bodies:
+        response = await gateway.client.post(
+            TOKEN, data=raw, headers={"Content-Type": "application/json"}
+        )
+        text = await response.text()
+        code = json.loads(text)["error"]["code"]
+        if (response.status, code) != (422, "AURORA-4220") or SECRET in text:
+            leaks.append((case, response.status, code, SECRET in text))
+    assert leaks == []
 
 
 async def test_providers_is_public_and_lists_local(gateway: Gateway) -> None:
@@ -183,23 +193,22 @@ async def test_providers_is_public_and_lists_local(gateway: Gateway) -> None:
     assert response.status == 200
     assert body == {
         "providers": [
-            {"id": "local", "type": "password", "name": "Username and password",
-             "login_url": TOKEN}
+            {"id": "local", "type": "password", "name": "Username and password", "login_url": TOKEN}
         ]
     }
 
 
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
+async def test_sso_routes_are_not_registered(gateway: Gateway) -> None:
+    # The spec lists OIDC and SAML; they are not built yet, so they must not half-exist.
+    wrong = []
+    for method, path in [
         ("GET", "/api/v1/auth/oidc/login"),
         ("GET", "/api/v1/auth/oidc/callback"),
         ("GET", "/api/v1/auth/saml/login"),
         ("POST", "/api/v1/auth/saml/acs"),
-    ],
-)
-async def test_sso_routes_are_not_registered(gateway: Gateway, method: str, path: str) -> None:
-    response = await gateway.client.request(method, path)
-    body = await response.json()
-    assert response.status == 404
-    assert body["error"]["code"] == "AURORA-4040"
+    ]:
+        response = await gateway.client.request(method, path)
+        outcome = (response.status, (await response.json())["error"]["code"])
+        if outcome != (404, "AURORA-4040"):
+            wrong.append((method, path, outcome))
+    assert wrong == []

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-import pytest
 from jwt.warnings import InsecureKeyLengthWarning
 
 from core.security.permissions import Role
@@ -51,8 +50,9 @@ def _secret(settings: Settings) -> str:
     return settings.jwt_secret.get_secret_value()
 
 
-def _sign(settings: Settings, claims: dict[str, Any], *, key: str | None = None,
-          algorithm: str = "HS256") -> str:
+def _sign(
+    settings: Settings, claims: dict[str, Any], *, key: str | None = None, algorithm: str = "HS256"
+) -> str:
     return jwt.encode(claims, key or _secret(settings), algorithm=algorithm)
 
 
@@ -84,31 +84,52 @@ async def test_alg_none_is_refused(
     assert await _refused(gateway, token) == (401, "AURORA-4012")
 
 
-@pytest.mark.parametrize(
-    ("case", "changes", "expected"),
-    [
-        ("wrong audience", {"aud": "someone-else"}, "AURORA-4012"),
-        ("wrong issuer", {"iss": "evil-issuer"}, "AURORA-4012"),
-        ("missing jti", {"jti": None}, "AURORA-4012"),
-        ("missing exp", {"exp": None}, "AURORA-4012"),
-        ("missing sub", {"sub": None}, "AURORA-4012"),
-        ("empty jti", {"jti": ""}, "AURORA-4012"),
-        ("not yet valid", {"nbf": int(datetime.now(UTC).timestamp()) + 3600}, "AURORA-4012"),
-        ("not an access token", {"typ": "refresh"}, "AURORA-4012"),
-        ("expired", {"exp": int(datetime.now(UTC).timestamp()) - 120}, "AURORA-4011"),
-    ],
-)
+BAD_CLAIMS: list[tuple[str, dict[str, Any], str]] = [
+    ("wrong audience", {"aud": "someone-else"}, "AURORA-4012"),
+    ("wrong issuer", {"iss": "evil-issuer"}, "AURORA-4012"),
+    ("missing jti", {"jti": None}, "AURORA-4012"),
+    ("missing exp", {"exp": None}, "AURORA-4012"),
+    ("missing sub", {"sub": None}, "AURORA-4012"),
+    ("missing aud", {"aud": None}, "AURORA-4012"),
+    ("empty jti", {"jti": ""}, "AURORA-4012"),
+    ("numeric sub", {"sub": 12345}, "AURORA-4012"),
+    ("not yet valid", {"nbf": "+3600"}, "AURORA-4012"),
+    ("issued in the future", {"iat": "+3600"}, "AURORA-4012"),
+    ("not an access token", {"typ": "refresh"}, "AURORA-4012"),
+    ("expired", {"exp": "-120"}, "AURORA-4011"),
+]
+
+
+def _resolve(changes: dict[str, Any]) -> dict[str, Any]:
+    """Relative times ("+3600", "-120") become epoch seconds from now."""
+    now = int(datetime.now(UTC).timestamp())
+    return {
+        name: now + int(value) if isinstance(value, str) and value[:1] in {"+", "-"} else value
+        for name, value in changes.items()
+    }
+
+
 async def test_bad_claims_are_refused(
-    gateway: Gateway,
-    admin: dict[str, str],
-    settings: Settings,
-    case: str,
-    changes: dict[str, Any],
-    expected: str,
+    gateway: Gateway, admin: dict[str, str], settings: Settings
 ) -> None:
     subject = await _admin_id(gateway, admin)
-    token = _sign(settings, _claims(settings, subject, **changes))
-    assert await _refused(gateway, token) == (401, expected), case
+    wrong = []
+    for case, changes, expected in BAD_CLAIMS:
+        token = _sign(settings, _claims(settings, subject, **_resolve(changes)))
+        outcome = await _refused(gateway, token)
+        if outcome != (401, expected):
+            wrong.append((case, outcome))
+    assert wrong == []
+
+
+async def test_expired_forgery_is_invalid_not_expired(
+    gateway: Gateway, admin: dict[str, str], settings: Settings
+) -> None:
+    # A forged token must not learn anything from the answer, not even that it has expired.
+    subject = await _admin_id(gateway, admin)
+    claims = _claims(settings, subject, **_resolve({"exp": "-120"}))
+    token = _sign(settings, claims, key=secrets.token_urlsafe(32))
+    assert await _refused(gateway, token) == (401, "AURORA-4012")
 
 
 async def test_wrong_signature_is_refused(
@@ -139,13 +160,14 @@ async def test_tampered_payload_is_refused(
     assert await _refused(gateway, f"{header}.{forged}.{signature}") == (401, "AURORA-4012")
 
 
-@pytest.mark.parametrize("token", ["garbage", "a.b.c", "", "Bearer"])
-async def test_garbage_token_is_refused(gateway: Gateway, token: str) -> None:
-    response = await gateway.client.get(ME, headers={"Authorization": f"Bearer {token}"})
-    body = await response.json()
-    assert response.status == 401
-    # An empty bearer value is no credential at all; anything else is an invalid one.
-    assert body["error"]["code"] == ("AURORA-4010" if not token else "AURORA-4012")
+async def test_garbage_token_is_refused(gateway: Gateway) -> None:
+    wrong = []
+    for token in ["garbage", "a.b.c", "a.b", "....", "eyJhbGciOiJIUzI1NiJ9.e30.", "x" * 4000]:
+        response = await gateway.client.get(ME, headers={"Authorization": f"Bearer {token}"})
+        outcome = (response.status, (await response.json())["error"]["code"])
+        if outcome != (401, "AURORA-4012"):
+            wrong.append((token[:30], outcome))
+    assert wrong == []
 
 
 async def test_token_for_unknown_user_is_refused(gateway: Gateway) -> None:
@@ -192,13 +214,44 @@ async def test_revocation_survives_a_restart(gateway: Gateway, settings: Setting
         await fresh.close()
 
 
-@pytest.mark.parametrize(
-    "value", ["Basic xxx", "Basic dXNlcjpwYXNz", "Token abc", "Bearer", "Bearer   "]
-)
 async def test_non_bearer_authorization_is_401_authentication_required(
-    gateway: Gateway, value: str
+    gateway: Gateway, admin: dict[str, str]
 ) -> None:
-    response = await gateway.client.get(ME, headers={"Authorization": value})
+    token = admin["Authorization"].removeprefix("Bearer ")
+    wrong = []
+    for value in [
+        "Basic xxx",
+        "Basic dXNlcjpwYXNz",
+        f"Token {token}",
+        token,
+        "Bearer",
+        "Bearer   ",
+    ]:
+        response = await gateway.client.get(ME, headers={"Authorization": value})
+        outcome = (response.status, (await response.json())["error"]["code"])
+        if outcome != (401, "AURORA-4010"):
+            wrong.append((value[:20], outcome))
+    assert wrong == []
+
+
+async def test_query_string_token_is_ignored_on_http_routes(
+    gateway: Gateway, admin: dict[str, str]
+) -> None:
+    # Only a WebSocket upgrade may carry its token in the URL (browsers cannot set headers).
+    token = admin["Authorization"].removeprefix("Bearer ")
+    response = await gateway.client.get(ME, params={"access_token": token})
     body = await response.json()
     assert response.status == 401
     assert body["error"]["code"] == "AURORA-4010"
+
+
+async def test_invalid_bearer_is_not_rescued_by_a_valid_api_key(
+    gateway: Gateway, admin: dict[str, str]
+) -> None:
+    created = await gateway.client.post("/api/v1/auth/api-keys", json={"name": "k"}, headers=admin)
+    key = (await created.json())["key"]
+    response = await gateway.client.get(
+        ME, headers={"Authorization": "Bearer not-a-token", "X-API-Key": key}
+    )
+    assert response.status == 401
+    assert (await response.json())["error"]["code"] == "AURORA-4012"

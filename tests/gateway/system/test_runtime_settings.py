@@ -59,8 +59,10 @@ async def test_invalid_values_change_nothing(gateway: Gateway, admin: dict[str, 
         ({"approval_timeout_seconds": 1}, ["body", "approval_timeout_seconds"]),
         ({"unknown_knob": 1}, ["body", "unknown_knob"]),
         ({}, ["body"]),
-        ({"mode": "active", "max_concurrent_investigations": 0},
-         ["body", "max_concurrent_investigations"]),
+        (
+            {"mode": "active", "max_concurrent_investigations": 0},
+            ["body", "max_concurrent_investigations"],
+        ),
     ]:
         response = await gateway.client.patch(
             "/api/v1/settings/runtime", headers=admin, json=payload
@@ -94,9 +96,7 @@ async def test_metrics_exposition(gateway: Gateway) -> None:
     text = await response.text()
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/plain")
-    assert (
-        'aurora_http_requests_total{method="GET",route="/api/v1/users/me",status="200"}' in text
-    )
+    assert 'aurora_http_requests_total{method="GET",route="/api/v1/users/me",status="200"}' in text
     assert 'aurora_http_request_duration_seconds_bucket{le="0.005",method="GET"' in text
     assert 'route="unmatched",status="404"' in text
     assert "12345" not in text  # never raw paths or ids

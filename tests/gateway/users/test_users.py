@@ -2,7 +2,6 @@ import pytest
 from sqlalchemy import func, select
 
 from core.errors import Conflict
-
 from core.security.permissions import ROLE_PERMISSIONS, Role
 from gateway.keys import DATABASE
 from gateway.users import service as users
@@ -33,13 +32,21 @@ async def test_admin_creates_lists_and_deletes(gateway: Gateway, admin: dict[str
     created = await gateway.client.post(
         "/api/v1/users",
         headers=admin,
-        json={"username": "hunter1", "password": "a strong password", "role": "hunter",
-              "email": "hunter1@example.org", "full_name": "Hunter One"},
+        json={
+            "username": "hunter1",
+            "password": "a strong password",
+            "role": "hunter",
+            "email": "hunter1@example.org",
+            "full_name": "Hunter One",
+        },
     )
     body = await created.json()
     assert created.status == 201, body
     assert (body["username"], body["role"], body["email"]) == (
-        "hunter1", "hunter", "hunter1@example.org")
+        "hunter1",
+        "hunter",
+        "hunter1@example.org",
+    )
     assert "password" not in str(body)
     # the new user can log in with that password
     await gateway.login("hunter1", "a strong password")
@@ -95,8 +102,7 @@ async def test_create_user_validation(gateway: Gateway, admin: dict[str, str]) -
         ({"username": "shorty", "password": "short", "role": "analyst"}, "password"),
         ({"username": "roleless", "password": PASSWORD, "role": "wizard"}, "role"),
         ({"username": "me", "password": PASSWORD, "role": "analyst"}, "username"),
-        ({"username": "mailer", "password": PASSWORD, "role": "analyst", "email": "nope"},
-         "email"),
+        ({"username": "mailer", "password": PASSWORD, "role": "analyst", "email": "nope"}, "email"),
         ({"username": "extra", "password": PASSWORD, "role": "analyst", "admin": True}, "admin"),
     ]
     for payload, field in cases:
