@@ -45,6 +45,7 @@ async def create_token(request: web.Request) -> web.Response:
             password=body.password,
             max_failures=settings.login_max_failures,
             lockout_seconds=settings.login_lockout_seconds,
+            phantoms=request.app[AUTHENTICATOR].phantom_logins,
         )
     request.app[AUTHENTICATOR].forget_user(user_id)
     response = json_response(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,9 @@ from core.security.permissions import Permission, permissions_for
 from core.security.tokens import IssuedToken, TokenService
 from gateway.auth.models import ApiKey, RevokedToken
 from gateway.users.models import User
+
+log = logging.getLogger("aurora.auth")
+PURGE_INTERVAL_SECONDS = 3600.0
 
 
 @functools.cache
@@ -92,6 +96,31 @@ class Principal:
         return Permission.ADMIN in self.permissions
 
 
+class PhantomLockout:
+    """Failed logins for usernames that have no account, counted and locked like real ones so
+    that the lockout does not reveal which usernames exist. Kept in memory, bounded."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[int, datetime | None]] = {}
+
+    def locked_until(self, username: str, now: datetime) -> datetime | None:
+        until = self._entries.get(username, (0, None))[1]
+        return until if until is not None and until > now else None
+
+    def fail(self, username: str, now: datetime, max_failures: int, lockout_seconds: int) -> None:
+        failures, until = self._entries.pop(username, (0, None))
+        if until is not None and until <= now:
+            failures = 0
+        failures += 1
+        if failures >= max_failures:
+            self._entries[username] = (0, now + timedelta(seconds=lockout_seconds))
+        else:
+            self._entries[username] = (failures, None)
+        while len(self._entries) > self.max_entries:
+            self._entries.pop(next(iter(self._entries)))
+
+
 class Authenticator:
     """Resolves bearer tokens and API keys; caches users briefly and revoked ``jti``s in memory.
 
@@ -114,6 +143,7 @@ class Authenticator:
         self._revoked: dict[str, datetime] = {}
         self._refreshed_at: datetime | None = None
         self.refresh_interval = refresh_interval
+        self.phantom_logins = PhantomLockout()
 
     async def load_revocations(self) -> None:
         """Read revoked, unexpired ``jti``s (all at first, then those revoked since last time)."""
@@ -134,10 +164,18 @@ class Authenticator:
             del self._revoked[jti]
 
     async def run_refresh(self) -> None:
-        """Keep the revocation set current until cancelled."""
+        """Keep the revocation set current, and the table pruned, until cancelled."""
+        last_purge = time.monotonic()
         while True:
             await asyncio.sleep(self.refresh_interval)
-            await self.load_revocations()
+            try:
+                await self.load_revocations()
+                if time.monotonic() - last_purge > PURGE_INTERVAL_SECONDS:
+                    async with self._db.session() as session:
+                        await purge_expired_revocations(db=session)
+                    last_purge = time.monotonic()
+            except Exception:  # a database hiccup must not end the loop
+                log.exception("refreshing revoked tokens failed; retrying")
 
     def forget_user(self, user_id: str) -> None:
         """Drop a user from the cache after it changed or was deleted."""
@@ -225,6 +263,7 @@ async def login(
     password: str,
     max_failures: int,
     lockout_seconds: int,
+    phantoms: PhantomLockout,
     ttl_seconds: int | None = None,
 ) -> tuple[IssuedToken, str]:
     """Check a password and issue an access token; returns it with the user's id.
@@ -234,15 +273,18 @@ async def login(
     """
     user = (await db.execute(select(User).where(User.username == username))).scalar_one_or_none()
     now = utcnow()
-    if user is not None and user.locked_until is not None and user.locked_until > now:
-        remaining = int((user.locked_until - now).total_seconds()) + 1
+    locked_until = user.locked_until if user is not None else phantoms.locked_until(username, now)
+    if locked_until is not None and locked_until > now:
+        remaining = int((locked_until - now).total_seconds()) + 1
         raise RateLimited(
             {"reason": "account temporarily locked after repeated failed logins"},
             retry_after=remaining,
         )
     ok = await hasher.verify_async(user.password_hash if user else None, password)
     if user is None or not ok or not user.is_active:
-        if user is not None and not ok:
+        if user is None:
+            phantoms.fail(username, now, max_failures, lockout_seconds)
+        elif not ok:
             failures = (
                 await db.execute(
                     update(User)

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,12 +21,12 @@ ME = "/api/v1/users/me"
 WRONG = "definitely not it"
 
 
-async def _login(gateway: Gateway, username: str, password: str) -> tuple[int, dict[str, object]]:
+async def _login(gateway: Gateway, username: str, password: str) -> tuple[int, dict[str, Any]]:
     response = await gateway.client.post(TOKEN, json={"username": username, "password": password})
-    return response.status, await response.json()
+    return response.status, dict(await response.json())
 
 
-def _code(body: dict[str, object]) -> object:
+def _code(body: dict[str, Any]) -> object:
     error = body.get("error")
     return error.get("code") if isinstance(error, dict) else None
 
@@ -84,11 +85,9 @@ async def test_wrong_password_and_unknown_user_look_the_same(gateway: Gateway) -
     assert (wrong_status, _code(wrong)) == (401, "AURORA-4012")
     assert (unknown_status, _code(unknown)) == (401, "AURORA-4012")
     strip = {"timestamp", "request_id"}
-    assert {k: v for k, v in wrong["error"].items() if k not in strip} == {  # type: ignore[union-attr]
-        k: v
-        for k, v in unknown["error"].items()
-        if k not in strip  # type: ignore[union-attr]
-    }
+    same_wrong = {k: v for k, v in wrong["error"].items() if k not in strip}
+    same_unknown = {k: v for k, v in unknown["error"].items() if k not in strip}
+    assert same_wrong == same_unknown
     assert WRONG not in json.dumps(wrong)
 
 
@@ -108,6 +107,20 @@ async def test_lockout_after_max_failures(gateway: Gateway, settings: Settings) 
     # Another user is not affected.
     await gateway.create_user("bystander", Role.VIEWER)
     assert (await _login(gateway, "bystander", PASSWORD))[0] == 200
+
+
+async def test_lockout_does_not_reveal_which_usernames_exist(
+    gateway: Gateway, settings: Settings
+) -> None:
+    await gateway.create_user("real-user", Role.VIEWER)
+    answers: dict[str, list[tuple[int, object]]] = {}
+    for name in ("real-user", "ghost-user"):
+        answers[name] = []
+        for _ in range(settings.login_max_failures + 1):
+            status, body = await _login(gateway, name, WRONG)
+            answers[name].append((status, _code(body)))
+    assert answers["real-user"] == answers["ghost-user"]
+    assert answers["ghost-user"][-1] == (429, "AURORA-4290")
 
 
 async def test_failures_below_the_limit_do_not_lock(gateway: Gateway, settings: Settings) -> None:

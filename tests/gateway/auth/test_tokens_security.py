@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import math
 import secrets
+import time
 import uuid
 import warnings
 from datetime import UTC, datetime, timedelta
@@ -14,6 +17,7 @@ import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
 from core.security.permissions import Role
+from core.security.tokens import LEEWAY_SECONDS
 from core.settings import Settings
 from tests.conftest import Gateway, start_gateway
 
@@ -130,6 +134,24 @@ async def test_expired_forgery_is_invalid_not_expired(
     claims = _claims(settings, subject, **_resolve({"exp": "-120"}))
     token = _sign(settings, claims, key=secrets.token_urlsafe(32))
     assert await _refused(gateway, token) == (401, "AURORA-4012")
+
+
+async def test_token_expiring_while_in_use_is_refused(
+    gateway: Gateway, admin: dict[str, str]
+) -> None:
+    # A token accepted (and possibly remembered) a moment ago must still lapse on time.
+    subject = await _admin_id(gateway, admin)
+    if time.time() % 1 > 0.5:  # leave at least half a second to use it while valid
+        await asyncio.sleep(1.01 - time.time() % 1)
+    valid_until = math.floor(time.time()) + 1
+    expires = valid_until - LEEWAY_SECONDS
+    token = gateway.token_for(
+        subject, ttl_seconds=60, now=datetime.fromtimestamp(expires - 60, UTC)
+    )
+    assert await _refused(gateway, token) == (200, "ok")
+    assert await _refused(gateway, token) == (200, "ok")
+    await asyncio.sleep(valid_until - time.time() + 0.2)
+    assert await _refused(gateway, token) == (401, "AURORA-4011")
 
 
 async def test_wrong_signature_is_refused(
