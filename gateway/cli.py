@@ -11,11 +11,12 @@ import getpass
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from core.db import create_database
+from core.db import Database, create_database
 from core.db.migrate import current_revision, head_revision, is_current, upgrade
 from core.errors import AuroraError
 from core.security.passwords import PasswordHasher
@@ -35,6 +36,16 @@ def _configure_logging(settings: Settings) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Database]:
+    """The configured database for one command, closed afterwards."""
+    database = create_database(settings.effective_database_url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 async def _serve(settings: Settings, *, banner: Callable[[str], None]) -> None:
@@ -59,8 +70,7 @@ async def _serve(settings: Settings, *, banner: Callable[[str], None]) -> None:
 
 async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     ensure_data_dir(settings)
-    database = create_database(settings.effective_database_url)
-    try:
+    async with _database(settings) as database:
         await upgrade(database)
         async with database.session() as db:
             boot = await users.bootstrap_admin(
@@ -71,8 +81,6 @@ async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
                     settings.admin_password.get_secret_value() if settings.admin_password else None
                 ),
             )
-    finally:
-        await database.dispose()
     if boot.generated_password is not None:
         print(
             f"Created admin '{boot.username}' with generated password: {boot.generated_password}\n"
@@ -105,24 +113,18 @@ async def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     ensure_data_dir(settings)
-    database = create_database(settings.effective_database_url)
-    try:
+    async with _database(settings) as database:
         await upgrade(database, args.revision)
         print(f"database at revision {await current_revision(database)}")
-    finally:
-        await database.dispose()
     return 0
 
 
 async def cmd_db_current(settings: Settings, args: argparse.Namespace) -> int:
-    database = create_database(settings.effective_database_url)
-    try:
+    async with _database(settings) as database:
         current = await current_revision(database)
         head = head_revision(settings.effective_database_url)
         state = "current" if await is_current(database) else "behind: run `aurora db upgrade`"
         print(f"database at revision {current or '(none)'}, newest {head} ({state})")
-    finally:
-        await database.dispose()
     return 0
 
 
@@ -143,8 +145,7 @@ async def cmd_user_create(settings: Settings, args: argparse.Namespace) -> int:
     password: str | None = None
     if role not in {Role.SERVICE_AGENT, Role.SERVICE_RESPONDER} or args.password_stdin:
         password = _read_password(args)
-    database = create_database(settings.effective_database_url)
-    try:
+    async with _database(settings) as database:
         if password is not None:
             validate(
                 UserCreate,
@@ -166,19 +167,13 @@ async def cmd_user_create(settings: Settings, args: argparse.Namespace) -> int:
                 email=args.email,
                 full_name=args.full_name,
             )
-    finally:
-        await database.dispose()
     print(f"created {user.role} '{user.username}' ({user.id})")
     return 0
 
 
 async def cmd_user_list(settings: Settings, args: argparse.Namespace) -> int:
-    database = create_database(settings.effective_database_url)
-    try:
-        async with database.session() as db:
-            found, total = await users.list_users(db=db, limit=10_000, offset=0)
-    finally:
-        await database.dispose()
+    async with _database(settings) as database, database.session() as db:
+        found, total = await users.list_users(db=db, limit=10_000, offset=0)
     print(f"{'USERNAME':<24} {'ROLE':<18} {'ACTIVE':<6} CREATED")
     for user in found:
         print(
@@ -190,23 +185,15 @@ async def cmd_user_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_user_delete(settings: Settings, args: argparse.Namespace) -> int:
-    database = create_database(settings.effective_database_url)
-    try:
-        async with database.session() as db:
-            await users.delete_user(db=db, actor_id="", username=args.username)
-    finally:
-        await database.dispose()
+    async with _database(settings) as database, database.session() as db:
+        await users.delete_user(db=db, actor_id="", username=args.username)
     print(f"deleted '{args.username}'")
     return 0
 
 
 async def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
-    database = create_database(settings.effective_database_url)
-    try:
-        async with database.session() as db:
-            user = await users.get_user_by_username(db=db, username=args.username)
-    finally:
-        await database.dispose()
+    async with _database(settings) as database, database.session() as db:
+        user = await users.get_user_by_username(db=db, username=args.username)
     issued = TokenService.from_settings(settings).issue(
         user.id, ttl_seconds=args.ttl, claims={"username": user.username}
     )

@@ -14,19 +14,8 @@ from gateway.users.schemas import UserCreate, UserListQuery, UserMe, UserPage, U
 
 async def get_me(request: web.Request) -> web.Response:
     caller = principal(request)
-    user = caller.user
-    me = UserMe(
-        id=user.id,
-        username=user.username,
-        email=user.email,
-        full_name=user.full_name,
-        role=user.role,
-        is_active=user.is_active,
-        created_at=user.created_at,
-        last_login_at=user.last_login_at,
-        permissions=caller.permission_names,
-        auth_method=caller.method,
-    )
+    profile = {field: getattr(caller.user, field) for field in UserRead.model_fields}
+    me = UserMe(**profile, permissions=caller.permission_names, auth_method=caller.method)
     return json_response(me)
 
 

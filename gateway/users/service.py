@@ -5,14 +5,16 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, NotFound, ValidationFailed
 from core.security.passwords import PasswordHasher
 from core.security.permissions import Role
 from gateway.users.models import User
+from gateway.users.schemas import UserCreate
 
 
 async def get_user_by_username(*, db: AsyncSession, username: str) -> User:
@@ -110,6 +112,14 @@ async def bootstrap_admin(
     if existing is not None:
         return Bootstrap(username, created=False, generated_password=None)
     generated = None if password else secrets.token_urlsafe(18)
+    try:
+        UserCreate(username=username, password=password or generated, role=Role.ADMIN)
+    except ValidationError as err:
+        fields = [
+            {"loc": ["AURORA_ADMIN_" + str(e["loc"][0]).upper()], "msg": e["msg"]}
+            for e in err.errors(include_url=False, include_input=False)
+        ]
+        raise ValidationFailed(fields) from err
     await create_user(
         db=db, hasher=hasher, username=username, password=password or generated, role=Role.ADMIN
     )

@@ -252,3 +252,10 @@ def test_db_user_and_gateway_commands(env: dict[str, str], platforms: list[Platf
     unknown = run(env, "token", "bob")
     assert unknown.returncode == 1
     assert "Resource not found" in unknown.stderr
+
+
+def test_weak_admin_password_is_refused(env: dict[str, str]) -> None:
+    refused = run({**env, "AURORA_ADMIN_PASSWORD": "short"}, "up")
+    assert refused.returncode == 1
+    assert "AURORA_ADMIN_PASSWORD" in refused.stderr
+    assert "short" not in refused.stderr.replace("AURORA_ADMIN", "")
