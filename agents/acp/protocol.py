@@ -1,0 +1,149 @@
+"""JSON-RPC 2.0 framing, ACP error codes, and the routing metadata carried in ``params._meta``."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from core.errors import AuroraError
+
+JSONRPC: Final = "2.0"
+
+# Standard JSON-RPC 2.0 codes.
+PARSE_ERROR: Final = -32700
+INVALID_REQUEST: Final = -32600
+METHOD_NOT_FOUND: Final = -32601
+INVALID_PARAMS: Final = -32602
+INTERNAL_ERROR: Final = -32603
+
+# ACP codes, in the implementation-defined server-error range -32000..-32099.
+OVERLOADED: Final = -32000
+"""Too many requests in flight on this connection; retry after ``data.retry_after_ms``."""
+DEADLINE_EXCEEDED: Final = -32001
+HOP_LIMIT_EXCEEDED: Final = -32002
+CANCELLED: Final = -32003
+PLATFORM_ERROR: Final = -32010
+"""A platform (AURORA) error: ``data.aurora_code`` names it."""
+UNAVAILABLE: Final = -32011
+"""The agent cannot serve right now (shutting down, a dependency down); retryable."""
+
+MESSAGES: Final = {
+    PARSE_ERROR: "Parse error",
+    INVALID_REQUEST: "Invalid Request",
+    METHOD_NOT_FOUND: "Method not found",
+    INVALID_PARAMS: "Invalid params",
+    INTERNAL_ERROR: "Internal error",
+    OVERLOADED: "Overloaded",
+    DEADLINE_EXCEEDED: "Deadline exceeded",
+    HOP_LIMIT_EXCEEDED: "Hop limit exceeded",
+    CANCELLED: "Request cancelled",
+    PLATFORM_ERROR: "Platform error",
+    UNAVAILABLE: "Agent unavailable",
+}
+
+RETRYABLE_CODES: Final = frozenset({OVERLOADED, UNAVAILABLE})
+RETRYABLE_AURORA_CODES: Final = frozenset({"AURORA-5030", "AURORA-5031", "AURORA-5032"})
+
+CANCEL_METHOD: Final = "$/cancel"
+THOUGHT_METHOD: Final = "agent.thought"
+TOOL_CALL_METHOD: Final = "agent.tool_call"
+
+TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+class RpcError(Exception):
+    """A JSON-RPC error to send back (server side) or that came back (client side)."""
+
+    def __init__(self, code: int, message: str | None = None, data: Any = None) -> None:
+        self.code = code
+        self.message = message or MESSAGES.get(code, "Server error")
+        self.data = data
+        super().__init__(f"{self.code} {self.message}")
+
+    @property
+    def retryable(self) -> bool:
+        if self.code in RETRYABLE_CODES:
+            return True
+        return isinstance(self.data, dict) and self.data.get("aurora_code") in (
+            RETRYABLE_AURORA_CODES
+        )
+
+    @property
+    def aurora_code(self) -> str | None:
+        if isinstance(self.data, dict):
+            code = self.data.get("aurora_code")
+            return code if isinstance(code, str) else None
+        return None
+
+    @classmethod
+    def from_aurora(cls, err: AuroraError) -> RpcError:
+        return cls(
+            PLATFORM_ERROR,
+            err.message,
+            {"aurora_code": err.code, "http_status": err.status, "detail": err.detail},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+def error_response(request_id: Any, error: RpcError) -> dict[str, Any]:
+    return {"jsonrpc": JSONRPC, "error": error.to_dict(), "id": request_id}
+
+
+def result_response(request_id: Any, result: Any) -> dict[str, Any]:
+    return {"jsonrpc": JSONRPC, "result": result, "id": request_id}
+
+
+def notification(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": JSONRPC, "method": method, "params": params}
+
+
+def new_traceparent() -> str:
+    """A fresh W3C trace context (version 00, sampled)."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def child_traceparent(parent: str | None) -> str:
+    """The same trace with a new span id, or a new trace when there is no valid parent."""
+    if parent is None or not TRACEPARENT.match(parent):
+        return new_traceparent()
+    version, trace_id, _span, flags = parent.split("-")
+    return f"{version}-{trace_id}-{secrets.token_hex(8)}-{flags}"
+
+
+class Meta(BaseModel):
+    """Routing metadata of one ACP request (``params._meta``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    traceparent: str | None = None
+    investigation_id: str | None = Field(default=None, max_length=128)
+    sender: str | None = Field(default=None, max_length=128)
+    target: str | None = Field(default=None, max_length=128)
+    hop: int = Field(default=0, ge=0)
+    deadline: AwareDatetime | None = None
+    """Absolute: ISO 8601 with a zone, or seconds since the epoch."""
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    prompt_version: str | None = Field(default=None, max_length=64)
+
+    @field_validator("traceparent")
+    @classmethod
+    def _w3c(cls, value: str | None) -> str | None:
+        if value is not None and not TRACEPARENT.match(value):
+            raise ValueError(
+                "traceparent must be a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>)"
+            )
+        return value
+
+    def seconds_left(self, now: datetime | None = None) -> float | None:
+        if self.deadline is None:
+            return None
+        return (self.deadline - (now or datetime.now(UTC))).total_seconds()
