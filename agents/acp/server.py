@@ -306,7 +306,7 @@ class AgentServer:
     async def _handle_one(self, message: Any, connection: _Connection) -> dict[str, Any] | None:
         if not isinstance(message, dict):
             return error_response(None, RpcError(INVALID_REQUEST))
-        request_id = message.get("id", _MISSING)
+        request_id: Any = message.get("id", _MISSING)
         is_notification = request_id is _MISSING
         valid_id = is_notification or (
             request_id is None
@@ -315,7 +315,7 @@ class AgentServer:
         )
         reply_id = None if is_notification or not valid_id else request_id
         method = message.get("method")
-        params = message.get("params", _MISSING)
+        params: Any = message.get("params", _MISSING)
         if (
             message.get("jsonrpc") != JSONRPC
             or not isinstance(method, str)
@@ -327,9 +327,8 @@ class AgentServer:
             self._cancel(params, connection)
             return None if is_notification else result_response(request_id, None)
         try:
-            result = await self._call(
-                method, None if params is _MISSING else params, reply_id, connection
-            )
+            given: dict[str, Any] | list[Any] | None = None if params is _MISSING else params
+            result = await self._call(method, given, reply_id, connection)
         except RpcError as err:
             return None if is_notification else error_response(reply_id, err)
         return None if is_notification else result_response(reply_id, result)
