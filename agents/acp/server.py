@@ -51,7 +51,7 @@ from core.security.tokens import TokenService
 log = logging.getLogger("aurora.acp")
 
 AGENT_TOKEN_TYPE = "agent"
-_MISSING = object()
+_MISSING: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
