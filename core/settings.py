@@ -67,6 +67,27 @@ class Settings(BaseSettings):
     auth_cache_ttl_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
     """How long a resolved user stays cached for authentication (0 disables the cache)."""
 
+    llm_base_url: str | None = None
+    """OpenAI-compatible endpoint (``http://127.0.0.1:8000/v1``); None: no LLM, built-in analysis."""
+    llm_api_key: SecretStr | None = None
+    llm_model: str | None = None
+    """Model to ask for; None: the first one the endpoint lists."""
+    llm_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    llm_max_retries: Annotated[int, Field(ge=0, le=10)] = 1
+    llm_temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
+
+    # -- agents and ACP --
+    agent_host: str = "127.0.0.1"
+    """Address the specialist agents listen on (``aurora up``, ``aurora agent run``)."""
+    agent_base_port: Annotated[int, Field(ge=1, le=65_000)] = 8101
+    """The first specialist's port; the others follow in catalogue order."""
+    agent_urls: dict[str, list[str]] = Field(default_factory=dict)
+    """Agent name → WebSocket URLs (replicas), as JSON; overrides host and port per agent."""
+    acp_max_frame_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    acp_max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 128
+    acp_hop_limit: Annotated[int, Field(ge=1, le=64)] = 8
+    acp_call_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

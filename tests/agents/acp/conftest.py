@@ -66,6 +66,7 @@ def example_server(limits: AcpLimits | None = None) -> AgentServer:
         limits=limits,
     )
     server.runs = []  # type: ignore[attr-defined]
+    server.cancelled = []  # type: ignore[attr-defined]
     hellos: list[int] = []
 
     async def subtract(p: Subtract, _ctx: CallContext) -> int:
@@ -86,7 +87,11 @@ def example_server(limits: AcpLimits | None = None) -> AgentServer:
     async def sleep(p: Sleep, ctx: CallContext) -> dict[str, Any]:
         server.runs.append(p.label)  # type: ignore[attr-defined]
         await ctx.thought("sleeping", f"for {p.seconds}s")
-        await asyncio.sleep(p.seconds)
+        try:
+            await asyncio.sleep(p.seconds)
+        except asyncio.CancelledError:
+            server.cancelled.append(p.label)  # type: ignore[attr-defined]
+            raise
         await ctx.tool_call("clock", {"seconds": p.seconds}, "slept", p.seconds * 1000)
         return {"slept": p.seconds, "label": p.label, "meta": ctx.meta.model_dump(mode="json")}
 
@@ -138,9 +143,12 @@ async def silence(ws: ClientConnection, seconds: float = 0.2) -> bool:
     return False
 
 
+LIMITS = AcpLimits(max_frame_bytes=65_536, max_in_flight=4, hop_limit=3)
+
+
 @pytest.fixture
 async def live() -> AsyncIterator[Live]:
-    server = example_server(AcpLimits(max_frame_bytes=65_536, max_in_flight=4, hop_limit=3))
+    server = example_server(LIMITS)
     listener = await server.start("127.0.0.1", 0)
     port = next(iter(listener.sockets)).getsockname()[1]
     try:

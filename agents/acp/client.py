@@ -1,0 +1,431 @@
+"""HandoffTool's engine: calls agent methods over ACP.
+
+One persistent WebSocket per agent URL, requests multiplexed by id, reconnection, absolute
+deadlines, retries of retryable errors only (exponential backoff with full jitter), a circuit
+breaker per agent, a bound on requests in flight, and ``$/cancel`` when the caller gives up.
+Platform errors come back as the same typed AURORA error the agent raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from agents.acp.protocol import (
+    CANCEL_METHOD,
+    DEADLINE_EXCEEDED,
+    JSONRPC,
+    PLATFORM_ERROR,
+    RpcError,
+    child_traceparent,
+)
+from agents.acp.registry import AgentRegistry
+from core.errors import AuroraError, ServiceUnavailable, error_for_code
+
+log = logging.getLogger("aurora.acp.client")
+
+Notification = dict[str, Any]
+NotificationHandler = Callable[[str, Notification], None]
+"""Called with (agent name, notification message) for every notification an agent streams."""
+
+
+class ConnectionLost(Exception):
+    """The connection failed before a reply came; the call may be retried."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 3
+    base_delay: float = 0.05
+    max_delay: float = 1.0
+
+    def delay(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(max, base * 2**attempt)]."""
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))  # noqa: S311
+
+
+@dataclass(slots=True)
+class CircuitBreaker:
+    """Opens after ``threshold`` consecutive failures; after ``reset_after`` seconds lets one
+    trial call through (half-open), which closes it on success or reopens it on failure."""
+
+    threshold: int = 5
+    reset_after: float = 10.0
+    failures: int = 0
+    opened_at: float | None = None
+    trial_running: bool = False
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        if time.monotonic() - self.opened_at >= self.reset_after:
+            return "half_open"
+        return "open"
+
+    def allow(self) -> bool:
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half_open" and not self.trial_running:
+            self.trial_running = True
+            return True
+        return False
+
+    def success(self) -> None:
+        self.failures, self.opened_at, self.trial_running = 0, None, False
+
+    def failure(self) -> None:
+        self.failures += 1
+        self.trial_running = False
+        if self.failures >= self.threshold or self.opened_at is not None:
+            self.opened_at = time.monotonic()
+
+
+class AgentConnection:
+    """One persistent WebSocket to one agent URL; concurrent requests share it by id."""
+
+    def __init__(
+        self,
+        *,
+        agent: str,
+        url: str,
+        token: Callable[[], str],
+        max_frame_bytes: int,
+        connect_timeout: float,
+        on_notification: NotificationHandler | None,
+    ) -> None:
+        self.agent = agent
+        self.url = url
+        self._token = token
+        self._max_frame = max_frame_bytes
+        self._connect_timeout = connect_timeout
+        self._on_notification = on_notification
+        self._socket: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._listeners: dict[int, NotificationHandler] = {}
+
+    @property
+    def connected(self) -> bool:
+        return self._socket is not None and self._reader is not None and not self._reader.done()
+
+    async def _ensure(self) -> ClientConnection:
+        if self.connected:
+            assert self._socket is not None
+            return self._socket
+        async with self._lock:
+            if self.connected:
+                assert self._socket is not None
+                return self._socket
+            try:
+                async with asyncio.timeout(self._connect_timeout):
+                    socket = await connect(
+                        self.url,
+                        additional_headers={"Authorization": f"Bearer {self._token()}"},
+                        max_size=self._max_frame,
+                        compression=None,
+                        open_timeout=None,
+                    )
+            except InvalidStatus as err:
+                if err.response.status_code == 401:
+                    raise ServiceUnavailable(
+                        {"agent": self.agent, "reason": "the agent refused our token"}
+                    ) from err
+                raise ConnectionLost(f"handshake refused: {err.response.status_code}") from err
+            except (OSError, TimeoutError, InvalidHandshake) as err:
+                raise ConnectionLost(f"cannot connect to {self.url}: {err}") from err
+            self._socket = socket
+            self._reader = asyncio.create_task(self._read(socket), name=f"acp-read-{self.agent}")
+            return socket
+
+    async def _read(self, socket: ClientConnection) -> None:
+        try:
+            async for frame in socket:
+                self._dispatch(frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            pending, self._pending = self._pending, {}
+            for future in pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionLost("connection closed before the reply"))
+
+    def _dispatch(self, frame: str | bytes) -> None:
+        try:
+            message = json.loads(frame)
+        except ValueError:
+            log.warning("agent %s sent a frame that is not JSON", self.agent)
+            return
+        for item in message if isinstance(message, list) else [message]:
+            if not isinstance(item, dict):
+                continue
+            if "id" in item and ("result" in item or "error" in item):
+                future = (
+                    self._pending.pop(item["id"], None) if isinstance(item["id"], int) else None
+                )
+                if future is not None and not future.done():
+                    future.set_result(item)
+            elif isinstance(item.get("method"), str):
+                params = item.get("params")
+                request_id = params.get("request_id") if isinstance(params, dict) else None
+                listener = self._listeners.get(request_id) if isinstance(request_id, int) else None
+                if listener is not None:
+                    listener(self.agent, item)
+                if self._on_notification is not None:
+                    self._on_notification(self.agent, item)
+
+    async def request(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        timeout: float | None,
+        listener: NotificationHandler | None = None,
+    ) -> dict[str, Any]:
+        """Send one request and wait for its reply (the raw response object)."""
+        socket = await self._ensure()
+        request_id = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        if listener is not None:
+            self._listeners[request_id] = listener
+        frame = json.dumps(
+            {"jsonrpc": JSONRPC, "method": method, "params": params, "id": request_id}
+        )
+        try:
+            try:
+                await socket.send(frame)
+            except ConnectionClosed as err:
+                raise ConnectionLost("connection closed while sending") from err
+            async with asyncio.timeout(timeout):
+                return await future
+        except (TimeoutError, asyncio.CancelledError):
+            # The caller gave up: tell the agent to stop working on it.
+            await self.notify(CANCEL_METHOD, {"id": request_id})
+            raise
+        finally:
+            self._pending.pop(request_id, None)
+            self._listeners.pop(request_id, None)
+
+    async def notify(self, method: str, params: dict[str, Any]) -> None:
+        socket = self._socket
+        if socket is None:
+            return
+        with contextlib.suppress(ConnectionClosed, RuntimeError):
+            await socket.send(json.dumps({"jsonrpc": JSONRPC, "method": method, "params": params}))
+
+    async def close(self) -> None:
+        if self._socket is not None:
+            await self._socket.close()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        self._socket = self._reader = None
+
+
+@dataclass(slots=True)
+class _Agent:
+    connections: list[AgentConnection]
+    breaker: CircuitBreaker
+    slots: asyncio.Semaphore
+    next_index: int = 0
+    calls: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    latencies: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """Routing metadata and limits of one call."""
+
+    investigation_id: str | None = None
+    traceparent: str | None = None
+    hop: int = 0
+    timeout: float | None = None
+    """Seconds from now; ignored when ``deadline`` (epoch seconds) is given."""
+    deadline: float | None = None
+    idempotency_key: str | None = None
+    prompt_version: str | None = None
+
+
+class HandoffClient:
+    """Calls any agent in the registry by name; one instance per process, shared by callers."""
+
+    def __init__(
+        self,
+        *,
+        registry: AgentRegistry,
+        sender: str,
+        token: Callable[[], str],
+        default_timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        breaker_threshold: int = 5,
+        breaker_reset_after: float = 10.0,
+        max_in_flight: int = 256,
+        max_frame_bytes: int = 1_048_576,
+        connect_timeout: float = 5.0,
+        on_notification: NotificationHandler | None = None,
+    ) -> None:
+        self.registry = registry
+        self.sender = sender
+        self._token = token
+        self.default_timeout = default_timeout
+        self.retry = retry or RetryPolicy()
+        self._breaker_threshold = breaker_threshold
+        self._breaker_reset = breaker_reset_after
+        self._max_in_flight = max_in_flight
+        self._max_frame = max_frame_bytes
+        self._connect_timeout = connect_timeout
+        self.on_notification = on_notification
+        self._agents: dict[str, _Agent] = {}
+
+    def _agent(self, name: str) -> _Agent:
+        agent = self._agents.get(name)
+        if agent is None:
+            urls = self.registry.urls(name)  # AURORA-4043 for an unknown agent
+            agent = _Agent(
+                connections=[
+                    AgentConnection(
+                        agent=name,
+                        url=url,
+                        token=self._token,
+                        max_frame_bytes=self._max_frame,
+                        connect_timeout=self._connect_timeout,
+                        on_notification=self._forward,
+                    )
+                    for url in urls
+                ],
+                breaker=CircuitBreaker(self._breaker_threshold, self._breaker_reset),
+                slots=asyncio.Semaphore(self._max_in_flight),
+            )
+            self._agents[name] = agent
+        return agent
+
+    def _forward(self, agent: str, message: Notification) -> None:
+        if self.on_notification is not None:
+            self.on_notification(agent, message)
+
+    def breaker_state(self, agent: str) -> str:
+        return self._agent(agent).breaker.state
+
+    async def call(
+        self,
+        agent: str,
+        method: str,
+        params: dict[str, Any] | None = None,
+        options: CallOptions | None = None,
+        *,
+        listener: NotificationHandler | None = None,
+    ) -> Any:
+        """Call ``agent.method(params)`` and return its result.
+
+        Raises the agent's AURORA error for platform errors, :class:`RpcError` for protocol
+        errors, AURORA-5030 when the agent cannot be reached (after retries, or circuit open).
+        """
+        options = options or CallOptions()
+        state = self._agent(agent)
+        deadline = options.deadline or time.time() + (options.timeout or self.default_timeout)
+        meta: dict[str, Any] = {
+            "traceparent": child_traceparent(options.traceparent),
+            "sender": self.sender,
+            "target": agent,
+            "hop": options.hop,
+            "deadline": deadline,
+            # One key for every attempt: a retry never runs the work twice.
+            "idempotency_key": options.idempotency_key or uuid.uuid4().hex,
+        }
+        if options.investigation_id is not None:
+            meta["investigation_id"] = options.investigation_id
+        if options.prompt_version is not None:
+            meta["prompt_version"] = options.prompt_version
+        payload = {**(params or {}), "_meta": meta}
+        attempt = 0
+        while True:
+            if not state.breaker.allow():
+                raise ServiceUnavailable({"agent": agent, "reason": "circuit open"})
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                raise RpcError(DEADLINE_EXCEEDED, data={"agent": agent, "method": method})
+            connection = state.connections[state.next_index % len(state.connections)]
+            state.next_index += 1
+            state.calls += 1
+            started = time.perf_counter()
+            try:
+                async with state.slots:
+                    reply = await connection.request(
+                        method, payload, timeout=remaining, listener=listener
+                    )
+            except ConnectionLost as err:
+                state.breaker.failure()
+                state.failures += 1
+                state.last_error = str(err)
+                failure: Exception = err
+            except TimeoutError as err:
+                state.breaker.failure()
+                state.failures += 1
+                state.last_error = "deadline exceeded"
+                raise RpcError(DEADLINE_EXCEEDED, data={"agent": agent, "method": method}) from err
+            else:
+                state.latencies.append(time.perf_counter() - started)
+                if len(state.latencies) > 1000:
+                    del state.latencies[:500]
+                if "result" in reply:
+                    state.breaker.success()
+                    return reply["result"]
+                error = _error_from(reply)
+                if not error.retryable:
+                    state.breaker.success()  # the agent is alive and answered
+                    raise _rebuild(error)
+                state.last_error = error.message
+                failure = error
+            attempt += 1
+            if attempt >= self.retry.attempts:
+                if isinstance(failure, RpcError):
+                    raise _rebuild(failure)
+                raise ServiceUnavailable(
+                    {"agent": agent, "reason": "agent unreachable", "attempts": attempt}
+                ) from failure
+            delay = self.retry.delay(attempt)
+            retry_after = getattr(failure, "data", None)
+            if isinstance(retry_after, dict) and "retry_after_ms" in retry_after:
+                delay = max(delay, float(retry_after["retry_after_ms"]) / 1000)
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.time())))
+
+    async def close(self) -> None:
+        for agent in self._agents.values():
+            for connection in agent.connections:
+                await connection.close()
+        self._agents.clear()
+
+
+def _error_from(reply: dict[str, Any]) -> RpcError:
+    error = reply.get("error")
+    if not isinstance(error, dict) or not isinstance(error.get("code"), int):
+        return RpcError(-32603, "Malformed error from agent")
+    return RpcError(error["code"], str(error.get("message", "")), error.get("data"))
+
+
+def _rebuild(error: RpcError) -> Exception:
+    """The AURORA error an agent raised, rebuilt; other RPC errors as they are."""
+    code = error.aurora_code
+    if error.code == PLATFORM_ERROR and code is not None:
+        detail = error.data.get("detail") if isinstance(error.data, dict) else None
+        rebuilt: AuroraError = error_for_code(code)(detail)
+        return rebuilt
+    return error

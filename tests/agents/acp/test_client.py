@@ -1,0 +1,236 @@
+"""HandoffClient and HandoffTool against live ACP servers: multiplexing, deadlines, cancel,
+retries, the circuit breaker, reconnection."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+
+from agents.acp.client import CallOptions, HandoffClient, RetryPolicy
+from agents.acp.protocol import RpcError
+from agents.acp.registry import AgentRegistry
+from agents.acp.tool import handoff_tools, tool_name
+from core.errors import AgentNotFound, AlertNotFound, ServiceUnavailable
+from tests.agents.acp.conftest import LIMITS, Live, agent_token, example_server
+
+
+def client_for(url: str, **kwargs: Any) -> HandoffClient:
+    kwargs.setdefault("retry", RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05))
+    return HandoffClient(
+        registry=AgentRegistry({"spec-agent": (url,)}),
+        sender="orchestrator",
+        token=agent_token,
+        **kwargs,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_calls_are_multiplexed_on_one_connection(live: Live) -> None:
+    client = client_for(live.url, max_in_flight=4)
+    try:
+        results = await asyncio.gather(
+            *(
+                client.call("spec-agent", "subtract", {"minuend": n, "subtrahend": 1})
+                for n in range(50)
+            )
+        )
+        assert results == [n - 1 for n in range(50)]
+        health = await client.call("spec-agent", "agent.health")
+        assert health["connections"] == 1
+    finally:
+        await client.close()
+
+
+async def test_metadata_and_notifications(live: Live) -> None:
+    seen: list[tuple[str, str]] = []
+    client = client_for(live.url, on_notification=lambda a, m: seen.append((a, m["method"])))
+    mine: list[str] = []
+    try:
+        result = await client.call(
+            "spec-agent",
+            "sleep",
+            {"seconds": 0.01},
+            CallOptions(investigation_id="INV-7", hop=1, prompt_version="v2"),
+            listener=lambda _a, m: mine.append(
+                m["params"]["step"] if "step" in m["params"] else m["params"]["tool"]
+            ),
+        )
+    finally:
+        await client.close()
+    meta = result["meta"]
+    assert (
+        meta["sender"],
+        meta["target"],
+        meta["hop"],
+        meta["investigation_id"],
+        meta["prompt_version"],
+    ) == ("orchestrator", "spec-agent", 1, "INV-7", "v2")
+    assert meta["traceparent"].startswith("00-")
+    assert meta["idempotency_key"]
+    assert meta["deadline"] is not None
+    assert seen == [("spec-agent", "agent.thought"), ("spec-agent", "agent.tool_call")]
+    assert mine == ["sleeping", "clock"]
+
+
+async def test_platform_errors_are_rebuilt_and_not_retried(live: Live) -> None:
+    client = client_for(live.url)
+    try:
+        with pytest.raises(AlertNotFound) as caught:
+            await client.call("spec-agent", "fail", {"kind": "aurora"})
+        assert caught.value.detail == {"alert_id": "ALRT-1"}
+        with pytest.raises(RpcError) as invalid:
+            await client.call("spec-agent", "subtract", {"minuend": "x"})
+        assert invalid.value.code == -32602
+        with pytest.raises(AgentNotFound):
+            await client.call("nobody", "agent.card")
+    finally:
+        await client.close()
+    assert client.breaker_state("spec-agent") == "closed"
+
+
+async def test_retryable_platform_error_is_retried_then_raised(live: Live) -> None:
+    client = client_for(live.url)
+    try:
+        from core.errors import LLMUnavailable
+
+        with pytest.raises(LLMUnavailable):
+            await client.call("spec-agent", "fail", {"kind": "llm"})
+    finally:
+        await client.close()
+
+
+async def test_overloaded_is_retried_with_backoff(live: Live) -> None:
+    client = client_for(live.url, retry=RetryPolicy(attempts=10, base_delay=0.02, max_delay=0.1))
+    try:
+        results = await asyncio.gather(
+            *(
+                client.call("spec-agent", "sleep", {"seconds": 0.1, "label": f"job{n}"})
+                for n in range(LIMITS.max_in_flight + 4)
+            )
+        )
+    finally:
+        await client.close()
+    assert sorted(r["label"] for r in results) == sorted(f"job{n}" for n in range(8))
+    # each job ran once: the overloaded ones were refused before running, then retried
+    assert sorted(live.server.runs) == sorted(f"job{n}" for n in range(8))  # type: ignore[attr-defined]
+
+
+async def test_deadline_cancels_the_remote_work(live: Live) -> None:
+    client = client_for(live.url)
+    try:
+        with pytest.raises(RpcError) as caught:
+            await client.call(
+                "spec-agent", "sleep", {"seconds": 5, "label": "long"}, CallOptions(timeout=0.3)
+            )
+        assert caught.value.code == -32001
+        await asyncio.sleep(0.2)
+        assert live.server.cancelled == ["long"]  # type: ignore[attr-defined]
+    finally:
+        await client.close()
+
+
+async def test_caller_giving_up_sends_cancel(live: Live) -> None:
+    client = client_for(live.url)
+    try:
+        task = asyncio.create_task(
+            client.call("spec-agent", "sleep", {"seconds": 5, "label": "abandoned"})
+        )
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(50):
+            if live.server.cancelled:  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.02)
+        assert live.server.cancelled == ["abandoned"]  # type: ignore[attr-defined]
+    finally:
+        await client.close()
+
+
+async def test_unreachable_agent_opens_the_circuit_then_recovers() -> None:
+    port = free_port()
+    client = client_for(
+        f"ws://127.0.0.1:{port}",
+        breaker_threshold=3,
+        breaker_reset_after=0.3,
+        retry=RetryPolicy(attempts=1),
+    )
+    try:
+        for _ in range(3):
+            with pytest.raises(ServiceUnavailable) as down:
+                await client.call("spec-agent", "agent.health")
+            assert down.value.detail["reason"] == "agent unreachable"
+        assert client.breaker_state("spec-agent") == "open"
+        with pytest.raises(ServiceUnavailable) as fast:
+            await client.call("spec-agent", "agent.health")
+        assert fast.value.detail["reason"] == "circuit open"
+
+        server = example_server(LIMITS)
+        listener = await server.start("127.0.0.1", port)
+        try:
+            await asyncio.sleep(0.35)
+            assert client.breaker_state("spec-agent") == "half_open"
+            assert (await client.call("spec-agent", "agent.health"))["status"] == "ok"
+            assert client.breaker_state("spec-agent") == "closed"
+        finally:
+            listener.close()
+            await listener.wait_closed()
+    finally:
+        await client.close()
+
+
+async def test_reconnects_after_the_agent_restarts() -> None:
+    port = free_port()
+    client = client_for(f"ws://127.0.0.1:{port}", retry=RetryPolicy(attempts=5, base_delay=0.05))
+    try:
+        first = await example_server(LIMITS).start("127.0.0.1", port)
+        assert await client.call("spec-agent", "subtract", {"minuend": 5, "subtrahend": 3}) == 2
+        first.close()
+        await first.wait_closed()
+        second = await example_server(LIMITS).start("127.0.0.1", port)
+        try:
+            assert await client.call("spec-agent", "subtract", {"minuend": 9, "subtrahend": 3}) == 6
+        finally:
+            second.close()
+            await second.wait_closed()
+    finally:
+        await client.close()
+
+
+async def test_refused_token_is_not_retried(live: Live) -> None:
+    client = HandoffClient(
+        registry=AgentRegistry({"spec-agent": (live.url,)}), sender="x", token=lambda: "forged"
+    )
+    try:
+        with pytest.raises(ServiceUnavailable) as refused:
+            await client.call("spec-agent", "agent.card")
+        assert refused.value.detail["reason"] == "the agent refused our token"
+    finally:
+        await client.close()
+
+
+async def test_handoff_tool_from_the_card(live: Live) -> None:
+    client = client_for(live.url)
+    try:
+        tools = {t.name: t for t in await handoff_tools(client, "spec-agent")}
+        assert tool_name("spec-agent", "subtract") in tools
+        assert "spec-agent__agent_card" not in tools
+        subtract = tools[tool_name("spec-agent", "subtract")]
+        assert subtract.args == {
+            "minuend": {"title": "Minuend", "type": "integer"},
+            "subtrahend": {"title": "Subtrahend", "type": "integer"},
+        }
+        assert await subtract.ainvoke({"minuend": 10, "subtrahend": 4}) == 6
+        scoped = subtract.with_options(CallOptions(investigation_id="INV-3"))
+        assert scoped.options.investigation_id == "INV-3"
+    finally:
+        await client.close()
