@@ -194,10 +194,10 @@ class AgentConnection:
         method: str,
         params: dict[str, Any],
         *,
-        timeout: float | None,
+        wait_seconds: float | None,
         listener: NotificationHandler | None = None,
     ) -> dict[str, Any]:
-        """Send one request and wait for its reply (the raw response object)."""
+        """Send one request and wait up to ``wait_seconds`` for its reply (the raw response)."""
         socket = await self._ensure()
         request_id = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -212,7 +212,7 @@ class AgentConnection:
                 await socket.send(frame)
             except ConnectionClosed as err:
                 raise ConnectionLost("connection closed while sending") from err
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(wait_seconds):
                 return await future
         except (TimeoutError, asyncio.CancelledError):
             # The caller gave up: tell the agent to stop working on it.
@@ -369,7 +369,7 @@ class HandoffClient:
             try:
                 async with state.slots:
                     reply = await connection.request(
-                        method, payload, timeout=remaining, listener=listener
+                        method, payload, wait_seconds=remaining, listener=listener
                     )
             except ConnectionLost as err:
                 state.breaker.failure()
