@@ -67,14 +67,25 @@ class Settings(BaseSettings):
     auth_cache_ttl_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
     """How long a resolved user stays cached for authentication (0 disables the cache)."""
 
+    attack_bundle: Path | None = None
+    """ATT&CK STIX 2.1 bundle (or an index built from one) to use instead of the shipped index."""
+
     llm_base_url: str | None = None
-    """OpenAI-compatible endpoint (``http://127.0.0.1:8000/v1``); None: no LLM, built-in analysis."""
+    """OpenAI-compatible endpoint (``http://127.0.0.1:8000/v1``); None: built-in analysis."""
     llm_api_key: SecretStr | None = None
     llm_model: str | None = None
     """Model to ask for; None: the first one the endpoint lists."""
     llm_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
     llm_max_retries: Annotated[int, Field(ge=0, le=10)] = 1
     llm_temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
+
+    # -- threat-intel reputation connectors (each on only when its key is set) --
+    virustotal_api_key: SecretStr | None = None
+    virustotal_url: str = "https://www.virustotal.com"
+    abuseipdb_api_key: SecretStr | None = None
+    abuseipdb_url: str = "https://api.abuseipdb.com"
+    otx_api_key: SecretStr | None = None
+    otx_url: str = "https://otx.alienvault.com"
 
     # -- agents and ACP --
     agent_host: str = "127.0.0.1"

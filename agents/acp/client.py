@@ -15,7 +15,6 @@ import json
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ from agents.acp.protocol import (
     PLATFORM_ERROR,
     RpcError,
     child_traceparent,
+    unique_hex,
 )
 from agents.acp.registry import AgentRegistry
 from core.errors import AuroraError, ServiceUnavailable, error_for_code
@@ -348,7 +348,7 @@ class HandoffClient:
             "hop": options.hop,
             "deadline": deadline,
             # One key for every attempt: a retry never runs the work twice.
-            "idempotency_key": options.idempotency_key or uuid.uuid4().hex,
+            "idempotency_key": options.idempotency_key or unique_hex(),
         }
         if options.investigation_id is not None:
             meta["investigation_id"] = options.investigation_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import secrets
 from datetime import UTC, datetime
@@ -106,17 +107,26 @@ def notification(method: str, params: dict[str, Any]) -> dict[str, Any]:
     return {"jsonrpc": JSONRPC, "method": method, "params": params}
 
 
+# Trace ids and idempotency keys need uniqueness, not secrecy: a seeded PRNG gives that without
+# a system call per request (this runs on every handoff).
+_ids = random.Random(secrets.randbits(128))  # noqa: S311 - uniqueness, not secrecy
+
+
+def unique_hex(bits: int = 128) -> str:
+    """A random identifier of ``bits`` bits as lower-case hex (never all zeros)."""
+    return f"{_ids.getrandbits(bits) | 1:0{bits // 4}x}"
+
+
 def new_traceparent() -> str:
     """A fresh W3C trace context (version 00, sampled)."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    return f"00-{unique_hex(128)}-{unique_hex(64)}-01"
 
 
 def child_traceparent(parent: str | None) -> str:
     """The same trace with a new span id, or a new trace when there is no valid parent."""
     if parent is None or not TRACEPARENT.match(parent):
         return new_traceparent()
-    version, trace_id, _span, flags = parent.split("-")
-    return f"{version}-{trace_id}-{secrets.token_hex(8)}-{flags}"
+    return f"{parent[:36]}{unique_hex(64)}{parent[52:]}"
 
 
 class Meta(BaseModel):

@@ -204,6 +204,7 @@ class AgentServer:
         self._idempotent: OrderedDict[tuple[Any, ...], tuple[float, asyncio.Future[Any]]] = (
             OrderedDict()
         )
+        self._calls_since_expiry = 0
         self._connections: set[int] = set()
         self._started = time.monotonic()
         self.served = 0
@@ -370,7 +371,9 @@ class AgentServer:
         if meta.idempotency_key is None:
             return await self._run_limited(spec, arguments, meta, request_id, connection)
         key = (connection.caller, name, meta.idempotency_key)
-        self._expire_idempotent()
+        self._calls_since_expiry += 1
+        if self._calls_since_expiry >= 256:
+            self._expire_idempotent()
         entry = self._idempotent.get(key)
         if entry is not None:
             return await asyncio.shield(entry[1])
@@ -393,6 +396,7 @@ class AgentServer:
         return result
 
     def _expire_idempotent(self) -> None:
+        self._calls_since_expiry = 0
         horizon = time.monotonic() - self.limits.idempotency_ttl_seconds
         cache = self._idempotent
         while cache and (
