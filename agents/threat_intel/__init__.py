@@ -1,0 +1,1 @@
+"""threat_intel: indicators against threat feeds and reputation services."""

@@ -1,0 +1,346 @@
+"""threat_intel: what is known about indicators, from local feeds and reputation services.
+
+Built-in analysis: normalise the indicators (and those in the context text), look each up in
+the local intel store (STIX / MISP / CSV feeds), ask the configured reputation services, map
+the context to ATT&CK techniques, and score severity and confidence from what agrees.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from agents.acp.finding import SEVERITY_ORDER, Evidence, Finding, RecommendedAction, Severity
+from agents.runtime.specialist import (
+    IocIn,
+    Specialist,
+    ToolTrace,
+    finding_iocs,
+    normalised_iocs,
+)
+from agents.threat_intel.schemas import AnalyzeThreatRequest
+from core.llm.types import Tool
+from tools.intel import (
+    AsyncIntelStore,
+    IntelMatch,
+    ReputationConnector,
+    ReputationOutcome,
+    check_reputation,
+)
+from tools.ioc import Ioc, extract_iocs
+
+# How much one source's word counts towards the confidence, by how it matched.
+MATCH_WEIGHT = {"exact": 1.0, "cidr": 0.7, "parent_domain": 0.6}
+REPUTATION_SEVERITY: dict[str, Severity] = {"malicious": "high", "suspicious": "medium"}
+BLOCK_ACTION = {
+    "ip": ("block_ip", "medium"),
+    "domain": ("block_domain", "low"),
+    "url": ("block_url", "low"),
+    "hash": ("quarantine_file", "medium"),
+    "email": ("block_sender", "low"),
+}
+REPUTATION_TYPES = frozenset({"ip", "domain", "url", "hash"})
+MAPPING_MIN_SCORE = 0.35
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What the analysis concluded about one indicator."""
+
+    ioc: Ioc
+    severity: Severity = "informational"
+    confidence: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+    techniques: set[str] = field(default_factory=set)
+    actors: set[str] = field(default_factory=set)
+    families: set[str] = field(default_factory=set)
+    known: bool = False
+
+    def raise_to(self, severity: Severity) -> None:
+        if SEVERITY_ORDER[severity] > SEVERITY_ORDER[self.severity]:
+            self.severity = severity
+
+    def support(self, weight: float) -> None:
+        """Independent sources agreeing raise confidence: 1 - Π(1 - w)."""
+        self.confidence = 1 - (1 - self.confidence) * (1 - max(0.0, min(weight, 0.99)))
+
+
+def special_address(ioc: Ioc) -> str | None:
+    """Why an IP cannot be external threat infrastructure, or None."""
+    if ioc.type != "ip":
+        return None
+    address = ipaddress.ip_address(ioc.value)
+    for label, flag in (
+        ("private", address.is_private),
+        ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("reserved", address.is_reserved),
+    ):
+        if flag:
+            return label
+    return None
+
+
+class ThreatIntel(Specialist):
+    name: ClassVar[str] = "threat_intel"
+    description: ClassVar[str] = (
+        "Threat intelligence: what feeds and reputation services know about indicators, "
+        "with the actors, malware and ATT&CK techniques behind them."
+    )
+    method: ClassVar[str] = "analyze_threat"
+    method_description: ClassVar[str] = (
+        "Assess indicators (and optional context text) against threat intelligence."
+    )
+    request_model = AnalyzeThreatRequest
+    prompt_name: ClassVar[str] = "threat_intel"
+
+    @property
+    def store(self) -> AsyncIntelStore | None:
+        store = self.deps.extra.get("intel_store")
+        return store if isinstance(store, AsyncIntelStore) else None
+
+    @property
+    def connectors(self) -> list[ReputationConnector]:
+        return list(self.deps.extra.get("reputation", []))
+
+    async def _lookup(self, iocs: list[Ioc], trace: ToolTrace) -> dict[Ioc, list[IntelMatch]]:
+        store = self.store
+        if store is None or not iocs:
+            return {}
+        results = await trace.call(
+            "intel_lookup",
+            {"indicators": [f"{i.type}:{i.value}" for i in iocs]},
+            lambda: store.lookup_many([(i.type, i.value) for i in iocs]),
+            lambda found: f"{sum(len(r.matches) for r in found)} match(es) in local feeds",
+        )
+        return {ioc: list(result.matches) for ioc, result in zip(iocs, results, strict=True)}
+
+    async def _reputation(
+        self, iocs: list[Ioc], trace: ToolTrace
+    ) -> dict[Ioc, list[ReputationOutcome]]:
+        if not self.connectors:
+            return {}
+        outcomes: dict[Ioc, list[ReputationOutcome]] = {}
+        for ioc in iocs:
+            if ioc.type not in REPUTATION_TYPES or special_address(ioc):
+                continue
+            outcomes[ioc] = await trace.call(
+                "reputation",
+                {"type": ioc.type, "value": ioc.value},
+                lambda ioc=ioc: check_reputation(self.connectors, ioc.type, ioc.value),  # type: ignore[misc]
+                lambda found: (
+                    ", ".join(
+                        f"{o.source}: {o.reputation.verdict if o.reputation else o.error_code}"
+                        for o in found
+                    )
+                    or "no service rates this type"
+                ),
+            )
+        return outcomes
+
+    def _judge(
+        self,
+        ioc: Ioc,
+        matches: list[IntelMatch],
+        outcomes: list[ReputationOutcome],
+    ) -> Verdict:
+        verdict = Verdict(ioc)
+        special = special_address(ioc)
+        if special:
+            verdict.reasons.append(f"{special} address: not external infrastructure")
+            verdict.support(0.5)
+            return verdict
+        for match in matches:
+            record = match.record
+            weight = MATCH_WEIGHT.get(match.match.value, 0.5) * record.confidence / 100
+            if match.expired:
+                weight *= 0.3
+            verdict.known = True
+            verdict.support(weight)
+            severity: Severity = record.severity.value if record.severity else "medium"
+            if match.expired and SEVERITY_ORDER[severity] > SEVERITY_ORDER["low"]:
+                severity = "low"
+            verdict.raise_to(severity)
+            verdict.techniques.update(record.techniques)
+            verdict.actors.update(record.threat_actors)
+            verdict.families.update(record.malware_families)
+            how = "" if match.match.value == "exact" else f" ({match.match.value} match)"
+            expired = " (expired)" if match.expired else ""
+            verdict.reasons.append(f"listed by {record.source}{how}{expired}")
+        for outcome in outcomes:
+            reputation = outcome.reputation
+            if reputation is None:
+                continue
+            rated = reputation.verdict.value
+            if rated in REPUTATION_SEVERITY:
+                verdict.known = True
+                verdict.raise_to(REPUTATION_SEVERITY[rated])
+                verdict.support(max(0.4, reputation.score / 100))
+                verdict.reasons.append(f"{reputation.source}: {rated} ({reputation.score}/100)")
+            elif rated == "harmless":
+                verdict.reasons.append(f"{reputation.source}: harmless")
+        if not verdict.known:
+            verdict.severity = "low" if not outcomes else "informational"
+            verdict.reasons.append("no intelligence on this indicator")
+        return verdict
+
+    async def builtin(self, request: AnalyzeThreatRequest, trace: ToolTrace) -> Finding:
+        given, rejected = normalised_iocs(request.iocs)
+        from_text = extract_iocs(request.context) if request.context else []
+        iocs = list(dict.fromkeys([*given, *from_text]))
+        await trace.thought(
+            "intake",
+            f"{len(given)} indicator(s) given, {len(from_text)} found in the context"
+            + (f", {len(rejected)} rejected" if rejected else ""),
+        )
+        matches = await self._lookup(iocs, trace)
+        outcomes = await self._reputation(iocs, trace)
+        verdicts = [self._judge(i, matches.get(i, []), outcomes.get(i, [])) for i in iocs]
+
+        techniques: dict[str, None] = {}
+        for verdict in verdicts:
+            for technique in sorted(verdict.techniques):
+                canonical = self.deps.attack.canonical_id(technique)
+                if canonical:
+                    techniques[canonical] = None
+        if request.context:
+            mapped = await trace.call(
+                "attack_map_text",
+                {"chars": len(request.context)},
+                lambda: _async(
+                    self.deps.attack.map_text(
+                        request.context or "", limit=3, min_score=MAPPING_MIN_SCORE
+                    )
+                ),
+                lambda found: ", ".join(f"{m[0]} ({m[1]:.2f})" for m in found) or "none",
+            )
+            for match in mapped:
+                techniques.setdefault(match[0], None)
+
+        known = [v for v in verdicts if v.known]
+        severity: Severity = "informational"
+        for verdict in verdicts:
+            if SEVERITY_ORDER[verdict.severity] > SEVERITY_ORDER[severity]:
+                severity = verdict.severity
+        if known:
+            confidence = max(v.confidence for v in known)
+        elif verdicts:
+            # Nothing known: we are fairly sure there is no intelligence, not that it is benign.
+            confidence = 0.3
+        else:
+            confidence = 0.0
+        actions = [
+            RecommendedAction(
+                action=BLOCK_ACTION[v.ioc.type][0],
+                target=v.ioc.value,
+                reason="; ".join(v.reasons)[:2000],
+                impact=BLOCK_ACTION[v.ioc.type][1],
+            )
+            for v in known
+            if v.ioc.type in BLOCK_ACTION and SEVERITY_ORDER[v.severity] >= SEVERITY_ORDER["high"]
+        ]
+        actions += [
+            RecommendedAction(
+                action="watchlist",
+                target=v.ioc.value,
+                reason="; ".join(v.reasons)[:2000],
+                impact="low",
+            )
+            for v in known
+            if SEVERITY_ORDER[v.severity] == SEVERITY_ORDER["medium"]
+        ]
+        evidence = list(trace.evidence)
+        for verdict in verdicts:
+            evidence.append(
+                Evidence(
+                    kind="indicator_verdict",
+                    ref=f"{verdict.ioc.type}:{verdict.ioc.value}",
+                    summary=f"{verdict.severity}: " + "; ".join(verdict.reasons)[:3900],
+                )
+            )
+        if rejected:
+            evidence.append(
+                Evidence(kind="rejected_iocs", ref="request", summary="; ".join(rejected)[:4000])
+            )
+        return Finding(
+            agent=self.name,
+            summary=_summary(verdicts, list(techniques)),
+            severity=severity,
+            confidence=round(confidence, 3),
+            mitre_techniques=list(techniques),
+            iocs=finding_iocs(iocs),
+            evidence=evidence,
+            recommended_actions=actions,
+        )
+
+    def llm_tools(self, request: AnalyzeThreatRequest, trace: ToolTrace) -> list[Tool]:
+        async def lookup(arguments: dict[str, Any]) -> object:
+            given, _ = normalised_iocs([IocIn.model_validate(arguments)])
+            found = await self._lookup(given, trace)
+            outcomes = await self._reputation(given, trace)
+            return {
+                f"{i.type}:{i.value}": {
+                    "intel": [m.record.model_dump(mode="json") for m in found.get(i, [])],
+                    "reputation": [o.model_dump(mode="json") for o in outcomes.get(i, [])],
+                }
+                for i in given
+            }
+
+        async def attack(arguments: dict[str, Any]) -> object:
+            text = str(arguments.get("text", ""))
+            return [m._asdict() for m in self.deps.attack.map_text(text, limit=5)]
+
+        return [
+            Tool(
+                name="lookup_indicator",
+                description="Look one indicator up in local threat feeds and reputation services.",
+                parameters={
+                    "type": "object",
+                    "properties": {"type": {"type": "string"}, "value": {"type": "string"}},
+                    "required": ["type", "value"],
+                },
+                handler=lookup,
+            ),
+            Tool(
+                name="map_attack_techniques",
+                description="ATT&CK techniques a piece of text describes, best first.",
+                parameters={
+                    "type": "object",
+                    "properties": {"text": {"type": "string"}},
+                    "required": ["text"],
+                },
+                handler=attack,
+            ),
+        ]
+
+
+async def _async[T](value: T) -> T:
+    return value
+
+
+def _summary(verdicts: list[Verdict], techniques: list[str]) -> str:
+    if not verdicts:
+        return "No valid indicators to assess."
+    known = [v for v in verdicts if v.known]
+    if not known:
+        return (
+            f"No threat intelligence on {len(verdicts)} indicator(s): not listed in local feeds"
+            " and not flagged by any reputation service."
+        )
+    worst = max(known, key=lambda v: (SEVERITY_ORDER[v.severity], v.confidence))
+    actors = sorted({a for v in known for a in v.actors})
+    families = sorted({f for v in known for f in v.families})
+    parts = [
+        f"{len(known)} of {len(verdicts)} indicator(s) known to threat intelligence; "
+        f"worst: {worst.ioc.type} {worst.ioc.value} ({worst.severity}: "
+        f"{'; '.join(worst.reasons[:3])})."
+    ]
+    if actors:
+        parts.append(f"Associated actors: {', '.join(actors[:5])}.")
+    if families:
+        parts.append(f"Malware: {', '.join(families[:5])}.")
+    if techniques:
+        parts.append(f"Techniques: {', '.join(techniques[:8])}.")
+    return " ".join(parts)[:4000]

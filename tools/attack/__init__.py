@@ -1,0 +1,14 @@
+"""Enterprise ATT&CK for the agents: technique lookups, tactics, search and text mapping."""
+
+from tools.attack.kb import SHIPPED_INDEX, AttackKB, Tactic, Technique, TechniqueLookup
+from tools.attack.mapping import MappingWeights, TechniqueMatch
+
+__all__ = [
+    "SHIPPED_INDEX",
+    "AttackKB",
+    "MappingWeights",
+    "Tactic",
+    "Technique",
+    "TechniqueLookup",
+    "TechniqueMatch",
+]
