@@ -16,6 +16,10 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from agents.acp.registry import AgentRegistry
+from agents.acp.server import AGENT_TOKEN_TYPE
+from agents.catalog import SPECIALISTS
+from agents.runtime.process import run_agent
 from core.db import Database, create_database
 from core.db.migrate import current_revision, head_revision, is_current, upgrade
 from core.errors import AuroraError
@@ -24,6 +28,7 @@ from core.security.permissions import ROLE_PERMISSIONS, Role
 from core.security.tokens import TokenService
 from core.settings import Settings, ensure_data_dir, load_settings
 from gateway.app import SchemaNotCurrent, create_app
+from gateway.supervisor import AgentSupervisor
 from gateway.users import service as users
 
 log = logging.getLogger("aurora")
@@ -90,12 +95,24 @@ async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     elif boot.created:
         print(f"Created admin '{boot.username}' from AURORA_ADMIN_PASSWORD", flush=True)
 
+    supervisor = AgentSupervisor(list(SPECIALISTS))
+    agents = await supervisor.start()
+    missing = sorted(name for name, url in agents.items() if url is None)
+    if missing:
+        print(f"aurora: agents that did not start: {', '.join(missing)}", file=sys.stderr)
+
     def banner(url: str) -> None:
+        started = len(agents) - len(missing)
         print(
-            f"AuroraSOC is up at {url}  (API: {url}/api/v1, data: {settings.data_dir})", flush=True
+            f"AuroraSOC is up at {url}  (API: {url}/api/v1, {started} agent(s), "
+            f"data: {settings.data_dir})",
+            flush=True,
         )
 
-    await _serve(settings, banner=banner)
+    try:
+        await _serve(settings, banner=banner)
+    finally:
+        await supervisor.stop()
     return 0
 
 
@@ -125,6 +142,36 @@ async def cmd_db_current(settings: Settings, args: argparse.Namespace) -> int:
         head = head_revision(settings.effective_database_url)
         state = "current" if await is_current(database) else "behind: run `aurora db upgrade`"
         print(f"database at revision {current or '(none)'}, newest {head} ({state})")
+    return 0
+
+
+async def cmd_agent_run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.name not in SPECIALISTS:
+        print(
+            f"aurora: no agent named {args.name!r}; known: {', '.join(SPECIALISTS)}",
+            file=sys.stderr,
+        )
+        return 2
+
+    def ready(url: str) -> None:
+        print(f"agent {args.name} listening on {url}", flush=True)
+
+    await run_agent(args.name, settings, port=args.port, ready=ready)
+    return 0
+
+
+async def cmd_agent_list(settings: Settings, args: argparse.Namespace) -> int:
+    registry = AgentRegistry.from_settings(settings)
+    for name in registry.names():
+        print(f"{name:<16} {' '.join(registry.urls(name))}")
+    return 0
+
+
+async def cmd_agent_token(settings: Settings, args: argparse.Namespace) -> int:
+    issued = TokenService.from_settings(settings).issue(
+        args.subject, ttl_seconds=args.ttl, token_type=AGENT_TOKEN_TYPE
+    )
+    print(issued.token)
     return 0
 
 
@@ -236,6 +283,21 @@ def build_parser() -> argparse.ArgumentParser:
     delete = user.add_parser("delete", help="delete a user")
     delete.add_argument("username")
     delete.set_defaults(run=cmd_user_delete)
+
+    agent = commands.add_parser("agent", help="specialist agents").add_subparsers(
+        dest="agent_command", required=True, metavar="ACTION"
+    )
+    agent_run = agent.add_parser("run", help="run one specialist agent")
+    agent_run.add_argument("name")
+    agent_run.add_argument("--port", type=int, default=None)
+    agent_run.set_defaults(run=cmd_agent_run)
+    agent.add_parser("list", help="agents and their WebSocket URLs").set_defaults(
+        run=cmd_agent_list
+    )
+    agent_token = agent.add_parser("token", help="print a token agents accept (for scripts)")
+    agent_token.add_argument("--subject", default="cli", help="who the token speaks for")
+    agent_token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    agent_token.set_defaults(run=cmd_agent_token)
 
     token = commands.add_parser("token", help="print an access token for USERNAME (for scripts)")
     token.add_argument("username")

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agents.catalog import SPECIALISTS
 from core.errors import AgentNotFound
 from core.settings import Settings
-
-SPECIALISTS: tuple[str, ...] = (
-    "threat_intel",
-    "malware",
-    "network",
-    "endpoint",
-    "hunter",
-    "responder",
-)
-"""The specialist catalogue, in port order (``agent_base_port`` + index)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,6 +124,12 @@ class Specialist(ABC):
 
     # -- to implement ---------------------------------------------------------------------
 
+    async def start(self) -> None:  # noqa: B027 - a hook: most specialists need nothing
+        """Open what the specialist needs (stores, sessions) before serving."""
+
+    async def stop(self) -> None:  # noqa: B027 - a hook, see start
+        """Release what :meth:`start` opened."""
+
     @abstractmethod
     async def builtin(self, request: Any, trace: ToolTrace) -> Finding:
         """Deterministic analysis over the specialist's tools."""

@@ -7,8 +7,13 @@ the context to ATT&CK techniques, and score severity and confidence from what ag
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
+import json
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from agents.acp.finding import SEVERITY_ORDER, Evidence, Finding, RecommendedAction, Severity
@@ -20,13 +25,20 @@ from agents.runtime.specialist import (
     normalised_iocs,
 )
 from agents.threat_intel.schemas import AnalyzeThreatRequest
+from core.errors import ValidationFailed
 from core.llm.types import Tool
 from tools.intel import (
     AsyncIntelStore,
+    CsvMapping,
+    ImportReport,
     IntelMatch,
     ReputationConnector,
     ReputationOutcome,
+    build_connectors,
     check_reputation,
+    import_csv,
+    import_misp_event,
+    import_stix_bundle,
 )
 from tools.ioc import Ioc, extract_iocs
 
@@ -41,7 +53,8 @@ BLOCK_ACTION = {
     "email": ("block_sender", "low"),
 }
 REPUTATION_TYPES = frozenset({"ip", "domain", "url", "hash"})
-MAPPING_MIN_SCORE = 0.35
+MAPPING_MIN_SCORE = 0.65
+log = logging.getLogger("aurora.agents.threat_intel")
 
 
 @dataclass(slots=True)
@@ -95,6 +108,36 @@ class ThreatIntel(Specialist):
     )
     request_model = AnalyzeThreatRequest
     prompt_name: ClassVar[str] = "threat_intel"
+
+    async def start(self) -> None:
+        """Open the intel store under the data dir, import the configured feeds, and build the
+        reputation connectors whose API keys are set."""
+        settings = self.deps.settings
+        folder = settings.data_dir / "intel"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        store = AsyncIntelStore.open(folder / "intel.db")
+        self.deps.extra["intel_store"] = store
+        for feed in settings.intel_feeds:
+            try:
+                report = await import_feed(store, feed)
+            except (OSError, ValidationFailed) as err:
+                log.error("feed %s not imported: %s", feed.name, err)
+                continue
+            log.info(
+                "feed %s: %d imported, %d updated, %d skipped",
+                feed.name,
+                report.imported,
+                report.updated,
+                len(report.skipped),
+            )
+        self.deps.extra["reputation"] = build_connectors(settings)
+
+    async def stop(self) -> None:
+        for connector in self.connectors:
+            with contextlib.suppress(Exception):
+                await connector.aclose()
+        if self.store is not None:
+            await self.store.close()
 
     @property
     def store(self) -> AsyncIntelStore | None:
@@ -325,10 +368,13 @@ def _summary(verdicts: list[Verdict], techniques: list[str]) -> str:
         return "No valid indicators to assess."
     known = [v for v in verdicts if v.known]
     if not known:
-        return (
+        text = (
             f"No threat intelligence on {len(verdicts)} indicator(s): not listed in local feeds"
             " and not flagged by any reputation service."
         )
+        if techniques:
+            text += f" The context describes: {', '.join(techniques[:8])}."
+        return text
     worst = max(known, key=lambda v: (SEVERITY_ORDER[v.severity], v.confidence))
     actors = sorted({a for v in known for a in v.actors})
     families = sorted({f for v in known for f in v.families})
@@ -344,3 +390,19 @@ def _summary(verdicts: list[Verdict], techniques: list[str]) -> str:
     if techniques:
         parts.append(f"Techniques: {', '.join(techniques[:8])}.")
     return " ".join(parts)[:4000]
+
+
+async def import_feed(store: AsyncIntelStore, path: Path) -> ImportReport:
+    """Import one feed file, by its kind: STIX bundle or MISP event (JSON), or CSV."""
+    source = path.stem
+    if path.suffix.lower() == ".csv":
+        mapping = CsvMapping(value="value", type="type")
+        return await store.run(import_csv, store.sync, path, mapping, source=source)
+    text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+    try:
+        document = json.loads(text)
+    except ValueError as err:
+        raise ValidationFailed({"feed": path.name, "reason": "not JSON"}) from err
+    if isinstance(document, dict) and document.get("type") == "bundle":
+        return await store.run(import_stix_bundle, store.sync, document, source=source)
+    return await store.run(import_misp_event, store.sync, document, source=source)
