@@ -79,6 +79,14 @@ class Verdict:
         self.confidence = 1 - (1 - self.confidence) * (1 - max(0.0, min(weight, 0.99)))
 
 
+def severity_from_confidence(confidence: int) -> Severity:
+    """For feeds that state no severity (STIX indicators): how sure the source is that the
+    indicator is malicious: 80+ high, 50+ medium, else low."""
+    if confidence >= 80:
+        return "high"
+    return "medium" if confidence >= 50 else "low"
+
+
 def special_address(ioc: Ioc) -> str | None:
     """Why an IP cannot be external threat infrastructure, or None."""
     if ioc.type != "ip":
@@ -202,7 +210,11 @@ class ThreatIntel(Specialist):
                 weight *= 0.3
             verdict.known = True
             verdict.support(weight)
-            severity: Severity = record.severity.value if record.severity else "medium"
+            severity: Severity = (
+                record.severity.value
+                if record.severity
+                else severity_from_confidence(record.confidence)
+            )
             if match.expired and SEVERITY_ORDER[severity] > SEVERITY_ORDER["low"]:
                 severity = "low"
             verdict.raise_to(severity)

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from agents.catalog import SPECIALISTS
+
 BIN = Path(sys.executable).parent / "aurora"
 
 
@@ -41,6 +43,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         AURORA_ARGON2_MEMORY_KIB="1024",
         AURORA_ARGON2_PARALLELISM="1",
         AURORA_ACCESS_LOG="false",
+        AURORA_AGENT_BASE_PORT=str(free_port()),
     )
     return clean
 
@@ -153,8 +156,12 @@ def test_up_bootstraps_serves_and_stops_cleanly(
     assert minted.returncode == 0, minted.stderr
     status, me = http("GET", f"{platform.url}/api/v1/users/me", token=minted.stdout.strip())
     assert status == 200
+    # the agents run beside it
+    banner = next(line for line in platform.lines if "is up at" in line)
+    assert f"{len(SPECIALISTS)} agent(s)" in banner
     assert stop(platform) == 0
     assert any("shutting down" in line for line in platform.lines)
+    assert any("[threat_intel]" in line and "shutting down" in line for line in platform.lines)
 
     # A second start keeps the admin (and its password), prints no new one, and SIGINT works.
     again = start({**env, "AURORA_ADMIN_PASSWORD": "ignored because admin exists"}, "up")
