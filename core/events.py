@@ -56,6 +56,7 @@ class Subscription:
         self.where = where
         self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
         self._dropped = 0
+        self._held: Event | None = None
         self.dropped_total = 0
         self.closed = False
 
@@ -74,10 +75,19 @@ class Subscription:
 
     async def get(self) -> Event | Gap:
         """The next event, or a :class:`Gap` first when events were dropped since the last read."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            return held
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
             return Gap(dropped)
-        return await self._queue.get()
+        event = await self._queue.get()
+        if self._dropped:
+            # Events were dropped while we waited, and all of them came before this one.
+            self._held = event
+            dropped, self._dropped = self._dropped, 0
+            return Gap(dropped)
+        return event
 
     def close(self) -> None:
         if not self.closed:

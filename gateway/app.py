@@ -5,25 +5,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 
+from agents.acp.client import HandoffClient
+from agents.acp.registry import AgentRegistry
+from agents.acp.server import AGENT_TOKEN_TYPE
 from core.db import Database, create_database
 from core.db.migrate import is_current
 from core.events import EventBus
+from core.llm import LLMBackend
 from core.metrics import create_metrics
 from core.security.passwords import PasswordHasher
 from core.security.tokens import TokenService
 from core.settings import Settings, ensure_data_dir
 from gateway.auth.routes import ROUTES as AUTH_ROUTES
 from gateway.auth.service import Authenticator, purge_expired_revocations
+from gateway.fleet.routes import ROUTES as FLEET_ROUTES
+from gateway.fleet.service import ToolCallRecorder
 from gateway.keys import (
     AUTHENTICATOR,
     BUS,
     DATABASE,
+    HANDOFF,
     HASHER,
+    LLM,
     METRICS,
+    RECORDER,
     ROUTE_TABLE,
     RUNTIME,
     SETTINGS,
@@ -37,7 +47,26 @@ from gateway.users.routes import ROUTES as USERS_ROUTES
 
 log = logging.getLogger("aurora.gateway")
 
-ALL_ROUTES: tuple[Route, ...] = (*AUTH_ROUTES, *USERS_ROUTES, *SYSTEM_ROUTES)
+ALL_ROUTES: tuple[Route, ...] = (*AUTH_ROUTES, *USERS_ROUTES, *SYSTEM_ROUTES, *FLEET_ROUTES)
+AGENT_TOKEN_TTL_SECONDS = 3600
+
+
+class AgentToken:
+    """The gateway's own token for agents, renewed well before it expires."""
+
+    def __init__(self, tokens: TokenService) -> None:
+        self._tokens = tokens
+        self._token = ""
+        self._renew_at = 0.0
+
+    def __call__(self) -> str:
+        now = time.monotonic()
+        if now >= self._renew_at:
+            self._token = self._tokens.issue(
+                "gateway", ttl_seconds=AGENT_TOKEN_TTL_SECONDS, token_type=AGENT_TOKEN_TYPE
+            ).token
+            self._renew_at = now + AGENT_TOKEN_TTL_SECONDS / 2
+        return self._token
 
 
 class SchemaNotCurrent(RuntimeError):
@@ -64,10 +93,20 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             app[RUNTIME].apply(await load_runtime(db=db))
             await purge_expired_revocations(db=db)
         refresher = asyncio.create_task(authenticator.run_refresh(), name="revocation-refresh")
+        recorder = ToolCallRecorder(database=database, bus=app[BUS])
+        recorder.start()
+        app[RECORDER] = recorder
+        app[HANDOFF].on_notification = recorder.on_notification
+        app[LLM] = LLMBackend.from_settings(settings)
         yield
         refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await refresher
+        await app[HANDOFF].close()
+        await recorder.close()
+        llm = app[LLM]
+        if llm is not None:
+            await llm.close()
     finally:
         await database.dispose()
 
@@ -90,6 +129,13 @@ def create_app(settings: Settings, *, extra_routes: Iterable[Route] = ()) -> web
     app[TOKENS] = TokenService.from_settings(settings)
     app[HASHER] = PasswordHasher.from_settings(settings)
     app[RUNTIME] = RuntimeState()
+    app[HANDOFF] = HandoffClient(
+        registry=AgentRegistry.from_settings(settings),
+        sender="gateway",
+        token=AgentToken(app[TOKENS]),
+        default_timeout=settings.acp_call_timeout_seconds,
+        max_frame_bytes=settings.acp_max_frame_bytes,
+    )
     table = {}
     for route in routes:
         registered = app.router.add_route(route.http_method, route.path, route.handler)

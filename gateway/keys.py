@@ -6,8 +6,10 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from agents.acp.client import HandoffClient
 from core.db import Database
 from core.events import EventBus
+from core.llm import LLMBackend
 from core.metrics import Metrics
 from core.security.passwords import PasswordHasher
 from core.security.tokens import TokenService
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     from aiohttp.web_urldispatcher import AbstractRoute
 
     from gateway.auth.service import Authenticator, Principal
+    from gateway.fleet.service import ToolCallRecorder
     from gateway.routing import Route
     from gateway.system.service import RuntimeState
 
@@ -28,6 +31,9 @@ TOKENS = web.AppKey("tokens", TokenService)
 HASHER = web.AppKey("hasher", PasswordHasher)
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 RUNTIME: web.AppKey[RuntimeState] = web.AppKey("runtime")
+HANDOFF = web.AppKey("handoff", HandoffClient)
+LLM: web.AppKey[LLMBackend | None] = web.AppKey("llm")
+RECORDER: web.AppKey[ToolCallRecorder] = web.AppKey("tool_call_recorder")
 ROUTE_TABLE: web.AppKey[dict[AbstractRoute, Route]] = web.AppKey("route_table")
 
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -41,10 +41,12 @@ def _label(route: Route) -> str:
     return f"{route.method} {route.path}"
 
 
-def _role_lacking(permission: Permission) -> Role:
-    """The role with the most permissions that still lacks ``permission``."""
+def _role_lacking(permission: Permission) -> Role | None:
+    """The role with the most permissions that still lacks ``permission``; None when every
+    role holds it (then only the API-key sweep can show the check)."""
     lacking = [role for role, held in ROLE_PERMISSIONS.items() if permission not in held]
-    assert lacking, f"every role holds {permission}"
+    if not lacking:
+        return None
     return max(lacking, key=lambda role: len(ROLE_PERMISSIONS[role]))
 
 
@@ -98,6 +100,8 @@ async def test_role_without_the_permission_is_403(gateway: Gateway) -> None:
     for route in PERMISSION_GUARDED:
         assert isinstance(route.access, Permission)
         role = _role_lacking(route.access)
+        if role is None:
+            continue
         if role not in tokens:
             tokens[role] = await gateway.user(role)
         outcome = await _outcome(await _call(gateway, route, tokens[role]))

@@ -67,3 +67,15 @@ async def test_filter_and_close() -> None:
         bus.subscribe()
     with pytest.raises(ValueError, match="maxsize"):
         bus.subscribe("x", maxsize=0)
+
+
+async def test_gap_comes_before_the_event_a_waiting_reader_wakes_to() -> None:
+    bus = EventBus()
+    sub = bus.subscribe("t", maxsize=2)
+    reader = asyncio.create_task(sub.get())
+    await asyncio.sleep(0)  # the reader now waits on the empty queue
+    for n in range(5):
+        bus.publish("t", {"n": n})
+    assert await reader == Gap(dropped=3)
+    rest = [await sub.get(), await sub.get()]
+    assert [e.payload["n"] for e in rest if isinstance(e, Event)] == [3, 4]

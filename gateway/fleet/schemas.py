@@ -1,0 +1,67 @@
+"""Wire models of the fleet routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class AgentTool(BaseModel):
+    name: str
+    description: str
+    params_schema: dict[str, Any] | None
+    result_schema: dict[str, Any] | None
+
+
+class AgentTools(BaseModel):
+    agent: str
+    urls: list[str]
+    version: str
+    description: str
+    backend: dict[str, Any]
+    prompt_versions: dict[str, str]
+    tools: list[AgentTool]
+
+
+class ToolCallRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    agent: str
+    request_id: str | None
+    investigation_id: str | None
+    tool: str
+    arguments: dict[str, Any]
+    result_summary: str
+    duration_ms: float
+    created_at: datetime
+
+
+class ToolCallPage(BaseModel):
+    items: list[ToolCallRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class ToolCallQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=50, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)
+    investigation_id: str | None = Field(default=None, max_length=128)
+    tool: str | None = Field(default=None, max_length=128)
+
+
+class InferenceStatus(BaseModel):
+    backend: str
+    """``none`` (built-in analysis only) or ``openai-compatible`` (vLLM or a hosted API)."""
+    base_url: str | None
+    model: str | None
+    reachable: bool
+    latency_ms: float | None
+    models: list[str]
+    model_served: bool
+    detail: str | None = None
