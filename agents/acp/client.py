@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import random
 import time
@@ -27,8 +26,11 @@ from agents.acp.protocol import (
     DEADLINE_EXCEEDED,
     JSONRPC,
     PLATFORM_ERROR,
+    DeadlineSweeper,
     RpcError,
     child_traceparent,
+    decode,
+    encode,
     unique_hex,
 )
 from agents.acp.registry import AgentRegistry
@@ -119,6 +121,7 @@ class AgentConnection:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._listeners: dict[int, NotificationHandler] = {}
+        self._deadlines: DeadlineSweeper[int] = DeadlineSweeper(self._expire)
 
     @property
     def connected(self) -> bool:
@@ -167,7 +170,7 @@ class AgentConnection:
 
     def _dispatch(self, frame: str | bytes) -> None:
         try:
-            message = json.loads(frame)
+            message = decode(frame)
         except ValueError:
             log.warning("agent %s sent a frame that is not JSON", self.agent)
             return
@@ -200,36 +203,45 @@ class AgentConnection:
         """Send one request and wait up to ``wait_seconds`` for its reply (the raw response)."""
         socket = await self._ensure()
         request_id = next(self._ids)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._pending[request_id] = future
         if listener is not None:
             self._listeners[request_id] = listener
-        frame = json.dumps(
-            {"jsonrpc": JSONRPC, "method": method, "params": params, "id": request_id}
-        )
+        frame = encode({"jsonrpc": JSONRPC, "method": method, "params": params, "id": request_id})
         try:
             try:
-                await socket.send(frame)
+                await socket.send(frame, text=True)
             except ConnectionClosed as err:
                 raise ConnectionLost("connection closed while sending") from err
-            async with asyncio.timeout(wait_seconds):
-                return await future
+            if wait_seconds is not None:
+                self._deadlines.add(request_id, loop.time() + wait_seconds)
+            return await future
         except (TimeoutError, asyncio.CancelledError):
-            # The caller gave up: tell the agent to stop working on it.
+            # The caller gave up, or the deadline passed: tell the agent to stop working on it.
             await self.notify(CANCEL_METHOD, {"id": request_id})
             raise
         finally:
             self._pending.pop(request_id, None)
             self._listeners.pop(request_id, None)
+            self._deadlines.discard(request_id)
+
+    def _expire(self, request_id: int) -> None:
+        future = self._pending.get(request_id)
+        if future is not None and not future.done():
+            future.set_exception(TimeoutError())
 
     async def notify(self, method: str, params: dict[str, Any]) -> None:
         socket = self._socket
         if socket is None:
             return
         with contextlib.suppress(ConnectionClosed, RuntimeError):
-            await socket.send(json.dumps({"jsonrpc": JSONRPC, "method": method, "params": params}))
+            await socket.send(
+                encode({"jsonrpc": JSONRPC, "method": method, "params": params}), text=True
+            )
 
     async def close(self) -> None:
+        self._deadlines.close()
         if self._socket is not None:
             await self._socket.close()
         if self._reader is not None:
@@ -264,6 +276,9 @@ class CallOptions:
     prompt_version: str | None = None
 
 
+DEFAULT_OPTIONS = CallOptions()
+
+
 class HandoffClient:
     """Calls any agent in the registry by name; one instance per process, shared by callers."""
 
@@ -294,6 +309,9 @@ class HandoffClient:
         self._connect_timeout = connect_timeout
         self.on_notification = on_notification
         self._agents: dict[str, _Agent] = {}
+        # Idempotency keys: unique per client (random prefix) and per call (counter).
+        self._key_prefix = f"{sender}-{unique_hex(64)}-"
+        self._keys = itertools.count(1)
 
     def _agent(self, name: str) -> _Agent:
         agent = self._agents.get(name)
@@ -338,8 +356,8 @@ class HandoffClient:
         Raises the agent's AURORA error for platform errors, :class:`RpcError` for protocol
         errors, AURORA-5030 when the agent cannot be reached (after retries, or circuit open).
         """
-        options = options or CallOptions()
-        state = self._agent(agent)
+        options = options or DEFAULT_OPTIONS
+        state = self._agents.get(agent) or self._agent(agent)
         deadline = options.deadline or time.time() + (options.timeout or self.default_timeout)
         meta: dict[str, Any] = {
             "traceparent": child_traceparent(options.traceparent),
@@ -348,7 +366,7 @@ class HandoffClient:
             "hop": options.hop,
             "deadline": deadline,
             # One key for every attempt: a retry never runs the work twice.
-            "idempotency_key": options.idempotency_key or unique_hex(),
+            "idempotency_key": options.idempotency_key or f"{self._key_prefix}{next(self._keys)}",
         }
         if options.investigation_id is not None:
             meta["investigation_id"] = options.investigation_id
@@ -371,6 +389,7 @@ class HandoffClient:
                     reply = await connection.request(
                         method, payload, wait_seconds=remaining, listener=listener
                     )
+                state.latencies.append(time.perf_counter() - started)
             except ConnectionLost as err:
                 state.breaker.failure()
                 state.failures += 1
@@ -382,7 +401,6 @@ class HandoffClient:
                 state.last_error = "deadline exceeded"
                 raise RpcError(DEADLINE_EXCEEDED, data={"agent": agent, "method": method}) from err
             else:
-                state.latencies.append(time.perf_counter() - started)
                 if len(state.latencies) > 1000:
                     del state.latencies[:500]
                 if "result" in reply:

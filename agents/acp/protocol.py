@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import random
 import re
 import secrets
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable
 from typing import Any, Final
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from core.errors import AuroraError
 
@@ -95,6 +99,24 @@ class RpcError(Exception):
         return error
 
 
+def encode(payload: Any) -> bytes:
+    """JSON as UTF-8 bytes (orjson: this runs twice per call); values orjson refuses (ints past
+    64 bits, say) go through the standard library."""
+    try:
+        return orjson.dumps(payload)
+    except TypeError:
+        return json.dumps(payload, default=str).encode()
+
+
+def decode(frame: str | bytes) -> Any:
+    """Parse one frame; ValueError when it is not JSON."""
+    try:
+        return orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        # orjson refuses some valid JSON (integers past 64 bits): let the standard parser judge.
+        return json.loads(frame)
+
+
 def error_response(request_id: Any, error: RpcError) -> dict[str, Any]:
     return {"jsonrpc": JSONRPC, "error": error.to_dict(), "id": request_id}
 
@@ -119,7 +141,8 @@ def unique_hex(bits: int = 128) -> str:
 
 def new_traceparent() -> str:
     """A fresh W3C trace context (version 00, sampled)."""
-    return f"00-{unique_hex(128)}-{unique_hex(64)}-01"
+    ids = unique_hex(192)
+    return f"00-{ids[:32]}-{ids[32:]}-01"
 
 
 def child_traceparent(parent: str | None) -> str:
@@ -129,12 +152,54 @@ def child_traceparent(parent: str | None) -> str:
     return f"{parent[:36]}{unique_hex(64)}{parent[52:]}"
 
 
+class DeadlineSweeper[K]:
+    """Expires work past its deadline with one timer task for all of it, instead of a timer
+    handle per request (thousands a second would churn the event loop's timer heap).
+
+    ``add(key, deadline)`` with a loop-clock deadline; every ``tick`` seconds the keys whose
+    deadline has passed are handed to ``expire`` and forgotten. Precision is one tick.
+    """
+
+    def __init__(self, expire: Callable[[K], None], tick: float = 0.01) -> None:
+        self._expire = expire
+        self._tick = tick
+        self._entries: dict[K, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, key: K, deadline: float) -> None:
+        self._entries[key] = deadline
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._sweep())
+
+    def discard(self, key: K) -> None:
+        self._entries.pop(key, None)
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._entries:
+                await asyncio.sleep(self._tick)
+                now = loop.time()
+                expired = [key for key, deadline in self._entries.items() if deadline <= now]
+                for key in expired:
+                    del self._entries[key]
+                    self._expire(key)
+        finally:
+            self._task = None
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._entries.clear()
+
+
 class Meta(BaseModel):
     """Routing metadata of one ACP request (``params._meta``)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    traceparent: str | None = None
+    traceparent: str | None = Field(default=None, pattern=TRACEPARENT.pattern)
+    """W3C trace context: ``00-<32 hex trace id>-<16 hex span id>-<2 hex flags>``."""
     investigation_id: str | None = Field(default=None, max_length=128)
     sender: str | None = Field(default=None, max_length=128)
     target: str | None = Field(default=None, max_length=128)
@@ -144,16 +209,7 @@ class Meta(BaseModel):
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     prompt_version: str | None = Field(default=None, max_length=64)
 
-    @field_validator("traceparent")
-    @classmethod
-    def _w3c(cls, value: str | None) -> str | None:
-        if value is not None and not TRACEPARENT.match(value):
-            raise ValueError(
-                "traceparent must be a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>)"
-            )
-        return value
-
-    def seconds_left(self, now: datetime | None = None) -> float | None:
+    def seconds_left(self) -> float | None:
         if self.deadline is None:
             return None
-        return (self.deadline - (now or datetime.now(UTC))).total_seconds()
+        return self.deadline.timestamp() - time.time()

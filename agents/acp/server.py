@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, RootModel, ValidationError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -39,8 +40,11 @@ from agents.acp.protocol import (
     PARSE_ERROR,
     THOUGHT_METHOD,
     TOOL_CALL_METHOD,
+    DeadlineSweeper,
     Meta,
     RpcError,
+    decode,
+    encode,
     error_response,
     notification,
     result_response,
@@ -51,6 +55,7 @@ from core.security.tokens import TokenService
 log = logging.getLogger("aurora.acp")
 
 AGENT_TOKEN_TYPE = "agent"
+NO_META = Meta()
 _MISSING: Any = object()
 
 
@@ -93,7 +98,7 @@ class CallContext:
         if self._connection is None:
             return
         with contextlib.suppress(ConnectionClosed):
-            await self._connection.send(json.dumps(notification(method, params)))
+            await self._connection.send(encode(notification(method, params)), text=True)
 
     async def thought(self, step: str, text: str) -> None:
         """Stream one reasoning step (``agent.thought``)."""
@@ -156,10 +161,14 @@ class _Connection:
     in_flight: int = 0
 
 
-def _encode(payload: Any) -> str:
+def _encode(payload: Any) -> bytes:
     """Serialise a reply; a result that is not JSON becomes an internal error, never a crash."""
     try:
-        return json.dumps(payload)
+        return orjson.dumps(payload)
+    except TypeError:
+        pass
+    try:
+        return json.dumps(payload).encode()
     except (TypeError, ValueError):
         log.exception("a reply could not be serialised")
         replies = payload if isinstance(payload, list) else [payload]
@@ -167,7 +176,7 @@ def _encode(payload: Any) -> str:
             error_response(r.get("id"), RpcError(INTERNAL_ERROR)) if "result" in r else r
             for r in replies
         ]
-        return json.dumps(fixed if isinstance(payload, list) else fixed[0], default=str)
+        return json.dumps(fixed if isinstance(payload, list) else fixed[0], default=str).encode()
 
 
 def _validation_data(err: ValidationError, prefix: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -205,11 +214,17 @@ class AgentServer:
             OrderedDict()
         )
         self._calls_since_expiry = 0
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._deadlines: DeadlineSweeper[asyncio.Task[Any]] = DeadlineSweeper(self._past_deadline)
         self._connections: set[int] = set()
         self._started = time.monotonic()
         self.served = 0
         self.add_method("agent.card", self._card, description="This agent's card.")
         self.add_method("agent.health", self._health, description="Liveness and load.")
+
+    def _past_deadline(self, task: asyncio.Task[Any]) -> None:
+        self._expired.add(task)
+        task.cancel()
 
     # -- registration -------------------------------------------------------------------------
 
@@ -284,20 +299,20 @@ class AgentServer:
 
     # -- dispatch -----------------------------------------------------------------------------
 
-    async def handle_text(self, text: str | bytes, connection: _Connection) -> str | None:
+    async def handle_text(self, text: str | bytes, connection: _Connection) -> bytes | None:
         """Answer one frame: the serialised response, or None when nothing is due."""
         try:
-            message = json.loads(text)
+            message = decode(text)
         except (ValueError, UnicodeDecodeError):
-            return json.dumps(error_response(None, RpcError(PARSE_ERROR)))
+            return _encode(error_response(None, RpcError(PARSE_ERROR)))
         if isinstance(message, list):
             if not message:
-                return json.dumps(error_response(None, RpcError(INVALID_REQUEST)))
+                return _encode(error_response(None, RpcError(INVALID_REQUEST)))
             if len(message) > self.limits.max_batch:
                 error = RpcError(
                     INVALID_REQUEST, data={"reason": f"batch over {self.limits.max_batch} items"}
                 )
-                return json.dumps(error_response(None, error))
+                return _encode(error_response(None, error))
             answers = await asyncio.gather(*(self._handle_one(m, connection) for m in message))
             replies = [a for a in answers if a is not None]
             return _encode(replies) if replies else None
@@ -408,7 +423,7 @@ class AgentServer:
     def _parse_params(
         self, spec: MethodSpec, params: dict[str, Any] | list[Any] | None
     ) -> tuple[Meta, Any]:
-        meta = Meta()
+        meta = NO_META
         if isinstance(params, dict) and "_meta" in params:
             params = dict(params)
             raw_meta = params.pop("_meta")
@@ -466,18 +481,21 @@ class AgentServer:
         )
         connection.in_flight += 1
         task = asyncio.current_task()
-        tracked = request_id is not None and task is not None
+        assert task is not None
+        tracked = request_id is not None
         if tracked:
-            connection.running[request_id] = task  # type: ignore[assignment]
+            connection.running[request_id] = task
+        if seconds_left is not None:
+            self._deadlines.add(task, asyncio.get_running_loop().time() + seconds_left)
         try:
-            async with asyncio.timeout(seconds_left):
-                result = await spec.handler(arguments, context)
-        except TimeoutError as err:
-            raise RpcError(DEADLINE_EXCEEDED, data={"deadline": str(meta.deadline)}) from err
+            result = await spec.handler(arguments, context)
         except asyncio.CancelledError as err:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                current.uncancel()
+            if task in self._expired:
+                self._expired.discard(task)
+                task.uncancel()
+                raise RpcError(DEADLINE_EXCEEDED, data={"deadline": str(meta.deadline)}) from err
+            if task.cancelling():
+                task.uncancel()
                 raise RpcError(CANCELLED, data={"id": request_id}) from err
             raise
         except RpcError:
@@ -492,6 +510,8 @@ class AgentServer:
             raise RpcError(INTERNAL_ERROR) from err
         finally:
             connection.in_flight -= 1
+            self._deadlines.discard(task)
+            self._expired.discard(task)
             if tracked:
                 connection.running.pop(request_id, None)
         self.served += 1
@@ -536,9 +556,12 @@ class AgentServer:
         connection = _Connection(socket=socket, caller=getattr(socket, "caller", None))
         self._connections.add(id(connection))
         pending: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
         try:
             async for frame in socket:
-                task = asyncio.create_task(self._answer(frame, connection))
+                # Eager: a request that never waits (most validation errors, quick methods) is
+                # answered without a trip through the event loop's ready queue.
+                task = asyncio.eager_task_factory(loop, self._answer(frame, connection))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
         except ConnectionClosed:
@@ -552,7 +575,7 @@ class AgentServer:
         reply = await self.handle_text(frame, connection)
         if reply is not None and connection.socket is not None:
             with contextlib.suppress(ConnectionClosed):
-                await connection.socket.send(reply)
+                await connection.socket.send(reply, text=True)
 
     async def start(self, host: str, port: int) -> Server:
         """Listen on ``host:port``; close the returned server to stop."""
@@ -568,4 +591,5 @@ class AgentServer:
 
     async def dispatch(self, message: str, *, caller: str | None = None) -> str | None:
         """Answer a frame without a socket (for in-process use and tests)."""
-        return await self.handle_text(message, _Connection(socket=None, caller=caller))
+        reply = await self.handle_text(message, _Connection(socket=None, caller=caller))
+        return None if reply is None else reply.decode()
