@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     acp_max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 128
     acp_hop_limit: Annotated[int, Field(ge=1, le=64)] = 8
     acp_call_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+    # -- response --
+    guardrails_file: Path | None = None
+    """YAML guardrail policy laid over the built-in one (``core.guardrails``); None: defaults."""
+    mcp_host: str = "127.0.0.1"
+    """Address the MCP tool server listens on."""
+    mcp_port: Annotated[int, Field(ge=1, le=65_535)] = 8100
     intel_feeds: list[Path] = Field(default_factory=list)
     """Threat feeds (STIX 2.1 bundles, MISP events as .json; CSV with type,value columns) the
     threat_intel agent imports at start, as a JSON list of paths."""

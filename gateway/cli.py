@@ -28,8 +28,9 @@ from core.security.permissions import ROLE_PERMISSIONS, Role
 from core.security.tokens import TokenService
 from core.settings import Settings, ensure_data_dir, load_settings
 from gateway.app import SchemaNotCurrent, create_app
-from gateway.supervisor import AgentSupervisor
+from gateway.supervisor import AgentSupervisor, agent_command
 from gateway.users import service as users
+from tools.mcp_server import run_mcp_server
 
 log = logging.getLogger("aurora")
 
@@ -95,14 +96,16 @@ async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     elif boot.created:
         print(f"Created admin '{boot.username}' from AURORA_ADMIN_PASSWORD", flush=True)
 
-    supervisor = AgentSupervisor(list(SPECIALISTS))
-    agents = await supervisor.start()
-    missing = sorted(name for name, url in agents.items() if url is None)
+    children = {name: agent_command(name) for name in SPECIALISTS}
+    children["mcp"] = ("mcp",)
+    supervisor = AgentSupervisor(children)
+    started_children = await supervisor.start()
+    missing = sorted(name for name, url in started_children.items() if url is None)
     if missing:
-        print(f"aurora: agents that did not start: {', '.join(missing)}", file=sys.stderr)
+        print(f"aurora: services that did not start: {', '.join(missing)}", file=sys.stderr)
 
     def banner(url: str) -> None:
-        started = len(agents) - len(missing)
+        started = len(SPECIALISTS) - len(set(missing) & set(SPECIALISTS))
         print(
             f"AuroraSOC is up at {url}  (API: {url}/api/v1, {started} agent(s), "
             f"data: {settings.data_dir})",
@@ -157,6 +160,14 @@ async def cmd_agent_run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"agent {args.name} listening on {url}", flush=True)
 
     await run_agent(args.name, settings, port=args.port, ready=ready)
+    return 0
+
+
+async def cmd_mcp(settings: Settings, args: argparse.Namespace) -> int:
+    def ready(url: str) -> None:
+        print(f"mcp server listening on {url}", flush=True)
+
+    await run_mcp_server(settings, port=args.port, ready=ready)
     return 0
 
 
@@ -298,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     agent_token.add_argument("--subject", default="cli", help="who the token speaks for")
     agent_token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     agent_token.set_defaults(run=cmd_agent_token)
+
+    mcp = commands.add_parser("mcp", help="serve the analysis tools over MCP (streamable HTTP)")
+    mcp.add_argument("--port", type=int, default=None)
+    mcp.set_defaults(run=cmd_mcp)
 
     token = commands.add_parser("token", help="print an access token for USERNAME (for scripts)")
     token.add_argument("username")

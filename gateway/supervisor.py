@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger("aurora.supervisor")
 
-READY = re.compile(r"listening on (ws://\S+)")
+READY = re.compile(r"listening on ((?:ws|http)://\S+)")
 RESTART_WINDOW_SECONDS = 60.0
 MAX_RESTARTS_PER_WINDOW = 5
 
@@ -20,18 +20,26 @@ MAX_RESTARTS_PER_WINDOW = 5
 @dataclass(slots=True)
 class _Child:
     name: str
+    command: tuple[str, ...]
     process: asyncio.subprocess.Process | None = None
     url: str | None = None
     restarts: list[float] = field(default_factory=list)
     watcher: asyncio.Task[None] | None = None
 
 
-class AgentSupervisor:
-    """Starts ``aurora agent run NAME`` for each agent, waits until each listens, relays its
-    output, restarts one that dies (at most five times a minute), and stops them all."""
+def agent_command(name: str) -> tuple[str, ...]:
+    return ("agent", "run", name)
 
-    def __init__(self, names: list[str], *, start_timeout: float = 60.0) -> None:
-        self._children = {name: _Child(name) for name in names}
+
+class AgentSupervisor:
+    """Starts ``aurora <command>`` for each child (the agents, the MCP server), waits until each
+    listens, relays its output, restarts one that dies (at most five times a minute), and stops
+    them all."""
+
+    def __init__(
+        self, children: dict[str, tuple[str, ...]], *, start_timeout: float = 60.0
+    ) -> None:
+        self._children = {name: _Child(name, command) for name, command in children.items()}
         self._start_timeout = start_timeout
         self._stopping = False
 
@@ -48,9 +56,7 @@ class AgentSupervisor:
             sys.executable,
             "-m",
             "gateway.cli",
-            "agent",
-            "run",
-            child.name,
+            *child.command,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )

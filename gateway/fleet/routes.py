@@ -11,7 +11,7 @@ from core.security.permissions import Permission
 from gateway.fleet import service
 from gateway.fleet.schemas import ToolCallPage, ToolCallQuery, ToolCallRead
 from gateway.http import json_response, parse_query
-from gateway.keys import BUS, DATABASE, HANDOFF, LLM
+from gateway.keys import BUS, DATABASE, HANDOFF, LLM, SETTINGS
 from gateway.routing import Access, Route
 from gateway.streams import pump
 
@@ -53,6 +53,12 @@ async def get_inference_status(request: web.Request) -> web.Response:
     return json_response(await service.inference_status(llm=request.app[LLM]))
 
 
+async def get_mcp_health(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    host = f"[{settings.mcp_host}]" if ":" in settings.mcp_host else settings.mcp_host
+    return json_response(await service.mcp_health(url=f"http://{host}:{settings.mcp_port}/mcp"))
+
+
 async def stream_agent_tool_calls(request: web.Request) -> web.WebSocketResponse:
     agent = _agent(request)
     investigation = request.query.get("investigation_id")
@@ -77,6 +83,7 @@ ROUTES = [
         list_agent_tool_calls,
         Permission.AGENTS_READ,
     ),
+    Route("GET", "/api/v1/mcp/health", get_mcp_health, Permission.AGENTS_READ),
     Route("GET", "/api/v1/inference/status", get_inference_status, Permission.AGENTS_READ),
     Route(
         "WS",

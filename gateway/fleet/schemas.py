@@ -65,3 +65,14 @@ class InferenceStatus(BaseModel):
     models: list[str]
     model_served: bool
     detail: str | None = None
+
+
+class McpHealth(BaseModel):
+    status: str
+    """``ok`` when the MCP server answered a tool listing, else ``down``."""
+    url: str
+    server_name: str | None = None
+    server_version: str | None = None
+    tools: list[str] = Field(default_factory=list)
+    latency_ms: float | None = None
+    detail: str | None = None

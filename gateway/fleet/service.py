@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from mcp.client.client import Client
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,7 +19,7 @@ from core.db import Database
 from core.events import EventBus
 from core.llm import LLMBackend
 from gateway.fleet.models import AgentToolCall
-from gateway.fleet.schemas import AgentTool, AgentTools, InferenceStatus
+from gateway.fleet.schemas import AgentTool, AgentTools, InferenceStatus, McpHealth
 
 log = logging.getLogger("aurora.fleet")
 
@@ -176,4 +178,27 @@ async def inference_status(*, llm: LLMBackend | None) -> InferenceStatus:
         models=list(report.models),
         model_served=report.model_served,
         detail=report.detail,
+    )
+
+
+MCP_TIMEOUT_SECONDS = 5.0
+
+
+async def mcp_health(*, url: str) -> McpHealth:
+    """Ask the MCP server for its tools; ``down`` with a safe reason when it does not answer."""
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(MCP_TIMEOUT_SECONDS), Client(url) as client:
+            listing = await client.list_tools()
+            info = client.server_info
+    except Exception as err:
+        reason = "timed out" if isinstance(err, TimeoutError) else type(err).__name__
+        return McpHealth(status="down", url=url, detail=f"MCP server not reachable ({reason})")
+    return McpHealth(
+        status="ok",
+        url=url,
+        server_name=info.name if info else None,
+        server_version=info.version if info else None,
+        tools=sorted(tool.name for tool in listing.tools),
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
     )

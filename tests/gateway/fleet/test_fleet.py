@@ -179,3 +179,35 @@ async def test_inference_status(tmp_path: Path, settings: Settings) -> None:
     )
     assert body["latency_ms"] >= 0
     assert "sk-secret-123" not in str(body)
+
+
+async def test_mcp_health(settings: Settings) -> None:
+    from tools.mcp_server import run_mcp_server
+
+    port = free_port()
+    configured = make_settings(settings.data_dir, settings.effective_database_url, mcp_port=port)
+    client = await start_gateway(configured)
+    stop = asyncio.Event()
+    urls: list[str] = []
+    server = asyncio.create_task(run_mcp_server(configured, ready=urls.append, stop=stop))
+    try:
+        gateway = Gateway(client)
+        viewer = await gateway.user(Role.VIEWER)
+        while not urls:
+            await asyncio.sleep(0.02)
+        up = await (await client.get("/api/v1/mcp/health", headers=viewer)).json()
+        assert (up["status"], up["server_name"], up["url"]) == (
+            "ok",
+            "aurorasoc-tools",
+            f"http://127.0.0.1:{port}/mcp",
+        )
+        assert "extract_indicators" in up["tools"]
+        assert up["latency_ms"] > 0
+        stop.set()
+        await asyncio.wait_for(server, 10)
+        down = await (await client.get("/api/v1/mcp/health", headers=viewer)).json()
+        assert down["status"] == "down"
+        assert down["tools"] == []
+    finally:
+        stop.set()
+        await client.close()
