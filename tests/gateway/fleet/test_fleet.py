@@ -193,7 +193,7 @@ async def test_mcp_health(settings: Settings) -> None:
     try:
         gateway = Gateway(client)
         viewer = await gateway.user(Role.VIEWER)
-        while not urls:
+        while not urls:  # noqa: ASYNC110 - a ready callback, not an event
             await asyncio.sleep(0.02)
         up = await (await client.get("/api/v1/mcp/health", headers=viewer)).json()
         assert (up["status"], up["server_name"], up["url"]) == (
