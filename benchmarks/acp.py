@@ -78,7 +78,7 @@ def run_echo(port: int) -> None:
             await connection.send(frame)
 
     async def main() -> None:
-        async with serve(echo, HOST, port, compression=None):
+        async with serve(echo, HOST, port, compression=None, max_queue=1024):
             await asyncio.Future()
 
     asyncio.run(main())
@@ -137,7 +137,7 @@ class EchoClient:
         self.pending: dict[int, asyncio.Future[Any]] = {}
 
     async def start(self) -> None:
-        self.socket = await connect(self.url, compression=None)
+        self.socket = await connect(self.url, compression=None, max_queue=1024)
         self.reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:

@@ -142,6 +142,7 @@ class AgentConnection:
                         additional_headers={"Authorization": f"Bearer {self._token()}"},
                         max_size=self._max_frame,
                         compression=None,
+                        max_queue=1024,
                         open_timeout=None,
                     )
             except InvalidStatus as err:

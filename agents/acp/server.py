@@ -586,6 +586,7 @@ class AgentServer:
             process_request=self._authenticate,
             max_size=self.limits.max_frame_bytes,
             compression=None,
+            max_queue=1024,
             server_header=None,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -39,6 +40,9 @@ async def run_agent(
     await asyncio.to_thread(deps.attack.map_text, "warm-up")
     specialist = specialist_class(deps)
     await specialist.start()
+    # Everything loaded so far lives as long as the process: keep it out of GC passes, which
+    # would otherwise walk the ATT&CK index and the models on every full collection.
+    gc.freeze()
     try:
         server = build_server(specialist, settings, TokenService.from_settings(settings))
         listener = await server.start(settings.agent_host, listen_port)
