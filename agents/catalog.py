@@ -10,6 +10,10 @@ if TYPE_CHECKING:
 
 SPECIALISTS: dict[str, str] = {
     "threat_intel": "agents.threat_intel.agent:ThreatIntel",
+    "malware": "agents.malware.agent:Malware",
+    "network": "agents.network.agent:Network",
+    "endpoint": "agents.endpoint.agent:Endpoint",
+    "responder": "agents.responder.agent:Responder",
 }
 """Agent name → ``module:Class``, in port order (``agent_base_port`` + position)."""
 

@@ -228,8 +228,11 @@ class Specialist(ABC):
         )
 
 
-def build_server(specialist: Specialist, settings: Settings, tokens: TokenService) -> AgentServer:
-    """An ACP server serving ``specialist``."""
+def build_server(
+    specialist: Specialist, settings: Settings, tokens: TokenService | None
+) -> AgentServer:
+    """An ACP server serving ``specialist``; ``tokens`` None serves without auth (in-process
+    use only: agent processes always verify tokens)."""
     server = AgentServer(
         name=specialist.name,
         version=specialist.version,

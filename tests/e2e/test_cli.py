@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from agents.catalog import SPECIALISTS
+from core.db.migrate import head_revision
 
 BIN = Path(sys.executable).parent / "aurora"
 
@@ -33,6 +34,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive free ports."""
+    for _ in range(100):
+        base = free_port()
+        if base + count > 65_535:
+            continue
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError("no run of free ports")
+
+
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AURORA_")}
@@ -43,7 +65,8 @@ def env(tmp_path: Path) -> dict[str, str]:
         AURORA_ARGON2_MEMORY_KIB="1024",
         AURORA_ARGON2_PARALLELISM="1",
         AURORA_ACCESS_LOG="false",
-        AURORA_AGENT_BASE_PORT=str(free_port()),
+        AURORA_AGENT_BASE_PORT=str(free_port_run(len(SPECIALISTS))),
+        AURORA_MCP_PORT=str(free_port()),
     )
     return clean
 
@@ -60,6 +83,10 @@ def run(
         timeout=60,
         check=False,
     )
+
+
+def env_settings_url(env: dict[str, str]) -> str:
+    return f"sqlite+aiosqlite:///{env['AURORA_DATA_DIR']}/aurora.db"
 
 
 def http(
@@ -105,7 +132,7 @@ def start(env: dict[str, str], *args: str) -> Platform:
         if not line:
             break
         lines.append(line)
-        if match := re.search(r"(http://127\.0\.0\.1:\d+)", line):
+        if match := re.search(r"(?:is up at|listening on) (http://127\.0\.0\.1:\d+)\s", line):
             return Platform(process, lines, match.group(1))
     process.kill()
     raise AssertionError("platform did not print its URL:\n" + "".join(lines))
@@ -195,7 +222,7 @@ def test_db_user_and_gateway_commands(env: dict[str, str], platforms: list[Platf
 
     upgraded = run(env, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "revision 0001" in upgraded.stdout
+    assert f"revision {head_revision(env_settings_url(env))}" in upgraded.stdout
     current = run(env, "db", "current")
     assert "(current)" in current.stdout
 

@@ -1,0 +1,1 @@
+"""endpoint: EDR telemetry, Windows and Sysmon events, process trees and host artefacts."""

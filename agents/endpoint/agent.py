@@ -1,0 +1,563 @@
+"""endpoint: what happened on a host, from its Windows, Sysmon and PowerShell events.
+
+Built-in analysis: normalise the events (flat or nested layout), build the host's context
+(users, processes, connections, logons, services, tasks, account changes, log clearing), run
+the rules (command-line and process rules shared with the malware agent, event and registry
+rules of :mod:`agents.endpoint.events`, bursts of failed logons and ticket requests), score
+them the same way (:func:`agents.malware.rules.assess`) and propose EDR containment:
+
+- ``isolate_host`` (impact high) when the severity is high or critical; on a host rated high or
+  critical the reason says so, for the guardrails to put it before a human;
+- ``kill_process`` for the processes (by host and pid) behind medium-or-worse hits, never for a
+  genuine LSASS, CSRSS and the like;
+- ``disable_account`` for accounts behind high-or-worse hits (or created / promoted by them)
+  when the finding is high or worse;
+- ``quarantine_file`` for images and dropped files the rules judged;
+- ``collect_triage`` (impact low) whenever any rule fired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
+
+from agents.acp.finding import SEVERITY_ORDER, Evidence, Finding, RecommendedAction
+from agents.endpoint.events import (
+    REGISTRY_RULES,
+    HostContext,
+    WinEvent,
+    account,
+    is_person,
+    normalise_event,
+    process_of,
+    registry_text,
+    scan_bursts,
+    scan_event,
+    texts_of,
+)
+from agents.endpoint.schemas import AnalyzeEndpointRequest
+from agents.malware.agent import (
+    CRITICAL_PROCESSES,
+    IMAGE_RULES,
+    MAPPING_MIN_SCORE,
+    analysis_tools,
+)
+from agents.malware.evidence import (
+    hit_evidence,
+    indicators_in,
+    layer_evidence,
+    names_a_machine,
+)
+from agents.malware.rules import (
+    Assessment,
+    Layer,
+    RuleHit,
+    assess,
+    base_name,
+    clean_path,
+    scan_process,
+    scan_text,
+    scan_text_deep,
+    techniques_of,
+)
+from agents.runtime.specialist import Specialist, ToolTrace, finding_iocs
+from core.errors import ValidationFailed
+from core.llm.types import Tool
+from tools.ioc import Ioc, normalise_ioc
+
+MAX_KILLS: Final[int] = 10
+MAX_LAYER_EVIDENCE: Final[int] = 10
+MAX_ACTIONS: Final[int] = 30
+# Rules whose hit names an account that should lose access: the actor of credential theft or
+# lateral movement, an account an intruder created or promoted.
+ACCOUNT_TARGET_RULES: Final[frozenset[str]] = frozenset(
+    {"account_created", "privileged_group_add", "sid_history", "reg_hidden_account"}
+)
+
+
+@dataclass(slots=True)
+class EventScan:
+    """The rules' verdict over a request's events."""
+
+    hits: list[tuple[RuleHit, WinEvent]] = field(default_factory=list)
+    layers: dict[str, list[Layer]] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
+    """Every command line or script scanned, by source."""
+
+    @property
+    def rule_hits(self) -> list[RuleHit]:
+        return [hit for hit, _ in self.hits]
+
+
+def scan_events(events: Sequence[WinEvent]) -> EventScan:
+    """Run every rule over ``events`` (pure, no I/O)."""
+    result = EventScan()
+    for event in events:
+        found = scan_event(event)
+        for name, text in texts_of(event):
+            source = f"{event.ref} {name}"
+            result.texts[source] = text
+            hits, layers = scan_text_deep(text, source)
+            found += hits
+            if layers:
+                result.layers[source] = layers
+        process = process_of(event)
+        if process and (event.is_("sysmon", 1) or event.is_("security", 4688)):
+            found += scan_process(process.view(), event.ref)
+        registry = registry_text(event)
+        if registry:
+            found += scan_text(registry, event.ref, REGISTRY_RULES)
+        result.hits += [(hit, event) for hit in found]
+    by_ref = {event.ref: event for event in events}
+    result.hits += [(hit, by_ref[hit.source]) for hit in scan_bursts(events)]
+    return result
+
+
+def _serious(hit: RuleHit, level: str = "medium") -> bool:
+    return SEVERITY_ORDER[hit.rule.severity] >= SEVERITY_ORDER[level]
+
+
+class Endpoint(Specialist):
+    name: ClassVar[str] = "endpoint"
+    description: ClassVar[str] = (
+        "Endpoint analysis: Windows, Sysmon and PowerShell events of a host, its processes, "
+        "logons, persistence and defence evasion, with EDR containment proposals."
+    )
+    method: ClassVar[str] = "analyze_endpoint"
+    method_description: ClassVar[str] = (
+        "Analyse a host's events (flat or nested EVTX JSON) and propose containment."
+    )
+    request_model = AnalyzeEndpointRequest
+    prompt_name: ClassVar[str] = "endpoint"
+
+    async def _context(
+        self, request: AnalyzeEndpointRequest, events: list[WinEvent], trace: ToolTrace
+    ) -> HostContext:
+        async def run() -> HostContext:
+            return await asyncio.to_thread(HostContext.build, events)
+
+        return await trace.call(
+            "host_context",
+            {"hostname": request.host.hostname, "events": len(events)},
+            run,
+            lambda context: context.summary(request.host.hostname),
+        )
+
+    async def _scan(self, events: list[WinEvent], trace: ToolTrace) -> EventScan:
+        async def run() -> EventScan:
+            return await asyncio.to_thread(scan_events, events)
+
+        return await trace.call(
+            "rule_scan",
+            {"events": len(events)},
+            run,
+            lambda found: (
+                (
+                    f"{len({h.rule.id for h in found.rule_hits})} rule(s) fired on "
+                    f"{len({e.index for _, e in found.hits})} event(s): "
+                    + ", ".join(sorted({h.rule.id for h in found.rule_hits}))
+                    if found.hits
+                    else f"no rule fired on {len(events)} event(s)"
+                )
+                + (
+                    f"; {sum(len(x) for x in found.layers.values())} obfuscated layer(s) decoded"
+                    if found.layers
+                    else ""
+                )
+            ),
+        )
+
+    async def _indicators(
+        self,
+        request: AnalyzeEndpointRequest,
+        events: list[WinEvent],
+        scan: EventScan,
+        trace: ToolTrace,
+    ) -> list[Ioc]:
+        """Indicators in the texts rules fired on (and their decoded layers), the sources of
+        flagged logons, and where flagged processes connected to."""
+        flagged = {hit.source.split(" (", 1)[0] for hit, _ in scan.hits}
+        texts = [text for source, text in scan.texts.items() if source in flagged]
+        # A decoded layer counts only when a rule fired on it: decoded binaries carry the
+        # strings of the program they are (an embedded library's home page, say).
+        fired_layers = {hit.source for hit, _ in scan.hits}
+        texts += [
+            layer.text
+            for source, layers in scan.layers.items()
+            for layer in layers
+            if f"{source} ({layer.method})" in fired_layers
+        ]
+        if request.context:
+            texts.append(request.context)
+        addresses: list[str] = []
+        pids = {
+            (event.computer, pid)
+            for hit, event in scan.hits
+            if _serious(hit) and (pid := _pid(event)) is not None
+        }
+        for _, event in scan.hits:
+            if event.get("IpAddress"):
+                addresses.append(event.get("IpAddress"))
+        for event in events:
+            if event.is_("sysmon", 3) and (event.computer, _pid(event)) in pids:
+                addresses.append(event.get("DestinationIp"))
+
+        async def run() -> list[Ioc]:
+            found = await asyncio.to_thread(indicators_in, texts)
+            for address in addresses:
+                try:
+                    ioc = normalise_ioc("ip", address.removeprefix("::ffff:"))
+                except ValidationFailed:
+                    continue
+                if names_a_machine(ioc):
+                    found.append(ioc)
+            return list(dict.fromkeys(found))
+
+        return await trace.call(
+            "extract_iocs",
+            {"texts": len(texts), "addresses": len(addresses)},
+            run,
+            lambda iocs: (
+                f"{len(iocs)} indicator(s): " + ", ".join(f"{i.type}:{i.value}" for i in iocs[:8])
+                if iocs
+                else "no indicators"
+            ),
+        )
+
+    async def _map_context(self, context: str | None, trace: ToolTrace) -> list[str]:
+        if not context or not context.strip():
+            return []
+
+        async def run() -> list[Any]:
+            return list(self.deps.attack.map_text(context, limit=3, min_score=MAPPING_MIN_SCORE))
+
+        mapped = await trace.call(
+            "attack_map_text",
+            {"chars": len(context)},
+            run,
+            lambda found: ", ".join(f"{m[0]} ({m[1]:.2f})" for m in found) or "none",
+        )
+        return [str(m[0]) for m in mapped]
+
+    async def builtin(self, request: AnalyzeEndpointRequest, trace: ToolTrace) -> Finding:
+        events = [normalise_event(raw, index) for index, raw in enumerate(request.events)]
+        host = request.host
+        await trace.thought(
+            "intake",
+            f"{len(events)} event(s) from {host.hostname} (criticality {host.criticality})",
+        )
+        context = await self._context(request, events, trace) if events else HostContext()
+        scan = await self._scan(events, trace) if events else EventScan()
+        iocs = await self._indicators(request, events, scan, trace)
+        from_context = await self._map_context(request.context, trace)
+        assessment = assess(scan.rule_hits, behaviour=bool(events))
+        techniques = techniques_of(scan.rule_hits, self.deps.attack.canonical_id)
+        techniques += [t for t in from_context if t not in techniques]
+        await trace.thought(
+            "assess",
+            f"{len({h.rule.id for h in scan.rule_hits})} rule(s) fired → "
+            f"{assessment.severity} (confidence {assessment.confidence})",
+        )
+        actions = _actions(request, scan, assessment)
+
+        evidence = list(trace.evidence)
+        evidence += hit_evidence(scan.rule_hits)
+        flagged = {hit.source.split(" (", 1)[0] for hit in scan.rule_hits}
+        decoded = [(s, layers) for s, layers in scan.layers.items() if s in flagged]
+        for source, layers in decoded[:MAX_LAYER_EVIDENCE]:
+            evidence += layer_evidence(source, layers)
+        if from_context:
+            evidence.append(
+                Evidence(
+                    kind="context_mapping",
+                    ref="context",
+                    summary="techniques the context describes: " + ", ".join(from_context),
+                )
+            )
+        return Finding(
+            agent=self.name,
+            summary=_summary(request, events, context, scan, assessment, actions, techniques),
+            severity=assessment.severity,
+            confidence=assessment.confidence,
+            mitre_techniques=techniques,
+            iocs=finding_iocs([i for i in iocs if not _own(i, request)]),
+            evidence=evidence,
+            recommended_actions=actions,
+        )
+
+    # -- the LLM path ------------------------------------------------------------------------
+
+    def llm_tools(self, request: AnalyzeEndpointRequest, trace: ToolTrace) -> list[Tool]:
+        events = [normalise_event(raw, index) for index, raw in enumerate(request.events)]
+
+        async def context(arguments: dict[str, Any]) -> object:
+            built = await self._context(request, events, trace)
+            return built.as_dict()
+
+        async def scan(arguments: dict[str, Any]) -> object:
+            wanted = arguments.get("event_ids")
+            chosen = (
+                [e for e in events if e.event_id in set(wanted)]
+                if isinstance(wanted, list) and wanted
+                else events
+            )
+            found = await self._scan(chosen, trace)
+            return [
+                {
+                    "rule": hit.rule.id,
+                    "title": hit.rule.title,
+                    "techniques": list(hit.rule.techniques),
+                    "severity": hit.rule.severity,
+                    "event": event.ref,
+                    "where": hit.source,
+                    "excerpt": hit.excerpt,
+                }
+                for hit, event in found.hits[:200]
+            ]
+
+        async def get_events(arguments: dict[str, Any]) -> object:
+            event_id = arguments.get("event_id")
+            needle = str(arguments.get("contains") or "").lower()
+            limit = arguments.get("limit", 20)
+            limit = min(max(limit, 1), 50) if isinstance(limit, int) else 20
+
+            async def run() -> list[WinEvent]:
+                return [
+                    e
+                    for e in events
+                    if (event_id is None or e.event_id == event_id)
+                    and (not needle or needle in " ".join(e.data.values()).lower())
+                ][:limit]
+
+            found = await trace.call(
+                "get_events",
+                {"event_id": event_id, "contains": needle[:100], "limit": limit},
+                run,
+                lambda result: f"{len(result)} event(s)",
+            )
+            return [
+                {
+                    "ref": e.ref,
+                    "event_id": e.event_id,
+                    "log": e.log,
+                    "computer": e.computer,
+                    "time": e.time,
+                    "data": {k: v[:2000] for k, v in e.data.items()},
+                }
+                for e in found
+            ]
+
+        return [
+            *analysis_tools(self.deps.attack, trace),
+            Tool(
+                name="host_context",
+                description="What the events say about the host: users, processes, network"
+                " connections, logons, services, tasks, account changes, cleared logs.",
+                parameters={"type": "object", "properties": {}},
+                handler=context,
+            ),
+            Tool(
+                name="scan_events",
+                description="Run the detection rules (command lines, process tree, event and"
+                " registry rules, logon bursts) over the events, optionally only some ids.",
+                parameters={
+                    "type": "object",
+                    "properties": {"event_ids": {"type": "array", "items": {"type": "integer"}}},
+                },
+                handler=scan,
+            ),
+            Tool(
+                name="get_events",
+                description="Read events, filtered by id and/or a substring of their fields.",
+                parameters={
+                    "type": "object",
+                    "properties": {
+                        "event_id": {"type": "integer"},
+                        "contains": {"type": "string"},
+                        "limit": {"type": "integer", "minimum": 1, "maximum": 50},
+                    },
+                },
+                handler=get_events,
+            ),
+        ]
+
+
+# -- containment ------------------------------------------------------------------------------
+
+
+def _pid(event: WinEvent) -> int | None:
+    process = process_of(event)
+    return process.pid if process else None
+
+
+def _own(ioc: Ioc, request: AnalyzeEndpointRequest) -> bool:
+    """Whether ``ioc`` is the analysed host itself (its address), not an indicator."""
+    return ioc.type == "ip" and request.host.ip is not None and ioc.value == request.host.ip
+
+
+def _rules(hits: list[RuleHit]) -> str:
+    return "; ".join(
+        f"{h.rule.title} [{', '.join(h.rule.techniques)}]"
+        for h in {h.rule.id: h for h in hits}.values()
+    )
+
+
+def _accounts(hit: RuleHit, event: WinEvent) -> list[str]:
+    """The accounts a hit implicates: the actor, and the account created or promoted."""
+    process = process_of(event)
+    names = [account(event, "Subject"), process.user if process else ""]
+    if hit.rule.id in ACCOUNT_TARGET_RULES:
+        names.append(account(event, "Target") if event.event_id == 4720 else "")
+        member = event.get("MemberName")
+        if member.upper().startswith("CN="):
+            member = member[3:].split(",", 1)[0]
+        names.append(member)
+    if hit.rule.id == "pass_the_hash":
+        names.append(account(event, "Target"))
+    return [name for name in dict.fromkeys(names) if name and is_person(name)]
+
+
+def _actions(
+    request: AnalyzeEndpointRequest, scan: EventScan, assessment: Assessment
+) -> list[RecommendedAction]:
+    host = request.host
+    actions: list[RecommendedAction] = []
+    if not scan.hits:
+        return actions
+    worst = _rules(
+        [h for h in scan.rule_hits if _serious(h, assessment.severity)] or scan.rule_hits
+    )
+    if SEVERITY_ORDER[assessment.severity] >= SEVERITY_ORDER["high"]:
+        reason = f"{assessment.severity} activity on the host: {worst}"
+        if host.criticality in ("high", "critical"):
+            reason += (
+                f". The host is rated {host.criticality}: isolating it disrupts the business, "
+                "so a human should approve it"
+            )
+        actions.append(
+            RecommendedAction(
+                action="isolate_host", target=host.hostname, reason=reason[:2000], impact="high"
+            )
+        )
+
+    processes: dict[tuple[str, int], tuple[str, list[RuleHit]]] = {}
+    files: dict[str, list[RuleHit]] = defaultdict(list)
+    accounts: dict[str, list[RuleHit]] = defaultdict(list)
+    for hit, event in scan.hits:
+        process = process_of(event)
+        if _serious(hit) and process and process.pid is not None:
+            computer = (event.computer or host.hostname).split(".")[0]
+            entry = processes.setdefault((computer, process.pid), (process.image, []))
+            entry[1].append(hit)
+        if _serious(hit) and hit.rule.id in IMAGE_RULES and process and process.image:
+            files[process.sha256 or clean_path(process.image)].append(hit)
+        if _serious(hit) and hit.rule.id in ("executable_dropped", "dll_from_user_folder"):
+            files[clean_path(event.get("TargetFilename", "ImageLoaded"))].append(hit)
+        if _serious(hit, "high") or hit.rule.id in ACCOUNT_TARGET_RULES:
+            for name in _accounts(hit, event):
+                accounts[name].append(hit)
+
+    kills = 0
+    for (computer, pid), (image, hits) in processes.items():
+        name = base_name(image)
+        masquerading = any(h.rule.id.startswith("masquerade") for h in hits)
+        if (name in CRITICAL_PROCESSES and not masquerading) or kills >= MAX_KILLS:
+            continue
+        kills += 1
+        actions.append(
+            RecommendedAction(
+                action="kill_process",
+                target=f"{computer}:{pid}",
+                reason=f"{clean_path(image) or 'process'} (pid {pid}): {_rules(hits)}"[:2000],
+                impact="low",
+            )
+        )
+    if SEVERITY_ORDER[assessment.severity] >= SEVERITY_ORDER["high"]:
+        for name, hits in accounts.items():
+            actions.append(
+                RecommendedAction(
+                    action="disable_account",
+                    target=name[:512],
+                    reason=f"account behind: {_rules(hits)}"[:2000],
+                    impact="medium",
+                )
+            )
+    for target, hits in files.items():
+        if target:
+            actions.append(
+                RecommendedAction(
+                    action="quarantine_file",
+                    target=target[:512],
+                    reason=_rules(hits)[:2000],
+                    impact="medium",
+                )
+            )
+    actions.append(
+        RecommendedAction(
+            action="collect_triage",
+            target=host.hostname,
+            reason=(
+                "collect process list, autoruns, event logs and memory to confirm and scope: "
+                + worst
+            )[:2000],
+            impact="low",
+        )
+    )
+    unique: dict[tuple[str, str], RecommendedAction] = {}
+    for action in actions:
+        unique.setdefault((action.action, action.target), action)
+    return list(unique.values())[:MAX_ACTIONS]
+
+
+def _summary(
+    request: AnalyzeEndpointRequest,
+    events: list[WinEvent],
+    context: HostContext,
+    scan: EventScan,
+    assessment: Assessment,
+    actions: list[RecommendedAction],
+    techniques: list[str],
+) -> str:
+    host = request.host
+    where = f"{host.hostname} (criticality {host.criticality})"
+    if not events:
+        return (
+            f"No events for {where}: only the context text was read, so the severity rests on no "
+            "telemetry."
+        )
+    if not scan.hits:
+        return (
+            f"No detection rule fired on {len(events)} event(s) from {where}; this lowers but "
+            f"does not rule out suspicion. Context: {context.summary(host.hostname)}"
+        )[:4000]
+    distinct = {hit.rule.id: (hit, event) for hit, event in scan.hits}
+    worst_hit, worst_event = max(
+        distinct.values(), key=lambda pair: SEVERITY_ORDER[pair[0].rule.severity]
+    )
+    parts = [
+        f"{len(distinct)} detection rule(s) fired on {len({e.index for _, e in scan.hits})} of "
+        f"{len(events)} event(s) from {where}.",
+        f"Worst: {worst_hit.rule.title} [{', '.join(worst_hit.rule.techniques)}] at "
+        f"{worst_event.ref} ({worst_hit.excerpt[:100]}).",
+        f"Severity {assessment.severity} from the worst rule",
+    ]
+    if assessment.escalated:
+        parts[-1] += (
+            f", raised one step because the activity spans {len(assessment.phases)} phases "
+            f"of an intrusion ({', '.join(assessment.phases)})"
+        )
+    parts[-1] += f"; confidence {assessment.confidence} from {len(distinct)} agreeing rule(s)."
+    if techniques:
+        parts.append(f"Techniques: {', '.join(techniques[:10])}.")
+    proposed = sorted({a.action for a in actions})
+    if proposed:
+        parts.append(f"Proposed: {', '.join(proposed)}.")
+    if any(a.action == "isolate_host" for a in actions) and host.criticality in (
+        "high",
+        "critical",
+    ):
+        parts.append("Isolation of this high-criticality host needs a human approval.")
+    return " ".join(parts)[:4000]

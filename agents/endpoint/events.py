@@ -1,0 +1,1235 @@
+"""Windows events for the endpoint specialist: normalisation, host context, event rules.
+
+Events arrive in the two layouts EVTX-to-JSON converters write (see the shared data README):
+flat (``{"EventID": 4688, "Channel": "Security", "Computer": ..., "CommandLine": ...}``) or
+nested as the ``evtx`` package writes them (``{"Event": {"System": {...}, "EventData":
+{...}}}``, with ``#attributes`` and ``#text``). :func:`normalise_event` turns either into one
+:class:`WinEvent`.
+
+Event ids mean different things in different logs (Sysmon 10 is process access; Setup 10 is a
+servicing step), so every rule checks the log an event came from (:attr:`WinEvent.log`).
+
+Rules over events (:data:`EVENT_RULES`, :data:`REGISTRY_RULES`) use the same :class:`Rule`
+shape and scoring as the command-line rules of :mod:`agents.malware.rules`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from agents.acp.finding import Severity
+from agents.malware.rules import (
+    EXECUTABLE_EXTENSIONS,
+    ProcessView,
+    Rule,
+    RuleHit,
+    Stage,
+    base_name,
+    clean_path,
+    scan_process,
+)
+
+Log = Literal["sysmon", "security", "system", "powershell", "other"]
+
+# Fields of the flat layout that describe the record, not the event.
+_FLAT_SYSTEM_FIELDS: Final[frozenset[str]] = frozenset(
+    {
+        "EventID",
+        "Channel",
+        "Computer",
+        "TimeCreated",
+        "EventRecordID",
+        "Provider_Name",
+        "Provider_Guid",
+        "Level",
+        "Task",
+        "Opcode",
+        "Keywords",
+        "Version",
+        "ExecutionProcessID",
+        "ExecutionThreadID",
+    }
+)
+NOBODY: Final[frozenset[str]] = frozenset({"", "-", "n/a", "null", "none"})
+SERVICE_ACCOUNTS: Final[frozenset[str]] = frozenset(
+    {
+        "system",
+        "local service",
+        "network service",
+        "anonymous logon",
+        "nt authority\\system",
+        "nt authority\\local service",
+        "nt authority\\network service",
+        "nt authority\\anonymous logon",
+        "s-1-5-18",
+        "s-1-5-19",
+        "s-1-5-20",
+        "s-1-5-7",
+        "dwm-1",
+        "umfd-0",
+        "umfd-1",
+    }
+)
+LOGON_TYPES: Final[dict[str, str]] = {
+    "2": "interactive",
+    "3": "network",
+    "4": "batch",
+    "5": "service",
+    "7": "unlock",
+    "8": "network cleartext",
+    "9": "new credentials",
+    "10": "remote interactive",
+    "11": "cached interactive",
+}
+ACCOUNT_EVENTS: Final[dict[int, str]] = {
+    4720: "account created",
+    4722: "account enabled",
+    4724: "password reset",
+    4726: "account deleted",
+    4728: "member added to a global group",
+    4732: "member added to a local group",
+    4738: "account changed",
+    4756: "member added to a universal group",
+    4765: "SID history added",
+    4766: "SID history add failed",
+    4781: "account renamed",
+}
+GROUP_ADD_EVENTS: Final[frozenset[int]] = frozenset({4728, 4732, 4756})
+PRIVILEGED_GROUP = re.compile(
+    r"admin|operators|enterprise|schema|remote desktop|remote management|dnsadmins"
+    r"|group policy creator|organization management|compliance management|exchange"
+    r"|key admins|cert publishers|backup",
+    re.IGNORECASE,
+)
+# GrantedAccess masks that can read LSASS memory (PROCESS_VM_READ 0x10 with query rights), as
+# credential dumpers ask for them.
+LSASS_READ_MASKS: Final[frozenset[int]] = frozenset(
+    {0x1010, 0x1410, 0x1438, 0x143A, 0x147A, 0x1FFFFF, 0x1F0FFF, 0x1F1FFF, 0x1F3FFF, 0x0810}
+)
+# Directory-replication rights: Get-Changes, Get-Changes-All, Get-Changes-In-Filtered-Set.
+REPLICATION_GET: Final[tuple[str, ...]] = (
+    "1131f6aa-9c07-11d1-f79f-00c04fc2dcd2",
+    "1131f6ad-9c07-11d1-f79f-00c04fc2dcd2",
+    "89e95b76-444d-4c62-991a-0facbeda640c",
+)
+# Rights used to register a rogue domain controller: Manage-Topology, Install-Replica.
+REPLICATION_TOPOLOGY: Final[tuple[str, ...]] = (
+    "1131f6ac-9c07-11d1-f79f-00c04fc2dcd2",
+    "9923a32a-3607-11d2-b9be-0000f87a36b2",
+)
+# Process rules that judge a file by its name and folder, applied to files being written.
+FILE_NAME_RULES: Final[frozenset[str]] = frozenset(
+    {"masquerade_location", "masquerade_lookalike", "double_extension", "rtlo_name"}
+)
+FAILED_LOGON_BURST: Final[int] = 10
+"""Failed logons (4625, 4771) for one account, or from one source, that make a burst."""
+SPRAY_ACCOUNTS: Final[int] = 5
+"""Distinct accounts failing from one source that make a password spray."""
+TGS_BURST: Final[int] = 15
+"""Distinct services one account asks tickets for that make an enumeration."""
+KERBEROAST_SERVICES: Final[int] = 3
+"""Distinct services asked for with RC4 tickets (0x17) that make Kerberoasting."""
+_TEMP_DIR = re.compile(r"\\(?:temp|tmp)\\|\\users\\public\\|\\downloads\\|\\appdata\\", re.I)
+_SYSTEM_DIR = re.compile(r"^(?:[a-z]:)?\\windows\\(?:system32|syswow64|winsxs)\\", re.I)
+
+
+# -- normalisation -----------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        return "\n".join(_text(item) for item in value)
+    if isinstance(value, Mapping):
+        if "#text" in value:
+            return _text(value["#text"])
+        return "; ".join(f"{k}={_text(v)}" for k, v in value.items() if k != "#attributes")
+    return str(value)
+
+
+def _attribute(node: Any, name: str) -> Any:
+    if isinstance(node, Mapping):
+        attributes = node.get("#attributes")
+        if isinstance(attributes, Mapping):
+            return attributes.get(name)
+    return None
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Mapping):
+        return _as_int(value.get("#text"))
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text, 16) if text.lower().startswith("0x") else int(text)
+        except ValueError:
+            return None
+    return None
+
+
+def event_id_of(raw: Any) -> int | None:
+    """The event id of ``raw`` in either layout, or None when it has none."""
+    if not isinstance(raw, Mapping):
+        return None
+    nested = raw.get("Event")
+    if isinstance(nested, Mapping):
+        system = nested.get("System")
+        return _as_int(system.get("EventID")) if isinstance(system, Mapping) else None
+    return _as_int(raw.get("EventID"))
+
+
+def _fields(node: Any) -> dict[str, str]:
+    """EventData / UserData fields by name: a mapping, a list of named ``Data`` items, or
+    unnamed ``Data`` values (kept, joined, under ``Data``)."""
+    if not isinstance(node, Mapping):
+        return {}
+    out: dict[str, str] = {}
+    for key, value in node.items():
+        if key == "#attributes":
+            continue
+        if key == "Data" and isinstance(value, list):
+            unnamed: list[str] = []
+            for item in value:
+                name = _attribute(item, "Name")
+                if name:
+                    out[str(name)] = _text(item)
+                else:
+                    unnamed.append(_text(item))
+            if unnamed:
+                out["Data"] = "\n".join(unnamed)
+        elif isinstance(value, Mapping) and "#text" not in value and key not in out:
+            # UserData wraps its fields in one element named after the event.
+            inner = _fields(value)
+            out.update(inner or {key: _text(value)})
+        else:
+            out[key] = _text(value)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class WinEvent:
+    """One Windows event, whatever layout it came in."""
+
+    index: int
+    event_id: int
+    channel: str
+    provider: str
+    computer: str
+    time: str
+    record_id: str
+    data: dict[str, str]
+    execution_pid: int | None = None
+
+    @property
+    def log(self) -> Log:
+        where = f"{self.channel} {self.provider}".lower()
+        if "sysmon" in where:
+            return "sysmon"
+        if "powershell" in where:
+            return "powershell"
+        if self.channel.lower() == "security" or "security-auditing" in where:
+            return "security"
+        if self.channel.lower() == "system" or "service control manager" in where:
+            return "system"
+        if not self.channel and not self.provider and "ProcessGuid" in self.data:
+            return "sysmon"
+        return "other"
+
+    @property
+    def ref(self) -> str:
+        """How an analyst finds the event again: position, log, id and record number."""
+        record = f" record {self.record_id}" if self.record_id else ""
+        log = self.channel or self.provider or "event"
+        return f"events[{self.index}] {log} {self.event_id}{record}"
+
+    def get(self, *names: str) -> str:
+        """The first of ``names`` that holds a value (``-`` counts as none), else ""."""
+        for name in names:
+            value = self.data.get(name, "").strip()
+            if value.lower() not in NOBODY:
+                return value
+        return ""
+
+    def is_(self, log: Log, *ids: int) -> bool:
+        return self.log == log and self.event_id in ids
+
+
+def normalise_event(raw: Mapping[str, Any], index: int) -> WinEvent:
+    """``raw`` (flat or nested layout) as a :class:`WinEvent`. Raises ValueError when it has
+    no event id."""
+    event_id = event_id_of(raw)
+    if event_id is None:
+        raise ValueError("no EventID (expected {EventID, ...} or {Event: {System: {EventID}}})")
+    nested = raw.get("Event")
+    if isinstance(nested, Mapping):
+        system = nested.get("System") or {}
+        data = _fields(nested.get("EventData"))
+        data.update({k: v for k, v in _fields(nested.get("UserData")).items() if k not in data})
+        user_id = _attribute(system.get("Security"), "UserID")
+        if user_id:
+            data.setdefault("SecurityUserID", str(user_id))
+        provider = _attribute(system.get("Provider"), "Name") or ""
+        time = _attribute(system.get("TimeCreated"), "SystemTime") or ""
+        execution = _as_int(_attribute(system.get("Execution"), "ProcessID"))
+        return WinEvent(
+            index=index,
+            event_id=event_id,
+            channel=_text(system.get("Channel")),
+            provider=str(provider),
+            computer=_text(system.get("Computer")),
+            time=str(time),
+            record_id=_text(system.get("EventRecordID")),
+            data=data,
+            execution_pid=execution,
+        )
+    data = {k: _text(v) for k, v in raw.items() if k not in _FLAT_SYSTEM_FIELDS}
+    return WinEvent(
+        index=index,
+        event_id=event_id,
+        channel=_text(raw.get("Channel")),
+        provider=_text(raw.get("Provider_Name") or raw.get("Provider")),
+        computer=_text(raw.get("Computer")),
+        time=_text(raw.get("TimeCreated") or raw.get("UtcTime")),
+        record_id=_text(raw.get("EventRecordID")),
+        data=data,
+        execution_pid=_as_int(raw.get("ExecutionProcessID")),
+    )
+
+
+# -- what an event says about processes, users and texts ---------------------------------------
+
+
+def account(event: WinEvent, prefix: str) -> str:
+    """``DOMAIN\\user`` from ``<prefix>DomainName`` and ``<prefix>UserName``, or ""."""
+    user = event.get(f"{prefix}UserName")
+    if not user:
+        return ""
+    domain = event.get(f"{prefix}DomainName")
+    return f"{domain}\\{user}" if domain else user
+
+
+def is_person(user: str) -> bool:
+    """Whether ``user`` is an account a person or an attacker could use: not a built-in
+    service identity and not a machine account (``HOST$``)."""
+    name = user.strip().lower()
+    short = name.rsplit("\\", 1)[-1]
+    return (
+        bool(short)
+        and name not in SERVICE_ACCOUNTS
+        and short not in SERVICE_ACCOUNTS
+        and not short.endswith("$")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRecord:
+    """A process an event shows (started, or acting)."""
+
+    pid: int | None
+    image: str
+    command_line: str
+    parent_image: str
+    user: str
+    original_file_name: str
+    sha256: str
+    ref: str
+
+    def view(self) -> ProcessView:
+        return ProcessView(
+            image=self.image,
+            command_line=self.command_line,
+            parent_image=self.parent_image,
+            original_file_name=self.original_file_name or None,
+            pid=self.pid,
+            user=self.user,
+        )
+
+
+def _sha256(hashes: str) -> str:
+    match = re.search(r"SHA256=([0-9A-Fa-f]{64})", hashes)
+    return match.group(1).lower() if match else ""
+
+
+def process_of(event: WinEvent) -> ProcessRecord | None:
+    """The process an event is about: the one created (Sysmon 1, Security 4688) or the actor
+    (other Sysmon events, PowerShell logs); None for events about no process."""
+    if event.is_("sysmon", 1):
+        return ProcessRecord(
+            pid=_as_int(event.get("ProcessId")),
+            image=event.get("Image"),
+            command_line=event.get("CommandLine"),
+            parent_image=event.get("ParentImage"),
+            user=event.get("User"),
+            original_file_name=event.get("OriginalFileName"),
+            sha256=_sha256(event.get("Hashes")),
+            ref=event.ref,
+        )
+    if event.is_("security", 4688):
+        return ProcessRecord(
+            pid=_as_int(event.get("NewProcessId")),
+            image=event.get("NewProcessName"),
+            command_line=event.get("CommandLine"),
+            parent_image=event.get("ParentProcessName"),
+            user=account(event, "Subject"),
+            original_file_name="",
+            sha256="",
+            ref=event.ref,
+        )
+    if event.log == "sysmon" and event.event_id in (3, 7, 11, 12, 13, 14, 22):
+        return ProcessRecord(
+            pid=_as_int(event.get("ProcessId")),
+            image=event.get("Image"),
+            command_line="",
+            parent_image="",
+            user=event.get("User"),
+            original_file_name="",
+            sha256="",
+            ref=event.ref,
+        )
+    if event.is_("sysmon", 8, 10):
+        return ProcessRecord(
+            pid=_as_int(event.get("SourceProcessId")),
+            image=event.get("SourceImage"),
+            command_line="",
+            parent_image="",
+            user=event.get("SourceUser"),
+            original_file_name="",
+            sha256="",
+            ref=event.ref,
+        )
+    if event.log == "powershell" and event.event_id in (400, 403, 600, 800, 4103, 4104):
+        details = event.get("ContextInfo", "Data")
+        host = re.search(r"Host ?Application ?= ?([^\r\n]+)", details)
+        user = re.search(r"\b(?:UserId|User) ?= ?([^\r\n\t]+)", details)
+        return ProcessRecord(
+            pid=event.execution_pid,
+            image="powershell.exe" if host is None else host.group(1).split(" ")[0],
+            command_line="",
+            parent_image="",
+            user=user.group(1).strip() if user else "",
+            original_file_name="",
+            sha256="",
+            ref=event.ref,
+        )
+    return None
+
+
+_TASK_COMMAND = re.compile(r"<Command>(.*?)</Command>(?:\s*<Arguments>(.*?)</Arguments>)?", re.S)
+
+
+def task_command(content: str) -> str:
+    """The command (and arguments) of a scheduled task's XML definition."""
+    return " ".join(
+        " ".join(part for part in match.groups() if part).strip()
+        for match in _TASK_COMMAND.finditer(content)
+    )
+
+
+def texts_of(event: WinEvent) -> list[tuple[str, str]]:
+    """The command lines and scripts an event carries, each with the field it came from."""
+    texts: list[tuple[str, str]] = []
+    if event.is_("sysmon", 1) or event.is_("security", 4688):
+        texts.append(("CommandLine", event.get("CommandLine")))
+    elif event.log == "powershell":
+        if event.event_id == 4104:
+            texts.append(("ScriptBlockText", event.get("ScriptBlockText")))
+        elif event.event_id == 4103:
+            texts.append(("Payload", event.get("Payload")))
+        elif event.event_id == 800:
+            texts.append(("Data", event.get("Data")))
+        elif event.event_id in (400, 403, 600):
+            host = re.search(r"HostApplication=([^\r\n]+)", event.get("Data"))
+            texts.append(("HostApplication", host.group(1) if host else ""))
+    elif event.is_("system", 7045):
+        texts.append(("ImagePath", event.get("ImagePath")))
+    elif event.is_("security", 4697):
+        texts.append(("ServiceFileName", event.get("ServiceFileName")))
+    elif event.is_("security", 4698, 4702):
+        texts.append(("TaskContent", task_command(event.get("TaskContent", "TaskContentNew"))))
+    elif event.is_("sysmon", 13):
+        texts.append(("Details", event.get("Details")))
+    return [(name, text) for name, text in texts if text.strip()]
+
+
+# -- host context ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class HostContext:
+    """What the events say about the host: who, what ran, what it talked to, what changed."""
+
+    events: int = 0
+    computers: Counter[str] = field(default_factory=Counter)
+    logs: Counter[str] = field(default_factory=Counter)
+    first: str = ""
+    last: str = ""
+    users: Counter[str] = field(default_factory=Counter)
+    processes: list[ProcessRecord] = field(default_factory=list)
+    connections: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(image, destination address, port) → count."""
+    logons: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(outcome, logon type) → count."""
+    logon_sources: Counter[str] = field(default_factory=Counter)
+    services: list[tuple[str, str]] = field(default_factory=list)
+    tasks: list[tuple[str, str]] = field(default_factory=list)
+    account_changes: list[str] = field(default_factory=list)
+    log_clears: list[str] = field(default_factory=list)
+    sysmon: Counter[int] = field(default_factory=Counter)
+
+    @classmethod
+    def build(cls, events: Iterable[WinEvent]) -> HostContext:
+        context = cls()
+        for event in events:
+            context.add(event)
+        return context
+
+    def add(self, event: WinEvent) -> None:
+        self.events += 1
+        if event.computer:
+            self.computers[event.computer.lower()] += 1
+        self.logs[event.log] += 1
+        if event.time:
+            self.first = min(self.first or event.time, event.time)
+            self.last = max(self.last, event.time)
+        for user in (
+            account(event, "Subject"),
+            account(event, "Target"),
+            event.get("User"),
+            event.get("SourceUser"),
+        ):
+            if user and is_person(user):
+                self.users[user] += 1
+        process = process_of(event)
+        if process and (event.is_("sysmon", 1) or event.is_("security", 4688)):
+            self.processes.append(process)
+        if event.log == "sysmon":
+            self.sysmon[event.event_id] += 1
+        if event.is_("sysmon", 3):
+            self.connections[
+                (
+                    base_name(event.get("Image")),
+                    event.get("DestinationIp", "DestinationHostname"),
+                    event.get("DestinationPort"),
+                )
+            ] += 1
+        elif event.is_("security", 4624, 4625):
+            outcome = "success" if event.event_id == 4624 else "failure"
+            kind = LOGON_TYPES.get(event.get("LogonType"), event.get("LogonType") or "?")
+            self.logons[(outcome, kind)] += 1
+            source = event.get("IpAddress")
+            if source:
+                self.logon_sources[source] += 1
+        elif event.is_("system", 7045):
+            self.services.append((event.get("ServiceName"), event.get("ImagePath")))
+        elif event.is_("security", 4697):
+            self.services.append((event.get("ServiceName"), event.get("ServiceFileName")))
+        elif event.is_("security", 4698):
+            self.tasks.append((event.get("TaskName"), task_command(event.get("TaskContent"))))
+        elif event.log == "security" and event.event_id in ACCOUNT_EVENTS:
+            target = account(event, "Target") or event.get("MemberName")
+            by = account(event, "Subject")
+            self.account_changes.append(
+                f"{ACCOUNT_EVENTS[event.event_id]}: {target or '?'}"
+                + (f" (member {event.get('MemberName')})" if event.get("MemberName") else "")
+                + (f" by {by}" if by else "")
+            )
+        elif (
+            event.is_("security", 1102)
+            or (event.is_("system", 104))
+            or (event.event_id == 1102 and "eventlog" in event.provider.lower())
+        ):
+            self.log_clears.append(
+                f"{event.channel or 'log'} cleared by {account(event, 'Subject') or '?'}"
+            )
+
+    def summary(self, hostname: str) -> str:
+        """A few lines an analyst can read (and the evidence entry of the context)."""
+        span = f" from {self.first} to {self.last}" if self.first else ""
+        parts = [f"{self.events} event(s){span}"]
+        others = sorted(
+            c for c in self.computers if c.split(".")[0] != hostname.lower().split(".")[0]
+        )
+        if others:
+            parts.append(f"{len(others)} other computer(s) in the events: {', '.join(others[:5])}")
+        if self.users:
+            parts.append("users: " + ", ".join(u for u, _ in self.users.most_common(6)))
+        if self.processes:
+            names = Counter(base_name(p.image) for p in self.processes)
+            parts.append(
+                f"{len(self.processes)} process start(s): "
+                + ", ".join(f"{n} x{c}" for n, c in names.most_common(6))
+            )
+        if self.connections:
+            parts.append(
+                "connections: "
+                + ", ".join(f"{i}→{d}:{p}" for (i, d, p), _ in self.connections.most_common(5))
+            )
+        if self.logons:
+            parts.append(
+                "logons: " + ", ".join(f"{o} {k} x{c}" for (o, k), c in self.logons.most_common(6))
+            )
+        if self.services:
+            parts.append("services installed: " + ", ".join(n for n, _ in self.services[:5]))
+        if self.tasks:
+            parts.append("tasks created: " + ", ".join(n for n, _ in self.tasks[:5]))
+        if self.account_changes:
+            parts.append(f"{len(self.account_changes)} account change(s)")
+        if self.log_clears:
+            parts.append("; ".join(self.log_clears[:3]))
+        if self.sysmon:
+            parts.append(
+                "Sysmon: " + ", ".join(f"id {i} x{c}" for i, c in sorted(self.sysmon.items()))
+            )
+        return "; ".join(parts)[:4000]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The context as JSON for the model."""
+        return {
+            "events": self.events,
+            "computers": dict(self.computers),
+            "time_range": [self.first, self.last],
+            "users": dict(self.users.most_common(20)),
+            "processes": [
+                {
+                    "pid": p.pid,
+                    "image": p.image,
+                    "parent": p.parent_image,
+                    "user": p.user,
+                    "command_line": p.command_line[:500],
+                    "ref": p.ref,
+                }
+                for p in self.processes[:50]
+            ],
+            "connections": [
+                {"image": i, "destination": d, "port": p, "count": c}
+                for (i, d, p), c in self.connections.most_common(20)
+            ],
+            "logons": [
+                {"outcome": o, "type": k, "count": c} for (o, k), c in self.logons.most_common()
+            ],
+            "logon_sources": dict(self.logon_sources.most_common(10)),
+            "services": [{"name": n, "image": i} for n, i in self.services[:20]],
+            "tasks": [{"name": n, "command": c} for n, c in self.tasks[:20]],
+            "account_changes": self.account_changes[:20],
+            "log_clears": self.log_clears[:10],
+        }
+
+
+# -- event rules -------------------------------------------------------------------------------
+
+
+def _rule(
+    id: str,
+    title: str,
+    technique: str,
+    stage: Stage,
+    severity: Severity,
+    weight: float,
+    rationale: str,
+    pattern: str | None = None,
+) -> Rule:
+    return Rule(
+        id,
+        title,
+        (technique,),
+        stage,
+        severity,
+        weight,
+        rationale,
+        re.compile(pattern, re.IGNORECASE) if pattern else None,
+    )
+
+
+EVENT_RULES: Final[dict[str, Rule]] = {
+    rule.id: rule
+    for rule in (
+        _rule(
+            "log_cleared",
+            "Windows event log cleared",
+            "T1070.001",
+            "defense_evasion",
+            "high",
+            0.85,
+            "1102/104 record that a whole log was wiped.",
+        ),
+        _rule(
+            "account_created",
+            "User account created",
+            "T1136.001",
+            "persistence",
+            "medium",
+            0.5,
+            "New accounts give persistent access; admins create them too.",
+        ),
+        _rule(
+            "privileged_group_add",
+            "Member added to a privileged group",
+            "T1098.007",
+            "persistence",
+            "high",
+            0.7,
+            "Adding a member to an admin or operators group grants it control.",
+        ),
+        _rule(
+            "group_add",
+            "Member added to a group",
+            "T1098.007",
+            "persistence",
+            "low",
+            0.3,
+            "Group changes are routine but can widen an intruder's access.",
+        ),
+        _rule(
+            "sid_history",
+            "SID history added to an account",
+            "T1134.005",
+            "privilege_escalation",
+            "high",
+            0.85,
+            "SID history lets an account act with another's (often a domain admin's) rights.",
+        ),
+        _rule(
+            "gpo_modified",
+            "Group Policy object modified",
+            "T1484.001",
+            "privilege_escalation",
+            "medium",
+            0.4,
+            "A changed GPO pushes settings or code to every computer it applies to.",
+        ),
+        _rule(
+            "service_installed",
+            "Service installed",
+            "T1543.003",
+            "persistence",
+            "medium",
+            0.5,
+            "A new service runs its binary as SYSTEM at every boot.",
+        ),
+        _rule(
+            "task_created",
+            "Scheduled task created",
+            "T1053.005",
+            "persistence",
+            "medium",
+            0.5,
+            "A new task runs its command again on a trigger.",
+        ),
+        _rule(
+            "task_runs_as_system",
+            "Scheduled task created to run as SYSTEM",
+            "T1053.005",
+            "privilege_escalation",
+            "high",
+            0.65,
+            "A task whose principal is SYSTEM runs its command with full local rights.",
+        ),
+        _rule(
+            "lsass_access",
+            "Process opened LSASS memory",
+            "T1003.001",
+            "credential_access",
+            "critical",
+            0.8,
+            "Read access to lsass.exe from a non-system process is how credentials are dumped.",
+        ),
+        _rule(
+            "remote_thread",
+            "Thread injected into another process",
+            "T1055",
+            "defense_evasion",
+            "high",
+            0.6,
+            "CreateRemoteThread into another process runs code under its identity.",
+        ),
+        _rule(
+            "pass_the_hash",
+            "Logon with new credentials via seclogo (pass-the-hash)",
+            "T1550.002",
+            "lateral_movement",
+            "high",
+            0.8,
+            "Logon type 9 through seclogo with Negotiate is the trace of sekurlsa::pth.",
+        ),
+        _rule(
+            "password_guessing",
+            "Burst of failed logons for one account",
+            "T1110.001",
+            "credential_access",
+            "medium",
+            0.6,
+            f"{FAILED_LOGON_BURST}+ failures for one account point to password guessing.",
+        ),
+        _rule(
+            "password_spraying",
+            "Failed logons for many accounts from one source",
+            "T1110.003",
+            "credential_access",
+            "high",
+            0.7,
+            f"{SPRAY_ACCOUNTS}+ accounts failing from one source is a password spray.",
+        ),
+        _rule(
+            "kerberoasting",
+            "RC4 service tickets for several services",
+            "T1558.003",
+            "credential_access",
+            "high",
+            0.7,
+            "Asking RC4-encrypted tickets for many services is how Kerberoasting cracks them.",
+        ),
+        _rule(
+            "tgs_enumeration",
+            "Service tickets for many hosts from one account",
+            "T1087.002",
+            "discovery",
+            "low",
+            0.4,
+            f"Tickets for {TGS_BURST}+ services from one account is how BloodHound-style"
+            " collectors enumerate sessions and admins.",
+        ),
+        _rule(
+            "dcsync",
+            "Directory replication rights used by an account (DCSync)",
+            "T1003.006",
+            "credential_access",
+            "critical",
+            0.8,
+            "Replication of secrets requested by an account that is not a DC is DCSync.",
+        ),
+        _rule(
+            "dcshadow",
+            "Replica registration rights used by an account (DCShadow)",
+            "T1207",
+            "defense_evasion",
+            "high",
+            0.65,
+            "Install-Replica / Manage-Topology by a user is how DCShadow registers a rogue DC.",
+        ),
+        _rule(
+            "time_changed",
+            "System time changed by a user process",
+            "T1070.006",
+            "defense_evasion",
+            "low",
+            0.3,
+            "Changing the clock is used to confuse timelines (and forge ticket times).",
+        ),
+        _rule(
+            "credential_manager_read",
+            "Credential Manager credentials read",
+            "T1555.004",
+            "credential_access",
+            "low",
+            0.35,
+            "Reading saved credentials is how tools harvest stored passwords.",
+        ),
+        _rule(
+            "dll_from_user_folder",
+            "DLL loaded from a user-writable folder",
+            "T1574.001",
+            "persistence",
+            "medium",
+            0.5,
+            "A DLL loaded from Temp, Downloads or AppData by a program is a sideloading sign.",
+        ),
+        _rule(
+            "executable_dropped",
+            "Executable written to a user-writable folder",
+            "T1105",
+            "command_and_control",
+            "low",
+            0.35,
+            "A program or script landing in Temp or Downloads is how payloads arrive.",
+        ),
+        _rule(
+            "dcom_mmc",
+            "MMC started by DCOM (MMC20.Application)",
+            "T1021.003",
+            "lateral_movement",
+            "medium",
+            0.6,
+            "mmc.exe -Embedding is how remote DCOM execution via MMC20 starts on the target.",
+        ),
+    )
+}
+
+REGISTRY_RULES: Final[tuple[Rule, ...]] = (
+    _rule(
+        "reg_run_key",
+        "Run key value set",
+        "T1547.001",
+        "persistence",
+        "medium",
+        0.65,
+        "Run / RunOnce values start a program at every logon.",
+        r"\\currentversion\\(?:run|runonce|runonceex|policies\\explorer\\run)\\",
+    ),
+    _rule(
+        "reg_service_imagepath",
+        "Service ImagePath set to a shell command",
+        "T1543.003",
+        "persistence",
+        "high",
+        0.8,
+        "A service whose binary is cmd/%COMSPEC%/PowerShell runs a command as SYSTEM.",
+        r"\\services\\[^\\]+\\imagepath\s*=\s*.*(?:%%?comspec%%?|cmd(?:\.exe)?\s+/|powershell)",
+    ),
+    _rule(
+        "reg_sip_provider",
+        "Signature verification (SIP) provider registered",
+        "T1553.003",
+        "defense_evasion",
+        "high",
+        0.8,
+        "A custom CryptSIPDll provider can make unsigned code verify as signed.",
+        r"\\cryptography\\oid\\encodingtype \d+\\cryptsipdll\w+\\",
+    ),
+    _rule(
+        "reg_winlogon",
+        "Winlogon Shell/Userinit/Notify changed",
+        "T1547.004",
+        "persistence",
+        "high",
+        0.75,
+        "Winlogon helper values run code at every logon.",
+        r"\\winlogon\\(?:shell|userinit|notify)\b",
+    ),
+    _rule(
+        "reg_ifeo_debugger",
+        "Image File Execution Options debugger set",
+        "T1546.012",
+        "persistence",
+        "high",
+        0.75,
+        "An IFEO debugger runs the attacker's program instead of the intended one.",
+        r"\\image file execution options\\[^\\]+\\(?:debugger|globalflag)\b",
+    ),
+    _rule(
+        "reg_port_monitor",
+        "Print port monitor registered",
+        "T1547.010",
+        "persistence",
+        "high",
+        0.7,
+        "Port monitors are DLLs the spooler loads as SYSTEM at boot.",
+        r"\\control\\print\\monitors\\[^\\]+\\driver\b",
+    ),
+    _rule(
+        "reg_defender_disabled",
+        "Defender, AMSI or virtualisation-based security disabled",
+        "T1562.001",
+        "defense_evasion",
+        "high",
+        0.8,
+        "Turning off Defender, AMSI providers, HVCI or Credential Guard weakens the host.",
+        r"\\windows defender\\.*\\disable\w*\s*=\s*dword \(0x00000001\)"
+        r"|\\disableantispyware\s*=\s*dword \(0x00000001\)|\\amsi\\providers\\"
+        r"|\\deviceguard\\.*(?:enablevirtualizationbasedsecurity|requireplatformsecurityfeatures"
+        r"|hypervisorenforcedcodeintegrity\\enabled)"
+        r"|\\lsa\\lsacfgflags\s*=\s*dword \(0x00000000\)",
+    ),
+    _rule(
+        "reg_firewall_disabled",
+        "Firewall profile disabled in the registry",
+        "T1562.004",
+        "defense_evasion",
+        "high",
+        0.75,
+        "EnableFirewall = 0 turns a firewall profile off.",
+        r"\\firewallpolicy\\\w+profile\\enablefirewall\s*=\s*dword \(0x00000000\)",
+    ),
+    _rule(
+        "reg_recovery_disabled",
+        "System Restore disabled",
+        "T1490",
+        "impact",
+        "high",
+        0.7,
+        "Disabling System Restore removes a way back after destruction or encryption.",
+        r"\\systemrestore\\disable(?:config|sr)\b",
+    ),
+    _rule(
+        "reg_hidden_account",
+        "Hidden ($) local account created in the SAM",
+        "T1136.001",
+        "persistence",
+        "high",
+        0.8,
+        "A local account whose name ends in $ hides from net user listings.",
+        r"\\sam\\domains\\account\\users\\names\\[^\\]+\$",
+    ),
+    _rule(
+        "reg_rdp_port",
+        "RDP port changed",
+        "T1112",
+        "defense_evasion",
+        "medium",
+        0.5,
+        "Moving RDP to another port hides it from scans and rules keyed on 3389.",
+        r"\\winstations\\rdp-tcp\\portnumber\b",
+    ),
+)
+
+
+def _hit(rule_id: str, event: WinEvent, excerpt: str) -> RuleHit:
+    return RuleHit(EVENT_RULES[rule_id], event.ref, excerpt[:160])
+
+
+def scan_event(event: WinEvent) -> list[RuleHit]:
+    """The rules one event triggers on its own (bursts are :func:`scan_bursts`)."""
+    hits: list[RuleHit] = []
+    if (
+        event.is_("security", 1102)
+        or event.is_("system", 104)
+        or (event.event_id == 1102 and "eventlog" in event.provider.lower())
+    ):
+        who = account(event, "Subject") or event.get("SubjectUserName") or "?"
+        hits.append(_hit("log_cleared", event, f"{event.channel or 'log'} cleared by {who}"))
+    elif event.is_("security", 4720):
+        hits.append(
+            _hit(
+                "account_created",
+                event,
+                f"{account(event, 'Target')} created by {account(event, 'Subject')}",
+            )
+        )
+    elif event.log == "security" and event.event_id in GROUP_ADD_EVENTS:
+        group = event.get("TargetUserName")
+        rule = "privileged_group_add" if PRIVILEGED_GROUP.search(group) else "group_add"
+        hits.append(
+            _hit(
+                rule,
+                event,
+                f"{event.get('MemberName', 'MemberSid')} added to {group} by "
+                f"{account(event, 'Subject')}",
+            )
+        )
+    elif event.is_("security", 4765):
+        hits.append(
+            _hit(
+                "sid_history",
+                event,
+                f"SID history {event.get('SidHistory')} added to {account(event, 'Target')}",
+            )
+        )
+    elif event.is_("security", 5136) and (
+        "grouppolicycontainer" in event.get("ObjectClass").lower()
+        or "cn=policies" in event.get("ObjectDN").lower()
+    ):
+        hits.append(
+            _hit(
+                "gpo_modified",
+                event,
+                f"{event.get('AttributeLDAPDisplayName')} of {event.get('ObjectDN')} by "
+                f"{account(event, 'Subject')}",
+            )
+        )
+    elif event.is_("system", 7045) or event.is_("security", 4697):
+        image = event.get("ImagePath", "ServiceFileName")
+        hits.append(_hit("service_installed", event, f"{event.get('ServiceName')}: {image}"))
+    elif event.is_("security", 4698):
+        content = event.get("TaskContent")
+        command = task_command(content)
+        hits.append(_hit("task_created", event, f"{event.get('TaskName')}: {command}"))
+        principal = re.search(r"<UserId>(.*?)</UserId>", content)
+        if principal and principal.group(1).strip().lower() in {
+            "s-1-5-18",
+            "system",
+            "nt authority\\system",
+        }:
+            hits.append(_hit("task_runs_as_system", event, f"{event.get('TaskName')} as SYSTEM"))
+    elif event.is_("sysmon", 10) and base_name(event.get("TargetImage")) == "lsass.exe":
+        mask = _as_int(event.get("GrantedAccess"))
+        source = clean_path(event.get("SourceImage"))
+        unknown = "unknown(" in event.get("CallTrace").lower()
+        system_source = _SYSTEM_DIR.search(source) and base_name(source) in {
+            "wininit.exe",
+            "csrss.exe",
+            "services.exe",
+            "svchost.exe",
+            "lsm.exe",
+            "msmpeng.exe",
+            "wmiprvse.exe",
+        }
+        if (mask in LSASS_READ_MASKS or unknown) and not system_source:
+            hits.append(
+                _hit(
+                    "lsass_access",
+                    event,
+                    f"{source} opened lsass.exe with access {event.get('GrantedAccess')}"
+                    + (" from unbacked memory" if unknown else ""),
+                )
+            )
+    elif event.is_("sysmon", 8):
+        source, target = clean_path(event.get("SourceImage")), clean_path(event.get("TargetImage"))
+        if source and target and base_name(source) != base_name(target):
+            hits.append(_hit("remote_thread", event, f"{source} → {target}"))
+    elif event.is_("security", 4624):
+        if (
+            event.get("LogonType") == "9"
+            and event.get("LogonProcessName").strip().lower() == "seclogo"
+        ):
+            hits.append(
+                _hit(
+                    "pass_the_hash",
+                    event,
+                    f"{account(event, 'Target')} logon type 9 via seclogo "
+                    f"({event.get('AuthenticationPackageName')})",
+                )
+            )
+    elif event.is_("security", 4662):
+        properties = event.get("Properties").lower()
+        who = account(event, "Subject")
+        if who and not who.endswith("$"):
+            if any(guid in properties for guid in REPLICATION_GET):
+                hits.append(_hit("dcsync", event, f"{who} used replication rights"))
+            elif any(guid in properties for guid in REPLICATION_TOPOLOGY):
+                hits.append(_hit("dcshadow", event, f"{who} used replica/topology rights"))
+    elif event.is_("security", 4616):
+        process = clean_path(event.get("ProcessName"))
+        who = account(event, "Subject")
+        if who and is_person(who) and base_name(process) != "svchost.exe":
+            hits.append(
+                _hit(
+                    "time_changed",
+                    event,
+                    f"{who} via {base_name(process)}: {event.get('PreviousTime')} → "
+                    f"{event.get('NewTime')}",
+                )
+            )
+    elif event.is_("security", 5379, 5381):
+        hits.append(
+            _hit(
+                "credential_manager_read",
+                event,
+                f"{account(event, 'Subject')} read stored credentials "
+                f"(process {event.get('ClientProcessId')})",
+            )
+        )
+    elif event.is_("sysmon", 7):
+        loaded = clean_path(event.get("ImageLoaded"))
+        if _TEMP_DIR.search(loaded) and not _SYSTEM_DIR.search(loaded):
+            hits.append(
+                _hit(
+                    "dll_from_user_folder",
+                    event,
+                    f"{base_name(event.get('Image'))} loaded {loaded}",
+                )
+            )
+    elif event.is_("sysmon", 11):
+        target = clean_path(event.get("TargetFilename"))
+        suffix = "." + base_name(target).rsplit(".", 1)[-1] if "." in base_name(target) else ""
+        if _TEMP_DIR.search(target) and suffix in EXECUTABLE_EXTENSIONS:
+            hits.append(
+                _hit("executable_dropped", event, f"{base_name(event.get('Image'))} wrote {target}")
+            )
+        # The deceptive-name checks of images apply to a file as soon as it is written.
+        hits += [
+            hit
+            for hit in scan_process(ProcessView(image=target), event.ref)
+            if hit.rule.id in FILE_NAME_RULES
+        ]
+    if event.is_("sysmon", 1) or event.is_("security", 4688):
+        image = base_name(event.get("Image", "NewProcessName"))
+        if image == "mmc.exe" and "-embedding" in event.get("CommandLine").lower():
+            hits.append(_hit("dcom_mmc", event, event.get("CommandLine")))
+    return hits
+
+
+def registry_text(event: WinEvent) -> str:
+    """``key = value`` of a Sysmon registry event (12, 13, 14), or ""."""
+    if not event.is_("sysmon", 12, 13, 14):
+        return ""
+    key = event.get("TargetObject", "NewName")
+    details = event.get("Details")
+    return f"{key} = {details}" if details else key
+
+
+def scan_bursts(events: Iterable[WinEvent]) -> list[RuleHit]:
+    """Rules over many events: failed-logon bursts and sprays, service-ticket bursts."""
+    failures_by_user: dict[str, list[WinEvent]] = defaultdict(list)
+    users_by_source: dict[str, set[str]] = defaultdict(set)
+    first_by_source: dict[str, WinEvent] = {}
+    tickets: dict[str, set[str]] = defaultdict(set)
+    rc4: dict[str, set[str]] = defaultdict(set)
+    first_ticket: dict[str, WinEvent] = {}
+    for event in events:
+        if event.is_("security", 4625) or (
+            event.is_("security", 4771) and event.get("Status").lower() in {"0x18", "0x17"}
+        ):
+            user = event.get("TargetUserName").lower()
+            failures_by_user[user].append(event)
+            source = event.get("IpAddress", "WorkstationName")
+            if source:
+                users_by_source[source].add(user)
+                first_by_source.setdefault(source, event)
+        elif event.is_("security", 4769) and event.get("Status", "0x0").lower() == "0x0":
+            user = event.get("TargetUserName").lower()
+            service = event.get("ServiceName").lower()
+            if not user or service.startswith("krbtgt"):
+                continue
+            tickets[user].add(service)
+            first_ticket.setdefault(user, event)
+            if event.get("TicketEncryptionType").lower() == "0x17" and not service.endswith("$"):
+                rc4[user].add(service)
+    hits: list[RuleHit] = []
+    for user, failures in failures_by_user.items():
+        if len(failures) >= FAILED_LOGON_BURST:
+            sources = sorted({e.get("IpAddress", "WorkstationName") for e in failures} - {""})
+            hits.append(
+                _hit(
+                    "password_guessing",
+                    failures[0],
+                    f"{len(failures)} failed logons for {user}"
+                    + (f" from {', '.join(sources[:3])}" if sources else ""),
+                )
+            )
+    for source, users in users_by_source.items():
+        if len(users) >= SPRAY_ACCOUNTS:
+            hits.append(
+                _hit(
+                    "password_spraying",
+                    first_by_source[source],
+                    f"{len(users)} accounts failed from {source}",
+                )
+            )
+    for user, services in rc4.items():
+        if len(services) >= KERBEROAST_SERVICES:
+            hits.append(
+                _hit(
+                    "kerberoasting",
+                    first_ticket[user],
+                    f"{user} asked RC4 tickets for {len(services)} services",
+                )
+            )
+    for user, services in tickets.items():
+        if len(services) >= TGS_BURST:
+            hits.append(
+                _hit(
+                    "tgs_enumeration",
+                    first_ticket[user],
+                    f"{user} asked tickets for {len(services)} services",
+                )
+            )
+    return hits
+
+
+def event_rule_catalogue() -> list[Rule]:
+    """Every event and registry rule of this module."""
+    return [*EVENT_RULES.values(), *REGISTRY_RULES]

@@ -1,0 +1,1 @@
+"""network: flows, DNS and IDS telemetry: beaconing, scans, exfiltration, Suricata alerts."""

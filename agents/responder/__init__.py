@@ -1,0 +1,1 @@
+"""responder: a guardrail-checked response plan from other specialists' findings."""
