@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import multiprocessing
@@ -100,6 +101,7 @@ def run_agent(port: int) -> None:
 
     async def main() -> None:
         await server.start(HOST, port)
+        gc.freeze()  # as agent processes do after start-up
         await asyncio.Future()
 
     asyncio.run(main())
@@ -208,6 +210,7 @@ async def run(args: argparse.Namespace, echo_port: int, agent_port: int) -> dict
     async def acp_call() -> Any:
         return await handoff.call("bench", "echo", PAYLOAD)
 
+    gc.freeze()  # as the gateway does after start-up
     await measure(echo.call, 64, 1.0)  # warm up
     await measure(acp_call, 64, 1.0)
     report: dict[str, Any] = {"seconds_per_run": args.seconds, "rounds": args.rounds}

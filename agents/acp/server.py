@@ -179,6 +179,14 @@ def _encode(payload: Any) -> bytes:
         return json.dumps(fixed if isinstance(payload, list) else fixed[0], default=str).encode()
 
 
+def _replay(outcome: bytes) -> Any:
+    """The remembered outcome of an idempotent call: its result, or its error raised again."""
+    payload = decode(outcome[1:])
+    if outcome[:1] == b"E":
+        raise RpcError(payload["code"], payload.get("message"), payload.get("data"))
+    return payload
+
+
 def _validation_data(err: ValidationError, prefix: tuple[str, ...] = ()) -> dict[str, Any]:
     return {
         "errors": [
@@ -210,9 +218,9 @@ class AgentServer:
         self._card_extra = card_extra
         self._health_extra = health_extra
         self._methods: dict[str, MethodSpec] = {}
-        self._idempotent: OrderedDict[tuple[Any, ...], tuple[float, asyncio.Future[Any]]] = (
-            OrderedDict()
-        )
+        self._idempotent: OrderedDict[
+            tuple[Any, ...], tuple[float, asyncio.Future[Any] | bytes]
+        ] = OrderedDict()
         self._calls_since_expiry = 0
         self._expired: set[asyncio.Task[Any]] = set()
         self._deadlines: DeadlineSweeper[asyncio.Task[Any]] = DeadlineSweeper(self._past_deadline)
@@ -391,7 +399,10 @@ class AgentServer:
             self._expire_idempotent()
         entry = self._idempotent.get(key)
         if entry is not None:
-            return await asyncio.shield(entry[1])
+            outcome = entry[1]
+            if isinstance(outcome, asyncio.Future):
+                return await asyncio.shield(outcome)
+            return _replay(outcome)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._idempotent[key] = (time.monotonic(), future)
         try:
@@ -400,6 +411,8 @@ class AgentServer:
             if err.retryable or err.code in {CANCELLED, DEADLINE_EXCEEDED}:
                 # A retry must be able to run it again.
                 self._idempotent.pop(key, None)
+            else:
+                self._remember(key, b"E" + encode(err.to_dict()))
             future.set_exception(err)
             future.exception()  # retrieved: nobody else may be waiting
             raise
@@ -407,8 +420,15 @@ class AgentServer:
             self._idempotent.pop(key, None)
             future.cancel()
             raise
+        self._remember(key, b"R" + encode(result))
         future.set_result(result)
         return result
+
+    def _remember(self, key: tuple[Any, ...], outcome: bytes) -> None:
+        """Keep a finished call's outcome as bytes: thousands of cached results then cost the
+        garbage collector nothing (it does not track bytes), which keeps tail latency low."""
+        if key in self._idempotent:
+            self._idempotent[key] = (self._idempotent[key][0], outcome)
 
     def _expire_idempotent(self) -> None:
         self._calls_since_expiry = 0

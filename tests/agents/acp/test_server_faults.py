@@ -270,3 +270,11 @@ async def test_card_and_health(live: Live) -> None:
     assert card["backend"] == {"kind": "builtin"}
     assert health["status"] == "ok"
     assert health["connections"] == 1
+
+
+async def test_idempotent_errors_are_replayed_not_rerun(live: Live) -> None:
+    async with live.connect() as ws:
+        first = await exchange(ws, call("fail", {"kind": "aurora"}, 1, idempotency_key="e-1"))
+        again = await exchange(ws, call("fail", {"kind": "aurora"}, 2, idempotency_key="e-1"))
+    assert first["error"] == again["error"]
+    assert again["error"]["data"]["aurora_code"] == "AURORA-4042"
