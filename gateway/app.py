@@ -69,6 +69,24 @@ class AgentToken:
         return self._token
 
 
+AGENT_HEALTH_INTERVAL_SECONDS = 15.0
+
+
+async def _probe_agents(client: HandoffClient) -> None:
+    """Probe every agent replica now and then, so calls skip the ones that are down."""
+    while True:
+        try:
+            down = [r for r in await client.check_health() if not r.healthy]
+        except Exception:
+            log.exception("agent health check failed")
+        else:
+            for replica in down:
+                log.warning(
+                    "agent %s at %s is down (%s)", replica.agent, replica.url, replica.detail
+                )
+        await asyncio.sleep(AGENT_HEALTH_INTERVAL_SECONDS)
+
+
 class SchemaNotCurrent(RuntimeError):
     """The database is not migrated to the newest revision."""
 
@@ -98,7 +116,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[RECORDER] = recorder
         app[HANDOFF].on_notification = recorder.on_notification
         app[LLM] = LLMBackend.from_settings(settings)
+        prober = asyncio.create_task(_probe_agents(app[HANDOFF]), name="agent-health")
         yield
+        prober.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await prober
         refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await refresher

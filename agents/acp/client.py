@@ -122,6 +122,8 @@ class AgentConnection:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._listeners: dict[int, NotificationHandler] = {}
         self._deadlines: DeadlineSweeper[int] = DeadlineSweeper(self._expire)
+        self.healthy = True
+        """What the last health probe found (calls prefer healthy replicas)."""
 
     @property
     def connected(self) -> bool:
@@ -262,6 +264,31 @@ class _Agent:
     last_error: str | None = None
     latencies: list[float] = field(default_factory=list)
 
+    def pick(self) -> AgentConnection:
+        """The next replica, round-robin, skipping those the last health check found down
+        (all of them, when none is up: a call is then the freshest probe)."""
+        count = len(self.connections)
+        for _ in range(count):
+            connection = self.connections[self.next_index % count]
+            self.next_index += 1
+            if connection.healthy:
+                return connection
+        connection = self.connections[self.next_index % count]
+        self.next_index += 1
+        return connection
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaHealth:
+    """What one health probe of one agent replica found."""
+
+    agent: str
+    url: str
+    healthy: bool
+    latency_ms: float | None
+    detail: str | None
+    breaker: str
+
 
 @dataclass(frozen=True, slots=True)
 class CallOptions:
@@ -381,8 +408,7 @@ class HandoffClient:
             remaining = deadline - time.time()
             if remaining <= 0:
                 raise RpcError(DEADLINE_EXCEEDED, data={"agent": agent, "method": method})
-            connection = state.connections[state.next_index % len(state.connections)]
-            state.next_index += 1
+            connection = state.pick()
             state.calls += 1
             started = time.perf_counter()
             try:
@@ -425,6 +451,39 @@ class HandoffClient:
             if isinstance(retry_after, dict) and "retry_after_ms" in retry_after:
                 delay = max(delay, float(retry_after["retry_after_ms"]) / 1000)
             await asyncio.sleep(min(delay, max(0.0, deadline - time.time())))
+
+    async def check_health(self, wait_seconds: float = 3.0) -> list[ReplicaHealth]:
+        """Probe every replica of every registered agent with ``agent.health``, concurrently;
+        calls then skip the replicas found down until a later probe finds them up."""
+
+        async def probe(name: str, connection: AgentConnection) -> ReplicaHealth:
+            started = time.perf_counter()
+            try:
+                reply = await connection.request(
+                    "agent.health", {"_meta": {"sender": self.sender}}, wait_seconds=wait_seconds
+                )
+            except (ConnectionLost, TimeoutError, ServiceUnavailable) as err:
+                connection.healthy = False
+                reason = "timed out" if isinstance(err, TimeoutError) else "unreachable"
+                return ReplicaHealth(
+                    name, connection.url, False, None, reason, self._agents[name].breaker.state
+                )
+            connection.healthy = "result" in reply
+            return ReplicaHealth(
+                name,
+                connection.url,
+                connection.healthy,
+                round((time.perf_counter() - started) * 1000, 3),
+                None if connection.healthy else "agent.health failed",
+                self._agents[name].breaker.state,
+            )
+
+        probes = [
+            probe(name, connection)
+            for name in self.registry.names()
+            for connection in self._agent(name).connections
+        ]
+        return list(await asyncio.gather(*probes))
 
     async def close(self) -> None:
         for agent in self._agents.values():

@@ -234,3 +234,27 @@ async def test_handoff_tool_from_the_card(live: Live) -> None:
         assert scoped.options.investigation_id == "INV-3"
     finally:
         await client.close()
+
+
+async def test_health_checks_steer_calls_away_from_a_down_replica(live: Live) -> None:
+    down = f"ws://127.0.0.1:{free_port()}"
+    client = HandoffClient(
+        registry=AgentRegistry({"spec-agent": (down, live.url)}),
+        sender="orchestrator",
+        token=agent_token,
+        retry=RetryPolicy(attempts=1),
+    )
+    try:
+        report = {r.url: r for r in await client.check_health(wait_seconds=1)}
+        assert report[down].healthy is False
+        assert report[down].detail == "unreachable"
+        assert report[live.url].healthy is True
+        assert report[live.url].latency_ms is not None
+        # with one attempt and no retries, every call must land on the live replica
+        results = [
+            await client.call("spec-agent", "subtract", {"minuend": n, "subtrahend": 0})
+            for n in range(6)
+        ]
+        assert results == list(range(6))
+    finally:
+        await client.close()
