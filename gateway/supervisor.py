@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,22 @@ class _Child:
     url: str | None = None
     restarts: list[float] = field(default_factory=list)
     watcher: asyncio.Task[None] | None = None
+
+
+def argv_prefix() -> tuple[str, ...]:
+    return (sys.executable, "-m", "gateway.cli")
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the supervisor dies, so a
+    killed ``aurora up`` never leaves agents behind. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 def agent_command(name: str) -> tuple[str, ...]:
@@ -53,12 +70,11 @@ class AgentSupervisor:
 
     async def _spawn(self, child: _Child) -> None:
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway.cli",
+            *argv_prefix(),
             *child.command,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
         child.process = process
         assert process.stdout is not None

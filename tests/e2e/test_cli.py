@@ -212,7 +212,19 @@ def test_admin_from_environment(env: dict[str, str], platforms: list[Platform]) 
         {"username": "chief", "password": "chief password 1"},
     )
     assert status == 200, body
-    assert stop(platform) == 0
+    # Even a supervisor killed outright leaves no agent behind.
+    first_agent = int(env["AURORA_AGENT_BASE_PORT"])
+    assert port_open(first_agent)
+    assert stop(platform, signal.SIGKILL) == -signal.SIGKILL
+    deadline = time.monotonic() + 15
+    while port_open(first_agent) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not port_open(first_agent)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_db_user_and_gateway_commands(env: dict[str, str], platforms: list[Platform]) -> None:
