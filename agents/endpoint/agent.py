@@ -42,7 +42,6 @@ from agents.endpoint.schemas import AnalyzeEndpointRequest
 from agents.malware.agent import (
     CRITICAL_PROCESSES,
     IMAGE_RULES,
-    MAPPING_MIN_SCORE,
     analysis_tools,
 )
 from agents.malware.evidence import (
@@ -227,21 +226,6 @@ class Endpoint(Specialist):
             ),
         )
 
-    async def _map_context(self, context: str | None, trace: ToolTrace) -> list[str]:
-        if not context or not context.strip():
-            return []
-
-        async def run() -> list[Any]:
-            return list(self.deps.attack.map_text(context, limit=3, min_score=MAPPING_MIN_SCORE))
-
-        mapped = await trace.call(
-            "attack_map_text",
-            {"chars": len(context)},
-            run,
-            lambda found: ", ".join(f"{m[0]} ({m[1]:.2f})" for m in found) or "none",
-        )
-        return [str(m[0]) for m in mapped]
-
     async def builtin(self, request: AnalyzeEndpointRequest, trace: ToolTrace) -> Finding:
         events = [normalise_event(raw, index) for index, raw in enumerate(request.events)]
         host = request.host
@@ -252,7 +236,7 @@ class Endpoint(Specialist):
         context = await self._context(request, events, trace) if events else HostContext()
         scan = await self._scan(events, trace) if events else EventScan()
         iocs = await self._indicators(request, events, scan, trace)
-        from_context = await self._map_context(request.context, trace)
+        from_context = await self.map_context(request.context, trace)
         assessment = assess(scan.rule_hits, behaviour=bool(events))
         techniques = techniques_of(scan.rule_hits, self.deps.attack.canonical_id)
         techniques += [t for t in from_context if t not in techniques]

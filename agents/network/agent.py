@@ -21,7 +21,6 @@ from typing import Any, ClassVar
 
 from agents.acp.finding import SEVERITY_ORDER, Evidence, Finding, Severity
 from agents.network.rules import (
-    ATTACK_TEXT_MIN_SCORE,
     MAX_DETECTION_EVIDENCE,
     MAX_IOCS,
     AddressBook,
@@ -102,8 +101,8 @@ class Network(Specialist):
         async def run(
             tool: str, arguments: dict[str, Any], detect: Callable[[], list[Detection]]
         ) -> list[Detection]:
-            found: list[Detection] = await trace.call(
-                tool, arguments, lambda: _async(detect()), _describe_found
+            found: list[Detection] = await trace.compute(
+                tool, arguments, lambda: detect(), _describe_found
             )
             return found
 
@@ -156,19 +155,8 @@ class Network(Specialist):
         techniques: dict[str, None] = {}
         for detection in detections:
             techniques.update(dict.fromkeys(detection.techniques))
-        if request.context:
-            mapped = await trace.call(
-                "attack_map_text",
-                {"chars": len(request.context)},
-                lambda: _async(
-                    self.deps.attack.map_text(
-                        request.context or "", limit=3, min_score=ATTACK_TEXT_MIN_SCORE
-                    )
-                ),
-                lambda found: ", ".join(f"{m[0]} ({m[1]:.2f})" for m in found) or "none",
-            )
-            for match in mapped:
-                techniques.setdefault(match[0], None)
+        for technique in await self.map_context(request.context, trace):
+            techniques.setdefault(technique, None)
         evidence = list(trace.evidence)
         evidence += [d.evidence() for d in detections[:MAX_DETECTION_EVIDENCE]]
         if len(detections) > MAX_DETECTION_EVIDENCE:
@@ -338,10 +326,6 @@ def domain_profile(name: str, telemetry: Telemetry) -> dict[str, Any]:
         "clients": sorted({str(q.client) for q in lookups})[:20],
         "rcodes": Counter(q.rcode or "?" for q in lookups).most_common(),
     }
-
-
-async def _async[T](value: T) -> T:
-    return value
 
 
 def _describe_found(found: list[Detection]) -> str:

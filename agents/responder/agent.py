@@ -501,19 +501,19 @@ class Responder(Specialist):
 
     async def builtin(self, request: PlanResponseRequest, trace: ToolTrace) -> Finding:
         findings = request.findings
-        proposals, notes = await trace.call(
+        proposals, notes = await trace.compute(
             "merge_actions",
             {"findings": len(findings)},
-            lambda: _async(merge_proposals(findings)),
+            lambda: merge_proposals(findings),
             lambda merged: (
                 f"{len(merged[0])} distinct action(s) from "
                 f"{sum(len(f.recommended_actions) for f in findings)} proposed"
             ),
         )
-        decided = await trace.call(
+        decided = await trace.compute(
             "guardrail_check",
             {"actions": len(proposals), "mode": request.mode.value},
-            lambda: _async(self.decide_all(request, proposals)),
+            lambda: self.decide_all(request, proposals),
             lambda result: (
                 ", ".join(
                     f"{n} {o}" for o, n in Counter(d.verdict.outcome.value for d in result).items()
@@ -628,10 +628,10 @@ class Responder(Specialist):
             target = normalise_target(str(arguments.get("target", "")))
             if not action or not target:
                 return {"error": "action and target are required"}
-            verdict = await trace.call(
+            verdict = await trace.compute(
                 "guardrail_check",
                 {"action": action, "target": target, "mode": request.mode.value},
-                lambda: _async(
+                lambda: (
                     evaluate_proposals(
                         [Proposal(action, target, 0)], book, self.policy, request.mode
                     )[0].verdict
@@ -689,7 +689,3 @@ def _iocs(findings: list[Finding]) -> list[FindingIoc]:
         for ioc in finding.iocs:
             seen.setdefault((ioc.type, ioc.value), ioc)
     return list(seen.values())
-
-
-async def _async[T](value: T) -> T:
-    return value

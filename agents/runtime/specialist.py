@@ -32,6 +32,9 @@ from tools.ioc import Ioc, normalise_ioc
 
 log = logging.getLogger("aurora.agents")
 
+CONTEXT_MAPPING_MIN_SCORE = 0.65
+"""Least ``map_text`` score for a technique read from free text (the mapper's recommended one)."""
+
 
 @dataclass(slots=True)
 class AgentDeps:
@@ -72,6 +75,20 @@ class ToolTrace:
         await self.ctx.tool_call(tool, arguments, summary, (time.perf_counter() - started) * 1000)
         self.evidence.append(Evidence(kind="tool_call", ref=tool, summary=summary))
         return result
+
+    async def compute[T](
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        run: Callable[[], T],
+        summarise: Callable[[T], str],
+    ) -> T:
+        """:meth:`call` for a synchronous tool (a rule scan, a look-up in memory)."""
+
+        async def wrapped() -> T:
+            return run()
+
+        return await self.call(tool, arguments, wrapped, summarise)
 
     async def thought(self, step: str, text: str) -> None:
         await self.ctx.thought(step, text)
@@ -148,6 +165,19 @@ class Specialist(ABC):
             result=Finding,
             description=self.method_description,
         )
+
+    async def map_context(self, text: str | None, trace: ToolTrace) -> list[str]:
+        """The ATT&CK techniques free text describes (best three at or above the mapper's
+        recommended score), as a traced tool call; empty for no text."""
+        if not text or not text.strip():
+            return []
+        mapped = await trace.compute(
+            "attack_map_text",
+            {"chars": len(text)},
+            lambda: self.deps.attack.map_text(text, limit=3, min_score=CONTEXT_MAPPING_MIN_SCORE),
+            lambda found: ", ".join(f"{m[0]} ({m[1]:.2f})" for m in found) or "none",
+        )
+        return [str(m[0]) for m in mapped]
 
     def prompt_version(self, requested: str | None) -> str:
         return load_prompt(self.prompt_name, requested or "latest").version

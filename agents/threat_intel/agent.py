@@ -53,7 +53,6 @@ BLOCK_ACTION = {
     "email": ("block_sender", "low"),
 }
 REPUTATION_TYPES = frozenset({"ip", "domain", "url", "hash"})
-MAPPING_MIN_SCORE = 0.65
 log = logging.getLogger("aurora.agents.threat_intel")
 
 
@@ -260,19 +259,8 @@ class ThreatIntel(Specialist):
                 canonical = self.deps.attack.canonical_id(technique)
                 if canonical:
                     techniques[canonical] = None
-        if request.context:
-            mapped = await trace.call(
-                "attack_map_text",
-                {"chars": len(request.context)},
-                lambda: _async(
-                    self.deps.attack.map_text(
-                        request.context or "", limit=3, min_score=MAPPING_MIN_SCORE
-                    )
-                ),
-                lambda found: ", ".join(f"{m[0]} ({m[1]:.2f})" for m in found) or "none",
-            )
-            for match in mapped:
-                techniques.setdefault(match[0], None)
+        for technique in await self.map_context(request.context, trace):
+            techniques.setdefault(technique, None)
 
         known = [v for v in verdicts if v.known]
         severity: Severity = "informational"
@@ -369,10 +357,6 @@ class ThreatIntel(Specialist):
                 handler=attack,
             ),
         ]
-
-
-async def _async[T](value: T) -> T:
-    return value
 
 
 def _summary(verdicts: list[Verdict], techniques: list[str]) -> str:
