@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -57,6 +58,7 @@ log = logging.getLogger("aurora.acp")
 AGENT_TOKEN_TYPE = "agent"
 NO_META = Meta()
 _MISSING: Any = object()
+_STAMP = struct.Struct("<d")
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,9 +220,11 @@ class AgentServer:
         self._card_extra = card_extra
         self._health_extra = health_extra
         self._methods: dict[str, MethodSpec] = {}
-        self._idempotent: OrderedDict[
-            tuple[Any, ...], tuple[float, asyncio.Future[Any] | bytes]
-        ] = OrderedDict()
+        # Idempotency: calls still running (awaited by repeats), and outcomes of finished ones.
+        self._running: dict[str, asyncio.Future[Any]] = {}
+        # FIFO expiry pops from the front: an OrderedDict does that in O(1), where a plain dict
+        # would make every look at its first entry skip the holes left by earlier pops.
+        self._done: OrderedDict[str, bytes] = OrderedDict()
         self._calls_since_expiry = 0
         self._expired: set[asyncio.Task[Any]] = set()
         self._deadlines: DeadlineSweeper[asyncio.Task[Any]] = DeadlineSweeper(self._past_deadline)
@@ -393,52 +397,53 @@ class AgentServer:
             )
         if meta.idempotency_key is None:
             return await self._run_limited(spec, arguments, meta, request_id, connection)
-        key = (connection.caller, name, meta.idempotency_key)
+        key = f"{connection.caller}\x1f{name}\x1f{meta.idempotency_key}"
         self._calls_since_expiry += 1
         if self._calls_since_expiry >= 256:
             self._expire_idempotent()
-        entry = self._idempotent.get(key)
-        if entry is not None:
-            outcome = entry[1]
-            if isinstance(outcome, asyncio.Future):
-                return await asyncio.shield(outcome)
-            return _replay(outcome)
+        done = self._done.get(key)
+        if done is not None:
+            return _replay(done[_STAMP.size :])
+        running = self._running.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._idempotent[key] = (time.monotonic(), future)
+        self._running[key] = future
         try:
             result = await self._run_limited(spec, arguments, meta, request_id, connection)
         except RpcError as err:
-            if err.retryable or err.code in {CANCELLED, DEADLINE_EXCEEDED}:
-                # A retry must be able to run it again.
-                self._idempotent.pop(key, None)
-            else:
+            # A retryable, cancelled or late call must be able to run again when retried.
+            if not (err.retryable or err.code in {CANCELLED, DEADLINE_EXCEEDED}):
                 self._remember(key, b"E" + encode(err.to_dict()))
             future.set_exception(err)
             future.exception()  # retrieved: nobody else may be waiting
             raise
         except BaseException:
-            self._idempotent.pop(key, None)
             future.cancel()
             raise
+        finally:
+            del self._running[key]
         self._remember(key, b"R" + encode(result))
         future.set_result(result)
         return result
 
-    def _remember(self, key: tuple[Any, ...], outcome: bytes) -> None:
-        """Keep a finished call's outcome as bytes: thousands of cached results then cost the
-        garbage collector nothing (it does not track bytes), which keeps tail latency low."""
-        if key in self._idempotent:
-            self._idempotent[key] = (self._idempotent[key][0], outcome)
+    def _remember(self, key: str, outcome: bytes) -> None:
+        """Keep a finished call's outcome: ``str`` keys and ``bytes`` values only, so the
+        garbage collector never tracks this (possibly large) cache, which keeps tail latency
+        low under load."""
+        self._done[key] = _STAMP.pack(time.monotonic()) + outcome
 
     def _expire_idempotent(self) -> None:
         self._calls_since_expiry = 0
         horizon = time.monotonic() - self.limits.idempotency_ttl_seconds
-        cache = self._idempotent
-        while cache and (
-            len(cache) > self.limits.idempotency_max_entries
-            or next(iter(cache.values()))[0] < horizon
-        ):
-            cache.popitem(last=False)
+        done = self._done
+        while done:
+            oldest = next(iter(done))
+            if len(done) <= self.limits.idempotency_max_entries and (
+                _STAMP.unpack_from(done[oldest])[0] >= horizon
+            ):
+                break
+            done.popitem(last=False)
 
     def _parse_params(
         self, spec: MethodSpec, params: dict[str, Any] | list[Any] | None
