@@ -21,6 +21,7 @@ from core.metrics import create_metrics
 from core.security.passwords import PasswordHasher
 from core.security.tokens import TokenService
 from core.settings import Settings, ensure_data_dir
+from gateway.alerts.routes import ROUTES as ALERTS_ROUTES
 from gateway.auth.routes import ROUTES as AUTH_ROUTES
 from gateway.auth.service import Authenticator, purge_expired_revocations
 from gateway.fleet.routes import ROUTES as FLEET_ROUTES
@@ -47,7 +48,13 @@ from gateway.users.routes import ROUTES as USERS_ROUTES
 
 log = logging.getLogger("aurora.gateway")
 
-ALL_ROUTES: tuple[Route, ...] = (*AUTH_ROUTES, *USERS_ROUTES, *SYSTEM_ROUTES, *FLEET_ROUTES)
+ALL_ROUTES: tuple[Route, ...] = (
+    *AUTH_ROUTES,
+    *USERS_ROUTES,
+    *ALERTS_ROUTES,
+    *SYSTEM_ROUTES,
+    *FLEET_ROUTES,
+)
 AGENT_TOKEN_TTL_SECONDS = 3600
 
 

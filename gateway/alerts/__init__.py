@@ -1,0 +1,1 @@
+"""Alerts: create with deduplication, triage workflow, acknowledgement, the live stream."""

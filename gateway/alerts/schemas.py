@@ -1,0 +1,139 @@
+"""Wire models of the alerts routes."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+Severity = Literal["informational", "low", "medium", "high", "critical"]
+
+
+class AlertStatus(StrEnum):
+    NEW = "new"
+    ACKNOWLEDGED = "acknowledged"
+    IN_PROGRESS = "in_progress"
+    RESOLVED = "resolved"
+    FALSE_POSITIVE = "false_positive"
+    DUPLICATE = "duplicate"
+
+
+CLOSED = frozenset({AlertStatus.RESOLVED, AlertStatus.FALSE_POSITIVE, AlertStatus.DUPLICATE})
+
+
+TAG = re.compile(r"^[a-z0-9][a-z0-9._:/@+-]{0,63}$")
+
+
+def clean_tags(tags: list[str]) -> list[str]:
+    """Lower-cased, deduplicated, sorted; letters, digits and ``._:/@+-`` only."""
+    cleaned = sorted({t.strip().lower() for t in tags})
+    bad = [t for t in cleaned if not TAG.match(t)]
+    if bad:
+        raise ValueError(f"invalid tag(s) {bad[:3]}: use 1-64 of a-z 0-9 . _ : / @ + -")
+    return cleaned
+
+
+class Entity(BaseModel):
+    """A key entity of an alert (an indicator, a host, a user), normalised on the way in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=32)
+    value: str = Field(min_length=1, max_length=2048)
+
+
+class AlertCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=500)
+    description: str | None = Field(default=None, max_length=20_000)
+    severity: Severity = "medium"
+    source: str = Field(min_length=1, max_length=100)
+    rule_id: str | None = Field(default=None, max_length=200)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    entities: list[Entity] = Field(default_factory=list, max_length=200)
+    raw: dict[str, Any] | None = None
+    observed_at: AwareDatetime | None = None
+    """When the activity happened; defaults to now."""
+    assignee: str | None = Field(default=None, max_length=64)
+    on_duplicate: Literal["reject", "merge"] = "reject"
+    """What to do when an open alert with the same fingerprint exists within the window."""
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: list[str]) -> list[str]:
+        return clean_tags(tags)
+
+
+class AlertUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: AlertStatus | None = None
+    severity: Severity | None = None
+    assignee: str | None = Field(default=None, max_length=64)
+    tags: list[str] | None = Field(default=None, max_length=50)
+    title: str | None = Field(default=None, min_length=1, max_length=500)
+    description: str | None = Field(default=None, max_length=20_000)
+    version: int | None = Field(default=None, ge=1)
+    """The version the change was made against; a stale one is AURORA-4090."""
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: list[str] | None) -> list[str] | None:
+        return None if tags is None else clean_tags(tags)
+
+
+class AlertRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    title: str
+    description: str | None
+    severity: str
+    status: str
+    source: str
+    rule_id: str | None
+    assignee: str | None
+    tags: list[str]
+    entities: list[dict[str, Any]]
+    raw: dict[str, Any] | None
+    fingerprint: str
+    occurrences: int
+    first_seen: datetime
+    last_seen: datetime
+    created_by: str
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    closed_at: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class AlertPage(BaseModel):
+    items: list[AlertRead]
+    total: int
+    limit: int
+    offset: int
+
+
+SORTABLE = ("created_at", "last_seen", "severity", "status", "occurrences", "title")
+
+
+class AlertListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: AlertStatus | None = None
+    severity: Severity | None = None
+    source: str | None = Field(default=None, max_length=100)
+    rule_id: str | None = Field(default=None, max_length=200)
+    assignee: str | None = Field(default=None, max_length=64)
+    tag: str | None = Field(default=None, pattern=TAG.pattern)
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    sort: str = Field(default="-created_at", pattern=r"^-?(" + "|".join(SORTABLE) + r")$")
+    limit: int = Field(default=50, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)

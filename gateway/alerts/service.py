@@ -1,0 +1,284 @@
+"""Alerts: creation with deduplication by fingerprint, the triage workflow, acknowledgement."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import String, case, cast, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
+
+from core.db.base import utcnow
+from core.db.sequences import next_id
+from core.errors import AlertNotFound, Conflict, DuplicateAlert, ValidationFailed
+from gateway.alerts.models import Alert
+from gateway.alerts.schemas import (
+    CLOSED,
+    AlertCreate,
+    AlertListQuery,
+    AlertStatus,
+    AlertUpdate,
+    Entity,
+)
+from tools.ioc import normalise_ioc
+
+S = AlertStatus
+TRANSITIONS: dict[AlertStatus, frozenset[AlertStatus]] = {
+    S.NEW: frozenset({S.ACKNOWLEDGED, S.IN_PROGRESS, S.FALSE_POSITIVE, S.DUPLICATE}),
+    S.ACKNOWLEDGED: frozenset({S.IN_PROGRESS, S.RESOLVED, S.FALSE_POSITIVE, S.DUPLICATE}),
+    S.IN_PROGRESS: frozenset({S.RESOLVED, S.FALSE_POSITIVE, S.DUPLICATE}),
+    # A closed alert can be reopened for more work.
+    S.RESOLVED: frozenset({S.IN_PROGRESS}),
+    S.FALSE_POSITIVE: frozenset({S.IN_PROGRESS}),
+    S.DUPLICATE: frozenset({S.IN_PROGRESS}),
+}
+"""The triage workflow: new → acknowledged → in_progress → resolved | false_positive |
+duplicate, with shortcuts an analyst needs (a new alert can be dismissed at once)."""
+
+SEVERITY_RANK = {"informational": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+# Entity types that are indicators: validated and normalised like observables.
+INDICATOR_TYPES = frozenset(
+    {
+        "ip",
+        "ipv4",
+        "ipv6",
+        "domain",
+        "url",
+        "email",
+        "hash",
+        "md5",
+        "sha1",
+        "sha256",
+        "sha512",
+        "cve",
+        "attack_technique",
+    }
+)
+
+
+def normalise_entities(entities: list[Entity]) -> list[dict[str, Any]]:
+    """Indicators validated and normalised (refanged, lower-cased), others trimmed; AURORA-4220
+    naming the entity when one is invalid. Deduplicated, in order."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for index, entity in enumerate(entities):
+        kind = entity.type.strip().lower()
+        if kind in INDICATOR_TYPES:
+            try:
+                ioc = normalise_ioc(kind, entity.value)
+            except ValidationFailed as err:
+                reason = err.detail[0]["msg"] if isinstance(err.detail, list) else str(err.detail)
+                raise ValidationFailed(
+                    [
+                        {
+                            "loc": ["body", "entities", index, "value"],
+                            "msg": reason,
+                            "type": "value_error",
+                        }
+                    ]
+                ) from err
+            item: dict[str, Any] = ioc.model_dump(exclude_none=True)
+        else:
+            value = entity.value.strip()
+            if kind in {"host", "hostname", "user", "filename"}:
+                value = value.lower()
+            item = {"type": kind, "value": value}
+        seen.setdefault((item["type"], item["value"]), item)
+    return list(seen.values())
+
+
+def fingerprint(
+    *, source: str, rule_id: str | None, title: str, entities: list[dict[str, Any]]
+) -> str:
+    """Same source, same rule (or title when there is no rule), same key entities → same
+    fingerprint, whatever the order or defanging of the entities."""
+    what = rule_id or " ".join(title.lower().split())
+    keys = sorted(f"{e['type']}:{e['value']}" for e in entities)
+    text = "\x1f".join([source.strip().lower(), what, *keys])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def get_alert(*, db: AsyncSession, alert_id: str) -> Alert:
+    alert = await db.get(Alert, alert_id)
+    if alert is None:
+        raise AlertNotFound({"alert_id": alert_id})
+    return alert
+
+
+async def create_alert(
+    *, db: AsyncSession, actor: str, body: AlertCreate, dedup_window_seconds: int
+) -> tuple[Alert, bool]:
+    """Create an alert, or find the open one it duplicates within the window.
+
+    Returns (alert, merged). A duplicate is AURORA-4091 naming the existing alert, unless the
+    caller asked to merge: then the existing alert's occurrences and ``last_seen`` go up.
+    """
+    entities = normalise_entities(body.entities)
+    print_ = fingerprint(
+        source=body.source, rule_id=body.rule_id, title=body.title, entities=entities
+    )
+    observed = body.observed_at or utcnow()
+    # Taking the id first locks the counter row until commit: concurrent creates of the same
+    # thing cannot both miss each other in the duplicate check below.
+    alert_id = await next_id(db, "ALRT")
+    if dedup_window_seconds > 0:
+        horizon = utcnow() - timedelta(seconds=dedup_window_seconds)
+        existing = (
+            await db.execute(
+                select(Alert)
+                .where(
+                    Alert.fingerprint == print_,
+                    Alert.last_seen >= horizon,
+                    Alert.status.not_in([s.value for s in CLOSED]),
+                )
+                .order_by(Alert.last_seen.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        if existing is not None:
+            if body.on_duplicate == "reject":
+                detail = {
+                    "existing_alert_id": existing.id,
+                    "fingerprint": print_,
+                    "occurrences": existing.occurrences,
+                }
+                await db.rollback()
+                raise DuplicateAlert(detail)
+            existing.occurrences += 1
+            existing.last_seen = max(existing.last_seen, observed)
+            existing.first_seen = min(existing.first_seen, observed)
+            existing.updated_at = utcnow()
+            await db.commit()
+            return existing, True
+    alert = Alert(
+        id=alert_id,
+        title=body.title,
+        description=body.description,
+        severity=body.severity,
+        status=AlertStatus.NEW.value,
+        source=body.source,
+        rule_id=body.rule_id,
+        assignee=body.assignee,
+        tags=body.tags,
+        entities=entities,
+        raw=body.raw,
+        fingerprint=print_,
+        first_seen=observed,
+        last_seen=observed,
+        created_by=actor,
+    )
+    db.add(alert)
+    await db.commit()
+    return alert, False
+
+
+async def list_alerts(*, db: AsyncSession, query: AlertListQuery) -> tuple[list[Alert], int]:
+    where: list[Any] = []
+    for column, value in (
+        (Alert.status, query.status.value if query.status else None),
+        (Alert.severity, query.severity),
+        (Alert.source, query.source),
+        (Alert.rule_id, query.rule_id),
+        (Alert.assignee, query.assignee),
+    ):
+        if value is not None:
+            where.append(column == value)
+    if query.tag is not None:
+        # Tags are a sorted JSON list of restricted characters: '"tag"' matches one exactly.
+        where.append(cast(Alert.tags, String).like(f'%"{query.tag}"%'))
+    if query.since is not None:
+        where.append(Alert.last_seen >= query.since)
+    if query.until is not None:
+        where.append(Alert.last_seen <= query.until)
+    descending = query.sort.startswith("-")
+    field = query.sort.lstrip("-")
+    key: Any = (
+        case(SEVERITY_RANK, value=Alert.severity) if field == "severity" else getattr(Alert, field)
+    )
+    order: list[Any] = [key.desc() if descending else key.asc(), Alert.id.desc()]
+    rows = await db.execute(
+        select(Alert).where(*where).order_by(*order).limit(query.limit).offset(query.offset)
+    )
+    total = await db.execute(select(func.count()).select_from(Alert).where(*where))
+    return list(rows.scalars()), int(total.scalar_one())
+
+
+def _transition(alert: Alert, target: AlertStatus, actor: str, now: datetime) -> None:
+    current = AlertStatus(alert.status)
+    if target == current:
+        return
+    if target not in TRANSITIONS[current]:
+        raise ValidationFailed(
+            [
+                {
+                    "loc": ["body", "status"],
+                    "type": "invalid_transition",
+                    "msg": f"an alert cannot go from {current.value} to {target.value}; allowed: "
+                    + ", ".join(sorted(s.value for s in TRANSITIONS[current])),
+                }
+            ]
+        )
+    if target == AlertStatus.ACKNOWLEDGED or (
+        current == AlertStatus.NEW and alert.acknowledged_at is None
+    ):
+        alert.acknowledged_by, alert.acknowledged_at = actor, now
+    alert.closed_at = now if target in CLOSED else None
+    alert.status = target.value
+
+
+async def update_alert(*, db: AsyncSession, actor: str, alert_id: str, body: AlertUpdate) -> Alert:
+    """Apply a partial update; a stale ``version`` (or a concurrent edit) is AURORA-4090."""
+    alert = await get_alert(db=db, alert_id=alert_id)
+    if body.version is not None and body.version != alert.version:
+        raise Conflict(
+            {
+                "alert_id": alert_id,
+                "current_version": alert.version,
+                "reason": "the alert changed since you read it",
+            }
+        )
+    now = utcnow()
+    changes = body.model_dump(exclude_unset=True, exclude={"version", "status"})
+    for key, value in changes.items():
+        if key in {"title", "severity"} and value is None:
+            continue
+        setattr(alert, key, value)
+    if body.status is not None:
+        _transition(alert, body.status, actor, now)
+    alert.updated_at = now
+    try:
+        await db.commit()
+    except StaleDataError as err:
+        await db.rollback()
+        raise Conflict({"alert_id": alert_id, "reason": "changed concurrently"}) from err
+    return alert
+
+
+async def acknowledge_alert(*, db: AsyncSession, actor: str, alert_id: str) -> Alert:
+    """Record who acknowledged a new alert and when; a closed alert is AURORA-4220."""
+    alert = await get_alert(db=db, alert_id=alert_id)
+    status = AlertStatus(alert.status)
+    if status in CLOSED:
+        raise ValidationFailed(
+            [
+                {
+                    "loc": ["path", "alert_id"],
+                    "type": "invalid_transition",
+                    "msg": f"a {status.value} alert cannot be acknowledged",
+                }
+            ]
+        )
+    if alert.acknowledged_at is not None:
+        return alert
+    now = utcnow()
+    alert.acknowledged_by, alert.acknowledged_at = actor, now
+    if status == AlertStatus.NEW:
+        alert.status = AlertStatus.ACKNOWLEDGED.value
+    alert.updated_at = now
+    try:
+        await db.commit()
+    except StaleDataError as err:
+        await db.rollback()
+        raise Conflict({"alert_id": alert_id, "reason": "changed concurrently"}) from err
+    return alert

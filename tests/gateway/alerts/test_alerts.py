@@ -1,0 +1,274 @@
+"""Alerts on SQLite and PostgreSQL: dedup, filters, workflow, concurrency, the live stream."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from core.security.permissions import Role
+from gateway.alerts.models import Alert
+from gateway.keys import BUS, DATABASE
+from tests.conftest import Gateway
+
+PHISH = {
+    "title": "Phishing link clicked",
+    "source": "proofpoint",
+    "rule_id": "PP-CLICK-001",
+    "severity": "high",
+    "tags": ["Phishing", "email"],
+    "entities": [
+        {"type": "url", "value": "hxxps://login-micr0soft[.]com/auth"},
+        {"type": "ip", "value": "45.33.32.156"},
+        {"type": "user", "value": "Alice@Corp.example"},
+    ],
+    "raw": {"message_id": "<abc@mail>", "recipient": "alice@corp.example"},
+}
+
+
+@pytest.fixture
+async def analyst(gateway: Gateway) -> dict[str, str]:
+    return await gateway.user(Role.ANALYST, "ana")
+
+
+async def count(gateway: Gateway) -> int:
+    async with gateway.app[DATABASE].session() as db:
+        return int((await db.execute(select(func.count()).select_from(Alert))).scalar_one())
+
+
+async def post(gateway: Gateway, headers: dict[str, str], body: dict[str, Any]) -> Any:
+    response = await gateway.client.post("/api/v1/alerts", json=body, headers=headers)
+    return response.status, await response.json()
+
+
+async def test_create_normalises_and_numbers(gateway: Gateway, analyst: dict[str, str]) -> None:
+    status, alert = await post(gateway, analyst, PHISH)
+    assert status == 201, alert
+    assert re.fullmatch(rf"ALRT-{datetime.now(UTC).year}-00001", alert["id"])
+    assert (alert["status"], alert["severity"], alert["occurrences"]) == ("new", "high", 1)
+    assert alert["tags"] == ["email", "phishing"]
+    assert alert["entities"] == [
+        {"type": "url", "value": "https://login-micr0soft.com/auth"},
+        {"type": "ip", "value": "45.33.32.156", "subtype": "ipv4"},
+        {"type": "user", "value": "alice@corp.example"},
+    ]
+    assert alert["created_by"] == "ana"
+    second = await post(gateway, analyst, {**PHISH, "rule_id": "PP-CLICK-002"})
+    assert second[1]["id"].endswith("-00002")
+    fetched = await (
+        await gateway.client.get(f"/api/v1/alerts/{alert['id']}", headers=analyst)
+    ).json()
+    assert fetched == alert
+
+
+async def test_duplicates_are_refused_or_merged(gateway: Gateway, analyst: dict[str, str]) -> None:
+    _, first = await post(gateway, analyst, PHISH)
+    # the same thing, entities reordered and written differently
+    again = {
+        **PHISH,
+        "entities": [
+            {"type": "user", "value": "alice@corp.example"},
+            {"type": "ip", "value": "45.33.32[.]156"},
+            {"type": "url", "value": "https://login-micr0soft.com/auth"},
+        ],
+    }
+    status, body = await post(gateway, analyst, again)
+    assert (status, body["error"]["code"]) == (409, "AURORA-4091")
+    assert body["error"]["detail"]["existing_alert_id"] == first["id"]
+    assert await count(gateway) == 1
+
+    later = (datetime.now(UTC) + timedelta(seconds=5)).isoformat()
+    status, merged = await post(
+        gateway, analyst, {**again, "on_duplicate": "merge", "observed_at": later}
+    )
+    assert status == 200
+    assert merged["id"] == first["id"]
+    assert merged["occurrences"] == 2
+    assert merged["last_seen"] > first["last_seen"]
+    assert await count(gateway) == 1
+
+
+async def test_closed_alerts_and_the_window(
+    gateway: Gateway, analyst: dict[str, str], admin: dict[str, str]
+) -> None:
+    _, first = await post(gateway, analyst, PHISH)
+    closed = await gateway.client.patch(
+        f"/api/v1/alerts/{first['id']}", headers=analyst, json={"status": "false_positive"}
+    )
+    assert closed.status == 200
+    status, fresh = await post(gateway, analyst, PHISH)
+    assert status == 201  # a closed alert does not swallow a new occurrence
+    assert fresh["id"] != first["id"]
+    off = await gateway.client.patch(
+        "/api/v1/settings/runtime", headers=admin, json={"alert_dedup_window_seconds": 0}
+    )
+    assert off.status == 200
+    status, _ = await post(gateway, analyst, PHISH)
+    assert status == 201
+    assert await count(gateway) == 3
+
+
+async def test_bad_input_changes_nothing(gateway: Gateway, analyst: dict[str, str]) -> None:
+    cases = [
+        (
+            {**PHISH, "entities": [{"type": "ip", "value": "999.1.1.1"}]},
+            ["body", "entities", 0, "value"],
+        ),
+        ({**PHISH, "severity": "apocalyptic"}, ["body", "severity"]),
+        ({**PHISH, "tags": ['bad"tag']}, ["body", "tags"]),
+        ({**PHISH, "source": ""}, ["body", "source"]),
+        ({k: v for k, v in PHISH.items() if k != "title"}, ["body", "title"]),
+        ({**PHISH, "unexpected": 1}, ["body", "unexpected"]),
+    ]
+    for body, loc in cases:
+        status, reply = await post(gateway, analyst, body)
+        assert (status, reply["error"]["code"]) == (422, "AURORA-4220"), body
+        assert loc in [d["loc"] for d in reply["error"]["detail"]], reply
+    assert await count(gateway) == 0
+    viewer = await gateway.user(Role.VIEWER)
+    status, reply = await post(gateway, viewer, PHISH)
+    assert (status, reply["error"]["code"]) == (403, "AURORA-4030")
+
+
+async def test_filters_sort_and_pages(gateway: Gateway, analyst: dict[str, str]) -> None:
+    specs = [
+        ("Port scan", "suricata", "low", ["scan"], None),
+        ("Beacon", "zeek", "critical", ["c2"], "bob"),
+        ("Mimikatz", "sysmon", "high", ["creds", "c2"], "ana"),
+        ("DNS tunnel", "zeek", "medium", ["dns"], None),
+    ]
+    for title, source, severity, tags, assignee in specs:
+        status, _ = await post(
+            gateway,
+            analyst,
+            {
+                "title": title,
+                "source": source,
+                "severity": severity,
+                "tags": tags,
+                "assignee": assignee,
+            },
+        )
+        assert status == 201
+
+    async def titles(query: str) -> tuple[list[str], int]:
+        page = await (await gateway.client.get(f"/api/v1/alerts?{query}", headers=analyst)).json()
+        return [a["title"] for a in page["items"]], page["total"]
+
+    assert await titles("source=zeek&sort=title") == (["Beacon", "DNS tunnel"], 2)
+    assert await titles("tag=c2&sort=title") == (["Beacon", "Mimikatz"], 2)
+    assert await titles("assignee=ana") == (["Mimikatz"], 1)
+    assert await titles("sort=-severity") == (["Beacon", "Mimikatz", "DNS tunnel", "Port scan"], 4)
+    assert await titles("severity=low") == (["Port scan"], 1)
+    assert await titles("sort=-severity&limit=2&offset=1") == (["Mimikatz", "DNS tunnel"], 4)
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    assert await titles(f"since={future}") == ([], 0)
+    for bad in ("sort=password", "limit=0", "status=open", "tag=%22x"):
+        response = await gateway.client.get(f"/api/v1/alerts?{bad}", headers=analyst)
+        assert response.status == 422, bad
+
+
+async def test_workflow_and_acknowledgement(gateway: Gateway, analyst: dict[str, str]) -> None:
+    _, alert = await post(gateway, analyst, PHISH)
+    url = f"/api/v1/alerts/{alert['id']}"
+    invalid = await gateway.client.patch(url, headers=analyst, json={"status": "resolved"})
+    body = await invalid.json()
+    assert (invalid.status, body["error"]["code"]) == (422, "AURORA-4220")
+    assert "new to resolved" in body["error"]["detail"][0]["msg"]
+
+    acked = await (await gateway.client.post(f"{url}/acknowledge", headers=analyst)).json()
+    assert (acked["status"], acked["acknowledged_by"]) == ("acknowledged", "ana")
+    assert acked["acknowledged_at"] is not None
+    again = await (await gateway.client.post(f"{url}/acknowledge", headers=analyst)).json()
+    assert again["acknowledged_at"] == acked["acknowledged_at"]
+
+    working = await (
+        await gateway.client.patch(
+            url, headers=analyst, json={"status": "in_progress", "assignee": "ana"}
+        )
+    ).json()
+    assert (working["status"], working["assignee"]) == ("in_progress", "ana")
+    done = await (
+        await gateway.client.patch(url, headers=analyst, json={"status": "resolved"})
+    ).json()
+    assert done["status"] == "resolved"
+    assert done["closed_at"] is not None
+    refused = await gateway.client.post(f"{url}/acknowledge", headers=analyst)
+    assert refused.status == 422
+    reopened = await (
+        await gateway.client.patch(url, headers=analyst, json={"status": "in_progress"})
+    ).json()
+    assert (reopened["status"], reopened["closed_at"]) == ("in_progress", None)
+
+    for method, path in (
+        ("GET", "/api/v1/alerts/ALRT-1999-99999"),
+        ("PATCH", "/api/v1/alerts/ALRT-1999-99999"),
+        ("POST", "/api/v1/alerts/ALRT-1999-99999/acknowledge"),
+    ):
+        response = await gateway.client.request(
+            method, path, headers=analyst, json={} if method != "GET" else None
+        )
+        reply = await response.json()
+        assert (response.status, reply["error"]["code"]) == (404, "AURORA-4042"), path
+
+
+async def test_optimistic_versioning(gateway: Gateway, analyst: dict[str, str]) -> None:
+    _, alert = await post(gateway, analyst, PHISH)
+    url = f"/api/v1/alerts/{alert['id']}"
+    version = alert["version"]
+    first = await gateway.client.patch(
+        url, headers=analyst, json={"severity": "critical", "version": version}
+    )
+    assert first.status == 200
+    assert (await first.json())["version"] == version + 1
+    stale = await gateway.client.patch(
+        url, headers=analyst, json={"severity": "low", "version": version}
+    )
+    body = await stale.json()
+    assert (stale.status, body["error"]["code"]) == (409, "AURORA-4090")
+    assert body["error"]["detail"]["current_version"] == version + 1
+    final = await (await gateway.client.get(url, headers=analyst)).json()
+    assert final["severity"] == "critical"
+
+
+async def test_concurrent_duplicates_make_one_alert(
+    gateway: Gateway, analyst: dict[str, str]
+) -> None:
+    results = await asyncio.gather(*(post(gateway, analyst, PHISH) for _ in range(6)))
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [201, 409, 409, 409, 409, 409]
+    assert await count(gateway) == 1
+
+
+async def test_live_stream_with_filters(gateway: Gateway, analyst: dict[str, str]) -> None:
+    token = analyst["Authorization"].removeprefix("Bearer ")
+    async with gateway.client.ws_connect(
+        f"/api/v1/ws/alerts?access_token={token}&severity=high"
+    ) as ws:
+        await asyncio.sleep(0.05)
+        _, low = await post(gateway, analyst, {"title": "noise", "source": "x", "severity": "low"})
+        _, high = await post(gateway, analyst, PHISH)
+        await gateway.client.post(f"/api/v1/alerts/{high['id']}/acknowledge", headers=analyst)
+        created = await asyncio.wait_for(ws.receive_json(), 5)
+        updated = await asyncio.wait_for(ws.receive_json(), 5)
+    assert (created["type"], created["alert"]["id"]) == ("created", high["id"])
+    assert (updated["type"], updated["alert"]["status"]) == ("updated", "acknowledged")
+    assert low["id"] not in {created["alert"]["id"], updated["alert"]["id"]}
+
+
+async def test_slow_stream_consumer_never_blocks_writers(
+    gateway: Gateway, analyst: dict[str, str]
+) -> None:
+    async with gateway.client.ws_connect("/api/v1/ws/alerts", headers=analyst) as ws:
+        await asyncio.sleep(0.05)
+        for n in range(700):  # the consumer reads nothing meanwhile; its queue holds 512
+            gateway.app[BUS].publish("alerts.created", {"id": f"A-{n}", "severity": "low"})
+        status, _ = await post(gateway, analyst, PHISH)  # writers still work at once
+        assert status == 201
+        first = await asyncio.wait_for(ws.receive_json(), 5)
+    assert first["type"] == "gap"
+    assert first["dropped"] >= 700 - 512
