@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     # -- response --
     guardrails_file: Path | None = None
     """YAML guardrail policy laid over the built-in one (``core.guardrails``); None: defaults."""
+    evidence_max_bytes: Annotated[int, Field(ge=1, le=1 << 40)] = 104_857_600
+    """Largest evidence upload, stored under ``<data dir>/evidence`` by SHA-256."""
     mcp_host: str = "127.0.0.1"
     """Address the MCP tool server listens on."""
     mcp_port: Annotated[int, Field(ge=1, le=65_535)] = 8100

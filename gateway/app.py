@@ -13,6 +13,7 @@ from aiohttp import web
 from agents.acp.client import HandoffClient
 from agents.acp.registry import AgentRegistry
 from agents.acp.server import AGENT_TOKEN_TYPE
+from core.blobs import BlobStore
 from core.db import Database, create_database
 from core.db.migrate import is_current
 from core.events import EventBus
@@ -24,10 +25,13 @@ from core.settings import Settings, ensure_data_dir
 from gateway.alerts.routes import ROUTES as ALERTS_ROUTES
 from gateway.auth.routes import ROUTES as AUTH_ROUTES
 from gateway.auth.service import Authenticator, purge_expired_revocations
+from gateway.cases.evidence.routes import ROUTES as EVIDENCE_ROUTES
+from gateway.cases.routes import ROUTES as CASES_ROUTES
 from gateway.fleet.routes import ROUTES as FLEET_ROUTES
 from gateway.fleet.service import ToolCallRecorder
 from gateway.keys import (
     AUTHENTICATOR,
+    BLOBS,
     BUS,
     DATABASE,
     HANDOFF,
@@ -52,6 +56,8 @@ ALL_ROUTES: tuple[Route, ...] = (
     *AUTH_ROUTES,
     *USERS_ROUTES,
     *ALERTS_ROUTES,
+    *CASES_ROUTES,
+    *EVIDENCE_ROUTES,
     *SYSTEM_ROUTES,
     *FLEET_ROUTES,
 )
@@ -80,17 +86,28 @@ AGENT_HEALTH_INTERVAL_SECONDS = 15.0
 
 
 async def _probe_agents(client: HandoffClient) -> None:
-    """Probe every agent replica now and then, so calls skip the ones that are down."""
+    """Probe every agent replica now and then, so calls skip the ones that are down; log when
+    a replica goes down or comes back."""
+    known: dict[str, bool] = {}
     while True:
         try:
-            down = [r for r in await client.check_health() if not r.healthy]
+            report = await client.check_health()
         except Exception:
             log.exception("agent health check failed")
         else:
-            for replica in down:
-                log.warning(
-                    "agent %s at %s is down (%s)", replica.agent, replica.url, replica.detail
-                )
+            for replica in report:
+                before = known.get(replica.url)
+                known[replica.url] = replica.healthy
+                if before is None and not replica.healthy:
+                    log.info(
+                        "agent %s at %s is not up (%s)", replica.agent, replica.url, replica.detail
+                    )
+                elif before is True and not replica.healthy:
+                    log.warning(
+                        "agent %s at %s went down (%s)", replica.agent, replica.url, replica.detail
+                    )
+                elif before is False and replica.healthy:
+                    log.info("agent %s at %s is back", replica.agent, replica.url)
         await asyncio.sleep(AGENT_HEALTH_INTERVAL_SECONDS)
 
 
@@ -158,6 +175,7 @@ def create_app(settings: Settings, *, extra_routes: Iterable[Route] = ()) -> web
     app[TOKENS] = TokenService.from_settings(settings)
     app[HASHER] = PasswordHasher.from_settings(settings)
     app[RUNTIME] = RuntimeState()
+    app[BLOBS] = BlobStore(settings.data_dir / "evidence", max_bytes=settings.evidence_max_bytes)
     app[HANDOFF] = HandoffClient(
         registry=AgentRegistry.from_settings(settings),
         sender="gateway",

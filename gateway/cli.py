@@ -163,6 +163,23 @@ async def cmd_agent_run(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_evidence_purge(settings: Settings, args: argparse.Namespace) -> int:
+    from core.blobs import BlobStore
+    from gateway.cases.evidence.service import purge_evidence
+
+    blobs = BlobStore(settings.data_dir / "evidence", max_bytes=settings.evidence_max_bytes)
+    async with _database(settings) as database, database.session() as db:
+        item = await purge_evidence(
+            db=db,
+            blobs=blobs,
+            evidence_id=args.evidence_id,
+            actor=args.actor,
+            reason=args.reason,
+        )
+    print(f"purged {item.id} (sha256 {item.sha256}); the purge is in its ledger")
+    return 0
+
+
 async def cmd_mcp(settings: Settings, args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         print(f"mcp server listening on {url}", flush=True)
@@ -309,6 +326,17 @@ def build_parser() -> argparse.ArgumentParser:
     agent_token.add_argument("--subject", default="cli", help="who the token speaks for")
     agent_token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     agent_token.set_defaults(run=cmd_agent_token)
+
+    evidence = commands.add_parser("evidence", help="evidence administration").add_subparsers(
+        dest="evidence_command", required=True, metavar="ACTION"
+    )
+    purge = evidence.add_parser(
+        "purge", help="remove the content of evidence whose case was deleted (ends legal hold)"
+    )
+    purge.add_argument("evidence_id")
+    purge.add_argument("--reason", required=True)
+    purge.add_argument("--actor", default="admin", help="who authorised it (recorded)")
+    purge.set_defaults(run=cmd_evidence_purge)
 
     mcp = commands.add_parser("mcp", help="serve the analysis tools over MCP (streamable HTTP)")
     mcp.add_argument("--port", type=int, default=None)

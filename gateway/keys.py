@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from agents.acp.client import HandoffClient
+from core.blobs import BlobStore
 from core.db import Database
 from core.events import EventBus
 from core.llm import LLMBackend
@@ -32,6 +33,7 @@ HASHER = web.AppKey("hasher", PasswordHasher)
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 RUNTIME: web.AppKey[RuntimeState] = web.AppKey("runtime")
 HANDOFF = web.AppKey("handoff", HandoffClient)
+BLOBS = web.AppKey("blobs", BlobStore)
 LLM: web.AppKey[LLMBackend | None] = web.AppKey("llm")
 RECORDER: web.AppKey[ToolCallRecorder] = web.AppKey("tool_call_recorder")
 ROUTE_TABLE: web.AppKey[dict[AbstractRoute, Route]] = web.AppKey("route_table")

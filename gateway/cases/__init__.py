@@ -1,0 +1,1 @@
+"""Cases: investigations with observables, comments, tasks and an audit timeline."""

@@ -1,0 +1,288 @@
+"""Wire models of the cases routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from gateway.alerts.schemas import TAG, Severity, clean_tags
+
+
+class CaseStatus(StrEnum):
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class TaskStatus(StrEnum):
+    TODO = "todo"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+Tlp = Literal["TLP:CLEAR", "TLP:GREEN", "TLP:AMBER", "TLP:AMBER+STRICT", "TLP:RED"]
+Pap = Literal["PAP:CLEAR", "PAP:GREEN", "PAP:AMBER", "PAP:RED"]
+COMMENT_MAX_CHARS = 50_000
+TIMELINE_LIMIT = 200
+"""How many of the newest timeline entries ``GET /cases/{case_id}`` carries."""
+
+
+def _marking(prefix: str, value: Any) -> Any:
+    """``amber``, ``tlp:amber`` and ``TLP:AMBER`` are one marking; anything else is left for
+    the Literal to refuse."""
+    if isinstance(value, str):
+        text = value.strip().upper()
+        return text if text.startswith(f"{prefix}:") else f"{prefix}:{text}"
+    return value
+
+
+class CaseCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=500)
+    description: str | None = Field(default=None, max_length=50_000)
+    severity: Severity = "medium"
+    tlp: Tlp = "TLP:AMBER"
+    pap: Pap = "PAP:AMBER"
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    assignee: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: list[str]) -> list[str]:
+        return clean_tags(tags)
+
+    @field_validator("tlp", mode="before")
+    @classmethod
+    def _tlp(cls, value: Any) -> Any:
+        return _marking("TLP", value)
+
+    @field_validator("pap", mode="before")
+    @classmethod
+    def _pap(cls, value: Any) -> Any:
+        return _marking("PAP", value)
+
+
+class CaseUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=500)
+    description: str | None = Field(default=None, max_length=50_000)
+    status: CaseStatus | None = None
+    severity: Severity | None = None
+    tlp: Tlp | None = None
+    pap: Pap | None = None
+    tags: list[str] | None = Field(default=None, max_length=50)
+    assignee: str | None = Field(default=None, min_length=1, max_length=64)
+    version: int | None = Field(default=None, ge=1)
+    """The version the change was made against; a stale one is AURORA-4090."""
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: list[str] | None) -> list[str] | None:
+        return None if tags is None else clean_tags(tags)
+
+    @field_validator("tlp", mode="before")
+    @classmethod
+    def _tlp(cls, value: Any) -> Any:
+        return _marking("TLP", value)
+
+    @field_validator("pap", mode="before")
+    @classmethod
+    def _pap(cls, value: Any) -> Any:
+        return _marking("PAP", value)
+
+
+class CaseRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    title: str
+    description: str | None
+    status: str
+    severity: str
+    tlp: str
+    pap: str
+    tags: list[str]
+    assignee: str | None
+    created_by: str
+    closed_at: datetime | None
+    deleted_at: datetime | None
+    deleted_by: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class TimelineEntry(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    actor: str
+    action: str
+    target_id: str | None
+    changes: dict[str, Any]
+    """For an update, ``{field: {"old": ..., "new": ...}}``; otherwise what was added."""
+    created_at: datetime
+
+
+class CaseDetail(CaseRead):
+    timeline: list[TimelineEntry]
+    """The newest :data:`TIMELINE_LIMIT` entries, newest first."""
+
+
+class CasePage(BaseModel):
+    items: list[CaseRead]
+    total: int
+    limit: int
+    offset: int
+
+
+SORTABLE = ("created_at", "updated_at", "severity", "status", "title")
+
+
+class CaseListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: CaseStatus | None = None
+    severity: Severity | None = None
+    assignee: str | None = Field(default=None, max_length=64)
+    tag: str | None = Field(default=None, pattern=TAG.pattern)
+    sort: str = Field(default="-created_at", pattern=r"^-?(" + "|".join(SORTABLE) + r")$")
+    limit: int = Field(default=50, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)
+
+
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=100, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)
+
+
+class ObservableCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=32)
+    value: str = Field(min_length=1, max_length=2048)
+    ioc: bool = False
+    sighted: bool = False
+    description: str | None = Field(default=None, max_length=10_000)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    on_duplicate: Literal["reject", "merge"] = "reject"
+    """A repeat of an observable already on the case: AURORA-4090, or merged into it (flags
+    OR-ed, tags united, a missing description filled in)."""
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: list[str]) -> list[str]:
+        return clean_tags(tags)
+
+
+class SimilarCase(BaseModel):
+    id: str
+    title: str
+
+
+class ObservableRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    case_id: str
+    type: str
+    subtype: str | None
+    value: str
+    ioc: bool
+    sighted: bool
+    description: str | None
+    tags: list[str]
+    created_by: str
+    created_at: datetime
+    similar_cases: list[SimilarCase] = Field(default_factory=list)
+    """The other live cases holding the same (type, value)."""
+
+
+class ObservablePage(BaseModel):
+    items: list[ObservableRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class CommentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    body: str = Field(min_length=1, max_length=COMMENT_MAX_CHARS)
+    """Markdown, stored as written; rendering and sanitising are the client's."""
+
+    @field_validator("body")
+    @classmethod
+    def _not_blank(cls, body: str) -> str:
+        if not body.strip():
+            raise ValueError("a comment needs some text")
+        return body
+
+
+class CommentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    case_id: str
+    author: str
+    body: str
+    created_at: datetime
+
+
+class CommentPage(BaseModel):
+    items: list[CommentRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class TaskCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=500)
+    description: str | None = Field(default=None, max_length=20_000)
+    assignee: str | None = Field(default=None, min_length=1, max_length=64)
+    due_date: AwareDatetime | None = None
+
+
+class TaskUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=500)
+    description: str | None = Field(default=None, max_length=20_000)
+    status: TaskStatus | None = None
+    assignee: str | None = Field(default=None, min_length=1, max_length=64)
+    due_date: AwareDatetime | None = None
+    version: int | None = Field(default=None, ge=1)
+
+
+class TaskRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    case_id: str
+    title: str
+    description: str | None
+    status: str
+    assignee: str | None
+    due_date: datetime | None
+    created_by: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskPage(BaseModel):
+    items: list[TaskRead]
+    total: int
+    limit: int
+    offset: int
