@@ -213,7 +213,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 async def cmd_user_create(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.http import validate
+    from core.validation import validate
     from gateway.users.schemas import UserCreate
 
     role = Role(args.role)

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from core.errors import AuroraError, PayloadTooLarge, ValidationFailed
+from core.validation import validate
 from gateway.auth.service import Principal
 from gateway.keys import PRINCIPAL, REQUEST_ID, ROUTE, SETTINGS
 
@@ -43,14 +44,6 @@ def error_response(err: AuroraError, request_id: str) -> web.Response:
     )
     response.headers.update(err.headers)
     return response
-
-
-def validation_detail(err: ValidationError, prefix: str) -> list[dict[str, Any]]:
-    """Field-level errors without the rejected values (they may be secrets)."""
-    return [
-        {"loc": [prefix, *error["loc"]], "msg": error["msg"], "type": error["type"]}
-        for error in err.errors(include_url=False, include_input=False, include_context=False)
-    ]
 
 
 def body_limit(request: web.Request) -> int:
@@ -94,14 +87,6 @@ async def read_json(request: web.Request) -> Any:
         raise ValidationFailed(
             [{"loc": ["body"], "msg": f"Malformed JSON: {err}", "type": "json_invalid"}]
         ) from err
-
-
-def validate[M: BaseModel](model: type[M], data: Any, *, where: str = "body") -> M:
-    """Validate ``data`` into ``model``; failures are AURORA-4220 with field-level detail."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        raise ValidationFailed(validation_detail(err, where)) from err
 
 
 async def parse_json[M: BaseModel](request: web.Request, model: type[M]) -> M:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.base import Base, utcnow
@@ -25,6 +25,8 @@ class Alert(Base):
     source: Mapped[str] = mapped_column(String(100), index=True)
     rule_id: Mapped[str | None] = mapped_column(String(200), index=True)
     assignee: Mapped[str | None] = mapped_column(String(64), index=True)
+    case_id: Mapped[str | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    """The case the alert was promoted to or linked with."""
     tags: Mapped[list[str]] = mapped_column(JSON)
     entities: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -10,7 +10,16 @@ from core.events import Event
 from core.security.permissions import Permission
 from gateway.alerts import service
 from gateway.alerts.models import Alert
-from gateway.alerts.schemas import AlertCreate, AlertListQuery, AlertPage, AlertRead, AlertUpdate
+from gateway.alerts.schemas import (
+    AlertCaseLink,
+    AlertCreate,
+    AlertListQuery,
+    AlertPage,
+    AlertPromote,
+    AlertPromoted,
+    AlertRead,
+    AlertUpdate,
+)
 from gateway.http import json_response, parse_json, parse_query, principal
 from gateway.keys import BUS, DATABASE, RUNTIME
 from gateway.routing import Access, Route
@@ -75,6 +84,40 @@ async def acknowledge_alert(request: web.Request) -> web.Response:
     return json_response(_publish(request, "alerts.updated", alert))
 
 
+async def promote_alert(request: web.Request) -> web.Response:
+    body = await parse_json(request, AlertPromote) if request.can_read_body else AlertPromote()
+    async with request.app[DATABASE].session() as db:
+        alert, case_id, added, skipped = await service.promote_alert(
+            db=db,
+            actor=principal(request).username,
+            alert_id=request.match_info["alert_id"],
+            body=body,
+        )
+    read = _publish(request, "alerts.updated", alert)
+    request.app[BUS].publish("cases.created", {"id": case_id, "from_alert": alert.id})
+    promoted = AlertPromoted(
+        alert=read, case_id=case_id, observables_added=added, observables_skipped=skipped
+    )
+    return json_response(promoted, status=201)
+
+
+async def link_alert_to_case(request: web.Request) -> web.Response:
+    body = await parse_json(request, AlertCaseLink)
+    async with request.app[DATABASE].session() as db:
+        alert, added, skipped = await service.link_alert(
+            db=db,
+            actor=principal(request).username,
+            alert_id=request.match_info["alert_id"],
+            case_id=body.case_id,
+        )
+    read = _publish(request, "alerts.updated", alert)
+    request.app[BUS].publish("cases.updated", {"id": body.case_id, "linked_alert": alert.id})
+    linked = AlertPromoted(
+        alert=read, case_id=body.case_id, observables_added=added, observables_skipped=skipped
+    )
+    return json_response(linked)
+
+
 async def stream_alerts(request: web.Request) -> web.WebSocketResponse:
     """New and changed alerts, live; ``?severity=high&source=suricata`` narrows the stream."""
     wanted = {key: request.query[key] for key in STREAM_FILTERS if key in request.query}
@@ -99,6 +142,13 @@ ROUTES = [
         "POST",
         "/api/v1/alerts/{alert_id}/acknowledge",
         acknowledge_alert,
+        Permission.ALERTS_WRITE,
+    ),
+    Route("POST", "/api/v1/alerts/{alert_id}/promote", promote_alert, Permission.ALERTS_WRITE),
+    Route(
+        "POST",
+        "/api/v1/alerts/{alert_id}/case-link",
+        link_alert_to_case,
         Permission.ALERTS_WRITE,
     ),
     Route("WS", "/api/v1/ws/alerts", stream_alerts, Access.AUTHENTICATED),

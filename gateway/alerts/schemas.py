@@ -10,6 +10,8 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 Severity = Literal["informational", "low", "medium", "high", "critical"]
+SEVERITY_RANK = {"informational": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+"""For sorting by severity, lowest first."""
 
 
 class AlertStatus(StrEnum):
@@ -97,6 +99,7 @@ class AlertRead(BaseModel):
     source: str
     rule_id: str | None
     assignee: str | None
+    case_id: str | None
     tags: list[str]
     entities: list[dict[str, Any]]
     raw: dict[str, Any] | None
@@ -111,6 +114,32 @@ class AlertRead(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+class AlertPromote(BaseModel):
+    """Overrides for the case a promotion opens; by default it takes the alert's own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=500)
+    description: str | None = Field(default=None, max_length=50_000)
+    severity: Severity | None = None
+    tlp: str | None = None
+    pap: str | None = None
+    assignee: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class AlertCaseLink(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    case_id: str = Field(min_length=1, max_length=32)
+
+
+class AlertPromoted(BaseModel):
+    alert: AlertRead
+    case_id: str
+    observables_added: int
+    observables_skipped: list[str]
 
 
 class AlertPage(BaseModel):

@@ -13,15 +13,20 @@ from sqlalchemy.orm.exc import StaleDataError
 from core.db.base import utcnow
 from core.db.sequences import next_id
 from core.errors import AlertNotFound, Conflict, DuplicateAlert, ValidationFailed
+from core.validation import validate
 from gateway.alerts.models import Alert
 from gateway.alerts.schemas import (
     CLOSED,
+    SEVERITY_RANK,
     AlertCreate,
     AlertListQuery,
+    AlertPromote,
     AlertStatus,
     AlertUpdate,
     Entity,
 )
+from gateway.cases import service as cases
+from gateway.cases.schemas import CaseCreate
 from tools.ioc import normalise_ioc
 
 S = AlertStatus
@@ -37,7 +42,6 @@ TRANSITIONS: dict[AlertStatus, frozenset[AlertStatus]] = {
 """The triage workflow: new → acknowledged → in_progress → resolved | false_positive |
 duplicate, with shortcuts an analyst needs (a new alert can be dismissed at once)."""
 
-SEVERITY_RANK = {"informational": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 # Entity types that are indicators: validated and normalised like observables.
 INDICATOR_TYPES = frozenset(
     {
@@ -282,3 +286,90 @@ async def acknowledge_alert(*, db: AsyncSession, actor: str, alert_id: str) -> A
         await db.rollback()
         raise Conflict({"alert_id": alert_id, "reason": "changed concurrently"}) from err
     return alert
+
+
+async def _lock(db: AsyncSession, alert_id: str) -> Alert:
+    alert = (
+        await db.execute(select(Alert).where(Alert.id == alert_id).with_for_update())
+    ).scalar_one_or_none()
+    if alert is None:
+        raise AlertNotFound({"alert_id": alert_id})
+    return alert
+
+
+def _work_started(alert: Alert, actor: str) -> None:
+    now = utcnow()
+    if alert.status in {AlertStatus.NEW.value, AlertStatus.ACKNOWLEDGED.value}:
+        if alert.acknowledged_at is None:
+            alert.acknowledged_by, alert.acknowledged_at = actor, now
+        alert.status = AlertStatus.IN_PROGRESS.value
+    alert.updated_at = now
+
+
+async def promote_alert(
+    *, db: AsyncSession, actor: str, alert_id: str, body: AlertPromote
+) -> tuple[Alert, str, int, list[str]]:
+    """Open a case from the alert, carrying its entities as observables and linking back, in
+    one transaction. An alert already on a case is AURORA-4090 naming it."""
+    alert = await _lock(db, alert_id)
+    if alert.case_id is not None:
+        raise Conflict(
+            {
+                "alert_id": alert_id,
+                "case_id": alert.case_id,
+                "reason": "the alert is already on a case",
+            }
+        )
+    fields: dict[str, Any] = {
+        "title": alert.title,
+        "description": alert.description,
+        "severity": alert.severity,
+        "tags": alert.tags,
+        **body.model_dump(exclude_none=True),
+    }
+    case_body = validate(CaseCreate, fields)
+    case_ = await cases.open_case(db=db, actor=actor, body=case_body, origin=f"alert {alert.id}")
+    added, skipped = await cases.attach_observables(
+        db=db, actor=actor, case_=case_, entities=alert.entities, origin=f"alert {alert.id}"
+    )
+    cases.record_link(db, case_, actor, alert.id)
+    alert.case_id = case_.id
+    _work_started(alert, actor)
+    case_id = case_.id
+    try:
+        await db.commit()
+    except StaleDataError as err:
+        await db.rollback()
+        raise Conflict({"alert_id": alert_id, "reason": "changed concurrently"}) from err
+    return alert, case_id, added, skipped
+
+
+async def link_alert(
+    *, db: AsyncSession, actor: str, alert_id: str, case_id: str
+) -> tuple[Alert, int, list[str]]:
+    """Attach the alert (and its entities, as observables) to an existing case. Linking it
+    again to the same case changes nothing; to another case is AURORA-4090."""
+    alert = await _lock(db, alert_id)
+    case_ = await cases.get_case(db=db, case_id=case_id)
+    if alert.case_id == case_.id:
+        return alert, 0, []
+    if alert.case_id is not None:
+        raise Conflict(
+            {
+                "alert_id": alert_id,
+                "case_id": alert.case_id,
+                "reason": "the alert is already on another case",
+            }
+        )
+    added, skipped = await cases.attach_observables(
+        db=db, actor=actor, case_=case_, entities=alert.entities, origin=f"alert {alert.id}"
+    )
+    cases.record_link(db, case_, actor, alert.id)
+    alert.case_id = case_.id
+    _work_started(alert, actor)
+    try:
+        await db.commit()
+    except StaleDataError as err:
+        await db.rollback()
+        raise Conflict({"alert_id": alert_id, "reason": "changed concurrently"}) from err
+    return alert, added, skipped

@@ -17,6 +17,7 @@ from gateway.cases.schemas import (
     CommentCreate,
     CommentPage,
     CommentRead,
+    LinkedAlert,
     ObservableCreate,
     ObservablePage,
     ObservableRead,
@@ -63,10 +64,12 @@ async def get_case(request: web.Request) -> web.Response:
     async with request.app[DATABASE].session() as db:
         case = await service.get_case(db=db, case_id=case_id)
         events = await service.timeline(db=db, case_id=case_id)
+        alerts = await service.linked_alerts(db=db, case_id=case_id)
     detail = CaseDetail.model_validate(
         {
             **CaseRead.model_validate(case).model_dump(),
             "timeline": [TimelineEntry.model_validate(e) for e in events],
+            "alerts": [LinkedAlert.model_validate(a) for a in alerts],
         }
     )
     return json_response(detail)

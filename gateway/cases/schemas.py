@@ -131,8 +131,19 @@ class TimelineEntry(BaseModel):
     created_at: datetime
 
 
+class LinkedAlert(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    title: str
+    severity: str
+    status: str
+
+
 class CaseDetail(CaseRead):
     timeline: list[TimelineEntry]
+    alerts: list[LinkedAlert]
+    """The alerts promoted to or linked with this case."""
     """The newest :data:`TIMELINE_LIMIT` entries, newest first."""
 
 

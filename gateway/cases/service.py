@@ -15,7 +15,8 @@ from sqlalchemy.orm.exc import StaleDataError
 from core.db.base import utcnow
 from core.db.sequences import next_id
 from core.errors import CaseNotFound, Conflict, NotFound, ValidationFailed
-from gateway.alerts.service import SEVERITY_RANK
+from gateway.alerts.models import Alert
+from gateway.alerts.schemas import SEVERITY_RANK
 from gateway.cases.models import Case, CaseComment, CaseEvent, CaseObservable, CaseTask
 from gateway.cases.schemas import (
     TIMELINE_LIMIT,
@@ -508,3 +509,89 @@ async def update_task(
         _record(db, found, actor, "task.updated", changes, task.id)
         await _commit(db, "task", task_id)
     return task
+
+
+async def attach_observables(
+    *,
+    db: AsyncSession,
+    actor: str,
+    case_: Case,
+    entities: list[dict[str, Any]],
+    origin: str,
+) -> tuple[int, list[str]]:
+    """Add an alert's entities to a case as observables, in the caller's transaction: new
+    ones added, ones the case holds merged (flags kept), invalid ones skipped with a reason.
+    Returns (added, skipped)."""
+    added = 0
+    skipped: list[str] = []
+    for entity in entities:
+        try:
+            kind, subtype, value = normalise_observable(
+                str(entity.get("type", "")), str(entity.get("value", ""))
+            )
+        except ValidationFailed as err:
+            reason = err.detail[0]["msg"] if isinstance(err.detail, list) else str(err.detail)
+            skipped.append(f"{entity.get('type')} {str(entity.get('value'))[:80]!r}: {reason}")
+            continue
+        if await _existing_observable(db, case_.id, kind, value) is not None:
+            continue
+        observable = CaseObservable(
+            case_id=case_.id,
+            type=kind,
+            subtype=subtype,
+            value=value,
+            ioc=kind != "user",
+            sighted=True,
+            description=f"from {origin}",
+            tags=[],
+            created_by=actor,
+            created_at=utcnow(),
+        )
+        db.add(observable)
+        await db.flush()
+        _record(
+            db,
+            case_,
+            actor,
+            "observable.added",
+            {"type": kind, "value": value, "origin": origin},
+            observable.id,
+        )
+        added += 1
+    return added, skipped
+
+
+async def open_case(*, db: AsyncSession, actor: str, body: CaseCreate, origin: str) -> Case:
+    """Create a case in the caller's transaction (no commit), its timeline naming ``origin``."""
+    now = utcnow()
+    new = Case(
+        id=await next_id(db, "CASE"),
+        title=body.title,
+        description=body.description,
+        status=CaseStatus.OPEN.value,
+        severity=body.severity,
+        tlp=body.tlp,
+        pap=body.pap,
+        tags=body.tags,
+        assignee=body.assignee,
+        created_by=actor,
+        created_at=now,
+        updated_at=now,
+    )
+    db.add(new)
+    await db.flush()
+    _record(db, new, actor, "case.created", {**body.model_dump(mode="json"), "origin": origin})
+    return new
+
+
+def record_link(db: AsyncSession, case_: Case, actor: str, alert_id: str) -> None:
+    """Note on the case's timeline that an alert was attached to it."""
+    _record(db, case_, actor, "alert.linked", {"alert_id": alert_id}, alert_id)
+
+
+async def linked_alerts(*, db: AsyncSession, case_id: str) -> list[Any]:
+    """The alerts promoted to or linked with the case, oldest first."""
+    rows = await db.execute(
+        select(Alert).where(Alert.case_id == case_id).order_by(Alert.created_at, Alert.id)
+    )
+    return list(rows.scalars())

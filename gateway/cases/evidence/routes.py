@@ -11,6 +11,7 @@ from aiohttp import BodyPartReader, web
 
 from core.errors import ValidationFailed
 from core.security.permissions import Permission
+from core.validation import validate
 from gateway.cases.evidence import service
 from gateway.cases.evidence.schemas import (
     Custody,
@@ -22,7 +23,7 @@ from gateway.cases.evidence.schemas import (
     LedgerEntryRead,
     LedgerVerification,
 )
-from gateway.http import json_response, principal, validate
+from gateway.http import json_response, principal
 from gateway.keys import BLOBS, DATABASE, SETTINGS
 from gateway.routing import Route
 

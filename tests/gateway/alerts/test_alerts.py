@@ -272,3 +272,90 @@ async def test_slow_stream_consumer_never_blocks_writers(
         first = await asyncio.wait_for(ws.receive_json(), 5)
     assert first["type"] == "gap"
     assert first["dropped"] >= 700 - 512
+
+
+async def test_promote_to_a_case(gateway: Gateway, analyst: dict[str, str]) -> None:
+    _, alert = await post(gateway, analyst, PHISH)
+    response = await gateway.client.post(
+        f"/api/v1/alerts/{alert['id']}/promote", headers=analyst, json={"tlp": "red"}
+    )
+    promoted = await response.json()
+    assert response.status == 201, promoted
+    case_id = promoted["case_id"]
+    assert promoted["alert"]["case_id"] == case_id
+    assert promoted["alert"]["status"] == "in_progress"
+    assert promoted["observables_added"] == 3
+    case = await (await gateway.client.get(f"/api/v1/cases/{case_id}", headers=analyst)).json()
+    assert (case["title"], case["severity"], case["tlp"]) == (
+        "Phishing link clicked",
+        "high",
+        "TLP:RED",
+    )
+    assert [a["id"] for a in case["alerts"]] == [alert["id"]]
+    assert any(e["action"] == "alert.linked" for e in case["timeline"])
+    observables = await (
+        await gateway.client.get(f"/api/v1/cases/{case_id}/observables", headers=analyst)
+    ).json()
+    values = {(o["type"], o["value"]) for o in observables["items"]}
+    assert ("ip", "45.33.32.156") in values
+    assert ("url", "https://login-micr0soft.com/auth") in values
+
+    again = await gateway.client.post(f"/api/v1/alerts/{alert['id']}/promote", headers=analyst)
+    body = await again.json()
+    assert (again.status, body["error"]["code"]) == (409, "AURORA-4090")
+    assert body["error"]["detail"]["case_id"] == case_id
+    missing = await gateway.client.post("/api/v1/alerts/ALRT-1999-00001/promote", headers=analyst)
+    assert (await missing.json())["error"]["code"] == "AURORA-4042"
+    _, fresh = await post(gateway, analyst, {**PHISH, "rule_id": "PP-CLICK-009"})
+    bad = await gateway.client.post(
+        f"/api/v1/alerts/{fresh['id']}/promote", headers=analyst, json={"tlp": "purple"}
+    )
+    assert bad.status == 422
+    listed = await (await gateway.client.get("/api/v1/cases", headers=analyst)).json()
+    assert listed["total"] == 1  # the refused promotion opened no case
+    still = await (
+        await gateway.client.get(f"/api/v1/alerts/{fresh['id']}", headers=analyst)
+    ).json()
+    assert (still["case_id"], still["status"]) == (None, "new")
+
+
+async def test_link_to_an_existing_case(gateway: Gateway, analyst: dict[str, str]) -> None:
+    created = await gateway.client.post(
+        "/api/v1/cases", headers=analyst, json={"title": "Credential phishing campaign"}
+    )
+    case_id = (await created.json())["id"]
+    _, first = await post(gateway, analyst, PHISH)
+    _, second = await post(
+        gateway, analyst, {**PHISH, "rule_id": "PP-CLICK-002", "entities": PHISH["entities"][:2]}
+    )
+    for alert in (first, second):
+        response = await gateway.client.post(
+            f"/api/v1/alerts/{alert['id']}/case-link", headers=analyst, json={"case_id": case_id}
+        )
+        linked = await response.json()
+        assert response.status == 200, linked
+        assert linked["alert"]["case_id"] == case_id
+    assert linked["observables_added"] == 0  # the case already held those entities
+    same = await gateway.client.post(
+        f"/api/v1/alerts/{first['id']}/case-link", headers=analyst, json={"case_id": case_id}
+    )
+    assert same.status == 200
+    case = await (await gateway.client.get(f"/api/v1/cases/{case_id}", headers=analyst)).json()
+    assert [a["id"] for a in case["alerts"]] == [first["id"], second["id"]]
+    unknown = await gateway.client.post(
+        f"/api/v1/alerts/{first['id']}/case-link",
+        headers=analyst,
+        json={"case_id": "CASE-1999-00001"},
+    )
+    assert (await unknown.json())["error"]["code"] == "AURORA-4041"
+    other = await (
+        await gateway.client.post("/api/v1/cases", headers=analyst, json={"title": "Other"})
+    ).json()
+    moved = await gateway.client.post(
+        f"/api/v1/alerts/{first['id']}/case-link", headers=analyst, json={"case_id": other["id"]}
+    )
+    assert (await moved.json())["error"]["code"] == "AURORA-4090"
+    empty = await gateway.client.post(
+        f"/api/v1/alerts/{first['id']}/case-link", headers=analyst, json={}
+    )
+    assert empty.status == 422

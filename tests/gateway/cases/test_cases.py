@@ -71,7 +71,8 @@ async def test_create_read_and_list(gateway: Gateway, analyst: dict[str, str]) -
 
     status, detail = await call(gateway, "GET", f"{API}/{case['id']}", analyst)
     assert status == 200
-    assert {k: v for k, v in detail.items() if k != "timeline"} == case
+    assert {k: v for k, v in detail.items() if k not in {"timeline", "alerts"}} == case
+    assert detail["alerts"] == []
     assert [(e["action"], e["actor"]) for e in detail["timeline"]] == [("case.created", "ana")]
     assert detail["timeline"][0]["changes"]["title"] == RANSOM["title"]
 
