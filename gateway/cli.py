@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from aiohttp import web
 
@@ -180,6 +181,36 @@ async def cmd_evidence_purge(settings: Settings, args: argparse.Namespace) -> in
     return 0
 
 
+async def cmd_evidence_export(settings: Settings, args: argparse.Namespace) -> int:
+    from core.blobs import BlobStore
+    from gateway.cases.evidence.service import hand_over
+
+    blobs = BlobStore(settings.data_dir / "evidence", max_bytes=settings.evidence_max_bytes)
+    target = Path(args.to)
+    if target.exists():  # noqa: ASYNC240 - a one-shot command, nothing else on the loop
+        print(f"aurora: {target} exists; not overwriting evidence copies", file=sys.stderr)
+        return 2
+    details = {"to": str(target)} if args.action == "export" else {"to": args.to}
+    async with _database(settings) as database, database.session() as db:
+        item, content = await hand_over(
+            db=db,
+            blobs=blobs,
+            evidence_id=args.evidence_id,
+            actor=args.actor,
+            action=args.action,
+            reason=args.reason,
+            details=details,
+        )
+    if args.action == "export":
+        with target.open("xb") as out:  # noqa: ASYNC230 - see above
+            for chunk in content:
+                out.write(chunk)
+        print(f"exported {item.id} to {target} (sha256 {item.sha256}); recorded in its ledger")
+    else:
+        print(f"custody of {item.id} transferred to {args.to}; recorded in its ledger")
+    return 0
+
+
 async def cmd_mcp(settings: Settings, args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         print(f"mcp server listening on {url}", flush=True)
@@ -337,6 +368,23 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--reason", required=True)
     purge.add_argument("--actor", default="admin", help="who authorised it (recorded)")
     purge.set_defaults(run=cmd_evidence_purge)
+
+    export = evidence.add_parser(
+        "export", help="copy evidence content to a file, recorded in its custody chain"
+    )
+    export.add_argument("evidence_id")
+    export.add_argument("--to", required=True, help="a new file")
+    export.add_argument("--reason", required=True)
+    export.add_argument("--actor", required=True, help="who takes the copy (recorded)")
+    export.set_defaults(run=cmd_evidence_export, action="export")
+    transfer = evidence.add_parser(
+        "transfer", help="record that custody passed to someone (e.g. a forensic lab)"
+    )
+    transfer.add_argument("evidence_id")
+    transfer.add_argument("--to", required=True, help="who receives custody")
+    transfer.add_argument("--reason", required=True)
+    transfer.add_argument("--actor", required=True, help="who hands it over (recorded)")
+    transfer.set_defaults(run=cmd_evidence_export, action="transfer")
 
     mcp = commands.add_parser("mcp", help="serve the analysis tools over MCP (streamable HTTP)")
     mcp.add_argument("--port", type=int, default=None)

@@ -130,24 +130,26 @@ async def list_evidence(request: web.Request) -> web.Response:
 
 async def get_custody(request: web.Request) -> web.Response:
     async with request.app[DATABASE].session() as db:
-        item = await service.get_evidence(
+        item, entries = await service.record_access(
             db=db,
             case_id=request.match_info["case_id"],
             evidence_id=request.match_info["evidence_id"],
+            actor=principal(request).username,
+            what="viewed the custody chain",
         )
-        entries = await service.ledger_entries(db=db, evidence_id=item.id)
     events = [CustodyEvent.model_validate(e, from_attributes=True) for e in entries]
     return json_response(Custody(evidence_id=item.id, events=events))
 
 
 async def get_ledger(request: web.Request) -> web.Response:
     async with request.app[DATABASE].session() as db:
-        item = await service.get_evidence(
+        item, entries = await service.record_access(
             db=db,
             case_id=request.match_info["case_id"],
             evidence_id=request.match_info["evidence_id"],
+            actor=principal(request).username,
+            what="viewed the ledger",
         )
-        entries = await service.ledger_entries(db=db, evidence_id=item.id)
     result = service.verify(item, entries)
     blob_intact = None
     if item.purged_at is None:

@@ -223,3 +223,44 @@ async def purge_evidence(
         if not shared.scalar_one():
             blobs.delete(sha256)
     return item
+
+
+async def record_access(
+    *, db: AsyncSession, case_id: str, evidence_id: str, actor: str, what: str
+) -> tuple[EvidenceItem, list[EvidenceLedgerEntry]]:
+    """Append an ``access`` custody event (someone viewed the evidence's record) and return the
+    item with its whole ledger, the new entry included."""
+    item = await get_evidence(db=db, case_id=case_id, evidence_id=evidence_id, lock=True)
+    await append_custody(db=db, item=item, action="access", actor=actor, reason=what)
+    await db.commit()
+    return item, await ledger_entries(db=db, evidence_id=item.id)
+
+
+async def hand_over(
+    *,
+    db: AsyncSession,
+    blobs: BlobStore,
+    evidence_id: str,
+    actor: str,
+    action: str,
+    reason: str,
+    details: dict[str, Any],
+) -> tuple[EvidenceItem, Any]:
+    """Record a ``download``, ``transfer`` or ``export`` of evidence (the custody event is
+    committed before the content is handed over) and return the item with its content."""
+    if action not in {"download", "transfer", "export"}:
+        raise ValidationFailed(
+            [{"loc": ["action"], "msg": f"not a hand-over: {action!r}", "type": "value_error"}]
+        )
+    item = (
+        await db.execute(
+            select(EvidenceItem).where(EvidenceItem.id == evidence_id).with_for_update()
+        )
+    ).scalar_one_or_none()
+    if item is None or item.purged_at is not None:
+        raise NotFound({"evidence_id": evidence_id})
+    await append_custody(
+        db=db, item=item, action=action, actor=actor, reason=reason, details=details
+    )
+    await db.commit()
+    return item, blobs.read_chunks(item.sha256)

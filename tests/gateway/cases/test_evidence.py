@@ -102,6 +102,10 @@ async def test_upload_custody_and_ledger(gateway: Gateway, analyst: dict[str, st
         "ana",
         "collected from mail gateway",
     )
+    # viewing the custody chain is itself an access, recorded in it
+    assert [(e["action"], e["reason"]) for e in custody["events"][1:]] == [
+        ("access", "viewed the custody chain")
+    ]
     ledger = await (
         await gateway.client.get(
             f"/api/v1/cases/{case_id}/evidence/{item['id']}/ledger", headers=analyst
@@ -109,13 +113,14 @@ async def test_upload_custody_and_ledger(gateway: Gateway, analyst: dict[str, st
     ).json()
     assert ledger["verification"] == {
         "valid": True,
-        "entries": 1,
-        "expected_entries": 1,
-        "head": ledger["entries"][0]["hash"],
+        "entries": 3,
+        "expected_entries": 3,
+        "head": ledger["entries"][-1]["hash"],
         "broken_at": None,
         "reason": None,
         "blob_intact": True,
     }
+    assert [e["action"] for e in ledger["entries"]] == ["create", "access", "access"]
     assert ledger["entries"][0]["evidence_sha256"] == item["sha256"]
 
 
