@@ -13,8 +13,8 @@ from core.blobs import BlobStore
 from core.db import create_database
 from gateway.cases.evidence import service
 from gateway.cases.models import Case
-from tests.e2e.test_cli import env as env  # noqa: F401 - the fixture
 from tests.e2e.test_cli import aurora_command, env_settings_url
+from tests.e2e.test_cli import env as env
 
 CONTENT = b"exfiltrated.zip contents\n" * 100
 
