@@ -6,11 +6,12 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, case, cast, func, select
+from sqlalchemy import String, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from core.db.base import utcnow
+from core.db.pages import fetch_page
 from core.db.sequences import next_id
 from core.errors import AlertNotFound, Conflict, DuplicateAlert, ValidationFailed
 from core.validation import validate
@@ -195,17 +196,15 @@ async def list_alerts(*, db: AsyncSession, query: AlertListQuery) -> tuple[list[
         where.append(Alert.last_seen >= query.since)
     if query.until is not None:
         where.append(Alert.last_seen <= query.until)
-    descending = query.sort.startswith("-")
-    field = query.sort.lstrip("-")
-    key: Any = (
-        case(SEVERITY_RANK, value=Alert.severity) if field == "severity" else getattr(Alert, field)
+    return await fetch_page(
+        db,
+        Alert,
+        where=where,
+        sort=query.sort,
+        limit=query.limit,
+        offset=query.offset,
+        ranked={"severity": SEVERITY_RANK},
     )
-    order: list[Any] = [key.desc() if descending else key.asc(), Alert.id.desc()]
-    rows = await db.execute(
-        select(Alert).where(*where).order_by(*order).limit(query.limit).offset(query.offset)
-    )
-    total = await db.execute(select(func.count()).select_from(Alert).where(*where))
-    return list(rows.scalars()), int(total.scalar_one())
 
 
 def _transition(alert: Alert, target: AlertStatus, actor: str, now: datetime) -> None:

@@ -7,12 +7,13 @@ import re
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import String, case, cast, func, select, tuple_
+from sqlalchemy import String, cast, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from core.db.base import utcnow
+from core.db.pages import fetch_page
 from core.db.sequences import next_id
 from core.errors import CaseNotFound, Conflict, NotFound, ValidationFailed
 from gateway.alerts.models import Alert
@@ -178,24 +179,7 @@ async def timeline(*, db: AsyncSession, case_id: str) -> list[CaseEvent]:
 
 
 async def create_case(*, db: AsyncSession, actor: str, body: CaseCreate) -> Case:
-    now = utcnow()
-    new = Case(
-        id=await next_id(db, "CASE"),
-        title=body.title,
-        description=body.description,
-        status=CaseStatus.OPEN.value,
-        severity=body.severity,
-        tlp=body.tlp,
-        pap=body.pap,
-        tags=body.tags,
-        assignee=body.assignee,
-        created_by=actor,
-        created_at=now,
-        updated_at=now,
-    )
-    db.add(new)
-    await db.flush()
-    _record(db, new, actor, "case.created", body.model_dump(mode="json"))
+    new = await open_case(db=db, actor=actor, body=body)
     await db.commit()
     return new
 
@@ -212,17 +196,15 @@ async def list_cases(*, db: AsyncSession, query: CaseListQuery) -> tuple[list[Ca
     if query.tag is not None:
         # Tags are a sorted JSON list of restricted characters: '"tag"' matches one exactly.
         where.append(cast(Case.tags, String).like(f'%"{query.tag}"%'))
-    descending = query.sort.startswith("-")
-    field = query.sort.lstrip("-")
-    key: Any = (
-        case(SEVERITY_RANK, value=Case.severity) if field == "severity" else getattr(Case, field)
+    return await fetch_page(
+        db,
+        Case,
+        where=where,
+        sort=query.sort,
+        limit=query.limit,
+        offset=query.offset,
+        ranked={"severity": SEVERITY_RANK},
     )
-    order: list[Any] = [key.desc() if descending else key.asc(), Case.id.desc()]
-    rows = await db.execute(
-        select(Case).where(*where).order_by(*order).limit(query.limit).offset(query.offset)
-    )
-    total = await db.execute(select(func.count()).select_from(Case).where(*where))
-    return list(rows.scalars()), int(total.scalar_one())
 
 
 def _check_version(kind: str, ident: str, current: int, wanted: int | None) -> None:
@@ -561,8 +543,11 @@ async def attach_observables(
     return added, skipped
 
 
-async def open_case(*, db: AsyncSession, actor: str, body: CaseCreate, origin: str) -> Case:
-    """Create a case in the caller's transaction (no commit), its timeline naming ``origin``."""
+async def open_case(
+    *, db: AsyncSession, actor: str, body: CaseCreate, origin: str | None = None
+) -> Case:
+    """Create a case in the caller's transaction (no commit); its timeline names ``origin``
+    (what it was opened from) when there is one."""
     now = utcnow()
     new = Case(
         id=await next_id(db, "CASE"),
@@ -580,7 +565,10 @@ async def open_case(*, db: AsyncSession, actor: str, body: CaseCreate, origin: s
     )
     db.add(new)
     await db.flush()
-    _record(db, new, actor, "case.created", {**body.model_dump(mode="json"), "origin": origin})
+    changes = body.model_dump(mode="json")
+    if origin is not None:
+        changes["origin"] = origin
+    _record(db, new, actor, "case.created", changes)
     return new
 
 

@@ -1,0 +1,38 @@
+"""One page of a filtered, sorted listing, with the total the filters match."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+async def fetch_page[T](
+    db: AsyncSession,
+    model: type[T],
+    *,
+    where: Sequence[Any],
+    sort: str,
+    limit: int,
+    offset: int,
+    ranked: Mapping[str, Mapping[str, int]] | None = None,
+) -> tuple[list[T], int]:
+    """Rows of ``model`` matching ``where``, ordered by ``sort`` (``field`` or ``-field``;
+    a field in ``ranked`` sorts by its rank, e.g. severity), then by id, newest id first.
+
+    ``sort`` must already be validated against the model's sortable fields.
+    """
+    descending = sort.startswith("-")
+    field = sort.lstrip("-")
+    column: Any = getattr(model, field)
+    if ranked and field in ranked:
+        column = case(dict(ranked[field]), value=column)
+    identity: Any = model.id  # type: ignore[attr-defined]
+    order = [column.desc() if descending else column.asc(), identity.desc()]
+    rows = await db.execute(
+        select(model).where(*where).order_by(*order).limit(limit).offset(offset)
+    )
+    total = await db.execute(select(func.count()).select_from(model).where(*where))
+    return list(rows.scalars()), int(total.scalar_one())
