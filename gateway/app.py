@@ -29,6 +29,7 @@ from gateway.cases.evidence.routes import ROUTES as EVIDENCE_ROUTES
 from gateway.cases.routes import ROUTES as CASES_ROUTES
 from gateway.fleet.routes import ROUTES as FLEET_ROUTES
 from gateway.fleet.service import ToolCallRecorder
+from gateway.investigations.routes import ROUTES as INVESTIGATIONS_ROUTES
 from gateway.keys import (
     AUTHENTICATOR,
     BLOBS,
@@ -60,6 +61,7 @@ ALL_ROUTES: tuple[Route, ...] = (
     *EVIDENCE_ROUTES,
     *SYSTEM_ROUTES,
     *FLEET_ROUTES,
+    *INVESTIGATIONS_ROUTES,
 )
 AGENT_TOKEN_TTL_SECONDS = 3600
 

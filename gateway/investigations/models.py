@@ -1,0 +1,28 @@
+"""Orchestrator dispatches: every call made through ``/orchestrator/dispatch``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Float, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db.base import Base, new_id, utcnow
+
+
+class Dispatch(Base):
+    __tablename__ = "orchestrator_dispatches"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    agent: Mapped[str] = mapped_column(String(64), index=True)
+    method: Mapped[str] = mapped_column(String(128))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    investigation_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    """``ok`` or ``error``."""
+    result: Mapped[Any | None] = mapped_column(JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    actor: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
