@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from core.events import Event
 from core.security.permissions import Permission
 from gateway.http import json_response, parse_json, parse_query, principal
 from gateway.investigations import service
@@ -13,8 +16,9 @@ from gateway.investigations.schemas import (
     DispatchRequest,
     HistoryQuery,
 )
-from gateway.keys import DATABASE, HANDOFF
-from gateway.routing import Route
+from gateway.keys import BUS, DATABASE, HANDOFF
+from gateway.routing import Access, Route
+from gateway.streams import pump
 
 
 async def dispatch(request: web.Request) -> web.Response:
@@ -39,7 +43,25 @@ async def list_history(request: web.Request) -> web.Response:
     return json_response(page)
 
 
+async def stream_agent_thoughts(request: web.Request) -> web.WebSocketResponse:
+    """The agents' ``agent.thought`` notifications, live; ``?investigation_id=`` and
+    ``?agent=`` narrow the stream."""
+    wanted = {
+        key: request.query[key] for key in ("investigation_id", "agent") if key in request.query
+    }
+
+    def matches(event: Event) -> bool:
+        return all(event.payload.get(key) == value for key, value in wanted.items())
+
+    def render(event: Event) -> dict[str, Any]:
+        return {"type": "thought", "at": event.at, **event.payload}
+
+    subscription = request.app[BUS].subscribe("agents.thought", maxsize=512, where=matches)
+    return await pump(request, subscription, render)
+
+
 ROUTES = [
     Route("POST", "/api/v1/orchestrator/dispatch", dispatch, Permission.INVESTIGATIONS_WRITE),
     Route("GET", "/api/v1/orchestrator/history", list_history, Permission.INVESTIGATIONS_READ),
+    Route("WS", "/api/v1/ws/agent-thoughts", stream_agent_thoughts, Access.AUTHENTICATED),
 ]

@@ -133,3 +133,34 @@ async def test_dispatch_and_history(orchestrator: Gateway) -> None:
     assert (status, denied["error"]["code"]) == (403, "AURORA-4030")
     bad = await gateway.client.get("/api/v1/orchestrator/history?status=maybe", headers=viewer)
     assert bad.status == 422
+
+
+async def test_agent_thought_stream(orchestrator: Gateway) -> None:
+    import asyncio
+
+    gateway = orchestrator
+    analyst = await gateway.user(Role.ANALYST, "ana")
+    token = analyst["Authorization"].removeprefix("Bearer ")
+    async with gateway.client.ws_connect(
+        f"/api/v1/ws/agent-thoughts?access_token={token}&investigation_id=INV-2"
+    ) as ws:
+        await asyncio.sleep(0.05)
+        for investigation in ("INV-1", "INV-2"):
+            status, _ = await call(
+                gateway,
+                analyst,
+                agent="spec-agent",
+                method="sleep",
+                params={"seconds": 0},
+                investigation_id=investigation,
+            )
+            assert status == 200
+        thought = await asyncio.wait_for(ws.receive_json(), 5)
+    assert (thought["type"], thought["investigation_id"], thought["agent"]) == (
+        "thought",
+        "INV-2",
+        "spec-agent",
+    )
+    assert thought["step"] == "sleeping"
+    refused = await gateway.client.get("/api/v1/ws/agent-thoughts")
+    assert refused.status == 401
