@@ -30,6 +30,7 @@ from gateway.cases.routes import ROUTES as CASES_ROUTES
 from gateway.fleet.routes import ROUTES as FLEET_ROUTES
 from gateway.fleet.service import ToolCallRecorder
 from gateway.investigations.routes import ROUTES as INVESTIGATIONS_ROUTES
+from gateway.investigations.service import InvestigationRunner
 from gateway.keys import (
     AUTHENTICATOR,
     BLOBS,
@@ -41,6 +42,7 @@ from gateway.keys import (
     METRICS,
     RECORDER,
     ROUTE_TABLE,
+    RUNNER,
     RUNTIME,
     SETTINGS,
     TOKENS,
@@ -50,6 +52,7 @@ from gateway.routing import Route
 from gateway.system.routes import ROUTES as SYSTEM_ROUTES
 from gateway.system.service import RuntimeState, load_runtime
 from gateway.users.routes import ROUTES as USERS_ROUTES
+from orchestrator.graph import GraphDeps, build_graph
 
 log = logging.getLogger("aurora.gateway")
 
@@ -143,7 +146,24 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[HANDOFF].on_notification = recorder.on_notification
         app[LLM] = LLMBackend.from_settings(settings)
         prober = asyncio.create_task(_probe_agents(app[HANDOFF]), name="agent-health")
+        runtime = app[RUNTIME]
+        runner = InvestigationRunner(
+            database=database,
+            graph=build_graph(
+                GraphDeps(
+                    client=app[HANDOFF],
+                    available=frozenset(app[HANDOFF].registry.names()),
+                    call_timeout=settings.acp_call_timeout_seconds,
+                )
+            ),
+            bus=app[BUS],
+            concurrency=lambda: runtime.config.max_concurrent_investigations,
+            mode=lambda: runtime.mode.value,
+        )
+        app[RUNNER] = runner
+        await runner.start()
         yield
+        await runner.stop()
         prober.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await prober

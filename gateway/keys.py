@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from gateway.auth.service import Authenticator, Principal
     from gateway.fleet.service import ToolCallRecorder
+    from gateway.investigations.service import InvestigationRunner
     from gateway.routing import Route
     from gateway.system.service import RuntimeState
 
@@ -36,6 +37,7 @@ HANDOFF = web.AppKey("handoff", HandoffClient)
 BLOBS = web.AppKey("blobs", BlobStore)
 LLM: web.AppKey[LLMBackend | None] = web.AppKey("llm")
 RECORDER: web.AppKey[ToolCallRecorder] = web.AppKey("tool_call_recorder")
+RUNNER: web.AppKey[InvestigationRunner] = web.AppKey("investigation_runner")
 ROUTE_TABLE: web.AppKey[dict[AbstractRoute, Route]] = web.AppKey("route_table")
 
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class DispatchRequest(BaseModel):
@@ -49,5 +49,98 @@ class HistoryQuery(BaseModel):
     method: str | None = Field(default=None, max_length=128)
     status: Literal["ok", "error"] | None = None
     investigation_id: str | None = Field(default=None, max_length=128)
+    limit: int = Field(default=50, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)
+
+
+class IocIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=32)
+    value: str = Field(min_length=1, max_length=4096)
+
+
+Priority = Literal["low", "normal", "high", "urgent"]
+PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+
+
+class InvestigateRequest(BaseModel):
+    """What to investigate: an alert, a case, indicators or free text (at least one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alert_id: str | None = Field(default=None, max_length=32)
+    case_id: str | None = Field(default=None, max_length=32)
+    iocs: list[IocIn] = Field(default_factory=list, max_length=500)
+    text: str | None = Field(default=None, max_length=100_000)
+    command_lines: list[str] = Field(default_factory=list, max_length=200)
+    priority: Priority = "normal"
+
+    @model_validator(mode="after")
+    def _something(self) -> InvestigateRequest:
+        if not (
+            self.alert_id
+            or self.case_id
+            or self.iocs
+            or (self.text or "").strip()
+            or self.command_lines
+        ):
+            raise ValueError("give an alert_id, a case_id, iocs or text to investigate")
+        return self
+
+
+class InvestigationAccepted(BaseModel):
+    id: str
+    status: str
+    priority: str
+
+
+class InvestigationRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    status: str
+    priority: str
+    alert_id: str | None
+    case_id: str | None
+    subject: dict[str, Any]
+    requested_by: str
+    attempts: int
+    receipt: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class InvestigationSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    status: str
+    priority: str
+    alert_id: str | None
+    case_id: str | None
+    requested_by: str
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class InvestigationPage(BaseModel):
+    items: list[InvestigationSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class InvestigationQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: (
+        Literal["queued", "running", "awaiting_approval", "completed", "failed", "cancelled"] | None
+    ) = None
+    priority: Priority | None = None
+    alert_id: str | None = Field(default=None, max_length=32)
+    case_id: str | None = Field(default=None, max_length=32)
     limit: int = Field(default=50, ge=1, le=500)
     offset: int = Field(default=0, ge=0)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.acp.client import CallOptions, HandoffClient
@@ -17,10 +22,25 @@ from agents.acp.protocol import (
     METHOD_NOT_FOUND,
     RpcError,
 )
+from core.db import Database
+from core.db.base import utcnow
 from core.db.pages import fetch_page
+from core.db.sequences import next_id
 from core.errors import AuroraError, NotFound, ServiceUnavailable, ValidationFailed
-from gateway.investigations.models import Dispatch
-from gateway.investigations.schemas import DispatchRequest, HistoryQuery
+from core.events import EventBus
+from gateway.alerts.service import get_alert
+from gateway.cases.schemas import PageQuery
+from gateway.cases.service import get_case, list_observables
+from gateway.investigations.models import Dispatch, Investigation
+from gateway.investigations.schemas import (
+    PRIORITY_RANK,
+    DispatchRequest,
+    HistoryQuery,
+    InvestigateRequest,
+    InvestigationQuery,
+)
+
+log = logging.getLogger("aurora.investigations")
 
 
 def as_platform_error(err: RpcError, agent: str, method: str) -> AuroraError:
@@ -100,3 +120,221 @@ async def history(*, db: AsyncSession, query: HistoryQuery) -> tuple[list[Dispat
     return await fetch_page(
         db, Dispatch, where=where, sort="-created_at", limit=query.limit, offset=query.offset
     )
+
+
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+IOC_TYPES = frozenset(
+    {
+        "ip",
+        "domain",
+        "url",
+        "email",
+        "hash",
+        "cve",
+        "attack_technique",
+        "md5",
+        "sha1",
+        "sha256",
+        "sha512",
+        "registry_key",
+    }
+)
+
+
+async def subject_for(*, db: AsyncSession, body: InvestigateRequest) -> dict[str, Any]:
+    """What the graph will look at, snapshotted now: the alert's or case's text and indicators
+    plus what the caller gave. Unknown alert → AURORA-4042, unknown case → AURORA-4041."""
+    texts: list[str] = []
+    iocs: list[dict[str, str]] = [i.model_dump() for i in body.iocs]
+    title = None
+    if body.alert_id is not None:
+        alert = await get_alert(db=db, alert_id=body.alert_id)
+        title = alert.title
+        texts += [alert.title, alert.description or ""]
+        iocs += [
+            {"type": e["type"], "value": e["value"]}
+            for e in alert.entities
+            if e.get("type") in IOC_TYPES
+        ]
+    if body.case_id is not None:
+        case_ = await get_case(db=db, case_id=body.case_id)
+        title = title or case_.title
+        texts += [case_.title, case_.description or ""]
+        observables, _ = await list_observables(
+            db=db, case_id=case_.id, query=PageQuery(limit=500, offset=0)
+        )
+        iocs += [{"type": o.type, "value": o.value} for o in observables if o.type in IOC_TYPES]
+    if body.text:
+        texts.append(body.text)
+    return {
+        "title": title or (body.text or "")[:200] or "investigation",
+        "text": "\n".join(t for t in texts if t),
+        "iocs": iocs,
+        "command_lines": body.command_lines,
+        "alert_id": body.alert_id,
+        "case_id": body.case_id,
+    }
+
+
+async def enqueue(*, db: AsyncSession, actor: str, body: InvestigateRequest) -> Investigation:
+    """Record the request as ``queued``: once this returns, it will run (restarts included)."""
+    subject = await subject_for(db=db, body=body)
+    investigation = Investigation(
+        id=await next_id(db, "INV"),
+        status="queued",
+        priority=body.priority,
+        alert_id=body.alert_id,
+        case_id=body.case_id,
+        subject=subject,
+        requested_by=actor,
+    )
+    db.add(investigation)
+    await db.commit()
+    return investigation
+
+
+async def get_investigation(*, db: AsyncSession, investigation_id: str) -> Investigation:
+    found = await db.get(Investigation, investigation_id)
+    if found is None:
+        raise NotFound({"investigation_id": investigation_id})
+    return found
+
+
+async def list_investigations(
+    *, db: AsyncSession, query: InvestigationQuery
+) -> tuple[list[Investigation], int]:
+    where: list[Any] = []
+    for column, value in (
+        (Investigation.status, query.status),
+        (Investigation.priority, query.priority),
+        (Investigation.alert_id, query.alert_id),
+        (Investigation.case_id, query.case_id),
+    ):
+        if value is not None:
+            where.append(column == value)
+    return await fetch_page(
+        db, Investigation, where=where, sort="-created_at", limit=query.limit, offset=query.offset
+    )
+
+
+class InvestigationRunner:
+    """The durable queue: investigations wait in the database as ``queued`` and at most
+    ``concurrency()`` run at once, most urgent first. Investigations a stopped gateway left
+    ``running`` are queued again when it starts."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        graph: Any,
+        bus: EventBus,
+        concurrency: Callable[[], int],
+        mode: Callable[[], str],
+    ) -> None:
+        self._db = database
+        self._graph = graph
+        self._bus = bus
+        self._concurrency = concurrency
+        self._mode = mode
+        self._wake = asyncio.Event()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._loop: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        async with self._db.session() as db:
+            await db.execute(
+                update(Investigation)
+                .where(Investigation.status == "running")
+                .values(status="queued")
+            )
+            await db.commit()
+        self._loop = asyncio.create_task(self._schedule(), name="investigation-queue")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _claim(self) -> str | None:
+        rank = case(PRIORITY_RANK, value=Investigation.priority)
+        async with self._db.session() as db:
+            candidate = (
+                await db.execute(
+                    select(Investigation.id)
+                    .where(Investigation.status == "queued")
+                    .order_by(rank, Investigation.created_at, Investigation.id)
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            if candidate is None:
+                return None
+            claimed = await db.execute(
+                update(Investigation)
+                .where(Investigation.id == candidate, Investigation.status == "queued")
+                .values(status="running", started_at=utcnow(), attempts=Investigation.attempts + 1)
+                .returning(Investigation.id)
+            )
+            got = claimed.scalar_one_or_none()
+            await db.commit()
+            return str(got) if got else ""
+
+    async def _schedule(self) -> None:
+        while True:
+            while len(self._running) < max(1, self._concurrency()):
+                try:
+                    claimed = await self._claim()
+                except Exception:
+                    log.exception("could not claim an investigation")
+                    break
+                if claimed is None:
+                    break
+                if claimed:
+                    task = asyncio.create_task(self._run(claimed), name=f"inv-{claimed}")
+                    self._running[claimed] = task
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._wake.wait()
+
+    async def _run(self, investigation_id: str) -> None:
+        started = time.perf_counter()
+        try:
+            async with self._db.session() as db:
+                investigation = await get_investigation(db=db, investigation_id=investigation_id)
+                subject = dict(investigation.subject)
+            state = await self._graph.ainvoke(
+                {"investigation_id": investigation_id, "subject": subject, "mode": self._mode()}
+            )
+            receipt = {
+                "investigation_id": investigation_id,
+                **state["report"],
+                "timeline": state.get("timeline", []),
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                "tokens": sum(int(f.get("tokens", 0) or 0) for f in state["report"]["findings"]),
+            }
+            status, error = "completed", None
+        except asyncio.CancelledError:
+            raise  # the gateway is stopping: the row stays running and is queued at restart
+        except Exception as err:
+            log.exception("investigation %s failed", investigation_id)
+            receipt, status, error = None, "failed", type(err).__name__
+        finally:
+            self._running.pop(investigation_id, None)
+            self._wake.set()
+        async with self._db.session() as db:
+            await db.execute(
+                update(Investigation)
+                .where(Investigation.id == investigation_id)
+                .values(status=status, receipt=receipt, error=error, finished_at=utcnow())
+            )
+            await db.commit()
+        self._bus.publish(
+            "investigations.receipt",
+            {"investigation_id": investigation_id, "status": status, "receipt": receipt},
+        )
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._loop, *self._running.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
