@@ -14,7 +14,7 @@ from agents.acp.client import HandoffClient
 from agents.acp.registry import AgentRegistry
 from agents.acp.server import AGENT_TOKEN_TYPE
 from core.blobs import BlobStore
-from core.db import Database, create_database
+from core.db import create_database
 from core.db.migrate import is_current
 from core.events import EventBus
 from core.llm import LLMBackend
@@ -218,8 +218,3 @@ def create_app(settings: Settings, *, extra_routes: Iterable[Route] = ()) -> web
 def registered_routes(app: web.Application) -> list[Route]:
     """The routes of ``app``'s route table."""
     return list(app[ROUTE_TABLE].values())
-
-
-async def open_database(settings: Settings) -> Database:
-    """A database handle for command-line tasks outside the app."""
-    return create_database(settings.effective_database_url)

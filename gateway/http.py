@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from core.errors import AuroraError, PayloadTooLarge, ValidationFailed
 from core.validation import validate
 from gateway.auth.service import Principal
-from gateway.keys import PRINCIPAL, REQUEST_ID, ROUTE, SETTINGS
+from gateway.keys import PRINCIPAL, ROUTE, SETTINGS
 
 JSON_TYPE = "application/json"
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
@@ -127,10 +127,6 @@ def json_response(
 
 def no_content() -> web.Response:
     return web.Response(status=204)
-
-
-def request_id(request: web.Request) -> str:
-    return request.get(REQUEST_ID) or "-"
 
 
 def principal(request: web.Request) -> Principal:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import String, insert, select, update
+from sqlalchemy import String, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -49,8 +49,3 @@ async def next_id(db: AsyncSession, prefix: str) -> str:
     year = utcnow().year
     number = await next_number(db, f"{prefix}-{year}")
     return f"{prefix}-{year}-{number:05d}"
-
-
-async def current_value(db: AsyncSession, name: str) -> int:
-    row = await db.execute(select(IdSequence.value).where(IdSequence.name == name))
-    return int(row.scalar_one_or_none() or 0)

@@ -302,20 +302,27 @@ async def similar_cases(
     return found
 
 
-async def list_observables(
-    *, db: AsyncSession, case_id: str, query: PageQuery
-) -> tuple[list[CaseObservable], int]:
+async def _children[M: (CaseObservable, CaseComment, CaseTask)](
+    db: AsyncSession, model: type[M], case_id: str, query: PageQuery
+) -> tuple[list[M], int]:
+    """One page of a live case's observables, comments or tasks, oldest first."""
     await get_case(db=db, case_id=case_id)
-    where = CaseObservable.case_id == case_id
+    where = model.case_id == case_id
     rows = await db.execute(
-        select(CaseObservable)
+        select(model)
         .where(where)
-        .order_by(CaseObservable.created_at, CaseObservable.id)
+        .order_by(model.created_at, model.id)
         .limit(query.limit)
         .offset(query.offset)
     )
-    total = await db.execute(select(func.count()).select_from(CaseObservable).where(where))
+    total = await db.execute(select(func.count()).select_from(model).where(where))
     return list(rows.scalars()), int(total.scalar_one())
+
+
+async def list_observables(
+    *, db: AsyncSession, case_id: str, query: PageQuery
+) -> tuple[list[CaseObservable], int]:
+    return await _children(db, CaseObservable, case_id, query)
 
 
 async def _existing_observable(
@@ -401,17 +408,7 @@ async def add_observable(
 async def list_comments(
     *, db: AsyncSession, case_id: str, query: PageQuery
 ) -> tuple[list[CaseComment], int]:
-    await get_case(db=db, case_id=case_id)
-    where = CaseComment.case_id == case_id
-    rows = await db.execute(
-        select(CaseComment)
-        .where(where)
-        .order_by(CaseComment.created_at, CaseComment.id)
-        .limit(query.limit)
-        .offset(query.offset)
-    )
-    total = await db.execute(select(func.count()).select_from(CaseComment).where(where))
-    return list(rows.scalars()), int(total.scalar_one())
+    return await _children(db, CaseComment, case_id, query)
 
 
 async def add_comment(
@@ -429,17 +426,7 @@ async def add_comment(
 async def list_tasks(
     *, db: AsyncSession, case_id: str, query: PageQuery
 ) -> tuple[list[CaseTask], int]:
-    await get_case(db=db, case_id=case_id)
-    where = CaseTask.case_id == case_id
-    rows = await db.execute(
-        select(CaseTask)
-        .where(where)
-        .order_by(CaseTask.created_at, CaseTask.id)
-        .limit(query.limit)
-        .offset(query.offset)
-    )
-    total = await db.execute(select(func.count()).select_from(CaseTask).where(where))
-    return list(rows.scalars()), int(total.scalar_one())
+    return await _children(db, CaseTask, case_id, query)
 
 
 async def create_task(*, db: AsyncSession, actor: str, case_id: str, body: TaskCreate) -> CaseTask:
