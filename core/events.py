@@ -89,6 +89,15 @@ class Subscription:
             return Gap(dropped)
         return event
 
+    def drain(self) -> list[Event]:
+        """Every event queued now, without waiting (a consumer that is shutting down, or a
+        test, taking what is left)."""
+        taken = [self._held] if self._held is not None else []
+        self._held = None
+        while not self._queue.empty():
+            taken.append(self._queue.get_nowait())
+        return taken
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True

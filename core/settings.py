@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     """YAML guardrail policy laid over the built-in one (``core.guardrails``); None: defaults."""
     evidence_max_bytes: Annotated[int, Field(ge=1, le=1 << 40)] = 104_857_600
     """Largest evidence upload, stored under ``<data dir>/evidence`` by SHA-256."""
+    checkpoint_retention_hours: Annotated[int, Field(ge=0, le=87_600)] = 168
+    """How long the graph checkpoints of a finished investigation are kept (its receipt is
+    kept for good)."""
     mcp_host: str = "127.0.0.1"
     """Address the MCP tool server listens on."""
     mcp_port: Annotated[int, Field(ge=1, le=65_535)] = 8100

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -17,6 +18,7 @@ from core.blobs import BlobStore
 from core.db import create_database
 from core.db.migrate import is_current
 from core.events import EventBus
+from core.guardrails import policy_from_settings
 from core.llm import LLMBackend
 from core.metrics import create_metrics
 from core.security.passwords import PasswordHasher
@@ -29,6 +31,7 @@ from gateway.cases.evidence.routes import ROUTES as EVIDENCE_ROUTES
 from gateway.cases.routes import ROUTES as CASES_ROUTES
 from gateway.fleet.routes import ROUTES as FLEET_ROUTES
 from gateway.fleet.service import ToolCallRecorder
+from gateway.investigations.executor import LedgerExecutor
 from gateway.investigations.routes import ROUTES as INVESTIGATIONS_ROUTES
 from gateway.investigations.service import InvestigationRunner
 from gateway.keys import (
@@ -52,7 +55,9 @@ from gateway.routing import Route
 from gateway.system.routes import ROUTES as SYSTEM_ROUTES
 from gateway.system.service import RuntimeState, load_runtime
 from gateway.users.routes import ROUTES as USERS_ROUTES
+from orchestrator.checkpoints import open_checkpointer
 from orchestrator.graph import GraphDeps, build_graph
+from orchestrator.planner import PlannerTools
 
 log = logging.getLogger("aurora.gateway")
 
@@ -147,23 +152,34 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[LLM] = LLMBackend.from_settings(settings)
         prober = asyncio.create_task(_probe_agents(app[HANDOFF]), name="agent-health")
         runtime = app[RUNTIME]
-        runner = InvestigationRunner(
-            database=database,
-            graph=build_graph(
-                GraphDeps(
-                    client=app[HANDOFF],
-                    available=frozenset(app[HANDOFF].registry.names()),
-                    call_timeout=settings.acp_call_timeout_seconds,
-                )
-            ),
-            bus=app[BUS],
-            concurrency=lambda: runtime.config.max_concurrent_investigations,
-            mode=lambda: runtime.mode.value,
-        )
-        app[RUNNER] = runner
-        await runner.start()
-        yield
-        await runner.stop()
+        available = frozenset(app[HANDOFF].registry.names())
+        llm = app[LLM]
+        async with open_checkpointer(
+            settings.effective_database_url, settings.data_dir
+        ) as checkpointer:
+            deps = GraphDeps(
+                client=app[HANDOFF],
+                available=available,
+                call_timeout=settings.acp_call_timeout_seconds,
+                policy=policy_from_settings(settings),
+                executor=LedgerExecutor(database=database, bus=app[BUS]),
+                llm=llm,
+                planner_tools=PlannerTools(app[HANDOFF], available) if llm else None,
+            )
+            runner = InvestigationRunner(
+                database=database,
+                graph=build_graph(deps, checkpointer=checkpointer),
+                bus=app[BUS],
+                concurrency=lambda: runtime.config.max_concurrent_investigations,
+                mode=lambda: runtime.mode.value,
+                approval_timeout=lambda: runtime.config.approval_timeout_seconds,
+                checkpointer=checkpointer,
+                retention=timedelta(hours=settings.checkpoint_retention_hours),
+            )
+            app[RUNNER] = runner
+            await runner.start()
+            yield
+            await runner.stop()
         prober.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await prober
@@ -172,7 +188,6 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             await refresher
         await app[HANDOFF].close()
         await recorder.close()
-        llm = app[LLM]
         if llm is not None:
             await llm.close()
     finally:

@@ -29,12 +29,21 @@ class InvestigationState(TypedDict, total=False):
     seed: list[dict[str, Any]]
     """The indicators the investigation started with."""
     round: int
-    plan: list[str]
-    """The agents to call in the current round."""
+    calls: list[AgentCall]
+    """The calls of the current round (dispatched in parallel)."""
+    planner: dict[str, Any]
+    """Who planned: ``{"kind": "builtin" | "llm", "model", "prompt_version", "fallback"}``."""
+    messages: Annotated[list[dict[str, Any]], operator.add]
+    """The LLM planner's transcript (OpenAI chat format); empty with the built-in planner."""
+    tokens: Annotated[int, operator.add]
+    """LLM tokens the planner spent."""
     findings: Annotated[list[dict[str, Any]], operator.add]
     failures: Annotated[list[dict[str, Any]], operator.add]
     timeline: Annotated[list[dict[str, Any]], operator.add]
     response: dict[str, Any] | None
+    actions: list[dict[str, Any]]
+    """The response plan's actions with the gateway's guardrail decision, approval and
+    execution each (see :mod:`orchestrator.actions`)."""
     report: dict[str, Any] | None
 
 
@@ -46,3 +55,5 @@ class AgentCall(TypedDict):
     params: dict[str, Any]
     investigation_id: str
     round: int
+    tool_call_id: str | None
+    """The LLM planner's call this answers (None with the built-in planner)."""

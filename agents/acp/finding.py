@@ -57,3 +57,5 @@ class Finding(BaseModel):
     prompt_version: str | None = None
     degraded: bool = False
     """True when the LLM was wanted but unavailable and built-in analysis answered."""
+    tokens: int = Field(default=0, ge=0)
+    """LLM tokens the finding cost (prompt and completion; 0 for built-in analysis)."""

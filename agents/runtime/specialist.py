@@ -255,6 +255,7 @@ class Specialist(ABC):
             backend="llm",
             model=result.final.model,
             prompt_version=prompt.version,
+            tokens=result.usage.total_tokens,
         )
 
 

@@ -1,4 +1,4 @@
-"""Orchestrator dispatches: every call made through ``/orchestrator/dispatch``."""
+"""Orchestrator dispatches, investigations, their approvals and the response-action ledger."""
 
 from __future__ import annotations
 
@@ -45,4 +45,47 @@ class Investigation(Base):
     error: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
+    """When it first started (a resumed investigation keeps it)."""
+    finished_at: Mapped[datetime | None]
+    checkpoints_pruned_at: Mapped[datetime | None]
+    """When the retention job deleted its graph checkpoints."""
+
+
+class Approval(Base):
+    """A human decision a response action waits for (its id is the action's key)."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    investigation_id: Mapped[str] = mapped_column(String(32), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(512))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """What the approver sees: reason, impact, the guardrail decision and its reasons."""
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    """``pending | approved | denied | expired | cancelled``."""
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None]
+    comment: Mapped[str | None] = mapped_column(String(2000))
+
+
+class ResponseActionRecord(Base):
+    """The response-action ledger: one row per action key, written before the action runs,
+    so no action ever runs twice."""
+
+    __tablename__ = "response_actions"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    investigation_id: Mapped[str] = mapped_column(String(32), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(512))
+    reason: Mapped[str] = mapped_column(String(2000))
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    """``started | executed | failed``."""
+    executor: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     finished_at: Mapped[datetime | None]

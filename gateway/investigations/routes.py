@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from core.errors import AuroraError, PermissionDenied
 from core.events import Event
-from core.security.permissions import Permission
+from core.security.permissions import Permission, Role
+from core.validation import validate
 from gateway.http import json_response, parse_json, parse_query, principal
-from gateway.investigations import service
+from gateway.investigations import approvals, service
 from gateway.investigations.schemas import (
     DispatchPage,
     DispatchRead,
@@ -114,6 +117,113 @@ async def stream_agent_thoughts(request: web.Request) -> web.WebSocketResponse:
     return await pump(request, subscription, render)
 
 
+APPROVER = Permission.SOAR_WRITE
+"""Who may approve or deny a response action (a human: service identities never may)."""
+SERVICE_ROLES = frozenset({Role.SERVICE_AGENT.value, Role.SERVICE_RESPONDER.value})
+
+
+class DecideMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["decide"]
+    approval_id: str = Field(min_length=1, max_length=64)
+    decision: Literal["approve", "deny"]
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class CancelMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["cancel"]
+    investigation_id: str = Field(min_length=1, max_length=32)
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+type AnyClientMessage = Annotated[DecideMessage | CancelMessage, Field(discriminator="type")]
+
+
+class ClientMessage(RootModel[AnyClientMessage]):
+    """What an approvals client may send."""
+
+
+def _echo_ids(data: Any) -> dict[str, str]:
+    """The ids a client's message named, for it to match the error to its request (only
+    well-formed ids are echoed back)."""
+    if not isinstance(data, dict):
+        return {}
+    return {
+        key: value
+        for key in ("approval_id", "investigation_id")
+        if isinstance(value := data.get(key), str) and len(value) <= 64 and value.isprintable()
+    }
+
+
+def _error_message(err: AuroraError, **context: Any) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": err.code, "message": err.message}
+    if err.detail is not None:
+        error["detail"] = err.detail
+    return {"type": "error", **context, "error": error}
+
+
+async def stream_approvals(request: web.Request) -> web.WebSocketResponse:
+    """Approval requests and decisions, live, after the ones still pending; the client decides
+    (``{"type": "decide", "approval_id", "decision": "approve" | "deny", "comment"}``, needs
+    ``soar:write`` and a human account) or cancels an investigation (``{"type": "cancel",
+    "investigation_id"}``, needs ``investigations:write``). ``?investigation_id=`` narrows it."""
+    wanted = request.query.get("investigation_id")
+    caller = principal(request)
+    database = request.app[DATABASE]
+    runner = request.app[RUNNER]
+
+    def matches(event: Event) -> bool:
+        return wanted is None or event.payload.get("investigation_id") == wanted
+
+    def render(event: Event) -> dict[str, Any]:
+        kind = "approval_requested" if event.topic == "approvals.requested" else "approval_decided"
+        return {"type": kind, "at": event.at, **event.payload}
+
+    async def greeting() -> list[dict[str, Any]]:
+        async with database.session() as db:
+            pending = await approvals.list_pending(db, wanted)
+        return [{"type": "pending", "approvals": [approvals.as_event(a) for a in pending]}]
+
+    async def on_message(data: Any) -> dict[str, Any]:
+        try:
+            message = validate(ClientMessage, data, where="message").root
+            if isinstance(message, DecideMessage):
+                if not caller.can(APPROVER) or caller.user.role in SERVICE_ROLES:
+                    raise PermissionDenied({"required": APPROVER.value, "human": True})
+                verdict: approvals.Verdict = (
+                    "approved" if message.decision == "approve" else "denied"
+                )
+                async with database.session() as db:
+                    approval, resumable = await approvals.decide(
+                        db,
+                        approval_id=message.approval_id,
+                        actor=caller.username,
+                        verdict=verdict,
+                        comment=message.comment,
+                    )
+                runner.on_decided(approval, resumable)
+                return {"type": "decided", "approval": approvals.as_event(approval)}
+            if not caller.can(Permission.INVESTIGATIONS_WRITE):
+                raise PermissionDenied({"required": Permission.INVESTIGATIONS_WRITE.value})
+            await runner.cancel(message.investigation_id, caller.username)
+            return {"type": "cancelled", "investigation_id": message.investigation_id}
+        except AuroraError as err:
+            context = {
+                k: data.get(k)
+                for k in ("approval_id", "investigation_id")
+                if isinstance(data, dict) and isinstance(data.get(k), str)
+            }
+            return _error_message(err, **context)
+
+    subscription = request.app[BUS].subscribe(
+        "approvals.requested", "approvals.decided", maxsize=256, where=matches
+    )
+    return await pump(request, subscription, render, greeting=greeting, on_message=on_message)
+
+
 ROUTES = [
     Route("GET", "/api/v1/investigations", list_investigations, Permission.INVESTIGATIONS_READ),
     Route(
@@ -127,4 +237,5 @@ ROUTES = [
     Route("POST", "/api/v1/orchestrator/dispatch", dispatch, Permission.INVESTIGATIONS_WRITE),
     Route("GET", "/api/v1/orchestrator/history", list_history, Permission.INVESTIGATIONS_READ),
     Route("WS", "/api/v1/ws/agent-thoughts", stream_agent_thoughts, Access.AUTHENTICATED),
+    Route("WS", "/api/v1/ws/approvals", stream_approvals, Access.AUTHENTICATED),
 ]

@@ -7,9 +7,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from datetime import timedelta
+from typing import Any, Final
 
-from sqlalchemy import case, select, update
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import Command
+from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.acp.client import CallOptions, HandoffClient
@@ -26,12 +29,13 @@ from core.db import Database
 from core.db.base import utcnow
 from core.db.pages import fetch_page
 from core.db.sequences import next_id
-from core.errors import AuroraError, NotFound, ServiceUnavailable, ValidationFailed
+from core.errors import AuroraError, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.events import EventBus
 from gateway.alerts.service import get_alert
 from gateway.cases.schemas import PageQuery
 from gateway.cases.service import get_case, list_observables
-from gateway.investigations.models import Dispatch, Investigation
+from gateway.investigations import approvals
+from gateway.investigations.models import Approval, Dispatch, Investigation
 from gateway.investigations.schemas import (
     PRIORITY_RANK,
     DispatchRequest,
@@ -39,6 +43,7 @@ from gateway.investigations.schemas import (
     InvestigateRequest,
     InvestigationQuery,
 )
+from orchestrator.checkpoints import prune
 
 log = logging.getLogger("aurora.investigations")
 
@@ -219,8 +224,18 @@ async def list_investigations(
 
 class InvestigationRunner:
     """The durable queue: investigations wait in the database as ``queued`` and at most
-    ``concurrency()`` run at once, most urgent first. Investigations a stopped gateway left
-    ``running`` are queued again when it starts."""
+    ``concurrency()`` run at once, most urgent first, each as one checkpointed LangGraph thread
+    (the thread id is the investigation id).
+
+    - A graph that pauses for human approvals leaves its run ``awaiting_approval`` with the
+      approvals recorded; when the last is decided (or expires, or the investigation is
+      cancelled) it is queued again and resumes with the decisions.
+    - Investigations a stopped gateway left ``running`` are queued again when it starts and
+      continue from their last checkpoint; actions go through an executor that never runs one
+      key twice.
+    - Every tick also expires approvals past their deadline (fail closed) and, hourly, deletes
+      the checkpoints of investigations finished longer than the retention ago.
+    """
 
     def __init__(
         self,
@@ -230,15 +245,25 @@ class InvestigationRunner:
         bus: EventBus,
         concurrency: Callable[[], int],
         mode: Callable[[], str],
+        approval_timeout: Callable[[], float],
+        checkpointer: BaseCheckpointSaver[Any],
+        retention: timedelta,
+        tick_seconds: float = 1.0,
     ) -> None:
         self._db = database
         self._graph = graph
         self._bus = bus
         self._concurrency = concurrency
         self._mode = mode
+        self._approval_timeout = approval_timeout
+        self._checkpointer = checkpointer
+        self._retention = retention
+        self._tick = tick_seconds
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._cancelled: set[str] = set()
         self._loop: asyncio.Task[None] | None = None
+        self._pruned_at = float("-inf")
 
     async def start(self) -> None:
         async with self._db.session() as db:
@@ -269,7 +294,11 @@ class InvestigationRunner:
             claimed = await db.execute(
                 update(Investigation)
                 .where(Investigation.id == candidate, Investigation.status == "queued")
-                .values(status="running", started_at=utcnow(), attempts=Investigation.attempts + 1)
+                .values(
+                    status="running",
+                    started_at=func.coalesce(Investigation.started_at, utcnow()),
+                    attempts=Investigation.attempts + 1,
+                )
                 .returning(Investigation.id)
             )
             got = claimed.scalar_one_or_none()
@@ -278,6 +307,7 @@ class InvestigationRunner:
 
     async def _schedule(self) -> None:
         while True:
+            await self._housekeeping()
             while len(self._running) < max(1, self._concurrency()):
                 try:
                     claimed = await self._claim()
@@ -291,27 +321,90 @@ class InvestigationRunner:
                     self._running[claimed] = task
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
+                async with asyncio.timeout(self._tick):
                     await self._wake.wait()
 
+    async def _housekeeping(self) -> None:
+        try:
+            async with self._db.session() as db:
+                expired, _ = await approvals.expire_due(db)
+            for approval in expired:
+                self._bus.publish("approvals.decided", approvals.as_event(approval))
+            if time.monotonic() - self._pruned_at >= RETENTION_SWEEP_SECONDS:
+                self._pruned_at = time.monotonic()
+                await self.prune_checkpoints()
+        except Exception:
+            log.exception("investigation housekeeping failed")
+
+    async def prune_checkpoints(self) -> int:
+        """Delete the graph checkpoints of investigations finished more than the retention
+        ago; how many investigations' checkpoints were deleted."""
+        cutoff = utcnow() - self._retention
+        async with self._db.session() as db:
+            ids = list(
+                await db.scalars(
+                    select(Investigation.id)
+                    .where(
+                        Investigation.status.in_(TERMINAL),
+                        Investigation.finished_at <= cutoff,
+                        Investigation.checkpoints_pruned_at.is_(None),
+                    )
+                    .limit(1000)
+                )
+            )
+            if not ids:
+                return 0
+            await prune(self._checkpointer, ids)
+            await db.execute(
+                update(Investigation)
+                .where(Investigation.id.in_(ids))
+                .values(checkpoints_pruned_at=utcnow())
+            )
+            await db.commit()
+        return len(ids)
+
+    async def _input(self, investigation: Investigation, config: dict[str, Any]) -> Any:
+        """What to run the thread with: a fresh start, the humans' decisions, or nothing (go
+        on from the last checkpoint); ``_WAIT`` when approvals are still pending."""
+        snapshot = await self._graph.aget_state(config)
+        if not snapshot.values:
+            return {
+                "investigation_id": investigation.id,
+                "subject": dict(investigation.subject),
+                "mode": self._mode(),
+            }
+        if snapshot.interrupts:
+            async with self._db.session() as db:
+                decided = await approvals.decisions(db, investigation.id)
+            return _WAIT if decided is None else Command(resume=decided)
+        return None
+
     async def _run(self, investigation_id: str) -> None:
-        started = time.perf_counter()
+        config = {"configurable": {"thread_id": investigation_id}}
         try:
             async with self._db.session() as db:
                 investigation = await get_investigation(db=db, investigation_id=investigation_id)
-                subject = dict(investigation.subject)
-            state = await self._graph.ainvoke(
-                {"investigation_id": investigation_id, "subject": subject, "mode": self._mode()}
-            )
+            payload = await self._input(investigation, config)
+            if payload is _WAIT:
+                await self._pause(investigation_id, [])
+                return
+            state = await self._graph.ainvoke(payload, config)
+            if pending := state.get("__interrupt__"):
+                asked = [r for item in pending for r in item.value.get("approvals", [])]
+                await self._pause(investigation_id, asked)
+                return
+            started = investigation.started_at or utcnow()
             receipt = {
                 "investigation_id": investigation_id,
                 **state["report"],
                 "timeline": state.get("timeline", []),
-                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                "tokens": sum(int(f.get("tokens", 0) or 0) for f in state["report"]["findings"]),
+                "latency_ms": round((utcnow() - started).total_seconds() * 1000, 3),
             }
             status, error = "completed", None
         except asyncio.CancelledError:
+            if investigation_id in self._cancelled:
+                self._cancelled.discard(investigation_id)
+                return  # cancel() has recorded it
             raise  # the gateway is stopping: the row stays running and is queued at restart
         except Exception as err:
             log.exception("investigation %s failed", investigation_id)
@@ -322,7 +415,7 @@ class InvestigationRunner:
         async with self._db.session() as db:
             await db.execute(
                 update(Investigation)
-                .where(Investigation.id == investigation_id)
+                .where(Investigation.id == investigation_id, Investigation.status == "running")
                 .values(status=status, receipt=receipt, error=error, finished_at=utcnow())
             )
             await db.commit()
@@ -331,6 +424,63 @@ class InvestigationRunner:
             {"investigation_id": investigation_id, "status": status, "receipt": receipt},
         )
 
+    async def _pause(self, investigation_id: str, asked: list[dict[str, Any]]) -> None:
+        timeout = timedelta(seconds=self._approval_timeout())
+        async with self._db.session() as db:
+            rows = await approvals.request(db, investigation_id, asked, timeout)
+            await db.execute(
+                update(Investigation)
+                .where(Investigation.id == investigation_id, Investigation.status == "running")
+                .values(status="awaiting_approval")
+            )
+            # Decided while it ran (a restart re-asked what was already answered): go on.
+            resumable = await approvals.requeue_if_decided(db, investigation_id)
+            await db.commit()
+        for row in rows:
+            if row.status == "pending":
+                self._bus.publish("approvals.requested", approvals.as_event(row))
+        if resumable:
+            self._wake.set()
+
+    async def cancel(self, investigation_id: str, actor: str) -> None:
+        """Stop an investigation that has not finished: AURORA-4040 unknown, AURORA-4090
+        already finished. Its pending approvals are cancelled; nothing more is executed."""
+        async with self._db.session() as db:
+            found = await get_investigation(db=db, investigation_id=investigation_id)
+            if found.status in TERMINAL:
+                raise Conflict({"investigation_id": investigation_id, "status": found.status})
+            if found.status == "running":
+                self._cancelled.add(investigation_id)
+            moved = await db.execute(
+                update(Investigation)
+                .where(Investigation.id == investigation_id, Investigation.status.not_in(TERMINAL))
+                .values(status="cancelled", error=f"cancelled by {actor}", finished_at=utcnow())
+            )
+            if not getattr(moved, "rowcount", 0):
+                self._cancelled.discard(investigation_id)
+                await db.rollback()
+                raise Conflict({"investigation_id": investigation_id, "status": "finished"})
+            withdrawn = await approvals.cancel_pending(db, investigation_id, actor)
+            await db.commit()
+            for approval in withdrawn:
+                await db.refresh(approval)
+        task = self._running.get(investigation_id)
+        if task is not None:
+            task.cancel()
+        else:
+            self._cancelled.discard(investigation_id)
+        for approval in withdrawn:
+            self._bus.publish("approvals.decided", approvals.as_event(approval))
+        self._bus.publish(
+            "investigations.receipt",
+            {"investigation_id": investigation_id, "status": "cancelled", "receipt": None},
+        )
+
+    def on_decided(self, approval: Approval, resumable: bool) -> None:
+        self._bus.publish("approvals.decided", approvals.as_event(approval))
+        if resumable:
+            self._wake.set()
+
     async def stop(self) -> None:
         tasks = [t for t in (self._loop, *self._running.values()) if t is not None]
         for task in tasks:
@@ -338,3 +488,7 @@ class InvestigationRunner:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+_WAIT: Final = object()
+RETENTION_SWEEP_SECONDS = 3600.0

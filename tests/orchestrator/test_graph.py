@@ -15,7 +15,7 @@ from agents.acp.registry import AgentRegistry
 from agents.catalog import load_specialist
 from agents.runtime.specialist import AgentDeps, build_server
 from core.settings import Settings
-from orchestrator.graph import GraphDeps, build_graph
+from orchestrator.graph import GraphDeps, build_graph, verify_receipt_chain
 from tests.agents.acp.conftest import agent_token, token_service
 from tests.agents.threat_intel.test_threat_intel import FEED
 from tools.attack import AttackKB
@@ -94,7 +94,12 @@ async def test_an_investigation_end_to_end(fleet: dict[str, Any]) -> None:
     assert report["response"]["recommended_actions"]
     events = [e["event"] for e in state["timeline"]]
     assert events[:2] == ["intake", "plan"]
-    assert events[-2:] == ["respond", "report"]
+    assert events[-3:] == ["respond", "guardrails", "report"]
+    # dry_run: every planned action is decided and recorded, none executed
+    assert report["actions"]
+    assert {a["status"] for a in report["actions"]} <= {"recorded", "denied"}
+    assert all(a["guardrail"]["mode"] == "dry_run" for a in report["actions"])
+    assert verify_receipt_chain(report)
 
 
 async def test_a_dead_specialist_degrades_the_investigation(fleet: dict[str, Any]) -> None:

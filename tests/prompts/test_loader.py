@@ -32,6 +32,9 @@ RELEASED = {
     ("orchestrator_planner", "v1"): (
         "3d04539b2b0479905f60a51b530eb26eaee366bd32ac0d53e3f619c588cc05cf"
     ),
+    ("orchestrator_planner", "v2"): (
+        "f741fa1f68ac5e04b2d77266dc4d62ac9e447336e1617f50594be39b446afe7b"
+    ),
     ("responder", "v1"): "619c0793334443b70b2cc8714b00acec0811581c05b72e4f33ad02893281b52a",
     ("threat_intel", "v1"): "486adcf0457e2d348bb43cf543b0cdca198cbdcdfb0d0e5a62e367adbaa22ad3",
 }
@@ -101,8 +104,17 @@ def test_specialist_prompts_demand_the_finding_json(name: str) -> None:
     assert "Never claim that an action was taken" in text or "never execute" in text
 
 
-def test_the_planner_answers_with_a_plan_naming_only_real_specialists() -> None:
-    text = load_prompt("orchestrator_planner").text
+def test_the_planner_v2_plans_through_tool_calls() -> None:
+    text = load_prompt("orchestrator_planner", "v2").text
+    assert "You plan by calling tools" in text
+    assert "it is not one of your tools" in text
+    assert "untrusted" in text.lower()
+    named = set(re.findall(r"^- `([a-z_]+)`:", text, re.M))
+    assert named == set(SPECIALISTS)
+
+
+def test_the_planner_v1_answers_with_a_plan_naming_only_real_specialists() -> None:
+    text = load_prompt("orchestrator_planner", "v1").text
     template = re.search(r"^\{\n.*?^\}$", text, re.S | re.M)
     assert template
     plan = json.loads(

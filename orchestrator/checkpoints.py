@@ -1,0 +1,83 @@
+"""Where investigation graphs keep their checkpoints: one LangGraph thread per investigation.
+
+``AsyncSqliteSaver`` in a file of its own beside a SQLite platform database, and
+``AsyncPostgresSaver`` (a connection pool) in the platform's PostgreSQL database. Both
+deserialise with the strict msgpack allow-list. :func:`prune` is the retention job's tool: it
+deletes finished threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde._msgpack import STRICT_MSGPACK_ENABLED
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from sqlalchemy.engine import make_url
+
+
+def strict_serializer() -> JsonPlusSerializer:
+    """Only the allow-listed types come back out of a checkpoint; never pickle."""
+    return JsonPlusSerializer(pickle_fallback=False, allowed_msgpack_modules=None)
+
+
+def strict_msgpack_enabled() -> bool:
+    """Whether LangGraph itself runs with ``LANGGRAPH_STRICT_MSGPACK`` (it should: see the
+    package docstring)."""
+    return STRICT_MSGPACK_ENABLED
+
+
+def postgres_conninfo(database_url: str) -> str | None:
+    """The libpq connection string for a SQLAlchemy PostgreSQL URL, None for other engines."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        return None
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@asynccontextmanager
+async def open_checkpointer(
+    database_url: str, data_dir: Path
+) -> AsyncIterator[BaseCheckpointSaver[str]]:
+    """A ready saver (tables created) for the platform database at ``database_url``."""
+    conninfo = postgres_conninfo(database_url)
+    if conninfo is None:
+        import aiosqlite
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        async with aiosqlite.connect(str(data_dir / "checkpoints.db")) as conn:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            sqlite_saver = AsyncSqliteSaver(conn, serde=strict_serializer())
+            await sqlite_saver.setup()
+            yield sqlite_saver
+        return
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool
+
+    pool: AsyncConnectionPool = AsyncConnectionPool(
+        conninfo,
+        min_size=1,
+        max_size=8,
+        open=False,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+    )
+    await pool.open(wait=True)
+    try:
+        pg_saver = AsyncPostgresSaver(pool, serde=strict_serializer())  # type: ignore[arg-type]
+        await pg_saver.setup()
+        yield pg_saver
+    finally:
+        await pool.close()
+
+
+async def prune(saver: BaseCheckpointSaver[str], thread_ids: Iterable[str]) -> int:
+    """Delete every checkpoint of ``thread_ids``; the number of threads deleted."""
+    count = 0
+    for thread_id in thread_ids:
+        await saver.adelete_thread(thread_id)
+        count += 1
+    return count
