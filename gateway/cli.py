@@ -29,6 +29,7 @@ from core.security.permissions import ROLE_PERMISSIONS, Role
 from core.security.tokens import TokenService
 from core.settings import Settings, ensure_data_dir, load_settings
 from gateway.app import SchemaNotCurrent, create_app
+from gateway.demo import add_demo_parser
 from gateway.supervisor import AgentSupervisor, agent_command
 from gateway.users import service as users
 from tools.mcp_server import run_mcp_server
@@ -315,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="migrate, bootstrap the admin, run the whole platform")
     up.set_defaults(run=cmd_up)
+    add_demo_parser(commands)
     gateway = commands.add_parser("gateway", help="run the API gateway alone")
     gateway.set_defaults(run=cmd_gateway)
 

@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 log = logging.getLogger("aurora.supervisor")
@@ -54,10 +55,16 @@ class AgentSupervisor:
     them all."""
 
     def __init__(
-        self, children: dict[str, tuple[str, ...]], *, start_timeout: float = 60.0
+        self,
+        children: dict[str, tuple[str, ...]],
+        *,
+        start_timeout: float = 60.0,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
+        """``environment``: the children's whole environment (None: this process's)."""
         self._children = {name: _Child(name, command) for name, command in children.items()}
         self._start_timeout = start_timeout
+        self._environment = dict(environment) if environment is not None else None
         self._stopping = False
 
     @property
@@ -75,6 +82,7 @@ class AgentSupervisor:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             preexec_fn=_die_with_parent,
+            env=self._environment,
         )
         child.process = process
         assert process.stdout is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,19 +13,25 @@ from sqlalchemy import update
 from core.security.permissions import Role
 from core.settings import Settings
 from gateway.investigations.models import Investigation
-from gateway.keys import DATABASE
+from gateway.keys import DATABASE, RUNNER
+from orchestrator.graph import verify_receipt_chain
 from tests.agents.acp.conftest import SECRET
 from tests.conftest import Gateway, make_settings, start_gateway
 from tests.orchestrator.test_graph import SUBJECT, attack, fleet  # noqa: F401 - fixtures
 
 
 def configured(settings: Settings, fleet: dict[str, Any]) -> Settings:  # noqa: F811
+    return configured_with(settings, fleet)
+
+
+def configured_with(settings: Settings, fleet: dict[str, Any], **overrides: Any) -> Settings:  # noqa: F811
     return make_settings(
         settings.data_dir,
         settings.effective_database_url,
         jwt_secret=SECRET,
         agent_urls={name: [url] for name, (_, _, url) in fleet.items()},
         acp_call_timeout_seconds=20,
+        **overrides,
     )
 
 
@@ -51,9 +58,10 @@ async def wait_done(gateway: Gateway, headers: dict[str, str], investigation_id:
 async def test_investigate_indicators_and_text(platform: Gateway) -> None:
     analyst = await platform.user(Role.ANALYST, "ana")
     token = analyst["Authorization"].removeprefix("Bearer ")
-    async with platform.client.ws_connect(
-        f"/api/v1/ws/investigation-receipts?access_token={token}"
-    ) as ws:
+    async with (
+        platform.client.ws_connect(f"/api/v1/ws/investigation-receipts?access_token={token}") as ws,
+        platform.client.ws_connect(f"/api/v1/ws/agent-thoughts?access_token={token}") as thoughts,
+    ):
         response = await platform.client.post(
             "/api/v1/agents/investigate",
             headers=analyst,
@@ -65,20 +73,52 @@ async def test_investigate_indicators_and_text(platform: Gateway) -> None:
         assert response.headers["Location"] == f"/api/v1/investigations/{accepted['id']}"
         done = await wait_done(platform, analyst, accepted["id"])
         pushed = await asyncio.wait_for(ws.receive_json(), 10)
+        watched = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                watched.append(await asyncio.wait_for(thoughts.receive_json(), 1))
     assert done["status"] == "completed", done
     receipt = done["receipt"]
     assert receipt["verdict"] == "malicious"
     assert receipt["severity"] == "high"
     assert {"threat_intel", "malware", "network"} <= {f["agent"] for f in receipt["findings"]}
     assert "T1059.001" in {t["id"] for t in receipt["techniques"]}
+    powershell = next(t for t in receipt["techniques"] if t["id"] == "T1059.001")
+    assert "malware" in powershell["agents"]
+    assert all(s["summary"] and s["evidence"] for s in powershell["support"])
     assert receipt["tool_call_chain"] == receipt["tool_calls"][-1]["chain"]
+    assert verify_receipt_chain(receipt)
     assert receipt["latency_ms"] > 0
+    assert receipt["tokens"] == 0  # built-in analysis spends none
+    assert receipt["planner"] == {"kind": "builtin"}
     assert receipt["timeline"][0]["event"] == "intake"
+    assert {a["status"] for a in receipt["actions"]} <= {"recorded", "denied"}  # dry_run
     assert (pushed["type"], pushed["investigation_id"], pushed["status"]) == (
         "receipt",
         accepted["id"],
         "completed",
     )
+    # the thought stream showed each specialist reasoning about this investigation
+    mine = [t for t in watched if t.get("investigation_id") == accepted["id"]]
+    assert {"threat_intel", "malware", "network"} <= {t["agent"] for t in mine}
+    # the receipt's tool calls are exactly those the agents reported to the gateway
+    recorded: list[tuple[str, str, str]] = []
+    for _ in range(50):
+        recorded = []
+        for agent in ("threat_intel", "malware", "network", "responder"):
+            page = await (
+                await platform.client.get(
+                    f"/api/v1/agents/{agent}/tool-calls?investigation_id={accepted['id']}"
+                    "&limit=500",
+                    headers=analyst,
+                )
+            ).json()
+            recorded += [(agent, c["tool"], c["result_summary"]) for c in page["items"]]
+        if len(recorded) >= len(receipt["tool_calls"]):
+            break
+        await asyncio.sleep(0.1)
+    in_receipt = [(c["agent"], c["tool"], c["summary"]) for c in receipt["tool_calls"]]
+    assert sorted(recorded) == sorted(in_receipt)
 
 
 async def test_investigate_an_alert_and_list(platform: Gateway) -> None:
@@ -160,3 +200,34 @@ async def test_a_restarted_gateway_resumes_what_was_running(
         await second.close()
     assert done["status"] == "completed"
     assert done["attempts"] >= 1
+
+
+async def test_the_retention_job_deletes_finished_checkpoints(
+    settings: Settings,
+    fleet: dict[str, Any],  # noqa: F811
+) -> None:
+    configured = configured_with(settings, fleet, checkpoint_retention_hours=0)
+    client = await start_gateway(configured)
+    try:
+        gateway = Gateway(client)
+        analyst = await gateway.user(Role.ANALYST, "ana")
+        accepted = await (
+            await client.post(
+                "/api/v1/agents/investigate", headers=analyst, json={"text": "ping 45.33.32.156"}
+            )
+        ).json()
+        done = await wait_done(gateway, analyst, accepted["id"])
+        runner = gateway.app[RUNNER]
+        graph = runner._graph  # the checkpoints themselves
+        config = {"configurable": {"thread_id": accepted["id"]}}
+        assert (await graph.aget_state(config)).values["report"]["verdict"]
+        assert await runner.prune_checkpoints() == 1
+        assert (await graph.aget_state(config)).values == {}
+        assert await runner.prune_checkpoints() == 0  # once only
+        again = await (
+            await client.get(f"/api/v1/investigations/{accepted['id']}", headers=analyst)
+        ).json()
+    finally:
+        await client.close()
+    assert done["status"] == "completed"
+    assert again["receipt"] == done["receipt"]  # the receipt outlives its checkpoints
