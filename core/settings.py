@@ -37,6 +37,15 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./var")
     database_url: str | None = None
     """SQLAlchemy URL; default ``sqlite+aiosqlite:///<data_dir>/aurora.db``."""
+    clickhouse_url: SecretStr | None = None
+    """A ClickHouse server for the log store (``http://user:password@host:8123``); unset: the
+    embedded chDB under ``<data_dir>/logstore``."""
+    chdb_path: Path | None = None
+    """Where the embedded chDB keeps its data; default ``<data_dir>/logstore``. One path per
+    process: chDB allows no other."""
+    clickhouse_database: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")] = "aurora"
+    log_retention_days: Annotated[int, Field(ge=0, le=36_500)] = 90
+    """Log events older than this are dropped by the table's TTL (0: kept for good)."""
     log_level: str = "INFO"
     access_log: bool = True
     """Log one line per HTTP request (logger ``aurora.access``)."""

@@ -3,8 +3,11 @@ one is provided), and a live gateway behind an aiohttp test client."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -72,10 +75,25 @@ async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
         await connection.close()
 
 
+_CHDB_PATH: list[Path] = []
+
+
+def chdb_path() -> Path:
+    """The one chDB data path of this test process (chDB allows no second one); tests isolate
+    themselves with a database each."""
+    if not _CHDB_PATH:
+        path = Path(tempfile.mkdtemp(prefix="aurora-chdb-"))
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        _CHDB_PATH.append(path)
+    return _CHDB_PATH[0]
+
+
 def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "database_url": database_url,
+        "chdb_path": chdb_path(),
+        "clickhouse_database": f"t_{uuid.uuid4().hex[:16]}",
         "jwt_secret": secrets.token_urlsafe(32),
         "argon2_time_cost": 1,
         "argon2_memory_kib": 1024,

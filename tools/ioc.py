@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import string
+import threading
 from typing import Final, Literal, cast
 from urllib.parse import SplitResult, urlsplit
 
@@ -343,6 +344,11 @@ def normalise_ioc(type: str, value: str) -> Ioc:
     return _normalise(ioc_type, subtype, raw)
 
 
+_FINDER_LOCK = threading.Lock()
+"""ioc-finder's pyparsing grammars are module globals and not thread-safe (a first call racing
+another can leave pyparsing's arity detection wrong for good): one extraction at a time."""
+
+
 def extract_iocs(text: str) -> list[Ioc]:
     """Every valid indicator in ``text`` (defanged ones included), normalised and deduplicated.
 
@@ -353,7 +359,8 @@ def extract_iocs(text: str) -> list[Ioc]:
     if not text or not text.strip():
         return []
     fanged = refang(text)
-    found = find_iocs(fanged, included_ioc_types=list(_FINDER_TYPES), parse_unicode_iocs=True)
+    with _FINDER_LOCK:
+        found = find_iocs(fanged, included_ioc_types=list(_FINDER_TYPES), parse_unicode_iocs=True)
     candidates: list[tuple[IocType, str | None, str]] = [
         (ioc_type, subtype, value)
         for name, (ioc_type, subtype) in _FINDER_TYPES.items()

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agents.acp.client import CallOptions, HandoffClient
 from agents.acp.protocol import THOUGHT_METHOD, TOOL_CALL_METHOD
 from core.db import Database
+from core.db.base import utcnow
 from core.events import EventBus
 from core.llm import LLMBackend
 from gateway.fleet.models import AgentToolCall
@@ -24,6 +25,7 @@ from gateway.fleet.schemas import AgentTool, AgentTools, InferenceStatus, McpHea
 log = logging.getLogger("aurora.fleet")
 
 CARD_TIMEOUT_SECONDS = 5.0
+BATCH_WINDOW_SECONDS = 0.05
 BATCH = 500
 
 
@@ -63,12 +65,16 @@ class ToolCallRecorder:
                     arguments=arguments if isinstance(arguments, dict) else {},
                     result_summary=str(params.get("result_summary", ""))[:4000],
                     duration_ms=float(params.get("duration_ms") or 0.0),
+                    created_at=utcnow(),  # when it was reported, not when the batch is written
                 )
             )
 
     async def _write_forever(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            # Tool calls trickle in a few at a time: wait a moment for the rest of the burst
+            # so one commit carries them (a commit per call competes for the database).
+            await asyncio.sleep(BATCH_WINDOW_SECONDS)
             while len(batch) < BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             await self._write(batch)

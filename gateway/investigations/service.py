@@ -366,13 +366,16 @@ class InvestigationRunner:
     async def _input(self, investigation: Investigation, config: dict[str, Any]) -> Any:
         """What to run the thread with: a fresh start, the humans' decisions, or nothing (go
         on from the last checkpoint); ``_WAIT`` when approvals are still pending."""
+        fresh = {
+            "investigation_id": investigation.id,
+            "subject": dict(investigation.subject),
+            "mode": self._mode(),
+        }
+        if investigation.attempts <= 1:
+            return fresh  # its first run: there is no checkpoint to look for
         snapshot = await self._graph.aget_state(config)
         if not snapshot.values:
-            return {
-                "investigation_id": investigation.id,
-                "subject": dict(investigation.subject),
-                "mode": self._mode(),
-            }
+            return fresh
         if snapshot.interrupts:
             async with self._db.session() as db:
                 decided = await approvals.decisions(db, investigation.id)
