@@ -1,0 +1,1 @@
+"""The log store: one ClickHouse table (embedded chDB or a server) behind one interface."""

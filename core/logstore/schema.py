@@ -1,0 +1,143 @@
+"""The log store's one table: normalised fields with ECS-style names, the original event, and its
+source.
+
+Every field has an ECS name (what the API, the query language and the Sigma pipeline speak:
+``process.command_line``), a column (the name with dots as underscores: ``process_command_line``)
+and a ClickHouse type; numbers are typed so they compare as numbers. A field an event lacks is
+the column's default (empty string, or NULL for numbers). Whatever the normalised fields do not
+cover stays searchable in ``fields``: every leaf of the original event, flattened (``EventData``
+names of Windows events under their own names, nested keys joined with dots), as text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Literal
+
+type Kind = Literal["string", "low_cardinality", "int", "datetime"]
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    """The ECS-style name."""
+    kind: Kind
+    description: str
+    bits: int = 32
+    """Width of an integer field (UInt16 for ports, UInt32 for ids)."""
+
+    @property
+    def column(self) -> str:
+        return self.name.replace(".", "_")
+
+    @property
+    def clickhouse_type(self) -> str:
+        if self.kind == "int":
+            return f"Nullable(UInt{self.bits})"
+        if self.kind == "low_cardinality":
+            return "LowCardinality(String)"
+        if self.kind == "datetime":
+            return "DateTime64(3, 'UTC')"
+        return "String"
+
+
+FIELDS: Final[tuple[Field, ...]] = (
+    Field("timestamp", "datetime", "when the event happened (UTC, millisecond precision)"),
+    Field("event.code", "low_cardinality", "the event's code: Windows EventID, Zeek log, ..."),
+    Field("event.category", "low_cardinality", "process, network, dns, file, registry, ..."),
+    Field("event.action", "low_cardinality", "what happened: process_creation, alert, ..."),
+    Field("event.outcome", "low_cardinality", "success, failure or unknown"),
+    Field("event.provider", "low_cardinality", "Windows channel / provider, syslog app, ..."),
+    Field("event.severity", "int", "the source's own severity (0 lowest)", bits=8),
+    Field("host.name", "low_cardinality", "the host the event is about"),
+    Field("host.ip", "string", "its address"),
+    Field("user.name", "string", "the account (without domain)"),
+    Field("user.domain", "string", "the account's domain"),
+    Field("process.name", "string", "image file name, e.g. powershell.exe"),
+    Field("process.executable", "string", "full image path"),
+    Field("process.command_line", "string", "the full command line"),
+    Field("process.pid", "int", "process id"),
+    Field("process.parent.name", "string", "the parent's image file name"),
+    Field("process.parent.executable", "string", "the parent's full image path"),
+    Field("process.parent.command_line", "string", "the parent's command line"),
+    Field("process.parent.pid", "int", "the parent's process id"),
+    Field("process.hash.sha256", "string", "SHA-256 of the image"),
+    Field("source.ip", "string", "source address (IPv4 or IPv6 text)"),
+    Field("source.port", "int", "source port", bits=16),
+    Field("destination.ip", "string", "destination address"),
+    Field("destination.port", "int", "destination port", bits=16),
+    Field("network.transport", "low_cardinality", "tcp, udp, icmp, ..."),
+    Field("network.protocol", "low_cardinality", "application protocol: http, dns, tls, ..."),
+    Field("dns.question.name", "string", "the name looked up"),
+    Field("url.full", "string", "the full URL"),
+    Field("http.request.method", "low_cardinality", "GET, POST, ..."),
+    Field("http.response.status_code", "int", "HTTP status", bits=16),
+    Field("user_agent.original", "string", "the User-Agent header"),
+    Field("file.path", "string", "full path of the file the event is about"),
+    Field("file.name", "string", "its file name"),
+    Field("file.hash.sha256", "string", "its SHA-256"),
+    Field("file.hash.md5", "string", "its MD5"),
+    Field("registry.path", "string", "registry key (and value) path"),
+    Field("registry.value", "string", "the data written"),
+    Field("rule.name", "string", "the rule or signature that produced the event (IDS, AV)"),
+    Field("message", "string", "the human-readable message (syslog, CEF name, ...)"),
+)
+"""The normalised fields, in column order."""
+
+BY_NAME: Final[dict[str, Field]] = {f.name: f for f in FIELDS}
+
+META_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
+    ("id", "UUID"),
+    ("ingested_at", "DateTime64(3, 'UTC')"),
+    ("source", "LowCardinality(String)"),
+    ("format", "LowCardinality(String)"),
+    ("raw", "String"),
+    ("fields", "Map(LowCardinality(String), String)"),
+)
+"""Columns besides the normalised fields: the event id, when it was ingested, its source (the
+ingesting client's label, or the parser's), the parser that read it, the original event, and its
+flattened leaves."""
+
+FORMATS: Final[tuple[str, ...]] = ("windows", "zeek", "suricata", "syslog", "cef", "json")
+
+
+@dataclass(slots=True)
+class LogEvent:
+    """One parsed event, ready to store. ``values`` maps ECS names of :data:`FIELDS` (not
+    ``timestamp``) to str or int values; absent means empty."""
+
+    timestamp: datetime
+    """Timezone-aware."""
+    format: str
+    source: str
+    raw: str
+    """The original event: its JSON text, or the original line."""
+    values: dict[str, str | int]
+    fields: dict[str, str]
+    """Every leaf of the original event, flattened, as text."""
+
+    def get(self, name: str) -> Any:
+        return self.values.get(name)
+
+
+def create_table_sql(database: str, table: str, *, retention_days: int) -> str:
+    """The ``CREATE TABLE`` of the log table: partitioned by day, ordered for time-and-host
+    queries, events older than ``retention_days`` removed by TTL (0: kept for good)."""
+    columns = [f"`{name}` {kind}" for name, kind in META_COLUMNS[:2]]
+    columns += [f"`{f.column}` {f.clickhouse_type}" for f in FIELDS]
+    columns += [f"`{name}` {kind}" for name, kind in META_COLUMNS[2:]]
+    ttl = (
+        f"\nTTL toDateTime(timestamp) + INTERVAL {int(retention_days)} DAY DELETE"
+        if retention_days > 0
+        else ""
+    )
+    return (
+        f"CREATE TABLE IF NOT EXISTS `{database}`.`{table}` (\n  "
+        + ",\n  ".join(columns)
+        + "\n) ENGINE = MergeTree\nPARTITION BY toDate(timestamp)\n"
+        "ORDER BY (toStartOfHour(timestamp), host_name, timestamp)"
+        + ttl
+        # An insert returns once its part is fsynced: the API acknowledges only durable events.
+        + "\nSETTINGS index_granularity = 8192, fsync_after_insert = 1, fsync_part_directory = 1"
+    )

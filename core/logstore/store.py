@@ -1,0 +1,439 @@
+"""The log store: one ClickHouse table behind one interface, through clickhouse-connect.
+
+Two transports of the same client library: the embedded chDB (``interface="chdb"``, the data
+under ``<data dir>/logstore``; the default) and an HTTP ClickHouse server
+(``AURORA_CLICKHOUSE_URL``). chDB runs in-process and allows one data path per process, so the
+gateway owns the store and every other process goes through the API; tests share one path and
+isolate themselves with a database each.
+
+Both clients are synchronous: every call runs on the store's own worker thread (one for chDB,
+whose engine is process-wide; a few for HTTP), never on the event loop. Anything the engine
+refuses or a server that is down becomes AURORA-5032.
+
+Writes are acknowledged only once ClickHouse has them in a part on disk, fsynced
+(the table's ``fsync_after_insert``): nothing the API accepted is lost to a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from core.errors import ClickHouseUnavailable, ValidationFailed
+from core.logstore.query import compile_query
+from core.logstore.schema import BY_NAME, FIELDS, LogEvent, create_table_sql
+from core.settings import Settings
+
+log = logging.getLogger("aurora.logstore")
+
+TABLE: Final = "logs"
+NORMALISED: Final = tuple(f for f in FIELDS if f.name != "timestamp")
+COLUMNS: Final = (
+    "id",
+    "ingested_at",
+    "timestamp",
+    *(f.column for f in NORMALISED),
+    "source",
+    "format",
+    "raw",
+    "fields",
+)
+_INT_COLUMNS: Final = frozenset(f.column for f in NORMALISED if f.kind == "int")
+
+_chdb_lock = threading.Lock()
+_chdb_clients: dict[str, Any] = {}
+
+
+def _chdb_client(path: Path) -> Any:
+    """The process's chDB client. chDB has one engine per process, on one data path."""
+    import clickhouse_connect
+
+    key = str(path.resolve())
+    with _chdb_lock:
+        if key not in _chdb_clients:
+            if _chdb_clients:
+                other = next(iter(_chdb_clients))
+                raise ClickHouseUnavailable(
+                    {"reason": f"chDB is already open on another path in this process ({other})"}
+                )
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _chdb_clients[key] = clickhouse_connect.get_client(interface="chdb", path=key)
+        return _chdb_clients[key]
+
+
+def _http_client(url: str) -> Any:
+    import clickhouse_connect
+
+    return clickhouse_connect.get_client(dsn=url, connect_timeout=5, send_receive_timeout=60)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    start: datetime | None = None
+    end: datetime | None = None
+    query: str | None = None
+    filters: dict[str, str] = field(default_factory=dict)
+    """ECS field name (or an original field name) → exact value."""
+    order: Literal["asc", "desc"] = "desc"
+    limit: int = 100
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    took_ms: float
+
+
+def encode_cursor(timestamp: datetime, event_id: str) -> str:
+    millis = int(timestamp.replace(tzinfo=timestamp.tzinfo or UTC).timestamp() * 1000)
+    return base64.urlsafe_b64encode(f"{millis}|{event_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        millis, event_id = text.split("|", 1)
+        uuid.UUID(event_id)
+        return datetime.fromtimestamp(int(millis) / 1000, UTC), event_id
+    except (binascii.Error, ValueError, UnicodeDecodeError) as err:
+        raise ValidationFailed(
+            [
+                {
+                    "loc": ["query", "cursor"],
+                    "msg": "not a cursor this API gave",
+                    "type": "value_error",
+                }
+            ]
+        ) from err
+
+
+def _row(event: LogEvent, event_id: uuid.UUID, now: datetime) -> list[Any]:
+    values = event.values
+    row: list[Any] = [event_id, now, event.timestamp]
+    for f in NORMALISED:
+        value = values.get(f.name)
+        if f.kind == "int":
+            row.append(value if isinstance(value, int) else None)
+        else:
+            row.append("" if value is None else str(value))
+    row += [event.source, event.format, event.raw, dict(event.fields)]
+    return row
+
+
+def _as_dict(names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
+    """A stored row as the API shows it: ECS names, empty normalised fields left out."""
+    out: dict[str, Any] = {}
+    for name, value in zip(names, row, strict=True):
+        if name == "id":
+            out["id"] = str(value)
+        elif name in {"timestamp", "ingested_at"}:
+            out[name] = value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+        elif name in {"source", "format", "raw", "fields"}:
+            out[name] = dict(value) if name == "fields" else value
+        else:
+            ecs = _ECS_BY_COLUMN[name]
+            if value is not None and value != "":
+                out[ecs] = value
+    return out
+
+
+_ECS_BY_COLUMN: Final = {f.column: f.name for f in FIELDS}
+
+
+class LogStore:
+    """The log table of one database (see the module docstring)."""
+
+    def __init__(
+        self,
+        client_factory: Callable[[], Any],
+        *,
+        database: str,
+        retention_days: int,
+        workers: int = 1,
+    ) -> None:
+        self._factory = client_factory
+        self._client: Any = None
+        self.database = database
+        self.retention_days = retention_days
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="logstore")
+        self.table = f"`{database}`.`{TABLE}`"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, database: str | None = None) -> LogStore:
+        url = settings.clickhouse_url
+        name = database or settings.clickhouse_database
+        if url is not None:
+            dsn = url.get_secret_value()
+            return cls(
+                lambda: _http_client(dsn),
+                database=name,
+                retention_days=settings.log_retention_days,
+                workers=4,
+            )
+        path = settings.chdb_path or settings.data_dir / "logstore"
+        return cls(
+            lambda: _chdb_client(path), database=name, retention_days=settings.log_retention_days
+        )
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            self._client = self._factory()
+        return self._client
+
+    async def _run[T](self, work: Callable[[Any], T]) -> T:
+        def call() -> T:
+            return work(self._get_client())
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        except ClickHouseUnavailable:
+            raise
+        except ValidationFailed:
+            raise
+        except Exception as err:
+            # The engine's own message can carry the query, a path or a password: keep it in
+            # the log and give the caller the class only.
+            log.warning("log store: %s: %s", type(err).__name__, str(err)[:2000])
+            raise ClickHouseUnavailable({"reason": type(err).__name__}) from err
+
+    async def start(self) -> None:
+        """Create the database and the table if needed (idempotent)."""
+        ddl = create_table_sql(self.database, TABLE, retention_days=self.retention_days)
+
+        def work(client: Any) -> None:
+            client.command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
+            client.command(ddl)
+
+        await self._run(work)
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+    async def drop(self) -> None:
+        """Drop the database (tests, and nothing else)."""
+        await self._run(lambda c: c.command(f"DROP DATABASE IF EXISTS `{self.database}`"))
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def insert(self, events: Sequence[LogEvent]) -> list[str]:
+        """Store ``events`` in one batch, durably; their ids in order."""
+        if not events:
+            return []
+        now = datetime.now(UTC)
+        ids = [uuid.uuid4() for _ in events]
+        rows = [_row(e, i, now) for e, i in zip(events, ids, strict=True)]
+
+        def work(client: Any) -> None:
+            client.insert(
+                TABLE,
+                rows,
+                column_names=list(COLUMNS),
+                database=self.database,
+            )
+
+        await self._run(work)
+        return [str(i) for i in ids]
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def query(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        """Run a read query; the clickhouse-connect result (``column_names``, ``result_rows``)."""
+        return await self._run(lambda c: c.query(sql, parameters=parameters or {}))
+
+    def _where(
+        self,
+        request: SearchRequest,
+        extra: Iterable[tuple[str, dict[str, Any]]] = (),
+    ) -> tuple[str, dict[str, Any]]:
+        conditions: list[str] = []
+        parameters: dict[str, Any] = {}
+        if request.start is not None:
+            conditions.append("timestamp >= {start:DateTime64(3)}")
+            parameters["start"] = request.start.astimezone(UTC).replace(tzinfo=None)
+        if request.end is not None:
+            conditions.append("timestamp < {end:DateTime64(3)}")
+            parameters["end"] = request.end.astimezone(UTC).replace(tzinfo=None)
+        for number, (name, value) in enumerate(sorted(request.filters.items())):
+            compiled = compile_query(f'{name}:"{_quote(value)}"', prefix=f"f{number}_")
+            conditions.append(compiled.sql)
+            parameters.update(compiled.parameters)
+        if request.query:
+            compiled = compile_query(request.query)
+            conditions.append(f"({compiled.sql})")
+            parameters.update(compiled.parameters)
+        for sql, values in extra:
+            conditions.append(f"({sql})")
+            parameters.update(values)
+        return " AND ".join(conditions) or "1", parameters
+
+    async def search(self, request: SearchRequest) -> SearchPage:
+        keyset: list[tuple[str, dict[str, Any]]] = []
+        if request.cursor:
+            at, event_id = decode_cursor(request.cursor)
+            op = "<" if request.order == "desc" else ">"
+            keyset.append(
+                (
+                    f"(timestamp, id) {op} ({{cur_ts:DateTime64(3)}}, {{cur_id:UUID}})",
+                    {"cur_ts": at.replace(tzinfo=None), "cur_id": event_id},
+                )
+            )
+        where, parameters = self._where(request, keyset)
+        direction = "DESC" if request.order == "desc" else "ASC"
+        sql = (
+            f"SELECT {', '.join(f'`{c}`' for c in COLUMNS)} FROM {self.table} WHERE {where} "
+            f"ORDER BY timestamp {direction}, id {direction} LIMIT {int(request.limit) + 1}"
+        )
+        started = datetime.now(UTC)
+        result = await self.query(sql, parameters)
+        took = (datetime.now(UTC) - started).total_seconds() * 1000
+        rows = [_as_dict(result.column_names, r) for r in result.result_rows]
+        more = len(rows) > request.limit
+        rows = rows[: request.limit]
+        cursor = None
+        if more and rows:
+            last = result.result_rows[request.limit - 1]
+            cursor = encode_cursor(last[COLUMNS.index("timestamp")], str(last[0]))
+        return SearchPage(rows, cursor, round(took, 3))
+
+    async def get(self, event_id: str) -> dict[str, Any] | None:
+        try:
+            uuid.UUID(event_id)
+        except ValueError:
+            return None
+        result = await self.query(
+            f"SELECT {', '.join(f'`{c}`' for c in COLUMNS)} FROM {self.table} "
+            "WHERE id = {id:UUID} LIMIT 1",
+            {"id": event_id},
+        )
+        rows = result.result_rows
+        return _as_dict(result.column_names, rows[0]) if rows else None
+
+    async def matching(
+        self,
+        condition: str,
+        parameters: dict[str, Any],
+        *,
+        start: datetime,
+        end: datetime,
+        limit: int,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Events in ``[start, end)`` for which the SQL ``condition`` holds: how many, and the
+        first ``limit`` of them (oldest first). For detection rules, whose conditions come from
+        the Sigma conversion (values bound or escaped there)."""
+        request = SearchRequest(start=start, end=end)
+        where, bound = self._where(request, [(condition, parameters)])
+        count = await self.query(f"SELECT count() FROM {self.table} WHERE {where}", bound)
+        total = int(count.result_rows[0][0])
+        if total == 0 or limit == 0:
+            return total, []
+        rows = await self.query(
+            f"SELECT {', '.join(f'`{c}`' for c in COLUMNS)} FROM {self.table} WHERE {where} "
+            f"ORDER BY timestamp, id LIMIT {int(limit)}",
+            bound,
+        )
+        return total, [_as_dict(rows.column_names, r) for r in rows.result_rows]
+
+    async def sources(self) -> list[dict[str, Any]]:
+        result = await self.query(
+            f"SELECT source, groupUniqArray(format), count(), min(timestamp), max(timestamp), "
+            f"max(ingested_at) FROM {self.table} GROUP BY source ORDER BY count() DESC"
+        )
+        return [
+            {
+                "source": source,
+                "formats": sorted(formats),
+                "events": int(events),
+                "first_event_at": _iso(first),
+                "last_event_at": _iso(last),
+                "last_ingested_at": _iso(ingested),
+            }
+            for source, formats, events, first, last, ingested in result.result_rows
+        ]
+
+    async def stats(self, *, start: datetime, end: datetime, buckets: int = 48) -> dict[str, Any]:
+        """Events by source and over time in ``[start, end)``, ingest rates, storage."""
+        span = max((end - start).total_seconds(), 1.0)
+        step = max(60, int(span // buckets) // 60 * 60)
+        window = {
+            "start": start.astimezone(UTC).replace(tzinfo=None),
+            "end": end.astimezone(UTC).replace(tzinfo=None),
+        }
+        where = "timestamp >= {start:DateTime64(3)} AND timestamp < {end:DateTime64(3)}"
+        by_source = await self.query(
+            f"SELECT source, count() FROM {self.table} WHERE {where} GROUP BY source "
+            "ORDER BY count() DESC",
+            window,
+        )
+        over_time = await self.query(
+            f"SELECT toStartOfInterval(timestamp, INTERVAL {step} SECOND) AS bucket, count() "
+            f"FROM {self.table} WHERE {where} GROUP BY bucket ORDER BY bucket",
+            window,
+        )
+        now = datetime.now(UTC).replace(tzinfo=None)
+        rates = await self.query(
+            f"SELECT countIf(ingested_at >= {{m:DateTime64(3)}}), "
+            f"countIf(ingested_at >= {{h:DateTime64(3)}}), count() FROM {self.table}",
+            {"m": now - timedelta(minutes=1), "h": now - timedelta(hours=1)},
+        )
+        storage = await self.query(
+            "SELECT sum(rows), sum(bytes_on_disk), sum(data_uncompressed_bytes), count() "
+            "FROM system.parts WHERE active AND database = {db:String} AND table = {t:String}",
+            {"db": self.database, "t": TABLE},
+        )
+        last_minute, last_hour, total = rates.result_rows[0]
+        rows, on_disk, uncompressed, parts = storage.result_rows[0]
+        return {
+            "window": {"start": _iso(start), "end": _iso(end), "bucket_seconds": step},
+            "events_total": int(total),
+            "events_in_window": sum(int(c) for _, c in by_source.result_rows),
+            "by_source": [{"source": s, "events": int(c)} for s, c in by_source.result_rows],
+            "over_time": [{"at": _iso(b), "events": int(c)} for b, c in over_time.result_rows],
+            "ingest_rate": {
+                "last_minute_per_second": round(int(last_minute) / 60, 3),
+                "last_hour_per_second": round(int(last_hour) / 3600, 3),
+            },
+            "storage": {
+                "rows": int(rows or 0),
+                "bytes_on_disk": int(on_disk or 0),
+                "bytes_uncompressed": int(uncompressed or 0),
+                "parts": int(parts or 0),
+                "retention_days": self.retention_days,
+            },
+        }
+
+    async def health(self) -> bool:
+        try:
+            await self.query("SELECT 1")
+        except ClickHouseUnavailable:
+            return False
+        return True
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def known_field(name: str) -> bool:
+    return name in BY_NAME or name in {"source", "format", "id"}

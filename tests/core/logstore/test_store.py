@@ -1,0 +1,202 @@
+"""The log store on a real embedded chDB: schema, durable batched inserts, search with the query
+language, cursor pages, sources, stats, and detection-style conditions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.errors import ClickHouseUnavailable, ValidationFailed
+from core.logstore.query import compile_query
+from core.logstore.schema import LogEvent
+from core.logstore.store import LogStore, SearchRequest, decode_cursor
+from core.settings import Settings
+from tests.conftest import chdb_path
+
+T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+
+
+def event(minute: int, **values: str | int) -> LogEvent:
+    fields = {k: str(v) for k, v in values.items()}
+    if "process.name" in values:
+        fields["Image"] = f"C:\\Windows\\System32\\{values['process.name']}"
+    return LogEvent(
+        timestamp=T0 + timedelta(minutes=minute),
+        format="windows",
+        source=str(values.pop("source", "sysmon")) if "source" in values else "sysmon",
+        raw=str({"minute": minute, **values}),
+        values=dict(values),
+        fields=fields,
+    )
+
+
+EVENTS = [
+    event(
+        0,
+        **{
+            "event.code": "1",
+            "host.name": "ws-17",
+            "process.name": "powershell.exe",
+            "process.command_line": "powershell -enc SQBFAFgA Invoke-Mimikatz",
+            "process.pid": 4242,
+            "user.name": "alice",
+        },
+    ),
+    event(
+        1,
+        **{
+            "event.code": "3",
+            "host.name": "ws-17",
+            "process.name": "powershell.exe",
+            "destination.ip": "45.33.32.156",
+            "destination.port": 443,
+            "source.ip": "10.1.2.3",
+            "source.port": 50123,
+        },
+    ),
+    event(
+        2,
+        **{
+            "event.code": "1",
+            "host.name": "dc-01",
+            "process.name": "cmd.exe",
+            "user.name": "svc_backup",
+        },
+    ),
+    event(3, **{"event.code": "22", "host.name": "ws-18", "dns.question.name": "evil.example"}),
+]
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[LogStore]:
+    settings = Settings(
+        data_dir=Path("/nonexistent"),
+        chdb_path=chdb_path(),
+        clickhouse_database=f"t_{uuid.uuid4().hex[:12]}",
+        log_retention_days=0,
+    )
+    store = LogStore.from_settings(settings)
+    await store.start()
+    await store.insert(EVENTS)
+    try:
+        yield store
+    finally:
+        await store.drop()
+        await store.close()
+
+
+async def names(store: LogStore, q: str | None = None, **kwargs: Any) -> list[str]:
+    page = await store.search(SearchRequest(query=q, order="asc", **kwargs))
+    return [item.get("process.name") or item.get("dns.question.name", "") for item in page.items]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("process.name:powershell.exe", ["powershell.exe", "powershell.exe"]),
+        ("process.name:POWERSHELL.EXE AND event.code:1", ["powershell.exe"]),
+        ("event.code:(1 OR 22)", ["powershell.exe", "cmd.exe", "evil.example"]),
+        ("NOT host.name:ws-17", ["cmd.exe", "evil.example"]),
+        ("-host.name:ws-17 user.name:svc_*", ["cmd.exe"]),
+        ("destination.port:>=443 source.ip:10.0.0.0/8", ["powershell.exe"]),
+        ("destination.port:[400 TO 500]", ["powershell.exe"]),
+        ("process.pid:*", ["powershell.exe"]),
+        ('"invoke-mimikatz"', ["powershell.exe"]),
+        ("mimikatz OR dns.question.name:?vil.example", ["powershell.exe", "evil.example"]),
+        ("Image:*\\\\cmd.exe", ["cmd.exe"]),  # an original field, not a normalised one
+        ('Image:"c:\\\\windows\\\\system32\\\\cmd.exe"', ["cmd.exe"]),
+        ("source.ip:192.168.0.0/16", []),
+        ("", ["powershell.exe", "powershell.exe", "cmd.exe", "evil.example"]),
+    ],
+)
+async def test_the_query_language(store: LogStore, query: str, expected: list[str]) -> None:
+    assert await names(store, query) == expected
+
+
+async def test_time_range_filters_and_pages(store: LogStore) -> None:
+    window = {"start": T0 + timedelta(minutes=1), "end": T0 + timedelta(minutes=3)}
+    assert await names(store, **window) == ["powershell.exe", "cmd.exe"]
+    assert await names(store, filters={"host.name": "ws-17"}) == ["powershell.exe"] * 2
+    first = await store.search(SearchRequest(limit=3))
+    assert [i["timestamp"] for i in first.items] == [
+        "2026-11-20T08:03:00Z",
+        "2026-11-20T08:02:00Z",
+        "2026-11-20T08:01:00Z",
+    ]
+    assert first.next_cursor is not None
+    rest = await store.search(SearchRequest(limit=3, cursor=first.next_cursor))
+    assert [i["timestamp"] for i in rest.items] == ["2026-11-20T08:00:00Z"]
+    assert rest.next_cursor is None
+    item = first.items[2]
+    assert item["destination.port"] == 443  # a number stays a number
+    assert item["source"] == "sysmon"
+    assert "user.name" not in item  # empty fields are left out
+    assert (await store.get(item["id"]))["destination.ip"] == "45.33.32.156"  # type: ignore[index]
+    assert await store.get(str(uuid.uuid4())) is None
+    assert await store.get("not-a-uuid") is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "process.name:",
+        "(process.name:cmd.exe",
+        "destination.port:abc",
+        "destination.port:[1 TO",
+        "source.ip:10.0.0.0/99",
+        "AND",
+        'x" OR 1=1 --',
+        "a" * 5000,
+    ],
+)
+async def test_bad_queries_are_4220_and_never_reach_sql(store: LogStore, bad: str) -> None:
+    with pytest.raises(ValidationFailed):
+        await store.search(SearchRequest(query=bad))
+
+
+async def test_values_are_bound_never_spliced(store: LogStore) -> None:
+    hostile = "x') OR 1=1 OR ('"
+    compiled = compile_query(f'host.name:"{hostile}"')
+    assert hostile not in compiled.sql
+    assert await names(store, f'host.name:"{hostile}"') == []
+    assert await names(store, f'"{hostile}"') == []
+    with pytest.raises(ValidationFailed):
+        decode_cursor("Zm9vYmFy")
+
+
+async def test_sources_stats_and_conditions(store: LogStore) -> None:
+    await store.insert([event(5, source="zeek", **{"host.name": "sensor-1"})])
+    sources = {s["source"]: s for s in await store.sources()}
+    assert sources["sysmon"]["events"] == 4
+    assert sources["zeek"]["events"] == 1
+    assert sources["sysmon"]["formats"] == ["windows"]
+    stats = await store.stats(start=T0, end=T0 + timedelta(hours=1))
+    assert stats["events_total"] == 5
+    assert stats["events_in_window"] == 5
+    assert sum(b["events"] for b in stats["over_time"]) == 5
+    assert stats["storage"]["rows"] == 5
+    assert stats["storage"]["bytes_on_disk"] > 0
+    assert stats["ingest_rate"]["last_minute_per_second"] > 0
+    total, rows = await store.matching(
+        "process_name = {p:String}",
+        {"p": "powershell.exe"},
+        start=T0,
+        end=T0 + timedelta(minutes=1),
+        limit=10,
+    )
+    assert (total, [r["event.code"] for r in rows]) == (1, ["1"])
+
+
+async def test_a_server_that_is_down_is_aurora_5032() -> None:
+    settings = Settings(clickhouse_url="http://127.0.0.1:9/", data_dir=Path("/nonexistent"))  # type: ignore[arg-type]
+    store = LogStore.from_settings(settings)
+    with pytest.raises(ClickHouseUnavailable) as raised:
+        await store.start()
+    assert raised.value.code == "AURORA-5032"
+    assert "127.0.0.1" not in str(raised.value.detail)
+    await store.close()
