@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     process: chDB allows no other."""
     clickhouse_database: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")] = "aurora"
     log_retention_days: Annotated[int, Field(ge=0, le=36_500)] = 90
-    """Log events older than this are dropped by the table's TTL (0: kept for good)."""
+    """Log events are dropped this many days after their ingestion (0: kept for good)."""
     log_level: str = "INFO"
     access_log: bool = True
     """Log one line per HTTP request (logger ``aurora.access``)."""

@@ -17,9 +17,11 @@ from agents.acp.server import AGENT_TOKEN_TYPE
 from core.blobs import BlobStore
 from core.db import create_database
 from core.db.migrate import is_current
+from core.errors import ClickHouseUnavailable
 from core.events import EventBus
 from core.guardrails import policy_from_settings
 from core.llm import LLMBackend
+from core.logstore.store import LogStore
 from core.metrics import create_metrics
 from core.security.passwords import PasswordHasher
 from core.security.tokens import TokenService
@@ -29,6 +31,8 @@ from gateway.auth.routes import ROUTES as AUTH_ROUTES
 from gateway.auth.service import Authenticator, purge_expired_revocations
 from gateway.cases.evidence.routes import ROUTES as EVIDENCE_ROUTES
 from gateway.cases.routes import ROUTES as CASES_ROUTES
+from gateway.detections.routes import ROUTES as DETECTIONS_ROUTES
+from gateway.detections.service import DetectionScheduler
 from gateway.fleet.routes import ROUTES as FLEET_ROUTES
 from gateway.fleet.service import ToolCallRecorder
 from gateway.investigations.executor import LedgerExecutor
@@ -42,6 +46,7 @@ from gateway.keys import (
     HANDOFF,
     HASHER,
     LLM,
+    LOGSTORE,
     METRICS,
     RECORDER,
     ROUTE_TABLE,
@@ -52,6 +57,7 @@ from gateway.keys import (
 )
 from gateway.middleware import add_standard_headers, auth_middleware, context_middleware
 from gateway.routing import Route
+from gateway.siem.routes import ROUTES as SIEM_ROUTES
 from gateway.system.routes import ROUTES as SYSTEM_ROUTES
 from gateway.system.service import RuntimeState, load_runtime
 from gateway.users.routes import ROUTES as USERS_ROUTES
@@ -70,6 +76,8 @@ ALL_ROUTES: tuple[Route, ...] = (
     *SYSTEM_ROUTES,
     *FLEET_ROUTES,
     *INVESTIGATIONS_ROUTES,
+    *SIEM_ROUTES,
+    *DETECTIONS_ROUTES,
 )
 AGENT_TOKEN_TTL_SECONDS = 3600
 
@@ -150,6 +158,20 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[RECORDER] = recorder
         app[HANDOFF].on_notification = recorder.on_notification
         app[LLM] = LLMBackend.from_settings(settings)
+        logstore = LogStore.from_settings(settings)
+        try:
+            await logstore.start()
+        except ClickHouseUnavailable:
+            # The gateway serves everything else; log routes answer AURORA-5032 until the
+            # store is back (each call tries again).
+            log.exception("the log store is not available")
+        app[LOGSTORE] = logstore
+        scheduler = DetectionScheduler(
+            database=database,
+            store=logstore,
+            dedup_window=lambda: app[RUNTIME].config.alert_dedup_window_seconds,
+        )
+        scheduler.start()
         prober = asyncio.create_task(_probe_agents(app[HANDOFF]), name="agent-health")
         runtime = app[RUNTIME]
         available = frozenset(app[HANDOFF].registry.names())
@@ -188,8 +210,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             await refresher
         await app[HANDOFF].close()
         await recorder.close()
+        await scheduler.stop()
         if llm is not None:
             await llm.close()
+        await logstore.close()
     finally:
         await database.dispose()
 

@@ -11,6 +11,7 @@ from core.blobs import BlobStore
 from core.db import Database
 from core.events import EventBus
 from core.llm import LLMBackend
+from core.logstore.store import LogStore
 from core.metrics import Metrics
 from core.security.passwords import PasswordHasher
 from core.security.tokens import TokenService
@@ -38,6 +39,7 @@ BLOBS = web.AppKey("blobs", BlobStore)
 LLM: web.AppKey[LLMBackend | None] = web.AppKey("llm")
 RECORDER: web.AppKey[ToolCallRecorder] = web.AppKey("tool_call_recorder")
 RUNNER: web.AppKey[InvestigationRunner] = web.AppKey("investigation_runner")
+LOGSTORE = web.AppKey("logstore", LogStore)
 ROUTE_TABLE: web.AppKey[dict[AbstractRoute, Route]] = web.AppKey("route_table")
 
 REQUEST_ID = web.RequestKey("request_id", str)

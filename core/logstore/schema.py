@@ -123,12 +123,14 @@ class LogEvent:
 
 def create_table_sql(database: str, table: str, *, retention_days: int) -> str:
     """The ``CREATE TABLE`` of the log table: partitioned by day, ordered for time-and-host
-    queries, events older than ``retention_days`` removed by TTL (0: kept for good)."""
+    queries, events removed by TTL ``retention_days`` after they were ingested (0: kept for
+    good). The TTL counts from ingestion, not from the event's own time: an analyst replaying
+    last year's logs keeps them for the retention period too, instead of losing them at once."""
     columns = [f"`{name}` {kind}" for name, kind in META_COLUMNS[:2]]
     columns += [f"`{f.column}` {f.clickhouse_type}" for f in FIELDS]
     columns += [f"`{name}` {kind}" for name, kind in META_COLUMNS[2:]]
     ttl = (
-        f"\nTTL toDateTime(timestamp) + INTERVAL {int(retention_days)} DAY DELETE"
+        f"\nTTL toDateTime(ingested_at) + INTERVAL {int(retention_days)} DAY DELETE"
         if retention_days > 0
         else ""
     )

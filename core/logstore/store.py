@@ -37,6 +37,9 @@ from core.settings import Settings
 log = logging.getLogger("aurora.logstore")
 
 TABLE: Final = "logs"
+QUERY_SETTINGS: Final = {"max_query_size": 4 * 1024 * 1024}
+"""Converted Sigma rules can be long (the vulnerable-drivers rule lists ~5,000 hashes: 238 KB
+of SQL, near ClickHouse's default 256 KiB limit)."""
 NORMALISED: Final = tuple(f for f in FIELDS if f.name != "timestamp")
 COLUMNS: Final = (
     "id",
@@ -252,7 +255,9 @@ class LogStore:
 
     async def query(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         """Run a read query; the clickhouse-connect result (``column_names``, ``result_rows``)."""
-        return await self._run(lambda c: c.query(sql, parameters=parameters or {}))
+        return await self._run(
+            lambda c: c.query(sql, parameters=parameters or {}, settings=QUERY_SETTINGS)
+        )
 
     def _where(
         self,

@@ -1,0 +1,1 @@
+"""Detection engineering: Sigma rules, their runs, suppressions, feedback and metrics."""

@@ -1,0 +1,1 @@
+"""SIEM: log ingest and search, sources, statistics, hunts."""

@@ -1,0 +1,137 @@
+"""SIEM routes: ingest, search, sources, statistics (hunts and promotion live beside them)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+
+from core.errors import ValidationFailed
+from core.logstore.store import SearchRequest
+from core.security.permissions import Permission
+from gateway.detections.routes import HUNT_ROUTES
+from gateway.http import json_response, parse_query, read_body
+from gateway.keys import LOGSTORE
+from gateway.routing import Route
+from gateway.siem.schemas import (
+    IngestQuery,
+    IngestResult,
+    Rejection,
+    SearchQuery,
+    SearchResult,
+    SourcesResult,
+    StatsQuery,
+    window,
+)
+from tools.logs import parse_payload
+
+INGEST_MAX_BYTES = 64 * 1024 * 1024
+INSERT_BATCH = 20_000
+"""Events per insert: large enough for ClickHouse parts to stay few, small enough to bound the
+memory a batch holds."""
+SHOWN = 1000
+
+
+async def ingest(request: web.Request) -> web.Response:
+    """One event, a JSON array, NDJSON, syslog / CEF text lines, or an ``.evtx`` file. Good
+    events are stored (durably, before the answer) even when other lines are rejected; a body
+    with nothing valid is AURORA-4220 with the reason of each line."""
+    query = parse_query(request, IngestQuery)
+    body = await read_body(request)
+    started = time.perf_counter()
+    parsed = await asyncio.to_thread(
+        parse_payload,
+        body,
+        content_type=request.headers.get("Content-Type"),
+        source=query.source,
+        format=query.format,
+        filename=request.headers.get("X-Filename"),
+    )
+    rejections = [
+        Rejection(line=r.line, index=r.index, reason=r.reason, excerpt=r.excerpt or None)
+        for r in parsed.rejected
+    ]
+    if not parsed.events:
+        problems = [
+            {
+                "loc": ["body", r.line if r.line is not None else r.index or 0],
+                "msg": r.reason,
+                "type": "event_rejected",
+            }
+            for r in rejections[:SHOWN]
+        ] or [{"loc": ["body"], "msg": "no events in the body", "type": "empty"}]
+        raise ValidationFailed(problems)
+    store = request.app[LOGSTORE]
+    ids: list[str] = []
+    for offset in range(0, len(parsed.events), INSERT_BATCH):
+        ids += await store.insert(parsed.events[offset : offset + INSERT_BATCH])
+    formats: dict[str, int] = {}
+    for event in parsed.events:
+        formats[event.format] = formats.get(event.format, 0) + 1
+    result = IngestResult(
+        accepted=len(ids),
+        rejected=len(rejections),
+        rejections=rejections[:SHOWN],
+        ids=ids if len(ids) <= SHOWN else [],
+        formats=formats,
+        took_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+    return json_response(result)
+
+
+async def search(request: web.Request) -> web.Response:
+    query = parse_query(request, SearchQuery)
+    filters = {
+        name: value
+        for name, value in (
+            ("source", query.source),
+            ("format", query.format),
+            ("host.name", query.host),
+        )
+        if value is not None
+    }
+    page = await request.app[LOGSTORE].search(
+        SearchRequest(
+            start=query.start,
+            end=query.end,
+            query=query.q,
+            filters=filters,
+            order="asc" if query.sort == "timestamp" else "desc",
+            limit=query.limit,
+            cursor=query.cursor,
+        )
+    )
+    return json_response(
+        SearchResult(items=page.items, next_cursor=page.next_cursor, took_ms=page.took_ms)
+    )
+
+
+async def sources(request: web.Request) -> web.Response:
+    return json_response(SourcesResult(items=await request.app[LOGSTORE].sources()))
+
+
+async def stats(request: web.Request) -> web.Response:
+    query = parse_query(request, StatsQuery)
+    start, end = window(query.start, query.end)
+    if end <= start:
+        raise ValidationFailed(
+            [{"loc": ["query", "end"], "msg": "end must be after start", "type": "value_error"}]
+        )
+    return json_response(await request.app[LOGSTORE].stats(start=start, end=end))
+
+
+ROUTES = [
+    Route("GET", "/api/v1/siem/logs", search, Permission.SIEM_READ),
+    Route(
+        "POST",
+        "/api/v1/siem/logs/ingest",
+        ingest,
+        Permission.SIEM_WRITE,
+        max_body_bytes=INGEST_MAX_BYTES,
+    ),
+    Route("GET", "/api/v1/siem/sources", sources, Permission.SIEM_READ),
+    Route("GET", "/api/v1/siem/stats", stats, Permission.SIEM_READ),
+    # Hunts and promotion work with detection rules: their handlers live beside them.
+    *HUNT_ROUTES,
+]

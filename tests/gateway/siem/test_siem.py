@@ -1,0 +1,355 @@
+"""SIEM through the API: ingest (NDJSON, arrays, text, malformed lines), search, sources,
+stats; detection rules end to end (preview, backfill without duplicates, suppressions,
+feedback, metrics, the scheduler), hunts and promotion of an event to a rule."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from core.security.permissions import Role
+from gateway.detections.service import DetectionScheduler
+from gateway.keys import DATABASE, LOGSTORE
+from tests.conftest import Gateway, shared_data_dir
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def sysmon(
+    minute: int, host: str, image: str, command: str, user: str = "CORP\\alice"
+) -> dict[str, Any]:
+    return {
+        "EventID": 1,
+        "Channel": "Microsoft-Windows-Sysmon/Operational",
+        "Computer": host,
+        "TimeCreated": (NOW - timedelta(minutes=minute)).isoformat(),
+        "Image": image,
+        "CommandLine": command,
+        "ParentImage": "C:\\Windows\\explorer.exe",
+        "User": user,
+        "ProcessId": 4000 + minute,
+    }
+
+
+PS = "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"
+EVENTS = [
+    sysmon(5, "ws-17", PS, "powershell.exe -nop -w hidden -enc SQBFAFgA"),
+    sysmon(4, "ws-18", PS, "powershell.exe -enc SQBFAFgAIAAoAE4AZQB3AA=="),
+    sysmon(3, "ws-17", "C:\\Windows\\System32\\cmd.exe", "cmd.exe /c whoami"),
+    sysmon(2, "build-01", PS, "powershell.exe -enc ZQBjAGgAbwA=", user="CORP\\svc_build"),
+]
+RULE = """
+title: Encoded PowerShell
+id: 6b7c1e2a-1b2c-4d5e-8f90-123456789abc
+status: test
+description: PowerShell started with an encoded command.
+logsource:
+  product: windows
+  category: process_creation
+detection:
+  selection:
+    Image|endswith: '\\\\powershell.exe'
+    CommandLine|contains: ' -enc '
+  condition: selection
+level: high
+tags:
+  - attack.execution
+  - attack.t1059.001
+"""
+
+
+def ndjson(events: list[dict[str, Any]]) -> bytes:
+    return "\n".join(json.dumps(e) for e in events).encode()
+
+
+async def ingest(gateway: Gateway, headers: dict[str, str], body: bytes, **query: str) -> Any:
+    response = await gateway.client.post(
+        "/api/v1/siem/logs/ingest",
+        headers={**headers, "Content-Type": "application/x-ndjson"},
+        params=query,
+        data=body,
+    )
+    return response.status, await response.json()
+
+
+async def test_ingest_keeps_the_good_lines_and_says_why_others_failed(gateway: Gateway) -> None:
+    analyst = await gateway.user(Role.ANALYST, "ana")
+    body = ndjson(EVENTS[:2]) + b"\n{not json\n" + ndjson(EVENTS[2:]) + b"\n[1, 2]\n"
+    status, result = await ingest(gateway, analyst, body, source="sysmon-lab")
+    assert status == 200, result
+    assert result["accepted"] == 4
+    assert result["rejected"] == 2
+    assert [r["line"] for r in result["rejections"]] == [3, 6]
+    assert all(r["reason"] for r in result["rejections"])
+    assert len(result["ids"]) == 4
+    assert result["formats"] == {"windows": 4}
+    # nothing valid: AURORA-4220 and nothing stored
+    status, error = await ingest(gateway, analyst, b"{oops\n\n")
+    assert status == 422
+    assert error["error"]["code"] == "AURORA-4220"
+    found = await (
+        await gateway.client.get(
+            "/api/v1/siem/logs",
+            headers=analyst,
+            params={"q": "process.name:powershell.exe AND host.name:ws-17", "sort": "timestamp"},
+        )
+    ).json()
+    assert [i["process.command_line"] for i in found["items"]] == [EVENTS[0]["CommandLine"]]
+    item = found["items"][0]
+    assert item["source"] == "sysmon-lab"
+    assert item["process.pid"] == 4005
+    assert item["fields"]["Image"] == PS
+    page = await (
+        await gateway.client.get("/api/v1/siem/logs", headers=analyst, params={"limit": "3"})
+    ).json()
+    assert len(page["items"]) == 3
+    rest = await (
+        await gateway.client.get(
+            "/api/v1/siem/logs",
+            headers=analyst,
+            params={"limit": "3", "cursor": page["next_cursor"]},
+        )
+    ).json()
+    assert len(rest["items"]) == 1
+    assert rest["next_cursor"] is None
+    for bad in (
+        {"q": "process.name:"},
+        {"cursor": "bm9wZQ"},
+        {"limit": "0"},
+        {"start": "yesterday"},
+    ):
+        response = await gateway.client.get("/api/v1/siem/logs", headers=analyst, params=bad)
+        assert response.status == 422, bad
+        assert (await response.json())["error"]["code"] == "AURORA-4220"
+    sources = await (await gateway.client.get("/api/v1/siem/sources", headers=analyst)).json()
+    assert [(s["source"], s["events"]) for s in sources["items"]] == [("sysmon-lab", 4)]
+    stats = await (await gateway.client.get("/api/v1/siem/stats", headers=analyst)).json()
+    assert stats["events_total"] == 4
+    assert stats["by_source"] == [{"source": "sysmon-lab", "events": 4}]
+    assert stats["storage"]["rows"] == 4
+
+
+async def test_viewers_search_but_never_ingest(gateway: Gateway) -> None:
+    viewer = await gateway.user(Role.VIEWER, "vic")
+    status, error = await ingest(gateway, viewer, ndjson(EVENTS))
+    assert (status, error["error"]["code"]) == (403, "AURORA-4030")
+    response = await gateway.client.get("/api/v1/siem/logs", headers=viewer)
+    assert response.status == 200
+    assert (await response.json())["items"] == []
+
+
+async def test_a_rule_from_preview_to_metrics(gateway: Gateway) -> None:
+    hunter = await gateway.user(Role.HUNTER, "hana")
+    await ingest(gateway, hunter, ndjson(EVENTS), source="sysmon")
+    invalid = await gateway.client.post(
+        "/api/v1/detections/rules", headers=hunter, json={"sigma": "title: x\ndetection: {}\n"}
+    )
+    assert invalid.status == 422
+    assert (await invalid.json())["error"]["code"] == "AURORA-4222"
+    created = await gateway.client.post(
+        "/api/v1/detections/rules", headers=hunter, json={"sigma": RULE}
+    )
+    rule = await created.json()
+    assert created.status == 201, rule
+    assert rule["techniques"] == ["T1059.001"]
+    assert (rule["enabled"], rule["severity"]) == (False, "high")
+    window = {
+        "start": (NOW - timedelta(hours=1)).isoformat(),
+        "end": (NOW + timedelta(minutes=1)).isoformat(),
+    }
+
+    async def run(mode: str) -> dict[str, Any]:
+        response = await gateway.client.post(
+            f"/api/v1/detections/rules/{rule['id']}/run",
+            headers=hunter,
+            json={**window, "mode": mode},
+        )
+        body = await response.json()
+        assert response.status == 200, body
+        return dict(body)
+
+    preview = await run("preview")
+    assert (preview["status"], preview["matches"], preview["alerts"]) == ("succeeded", 3, 0)
+    assert {s["host.name"] for s in preview["sample"]} == {"ws-17", "ws-18", "build-01"}
+    suppression = await gateway.client.post(
+        f"/api/v1/detections/rules/{rule['id']}/suppressions",
+        headers=hunter,
+        json={
+            "match": {"user.name": "svc_build"},
+            "reason": "the build agent",
+            "duration_seconds": 3600,
+        },
+    )
+    assert suppression.status == 201, await suppression.json()
+    first = await run("backfill")
+    assert (first["matches"], first["alerts"], first["suppressed"]) == (3, 2, 1)
+    again = await run("backfill")
+    assert (again["alerts"], again["already_seen"], again["suppressed"]) == (0, 2, 1)
+    alerts = await (
+        await gateway.client.get(f"/api/v1/alerts?rule_id={rule['id']}", headers=hunter)
+    ).json()
+    assert alerts["total"] == 2
+    assert {a["severity"] for a in alerts["items"]} == {"high"}
+    runs = await (
+        await gateway.client.get(f"/api/v1/detections/rules/{rule['id']}/runs", headers=hunter)
+    ).json()
+    assert [r["kind"] for r in runs["items"]] == ["backfill", "backfill", "preview"]
+    listed = await (
+        await gateway.client.get(
+            f"/api/v1/detections/rules/{rule['id']}/suppressions", headers=hunter
+        )
+    ).json()
+    assert listed["items"][0]["hits"] == 2
+    assert listed["items"][0]["active"] is True
+    for verdict in ("true_positive", "false_positive", "true_positive", "benign"):
+        response = await gateway.client.post(
+            f"/api/v1/detections/rules/{rule['id']}/feedback",
+            headers=hunter,
+            json={"verdict": verdict, "comment": "checked"},
+        )
+        assert response.status == 201
+    bad = await gateway.client.post(
+        f"/api/v1/detections/rules/{rule['id']}/feedback", headers=hunter, json={"verdict": "meh"}
+    )
+    assert bad.status == 422
+    metrics = await (await gateway.client.get("/api/v1/detections/metrics", headers=hunter)).json()
+    (entry,) = metrics["rules"]
+    assert entry["runs"] == 3
+    assert entry["alerts"] == 2
+    assert entry["matches"] == 9
+    assert entry["precision"] == pytest.approx(2 / 3, abs=1e-3)
+    assert entry["feedback"] == {"true_positive": 2, "false_positive": 1, "benign": 1}
+    assert entry["mean_duration_ms"] > 0
+    assert metrics["attack_coverage"]["count"] == 0  # the rule is not enabled yet
+    # enable it: the scheduler runs it over its lookback, and raises nothing twice
+    enabled = await gateway.client.patch(
+        f"/api/v1/detections/rules/{rule['id']}",
+        headers=hunter,
+        json={"enabled": True, "version": rule["version"]},
+    )
+    assert enabled.status == 200, await enabled.json()
+    stale = await gateway.client.patch(
+        f"/api/v1/detections/rules/{rule['id']}",
+        headers=hunter,
+        json={"enabled": False, "version": rule["version"]},
+    )
+    assert (await stale.json())["error"]["code"] == "AURORA-4090"
+    scheduler = DetectionScheduler(
+        database=gateway.app[DATABASE], store=gateway.app[LOGSTORE], dedup_window=lambda: 3600
+    )
+    assert await scheduler.run_due() == 1
+    assert await scheduler.run_due() == 0  # not due again before its interval
+    runs = await (
+        await gateway.client.get(f"/api/v1/detections/rules/{rule['id']}/runs", headers=hunter)
+    ).json()
+    scheduled = runs["items"][0]
+    assert (scheduled["kind"], scheduled["alerts"], scheduled["already_seen"]) == (
+        "scheduled",
+        0,
+        2,
+    )
+    coverage = (
+        await (await gateway.client.get("/api/v1/detections/metrics", headers=hunter)).json()
+    )["attack_coverage"]
+    assert coverage == {"techniques": ["T1059.001"], "count": 1}
+    missing = await gateway.client.post(
+        "/api/v1/detections/rules/RULE-1999-00001/run",
+        headers=hunter,
+        json={**window, "mode": "preview"},
+    )
+    assert missing.status == 404
+
+
+async def test_hunts_and_promoting_an_event(gateway: Gateway) -> None:
+    hunter = await gateway.user(Role.HUNTER, "hana")
+    status, ingested = await ingest(gateway, hunter, ndjson(EVENTS), source="sysmon")
+    assert status == 200
+    created = await gateway.client.post(
+        "/api/v1/siem/hunts",
+        headers=hunter,
+        json={"name": "cmd on workstations", "query": "process.name:cmd.exe host.name:ws-*"},
+    )
+    hunt = await created.json()
+    assert created.status == 201, hunt
+    ran = await (
+        await gateway.client.post(f"/api/v1/siem/hunts/{hunt['id']}/run", headers=hunter, json={})
+    ).json()
+    assert (ran["status"], ran["matches"]) == ("succeeded", 1)
+    assert ran["results"][0]["process.command_line"] == "cmd.exe /c whoami"
+    patched = await gateway.client.patch(
+        f"/api/v1/siem/hunts/{hunt['id']}", headers=hunter, json={"kind": "sigma", "query": RULE}
+    )
+    assert patched.status == 200, await patched.json()
+    ran = await (
+        await gateway.client.post(f"/api/v1/siem/hunts/{hunt['id']}/run", headers=hunter, json={})
+    ).json()
+    assert ran["matches"] == 3
+    listed = await (await gateway.client.get("/api/v1/siem/hunts", headers=hunter)).json()
+    assert listed["items"][0]["last_run"]["matches"] == 3
+    bad = await gateway.client.post(
+        "/api/v1/siem/hunts", headers=hunter, json={"name": "x", "query": "process.name:("}
+    )
+    assert (await bad.json())["error"]["code"] == "AURORA-4220"
+    # promote the cmd.exe event to a rule on its image and command line
+    log_id = ingested["ids"][2]
+    promoted = await gateway.client.post(
+        f"/api/v1/siem/logs/{log_id}/promote",
+        headers=hunter,
+        json={"fields": ["Image", "CommandLine"], "title": "whoami through cmd", "level": "low"},
+    )
+    rule = await promoted.json()
+    assert promoted.status == 201, rule
+    assert rule["enabled"] is False
+    assert rule["logsource"]["category"] == "process_creation"
+    window = {
+        "start": (NOW - timedelta(hours=1)).isoformat(),
+        "end": (NOW + timedelta(minutes=1)).isoformat(),
+    }
+    preview = await (
+        await gateway.client.post(
+            f"/api/v1/detections/rules/{rule['id']}/run",
+            headers=hunter,
+            json={**window, "mode": "preview"},
+        )
+    ).json()
+    assert preview["matches"] == 1
+    for path, body, status_code in (
+        (
+            "/api/v1/siem/logs/00000000-0000-0000-0000-000000000000/promote",
+            {"fields": ["Image"]},
+            404,
+        ),
+        (f"/api/v1/siem/logs/{log_id}/promote", {"fields": ["NoSuchField"]}, 422),
+        (f"/api/v1/siem/logs/{log_id}/promote", {"fields": []}, 422),
+    ):
+        response = await gateway.client.post(path, headers=hunter, json=body)
+        assert response.status == status_code, body
+
+
+async def test_real_attack_logs_are_searchable(gateway: Gateway) -> None:
+    data = shared_data_dir()
+    if data is None:
+        pytest.skip("shared data not found: set AURORA_SHARED_DATA or place ../shared/data")
+    folder = data / "logs" / "evtx_to_mitre_attack"
+    files = sorted(folder.rglob("*.jsonl"))[:5]
+    if not files:
+        pytest.skip("no JSON lines under logs/evtx_to_mitre_attack")
+    analyst = await gateway.user(Role.ANALYST, "ana")
+    accepted = 0
+    for path in files:
+        status, result = await ingest(gateway, analyst, path.read_bytes(), source="evtx-lab")
+        assert status == 200, (path.name, result)
+        accepted += result["accepted"]
+        assert result["rejected"] == 0, (path.name, result["rejections"][:3])
+    found = await (
+        await gateway.client.get(
+            "/api/v1/siem/logs",
+            headers=analyst,
+            params={"start": "2000-01-01T00:00:00Z", "limit": "1000"},
+        )
+    ).json()
+    assert len(found["items"]) == min(accepted, 1000)
+    assert all(item.get("event.code") for item in found["items"])
