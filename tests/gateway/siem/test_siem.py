@@ -15,7 +15,9 @@ from gateway.detections.service import DetectionScheduler
 from gateway.keys import DATABASE, LOGSTORE
 from tests.conftest import Gateway, shared_data_dir
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+# Half past the previous hour: the events (a few minutes before it) never straddle an hour
+# boundary, which the correlation test's one-hour windows would split.
+NOW = (datetime.now(UTC) - timedelta(hours=1)).replace(minute=30, second=0, microsecond=0)
 
 
 def sysmon(
@@ -228,7 +230,7 @@ async def test_a_rule_from_preview_to_metrics(gateway: Gateway) -> None:
     enabled = await gateway.client.patch(
         f"/api/v1/detections/rules/{rule['id']}",
         headers=hunter,
-        json={"enabled": True, "version": rule["version"]},
+        json={"enabled": True, "lookback_seconds": 3 * 3600, "version": rule["version"]},
     )
     assert enabled.status == 200, await enabled.json()
     stale = await gateway.client.patch(
@@ -353,3 +355,56 @@ async def test_real_attack_logs_are_searchable(gateway: Gateway) -> None:
     ).json()
     assert len(found["items"]) == min(accepted, 1000)
     assert all(item.get("event.code") for item in found["items"])
+
+
+CORRELATION = """
+title: Process creation
+name: any_process
+status: test
+logsource:
+  product: windows
+  category: process_creation
+detection:
+  selection:
+    Image|endswith: '.exe'
+  condition: selection
+---
+title: Busy host
+status: test
+correlation:
+  type: event_count
+  rules:
+    - any_process
+  group-by:
+    - Computer
+  timespan: 1h
+  condition:
+    gte: 2
+level: medium
+tags:
+  - attack.t1059
+"""
+
+
+async def test_a_correlation_rule_raises_one_alert_per_group(gateway: Gateway) -> None:
+    hunter = await gateway.user(Role.HUNTER, "hana")
+    await ingest(gateway, hunter, ndjson(EVENTS), source="sysmon")
+    created = await gateway.client.post(
+        "/api/v1/detections/rules", headers=hunter, json={"sigma": CORRELATION}
+    )
+    rule = await created.json()
+    assert created.status == 201, rule
+    assert rule["correlation"]["type"] == "event_count"
+    window = {
+        "start": (NOW - timedelta(hours=2)).isoformat(),
+        "end": (NOW + timedelta(minutes=1)).isoformat(),
+        "mode": "backfill",
+    }
+    url = f"/api/v1/detections/rules/{rule['id']}/run"
+    first = await (await gateway.client.post(url, headers=hunter, json=window)).json()
+    assert first["status"] == "succeeded", first
+    # ws-17 started two processes within the hour; ws-18 and build-01 one each
+    assert (first["matches"], first["alerts"]) == (1, 1)
+    assert first["sample"][0]["correlation"]["groups"] == {"Computer": "ws-17"}
+    again = await (await gateway.client.post(url, headers=hunter, json=window)).json()
+    assert (again["alerts"], again["already_seen"]) == (0, 1)
