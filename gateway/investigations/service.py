@@ -391,7 +391,7 @@ class InvestigationRunner:
             if payload is _WAIT:
                 await self._pause(investigation_id, [])
                 return
-            state = await self._graph.ainvoke(payload, config)
+            state = await self._segments(payload, config)
             if pending := state.get("__interrupt__"):
                 asked = [r for item in pending for r in item.value.get("approvals", [])]
                 await self._pause(investigation_id, asked)
@@ -426,6 +426,26 @@ class InvestigationRunner:
             "investigations.receipt",
             {"investigation_id": investigation_id, "status": status, "receipt": receipt},
         )
+
+    async def _segments(self, payload: Any, config: dict[str, Any]) -> dict[str, Any]:
+        """Run the thread to its end or to a human's decision, one segment at a time.
+
+        A checkpoint is written where a segment ends: after each round of specialists
+        (``correlate``), after the response plan (``respond``), at an approval and at the end,
+        not after every step (a step's checkpoint costs more than the step). A gateway that
+        dies mid-segment resumes from the segment's start: the specialists' calls carry
+        idempotency keys (they replay) and actions go through the at-most-once ledger.
+        """
+        state: dict[str, Any] = await self._graph.ainvoke(
+            payload, config, durability="exit", interrupt_after=SEGMENT_ENDS
+        )
+        for _ in range(MAX_SEGMENTS):
+            if state.get("__interrupt__") or state.get("report"):
+                return state
+            state = await self._graph.ainvoke(
+                None, config, durability="exit", interrupt_after=SEGMENT_ENDS
+            )
+        raise RuntimeError("the investigation graph did not finish")
 
     async def _pause(self, investigation_id: str, asked: list[dict[str, Any]]) -> None:
         timeout = timedelta(seconds=self._approval_timeout())
@@ -494,4 +514,6 @@ class InvestigationRunner:
 
 
 _WAIT: Final = object()
+SEGMENT_ENDS: Final = ("correlate", "respond")
+MAX_SEGMENTS: Final = 20
 RETENTION_SWEEP_SECONDS = 3600.0
