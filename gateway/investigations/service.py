@@ -264,6 +264,7 @@ class InvestigationRunner:
         self._cancelled: set[str] = set()
         self._loop: asyncio.Task[None] | None = None
         self._pruned_at = float("-inf")
+        self._swept_at = float("-inf")
 
     async def start(self) -> None:
         async with self._db.session() as db:
@@ -325,6 +326,10 @@ class InvestigationRunner:
                     await self._wake.wait()
 
     async def _housekeeping(self) -> None:
+        # Woken by every request and every finish: sweep once a tick, not once a wake.
+        if time.monotonic() - self._swept_at < self._tick:
+            return
+        self._swept_at = time.monotonic()
         try:
             async with self._db.session() as db:
                 expired, _ = await approvals.expire_due(db)
