@@ -411,3 +411,63 @@ async def test_a_correlation_rule_raises_one_alert_per_group(gateway: Gateway) -
     assert first["sample"][0]["correlation"]["groups"] == {"Computer": "ws-17"}
     again = await (await gateway.client.post(url, headers=hunter, json=window)).json()
     assert (again["alerts"], again["already_seen"]) == (0, 1)
+
+
+async def test_evtx_files_and_text_lines_through_the_api(gateway: Gateway) -> None:
+    analyst = await gateway.user(Role.ANALYST, "ana")
+    syslog = (
+        b"<34>1 2026-11-20T08:00:00.003Z mymachine.example.com su - ID47 - "
+        b"'su root' failed for lonvick on /dev/pts/8\n"
+        b"CEF:0|Security|threatmanager|1.0|100|worm successfully stopped|10|src=10.0.0.1 "
+        b"dst=2.1.2.2 spt=1232\n"
+        b"Nov 20 08:00:01 relay sshd[4242]: Accepted publickey for deploy from 10.9.8.7\n"
+    )
+    response = await gateway.client.post(
+        "/api/v1/siem/logs/ingest",
+        headers={**analyst, "Content-Type": "text/plain"},
+        params={"source": "edge"},
+        data=syslog,
+    )
+    result = await response.json()
+    assert response.status == 200, result
+    assert result["formats"] == {"syslog": 2, "cef": 1}
+    assert (result["accepted"], result["rejected"]) == (3, 0)
+    cef = await (
+        await gateway.client.get(
+            "/api/v1/siem/logs",
+            headers=analyst,
+            params={
+                "q": "source.ip:10.0.0.0/8 destination.port:*",
+                "start": "2000-01-01T00:00:00Z",
+            },
+        )
+    ).json()
+    assert cef["items"] == []  # spt is the source port: no destination port here
+    cef = await (
+        await gateway.client.get(
+            "/api/v1/siem/logs",
+            headers=analyst,
+            params={"q": "source.ip:10.0.0.0/8 source.port:1232", "start": "2000-01-01T00:00:00Z"},
+        )
+    ).json()
+    assert [i["format"] for i in cef["items"]] == ["cef"]
+    data = shared_data_dir()
+    if data is None:
+        pytest.skip("shared data not found: the .evtx half needs ../shared/data")
+    evtx = next((data / "logs" / "evtx_to_mitre_attack" / "evtx").rglob("*.evtx"))
+    response = await gateway.client.post(
+        "/api/v1/siem/logs/ingest",
+        headers={**analyst, "Content-Type": "application/octet-stream", "X-Filename": evtx.name},
+        params={"source": "evtx-upload"},
+        data=evtx.read_bytes(),
+    )
+    result = await response.json()
+    assert response.status == 200, result
+    assert result["accepted"] > 0
+    assert result["formats"] == {"windows": result["accepted"]}
+    truncated = await gateway.client.post(
+        "/api/v1/siem/logs/ingest",
+        headers={**analyst, "Content-Type": "application/octet-stream", "X-Filename": evtx.name},
+        data=evtx.read_bytes()[:5000],
+    )
+    assert truncated.status in {200, 422}
