@@ -14,6 +14,7 @@ SPECIALISTS: dict[str, str] = {
     "network": "agents.network.agent:Network",
     "endpoint": "agents.endpoint.agent:Endpoint",
     "responder": "agents.responder.agent:Responder",
+    "hunter": "agents.hunter.agent:Hunter",
 }
 """Agent name → ``module:Class``, in port order (``agent_base_port`` + position)."""
 

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./var")
     database_url: str | None = None
     """SQLAlchemy URL; default ``sqlite+aiosqlite:///<data_dir>/aurora.db``."""
+    gateway_url: str | None = None
+    """Where agents reach the gateway's API (the hunter searches the logs there); default the
+    gateway's own address (``http://host:port``)."""
     clickhouse_url: SecretStr | None = None
     """A ClickHouse server for the log store (``http://user:password@host:8123``); unset: the
     embedded chDB under ``<data_dir>/logstore``."""

@@ -25,6 +25,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import textwrap
@@ -692,6 +693,12 @@ async def running_platform(
         await database.dispose()
 
     # Port 0: each agent takes a free port and prints it; the gateway is told where they are.
+    # The gateway's own socket is bound first, so the agents that call the API (the hunter)
+    # know its address before it serves.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    gateway_port = listener.getsockname()[1]
     children = {name: (*agent_command(name), "--port", "0") for name in SPECIALISTS}
     level = settings.log_level if verbose else "WARNING"
     supervisor = AgentSupervisor(
@@ -702,6 +709,7 @@ async def running_platform(
                 "AURORA_AGENT_HOST": settings.agent_host,
                 "AURORA_AGENT_URLS": "{}",
                 "AURORA_LOG_LEVEL": level,
+                "AURORA_GATEWAY_URL": f"http://127.0.0.1:{gateway_port}",
             },
             unset=("AURORA_DATABASE_URL",),
         ),
@@ -719,7 +727,7 @@ async def running_platform(
         runner = web.AppRunner(app, handle_signals=False, access_log=access_log)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
+            site = web.SockSite(runner, listener)
             await site.start()
             host, port = runner.addresses[0][:2]
             yield Platform(
@@ -734,6 +742,7 @@ async def running_platform(
             await runner.cleanup()
     finally:
         await supervisor.stop()
+        listener.close()
 
 
 # -- the walkthrough, as a client ----------------------------------------------------------------

@@ -54,6 +54,7 @@ from tools.ioc import extract_iocs, normalise_ioc
 MAX_ROUNDS = 2
 """The first round, and at most one more for indicators the first one found."""
 NETWORK_TYPES = frozenset({"ip", "domain", "url"})
+HUNTABLE_TYPES = frozenset({"ip", "domain", "url", "hash", "email"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,16 @@ def _requests(
                     "context": text,
                 },
             )
+        elif agent == "hunter":
+            method, params = (
+                "hunt_threats",
+                {
+                    "iocs": [i for i in plain if i["type"] in HUNTABLE_TYPES],
+                    "hosts": list(subject.get("hosts", []))[:50],
+                    "users": list(subject.get("users", []))[:50],
+                    "context": text,
+                },
+            )
         elif agent == "network":
             method, params = (
                 "analyze_network",
@@ -148,6 +159,8 @@ def _rule_plan(state: InvestigationState, available: frozenset[str]) -> list[Age
         wanted.append("malware")
     if kinds & NETWORK_TYPES:
         wanted.append("network")
+    if subject.get("hosts") or subject.get("users"):
+        wanted.append("hunter")  # named hosts or accounts: scope them in the logs
     return _requests(state, [a for a in wanted if a in available], 0, iocs)
 
 

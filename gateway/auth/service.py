@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agents.acp.server import AGENT_TOKEN_TYPE
 from core.db import Database, utcnow
 from core.errors import (
     AuthenticationRequired,
@@ -24,7 +25,7 @@ from core.errors import (
 )
 from core.security.apikeys import generate_api_key, parse_api_key, secret_matches
 from core.security.passwords import PasswordHasher
-from core.security.permissions import Permission, permissions_for
+from core.security.permissions import Permission, Role, permissions_for
 from core.security.tokens import IssuedToken, TokenService
 from gateway.auth.models import ApiKey, RevokedToken
 from gateway.users.models import User
@@ -200,7 +201,10 @@ class Authenticator:
         return entry
 
     async def from_bearer(self, token: str) -> Principal:
-        claims = self._tokens.verify(token)
+        try:
+            claims = self._tokens.verify(token)
+        except InvalidCredentials:
+            return self._agent(token)
         if claims.jti in self._revoked:
             raise InvalidCredentials("the access token has been revoked")
         user = await self._user(claims.subject)
@@ -210,6 +214,32 @@ class Authenticator:
             user=user,
             permissions=permissions_for(user.role),
             method="token",
+            token_jti=claims.jti,
+            token_expires_at=claims.expires_at,
+        )
+
+    def _agent(self, token: str) -> Principal:
+        """A platform-signed agent token (how specialists reach the API, e.g. the hunter
+        searching the logs) as the ``service_agent`` identity: least-privilege reads, no
+        account in the database. Anything else stays AURORA-4012."""
+        claims = self._tokens.verify(token, token_type=AGENT_TOKEN_TYPE)
+        if claims.jti in self._revoked:
+            raise InvalidCredentials("the token has been revoked")
+        name = f"agent:{claims.subject}"[:64]
+        identity = UserSnapshot(
+            id=name,
+            username=name,
+            email=None,
+            full_name=None,
+            role=Role.SERVICE_AGENT.value,
+            is_active=True,
+            created_at=claims.issued_at,
+            last_login_at=None,
+        )
+        return Principal(
+            user=identity,
+            permissions=permissions_for(Role.SERVICE_AGENT.value),
+            method="agent_token",
             token_jti=claims.jti,
             token_expires_at=claims.expires_at,
         )

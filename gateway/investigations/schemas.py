@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -74,6 +74,14 @@ class InvestigateRequest(BaseModel):
     iocs: list[IocIn] = Field(default_factory=list, max_length=500)
     text: str | None = Field(default=None, max_length=100_000)
     command_lines: list[str] = Field(default_factory=list, max_length=200)
+    hosts: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        default_factory=list, max_length=50
+    )
+    """Hosts to scope in the logs (the hunter)."""
+    users: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        default_factory=list, max_length=50
+    )
+    """Accounts to scope in the logs (the hunter)."""
     priority: Priority = "normal"
 
     @model_validator(mode="after")
@@ -84,8 +92,12 @@ class InvestigateRequest(BaseModel):
             or self.iocs
             or (self.text or "").strip()
             or self.command_lines
+            or self.hosts
+            or self.users
         ):
-            raise ValueError("give an alert_id, a case_id, iocs or text to investigate")
+            raise ValueError(
+                "give an alert_id, a case_id, iocs, text, command lines, hosts or users"
+            )
         return self
 
 

@@ -128,6 +128,8 @@ async def history(*, db: AsyncSession, query: HistoryQuery) -> tuple[list[Dispat
 
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
+HOST_TYPES = frozenset({"host", "hostname"})
+USER_TYPES = frozenset({"user", "account", "username"})
 IOC_TYPES = frozenset(
     {
         "ip",
@@ -151,6 +153,8 @@ async def subject_for(*, db: AsyncSession, body: InvestigateRequest) -> dict[str
     plus what the caller gave. Unknown alert → AURORA-4042, unknown case → AURORA-4041."""
     texts: list[str] = []
     iocs: list[dict[str, str]] = [i.model_dump() for i in body.iocs]
+    hosts: list[str] = list(body.hosts)
+    users: list[str] = list(body.users)
     title = None
     if body.alert_id is not None:
         alert = await get_alert(db=db, alert_id=body.alert_id)
@@ -161,6 +165,8 @@ async def subject_for(*, db: AsyncSession, body: InvestigateRequest) -> dict[str
             for e in alert.entities
             if e.get("type") in IOC_TYPES
         ]
+        hosts += [str(e["value"]) for e in alert.entities if e.get("type") in HOST_TYPES]
+        users += [str(e["value"]) for e in alert.entities if e.get("type") in USER_TYPES]
     if body.case_id is not None:
         case_ = await get_case(db=db, case_id=body.case_id)
         title = title or case_.title
@@ -169,6 +175,8 @@ async def subject_for(*, db: AsyncSession, body: InvestigateRequest) -> dict[str
             db=db, case_id=case_.id, query=PageQuery(limit=500, offset=0)
         )
         iocs += [{"type": o.type, "value": o.value} for o in observables if o.type in IOC_TYPES]
+        hosts += [o.value for o in observables if o.type in HOST_TYPES]
+        users += [o.value for o in observables if o.type in USER_TYPES]
     if body.text:
         texts.append(body.text)
     return {
@@ -176,6 +184,8 @@ async def subject_for(*, db: AsyncSession, body: InvestigateRequest) -> dict[str
         "text": "\n".join(t for t in texts if t),
         "iocs": iocs,
         "command_lines": body.command_lines,
+        "hosts": list(dict.fromkeys(hosts))[:50],
+        "users": list(dict.fromkeys(users))[:50],
         "alert_id": body.alert_id,
         "case_id": body.case_id,
     }

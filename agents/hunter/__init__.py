@@ -1,0 +1,1 @@
+"""hunter: searches the logs for related activity the alerts missed, and scopes it."""
