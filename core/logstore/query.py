@@ -33,11 +33,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from core.errors import ValidationFailed
-from core.logstore.schema import BY_NAME
+from core.logstore.schema import BY_NAME, PROMOTED_FIELDS, promoted_column
 
 MAX_QUERY_LENGTH: Final = 4096
 MAX_TERMS: Final = 200
 META_FIELDS: Final = {"source": "source", "format": "format", "id": "toString(id)"}
+PROMOTED: Final = frozenset(PROMOTED_FIELDS)
 IP_FIELDS: Final = frozenset({"host.ip", "source.ip", "destination.ip"})
 _TOKEN = re.compile(
     r"""
@@ -223,6 +224,8 @@ class _Compiler:
         known = BY_NAME.get(name)
         if known is not None:
             return f"`{known.column}`", "UInt64" if known.kind == "int" else "String"
+        if name in PROMOTED:
+            return f"`{promoted_column(name)}`", "String"
         return f"fields[{self.bind(name)}]", "String"
 
     def typed(self, name: str, kind: str, text: str) -> Any:

@@ -31,7 +31,13 @@ from typing import Any, Final, Literal
 
 from core.errors import ClickHouseUnavailable, ValidationFailed
 from core.logstore.query import compile_query
-from core.logstore.schema import BY_NAME, FIELDS, LogEvent, create_table_sql
+from core.logstore.schema import (
+    BY_NAME,
+    FIELDS,
+    LogEvent,
+    create_table_sql,
+    promoted_columns_sql,
+)
 from core.settings import Settings
 
 log = logging.getLogger("aurora.logstore")
@@ -220,6 +226,8 @@ class LogStore:
         def work(client: Any) -> None:
             client.command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
             client.command(ddl)
+            for statement in promoted_columns_sql(self.database, TABLE):
+                client.command(statement)
 
         await self._run(work)
 
@@ -298,21 +306,40 @@ class LogStore:
             )
         where, parameters = self._where(request, keyset)
         direction = "DESC" if request.order == "desc" else "ASC"
-        sql = (
-            f"SELECT {', '.join(f'`{c}`' for c in COLUMNS)} FROM {self.table} WHERE {where} "
-            f"ORDER BY timestamp {direction}, id {direction} LIMIT {int(request.limit) + 1}"
-        )
         started = datetime.now(UTC)
-        result = await self.query(sql, parameters)
+        keys = await self.query(
+            f"SELECT timestamp, id FROM {self.table} WHERE {where} "
+            f"ORDER BY timestamp {direction}, id {direction} LIMIT {int(request.limit) + 1}",
+            parameters,
+        )
+        found = keys.result_rows
+        more = len(found) > request.limit
+        found = found[: request.limit]
+        rows = await self._rows(found, direction)
         took = (datetime.now(UTC) - started).total_seconds() * 1000
-        rows = [_as_dict(result.column_names, r) for r in result.result_rows]
-        more = len(rows) > request.limit
-        rows = rows[: request.limit]
         cursor = None
-        if more and rows:
-            last = result.result_rows[request.limit - 1]
-            cursor = encode_cursor(last[COLUMNS.index("timestamp")], str(last[0]))
+        if more and found:
+            last_at, last_id = found[-1]
+            cursor = encode_cursor(last_at, str(last_id))
         return SearchPage(rows, cursor, round(took, 3))
+
+    async def _rows(
+        self, keys: Sequence[Sequence[Any]], direction: str = "ASC"
+    ) -> list[dict[str, Any]]:
+        """Whole events for (timestamp, id) keys, in ``direction`` order. The search finds the
+        keys first, reading only the columns its condition needs; the wide columns (``raw``,
+        ``fields``) are then read for the page alone, within its time span."""
+        if not keys:
+            return []
+        stamps = [k[0] for k in keys]
+        result = await self.query(
+            f"SELECT {', '.join(f'`{c}`' for c in COLUMNS)} FROM {self.table} "
+            "WHERE timestamp >= {lo:DateTime64(3)} AND timestamp <= {hi:DateTime64(3)} "
+            "AND id IN {ids:Array(UUID)} "
+            f"ORDER BY timestamp {direction}, id {direction}",
+            {"lo": min(stamps), "hi": max(stamps), "ids": [str(k[1]) for k in keys]},
+        )
+        return [_as_dict(result.column_names, r) for r in result.result_rows]
 
     async def get(self, event_id: str) -> dict[str, Any] | None:
         try:
@@ -345,12 +372,12 @@ class LogStore:
         total = int(count.result_rows[0][0])
         if total == 0 or limit == 0:
             return total, []
-        rows = await self.query(
-            f"SELECT {', '.join(f'`{c}`' for c in COLUMNS)} FROM {self.table} WHERE {where} "
+        keys = await self.query(
+            f"SELECT timestamp, id FROM {self.table} WHERE {where} "
             f"ORDER BY timestamp, id LIMIT {int(limit)}",
             bound,
         )
-        return total, [_as_dict(rows.column_names, r) for r in rows.result_rows]
+        return total, await self._rows(keys.result_rows)
 
     async def sources(self) -> list[dict[str, Any]]:
         result = await self.query(

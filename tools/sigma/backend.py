@@ -51,7 +51,7 @@ from sigma.types import (
     SpecialChars,
 )
 
-from core.logstore.schema import BY_NAME
+from core.logstore.schema import BY_NAME, PROMOTED_FIELDS, promoted_column
 from tools.sigma.sql import number_literal, re2_escape, string_literal
 
 type Part = str | SpecialChars
@@ -85,6 +85,9 @@ class Target:
         return self.sql
 
 
+_PROMOTED = frozenset(PROMOTED_FIELDS)
+
+
 def resolve_field(name: str) -> Target:
     """A normalised column for an ECS name of the schema (``timestamp`` aside); any other name is
     a key of the ``fields`` map."""
@@ -92,6 +95,9 @@ def resolve_field(name: str) -> Target:
     if field is not None and field.kind != "datetime":
         kind: Literal["string", "int"] = "int" if field.kind == "int" else "string"
         return Target(name, f"`{field.column}`", kind)
+    if name in _PROMOTED:
+        # The same text as fields[name] ('' when absent), in a narrow column of its own.
+        return Target(name, f"`{promoted_column(name)}`", "map")
     return Target(name, f"fields[{string_literal(name)}]", "map")
 
 

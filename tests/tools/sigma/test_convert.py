@@ -64,8 +64,8 @@ def test_windows_fields_map_to_columns_and_event_ids_are_text(log_table: LogTabl
     assert "`event_code` = '4688'" in sql
     assert "endsWith(lowerUTF8(`process_executable`), lowerUTF8('\\\\cmd.exe'))" in sql
     assert "`process_parent_executable`" in sql
-    assert "fields['OriginalFileName']" in sql
-    assert "fields['Channel']" in sql  # the service's channel narrows the rule
+    assert "`x_OriginalFileName`" in sql  # a promoted field: its own narrow column
+    assert "`x_Channel`" in sql  # the service's channel narrows the rule
     log_table.insert(
         [
             {
@@ -137,7 +137,7 @@ def test_integer_columns_compare_as_numbers_and_survive_text(log_table: LogTable
 
 def test_numbers_against_text_are_quoted(log_table: LogTable) -> None:
     sql = condition({"sel": {"LogonType": [3, 10], "Count": 7}, "condition": "sel"})
-    assert "fields['LogonType'] IN ('3', '10')" in sql
+    assert "`x_LogonType` IN ('3', '10')" in sql
     assert "fields['Count'] = '7'" in sql
     log_table.insert([row("yes", LogonType="10", Count="7"), row("no", LogonType="2", Count="7")])
     assert log_table.matching(sql) == ["yes"]
@@ -191,7 +191,7 @@ def test_contains_all_startswith_endswith_and_wildcards(log_table: LogTable) -> 
 def test_many_contains_values_become_one_multisearch(log_table: LogTable) -> None:
     hashes = [f"MD5={index:032x}" for index in range(600)]
     sql = condition({"sel": {"Hashes|contains": hashes}, "condition": "sel"})
-    assert sql.count("multiSearchAnyCaseInsensitiveUTF8(fields['Hashes']") == 3  # 255 per call
+    assert sql.count("multiSearchAnyCaseInsensitiveUTF8(`x_Hashes`") == 3  # 255 per call
     assert "positionCaseInsensitiveUTF8" not in sql
     log_table.insert(
         [
@@ -260,7 +260,7 @@ def test_exists_and_null(log_table: LogTable) -> None:
     assert exists == "mapContains(fields, 'Signature')"
     missing = condition({"sel": {"Signature|exists": False}, "condition": "sel"})
     null = condition({"sel": {"Signature": None}, "condition": "sel"})
-    assert null == "fields['Signature'] = ''"
+    assert null == "`x_Signature` = ''"
     port_null = condition({"sel": {"dst_port": None}, "condition": "sel"}, {"category": "firewall"})
     assert port_null == "isNull(`destination_port`)"
     log_table.insert(

@@ -93,7 +93,7 @@ def test_event_count(log_table: LogTable) -> None:
 
 def test_value_count(log_table: LogTable) -> None:
     text = correlation("value_count", {"gt": 2, "field": "TargetUserName"}, ["failed_logon"])
-    assert "uniqExact(fields['TargetUserName'])" in convert(text).correlation.aggregate  # type: ignore[union-attr]
+    assert "uniqExact(`x_TargetUserName`)" in convert(text).correlation.aggregate  # type: ignore[union-attr]
     log_table.insert(ROWS)
     assert [(r[1], r[2]) for r in run(log_table, text)] == [("dc-01", 3)]
 
