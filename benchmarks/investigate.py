@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.acp.client import CallOptions, HandoffClient
 from agents.acp.registry import AgentRegistry
+from benchmarks.common import login
 from core.db import create_database
 from core.db.migrate import upgrade
 from core.security.passwords import PasswordHasher
@@ -493,25 +494,6 @@ def direct_investigation(
     return one
 
 
-async def login(session: ClientSession, base: str, username: str, alive: Callable[[], bool]) -> str:
-    for _ in range(600):
-        if not alive():
-            raise RuntimeError("the gateway exited while starting")
-        try:
-            async with session.post(
-                f"{base}/api/v1/auth/token",
-                json={"username": username, "password": ADMIN_PASSWORD},
-            ) as response:
-                if response.status == 200:
-                    return str((await response.json())["access_token"])
-                if response.status < 500:
-                    raise RuntimeError(f"login answered {response.status}")
-        except OSError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"the gateway at {base} did not come up")
-
-
 def ratio(over: float, under: float) -> float:
     return round(over / under - 1, 3) if under > 0 else float("nan")
 
@@ -536,7 +518,9 @@ async def measure(
     # concurrency's POSTs, and the occasional poll.
     connector = TCPConnector(limit=args.concurrency * 2 + 4)
     async with ClientSession(connector=connector) as session:
-        token = await login(session, base, settings.admin_username, gateway.is_alive)
+        token = await login(
+            session, base, settings.admin_username, ADMIN_PASSWORD, gateway.is_alive
+        )
         headers = {"Authorization": f"Bearer {token}"}
         receipts = Receipts(session, base, headers)
         await receipts.open(token)

@@ -69,10 +69,11 @@ from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import login
 from core.db import create_database
 from core.db.migrate import upgrade
 from core.logstore.schema import create_table_sql
-from core.logstore.store import COLUMNS, TABLE, _row
+from core.logstore.store import COLUMNS, TABLE, event_row
 from core.security.passwords import PasswordHasher
 from core.settings import Settings
 from gateway.app import create_app
@@ -363,7 +364,7 @@ def run_raw(conn: Connection, path: Path, corpus: Corpus) -> None:
             parsed = parse_payload(body, content_type=NDJSON, source=SOURCE, format=None)
             parsed_at = time.perf_counter()
             now = datetime.now(UTC)
-            rows = [_row(event, uuid.uuid4(), now) for event in parsed.events]
+            rows = [event_row(event, uuid.uuid4(), now) for event in parsed.events]
             built_at = time.perf_counter()
             client.insert(TABLE, rows, column_names=list(COLUMNS), database=DATABASE)
             inserted_at = time.perf_counter()
@@ -656,25 +657,6 @@ async def sigma(args: argparse.Namespace, gateway: Gateway, corpus: Corpus) -> d
     }
 
 
-async def login(session: ClientSession, base: str, username: str, alive: Callable[[], bool]) -> str:
-    for _ in range(600):
-        if not alive():
-            raise RuntimeError("the gateway exited while starting")
-        try:
-            async with session.post(
-                f"{base}/api/v1/auth/token",
-                json={"username": username, "password": ADMIN_PASSWORD},
-            ) as response:
-                if response.status == 200:
-                    return str((await response.json())["access_token"])
-                if response.status < 500:
-                    raise RuntimeError(f"login answered {response.status}")
-        except OSError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"the gateway at {base} did not come up")
-
-
 async def measure(
     args: argparse.Namespace,
     settings: Settings,
@@ -687,7 +669,9 @@ async def measure(
     async with ClientSession(
         connector=TCPConnector(limit=args.concurrency + 2), timeout=timeout
     ) as session:
-        token = await login(session, base, settings.admin_username, gateway_process.is_alive)
+        token = await login(
+            session, base, settings.admin_username, ADMIN_PASSWORD, gateway_process.is_alive
+        )
         gateway = Gateway(session, base, token)
         if await asyncio.to_thread(raw.recv) != "ready":
             raise RuntimeError("the raw side did not start")

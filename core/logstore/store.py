@@ -128,7 +128,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         ) from err
 
 
-def _row(event: LogEvent, event_id: uuid.UUID, now: datetime) -> list[Any]:
+def event_row(event: LogEvent, event_id: uuid.UUID, now: datetime) -> list[Any]:
+    """``event`` as a row of :data:`COLUMNS` (what :meth:`LogStore.insert` sends)."""
     values = event.values
     row: list[Any] = [event_id, now, event.timestamp]
     for f in NORMALISED:
@@ -246,7 +247,7 @@ class LogStore:
             return []
         now = datetime.now(UTC)
         ids = [uuid.uuid4() for _ in events]
-        rows = [_row(e, i, now) for e, i in zip(events, ids, strict=True)]
+        rows = [event_row(e, i, now) for e, i in zip(events, ids, strict=True)]
 
         def work(client: Any) -> None:
             client.insert(
