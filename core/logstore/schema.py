@@ -148,12 +148,15 @@ def promoted_column(name: str) -> str:
     return f"x_{name}"
 
 
-def promoted_columns_sql(database: str, table: str) -> list[str]:
-    """``ALTER TABLE`` statements adding the promoted columns to a table made before them
-    (idempotent; existing parts compute them on read until merged)."""
+def promoted_columns_sql(database: str, table: str) -> list[tuple[str, str]]:
+    """(column, ``ALTER TABLE`` statement) adding each promoted column to a table made before
+    it (idempotent; existing parts compute it on read until merged)."""
     return [
-        f"ALTER TABLE `{database}`.`{table}` ADD COLUMN IF NOT EXISTS "
-        f"`{promoted_column(name)}` String MATERIALIZED fields['{name}']"
+        (
+            promoted_column(name),
+            f"ALTER TABLE `{database}`.`{table}` ADD COLUMN IF NOT EXISTS "
+            f"`{promoted_column(name)}` String MATERIALIZED fields['{name}']",
+        )
         for name in PROMOTED_FIELDS
     ]
 

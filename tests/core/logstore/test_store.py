@@ -200,3 +200,14 @@ async def test_a_server_that_is_down_is_aurora_5032() -> None:
     assert raised.value.code == "AURORA-5032"
     assert "127.0.0.1" not in str(raised.value.detail)
     await store.close()
+
+
+async def test_a_table_made_before_a_promoted_column_gets_it(store: LogStore) -> None:
+    await store.query("SELECT 1")  # the client exists
+    drop = f"ALTER TABLE {store.table} DROP COLUMN x_OriginalFileName"
+    await store._run(lambda client: client.command(drop))  # an older table
+    await store.start()
+    total, _ = await store.matching(
+        "`x_OriginalFileName` = ''", {}, start=T0, end=T0 + timedelta(hours=1), limit=0
+    )
+    assert total == len(EVENTS)
