@@ -209,9 +209,14 @@ class _Record:
         if data and name in self.view:
             # An event data name clashing with a System name: System keeps the bare name.
             name = f"EventData.{name}"
-        if not isinstance(value, dict):
+        if isinstance(value, dict | list):
+            if not isinstance(value, dict):
+                self.view[name] = value
+            self.fields.add_tree(value, name)
+        else:
+            # A leaf (most of an event): straight in, as add_tree would put it.
             self.view[name] = value
-        self.fields.add_tree(value, name)
+            self.fields.add(name, value)
 
 
 def _system_attribute_name(element: str, attribute: str) -> str:
