@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.serde._msgpack import STRICT_MSGPACK_ENABLED
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from sqlalchemy.engine import make_url
 
@@ -21,12 +20,6 @@ from sqlalchemy.engine import make_url
 def strict_serializer() -> JsonPlusSerializer:
     """Only the allow-listed types come back out of a checkpoint; never pickle."""
     return JsonPlusSerializer(pickle_fallback=False, allowed_msgpack_modules=None)
-
-
-def strict_msgpack_enabled() -> bool:
-    """Whether LangGraph itself runs with ``LANGGRAPH_STRICT_MSGPACK`` (it should: see the
-    package docstring)."""
-    return STRICT_MSGPACK_ENABLED
 
 
 def postgres_conninfo(database_url: str) -> str | None:

@@ -354,10 +354,6 @@ def _correlate(deps: GraphDeps):  # type: ignore[no-untyped-def]
     return correlate
 
 
-def _after_correlate(state: InvestigationState) -> list[Send] | Literal["respond"]:
-    return _fan_out(state)
-
-
 INTERNAL_KEYS = frozenset({"round", "latency_ms", "tool_call_id"})
 
 
@@ -582,7 +578,7 @@ def build_graph(
     graph.add_edge("intake", "plan")
     graph.add_conditional_edges("plan", _fan_out, ["call_agent", "respond"])
     graph.add_edge("call_agent", "correlate")
-    graph.add_conditional_edges("correlate", _after_correlate, ["call_agent", "respond"])
+    graph.add_conditional_edges("correlate", _fan_out, ["call_agent", "respond"])
     graph.add_edge("respond", "gate")
     graph.add_edge("gate", "execute")
     graph.add_edge("execute", "report")

@@ -6,8 +6,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from agents.runtime.specialist import IocIn
 
-Name = str
-
 
 class HuntThreatsRequest(BaseModel):
     """``hunt_threats`` params: what to look for in the logs, and where."""
@@ -15,9 +13,9 @@ class HuntThreatsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     iocs: list[IocIn] = Field(default_factory=list, max_length=100)
-    hosts: list[Name] = Field(default_factory=list, max_length=50)
+    hosts: list[str] = Field(default_factory=list, max_length=50)
     """Hosts to scope: what else happened there."""
-    users: list[Name] = Field(default_factory=list, max_length=50)
+    users: list[str] = Field(default_factory=list, max_length=50)
     """Accounts to scope: where else they were active."""
     hypothesis: str | None = Field(default=None, max_length=4000)
     context: str | None = Field(default=None, max_length=20_000)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 type Kind = Literal["string", "low_cardinality", "int", "datetime"]
 
@@ -178,9 +178,6 @@ class LogEvent:
     values: dict[str, str | int]
     fields: dict[str, str]
     """Every leaf of the original event, flattened, as text."""
-
-    def get(self, name: str) -> Any:
-        return self.values.get(name)
 
 
 def create_table_sql(database: str, table: str, *, retention_days: int) -> str:

@@ -32,7 +32,6 @@ from typing import Any, Final, Literal
 from core.errors import ClickHouseUnavailable, ValidationFailed
 from core.logstore.query import compile_query
 from core.logstore.schema import (
-    BY_NAME,
     FIELDS,
     LogEvent,
     create_table_sql,
@@ -477,7 +476,3 @@ def _iso(value: datetime | None) -> str | None:
 
 def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def known_field(name: str) -> bool:
-    return name in BY_NAME or name in {"source", "format", "id"}
