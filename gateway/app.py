@@ -28,7 +28,7 @@ from core.security.tokens import TokenService
 from core.settings import Settings, ensure_data_dir
 from gateway.alerts.routes import ROUTES as ALERTS_ROUTES
 from gateway.auth.routes import ROUTES as AUTH_ROUTES
-from gateway.auth.service import Authenticator, purge_expired_revocations
+from gateway.auth.service import Authenticator
 from gateway.cases.evidence.routes import ROUTES as EVIDENCE_ROUTES
 from gateway.cases.routes import ROUTES as CASES_ROUTES
 from gateway.detections.routes import ROUTES as DETECTIONS_ROUTES
@@ -151,7 +151,6 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[AUTHENTICATOR] = authenticator
         async with database.session() as db:
             app[RUNTIME].apply(await load_runtime(db=db))
-            await purge_expired_revocations(db=db)
         refresher = asyncio.create_task(authenticator.run_refresh(), name="revocation-refresh")
         recorder = ToolCallRecorder(database=database, bus=app[BUS])
         recorder.start()

@@ -26,13 +26,18 @@ class PlatformClient:
         self._token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     async def close(self) -> None:
+        """Close the session; a call still in flight, or made later, is AURORA-5030."""
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     async def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        if self._closed:
+            raise ServiceUnavailable({"service": "gateway", "reason": "client closed"})
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         headers = {"Authorization": f"Bearer {self._token()}"}

@@ -165,8 +165,9 @@ class Authenticator:
             del self._revoked[jti]
 
     async def run_refresh(self) -> None:
-        """Keep the revocation set current, and the table pruned, until cancelled."""
-        last_purge = time.monotonic()
+        """Keep the revocation set current, and the table pruned (first soon after start, as
+        housekeeping that never holds up start-up), until cancelled."""
+        last_purge = float("-inf")
         while True:
             await asyncio.sleep(self.refresh_interval)
             try:

@@ -206,6 +206,7 @@ class ReputationConnector(ABC):
         self.base_url = base_url.rstrip("/")
         self._session = session
         self._owns_session = session is None
+        self._closed = False
         self.cache = cache if cache is not None else ReputationCache()
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self.max_retry_after_seconds = max_retry_after_seconds
@@ -226,7 +227,9 @@ class ReputationConnector(ABC):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session this connector opened (never one it was given)."""
+        """Close the session this connector opened (never one it was given); a lookup still in
+        flight, or made later, is reported unavailable."""
+        self._closed = True
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -292,6 +295,8 @@ class ReputationConnector(ABC):
         """The reputation in a 200 answer."""
 
     def _client(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ConnectorUnavailable(self.source, "closed")
         if self._session is None:
             self._session = aiohttp.ClientSession()
         return self._session

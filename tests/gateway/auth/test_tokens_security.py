@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import math
 import secrets
@@ -15,10 +16,14 @@ from typing import Any
 
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
+from sqlalchemy import select
 
 from core.security.permissions import Role
 from core.security.tokens import LEEWAY_SECONDS
 from core.settings import Settings
+from gateway.auth.models import RevokedToken
+from gateway.auth.service import Authenticator
+from gateway.keys import DATABASE, TOKENS
 from tests.conftest import Gateway, start_gateway
 
 ME = "/api/v1/users/me"
@@ -234,6 +239,35 @@ async def test_revocation_survives_a_restart(gateway: Gateway, settings: Setting
         assert (await response.json())["error"]["code"] == "AURORA-4012"
     finally:
         await fresh.close()
+
+
+async def test_the_refresher_forgets_revocations_of_expired_tokens(gateway: Gateway) -> None:
+    database = gateway.app[DATABASE]
+    now = datetime.now(UTC)
+    async with database.session() as db:
+        db.add(RevokedToken(jti="old", user_id="u", expires_at=now - timedelta(minutes=1)))
+        db.add(RevokedToken(jti="live", user_id="u", expires_at=now + timedelta(hours=1)))
+        await db.commit()
+    authenticator = Authenticator(
+        database=database,
+        tokens=gateway.app[TOKENS],
+        user_cache_ttl=1.0,
+        refresh_interval=0.05,
+    )
+    refresher = asyncio.create_task(authenticator.run_refresh())
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                async with database.session() as db:
+                    left = set(await db.scalars(select(RevokedToken.jti)))
+                if "old" not in left:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
+    assert "live" in left
 
 
 async def test_non_bearer_authorization_is_401_authentication_required(
