@@ -35,6 +35,7 @@ from core.logstore.schema import (
     FIELDS,
     LogEvent,
     create_table_sql,
+    in_key_order,
     promoted_columns_sql,
 )
 from core.settings import Settings
@@ -316,11 +317,11 @@ class LogStore:
                 )
             )
         where, parameters = self._where(request, keyset)
-        direction = "DESC" if request.order == "desc" else "ASC"
+        direction: Literal["ASC", "DESC"] = "DESC" if request.order == "desc" else "ASC"
         started = datetime.now(UTC)
         keys = await self.query(
             f"SELECT timestamp, id FROM {self.table} WHERE {where} "
-            f"ORDER BY timestamp {direction}, id {direction} LIMIT {int(request.limit) + 1}",
+            f"ORDER BY {in_key_order(direction)} LIMIT {int(request.limit) + 1}",
             parameters,
         )
         found = keys.result_rows
@@ -379,16 +380,16 @@ class LogStore:
         the Sigma conversion (values bound or escaped there)."""
         request = SearchRequest(start=start, end=end)
         where, bound = self._where(request, [(condition, parameters)])
-        count = await self.query(f"SELECT count() FROM {self.table} WHERE {where}", bound)
-        total = int(count.result_rows[0][0])
-        if total == 0 or limit == 0:
-            return total, []
-        keys = await self.query(
-            f"SELECT timestamp, id FROM {self.table} WHERE {where} "
-            f"ORDER BY timestamp, id LIMIT {int(limit)}",
+        # One pass over the range: the count and the oldest ``limit`` keys together.
+        found = await self.query(
+            f"SELECT count(), groupArraySorted({max(int(limit), 1)})((timestamp, id)) "
+            f"FROM {self.table} WHERE {where}",
             bound,
         )
-        return total, await self._rows(keys.result_rows)
+        total, keys = found.result_rows[0]
+        if total == 0 or limit == 0:
+            return int(total), []
+        return int(total), await self._rows(keys)
 
     async def sources(self) -> list[dict[str, Any]]:
         result = await self.query(
