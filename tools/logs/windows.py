@@ -324,7 +324,10 @@ def _read_data_items(record: _Record, value: Any) -> None:
 
 
 def _read_flat(obj: Mapping[str, Any]) -> _Record:
-    record = _Record(view={}, fields=Fields())
+    fields = Fields()
+    if fields.add_leaves(obj):  # all leaves: the view is the event itself
+        return _Record(view=dict(obj), fields=fields)
+    record = _Record(view={}, fields=fields)
     for name, value in obj.items():
         record.add(str(name), value)
     return record
@@ -333,9 +336,14 @@ def _read_flat(obj: Mapping[str, Any]) -> _Record:
 def _text(view: Mapping[str, Any], name: str) -> str | None:
     """The value of ``name`` as text, None when absent, empty or Windows' ``-``."""
     value = view.get(name)
-    if value is None or isinstance(value, dict | list):
+    if value is None:
         return None
-    text = leaf_text(value).strip()
+    if type(value) is str:  # most values: no conversion
+        text = value.strip()
+    elif isinstance(value, dict | list):
+        return None
+    else:
+        text = leaf_text(value).strip()
     return None if text in _NONE_MARKERS else text
 
 

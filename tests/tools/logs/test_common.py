@@ -10,7 +10,10 @@ import pytest
 
 from tools.logs import EventRejected, detect, detect_line, parse_object
 from tools.logs.common import (
+    MAX_FIELD_CHARS,
+    MAX_KEY_CHARS,
     MAX_LOW_CARDINALITY_CHARS,
+    Fields,
     Values,
     flatten,
     parse_timestamp,
@@ -213,3 +216,28 @@ def test_detect(obj: dict[str, Any], expected: str) -> None:
 )
 def test_detect_line(line: str, expected: str) -> None:
     assert detect_line(line, received=RECEIVED) == expected
+
+
+@pytest.mark.parametrize(
+    "leaves",
+    [
+        {"EventID": 1, "Image": "C:\\a.exe", "Flag": True, "Ratio": 0.5, "Empty": None},
+        {"k" * (MAX_KEY_CHARS + 1): "too long a key", "EventID": 4688},
+        {"Big": "x" * (MAX_FIELD_CHARS + 1)},
+        {"Nested": {"a": 1}, "EventID": 1},
+        {"List": [1, 2], "EventID": 1},
+    ],
+)
+def test_leaves_at_once_equal_leaves_one_by_one(leaves: dict[str, Any]) -> None:
+    one_by_one = Fields()
+    for key, value in leaves.items():
+        one_by_one.add_tree(value, key)
+    at_once = Fields()
+    if at_once.add_leaves(leaves):
+        assert at_once.result() == one_by_one.result()
+    else:  # refused: anything beyond plain bounded leaves goes the careful way
+        assert at_once.data == {}
+        assert any(
+            isinstance(v, dict | list) or len(k) > MAX_KEY_CHARS or len(str(v)) > MAX_FIELD_CHARS
+            for k, v in leaves.items()
+        )
