@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     clickhouse_database: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")] = "aurora"
     log_retention_days: Annotated[int, Field(ge=0, le=36_500)] = 90
     """Log events are dropped this many days after their ingestion (0: kept for good)."""
+    ingest_workers: Annotated[int, Field(ge=0, le=64)] | None = None
+    """Processes that parse ingested logs in parallel; unset: one per core (at most 4), none on
+    one core; 0: parse on a thread of the gateway."""
     log_level: str = "INFO"
     access_log: bool = True
     """Log one line per HTTP request (logger ``aurora.access``)."""

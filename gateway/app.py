@@ -45,6 +45,7 @@ from gateway.keys import (
     DATABASE,
     HANDOFF,
     HASHER,
+    INGEST,
     LLM,
     LOGSTORE,
     METRICS,
@@ -57,6 +58,7 @@ from gateway.keys import (
 )
 from gateway.middleware import add_standard_headers, auth_middleware, context_middleware
 from gateway.routing import Route
+from gateway.siem.parsing import IngestParser
 from gateway.siem.routes import ROUTES as SIEM_ROUTES
 from gateway.system.routes import ROUTES as SYSTEM_ROUTES
 from gateway.system.service import RuntimeState, load_runtime
@@ -165,6 +167,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             # store is back (each call tries again).
             log.exception("the log store is not available")
         app[LOGSTORE] = logstore
+        ingest = IngestParser(settings.ingest_workers)
+        app[INGEST] = ingest
         scheduler = DetectionScheduler(
             database=database,
             store=logstore,
@@ -212,6 +216,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await scheduler.stop()
         if llm is not None:
             await llm.close()
+        await ingest.close()
         await logstore.close()
     finally:
         await database.dispose()

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from gateway.fleet.service import ToolCallRecorder
     from gateway.investigations.service import InvestigationRunner
     from gateway.routing import Route
+    from gateway.siem.parsing import IngestParser
     from gateway.system.service import RuntimeState
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -40,6 +41,7 @@ LLM: web.AppKey[LLMBackend | None] = web.AppKey("llm")
 RECORDER: web.AppKey[ToolCallRecorder] = web.AppKey("tool_call_recorder")
 RUNNER: web.AppKey[InvestigationRunner] = web.AppKey("investigation_runner")
 LOGSTORE = web.AppKey("logstore", LogStore)
+INGEST: web.AppKey[IngestParser] = web.AppKey("ingest")
 ROUTE_TABLE: web.AppKey[dict[AbstractRoute, Route]] = web.AppKey("route_table")
 
 REQUEST_ID = web.RequestKey("request_id", str)

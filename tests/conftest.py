@@ -93,6 +93,7 @@ def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settin
         "data_dir": data_dir,
         "database_url": database_url,
         "chdb_path": chdb_path(),
+        "ingest_workers": 0,  # parsing on a thread; worker processes have their own tests
         "clickhouse_database": f"t_{uuid.uuid4().hex[:16]}",
         "jwt_secret": secrets.token_urlsafe(32),
         "argon2_time_cost": 1,

@@ -258,18 +258,19 @@ class LogStore:
             return []
         now = datetime.now(UTC)
         ids = [uuid.uuid4() for _ in events]
-        rows = [event_row(e, i, now) for e, i in zip(events, ids, strict=True)]
+        await self.insert_rows([event_row(e, i, now) for e, i in zip(events, ids, strict=True)])
+        return [str(i) for i in ids]
+
+    async def insert_rows(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Store rows of :data:`COLUMNS` (as :func:`event_row` builds them) in one batch,
+        durably."""
+        if not rows:
+            return
 
         def work(client: Any) -> None:
-            client.insert(
-                TABLE,
-                rows,
-                column_names=list(COLUMNS),
-                database=self.database,
-            )
+            client.insert(TABLE, rows, column_names=list(COLUMNS), database=self.database)
 
         await self._run(work)
-        return [str(i) for i in ids]
 
     # -- reads -----------------------------------------------------------------------------
 

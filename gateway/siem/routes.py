@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from aiohttp import web
@@ -12,7 +11,7 @@ from core.logstore.store import SearchRequest
 from core.security.permissions import Permission
 from gateway.detections.routes import HUNT_ROUTES
 from gateway.http import json_response, parse_query, read_body
-from gateway.keys import LOGSTORE
+from gateway.keys import INGEST, LOGSTORE
 from gateway.routing import Route
 from gateway.siem.schemas import (
     IngestQuery,
@@ -24,7 +23,6 @@ from gateway.siem.schemas import (
     StatsQuery,
     window,
 )
-from tools.logs import parse_payload
 
 INGEST_MAX_BYTES = 64 * 1024 * 1024
 INSERT_BATCH = 20_000
@@ -40,8 +38,7 @@ async def ingest(request: web.Request) -> web.Response:
     query = parse_query(request, IngestQuery)
     body = await read_body(request)
     started = time.perf_counter()
-    parsed = await asyncio.to_thread(
-        parse_payload,
+    parsed = await request.app[INGEST].parse(
         body,
         content_type=request.headers.get("Content-Type"),
         source=query.source,
@@ -52,7 +49,7 @@ async def ingest(request: web.Request) -> web.Response:
         Rejection(line=r.line, index=r.index, reason=r.reason, excerpt=r.excerpt or None)
         for r in parsed.rejected
     ]
-    if not parsed.events:
+    if not parsed.rows:
         problems = [
             {
                 "loc": ["body", r.line if r.line is not None else r.index or 0],
@@ -63,18 +60,14 @@ async def ingest(request: web.Request) -> web.Response:
         ] or [{"loc": ["body"], "msg": "no events in the body", "type": "empty"}]
         raise ValidationFailed(problems)
     store = request.app[LOGSTORE]
-    ids: list[str] = []
-    for offset in range(0, len(parsed.events), INSERT_BATCH):
-        ids += await store.insert(parsed.events[offset : offset + INSERT_BATCH])
-    formats: dict[str, int] = {}
-    for event in parsed.events:
-        formats[event.format] = formats.get(event.format, 0) + 1
+    for offset in range(0, len(parsed.rows), INSERT_BATCH):
+        await store.insert_rows(parsed.rows[offset : offset + INSERT_BATCH])
     result = IngestResult(
-        accepted=len(ids),
+        accepted=len(parsed.ids),
         rejected=len(rejections),
         rejections=rejections[:SHOWN],
-        ids=ids if len(ids) <= SHOWN else [],
-        formats=formats,
+        ids=parsed.ids if len(parsed.ids) <= SHOWN else [],
+        formats=parsed.formats,
         took_ms=round((time.perf_counter() - started) * 1000, 3),
     )
     return json_response(result)

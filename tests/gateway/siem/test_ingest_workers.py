@@ -1,0 +1,102 @@
+"""Ingest through worker processes: the same stored events as parsing on a thread, a worker
+killed mid-body costing nothing, and the workers gone when the gateway stops."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+from typing import Any
+
+import pytest
+
+from core.security.permissions import Role
+from core.settings import Settings
+from gateway.keys import INGEST
+from gateway.siem.parsing import IngestParser, auto_workers
+from tests.conftest import Gateway, start_gateway
+from tests.gateway.siem.test_siem import EVENTS, ingest, ndjson
+
+BODY = ndjson(EVENTS) + b"\n{not json\n"
+COMPARED = ("timestamp", "host.name", "process.command_line", "process.pid", "fields", "raw")
+
+
+async def stored(gateway: Gateway, headers: dict[str, str], source: str) -> list[dict[str, Any]]:
+    response = await gateway.client.get(
+        "/api/v1/siem/logs",
+        headers=headers,
+        params={"q": f"source:{source}", "sort": "timestamp", "limit": "100"},
+    )
+    assert response.status == 200
+    items = (await response.json())["items"]
+    return [{k: item[k] for k in COMPARED} for item in items]
+
+
+def children() -> set[int]:
+    return {p.pid for p in multiprocessing.active_children() if p.pid is not None}
+
+
+async def test_workers_store_what_a_thread_stores_and_stop_with_the_gateway(
+    settings: Settings,
+) -> None:
+    before = children()
+    client = await start_gateway(settings.model_copy(update={"ingest_workers": 2}))
+    try:
+        gateway = Gateway(client)
+        assert gateway.app[INGEST].workers == 2
+        analyst = await gateway.user(Role.ANALYST, "ana")
+        bodies = [BODY] * 4  # in flight together: two workers parse at once
+        results = await asyncio.gather(
+            *(ingest(gateway, analyst, b, source=f"w{i}") for i, b in enumerate(bodies))
+        )
+        for status, result in results:
+            assert status == 200, result
+            assert (result["accepted"], result["rejected"]) == (4, 1)
+            assert result["rejections"][0]["line"] == 5
+            assert result["formats"] == {"windows": 4}
+        workers = children() - before
+        assert 1 <= len(workers) <= 2
+        # The same body parsed on a thread stores the same events.
+        gateway.app[INGEST].workers = 0
+        status, result = await ingest(gateway, analyst, BODY, source="thread")
+        assert status == 200, result
+        on_thread = await stored(gateway, analyst, "thread")
+        assert len(on_thread) == 4
+        for i in range(len(bodies)):
+            assert await stored(gateway, analyst, f"w{i}") == on_thread
+    finally:
+        await client.close()
+    assert not (children() - before), "ingest workers outlived the gateway"
+
+
+async def test_a_killed_worker_costs_no_event() -> None:
+    parser = IngestParser(1)
+    try:
+        first = await parser.parse(
+            BODY, content_type="application/x-ndjson", source="s", format=None, filename=None
+        )
+        assert len(first.rows) == 4
+        (worker,) = multiprocessing.active_children()
+        assert worker.pid is not None
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.join(10)
+        again = await parser.parse(
+            BODY, content_type="application/x-ndjson", source="s", format=None, filename=None
+        )
+        assert len(again.rows) == 4
+        assert [r.reason for r in again.rejected] == [r.reason for r in first.rejected]
+        after = await parser.parse(  # a fresh pool serves the next body
+            BODY, content_type="application/x-ndjson", source="s", format=None, filename=None
+        )
+        assert len(after.rows) == 4
+    finally:
+        await parser.close()
+
+
+def test_auto_workers_follow_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    for cores, expected in ((1, 0), (2, 2), (3, 3), (16, 4)):
+        monkeypatch.setattr(os, "process_cpu_count", lambda c=cores: c)
+        assert auto_workers() == expected
+        assert IngestParser(None).workers == expected
+    assert IngestParser(0).workers == 0
