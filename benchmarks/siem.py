@@ -77,6 +77,7 @@ from core.logstore.store import COLUMNS, TABLE, event_row
 from core.security.passwords import PasswordHasher
 from core.settings import Settings
 from gateway.app import create_app
+from gateway.siem.parsing import auto_workers
 from gateway.users import service as users
 from tools.logs import parse_payload
 
@@ -291,8 +292,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def bench_settings(data_dir: Path, port: int) -> Settings:
+def bench_settings(data_dir: Path, port: int, ingest_workers: int | None = None) -> Settings:
     return Settings(
+        ingest_workers=ingest_workers,
         host=HOST,
         port=port,
         data_dir=data_dir,
@@ -324,6 +326,15 @@ async def prepare(settings: Settings) -> None:
 
 def run_gateway(settings: Settings) -> None:
     web.run_app(create_app(settings), host=HOST, port=settings.port, access_log=None, print=None)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The children of process ``pid`` (Linux); none elsewhere."""
+    try:
+        tasks = Path(f"/proc/{pid}/task").iterdir()
+        return [int(c) for t in tasks for c in (t / "children").read_text().split()]
+    except OSError:
+        return []
 
 
 def peak_rss_mib(pid: int | str = "self") -> float:
@@ -689,6 +700,9 @@ async def measure(
         "ingest": {
             "batch": corpus.batch,
             "concurrency": args.concurrency,
+            "ingest_workers": (
+                auto_workers() if settings.ingest_workers is None else settings.ingest_workers
+            ),
             "rounds": [asdict(r) for r in rounds],
             **{
                 key: round(statistics.median(getattr(r, key) for r in rounds))
@@ -722,6 +736,7 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"events: {report['events_requested']:,} ({report['corpus']}), over {DAYS} days")
     print(
         f"ingest, NDJSON batches of {ingest['batch']:,}, {ingest['concurrency']} in flight, "
+        f"{ingest['ingest_workers']} parse workers, "
         f"medians of {len(ingest['rounds'])} rounds (events/s):"
     )
     print(f"  api (HTTP, auth, parse, insert)  {ingest['api_eps']:>10,}")
@@ -761,7 +776,8 @@ def print_report(report: dict[str, Any]) -> None:
     if rule["matches"] < rule["encoded_injected"]:
         print("WARNING: the rule missed injected encoded command lines")
     print(
-        f"peak RSS (MiB): gateway {memory['gateway_peak_rss_mib']}, raw side "
+        f"peak RSS (MiB): gateway {memory['gateway_peak_rss_mib']} (its ingest workers "
+        f"{', '.join(str(m) for m in memory['ingest_workers_peak_rss_mib']) or 'none'}), raw side "
         f"{memory['raw_peak_rss_mib']}, client {memory['client_peak_rss_mib']}; "
         f"chDB files on disk {memory['chdb_disk_mib']} MiB"
     )
@@ -792,10 +808,11 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     # Whole days, so that runs are alike; the month ends an hour ago (searches read "recent").
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     corpus = Corpus(templates, args.events, args.batch, end - timedelta(days=DAYS))
-    settings = bench_settings(data_dir / "gateway", free_port())
+    settings = bench_settings(data_dir / "gateway", free_port(), args.ingest_workers)
     await prepare(settings)
     context = multiprocessing.get_context("spawn")
-    gateway = context.Process(target=run_gateway, args=(settings,), daemon=True)
+    # Not daemonic: the gateway starts its own ingest workers (it is stopped below in any case).
+    gateway = context.Process(target=run_gateway, args=(settings,))
     ours, theirs = context.Pipe()
     raw = context.Process(
         target=run_raw, args=(theirs, data_dir / "raw" / "logstore", corpus), daemon=True
@@ -805,6 +822,7 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     try:
         report = await measure(args, settings, corpus, gateway, ours)
         gateway_peak = peak_rss_mib(gateway.pid or 0)
+        workers_peak = [peak_rss_mib(pid) for pid in child_pids(gateway.pid or 0)]
         ours.send(None)
         raw_peak = await asyncio.to_thread(ours.recv)
     finally:
@@ -814,6 +832,7 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
             await asyncio.to_thread(process.join, 30)
     report["memory"] = {
         "gateway_peak_rss_mib": gateway_peak,
+        "ingest_workers_peak_rss_mib": workers_peak,
         "raw_peak_rss_mib": raw_peak,
         "client_peak_rss_mib": peak_rss_mib(),
         "chdb_disk_mib": disk_mib(settings.data_dir / "logstore"),
@@ -837,6 +856,12 @@ def main() -> int:
     parser.add_argument("--round-batches", type=int, default=5, help="batches per ingest round")
     parser.add_argument("--repeats", type=int, default=50, help="runs of each search")
     parser.add_argument("--rule-runs", type=int, default=5, help="timed runs of the rule")
+    parser.add_argument(
+        "--ingest-workers",
+        type=int,
+        default=None,
+        help="the gateway's AURORA_INGEST_WORKERS (default: its own default, one per core)",
+    )
     parser.add_argument(
         "--corpus", type=Path, default=CORPUS, help="directory of JSONL Windows events"
     )

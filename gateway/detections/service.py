@@ -294,8 +294,10 @@ async def run_rule(
             events = await _correlated(store, rule, correlation, start, end)
             total = len(events)
         else:
+            # A preview shows a sample; only runs that raise alerts need every match's event.
+            wanted = SAMPLE_SIZE if kind == "preview" else MAX_ALERTS_PER_RUN
             total, events = await store.matching(
-                rule.condition, {}, start=start, end=end, limit=MAX_ALERTS_PER_RUN
+                rule.condition, {}, start=start, end=end, limit=wanted
             )
         run.matches = total
         run.sample = [_brief(e) for e in events[:SAMPLE_SIZE]]

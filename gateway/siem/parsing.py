@@ -41,6 +41,9 @@ class IngestParser:
 
     def __init__(self, workers: int | None) -> None:
         self.workers = auto_workers() if workers is None else workers
+        if self.workers and multiprocessing.current_process().daemon:
+            log.warning("a daemonic process cannot start ingest workers; parsing on a thread")
+            self.workers = 0
         self._pool: ProcessPoolExecutor | None = None
 
     def _executor(self) -> ProcessPoolExecutor:
