@@ -38,7 +38,7 @@ Only loopback addresses are used; the child processes end with it (also on Ctrl-
 goes through the API only (the gateway's chDB cannot be opened from another process): on two
 cores, 5M events take 10 to 25 minutes; ``--events 500000`` is a quick run.
 
-    .venv/bin/python benchmarks/siem.py [--events 5000000] [--batch 10000] [--rounds 3]
+    .venv/bin/python benchmarks/siem.py [--events 5000000] [--batch 10000] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -852,8 +852,8 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=5_000_000, help="events in the store")
     parser.add_argument("--batch", type=int, default=10_000, help="events per NDJSON batch")
     parser.add_argument("--concurrency", type=int, default=2, help="ingest batches in flight")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating ingest rounds")
-    parser.add_argument("--round-batches", type=int, default=5, help="batches per ingest round")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating ingest rounds")
+    parser.add_argument("--round-batches", type=int, default=8, help="batches per ingest round")
     parser.add_argument("--repeats", type=int, default=50, help="runs of each search")
     parser.add_argument("--rule-runs", type=int, default=5, help="timed runs of the rule")
     parser.add_argument(

@@ -168,6 +168,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             log.exception("the log store is not available")
         app[LOGSTORE] = logstore
         ingest = IngestParser(settings.ingest_workers)
+        ingest.start()
         app[INGEST] = ingest
         scheduler = DetectionScheduler(
             database=database,

@@ -277,7 +277,11 @@ class _Compiler:
     def full_text(self, text: str) -> str:
         if not text:
             raise _invalid("an empty search term")
-        return f"positionCaseInsensitiveUTF8(raw, {self.bind(text)}) > 0"
+        # An ASCII term can only match ASCII bytes of the UTF-8 text, where the byte-wise
+        # case-insensitive search (about a quarter faster) finds what the UTF-8 one does, save
+        # the rare non-ASCII letters whose lower case is ASCII (the Kelvin sign's "k").
+        search = "positionCaseInsensitive" if text.isascii() else "positionCaseInsensitiveUTF8"
+        return f"{search}(raw, {self.bind(text)}) > 0"
 
 
 def _unquote(text: str) -> str:

@@ -5,7 +5,7 @@ gateway process parses one body at a time however many cores the machine has. Wi
 (``AURORA_INGEST_WORKERS``; by default one per core, at most four) bodies parse in parallel in
 their own processes while the gateway's own process serves requests and inserts. Workers are
 started with ``spawn`` (never forked from a process running an event loop and the embedded
-ClickHouse engine), the first when the first body arrives, and they stay up.
+ClickHouse engine) when the gateway starts, and they stay up.
 
 A worker that dies (killed, out of memory) breaks the pool: the body it held is parsed again on
 a thread, so the request still succeeds, and a fresh pool serves the next ones.
@@ -45,6 +45,14 @@ class IngestParser:
             log.warning("a daemonic process cannot start ingest workers; parsing on a thread")
             self.workers = 0
         self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Start the workers now, in the background, so that the first bodies do not wait for
+        them to spawn and import the parsers."""
+        if self.workers > 0:
+            pool = self._executor()
+            for _ in range(self.workers):
+                pool.submit(os.getpid)
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:

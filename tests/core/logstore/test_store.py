@@ -211,3 +211,25 @@ async def test_a_table_made_before_a_promoted_column_gets_it(store: LogStore) ->
         "`x_OriginalFileName` = ''", {}, start=T0, end=T0 + timedelta(hours=1), limit=0
     )
     assert total == len(EVENTS)
+
+
+async def test_full_text_is_case_insensitive_for_ascii_and_other_letters(store: LogStore) -> None:
+    await store.insert(
+        [
+            LogEvent(
+                timestamp=T0 + timedelta(minutes=9),
+                format="json",
+                source="bank",
+                raw='{"memo": "Überweisung an Straße 7 — Invoke-WebRequest"}',
+                values={"host.name": "fin-01"},
+                fields={"memo": "Überweisung an Straße 7 — Invoke-WebRequest"},
+            )
+        ]
+    )
+    for term in ('"überweisung"', '"ÜBERWEISUNG"', '"STRAßE"', '"invoke-webREQUEST"', "STRA"):
+        page = await store.search(SearchRequest(query=term))
+        assert [i["host.name"] for i in page.items] == ["fin-01"], term
+    for term in ('"ueberweisung"', '"strasse"'):
+        assert (await store.search(SearchRequest(query=term))).items == [], term
+    assert "positionCaseInsensitive(raw" in compile_query("mimikatz").sql
+    assert "positionCaseInsensitiveUTF8(raw" in compile_query('"überweisung"').sql
