@@ -3,7 +3,8 @@
 Parsing is the CPU-bound part of ingest (pure Python, tens of microseconds an event); the
 gateway runs :func:`parse_rows` in worker processes so that several bodies parse on several
 cores while its own process serves HTTP and inserts. Everything it returns pickles cheaply:
-plain rows of :data:`~core.logstore.store.COLUMNS`, ids as text, rejections, counts by format.
+plain rows of :data:`~core.logstore.store.COLUMNS` (ids as integers), the ids as text,
+rejections, counts by format.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def parse_rows(
     formats = result.formats
     for event in parsed.events:
         event_id = uuid.uuid4()
-        result.rows.append(event_row(event, event_id, now))
+        result.rows.append(event_row(event, event_id.int, now))
         result.ids.append(str(event_id))
         formats[event.format] = formats.get(event.format, 0) + 1
     return result
