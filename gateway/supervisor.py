@@ -33,9 +33,9 @@ def argv_prefix() -> tuple[str, ...]:
     return (sys.executable, "-m", "gateway.cli")
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to send SIGTERM when the supervisor dies, so a
-    killed ``aurora up`` never leaves agents behind. Elsewhere a no-op."""
+def die_with_parent() -> None:
+    """In a child process: ask Linux to send it SIGTERM when its parent dies, so a killed
+    ``aurora up`` never leaves agents (or ingest workers) behind. Elsewhere a no-op."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
@@ -81,7 +81,7 @@ class AgentSupervisor:
             *child.command,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             env=self._environment,
         )
         child.process = process

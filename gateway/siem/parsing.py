@@ -5,7 +5,8 @@ gateway process parses one body at a time however many cores the machine has. Wi
 (``AURORA_INGEST_WORKERS``; by default one per core, at most four) bodies parse in parallel in
 their own processes while the gateway's own process serves requests and inserts. Workers are
 started with ``spawn`` (never forked from a process running an event loop and the embedded
-ClickHouse engine) when the gateway starts, and they stay up.
+ClickHouse engine) when the gateway starts, and they stay up; they end with the gateway, even
+when it is killed outright.
 
 A worker that dies (killed, out of memory) breaks the pool: the body it held is parsed again on
 a thread, so the request still succeeds, and a fresh pool serves the next ones.
@@ -17,16 +18,27 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from typing import Final
 
+from gateway.supervisor import die_with_parent
 from tools.logs.rows import ParsedRows, parse_rows
 
 log = logging.getLogger("aurora.siem")
 
 MAX_AUTO_WORKERS: Final = 4
+
+
+def _worker_started(parent: int) -> None:
+    """In each worker: end with the gateway even when it is killed outright, and leave Ctrl-C
+    to the gateway (which stops the workers itself)."""
+    die_with_parent()
+    if os.getppid() != parent:  # the gateway died before the line above took effect
+        os._exit(0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def auto_workers() -> int:
@@ -57,7 +69,10 @@ class IngestParser:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn")
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_started,
+                initargs=(os.getpid(),),
             )
         return self._pool
 

@@ -7,6 +7,10 @@ import asyncio
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,3 +104,55 @@ def test_auto_workers_follow_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
         assert auto_workers() == expected
         assert IngestParser(None).workers == expected
     assert IngestParser(0).workers == 0
+
+
+WORKER_HOST = """
+import asyncio, multiprocessing, time
+from gateway.siem.parsing import IngestParser
+
+async def main():
+    parser = IngestParser(2)
+    parser.start()
+    while len(multiprocessing.active_children()) < 2:
+        await asyncio.sleep(0.05)
+    print(*(p.pid for p in multiprocessing.active_children()), flush=True)
+    time.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in {"Z", "X"}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
+def test_workers_end_with_a_gateway_killed_outright() -> None:
+    host = subprocess.Popen(
+        [sys.executable, "-c", WORKER_HOST],
+        cwd=Path(__file__).resolve().parents[3],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert host.stdout is not None
+        workers = [int(pid) for pid in host.stdout.readline().split()]
+        assert len(workers) == 2
+        assert all(alive(pid) for pid in workers)
+        host.kill()
+        host.wait(10)
+        deadline = time.monotonic() + 15
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(pid) for pid in workers), "ingest workers outlived a killed gateway"
+        assert host.stdout.read() == ""  # the pipe closed: nobody holds it open
+    finally:
+        if host.poll() is None:
+            host.kill()
+        host.wait()
+        if host.stdout is not None:
+            host.stdout.close()
