@@ -21,7 +21,6 @@ import gc
 import itertools
 import json
 import multiprocessing
-import socket
 import statistics
 import sys
 import time
@@ -38,11 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agents.acp.client import HandoffClient
 from agents.acp.registry import AgentRegistry
 from agents.acp.server import AcpLimits, AgentServer, CallContext
+from benchmarks.common import HOST, SECRET, free_port
 from core.security.tokens import TokenService
 from core.settings import JwtAlgorithm
 
-HOST = "127.0.0.1"
-SECRET = "benchmark-secret-benchmark-secret-0123456789"
 PAYLOAD = {"alert_id": "ALRT-2026-05821", "iocs": [{"type": "ip", "value": "45.33.32.156"}]}
 
 
@@ -65,12 +63,6 @@ def tokens() -> TokenService:
         audience="aurorasoc-api",
         default_ttl=3600,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def run_echo(port: int) -> None:

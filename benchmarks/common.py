@@ -1,11 +1,70 @@
-"""Pieces the benchmark scripts share."""
+"""Pieces the benchmark scripts share: loopback ports, the gateway's bootstrap and login,
+percentiles, process CPU time."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import Callable
+from pathlib import Path
+from typing import Final
 
-from aiohttp import ClientSession
+from aiohttp import ClientSession, web
+
+from core.db import create_database
+from core.db.migrate import upgrade
+from core.security.passwords import PasswordHasher
+from core.settings import Settings
+from gateway.app import create_app
+from gateway.users import service as users
+
+HOST: Final = "127.0.0.1"
+"""Benchmarks only ever listen on and target loopback."""
+SECRET: Final = "benchmark-secret-benchmark-secret-0123456789"
+ADMIN_PASSWORD: Final = "benchmark password 1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else -1.0
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time a process has used so far (Linux /proc); None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+async def prepare(settings: Settings) -> None:
+    """Migrate the database and create the admin (password :data:`ADMIN_PASSWORD`), as
+    ``aurora up`` does."""
+    database = create_database(settings.effective_database_url)
+    try:
+        await upgrade(database)
+        async with database.session() as db:
+            await users.bootstrap_admin(
+                db=db,
+                hasher=PasswordHasher.from_settings(settings),
+                username=settings.admin_username,
+                password=ADMIN_PASSWORD,
+            )
+    finally:
+        await database.dispose()
+
+
+def run_gateway(settings: Settings) -> None:
+    """A child process's target: the gateway for ``settings``, on loopback, quiet."""
+    web.run_app(create_app(settings), host=HOST, port=settings.port, access_log=None, print=None)
 
 
 async def login(

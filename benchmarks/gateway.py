@@ -13,8 +13,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -26,23 +24,16 @@ from aiohttp import ClientSession, TCPConnector, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import HOST, cpu_seconds, free_port, run_gateway
 from core.db import create_database
 from core.db.migrate import upgrade
 from core.security.passwords import PasswordHasher
 from core.security.permissions import Role
 from core.security.tokens import TokenService
 from core.settings import Settings
-from gateway.app import create_app
 from gateway.users import service as users
 
-HOST = "127.0.0.1"
 FIELDS = ("rps", "p50_ms", "p99_ms", "server_cpu_us")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def bench_settings(data_dir: Path, port: int) -> Settings:
@@ -75,10 +66,6 @@ async def prepare(settings: Settings) -> str:
     finally:
         await database.dispose()
     return TokenService.from_settings(settings).issue(user.id, ttl_seconds=3600).token
-
-
-def run_gateway(settings: Settings) -> None:
-    web.run_app(create_app(settings), host=HOST, port=settings.port, access_log=None, print=None)
 
 
 def run_bare(port: int) -> None:
@@ -114,16 +101,6 @@ class Result:
     p99_ms: float
     server_cpu_us: float
     """Server CPU time (user + system) per request, in microseconds; -1 where unknown."""
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time a process has used so far (Linux /proc); None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 async def wait_ready(url: str, headers: dict[str, str]) -> None:

@@ -39,7 +39,6 @@ import itertools
 import json
 import multiprocessing
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -55,21 +54,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.acp.client import CallOptions, HandoffClient
 from agents.acp.registry import AgentRegistry
-from benchmarks.common import login
-from core.db import create_database
-from core.db.migrate import upgrade
-from core.security.passwords import PasswordHasher
+from benchmarks.common import (
+    ADMIN_PASSWORD,
+    HOST,
+    SECRET,
+    cpu_seconds,
+    free_port,
+    login,
+    percentile,
+    prepare,
+)
 from core.security.tokens import TokenService
 from core.settings import Settings
 from gateway.app import AgentToken, create_app
 from gateway.supervisor import AgentSupervisor, agent_command
-from gateway.users import service as users
 from orchestrator.state import merge_iocs
 from tools.ioc import extract_iocs, normalise_ioc
 
-HOST = "127.0.0.1"
-SECRET = "benchmark-secret-benchmark-secret-0123456789"
-ADMIN_PASSWORD = "benchmark password 1"
 AGENTS = ("threat_intel", "malware", "network", "responder")
 NETWORK_TYPES = frozenset({"ip", "domain", "url"})
 """As in the graph: the indicator types the network specialist is given."""
@@ -124,12 +125,6 @@ def first_round(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[tuple[
 # -- processes --------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def bench_settings(data_dir: Path, port: int, agent_urls: dict[str, list[str]]) -> Settings:
     return Settings(
         host=HOST,
@@ -162,22 +157,6 @@ def agent_environment(data_dir: Path) -> None:
     )
 
 
-async def prepare(settings: Settings) -> None:
-    """Migrate the database and create the admin, as ``aurora up`` does."""
-    database = create_database(settings.effective_database_url)
-    try:
-        await upgrade(database)
-        async with database.session() as db:
-            await users.bootstrap_admin(
-                db=db,
-                hasher=PasswordHasher.from_settings(settings),
-                username=settings.admin_username,
-                password=ADMIN_PASSWORD,
-            )
-    finally:
-        await database.dispose()
-
-
 def run_gateway(settings: Settings, profile: Path | None) -> None:
     """The gateway alone in this process; with ``profile``, under cProfile (slower), the stats
     written there when it stops."""
@@ -192,16 +171,6 @@ def run_gateway(settings: Settings, profile: Path | None) -> None:
         if profiler is not None and profile is not None:
             profiler.disable()
             profiler.dump_stats(profile)
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time a process has used so far (Linux /proc); None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 def agent_pids() -> list[int]:
@@ -239,10 +208,6 @@ class CpuMeter:
 
 
 # -- measuring --------------------------------------------------------------------------------
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else -1.0
 
 
 @dataclass

@@ -51,7 +51,6 @@ import json
 import multiprocessing
 import os
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -65,25 +64,26 @@ from pathlib import Path
 from typing import Any, Final
 
 import orjson
-from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+from aiohttp import ClientSession, ClientTimeout, TCPConnector
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import login
-from core.db import create_database
-from core.db.migrate import upgrade
+from benchmarks.common import (
+    ADMIN_PASSWORD,
+    HOST,
+    SECRET,
+    free_port,
+    login,
+    percentile,
+    prepare,
+    run_gateway,
+)
 from core.logstore.schema import create_table_sql
 from core.logstore.store import COLUMNS, TABLE, event_row
-from core.security.passwords import PasswordHasher
 from core.settings import Settings
-from gateway.app import create_app
 from gateway.siem.parsing import auto_workers
-from gateway.users import service as users
 from tools.logs import parse_payload
 
-HOST: Final = "127.0.0.1"
-SECRET: Final = "benchmark-secret-benchmark-secret-0123456789"
-ADMIN_PASSWORD: Final = "benchmark password 1"
 SOURCE: Final = "bench-windows"
 NDJSON: Final = "application/x-ndjson"
 DATABASE: Final = "aurora"
@@ -286,12 +286,6 @@ class Corpus:
 # -- processes --------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def bench_settings(data_dir: Path, port: int, ingest_workers: int | None = None) -> Settings:
     return Settings(
         ingest_workers=ingest_workers,
@@ -306,26 +300,6 @@ def bench_settings(data_dir: Path, port: int, ingest_workers: int | None = None)
         argon2_memory_kib=1024,
         argon2_parallelism=1,
     )
-
-
-async def prepare(settings: Settings) -> None:
-    """Migrate the database and create the admin, as ``aurora up`` does."""
-    database = create_database(settings.effective_database_url)
-    try:
-        await upgrade(database)
-        async with database.session() as db:
-            await users.bootstrap_admin(
-                db=db,
-                hasher=PasswordHasher.from_settings(settings),
-                username=settings.admin_username,
-                password=ADMIN_PASSWORD,
-            )
-    finally:
-        await database.dispose()
-
-
-def run_gateway(settings: Settings) -> None:
-    web.run_app(create_app(settings), host=HOST, port=settings.port, access_log=None, print=None)
 
 
 def child_pids(pid: int) -> list[int]:
@@ -388,10 +362,6 @@ def run_raw(conn: Connection, path: Path, corpus: Corpus) -> None:
 
 
 # -- measuring --------------------------------------------------------------------------------
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else -1.0
 
 
 @dataclass
