@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from core.logstore.store import LogStore
-from core.settings import Settings
-from tests.conftest import chdb_path, shared_data_dir
+from tests.conftest import shared_data_dir
 from tools.logs import parse_object
 from tools.sigma import convert
 
@@ -45,27 +42,10 @@ def documents(text: str) -> list[dict[str, Any]]:
     return found
 
 
-@pytest.fixture
-async def store() -> AsyncIterator[LogStore]:
-    settings = Settings(
-        data_dir=Path("/nonexistent"),
-        chdb_path=chdb_path(),
-        clickhouse_database=f"t_{uuid.uuid4().hex[:12]}",
-        log_retention_days=0,
-    )
-    store = LogStore.from_settings(settings)
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.drop()
-        await store.close()
-
-
 @pytest.mark.skipif(not CASES, reason="shared data not found: ../shared/data/sigma/regression")
 @pytest.mark.parametrize("case", CASES, ids=[c["rule_id"][:8] for c in CASES])
 async def test_every_regression_rule_fires_on_its_events(
-    store: LogStore, case: dict[str, Any]
+    empty_store: LogStore, case: dict[str, Any]
 ) -> None:
     data = shared_data_dir()
     assert data is not None
@@ -75,9 +55,9 @@ async def test_every_regression_rule_fires_on_its_events(
         events = documents((sigma / test["json_path"]).read_text())
         source = f"regression-{uuid.uuid4().hex[:8]}"
         parsed = [parse_object(e, raw=json.dumps(e), source=source) for e in events]
-        await store.insert(parsed)
+        await empty_store.insert(parsed)
         stamps = [e.timestamp for e in parsed]
-        total, _ = await store.matching(
+        total, _ = await empty_store.matching(
             f"({conversion.condition}) AND source = {{src:String}}",
             {"src": source},
             start=min(stamps) - timedelta(seconds=1),

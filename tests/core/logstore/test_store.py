@@ -4,7 +4,6 @@ language, cursor pages, sources, stats, and detection-style conditions."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from core.logstore.query import compile_query
 from core.logstore.schema import LogEvent
 from core.logstore.store import LogStore, SearchRequest, decode_cursor
 from core.settings import Settings
-from tests.conftest import chdb_path
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
@@ -73,21 +71,9 @@ EVENTS = [
 
 
 @pytest.fixture
-async def store() -> AsyncIterator[LogStore]:
-    settings = Settings(
-        data_dir=Path("/nonexistent"),
-        chdb_path=chdb_path(),
-        clickhouse_database=f"t_{uuid.uuid4().hex[:12]}",
-        log_retention_days=0,
-    )
-    store = LogStore.from_settings(settings)
-    await store.start()
-    await store.insert(EVENTS)
-    try:
-        yield store
-    finally:
-        await store.drop()
-        await store.close()
+async def store(empty_store: LogStore) -> LogStore:
+    await empty_store.insert(EVENTS)
+    return empty_store
 
 
 async def names(store: LogStore, q: str | None = None, **kwargs: Any) -> list[str]:
