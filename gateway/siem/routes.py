@@ -25,9 +25,6 @@ from gateway.siem.schemas import (
 )
 
 INGEST_MAX_BYTES = 64 * 1024 * 1024
-INSERT_BATCH = 20_000
-"""Events per insert: large enough for ClickHouse parts to stay few, small enough to bound the
-memory a batch holds."""
 SHOWN = 1000
 
 
@@ -49,7 +46,7 @@ async def ingest(request: web.Request) -> web.Response:
         Rejection(line=r.line, index=r.index, reason=r.reason, excerpt=r.excerpt or None)
         for r in parsed.rejected
     ]
-    if not parsed.rows:
+    if not parsed.ids:
         problems = [
             {
                 "loc": ["body", r.line if r.line is not None else r.index or 0],
@@ -60,8 +57,8 @@ async def ingest(request: web.Request) -> web.Response:
         ] or [{"loc": ["body"], "msg": "no events in the body", "type": "empty"}]
         raise ValidationFailed(problems)
     store = request.app[LOGSTORE]
-    for offset in range(0, len(parsed.rows), INSERT_BATCH):
-        await store.insert_rows(parsed.rows[offset : offset + INSERT_BATCH])
+    for block in parsed.blocks:
+        await store.insert_block(block)
     result = IngestResult(
         accepted=len(parsed.ids),
         rejected=len(rejections),

@@ -219,3 +219,43 @@ async def test_full_text_is_case_insensitive_for_ascii_and_other_letters(store: 
         assert (await store.search(SearchRequest(query=term))).items == [], term
     assert "positionCaseInsensitive(raw" in compile_query("mimikatz").sql
     assert "positionCaseInsensitiveUTF8(raw" in compile_query('"überweisung"').sql
+
+
+async def test_a_native_block_stores_every_value_as_given(empty_store: LogStore) -> None:
+    """Rows go in as Native blocks with LowCardinality columns sent as plain strings: what comes
+    back is what went in, to the millisecond, with absent numbers NULL, not 0."""
+    at = datetime(2026, 11, 20, 8, 0, 1, 987_000, tzinfo=UTC)
+    full = LogEvent(
+        timestamp=at,
+        format="windows",
+        source="sysmon-ü",
+        raw='{"CommandLine": "naïve — 𝄞"}',
+        values={
+            "event.code": "4688",
+            "host.name": "WS-ÄÖ",
+            "process.pid": 4_294_967_295,
+            "destination.port": 65535,
+            "event.severity": 0,
+            "process.command_line": "naïve — 𝄞",
+        },
+        fields={"CommandLine": "naïve — 𝄞", "Ключ": "значение", "Empty": ""},
+    )
+    bare = LogEvent(timestamp=at, format="json", source="s", raw="{}", values={}, fields={})
+    ids = await empty_store.insert([full, bare])
+    stored = await empty_store.get(ids[0])
+    assert stored is not None
+    assert stored["timestamp"] == "2026-11-20T08:00:01.987000Z"
+    assert stored["source"] == "sysmon-ü"
+    assert stored["raw"] == full.raw
+    for name, value in full.values.items():
+        assert stored[name] == value, name
+    assert stored["fields"] == full.fields
+    empty = await empty_store.get(ids[1])
+    assert empty is not None
+    assert empty["fields"] == {}
+    assert empty["id"] == ids[1]
+    assert "process.pid" not in empty
+    assert "event.code" not in empty
+    sql = f"SELECT process_pid IS NULL, event_severity IS NULL, toTypeName(host_name) FROM {empty_store.table} WHERE id = {{id:UUID}}"  # noqa: E501, S608
+    nulls = await empty_store.query(sql, {"id": ids[1]})
+    assert nulls.result_rows == [(1, 1, "LowCardinality(String)")]

@@ -80,7 +80,8 @@ async def test_a_killed_worker_costs_no_event() -> None:
         first = await parser.parse(
             BODY, content_type="application/x-ndjson", source="s", format=None, filename=None
         )
-        assert len(first.rows) == 4
+        assert len(first.ids) == 4
+        assert len(first.blocks) == 1
         (worker,) = multiprocessing.active_children()
         assert worker.pid is not None
         os.kill(worker.pid, signal.SIGKILL)
@@ -88,12 +89,12 @@ async def test_a_killed_worker_costs_no_event() -> None:
         again = await parser.parse(
             BODY, content_type="application/x-ndjson", source="s", format=None, filename=None
         )
-        assert len(again.rows) == 4
+        assert len(again.ids) == 4
         assert [r.reason for r in again.rejected] == [r.reason for r in first.rejected]
         after = await parser.parse(  # a fresh pool serves the next body
             BODY, content_type="application/x-ndjson", source="s", format=None, filename=None
         )
-        assert len(after.rows) == 4
+        assert len(after.ids) == 4
     finally:
         await parser.close()
 
