@@ -10,13 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession
 
 from core.db import create_database
 from core.db.migrate import upgrade
 from core.security.passwords import PasswordHasher
 from core.settings import Settings
-from gateway.app import create_app
+from gateway.cli import serve
 from gateway.users import service as users
 
 HOST: Final = "127.0.0.1"
@@ -63,8 +63,9 @@ async def prepare(settings: Settings) -> None:
 
 
 def run_gateway(settings: Settings) -> None:
-    """A child process's target: the gateway for ``settings``, on loopback, quiet."""
-    web.run_app(create_app(settings), host=HOST, port=settings.port, access_log=None, print=None)
+    """A child process's target: the gateway for ``settings`` as ``aurora serve`` runs it
+    (``settings`` name a loopback port and no access log)."""
+    asyncio.run(serve(settings, banner=lambda _url: None))
 
 
 async def login(

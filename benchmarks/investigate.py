@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import ClientSession, ClientWebSocketResponse, TCPConnector, WSMsgType, web
+from aiohttp import ClientSession, ClientWebSocketResponse, TCPConnector, WSMsgType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -66,7 +66,8 @@ from benchmarks.common import (
 )
 from core.security.tokens import TokenService
 from core.settings import Settings
-from gateway.app import AgentToken, create_app
+from gateway.app import AgentToken
+from gateway.cli import serve
 from gateway.supervisor import AgentSupervisor, agent_command
 from orchestrator.state import merge_iocs
 from tools.ioc import extract_iocs, normalise_ioc
@@ -164,9 +165,7 @@ def run_gateway(settings: Settings, profile: Path | None) -> None:
     if profiler is not None:
         profiler.enable()
     try:
-        web.run_app(
-            create_app(settings), host=HOST, port=settings.port, access_log=None, print=None
-        )
+        asyncio.run(serve(settings, banner=lambda _url: None))
     finally:
         if profiler is not None and profile is not None:
             profiler.disable()

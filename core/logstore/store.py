@@ -24,21 +24,24 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import orjson
+
 from core.errors import ClickHouseUnavailable, ValidationFailed
 from core.logstore.query import compile_query
 from core.logstore.schema import (
+    DOC_COLUMN,
     FIELDS,
     META_COLUMNS,
     LogEvent,
+    added_columns_sql,
     create_table_sql,
     in_key_order,
-    promoted_columns_sql,
 )
 from core.settings import Settings
 
@@ -58,15 +61,31 @@ COLUMNS: Final = (
     "format",
     "raw",
     "fields",
+    DOC_COLUMN,
 )
-_INT_COLUMNS: Final = frozenset(f.column for f in NORMALISED if f.kind == "int")
-_TYPES: Final = dict(META_COLUMNS) | {f.column: f.clickhouse_type for f in FIELDS}
+"""The columns an insert writes, in order (the promoted columns are computed by the engine)."""
+PAGE_COLUMNS: Final = (
+    "id",
+    "ingested_at",
+    "timestamp",
+    "source",
+    "format",
+    "raw",
+    "fields",
+    DOC_COLUMN,
+)
+"""What reading whole events back reads: the normalised fields come from :data:`DOC_COLUMN`."""
+_TYPES: Final = (
+    dict(META_COLUMNS) | {f.column: f.clickhouse_type for f in FIELDS} | {DOC_COLUMN: "String"}
+)
 WIRE_TYPES: Final = tuple(_TYPES[c].replace("LowCardinality(String)", "String") for c in COLUMNS)
 """What each column of :data:`COLUMNS` is sent as: its own type, except that LowCardinality
 strings (and the ``fields`` map's keys) go as plain strings. Building a LowCardinality dictionary
 in Python costs more than everything else the encoding does; the engine converts the plain
 column itself (``input_format_native_allow_types_conversion``)."""
 INSERT_SETTINGS: Final = {"input_format_native_allow_types_conversion": 1}
+
+_PAGE: Final = ", ".join(f"`{c}`" for c in PAGE_COLUMNS)
 
 _chdb_lock = threading.Lock()
 _chdb_clients: dict[str, Any] = {}
@@ -142,14 +161,24 @@ def event_row(event: LogEvent, event_id: uuid.UUID | int, now: datetime) -> list
     UUID or its 128-bit integer (which pickles in a fraction of the time)."""
     values = event.values
     row: list[Any] = [event_id, now, event.timestamp]
-    for f in NORMALISED:
-        value = values.get(f.name)
-        if f.kind == "int":
-            row.append(value if isinstance(value, int) else None)
+    doc: dict[str, str | int] = {}
+    for name, is_int in _NORMALISED_KINDS:
+        value = values.get(name)
+        if is_int:
+            number = value if isinstance(value, int) else None
+            row.append(number)
+            if number is not None:
+                doc[name] = number
         else:
-            row.append("" if value is None else str(value))
-    row += [event.source, event.format, event.raw, dict(event.fields)]
+            text = "" if value is None else str(value)
+            row.append(text)
+            if text:
+                doc[name] = text
+    row += [event.source, event.format, event.raw, dict(event.fields), orjson.dumps(doc).decode()]
     return row
+
+
+_NORMALISED_KINDS: Final = tuple((f.name, f.kind == "int") for f in NORMALISED)
 
 
 def encode_rows(rows: Sequence[Sequence[Any]]) -> bytes:
@@ -185,24 +214,74 @@ def _wire_types() -> tuple[Any, ...]:
     return tuple(get_from_name(name) for name in WIRE_TYPES)
 
 
-def _as_dict(names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
-    """A stored row as the API shows it: ECS names, empty normalised fields left out."""
-    out: dict[str, Any] = {}
-    for name, value in zip(names, row, strict=True):
-        if name == "id":
-            out["id"] = str(value)
-        elif name in {"timestamp", "ingested_at"}:
-            out[name] = value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
-        elif name in {"source", "format", "raw", "fields"}:
-            out[name] = dict(value) if name == "fields" else value
+FIRST_SLICE: Final = timedelta(hours=1)
+SLICE_GROWTH: Final = 4
+LAST_SLICE: Final = timedelta(days=400)
+"""Searches read their window in slices (:func:`time_slices`): the first an hour wide, each
+next one four times wider, up to this width before the rest of an open-ended window."""
+_MILLISECOND: Final = timedelta(milliseconds=1)
+
+
+def time_slices(
+    start: datetime | None,
+    end: datetime | None,
+    order: Literal["asc", "desc"],
+) -> list[tuple[datetime | None, datetime | None]]:
+    """``[start, end)`` cut into adjacent ``[lo, hi)`` windows, in the order a page sorted by
+    ``order`` reads them: from ``end`` backwards for the newest first, from ``start`` forwards
+    for the oldest first. The first is :data:`FIRST_SLICE` wide and each next one
+    :data:`SLICE_GROWTH` times wider, so a page of common events is filled from the first
+    hour or so (one day partition, a few granules) instead of ClickHouse opening every
+    partition of a month to read them in order, while a rare term costs a handful of queries
+    more than one scan of the whole window. A window open on the side it is read from is one
+    slice."""
+    edge = end if order == "desc" else start
+    if edge is None:
+        return [(start, end)]
+    slices: list[tuple[datetime | None, datetime | None]] = []
+    width = FIRST_SLICE
+    while True:
+        if order == "desc":
+            lo = edge - width
+            if (start is not None and lo <= start) or width > LAST_SLICE:
+                slices.append((start, edge))
+                return slices
+            slices.append((lo, edge))
+            edge = lo
         else:
-            ecs = _ECS_BY_COLUMN[name]
-            if value is not None and value != "":
-                out[ecs] = value
+            hi = edge + width
+            if (end is not None and hi >= end) or width > LAST_SLICE:
+                slices.append((edge, end))
+                return slices
+            slices.append((edge, hi))
+            edge = hi
+        width *= SLICE_GROWTH
+
+
+def _event(row: Sequence[Any]) -> dict[str, Any]:
+    """A row of :data:`PAGE_COLUMNS` as the API shows the event: ECS names, empty normalised
+    fields left out."""
+    event_id, ingested_at, timestamp, source, format_, raw, fields, doc = row
+    out: dict[str, Any] = {
+        "id": str(event_id),
+        "ingested_at": _utc_text(ingested_at),
+        "timestamp": _utc_text(timestamp),
+    }
+    values = orjson.loads(doc) if doc else {}
+    for name, is_int in _NORMALISED_KINDS:
+        value = values.get(name)
+        if value is not None and value != "":
+            # The column's DEFAULT (rows written without a doc) gives numbers as text.
+            out[name] = int(value) if is_int else value
+    out["source"] = source
+    out["format"] = format_
+    out["raw"] = raw
+    out["fields"] = dict(fields)
     return out
 
 
-_ECS_BY_COLUMN: Final = {f.column: f.name for f in FIELDS}
+def _utc_text(value: datetime) -> str:
+    return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
 
 
 class LogStore:
@@ -280,7 +359,7 @@ class LogStore:
             }
             # A table made before a promoted column existed gets it (a no-op ALTER costs
             # tens of milliseconds each: only the missing ones).
-            for name, statement in promoted_columns_sql(self.database, TABLE):
+            for name, statement in added_columns_sql(self.database, TABLE):
                 if name not in have:
                     client.command(statement)
 
@@ -353,7 +432,11 @@ class LogStore:
         return " AND ".join(conditions) or "1", parameters
 
     async def search(self, request: SearchRequest) -> SearchPage:
+        """A page of events in ``request.order``, read in time slices (:func:`time_slices`):
+        the page's keys first, slice after slice from the end it is sorted from until the page
+        is full, then the page's whole events."""
         keyset: list[tuple[str, dict[str, Any]]] = []
+        start, end = request.start, request.end
         if request.cursor:
             at, event_id = decode_cursor(request.cursor)
             op = "<" if request.order == "desc" else ">"
@@ -363,15 +446,26 @@ class LogStore:
                     {"cur_ts": at.replace(tzinfo=None), "cur_id": event_id},
                 )
             )
-        where, parameters = self._where(request, keyset)
+            # The page goes on from the cursor's time (events at that very millisecond with
+            # the next ids included).
+            if request.order == "desc":
+                end = min(end, at + _MILLISECOND) if end else at + _MILLISECOND
+            else:
+                start = max(start, at) if start else at
         direction: Literal["ASC", "DESC"] = "DESC" if request.order == "desc" else "ASC"
+        want = int(request.limit) + 1
         started = datetime.now(UTC)
-        keys = await self.query(
-            f"SELECT timestamp, id FROM {self.table} WHERE {where} "
-            f"ORDER BY {in_key_order(direction)} LIMIT {int(request.limit) + 1}",
-            parameters,
-        )
-        found = keys.result_rows
+        found: list[Any] = []
+        for lo, hi in time_slices(start, end, request.order):
+            where, parameters = self._where(replace(request, start=lo, end=hi), keyset)
+            keys = await self.query(
+                f"SELECT timestamp, id FROM {self.table} WHERE {where} "
+                f"ORDER BY {in_key_order(direction)} LIMIT {want - len(found)}",
+                parameters,
+            )
+            found += keys.result_rows
+            if len(found) >= want:
+                break
         more = len(found) > request.limit
         found = found[: request.limit]
         rows = await self._rows(found, direction)
@@ -392,13 +486,13 @@ class LogStore:
             return []
         stamps = [k[0] for k in keys]
         result = await self.query(
-            f"SELECT {', '.join(f'`{c}`' for c in COLUMNS)} FROM {self.table} "
+            f"SELECT {_PAGE} FROM {self.table} "
             "WHERE timestamp >= {lo:DateTime64(3)} AND timestamp <= {hi:DateTime64(3)} "
             "AND id IN {ids:Array(UUID)} "
             f"ORDER BY timestamp {direction}, id {direction}",
             {"lo": min(stamps), "hi": max(stamps), "ids": [str(k[1]) for k in keys]},
         )
-        return [_as_dict(result.column_names, r) for r in result.result_rows]
+        return [_event(r) for r in result.result_rows]
 
     async def get(self, event_id: str) -> dict[str, Any] | None:
         try:
@@ -406,12 +500,11 @@ class LogStore:
         except ValueError:
             return None
         result = await self.query(
-            f"SELECT {', '.join(f'`{c}`' for c in COLUMNS)} FROM {self.table} "
-            "WHERE id = {id:UUID} LIMIT 1",
+            f"SELECT {_PAGE} FROM {self.table} WHERE id = {{id:UUID}} LIMIT 1",
             {"id": event_id},
         )
         rows = result.result_rows
-        return _as_dict(result.column_names, rows[0]) if rows else None
+        return _event(rows[0]) if rows else None
 
     async def matching(
         self,
@@ -485,6 +578,10 @@ class LogStore:
             "FROM system.parts WHERE active AND database = {db:String} AND table = {t:String}",
             {"db": self.database, "t": TABLE},
         )
+        merges = await self.query(
+            "SELECT count() FROM system.merges WHERE database = {db:String} AND table = {t:String}",
+            {"db": self.database, "t": TABLE},
+        )
         last_minute, last_hour, total = rates.result_rows[0]
         rows, on_disk, uncompressed, parts = storage.result_rows[0]
         return {
@@ -502,6 +599,7 @@ class LogStore:
                 "bytes_on_disk": int(on_disk or 0),
                 "bytes_uncompressed": int(uncompressed or 0),
                 "parts": int(parts or 0),
+                "merges_running": int(merges.result_rows[0][0]),
                 "retention_days": self.retention_days,
             },
         }

@@ -3,6 +3,7 @@ language, cursor pages, sources, stats, and detection-style conditions."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from core.errors import ClickHouseUnavailable, ValidationFailed
 from core.logstore.query import compile_query
 from core.logstore.schema import LogEvent
-from core.logstore.store import LogStore, SearchRequest, decode_cursor
+from core.logstore.store import LogStore, SearchRequest, decode_cursor, time_slices
 from core.settings import Settings
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -167,6 +168,7 @@ async def test_sources_stats_and_conditions(store: LogStore) -> None:
     assert sum(b["events"] for b in stats["over_time"]) == 5
     assert stats["storage"]["rows"] == 5
     assert stats["storage"]["bytes_on_disk"] > 0
+    assert stats["storage"]["merges_running"] >= 0
     assert stats["ingest_rate"]["last_minute_per_second"] > 0
     total, rows = await store.matching(
         "process_name = {p:String}",
@@ -259,3 +261,78 @@ async def test_a_native_block_stores_every_value_as_given(empty_store: LogStore)
     sql = f"SELECT process_pid IS NULL, event_severity IS NULL, toTypeName(host_name) FROM {empty_store.table} WHERE id = {{id:UUID}}"  # noqa: E501, S608
     nulls = await empty_store.query(sql, {"id": ids[1]})
     assert nulls.result_rows == [(1, 1, "LowCardinality(String)")]
+
+
+async def test_events_written_before_the_doc_column_read_back_the_same(store: LogStore) -> None:
+    """Whole events are read from the ``doc`` column. A table made before it existed gets it,
+    and its old rows compute it from their columns: they read back exactly as the ingest path's
+    own docs do."""
+    before = (await store.search(SearchRequest(order="asc"))).items
+    await store.query("SELECT 1")  # the client exists
+    drop = f"ALTER TABLE {store.table} DROP COLUMN doc"
+    await store._run(lambda client: client.command(drop))  # an older table
+    await store.start()
+    after = (await store.search(SearchRequest(order="asc"))).items
+    assert after == before
+    assert before[0]["process.pid"] == 4242
+    assert before[1]["destination.port"] == 443
+    # A row inserted without a doc (an older writer) gets the column's default, too.
+    insert = (
+        f"INSERT INTO {store.table} (id, ingested_at, timestamp, event_code, process_pid, "  # noqa: S608
+        "source, format, raw) VALUES (generateUUIDv4(), now64(3), "
+        "'2026-11-20 09:00:00', '4688', 77, 'old', 'json', '{}')"
+    )
+    await store._run(lambda client: client.command(insert))
+    (old,) = (await store.search(SearchRequest(query="source:old"))).items
+    assert old["event.code"] == "4688"
+    assert old["process.pid"] == 77
+    assert old["fields"] == {}
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_time_slices_cover_the_window_once_from_the_end_read_first(order: str) -> None:
+    start, end = T0, T0 + timedelta(days=30)
+    slices = time_slices(start, end, order)  # type: ignore[arg-type]
+    assert len(slices) == 6  # 1 h, 4 h, 16 h, 64 h, 256 h, the rest
+    ordered = slices if order == "asc" else list(reversed(slices))
+    assert ordered[0][0] == start
+    assert ordered[-1][1] == end
+    for (_, hi), (lo, _) in itertools.pairwise(ordered):
+        assert hi == lo
+    first_lo, first_hi = slices[0]
+    assert first_lo is not None
+    assert first_hi is not None
+    assert first_hi - first_lo == timedelta(hours=1)
+    assert (first_hi == end) == (order == "desc")
+    assert time_slices(None, None, order) == [(None, None)]  # type: ignore[arg-type]
+    open_ended = time_slices(None, end, "desc")
+    assert open_ended[-1][0] is None
+    assert len(open_ended) < 10
+
+
+async def test_pages_run_across_time_slices_in_both_orders(empty_store: LogStore) -> None:
+    """Events over six weeks, several at the same millisecond: paging in either order, a few at
+    a time, gives every event exactly once, in order, across slice edges."""
+    at = [T0 - timedelta(hours=h * h) for h in range(32)]  # ever sparser going back
+    events = [
+        event(0, **{"event.code": str(n % 3), "host.name": f"h{n}"}) for n in range(len(at) * 2)
+    ]
+    for n, e in enumerate(events):
+        e.timestamp = at[n // 2]  # two events at each instant
+    ids = await empty_store.insert(events)
+    when = {event_id: e.timestamp for e, event_id in zip(events, ids, strict=True)}
+    window = {"start": T0 - timedelta(days=60), "end": T0 + timedelta(minutes=1)}
+    for order in ("asc", "desc"):
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await empty_store.search(
+                SearchRequest(order=order, limit=7, cursor=cursor, **window)  # type: ignore[arg-type]
+            )
+            seen += [item["id"] for item in page.items]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert sorted(seen) == sorted(ids), order  # each exactly once
+        times = [when[event_id] for event_id in seen]
+        assert times == sorted(times, reverse=order == "desc"), order
