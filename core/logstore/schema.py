@@ -208,6 +208,12 @@ class LogEvent:
 GRANULE_BYTES: Final = 1024 * 1024
 """The table's ``index_granularity_bytes`` (set when it is created)."""
 
+TABLE_SETTINGS: Final = "prewarm_mark_cache = 1"
+"""Table settings a table made before them gets too (``ALTER TABLE ... MODIFY SETTING``).
+``prewarm_mark_cache``: the marks of every part (where each granule of each column starts) are
+loaded into memory when the store opens and when an insert or a merge writes a part, not by the
+first search that reads it (some 15 ms a part and column otherwise; 10 MB for 5M events)."""
+
 SORTING_KEY: Final = "toStartOfHour(timestamp), host_name, timestamp"
 """The table's order: by hour, then host, then time (time-and-host queries read few marks)."""
 
@@ -249,5 +255,5 @@ def create_table_sql(database: str, table: str, *, retention_days: int) -> str:
         # stops sooner. On 5M events a page costs about half, for 4 % more disk.
         + f"\nSETTINGS index_granularity = 8192, index_granularity_bytes = {GRANULE_BYTES}, "
         # An insert returns once its part is fsynced: the API acknowledges only durable events.
-        "fsync_after_insert = 1, fsync_part_directory = 1"
+        "fsync_after_insert = 1, fsync_part_directory = 1, " + TABLE_SETTINGS
     )

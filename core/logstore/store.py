@@ -38,6 +38,7 @@ from core.logstore.schema import (
     DOC_COLUMN,
     FIELDS,
     META_COLUMNS,
+    TABLE_SETTINGS,
     LogEvent,
     added_columns_sql,
     create_table_sql,
@@ -216,46 +217,67 @@ def _wire_types() -> tuple[Any, ...]:
 
 FIRST_SLICE: Final = timedelta(hours=1)
 SLICE_GROWTH: Final = 4
+SLICE_MARGIN: Final = 1.5
 LAST_SLICE: Final = timedelta(days=400)
-"""Searches read their window in slices (:func:`time_slices`): the first an hour wide, each
-next one four times wider, up to this width before the rest of an open-ended window."""
+"""Searches read their window in slices (:class:`TimeSlices`): the first an hour wide; the next
+sized from what the slices so far found (with this margin), or four times wider after an empty
+one; up to this width before the rest of an open-ended window."""
 _MILLISECOND: Final = timedelta(milliseconds=1)
+LAZY_SETTING: Final = "query_plan_max_limit_for_lazy_materialization"
 
 
-def time_slices(
-    start: datetime | None,
-    end: datetime | None,
-    order: Literal["asc", "desc"],
-) -> list[tuple[datetime | None, datetime | None]]:
+class TimeSlices:
     """``[start, end)`` cut into adjacent ``[lo, hi)`` windows, in the order a page sorted by
     ``order`` reads them: from ``end`` backwards for the newest first, from ``start`` forwards
-    for the oldest first. The first is :data:`FIRST_SLICE` wide and each next one
-    :data:`SLICE_GROWTH` times wider, so a page of common events is filled from the first
-    hour or so (one day partition, a few granules) instead of ClickHouse opening every
-    partition of a month to read them in order, while a rare term costs a handful of queries
-    more than one scan of the whole window. A window open on the side it is read from is one
-    slice."""
-    edge = end if order == "desc" else start
-    if edge is None:
-        return [(start, end)]
-    slices: list[tuple[datetime | None, datetime | None]] = []
-    width = FIRST_SLICE
-    while True:
-        if order == "desc":
+    for the oldest first.
+
+    The first is :data:`FIRST_SLICE` wide, so a page of common events is filled from about the
+    last hour (one day partition, a few granules) instead of ClickHouse opening every partition
+    of a month to read them in order. Each next one is as wide as the rate found so far says
+    the rest of the page needs, with a margin (a rare host's day is read in two queries, not
+    five); after a slice that found nothing it is :data:`SLICE_GROWTH` times wider, so a term
+    found nowhere costs a handful of queries more than one scan of the window. A window open
+    on the side it is read from is one slice."""
+
+    def __init__(
+        self, start: datetime | None, end: datetime | None, order: Literal["asc", "desc"]
+    ) -> None:
+        self.start, self.end, self.order = start, end, order
+        self._edge = end if order == "desc" else start
+        self._width = FIRST_SLICE
+        self._covered = timedelta(0)
+        self._done = False
+
+    def next(self, found: int, want: int) -> tuple[datetime | None, datetime | None] | None:
+        """The next window, given the rows found so far (``found``, of the ``want`` a page
+        needs), or None when the window is read or the page is full."""
+        if self._done or found >= want:
+            return None
+        edge = self._edge
+        if edge is None:  # open on the side it is read from
+            self._done = True
+            return self.start, self.end
+        if self._covered > timedelta(0):
+            if found:
+                needed = self._covered * ((want - found) / found) * SLICE_MARGIN
+                self._width = max(self._width, needed)
+            else:
+                self._width *= SLICE_GROWTH
+        width = self._width
+        self._covered += width
+        if self.order == "desc":
             lo = edge - width
-            if (start is not None and lo <= start) or width > LAST_SLICE:
-                slices.append((start, edge))
-                return slices
-            slices.append((lo, edge))
-            edge = lo
-        else:
-            hi = edge + width
-            if (end is not None and hi >= end) or width > LAST_SLICE:
-                slices.append((edge, end))
-                return slices
-            slices.append((edge, hi))
-            edge = hi
-        width *= SLICE_GROWTH
+            if (self.start is not None and lo <= self.start) or width > LAST_SLICE:
+                self._done = True
+                return self.start, edge
+            self._edge = lo
+            return lo, edge
+        hi = edge + width
+        if (self.end is not None and hi >= self.end) or width > LAST_SLICE:
+            self._done = True
+            return edge, self.end
+        self._edge = hi
+        return edge, hi
 
 
 def _event(row: Sequence[Any]) -> dict[str, Any]:
@@ -301,6 +323,8 @@ class LogStore:
         self.retention_days = retention_days
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="logstore")
         self.table = f"`{database}`.`{TABLE}`"
+        self._lazy = False
+        """Whether the engine reads a search's whole events lazily (:data:`LAZY_SETTING`)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, database: str | None = None) -> LogStore:
@@ -362,6 +386,19 @@ class LogStore:
             for name, statement in added_columns_sql(self.database, TABLE):
                 if name not in have:
                     client.command(statement)
+            self._lazy = bool(
+                client.query(
+                    "SELECT count() FROM system.settings WHERE name = {n:String}",
+                    parameters={"n": LAZY_SETTING},
+                ).result_rows[0][0]
+            )
+            made = client.query(
+                "SELECT create_table_query FROM system.tables WHERE database = {db:String} "
+                "AND name = {t:String}",
+                parameters={"db": self.database, "t": TABLE},
+            ).result_rows[0][0]
+            if TABLE_SETTINGS not in made:
+                client.command(f"ALTER TABLE {self.table} MODIFY SETTING {TABLE_SETTINGS}")
 
         await self._run(work)
 
@@ -399,11 +436,15 @@ class LogStore:
 
     # -- reads -----------------------------------------------------------------------------
 
-    async def query(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+    async def query(
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> Any:
         """Run a read query; the clickhouse-connect result (``column_names``, ``result_rows``)."""
-        return await self._run(
-            lambda c: c.query(sql, parameters=parameters or {}, settings=QUERY_SETTINGS)
-        )
+        merged = QUERY_SETTINGS | (settings or {})
+        return await self._run(lambda c: c.query(sql, parameters=parameters or {}, settings=merged))
 
     def _where(
         self,
@@ -432,9 +473,8 @@ class LogStore:
         return " AND ".join(conditions) or "1", parameters
 
     async def search(self, request: SearchRequest) -> SearchPage:
-        """A page of events in ``request.order``, read in time slices (:func:`time_slices`):
-        the page's keys first, slice after slice from the end it is sorted from until the page
-        is full, then the page's whole events."""
+        """A page of events in ``request.order``, read in time slices (:class:`TimeSlices`), slice
+        after slice from the end it is sorted from until the page is full."""
         keyset: list[tuple[str, dict[str, Any]]] = []
         start, end = request.start, request.end
         if request.cursor:
@@ -454,26 +494,30 @@ class LogStore:
                 start = max(start, at) if start else at
         direction: Literal["ASC", "DESC"] = "DESC" if request.order == "desc" else "ASC"
         want = int(request.limit) + 1
+        # The engine finds a slice's rows reading only what the condition and the order need,
+        # then reads the whole events of those rows alone ("lazy materialization", up to a
+        # LIMIT this setting names; ClickHouse 25.4 and later, which have it).
+        lazy = {LAZY_SETTING: want} if self._lazy else None
         started = datetime.now(UTC)
         found: list[Any] = []
-        for lo, hi in time_slices(start, end, request.order):
+        slices = TimeSlices(start, end, request.order)
+        while (window := slices.next(len(found), want)) is not None:
+            lo, hi = window
             where, parameters = self._where(replace(request, start=lo, end=hi), keyset)
-            keys = await self.query(
-                f"SELECT timestamp, id FROM {self.table} WHERE {where} "
+            page = await self.query(
+                f"SELECT {_PAGE} FROM {self.table} WHERE {where} "
                 f"ORDER BY {in_key_order(direction)} LIMIT {want - len(found)}",
                 parameters,
+                lazy,
             )
-            found += keys.result_rows
-            if len(found) >= want:
-                break
+            found += page.result_rows
         more = len(found) > request.limit
         found = found[: request.limit]
-        rows = await self._rows(found, direction)
+        rows = [_event(row) for row in found]
         took = (datetime.now(UTC) - started).total_seconds() * 1000
         cursor = None
-        if more and found:
-            last_at, last_id = found[-1]
-            cursor = encode_cursor(last_at, str(last_id))
+        if more and rows:
+            cursor = encode_cursor(found[-1][2], str(found[-1][0]))  # its timestamp and id
         return SearchPage(rows, cursor, round(took, 3))
 
     async def _rows(

@@ -14,7 +14,7 @@ import pytest
 from core.errors import ClickHouseUnavailable, ValidationFailed
 from core.logstore.query import compile_query
 from core.logstore.schema import LogEvent
-from core.logstore.store import LogStore, SearchRequest, decode_cursor, time_slices
+from core.logstore.store import LogStore, SearchRequest, TimeSlices, decode_cursor
 from core.settings import Settings
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -194,7 +194,15 @@ async def test_a_table_made_before_a_promoted_column_gets_it(store: LogStore) ->
     await store.query("SELECT 1")  # the client exists
     drop = f"ALTER TABLE {store.table} DROP COLUMN x_OriginalFileName"
     await store._run(lambda client: client.command(drop))  # an older table
+    reset = f"ALTER TABLE {store.table} RESET SETTING prewarm_mark_cache"
+    await store._run(lambda client: client.command(reset))
     await store.start()
+    made = await store.query(
+        "SELECT create_table_query FROM system.tables WHERE database = {db:String} "
+        "AND name = 'logs'",
+        {"db": store.database},
+    )
+    assert "prewarm_mark_cache = 1" in made.result_rows[0][0]
     total, _ = await store.matching(
         "`x_OriginalFileName` = ''", {}, start=T0, end=T0 + timedelta(hours=1), limit=0
     )
@@ -289,10 +297,21 @@ async def test_events_written_before_the_doc_column_read_back_the_same(store: Lo
     assert old["fields"] == {}
 
 
+def windows(slices: TimeSlices, counts: list[int], want: int = 101) -> list[Any]:
+    """The windows ``slices`` gives when successive slices find ``counts`` rows."""
+    out: list[Any] = []
+    found = 0
+    while (window := slices.next(found, want)) is not None:
+        out.append(window)
+        found += counts[len(out) - 1] if len(out) <= len(counts) else 0
+    return out
+
+
 @pytest.mark.parametrize("order", ["asc", "desc"])
 def test_time_slices_cover_the_window_once_from_the_end_read_first(order: str) -> None:
     start, end = T0, T0 + timedelta(days=30)
-    slices = time_slices(start, end, order)  # type: ignore[arg-type]
+    # A term found nowhere: an hour, then four times wider each time, then the rest.
+    slices = windows(TimeSlices(start, end, order), [])  # type: ignore[arg-type]
     assert len(slices) == 6  # 1 h, 4 h, 16 h, 64 h, 256 h, the rest
     ordered = slices if order == "asc" else list(reversed(slices))
     assert ordered[0][0] == start
@@ -300,12 +319,18 @@ def test_time_slices_cover_the_window_once_from_the_end_read_first(order: str) -
     for (_, hi), (lo, _) in itertools.pairwise(ordered):
         assert hi == lo
     first_lo, first_hi = slices[0]
-    assert first_lo is not None
-    assert first_hi is not None
     assert first_hi - first_lo == timedelta(hours=1)
     assert (first_hi == end) == (order == "desc")
-    assert time_slices(None, None, order) == [(None, None)]  # type: ignore[arg-type]
-    open_ended = time_slices(None, end, "desc")
+    # Common events: the first hour fills the page.
+    assert len(windows(TimeSlices(start, end, order), [101])) == 1  # type: ignore[arg-type]
+    # 30 in the first hour: the next slice is sized for the other 71, with the margin.
+    lo, hi = windows(TimeSlices(start, end, order), [30, 71])[1]  # type: ignore[arg-type]
+    assert hi - lo == timedelta(hours=1) * (71 / 30) * 1.5
+    # A rare host over a day: two in the first hour, so the second slice is the rest.
+    day = windows(TimeSlices(start, start + timedelta(days=1), order), [2, 5])  # type: ignore[arg-type]
+    assert len(day) == 2
+    assert windows(TimeSlices(None, None, order), []) == [(None, None)]  # type: ignore[arg-type]
+    open_ended = windows(TimeSlices(None, end, "desc"), [])
     assert open_ended[-1][0] is None
     assert len(open_ended) < 10
 
@@ -320,6 +345,7 @@ async def test_pages_run_across_time_slices_in_both_orders(empty_store: LogStore
     for n, e in enumerate(events):
         e.timestamp = at[n // 2]  # two events at each instant
     ids = await empty_store.insert(events)
+    assert empty_store._lazy  # chDB reads the pages' whole events lazily
     when = {event_id: e.timestamp for e, event_id in zip(events, ids, strict=True)}
     window = {"start": T0 - timedelta(days=60), "end": T0 + timedelta(minutes=1)}
     for order in ("asc", "desc"):
