@@ -65,17 +65,9 @@ COLUMNS: Final = (
     DOC_COLUMN,
 )
 """The columns an insert writes, in order (the promoted columns are computed by the engine)."""
-PAGE_COLUMNS: Final = (
-    "id",
-    "ingested_at",
-    "timestamp",
-    "source",
-    "format",
-    "raw",
-    "fields",
-    DOC_COLUMN,
-)
-"""What reading whole events back reads: the normalised fields come from :data:`DOC_COLUMN`."""
+PAGE_COLUMNS: Final = tuple(c for c in COLUMNS if c not in {f.column for f in NORMALISED})
+"""What reading whole events back reads (id, times, source, format, raw, fields, doc): the
+normalised fields come from :data:`DOC_COLUMN`."""
 _TYPES: Final = (
     dict(META_COLUMNS) | {f.column: f.clickhouse_type for f in FIELDS} | {DOC_COLUMN: "String"}
 )
