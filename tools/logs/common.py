@@ -384,12 +384,28 @@ def make_event(
     values: Values,
     fields: dict[str, str],
 ) -> LogEvent:
-    """The :class:`LogEvent` of one parsed event; ``source`` defaults to the format's name."""
+    """The :class:`LogEvent` of one parsed event; ``source`` defaults to the format's name.
+
+    A JSON ``\\uD800``-``\\uDFFF`` escape without its pair (EVTX strings can hold one) decodes
+    to a lone surrogate, which is not text that can be stored or sent: each becomes U+FFFD, as
+    an invalid byte does, and the event is kept (``raw`` keeps the escape as written)."""
+    data = values.data
+    if "\\u" in raw and _SURROGATE_ESCAPE.search(raw):
+        data = {k: _valid_text(v) if isinstance(v, str) else v for k, v in data.items()}
+        fields = {_valid_text(k): _valid_text(v) for k, v in fields.items()}
     return LogEvent(
         timestamp=timestamp,
         format=format,
         source=source or format,
         raw=raw,
-        values=values.data,
+        values=data,
         fields=fields,
     )
+
+
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _valid_text(value: str) -> str:
+    return _SURROGATE.sub("\ufffd", value)

@@ -133,6 +133,27 @@ async def test_ingest_keeps_the_good_lines_and_says_why_others_failed(gateway: G
     assert stats["storage"]["rows"] == 4
 
 
+async def test_a_lone_surrogate_escape_costs_no_event(gateway: Gateway) -> None:
+    """``\\udc80`` without its pair (an EVTX string can hold one) decodes to text that cannot
+    be stored: it becomes U+FFFD, the event and the good ones beside it are stored."""
+    analyst = await gateway.user(Role.ANALYST, "ana")
+    body = (
+        ndjson(EVENTS[:1]) + b'\n{"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational", '
+        b'"Computer": "ws-99", "CommandLine": "run \\udc80 me", "bad\\ud800key": "x"}\n'
+    )
+    status, result = await ingest(gateway, analyst, body, source="lab")
+    assert status == 200, result
+    assert result["accepted"] == 2
+    assert result["rejected"] == 0
+    found = await (
+        await gateway.client.get("/api/v1/siem/logs", headers=analyst, params={"host": "ws-99"})
+    ).json()
+    (item,) = found["items"]
+    assert item["process.command_line"] == "run \ufffd me"
+    assert item["fields"]["bad\ufffdkey"] == "x"
+    assert "\\udc80" in item["raw"]  # the original text, as sent
+
+
 async def test_viewers_search_but_never_ingest(gateway: Gateway) -> None:
     viewer = await gateway.user(Role.VIEWER, "vic")
     status, error = await ingest(gateway, viewer, ndjson(EVENTS))
