@@ -4,6 +4,7 @@ language, cursor pages, sources, stats, and detection-style conditions."""
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from core.logstore.query import compile_query
 from core.logstore.schema import LogEvent
 from core.logstore.store import LogStore, SearchRequest, TimeSlices, decode_cursor
 from core.settings import Settings
+from tools.logs import rows as rows_module
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
@@ -362,3 +364,21 @@ async def test_pages_run_across_time_slices_in_both_orders(empty_store: LogStore
         assert sorted(seen) == sorted(ids), order  # each exactly once
         times = [when[event_id] for event_id in seen]
         assert times == sorted(times, reverse=order == "desc"), order
+
+
+async def test_a_body_larger_than_a_block_is_stored_in_blocks(
+    empty_store: LogStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rows_module, "BLOCK_ROWS", 2)
+    body = "\n".join(
+        json.dumps({"message": f"line {n}", "@timestamp": "2026-11-20T08:00:00Z"}) for n in range(5)
+    ).encode()
+    parsed = rows_module.parse_rows(body, content_type=None, source="s", format=None)
+    assert len(parsed.blocks) == 3
+    for block in parsed.blocks:
+        await empty_store.insert_block(block)
+    page = await empty_store.search(SearchRequest(order="asc"))
+    assert sorted(item["id"] for item in page.items) == sorted(parsed.ids)
+    assert sorted(item["fields"]["message"] for item in page.items) == [
+        f"line {n}" for n in range(5)
+    ]
