@@ -209,6 +209,9 @@ GRANULE_BYTES: Final = 1024 * 1024
 """The table's ``index_granularity_bytes`` (set when it is created)."""
 
 TABLE_SETTINGS: Final = "prewarm_mark_cache = 1"
+TABLE_SETTINGS_SINCE: Final = "prewarm_mark_cache"
+"""The setting whose presence on the server (``system.merge_tree_settings``) says it has
+:data:`TABLE_SETTINGS` (recent releases; the embedded chDB has it)."""
 """Table settings a table made before them gets too (``ALTER TABLE ... MODIFY SETTING``).
 ``prewarm_mark_cache``: the marks of every part (where each granule of each column starts) are
 loaded into memory when the store opens and when an insert or a merge writes a part, not by the
@@ -226,11 +229,14 @@ def in_key_order(direction: Literal["ASC", "DESC"]) -> str:
     return f"toStartOfHour(timestamp) {direction}, timestamp {direction}, id {direction}"
 
 
-def create_table_sql(database: str, table: str, *, retention_days: int) -> str:
+def create_table_sql(
+    database: str, table: str, *, retention_days: int, table_settings: bool = True
+) -> str:
     """The ``CREATE TABLE`` of the log table: partitioned by day, ordered for time-and-host
     queries, events removed by TTL ``retention_days`` after they were ingested (0: kept for
     good). The TTL counts from ingestion, not from the event's own time: an analyst replaying
-    last year's logs keeps them for the retention period too, instead of losing them at once."""
+    last year's logs keeps them for the retention period too, instead of losing them at once.
+    ``table_settings=False`` leaves out :data:`TABLE_SETTINGS` (a server older than them)."""
     columns = [f"`{name}` {kind}" for name, kind in META_COLUMNS[:2]]
     columns += [f"`{f.column}` {f.clickhouse_type}" for f in FIELDS]
     columns += [f"`{name}` {kind}" for name, kind in META_COLUMNS[2:]]
@@ -255,5 +261,6 @@ def create_table_sql(database: str, table: str, *, retention_days: int) -> str:
         # stops sooner. On 5M events a page costs about half, for 4 % more disk.
         + f"\nSETTINGS index_granularity = 8192, index_granularity_bytes = {GRANULE_BYTES}, "
         # An insert returns once its part is fsynced: the API acknowledges only durable events.
-        "fsync_after_insert = 1, fsync_part_directory = 1, " + TABLE_SETTINGS
+        "fsync_after_insert = 1, fsync_part_directory = 1"
+        + (f", {TABLE_SETTINGS}" if table_settings else "")
     )

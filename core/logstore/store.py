@@ -39,6 +39,7 @@ from core.logstore.schema import (
     FIELDS,
     META_COLUMNS,
     TABLE_SETTINGS,
+    TABLE_SETTINGS_SINCE,
     LogEvent,
     added_columns_sql,
     create_table_sql,
@@ -360,11 +361,28 @@ class LogStore:
 
     async def start(self) -> None:
         """Create the database and the table if needed (idempotent)."""
-        ddl = create_table_sql(self.database, TABLE, retention_days=self.retention_days)
+
+        def known(client: Any, table: str, name: str) -> bool:
+            """Whether the server has setting ``name`` (in ``system.<table>``)."""
+            return bool(
+                client.query(
+                    f"SELECT count() FROM system.{table} WHERE name = {{n:String}}",
+                    parameters={"n": name},
+                ).result_rows[0][0]
+            )
 
         def work(client: Any) -> None:
+            settings = known(client, "merge_tree_settings", TABLE_SETTINGS_SINCE)
+            self._lazy = known(client, "settings", LAZY_SETTING)
             client.command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
-            client.command(ddl)
+            client.command(
+                create_table_sql(
+                    self.database,
+                    TABLE,
+                    retention_days=self.retention_days,
+                    table_settings=settings,
+                )
+            )
             have = {
                 row[0]
                 for row in client.query(
@@ -378,18 +396,12 @@ class LogStore:
             for name, statement in added_columns_sql(self.database, TABLE):
                 if name not in have:
                     client.command(statement)
-            self._lazy = bool(
-                client.query(
-                    "SELECT count() FROM system.settings WHERE name = {n:String}",
-                    parameters={"n": LAZY_SETTING},
-                ).result_rows[0][0]
-            )
             made = client.query(
                 "SELECT create_table_query FROM system.tables WHERE database = {db:String} "
                 "AND name = {t:String}",
                 parameters={"db": self.database, "t": TABLE},
             ).result_rows[0][0]
-            if TABLE_SETTINGS not in made:
+            if settings and TABLE_SETTINGS not in made:
                 client.command(f"ALTER TABLE {self.table} MODIFY SETTING {TABLE_SETTINGS}")
 
         await self._run(work)
@@ -488,7 +500,7 @@ class LogStore:
         want = int(request.limit) + 1
         # The engine finds a slice's rows reading only what the condition and the order need,
         # then reads the whole events of those rows alone ("lazy materialization", up to a
-        # LIMIT this setting names; ClickHouse 25.4 and later, which have it).
+        # LIMIT this setting names; used where the server has it, as chDB does).
         lazy = {LAZY_SETTING: want} if self._lazy else None
         started = datetime.now(UTC)
         found: list[Any] = []

@@ -14,7 +14,7 @@ import pytest
 
 from core.errors import ClickHouseUnavailable, ValidationFailed
 from core.logstore.query import compile_query
-from core.logstore.schema import LogEvent
+from core.logstore.schema import LogEvent, create_table_sql
 from core.logstore.store import LogStore, SearchRequest, TimeSlices, decode_cursor
 from core.settings import Settings
 from tools.logs import rows as rows_module
@@ -382,3 +382,10 @@ async def test_a_body_larger_than_a_block_is_stored_in_blocks(
     assert sorted(item["fields"]["message"] for item in page.items) == [
         f"line {n}" for n in range(5)
     ]
+
+
+def test_a_server_without_the_newer_table_settings_gets_a_table_without_them() -> None:
+    assert "prewarm_mark_cache" in create_table_sql("d", "logs", retention_days=0)
+    older = create_table_sql("d", "logs", retention_days=0, table_settings=False)
+    assert "prewarm_mark_cache" not in older
+    assert older.rstrip().endswith("fsync_part_directory = 1")
