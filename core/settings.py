@@ -50,8 +50,8 @@ class Settings(BaseSettings):
     log_retention_days: Annotated[int, Field(ge=0, le=36_500)] = 90
     """Log events are dropped this many days after their ingestion (0: kept for good)."""
     ingest_workers: Annotated[int, Field(ge=0, le=64)] | None = None
-    """Processes that parse ingested logs in parallel; unset: one per core (at most 4), none on
-    one core; 0: parse on a thread of the gateway."""
+    """Processes that parse and encode ingested logs in parallel; unset: one per core (at most
+    4), none on one core; 0: on a thread of the gateway."""
     log_level: str = "INFO"
     access_log: bool = True
     """Log one line per HTTP request (logger ``aurora.access``)."""

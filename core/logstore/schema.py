@@ -208,14 +208,13 @@ class LogEvent:
 GRANULE_BYTES: Final = 1024 * 1024
 """The table's ``index_granularity_bytes`` (set when it is created)."""
 
-TABLE_SETTINGS: Final = "prewarm_mark_cache = 1"
-TABLE_SETTINGS_SINCE: Final = "prewarm_mark_cache"
-"""The setting whose presence on the server (``system.merge_tree_settings``) says it has
-:data:`TABLE_SETTINGS` (recent releases; the embedded chDB has it)."""
-"""Table settings a table made before them gets too (``ALTER TABLE ... MODIFY SETTING``).
-``prewarm_mark_cache``: the marks of every part (where each granule of each column starts) are
-loaded into memory when the store opens and when an insert or a merge writes a part, not by the
-first search that reads it (some 15 ms a part and column otherwise; 10 MB for 5M events)."""
+PREWARM_SETTING: Final = "prewarm_mark_cache"
+"""A MergeTree setting of recent releases (the embedded chDB has it): the marks of every part
+(where each granule of each column starts) are loaded into memory when the store opens and when
+an insert or a merge writes a part, not by the first search that reads it (some 15 ms a part and
+column otherwise; 10 MB for 5M events). Used where ``system.merge_tree_settings`` has it."""
+TABLE_SETTINGS: Final = f"{PREWARM_SETTING} = 1"
+"""Table settings a table made before them gets too (``ALTER TABLE ... MODIFY SETTING``)."""
 
 SORTING_KEY: Final = "toStartOfHour(timestamp), host_name, timestamp"
 """The table's order: by hour, then host, then time (time-and-host queries read few marks)."""

@@ -38,8 +38,8 @@ from core.logstore.schema import (
     DOC_COLUMN,
     FIELDS,
     META_COLUMNS,
+    PREWARM_SETTING,
     TABLE_SETTINGS,
-    TABLE_SETTINGS_SINCE,
     LogEvent,
     added_columns_sql,
     create_table_sql,
@@ -372,7 +372,7 @@ class LogStore:
             )
 
         def work(client: Any) -> None:
-            settings = known(client, "merge_tree_settings", TABLE_SETTINGS_SINCE)
+            settings = known(client, "merge_tree_settings", PREWARM_SETTING)
             self._lazy = known(client, "settings", LAZY_SETTING)
             client.command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
             client.command(
@@ -421,15 +421,9 @@ class LogStore:
             return []
         now = datetime.now(UTC)
         ids = [uuid.uuid4() for _ in events]
-        await self.insert_rows([event_row(e, i, now) for e, i in zip(events, ids, strict=True)])
-        return [str(i) for i in ids]
-
-    async def insert_rows(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Store rows of :data:`COLUMNS` (as :func:`event_row` builds them) in one batch,
-        durably."""
-        if not rows:
-            return
+        rows = [event_row(e, i, now) for e, i in zip(events, ids, strict=True)]
         await self._run(lambda client: self._insert(client, encode_rows(rows)))
+        return [str(i) for i in ids]
 
     async def insert_block(self, block: bytes) -> None:
         """Store one Native block of rows (:func:`encode_rows`) in one batch, durably."""
@@ -622,16 +616,14 @@ class LogStore:
             {"m": now - timedelta(minutes=1), "h": now - timedelta(hours=1)},
         )
         storage = await self.query(
-            "SELECT sum(rows), sum(bytes_on_disk), sum(data_uncompressed_bytes), count() "
+            "SELECT sum(rows), sum(bytes_on_disk), sum(data_uncompressed_bytes), count(), "
+            "(SELECT count() FROM system.merges WHERE database = {db:String} "
+            "AND table = {t:String}) "
             "FROM system.parts WHERE active AND database = {db:String} AND table = {t:String}",
             {"db": self.database, "t": TABLE},
         )
-        merges = await self.query(
-            "SELECT count() FROM system.merges WHERE database = {db:String} AND table = {t:String}",
-            {"db": self.database, "t": TABLE},
-        )
         last_minute, last_hour, total = rates.result_rows[0]
-        rows, on_disk, uncompressed, parts = storage.result_rows[0]
+        rows, on_disk, uncompressed, parts, merges = storage.result_rows[0]
         return {
             "window": {"start": _iso(start), "end": _iso(end), "bucket_seconds": step},
             "events_total": int(total),
@@ -647,7 +639,7 @@ class LogStore:
                 "bytes_on_disk": int(on_disk or 0),
                 "bytes_uncompressed": int(uncompressed or 0),
                 "parts": int(parts or 0),
-                "merges_running": int(merges.result_rows[0][0]),
+                "merges_running": int(merges),
                 "retention_days": self.retention_days,
             },
         }
