@@ -1,12 +1,30 @@
-"""Pydantic validation as the platform reports it: AURORA-4220 with field-level detail."""
+"""Validation as the platform reports it: AURORA-4220 with field-level detail.
+
+Also the limits every input path shares: JSON nesting depth and number ranges
+(:func:`load_json`), timestamps that stay within what the stores can hold
+(:data:`UtcDatetime`), and bounded free-form JSON fields (:func:`bounded_json`).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ValidationError
+import orjson
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ValidationError
 
 from core.errors import ValidationFailed
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects a request body (or any JSON the platform is handed)
+may have. Deeper data serves no security purpose and breaks serialisers far down the line."""
+
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2299, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)
+"""The range of timestamps the platform accepts: what every store holds (ClickHouse's
+``DateTime64`` is the narrowest), so a timestamp that validates can always be stored, compared
+and searched."""
 
 
 def validation_detail(err: ValidationError, prefix: str) -> list[dict[str, Any]]:
@@ -17,9 +35,93 @@ def validation_detail(err: ValidationError, prefix: str) -> list[dict[str, Any]]
     ]
 
 
+def field_error(loc: list[str | int], msg: str, kind: str = "value_error") -> ValidationFailed:
+    """AURORA-4220 for one problem at ``loc`` (``["body", "raw"]``, ``["query", "q"]``)."""
+    return ValidationFailed([{"loc": loc, "msg": msg, "type": kind}])
+
+
 def validate[M: BaseModel](model: type[M], data: Any, *, where: str = "body") -> M:
     """Validate ``data`` into ``model``; failures are AURORA-4220 with field-level detail."""
     try:
         return model.model_validate(data)
     except ValidationError as err:
         raise ValidationFailed(validation_detail(err, where)) from err
+    except RecursionError as err:  # data deeper than any check before it allowed
+        raise field_error([where], "nested too deeply", "json_depth") from err
+
+
+def json_depth(value: Any, *, stop_at: int | None = None) -> int:
+    """How deeply arrays and objects nest in ``value`` (a scalar is 0, ``[]`` is 1); counting
+    stops once ``stop_at`` is passed. Iterative: no input can exhaust the stack."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        if depth > deepest:
+            deepest = depth
+            if stop_at is not None and deepest > stop_at:
+                return deepest
+        pending.extend((child, depth) for child in children)
+    return deepest
+
+
+def check_depth(value: Any, *, where: list[str | int], limit: int = MAX_JSON_DEPTH) -> None:
+    """AURORA-4220 when ``value`` nests deeper than ``limit``."""
+    if json_depth(value, stop_at=limit) > limit:
+        raise field_error(where, f"nested more than {limit} levels deep", "json_depth")
+
+
+def load_json(data: bytes | str, *, where: str = "body", max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse JSON from outside: malformed text, ``NaN``/``Infinity``, a number too large for a
+    double, invalid Unicode or nesting past ``max_depth`` is AURORA-4220, never an exception
+    that escapes. Integers past 64 bits become floats (as JavaScript reads them)."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        raise field_error([where], f"Malformed JSON: {err}", "json_invalid") from err
+    check_depth(value, where=[where], limit=max_depth)
+    return value
+
+
+def _in_range(value: datetime) -> datetime:
+    try:
+        moment = value.astimezone(UTC)
+    except (OverflowError, ValueError) as err:
+        raise ValueError("date out of range") from err
+    if not EARLIEST <= moment <= LATEST:
+        raise ValueError(
+            f"date out of range: use {EARLIEST.year}-01-01 to {LATEST.year}-12-31 (UTC)"
+        )
+    return moment
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_range)]
+"""A timestamp with a zone, converted to UTC and within :data:`EARLIEST`..:data:`LATEST`.
+Use it for every timestamp a caller sends (bodies and queries alike)."""
+
+
+def bounded_json[T](
+    *, max_bytes: int, max_depth: int = MAX_JSON_DEPTH
+) -> Callable[[T], T]:
+    """A pydantic ``AfterValidator`` for a free-form JSON field (an alert's ``raw``, a case's
+    custom fields): at most ``max_depth`` levels deep and ``max_bytes`` when serialised."""
+
+    def check(value: T) -> T:
+        if json_depth(value, stop_at=max_depth) > max_depth:
+            raise ValueError(f"nested more than {max_depth} levels deep")
+        try:
+            size = len(orjson.dumps(value))
+        except (TypeError, orjson.JSONEncodeError) as err:
+            raise ValueError("not representable as JSON") from err
+        if size > max_bytes:
+            raise ValueError(f"larger than {max_bytes} bytes as JSON")
+        return value
+
+    return check

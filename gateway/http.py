@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from core.errors import AuroraError, PayloadTooLarge, ValidationFailed
-from core.validation import validate
+from core.validation import load_json, validate
 from gateway.auth.service import Principal
 from gateway.keys import PRINCIPAL, ROUTE, SETTINGS
 
@@ -69,7 +69,8 @@ async def read_body(request: web.Request) -> bytes:
 
 
 async def read_json(request: web.Request) -> Any:
-    """The JSON body; malformed JSON or a wrong content type is AURORA-4220."""
+    """The JSON body; malformed JSON, nesting past the limit or a wrong content type is
+    AURORA-4220."""
     if request.content_type != JSON_TYPE:
         raise ValidationFailed(
             [
@@ -80,13 +81,7 @@ async def read_json(request: web.Request) -> Any:
                 }
             ]
         )
-    body = await read_body(request)
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValidationFailed(
-            [{"loc": ["body"], "msg": f"Malformed JSON: {err}", "type": "json_invalid"}]
-        ) from err
+    return load_json(await read_body(request))
 
 
 async def parse_json[M: BaseModel](request: web.Request, model: type[M]) -> M:
