@@ -79,6 +79,13 @@ class ApprovalTimeout(AuroraError):
     code, status, message = "AURORA-4080", 408, "Human approval timed out"
 
 
+class RequestTimeout(AuroraError):
+    """Not in the spec's table: a client too slow to send its request (HTTP 408). AURORA-4080
+    is the spec's human-approval timeout, so this is the next code of the 408 family."""
+
+    code, status, message = "AURORA-4081", 408, "Request not received in time"
+
+
 class Conflict(AuroraError):
     code, status, message = "AURORA-4090", 409, "Resource conflict"
 

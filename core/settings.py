@@ -78,7 +78,15 @@ class Settings(BaseSettings):
     argon2_parallelism: Annotated[int, Field(ge=1, le=16)] = 4
 
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
-    """Largest request body accepted, unless a route sets its own limit."""
+    """Largest request body accepted, unless a route sets its own limit (enforced while the
+    body is read, chunked bodies included)."""
+    header_read_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    """How long a client may take to send a request's line and headers (from its first byte,
+    or from the end of the previous response on a kept-alive connection) before the
+    connection is closed."""
+    body_read_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    """How long a request body may stall (no byte received) before the request is refused
+    with 408 and the connection closed."""
     auth_cache_ttl_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
     """How long a resolved user stays cached for authentication (0 disables the cache)."""
 

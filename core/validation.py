@@ -107,9 +107,7 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_range)]
 Use it for every timestamp a caller sends (bodies and queries alike)."""
 
 
-def bounded_json[T](
-    *, max_bytes: int, max_depth: int = MAX_JSON_DEPTH
-) -> Callable[[T], T]:
+def bounded_json[T](*, max_bytes: int, max_depth: int = MAX_JSON_DEPTH) -> Callable[[T], T]:
     """A pydantic ``AfterValidator`` for a free-form JSON field (an alert's ``raw``, a case's
     custom fields): at most ``max_depth`` levels deep and ``max_bytes`` when serialised."""
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel
 
-from core.errors import AuroraError, PayloadTooLarge, ValidationFailed
+from core.errors import AuroraError, PayloadTooLarge, RequestTimeout, ValidationFailed
 from core.validation import load_json, validate
 from gateway.auth.service import Principal
 from gateway.keys import PRINCIPAL, ROUTE, SETTINGS
@@ -54,18 +57,40 @@ def body_limit(request: web.Request) -> int:
     return request.app[SETTINGS].max_body_bytes
 
 
-async def read_body(request: web.Request) -> bytes:
-    """The raw body, refused with AURORA-4130 past the route's limit."""
-    limit = body_limit(request)
+async def iter_body(request: web.Request, *, limit: int | None = None) -> AsyncIterator[bytes]:
+    """The body as it arrives, in chunks of at most what the connection buffers (about
+    128 KiB). Past ``limit`` (default: the route's) it stops with AURORA-4130 without reading
+    further, whatever ``Content-Length`` said (chunked bodies have none); a body that stalls
+    longer than the body read timeout is AURORA-4081; one cut short is AURORA-4220."""
+    limit = body_limit(request) if limit is None else limit
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge({"limit_bytes": limit})
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge as err:
-        raise PayloadTooLarge({"limit_bytes": limit}) from err
-    if len(body) > limit:
-        raise PayloadTooLarge({"limit_bytes": limit})
-    return body
+    idle = request.app[SETTINGS].body_read_timeout_seconds
+    received = 0
+    while True:
+        try:
+            async with asyncio.timeout(idle):
+                chunk = await request.content.readany()
+        except TimeoutError as err:
+            raise RequestTimeout({"reason": f"no body data for {idle:g} s"}) from err
+        except (HttpProcessingError, ConnectionError) as err:
+            raise ValidationFailed(
+                [{"loc": ["body"], "msg": "incomplete or malformed body", "type": "body_invalid"}]
+            ) from err
+        if not chunk:
+            return
+        received += len(chunk)
+        if received > limit:
+            raise PayloadTooLarge({"limit_bytes": limit})
+        yield chunk
+
+
+async def read_body(request: web.Request, *, limit: int | None = None) -> bytes:
+    """The whole body, read with the limits of :func:`iter_body`."""
+    body = bytearray()
+    async for chunk in iter_body(request, limit=limit):
+        body += chunk
+    return bytes(body)
 
 
 async def read_json(request: web.Request) -> Any:
