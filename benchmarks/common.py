@@ -16,7 +16,7 @@ from core.db import create_database
 from core.db.migrate import upgrade
 from core.security.passwords import PasswordHasher
 from core.settings import Settings
-from gateway.cli import serve
+from gateway.server import serve
 from gateway.users import service as users
 
 HOST: Final = "127.0.0.1"

@@ -67,7 +67,7 @@ from benchmarks.common import (
 from core.security.tokens import TokenService
 from core.settings import Settings
 from gateway.app import AgentToken
-from gateway.cli import serve
+from gateway.server import serve
 from gateway.supervisor import AgentSupervisor, agent_command
 from orchestrator.state import merge_iocs
 from tools.ioc import extract_iocs, normalise_ioc

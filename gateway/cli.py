@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import getpass
 import logging
-import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-
-from aiohttp import web
 
 from agents.acp.registry import AgentRegistry
 from agents.acp.server import AGENT_TOKEN_TYPE
@@ -29,8 +25,9 @@ from core.security.passwords import PasswordHasher
 from core.security.permissions import ROLE_PERMISSIONS, Role
 from core.security.tokens import TokenService
 from core.settings import Settings, ensure_data_dir, load_settings
-from gateway.app import SchemaNotCurrent, create_app
+from gateway.app import SchemaNotCurrent
 from gateway.demo import add_demo_parser
+from gateway.server import serve
 from gateway.supervisor import AgentSupervisor, agent_command
 from gateway.users import service as users
 from tools.mcp_server import run_mcp_server
@@ -55,32 +52,6 @@ async def _database(settings: Settings) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.dispose()
-
-
-async def serve(settings: Settings, *, banner: Callable[[str], None]) -> None:
-    """Run the gateway until SIGINT or SIGTERM, then shut down cleanly."""
-    app = create_app(settings)
-    access_log = logging.getLogger("aurora.access") if settings.access_log else None
-    runner = web.AppRunner(app, handle_signals=False, access_log=access_log)
-    await runner.setup()
-    # Everything loaded by now (the libraries, the route table, the resources) lives as long as
-    # the process: keep it out of the collector's full passes. Otherwise each one walks some
-    # 300k objects, about 180 ms on two cores, and a request that waits behind it is a p99
-    # outlier. Only the serving process does this (tests build many apps in one process).
-    gc.collect()
-    gc.freeze()
-    try:
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
-        banner(settings.public_url)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
-        log.info("shutting down")
-    finally:
-        await runner.cleanup()
 
 
 async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
