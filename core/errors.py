@@ -33,6 +33,13 @@ class AuroraError(Exception):
         super().__init__(f"{self.code}: {self.message}")
 
 
+class BadRequest(AuroraError):
+    """Not in the spec's table: a request malformed below the API (its request line, headers or
+    framing), answered before any route sees it."""
+
+    code, status, message = "AURORA-4000", 400, "Malformed request"
+
+
 class AuthenticationRequired(AuroraError):
     code, status, message = "AURORA-4010", 401, "Authentication required"
 

@@ -35,6 +35,7 @@ from gateway.detections.routes import ROUTES as DETECTIONS_ROUTES
 from gateway.detections.service import DetectionScheduler
 from gateway.fleet.routes import ROUTES as FLEET_ROUTES
 from gateway.fleet.service import ToolCallRecorder
+from gateway.index import INDEX_ROUTES
 from gateway.investigations.executor import LedgerExecutor
 from gateway.investigations.routes import ROUTES as INVESTIGATIONS_ROUTES
 from gateway.investigations.service import InvestigationRunner
@@ -230,10 +231,11 @@ def create_app(settings: Settings, *, extra_routes: Iterable[Route] = ()) -> web
     middleware and access rules.
     """
     ensure_data_dir(settings)
-    routes = (*ALL_ROUTES, *extra_routes)
-    largest_body = max([settings.max_body_bytes, *(r.max_body_bytes or 0 for r in routes)])
+    routes = (*ALL_ROUTES, *INDEX_ROUTES, *extra_routes)
+    # aiohttp's own readers (forms) stop at the default; routes with a larger limit read their
+    # bodies through gateway.http, which enforces each route's limit while reading.
     app = web.Application(
-        middlewares=[context_middleware, auth_middleware], client_max_size=largest_body
+        middlewares=[context_middleware, auth_middleware], client_max_size=settings.max_body_bytes
     )
     app[SETTINGS] = settings
     app[METRICS] = create_metrics()

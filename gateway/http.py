@@ -7,18 +7,18 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel
 
-from core.errors import AuroraError, PayloadTooLarge, RequestTimeout, ValidationFailed
+from core.errors import AuroraError, BadRequest, PayloadTooLarge, RequestTimeout, ValidationFailed
 from core.validation import load_json, validate
 from gateway.auth.service import Principal
 from gateway.keys import PRINCIPAL, ROUTE, SETTINGS
 
 JSON_TYPE = "application/json"
-FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
 def iso_millis(moment: datetime | None = None) -> str:
@@ -61,7 +61,8 @@ async def iter_body(request: web.Request, *, limit: int | None = None) -> AsyncI
     """The body as it arrives, in chunks of at most what the connection buffers (about
     128 KiB). Past ``limit`` (default: the route's) it stops with AURORA-4130 without reading
     further, whatever ``Content-Length`` said (chunked bodies have none); a body that stalls
-    longer than the body read timeout is AURORA-4081; one cut short is AURORA-4220."""
+    longer than the body read timeout is AURORA-4081; one cut short or badly framed is
+    AURORA-4000."""
     limit = body_limit(request) if limit is None else limit
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge({"limit_bytes": limit})
@@ -74,9 +75,7 @@ async def iter_body(request: web.Request, *, limit: int | None = None) -> AsyncI
         except TimeoutError as err:
             raise RequestTimeout({"reason": f"no body data for {idle:g} s"}) from err
         except (HttpProcessingError, ConnectionError) as err:
-            raise ValidationFailed(
-                [{"loc": ["body"], "msg": "incomplete or malformed body", "type": "body_invalid"}]
-            ) from err
+            raise BadRequest({"reason": "incomplete or malformed body"}) from err
         if not chunk:
             return
         received += len(chunk)
@@ -116,12 +115,30 @@ async def parse_json[M: BaseModel](request: web.Request, model: type[M]) -> M:
 
 async def parse_json_or_form[M: BaseModel](request: web.Request, model: type[M]) -> M:
     """Validate a JSON body, or an urlencoded / multipart form (for OAuth2-style clients)."""
-    if request.content_type in FORM_TYPES:
-        if request.content_length is not None and request.content_length > body_limit(request):
-            raise PayloadTooLarge({"limit_bytes": body_limit(request)})
+    if request.content_type == "application/x-www-form-urlencoded":
+        body = await read_body(request)
         try:
-            form = await request.post()
-        except (web.HTTPRequestEntityTooLarge, ValueError) as err:
+            pairs = parse_qsl(
+                body.decode(), keep_blank_values=True, strict_parsing=False, max_num_fields=64
+            )
+        except (UnicodeDecodeError, ValueError) as err:
+            raise ValidationFailed(
+                [{"loc": ["body"], "msg": "Malformed form body", "type": "form_invalid"}]
+            ) from err
+        return validate(model, dict(pairs))
+    if request.content_type == "multipart/form-data":
+        limit = body_limit(request)
+        if request.content_length is not None and request.content_length > limit:
+            raise PayloadTooLarge({"limit_bytes": limit})
+        bounded = request.clone(client_max_size=limit)  # aiohttp checks it while reading
+        try:
+            async with asyncio.timeout(request.app[SETTINGS].body_read_timeout_seconds):
+                form = await bounded.post()
+        except TimeoutError as err:
+            raise RequestTimeout({"reason": "form body not received in time"}) from err
+        except web.HTTPRequestEntityTooLarge as err:
+            raise PayloadTooLarge({"limit_bytes": limit}) from err
+        except (HttpProcessingError, ValueError) as err:
             raise ValidationFailed(
                 [{"loc": ["body"], "msg": "Malformed form body", "type": "form_invalid"}]
             ) from err

@@ -1,4 +1,11 @@
-"""Serving the gateway: the HTTP server around the app, until SIGINT or SIGTERM."""
+"""Serving the gateway: the HTTP server around the app, until SIGINT or SIGTERM.
+
+aiohttp's own connection handler answers what never reaches the app (a malformed request line,
+a bad method, a header too long, an invalid ``Content-Length``) in plain text that quotes the
+offending bytes, and waits as long as a client likes for a request's headers. The handler here
+answers those in the AURORA envelope without echoing the request, cuts off clients too slow to
+send their headers, and the access log never shows a credential.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +13,237 @@ import asyncio
 import gc
 import logging
 import signal
+import uuid
 from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import (
+    BadHttpMessage,
+    BadHttpMethod,
+    BadStatusLine,
+    InvalidHeader,
+    InvalidURLError,
+    LineTooLong,
+    TransferEncodingError,
+)
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
+from core.errors import AuroraError, BadRequest, InternalError, RequestTimeout
 from core.settings import Settings
 from gateway.app import create_app
+from gateway.http import JSON_TYPE, error_body
+from gateway.keys import REQUEST_ID, RUNTIME
 
 log = logging.getLogger("aurora")
+protocol_log = logging.getLogger("aurora.gateway")
+
+KEEPALIVE_TIMEOUT_SECONDS = 75.0
+"""How long an idle kept-alive connection stays open (nginx's default)."""
+
+SECRET_QUERY_KEYS = frozenset(
+    {"access_token", "token", "api_key", "apikey", "key", "password", "secret", "code"}
+)
+"""Query parameters whose values the access log replaces (a WebSocket's ``?access_token=``,
+an OAuth ``code``)."""
+
+
+def redacted_path(request: BaseRequest) -> str:
+    """The request's path and query, with the values of credential parameters replaced."""
+    url = request.rel_url
+    if not url.query_string:
+        return url.path
+    pairs = parse_qsl(url.query_string, keep_blank_values=True)
+    cleaned = [(k, "[redacted]" if k.lower() in SECRET_QUERY_KEYS else v) for k, v in pairs]
+    return f"{url.path}?{urlencode(cleaned, safe='[]/:*')}"
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request: who, what (credentials redacted), status, size, time, request id.
+    Headers are never logged."""
+
+    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s HTTP/%d.%d" %d %d %.1fms %s',
+            request.remote or "-",
+            request.method,
+            redacted_path(request),
+            request.version.major,
+            request.version.minor,
+            response.status,
+            response.body_length,
+            time * 1000,
+            request.get(REQUEST_ID) or response.headers.get("X-Request-ID", "-"),
+        )
+
+
+def _protocol_error(status: int, exc: BaseException | None) -> AuroraError:
+    """What a request that never reached the app gets, described without its bytes."""
+    if status >= 500 or not isinstance(exc, BadHttpMessage):
+        return InternalError()
+    if isinstance(exc, LineTooLong):
+        reason = "the request line or a header is too long"
+    elif isinstance(exc, BadHttpMethod):
+        reason = "invalid HTTP method"
+    elif isinstance(exc, BadStatusLine):
+        reason = "malformed request line"
+    elif isinstance(exc, InvalidURLError):
+        reason = "invalid URL"
+    elif isinstance(exc, InvalidHeader):
+        reason = "invalid header"
+    elif isinstance(exc, TransferEncodingError):
+        reason = "invalid transfer encoding"
+    else:
+        reason = "malformed request"
+    return BadRequest({"reason": reason})
+
+
+class GatewayProtocol(RequestHandler):
+    """aiohttp's connection handler with the gateway's answers to protocol errors and a
+    deadline for each request's headers."""
+
+    def __init__(
+        self, manager: web.Server, *, app: web.Application, header_timeout: float, **kwargs: Any
+    ) -> None:
+        super().__init__(manager, **kwargs)
+        self._app = app
+        self._header_timeout = header_timeout
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def _standard_headers(self, response: web.StreamResponse, request_id: str) -> None:
+        response.headers["X-API-Version"] = "1.0"
+        response.headers["X-Request-ID"] = request_id
+        response.headers["X-AuroraSOC-Mode"] = self._app[RUNTIME].mode.value
+        response.headers["X-Content-Type-Options"] = "nosniff"
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        err = _protocol_error(status, exc)
+        if isinstance(err, InternalError):
+            protocol_log.error("error outside the app serving %s", request.remote, exc_info=exc)
+        else:  # the class only: the message quotes the client's bytes
+            protocol_log.info(
+                "refused a malformed request from %s (%s)", request.remote, type(exc).__name__
+            )
+        if request.writer.output_size > 0:
+            raise ConnectionError("a response was already being sent")
+        request_id = str(uuid.uuid4())
+        response = web.Response(
+            body=error_body(err, request_id), status=err.status, content_type=JSON_TYPE
+        )
+        self._standard_headers(response, request_id)
+        response.force_close()
+        return response
+
+    # -- the header deadline: from a connection's start, or a request's first byte, until its
+    # headers are complete --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._messages or self._request_in_progress or self._upgraded:
+            self._disarm_header_timer()
+        elif data:
+            self._arm_header_timer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self._loop.call_later(self._header_timeout, self._headers_late)
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        transport = self.transport
+        if transport is None or self._messages or self._request_in_progress or self._upgraded:
+            return
+        request_id = str(uuid.uuid4())
+        err = RequestTimeout(
+            {"reason": f"request headers not received within {self._header_timeout:g} s"}
+        )
+        body = error_body(err, request_id)
+        head = (
+            "HTTP/1.1 408 Request Timeout\r\n"
+            f"Content-Type: {JSON_TYPE}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Connection: close\r\n"
+            "X-API-Version: 1.0\r\n"
+            f"X-Request-ID: {request_id}\r\n"
+            f"X-AuroraSOC-Mode: {self._app[RUNTIME].mode.value}\r\n"
+            "\r\n"
+        )
+        transport.write(head.encode() + body)
+        protocol_log.info("closed a connection whose request headers were late")
+        self.force_close()
+
+
+class GatewayServer(web.Server):
+    """Makes a :class:`GatewayProtocol` for each connection."""
+
+    def __init__(self, *args: Any, app: web.Application, header_timeout: float, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._gateway_app = app
+        self._header_timeout = header_timeout
+
+    def __call__(self) -> RequestHandler:
+        return GatewayProtocol(
+            self,
+            app=self._gateway_app,
+            header_timeout=self._header_timeout,
+            loop=self._loop,
+            **self._kwargs,
+        )
+
+
+class GatewayRunner(web.AppRunner):
+    """An ``AppRunner`` whose server is a :class:`GatewayServer`."""
+
+    def __init__(self, app: web.Application, settings: Settings) -> None:
+        access_log = logging.getLogger("aurora.access") if settings.access_log else None
+        super().__init__(
+            app,
+            handle_signals=False,
+            access_log=access_log,
+            access_log_class=AccessLogger,
+            keepalive_timeout=KEEPALIVE_TIMEOUT_SECONDS,
+        )
+        self._header_timeout = settings.header_read_timeout_seconds
+
+    async def _make_server(self) -> web.Server:
+        stock = await super()._make_server()
+        return GatewayServer(
+            stock.request_handler,
+            request_factory=stock.request_factory,
+            handler_cancellation=stock.handler_cancellation,
+            loop=asyncio.get_running_loop(),
+            app=self.app,
+            header_timeout=self._header_timeout,
+            **stock._kwargs,
+        )
 
 
 async def serve(settings: Settings, *, banner: Callable[[str], None]) -> None:
     """Run the gateway until SIGINT or SIGTERM, then shut down cleanly."""
     app = create_app(settings)
-    access_log = logging.getLogger("aurora.access") if settings.access_log else None
-    runner = web.AppRunner(app, handle_signals=False, access_log=access_log)
+    runner = GatewayRunner(app, settings)
     await runner.setup()
     # Everything loaded by now (the libraries, the route table, the resources) lives as long as
     # the process: keep it out of the collector's full passes. Otherwise each one walks some

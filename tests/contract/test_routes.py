@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from gateway.app import ALL_ROUTES, registered_routes
-from gateway.routing import permission_label
+from gateway.index import INDEX_ROUTES
+from gateway.routing import Access, permission_label
 from tests.conftest import Gateway
 from tests.contract.spec import Spec, parse_spec
 
@@ -84,4 +85,9 @@ def test_no_duplicate_routes() -> None:
 
 
 async def test_app_registers_exactly_the_route_table(gateway: Gateway) -> None:
-    assert registered_routes(gateway.app) == list(ALL_ROUTES)
+    # The contract's routes, and beside them only the public index at / and /api/v1.
+    assert registered_routes(gateway.app) == [*ALL_ROUTES, *INDEX_ROUTES]
+    assert [(r.method, r.path, r.access) for r in INDEX_ROUTES] == [
+        ("GET", "/", Access.PUBLIC),
+        ("GET", "/api/v1", Access.PUBLIC),
+    ]

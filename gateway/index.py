@@ -1,0 +1,95 @@
+"""``/`` and ``/api/v1``: what a new user (or a script) finds at the gateway's address.
+
+Not part of the API contract: a short, public index (JSON, or a plain page for a browser) that
+says what serves here, where to sign in, where the documentation is, and which routes exist
+with the permission each needs, read from the route table itself.
+"""
+
+from __future__ import annotations
+
+import html
+from importlib import metadata
+from typing import Any
+
+from aiohttp import web
+
+from gateway.http import json_response
+from gateway.keys import ROUTE_TABLE
+from gateway.routing import Access, Route, permission_label
+
+API_BASE = "/api/v1"
+DOCS = (
+    "README.md of the AuroraSOC repository: 'Quick start' to run it, 'Using the API' for "
+    "tokens, API keys, headers and errors"
+)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("aurorasoc")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def describe(app: web.Application) -> dict[str, Any]:
+    """The index document: the service, how to authenticate, the docs, the routes."""
+    routes = sorted(
+        {(r.method, r.path, permission_label(r.access)) for r in app[ROUTE_TABLE].values()},
+        key=lambda route: (route[1], route[0]),
+    )
+    return {
+        "service": "AuroraSOC",
+        "version": _version(),
+        "api": {"base": API_BASE, "version": "1.0"},
+        "auth": {
+            "providers": f"{API_BASE}/auth/providers",
+            "token": f"{API_BASE}/auth/token",
+            "how": "POST username and password to the token route; send the access token as "
+            "'Authorization: Bearer <token>', or an API key as 'X-API-Key'",
+        },
+        "docs": DOCS,
+        "metrics": "/metrics",
+        "routes": [
+            {"method": method, "path": path, "permission": permission}
+            for method, path, permission in routes
+            if path.startswith((API_BASE + "/", "/metrics"))
+        ],
+    }
+
+
+def _page(index: dict[str, Any]) -> str:
+    rows = "\n".join(
+        f"<tr><td>{html.escape(r['method'])}</td><td><code>{html.escape(r['path'])}</code></td>"
+        f"<td>{html.escape(r['permission'])}</td></tr>"
+        for r in index["routes"]
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>AuroraSOC</title></head>
+<body>
+<h1>AuroraSOC {html.escape(index["version"])}</h1>
+<p>The API is served under <code>{API_BASE}</code>. Sign in with
+<code>POST {html.escape(index["auth"]["token"])}</code> and send the token as
+<code>Authorization: Bearer &lt;token&gt;</code>.</p>
+<p>Documentation: {html.escape(DOCS)}.</p>
+<table><thead><tr><th>Method</th><th>Path</th><th>Permission</th></tr></thead>
+<tbody>
+{rows}
+</tbody></table>
+</body></html>
+"""
+
+
+async def show_index(request: web.Request) -> web.StreamResponse:
+    index = describe(request.app)
+    if request.path == "/" and "text/html" in request.headers.get("Accept", ""):
+        response = web.Response(text=_page(index), content_type="text/html")
+        response.headers["Content-Security-Policy"] = "default-src 'none'"
+        return response
+    return json_response(index)
+
+
+INDEX_ROUTES = (
+    Route("GET", "/", show_index, Access.PUBLIC),
+    Route("GET", API_BASE, show_index, Access.PUBLIC),
+)
+"""Outside the contract's table: registered beside it, never part of ``ALL_ROUTES``."""
