@@ -46,6 +46,7 @@ from core.security.passwords import PasswordHasher
 from core.security.permissions import Role
 from core.settings import Settings, ensure_data_dir
 from gateway.app import create_app
+from gateway.server import GatewayRunner
 from gateway.supervisor import AgentSupervisor, agent_command
 from gateway.users import service as users
 from tools.attack import AttackKB
@@ -723,8 +724,7 @@ async def running_platform(
             update={"agent_urls": {name: [str(url)] for name, url in started.items()}}
         )
         app = create_app(gateway_settings)
-        access_log = logging.getLogger("aurora.access") if gateway_settings.access_log else None
-        runner = web.AppRunner(app, handle_signals=False, access_log=access_log)
+        runner = GatewayRunner(app, gateway_settings)
         await runner.setup()
         try:
             site = web.SockSite(runner, listener)
