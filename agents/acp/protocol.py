@@ -12,9 +12,10 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import AuroraError
+from core.validation import MAX_JSON_DEPTH, UtcDatetime, json_depth
 
 JSONRPC: Final = "2.0"
 
@@ -56,6 +57,10 @@ RETRYABLE_AURORA_CODES: Final = frozenset({"AURORA-5030", "AURORA-5031", "AURORA
 CANCEL_METHOD: Final = "$/cancel"
 THOUGHT_METHOD: Final = "agent.thought"
 TOOL_CALL_METHOD: Final = "agent.tool_call"
+
+MAX_FRAME_DEPTH: Final = MAX_JSON_DEPTH
+"""Deepest nesting of arrays and objects a frame may have (the platform's JSON limit): deeper
+frames are refused, so nothing downstream (validation, serialisation, a replay) meets them."""
 
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
@@ -108,13 +113,40 @@ def encode(payload: Any) -> bytes:
         return json.dumps(payload, default=str).encode()
 
 
-def decode(frame: str | bytes) -> Any:
-    """Parse one frame; ValueError when it is not JSON."""
+class FrameTooDeep(ValueError):
+    """A frame that is JSON but nests deeper than allowed; ``message`` is what it parsed to
+    (so a server can still answer the request's id)."""
+
+    def __init__(self, message: Any, limit: int) -> None:
+        super().__init__(f"nested more than {limit} levels deep")
+        self.message = message
+
+
+def decode(frame: str | bytes, *, max_depth: int | None = MAX_FRAME_DEPTH) -> Any:
+    """Parse one frame; ValueError when it is not JSON (nesting too deep to parse included),
+    :class:`FrameTooDeep` (a ValueError) when it parses but nests past ``max_depth``."""
     try:
-        return orjson.loads(frame)
+        message = orjson.loads(frame)
     except orjson.JSONDecodeError:
         # orjson refuses some valid JSON (integers past 64 bits): let the standard parser judge.
-        return json.loads(frame)
+        # Past orjson's own depth limit (1,024) the standard parser runs out of stack instead.
+        try:
+            message = json.loads(frame)
+        except RecursionError as err:
+            raise ValueError("nested too deeply to parse") from err
+    if max_depth is not None and _deeper_than(message, frame, max_depth):
+        raise FrameTooDeep(message, max_depth)
+    return message
+
+
+def _deeper_than(message: Any, frame: str | bytes, limit: int) -> bool:
+    # Nesting cannot exceed the number of opening brackets in the text (strings included):
+    # nearly every frame is cleared by two counts in C instead of a walk over its values.
+    if isinstance(frame, str):
+        brackets = frame.count("[") + frame.count("{")
+    else:
+        brackets = frame.count(b"[") + frame.count(b"{")
+    return brackets > limit and json_depth(message, stop_at=limit) > limit
 
 
 def error_response(request_id: Any, error: RpcError) -> dict[str, Any]:
@@ -204,8 +236,9 @@ class Meta(BaseModel):
     sender: str | None = Field(default=None, max_length=128)
     target: str | None = Field(default=None, max_length=128)
     hop: int = Field(default=0, ge=0)
-    deadline: AwareDatetime | None = None
-    """Absolute: ISO 8601 with a zone, or seconds since the epoch."""
+    deadline: UtcDatetime | None = None
+    """Absolute: ISO 8601 with a zone, or seconds since the epoch (UTC, within the years the
+    platform accepts: anything else is refused, never an overflow)."""
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     prompt_version: str | None = Field(default=None, max_length=64)
 

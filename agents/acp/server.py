@@ -36,12 +36,14 @@ from agents.acp.protocol import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     JSONRPC,
+    MAX_FRAME_DEPTH,
     METHOD_NOT_FOUND,
     OVERLOADED,
     PARSE_ERROR,
     THOUGHT_METHOD,
     TOOL_CALL_METHOD,
     DeadlineSweeper,
+    FrameTooDeep,
     Meta,
     RpcError,
     decode,
@@ -66,6 +68,8 @@ class AcpLimits:
     """Per-server protocol limits."""
 
     max_frame_bytes: int = 1_048_576
+    max_depth: int = MAX_FRAME_DEPTH
+    """Deepest nesting a frame may have; a deeper one is answered ``INVALID_REQUEST``."""
     max_in_flight: int = 128
     """Requests running at once on one connection; past it, ``OVERLOADED``."""
     max_batch: int = 100
@@ -181,9 +185,18 @@ def _encode(payload: Any) -> bytes:
         return json.dumps(fixed if isinstance(payload, list) else fixed[0], default=str).encode()
 
 
+def _valid_id(value: Any) -> bool:
+    """A JSON-RPC id: a string, a number or null."""
+    return (
+        value is None
+        or isinstance(value, str)
+        or (isinstance(value, int | float) and not isinstance(value, bool))
+    )
+
+
 def _replay(outcome: bytes) -> Any:
     """The remembered outcome of an idempotent call: its result, or its error raised again."""
-    payload = decode(outcome[1:])
+    payload = decode(outcome[1:], max_depth=None)  # our own bytes
     if outcome[:1] == b"E":
         raise RpcError(payload["code"], payload.get("message"), payload.get("data"))
     return payload
@@ -314,7 +327,13 @@ class AgentServer:
     async def handle_text(self, text: str | bytes, connection: _Connection) -> bytes | None:
         """Answer one frame: the serialised response, or None when nothing is due."""
         try:
-            message = decode(text)
+            message = decode(text, max_depth=self.limits.max_depth)
+        except FrameTooDeep as err:
+            # JSON, but nested past any sane request: refused whole, answered to its id.
+            found = err.message.get("id") if isinstance(err.message, dict) else None
+            reply_id = found if _valid_id(found) else None
+            error = RpcError(INVALID_REQUEST, data={"reason": str(err)})
+            return _encode(error_response(reply_id, error))
         except (ValueError, UnicodeDecodeError):
             return _encode(error_response(None, RpcError(PARSE_ERROR)))
         if isinstance(message, list):
@@ -336,11 +355,7 @@ class AgentServer:
             return error_response(None, RpcError(INVALID_REQUEST))
         request_id: Any = message.get("id", _MISSING)
         is_notification = request_id is _MISSING
-        valid_id = is_notification or (
-            request_id is None
-            or isinstance(request_id, str)
-            or (isinstance(request_id, int | float) and not isinstance(request_id, bool))
-        )
+        valid_id = is_notification or _valid_id(request_id)
         reply_id = None if is_notification or not valid_id else request_id
         method = message.get("method")
         params: Any = message.get("params", _MISSING)
