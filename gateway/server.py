@@ -240,8 +240,11 @@ class GatewayRunner(web.AppRunner):
         )
 
 
-async def serve(settings: Settings, *, banner: Callable[[str], None]) -> None:
-    """Run the gateway until SIGINT or SIGTERM, then shut down cleanly."""
+async def serve(
+    settings: Settings, *, banner: Callable[[str], None], stop: asyncio.Event | None = None
+) -> None:
+    """Run the gateway until ``stop`` is set (without one: until SIGINT or SIGTERM), then shut
+    down cleanly."""
     app = create_app(settings)
     runner = GatewayRunner(app, settings)
     await runner.setup()
@@ -255,10 +258,11 @@ async def serve(settings: Settings, *, banner: Callable[[str], None]) -> None:
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
         banner(settings.public_url)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+        if stop is None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         log.info("shutting down")
     finally:
