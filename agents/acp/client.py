@@ -4,6 +4,11 @@ One persistent WebSocket per agent URL, requests multiplexed by id, reconnection
 deadlines, retries of retryable errors only (exponential backoff with full jitter), a circuit
 breaker per agent, a bound on requests in flight, and ``$/cancel`` when the caller gives up.
 Platform errors come back as the same typed AURORA error the agent raised.
+
+An agent that refuses connections is taken for one that is starting (or restarting) for
+``startup_grace`` seconds: calls wait for it, polling with backoff within their own deadline,
+and its circuit stays closed. One that refuses longer is dead: calls to it fail after their
+retries, and its circuit opens.
 """
 
 from __future__ import annotations
@@ -47,6 +52,10 @@ class ConnectionLost(Exception):
     """The connection failed before a reply came; the call may be retried."""
 
 
+class NotReachable(ConnectionLost):
+    """No connection could be made: the agent is not listening (yet), or not answering."""
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     attempts: int = 3
@@ -55,7 +64,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, base * 2**attempt)]."""
-        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))  # noqa: S311
+        ceiling = min(self.max_delay, self.base_delay * 2 ** min(attempt, 32))
+        return random.uniform(0, ceiling)  # noqa: S311
 
 
 @dataclass(slots=True)
@@ -95,6 +105,11 @@ class CircuitBreaker:
         if self.failures >= self.threshold or self.opened_at is not None:
             self.opened_at = time.monotonic()
 
+    def starting(self) -> None:
+        """The agent was found starting (or restarting): what failed before says nothing of
+        the agent to come, so the circuit closes and calls wait for it within their deadline."""
+        self.failures, self.opened_at, self.trial_running = 0, None, False
+
 
 class AgentConnection:
     """One persistent WebSocket to one agent URL; concurrent requests share it by id."""
@@ -129,7 +144,9 @@ class AgentConnection:
     def connected(self) -> bool:
         return self._socket is not None and self._reader is not None and not self._reader.done()
 
-    async def _ensure(self) -> ClientConnection:
+    async def _ensure(self, within: float | None = None) -> ClientConnection:
+        """The open connection, or a new one within ``within`` seconds (at most the connect
+        timeout); :class:`NotReachable` when none can be made."""
         if self.connected:
             assert self._socket is not None
             return self._socket
@@ -137,8 +154,9 @@ class AgentConnection:
             if self.connected:
                 assert self._socket is not None
                 return self._socket
+            limit = self._connect_timeout if within is None else min(self._connect_timeout, within)
             try:
-                async with asyncio.timeout(self._connect_timeout):
+                async with asyncio.timeout(limit):
                     socket = await connect(
                         self.url,
                         additional_headers={"Authorization": f"Bearer {self._token()}"},
@@ -152,9 +170,9 @@ class AgentConnection:
                     raise ServiceUnavailable(
                         {"agent": self.agent, "reason": "the agent refused our token"}
                     ) from err
-                raise ConnectionLost(f"handshake refused: {err.response.status_code}") from err
+                raise NotReachable(f"handshake refused: {err.response.status_code}") from err
             except (OSError, TimeoutError, InvalidHandshake) as err:
-                raise ConnectionLost(f"cannot connect to {self.url}: {err}") from err
+                raise NotReachable(f"cannot connect to {self.url}: {err}") from err
             self._socket = socket
             self._reader = asyncio.create_task(self._read(socket), name=f"acp-read-{self.agent}")
             return socket
@@ -204,7 +222,7 @@ class AgentConnection:
         listener: NotificationHandler | None = None,
     ) -> dict[str, Any]:
         """Send one request and wait up to ``wait_seconds`` for its reply (the raw response)."""
-        socket = await self._ensure()
+        socket = await self._ensure(wait_seconds)
         request_id = next(self._ids)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
@@ -263,6 +281,8 @@ class _Agent:
     failures: int = 0
     last_error: str | None = None
     latencies: list[float] = field(default_factory=list)
+    down_since: float | None = None
+    """When connections to it began to be refused (monotonic), None while it is reachable."""
 
     def pick(self) -> AgentConnection:
         """The next replica, round-robin, skipping those the last health check found down
@@ -323,8 +343,11 @@ class HandoffClient:
         max_in_flight: int = 256,
         max_frame_bytes: int = 1_048_576,
         connect_timeout: float = 5.0,
+        startup_grace: float = 120.0,
         on_notification: NotificationHandler | None = None,
     ) -> None:
+        """``startup_grace``: how long an agent that refuses connections is taken for one that
+        is starting or restarting (calls wait for it) rather than dead (its circuit opens)."""
         self.registry = registry
         self.sender = sender
         self._token = token
@@ -335,6 +358,7 @@ class HandoffClient:
         self._max_in_flight = max_in_flight
         self._max_frame = max_frame_bytes
         self._connect_timeout = connect_timeout
+        self._startup_grace = startup_grace
         self.on_notification = on_notification
         self._agents: dict[str, _Agent] = {}
         # Idempotency keys: unique per client (random prefix) and per call (counter).
@@ -370,6 +394,14 @@ class HandoffClient:
     def breaker_state(self, agent: str) -> str:
         return self._agent(agent).breaker.state
 
+    def _starting(self, state: _Agent) -> bool:
+        """Note that ``state``'s agent refused a connection; whether it has refused for less
+        than the start-up grace (so it may be starting or restarting, not dead)."""
+        now = time.monotonic()
+        if state.down_since is None:
+            state.down_since = now
+        return now - state.down_since < self._startup_grace
+
     async def call(
         self,
         agent: str,
@@ -382,7 +414,8 @@ class HandoffClient:
         """Call ``agent.method(params)`` and return its result.
 
         Raises the agent's AURORA error for platform errors, :class:`RpcError` for protocol
-        errors, AURORA-5030 when the agent cannot be reached (after retries, or circuit open).
+        errors, AURORA-5030 when the agent cannot be reached (after retries, or circuit open, or
+        still starting when the deadline came).
         """
         options = options or DEFAULT_OPTIONS
         state = self._agents.get(agent) or self._agent(agent)
@@ -401,12 +434,17 @@ class HandoffClient:
         if options.prompt_version is not None:
             meta["prompt_version"] = options.prompt_version
         payload = {**(params or {}), "_meta": meta}
-        attempt = 0
+        attempt = waits = 0
+        failure: Exception | None = None
         while True:
             if not state.breaker.allow():
                 raise ServiceUnavailable({"agent": agent, "reason": "circuit open"})
             remaining = deadline - time.time()
             if remaining <= 0:
+                if isinstance(failure, NotReachable):
+                    raise ServiceUnavailable(
+                        {"agent": agent, "reason": "agent not up within the deadline"}
+                    ) from failure
                 raise RpcError(DEADLINE_EXCEEDED, data={"agent": agent, "method": method})
             connection = state.pick()
             state.calls += 1
@@ -417,11 +455,19 @@ class HandoffClient:
                         method, payload, wait_seconds=remaining, listener=listener
                     )
                 state.latencies.append(time.perf_counter() - started)
+                state.down_since = None
             except ConnectionLost as err:
-                state.breaker.failure()
                 state.failures += 1
                 state.last_error = str(err)
-                failure: Exception = err
+                failure = err
+                if isinstance(err, NotReachable) and self._starting(state):
+                    # Not up yet: wait for it, within the deadline, without spending attempts.
+                    state.breaker.starting()
+                    waits += 1
+                    pause = min(self.retry.delay(waits), max(0.0, deadline - time.time()))
+                    await asyncio.sleep(pause)
+                    continue
+                state.breaker.failure()
             except TimeoutError as err:
                 state.breaker.failure()
                 state.failures += 1
@@ -464,11 +510,14 @@ class HandoffClient:
                 )
             except (ConnectionLost, TimeoutError, ServiceUnavailable) as err:
                 connection.healthy = False
+                if isinstance(err, NotReachable):
+                    self._starting(self._agents[name])
                 reason = "timed out" if isinstance(err, TimeoutError) else "unreachable"
                 return ReplicaHealth(
                     name, connection.url, False, None, reason, self._agents[name].breaker.state
                 )
             connection.healthy = "result" in reply
+            self._agents[name].down_since = None
             return ReplicaHealth(
                 name,
                 connection.url,

@@ -139,6 +139,7 @@ async def test_kill_and_restart_with_the_circuit_breaker(threat_intel: AgentProc
         breaker_threshold=2,
         breaker_reset_after=0.5,
         retry=RetryPolicy(attempts=2, base_delay=0.05, max_delay=0.1),
+        startup_grace=0,  # a killed agent is dead at once, not restarting
     )
     params = {"iocs": [{"type": "ip", "value": "45.33.32.156"}]}
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,6 +26,13 @@ def client_for(url: str, **kwargs: Any) -> HandoffClient:
         token=agent_token,
         **kwargs,
     )
+
+
+async def until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    """Wait until ``condition()`` holds; TimeoutError after ``seconds``."""
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110 - the client's state has no event to wait on
+            await asyncio.sleep(0.01)
 
 
 def free_port() -> int:
@@ -163,6 +171,7 @@ async def test_unreachable_agent_opens_the_circuit_then_recovers() -> None:
         breaker_threshold=3,
         breaker_reset_after=0.3,
         retry=RetryPolicy(attempts=1),
+        startup_grace=0,  # refusing at all is refusing for longer than the grace: dead
     )
     try:
         for _ in range(3):
@@ -257,4 +266,111 @@ async def test_health_checks_steer_calls_away_from_a_down_replica(live: Live) ->
         ]
         assert results == list(range(6))
     finally:
+        await client.close()
+
+
+async def test_a_call_waits_for_an_agent_that_is_starting() -> None:
+    port = free_port()
+    client = client_for(
+        f"ws://127.0.0.1:{port}",
+        breaker_threshold=2,
+        retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.05),
+    )
+    listener = None
+    try:
+        call = asyncio.create_task(
+            client.call("spec-agent", "subtract", {"minuend": 7, "subtrahend": 2})
+        )
+        # The agent is not listening yet: the call keeps trying, well past its attempts and
+        # the breaker's threshold, and the circuit stays closed.
+        state = client._agent("spec-agent")
+        await until(lambda: state.failures >= 5)
+        assert not call.done()
+        assert client.breaker_state("spec-agent") == "closed"
+        listener = await example_server(LIMITS).start("127.0.0.1", port)
+        assert await asyncio.wait_for(call, 10) == 5
+        assert client.breaker_state("spec-agent") == "closed"
+    finally:
+        if listener is not None:
+            listener.close()
+            await listener.wait_closed()
+        await client.close()
+
+
+async def test_waiting_for_a_starting_agent_ends_at_the_deadline() -> None:
+    client = client_for(f"ws://127.0.0.1:{free_port()}", breaker_threshold=2)
+    try:
+        with pytest.raises(ServiceUnavailable) as late:
+            await client.call("spec-agent", "agent.health", options=CallOptions(timeout=0.5))
+        assert late.value.detail == {
+            "agent": "spec-agent",
+            "reason": "agent not up within the deadline",
+        }
+        assert client._agent("spec-agent").failures > 2  # it kept trying until the deadline
+        assert client.breaker_state("spec-agent") == "closed"
+    finally:
+        await client.close()
+
+
+async def test_an_agent_refusing_past_the_grace_is_dead() -> None:
+    client = client_for(
+        f"ws://127.0.0.1:{free_port()}",
+        breaker_threshold=2,
+        retry=RetryPolicy(attempts=1),
+        startup_grace=0.2,
+    )
+    try:
+        # Starting: the call waits until its deadline (sooner than the grace ends).
+        with pytest.raises(ServiceUnavailable) as starting:
+            await client.call("spec-agent", "agent.health", options=CallOptions(timeout=0.1))
+        assert starting.value.detail["reason"] == "agent not up within the deadline"
+        # Refusing for longer than the grace (the next call waits until then): dead, so calls
+        # fail after their attempts and the circuit opens.
+        for _ in range(2):
+            with pytest.raises(ServiceUnavailable) as dead:
+                await client.call("spec-agent", "agent.health", options=CallOptions(timeout=30))
+            assert dead.value.detail["reason"] == "agent unreachable"
+        assert client.breaker_state("spec-agent") == "open"
+        with pytest.raises(ServiceUnavailable) as fast:
+            await client.call("spec-agent", "agent.health", options=CallOptions(timeout=30))
+        assert fast.value.detail["reason"] == "circuit open"
+    finally:
+        await client.close()
+
+
+async def test_a_restarting_agent_is_waited_for_even_with_the_circuit_open() -> None:
+    port = free_port()
+    client = client_for(
+        f"ws://127.0.0.1:{port}",
+        breaker_threshold=1,
+        breaker_reset_after=0.05,
+        retry=RetryPolicy(attempts=1, base_delay=0.01, max_delay=0.05),
+    )
+    first = await example_server(LIMITS).start("127.0.0.1", port)
+    second = None
+    try:
+        assert await client.call("spec-agent", "subtract", {"minuend": 5, "subtrahend": 3}) == 2
+        # A call that times out opens the circuit (threshold 1) while the agent is up.
+        with pytest.raises(RpcError):
+            await client.call("spec-agent", "sleep", {"seconds": 5}, CallOptions(timeout=0.1))
+        assert client.breaker_state("spec-agent") == "open"
+        first.close()
+        await first.wait_closed()
+        await until(lambda: client.breaker_state("spec-agent") == "half_open")
+        # The trial call finds it restarting: it waits for it instead of reopening the circuit.
+        call = asyncio.create_task(
+            client.call("spec-agent", "subtract", {"minuend": 9, "subtrahend": 3})
+        )
+        state = client._agent("spec-agent")
+        refused = state.failures
+        await until(lambda: state.failures >= refused + 2 or call.done())
+        assert not call.done()
+        assert client.breaker_state("spec-agent") == "closed"
+        second = await example_server(LIMITS).start("127.0.0.1", port)
+        assert await asyncio.wait_for(call, 10) == 6
+    finally:
+        for listener in (first, second):
+            if listener is not None:
+                listener.close()
+                await listener.wait_closed()
         await client.close()

@@ -82,7 +82,11 @@ async def test_dispatch_and_history(orchestrator: Gateway) -> None:
             404,
             "AURORA-4042",
         ),
-        ({"agent": "down-agent", "method": "agent.health"}, 503, "AURORA-5030"),
+        (  # never up: waited for as one starting, until the deadline
+            {"agent": "down-agent", "method": "agent.health", "timeout_seconds": 0.5},
+            503,
+            "AURORA-5030",
+        ),
         (
             {
                 "agent": "spec-agent",
