@@ -8,7 +8,8 @@ and WebSocket: logs in as an analyst, seeds sample alerts built from real third-
 (or from a small built-in scenario when no data is found), dispatches an investigation,
 prints the agents' thoughts as they stream, prints the receipt, and shuts everything down.
 
-The sample builders and the renderers are pure functions, tested on their own.
+The sample builders and the renderers are pure functions, tested on their own. The platform's
+libraries are imported where they are used, so that ``aurora --help`` does not load them.
 """
 
 from __future__ import annotations
@@ -34,23 +35,15 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PureWindowsPath
-from typing import Any
-
-import aiohttp
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from agents.catalog import SPECIALISTS
-from core.db import create_database
-from core.db.migrate import upgrade
-from core.security.passwords import PasswordHasher
 from core.security.permissions import Role
-from core.settings import Settings, ensure_data_dir
-from gateway.app import create_app
-from gateway.server import GatewayRunner
-from gateway.supervisor import AgentSupervisor, agent_command
-from gateway.users import service as users
-from tools.attack import AttackKB
-from tools.ioc import extract_iocs
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from core.settings import Settings
 
 log = logging.getLogger("aurora.demo")
 
@@ -178,6 +171,8 @@ def _user_of(event: Mapping[str, Any]) -> str | None:
 def _indicator_entities(text: str) -> list[dict[str, str]]:
     """The network indicators in ``text`` as alert entities; hashes are left out on purpose:
     a Sysmon hash names the (usually legitimate) binary that ran, not the payload."""
+    from tools.ioc import extract_iocs
+
     entities = []
     for ioc in extract_iocs(text):
         if ioc.type == "ip":
@@ -672,6 +667,17 @@ async def running_platform(
 ) -> AsyncIterator[Platform]:
     """Migrate, create the admin and the demo analyst, start every specialist agent as its own
     process on a free port, then the gateway on a free port; stop them all on exit."""
+    from aiohttp import web
+
+    from core.db import create_database
+    from core.db.migrate import upgrade
+    from core.security.passwords import PasswordHasher
+    from core.settings import ensure_data_dir
+    from gateway.app import create_app
+    from gateway.server import GatewayRunner
+    from gateway.supervisor import AgentSupervisor, agent_command
+    from gateway.users import service as users
+
     ensure_data_dir(settings)
     hasher = PasswordHasher.from_settings(settings)
     admin_password, analyst_password = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
@@ -759,6 +765,8 @@ async def _call(
 ) -> dict[str, Any]:
     """One API call; DemoError naming the route and the AURORA error unless the status is one
     of ``expect``."""
+    import aiohttp
+
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with http.request(method, path, json=body, headers=headers) as response:
         try:
@@ -780,6 +788,8 @@ async def _read_into(
     ws: aiohttp.ClientWebSocketResponse, name: str, queue: asyncio.Queue[tuple[str, Any]]
 ) -> None:
     """Queue each JSON object ``ws`` sends, tagged with ``name``; ``None`` once it closes."""
+    import aiohttp
+
     async for message in ws:
         if message.type != aiohttp.WSMsgType.TEXT:
             continue
@@ -843,6 +853,8 @@ async def walkthrough(
 ) -> dict[str, Any]:
     """Log in, seed the scenario's alerts, investigate its focus alert while printing the
     thoughts, and return the finished investigation. DemoError when a step fails."""
+    import aiohttp
+
     client_timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(base_url=platform.url, timeout=client_timeout) as http:
         login = await _call(
@@ -912,6 +924,8 @@ async def walkthrough(
 
 
 def _technique_names(settings: Settings, receipt: Mapping[str, Any]) -> dict[str, str]:
+    from tools.attack import AttackKB
+
     try:
         kb = AttackKB.from_settings(settings)
     except Exception:  # names are a nicety: the receipt is complete without them
