@@ -13,7 +13,8 @@ A Lucene / KQL-like language::
 - ``field:value`` compares one field; ``field:(a OR b)`` any of several values. Text fields
   match case-insensitively; ``*`` and ``?`` are wildcards; a quoted value is exact (wildcards
   and all). Integer fields compare as numbers and take ``>``, ``>=``, ``<``, ``<=`` and ranges
-  ``[a TO b]`` (inclusive; ``*`` for an open end). An address field takes a CIDR
+  ``[a TO b]`` (inclusive; ``*`` for an open end), as does ``timestamp`` with ISO 8601 dates and
+  times (``timestamp:>=2026-11-20``; UTC unless a zone is given). An address field takes a CIDR
   (``10.0.0.0/8``, ``2001:db8::/32``). ``field:*`` means the field is present.
 - Field names are the table's ECS names (``process.command_line``), ``source``, ``format`` and
   ``id``; any other name is looked up in the event's original fields (``Image``, ``GrantedAccess``,
@@ -21,8 +22,10 @@ A Lucene / KQL-like language::
 - A bare word or quoted phrase searches the whole original event, case-insensitively.
 
 :func:`compile_query` returns the SQL condition and its parameters (clickhouse-connect's
-``{name:Type}`` binding). Syntax errors are :class:`~core.errors.ValidationFailed` naming the
-position.
+``{name:Type}`` binding). Syntax errors, values a field cannot hold, and queries past the limits
+(:data:`MAX_QUERY_LENGTH` characters, :data:`MAX_TERMS` terms, :data:`MAX_DEPTH` levels of
+parentheses and ``NOT``) are :class:`~core.errors.ValidationFailed` naming the position: what
+reaches the engine is always well-formed.
 """
 
 from __future__ import annotations
@@ -30,13 +33,18 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from core.errors import ValidationFailed
 from core.logstore.schema import BY_NAME, PROMOTED_FIELDS, promoted_column
+from core.validation import EARLIEST, LATEST
 
 MAX_QUERY_LENGTH: Final = 4096
 MAX_TERMS: Final = 200
+"""Terms and listed values (``field:(a OR b)``) a query may hold."""
+MAX_DEPTH: Final = 32
+"""Deepest nesting of parentheses and ``NOT`` (the compiler descends once per level)."""
 META_FIELDS: Final = {"source": "source", "format": "format", "id": "toString(id)"}
 PROMOTED: Final = frozenset(PROMOTED_FIELDS)
 IP_FIELDS: Final = frozenset({"host.ip", "source.ip", "destination.ip"})
@@ -97,6 +105,7 @@ class _Compiler:
     position: int = 0
     parameters: dict[str, Any] = field(default_factory=dict)
     terms: int = 0
+    depth: int = 0
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -118,6 +127,17 @@ class _Compiler:
     @staticmethod
     def is_keyword(token: Token | None, *words: str) -> bool:
         return token is not None and token.kind == "word" and token.text in words
+
+    def count_term(self) -> None:
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise _invalid(f"more than {MAX_TERMS} terms")
+
+    def descend(self, token: Token) -> None:
+        """One level deeper (a parenthesis or a NOT); the way back is ``self.depth -= 1``."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _invalid(f"nested more than {MAX_DEPTH} levels (parentheses and NOT)", token.at)
 
     # -- grammar ---------------------------------------------------------------------------
 
@@ -141,9 +161,12 @@ class _Compiler:
 
     def negation(self) -> str:
         token = self.peek()
-        if self.is_keyword(token, "NOT", "!"):
+        if token is not None and self.is_keyword(token, "NOT", "!"):
             self.take()
-            return f"NOT {self.negation()}"
+            self.descend(token)
+            inner = self.negation()
+            self.depth -= 1
+            return f"NOT {inner}"
         if (
             token is not None
             and token.kind == "word"
@@ -156,14 +179,14 @@ class _Compiler:
 
     def atom(self) -> str:
         token = self.take()
-        self.terms += 1
-        if self.terms > MAX_TERMS:
-            raise _invalid(f"more than {MAX_TERMS} terms")
+        self.count_term()
         if token.kind == "lparen":
+            self.descend(token)
             inner = self.expression()
             closing = self.take()
             if closing.kind != "rparen":
                 raise _invalid("expected ')'", closing.at)
+            self.depth -= 1
             return inner
         if token.kind == "phrase":
             return self.full_text(_unquote(token.text))
@@ -191,6 +214,7 @@ class _Compiler:
                     break
                 if self.is_keyword(token, "OR", "||"):
                     continue
+                self.count_term()
                 values.append(self.value_condition(name, token))
             return "(" + " OR ".join(values) + ")"
         if nxt.kind == "word" and nxt.text.startswith("["):
@@ -212,7 +236,8 @@ class _Compiler:
         for bound, op in ((low, ">="), (high, "<=")):
             if bound == "*":
                 continue
-            parts.append(f"{column} {op} {self.bind(self.typed(name, kind, bound), kind)}")
+            value = self.typed(name, kind, _unescape(bound))
+            parts.append(f"{column} {op} {self.bind(value, kind)}")
         return "(" + " AND ".join(parts) + ")" if parts else f"{column} IS NOT NULL"
 
     def column(self, name: str) -> tuple[str, str]:
@@ -233,6 +258,8 @@ class _Compiler:
             if not re.fullmatch(r"\d{1,19}", text):
                 raise _invalid(f"{name} is a number, not {text[:40]!r}")
             return int(text)
+        if kind.startswith("DateTime"):
+            return _moment(name, text)
         return text
 
     def value_condition(self, name: str, token: Token) -> str:
@@ -244,23 +271,16 @@ class _Compiler:
             raise _invalid(f"{name}: expected a value", token.at)
         column, kind = self.column(name)
         if raw == "*" and not exact:
-            if kind == "UInt64":
+            if kind != "String":
                 return f"{column} IS NOT NULL"
             return f"{column} != ''"
-        if kind == "UInt64":
+        if kind != "String":  # numbers and times: compared as what they are, checked here
             for op in (">=", "<=", ">", "<"):
                 if raw.startswith(op):
                     return (
                         f"{column} {op} {self.bind(self.typed(name, kind, raw[len(op) :]), kind)}"
                     )
             return f"{column} = {self.bind(self.typed(name, kind, raw), kind)}"
-        if kind.startswith("DateTime"):
-            for op in (">=", "<=", ">", "<"):
-                if raw.startswith(op):
-                    return (
-                        f"{column} {op} parseDateTime64BestEffort({self.bind(raw[len(op) :])}, 3)"
-                    )
-            return f"{column} = parseDateTime64BestEffort({self.bind(raw)}, 3)"
         if name in IP_FIELDS and "/" in raw:
             try:
                 network = ipaddress.ip_network(raw, strict=False)
@@ -282,6 +302,21 @@ class _Compiler:
         # the rare non-ASCII letters whose lower case is ASCII (the Kelvin sign's "k").
         search = "positionCaseInsensitive" if text.isascii() else "positionCaseInsensitiveUTF8"
         return f"{search}(raw, {self.bind(text)}) > 0"
+
+
+def _moment(name: str, text: str) -> datetime:
+    """An ISO 8601 date or time (UTC unless it names a zone) within the years the platform
+    accepts, as the naive UTC value a ``DateTime64`` parameter takes."""
+    try:
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError) as err:
+        raise _invalid(f"{name} is an ISO 8601 date or time, not {text[:40]!r}") from err
+    moment = moment.replace(tzinfo=UTC)
+    if not EARLIEST <= moment <= LATEST:
+        raise _invalid(f"{name}: {text[:40]!r} is outside {EARLIEST.year}..{LATEST.year}")
+    return moment.replace(tzinfo=None)
 
 
 def _unquote(text: str) -> str:

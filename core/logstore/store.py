@@ -46,6 +46,7 @@ from core.logstore.schema import (
     in_key_order,
 )
 from core.settings import Settings
+from core.validation import EARLIEST, LATEST
 
 log = logging.getLogger("aurora.logstore")
 
@@ -137,8 +138,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         millis, event_id = text.split("|", 1)
         uuid.UUID(event_id)
-        return datetime.fromtimestamp(int(millis) / 1000, UTC), event_id
-    except (binascii.Error, ValueError, UnicodeDecodeError) as err:
+        at = datetime.fromtimestamp(int(millis) / 1000, UTC)
+        if not EARLIEST <= at <= LATEST:  # no cursor this API gave points there
+            raise ValueError("cursor time out of range")
+        return at, event_id
+    except (binascii.Error, ValueError, UnicodeDecodeError, OverflowError, OSError) as err:
         raise ValidationFailed(
             [
                 {

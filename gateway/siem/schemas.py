@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from core.logstore.query import MAX_QUERY_LENGTH
+from core.validation import UtcDatetime
 
 Format = Literal["windows", "zeek", "suricata", "syslog", "cef", "json"]
 
@@ -39,12 +42,19 @@ class IngestResult(BaseModel):
     took_ms: float
 
 
+def _after_start(end: datetime | None, info: ValidationInfo) -> datetime | None:
+    start = info.data.get("start")
+    if end is not None and start is not None and end <= start:
+        raise ValueError("end must be after start")
+    return end
+
+
 class SearchQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    q: str | None = Field(default=None, max_length=4096)
-    start: AwareDatetime | None = None
-    end: AwareDatetime | None = None
+    q: str | None = Field(default=None, max_length=MAX_QUERY_LENGTH)
+    start: UtcDatetime | None = None
+    end: UtcDatetime | None = None
     source: str | None = Field(default=None, max_length=64)
     format: str | None = Field(default=None, max_length=16)
     host: str | None = Field(default=None, max_length=255)
@@ -52,11 +62,7 @@ class SearchQuery(BaseModel):
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=200)
 
-    @model_validator(mode="after")
-    def _window(self) -> SearchQuery:
-        if self.start and self.end and self.end <= self.start:
-            raise ValueError("end must be after start")
-        return self
+    _window = field_validator("end")(_after_start)
 
 
 class SearchResult(BaseModel):
@@ -68,8 +74,10 @@ class SearchResult(BaseModel):
 class StatsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    start: AwareDatetime | None = None
-    end: AwareDatetime | None = None
+    start: UtcDatetime | None = None
+    end: UtcDatetime | None = None
+
+    _window = field_validator("end")(_after_start)
 
 
 class SourcesResult(BaseModel):
