@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     """YAML guardrail policy laid over the built-in one (``core.guardrails``); None: defaults."""
     evidence_max_bytes: Annotated[int, Field(ge=1, le=1 << 40)] = 104_857_600
     """Largest evidence upload, stored under ``<data dir>/evidence`` by SHA-256."""
+    ledger_keyring: Path | None = None
+    """Directory of the evidence ledger's keys (kept outside the database); default
+    ``<data dir>/ledger-keys``, created with a first key when it holds none."""
     checkpoint_retention_hours: Annotated[int, Field(ge=0, le=87_600)] = 168
     """How long the graph checkpoints of a finished investigation are kept (its receipt is
     kept for good)."""

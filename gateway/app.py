@@ -20,6 +20,7 @@ from core.db.migrate import is_current
 from core.errors import ClickHouseUnavailable
 from core.events import EventBus
 from core.guardrails import policy_from_settings
+from core.ledger import Keyring
 from core.llm import LLMBackend
 from core.logstore.store import LogStore
 from core.metrics import create_metrics
@@ -30,6 +31,7 @@ from gateway.alerts.routes import ROUTES as ALERTS_ROUTES
 from gateway.auth.routes import ROUTES as AUTH_ROUTES
 from gateway.auth.service import Authenticator
 from gateway.cases.evidence.routes import ROUTES as EVIDENCE_ROUTES
+from gateway.cases.evidence.service import seal_legacy_ledgers
 from gateway.cases.routes import ROUTES as CASES_ROUTES
 from gateway.detections.routes import ROUTES as DETECTIONS_ROUTES
 from gateway.detections.service import DetectionScheduler
@@ -47,6 +49,7 @@ from gateway.keys import (
     HANDOFF,
     HASHER,
     INGEST,
+    LEDGER_KEYS,
     LLM,
     LOGSTORE,
     METRICS,
@@ -154,6 +157,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[AUTHENTICATOR] = authenticator
         async with database.session() as db:
             app[RUNTIME].apply(await load_runtime(db=db))
+        if not app[LEDGER_KEYS].legacy_sealed:
+            async with database.session() as db:
+                await seal_legacy_ledgers(db=db, keys=app[LEDGER_KEYS])
         refresher = asyncio.create_task(authenticator.run_refresh(), name="revocation-refresh")
         recorder = ToolCallRecorder(database=database, bus=app[BUS])
         recorder.start()
@@ -244,6 +250,7 @@ def create_app(settings: Settings, *, extra_routes: Iterable[Route] = ()) -> web
     app[HASHER] = PasswordHasher.from_settings(settings)
     app[RUNTIME] = RuntimeState()
     app[BLOBS] = BlobStore(settings.data_dir / "evidence", max_bytes=settings.evidence_max_bytes)
+    app[LEDGER_KEYS] = Keyring.from_settings(settings)
     app[HANDOFF] = HandoffClient(
         registry=AgentRegistry.from_settings(settings),
         sender="gateway",

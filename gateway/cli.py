@@ -145,6 +145,7 @@ async def cmd_agent_run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_evidence_purge(settings: Settings, args: argparse.Namespace) -> int:
     from core.blobs import BlobStore
+    from core.ledger import Keyring
     from gateway.cases.evidence.service import purge_evidence
 
     blobs = BlobStore(settings.data_dir / "evidence", max_bytes=settings.evidence_max_bytes)
@@ -152,6 +153,7 @@ async def cmd_evidence_purge(settings: Settings, args: argparse.Namespace) -> in
         item = await purge_evidence(
             db=db,
             blobs=blobs,
+            keys=Keyring.from_settings(settings),
             evidence_id=args.evidence_id,
             actor=args.actor,
             reason=args.reason,
@@ -162,6 +164,7 @@ async def cmd_evidence_purge(settings: Settings, args: argparse.Namespace) -> in
 
 async def cmd_evidence_export(settings: Settings, args: argparse.Namespace) -> int:
     from core.blobs import BlobStore
+    from core.ledger import Keyring
     from gateway.cases.evidence.service import hand_over
 
     blobs = BlobStore(settings.data_dir / "evidence", max_bytes=settings.evidence_max_bytes)
@@ -174,6 +177,7 @@ async def cmd_evidence_export(settings: Settings, args: argparse.Namespace) -> i
         item, content = await hand_over(
             db=db,
             blobs=blobs,
+            keys=Keyring.from_settings(settings),
             evidence_id=args.evidence_id,
             actor=args.actor,
             action=args.action,
@@ -187,6 +191,18 @@ async def cmd_evidence_export(settings: Settings, args: argparse.Namespace) -> i
         print(f"exported {item.id} to {target} (sha256 {item.sha256}); recorded in its ledger")
     else:
         print(f"custody of {item.id} transferred to {args.to}; recorded in its ledger")
+    return 0
+
+
+async def cmd_evidence_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
+    from core.ledger import Keyring
+
+    keys = Keyring.from_settings(settings)
+    key = keys.rotate()
+    print(
+        f"ledger key {key.id} seals new entries; {len(keys.ids()) - 1} older key(s) kept "
+        f"read-only in {keys.directory} to verify the entries they sealed"
+    )
     return 0
 
 
@@ -365,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--reason", required=True)
     transfer.add_argument("--actor", required=True, help="who hands it over (recorded)")
     transfer.set_defaults(run=cmd_evidence_export, action="transfer")
+    evidence.add_parser(
+        "rotate-key", help="add a new evidence ledger key (older ones stay to verify)"
+    ).set_defaults(run=cmd_evidence_rotate_key)
 
     mcp = commands.add_parser("mcp", help="serve the analysis tools over MCP (streamable HTTP)")
     mcp.add_argument("--port", type=int, default=None)

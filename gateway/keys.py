@@ -10,6 +10,7 @@ from agents.acp.client import HandoffClient
 from core.blobs import BlobStore
 from core.db import Database
 from core.events import EventBus
+from core.ledger import Keyring
 from core.llm import LLMBackend
 from core.logstore.store import LogStore
 from core.metrics import Metrics
@@ -37,6 +38,7 @@ AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 RUNTIME: web.AppKey[RuntimeState] = web.AppKey("runtime")
 HANDOFF = web.AppKey("handoff", HandoffClient)
 BLOBS = web.AppKey("blobs", BlobStore)
+LEDGER_KEYS = web.AppKey("ledger_keys", Keyring)
 LLM: web.AppKey[LLMBackend | None] = web.AppKey("llm")
 RECORDER: web.AppKey[ToolCallRecorder] = web.AppKey("tool_call_recorder")
 RUNNER: web.AppKey[InvestigationRunner] = web.AppKey("investigation_runner")

@@ -11,6 +11,7 @@ from sqlalchemy import update
 
 from core.blobs import BlobStore
 from core.db import create_database
+from core.ledger import Keyring
 from gateway.cases.evidence import service
 from gateway.cases.models import Case
 from tests.e2e.test_cli import aurora_command, env_settings_url
@@ -38,27 +39,29 @@ async def _seed(data_dir: Path) -> str:
             )
             await db.commit()
 
-        async def content():  # type: ignore[no-untyped-def]
-            yield CONTENT
-
         async with database.session() as db:
-            item = await service.add_evidence(
-                db=db,
-                blobs=blobs,
-                case_id="CASE-2026-00001",
-                actor="ana",
-                name="x.zip",
-                content_type="application/zip",
-                description=None,
-                reason="seized",
-                content=content(),
-            )
+            with blobs.stage() as content:
+                content.write(CONTENT)
+                item = await service.add_evidence(
+                    db=db,
+                    blobs=blobs,
+                    keys=Keyring(data_dir / "ledger-keys"),
+                    case_id="CASE-2026-00001",
+                    actor="ana",
+                    name="x.zip",
+                    content_type="application/zip",
+                    description=None,
+                    reason="seized",
+                    content=content,
+                )
             return item.id
     finally:
         await database.dispose()
 
 
-async def _actions(data_dir: Path, evidence_id: str, delete_case: bool = False) -> list[str]:
+async def _actions(
+    data_dir: Path, evidence_id: str, delete_case: bool = False
+) -> list[tuple[str, str | None]]:
     database = create_database(env_settings_url({"AURORA_DATA_DIR": str(data_dir)}))
     try:
         async with database.session() as db:
@@ -72,8 +75,8 @@ async def _actions(data_dir: Path, evidence_id: str, delete_case: bool = False) 
                 db=db, case_id="CASE-2026-00001", evidence_id=evidence_id
             )
             entries = await service.ledger_entries(db=db, evidence_id=evidence_id)
-            assert service.verify(item, entries).valid
-            return [e.action for e in entries]
+            assert service.verify(item, entries, Keyring(data_dir / "ledger-keys")).valid
+            return [(e.action, e.key_id) for e in entries]
     finally:
         await database.dispose()
 
@@ -133,7 +136,17 @@ def test_export_transfer_and_purge(env: dict[str, str], tmp_path: Path) -> None:
     assert held.returncode == 1
     assert "cannot be purged" in held.stderr
     asyncio.run(_actions(data_dir, evidence_id, delete_case=True))
+    rotated = run(env, "evidence", "rotate-key")
+    assert rotated.returncode == 0, rotated.stderr
+    keys = Keyring(data_dir / "ledger-keys")
+    first, second = keys.ids()
+    assert f"ledger key {second} seals new entries" in rotated.stdout
     purged = run(env, "evidence", "purge", evidence_id, "--reason", "retention ended")
     assert purged.returncode == 0, purged.stderr
-    assert asyncio.run(_actions(data_dir, evidence_id)) == ["create", "export", "transfer", "purge"]
+    assert asyncio.run(_actions(data_dir, evidence_id)) == [
+        ("create", first),
+        ("export", first),
+        ("transfer", first),
+        ("purge", second),  # the rotated key seals new entries; the older ones still verify
+    ]
     assert not any(p.is_file() for p in (data_dir / "evidence").rglob("*"))

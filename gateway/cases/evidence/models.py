@@ -32,7 +32,7 @@ class EvidenceItem(Base):
 
 
 class EvidenceLedgerEntry(Base):
-    """One custody event, chained to the one before it (see ``core.ledger``)."""
+    """One custody event, chained to the one before it with a ledger key (see ``core.ledger``)."""
 
     __tablename__ = "evidence_ledger"
     __table_args__ = (UniqueConstraint("evidence_id", "sequence"),)
@@ -49,3 +49,5 @@ class EvidenceLedgerEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     previous_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(64))
+    """The ledger key that sealed ``hash``; None for a legacy (plain SHA-256) entry."""

@@ -59,6 +59,8 @@ class LedgerEntryRead(CustodyEvent):
     evidence_sha256: str
     previous_hash: str
     hash: str
+    key_id: str | None
+    """The ledger key that sealed the entry; None for a legacy (plain SHA-256) entry."""
 
 
 class LedgerVerification(BaseModel):
@@ -70,6 +72,8 @@ class LedgerVerification(BaseModel):
     reason: str | None
     blob_intact: bool | None
     """Whether the stored bytes still hash to the evidence digest (None once purged)."""
+    legacy_entries: int
+    """Entries written before the ledger was keyed (plain SHA-256), sealed by a keyed entry."""
 
 
 class Ledger(BaseModel):

@@ -1,34 +1,41 @@
-"""Evidence: stored content-addressed, every custody event appended to a hash-chained ledger.
+"""Evidence: stored content-addressed, every custody event appended to a keyed, hash-chained
+ledger (``core.ledger``; the keys live outside the database).
 
 The ledger's length and head hash are also kept on the evidence row, so deleting the newest
-entries is caught as well as editing, deleting or reordering any of them.
+entries is caught as well as editing, deleting or reordering any of them. Views of an item's
+record are recorded once per reader and view an hour (:data:`VIEW_WINDOW`), so reading a
+ledger does not grow it without bound.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.blobs import BlobStore
+from core.blobs import BlobStore, StagedBlob
 from core.db.sequences import next_id
 from core.errors import CaseNotFound, NotFound, ValidationFailed
-from core.ledger import GENESIS, LedgerRow, Verification, entry_hash, verify_chain
+from core.ledger import GENESIS, SEAL_ACTION, Keyring, LedgerRow, Verification, verify_chain
 from gateway.cases.evidence.models import EvidenceItem, EvidenceLedgerEntry
 from gateway.cases.models import Case
 
-ACTIONS = frozenset({"create", "access", "download", "transfer", "export", "purge"})
+ACTIONS = frozenset({"create", "access", "download", "transfer", "export", "purge", SEAL_ACTION})
+VIEW_WINDOW: Final = timedelta(hours=1)
+"""A reader's repeated views of one item's record within this window are one ``access`` entry."""
+SYSTEM_ACTOR: Final = "aurora"
 
 
-def _now_text() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+def _time_text(moment: datetime | None = None) -> str:
+    moment = (moment or datetime.now(UTC)).astimezone(UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def ledger_fields(entry: EvidenceLedgerEntry) -> dict[str, Any]:
-    """What an entry's hash covers: everything but its own hash and the previous one."""
+    """What an entry's hash covers besides the previous hash and the key id (which the keyed
+    hash binds itself): everything but its own hash."""
     return {
         "sequence": entry.sequence,
         "evidence_id": entry.evidence_id,
@@ -55,26 +62,97 @@ async def get_evidence(
     query = select(EvidenceItem).where(
         EvidenceItem.id == evidence_id, EvidenceItem.case_id == case_id
     )
-    if lock:
-        query = query.with_for_update()
+    if lock:  # and re-read: another transaction may have appended since it was loaded
+        query = query.with_for_update().execution_options(populate_existing=True)
     item = (await db.execute(query)).scalar_one_or_none()
     if item is None:
         raise NotFound({"evidence_id": evidence_id})
     return item
 
 
+async def _head_is_legacy(db: AsyncSession, item: EvidenceItem) -> bool:
+    if item.ledger_length == 0:
+        return False
+    key_id = await db.scalar(
+        select(EvidenceLedgerEntry.key_id).where(
+            EvidenceLedgerEntry.evidence_id == item.id,
+            EvidenceLedgerEntry.sequence == item.ledger_length,
+        )
+    )
+    return key_id is None
+
+
+def _append(
+    db: AsyncSession,
+    keys: Keyring,
+    item: EvidenceItem,
+    *,
+    action: str,
+    actor: str,
+    reason: str,
+    details: dict[str, Any],
+    at: datetime | None = None,
+) -> EvidenceLedgerEntry:
+    key = keys.active
+    entry = EvidenceLedgerEntry(
+        evidence_id=item.id,
+        sequence=item.ledger_length + 1,
+        action=action,
+        actor=actor,
+        reason=reason,
+        at=_time_text(at),
+        evidence_sha256=item.sha256,
+        details=details,
+        previous_hash=item.ledger_head,
+        key_id=key.id,
+    )
+    entry.hash = key.seal(ledger_fields(entry), item.ledger_head)
+    db.add(entry)
+    item.ledger_length, item.ledger_head = entry.sequence, entry.hash
+    return entry
+
+
+async def _seal_legacy(db: AsyncSession, keys: Keyring, item: EvidenceItem) -> bool:
+    """Append the keyed ``seal`` entry to a legacy (unkeyed) ledger whose plain chain still
+    verifies; a broken one is left as it is (its verification names where it broke)."""
+    entries = await ledger_entries(db=db, evidence_id=item.id)
+    rows = [_row(e) for e in entries]
+    found = verify_chain(
+        rows,
+        keys=keys,
+        expected_length=item.ledger_length,
+        expected_head=item.ledger_head,
+        unsealed_legacy=True,
+    )
+    if not found.valid or not rows or rows[-1].key_id is not None:
+        return False
+    _append(
+        db,
+        keys,
+        item,
+        action=SEAL_ACTION,
+        actor=SYSTEM_ACTOR,
+        reason="legacy SHA-256 ledger sealed with the ledger key",
+        details={"legacy_entries": found.entries, "legacy_head": found.head},
+    )
+    return True
+
+
 async def append_custody(
     *,
     db: AsyncSession,
+    keys: Keyring,
     item: EvidenceItem,
     action: str,
     actor: str,
     reason: str,
     details: dict[str, Any] | None = None,
+    at: datetime | None = None,
 ) -> EvidenceLedgerEntry:
-    """Append one custody event to the item's ledger (in the caller's transaction; the item
-    row should be locked, see :func:`get_evidence` ``lock``)."""
-    if action not in ACTIONS:
+    """Append one custody event to the item's ledger, sealed with the keyring's active key (in
+    the caller's transaction; the item row should be locked, see :func:`get_evidence`
+    ``lock``). A legacy ledger is sealed first, while the one-time seal has not run yet."""
+    if action not in ACTIONS or action == SEAL_ACTION:
         raise ValidationFailed(
             [
                 {
@@ -84,42 +162,59 @@ async def append_custody(
                 }
             ]
         )
-    entry = EvidenceLedgerEntry(
-        evidence_id=item.id,
-        sequence=item.ledger_length + 1,
-        action=action,
-        actor=actor,
-        reason=reason,
-        at=_now_text(),
-        evidence_sha256=item.sha256,
-        details=details or {},
-        previous_hash=item.ledger_head,
+    if not keys.legacy_sealed and await _head_is_legacy(db, item):
+        await _seal_legacy(db, keys, item)
+    return _append(
+        db, keys, item, action=action, actor=actor, reason=reason, details=details or {}, at=at
     )
-    entry.hash = entry_hash(ledger_fields(entry), item.ledger_head)
-    db.add(entry)
-    item.ledger_length, item.ledger_head = entry.sequence, entry.hash
-    return entry
+
+
+async def seal_legacy_ledgers(*, db: AsyncSession, keys: Keyring) -> int:
+    """Once (the keyring remembers it): seal every legacy ledger with the ledger key, so that
+    its plain SHA-256 links cannot be recomputed any more; the number sealed. Legacy ledgers
+    found after that were not written by AuroraSOC and never verify."""
+    if keys.legacy_sealed:
+        return 0
+    last = EvidenceLedgerEntry
+    legacy = await db.scalars(
+        select(EvidenceItem.id)
+        .join(
+            last,
+            and_(last.evidence_id == EvidenceItem.id, last.sequence == EvidenceItem.ledger_length),
+        )
+        .where(last.key_id.is_(None))
+        .order_by(EvidenceItem.id)
+    )
+    sealed = 0
+    for evidence_id in list(legacy):
+        item = (
+            await db.execute(
+                select(EvidenceItem).where(EvidenceItem.id == evidence_id).with_for_update()
+            )
+        ).scalar_one()
+        sealed += await _seal_legacy(db, keys, item)
+        await db.commit()
+    keys.mark_legacy_sealed(sealed)
+    return sealed
 
 
 async def add_evidence(
     *,
     db: AsyncSession,
     blobs: BlobStore,
+    keys: Keyring,
     case_id: str,
     actor: str,
     name: str,
     content_type: str,
     description: str | None,
     reason: str,
-    content: AsyncIterable[bytes],
+    content: StagedBlob,
 ) -> EvidenceItem:
-    """Store the content, then record the evidence and its ``create`` custody event.
-
-    Oversized content is AURORA-4220 and nothing is stored; if recording fails, a blob this
-    call created is removed again.
-    """
+    """Put the staged content in place, then record the evidence and its ``create`` custody
+    event. If recording fails, a blob this call created is removed again."""
     await _case(db, case_id)
-    stored = await blobs.put_stream(content)
+    stored = await content.commit()
     try:
         item = EvidenceItem(
             id=await next_id(db, "EVD"),
@@ -136,6 +231,7 @@ async def add_evidence(
         db.add(item)
         await append_custody(
             db=db,
+            keys=keys,
             item=item,
             action="create",
             actor=actor,
@@ -176,19 +272,41 @@ async def ledger_entries(*, db: AsyncSession, evidence_id: str) -> list[Evidence
     return list(rows.scalars())
 
 
-def verify(item: EvidenceItem, entries: list[EvidenceLedgerEntry]) -> Verification:
-    rows = [LedgerRow(e.sequence, ledger_fields(e), e.previous_hash, e.hash) for e in entries]
-    result = verify_chain(rows, expected_length=item.ledger_length, expected_head=item.ledger_head)
+def _row(entry: EvidenceLedgerEntry) -> LedgerRow:
+    return LedgerRow(
+        entry.sequence, ledger_fields(entry), entry.previous_hash, entry.hash, entry.key_id
+    )
+
+
+def verify(item: EvidenceItem, entries: list[EvidenceLedgerEntry], keys: Keyring) -> Verification:
+    """Verify the item's ledger with the keyring (see :func:`core.ledger.verify_chain`)."""
+    result = verify_chain(
+        [_row(e) for e in entries],
+        keys=keys,
+        expected_length=item.ledger_length,
+        expected_head=item.ledger_head,
+    )
     if result.valid and any(e.evidence_sha256 != item.sha256 for e in entries):
         first = next(e.sequence for e in entries if e.evidence_sha256 != item.sha256)
         return Verification(
-            False, result.entries, result.head, first, "commits to a different evidence digest"
+            False,
+            result.entries,
+            result.head,
+            first,
+            "commits to a different evidence digest",
+            result.legacy,
         )
     return result
 
 
 async def purge_evidence(
-    *, db: AsyncSession, blobs: BlobStore, evidence_id: str, actor: str, reason: str
+    *,
+    db: AsyncSession,
+    blobs: BlobStore,
+    keys: Keyring,
+    evidence_id: str,
+    actor: str,
+    reason: str,
 ) -> EvidenceItem:
     """Remove the content of evidence whose case was deleted (legal hold ends); the purge is
     itself appended to the ledger, and the record stays."""
@@ -211,7 +329,9 @@ async def purge_evidence(
             ]
         )
     if item.purged_at is None:
-        await append_custody(db=db, item=item, action="purge", actor=actor, reason=reason)
+        await append_custody(
+            db=db, keys=keys, item=item, action="purge", actor=actor, reason=reason
+        )
         item.purged_at, item.purged_by = datetime.now(UTC), actor
         sha256 = item.sha256
         await db.commit()
@@ -225,14 +345,47 @@ async def purge_evidence(
     return item
 
 
+async def _viewed_since(
+    db: AsyncSession, evidence_id: str, actor: str, what: str, since: datetime
+) -> bool:
+    entry = EvidenceLedgerEntry
+    last = await db.scalar(
+        select(entry.at)
+        .where(
+            entry.evidence_id == evidence_id,
+            entry.action == "access",
+            entry.actor == actor,
+            entry.reason == what,
+        )
+        .order_by(entry.sequence.desc())
+        .limit(1)
+    )
+    return last is not None and last >= _time_text(since)
+
+
 async def record_access(
-    *, db: AsyncSession, case_id: str, evidence_id: str, actor: str, what: str
+    *,
+    db: AsyncSession,
+    keys: Keyring,
+    case_id: str,
+    evidence_id: str,
+    actor: str,
+    what: str,
+    now: datetime | None = None,
 ) -> tuple[EvidenceItem, list[EvidenceLedgerEntry]]:
-    """Append an ``access`` custody event (someone viewed the evidence's record) and return the
-    item with its whole ledger, the new entry included."""
-    item = await get_evidence(db=db, case_id=case_id, evidence_id=evidence_id, lock=True)
-    await append_custody(db=db, item=item, action="access", actor=actor, reason=what)
-    await db.commit()
+    """Record that ``actor`` viewed the evidence's record (``what``: which view) as an
+    ``access`` custody event, unless the same reader's same view was recorded within
+    :data:`VIEW_WINDOW`; return the item with its whole ledger."""
+    now = now or datetime.now(UTC)
+    item = await get_evidence(db=db, case_id=case_id, evidence_id=evidence_id)
+    since = now - VIEW_WINDOW
+    if not await _viewed_since(db, item.id, actor, what, since):
+        item = await get_evidence(db=db, case_id=case_id, evidence_id=evidence_id, lock=True)
+        if not await _viewed_since(db, item.id, actor, what, since):  # not raced meanwhile
+            await append_custody(
+                db=db, keys=keys, item=item, action="access", actor=actor, reason=what, at=now
+            )
+        await db.commit()
     return item, await ledger_entries(db=db, evidence_id=item.id)
 
 
@@ -240,6 +393,7 @@ async def hand_over(
     *,
     db: AsyncSession,
     blobs: BlobStore,
+    keys: Keyring,
     evidence_id: str,
     actor: str,
     action: str,
@@ -260,7 +414,7 @@ async def hand_over(
     if item is None or item.purged_at is not None:
         raise NotFound({"evidence_id": evidence_id})
     await append_custody(
-        db=db, item=item, action=action, actor=actor, reason=reason, details=details
+        db=db, keys=keys, item=item, action=action, actor=actor, reason=reason, details=details
     )
     await db.commit()
     return item, blobs.read_chunks(item.sha256)
