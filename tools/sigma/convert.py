@@ -13,14 +13,23 @@ not run.
 Correlation rules: ``event_count``, ``value_count`` and ``temporal`` convert to a ``GROUP BY`` /
 ``HAVING`` query over fixed (tumbling) windows of the rule's timespan; ``temporal_ordered`` and
 the ``value_sum``/``avg``/``percentile``/``median`` types are refused with AURORA-4222.
+
+The text is parsed once: its YAML into Python data (at most :data:`MAX_DOCUMENTS` documents, no
+aliases, nesting at most :data:`MAX_YAML_DEPTH` deep), then pySigma objects from that data. A
+conversion mutates its rule (pySigma's pipelines do), so each conversion gets a rule built afresh
+from the parsed data, never from the text again. What pySigma and the SQL writer walk
+recursively is bounded before they see it (a condition nests at most
+:data:`MAX_CONDITION_DEPTH` deep) and what they produce too (:data:`MAX_QUERY_BYTES`); a rule
+beyond a limit is AURORA-4222 naming the limit.
 """
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import yaml
 from sigma.collection import SigmaCollection
@@ -31,6 +40,7 @@ from sigma.correlations import (
     SigmaCorrelationType,
 )
 from sigma.exceptions import SigmaError
+from sigma.filters import SigmaFilter
 from sigma.rule import SigmaRule
 from sigma.rule.base import SigmaYAMLLoader
 from sigma.validation import SigmaValidator
@@ -56,6 +66,18 @@ WARNING_VALIDATORS: Final[tuple[str, ...]] = (
     "duplicate_references",
 )
 VALIDATORS: Final[tuple[str, ...]] = BLOCKING_VALIDATORS + WARNING_VALIDATORS
+
+MAX_DOCUMENTS: Final = 50
+"""YAML documents one text may hold: a rule, or a correlation with the rules it correlates."""
+MAX_YAML_DEPTH: Final = 24
+"""Deepest nesting of mappings and lists in one document (a Sigma rule nests about six)."""
+MAX_CONDITION_DEPTH: Final = 32
+"""Deepest nesting of a condition (each ``not`` and parenthesis adds to it; see
+:func:`condition_depth`). pySigma parses, copies and converts conditions recursively: some 150
+nested ``not`` exhaust Python's stack."""
+MAX_QUERY_BYTES: Final = 1024 * 1024
+"""Largest SQL one rule converts to (conditions, and a correlation's aggregation and groups,
+which repeat the conditions of the rules it correlates); the store accepts queries of 4 MiB."""
 
 SUPPORTED_CORRELATIONS: Final[frozenset[SigmaCorrelationType]] = frozenset(
     {
@@ -154,34 +176,162 @@ def _rejected(
     return SigmaValidationFailed({"errors": list(errors)}, message=message)
 
 
+def _limit(message: str, **limit: int) -> SigmaValidationFailed:
+    """AURORA-4222 for a rule past one of this module's limits (``limit`` names it)."""
+    return SigmaValidationFailed(
+        {"errors": [{"type": "limit", "message": message}], **limit},
+        message="Sigma rule exceeds a limit",
+    )
+
+
+def _check_nodes(root: yaml.Node) -> None:
+    """Refuse aliases (a node reached twice: "billion laughs" expansions, cycles) and nesting
+    deeper than :data:`MAX_YAML_DEPTH`, before any Python object is built. Iterative."""
+    seen: set[int] = set()
+    pending: list[tuple[yaml.Node, int]] = [(root, 0)]
+    while pending:
+        node, depth = pending.pop()
+        if id(node) in seen:
+            raise _limit("YAML aliases are not allowed in a Sigma rule", max_aliases=0)
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            children: list[yaml.Node] = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            continue
+        if depth + 1 > MAX_YAML_DEPTH:
+            raise _limit(
+                f"YAML nested more than {MAX_YAML_DEPTH} levels deep",
+                max_yaml_depth=MAX_YAML_DEPTH,
+            )
+        pending.extend((child, depth + 1) for child in children)
+
+
+class _BoundedLoader(SigmaYAMLLoader):
+    """pySigma's loader (libyaml; duplicate keys refused) that checks each document's nodes
+    (:func:`_check_nodes`) before building it."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_nodes(node)
+        return super().construct_document(node)
+
+
 def _documents(text: str) -> list[dict[str, Any]]:
+    """The YAML documents of ``text`` as Python data, parsed once; past
+    :data:`MAX_DOCUMENTS` documents parsing stops."""
+    documents: list[Any] = []
+    loaded: Iterator[Any] = yaml.load_all(text, _BoundedLoader)
     try:
-        documents = [doc for doc in yaml.load_all(text, SigmaYAMLLoader) if doc is not None]
+        for document in loaded:
+            if len(documents) == MAX_DOCUMENTS:
+                raise _limit(
+                    f"at most {MAX_DOCUMENTS} YAML documents per request (a rule, or a"
+                    " correlation with the rules it correlates)",
+                    max_documents=MAX_DOCUMENTS,
+                )
+            documents.append(document)
     except yaml.YAMLError as err:
         raise _rejected([_issue(err)], "Sigma rule is not valid YAML") from err
-    if not all(isinstance(doc, dict) for doc in documents):
+    documents = [document for document in documents if document is not None]
+    if not all(isinstance(document, dict) for document in documents):
         raise _rejected([{"type": "SigmaError", "message": "a Sigma rule must be a mapping"}])
     return documents or [{}]
 
 
-def _rule(text: str, index: int) -> SigmaRule:
-    """Rule ``index`` of ``text``, freshly parsed on its own (pipelines mutate rules)."""
-    return SigmaRule.from_dict(_documents(text)[index])
+_CONDITION_TOKEN: Final[re.Pattern[str]] = re.compile(r"[()]|[^\s()]+")
+
+
+def condition_depth(condition: str) -> int:
+    """An upper bound of how deeply a Sigma condition nests once parsed: each ``not`` is a
+    level, each parenthesised group two (its ``or`` and ``and``), each operand two more. Text
+    that is no valid condition still gets a number (pySigma reports what is wrong with it)."""
+    deepest = 0
+    opened: list[int] = []
+    base = nots = 0
+    for token in _CONDITION_TOKEN.findall(condition):
+        word = token.lower()
+        if token == "(":
+            opened.append(base)
+            base, nots = base + nots + 2, 0
+        elif token == ")":
+            base, nots = (opened.pop() if opened else 0), 0
+        elif word == "not":
+            nots += 1
+        elif word in ("and", "or"):
+            nots = 0
+        else:
+            deepest = max(deepest, base + nots + 2)
+            nots = 0
+    return max(deepest, base + nots)
+
+
+def _check_conditions(documents: list[dict[str, Any]]) -> None:
+    for document in documents:
+        for section in (document.get("detection"), document.get("filter")):
+            if not isinstance(section, dict):
+                continue
+            conditions = section.get("condition")
+            for condition in conditions if isinstance(conditions, list) else [conditions]:
+                if isinstance(condition, str) and condition_depth(condition) > MAX_CONDITION_DEPTH:
+                    raise _limit(
+                        f"condition nested more than {MAX_CONDITION_DEPTH} levels deep"
+                        " (each 'not' and parenthesis is a level)",
+                        max_condition_depth=MAX_CONDITION_DEPTH,
+                    )
+
+
+def _collection(documents: list[dict[str, Any]]) -> SigmaCollection:
+    """pySigma's collection of a copy of ``documents`` (pySigma edits what it is given), its
+    errors collected, references not resolved yet."""
+    try:
+        return SigmaCollection.from_dicts(
+            copy.deepcopy(documents), collect_errors=True, resolve_references=False
+        )
+    except SigmaError as err:
+        raise _rejected([_issue(err)]) from err
+
+
+class _Fresh:
+    """Rules no conversion has touched, built from the parsed documents: one collection (its
+    references left unresolved, so each rule converts on its own) per round, a new round only
+    when a rule is converted a second time. Rules are named by their document-order index."""
+
+    def __init__(self, documents: list[dict[str, Any]]) -> None:
+        self._documents = documents
+        self._built: list[tuple[SigmaCollection, set[int]]] = []
+
+    def rule(self, index: int) -> SigmaRule:
+        built = next((b for b in self._built if index not in b[1]), None)
+        if built is None:
+            built = (_collection(self._documents), set())
+            self._built.append(built)
+        collection, taken = built
+        taken.add(index)
+        rule = collection.rules[index]
+        if not isinstance(rule, SigmaRule):
+            raise TypeError(f"rule {index} of the collection is no detection rule")
+        for candidate in collection.rules:
+            if isinstance(candidate, SigmaFilter):
+                rule = cast(SigmaRule, candidate.apply_on_rule(rule))
+        return rule
 
 
 def parse_rule(text: str) -> SigmaCollection:
     """Parse and validate Sigma YAML (one rule, or a correlation with its rules).
 
     Raises AURORA-4222 with every pySigma error (load, condition parsing, rule references,
-    blocking validators), each once. Returns the collection with references resolved; its rules
-    are pySigma's own objects, which a conversion mutates: parse again for each conversion.
+    blocking validators), each once, or naming the limit a rule is past. Returns the collection
+    with references resolved; its rules are pySigma's own objects, which a conversion mutates.
     """
-    try:
-        collection = SigmaCollection.from_dicts(
-            _documents(text), collect_errors=True, resolve_references=False
-        )
-    except SigmaError as err:
-        raise _rejected([_issue(err)]) from err
+    return _validated(_documents(text))[0]
+
+
+def _validated(documents: list[dict[str, Any]]) -> tuple[SigmaCollection, list[int]]:
+    """The validated collection (see :func:`parse_rule`), and for each of its rules the index
+    it had in document order, before references were resolved (which reorders them)."""
+    _check_conditions(documents)
+    collection = _collection(documents)
     found: list[BaseException] = list(collection.errors)
     for rule in collection.rules:
         found += rule.errors
@@ -191,6 +341,7 @@ def parse_rule(text: str) -> SigmaCollection:
                     condition.parse()
             except SigmaError as err:
                 found.append(err)
+    in_order = {id(rule): index for index, rule in enumerate(collection.rules)}
     if not found:
         try:
             collection.resolve_rule_references()
@@ -202,7 +353,7 @@ def parse_rule(text: str) -> SigmaCollection:
     blocking = _validate(collection, BLOCKING_VALIDATORS)
     if blocking:
         raise _rejected([{"type": "validator", "message": issue} for issue in blocking])
-    return collection
+    return collection, [in_order[id(rule)] for rule in collection.rules]
 
 
 def _validate(collection: SigmaCollection, names: Sequence[str]) -> list[str]:
@@ -239,9 +390,8 @@ def _meta(rule: SigmaRule | SigmaCorrelationRule, logsource_of: SigmaRule | None
     )
 
 
-def _condition(text: str, index: int) -> str:
-    """Convert rule ``index`` of ``text`` from a fresh parse (pipelines mutate rules)."""
-    rule = _rule(text, index)
+def _condition(rule: SigmaRule) -> str:
+    """Convert ``rule`` (a fresh one: the pipeline mutates it)."""
     backend = AuroraClickhouseBackend(processing_pipeline=aurora_pipeline())
     try:
         queries: list[Any] = backend.convert_rule(rule)
@@ -264,35 +414,61 @@ def _targets(collection: SigmaCollection) -> list[int]:
 
 def convert_all(text: str) -> list[Conversion]:
     """Every rule of ``text`` to output (see :func:`convert`), in document order."""
-    collection = parse_rule(text)
-    warnings = tuple(_validate(collection, WARNING_VALIDATORS))
-    out: list[Conversion] = []
-    for index in _targets(collection):
-        rule = collection.rules[index]
-        if isinstance(rule, SigmaCorrelationRule):
-            out.append(_convert_correlation(text, collection, rule, warnings))
-        else:
-            out.append(Conversion(_meta(rule, rule), _condition(text, index), None, warnings))
-    return out
+    return _convert(text, one=False)
 
 
 def convert(text: str) -> Conversion:
     """Convert one Sigma rule (or one correlation with the rules it correlates).
 
     Raises AURORA-4222 when pySigma rejects the rule, when it uses something the log table's
-    SQL cannot express, or when the text holds more than one rule to convert.
+    SQL cannot express, when it is past a limit of this module, or when the text holds more
+    than one rule to convert (found before converting any).
     """
-    conversions = convert_all(text)
-    if len(conversions) != 1:
-        raise _rejected(
-            [{"type": "SigmaError", "message": f"expected one rule, found {len(conversions)}"}]
+    return _convert(text, one=True)[0]
+
+
+def _convert(text: str, *, one: bool) -> list[Conversion]:
+    try:
+        documents = _documents(text)
+        collection, in_order = _validated(documents)
+        targets = _targets(collection)
+        if one and len(targets) != 1:
+            raise _rejected(
+                [{"type": "SigmaError", "message": f"expected one rule, found {len(targets)}"}]
+            )
+        warnings = tuple(_validate(collection, WARNING_VALIDATORS))
+        fresh = _Fresh(documents)
+        out: list[Conversion] = []
+        for index in targets:
+            rule = collection.rules[index]
+            if isinstance(rule, SigmaCorrelationRule):
+                conversion = _convert_correlation(fresh, collection, in_order, rule, warnings)
+            else:
+                condition = _condition(fresh.rule(in_order[index]))
+                conversion = Conversion(_meta(rule, rule), condition, None, warnings)
+            _check_size(conversion)
+            out.append(conversion)
+        return out
+    except RecursionError as err:  # a backstop: the limits above should keep every walk short
+        raise _limit("the rule nests too deeply to convert") from err
+
+
+def _check_size(conversion: Conversion) -> None:
+    size = len(conversion.condition)
+    if conversion.correlation is not None:
+        correlation = conversion.correlation
+        size += len(correlation.aggregate) + sum(len(sql) for _, sql in correlation.group_by)
+    if size > MAX_QUERY_BYTES:
+        raise _limit(
+            f"the rule converts to more than {MAX_QUERY_BYTES // 1024} KiB of SQL",
+            max_query_bytes=MAX_QUERY_BYTES,
         )
-    return conversions[0]
 
 
 def _convert_correlation(
-    text: str,
+    fresh: _Fresh,
     collection: SigmaCollection,
+    in_order: list[int],
     rule: SigmaCorrelationRule,
     warnings: tuple[str, ...],
 ) -> Conversion:
@@ -330,7 +506,7 @@ def _convert_correlation(
                 ]
             )
         index = next(i for i, candidate in enumerate(collection.rules) if candidate is base)
-        bases.append((base, _condition(text, index)))
+        bases.append((base, _condition(fresh.rule(in_order[index]))))
 
     def per_rule(name: str) -> str:
         """One SQL expression for a field as each correlated rule names and maps it."""
