@@ -9,14 +9,12 @@ from aiohttp import web
 from core.events import Event
 from core.security.permissions import Permission
 from gateway.alerts import service
-from gateway.alerts.models import Alert
 from gateway.alerts.schemas import (
     AlertCaseLink,
     AlertCreate,
     AlertListQuery,
     AlertPage,
     AlertPromote,
-    AlertPromoted,
     AlertRead,
     AlertUpdate,
 )
@@ -28,10 +26,10 @@ from gateway.streams import pump
 STREAM_FILTERS = ("severity", "status", "source", "rule_id", "assignee")
 
 
-def _publish(request: web.Request, topic: str, alert: Alert) -> AlertRead:
-    read = AlertRead.model_validate(alert)
-    request.app[BUS].publish(topic, read.model_dump(mode="json"))
-    return read
+def _publish(request: web.Request, topic: str, alert: AlertRead) -> AlertRead:
+    """Announce a committed change (its read model was built before the commit)."""
+    request.app[BUS].publish(topic, alert.model_dump(mode="json"))
+    return alert
 
 
 async def list_alerts(request: web.Request) -> web.Response:
@@ -54,8 +52,8 @@ async def create_alert(request: web.Request) -> web.Response:
         alert, merged = await service.create_alert(
             db=db, actor=principal(request).username, body=body, dedup_window_seconds=window
         )
-    read = _publish(request, "alerts.updated" if merged else "alerts.created", alert)
-    return json_response(read, status=200 if merged else 201)
+    _publish(request, "alerts.updated" if merged else "alerts.created", alert)
+    return json_response(alert, status=200 if merged else 201)
 
 
 async def get_alert(request: web.Request) -> web.Response:
@@ -87,16 +85,15 @@ async def acknowledge_alert(request: web.Request) -> web.Response:
 async def promote_alert(request: web.Request) -> web.Response:
     body = await parse_json(request, AlertPromote) if request.can_read_body else AlertPromote()
     async with request.app[DATABASE].session() as db:
-        alert, case_id, added, skipped = await service.promote_alert(
+        promoted = await service.promote_alert(
             db=db,
             actor=principal(request).username,
             alert_id=request.match_info["alert_id"],
             body=body,
         )
-    read = _publish(request, "alerts.updated", alert)
-    request.app[BUS].publish("cases.created", {"id": case_id, "from_alert": alert.id})
-    promoted = AlertPromoted(
-        alert=read, case_id=case_id, observables_added=added, observables_skipped=skipped
+    _publish(request, "alerts.updated", promoted.alert)
+    request.app[BUS].publish(
+        "cases.created", {"id": promoted.case_id, "from_alert": promoted.alert.id}
     )
     return json_response(promoted, status=201)
 
@@ -104,16 +101,15 @@ async def promote_alert(request: web.Request) -> web.Response:
 async def link_alert_to_case(request: web.Request) -> web.Response:
     body = await parse_json(request, AlertCaseLink)
     async with request.app[DATABASE].session() as db:
-        alert, added, skipped = await service.link_alert(
+        linked = await service.link_alert(
             db=db,
             actor=principal(request).username,
             alert_id=request.match_info["alert_id"],
             case_id=body.case_id,
         )
-    read = _publish(request, "alerts.updated", alert)
-    request.app[BUS].publish("cases.updated", {"id": body.case_id, "linked_alert": alert.id})
-    linked = AlertPromoted(
-        alert=read, case_id=body.case_id, observables_added=added, observables_skipped=skipped
+    _publish(request, "alerts.updated", linked.alert)
+    request.app[BUS].publish(
+        "cases.updated", {"id": linked.case_id, "linked_alert": linked.alert.id}
     )
     return json_response(linked)
 
@@ -151,5 +147,11 @@ ROUTES = [
         link_alert_to_case,
         Permission.ALERTS_WRITE,
     ),
-    Route("WS", "/api/v1/ws/alerts", stream_alerts, Access.AUTHENTICATED),
+    Route(
+        "WS",
+        "/api/v1/ws/alerts",
+        stream_alerts,
+        Access.AUTHENTICATED,
+        stream_permission=Permission.ALERTS_READ,
+    ),
 ]

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from core.db.base import INTEGER_MAX
+from core.validation import MAX_JSON_DEPTH, UtcDatetime, bounded_json, json_depth
+
+log = logging.getLogger("aurora.alerts")
 
 Severity = Literal["informational", "low", "medium", "high", "critical"]
 SEVERITY_RANK = {"informational": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -24,6 +30,26 @@ class AlertStatus(StrEnum):
 
 
 CLOSED = frozenset({AlertStatus.RESOLVED, AlertStatus.FALSE_POSITIVE, AlertStatus.DUPLICATE})
+
+RAW_MAX_BYTES = 256 * 1024
+"""The most an alert's ``raw`` may hold, as JSON: the original event and its context, with room
+for the longest command lines, but not a log file."""
+Raw = Annotated[dict[str, Any], AfterValidator(bounded_json(max_bytes=RAW_MAX_BYTES))]
+Version = Annotated[int, Field(ge=1, le=INTEGER_MAX)]
+Offset = Annotated[int, Field(ge=0, le=INTEGER_MAX)]
+OMITTED = "_omitted"
+"""The one key of what a response shows in place of a stored free-form value it cannot carry."""
+
+
+def shown_json(value: Any, info: ValidationInfo) -> Any:
+    """A stored free-form value as a response can carry it. One nested past the limit (written
+    before there was one) cannot be serialised: it is shown as ``{"_omitted": reason}`` and
+    logged, so one such row never takes a listing down. The stored value is left as it is."""
+    if value is not None and json_depth(value, stop_at=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        reason = f"nested more than {MAX_JSON_DEPTH} levels deep; not shown"
+        log.warning("%s of %s: %s", info.field_name, info.data.get("id"), reason)
+        return {OMITTED: reason}
+    return value
 
 
 TAG = re.compile(r"^[a-z0-9][a-z0-9._:/@+-]{0,63}$")
@@ -57,8 +83,8 @@ class AlertCreate(BaseModel):
     rule_id: str | None = Field(default=None, max_length=200)
     tags: list[str] = Field(default_factory=list, max_length=50)
     entities: list[Entity] = Field(default_factory=list, max_length=200)
-    raw: dict[str, Any] | None = None
-    observed_at: AwareDatetime | None = None
+    raw: Raw | None = None
+    observed_at: UtcDatetime | None = None
     """When the activity happened; defaults to now."""
     assignee: str | None = Field(default=None, max_length=64)
     on_duplicate: Literal["reject", "merge"] = "reject"
@@ -79,7 +105,7 @@ class AlertUpdate(BaseModel):
     tags: list[str] | None = Field(default=None, max_length=50)
     title: str | None = Field(default=None, min_length=1, max_length=500)
     description: str | None = Field(default=None, max_length=20_000)
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = None
     """The version the change was made against; a stale one is AURORA-4090."""
 
     @field_validator("tags")
@@ -114,6 +140,8 @@ class AlertRead(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
+
+    _raw = field_validator("raw", mode="before")(shown_json)
 
 
 class AlertPromote(BaseModel):
@@ -161,8 +189,8 @@ class AlertListQuery(BaseModel):
     rule_id: str | None = Field(default=None, max_length=200)
     assignee: str | None = Field(default=None, max_length=64)
     tag: str | None = Field(default=None, pattern=TAG.pattern)
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: UtcDatetime | None = None
+    until: UtcDatetime | None = None
     sort: str = Field(default="-created_at", pattern=r"^-?(" + "|".join(SORTABLE) + r")$")
     limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import String, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
 
 from core.db.base import utcnow
+from core.db.commit import commit_versioned
 from core.db.pages import fetch_page
 from core.db.sequences import next_id
 from core.errors import AlertNotFound, Conflict, DuplicateAlert, ValidationFailed
@@ -22,6 +22,8 @@ from gateway.alerts.schemas import (
     AlertCreate,
     AlertListQuery,
     AlertPromote,
+    AlertPromoted,
+    AlertRead,
     AlertStatus,
     AlertUpdate,
     Entity,
@@ -111,9 +113,17 @@ async def get_alert(*, db: AsyncSession, alert_id: str) -> Alert:
     return alert
 
 
+async def _save(db: AsyncSession, alert: Alert) -> AlertRead:
+    """Commit the unit of work around ``alert``: its read model is built from the flushed row
+    first, so nothing is committed that cannot be answered; a concurrent edit is AURORA-4090."""
+    return await commit_versioned(
+        db, kind="alert", ident=alert.id, read=lambda: AlertRead.model_validate(alert)
+    )
+
+
 async def create_alert(
     *, db: AsyncSession, actor: str, body: AlertCreate, dedup_window_seconds: int
-) -> tuple[Alert, bool]:
+) -> tuple[AlertRead, bool]:
     """Create an alert, or find the open one it duplicates within the window.
 
     Returns (alert, merged). A duplicate is AURORA-4091 naming the existing alert, unless the
@@ -154,8 +164,7 @@ async def create_alert(
             existing.last_seen = max(existing.last_seen, observed)
             existing.first_seen = min(existing.first_seen, observed)
             existing.updated_at = utcnow()
-            await db.commit()
-            return existing, True
+            return await _save(db, existing), True
     alert = Alert(
         id=alert_id,
         title=body.title,
@@ -174,8 +183,7 @@ async def create_alert(
         created_by=actor,
     )
     db.add(alert)
-    await db.commit()
-    return alert, False
+    return await _save(db, alert), False
 
 
 async def list_alerts(*, db: AsyncSession, query: AlertListQuery) -> tuple[list[Alert], int]:
@@ -230,7 +238,9 @@ def _transition(alert: Alert, target: AlertStatus, actor: str, now: datetime) ->
     alert.status = target.value
 
 
-async def update_alert(*, db: AsyncSession, actor: str, alert_id: str, body: AlertUpdate) -> Alert:
+async def update_alert(
+    *, db: AsyncSession, actor: str, alert_id: str, body: AlertUpdate
+) -> AlertRead:
     """Apply a partial update; a stale ``version`` (or a concurrent edit) is AURORA-4090."""
     alert = await get_alert(db=db, alert_id=alert_id)
     if body.version is not None and body.version != alert.version:
@@ -250,15 +260,10 @@ async def update_alert(*, db: AsyncSession, actor: str, alert_id: str, body: Ale
     if body.status is not None:
         _transition(alert, body.status, actor, now)
     alert.updated_at = now
-    try:
-        await db.commit()
-    except StaleDataError as err:
-        await db.rollback()
-        raise Conflict({"alert_id": alert_id, "reason": "changed concurrently"}) from err
-    return alert
+    return await _save(db, alert)
 
 
-async def acknowledge_alert(*, db: AsyncSession, actor: str, alert_id: str) -> Alert:
+async def acknowledge_alert(*, db: AsyncSession, actor: str, alert_id: str) -> AlertRead:
     """Record who acknowledged a new alert and when; a closed alert is AURORA-4220."""
     alert = await get_alert(db=db, alert_id=alert_id)
     status = AlertStatus(alert.status)
@@ -273,18 +278,13 @@ async def acknowledge_alert(*, db: AsyncSession, actor: str, alert_id: str) -> A
             ]
         )
     if alert.acknowledged_at is not None:
-        return alert
+        return AlertRead.model_validate(alert)
     now = utcnow()
     alert.acknowledged_by, alert.acknowledged_at = actor, now
     if status == AlertStatus.NEW:
         alert.status = AlertStatus.ACKNOWLEDGED.value
     alert.updated_at = now
-    try:
-        await db.commit()
-    except StaleDataError as err:
-        await db.rollback()
-        raise Conflict({"alert_id": alert_id, "reason": "changed concurrently"}) from err
-    return alert
+    return await _save(db, alert)
 
 
 async def _lock(db: AsyncSession, alert_id: str) -> Alert:
@@ -307,7 +307,7 @@ def _work_started(alert: Alert, actor: str) -> None:
 
 async def promote_alert(
     *, db: AsyncSession, actor: str, alert_id: str, body: AlertPromote
-) -> tuple[Alert, str, int, list[str]]:
+) -> AlertPromoted:
     """Open a case from the alert, carrying its entities as observables and linking back, in
     one transaction. An alert already on a case is AURORA-4090 naming it."""
     alert = await _lock(db, alert_id)
@@ -334,24 +334,24 @@ async def promote_alert(
     cases.record_link(db, case_, actor, alert.id)
     alert.case_id = case_.id
     _work_started(alert, actor)
-    case_id = case_.id
-    try:
-        await db.commit()
-    except StaleDataError as err:
-        await db.rollback()
-        raise Conflict({"alert_id": alert_id, "reason": "changed concurrently"}) from err
-    return alert, case_id, added, skipped
+    read = await _save(db, alert)
+    return AlertPromoted(
+        alert=read, case_id=case_.id, observables_added=added, observables_skipped=skipped
+    )
 
 
-async def link_alert(
-    *, db: AsyncSession, actor: str, alert_id: str, case_id: str
-) -> tuple[Alert, int, list[str]]:
+async def link_alert(*, db: AsyncSession, actor: str, alert_id: str, case_id: str) -> AlertPromoted:
     """Attach the alert (and its entities, as observables) to an existing case. Linking it
     again to the same case changes nothing; to another case is AURORA-4090."""
     alert = await _lock(db, alert_id)
     case_ = await cases.get_case(db=db, case_id=case_id)
     if alert.case_id == case_.id:
-        return alert, 0, []
+        return AlertPromoted(
+            alert=AlertRead.model_validate(alert),
+            case_id=case_.id,
+            observables_added=0,
+            observables_skipped=[],
+        )
     if alert.case_id is not None:
         raise Conflict(
             {
@@ -366,9 +366,7 @@ async def link_alert(
     cases.record_link(db, case_, actor, alert.id)
     alert.case_id = case_.id
     _work_started(alert, actor)
-    try:
-        await db.commit()
-    except StaleDataError as err:
-        await db.rollback()
-        raise Conflict({"alert_id": alert_id, "reason": "changed concurrently"}) from err
-    return alert, added, skipped
+    read = await _save(db, alert)
+    return AlertPromoted(
+        alert=read, case_id=case_.id, observables_added=added, observables_skipped=skipped
+    )
