@@ -1,41 +1,36 @@
 """The ``aurora`` command: run the platform, migrate, manage users, mint tokens.
 
-Settings are read once here, from ``AURORA_*`` variables, and passed down.
+Settings are read once here, from ``AURORA_*`` variables, and passed down. Each command imports
+what it needs when it runs: building the parser loads nothing of the platform, so that
+``aurora --help`` and every command start in a fraction of a second.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
-import logging
+import errno
+import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agents.acp.registry import AgentRegistry
-from agents.acp.server import AGENT_TOKEN_TYPE
 from agents.catalog import SPECIALISTS
-from agents.runtime.process import run_agent
-from core.db import Database, create_database
-from core.db.migrate import current_revision, head_revision, is_current, upgrade
-from core.errors import AuroraError
-from core.security.passwords import PasswordHasher
-from core.security.permissions import ROLE_PERMISSIONS, Role
-from core.security.tokens import TokenService
-from core.settings import Settings, ensure_data_dir, load_settings
-from gateway.app import SchemaNotCurrent
-from gateway.demo import add_demo_parser
-from gateway.server import serve
-from gateway.supervisor import AgentSupervisor, agent_command
-from gateway.users import service as users
-from tools.mcp_server import run_mcp_server
+from core.security.permissions import ROLE_PERMISSIONS
 
-log = logging.getLogger("aurora")
+if TYPE_CHECKING:
+    from core.db import Database
+    from core.settings import Settings
+    from gateway.supervisor import ChildEvent
 
 
 def _configure_logging(settings: Settings) -> None:
+    import logging
+
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -47,6 +42,8 @@ def _configure_logging(settings: Settings) -> None:
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Database]:
     """The configured database for one command, closed afterwards."""
+    from core.db import create_database
+
     database = create_database(settings.effective_database_url)
     try:
         yield database
@@ -54,7 +51,251 @@ async def _database(settings: Settings) -> AsyncIterator[Database]:
         await database.dispose()
 
 
+# -- ports: checked before anything starts -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """A port a command is about to listen on, and the settings that chose it."""
+
+    what: str
+    host: str
+    port: int
+    port_setting: str
+    host_setting: str
+
+
+def gateway_listener(settings: Settings) -> Listener:
+    return Listener("the gateway", settings.host, settings.port, "AURORA_PORT", "AURORA_HOST")
+
+
+def agent_listener(settings: Settings, name: str, port: int | None = None) -> Listener:
+    """Where ``aurora agent run NAME [--port PORT]`` listens."""
+    from agents.acp.registry import AgentRegistry
+
+    if port is not None:
+        setting = "--port"
+    else:
+        port = AgentRegistry.from_settings(settings).port_of(name)
+        setting = "AURORA_AGENT_URLS" if name in settings.agent_urls else "AURORA_AGENT_BASE_PORT"
+    return Listener(f"agent {name}", settings.agent_host, port, setting, "AURORA_AGENT_HOST")
+
+
+def mcp_listener(settings: Settings, port: int | None = None) -> Listener:
+    return Listener(
+        "the MCP server",
+        settings.mcp_host,
+        settings.mcp_port if port is None else port,
+        "AURORA_MCP_PORT" if port is None else "--port",
+        "AURORA_MCP_HOST",
+    )
+
+
+def port_problems(listeners: Iterable[Listener]) -> list[str]:
+    """One line for each listener that could not listen now, saying which setting to change:
+    its port is taken (by another program, or by a listener before it in ``listeners``), its
+    host is no address of this machine, or the port needs privileges. Port 0 is always free."""
+    problems: list[str] = []
+    claimed: dict[int, Listener] = {}
+    sockets: list[socket.socket] = []
+    try:
+        for listener in listeners:
+            if listener.port == 0:
+                continue
+            problem = _try_listen(listener, claimed, sockets)
+            if problem is not None:
+                problems.append(problem)
+            claimed.setdefault(listener.port, listener)
+    finally:
+        for sock in sockets:
+            sock.close()
+    return problems
+
+
+def _try_listen(
+    listener: Listener, claimed: dict[int, Listener], sockets: list[socket.socket]
+) -> str | None:
+    """Listen where ``listener`` will (every address its host resolves to, with the options
+    asyncio's servers use), keeping the sockets open in ``sockets``; what went wrong, if."""
+    host, port = listener.host, listener.port
+    try:
+        found = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror:
+        return (
+            f"{listener.what} cannot listen on {host!r}: no such host (set {listener.host_setting})"
+        )
+    bound = 0
+    for family, kind, proto, _, address in dict.fromkeys(found):
+        sock = socket.socket(family, kind, proto)
+        sockets.append(sock)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            sock.bind(address)
+            sock.listen(1)
+        except OSError as err:
+            if err.errno == errno.EADDRNOTAVAIL:
+                continue  # as asyncio does: that address family is not enabled here
+            if err.errno == errno.EACCES:
+                return (
+                    f"port {port} for {listener.what} needs privileges this user lacks: "
+                    f"set {listener.port_setting} to a port above 1023"
+                )
+            if err.errno != errno.EADDRINUSE:
+                return f"{listener.what} cannot listen on {host}:{port}: {err.strerror}"
+            earlier = claimed.get(port)
+            if earlier is not None:
+                return (
+                    f"port {port} is set for both {earlier.what} ({earlier.port_setting}) and "
+                    f"{listener.what} ({listener.port_setting}): change one of them"
+                )
+            change = (
+                f"pass another {listener.port_setting}"
+                if listener.port_setting.startswith("--")
+                else f"set {listener.port_setting} to a free port"
+            )
+            return (
+                f"port {port} on {host} for {listener.what} is already in use: stop what holds "
+                f"it, or {change}"
+            )
+        bound += 1
+    if not bound:
+        return (
+            f"{listener.what} cannot listen on {host}: not an address of this machine "
+            f"(set {listener.host_setting})"
+        )
+    return None
+
+
+def _ports_free(listeners: Iterable[Listener]) -> bool:
+    """Whether every listener can listen; says why not, one line each, when not."""
+    problems = port_problems(listeners)
+    for problem in problems:
+        print(f"aurora: {problem}", file=sys.stderr)
+    return not problems
+
+
+# -- the platform --------------------------------------------------------------------------------
+
+
+class _Progress:
+    """What ``aurora up`` says while its children start: each agent ready, how many of how many,
+    which are still starting; an agent back after a restart."""
+
+    def __init__(self, agents: Sequence[str]) -> None:
+        self.agents = list(agents)
+        self.ready: set[str] = set()
+        self.seen: set[str] = set()
+        self.started = time.monotonic()
+
+    @property
+    def pending(self) -> list[str]:
+        return [name for name in self.agents if name not in self.ready]
+
+    def on_event(self, event: ChildEvent) -> None:
+        if event.kind == "exited":
+            self.ready.discard(event.name)
+            return
+        if event.name not in self.agents:
+            print(f"  the MCP tool server is ready at {event.url}", flush=True)
+            return
+        self.ready.add(event.name)
+        if event.name in self.seen:
+            print(f"  agent {event.name} is back", flush=True)
+            return
+        self.seen.add(event.name)
+        line = f"  agent {event.name} ready ({len(self.seen)}/{len(self.agents)})"
+        if self.pending:
+            line += f"; still starting: {', '.join(self.pending)}"
+        print(line, flush=True)
+        if len(self.seen) == len(self.agents):
+            elapsed = time.monotonic() - self.started
+            print(f"All {len(self.agents)} agents are ready ({elapsed:.1f} s).", flush=True)
+
+    async def remind(self, every: float = 15.0) -> None:
+        """Every ``every`` seconds, the agents that have not been ready once yet."""
+        while len(self.seen) < len(self.agents):
+            await asyncio.sleep(every)
+            waiting = [name for name in self.agents if name not in self.seen]
+            if waiting:
+                elapsed = time.monotonic() - self.started
+                print(f"  still starting after {elapsed:.0f} s: {', '.join(waiting)}", flush=True)
+
+
 async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    import signal
+
+    from gateway.supervisor import AgentSupervisor, agent_command
+
+    agents = list(SPECIALISTS)
+    print(
+        f"Starting AuroraSOC: the gateway, {len(agents)} specialist agents and the MCP tool "
+        f"server (data: {settings.data_dir})",
+        flush=True,
+    )
+    listeners = [
+        gateway_listener(settings),
+        *(agent_listener(settings, name) for name in agents),
+        mcp_listener(settings),
+    ]
+    if not _ports_free(listeners):
+        return 2
+
+    progress = _Progress(agents)
+    children = {name: agent_command(name) for name in agents}
+    children["mcp"] = ("mcp",)
+    supervisor = AgentSupervisor(children, on_event=progress.on_event)
+    # Handled from the start, and first of all by the supervisor: a child that ends because the
+    # platform stops is then no crash to report or restart.
+    stop = asyncio.Event()
+
+    def stopping() -> None:
+        supervisor.request_stop()
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping)
+
+    await _bootstrap(settings)
+    if stop.is_set():
+        return 0
+
+    def banner(url: str) -> None:
+        joining = "; the others join as they start" if progress.pending else ""
+        print(
+            f"AuroraSOC is up at {url}  (API: {url}/api/v1; agents ready: "
+            f"{len(progress.ready)} of {len(agents)}{joining}; data: {settings.data_dir})",
+            flush=True,
+        )
+
+    # The gateway serves at once: it needs no agent to start, and a call to one that is still
+    # starting waits for it within the call's deadline.
+    supervisor.launch()
+    reminder = asyncio.create_task(progress.remind())
+    try:
+        from gateway.server import serve
+
+        await serve(settings, banner=banner, stop=stop)
+    except OSError as err:  # the port was taken after it was checked
+        print(f"aurora: the gateway cannot listen: {err.strerror}", file=sys.stderr)
+        return 2
+    finally:
+        reminder.cancel()
+        await supervisor.stop()
+    return 0
+
+
+async def _bootstrap(settings: Settings) -> None:
+    """Migrate the database and create the admin when it does not exist (saying so)."""
+    from core.db.migrate import upgrade
+    from core.security.passwords import PasswordHasher
+    from core.settings import ensure_data_dir
+    from gateway.users import service as users
+
     ensure_data_dir(settings)
     async with _database(settings) as database:
         await upgrade(database)
@@ -70,36 +311,20 @@ async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     if boot.generated_password is not None:
         print(
             f"Created admin '{boot.username}' with generated password: {boot.generated_password}\n"
-            "  (shown once; set AURORA_ADMIN_PASSWORD to choose it yourself)",
+            "  (shown once; set AURORA_ADMIN_PASSWORD to choose it yourself, or reset it with "
+            f"`aurora user passwd {boot.username}`)",
             flush=True,
         )
     elif boot.created:
         print(f"Created admin '{boot.username}' from AURORA_ADMIN_PASSWORD", flush=True)
 
-    children = {name: agent_command(name) for name in SPECIALISTS}
-    children["mcp"] = ("mcp",)
-    supervisor = AgentSupervisor(children)
-    started_children = await supervisor.start()
-    missing = sorted(name for name, url in started_children.items() if url is None)
-    if missing:
-        print(f"aurora: services that did not start: {', '.join(missing)}", file=sys.stderr)
-
-    def banner(url: str) -> None:
-        started = len(SPECIALISTS) - len(set(missing) & set(SPECIALISTS))
-        print(
-            f"AuroraSOC is up at {url}  (API: {url}/api/v1, {started} agent(s), "
-            f"data: {settings.data_dir})",
-            flush=True,
-        )
-
-    try:
-        await serve(settings, banner=banner)
-    finally:
-        await supervisor.stop()
-    return 0
-
 
 async def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
+    if not _ports_free([gateway_listener(settings)]):
+        return 2
+    from gateway.app import SchemaNotCurrent
+    from gateway.server import serve
+
     def banner(url: str) -> None:
         print(f"AuroraSOC gateway listening on {url}", flush=True)
 
@@ -112,6 +337,9 @@ async def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from core.db.migrate import current_revision, upgrade
+    from core.settings import ensure_data_dir
+
     ensure_data_dir(settings)
     async with _database(settings) as database:
         await upgrade(database, args.revision)
@@ -120,6 +348,8 @@ async def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_db_current(settings: Settings, args: argparse.Namespace) -> int:
+    from core.db.migrate import current_revision, head_revision, is_current
+
     async with _database(settings) as database:
         current = await current_revision(database)
         head = head_revision(settings.effective_database_url)
@@ -135,6 +365,9 @@ async def cmd_agent_run(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if not _ports_free([agent_listener(settings, args.name, args.port)]):
+        return 2
+    from agents.runtime.process import run_agent
 
     def ready(url: str) -> None:
         print(f"agent {args.name} listening on {url}", flush=True)
@@ -207,6 +440,10 @@ async def cmd_evidence_rotate_key(settings: Settings, args: argparse.Namespace) 
 
 
 async def cmd_mcp(settings: Settings, args: argparse.Namespace) -> int:
+    if not _ports_free([mcp_listener(settings, args.port)]):
+        return 2
+    from tools.mcp_server import run_mcp_server
+
     def ready(url: str) -> None:
         print(f"mcp server listening on {url}", flush=True)
 
@@ -215,6 +452,8 @@ async def cmd_mcp(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_agent_list(settings: Settings, args: argparse.Namespace) -> int:
+    from agents.acp.registry import AgentRegistry
+
     registry = AgentRegistry.from_settings(settings)
     for name in registry.names():
         print(f"{name:<16} {' '.join(registry.urls(name))}")
@@ -222,6 +461,9 @@ async def cmd_agent_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_agent_token(settings: Settings, args: argparse.Namespace) -> int:
+    from agents.acp.server import AGENT_TOKEN_TYPE
+    from core.security.tokens import TokenService
+
     issued = TokenService.from_settings(settings).issue(
         args.subject, ttl_seconds=args.ttl, token_type=AGENT_TOKEN_TYPE
     )
@@ -230,6 +472,8 @@ async def cmd_agent_token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _read_password(args: argparse.Namespace) -> str:
+    import getpass
+
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n")
     first = getpass.getpass("Password: ")
@@ -239,7 +483,10 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 async def cmd_user_create(settings: Settings, args: argparse.Namespace) -> int:
+    from core.security.passwords import PasswordHasher
+    from core.security.permissions import Role
     from core.validation import validate
+    from gateway.users import service as users
     from gateway.users.schemas import UserCreate
 
     role = Role(args.role)
@@ -273,6 +520,8 @@ async def cmd_user_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_user_list(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.users import service as users
+
     async with _database(settings) as database, database.session() as db:
         found, total = await users.list_users(db=db, limit=10_000, offset=0)
     print(f"{'USERNAME':<24} {'ROLE':<18} {'ACTIVE':<6} CREATED")
@@ -286,6 +535,8 @@ async def cmd_user_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_user_delete(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.users import service as users
+
     async with _database(settings) as database, database.session() as db:
         await users.delete_user(db=db, actor_id="", username=args.username)
     print(f"deleted '{args.username}'")
@@ -293,6 +544,9 @@ async def cmd_user_delete(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    from core.security.tokens import TokenService
+    from gateway.users import service as users
+
     async with _database(settings) as database, database.session() as db:
         user = await users.get_user_by_username(db=db, username=args.username)
     issued = TokenService.from_settings(settings).issue(
@@ -310,6 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="migrate, bootstrap the admin, run the whole platform")
     up.set_defaults(run=cmd_up)
+    from gateway.demo import add_demo_parser  # the demo's module loads its libraries lazily
+
     add_demo_parser(commands)
     gateway = commands.add_parser("gateway", help="run the API gateway alone")
     gateway.set_defaults(run=cmd_gateway)
@@ -398,6 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from core.errors import AuroraError
+    from core.settings import load_settings
+
     try:
         settings = load_settings()
     except ValueError as err:
