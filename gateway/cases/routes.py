@@ -6,7 +6,6 @@ from aiohttp import web
 
 from core.security.permissions import Permission
 from gateway.cases import service
-from gateway.cases.models import Case
 from gateway.cases.schemas import (
     CaseCreate,
     CaseDetail,
@@ -20,7 +19,6 @@ from gateway.cases.schemas import (
     LinkedAlert,
     ObservableCreate,
     ObservablePage,
-    ObservableRead,
     PageQuery,
     TaskCreate,
     TaskPage,
@@ -33,10 +31,10 @@ from gateway.keys import BUS, DATABASE
 from gateway.routing import Route
 
 
-def _publish(request: web.Request, topic: str, case: Case) -> CaseRead:
-    read = CaseRead.model_validate(case)
-    request.app[BUS].publish(topic, read.model_dump(mode="json"))
-    return read
+def _publish(request: web.Request, topic: str, case: CaseRead) -> CaseRead:
+    """Announce a committed change (its read model was built before the commit)."""
+    request.app[BUS].publish(topic, case.model_dump(mode="json"))
+    return case
 
 
 async def list_cases(request: web.Request) -> web.Response:
@@ -102,12 +100,7 @@ async def list_observables(request: web.Request) -> web.Response:
     async with request.app[DATABASE].session() as db:
         observables, total = await service.list_observables(db=db, case_id=case_id, query=query)
         similar = await service.similar_cases(db=db, case_id=case_id, observables=observables)
-    items = [
-        ObservableRead.model_validate(o).model_copy(
-            update={"similar_cases": similar.get((o.type, o.value), [])}
-        )
-        for o in observables
-    ]
+    items = [service.observable_read(o, similar) for o in observables]
     return json_response(
         ObservablePage(items=items, total=total, limit=query.limit, offset=query.offset)
     )
@@ -120,11 +113,7 @@ async def add_observable(request: web.Request) -> web.Response:
         observable, merged = await service.add_observable(
             db=db, actor=principal(request).username, case_id=case_id, body=body
         )
-        similar = await service.similar_cases(db=db, case_id=case_id, observables=[observable])
-    read = ObservableRead.model_validate(observable).model_copy(
-        update={"similar_cases": similar.get((observable.type, observable.value), [])}
-    )
-    return json_response(read, status=200 if merged else 201)
+    return json_response(observable, status=200 if merged else 201)
 
 
 async def list_comments(request: web.Request) -> web.Response:
@@ -152,7 +141,7 @@ async def add_comment(request: web.Request) -> web.Response:
             case_id=request.match_info["case_id"],
             body=body,
         )
-    return json_response(CommentRead.model_validate(comment), status=201)
+    return json_response(comment, status=201)
 
 
 async def list_tasks(request: web.Request) -> web.Response:
@@ -180,7 +169,7 @@ async def create_task(request: web.Request) -> web.Response:
             case_id=request.match_info["case_id"],
             body=body,
         )
-    return json_response(TaskRead.model_validate(task), status=201)
+    return json_response(task, status=201)
 
 
 async def update_task(request: web.Request) -> web.Response:
@@ -193,7 +182,7 @@ async def update_task(request: web.Request) -> web.Response:
             task_id=request.match_info["task_id"],
             body=body,
         )
-    return json_response(TaskRead.model_validate(task))
+    return json_response(task)
 
 
 R, W = Permission.CASES_READ, Permission.CASES_WRITE

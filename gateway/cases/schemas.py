@@ -6,9 +6,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.alerts.schemas import TAG, Severity, clean_tags
+from core.validation import UtcDatetime
+from gateway.alerts.schemas import TAG, Offset, Severity, Version, clean_tags
 
 
 class CaseStatus(StrEnum):
@@ -79,7 +80,7 @@ class CaseUpdate(BaseModel):
     pap: Pap | None = None
     tags: list[str] | None = Field(default=None, max_length=50)
     assignee: str | None = Field(default=None, min_length=1, max_length=64)
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = None
     """The version the change was made against; a stale one is AURORA-4090."""
 
     @field_validator("tags")
@@ -166,14 +167,14 @@ class CaseListQuery(BaseModel):
     tag: str | None = Field(default=None, pattern=TAG.pattern)
     sort: str = Field(default="-created_at", pattern=r"^-?(" + "|".join(SORTABLE) + r")$")
     limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
 
 
 class PageQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=100, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
 
 
 class ObservableCreate(BaseModel):
@@ -262,7 +263,7 @@ class TaskCreate(BaseModel):
     title: str = Field(min_length=1, max_length=500)
     description: str | None = Field(default=None, max_length=20_000)
     assignee: str | None = Field(default=None, min_length=1, max_length=64)
-    due_date: AwareDatetime | None = None
+    due_date: UtcDatetime | None = None
 
 
 class TaskUpdate(BaseModel):
@@ -272,8 +273,8 @@ class TaskUpdate(BaseModel):
     description: str | None = Field(default=None, max_length=20_000)
     status: TaskStatus | None = None
     assignee: str | None = Field(default=None, min_length=1, max_length=64)
-    due_date: AwareDatetime | None = None
-    version: int | None = Field(default=None, ge=1)
+    due_date: UtcDatetime | None = None
+    version: Version | None = None
 
 
 class TaskRead(BaseModel):

@@ -10,9 +10,9 @@ from typing import Any, Final
 from sqlalchemy import String, cast, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
 
 from core.db.base import utcnow
+from core.db.commit import commit_versioned
 from core.db.pages import fetch_page
 from core.db.sequences import next_id
 from core.errors import CaseNotFound, Conflict, NotFound, ValidationFailed
@@ -23,13 +23,17 @@ from gateway.cases.schemas import (
     TIMELINE_LIMIT,
     CaseCreate,
     CaseListQuery,
+    CaseRead,
     CaseStatus,
     CaseUpdate,
     CommentCreate,
+    CommentRead,
     ObservableCreate,
+    ObservableRead,
     PageQuery,
     SimilarCase,
     TaskCreate,
+    TaskRead,
     TaskStatus,
     TaskUpdate,
 )
@@ -178,10 +182,17 @@ async def timeline(*, db: AsyncSession, case_id: str) -> list[CaseEvent]:
     return list(rows.scalars())
 
 
-async def create_case(*, db: AsyncSession, actor: str, body: CaseCreate) -> Case:
+async def create_case(*, db: AsyncSession, actor: str, body: CaseCreate) -> CaseRead:
     new = await open_case(db=db, actor=actor, body=body)
-    await db.commit()
-    return new
+    return await _save_case(db, new)
+
+
+async def _save_case(db: AsyncSession, case_: Case) -> CaseRead:
+    """Commit the unit of work around ``case_``: its read model is built from the flushed rows
+    first, so nothing is committed that cannot be answered; a concurrent edit is AURORA-4090."""
+    return await commit_versioned(
+        db, kind="case", ident=case_.id, read=lambda: CaseRead.model_validate(case_)
+    )
 
 
 async def list_cases(*, db: AsyncSession, query: CaseListQuery) -> tuple[list[Case], int]:
@@ -231,15 +242,7 @@ def _invalid_transition(kind: str, current: str, target: str, allowed: frozenset
     )
 
 
-async def _commit(db: AsyncSession, kind: str, ident: str) -> None:
-    try:
-        await db.commit()
-    except StaleDataError as err:
-        await db.rollback()
-        raise Conflict({f"{kind}_id": ident, "reason": "changed concurrently"}) from err
-
-
-async def update_case(*, db: AsyncSession, actor: str, case_id: str, body: CaseUpdate) -> Case:
+async def update_case(*, db: AsyncSession, actor: str, case_id: str, body: CaseUpdate) -> CaseRead:
     """Apply a partial update and record what changed (old/new) in the timeline; a stale
     ``version`` or a concurrent edit is AURORA-4090, a status change the workflow does not
     allow is AURORA-4220."""
@@ -261,21 +264,20 @@ async def update_case(*, db: AsyncSession, actor: str, case_id: str, body: CaseU
         if old != value:
             changes[name] = {"old": _wire(old), "new": _wire(value)}
             setattr(found, name, value)
-    if changes:
-        found.updated_at = now
-        _record(db, found, actor, "case.updated", changes)
-        await _commit(db, "case", case_id)
-    return found
+    if not changes:
+        return CaseRead.model_validate(found)
+    found.updated_at = now
+    _record(db, found, actor, "case.updated", changes)
+    return await _save_case(db, found)
 
 
-async def delete_case(*, db: AsyncSession, actor: str, case_id: str) -> Case:
+async def delete_case(*, db: AsyncSession, actor: str, case_id: str) -> CaseRead:
     """Soft-delete: the case disappears from every read (AURORA-4041) but stays stored."""
     found = await get_case(db=db, case_id=case_id)
     found.deleted_at, found.deleted_by = utcnow(), actor
     found.updated_at = found.deleted_at
     _record(db, found, actor, "case.deleted", {"title": found.title, "status": found.status})
-    await _commit(db, "case", case_id)
-    return found
+    return await _save_case(db, found)
 
 
 async def similar_cases(
@@ -338,9 +340,29 @@ async def _existing_observable(
     return rows.scalar_one_or_none()
 
 
+def observable_read(
+    observable: CaseObservable, similar: dict[tuple[str, str], list[SimilarCase]]
+) -> ObservableRead:
+    """An observable as the API shows it, with the other cases holding it (``similar``, as
+    :func:`similar_cases` finds them)."""
+    return ObservableRead.model_validate(observable).model_copy(
+        update={"similar_cases": similar.get((observable.type, observable.value), [])}
+    )
+
+
+async def _save_observable(
+    db: AsyncSession, case_id: str, observable: CaseObservable
+) -> ObservableRead:
+    await db.flush()
+    similar = await similar_cases(db=db, case_id=case_id, observables=[observable])
+    return await commit_versioned(
+        db, kind="case", ident=case_id, read=lambda: observable_read(observable, similar)
+    )
+
+
 async def add_observable(
     *, db: AsyncSession, actor: str, case_id: str, body: ObservableCreate
-) -> tuple[CaseObservable, bool]:
+) -> tuple[ObservableRead, bool]:
     """Add an observable; returns (observable, merged).
 
     A (type, value) the case already holds is AURORA-4090 naming the existing observable,
@@ -382,8 +404,7 @@ async def add_observable(
                 {"type": kind, "value": value, "ioc": body.ioc, "sighted": body.sighted},
                 observable.id,
             )
-            await db.commit()
-            return observable, False
+            return await _save_observable(db, case_id, observable), False
     if body.on_duplicate == "reject":
         detail = {"existing_observable_id": existing.id, "type": kind, "value": value}
         await db.rollback()
@@ -401,8 +422,7 @@ async def add_observable(
             setattr(existing, name, new)
     if merged:
         _record(db, found, actor, "observable.merged", merged, existing.id)
-        await db.commit()
-    return existing, True
+    return await _save_observable(db, case_id, existing), True
 
 
 async def list_comments(
@@ -413,14 +433,15 @@ async def list_comments(
 
 async def add_comment(
     *, db: AsyncSession, actor: str, case_id: str, body: CommentCreate
-) -> CaseComment:
+) -> CommentRead:
     found = await get_case(db=db, case_id=case_id)
     comment = CaseComment(case_id=case_id, author=actor, body=body.body, created_at=utcnow())
     db.add(comment)
     await db.flush()
     _record(db, found, actor, "comment.added", {"chars": len(body.body)}, comment.id)
-    await db.commit()
-    return comment
+    return await commit_versioned(
+        db, kind="case", ident=case_id, read=lambda: CommentRead.model_validate(comment)
+    )
 
 
 async def list_tasks(
@@ -429,7 +450,13 @@ async def list_tasks(
     return await _children(db, CaseTask, case_id, query)
 
 
-async def create_task(*, db: AsyncSession, actor: str, case_id: str, body: TaskCreate) -> CaseTask:
+async def _save_task(db: AsyncSession, task: CaseTask) -> TaskRead:
+    return await commit_versioned(
+        db, kind="task", ident=task.id, read=lambda: TaskRead.model_validate(task)
+    )
+
+
+async def create_task(*, db: AsyncSession, actor: str, case_id: str, body: TaskCreate) -> TaskRead:
     found = await get_case(db=db, case_id=case_id)
     now = utcnow()
     task = CaseTask(
@@ -446,13 +473,12 @@ async def create_task(*, db: AsyncSession, actor: str, case_id: str, body: TaskC
     db.add(task)
     await db.flush()
     _record(db, found, actor, "task.created", body.model_dump(mode="json"), task.id)
-    await db.commit()
-    return task
+    return await _save_task(db, task)
 
 
 async def update_task(
     *, db: AsyncSession, actor: str, case_id: str, task_id: str, body: TaskUpdate
-) -> CaseTask:
+) -> TaskRead:
     """Apply a partial update to a task of the case; an unknown task (or one of another case)
     is AURORA-4040, a stale version AURORA-4090, a disallowed status change AURORA-4220."""
     found = await get_case(db=db, case_id=case_id)
@@ -473,11 +499,11 @@ async def update_task(
         if old != value:
             changes[name] = {"old": _wire(old), "new": _wire(value)}
             setattr(task, name, value)
-    if changes:
-        task.updated_at = utcnow()
-        _record(db, found, actor, "task.updated", changes, task.id)
-        await _commit(db, "task", task_id)
-    return task
+    if not changes:
+        return TaskRead.model_validate(task)
+    task.updated_at = utcnow()
+    _record(db, found, actor, "task.updated", changes, task.id)
+    return await _save_task(db, task)
 
 
 async def attach_observables(
