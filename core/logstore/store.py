@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import IO, Any, Final, Literal
 
 import orjson
 
@@ -429,11 +429,12 @@ class LogStore:
         await self._run(lambda client: self._insert(client, encode_rows(rows)))
         return [str(i) for i in ids]
 
-    async def insert_block(self, block: bytes) -> None:
-        """Store one Native block of rows (:func:`encode_rows`) in one batch, durably."""
+    async def insert_block(self, block: bytes | IO[bytes]) -> None:
+        """Store Native blocks of rows (:func:`encode_rows`, one or several one after another,
+        or a file of them, read as it is sent) in one batch, durably."""
         await self._run(lambda client: self._insert(client, block))
 
-    def _insert(self, client: Any, block: bytes) -> None:
+    def _insert(self, client: Any, block: bytes | IO[bytes]) -> None:
         client.raw_insert(self.table, list(COLUMNS), block, fmt="Native", settings=INSERT_SETTINGS)
 
     # -- reads -----------------------------------------------------------------------------

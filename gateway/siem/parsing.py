@@ -10,26 +10,49 @@ when it is killed outright.
 
 A worker that dies (killed, out of memory) breaks the pool: the body it held is parsed again on
 a thread, so the request still succeeds, and a fresh pool serves the next ones.
+
+:func:`ingest_body` reads a body as it arrives and never holds it whole: a body read line by
+line (NDJSON, syslog, CEF) is cut at line boundaries into pieces of at most
+:data:`PIECE_BYTES`, each parsed as soon as it is cut (a few at once, so the workers parse one
+body in parallel while the rest of it arrives); a document that must be parsed whole (a JSON
+array, EVTX) is spooled to a temporary file, which a worker reads. The encoded rows wait in
+memory up to :data:`SPOOL_MEMORY_BYTES`, in a temporary file past it, and are inserted in one
+batch once the whole body was read within its limit: a body refused on the way (too large,
+stalled, cut short) stores nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Final
+from pathlib import Path
+from typing import IO, Final
 
+from core.logstore.store import LogStore
 from gateway.supervisor import die_with_parent
-from tools.logs.rows import ParsedRows, parse_rows
+from tools.logs.common import excerpt
+from tools.logs.payload import Layout, Rejected, body_layout
+from tools.logs.rows import ParsedRows, parse_rows, parse_rows_file
 
 log = logging.getLogger("aurora.siem")
 
 MAX_AUTO_WORKERS: Final = 4
+PIECE_BYTES: Final = 4 << 20
+"""The most of a body handed to the parser at once (a line longer than this is rejected)."""
+SPOOL_MEMORY_BYTES: Final = 16 << 20
+"""Encoded rows of one body kept in memory until its insert; past this, in a temporary file."""
+KEPT: Final = 1000
+"""Rejections (and ids) kept for the answer; past it they are only counted."""
 
 
 def _worker_started(parent: int) -> None:
@@ -76,23 +99,7 @@ class IngestParser:
             )
         return self._pool
 
-    async def parse(
-        self,
-        body: bytes,
-        *,
-        content_type: str | None,
-        source: str | None,
-        format: str | None,
-        filename: str | None,
-    ) -> ParsedRows:
-        call = partial(
-            parse_rows,
-            body,
-            content_type=content_type,
-            source=source,
-            format=format,
-            filename=filename,
-        )
+    async def _call(self, call: Callable[[], ParsedRows]) -> ParsedRows:
         if self.workers <= 0:
             return await asyncio.to_thread(call)
         pool = self._executor()
@@ -105,7 +112,305 @@ class IngestParser:
                 pool.shutdown(wait=False, cancel_futures=True)
             return await asyncio.to_thread(call)
 
+    async def parse(
+        self,
+        body: bytes,
+        *,
+        content_type: str | None,
+        source: str | None,
+        format: str | None,
+        filename: str | None,
+        layout: Layout | None = None,
+        first_line: int = 1,
+    ) -> ParsedRows:
+        """Parse a whole body, or with a line ``layout`` a piece of one (see
+        :func:`tools.logs.rows.parse_rows`)."""
+        return await self._call(
+            partial(
+                parse_rows,
+                body,
+                content_type=content_type,
+                source=source,
+                format=format,
+                filename=filename,
+                layout=layout,
+                first_line=first_line,
+            )
+        )
+
+    async def parse_file(
+        self,
+        path: Path,
+        *,
+        blocks_to: Path,
+        content_type: str | None,
+        source: str | None,
+        format: str | None,
+        filename: str | None,
+    ) -> ParsedRows:
+        """Parse the body stored at ``path``, its blocks written to ``blocks_to``."""
+        return await self._call(
+            partial(
+                parse_rows_file,
+                str(path),
+                blocks_to=str(blocks_to),
+                content_type=content_type,
+                source=source,
+                format=format,
+                filename=filename,
+            )
+        )
+
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+
+@dataclass(slots=True)
+class Ingested:
+    """What :func:`ingest_body` stored: counts, the first :data:`KEPT` rejections, the ids
+    (only while there are at most :data:`KEPT`)."""
+
+    accepted: int = 0
+    ids: list[str] = field(default_factory=list)
+    rejected: int = 0
+    rejections: list[Rejected] = field(default_factory=list)
+    formats: dict[str, int] = field(default_factory=dict)
+    largest_piece: int = 0
+    """The most bytes of the body handed to the parser at once (0: parsed from a file)."""
+
+    def add(self, parsed: ParsedRows) -> None:
+        self.accepted += len(parsed.ids)
+        if self.accepted <= KEPT:
+            self.ids.extend(parsed.ids)
+        else:
+            self.ids.clear()
+        self.reject(parsed.rejected)
+        for name, count in parsed.formats.items():
+            self.formats[name] = self.formats.get(name, 0) + count
+
+    def reject(self, rejected: list[Rejected]) -> None:
+        self.rejected += len(rejected)
+        self.rejections.extend(rejected[: max(0, KEPT - len(self.rejections))])
+
+
+def _temporary(directory: Path, prefix: str) -> tuple[IO[bytes], Path]:
+    """A new temporary file in ``directory`` (owner-only), open for writing."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle, name = tempfile.mkstemp(dir=directory, prefix=prefix)
+    return os.fdopen(handle, "wb"), Path(name)
+
+
+class _Blocks:
+    """Encoded blocks of one body waiting for their insert: in memory up to a budget, then in
+    a temporary file; one Native stream either way."""
+
+    def __init__(self, directory: Path, budget: int) -> None:
+        self.directory = directory
+        self.budget = budget
+        self.kept: list[bytes] = []
+        self.kept_bytes = 0
+        self.path: Path | None = None
+        self._out: IO[bytes] | None = None
+
+    def file(self) -> Path:
+        """The temporary file (made now if need be); what is in memory moves there."""
+        if self.path is None:
+            self._out, self.path = _temporary(self.directory, ".blocks-")
+            for block in self.kept:
+                self._out.write(block)
+            self.kept, self.kept_bytes = [], 0
+        return self.path
+
+    def add(self, blocks: list[bytes]) -> None:
+        size = sum(len(b) for b in blocks)
+        if self.path is None and self.kept_bytes + size <= self.budget:
+            self.kept.extend(blocks)
+            self.kept_bytes += size
+            return
+        self.file()
+        assert self._out is not None
+        for block in blocks:
+            self._out.write(block)
+
+    @contextlib.contextmanager
+    def stream(self) -> Iterator[bytes | IO[bytes] | None]:
+        """The blocks as one insert payload (None when there are none)."""
+        if self.path is None:
+            if len(self.kept) > 1:
+                yield b"".join(self.kept)
+            else:
+                yield self.kept[0] if self.kept else None
+            return
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        with self.path.open("rb") as handle:
+            yield handle if os.fstat(handle.fileno()).st_size else None
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+
+def _line_too_long(line: int, start: bytes) -> Rejected:
+    return Rejected(
+        f"line is longer than {PIECE_BYTES} bytes",
+        line=line,
+        excerpt=excerpt(start[:200].decode("utf-8", "backslashreplace")),
+    )
+
+
+async def ingest_body(
+    chunks: AsyncIterator[bytes],
+    *,
+    parser: IngestParser,
+    store: LogStore,
+    spool: Path,
+    content_type: str | None,
+    source: str | None,
+    format: str | None,
+    filename: str | None,
+) -> Ingested:
+    """Read, parse and store a body as it arrives (see the module docstring); the good events
+    are stored, durably, when this returns. Nothing is stored when reading fails or when no
+    event is valid (the caller answers AURORA-4220 for that)."""
+    result = Ingested()
+    blocks = _Blocks(spool, SPOOL_MEMORY_BYTES)
+    in_flight: list[asyncio.Task[ParsedRows]] = []
+    limit = max(2, parser.workers)  # pieces of this body parsing at once
+    document: IO[bytes] | None = None
+    document_path: Path | None = None
+
+    async def settle(keep: int) -> None:
+        while len(in_flight) > keep:
+            parsed = await in_flight.pop(0)
+            result.add(parsed)
+            blocks.add(parsed.blocks)
+
+    def submit(piece: bytes, layout: Layout, first_line: int) -> None:
+        result.largest_piece = max(result.largest_piece, len(piece))
+        in_flight.append(
+            asyncio.ensure_future(
+                parser.parse(
+                    piece,
+                    content_type=content_type,
+                    source=source,
+                    format=format,
+                    filename=filename,
+                    layout=layout,
+                    first_line=first_line,
+                )
+            )
+        )
+
+    try:
+        buffer = bytearray()
+        layout: Layout | None = None
+        line = 1
+        skipping = False  # inside a line longer than a piece, until its end
+        async for chunk in chunks:
+            if document is not None:
+                document.write(chunk)
+                continue
+            if skipping:
+                end = chunk.find(b"\n")
+                if end < 0:
+                    continue
+                skipping, line = False, line + 1
+                chunk = chunk[end + 1 :]
+            buffer += chunk
+            if layout is None:
+                undecided = len(buffer) - len(chunk) >= 8  # and the first line still going on
+                if undecided and b"\n" not in chunk and len(buffer) < PIECE_BYTES:
+                    continue
+                layout = body_layout(
+                    bytes(buffer[:PIECE_BYTES]),
+                    complete=False,
+                    content_type=content_type,
+                    format=format,
+                    filename=filename,
+                )
+                if layout is None and len(buffer) < PIECE_BYTES:
+                    continue
+                if layout is None or layout == "document":
+                    layout = "document"
+                    document, document_path = _temporary(spool, ".body-")
+                    document.write(buffer)
+                    buffer = bytearray()
+                    continue
+            while len(buffer) >= PIECE_BYTES:
+                cut = buffer.rfind(b"\n", 0, PIECE_BYTES)
+                if cut < 0:  # one line longer than a piece: rejected, skipped to its end
+                    await settle(0)  # the rejections stay in line order
+                    result.reject([_line_too_long(line, bytes(buffer[:200]))])
+                    end = buffer.find(b"\n", PIECE_BYTES)
+                    if end < 0:
+                        buffer, skipping = bytearray(), True
+                        break
+                    del buffer[: end + 1]
+                    line += 1
+                    continue
+                with memoryview(buffer) as view:  # one copy, and released before the del
+                    piece = bytes(view[: cut + 1])
+                del buffer[: cut + 1]
+                submit(piece, layout, line)
+                line += piece.count(b"\n")
+                await settle(limit)
+        if document is not None and document_path is not None:
+            document.close()
+            parsed = await parser.parse_file(
+                document_path,
+                blocks_to=blocks.file(),
+                content_type=content_type,
+                source=source,
+                format=format,
+                filename=filename,
+            )
+            result.add(parsed)
+        else:
+            if skipping:
+                pass  # the long line ran to the end of the body: already rejected
+            elif buffer or layout is None:
+                final = layout or body_layout(
+                    bytes(buffer),
+                    complete=True,
+                    content_type=content_type,
+                    format=format,
+                    filename=filename,
+                )
+                if final == "document":  # short: parsed whole from memory
+                    result.largest_piece = max(result.largest_piece, len(buffer))
+                    parsed = await parser.parse(
+                        bytes(buffer),
+                        content_type=content_type,
+                        source=source,
+                        format=format,
+                        filename=filename,
+                    )
+                    result.add(parsed)
+                    blocks.add(parsed.blocks)
+                elif buffer and final is not None:
+                    submit(bytes(buffer), final, line)
+            buffer = bytearray()
+            await settle(0)
+        if result.accepted:
+            with blocks.stream() as payload:
+                if payload is not None:
+                    await store.insert_block(payload)
+        return result
+    finally:
+        for task in in_flight:
+            task.cancel()
+        if in_flight:
+            await asyncio.gather(*in_flight, return_exceptions=True)
+        if document is not None:
+            document.close()
+        if document_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                document_path.unlink()
+        blocks.close()

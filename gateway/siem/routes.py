@@ -10,9 +10,10 @@ from core.errors import ValidationFailed
 from core.logstore.store import SearchRequest
 from core.security.permissions import Permission
 from gateway.detections.routes import HUNT_ROUTES
-from gateway.http import json_response, parse_query, read_body
-from gateway.keys import INGEST, LOGSTORE
+from gateway.http import iter_body, json_response, parse_query
+from gateway.keys import INGEST, LOGSTORE, SETTINGS
 from gateway.routing import Route
+from gateway.siem.parsing import ingest_body
 from gateway.siem.schemas import (
     IngestQuery,
     IngestResult,
@@ -29,14 +30,17 @@ SHOWN = 1000
 
 
 async def ingest(request: web.Request) -> web.Response:
-    """One event, a JSON array, NDJSON, syslog / CEF text lines, or an ``.evtx`` file. Good
-    events are stored (durably, before the answer) even when other lines are rejected; a body
-    with nothing valid is AURORA-4220 with the reason of each line."""
+    """One event, a JSON array, NDJSON, syslog / CEF text lines, or an ``.evtx`` file, read as
+    it arrives (see :func:`gateway.siem.parsing.ingest_body`). Good events are stored (durably,
+    before the answer) even when other lines are rejected; a body with nothing valid is
+    AURORA-4220 with the reason of each line; a body past the limit stores nothing."""
     query = parse_query(request, IngestQuery)
-    body = await read_body(request)
     started = time.perf_counter()
-    parsed = await request.app[INGEST].parse(
-        body,
+    stored = await ingest_body(
+        iter_body(request),
+        parser=request.app[INGEST],
+        store=request.app[LOGSTORE],
+        spool=request.app[SETTINGS].data_dir / "spool",
         content_type=request.headers.get("Content-Type"),
         source=query.source,
         format=query.format,
@@ -44,27 +48,24 @@ async def ingest(request: web.Request) -> web.Response:
     )
     rejections = [
         Rejection(line=r.line, index=r.index, reason=r.reason, excerpt=r.excerpt or None)
-        for r in parsed.rejected
+        for r in stored.rejections[:SHOWN]
     ]
-    if not parsed.ids:
+    if not stored.accepted:
         problems = [
             {
                 "loc": ["body", r.line if r.line is not None else r.index or 0],
                 "msg": r.reason,
                 "type": "event_rejected",
             }
-            for r in rejections[:SHOWN]
+            for r in rejections
         ] or [{"loc": ["body"], "msg": "no events in the body", "type": "empty"}]
         raise ValidationFailed(problems)
-    store = request.app[LOGSTORE]
-    for block in parsed.blocks:
-        await store.insert_block(block)
     result = IngestResult(
-        accepted=len(parsed.ids),
-        rejected=len(rejections),
-        rejections=rejections[:SHOWN],
-        ids=parsed.ids if len(parsed.ids) <= SHOWN else [],
-        formats=parsed.formats,
+        accepted=stored.accepted,
+        rejected=stored.rejected,
+        rejections=rejections,
+        ids=stored.ids if stored.accepted <= SHOWN else [],
+        formats=stored.formats,
         took_ms=round((time.perf_counter() - started) * 1000, 3),
     )
     return json_response(result)

@@ -15,6 +15,11 @@ Text is UTF-8 (a UTF-8 BOM is skipped; a UTF-16 BOM, as Windows PowerShell write
 UTF-16). In JSON a line that is not UTF-8 is rejected; in text lines its bad bytes are kept as
 ``\\xNN`` escapes, since syslog senders often write legacy encodings. Empty lines are skipped.
 
+A body read line by line (NDJSON, syslog, CEF) can also be parsed in pieces split at line
+boundaries (:func:`body_layout` says from its first bytes whether it is; :func:`parse_lines`
+parses a piece, its lines numbered as in the whole body), so that a large body is never held
+whole; a JSON array, JSON objects one after another, UTF-16 text and EVTX need the whole body.
+
 Nothing in the body costs more than itself: a malformed NDJSON line, array element or EVTX
 record is one :class:`Rejected` entry (where, why, and a short excerpt) and reading goes on; an
 array broken mid-way keeps the elements before the break. Objects one after another are read
@@ -29,7 +34,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 
@@ -313,10 +318,12 @@ def _read_json(text: str, reader: _Reader) -> None:
         _read_stream(text, pos, reader)
 
 
-def _decode(body: bytes, *, lenient: bool) -> tuple[str, list[int]]:
+def _decode(body: bytes, *, lenient: bool, start: bool = True) -> tuple[str, list[int]]:
     """The body as text, and the 1-based lines that are not UTF-8 (blanked; with ``lenient``
-    their bad bytes are escaped and nothing is blanked)."""
-    body = body.removeprefix(codecs.BOM_UTF8)
+    their bad bytes are escaped and nothing is blanked). ``start``: ``body`` is the start of
+    the body (where a byte order mark may be)."""
+    if start:
+        body = body.removeprefix(codecs.BOM_UTF8)
     try:
         return body.decode("utf-8"), []
     except UnicodeDecodeError:
@@ -392,5 +399,72 @@ def parse_payload(
         _read_json(text, reader)
     else:
         _read_lines(text, 0, 1, reader, json=False)
+    reader.result.rejected.sort(key=lambda r: (r.line or 0, r.index or 0))
+    return reader.result
+
+
+Layout = Literal["json_lines", "text_lines", "document"]
+"""How a body is read: line by line (JSON or text lines), or as a whole document."""
+
+
+def body_layout(
+    head: bytes,
+    *,
+    complete: bool,
+    content_type: str | None,
+    format: str | None,
+    filename: str | None = None,
+) -> Layout | None:
+    """How :func:`parse_payload` reads a body that starts with ``head`` (``complete``: the whole
+    body): ``json_lines`` (NDJSON: its first line is a JSON object or value on its own) and
+    ``text_lines`` can be parsed in pieces with :func:`parse_lines`; a ``document`` is parsed
+    whole. None when ``head`` does not tell yet (its first line goes on)."""
+    name = check_format(format)
+    mime = _mime(content_type)
+    if not complete and len(head) < len(EVTX_MAGIC):
+        return None
+    if head.startswith((EVTX_MAGIC, *_UTF16_BOMS)) or mime in EVTX_CONTENT_TYPES:
+        return "document"
+    if (filename or "").lower().endswith(".evtx"):
+        return "document"
+    stripped = head.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n")
+    if not stripped:
+        return "document" if complete else None
+    if name in TEXT_FORMATS or not _is_json_body(mime, stripped[:1].decode("latin-1")):
+        return "text_lines"
+    if stripped.startswith(b"["):
+        return "document"
+    end = stripped.find(b"\n")
+    if end < 0 and not complete:
+        return None
+    try:
+        orjson.loads(stripped[: len(stripped) if end < 0 else end].decode("utf-8").strip())
+    except (UnicodeDecodeError, orjson.JSONDecodeError):
+        return "document"  # read as JSON values one after another: the whole body
+    return "json_lines"
+
+
+def parse_lines(
+    piece: bytes,
+    *,
+    layout: Layout,
+    first_line: int,
+    source: str | None,
+    format: str | None,
+    received: datetime | None = None,
+) -> ParseResult:
+    """The events of ``piece``: whole lines of a body whose :func:`body_layout` is
+    ``json_lines`` or ``text_lines``, the first of them line ``first_line`` of the body. The
+    events and rejections are those :func:`parse_payload` finds on these lines of the whole
+    body, with the same line numbers."""
+    if layout == "document":
+        raise ValueError("a document is parsed whole, with parse_payload")
+    name = check_format(format)
+    reader = _Reader(source=source, format=name, received=received or datetime.now(UTC))
+    as_json = layout == "json_lines"
+    text, bad_lines = _decode(piece, lenient=not as_json, start=first_line == 1)
+    for line in bad_lines:
+        reader.reject("line is not valid UTF-8", line=line + first_line - 1)
+    _read_lines(text, 0, first_line, reader, json=as_json)
     reader.result.rejected.sort(key=lambda r: (r.line or 0, r.index or 0))
     return reader.result

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from core.logstore.store import encode_rows, event_row
-from tools.logs.payload import Rejected, parse_payload
+from tools.logs.payload import Layout, ParseResult, Rejected, parse_lines, parse_payload
 
 BLOCK_ROWS: Final = 20_000
 """Events per block (one insert each): large enough for ClickHouse parts to stay few, small
@@ -32,6 +32,9 @@ class ParsedRows:
     rejected: list[Rejected] = field(default_factory=list)
     formats: dict[str, int] = field(default_factory=dict)
     """Events by the parser that read them."""
+    written: int = 0
+    """Bytes of blocks written to a file instead of kept in :attr:`blocks`
+    (:func:`parse_rows_file`)."""
 
 
 def parse_rows(
@@ -41,13 +44,53 @@ def parse_rows(
     source: str | None,
     format: str | None,
     filename: str | None = None,
+    layout: Layout | None = None,
+    first_line: int = 1,
 ) -> ParsedRows:
-    """Parse ``body`` (as :func:`~tools.logs.parse_payload` does), build each event's row, with a
-    fresh id and this moment as its ingestion time, and encode the rows for
-    :meth:`~core.logstore.store.LogStore.insert_block`."""
+    """Parse ``body`` (as :func:`~tools.logs.parse_payload` does; with a line ``layout``, a piece
+    of a body whose first line is ``first_line``, as :func:`~tools.logs.payload.parse_lines`
+    does), build each event's row, with a fresh id and this moment as its ingestion time, and
+    encode the rows for :meth:`~core.logstore.store.LogStore.insert_block`."""
+    if layout is None or layout == "document":
+        parsed = parse_payload(
+            body, content_type=content_type, source=source, format=format, filename=filename
+        )
+    else:
+        parsed = parse_lines(
+            body, layout=layout, first_line=first_line, source=source, format=format
+        )
+    return _rows(parsed)
+
+
+def parse_rows_file(
+    path: str,
+    *,
+    blocks_to: str,
+    content_type: str | None,
+    source: str | None,
+    format: str | None,
+    filename: str | None = None,
+) -> ParsedRows:
+    """Parse the whole body stored at ``path`` (a document, see
+    :func:`~tools.logs.payload.body_layout`) as :func:`parse_rows` does, and write its blocks
+    one after another to ``blocks_to`` instead of returning them (one Native stream: the
+    caller inserts it without reading it into memory)."""
+    with open(path, "rb") as handle:
+        body = handle.read()
     parsed = parse_payload(
         body, content_type=content_type, source=source, format=format, filename=filename
     )
+    del body
+    result = _rows(parsed)
+    with open(blocks_to, "wb") as out:
+        for block in result.blocks:
+            out.write(block)
+            result.written += len(block)
+    result.blocks = []
+    return result
+
+
+def _rows(parsed: ParseResult) -> ParsedRows:
     now = datetime.now(UTC)
     result = ParsedRows(rejected=parsed.rejected)
     formats = result.formats
