@@ -9,42 +9,28 @@ from gateway.http import json_response, parse_json, principal
 from gateway.keys import BUS, DATABASE, METRICS, RUNTIME
 from gateway.routing import Access, Route
 from gateway.system import service
-from gateway.system.schemas import (
-    RuntimeConfigUpdate,
-    RuntimeSettingChangeRead,
-    RuntimeSettingsRead,
-)
-
-
-async def _read(request: web.Request) -> RuntimeSettingsRead:
-    state = request.app[RUNTIME]
-    async with request.app[DATABASE].session() as db:
-        history = await service.list_changes(db=db)
-    return RuntimeSettingsRead(
-        settings=state.config,
-        updated_at=state.updated_at,
-        updated_by=state.updated_by,
-        history=[RuntimeSettingChangeRead.model_validate(change) for change in history],
-    )
+from gateway.system.schemas import RuntimeConfigUpdate
 
 
 async def get_runtime_settings(request: web.Request) -> web.Response:
-    return json_response(await _read(request))
+    async with request.app[DATABASE].session() as db:
+        read = await service.settings_read(db=db, state=request.app[RUNTIME])
+    return json_response(read)
 
 
 async def update_runtime_settings(request: web.Request) -> web.Response:
     body = await parse_json(request, RuntimeConfigUpdate)
     actor = principal(request).username
     async with request.app[DATABASE].session() as db:
-        state, change = await service.update_runtime(
+        update = await service.update_runtime(
             db=db, actor=actor, changes=body.model_dump(exclude_none=True)
         )
-    request.app[RUNTIME].apply(state)
-    if change is not None:
+    request.app[RUNTIME].apply(update.state)
+    if update.changes is not None:
         request.app[BUS].publish(
-            "system.settings.changed", {"by": actor, "changes": change.changes}
+            "system.settings.changed", {"by": actor, "changes": update.changes}
         )
-    return json_response(await _read(request))
+    return json_response(update.read)
 
 
 async def get_metrics(request: web.Request) -> web.Response:

@@ -7,11 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import utcnow
+from core.errors import Conflict
 from core.runtime import RuntimeConfig, SystemMode
 from gateway.system.models import RuntimeSetting, RuntimeSettingChange
+from gateway.system.schemas import RuntimeSettingChangeRead, RuntimeSettingsRead
 
 
 @dataclass(slots=True)
@@ -52,10 +55,32 @@ async def load_runtime(*, db: AsyncSession) -> RuntimeState:
     )
 
 
-async def update_runtime(
-    *, db: AsyncSession, actor: str, changes: dict[str, Any]
-) -> tuple[RuntimeState, RuntimeSettingChange | None]:
-    """Apply ``changes`` (already validated), record them in the history, return the new state.
+@dataclass(frozen=True, slots=True)
+class RuntimeUpdate:
+    """What a change of the knobs led to."""
+
+    state: RuntimeState
+    read: RuntimeSettingsRead
+    """The answer: the knobs and the newest changes, this one first."""
+    changes: dict[str, Any] | None
+    """``{key: {"old": ..., "new": ...}}`` of what changed; None when nothing did."""
+
+
+async def settings_read(*, db: AsyncSession, state: RuntimeState) -> RuntimeSettingsRead:
+    """The knobs of ``state`` and the newest changes (those ``db`` sees)."""
+    history = await list_changes(db=db)
+    return RuntimeSettingsRead(
+        settings=state.config,
+        updated_at=state.updated_at,
+        updated_by=state.updated_by,
+        history=[RuntimeSettingChangeRead.model_validate(change) for change in history],
+    )
+
+
+async def update_runtime(*, db: AsyncSession, actor: str, changes: dict[str, Any]) -> RuntimeUpdate:
+    """Apply ``changes`` (already validated) and record them in the history; the answer is
+    built (from the flushed rows) before the commit, so nothing is committed that cannot be
+    answered.
 
     Keys whose value does not change are left out of the history; no change records nothing.
     """
@@ -64,7 +89,7 @@ async def update_runtime(
     old, new = current.config.model_dump(mode="json"), merged.model_dump(mode="json")
     diff = {key: {"old": old[key], "new": new[key]} for key in changes if old[key] != new[key]}
     if not diff:
-        return current, None
+        return RuntimeUpdate(current, await settings_read(db=db, state=current), None)
     now = utcnow()
     for key in diff:
         row = await db.get(RuntimeSetting, key)
@@ -72,10 +97,16 @@ async def update_runtime(
             db.add(RuntimeSetting(key=key, value=new[key], updated_at=now, updated_by=actor))
         else:
             row.value, row.updated_at, row.updated_by = new[key], now, actor
-    change = RuntimeSettingChange(changed_at=now, changed_by=actor, changes=diff)
-    db.add(change)
-    await db.commit()
-    return RuntimeState(config=merged, updated_at=now, updated_by=actor), change
+    db.add(RuntimeSettingChange(changed_at=now, changed_by=actor, changes=diff))
+    await db.flush()
+    state = RuntimeState(config=merged, updated_at=now, updated_by=actor)
+    read = await settings_read(db=db, state=state)
+    try:
+        await db.commit()
+    except IntegrityError as err:  # another change stored the same new knob first
+        await db.rollback()
+        raise Conflict({"settings": sorted(diff), "reason": "changed concurrently"}) from err
+    return RuntimeUpdate(state, read, diff)
 
 
 async def list_changes(*, db: AsyncSession, limit: int = 50) -> list[RuntimeSettingChange]:
