@@ -24,7 +24,6 @@ from core.errors import (
     PermissionDenied,
     ValidationFailed,
 )
-from core.security.permissions import Permission
 from gateway.http import body_limit, error_response
 from gateway.keys import (
     AUTHENTICATOR,
@@ -130,8 +129,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     except AuroraError as err:
         request.app[METRICS].auth_failures.labels(err.code).inc()
         raise
-    if isinstance(route.access, Permission) and not caller.can(route.access):
-        raise PermissionDenied({"required": route.access.value})
+    needed = route.permission
+    if needed is not None and not caller.can(needed):
+        raise PermissionDenied({"required": needed.value})
     request[PRINCIPAL] = caller
     return await handler(request)
 

@@ -35,6 +35,9 @@ class Route:
     max_body_bytes: int | None = None
     sunset: str | None = None
     """ISO 8601 removal date of a deprecated route; adds Deprecation and Sunset headers."""
+    stream_permission: Permission | None = None
+    """What a WebSocket stream's data needs to be read. Its ``access`` stays the contract's
+    label; this is checked before the upgrade and again for as long as the socket is open."""
 
     @property
     def is_websocket(self) -> bool:
@@ -43,6 +46,11 @@ class Route:
     @property
     def http_method(self) -> str:
         return "GET" if self.is_websocket else self.method
+
+    @property
+    def permission(self) -> Permission | None:
+        """The permission a caller must hold here: the route's own, or its stream's."""
+        return self.access if isinstance(self.access, Permission) else self.stream_permission
 
 
 def permission_label(access: Access | Permission) -> str:

@@ -1,4 +1,5 @@
-"""WebSocket streams fed by the event bus: bounded per client, with gap notices."""
+"""WebSocket streams fed by the event bus: bounded per client, with gap notices, open only for
+as long as the caller's credential holds."""
 
 from __future__ import annotations
 
@@ -10,12 +11,38 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from core.errors import AuroraError, PermissionDenied, ValidationFailed
 from core.events import Event, Gap, Subscription
+from gateway.auth.service import Principal
+from gateway.http import principal
+from gateway.keys import AUTHENTICATOR, ROUTE
 
-type Handler = Callable[[Any], Awaitable[dict[str, Any]]]
-"""Answers one message a client sent (its parsed JSON) with the reply to send back."""
+type Handler = Callable[[Any, Principal], Awaitable[dict[str, Any]]]
+"""Answers one message a client sent (its parsed JSON), on behalf of its sender as the
+database has it at that moment, with the reply to send back."""
 
 MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
+CLOSE_UNAUTHENTICATED = 4401
+"""Close code of a stream whose credential expired or was revoked, or whose account is gone."""
+CLOSE_FORBIDDEN = 4403
+"""Close code of a stream whose caller no longer holds the permission to read it."""
+
+
+def error_message(err: AuroraError, **context: Any) -> dict[str, Any]:
+    """An AURORA error as a stream sends it: ``{"type": "error", ..., "error": {...}}``."""
+    error: dict[str, Any] = {"code": err.code, "message": err.message}
+    if err.detail is not None:
+        error["detail"] = err.detail
+    return {"type": "error", **context, "error": error}
+
+
+def _closing(reason: AuroraError) -> tuple[int, bytes]:
+    """The close code and reason (at most 123 bytes) for a stream ended by ``reason``."""
+    if isinstance(reason, PermissionDenied):
+        required = reason.detail.get("required") if isinstance(reason.detail, dict) else None
+        return CLOSE_FORBIDDEN, f"{required or 'permission'} no longer granted".encode()[:123]
+    text = reason.detail if isinstance(reason.detail, str) else reason.message
+    return CLOSE_UNAUTHENTICATED, text.encode()[:123]
 
 
 async def pump(
@@ -26,41 +53,56 @@ async def pump(
     greeting: Callable[[], Awaitable[Sequence[dict[str, Any]]]] | None = None,
     on_message: Handler | None = None,
 ) -> web.WebSocketResponse:
-    """Send each event of ``subscription`` to the client until either side closes.
+    """Send each event of ``subscription`` to the client until either side closes, or the
+    caller's credential stops holding.
 
     A slow client never slows a producer: its queue is bounded, the oldest events go first,
     and it is told how many it missed (``{"type": "gap", "dropped": n}``). ``greeting`` gives
     what to send first (after subscribing, so nothing falls between the two); ``on_message``
     answers what the client sends (text frames of JSON; anything else gets an AURORA-4220
-    error message), one message at a time.
+    error message), one message at a time, each after its sender's credential and the
+    stream's permission are checked again against the database.
+
+    The stream ends when the credential expires, is revoked, its account is deleted or
+    disabled, or it loses the route's permission (at once when that happens through this
+    gateway, within a refresh interval when through another): the client gets a last
+    ``{"type": "error"}`` message naming the AURORA error, then a close with code 4401 (no
+    longer authenticated) or 4403 (no longer permitted) and a reason.
     """
-    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_CLIENT_MESSAGE_BYTES)
-    await ws.prepare(request)
-    sending = asyncio.Lock()
+    authenticator = request.app[AUTHENTICATOR]
+    with subscription, authenticator.watch(principal(request), request[ROUTE].permission) as live:
+        if live.ended.done():  # lapsed since the middleware looked: refuse the upgrade
+            raise live.ended.result()
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_CLIENT_MESSAGE_BYTES)
+        await ws.prepare(request)
+        sending = asyncio.Lock()
 
-    async def send(payload: dict[str, Any]) -> None:
-        async with sending:
-            await ws.send_json(payload)
+        async def send(payload: dict[str, Any]) -> None:
+            async with sending:
+                await ws.send_json(payload)
 
-    async def client_gone() -> None:
-        async for message in ws:
-            if message.type in {WSMsgType.CLOSE, WSMsgType.ERROR}:
-                break
-            if on_message is None:
-                continue
-            if message.type is not WSMsgType.TEXT:
-                await send(_invalid("send JSON text frames"))
-                continue
-            try:
-                parsed = json.loads(message.data)
-            except ValueError:
-                await send(_invalid("not JSON"))
-                continue
-            await send(await on_message(parsed))
+        async def client_gone() -> None:
+            async for message in ws:
+                if message.type in {WSMsgType.CLOSE, WSMsgType.ERROR}:
+                    break
+                if on_message is None:
+                    continue
+                if message.type is not WSMsgType.TEXT:
+                    await send(_invalid("send JSON text frames"))
+                    continue
+                try:
+                    parsed = json.loads(message.data)
+                except ValueError:
+                    await send(_invalid("not JSON"))
+                    continue
+                try:
+                    sender = await authenticator.recheck(live)
+                except AuroraError:
+                    return  # the session has ended: the pump says why and closes
+                await send(await on_message(parsed, sender))
 
-    watcher: asyncio.Task[None] | None = None
-    try:
-        with subscription:
+        watcher: asyncio.Task[None] | None = None
+        try:
             if greeting is not None:
                 # Subscribed already (the caller did): what is published meanwhile is queued.
                 for payload in await greeting():
@@ -68,7 +110,12 @@ async def pump(
             watcher = asyncio.create_task(client_gone())
             while not ws.closed:
                 getter = asyncio.ensure_future(subscription.get())
-                done, _ = await asyncio.wait({getter, watcher}, return_when=asyncio.FIRST_COMPLETED)
+                waiting: set[asyncio.Future[Any]] = {getter, watcher, live.ended}
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if live.ended.done():
+                    getter.cancel()
+                    await _end(ws, send, live.ended.result())
+                    break
                 if watcher in done:
                     getter.cancel()
                     break
@@ -77,17 +124,26 @@ async def pump(
                     await send({"type": "gap", "dropped": item.dropped})
                 else:
                     await send(render(item))
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-        await ws.close()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            await ws.close()
     return ws
 
 
+async def _end(
+    ws: web.WebSocketResponse,
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+    reason: AuroraError,
+) -> None:
+    """Tell the client why its stream ends, then close it with the matching code."""
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await send(error_message(reason))
+    code, text = _closing(reason)
+    await ws.close(code=code, message=text)
+
+
 def _invalid(reason: str) -> dict[str, Any]:
-    return {
-        "type": "error",
-        "error": {"code": "AURORA-4220", "message": "Request validation failed", "detail": reason},
-    }
+    return error_message(ValidationFailed(reason, message="Request validation failed"))

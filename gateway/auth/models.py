@@ -1,4 +1,4 @@
-"""API keys and revoked access tokens."""
+"""API keys, revoked access tokens, and the password checks charged to each username."""
 
 from __future__ import annotations
 
@@ -38,3 +38,20 @@ class RevokedToken(Base):
     user_id: Mapped[str | None] = mapped_column(String(36))
     expires_at: Mapped[datetime] = mapped_column(index=True)
     revoked_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class LoginThrottle(Base):
+    """Password checks charged to one username, whether an account has it or not, so that the
+    lockout reveals nothing about which accounts exist.
+
+    A check is charged before its hash is computed; at ``checks`` equal to the limit the name is
+    locked until ``window_ends_at``. The window ends that long after the latest charge, which
+    forgets what came before; a correct password deletes the row unless another check was
+    charged after its own.
+    """
+
+    __tablename__ = "login_throttles"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    checks: Mapped[int]
+    window_ends_at: Mapped[datetime] = mapped_column(index=True)

@@ -45,7 +45,6 @@ async def create_token(request: web.Request) -> web.Response:
             password=body.password,
             max_failures=settings.login_max_failures,
             lockout_seconds=settings.login_lockout_seconds,
-            phantoms=request.app[AUTHENTICATOR].phantom_logins,
         )
     request.app[AUTHENTICATOR].forget_user(user_id)
     response = json_response(
@@ -74,7 +73,7 @@ async def logout(request: web.Request) -> web.Response:
         await service.revoke_token(
             db=db,
             jti=caller.token_jti,
-            user_id=caller.user_id,
+            user_id=caller.account_id,
             expires_at=caller.token_expires_at,
         )
     request.app[AUTHENTICATOR].note_revoked(caller.token_jti, caller.token_expires_at)
@@ -90,6 +89,7 @@ async def list_api_keys(request: web.Request) -> web.Response:
 
 
 async def create_api_key(request: web.Request) -> web.Response:
+    service.check_key_owner(principal(request))
     body = await parse_json(request, ApiKeyCreate)
     if body.expires_at is not None and body.expires_at <= utcnow():
         raise ValidationFailed(
@@ -113,9 +113,10 @@ async def create_api_key(request: web.Request) -> web.Response:
 
 async def delete_api_key(request: web.Request) -> web.Response:
     async with request.app[DATABASE].session() as db:
-        await service.revoke_api_key(
+        key = await service.revoke_api_key(
             db=db, actor=principal(request), key_id=request.match_info["key_id"]
         )
+    request.app[AUTHENTICATOR].note_key_revoked(key.id)
     return no_content()
 
 

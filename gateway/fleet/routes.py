@@ -90,5 +90,6 @@ ROUTES = [
         "/api/v1/ws/agents/{agent_id}/tool-calls",
         stream_agent_tool_calls,
         Access.AUTHENTICATED,
+        stream_permission=Permission.AGENTS_READ,
     ),
 ]

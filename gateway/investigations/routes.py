@@ -11,6 +11,7 @@ from core.errors import AuroraError, PermissionDenied
 from core.events import Event
 from core.security.permissions import Permission, Role
 from core.validation import validate
+from gateway.auth.service import Principal
 from gateway.http import json_response, parse_json, parse_query, principal
 from gateway.investigations import approvals, service
 from gateway.investigations.schemas import (
@@ -27,7 +28,7 @@ from gateway.investigations.schemas import (
 )
 from gateway.keys import BUS, DATABASE, HANDOFF, RUNNER
 from gateway.routing import Access, Route
-from gateway.streams import pump
+from gateway.streams import error_message, pump
 
 
 async def dispatch(request: web.Request) -> web.Response:
@@ -158,20 +159,13 @@ def _echo_ids(data: Any) -> dict[str, str]:
     }
 
 
-def _error_message(err: AuroraError, **context: Any) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": err.code, "message": err.message}
-    if err.detail is not None:
-        error["detail"] = err.detail
-    return {"type": "error", **context, "error": error}
-
-
 async def stream_approvals(request: web.Request) -> web.WebSocketResponse:
     """Approval requests and decisions, live, after the ones still pending; the client decides
     (``{"type": "decide", "approval_id", "decision": "approve" | "deny", "comment"}``, needs
     ``soar:write`` and a human account) or cancels an investigation (``{"type": "cancel",
-    "investigation_id"}``, needs ``investigations:write``). ``?investigation_id=`` narrows it."""
+    "investigation_id"}``, needs ``investigations:write``). ``?investigation_id=`` narrows it.
+    Each message is judged by its sender's credential and role as they stand when it arrives."""
     wanted = request.query.get("investigation_id")
-    caller = principal(request)
     database = request.app[DATABASE]
     runner = request.app[RUNNER]
 
@@ -187,7 +181,7 @@ async def stream_approvals(request: web.Request) -> web.WebSocketResponse:
             pending = await approvals.list_pending(db, wanted)
         return [{"type": "pending", "approvals": [approvals.as_event(a) for a in pending]}]
 
-    async def on_message(data: Any) -> dict[str, Any]:
+    async def on_message(data: Any, caller: Principal) -> dict[str, Any]:
         try:
             message = validate(ClientMessage, data, where="message").root
             if isinstance(message, DecideMessage):
@@ -211,12 +205,7 @@ async def stream_approvals(request: web.Request) -> web.WebSocketResponse:
             await runner.cancel(message.investigation_id, caller.username)
             return {"type": "cancelled", "investigation_id": message.investigation_id}
         except AuroraError as err:
-            context = {
-                k: data.get(k)
-                for k in ("approval_id", "investigation_id")
-                if isinstance(data, dict) and isinstance(data.get(k), str)
-            }
-            return _error_message(err, **context)
+            return error_message(err, **_echo_ids(data))
 
     subscription = request.app[BUS].subscribe(
         "approvals.requested", "approvals.decided", maxsize=256, where=matches
@@ -233,9 +222,27 @@ ROUTES = [
         Permission.INVESTIGATIONS_READ,
     ),
     Route("POST", "/api/v1/agents/investigate", investigate, Permission.INVESTIGATIONS_WRITE),
-    Route("WS", "/api/v1/ws/investigation-receipts", stream_receipts, Access.AUTHENTICATED),
+    Route(
+        "WS",
+        "/api/v1/ws/investigation-receipts",
+        stream_receipts,
+        Access.AUTHENTICATED,
+        stream_permission=Permission.INVESTIGATIONS_READ,
+    ),
     Route("POST", "/api/v1/orchestrator/dispatch", dispatch, Permission.INVESTIGATIONS_WRITE),
     Route("GET", "/api/v1/orchestrator/history", list_history, Permission.INVESTIGATIONS_READ),
-    Route("WS", "/api/v1/ws/agent-thoughts", stream_agent_thoughts, Access.AUTHENTICATED),
-    Route("WS", "/api/v1/ws/approvals", stream_approvals, Access.AUTHENTICATED),
+    Route(
+        "WS",
+        "/api/v1/ws/agent-thoughts",
+        stream_agent_thoughts,
+        Access.AUTHENTICATED,
+        stream_permission=Permission.INVESTIGATIONS_READ,
+    ),
+    Route(
+        "WS",
+        "/api/v1/ws/approvals",
+        stream_approvals,
+        Access.AUTHENTICATED,
+        stream_permission=Permission.INVESTIGATIONS_READ,
+    ),
 ]

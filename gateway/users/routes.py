@@ -58,7 +58,7 @@ async def delete_user(request: web.Request) -> web.Response:
         user = await service.delete_user(
             db=db, actor_id=caller.user_id, username=request.match_info["username"]
         )
-    request.app[AUTHENTICATOR].forget_user(user.id)
+    await request.app[AUTHENTICATOR].account_changed(user.id)
     request.app[BUS].publish("users.deleted", {"username": user.username, "by": caller.username})
     return no_content()
 
