@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Final
 
 from argon2 import PasswordHasher as _Argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from core.settings import Settings
 
+HASHING_THREADS: Final = 4
+"""Hashes computed at once; each holds the configured memory (64 MiB by default) meanwhile."""
+
 
 class PasswordHasher:
-    """argon2id hashing; the async methods run off the event loop."""
+    """argon2id hashing; the async methods run off the event loop, on threads of the hasher's
+    own (never on the loop's default executor, where other work could make a login wait)."""
 
     def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int) -> None:
         self._argon2 = _Argon2(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+        # Threads start on first use and end when the hasher is collected.
+        self._threads = ThreadPoolExecutor(HASHING_THREADS, thread_name_prefix="argon2")
         # Verified against when a username is unknown, so timing does not reveal which exist.
         self._decoy = self._argon2.hash("aurora-decoy-password")
 
@@ -42,7 +50,9 @@ class PasswordHasher:
         return self._argon2.check_needs_rehash(password_hash)
 
     async def hash_async(self, password: str) -> str:
-        return await asyncio.to_thread(self.hash, password)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self.hash, password)
 
     async def verify_async(self, password_hash: str | None, password: str) -> bool:
-        return await asyncio.to_thread(self.verify, password_hash, password)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._threads, self.verify, password_hash, password
+        )

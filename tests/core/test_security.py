@@ -1,3 +1,6 @@
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -152,6 +155,27 @@ def test_password_hashing() -> None:
     assert not hasher.verify(digest, "a long passphrasE")
     assert not hasher.verify(None, "anything")
     assert not hasher.verify("not-a-hash", "anything")
+
+
+async def test_password_hashing_never_waits_on_the_loops_shared_executor() -> None:
+    """``asyncio.to_thread`` work shares the loop's default executor: held there by a task that
+    waits until released, hashing and verifying still finish on the hasher's own threads."""
+    hasher = PasswordHasher(time_cost=1, memory_kib=1024, parallelism=1)
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    shared = ThreadPoolExecutor(1)
+    loop.set_default_executor(shared)
+    held = loop.run_in_executor(None, release.wait)
+    try:
+        async with asyncio.timeout(30):  # a bound on a hang, not a measure
+            digest = await hasher.hash_async("a long passphrase")
+            assert await hasher.verify_async(digest, "a long passphrase")
+            assert not await hasher.verify_async(digest, "another passphrase")
+        assert not held.done()
+    finally:
+        release.set()
+        await held
+        shared.shutdown()
 
 
 def test_api_keys() -> None:
