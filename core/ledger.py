@@ -89,13 +89,13 @@ class Keyring:
     The first key is created when the directory holds none. Files are written to a temporary
     name and linked into place, so a key file is whole or absent, and two processes racing to
     create a key both end up using the one that won. The keyring re-reads the directory when
-    it changes, so a running gateway picks up a rotation.
+    its key files change, so a running gateway picks up a rotation.
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._keys: dict[str, LedgerKey] = {}
-        self._stamp: int | None = None
+        self._names: tuple[str, ...] = ()
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self._locked():
             self._load()
@@ -110,20 +110,20 @@ class Keyring:
 
     # -- reading -------------------------------------------------------------------------
 
+    def _key_files(self) -> tuple[str, ...]:
+        try:
+            names = os.listdir(self.directory)
+        except OSError as err:
+            raise _unreadable(err) from err
+        return tuple(sorted(name for name in names if _KEY_FILE.match(name)))
+
     def _load(self) -> None:
         keys: dict[str, LedgerKey] = {}
         numbers: dict[int, str] = {}
-        try:
-            names = sorted(os.listdir(self.directory))
-            stamp = os.stat(self.directory).st_mtime_ns
-        except OSError as err:
-            raise InternalError(
-                {"reason": f"the ledger keyring cannot be read ({err.strerror})"}
-            ) from err
+        names = self._key_files()
         for name in names:
             match = _KEY_FILE.match(name)
-            if match is None:
-                continue
+            assert match is not None
             key_id, number = match.group(1), int(match.group(2))
             try:
                 secret = bytes.fromhex((self.directory / name).read_text().strip())
@@ -135,16 +135,11 @@ class Keyring:
                 raise InternalError({"key": key_id, "reason": f"two keys numbered {number}"})
             numbers[number] = key_id
             keys[key_id] = LedgerKey(key_id, number, secret)
-        self._keys, self._stamp = keys, stamp
+        self._keys, self._names = keys, names
 
     def _refresh(self) -> None:
-        try:
-            stamp = os.stat(self.directory).st_mtime_ns
-        except OSError as err:
-            raise InternalError(
-                {"reason": f"the ledger keyring cannot be read ({err.strerror})"}
-            ) from err
-        if stamp != self._stamp:
+        """Re-read the keys when key files came or went (a rotation by another process)."""
+        if self._key_files() != self._names:
             self._load()
 
     @property
