@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.db.base import INTEGER_MAX
+
 
 class AgentTool(BaseModel):
     name: str
@@ -50,7 +52,7 @@ class ToolCallQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=INTEGER_MAX)
     investigation_id: str | None = Field(default=None, max_length=128)
     tool: str | None = Field(default=None, max_length=128)
 

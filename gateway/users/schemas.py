@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, field_validator
 
+from core.db.base import INTEGER_MAX
 from core.security.permissions import Role
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
@@ -58,5 +59,5 @@ class UserListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=INTEGER_MAX)
     role: Role | None = None
