@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.db.base import INTEGER_MAX
+
 
 class DispatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -50,7 +52,7 @@ class HistoryQuery(BaseModel):
     status: Literal["ok", "error"] | None = None
     investigation_id: str | None = Field(default=None, max_length=128)
     limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=INTEGER_MAX)
 
 
 class IocIn(BaseModel):
@@ -155,4 +157,4 @@ class InvestigationQuery(BaseModel):
     alert_id: str | None = Field(default=None, max_length=32)
     case_id: str | None = Field(default=None, max_length=32)
     limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=INTEGER_MAX)

@@ -1,0 +1,23 @@
+"""Hostile investigation-listing input is 422 AURORA-4220, never an integer overflow in the
+driver."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import Gateway
+
+
+@pytest.mark.parametrize("path", ["/api/v1/investigations", "/api/v1/orchestrator/history"])
+@pytest.mark.parametrize(
+    "offset", ["1" + "0" * 24, "2147483648", "1" * 4300, "1" * 5000], ids=lambda o: f"{len(o)}"
+)
+async def test_a_huge_offset_is_422(
+    gateway: Gateway, admin: dict[str, str], path: str, offset: str
+) -> None:
+    response = await gateway.client.get(path, params={"offset": offset}, headers=admin)
+    body = await response.json()
+    assert (response.status, body["error"]["code"]) == (422, "AURORA-4220"), body
+    assert [d["loc"] for d in body["error"]["detail"]] == [["query", "offset"]]
+    largest = await gateway.client.get(path, params={"offset": "2147483647"}, headers=admin)
+    assert (largest.status, (await largest.json())["items"]) == (200, [])
