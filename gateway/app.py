@@ -33,6 +33,7 @@ from gateway.auth.service import Authenticator
 from gateway.cases.evidence.routes import ROUTES as EVIDENCE_ROUTES
 from gateway.cases.evidence.service import seal_legacy_ledgers
 from gateway.cases.routes import ROUTES as CASES_ROUTES
+from gateway.detections.conversion import SigmaConverter
 from gateway.detections.routes import ROUTES as DETECTIONS_ROUTES
 from gateway.detections.service import DetectionScheduler
 from gateway.fleet.routes import ROUTES as FLEET_ROUTES
@@ -58,6 +59,7 @@ from gateway.keys import (
     RUNNER,
     RUNTIME,
     SETTINGS,
+    SIGMA,
     TOKENS,
 )
 from gateway.middleware import add_standard_headers, auth_middleware, context_middleware
@@ -177,6 +179,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         ingest = IngestParser(settings.ingest_workers)
         ingest.start()
         app[INGEST] = ingest
+        sigma = SigmaConverter()
+        app[SIGMA] = sigma
         scheduler = DetectionScheduler(
             database=database,
             store=logstore,
@@ -225,6 +229,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         if llm is not None:
             await llm.close()
         await ingest.close()
+        await sigma.close()
         await logstore.close()
     finally:
         await database.dispose()

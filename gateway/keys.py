@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from aiohttp.web_urldispatcher import AbstractRoute
 
     from gateway.auth.service import Authenticator, Principal
+    from gateway.detections.conversion import SigmaConverter
     from gateway.fleet.service import ToolCallRecorder
     from gateway.investigations.service import InvestigationRunner
     from gateway.routing import Route
@@ -44,6 +45,7 @@ RECORDER: web.AppKey[ToolCallRecorder] = web.AppKey("tool_call_recorder")
 RUNNER: web.AppKey[InvestigationRunner] = web.AppKey("investigation_runner")
 LOGSTORE = web.AppKey("logstore", LogStore)
 INGEST: web.AppKey[IngestParser] = web.AppKey("ingest")
+SIGMA: web.AppKey[SigmaConverter] = web.AppKey("sigma")
 ROUTE_TABLE: web.AppKey[dict[AbstractRoute, Route]] = web.AppKey("route_table")
 
 REQUEST_ID = web.RequestKey("request_id", str)

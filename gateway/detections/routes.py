@@ -29,7 +29,7 @@ from gateway.detections.schemas import (
     SuppressionRead,
 )
 from gateway.http import json_response, parse_json, parse_query, principal
-from gateway.keys import DATABASE, LOGSTORE, RUNTIME
+from gateway.keys import DATABASE, LOGSTORE, RUNTIME, SIGMA
 from gateway.routing import Route
 
 
@@ -50,14 +50,18 @@ async def list_rules(request: web.Request) -> web.Response:
 async def create_rule(request: web.Request) -> web.Response:
     body = await parse_json(request, RuleCreate)
     async with request.app[DATABASE].session() as db:
-        rule = await service.create_rule(db=db, actor=principal(request).username, body=body)
+        rule = await service.create_rule(
+            db=db, converter=request.app[SIGMA], actor=principal(request).username, body=body
+        )
         return json_response(RuleRead.model_validate(rule), status=201)
 
 
 async def update_rule(request: web.Request) -> web.Response:
     body = await parse_json(request, RuleUpdate)
     async with request.app[DATABASE].session() as db:
-        rule = await service.update_rule(db=db, rule_id=_rule_id(request), body=body)
+        rule = await service.update_rule(
+            db=db, converter=request.app[SIGMA], rule_id=_rule_id(request), body=body
+        )
         return json_response(RuleRead.model_validate(rule))
 
 
@@ -156,14 +160,21 @@ async def list_hunts(request: web.Request) -> web.Response:
 async def create_hunt(request: web.Request) -> web.Response:
     body = await parse_json(request, HuntCreate)
     async with request.app[DATABASE].session() as db:
-        hunt = await service.create_hunt(db=db, actor=principal(request).username, body=body)
+        hunt = await service.create_hunt(
+            db=db, converter=request.app[SIGMA], actor=principal(request).username, body=body
+        )
         return json_response(HuntRead.model_validate(hunt), status=201)
 
 
 async def update_hunt(request: web.Request) -> web.Response:
     body = await parse_json(request, HuntUpdate)
     async with request.app[DATABASE].session() as db:
-        hunt = await service.update_hunt(db=db, hunt_id=request.match_info["hunt_id"], body=body)
+        hunt = await service.update_hunt(
+            db=db,
+            converter=request.app[SIGMA],
+            hunt_id=request.match_info["hunt_id"],
+            body=body,
+        )
         return json_response(HuntRead.model_validate(hunt))
 
 
@@ -190,7 +201,10 @@ async def promote_log(request: web.Request) -> web.Response:
     sigma = service.draft_rule(event, body)
     async with request.app[DATABASE].session() as db:
         rule = await service.create_rule(
-            db=db, actor=principal(request).username, body=RuleCreate(sigma=sigma, enabled=False)
+            db=db,
+            converter=request.app[SIGMA],
+            actor=principal(request).username,
+            body=RuleCreate(sigma=sigma, enabled=False),
         )
         return json_response(RuleRead.model_validate(rule), status=201)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.validation import UtcDatetime
 
 MAX_RULE_BYTES = 256 * 1024
 
@@ -85,8 +87,8 @@ class RunRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    start: AwareDatetime
-    end: AwareDatetime
+    start: UtcDatetime
+    end: UtcDatetime
     mode: Literal["preview", "backfill"] = "preview"
 
     @model_validator(mode="after")
@@ -133,7 +135,7 @@ class SuppressionCreate(BaseModel):
     """Field → value (ECS names such as ``host.name``, or an event's original field names):
     events having all of these values raise no alert."""
     reason: str = Field(min_length=1, max_length=2000)
-    until: AwareDatetime | None = None
+    until: UtcDatetime | None = None
     duration_seconds: int | None = Field(default=None, ge=60, le=366 * 86_400)
 
     @model_validator(mode="after")
@@ -223,8 +225,8 @@ class HuntRead(BaseModel):
 class HuntRunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    start: AwareDatetime | None = None
-    end: AwareDatetime | None = None
+    start: UtcDatetime | None = None
+    end: UtcDatetime | None = None
 
 
 class HuntRunRead(BaseModel):

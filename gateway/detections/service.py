@@ -23,13 +23,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import Database
 from core.db.base import utcnow
+from core.db.commit import commit_versioned
 from core.db.pages import fetch_page
 from core.db.sequences import next_id
 from core.errors import AuroraError, Conflict, NotFound, ValidationFailed
 from core.logstore.query import compile_query
 from core.logstore.store import LogStore
+from core.validation import EARLIEST
 from gateway.alerts.schemas import AlertCreate, Entity
 from gateway.alerts.service import create_alert
+from gateway.detections.conversion import SigmaConverter
 from gateway.detections.models import (
     DetectionRule,
     Feedback,
@@ -49,7 +52,7 @@ from gateway.detections.schemas import (
     RuleUpdate,
     SuppressionCreate,
 )
-from tools.sigma import Conversion, Correlation, convert
+from tools.sigma import Conversion, Correlation
 
 log = logging.getLogger("aurora.detections")
 
@@ -81,11 +84,6 @@ ENTITY_FIELDS: Final = (
 # -- rules ------------------------------------------------------------------------------------
 
 
-async def _convert(text: str) -> Conversion:
-    # pySigma parsing and conversion are CPU work: off the event loop.
-    return await asyncio.to_thread(convert, text)
-
-
 def _apply(rule: DetectionRule, conversion: Conversion, text: str) -> None:
     meta = conversion.meta
     rule.sigma = text
@@ -105,9 +103,12 @@ def _apply(rule: DetectionRule, conversion: Conversion, text: str) -> None:
     rule.warnings = list(conversion.warnings)
 
 
-async def create_rule(*, db: AsyncSession, actor: str, body: RuleCreate) -> DetectionRule:
-    """Validate and convert the rule (AURORA-4222 with pySigma's messages), then save it."""
-    conversion = await _convert(body.sigma)
+async def create_rule(
+    *, db: AsyncSession, converter: SigmaConverter, actor: str, body: RuleCreate
+) -> DetectionRule:
+    """Validate and convert the rule (AURORA-4222 with pySigma's messages, or naming the limit
+    it is past), then save it."""
+    conversion = await converter.convert(body.sigma)
     now = utcnow()
     rule = DetectionRule(
         id=await next_id(db, "RULE"),
@@ -130,12 +131,16 @@ async def get_rule(*, db: AsyncSession, rule_id: str) -> DetectionRule:
     return rule
 
 
-async def update_rule(*, db: AsyncSession, rule_id: str, body: RuleUpdate) -> DetectionRule:
+async def update_rule(
+    *, db: AsyncSession, converter: SigmaConverter, rule_id: str, body: RuleUpdate
+) -> DetectionRule:
+    """Apply the changes; AURORA-4090 when ``body.version`` is stale or another writer changed
+    the rule first."""
     rule = await get_rule(db=db, rule_id=rule_id)
     if body.version is not None and body.version != rule.version:
         raise Conflict({"rule_id": rule_id, "version": rule.version})
     if body.sigma is not None:
-        _apply(rule, await _convert(body.sigma), body.sigma)
+        _apply(rule, await converter.convert(body.sigma), body.sigma)
     if body.interval_seconds is not None:
         rule.interval_seconds = body.interval_seconds
     if body.lookback_seconds is not None:
@@ -144,7 +149,7 @@ async def update_rule(*, db: AsyncSession, rule_id: str, body: RuleUpdate) -> De
         rule.enabled = body.enabled
         rule.next_run_at = utcnow() if body.enabled else None
     rule.updated_at = utcnow()
-    await db.commit()
+    await commit_versioned(db, kind="rule", ident=rule_id)
     return rule
 
 
@@ -454,19 +459,28 @@ class DetectionScheduler:
         """Run the rules that are due now; how many ran."""
         now = utcnow()
         async with self._db.session() as db:
-            due = list(
-                await db.scalars(
-                    select(DetectionRule)
+            due = (
+                await db.execute(
+                    select(
+                        DetectionRule.id,
+                        DetectionRule.lookback_seconds,
+                        DetectionRule.interval_seconds,
+                    )
                     .where(DetectionRule.enabled.is_(True), DetectionRule.next_run_at <= now)
                     .order_by(DetectionRule.next_run_at)
                     .limit(20)
                 )
-            )
+            ).all()
             plans = []
-            for rule in due:
-                plans.append((rule.id, rule.lookback_seconds))
-                rule.last_run_at = now
-                rule.next_run_at = now + timedelta(seconds=rule.interval_seconds)
+            for rule_id, lookback, interval in due:
+                plans.append((rule_id, lookback))
+                # A statement, not the ORM row: scheduling is no edit, so the rule's version
+                # stays and an analyst's edit in between neither conflicts nor is undone.
+                await db.execute(
+                    update(DetectionRule)
+                    .where(DetectionRule.id == rule_id)
+                    .values(last_run_at=now, next_run_at=now + timedelta(seconds=interval))
+                )
             await db.commit()
         for rule_id, lookback in plans:
             await run_rule(
@@ -620,15 +634,17 @@ async def metrics(*, db: AsyncSession) -> dict[str, Any]:
 # -- hunts ------------------------------------------------------------------------------------
 
 
-async def _hunt_condition(kind: str, query: str) -> str | None:
+async def _hunt_condition(kind: str, query: str, converter: SigmaConverter) -> str | None:
     if kind == "sigma":
-        return (await _convert(query)).condition
+        return (await converter.convert(query)).condition
     compile_query(query)  # AURORA-4220 now rather than at the first run
     return None
 
 
-async def create_hunt(*, db: AsyncSession, actor: str, body: HuntCreate) -> Hunt:
-    condition = await _hunt_condition(body.kind, body.query)
+async def create_hunt(
+    *, db: AsyncSession, converter: SigmaConverter, actor: str, body: HuntCreate
+) -> Hunt:
+    condition = await _hunt_condition(body.kind, body.query, converter)
     hunt = Hunt(
         id=await next_id(db, "HUNT"),
         name=body.name,
@@ -651,21 +667,25 @@ async def get_hunt(*, db: AsyncSession, hunt_id: str) -> Hunt:
     return hunt
 
 
-async def update_hunt(*, db: AsyncSession, hunt_id: str, body: HuntUpdate) -> Hunt:
+async def update_hunt(
+    *, db: AsyncSession, converter: SigmaConverter, hunt_id: str, body: HuntUpdate
+) -> Hunt:
+    """Apply the changes; AURORA-4090 when ``body.version`` is stale or another writer changed
+    the hunt first."""
     hunt = await get_hunt(db=db, hunt_id=hunt_id)
     if body.version is not None and body.version != hunt.version:
         raise Conflict({"hunt_id": hunt_id, "version": hunt.version})
     kind = body.kind or hunt.kind
     query = body.query or hunt.query
     if body.kind is not None or body.query is not None:
-        hunt.condition = await _hunt_condition(kind, query)
+        hunt.condition = await _hunt_condition(kind, query, converter)
         hunt.kind, hunt.query = kind, query
     for name in ("name", "description", "lookback_seconds"):
         value = getattr(body, name)
         if value is not None:
             setattr(hunt, name, value)
     hunt.updated_at = utcnow()
-    await db.commit()
+    await commit_versioned(db, kind="hunt", ident=hunt_id)
     return hunt
 
 
@@ -686,7 +706,8 @@ async def run_hunt(
     async with database.session() as db:
         hunt = await get_hunt(db=db, hunt_id=hunt_id)
         end = end or utcnow()
-        start = start or end - timedelta(seconds=hunt.lookback_seconds)
+        # A lookback from an early end stops where the store's timestamps begin.
+        start = start or max(EARLIEST, end - timedelta(seconds=hunt.lookback_seconds))
         if end <= start:
             raise ValidationFailed(
                 [{"loc": ["body", "end"], "msg": "end must be after start", "type": "value_error"}]
