@@ -16,6 +16,22 @@ SEVERITY_ORDER: dict[str, int] = {
 }
 TECHNIQUE_ID = r"^T\d{4}(\.\d{3})?$"
 
+SourceKind = Literal[
+    "command_line",
+    "text",
+    "alert_field",
+    "log_field",
+    "model_output",
+    "threat_intel",
+    "reputation",
+    "telemetry",
+]
+"""Where a target was taken from. The first five are data an attacker can write (a command
+line or a script, free text, an alert's or a request's field, a field of a log event, flow or
+file record, a model's answer); the last three are sources independent of the attacker's data
+(a threat-intel feed listing, a reputation service's verdict, the platform's own telemetry)."""
+CorroborationKind = Literal["threat_intel", "reputation", "telemetry"]
+
 
 class FindingIoc(BaseModel):
     """An indicator, normalised and refanged; extra keys (subtype, context) are kept."""
@@ -34,11 +50,37 @@ class Evidence(BaseModel):
     summary: str = Field(max_length=4000)
 
 
+class TargetSource(BaseModel):
+    """Where a recommended action's target came from: its kind and which part of the input
+    (``command_lines[0]``, ``flows``, a feed's name)."""
+
+    kind: SourceKind
+    ref: str = Field(default="", max_length=512)
+
+
 class RecommendedAction(BaseModel):
     action: str = Field(min_length=1, max_length=64)
     target: str = Field(min_length=1, max_length=512)
     reason: str = Field(max_length=2000)
     impact: Literal["low", "medium", "high"]
+    provenance: list[TargetSource] = Field(default_factory=list, max_length=20)
+    """Where the target was taken from; empty: not said (treated as data an attacker can
+    write). A claim, not a corroboration: only :attr:`Finding.corroborations` of the agent
+    whose role it is can corroborate a target."""
+
+
+class Corroboration(BaseModel):
+    """An indicator that a source independent of the investigated data confirms as hostile:
+    a threat-intel feed lists that exact value, a reputation service rates it malicious, or the
+    platform's own telemetry shows it (a detection rule matched on it, a log sighting). Set by
+    the agent's code from its tools' results, never by a model."""
+
+    type: str = Field(min_length=1, max_length=32)
+    value: str = Field(min_length=1, max_length=4096)
+    kind: CorroborationKind
+    source: str = Field(min_length=1, max_length=256)
+    """The feed, the reputation service, the detection rule or log search."""
+    detail: str = Field(default="", max_length=1000)
 
 
 class Finding(BaseModel):
@@ -52,6 +94,8 @@ class Finding(BaseModel):
     iocs: list[FindingIoc] = Field(default_factory=list)
     evidence: list[Evidence] = Field(default_factory=list)
     recommended_actions: list[RecommendedAction] = Field(default_factory=list)
+    corroborations: list[Corroboration] = Field(default_factory=list, max_length=1000)
+    """Indicators this agent's own sources confirm (see :class:`Corroboration`)."""
     backend: Literal["builtin", "llm"] = "builtin"
     model: str | None = None
     prompt_version: str | None = None

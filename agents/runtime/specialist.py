@@ -18,7 +18,14 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from agents.acp.finding import Evidence, Finding, FindingIoc, RecommendedAction, Severity
+from agents.acp.finding import (
+    Evidence,
+    Finding,
+    FindingIoc,
+    RecommendedAction,
+    Severity,
+    TargetSource,
+)
 from agents.acp.server import AcpLimits, AgentServer, CallContext
 from core.errors import LLMUnavailable, ValidationFailed
 from core.llm import LLMBackend
@@ -251,7 +258,14 @@ class Specialist(ABC):
             mitre_techniques=list(dict.fromkeys(techniques)),
             iocs=finding_iocs(iocs),
             evidence=evidence,
-            recommended_actions=answer.recommended_actions,
+            # Where a target came from is the runtime's word, not the model's: a model's answer
+            # is data an attacker's text may have steered.
+            recommended_actions=[
+                a.model_copy(
+                    update={"provenance": [TargetSource(kind="model_output", ref=self.name)]}
+                )
+                for a in answer.recommended_actions
+            ],
             backend="llm",
             model=result.final.model,
             prompt_version=prompt.version,
