@@ -24,7 +24,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
-from agents.acp.finding import SEVERITY_ORDER, Evidence, Finding, RecommendedAction
+from agents.acp.finding import (
+    SEVERITY_ORDER,
+    Evidence,
+    Finding,
+    RecommendedAction,
+    TargetSource,
+)
 from agents.endpoint.events import (
     REGISTRY_RULES,
     HostContext,
@@ -404,9 +410,15 @@ def _accounts(hit: RuleHit, event: WinEvent) -> list[str]:
     return [name for name in dict.fromkeys(names) if name and is_person(name)]
 
 
+_FROM_HOST = [TargetSource(kind="alert_field", ref="host")]
+_FROM_EVENTS = [TargetSource(kind="log_field", ref="events")]
+
+
 def _actions(
     request: AnalyzeEndpointRequest, scan: EventScan, assessment: Assessment
 ) -> list[RecommendedAction]:
+    """The recommended actions; the host comes from the request, processes, accounts and
+    files from the events' fields (none of them independent of the attacker)."""
     host = request.host
     actions: list[RecommendedAction] = []
     if not scan.hits:
@@ -423,7 +435,11 @@ def _actions(
             )
         actions.append(
             RecommendedAction(
-                action="isolate_host", target=host.hostname, reason=reason[:2000], impact="high"
+                action="isolate_host",
+                target=host.hostname,
+                reason=reason[:2000],
+                impact="high",
+                provenance=list(_FROM_HOST),
             )
         )
 
@@ -457,6 +473,7 @@ def _actions(
                 target=f"{computer}:{pid}",
                 reason=f"{clean_path(image) or 'process'} (pid {pid}): {_rules(hits)}"[:2000],
                 impact="low",
+                provenance=list(_FROM_EVENTS),
             )
         )
     if SEVERITY_ORDER[assessment.severity] >= SEVERITY_ORDER["high"]:
@@ -467,6 +484,7 @@ def _actions(
                     target=name[:512],
                     reason=f"account behind: {_rules(hits)}"[:2000],
                     impact="medium",
+                    provenance=list(_FROM_EVENTS),
                 )
             )
     for target, hits in files.items():
@@ -477,6 +495,7 @@ def _actions(
                     target=target[:512],
                     reason=_rules(hits)[:2000],
                     impact="medium",
+                    provenance=list(_FROM_EVENTS),
                 )
             )
     actions.append(
@@ -488,6 +507,7 @@ def _actions(
                 + worst
             )[:2000],
             impact="low",
+            provenance=list(_FROM_HOST),
         )
     )
     unique: dict[tuple[str, str], RecommendedAction] = {}

@@ -18,6 +18,11 @@ Built-in analysis, through the gateway's log search (``tools.platform``, as the 
    weak evidence: they may not cover it).
 4. Actions: triage collection on each host with sightings, a watchlist entry for each sighted
    indicator, a hunt for the hypothesis when one was given and nothing was found.
+5. Corroborations: an indicator found in a field of the platform's logs that records it as
+   such (a connection's source or destination address, a DNS question, a URL, a file or
+   process hash: :data:`SIGHTING_FIELDS`) is corroborated by the platform's own telemetry. A
+   match only in an event's text (a command line that names it, which the attacker wrote)
+   corroborates nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +32,15 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
 
-from agents.acp.finding import Evidence, Finding, FindingIoc, RecommendedAction, Severity
+from agents.acp.finding import (
+    Corroboration,
+    Evidence,
+    Finding,
+    FindingIoc,
+    RecommendedAction,
+    Severity,
+    TargetSource,
+)
 from agents.hunter.schemas import HuntThreatsRequest
 from agents.runtime.specialist import AgentDeps, Specialist, ToolTrace
 from core.errors import AuroraError
@@ -39,6 +52,26 @@ from tools.platform import PlatformClient
 DEFAULT_WINDOW: Final = timedelta(days=7)
 EVENTS_PER_SEARCH: Final = 200
 TOKEN_REFRESH_SECONDS: Final = 600
+SIGHTING_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "ip": ("source.ip", "destination.ip"),
+    "domain": ("dns.question.name", "url.domain", "destination.domain"),
+    "url": ("url.full", "url.original"),
+    "hash": ("file.hash.sha256", "process.hash.sha256", "file.hash.md5", "file.hash.sha1"),
+}
+"""The normalised fields in which a sighting is an observation of the indicator itself."""
+_FROM_LOGS: Final = [TargetSource(kind="telemetry", ref="search_logs")]
+
+
+def observed(kind: str, value: str, events: list[dict[str, Any]]) -> dict[str, int]:
+    """How many of ``events`` record the indicator in each of its :data:`SIGHTING_FIELDS`."""
+    wanted = value.strip().lower().rstrip(".")
+    counts: Counter[str] = Counter()
+    for event in events:
+        for name in SIGHTING_FIELDS.get(kind, ()):
+            found = event.get(name)
+            if found is not None and str(found).strip().lower().rstrip(".") == wanted:
+                counts[name] += 1
+    return dict(counts)
 
 
 def _quoted(value: str) -> str:
@@ -241,6 +274,7 @@ class Hunter(Specialist):
                 target=host,
                 reason="indicators of this investigation were seen on the host",
                 impact="low",
+                provenance=list(_FROM_LOGS),
             )
             for host in hosts[:10]
         ]
@@ -250,6 +284,7 @@ class Hunter(Specialist):
                 target=value,
                 reason=f"{kind} seen in the logs: watch for more",
                 impact="low",
+                provenance=list(_FROM_LOGS),
             )
             for kind, value in list(sighted)[:10]
         ]
@@ -261,8 +296,26 @@ class Hunter(Specialist):
                     reason="nothing in the window supports or refutes it: widen the window or "
                     "the sources",
                     impact="low",
+                    provenance=[TargetSource(kind="text", ref="hypothesis")],
                 )
             )
+        corroborations = []
+        for (kind, value), events in sighted.items():
+            fields = observed(kind, value, events)
+            if fields:
+                where = ", ".join(_distinct(events, "host.name")[:5]) or "no named host"
+                corroborations.append(
+                    Corroboration(
+                        type=kind,
+                        value=value,
+                        kind="telemetry",
+                        source="platform logs",
+                        detail=(
+                            ", ".join(f"{name} in {n} event(s)" for name, n in fields.items())
+                            + f" on {where}"
+                        )[:1000],
+                    )
+                )
         return Finding(
             agent=self.name,
             summary=self._summary(iocs, sighted, hosts, users, activity, unreachable)[:4000],
@@ -274,6 +327,7 @@ class Hunter(Specialist):
             ],
             evidence=evidence,
             recommended_actions=actions,
+            corroborations=corroborations,
         )
 
     @staticmethod

@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Final, Literal
 
-from agents.acp.finding import SEVERITY_ORDER, Evidence, RecommendedAction, Severity
+from agents.acp.finding import SEVERITY_ORDER, Evidence, RecommendedAction, Severity, TargetSource
 from agents.network.schemas import AnalyzeNetworkRequest, EveEvent
 from core.errors import ValidationFailed
 from tools.attack import AttackKB
@@ -528,8 +528,18 @@ def _domain_ioc(name: str) -> Ioc | None:
         return None
 
 
+_FROM_EVENTS = [TargetSource(kind="log_field", ref="network events")]
+"""Every target here is a field of the flows, DNS records or IDS alerts the caller sent."""
+
+
 def _action(action: str, target: str, reason: str, impact: Impact) -> RecommendedAction:
-    return RecommendedAction(action=action, target=target, reason=reason[:2000], impact=impact)
+    return RecommendedAction(
+        action=action,
+        target=target,
+        reason=reason[:2000],
+        impact=impact,
+        provenance=list(_FROM_EVENTS),
+    )
 
 
 def _peer_label(address: IpAddress, port: int | None, proto: str) -> str:

@@ -3,6 +3,12 @@
 Built-in analysis: normalise the indicators (and those in the context text), look each up in
 the local intel store (STIX / MISP / CSV feeds), ask the configured reputation services, map
 the context to ATT&CK techniques, and score severity and confidence from what agrees.
+
+The finding's ``corroborations`` are what the platform may contain without a human: an exact,
+unexpired feed listing rated medium or worse, or a reputation service's ``malicious`` verdict,
+on that very indicator (a CIDR or parent-domain listing, an expired one, a ``suspicious``
+verdict corroborate nothing). They come from the tools' results on both paths, never from a
+model's answer.
 """
 
 from __future__ import annotations
@@ -16,8 +22,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from agents.acp.finding import SEVERITY_ORDER, Evidence, Finding, RecommendedAction, Severity
+from pydantic import BaseModel
+
+from agents.acp.finding import (
+    SEVERITY_ORDER,
+    Corroboration,
+    Evidence,
+    Finding,
+    RecommendedAction,
+    Severity,
+    TargetSource,
+)
+from agents.acp.server import CallContext
 from agents.runtime.specialist import (
+    AgentDeps,
     IocIn,
     Specialist,
     ToolTrace,
@@ -26,12 +44,14 @@ from agents.runtime.specialist import (
 )
 from agents.threat_intel.schemas import AnalyzeThreatRequest
 from core.errors import ValidationFailed
+from core.llm import LLMBackend
 from core.llm.types import Tool
 from tools.intel import (
     AsyncIntelStore,
     CsvMapping,
     ImportReport,
     IntelMatch,
+    MatchKind,
     ReputationConnector,
     ReputationOutcome,
     build_connectors,
@@ -68,6 +88,8 @@ class Verdict:
     actors: set[str] = field(default_factory=set)
     families: set[str] = field(default_factory=set)
     known: bool = False
+    corroborations: list[Corroboration] = field(default_factory=list)
+    """Independent confirmations of this very indicator (see the module doc)."""
 
     def raise_to(self, severity: Severity) -> None:
         if SEVERITY_ORDER[severity] > SEVERITY_ORDER[self.severity]:
@@ -115,6 +137,11 @@ class ThreatIntel(Specialist):
     )
     request_model = AnalyzeThreatRequest
     prompt_name: ClassVar[str] = "threat_intel"
+
+    def __init__(self, deps: AgentDeps) -> None:
+        super().__init__(deps)
+        # The corroborations the model's look-ups found, per request (its trace) in flight.
+        self._llm_found: dict[ToolTrace, list[Corroboration]] = {}
 
     async def start(self) -> None:
         """Open the intel store under the data dir, import the configured feeds, and build the
@@ -217,6 +244,20 @@ class ThreatIntel(Specialist):
             if match.expired and SEVERITY_ORDER[severity] > SEVERITY_ORDER["low"]:
                 severity = "low"
             verdict.raise_to(severity)
+            if (
+                match.match is MatchKind.EXACT
+                and not match.expired
+                and SEVERITY_ORDER[severity] >= SEVERITY_ORDER["medium"]
+            ):
+                verdict.corroborations.append(
+                    Corroboration(
+                        type=ioc.type,
+                        value=ioc.value,
+                        kind="threat_intel",
+                        source=record.source[:256],
+                        detail=f"listed {severity}, confidence {record.confidence}",
+                    )
+                )
             verdict.techniques.update(record.techniques)
             verdict.actors.update(record.threat_actors)
             verdict.families.update(record.malware_families)
@@ -233,6 +274,16 @@ class ThreatIntel(Specialist):
                 verdict.raise_to(REPUTATION_SEVERITY[rated])
                 verdict.support(max(0.4, reputation.score / 100))
                 verdict.reasons.append(f"{reputation.source}: {rated} ({reputation.score}/100)")
+                if rated == "malicious":
+                    verdict.corroborations.append(
+                        Corroboration(
+                            type=ioc.type,
+                            value=ioc.value,
+                            kind="reputation",
+                            source=reputation.source[:256],
+                            detail=f"malicious ({reputation.score}/100)",
+                        )
+                    )
             elif rated == "harmless":
                 verdict.reasons.append(f"{reputation.source}: harmless")
         if not verdict.known:
@@ -274,12 +325,23 @@ class ThreatIntel(Specialist):
             confidence = 0.3
         else:
             confidence = 0.0
+        named = set(given)
+
+        def sources(verdict: Verdict) -> list[TargetSource]:
+            found = [TargetSource(kind=c.kind, ref=c.source) for c in verdict.corroborations]
+            if verdict.ioc in named:
+                found.append(TargetSource(kind="alert_field", ref="iocs"))
+            else:
+                found.append(TargetSource(kind="text", ref="context"))
+            return found
+
         actions = [
             RecommendedAction(
                 action=BLOCK_ACTION[v.ioc.type][0],
                 target=v.ioc.value,
                 reason="; ".join(v.reasons)[:2000],
                 impact=BLOCK_ACTION[v.ioc.type][1],
+                provenance=sources(v),
             )
             for v in known
             if v.ioc.type in BLOCK_ACTION and SEVERITY_ORDER[v.severity] >= SEVERITY_ORDER["high"]
@@ -290,6 +352,7 @@ class ThreatIntel(Specialist):
                 target=v.ioc.value,
                 reason="; ".join(v.reasons)[:2000],
                 impact="low",
+                provenance=sources(v),
             )
             for v in known
             if SEVERITY_ORDER[v.severity] == SEVERITY_ORDER["medium"]
@@ -316,13 +379,33 @@ class ThreatIntel(Specialist):
             iocs=finding_iocs(iocs),
             evidence=evidence,
             recommended_actions=actions,
+            corroborations=_unique([c for v in verdicts for c in v.corroborations]),
         )
 
+    async def with_llm(
+        self, llm: LLMBackend, request: BaseModel, ctx: CallContext, trace: ToolTrace
+    ) -> Finding:
+        """The model's finding, with the corroborations its look-ups found (computed from the
+        tools' results, as on the built-in path: the model cannot add one)."""
+        found: list[Corroboration] = []
+        self._llm_found[trace] = found
+        try:
+            finding = await super().with_llm(llm, request, ctx, trace)
+        finally:
+            self._llm_found.pop(trace, None)
+        return finding.model_copy(update={"corroborations": _unique(found)})
+
     def llm_tools(self, request: AnalyzeThreatRequest, trace: ToolTrace) -> list[Tool]:
+        sink = self._llm_found.get(trace)
+
         async def lookup(arguments: dict[str, Any]) -> object:
             given, _ = normalised_iocs([IocIn.model_validate(arguments)])
             found = await self._lookup(given, trace)
             outcomes = await self._reputation(given, trace)
+            if sink is not None:
+                for ioc in given:
+                    judged = self._judge(ioc, found.get(ioc, []), outcomes.get(ioc, []))
+                    sink.extend(judged.corroborations)
             return {
                 f"{i.type}:{i.value}": {
                     "intel": [m.record.model_dump(mode="json") for m in found.get(i, [])],
@@ -357,6 +440,13 @@ class ThreatIntel(Specialist):
                 handler=attack,
             ),
         ]
+
+
+def _unique(items: list[Corroboration]) -> list[Corroboration]:
+    seen: dict[tuple[str, str, str, str], Corroboration] = {}
+    for item in items:
+        seen.setdefault((item.type, item.value, item.kind, item.source), item)
+    return list(seen.values())[:1000]
 
 
 def _summary(verdicts: list[Verdict], techniques: list[str]) -> str:

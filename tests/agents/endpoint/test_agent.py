@@ -100,8 +100,12 @@ async def test_credential_theft_on_a_critical_server(server: Any) -> None:
             "target": "FS03",
             "reason": proposed["collect_triage"][0]["reason"],
             "impact": "low",
+            "provenance": [{"kind": "alert_field", "ref": "host"}],
         }
     ]
+    # the host was named by the caller, the process and the account by the events' fields
+    assert isolate["provenance"] == [{"kind": "alert_field", "ref": "host"}]
+    assert proposed["kill_process"][0]["provenance"] == [{"kind": "log_field", "ref": "events"}]
     refs = {e["ref"] for e in result["evidence"] if e["kind"] == "rule_hit"}
     assert "pass_the_hash @ events[2] Security 4624 record 67101" in refs
     assert "log_cleared @ events[0] Security 1102 record 67099" in refs

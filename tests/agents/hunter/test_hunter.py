@@ -77,6 +77,15 @@ EVENTS = [
         User="CORP\\alice",
         ProcessId=4242,
     ),
+    sysmon(
+        10,
+        "ws-18",
+        1,
+        Image="C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+        CommandLine="powershell -c iwr https://login.microsoftonline.com/common/oauth2/token",
+        User="CORP\\bob",
+        ProcessId=5151,
+    ),
 ]
 
 
@@ -150,6 +159,35 @@ async def test_sightings_are_scoped_across_hosts_and_accounts(
     assert "ws-17" in scope["summary"]
     assert "3 of 3 indicator(s)" not in finding["summary"]
     assert "2 of 3 indicator(s) appear in the logs" in finding["summary"]
+
+
+async def test_only_a_sighting_in_a_field_of_its_own_corroborates(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    hunter, server = hunter_server(str(gateway.client.make_url("")), tmp_path)
+    try:
+        reply = await rpc(
+            server,
+            {
+                "iocs": [
+                    {"type": "ip", "value": "45.33.32.156"},
+                    {"type": "domain", "value": "login.microsoftonline.com"},
+                ]
+            },
+            method="hunt_threats",
+        )
+    finally:
+        await hunter.stop()
+    finding = reply["result"]
+    # both are in the logs ...
+    assert {i["value"] for i in finding["iocs"]} == {"45.33.32.156", "login.microsoftonline.com"}
+    # ... but only the address as a connection's destination: the domain is only written in a
+    # command line, which the attacker controls
+    [seen] = finding["corroborations"]
+    assert (seen["type"], seen["value"], seen["kind"]) == ("ip", "45.33.32.156", "telemetry")
+    assert seen["detail"].startswith("destination.ip in 2 event(s) on build-01, ws-17")
+    watch = next(a for a in finding["recommended_actions"] if a["action"] == "watchlist")
+    assert watch["provenance"] == [{"kind": "telemetry", "ref": "search_logs"}]
 
 
 async def test_the_agent_token_reads_and_never_writes(gateway: Gateway, tmp_path: Path) -> None:

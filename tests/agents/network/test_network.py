@@ -163,6 +163,11 @@ async def test_exfiltration_to_a_rare_destination(server: AgentServer) -> None:
     assert "10.0.0.8 sent 100.0 MB to 203.0.113.50" in found["summary"]
     assert ("isolate_host", "10.0.0.8") in actions(result)
     assert ("block_ip", "203.0.113.50") in actions(result)
+    # a flow's field is the caller's data: it corroborates nothing by itself
+    assert {str(a["provenance"]) for a in result["recommended_actions"]} == {
+        str([{"kind": "log_field", "ref": "network events"}])
+    }
+    assert result["corroborations"] == []
     # The same volume to a destination many hosts use is not "rare".
     shared = upload() + [
         flow(START + i, f"10.0.0.{i}", "203.0.113.50", 443, bytes_out=500, bytes_in=9000)

@@ -133,6 +133,20 @@ async def test_spec_example_request_and_response(with_feed: Any) -> None:
     assert "campaign" in result["recommended_actions"][0]["reason"]
     verdicts = [e for e in result["evidence"] if e["kind"] == "indicator_verdict"]
     assert verdicts[0]["ref"] == "ip:45.33.32.156"
+    # the exact listing corroborates the address, and the action says where it came from
+    assert result["corroborations"] == [
+        {
+            "type": "ip",
+            "value": "45.33.32.156",
+            "kind": "threat_intel",
+            "source": "campaign",
+            "detail": "listed high, confidence 85",
+        }
+    ]
+    assert result["recommended_actions"][0]["provenance"] == [
+        {"kind": "threat_intel", "ref": "campaign"},
+        {"kind": "alert_field", "ref": "iocs"},
+    ]
 
 
 async def test_indicators_in_context_are_found_defanged(with_feed: Any) -> None:
@@ -149,6 +163,19 @@ async def test_indicators_in_context_are_found_defanged(with_feed: Any) -> None:
     assert ("domain", "evil.example.com") in values
     assert result["severity"] == "high"
     assert "T1566.001" in result["mitre_techniques"]
+    assert [(c["value"], c["kind"]) for c in result["corroborations"]] == [
+        ("evil.example.com", "threat_intel")
+    ]
+    assert {"kind": "text", "ref": "context"} in result["recommended_actions"][0]["provenance"]
+
+
+async def test_only_an_exact_listing_corroborates(with_feed: Any) -> None:
+    result = (
+        await ask(with_feed, {"iocs": [{"type": "domain", "value": "login.evil.example.com"}]})
+    )["result"]
+    assert result["severity"] == "high"  # the parent domain is listed: still worth blocking
+    assert result["recommended_actions"][0]["target"] == "login.evil.example.com"
+    assert result["corroborations"] == []  # but not by itself: a human decides
 
 
 async def test_unknown_private_and_invalid_indicators(with_feed: Any) -> None:
@@ -209,6 +236,9 @@ async def test_reputation_services(tmp_path: Path, attack: AttackKB) -> None:
     assert finding["severity"] == "high"
     assert finding["recommended_actions"][0]["target"] == "185.220.101.66"
     assert "virustotal: malicious" in finding["recommended_actions"][0]["reason"]
+    assert [(c["value"], c["kind"], c["source"]) for c in finding["corroborations"]] == [
+        ("185.220.101.66", "reputation", "virustotal")
+    ]
     assert [r.path for r in vt.requests] == [
         "/api/v3/ip_addresses/185.220.101.66",
         "/api/v3/ip_addresses/185.220.101.67",
@@ -216,7 +246,9 @@ async def test_reputation_services(tmp_path: Path, attack: AttackKB) -> None:
 
 
 async def test_llm_path_and_fallback(tmp_path: Path, attack: AttackKB) -> None:
-    settings = Settings(data_dir=tmp_path)
+    feed = tmp_path / "campaign.json"
+    feed.write_text(json.dumps(FEED))
+    settings = Settings(data_dir=tmp_path, intel_feeds=[feed])
     async with ScriptedOpenAI(models=("aurora-test",)) as fake:
         llm = LLMBackend(base_url=fake.base_url, model="aurora-test", max_retries=0)
         specialist, server = await serve(settings, attack, llm)
@@ -233,6 +265,10 @@ async def test_llm_path_and_fallback(tmp_path: Path, attack: AttackKB) -> None:
                         {"type": "ip", "value": "x"},
                     ],
                     "recommended_actions": [],
+                    # not the model's to say: only the look-ups' results corroborate
+                    "corroborations": [
+                        {"type": "ip", "value": "6.6.6.6", "kind": "threat_intel", "source": "x"}
+                    ],
                 }
             )
             llm_result = (await ask(server, SPEC_REQUEST["params"]))["result"]  # type: ignore[arg-type]
@@ -246,6 +282,9 @@ async def test_llm_path_and_fallback(tmp_path: Path, attack: AttackKB) -> None:
     assert llm_result["prompt_version"] == "v1"
     assert llm_result["mitre_techniques"] == ["T1566.001"]  # the invented id is dropped
     assert llm_result["iocs"] == [{"type": "ip", "value": "45.33.32.156", "subtype": "ipv4"}]
+    assert [(c["value"], c["source"]) for c in llm_result["corroborations"]] == [
+        ("45.33.32.156", "campaign")
+    ]
     assert any(
         e["ref"] == "lookup_indicator" or e["ref"] == "intel_lookup" for e in llm_result["evidence"]
     )
