@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.db.base import INTEGER_MAX
 from core.validation import UtcDatetime
 
 MAX_RULE_BYTES = 256 * 1024
@@ -71,7 +72,7 @@ class RuleQuery(BaseModel):
     level: str | None = Field(default=None, max_length=16)
     q: str | None = Field(default=None, max_length=200)
     limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=INTEGER_MAX)
 
 
 class Page[T](BaseModel):
@@ -125,7 +126,7 @@ class PageQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=INTEGER_MAX)
 
 
 class SuppressionCreate(BaseModel):

@@ -351,3 +351,22 @@ async def test_hunt_windows_stay_within_the_stores_range(
     )
     assert (ran["status"], ran["matches"]) == ("succeeded", 0)
     assert ran["window_start"].startswith("1900-01-01T00:00:00")
+
+
+@pytest.mark.parametrize("offset", ["2147483648", "1" + "0" * 24, "1" * 4300])
+async def test_a_listing_offset_past_an_integer_column_is_422(
+    gateway: Gateway, hunter: dict[str, str], offset: str
+) -> None:
+    rule = await body(
+        await gateway.client.post(RULES, headers=hunter, json={"sigma": sigma()}), 201
+    )
+    for url in (
+        RULES,
+        HUNTS,
+        f"{RULES}/{rule['id']}/runs",
+        f"{RULES}/{rule['id']}/suppressions",
+        f"{RULES}/{rule['id']}/feedback",
+    ):
+        response = await gateway.client.get(url, headers=hunter, params={"offset": offset})
+        detail = error(await body(response, 422), "AURORA-4220")
+        assert detail[0]["loc"] == ["query", "offset"], url
