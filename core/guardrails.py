@@ -10,16 +10,31 @@ How a decision is reached. Every check below that fires adds its decision and it
 strictest decision wins (``deny`` > ``require_approval`` > ``allow``), so no rule can relax
 another and the order of rules never matters:
 
-1. protected targets (the policy's ``protected_targets`` patterns, or the asset inventory's own
-   ``protected`` flag) → ``deny``, except for actions in ``protected_exempt_actions``;
+1. protected targets (the policy's ``protected_targets`` patterns, an ``assets`` entry marked
+   ``protected``, or the request's own ``protected`` flag) → ``deny``, and the platform's own
+   addresses (``platform_targets``: the gateway, the agents, the LLM endpoint, the ClickHouse
+   and database servers, derived from the settings at start) → ``deny``, except for actions
+   in ``protected_exempt_actions``;
 2. the action's own policy (``actions``): its base decision, then ``require_approval`` from
    ``approval_from`` criticality up and ``deny`` from ``deny_from`` up; an action the policy
-   does not name gets ``unknown_action`` (``require_approval`` by default);
+   does not name gets ``unknown_action`` (``require_approval`` by default). The criticality is
+   the highest of the request's and the ``assets`` entries matching the target (the
+   operator's inventory: domain controllers rated ``critical``, say), else
+   ``default_criticality``;
 3. blast radius (how many assets or users the action touches; a CIDR target touches every
    address in it): over ``approval_blast_radius`` → ``require_approval``, over
    ``deny_blast_radius`` → ``deny``;
 4. custom ``rules``: each rule whose conditions all hold (action globs, target patterns,
-   criticality floor, blast-radius floor) adds its decision.
+   criticality floor, blast-radius floor) adds its decision;
+5. shared services: a disruptive action (one whose policy says ``corroborate``) on the
+   identity and update services of the major platforms (``shared_services``: Microsoft /
+   Entra / Windows Update, Google, Apple, Okta, AWS / Azure / GCP sign-in and metadata,
+   package mirrors and OS update hosts) → ``shared_services_decision`` (``require_approval``:
+   cutting every user off from signing in or patching is a human's call, and a narrow block,
+   one phishing URL on such a host, may still be right);
+6. corroboration: a disruptive action whose target no independent source corroborates
+   (``corroborated_by`` empty: only data an attacker can write names it) →
+   ``uncorroborated`` (``require_approval``; ``deny`` is allowed, ``allow`` is not).
 
 Then the mode (``core.runtime.SystemMode``): a denial is ``denied`` in every mode; otherwise
 ``dry_run`` records only (``record_only``), ``monitor`` proposes (``propose``: nothing runs, so
@@ -27,14 +42,17 @@ approval is moot), and ``active`` executes (``execute``) or waits for a human
 (``await_approval``).
 
 Target patterns are CIDR networks (``10.0.0.0/8``, ``2001:db8::/32``), matched against an IP
-target (or the host of a URL target, or a CIDR target inside them), or shell globs (``dc*.corp.
-example``, ``svc_*``), matched case-insensitively against the whole target.
+target (or the host of a URL or ``host:port`` target, or a CIDR target inside them), or shell
+globs (``dc*.corp.example``, ``svc_*``), matched case-insensitively against the whole target
+and against the host it names (a URL's host, an e-mail address's domain, the host of a
+``host:port`` or ``host:pid`` target).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -120,10 +138,20 @@ def _check_action_glob(value: str) -> str:
     return glob
 
 
+def _human_or_deny(value: Decision) -> Decision:
+    if value is Decision.ALLOW:
+        raise ValueError(
+            "must be require_approval or deny: such an action is never taken without a human"
+        )
+    return value
+
+
 TargetPattern = Annotated[str, AfterValidator(_check_pattern)]
 """A CIDR network or a case-insensitive glob over targets."""
 ActionGlob = Annotated[str, AfterValidator(_check_action_glob)]
 """A glob over action names (``block_*``)."""
+HumanOrDeny = Annotated[Decision, AfterValidator(_human_or_deny)]
+"""``require_approval`` or ``deny``, never ``allow``."""
 
 
 class ActionPolicy(BaseModel):
@@ -137,6 +165,9 @@ class ActionPolicy(BaseModel):
     """From this asset criticality up, a human must approve."""
     deny_from: Criticality | None = None
     """From this asset criticality up, the action is refused."""
+    corroborate: bool = True
+    """Disruptive: it runs without a human only on a target an independent source corroborates,
+    and a shared service is a human's call (collection and monitoring say ``false``)."""
 
 
 class GuardrailRule(BaseModel):
@@ -154,6 +185,18 @@ class GuardrailRule(BaseModel):
     min_blast_radius: int | None = Field(default=None, ge=1)
 
 
+class AssetRating(BaseModel):
+    """The operator's word on some assets: how critical they are, whether they are off limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    targets: list[TargetPattern] = Field(min_length=1)
+    criticality: Criticality | None = None
+    protected: bool = False
+    note: str | None = Field(default=None, max_length=500)
+    """What they are (``domain controllers``), for the decision's reasons."""
+
+
 class GuardrailPolicy(BaseModel):
     """Which actions may run, on what, and when a human must approve (see the module doc)."""
 
@@ -163,8 +206,19 @@ class GuardrailPolicy(BaseModel):
     """Assets no action may touch (domain controllers, safety systems, the SOC's own hosts)."""
     protected_exempt_actions: list[ActionGlob] = Field(default_factory=list)
     """Actions still allowed on protected targets (e.g. ``collect_*``)."""
+    platform_targets: dict[TargetPattern, str] = Field(default_factory=dict)
+    """The platform's own addresses (pattern → what it is), refused like protected targets;
+    :func:`policy_from_settings` adds those its settings name to any given here."""
+    assets: list[AssetRating] = Field(default_factory=list)
+    """The operator's asset inventory: criticality and protection by target pattern."""
     default_criticality: Criticality = Criticality.MEDIUM
     """The criticality of an asset the inventory does not rate."""
+    shared_services: list[TargetPattern] = Field(default_factory=lambda: list(SHARED_SERVICES))
+    """The major platforms' identity and update services (a list here replaces it)."""
+    shared_services_decision: HumanOrDeny = Decision.REQUIRE_APPROVAL
+    """The decision on a disruptive action on a shared service."""
+    uncorroborated: HumanOrDeny = Decision.REQUIRE_APPROVAL
+    """The decision on a disruptive action whose target no independent source corroborates."""
     approval_blast_radius: int = Field(default=10, ge=1)
     """More assets or users touched than this: a human must approve."""
     deny_blast_radius: int | None = Field(default=1000, ge=1)
@@ -188,7 +242,7 @@ class GuardrailPolicy(BaseModel):
         return self
 
 
-_COLLECT = ActionPolicy()
+_COLLECT = ActionPolicy(corroborate=False)
 _CONTAIN = ActionPolicy(approval_from=Criticality.HIGH)
 _DESTRUCTIVE = ActionPolicy(decision=Decision.REQUIRE_APPROVAL)
 
@@ -276,6 +330,105 @@ DEFAULT_RULES: Final[tuple[GuardrailRule, ...]] = (
 )
 """The default custom rules (a YAML ``rules`` list replaces them)."""
 
+SHARED_SERVICES: Final[tuple[str, ...]] = (
+    # Microsoft: Entra ID sign-in, Windows Update, connectivity checks, Graph.
+    "microsoftonline.com",
+    "*.microsoftonline.com",
+    "login.microsoft.com",
+    "*.login.microsoft.com",
+    "login.windows.net",
+    "login.live.com",
+    "*.msauth.net",
+    "*.msftauth.net",
+    "graph.microsoft.com",
+    "windowsupdate.com",
+    "*.windowsupdate.com",
+    "update.microsoft.com",
+    "*.update.microsoft.com",
+    "*.delivery.mp.microsoft.com",
+    "*.msftconnecttest.com",
+    "*.msftncsi.com",
+    "packages.microsoft.com",
+    # The ranges Microsoft publishes for Entra ID sign-in alone (Microsoft 365 endpoints, ID 56).
+    "20.20.32.0/19",
+    "20.190.128.0/18",
+    "20.231.128.0/19",
+    "40.126.0.0/18",
+    # Google: account sign-in, OAuth, Chrome and Android updates.
+    "accounts.google.com",
+    "oauth2.googleapis.com",
+    "openidconnect.googleapis.com",
+    "sts.googleapis.com",
+    "iamcredentials.googleapis.com",
+    "update.googleapis.com",
+    "dl.google.com",
+    "*.gvt1.com",
+    # Apple: Apple ID, software update, push.
+    "appleid.apple.com",
+    "idmsa.apple.com",
+    "gdmf.apple.com",
+    "mesu.apple.com",
+    "swscan.apple.com",
+    "swcdn.apple.com",
+    "swdist.apple.com",
+    "updates.cdn-apple.com",
+    "*.push.apple.com",
+    # Okta.
+    "*.okta.com",
+    "*.okta-emea.com",
+    "*.oktacdn.com",
+    # AWS: console sign-in, STS, IAM Identity Center, instance metadata.
+    "signin.aws.amazon.com",
+    "*.signin.aws.amazon.com",
+    "sts.amazonaws.com",
+    "sts.*.amazonaws.com",
+    "portal.sso.*.amazonaws.com",
+    "instance-data",
+    "instance-data.ec2.internal",
+    "169.254.169.254",
+    "fd00:ec2::254",
+    # Azure: portal, management, the platform's wire server and DNS.
+    "portal.azure.com",
+    "management.azure.com",
+    "management.core.windows.net",
+    "168.63.129.16",
+    # Google Cloud: metadata.
+    "metadata.google.internal",
+    # Package mirrors.
+    "pypi.org",
+    "files.pythonhosted.org",
+    "registry.npmjs.org",
+    "registry.yarnpkg.com",
+    "repo.maven.apache.org",
+    "repo1.maven.org",
+    "rubygems.org",
+    "proxy.golang.org",
+    "sum.golang.org",
+    "crates.io",
+    "index.crates.io",
+    "static.crates.io",
+    "api.nuget.org",
+    "registry-1.docker.io",
+    "auth.docker.io",
+    "production.cloudflare.docker.com",
+    "download.docker.com",
+    # OS update hosts.
+    "archive.ubuntu.com",
+    "*.archive.ubuntu.com",
+    "security.ubuntu.com",
+    "deb.debian.org",
+    "security.debian.org",
+    "dl.fedoraproject.org",
+    "mirrors.fedoraproject.org",
+    "cdn.redhat.com",
+    "dl.rockylinux.org",
+    "dl-cdn.alpinelinux.org",
+    "geo.mirror.pkgbuild.com",
+)
+"""The identity and update services of the major platforms, as globs (and CIDRs where a range
+serves the service alone: whole cloud ranges also host attackers, so they are left out).
+Blocking one of these cuts every user off from signing in or patching."""
+
 
 class ActionRequest(BaseModel):
     """One proposed action, with what the asset inventory knows about its target."""
@@ -290,6 +443,10 @@ class ActionRequest(BaseModel):
     """Assets or users the action touches (a CIDR target counts its addresses as well)."""
     protected: bool = False
     """The asset inventory marks the target as protected."""
+    corroborated_by: list[str] = Field(default_factory=list, max_length=100)
+    """The independent sources that corroborate the target (a feed listing, a reputation
+    verdict, the platform's own detection); empty: none, only data an attacker can write
+    names it."""
 
 
 class GuardrailDecision(BaseModel):
@@ -317,19 +474,35 @@ class GuardrailVerdict(GuardrailDecision):
 # -- matching -------------------------------------------------------------------------------
 
 
-def _target_network(target: str) -> IpNetwork | None:
-    """The addresses a target names: an IP, a CIDR, or the IP host of a URL; else None."""
+_HOST_SUFFIX = re.compile(r"^(?P<host>[^\s:/@\\\[\]]+):\d{1,10}$")
+
+
+def _named_host(target: str) -> str | None:
+    """The host a target names besides itself: a URL's host, an e-mail address's domain, the
+    host of ``host:port`` or ``host:pid``; None for anything else."""
     text = target.strip()
-    found = _network(text.strip("[]"))
-    if found is not None:
-        return found
     if "://" in text:
         try:
             host = urlsplit(text).hostname
         except ValueError:
             return None
-        return _network(host) if host else None
+        return host.rstrip(".") if host else None
+    if "@" in text and not any(c in text for c in "/\\ "):
+        return text.rpartition("@")[2].rstrip(".") or None
+    if match := _HOST_SUFFIX.match(text):
+        return match["host"].rstrip(".")
     return None
+
+
+def _target_network(target: str) -> IpNetwork | None:
+    """The addresses a target names: an IP, a CIDR, or the IP host of a URL or of
+    ``ip:port``; else None."""
+    text = target.strip()
+    found = _network(text.strip("[]"))
+    if found is not None:
+        return found
+    host = _named_host(text)
+    return _network(host.strip("[]")) if host else None
 
 
 def target_matches(pattern: str, target: str) -> bool:
@@ -340,7 +513,18 @@ def target_matches(pattern: str, target: str) -> bool:
         if found is None or found.version != network.version:
             return False
         return found.subnet_of(network)  # type: ignore[arg-type]
-    return fnmatch.fnmatchcase(target.strip().lower(), pattern.strip().lower())
+    glob = pattern.strip().lower()
+    names = [target.strip().lower().rstrip(".")]
+    if (host := _named_host(target)) is not None:
+        names.append(host.lower())
+    return any(fnmatch.fnmatchcase(name, glob) for name in names)
+
+
+def needs_corroboration(policy: GuardrailPolicy, action: str) -> bool:
+    """Whether ``action`` is disruptive: it runs without a human only on a corroborated target
+    (an action the policy does not name is)."""
+    known = policy.actions.get(action.strip().lower())
+    return known is None or known.corroborate
 
 
 def _action_matches(globs: list[str], action: str) -> bool:
@@ -361,16 +545,33 @@ def evaluate(policy: GuardrailPolicy, request: ActionRequest) -> GuardrailDecisi
     """The policy's decision on ``request``: the strictest of every check that fires."""
     action = request.action.strip().lower()
     target = request.target.strip()
-    criticality = request.criticality or policy.default_criticality
+    rated = [a for a in policy.assets if any(target_matches(p, target) for p in a.targets)]
+    levels = [c for c in (request.criticality, *(a.criticality for a in rated)) if c is not None]
+    criticality = max(levels, key=lambda c: c.rank) if levels else policy.default_criticality
     blast = effective_blast_radius(request)
     fired: list[tuple[Decision, str, str]] = []
+    exempt = _action_matches(policy.protected_exempt_actions, action)
 
     matched = [p for p in policy.protected_targets if target_matches(p, target)]
-    if (matched or request.protected) and not _action_matches(
-        policy.protected_exempt_actions, action
-    ):
-        why = f"matches protected pattern {matched[0]!r}" if matched else "marked protected"
+    listed = [a for a in rated if a.protected]
+    if (matched or listed or request.protected) and not exempt:
+        if matched:
+            why = f"matches protected pattern {matched[0]!r}"
+        elif listed:
+            why = f"the asset inventory protects it ({listed[0].note or listed[0].targets[0]})"
+        else:
+            why = "marked protected"
         fired.append((Decision.DENY, "protected", f"target is protected ({why})"))
+    own = [p for p in policy.platform_targets if target_matches(p, target)]
+    if own and not exempt:
+        fired.append(
+            (
+                Decision.DENY,
+                "platform",
+                f"the platform's own address ({policy.platform_targets[own[0]]}): containing "
+                "it cuts the SOC off from itself",
+            )
+        )
 
     action_policy = policy.actions.get(action)
     if action_policy is None:
@@ -433,6 +634,30 @@ def evaluate(policy: GuardrailPolicy, request: ActionRequest) -> GuardrailDecisi
         if rule.min_blast_radius and blast < rule.min_blast_radius:
             continue
         fired.append((rule.decision, f"rule:{rule.name}", f"rule {rule.name}: {rule.reason}"))
+
+    if needs_corroboration(policy, action):
+        shared = [p for p in policy.shared_services if target_matches(p, target)]
+        if shared:
+            fired.append(
+                (
+                    policy.shared_services_decision,
+                    "shared_service",
+                    f"a major platform's identity or update service ({shared[0]!r}): {action} "
+                    f"would cut every user off from it, {_SAYS[policy.shared_services_decision]}",
+                )
+            )
+        if not request.corroborated_by:
+            fired.append(
+                (
+                    policy.uncorroborated,
+                    "uncorroborated",
+                    "no independent source corroborates the target (no threat-intel listing, "
+                    "reputation verdict or detection on the platform's own telemetry): only "
+                    "data an attacker can write names it, so a human decides"
+                    if policy.uncorroborated is Decision.REQUIRE_APPROVAL
+                    else "no independent source corroborates the target: refused",
+                )
+            )
 
     decision = max((d for d, _, _ in fired), key=lambda d: d.rank)
     # The reasons that set the decision come first; the rest are kept for the record.
@@ -546,6 +771,70 @@ def load_policy(path: Path | None) -> GuardrailPolicy:
     return parse_policy(text, source=path.name)
 
 
+_UNSPECIFIED: Final = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - compared, never bound
+
+
+def _host_pattern(text: str | None) -> str | None:
+    """The target pattern for a host or URL from the settings: a /32 (/128) for an address,
+    the lower-case name otherwise; None for nothing, a socket path or an unspecified address."""
+    if not text:
+        return None
+    value = text.strip()
+    host: str | None = value
+    if "://" in value:
+        try:
+            host = urlsplit(value).hostname
+        except ValueError:
+            return None
+    if not host or host.strip("[]") in _UNSPECIFIED or host.startswith("/"):
+        return None
+    host = host.strip("[]").rstrip(".").lower()
+    network = _network(host)
+    if network is not None:
+        return str(network)
+    if any(c in host for c in "*?[/\\ "):
+        return None
+    return host
+
+
+def platform_addresses(settings: Settings) -> dict[str, str]:
+    """The platform's own addresses the settings name (pattern → what it is): the gateway,
+    the agents, the MCP server, the LLM endpoint, the ClickHouse and database servers, and the
+    reputation services whose keys are set. Host names and URLs only: credentials in a URL
+    never reach the policy."""
+    named: list[tuple[str | None, str]] = [
+        (settings.host, "the gateway's host"),
+        (settings.gateway_url, "the gateway's URL"),
+        (settings.agent_host, "the agents' host"),
+        (settings.mcp_host, "the MCP server"),
+        (settings.llm_base_url, "the LLM endpoint"),
+        (
+            settings.clickhouse_url.get_secret_value() if settings.clickhouse_url else None,
+            "the ClickHouse server",
+        ),
+        (settings.database_url, "the database server"),
+    ]
+    for name, urls in sorted(settings.agent_urls.items()):
+        named += [(url, f"agent {name}") for url in urls]
+    for key, url, what in (
+        (settings.virustotal_api_key, settings.virustotal_url, "VirusTotal"),
+        (settings.abuseipdb_api_key, settings.abuseipdb_url, "AbuseIPDB"),
+        (settings.otx_api_key, settings.otx_url, "OTX"),
+    ):
+        if key is not None:
+            named.append((url, f"the {what} reputation service"))
+    found: dict[str, str] = {}
+    for text, what in named:
+        pattern = _host_pattern(text)
+        if pattern is not None:
+            found.setdefault(pattern, what)
+    return found
+
+
 def policy_from_settings(settings: Settings) -> GuardrailPolicy:
-    """The policy ``settings.guardrails_file`` configures (the defaults when it is unset)."""
-    return load_policy(settings.guardrails_file)
+    """The policy ``settings.guardrails_file`` configures (the defaults when it is unset), with
+    the platform's own addresses (:func:`platform_addresses`) added to its
+    ``platform_targets``."""
+    policy = load_policy(settings.guardrails_file)
+    derived = platform_addresses(settings)
+    return policy.model_copy(update={"platform_targets": {**derived, **policy.platform_targets}})

@@ -3,7 +3,11 @@ check, human approval, and execution at most once.
 
 Each action of the responder's plan is decided again here with the platform's policy
 (:mod:`core.guardrails`) under the mode the investigation runs in; an action the responder rated
-``high`` impact waits for a human even where the policy alone would allow it. What follows:
+``high`` impact waits for a human even where the policy alone would allow it. Whether its
+target is corroborated is not the responder's word either: it comes from the specialists'
+findings (:class:`agents.acp.provenance.Provenance`), and a disruptive action on a target that
+no independent source corroborates waits for a human. Each action records where its target came
+from and what corroborated it (``provenance``). What follows:
 
 ========================  =================================================================
 guardrail outcome          status in the receipt
@@ -29,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from agents.acp.provenance import Provenance, describe
 from core.errors import ApprovalTimeout, GuardrailDenied
 from core.guardrails import (
     ActionRequest,
@@ -36,6 +41,7 @@ from core.guardrails import (
     GuardrailPolicy,
     Outcome,
     decide,
+    needs_corroboration,
     outcome,
 )
 from core.runtime import SystemMode
@@ -56,6 +62,8 @@ class ActionOrder:
     target: str
     reason: str
     approved_by: str | None = None
+    corroborated_by: tuple[str, ...] = ()
+    """The independent sources that corroborate the target (empty: a human approved it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,19 +107,32 @@ def gate(
     investigation_id: str,
     mode: SystemMode,
     proposed: list[dict[str, Any]],
+    provenance: Provenance | None = None,
 ) -> list[dict[str, Any]]:
     """The plan's actions with the gateway's decision each, in plan order. Statuses:
     ``recorded | proposed | denied | approved`` (by policy: to execute) ``| awaiting_approval``.
+    ``provenance`` says where targets came from and what corroborates them (None: nothing
+    does). Each action's ``provenance``: ``origin`` (who proposed the target, from what),
+    ``corroborated_by`` (the independent sources), ``corroboration`` (``corroborated``,
+    ``none``, or ``not_required`` for collection) and ``human_required``.
     """
+    known = provenance or Provenance([], [])
     actions = []
     for number, item in enumerate(proposed, start=1):
-        request = ActionRequest(action=str(item["action"]), target=str(item["target"]))
+        target = str(item["target"])
+        corroborations = known.corroborations(target)
+        request = ActionRequest(
+            action=str(item["action"]),
+            target=target,
+            corroborated_by=[describe(c) for c in corroborations][:100],
+        )
         verdict = decide(policy, request, mode)
         decision, reasons = verdict.decision, list(verdict.reasons)
         if item.get("impact") == "high" and decision is Decision.ALLOW:
             decision = Decision.REQUIRE_APPROVAL
             reasons.append("the responder rates it high impact: a human decides")
         result = outcome(decision, mode)
+        required = needs_corroboration(policy, request.action)
         entry: dict[str, Any] = {
             "key": f"{investigation_id}/A{number}",
             "action": request.action,
@@ -126,6 +147,14 @@ def gate(
                 "rules": verdict.rules,
                 "criticality": verdict.criticality.value,
                 "blast_radius": verdict.blast_radius,
+            },
+            "provenance": {
+                "origin": known.origin(target),
+                "corroborated_by": corroborations,
+                "corroboration": (
+                    "corroborated" if corroborations else "none" if required else "not_required"
+                ),
+                "human_required": decision is Decision.REQUIRE_APPROVAL,
             },
             "status": _STATUS[result],
         }
@@ -145,6 +174,7 @@ def approval_requests(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "reason": a["reason"],
             "impact": a["impact"],
             "guardrail": a["guardrail"],
+            "provenance": a.get("provenance"),
         }
         for a in actions
         if a["status"] == "awaiting_approval"
@@ -188,6 +218,7 @@ def apply_decisions(
 
 def order_for(investigation_id: str, action: dict[str, Any]) -> ActionOrder:
     approval = action.get("approval") or {}
+    provenance = action.get("provenance") or {}
     return ActionOrder(
         key=action["key"],
         investigation_id=investigation_id,
@@ -195,4 +226,5 @@ def order_for(investigation_id: str, action: dict[str, Any]) -> ActionOrder:
         target=action["target"],
         reason=action.get("reason", ""),
         approved_by=approval.get("by"),
+        corroborated_by=tuple(describe(c) for c in provenance.get("corroborated_by", [])),
     )

@@ -6,11 +6,14 @@ Planning is rule-based without an LLM: the specialists whose inputs the subject 
 one, the model plans by calling the specialists' HandoffTools (:mod:`orchestrator.planner`), and
 every call it makes is answered with its finding or failure before it is asked again; when it is
 unavailable, the rules plan and the receipt says so. Specialists are called through the
-HandoffClient; one that fails is recorded and the investigation completes degraded. Response
-actions are decided again by the platform's guardrail policy (:mod:`orchestrator.actions`); one
-that needs a human stops the graph with a LangGraph ``interrupt`` until the decisions come back
-as the resume value, so the graph needs a checkpointer when the mode is ``active``.
-``build_graph()`` is a factory; nothing is global.
+HandoffClient; one that fails is recorded and the investigation completes degraded, its verdict
+from the ones that answered; when every one dispatched failed, the verdict is ``inconclusive``
+(nothing was examined, so nothing is benign). Response actions are decided again by the
+platform's guardrail policy (:mod:`orchestrator.actions`), with the corroborations the
+specialists' own sources gave (only from the agent whose role it is) and those of the platform's
+own detections in the subject; one that needs a human stops the graph with a LangGraph
+``interrupt`` until the decisions come back as the resume value, so the graph needs a
+checkpointer when the mode is ``active``. ``build_graph()`` is a factory; nothing is global.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from langgraph.types import Send, interrupt
 
 from agents.acp.client import CallOptions, HandoffClient
 from agents.acp.finding import SEVERITY_ORDER
+from agents.acp.provenance import Provenance, platform_corroborations, vouched
 from core.errors import AuroraError, LLMUnavailable
 from core.guardrails import GuardrailPolicy, default_policy
 from core.llm.backend import LLMBackend
@@ -258,6 +262,7 @@ def _call_agent(deps: GraphDeps):  # type: ignore[no-untyped-def]
         elapsed = round((time.perf_counter() - started) * 1000, 3)
         return {
             "findings": [{**finding, "round": call["round"], "latency_ms": elapsed, **link}],
+            "corroborations": vouched(call["agent"], finding),
             "iocs": [dict(i) for i in finding.get("iocs", [])],
             "timeline": [
                 _stamp(
@@ -408,11 +413,20 @@ def _gate(deps: GraphDeps):  # type: ignore[no-untyped-def]
         """The platform's own guardrail decision on every planned action; those a human must
         decide stop the graph here until the decisions are the resume value."""
         response = state.get("response") or {}
+        subject = state.get("subject", {})
+        provenance = Provenance(
+            state.get("findings", []),
+            [
+                *state.get("corroborations", []),
+                *platform_corroborations(subject.get("corroborations") or []),
+            ],
+        )
         actions = gate(
             deps.policy,
             state.get("investigation_id", ""),
             SystemMode(state.get("mode", "dry_run")),
             list(response.get("recommended_actions", [])),
+            provenance,
         )
         events = []
         if pending := approval_requests(actions):
@@ -518,19 +532,24 @@ def _techniques(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(by_id.values())
 
 
+def _verdict(findings: list[dict[str, Any]], failures: list[dict[str, Any]], severity: str) -> str:
+    if failures and not findings:
+        return "inconclusive"  # every specialist dispatched failed: nothing was examined
+    if SEVERITY_ORDER[severity] >= SEVERITY_ORDER["high"]:
+        return "malicious"
+    if SEVERITY_ORDER[severity] >= SEVERITY_ORDER["medium"]:
+        return "suspicious"
+    return "benign_or_unknown"
+
+
 def _report(state: InvestigationState) -> dict[str, Any]:
     findings = state.get("findings", [])
+    failures = state.get("failures", [])
     severity = max(
         (f["severity"] for f in findings), key=SEVERITY_ORDER.__getitem__, default="informational"
     )
     confidence = max((f["confidence"] for f in findings), default=0.0)
-    verdict = (
-        "malicious"
-        if SEVERITY_ORDER[severity] >= SEVERITY_ORDER["high"]
-        else "suspicious"
-        if SEVERITY_ORDER[severity] >= SEVERITY_ORDER["medium"]
-        else "benign_or_unknown"
-    )
+    verdict = _verdict(findings, failures, severity)
     response = state.get("response")
     sources = [*findings, *([response] if response else [])]
     records = [
@@ -548,8 +567,8 @@ def _report(state: InvestigationState) -> dict[str, Any]:
         "techniques": _techniques(findings),
         "iocs": state.get("iocs", []),
         "findings": findings,
-        "failures": state.get("failures", []),
-        "degraded": bool(state.get("failures")) or any(f.get("degraded") for f in sources),
+        "failures": failures,
+        "degraded": bool(failures) or any(f.get("degraded") for f in sources),
         "planner": state.get("planner", {"kind": "builtin"}),
         "response": response,
         "actions": state.get("actions", []),

@@ -23,7 +23,9 @@ class InvestigationState(TypedDict, total=False):
 
     investigation_id: str
     subject: dict[str, Any]
-    """What to investigate: ``title``, ``text``, ``iocs``, ``command_lines``, ``alert_id``."""
+    """What to investigate: ``title``, ``text``, ``iocs``, ``command_lines``, ``alert_id``, and
+    ``corroborations``: indicators the platform's own detections confirm (set by the gateway,
+    never by a caller)."""
     mode: str
     iocs: Annotated[list[dict[str, Any]], merge_iocs]
     seed: list[dict[str, Any]]
@@ -38,6 +40,9 @@ class InvestigationState(TypedDict, total=False):
     tokens: Annotated[int, operator.add]
     """LLM tokens the planner spent."""
     findings: Annotated[list[dict[str, Any]], operator.add]
+    corroborations: Annotated[list[dict[str, Any]], operator.add]
+    """What the specialists' own sources confirm, kept only from the agent whose role it is
+    (:func:`agents.acp.provenance.vouched`), each with that agent."""
     failures: Annotated[list[dict[str, Any]], operator.add]
     timeline: Annotated[list[dict[str, Any]], operator.add]
     response: dict[str, Any] | None

@@ -13,11 +13,15 @@ Built-in analysis:
    the same target: one weak source does not justify disruption.
 3. Guardrails: each entry is decided with the asset inventory (exact target first, then the
    host of a ``host:pid`` process target, then CIDR and glob keys, combining to the highest
-   criticality, any ``protected`` and the largest blast radius of those that match) and the
-   mode: ``allow | require_approval | deny`` and ``record_only | propose | execute |
-   await_approval | denied``. Denied entries leave the plan; their decision stays in the
-   evidence. Asset-bound actions (isolation, account and process actions) on a high or critical
-   asset are high impact whatever the proposer said.
+   criticality, any ``protected`` and the largest blast radius of those that match), the
+   corroborations the findings carry (only from the agent whose role it is, see
+   :mod:`agents.acp.provenance`: a disruptive action on a target nothing independent
+   corroborates needs a human) and the mode: ``allow | require_approval | deny`` and
+   ``record_only | propose | execute | await_approval | denied``. Denied entries leave the
+   plan; their decision stays in the evidence. Asset-bound actions (isolation, account and
+   process actions) on a high or critical asset are high impact whatever the proposer said.
+   Each entry keeps where its proposers took the target from (``provenance``); the gateway
+   decides again from the findings themselves, not from this plan.
 4. Order: containment, then eradication, then other actions, then collection; within a phase
    the worst severity first, then the most agents agreeing, then the order proposed.
 
@@ -45,6 +49,14 @@ from agents.acp.finding import (
     FindingIoc,
     RecommendedAction,
     Severity,
+    TargetSource,
+)
+from agents.acp.provenance import (
+    Provenance,
+    describe,
+    normalise_action,
+    normalise_target,
+    vouched,
 )
 from agents.acp.server import CallContext
 from agents.responder.schemas import AssetIn, PlanResponseRequest
@@ -116,17 +128,6 @@ PHASES: Final[dict[str, Phase]] = {
         "collection",
     ),
 }
-ACTION_ALIASES: Final[dict[str, str]] = {
-    "capture_traffic": "collect_pcap",
-    "capture_pcap": "collect_pcap",
-    "isolate": "isolate_host",
-    "isolate_endpoint": "isolate_host",
-    "contain_host": "isolate_host",
-    "block_address": "block_ip",
-    "block_hash_execution": "block_hash",
-    "disable_user": "disable_account",
-    "force_password_reset": "reset_password",
-}
 ROLLBACK: Final[dict[str, str]] = {
     "block_ip": "remove the block rule",
     "block_domain": "remove the domain from the block list",
@@ -161,28 +162,6 @@ SINGLE_SOURCE_CAP: Final = 0.8
 _IMPACT_ORDER: Final[dict[str, int]] = {"low": 0, "medium": 1, "high": 2}
 
 
-def normalise_action(action: str) -> str:
-    """The canonical action name: lower snake case, aliases folded."""
-    name = "_".join(action.strip().lower().replace("-", "_").split())
-    return ACTION_ALIASES.get(name, name)
-
-
-def normalise_target(target: str) -> str:
-    """Canonical IP or CIDR text; names (hosts, domains, accounts, hashes) in lower case;
-    paths and URLs, whose case can matter, as given."""
-    text = target.strip()
-    try:
-        return str(ipaddress.ip_address(text.strip("[]")))
-    except ValueError:
-        pass
-    if "/" in text:
-        try:
-            return str(ipaddress.ip_network(text, strict=False))
-        except ValueError:
-            return text
-    return text if "\\" in text else text.lower()
-
-
 def phase_of(action: str) -> Phase:
     return PHASES.get(action, "other")
 
@@ -201,10 +180,13 @@ class Proposal:
     severity: Severity = "informational"
     confidence: float = 0.0
     note: str | None = None
+    sources: list[TargetSource] = field(default_factory=list)
+    """Where the proposers took the target from."""
 
     def add(self, agent: str, finding: Finding, action: RecommendedAction) -> None:
         if agent not in self.agents:
             self.agents.append(agent)
+        self.sources += [s for s in action.provenance if s not in self.sources]
         if action.reason and (agent, action.reason) not in self.reasons:
             self.reasons.append((agent, action.reason))
         if _IMPACT_ORDER[action.impact] > _IMPACT_ORDER[self.impact]:
@@ -219,6 +201,13 @@ class Decided:
     proposal: Proposal
     verdict: GuardrailVerdict
     asset: AssetIn | None
+    corroborated_by: list[str] = field(default_factory=list)
+
+
+def finding_provenance(findings: list[Finding]) -> Provenance:
+    """Where the findings' targets came from and what their agents' own sources corroborate."""
+    dumped = [f.model_dump(mode="json") for f in findings]
+    return Provenance(dumped, [c for f in dumped for c in vouched(str(f["agent"]), f)])
 
 
 def merge_proposals(findings: list[Finding]) -> tuple[list[Proposal], list[str]]:
@@ -260,6 +249,7 @@ def merge_proposals(findings: list[Finding]) -> tuple[list[Proposal], list[str]]
         watch.reasons += [r for r in proposal.reasons if r not in watch.reasons]
         watch.severity = max(watch.severity, proposal.severity, key=SEVERITY_ORDER.__getitem__)
         watch.confidence = max(watch.confidence, proposal.confidence)
+        watch.sources += [s for s in proposal.sources if s not in watch.sources]
         watch.note = note
         kept[("watchlist", proposal.target)] = watch
     return list(kept.values()), notes
@@ -317,20 +307,31 @@ def _is_network(text: str) -> bool:
 
 
 def evaluate_proposals(
-    proposals: list[Proposal], book: AssetBook, policy: GuardrailPolicy, mode: SystemMode
+    proposals: list[Proposal],
+    book: AssetBook,
+    policy: GuardrailPolicy,
+    mode: SystemMode,
+    provenance: Provenance | None = None,
 ) -> list[Decided]:
-    """Each proposal's guardrail verdict under ``mode``, in plan order."""
+    """Each proposal's guardrail verdict under ``mode``, in plan order; ``provenance`` says
+    what corroborates each target (None: nothing does)."""
     decided: list[Decided] = []
     for proposal in proposals:
         asset = book.lookup(proposal.target)
+        corroborated = (
+            [describe(c) for c in provenance.corroborations(proposal.target)][:100]
+            if provenance is not None
+            else []
+        )
         request = ActionRequest(
             action=proposal.action,
             target=proposal.target,
             criticality=asset.criticality if asset else None,
             blast_radius=(asset.blast_radius or 1) if asset else 1,
             protected=asset.protected if asset else False,
+            corroborated_by=corroborated,
         )
-        decided.append(Decided(proposal, decide(policy, request, mode), asset))
+        decided.append(Decided(proposal, decide(policy, request, mode), asset, corroborated))
     decided.sort(
         key=lambda d: (
             PHASE_ORDER[phase_of(d.proposal.action)],
@@ -370,6 +371,7 @@ def plan_action(decided: Decided) -> RecommendedAction:
         target=proposal.target,
         reason=" ".join(parts)[:2000],
         impact=_impact(decided),
+        provenance=proposal.sources[:20],
     )
 
 
@@ -383,12 +385,18 @@ def guardrail_evidence(decided: Decided) -> Evidence:
         if asset
         else f"not in the inventory (default {verdict.criticality.value})"
     )
+    corroboration = (
+        f"corroborated by {'; '.join(decided.corroborated_by)}"
+        if decided.corroborated_by
+        else "no independent corroboration"
+    )
     return Evidence(
         kind="guardrail",
         ref=f"{verdict.action} {verdict.target}"[:2048],
         summary=(
             f"{verdict.decision.value} → {verdict.outcome.value} in {verdict.mode.value} mode; "
-            f"{known}; blast radius {verdict.blast_radius}; " + "; ".join(verdict.reasons)
+            f"{known}; blast radius {verdict.blast_radius}; {corroboration}; "
+            + "; ".join(verdict.reasons)
         )[:4000],
     )
 
@@ -497,7 +505,13 @@ class Responder(Specialist):
         )
 
     def decide_all(self, request: PlanResponseRequest, proposals: list[Proposal]) -> list[Decided]:
-        return evaluate_proposals(proposals, AssetBook(request.assets), self.policy, request.mode)
+        return evaluate_proposals(
+            proposals,
+            AssetBook(request.assets),
+            self.policy,
+            request.mode,
+            finding_provenance(request.findings),
+        )
 
     async def builtin(self, request: PlanResponseRequest, trace: ToolTrace) -> Finding:
         findings = request.findings
@@ -633,7 +647,11 @@ class Responder(Specialist):
                 {"action": action, "target": target, "mode": request.mode.value},
                 lambda: (
                     evaluate_proposals(
-                        [Proposal(action, target, 0)], book, self.policy, request.mode
+                        [Proposal(action, target, 0)],
+                        book,
+                        self.policy,
+                        request.mode,
+                        finding_provenance(request.findings),
                     )[0].verdict
                 ),
                 lambda v: f"{v.decision.value} → {v.outcome.value}: {'; '.join(v.reasons)}",

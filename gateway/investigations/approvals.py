@@ -20,6 +20,10 @@ from core.errors import ApprovalTimeout, Conflict, NotFound
 from gateway.investigations.models import Approval, Investigation
 
 type Verdict = Literal["approved", "denied"]
+REQUEST_KEYS = ("reason", "impact", "guardrail", "provenance")
+"""What an approver is shown besides the action and its target: why it was proposed, the
+guardrail's decision and its reasons, and where the target came from and what (if anything)
+corroborates it."""
 
 
 def as_event(approval: Approval) -> dict[str, Any]:
@@ -35,7 +39,7 @@ def as_event(approval: Approval) -> dict[str, Any]:
         "decided_by": approval.decided_by,
         "decided_at": approval.decided_at.isoformat() if approval.decided_at else None,
         "comment": approval.comment,
-        **{k: approval.request.get(k) for k in ("reason", "impact", "guardrail")},
+        **{k: approval.request.get(k) for k in REQUEST_KEYS},
     }
 
 
@@ -60,7 +64,7 @@ async def request(
                 investigation_id=investigation_id,
                 action=item["action"],
                 target=item["target"],
-                request={k: item.get(k) for k in ("reason", "impact", "guardrail")},
+                request={k: item.get(k) for k in REQUEST_KEYS},
                 status="pending",
                 requested_at=now,
                 expires_at=now + wait,

@@ -3,7 +3,8 @@
 An action is carried out by writing its key to the ledger first (``started``), in a transaction
 of its own; only the writer that inserted the key goes on to act. The action itself is handed to
 the integrations that enforce it (EDR, firewall, identity provider connectors subscribe to the
-``response.actions`` topic of the event bus) and the row becomes ``executed`` with what was done.
+``response.actions`` topic of the event bus, with who approved it or what corroborated its
+target) and the row becomes ``executed`` with what was done.
 A key found ``executed`` or ``failed`` replays that outcome; one found ``started`` means an
 earlier attempt died between the two writes, and it is reported ``unknown`` rather than risked
 twice.
@@ -52,7 +53,10 @@ class LedgerExecutor:
                 await db.commit()
         except IntegrityError:
             return await self._earlier(order.key)
-        detail: dict[str, Any] = {"dispatched_to": TOPIC}
+        detail: dict[str, Any] = {
+            "dispatched_to": TOPIC,
+            "corroborated_by": list(order.corroborated_by),
+        }
         self._bus.publish(
             TOPIC,
             {
@@ -61,6 +65,7 @@ class LedgerExecutor:
                 "action": order.action,
                 "target": order.target,
                 "approved_by": order.approved_by,
+                "corroborated_by": list(order.corroborated_by),
             },
         )
         async with self._db.session() as db:

@@ -31,9 +31,12 @@ from core.db.pages import fetch_page
 from core.db.sequences import next_id
 from core.errors import AuroraError, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.events import EventBus
+from gateway.alerts.models import Alert
 from gateway.alerts.service import get_alert
 from gateway.cases.schemas import PageQuery
 from gateway.cases.service import get_case, list_observables
+from gateway.detections.models import DetectionRule, RuleHit
+from gateway.detections.service import ENTITY_FIELDS
 from gateway.investigations import approvals
 from gateway.investigations.models import Approval, Dispatch, Investigation
 from gateway.investigations.schemas import (
@@ -148,16 +151,55 @@ IOC_TYPES = frozenset(
 )
 
 
+DETECTED_TYPES = frozenset({"ip", "domain", "url", "hash", "host", "user"})
+
+
+async def detected(*, db: AsyncSession, alert: Alert) -> list[dict[str, Any]]:
+    """The indicators of ``alert`` that the platform's own telemetry corroborates: the alert was
+    raised by one of the platform's Sigma rules over its own log store (a rule-hit row links
+    them: an alert posted through the API has none, whatever its ``source`` says), and the
+    indicator is the value of an event field that rule's condition tests. A value that merely
+    rode along in the matched event (the destination of a process the rule judged by its
+    command line) corroborates nothing."""
+    rule_ids = list(
+        await db.scalars(select(RuleHit.rule_id).where(RuleHit.alert_id == alert.id).distinct())
+    )
+    if not rule_ids:
+        return []
+    event = (alert.raw or {}).get("event")
+    if not isinstance(event, dict):
+        return []
+    found: list[dict[str, Any]] = []
+    for rule in await db.scalars(select(DetectionRule).where(DetectionRule.id.in_(rule_ids))):
+        for name, kind in ENTITY_FIELDS:
+            value = event.get(name)
+            column = "`" + name.replace(".", "_") + "`"
+            if kind in DETECTED_TYPES and value and column in rule.condition:
+                found.append(
+                    {
+                        "type": kind,
+                        "value": str(value)[:2048],
+                        "kind": "telemetry",
+                        "source": f"detection rule {rule.id}"[:256],
+                        "detail": f"{rule.title[:200]}: matched on {name} (alert {alert.id})",
+                    }
+                )
+    return found
+
+
 async def subject_for(*, db: AsyncSession, body: InvestigateRequest) -> dict[str, Any]:
     """What the graph will look at, snapshotted now: the alert's or case's text and indicators
-    plus what the caller gave. Unknown alert → AURORA-4042, unknown case → AURORA-4041."""
+    plus what the caller gave, and the indicators the platform's own detection corroborates
+    (:func:`detected`). Unknown alert → AURORA-4042, unknown case → AURORA-4041."""
     texts: list[str] = []
     iocs: list[dict[str, str]] = [i.model_dump() for i in body.iocs]
     hosts: list[str] = list(body.hosts)
     users: list[str] = list(body.users)
+    corroborations: list[dict[str, Any]] = []
     title = None
     if body.alert_id is not None:
         alert = await get_alert(db=db, alert_id=body.alert_id)
+        corroborations = await detected(db=db, alert=alert)
         title = alert.title
         texts += [alert.title, alert.description or ""]
         iocs += [
@@ -188,6 +230,7 @@ async def subject_for(*, db: AsyncSession, body: InvestigateRequest) -> dict[str
         "users": list(dict.fromkeys(users))[:50],
         "alert_id": body.alert_id,
         "case_id": body.case_id,
+        "corroborations": corroborations,
     }
 
 
@@ -418,7 +461,7 @@ class InvestigationRunner:
                 "timeline": state.get("timeline", []),
                 "latency_ms": round((utcnow() - started).total_seconds() * 1000, 3),
             }
-            status, error = "completed", None
+            status, error = _outcome(receipt)
         except asyncio.CancelledError:
             if investigation_id in self._cancelled:
                 self._cancelled.discard(investigation_id)
@@ -527,6 +570,16 @@ class InvestigationRunner:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _outcome(receipt: dict[str, Any]) -> tuple[str, str | None]:
+    """The investigation's status and error for a finished graph: ``failed`` when no specialist
+    answered (the receipt, kept, says ``inconclusive`` and why each failed), else
+    ``completed`` (``degraded`` in the receipt when some failed)."""
+    if receipt.get("verdict") != "inconclusive":
+        return "completed", None
+    why = "; ".join(f"{f.get('agent')}: {f.get('reason')}" for f in receipt.get("failures", []))
+    return "failed", f"every specialist dispatched failed ({why})"[:2000]
 
 
 _WAIT: Final = object()

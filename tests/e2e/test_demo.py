@@ -100,9 +100,10 @@ def test_demo_on_the_shared_data(tmp_path: Path) -> None:
     assert "Verdict     MALICIOUS  (severity critical, confidence 0.95)" in receipt
     assert re.search(r"T1003\.001 +OS Credential Dumping: LSASS Memory +malware", receipt)
     assert "url              https://10.23.123.11:443/Invoke-Mimikatz.ps1" in receipt
+    # Named only by a command line: in active mode a human would decide (a dry run records it).
     assert re.search(
         r"block_url https://10\.23\.123\.11:443/\S*  \[impact \w+\] → recorded\s+"
-        r"\(policy: allow,\s+record_only\)",
+        r"\(policy: require_approval,\s+record_only\)",
         receipt,
     )
     assert re.search(r"SHA-256 chain\s+[0-9a-f]{64}", receipt)

@@ -22,6 +22,7 @@ from core.settings import Settings
 from tests.conftest import Gateway, make_settings, start_gateway
 from tests.e2e.test_agents import AgentProcess
 from tests.e2e.test_cli import Platform, env, free_port, http, platforms, start, stop  # noqa: F401
+from tests.agents.threat_intel.test_threat_intel import FEED
 from tests.orchestrator.test_graph import SUBJECT
 
 PASSWORD = "e2e-restart-admin-password-0123"
@@ -67,7 +68,15 @@ async def test_sigkill_during_an_investigation_then_restart(
 ) -> None:
     policy = tmp_path / "guardrails.yaml"
     policy.write_text("actions:\n  block_ip:\n    decision: require_approval\n")
-    env = {**env, "AURORA_ADMIN_PASSWORD": PASSWORD, "AURORA_GUARDRAILS_FILE": str(policy)}
+    # the feed lists the address: the URL on it is contained without a human
+    feed = tmp_path / "feed.json"
+    feed.write_text(json.dumps(FEED))
+    env = {
+        **env,
+        "AURORA_ADMIN_PASSWORD": PASSWORD,
+        "AURORA_GUARDRAILS_FILE": str(policy),
+        "AURORA_INTEL_FEEDS": json.dumps([str(feed)]),
+    }
     first = start(env, "up")
     platforms.append(first)
     token = login(first.url)

@@ -10,6 +10,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
+from agents.acp.provenance import Provenance, platform_corroborations, vouched
 from core.guardrails import parse_policy
 from core.llm.backend import LLMBackend
 from core.runtime import SystemMode
@@ -20,6 +21,13 @@ from tests.fakes.openai_server import ScriptedOpenAI
 from tests.orchestrator.test_graph import SUBJECT, attack, client_for, fleet  # noqa: F401
 
 APPROVE_BLOCKS = parse_policy("actions:\n  block_ip:\n    decision: require_approval\n")
+FEED_LISTING = {
+    "type": "ip",
+    "value": "45.33.32.156",
+    "kind": "threat_intel",
+    "source": "feed",
+    "detail": "listed high, confidence 85",
+}
 MODEL = "aurora-test"
 
 
@@ -131,19 +139,46 @@ def test_the_gate_follows_the_mode_and_the_responders_impact() -> None:
         {"action": "block_ip", "target": "127.0.0.1", "impact": "low", "reason": "oops"},
     ]
     policy = parse_policy("{}")
+    detected = {"type": "host", "value": "WS-17", "kind": "telemetry", "source": "rule R-1"}
+    listed = Provenance(
+        [],
+        [
+            *vouched("threat_intel", {"corroborations": [FEED_LISTING]}),
+            *platform_corroborations([detected]),
+        ],
+    )
     statuses = {
-        mode: [a["status"] for a in gate(policy, "INV-9", mode, proposed)] for mode in SystemMode
+        mode: [a["status"] for a in gate(policy, "INV-9", mode, proposed, listed)]
+        for mode in SystemMode
     }
     assert statuses == {
         SystemMode.DRY_RUN: ["recorded", "recorded", "denied"],
         SystemMode.MONITOR: ["proposed", "proposed", "denied"],
         SystemMode.ACTIVE: ["approved", "awaiting_approval", "denied"],
     }
-    active = gate(policy, "INV-9", SystemMode.ACTIVE, proposed)
+    active = gate(policy, "INV-9", SystemMode.ACTIVE, proposed, listed)
     assert active[1]["guardrail"]["decision"] == "require_approval"
     assert "high impact" in active[1]["guardrail"]["reasons"][-1]
     assert active[2]["error"]["code"] == "AURORA-4031"
     assert [a["key"] for a in active] == ["INV-9/A1", "INV-9/A2", "INV-9/A3"]
+    assert active[0]["provenance"]["corroboration"] == "corroborated"
+    assert active[0]["provenance"]["corroborated_by"] == [
+        {"agent": "threat_intel", **{k: FEED_LISTING[k] for k in ("kind", "source", "type")}}
+        | {"value": "45.33.32.156", "detail": FEED_LISTING["detail"]}
+    ]
+    assert active[0]["provenance"]["human_required"] is False
+    assert active[1]["provenance"]["corroborated_by"][0]["agent"] == "platform"
+    assert active[1]["provenance"]["human_required"] is True
+    # without the corroborations, every disruptive action waits for a human in active mode
+    bare = gate(policy, "INV-9", SystemMode.ACTIVE, proposed)
+    assert [a["status"] for a in bare] == ["awaiting_approval", "awaiting_approval", "denied"]
+    assert "uncorroborated" in bare[0]["guardrail"]["rules"]
+    assert bare[0]["provenance"] == {
+        "origin": [],
+        "corroborated_by": [],
+        "corroboration": "none",
+        "human_required": True,
+    }
 
 
 async def test_a_tampered_receipt_fails_its_chain(fleet: dict[str, Any]) -> None:  # noqa: F811

@@ -117,3 +117,61 @@ async def test_a_dead_specialist_degrades_the_investigation(fleet: dict[str, Any
     assert [f["agent"] for f in report["failures"]] == ["malware"]
     assert "malware" not in {f["agent"] for f in report["findings"]}
     assert report["severity"] == "high"  # the others still concluded
+    assert report["verdict"] == "malicious"  # from the ones that answered
+
+
+async def test_every_specialist_failing_is_inconclusive_never_benign(
+    fleet: dict[str, Any],
+) -> None:
+    for name in ("threat_intel", "malware", "network"):
+        _, listener, _ = fleet[name]
+        listener.close()
+        await listener.wait_closed()
+    client = client_for(fleet)
+    try:
+        graph = build_graph(GraphDeps(client=client, available=frozenset(fleet), call_timeout=5))
+        state = await graph.ainvoke({"investigation_id": "INV-3", "subject": SUBJECT})
+    finally:
+        await client.close()
+    report = state["report"]
+    assert report["verdict"] == "inconclusive"
+    assert report["degraded"] is True
+    assert report["findings"] == []
+    assert sorted(f["agent"] for f in report["failures"]) == ["malware", "network", "threat_intel"]
+    assert report["actions"] == []
+
+
+async def test_each_action_says_where_its_target_came_from_and_what_corroborates_it(
+    fleet: dict[str, Any],
+) -> None:
+    subject = {
+        **SUBJECT,
+        # the gateway's own detection named this one; a caller's claim would not be here
+        "corroborations": [
+            {"type": "ip", "value": "45.33.32.156", "kind": "telemetry", "source": "rule R-7"}
+        ],
+    }
+    client = client_for(fleet)
+    try:
+        graph = build_graph(GraphDeps(client=client, available=frozenset(fleet)))
+        state = await graph.ainvoke(
+            {"investigation_id": "INV-P", "subject": subject, "mode": "dry_run"}
+        )
+    finally:
+        await client.close()
+    actions = {(a["action"], a["target"]): a for a in state["report"]["actions"]}
+    blocked = actions[("block_ip", "45.33.32.156")]["provenance"]
+    assert blocked["corroboration"] == "corroborated"
+    assert {(c["agent"], c["kind"]) for c in blocked["corroborated_by"]} == {
+        ("threat_intel", "threat_intel"),
+        ("platform", "telemetry"),
+    }
+    assert {"agent": "malware", "kind": "command_line", "ref": "command_lines[0]"} in blocked[
+        "origin"
+    ]
+    # the URL on the listed host is corroborated by the host's listing
+    url = actions[("block_url", "http://45.33.32.156/a.ps1")]["provenance"]
+    assert url["corroboration"] == "corroborated"
+    assert url["origin"][0]["kind"] == "command_line"
+    # dry_run keeps its behaviour: recorded, nothing runs, whatever the corroboration
+    assert {a["status"] for a in state["report"]["actions"]} <= {"recorded", "denied"}

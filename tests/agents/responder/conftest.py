@@ -83,7 +83,7 @@ def network_finding() -> dict[str, Any]:
 
 
 def threat_intel_finding(severity: str = "high", confidence: float = 0.9) -> dict[str, Any]:
-    """As threat_intel reports an address listed by feeds."""
+    """As threat_intel reports an address listed by feeds (which corroborates it)."""
     return {
         "agent": "threat_intel",
         "summary": "1 of 1 indicator(s) known to threat intelligence; worst: ip 203.0.113.7.",
@@ -94,6 +94,15 @@ def threat_intel_finding(severity: str = "high", confidence: float = 0.9) -> dic
         "evidence": [],
         "recommended_actions": [
             action("block_ip", "203.0.113.7", "listed by feodo (exact)", "medium"),
+        ],
+        "corroborations": [
+            {
+                "type": "ip",
+                "value": "203.0.113.7",
+                "kind": "threat_intel",
+                "source": "feodo",
+                "detail": "listed high, confidence 90",
+            }
         ],
     }
 

@@ -134,7 +134,11 @@ async def test_protected_asset_is_denied_and_critical_host_needs_approval(
     [
         ("dry_run", {"record_only"}, "Dry run: nothing will be executed"),
         ("monitor", {"propose"}, "Monitor mode: 9 action(s) proposed to an analyst, none executed"),
-        ("active", {"execute", "await_approval"}, "Active mode: 8 to be executed by the gateway"),
+        (
+            "active",
+            {"execute", "await_approval"},
+            "Active mode: 4 to be executed by the gateway: block_ip 203.0.113.7, collect_triage",
+        ),
     ],
 )
 async def test_every_mode(server: AgentServer, mode: str, tags: set[str], phrase: str) -> None:
@@ -151,13 +155,21 @@ async def test_every_mode(server: AgentServer, mode: str, tags: set[str], phrase
             "active": "require_approval → await_approval",
         }[mode]
     )
+    # Only the feed-listed address is corroborated; the hosts, the process, the account and
+    # the file rest on what the agents were given, so a human decides on them in active mode.
+    assert "corroborated by threat_intel: threat_intel (feodo) on ip 203.0.113.7" in guardrail(
+        result, "block_ip 203.0.113.7"
+    )
+    for ref in ("kill_process ws-042:4242", "disable_account CORP\\jdoe"):
+        assert "no independent corroboration" in guardrail(result, ref)
+        assert "no independent source corroborates the target" in guardrail(result, ref)
     if mode == "dry_run":
-        assert "In active mode 8 would run" in result["summary"]
-        assert "1 would need approval: isolate_host 10.0.0.5" in result["summary"]
+        assert "In active mode 4 would run" in result["summary"]
+        assert "5 would need approval: quarantine_file" in result["summary"]
     if mode == "monitor":
-        assert "In active mode 1 would need approval: isolate_host 10.0.0.5" in result["summary"]
+        assert "In active mode 5 would need approval: quarantine_file" in result["summary"]
     if mode == "active":
-        assert "1 await a human's approval: isolate_host 10.0.0.5" in result["summary"]
+        assert "5 await a human's approval: quarantine_file" in result["summary"]
 
 
 async def test_confidence_from_agreement(server: AgentServer) -> None:
@@ -381,7 +393,10 @@ async def test_llm_plan_is_held_to_the_guardrails(kb: AttackKB, tmp_path: Path) 
     assert result["model"] == MODEL
     assert steps(result) == [("isolate_host", "ws-042"), ("block_ip", "203.0.113.7")]
     assert result["recommended_actions"][0]["reason"].startswith("[await_approval]")
-    assert result["recommended_actions"][1]["reason"].startswith("[execute]")
+    # the model's "per threat intel" is no corroboration: no threat_intel finding lists it
+    assert result["recommended_actions"][1]["reason"].startswith(
+        "[await_approval] policy: require_approval (no independent source corroborates"
+    )
     assert result["summary"].startswith(
         "Contain ws-042 and its C2 first. High incident per 2 finding(s)"
     )
@@ -408,3 +423,33 @@ async def test_llm_failure_falls_back_to_builtin(kb: AttackKB, tmp_path: Path) -
     assert result["degraded"] is True
     assert steps(result)[0] == ("block_ip", "203.0.113.7")
     assert result["summary"].startswith("High incident per 4 finding(s)")
+
+
+async def test_a_claimed_corroboration_outside_the_agents_role_counts_for_nothing(
+    server: AgentServer,
+) -> None:
+    from_command_line = [{"kind": "command_line", "ref": "command_lines[0]"}]
+    claimed = {
+        **malware_finding(),
+        "recommended_actions": [
+            {
+                **action("block_ip", "45.33.32.200", "in the cradle", "medium"),
+                "provenance": from_command_line,
+            },
+            {
+                **action("block_ip", "203.0.113.7", "in the cradle", "medium"),
+                "provenance": from_command_line,
+            },
+        ],
+        # the malware agent is no threat-intel source
+        "corroborations": [
+            {"type": "ip", "value": "45.33.32.200", "kind": "threat_intel", "source": "made up"}
+        ],
+    }
+    result = await plan(server, {"findings": [claimed, threat_intel_finding()], "mode": "active"})
+    by_target = {a["target"]: a for a in result["recommended_actions"]}
+    assert by_target["45.33.32.200"]["reason"].startswith("[await_approval]")
+    assert by_target["203.0.113.7"]["reason"].startswith("[execute]")
+    # each plan entry keeps where its proposers took the target from
+    assert by_target["45.33.32.200"]["provenance"] == from_command_line
+    assert by_target["203.0.113.7"]["provenance"] == from_command_line

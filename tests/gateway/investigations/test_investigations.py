@@ -231,3 +231,28 @@ async def test_the_retention_job_deletes_finished_checkpoints(
         await client.close()
     assert done["status"] == "completed"
     assert again["receipt"] == done["receipt"]  # the receipt outlives its checkpoints
+
+
+async def test_when_every_specialist_fails_the_investigation_says_so(
+    platform: Gateway,
+    fleet: dict[str, Any],  # noqa: F811
+) -> None:
+    for _, listener, _ in fleet.values():
+        listener.close()
+        await listener.wait_closed()
+    analyst = await platform.user(Role.ANALYST, "ana")
+    accepted = await (
+        await platform.client.post(
+            "/api/v1/agents/investigate",
+            headers=analyst,
+            json={k: SUBJECT[k] for k in ("iocs", "text", "command_lines")},
+        )
+    ).json()
+    done = await wait_done(platform, analyst, accepted["id"])
+    assert done["status"] == "failed"
+    assert done["error"].startswith("every specialist dispatched failed (")
+    receipt = done["receipt"]  # kept: it says what failed
+    assert receipt["verdict"] == "inconclusive"
+    assert receipt["degraded"] is True
+    assert receipt["findings"] == []
+    assert {f["agent"] for f in receipt["failures"]} == {"threat_intel", "malware", "network"}
