@@ -519,6 +519,41 @@ async def cmd_user_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_user_passwd(settings: Settings, args: argparse.Namespace) -> int:
+    from core.db import utcnow
+    from core.security.passwords import PasswordHasher
+    from gateway.auth.service import list_api_keys
+    from gateway.users import service as users
+
+    async with _database(settings) as database:
+        async with database.session() as db:  # an unknown name is said before any prompt
+            await users.get_user_by_username(db=db, username=args.username)
+        password = _read_password(args)
+        async with database.session() as db:
+            user = await users.reset_password(
+                db=db,
+                hasher=PasswordHasher.from_settings(settings),
+                username=args.username,
+                password=password,
+            )
+            now = utcnow()
+            keys = [
+                key
+                for key in await list_api_keys(db=db, user_id=user.id)
+                if key.revoked_at is None and (key.expires_at is None or key.expires_at > now)
+            ]
+    print(
+        f"new password set for '{user.username}'; the account is unlocked and every token "
+        "issued to it before now is refused"
+    )
+    if keys:
+        print(
+            f"{len(keys)} API key(s) of '{user.username}' still work; if the account was "
+            "compromised, revoke them (DELETE /api/v1/auth/api-keys/ID)"
+        )
+    return 0
+
+
 async def cmd_user_list(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.users import service as users
 
@@ -590,6 +625,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     create.set_defaults(run=cmd_user_create)
+    passwd = user.add_parser(
+        "passwd",
+        help="set a new password (asks twice), unlock the account and end its sessions",
+    )
+    passwd.add_argument("username")
+    passwd.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    passwd.set_defaults(run=cmd_user_passwd)
     user.add_parser("list", help="list users").set_defaults(run=cmd_user_list)
     delete = user.add_parser("delete", help="delete a user")
     delete.add_argument("username")

@@ -59,6 +59,7 @@ class UserSnapshot:
     is_active: bool
     created_at: datetime
     last_login_at: datetime | None
+    tokens_valid_after: datetime | None = None
 
     @classmethod
     def of(cls, user: User) -> UserSnapshot:
@@ -71,6 +72,7 @@ class UserSnapshot:
             is_active=user.is_active,
             created_at=user.created_at,
             last_login_at=user.last_login_at,
+            tokens_valid_after=user.tokens_valid_after,
         )
 
 
@@ -83,6 +85,7 @@ class Principal:
     method: str  # "token" | "api_key" | "agent_token"
     token_jti: str | None = None
     token_expires_at: datetime | None = None
+    token_issued_at: datetime | None = None
     api_key_id: str | None = None
     api_key_expires_at: datetime | None = None
 
@@ -126,6 +129,14 @@ def _account(user: UserSnapshot | None, whose: str) -> UserSnapshot:
     if user is None or not user.is_active:
         raise InvalidCredentials(f"{whose} no longer exists or is disabled")
     return user
+
+
+def _issued_after_reset(user: UserSnapshot, issued_at: datetime | None) -> None:
+    """Refuse a token issued before its account's sessions were ended (a password reset)."""
+    if user.tokens_valid_after is not None and (
+        issued_at is None or issued_at < user.tokens_valid_after
+    ):
+        raise InvalidCredentials("the access token has been revoked")
 
 
 def _key_principal(key: ApiKey | None, owner: UserSnapshot | None, now: datetime) -> Principal:
@@ -288,12 +299,14 @@ class Authenticator:
         if claims.jti in self._revoked:
             raise InvalidCredentials("the access token has been revoked")
         user = _account(await self._user(claims.subject), "the account")
+        _issued_after_reset(user, claims.issued_at)
         return Principal(
             user=user,
             permissions=permissions_for(user.role),
             method="token",
             token_jti=claims.jti,
             token_expires_at=claims.expires_at,
+            token_issued_at=claims.issued_at,
         )
 
     def _agent(self, token: str) -> Principal:
@@ -439,6 +452,7 @@ def _as_now(
     if caller.account_id is None:
         return caller
     user = _account(users.get(caller.account_id), "the account")
+    _issued_after_reset(user, caller.token_issued_at)
     return replace(caller, user=user, permissions=permissions_for(user.role))
 
 

@@ -24,6 +24,8 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(default=True)
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None]
+    tokens_valid_after: Mapped[datetime | None]
+    """Access tokens issued before this second are refused (set when the password is reset)."""
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

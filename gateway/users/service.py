@@ -1,4 +1,5 @@
-"""User management: create, list, delete (never yourself, never the last admin), bootstrap."""
+"""User management: create, list, delete (never yourself, never the last admin), reset a
+password, bootstrap."""
 
 from __future__ import annotations
 
@@ -6,15 +7,20 @@ import secrets
 from dataclasses import dataclass
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import utcnow
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.security.passwords import PasswordHasher
 from core.security.permissions import Role
+from core.validation import validate
+from gateway.auth.models import LoginThrottle
 from gateway.users.models import User
 from gateway.users.schemas import UserCreate
+
+SERVICE_ROLES = frozenset({Role.SERVICE_AGENT, Role.SERVICE_RESPONDER})
 
 
 async def get_user_by_username(*, db: AsyncSession, username: str) -> User:
@@ -88,6 +94,27 @@ async def delete_user(*, db: AsyncSession, actor_id: str, username: str) -> User
         if len(admins) <= 1:
             raise Conflict({"username": username, "reason": "the last admin cannot be deleted"})
     await db.delete(user)
+    await db.commit()
+    return user
+
+
+async def reset_password(
+    *, db: AsyncSession, hasher: PasswordHasher, username: str, password: str
+) -> User:
+    """Give ``username`` a new password (held to the rules of :func:`create_user`'s callers,
+    AURORA-4220 otherwise), lift its login lockout, and end its sessions: every access token
+    issued to it before this second is refused from now on (by a running gateway within its
+    user cache's lifetime). A service identity has no password to reset: AURORA-4090."""
+    user = await get_user_by_username(db=db, username=username)
+    if user.role in SERVICE_ROLES:
+        raise Conflict(
+            {"username": username, "reason": "a service identity has no password; it uses tokens"}
+        )
+    validate(UserCreate, {"username": user.username, "password": password, "role": user.role})
+    user.password_hash = await hasher.hash_async(password)
+    user.tokens_valid_after = utcnow().replace(microsecond=0)
+    user.failed_logins, user.locked_until = 0, None
+    await db.execute(delete(LoginThrottle).where(LoginThrottle.username == user.username))
     await db.commit()
     return user
 

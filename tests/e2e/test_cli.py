@@ -13,13 +13,17 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 
 from agents.catalog import SPECIALISTS
 from core.db.migrate import head_revision
+from core.security.tokens import TokenService
+from core.settings import Settings
 
 BIN = Path(sys.executable).parent / "aurora"
 
@@ -424,3 +428,82 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith(
     )
     assert helped.returncode == 0
     assert "user" in helped.stdout
+
+
+def test_user_passwd_resets_unlocks_and_ends_sessions(
+    env: dict[str, str], platforms: list[Platform]
+) -> None:
+    secret = "passwd-e2e-secret-passwd-e2e-secret-0123456789"
+    env = {
+        **env,
+        "AURORA_JWT_SECRET": secret,
+        "AURORA_AUTH_CACHE_TTL_SECONDS": "0",
+        "AURORA_LOGIN_MAX_FAILURES": "2",
+    }
+    assert run(env, "db", "upgrade").returncode == 0
+    first, second = "the first long password", "the second long password"
+    created = run(
+        env, "user", "create", "boss", "--role", "admin", "--password-stdin", stdin=f"{first}\n"
+    )
+    assert created.returncode == 0, created.stderr
+    assert run(env, "user", "create", "svc", "--role", "service_agent").returncode == 0
+    platform = start(env, "gateway")
+    platforms.append(platform)
+    api = f"{platform.url}/api/v1"
+
+    def login(password: str) -> tuple[int, dict[str, Any]]:
+        return http("POST", f"{api}/auth/token", {"username": "boss", "password": password})
+
+    # A session that began before the reset (the token a login a minute ago gave).
+    minted = run(env, "token", "boss").stdout.strip()
+    boss_id = jwt.decode(minted, options={"verify_signature": False})["sub"]
+    old = (
+        TokenService.from_settings(Settings(jwt_secret=secret))  # type: ignore[arg-type]
+        .issue(boss_id, now=datetime.now(UTC) - timedelta(minutes=1), claims={"username": "boss"})
+        .token
+    )
+    assert http("GET", f"{api}/users/me", token=old)[0] == 200
+    # Locked out by wrong passwords.
+    assert [login("a wrong password")[0] for _ in range(2)] == [401, 401]
+    assert login(first)[0] == 429
+
+    # Refused resets change nothing.
+    unknown = run(env, "user", "passwd", "nobody", "--password-stdin", stdin=f"{second}\n")
+    assert (unknown.returncode, "Resource not found" in unknown.stderr) == (1, True)
+    weak = run(env, "user", "passwd", "boss", "--password-stdin", stdin="short\n")
+    assert (weak.returncode, "Validation error" in weak.stderr) == (1, True)
+    service = run(env, "user", "passwd", "svc", "--password-stdin", stdin=f"{second}\n")
+    assert (service.returncode, "service identity" in service.stderr) == (1, True)
+    mismatch = asked(env, "user", "passwd", "boss", answers=[second, "not the same password"])
+    assert mismatch.returncode == 1
+    assert "passwords do not match" in mismatch.stderr
+    assert http("GET", f"{api}/users/me", token=old)[0] == 200
+    assert login(first)[0] == 429
+
+    # Asked twice, without echo where there is a terminal (here there is none: from stdin).
+    reset = asked(env, "user", "passwd", "boss", answers=[second, second])
+    assert reset.returncode == 0, reset.stderr
+    assert "every token issued to it before now is refused" in reset.stdout
+    assert second not in reset.stdout + reset.stderr
+    status, body = http("GET", f"{api}/users/me", token=old)
+    assert (status, body["error"]["code"]) == (401, "AURORA-4012")
+    assert login(first)[0] == 401
+    status, body = login(second)  # unlocked
+    assert status == 200, body
+    status, me = http("GET", f"{api}/users/me", token=body["access_token"])
+    assert (status, me["username"]) == (200, "boss")
+    assert stop(platform) == 0
+
+
+def asked(env: dict[str, str], *args: str, answers: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run ``aurora`` with no terminal (its own session), answering its prompts from stdin."""
+    return subprocess.run(
+        [*aurora_command(), *args],
+        env=env,
+        input="".join(f"{answer}\n" for answer in answers),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        start_new_session=True,
+    )
