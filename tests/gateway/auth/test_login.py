@@ -1,19 +1,26 @@
-"""Password login: JSON and form, uniform refusals, lockout, validation, providers."""
+"""Password login: JSON and form, uniform refusals, lockout (under parallel guesses too, and
+across replicas), validation, providers."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from core.db import create_database
 from core.db.migrate import upgrade
+from core.security.passwords import PasswordHasher
 from core.security.permissions import Role
 from core.settings import Settings
+from gateway.auth.models import LoginThrottle
+from gateway.auth.service import purge_login_throttles
+from gateway.keys import DATABASE, HASHER
 from tests.conftest import PASSWORD, Gateway, make_settings, start_gateway
 
 TOKEN = "/api/v1/auth/token"
@@ -225,3 +232,150 @@ async def test_sso_routes_are_not_registered(gateway: Gateway) -> None:
         if outcome != (404, "AURORA-4040"):
             wrong.append((method, path, outcome))
     assert wrong == []
+
+
+class HeldChecks:
+    """Counts the password checks the hashers run and holds each (those of ``only``, when
+    given) until :meth:`release`, so a test can have many logins in flight at once."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *hashers: PasswordHasher) -> None:
+        self.checked: list[str] = []
+        self.answered = 0
+        self.only: str | None = None
+        self._changed = asyncio.Condition()
+        self._released = asyncio.Event()
+        for hasher in hashers:
+            monkeypatch.setattr(hasher, "verify_async", self._holding(hasher.verify_async))
+
+    def _holding(
+        self, verify: Callable[[str | None, str], Any]
+    ) -> Callable[[str | None, str], Any]:
+        async def held(password_hash: str | None, password: str) -> bool:
+            async with self._changed:
+                self.checked.append(password)
+                self._changed.notify_all()
+            if self.only is None or password == self.only:
+                await self._released.wait()
+            return bool(await verify(password_hash, password))
+
+        return held
+
+    async def until(self, ready: Callable[[], bool]) -> None:
+        async with asyncio.timeout(30), self._changed:
+            await self._changed.wait_for(ready)
+
+    async def attempt(self, gateway: Gateway, username: str, password: str) -> int:
+        status, _ = await _login(gateway, username, password)
+        async with self._changed:
+            self.answered += 1
+            self._changed.notify_all()
+        return status
+
+    def release(self) -> None:
+        self._released.set()
+
+
+async def _burst(
+    held: HeldChecks, gateways: list[Gateway], username: str, passwords: list[str]
+) -> list[int]:
+    """Send every login at once (round-robin over ``gateways``); release the held checks once
+    each is either being checked or answered; the statuses in the order sent."""
+    settled = len(held.checked) + held.answered + len(passwords)
+    tasks = [
+        asyncio.create_task(held.attempt(gateways[n % len(gateways)], username, password))
+        for n, password in enumerate(passwords)
+    ]
+    await held.until(lambda: len(held.checked) + held.answered == settled)
+    held.release()
+    return list(await asyncio.gather(*tasks))
+
+
+async def test_parallel_guesses_get_at_most_the_limit_of_checks(
+    gateway: Gateway, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = settings.login_max_failures
+    await gateway.create_user("burst", Role.VIEWER)
+    held = HeldChecks(monkeypatch, gateway.app[HASHER])
+    # The right password is being checked when 39 wrong guesses arrive together.
+    right = asyncio.create_task(held.attempt(gateway, "burst", PASSWORD))
+    await held.until(lambda: held.checked == [PASSWORD])
+    wrong = await _burst(held, [gateway], "burst", [f"guess {n}" for n in range(39)])
+    assert await right == 200
+    assert len(held.checked) == limit
+    assert sorted(wrong) == [401] * (limit - 1) + [429] * (40 - limit)
+    # Its success does not lift the lock the guesses set meanwhile.
+    status, body = await _login(gateway, "burst", PASSWORD)
+    assert (status, _code(body)) == (429, "AURORA-4290")
+
+
+async def test_parallel_guesses_at_an_unknown_name_look_the_same(
+    gateway: Gateway, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = settings.login_max_failures
+    await gateway.create_user("real-user", Role.VIEWER)
+    seen = {}
+    for name in ("real-user", "ghost-user"):
+        held = HeldChecks(monkeypatch, gateway.app[HASHER])
+        statuses = await _burst(held, [gateway], name, [WRONG] * 40)
+        seen[name] = (len(held.checked), sorted(statuses))
+    assert seen["real-user"] == seen["ghost-user"]
+    assert seen["ghost-user"] == (limit, [401] * limit + [429] * (40 - limit))
+
+
+async def test_the_limit_holds_across_replicas(
+    gateway: Gateway, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = settings.login_max_failures
+    await gateway.create_user("shared", Role.VIEWER)
+    replica = Gateway(await start_gateway(settings))
+    try:
+        held = HeldChecks(monkeypatch, gateway.app[HASHER], replica.app[HASHER])
+        statuses = await _burst(held, [gateway, replica], "shared", [WRONG] * 40)
+        assert len(held.checked) == limit
+        assert sorted(statuses) == [401] * limit + [429] * (40 - limit)
+        for either in (gateway, replica):
+            status, body = await _login(either, "shared", PASSWORD)
+            assert (status, _code(body)) == (429, "AURORA-4290")
+    finally:
+        await replica.client.close()
+
+
+async def test_a_success_does_not_forgive_failures_that_ran_meanwhile(
+    gateway: Gateway, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = settings.login_max_failures
+    await gateway.create_user("overlap", Role.VIEWER)
+    assert (await _login(gateway, "overlap", WRONG))[0] == 401
+    held = HeldChecks(monkeypatch, gateway.app[HASHER])
+    held.only = PASSWORD  # only the right password's check waits
+    right = asyncio.create_task(held.attempt(gateway, "overlap", PASSWORD))
+    await held.until(lambda: held.checked == [PASSWORD])
+    for _ in range(limit - 3):
+        assert (await _login(gateway, "overlap", WRONG))[0] == 401
+    held.release()
+    assert await right == 200
+    # The failures that ran while it was checked still count: two more reach the limit.
+    for _ in range(2):
+        assert (await _login(gateway, "overlap", WRONG))[0] in {401, 429}
+    status, body = await _login(gateway, "overlap", PASSWORD)
+    assert (status, _code(body)) == (429, "AURORA-4290")
+
+
+async def test_failures_are_forgotten_when_their_window_ends(quick_lockout: Gateway) -> None:
+    gateway = quick_lockout  # two failures within a second lock the account for a second
+    await gateway.create_user("spaced", Role.VIEWER)
+    assert (await _login(gateway, "spaced", WRONG))[0] == 401
+    await asyncio.sleep(1.2)  # the window runs on the clock
+    assert (await _login(gateway, "spaced", WRONG))[0] == 401
+    status, body = await _login(gateway, "spaced", PASSWORD)
+    assert status == 200, body
+
+
+async def test_ended_windows_are_purged(gateway: Gateway) -> None:
+    now = datetime.now(UTC)
+    async with gateway.app[DATABASE].session() as db:
+        db.add(LoginThrottle(username="old", checks=3, window_ends_at=now - timedelta(seconds=1)))
+        db.add(LoginThrottle(username="live", checks=3, window_ends_at=now + timedelta(hours=1)))
+        await db.commit()
+        assert await purge_login_throttles(db=db) == 1
+        assert list(await db.scalars(select(LoginThrottle.username))) == ["live"]
