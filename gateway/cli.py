@@ -265,10 +265,13 @@ async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     def banner(url: str) -> None:
-        joining = "; the others join as they start" if progress.pending else ""
+        ready = len(progress.ready)
+        joining = ""
+        if progress.pending:
+            joining = f"; {'the others' if ready else 'they'} join as they start"
         print(
             f"AuroraSOC is up at {url}  (API: {url}/api/v1; agents ready: "
-            f"{len(progress.ready)} of {len(agents)}{joining}; data: {settings.data_dir})",
+            f"{ready} of {len(agents)}{joining}; data: {settings.data_dir})",
             flush=True,
         )
 
