@@ -197,7 +197,7 @@ async def test_logout_ends_every_stream_of_that_token_at_once(gateway: Gateway) 
 @pytest.mark.usefixtures("no_refresh")
 async def test_a_stream_ends_when_its_token_expires(gateway: Gateway) -> None:
     await gateway.create_user("brief", Role.ANALYST)
-    short = gateway.token_for(await user_id(gateway, "brief"), ttl_seconds=2)
+    short = gateway.token_for(await user_id(gateway, "brief"), ttl_seconds=3)
     async with connect(gateway, "/api/v1/ws/alerts", {"Authorization": f"Bearer {short}"}) as ws:
         end = await ending(ws)
     assert end == Ending("AURORA-4011", 4401, "the access token has expired")
