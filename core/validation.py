@@ -53,23 +53,42 @@ def validate[M: BaseModel](model: type[M], data: Any, *, where: str = "body") ->
 def json_depth(value: Any, *, stop_at: int | None = None) -> int:
     """How deeply arrays and objects nest in ``value`` (a scalar is 0, ``[]`` is 1); counting
     stops once ``stop_at`` is passed. Iterative: no input can exhaust the stack."""
+    if type(value) is not dict and type(value) is not list:
+        return 0
+    limit = stop_at if stop_at is not None else -1
     deepest = 0
-    pending: list[tuple[Any, int]] = [(value, 0)]
+    pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        depth += 1
         if depth > deepest:
             deepest = depth
-            if stop_at is not None and deepest > stop_at:
+            if deepest == limit + 1:
                 return deepest
-        pending.extend((child, depth) for child in children)
+        below = depth + 1
+        # exact types: what JSON parsers produce, and several times faster than isinstance
+        for child in item.values() if type(item) is dict else item:
+            kind = type(child)
+            if kind is dict or kind is list:
+                pending.append((child, below))
     return deepest
+
+
+def _nul_at(value: Any) -> list[str | int] | None:
+    """Where the first string (or key) holding a NUL character is in ``value``, if any."""
+    pending: list[tuple[Any, list[str | int]]] = [(value, [])]
+    while pending:
+        item, loc = pending.pop()
+        if type(item) is str:
+            if "\x00" in item:
+                return loc
+        elif type(item) is dict:
+            for key, child in item.items():
+                if "\x00" in key:
+                    return loc
+                pending.append((child, [*loc, key]))
+        elif type(item) is list:
+            pending.extend((child, [*loc, index]) for index, child in enumerate(item))
+    return None
 
 
 def check_depth(value: Any, *, where: list[str | int], limit: int = MAX_JSON_DEPTH) -> None:
@@ -80,13 +99,19 @@ def check_depth(value: Any, *, where: list[str | int], limit: int = MAX_JSON_DEP
 
 def load_json(data: bytes | str, *, where: str = "body", max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse JSON from outside: malformed text, ``NaN``/``Infinity``, a number too large for a
-    double, invalid Unicode or nesting past ``max_depth`` is AURORA-4220, never an exception
-    that escapes. Integers past 64 bits become floats (as JavaScript reads them)."""
+    double, invalid Unicode, a NUL character or nesting past ``max_depth`` is AURORA-4220, never
+    an exception that escapes. Integers past 64 bits become floats (as JavaScript reads them)."""
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as err:
         raise field_error([where], f"Malformed JSON: {err}", "json_invalid") from err
     check_depth(value, where=[where], limit=max_depth)
+    # A NUL can only arrive escaped (a raw one is not JSON); PostgreSQL stores no NUL in text.
+    escaped = b"\\u0000" in data if isinstance(data, bytes) else "\\u0000" in data
+    if escaped:
+        loc = _nul_at(value)
+        if loc is not None:
+            raise field_error([where, *loc], "NUL characters are not accepted", "string_nul")
     return value
 
 

@@ -24,6 +24,7 @@ from core.errors import (
     PermissionDenied,
     ValidationFailed,
 )
+from core.validation import field_error
 from gateway.http import body_limit, error_response
 from gateway.keys import (
     AUTHENTICATOR,
@@ -109,6 +110,18 @@ def _credentials(request: web.Request, websocket: bool) -> tuple[str | None, str
     return bearer, request.headers.get("X-API-Key") or None
 
 
+def _refuse_nul(request: web.Request) -> None:
+    """A NUL in a path parameter or the query is AURORA-4220: no store holds one in text
+    (PostgreSQL refuses it outright), and no identifier or filter needs it."""
+    for name, value in request.match_info.items():
+        if "\x00" in value:
+            raise field_error(["path", name], "NUL characters are not accepted", "string_nul")
+    for name, value in request.query.items():
+        if "\x00" in name or "\x00" in value:
+            where = name if "\x00" not in name else "?"
+            raise field_error(["query", where], "NUL characters are not accepted", "string_nul")
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authenticate the caller and check the matched route's permission."""
@@ -119,6 +132,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if route is None:  # not from the route table (e.g. a test's own route): deny
         raise NotFound({"reason": "no such route"})
     request[ROUTE] = route
+    _refuse_nul(request)
     if request.content_length is not None and request.content_length > body_limit(request):
         raise PayloadTooLarge({"limit_bytes": body_limit(request)})
     if route.access is Access.PUBLIC:

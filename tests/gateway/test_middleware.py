@@ -131,3 +131,33 @@ async def test_body_limits(settings: Settings) -> None:
         assert wrong_type.status == 422
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "loc"),
+    [
+        ("GET", "/api/v1/alerts/ALRT-2026%0000001", None, ["path", "alert_id"]),
+        ("GET", "/api/v1/alerts?status=%00", None, ["query", "status"]),
+        ("GET", "/api/v1/cases?x%00=1", None, ["query", "?"]),
+        ("POST", "/api/v1/alerts", {"title": "a\u0000b", "source": "t"}, ["body", "title"]),
+        (
+            "POST",
+            "/api/v1/alerts",
+            {"title": "t", "source": "t", "raw": {"k": ["\u0000"]}},
+            ["body", "raw", "k", 0],
+        ),
+    ],
+)
+async def test_a_nul_character_is_422_on_every_backend(
+    gateway: Gateway, method: str, path: str, body: object, loc: list[object]
+) -> None:
+    # PostgreSQL stores no NUL in text: before this check such a request was a 500 there.
+    headers = await gateway.user(Role.ANALYST)
+    response = await gateway.client.request(method, path, json=body, headers=headers)
+    error = (await response.json())["error"]
+    assert (response.status, error["code"]) == (422, "AURORA-4220")
+    assert error["detail"] == [
+        {"loc": loc, "msg": "NUL characters are not accepted", "type": "string_nul"}
+    ]
+    listed = await gateway.client.get("/api/v1/alerts", headers=headers)
+    assert (await listed.json())["total"] == 0
