@@ -170,9 +170,17 @@ def _try_listen(
     return None
 
 
-def _ports_free(listeners: Iterable[Listener]) -> bool:
+PORT_SETTLE_SECONDS = 2.0
+"""How long a taken port is given to come free before it is reported: the processes of an
+instance killed just before (its agents end with it) may still be closing their sockets."""
+
+
+async def _ports_free(listeners: Sequence[Listener]) -> bool:
     """Whether every listener can listen; says why not, one line each, when not."""
-    problems = port_problems(listeners)
+    settle_until = time.monotonic() + PORT_SETTLE_SECONDS
+    # A port's release has no event to await: look again, briefly.
+    while (problems := port_problems(listeners)) and time.monotonic() < settle_until:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
     for problem in problems:
         print(f"aurora: {problem}", file=sys.stderr)
     return not problems
@@ -241,7 +249,7 @@ async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         *(agent_listener(settings, name) for name in agents),
         mcp_listener(settings),
     ]
-    if not _ports_free(listeners):
+    if not await _ports_free(listeners):
         return 2
 
     progress = _Progress(agents)
@@ -323,7 +331,7 @@ async def _bootstrap(settings: Settings) -> None:
 
 
 async def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
-    if not _ports_free([gateway_listener(settings)]):
+    if not await _ports_free([gateway_listener(settings)]):
         return 2
     from gateway.app import SchemaNotCurrent
     from gateway.server import serve
@@ -368,7 +376,7 @@ async def cmd_agent_run(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if not _ports_free([agent_listener(settings, args.name, args.port)]):
+    if not await _ports_free([agent_listener(settings, args.name, args.port)]):
         return 2
     from agents.runtime.process import run_agent
 
@@ -443,7 +451,7 @@ async def cmd_evidence_rotate_key(settings: Settings, args: argparse.Namespace) 
 
 
 async def cmd_mcp(settings: Settings, args: argparse.Namespace) -> int:
-    if not _ports_free([mcp_listener(settings, args.port)]):
+    if not await _ports_free([mcp_listener(settings, args.port)]):
         return 2
     from tools.mcp_server import run_mcp_server
 
