@@ -2,7 +2,7 @@
 
 Not part of the API contract: a short, public index (JSON, or a plain page for a browser) that
 says what serves here, where to sign in, where the documentation is, and which routes exist
-with the permission each needs, read from the route table itself.
+with the permission each needs (for a stream, what its data needs), read from the route table.
 """
 
 from __future__ import annotations
@@ -34,7 +34,10 @@ def _version() -> str:
 def describe(app: web.Application) -> dict[str, Any]:
     """The index document: the service, how to authenticate, the docs, the routes."""
     routes = sorted(
-        {(r.method, r.path, permission_label(r.access)) for r in app[ROUTE_TABLE].values()},
+        {
+            (r.method, r.path, permission_label(r.permission or r.access))
+            for r in app[ROUTE_TABLE].values()
+        },
         key=lambda route: (route[1], route[0]),
     )
     return {

@@ -246,7 +246,7 @@ async def test_the_index_says_what_serves_here(served: Served, path: str) -> Non
     routes = {(r["method"], r["path"]): r["permission"] for r in body["routes"]}
     assert routes[("POST", "/api/v1/auth/token")] == "Public"
     assert routes[("GET", "/api/v1/alerts")] == "alerts:read"
-    assert routes[("WS", "/api/v1/ws/alerts")] == "Authenticated"
+    assert routes[("WS", "/api/v1/ws/alerts")] == "alerts:read"
     assert ("GET", "/") not in routes
 
 
