@@ -67,7 +67,7 @@ class _Worker:
         stdout = self.process.stdout
         assert stdout is not None  # started with stdout=PIPE
         (size,) = _HEADER.unpack(await stdout.readexactly(_HEADER.size))
-        # Only ever our own worker's reply: it never echoes the pickles a caller could shape.
+        # Our own worker's reply: a caller's text only ever travels inside it as strings.
         return pickle.loads(await stdout.readexactly(size))  # noqa: S301
 
     async def stop(self) -> None:
@@ -146,6 +146,10 @@ class SigmaConverter:
                 reply: tuple[Any, ...] = await worker.receive()
         except TimeoutError as err:
             await self._stop(worker)
+            log.warning(
+                "a Sigma conversion passed its %g s budget: its worker was stopped",
+                self.budget_seconds,
+            )
             raise SigmaValidationFailed(
                 {
                     "errors": [
@@ -179,16 +183,23 @@ class SigmaConverter:
         env["PYTHONPATH"] = os.pathsep.join(
             [str(_PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])]
         )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            __name__,
-            str(os.getpid()),
-            str(self.memory_bytes),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=env,
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                __name__,
+                str(os.getpid()),
+                str(self.memory_bytes),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                env=env,
+            )
+        except OSError as err:  # out of processes or file descriptors
+            log.error("a Sigma worker could not be started: %r", err)
+            raise ServiceUnavailable(
+                {"reason": "the Sigma converter could not start"},
+                headers={"Retry-After": str(self.retry_after)},
+            ) from err
         worker = _Worker(process)
         self._running.add(worker)
         try:
