@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -13,6 +12,7 @@ from aiohttp import WSMsgType, web
 
 from core.errors import AuroraError, PermissionDenied, ValidationFailed
 from core.events import Event, Gap, Subscription
+from core.validation import load_json
 from gateway.auth.service import Principal
 from gateway.http import principal
 from gateway.keys import AUTHENTICATOR, ROUTE
@@ -91,9 +91,9 @@ async def pump(
                     await send(_invalid("send JSON text frames"))
                     continue
                 try:
-                    parsed = json.loads(message.data)
-                except ValueError:
-                    await send(_invalid("not JSON"))
+                    parsed = load_json(message.data, where="message")
+                except ValidationFailed as err:  # not JSON, too deep, a NUL: said, not fatal
+                    await send(error_message(err))
                     continue
                 try:
                     sender = await authenticator.recheck(live)

@@ -377,3 +377,28 @@ async def test_a_responder_demoted_meanwhile_cannot_decide(gateway: Gateway) -> 
         await ws.send_json({"type": "decide", "approval_id": "INV-0-0/A9", "decision": "deny"})
         reached = await asyncio.wait_for(ws.receive_json(), 5)
     assert reached["error"]["code"] == "AURORA-4040"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param("[" * 30_000 + "]" * 30_000, id="30k-deep"),
+        pytest.param('{"type": "decide", "approval_id": "A\\u0000", "decision": "deny"}', id="nul"),
+        pytest.param('{"type": "decide", "approval_id": NaN}', id="nan"),
+    ],
+)
+async def test_a_hostile_message_is_refused_and_the_socket_stays_useful(
+    gateway: Gateway, frame: str
+) -> None:
+    approval_id = await _pending_approval(gateway)
+    responder = await gateway.user(Role.RESPONDER, "resp")
+    async with connect(gateway, "/api/v1/ws/approvals", responder) as ws:
+        await _greeted(ws, approval_id)
+        await ws.send_str(frame)
+        refused = await asyncio.wait_for(ws.receive_json(), 5)
+        assert refused["type"] == "error"
+        assert refused["error"]["code"] == "AURORA-4220"
+        await ws.send_json({"type": "decide", "approval_id": approval_id, "decision": "deny"})
+        decided = await asyncio.wait_for(ws.receive_json(), 5)
+    assert decided["type"] == "decided"
+    assert await _status(gateway, approval_id) == "denied"
