@@ -64,7 +64,7 @@ from gateway.keys import (
 )
 from gateway.middleware import add_standard_headers, auth_middleware, context_middleware
 from gateway.routing import Route
-from gateway.siem.parsing import IngestParser
+from gateway.siem.parsing import IngestParser, clear_spool, spool_dir
 from gateway.siem.routes import ROUTES as SIEM_ROUTES
 from gateway.system.routes import ROUTES as SYSTEM_ROUTES
 from gateway.system.service import RuntimeState, load_runtime
@@ -176,6 +176,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             # store is back (each call tries again).
             log.exception("the log store is not available")
         app[LOGSTORE] = logstore
+        if removed := clear_spool(spool_dir(settings.data_dir)):
+            log.info("removed %d ingest spool file(s) an earlier run left", removed)
         ingest = IngestParser(settings.ingest_workers)
         ingest.start()
         app[INGEST] = ingest

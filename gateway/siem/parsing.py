@@ -195,6 +195,26 @@ class Ingested:
         self.rejections.extend(rejected[: max(0, KEPT - len(self.rejections))])
 
 
+SPOOL_PREFIXES: Final = (".body-", ".blocks-")
+
+
+def spool_dir(data_dir: Path) -> Path:
+    """Where bodies and encoded blocks wait on disk while an ingest is read."""
+    return data_dir / "spool"
+
+
+def clear_spool(directory: Path) -> int:
+    """Remove what an earlier gateway left in its spool (killed mid-body: nothing in those
+    files was acknowledged); returns how many files. Run once at start, before any ingest."""
+    removed = 0
+    if directory.is_dir():
+        for path in directory.iterdir():
+            if path.name.startswith(SPOOL_PREFIXES) and path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
 def _temporary(directory: Path, prefix: str) -> tuple[IO[bytes], Path]:
     """A new temporary file in ``directory`` (owner-only), open for writing."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -217,7 +237,7 @@ class _Blocks:
     def file(self) -> Path:
         """The temporary file (made now if need be); what is in memory moves there."""
         if self.path is None:
-            self._out, self.path = _temporary(self.directory, ".blocks-")
+            self._out, self.path = _temporary(self.directory, SPOOL_PREFIXES[1])
             for block in self.kept:
                 self._out.write(block)
             self.kept, self.kept_bytes = [], 0
@@ -339,7 +359,7 @@ async def ingest_body(
                     continue
                 if layout is None or layout == "document":
                     layout = "document"
-                    document, document_path = _temporary(spool, ".body-")
+                    document, document_path = _temporary(spool, SPOOL_PREFIXES[0])
                     document.write(buffer)
                     buffer = bytearray()
                     continue

@@ -13,7 +13,7 @@ from gateway.detections.routes import HUNT_ROUTES
 from gateway.http import iter_body, json_response, parse_query
 from gateway.keys import INGEST, LOGSTORE, SETTINGS
 from gateway.routing import Route
-from gateway.siem.parsing import ingest_body
+from gateway.siem.parsing import ingest_body, spool_dir
 from gateway.siem.schemas import (
     IngestQuery,
     IngestResult,
@@ -40,7 +40,7 @@ async def ingest(request: web.Request) -> web.Response:
         iter_body(request),
         parser=request.app[INGEST],
         store=request.app[LOGSTORE],
-        spool=request.app[SETTINGS].data_dir / "spool",
+        spool=spool_dir(request.app[SETTINGS].data_dir),
         content_type=request.headers.get("Content-Type"),
         source=query.source,
         format=query.format,

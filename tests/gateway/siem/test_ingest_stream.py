@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from core.security.permissions import Role
+from core.settings import Settings
 from gateway.keys import INGEST, LOGSTORE, ROUTE_TABLE, SETTINGS
 from gateway.siem import parsing
-from tests.conftest import Gateway
+from tests.conftest import Gateway, start_gateway
 from tests.gateway.siem.test_siem import EVENTS
 from tools.logs import parse_payload
 from tools.logs.payload import body_layout, parse_lines
@@ -239,3 +240,18 @@ def test_the_layout_is_told_from_the_first_line(
     head: bytes, complete: bool, expected: str | None
 ) -> None:
     assert body_layout(head, complete=complete, content_type=None, format=None) == expected
+
+
+async def test_spool_files_an_earlier_run_left_are_removed_at_start(settings: Settings) -> None:
+    spool = parsing.spool_dir(settings.data_dir)
+    spool.mkdir(parents=True)
+    left = [spool / ".body-abc123", spool / ".blocks-def456"]
+    for path in left:
+        path.write_bytes(b"half a body")
+    (spool / "keep.txt").write_text("not ours")
+    client = await start_gateway(settings)
+    try:
+        assert [p.exists() for p in left] == [False, False]
+        assert (spool / "keep.txt").exists()
+    finally:
+        await client.close()
