@@ -31,7 +31,7 @@ from core.logstore.query import compile_query
 from core.logstore.store import LogStore
 from core.validation import EARLIEST
 from gateway.alerts.schemas import AlertCreate, Entity
-from gateway.alerts.service import create_alert
+from gateway.alerts.service import create_alert, normalise_entities
 from gateway.detections.conversion import SigmaConverter
 from gateway.detections.models import (
     DetectionRule,
@@ -208,11 +208,16 @@ def _suppressed_by(event: dict[str, Any], suppressions: list[Suppression]) -> Su
 
 
 def _entities(event: dict[str, Any]) -> list[Entity]:
+    """The event's key entities that are valid as such; a value an attacker shaped (a DNS name
+    that is no domain) is left out rather than costing the alert."""
     entities = []
     for name, kind in ENTITY_FIELDS:
         value = event.get(name)
         if value:
-            entities.append(Entity(type=kind, value=str(value)[:2048]))
+            entity = Entity(type=kind, value=str(value)[:2048])
+            with contextlib.suppress(ValidationFailed):
+                normalise_entities([entity])
+                entities.append(entity)
     return entities
 
 
@@ -322,8 +327,21 @@ async def run_rule(
     return run
 
 
+BRIEF_VALUE_CHARS = 4096
+"""Longest text value an alert keeps of the event that raised it (the log keeps it whole):
+some 40 columns of it always fit an alert's ``raw``."""
+
+
 def _brief(event: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in event.items() if k not in {"raw", "fields"}}
+    """The event's normalised columns for an alert's ``raw``, long texts cut short."""
+    brief = {}
+    for key, value in event.items():
+        if key in {"raw", "fields"}:
+            continue
+        if isinstance(value, str) and len(value) > BRIEF_VALUE_CHARS:
+            value = f"{value[:BRIEF_VALUE_CHARS]}... ({len(value)} characters in the log)"
+        brief[key] = value
+    return brief
 
 
 async def _raise_alerts(
