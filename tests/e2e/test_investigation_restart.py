@@ -19,10 +19,10 @@ from websockets.asyncio.client import connect
 
 from core.security.permissions import Role
 from core.settings import Settings
+from tests.agents.threat_intel.test_threat_intel import FEED
 from tests.conftest import Gateway, make_settings, start_gateway
 from tests.e2e.test_agents import AgentProcess
 from tests.e2e.test_cli import Platform, env, free_port, http, platforms, start, stop  # noqa: F401
-from tests.agents.threat_intel.test_threat_intel import FEED
 from tests.orchestrator.test_graph import SUBJECT
 
 PASSWORD = "e2e-restart-admin-password-0123"
