@@ -104,14 +104,80 @@ def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settin
     return Settings(**values)
 
 
-@pytest.fixture
-async def settings(tmp_path: Path, database_url: str) -> Settings:
-    settings = make_settings(tmp_path / "data", database_url)
-    database = create_database(settings.effective_database_url)
+_TEMPLATES: dict[str, str] = {}
+"""A migrated database per backend, made once per test process: each test's database is a
+copy of it (a file copy, or PostgreSQL's ``CREATE DATABASE ... TEMPLATE``), not 13 migrations."""
+
+
+async def _migrated(url: str) -> None:
+    database = create_database(url)
     try:
         await upgrade(database)
     finally:
         await database.dispose()
+
+
+async def _sqlite_template() -> Path:
+    if "sqlite" not in _TEMPLATES:
+        folder = Path(tempfile.mkdtemp(prefix="aurora-template-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        await _migrated(f"sqlite+aiosqlite:///{folder / 'template.db'}")
+        _TEMPLATES["sqlite"] = str(folder / "template.db")
+    return Path(_TEMPLATES["sqlite"])
+
+
+def _drop_postgres_template(dsn: str, name: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
+
+
+async def _from_postgres_template(url: str) -> None:
+    """Make the (empty) database of ``url`` a copy of the migrated template."""
+    import asyncpg
+
+    target = make_url(url)
+    dsn = target.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+    if "postgres" not in _TEMPLATES:
+        name = f"aurora_template_{uuid.uuid4().hex[:12]}"
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+        atexit.register(_drop_postgres_template, dsn, name)
+        await _migrated(target.set(database=name).render_as_string(hide_password=False))
+        _TEMPLATES["postgres"] = name
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(f'DROP DATABASE "{target.database}"')
+        await connection.execute(
+            f'CREATE DATABASE "{target.database}" TEMPLATE "{_TEMPLATES["postgres"]}"'
+        )
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings on a temporary data dir and a database migrated to the newest schema."""
+    settings = make_settings(tmp_path / "data", database_url)
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        shutil.copyfile(await _sqlite_template(), url.database)
+    else:
+        await _from_postgres_template(database_url)
     return settings
 
 
