@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     acp_max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 128
     acp_hop_limit: Annotated[int, Field(ge=1, le=64)] = 8
     acp_call_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    acp_startup_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 120.0
+    """How long an agent that refuses connections is taken for one still starting (calls wait
+    for it within their deadline) before it counts as down (calls fail fast, its circuit
+    opens)."""
 
     # -- response --
     guardrails_file: Path | None = None

@@ -264,6 +264,7 @@ def create_app(settings: Settings, *, extra_routes: Iterable[Route] = ()) -> web
         token=AgentToken(app[TOKENS]),
         default_timeout=settings.acp_call_timeout_seconds,
         max_frame_bytes=settings.acp_max_frame_bytes,
+        startup_grace=settings.acp_startup_grace_seconds,
     )
     table = {}
     for route in routes:

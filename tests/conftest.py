@@ -94,6 +94,9 @@ def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settin
         "database_url": database_url,
         "chdb_path": chdb_path(),
         "ingest_workers": 0,  # parsing on a thread; worker processes have their own tests
+        # An agent a test's gateway cannot reach is down, not starting: calls to it fail at once
+        # (waiting for starting agents has tests of its own).
+        "acp_startup_grace_seconds": 0,
         "clickhouse_database": f"t_{uuid.uuid4().hex[:16]}",
         "jwt_secret": secrets.token_urlsafe(32),
         "argon2_time_cost": 1,

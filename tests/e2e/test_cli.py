@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -377,8 +378,10 @@ def test_busy_ports_are_one_clear_line_before_anything_starts(
         (("mcp",), {"AURORA_MCP_PORT": str(busy)}, "the MCP server", "AURORA_MCP_PORT"),
         (("mcp", "--port", str(busy)), {}, "the MCP server", "--port"),
     ]
-    for args, settings, what, setting in cases:
-        refused = run({**env, **settings}, *args)
+    # All at once: each waits a moment for the port to come free before it reports it.
+    with ThreadPoolExecutor(len(cases)) as pool:
+        outcomes = list(pool.map(lambda case: run({**env, **case[1]}, *case[0]), cases))
+    for (args, _, what, setting), refused in zip(cases, outcomes, strict=True):
         assert refused.returncode == 2, (args, refused.stderr)
         assert refused.stderr.splitlines() == [
             f"aurora: port {busy} on 127.0.0.1 for {what} is already in use: stop what holds "

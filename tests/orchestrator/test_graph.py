@@ -58,6 +58,7 @@ def client_for(fleet: dict[str, Any]) -> HandoffClient:
         sender="orchestrator",
         token=agent_token,
         retry=RetryPolicy(attempts=1),
+        startup_grace=0,  # a stopped specialist is down, not starting
     )
 
 
