@@ -22,7 +22,8 @@ from agents.acp.registry import AgentRegistry
 from core.errors import ServiceUnavailable
 from core.security.tokens import TokenService
 from core.settings import Settings
-from tests.e2e.test_cli import aurora_command, free_port
+from tests.e2e.test_cli import aurora_command
+from tests.ports import free_port
 
 SECRET = "e2e-agents-secret-e2e-agents-secret-0123456789"
 

@@ -25,39 +25,13 @@ from agents.catalog import SPECIALISTS
 from core.db.migrate import head_revision
 from core.security.tokens import TokenService
 from core.settings import Settings
+from tests.ports import free_port, free_ports
 
 BIN = Path(sys.executable).parent / "aurora"
 
 
 def aurora_command() -> list[str]:
     return [str(BIN)] if BIN.exists() else [sys.executable, "-m", "gateway.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def free_port_run(count: int) -> int:
-    """The first of ``count`` consecutive free ports."""
-    for _ in range(100):
-        base = free_port()
-        if base + count > 65_535:
-            continue
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError("no run of free ports")
 
 
 @pytest.fixture
@@ -70,7 +44,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         AURORA_ARGON2_MEMORY_KIB="1024",
         AURORA_ARGON2_PARALLELISM="1",
         AURORA_ACCESS_LOG="false",
-        AURORA_AGENT_BASE_PORT=str(free_port_run(len(SPECIALISTS))),
+        AURORA_AGENT_BASE_PORT=str(free_ports(len(SPECIALISTS))),
         AURORA_MCP_PORT=str(free_port()),
     )
     return clean
@@ -354,11 +328,13 @@ def test_weak_admin_password_is_refused(env: dict[str, str]) -> None:
 @pytest.fixture
 def busy() -> Iterator[int]:
     """A loopback port another program listens on."""
+    # the third of six free ports: the cases below also name its neighbours
+    port = free_ports(6) + 2
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", port))
         sock.listen()
-        yield int(sock.getsockname()[1])
+        yield port
 
 
 def test_busy_ports_are_one_clear_line_before_anything_starts(

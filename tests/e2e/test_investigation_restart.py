@@ -22,8 +22,9 @@ from core.settings import Settings
 from tests.agents.threat_intel.test_threat_intel import FEED
 from tests.conftest import Gateway, make_settings, start_gateway
 from tests.e2e.test_agents import AgentProcess
-from tests.e2e.test_cli import Platform, env, free_port, http, platforms, start, stop  # noqa: F401
+from tests.e2e.test_cli import Platform, env, http, platforms, start, stop  # noqa: F401
 from tests.orchestrator.test_graph import SUBJECT
+from tests.ports import free_port
 
 PASSWORD = "e2e-restart-admin-password-0123"
 REQUEST = {k: SUBJECT[k] for k in ("iocs", "text", "command_lines")}
@@ -123,12 +124,12 @@ SECRET = "e2e-degraded-secret-e2e-degraded-secret-0123456789"
 async def fleet_processes(
     env: dict[str, str],  # noqa: F811
 ) -> AsyncIterator[dict[str, AgentProcess]]:
-    running = {}
+    running = {
+        name: AgentProcess({**env, "AURORA_JWT_SECRET": SECRET}, name, free_port())
+        for name in ("threat_intel", "malware", "network", "responder")
+    }
     try:
-        for name in ("threat_intel", "malware", "network", "responder"):
-            agent = AgentProcess({**env, "AURORA_JWT_SECRET": SECRET}, name, free_port())
-            await asyncio.to_thread(agent.start)
-            running[name] = agent
+        await asyncio.gather(*(asyncio.to_thread(agent.start) for agent in running.values()))
         yield running
     finally:
         for agent in running.values():

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from gateway.investigations.models import Approval
 from gateway.keys import AUTHENTICATOR, BUS, DATABASE, TOKENS
 from gateway.users.models import User
 from tests.conftest import Gateway, make_settings, start_gateway
+from tests.ports import free_port
 
 AGENT = "quiet-agent"
 STREAMS = {
@@ -39,19 +39,13 @@ STREAMS = {
 KEYS = "/api/v1/auth/api-keys"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def stream_settings(settings: Settings) -> Settings:
     """The test settings with one configured (never reached) agent, for its tool-call stream."""
     return make_settings(
         settings.data_dir,
         settings.effective_database_url,
         jwt_secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
-        agent_urls={AGENT: [f"ws://127.0.0.1:{_free_port()}"]},
+        agent_urls={AGENT: [f"ws://127.0.0.1:{free_port()}"]},
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,13 +10,8 @@ import pytest
 from mcp.client.client import Client
 
 from core.settings import Settings
+from tests.ports import free_port
 from tools.mcp_server import run_mcp_server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ retries, the circuit breaker, reconnection."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from agents.acp.registry import AgentRegistry
 from agents.acp.tool import handoff_tools, tool_name
 from core.errors import AgentNotFound, AlertNotFound, ServiceUnavailable
 from tests.agents.acp.conftest import LIMITS, Live, agent_token, example_server
+from tests.ports import free_port
 
 
 def client_for(url: str, **kwargs: Any) -> HandoffClient:
@@ -33,12 +33,6 @@ async def until(condition: Callable[[], bool], seconds: float = 10) -> None:
     async with asyncio.timeout(seconds):
         while not condition():  # noqa: ASYNC110 - the client's state has no event to wait on
             await asyncio.sleep(0.01)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_calls_are_multiplexed_on_one_connection(live: Live) -> None:

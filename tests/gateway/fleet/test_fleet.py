@@ -4,7 +4,6 @@ inference status, unknown and unreachable agents."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,7 @@ from gateway.keys import BUS, HANDOFF, RECORDER
 from tests.agents.acp.conftest import SECRET, example_server
 from tests.conftest import Gateway, make_settings, start_gateway
 from tests.fakes.openai_server import ScriptedOpenAI
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.ports import free_port
 
 
 @pytest.fixture

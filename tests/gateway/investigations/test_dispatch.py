@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,12 +12,7 @@ from core.settings import Settings
 from gateway.keys import RECORDER
 from tests.agents.acp.conftest import SECRET, example_server
 from tests.conftest import Gateway, make_settings, start_gateway
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.ports import free_port
 
 
 @pytest.fixture
