@@ -51,8 +51,11 @@ and against the host it names (a URL's host, an e-mail address's domain, the hos
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -505,19 +508,75 @@ def _target_network(target: str) -> IpNetwork | None:
     return _network(host.strip("[]")) if host else None
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A target as patterns see it: its lower-cased names (itself, and the host it names)
+    and the addresses it names."""
+
+    names: tuple[str, ...]
+    network: IpNetwork | None
+
+    @classmethod
+    def of(cls, target: str) -> _Target:
+        names = [target.strip().lower().rstrip(".")]
+        if (host := _named_host(target)) is not None:
+            names.append(host.lower())
+        return cls(tuple(names), _target_network(target))
+
+
+@dataclass(frozen=True, slots=True)
+class _Patterns:
+    """Target patterns compiled once: CIDR networks parsed, globs as one regular expression for
+    a quick 'none of them' and one each to name the first that matches."""
+
+    items: tuple[tuple[str, IpNetwork | None, re.Pattern[str] | None], ...]
+    any_glob: re.Pattern[str] | None
+
+    def first(self, target: _Target) -> str | None:
+        """The first pattern, in order, that ``target`` falls under; None when none does."""
+        globbed = self.any_glob is not None and any(
+            self.any_glob.match(name) for name in target.names
+        )
+        if not globbed and target.network is None:
+            return None
+        for pattern, network, glob in self.items:
+            if network is not None:
+                found = target.network
+                if (
+                    found is not None
+                    and found.version == network.version
+                    and found.subnet_of(network)  # type: ignore[arg-type]
+                ):
+                    return pattern
+            elif globbed and glob is not None and any(glob.match(n) for n in target.names):
+                return pattern
+        return None
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(patterns: tuple[str, ...]) -> _Patterns:
+    items = []
+    globs = []
+    for pattern in patterns:
+        network = _network(pattern)
+        glob = None
+        if network is None:
+            translated = fnmatch.translate(pattern.strip().lower())
+            glob = re.compile(translated)
+            globs.append(f"(?:{translated})")
+        items.append((pattern, network, glob))
+    return _Patterns(tuple(items), re.compile("|".join(globs)) if globs else None)
+
+
+def first_match(patterns: Iterable[str], target: str | _Target) -> str | None:
+    """The first of ``patterns`` that ``target`` falls under (see :func:`target_matches`)."""
+    seen = target if isinstance(target, _Target) else _Target.of(target)
+    return _compiled(tuple(patterns)).first(seen)
+
+
 def target_matches(pattern: str, target: str) -> bool:
     """Whether ``target`` falls under ``pattern`` (a CIDR network or a glob; see module doc)."""
-    network = _network(pattern)
-    if network is not None:
-        found = _target_network(target)
-        if found is None or found.version != network.version:
-            return False
-        return found.subnet_of(network)  # type: ignore[arg-type]
-    glob = pattern.strip().lower()
-    names = [target.strip().lower().rstrip(".")]
-    if (host := _named_host(target)) is not None:
-        names.append(host.lower())
-    return any(fnmatch.fnmatchcase(name, glob) for name in names)
+    return first_match((pattern,), target) is not None
 
 
 def needs_corroboration(policy: GuardrailPolicy, action: str) -> bool:
@@ -545,30 +604,31 @@ def evaluate(policy: GuardrailPolicy, request: ActionRequest) -> GuardrailDecisi
     """The policy's decision on ``request``: the strictest of every check that fires."""
     action = request.action.strip().lower()
     target = request.target.strip()
-    rated = [a for a in policy.assets if any(target_matches(p, target) for p in a.targets)]
+    seen = _Target.of(target)
+    rated = [a for a in policy.assets if first_match(a.targets, seen) is not None]
     levels = [c for c in (request.criticality, *(a.criticality for a in rated)) if c is not None]
     criticality = max(levels, key=lambda c: c.rank) if levels else policy.default_criticality
     blast = effective_blast_radius(request)
     fired: list[tuple[Decision, str, str]] = []
     exempt = _action_matches(policy.protected_exempt_actions, action)
 
-    matched = [p for p in policy.protected_targets if target_matches(p, target)]
+    matched = first_match(policy.protected_targets, seen)
     listed = [a for a in rated if a.protected]
     if (matched or listed or request.protected) and not exempt:
         if matched:
-            why = f"matches protected pattern {matched[0]!r}"
+            why = f"matches protected pattern {matched!r}"
         elif listed:
             why = f"the asset inventory protects it ({listed[0].note or listed[0].targets[0]})"
         else:
             why = "marked protected"
         fired.append((Decision.DENY, "protected", f"target is protected ({why})"))
-    own = [p for p in policy.platform_targets if target_matches(p, target)]
+    own = first_match(policy.platform_targets, seen)
     if own and not exempt:
         fired.append(
             (
                 Decision.DENY,
                 "platform",
-                f"the platform's own address ({policy.platform_targets[own[0]]}): containing "
+                f"the platform's own address ({policy.platform_targets[own]}): containing "
                 "it cuts the SOC off from itself",
             )
         )
@@ -627,7 +687,7 @@ def evaluate(policy: GuardrailPolicy, request: ActionRequest) -> GuardrailDecisi
     for rule in policy.rules:
         if not _action_matches(rule.actions, action):
             continue
-        if rule.targets and not any(target_matches(p, target) for p in rule.targets):
+        if rule.targets and first_match(rule.targets, seen) is None:
             continue
         if rule.min_criticality and criticality.rank < rule.min_criticality.rank:
             continue
@@ -636,13 +696,13 @@ def evaluate(policy: GuardrailPolicy, request: ActionRequest) -> GuardrailDecisi
         fired.append((rule.decision, f"rule:{rule.name}", f"rule {rule.name}: {rule.reason}"))
 
     if needs_corroboration(policy, action):
-        shared = [p for p in policy.shared_services if target_matches(p, target)]
+        shared = first_match(policy.shared_services, seen)
         if shared:
             fired.append(
                 (
                     policy.shared_services_decision,
                     "shared_service",
-                    f"a major platform's identity or update service ({shared[0]!r}): {action} "
+                    f"a major platform's identity or update service ({shared!r}): {action} "
                     f"would cut every user off from it, {_SAYS[policy.shared_services_decision]}",
                 )
             )
