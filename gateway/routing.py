@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
+from core.errors import AuroraError
 from core.security.permissions import Permission
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -38,6 +41,27 @@ class Route:
     stream_permission: Permission | None = None
     """What a WebSocket stream's data needs to be read. Its ``access`` stays the contract's
     label; this is checked before the upgrade and again for as long as the socket is open."""
+
+    # The contract of the route, published in the OpenAPI document (gateway.openapi).
+    body: type[BaseModel] | None = None
+    """The model of a JSON request body (``None``: no JSON body, see ``body_media``)."""
+    body_media: str | None = None
+    """A body that is not one JSON document: its media type (``multipart/form-data``,
+    ``application/x-ndjson``, ``application/yaml``)."""
+    query: type[BaseModel] | None = None
+    """The model the query string is validated into."""
+    response: Any = None
+    """What a success answers: a pydantic model, or a type pydantic can describe
+    (``list[AlertRead]``); ``None`` for no body."""
+    status: int = 200
+    """The status of a success (201 for a creation, 204 for no content)."""
+    response_media: str | None = None
+    """A success whose body is not JSON (``text/plain`` for metrics, ``text/event-stream``)."""
+    errors: tuple[type[AuroraError], ...] = ()
+    """The domain's errors this route answers besides those every route of its access rule
+    and body can answer (authentication, permission, validation, size)."""
+    summary: str = ""
+    """One line for the document; by default the handler's docstring's first line."""
 
     @property
     def is_websocket(self) -> bool:

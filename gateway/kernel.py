@@ -1,0 +1,79 @@
+"""The kernel every gateway domain is written on: pages, lookups, versioned commits, field
+errors and the list route.
+
+A domain's ``routes.py`` and ``service.py`` import their plumbing from here (and from
+:mod:`gateway.http` for reading requests), so a new domain is written the same way as the
+others and the route table can describe it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from core.db.commit import commit_versioned
+from core.db.lookup import get_or_404
+from core.errors import AuroraError
+from core.schemas import Page, PageQuery, Severity, Tags, clean_tags
+from core.security.permissions import Permission
+from core.validation import field_error, validation_detail
+from gateway.http import json_response, parse_query
+from gateway.keys import DATABASE
+from gateway.routing import Access, Route
+
+__all__ = [
+    "Page",
+    "PageQuery",
+    "Severity",
+    "Tags",
+    "clean_tags",
+    "commit_versioned",
+    "field_error",
+    "get_or_404",
+    "list_route",
+    "validation_detail",
+]
+
+Fetch = Callable[..., Awaitable[tuple[Sequence[Any], int]]]
+"""A service's list function: ``fetch(db=..., query=..., **path_params) -> (rows, total)``."""
+
+
+def list_route[T: BaseModel](
+    path: str,
+    fetch: Fetch,
+    item: type[T],
+    access: Access | Permission,
+    *,
+    query: type[PageQuery] = PageQuery,
+    read: Callable[[Any], T] | None = None,
+    errors: tuple[type[AuroraError], ...] = (),
+    summary: str = "",
+) -> Route:
+    """``GET path``: one page of what ``fetch`` finds, as ``Page[item]``.
+
+    The query string is validated into ``query``; the path's parameters are passed to
+    ``fetch`` by name; each row becomes an item through ``read`` (by default ``item``
+    validates it, from its attributes where the model allows)."""
+    page_model = Page[item]  # type: ignore[valid-type]
+    convert = read if read is not None else item.model_validate
+
+    async def handler(request: web.Request) -> web.Response:
+        parsed = parse_query(request, query)
+        async with request.app[DATABASE].session() as db:
+            rows, total = await fetch(db=db, query=parsed, **request.match_info)
+        return json_response(page_model.of(rows, total, parsed, convert))
+
+    handler.__name__ = handler.__qualname__ = f"list_{item.__name__}"
+    return Route(
+        "GET",
+        path,
+        handler,
+        access,
+        query=query,
+        response=page_model,
+        errors=errors,
+        summary=summary or f"A page of {item.__name__} items",
+    )
