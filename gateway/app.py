@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import timedelta
 
 from aiohttp import web
@@ -15,7 +14,7 @@ from agents.acp.client import HandoffClient
 from agents.acp.registry import AgentRegistry
 from agents.acp.server import AGENT_TOKEN_TYPE
 from core.blobs import BlobStore
-from core.db import create_database
+from core.db import Database, create_database
 from core.db.migrate import is_current
 from core.errors import ClickHouseUnavailable
 from core.events import EventBus
@@ -62,6 +61,7 @@ from gateway.keys import (
     SIGMA,
     TOKENS,
 )
+from gateway.lifecycle import CleanupContext, background, resource, step, task
 from gateway.middleware import add_standard_headers, auth_middleware, context_middleware
 from gateway.routing import Route
 from gateway.siem.parsing import IngestParser, clear_spool, spool_dir
@@ -111,130 +111,202 @@ class AgentToken:
 AGENT_HEALTH_INTERVAL_SECONDS = 15.0
 
 
-async def _probe_agents(client: HandoffClient) -> None:
-    """Probe every agent replica now and then, so calls skip the ones that are down; log when
-    a replica goes down or comes back."""
-    known: dict[str, bool] = {}
-    while True:
-        try:
-            report = await client.check_health()
-        except Exception:
-            log.exception("agent health check failed")
-        else:
-            for replica in report:
-                before = known.get(replica.url)
-                known[replica.url] = replica.healthy
-                if before is None and not replica.healthy:
-                    log.info(
-                        "agent %s at %s is not up (%s)", replica.agent, replica.url, replica.detail
-                    )
-                elif before is True and not replica.healthy:
-                    log.warning(
-                        "agent %s at %s went down (%s)", replica.agent, replica.url, replica.detail
-                    )
-                elif before is False and replica.healthy:
-                    log.info("agent %s at %s is back", replica.agent, replica.url)
-        await asyncio.sleep(AGENT_HEALTH_INTERVAL_SECONDS)
-
-
 class SchemaNotCurrent(RuntimeError):
     """The database is not migrated to the newest revision."""
 
 
-async def _resources(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    database = create_database(settings.effective_database_url)
+def _agent_health(app: web.Application) -> Callable[[], Awaitable[None]]:
+    """One probe of every agent replica, so calls skip the ones that are down; logs when a
+    replica goes down or comes back."""
+    client = app[HANDOFF]
+    known: dict[str, bool] = {}
+
+    async def probe() -> None:
+        for replica in await client.check_health():
+            before = known.get(replica.url)
+            known[replica.url] = replica.healthy
+            if before is None and not replica.healthy:
+                log.info(
+                    "agent %s at %s is not up (%s)", replica.agent, replica.url, replica.detail
+                )
+            elif before is True and not replica.healthy:
+                log.warning(
+                    "agent %s at %s went down (%s)", replica.agent, replica.url, replica.detail
+                )
+            elif before is False and replica.healthy:
+                log.info("agent %s at %s is back", replica.agent, replica.url)
+
+    return probe
+
+
+@contextlib.asynccontextmanager
+async def _database(app: web.Application) -> AsyncIterator[Database]:
+    database = create_database(app[SETTINGS].effective_database_url)
     try:
         if not await is_current(database):
             raise SchemaNotCurrent(
                 "the database schema is not current: run `aurora db upgrade` first"
             )
-        app[DATABASE] = database
-        authenticator = Authenticator(
-            database=database,
-            tokens=app[TOKENS],
-            user_cache_ttl=settings.auth_cache_ttl_seconds,
-        )
-        await authenticator.load_revocations()
-        app[AUTHENTICATOR] = authenticator
-        async with database.session() as db:
-            app[RUNTIME].apply(await load_runtime(db=db))
-        if not app[LEDGER_KEYS].legacy_sealed:
-            async with database.session() as db:
-                await seal_legacy_ledgers(db=db, keys=app[LEDGER_KEYS])
-        refresher = asyncio.create_task(authenticator.run_refresh(), name="revocation-refresh")
-        recorder = ToolCallRecorder(database=database, bus=app[BUS])
-        recorder.start()
-        app[RECORDER] = recorder
-        app[HANDOFF].on_notification = recorder.on_notification
-        app[LLM] = LLMBackend.from_settings(settings)
-        logstore = LogStore.from_settings(settings)
-        try:
-            await logstore.start()
-        except ClickHouseUnavailable:
-            # The gateway serves everything else; log routes answer AURORA-5032 until the
-            # store is back (each call tries again).
-            log.exception("the log store is not available")
-        app[LOGSTORE] = logstore
-        if removed := clear_spool(spool_dir(settings.data_dir)):
-            log.info("removed %d ingest spool file(s) an earlier run left", removed)
-        ingest = IngestParser(settings.ingest_workers)
-        ingest.start()
-        app[INGEST] = ingest
-        sigma = SigmaConverter()
-        app[SIGMA] = sigma
-        scheduler = DetectionScheduler(
-            database=database,
-            store=logstore,
-            dedup_window=lambda: app[RUNTIME].config.alert_dedup_window_seconds,
-        )
-        scheduler.start()
-        prober = asyncio.create_task(_probe_agents(app[HANDOFF]), name="agent-health")
-        runtime = app[RUNTIME]
-        available = frozenset(app[HANDOFF].registry.names())
-        llm = app[LLM]
-        async with open_checkpointer(
-            settings.effective_database_url, settings.data_dir
-        ) as checkpointer:
-            deps = GraphDeps(
-                client=app[HANDOFF],
-                available=available,
-                call_timeout=settings.acp_call_timeout_seconds,
-                policy=policy_from_settings(settings),
-                executor=LedgerExecutor(database=database, bus=app[BUS]),
-                llm=llm,
-                planner_tools=PlannerTools(app[HANDOFF], available) if llm else None,
-            )
-            runner = InvestigationRunner(
-                database=database,
-                graph=build_graph(deps, checkpointer=checkpointer),
-                bus=app[BUS],
-                concurrency=lambda: runtime.config.max_concurrent_investigations,
-                mode=lambda: runtime.mode.value,
-                approval_timeout=lambda: runtime.config.approval_timeout_seconds,
-                checkpointer=checkpointer,
-                retention=timedelta(hours=settings.checkpoint_retention_hours),
-            )
-            app[RUNNER] = runner
-            await runner.start()
-            yield
-            await runner.stop()
-        prober.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await prober
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
-        await app[HANDOFF].close()
-        await recorder.close()
-        await scheduler.stop()
-        if llm is not None:
-            await llm.close()
-        await ingest.close()
-        await sigma.close()
-        await logstore.close()
+        yield database
     finally:
         await database.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _agents_closed(app: web.Application) -> AsyncIterator[None]:
+    """The connections to the agents, closed once everything that calls them has stopped."""
+    try:
+        yield
+    finally:
+        await app[HANDOFF].close()
+
+
+@contextlib.asynccontextmanager
+async def _authenticator(app: web.Application) -> AsyncIterator[Authenticator]:
+    settings = app[SETTINGS]
+    authenticator = Authenticator(
+        database=app[DATABASE],
+        tokens=app[TOKENS],
+        user_cache_ttl=settings.auth_cache_ttl_seconds,
+    )
+    await authenticator.load_revocations()
+    yield authenticator
+
+
+async def _load_state(app: web.Application) -> None:
+    """The runtime settings, and the seal over ledgers written before they were keyed."""
+    async with app[DATABASE].session() as db:
+        app[RUNTIME].apply(await load_runtime(db=db))
+    if not app[LEDGER_KEYS].legacy_sealed:
+        async with app[DATABASE].session() as db:
+            await seal_legacy_ledgers(db=db, keys=app[LEDGER_KEYS])
+
+
+@contextlib.asynccontextmanager
+async def _recorder(app: web.Application) -> AsyncIterator[ToolCallRecorder]:
+    recorder = ToolCallRecorder(database=app[DATABASE], bus=app[BUS])
+    recorder.start()
+    app[HANDOFF].on_notification = recorder.on_notification
+    try:
+        yield recorder
+    finally:
+        await recorder.close()
+
+
+@contextlib.asynccontextmanager
+async def _llm(app: web.Application) -> AsyncIterator[LLMBackend | None]:
+    llm = LLMBackend.from_settings(app[SETTINGS])
+    try:
+        yield llm
+    finally:
+        if llm is not None:
+            await llm.close()
+
+
+@contextlib.asynccontextmanager
+async def _logstore(app: web.Application) -> AsyncIterator[LogStore]:
+    logstore = LogStore.from_settings(app[SETTINGS])
+    try:
+        await logstore.start()
+    except ClickHouseUnavailable:
+        # The gateway serves everything else; log routes answer AURORA-5032 until the store
+        # is back (each call tries again).
+        log.exception("the log store is not available")
+    try:
+        yield logstore
+    finally:
+        await logstore.close()
+
+
+@contextlib.asynccontextmanager
+async def _ingest(app: web.Application) -> AsyncIterator[IngestParser]:
+    settings = app[SETTINGS]
+    if removed := clear_spool(spool_dir(settings.data_dir)):
+        log.info("removed %d ingest spool file(s) an earlier run left", removed)
+    ingest = IngestParser(settings.ingest_workers)
+    ingest.start()
+    try:
+        yield ingest
+    finally:
+        await ingest.close()
+
+
+@contextlib.asynccontextmanager
+async def _sigma(app: web.Application) -> AsyncIterator[SigmaConverter]:
+    sigma = SigmaConverter()
+    try:
+        yield sigma
+    finally:
+        await sigma.close()
+
+
+@contextlib.asynccontextmanager
+async def _detections(app: web.Application) -> AsyncIterator[None]:
+    scheduler = DetectionScheduler(
+        database=app[DATABASE],
+        store=app[LOGSTORE],
+        dedup_window=lambda: app[RUNTIME].config.alert_dedup_window_seconds,
+    )
+    scheduler.start()
+    try:
+        yield
+    finally:
+        await scheduler.stop()
+
+
+@contextlib.asynccontextmanager
+async def _runner(app: web.Application) -> AsyncIterator[InvestigationRunner]:
+    settings = app[SETTINGS]
+    database = app[DATABASE]
+    runtime = app[RUNTIME]
+    available = frozenset(app[HANDOFF].registry.names())
+    llm = app[LLM]
+    async with open_checkpointer(
+        settings.effective_database_url, settings.data_dir
+    ) as checkpointer:
+        deps = GraphDeps(
+            client=app[HANDOFF],
+            available=available,
+            call_timeout=settings.acp_call_timeout_seconds,
+            policy=policy_from_settings(settings),
+            executor=LedgerExecutor(database=database, bus=app[BUS]),
+            llm=llm,
+            planner_tools=PlannerTools(app[HANDOFF], available) if llm else None,
+        )
+        runner = InvestigationRunner(
+            database=database,
+            graph=build_graph(deps, checkpointer=checkpointer),
+            bus=app[BUS],
+            concurrency=lambda: runtime.config.max_concurrent_investigations,
+            mode=lambda: runtime.mode.value,
+            approval_timeout=lambda: runtime.config.approval_timeout_seconds,
+            checkpointer=checkpointer,
+            retention=timedelta(hours=settings.checkpoint_retention_hours),
+        )
+        await runner.start()
+        try:
+            yield runner
+        finally:
+            await runner.stop()
+
+
+RESOURCES: tuple[CleanupContext, ...] = (
+    resource(DATABASE, _database),
+    _agents_closed,
+    resource(AUTHENTICATOR, _authenticator),
+    task("revocation-refresh", lambda app: app[AUTHENTICATOR].run_refresh()),
+    step(_load_state),
+    resource(RECORDER, _recorder),
+    resource(LLM, _llm),
+    resource(LOGSTORE, _logstore),
+    resource(INGEST, _ingest),
+    resource(SIGMA, _sigma),
+    _detections,
+    background("agent-health", _agent_health, lambda app: AGENT_HEALTH_INTERVAL_SECONDS, log=log),
+    resource(RUNNER, _runner),
+)
+"""What the gateway opens at start-up, in order; aiohttp closes them in reverse order at
+cleanup, and when one fails to start, closes those already open."""
 
 
 def create_app(settings: Settings, *, extra_routes: Iterable[Route] = ()) -> web.Application:
@@ -271,7 +343,7 @@ def create_app(settings: Settings, *, extra_routes: Iterable[Route] = ()) -> web
         registered = app.router.add_route(route.http_method, route.path, route.handler)
         table[registered] = route
     app[ROUTE_TABLE] = table
-    app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.extend(RESOURCES)
     app.on_response_prepare.append(add_standard_headers)
     return app
 

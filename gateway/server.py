@@ -227,6 +227,15 @@ class GatewayRunner(web.AppRunner):
         )
         self._header_timeout = settings.header_read_timeout_seconds
 
+    async def setup(self) -> None:
+        """Start the app's resources; when one fails to start, close those already started
+        (in reverse order) before the error propagates."""
+        try:
+            await super().setup()
+        except BaseException:
+            await self.app.cleanup()
+            raise
+
     async def _make_server(self) -> web.Server:
         stock = await super()._make_server()
         return GatewayServer(
