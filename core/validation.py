@@ -7,7 +7,7 @@ Also the limits every input path shares: JSON nesting depth and number ranges
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -37,7 +37,12 @@ def validation_detail(err: ValidationError, prefix: str) -> list[dict[str, Any]]
 
 def field_error(loc: list[str | int], msg: str, kind: str = "value_error") -> ValidationFailed:
     """AURORA-4220 for one problem at ``loc`` (``["body", "raw"]``, ``["query", "q"]``)."""
-    return ValidationFailed([{"loc": loc, "msg": msg, "type": kind}])
+    return field_errors([(loc, msg, kind)])
+
+
+def field_errors(problems: Iterable[tuple[list[str | int], str, str]]) -> ValidationFailed:
+    """AURORA-4220 for several problems at once, each ``(loc, msg, kind)``."""
+    return ValidationFailed([{"loc": loc, "msg": msg, "type": kind} for loc, msg, kind in problems])
 
 
 def validate[M: BaseModel](model: type[M], data: Any, *, where: str = "body") -> M:
