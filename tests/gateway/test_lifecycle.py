@@ -12,12 +12,16 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from core.logstore.store import LogStore
 from core.loops import Periodic
 from core.settings import Settings
 from gateway import app as gateway_app
 from gateway.app import create_app
+from gateway.detections.conversion import SigmaConverter
+from gateway.fleet.service import ToolCallRecorder
 from gateway.lifecycle import background, resource, step, task
 from gateway.server import GatewayRunner
+from gateway.siem.parsing import IngestParser
 
 log = logging.getLogger("tests.lifecycle")
 ONE: web.AppKey[str] = web.AppKey("one")
@@ -96,10 +100,10 @@ async def test_the_gateway_stops_every_started_resource_when_a_later_one_fails(
     monkeypatch.setattr(gateway_app, "open_checkpointer", no_checkpoints)
     closed: list[str] = []
     for cls, method in (
-        (gateway_app.IngestParser, "close"),
-        (gateway_app.SigmaConverter, "close"),
-        (gateway_app.LogStore, "close"),
-        (gateway_app.ToolCallRecorder, "close"),
+        (IngestParser, "close"),
+        (SigmaConverter, "close"),
+        (LogStore, "close"),
+        (ToolCallRecorder, "close"),
     ):
         original = getattr(cls, method)
 
