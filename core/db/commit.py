@@ -43,3 +43,16 @@ async def commit_versioned(
         await db.rollback()
         raise
     return built
+
+
+def check_version(*, kind: str, ident: str, current: int, wanted: int | None) -> None:
+    """AURORA-4090 when a change names the version it was made against (``wanted``) and the
+    row has moved on since (``current``); nothing when it names none."""
+    if wanted is not None and wanted != current:
+        raise Conflict(
+            {
+                f"{kind}_id": ident,
+                "current_version": current,
+                "reason": f"the {kind} changed since you read it",
+            }
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -36,3 +36,12 @@ async def fetch_page[T](
     )
     total = await db.execute(select(func.count()).select_from(model).where(*where))
     return list(rows.scalars()), int(total.scalar_one())
+
+
+async def fetch_rows[T](
+    db: AsyncSession, statement: Select[T], *, limit: int, offset: int
+) -> tuple[list[T], int]:
+    """One page of what ``statement`` selects, in its order, with how many it selects in all."""
+    rows = await db.scalars(statement.limit(limit).offset(offset))
+    counted = select(func.count()).select_from(statement.order_by(None).subquery())
+    return list(rows), int((await db.execute(counted)).scalar_one())
