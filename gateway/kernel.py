@@ -20,7 +20,7 @@ from core.errors import AuroraError
 from core.schemas import Page, PageQuery, Severity, Tags, clean_tags
 from core.security.permissions import Permission
 from core.validation import field_error, validation_detail
-from gateway.http import json_response, parse_query
+from gateway.http import json_response, parse_query, principal
 from gateway.keys import DATABASE
 from gateway.routing import Access, Route
 
@@ -51,19 +51,24 @@ def list_route[T: BaseModel](
     read: Callable[[Any], T] | None = None,
     errors: tuple[type[AuroraError], ...] = (),
     summary: str = "",
+    by_caller: bool = False,
 ) -> Route:
     """``GET path``: one page of what ``fetch`` finds, as ``Page[item]``.
 
     The query string is validated into ``query``; the path's parameters are passed to
-    ``fetch`` by name; each row becomes an item through ``read`` (by default ``item``
-    validates it, from its attributes where the model allows)."""
+    ``fetch`` by name (and with ``by_caller``, the authenticated caller as ``caller``, for a
+    list that is the caller's own); each row becomes an item through ``read`` (by default
+    ``item`` validates it, from its attributes where the model allows)."""
     page_model = Page[item]  # type: ignore[valid-type]
     convert = read if read is not None else item.model_validate
 
     async def handler(request: web.Request) -> web.Response:
         parsed = parse_query(request, query)
+        scope: dict[str, Any] = dict(request.match_info)
+        if by_caller:
+            scope["caller"] = principal(request)
         async with request.app[DATABASE].session() as db:
-            rows, total = await fetch(db=db, query=parsed, **request.match_info)
+            rows, total = await fetch(db=db, query=parsed, **scope)
         return json_response(page_model.of(rows, total, parsed, convert))
 
     handler.__name__ = handler.__qualname__ = f"list_{item.__name__}"
