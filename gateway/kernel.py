@@ -29,6 +29,7 @@ __all__ = [
     "PageQuery",
     "Severity",
     "Tags",
+    "as_caller",
     "clean_tags",
     "commit_versioned",
     "field_error",
@@ -39,6 +40,16 @@ __all__ = [
 
 Fetch = Callable[..., Awaitable[tuple[Sequence[Any], int]]]
 """A service's list function: ``fetch(db=..., query=..., **path_params) -> (rows, total)``."""
+
+
+async def as_caller[R](
+    request: web.Request, call: Callable[..., Awaitable[R]], /, **kwargs: Any
+) -> R:
+    """``call(db=<a session>, actor=<the caller's username>, **path_params, **kwargs)``: a
+    service function that changes something, called for the request's caller in a session of
+    its own, with the path's parameters by name (``case_id=``, ``alert_id=``)."""
+    async with request.app[DATABASE].session() as db:
+        return await call(db=db, actor=principal(request).username, **request.match_info, **kwargs)
 
 
 def list_route[T: BaseModel](
