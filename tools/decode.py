@@ -6,7 +6,10 @@ Two ways in:
   :func:`decode_url`, :func:`decode_hex`): it returns the decoded text or raises
   :class:`~core.errors.ValidationFailed` saying why it could not;
 - :func:`decode_layers`, which peels nested encodings one layer at a time and reports each
-  with the method used; it never raises, and returns no layer for text it cannot decode.
+  with the method used; it never raises, and returns no layer for text it cannot decode;
+- :func:`unfold`, the deobfuscation the detection rules run on: the layers ``decode_layers``
+  peels, and what it does not decode (character-code arrays, ``'Sys'+'tem'`` concatenation,
+  ``^`` and backtick escapes), recursively.
 
 A decode counts only when it yields text, mostly printable (:data:`PRINTABLE_SHARE`): bytes
 that decode to noise are how random words pass for base64, and are dropped.
@@ -18,6 +21,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final, Literal
 from urllib.parse import unquote, unquote_plus
 
@@ -320,4 +324,90 @@ def decode_layers(text: str, max_depth: int = 5) -> list[DecodeLayer]:
                 break
         else:
             break
+    return layers
+
+
+# -- deobfuscation: encodings and what decode_layers does not decode -----------------------
+
+MAX_LAYERS: Final[int] = 8
+"""Most layers :func:`unfold` recovers from one text."""
+MAX_UNFOLD_CHARS: Final[int] = 200_000
+"""Longest text :func:`unfold` decodes; the rest of a longer one is left alone."""
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """Text recovered from obfuscation: how (``method``, e.g. ``base64 > char_codes``)."""
+
+    method: str
+    text: str
+
+
+_CHAR_CODE_RUN = re.compile(r"\d{1,3}(?:[^\d\s'\"()]{1,3}\d{1,3}){7,}")
+_CHAR_CALLS = re.compile(r"\[char\]\s*\(?\s*(\d{1,3})\s*\)?", re.IGNORECASE)
+_CONCAT = re.compile(r"(['\"])\s*\+\s*\1")
+_CARET = re.compile(r"(?<=[^\s^])\^(?=[^\s^])")
+_BACKTICK = re.compile(r"(?<=\w)`(?=[a-zA-Z])")
+
+
+def decode_char_codes(text: str) -> str | None:
+    """Text spelled as decimal character codes (``'73A69H88'.split(...)``, ``[char]73+...``),
+    decoded in place; None when ``text`` holds no such run of printable text."""
+    pieces: list[str] = []
+    last = 0
+    for run in _CHAR_CODE_RUN.finditer(text):
+        codes = [int(c) for c in re.findall(r"\d{1,3}", run.group())]
+        if not all(c in (9, 10, 13) or 32 <= c <= 126 for c in codes):
+            continue
+        decoded = "".join(chr(c) for c in codes)
+        if not re.search(r"[A-Za-z]{3}", decoded):
+            continue
+        pieces += [text[last : run.start()], decoded]
+        last = run.end()
+    calls = _CHAR_CALLS.findall(text)
+    if not pieces and len(calls) >= 4:
+        codes = [int(c) for c in calls]
+        if all(32 <= c <= 126 for c in codes):
+            return "".join(chr(c) for c in codes)
+    if not pieces:
+        return None
+    result = "".join([*pieces, text[last:]])
+    return result if is_mostly_printable(result) else None
+
+
+def normalise_escapes(text: str) -> str | None:
+    """``text`` without string concatenation (``'Sys'+'tem'``), cmd carets and PowerShell
+    backtick escapes; None when there were none."""
+    result = _BACKTICK.sub("", _CARET.sub("", _CONCAT.sub("", text)))
+    return result if result != text else None
+
+
+def unfold(text: str) -> list[Layer]:
+    """The texts hidden in ``text``: each encoding layer ``decode_layers`` peels, character
+    codes, and the text with escapes and concatenations undone, recursively, at most
+    :data:`MAX_LAYERS` of them, outermost first. [] when nothing is hidden."""
+    layers: list[Layer] = []
+    seen = {text}
+    queue: list[tuple[str, str]] = [("", text)]
+    while queue and len(layers) < MAX_LAYERS:
+        method, current = queue.pop(0)
+        found: list[tuple[str, str]] = []
+        # decode_layers peels nested layers itself, each from the one before.
+        peeled = ""
+        for layer in decode_layers(current[:MAX_UNFOLD_CHARS]):
+            peeled = f"{peeled} > {layer.method}" if peeled else layer.method
+            found.append((peeled, layer.text))
+        codes = decode_char_codes(current)
+        if codes is not None:
+            found.append(("char_codes", codes))
+        escaped = normalise_escapes(current)
+        if escaped is not None:
+            found.append(("unescape", escaped))
+        for how, decoded in found:
+            if decoded in seen or not decoded.strip() or len(layers) >= MAX_LAYERS:
+                continue
+            seen.add(decoded)
+            chain = f"{method} > {how}" if method else how
+            layers.append(Layer(chain, decoded))
+            queue.append((chain, decoded))
     return layers

@@ -18,6 +18,7 @@ import ipaddress
 import re
 import string
 import threading
+from collections.abc import Iterable
 from typing import Final, Literal, cast
 from urllib.parse import SplitResult, urlsplit
 
@@ -387,3 +388,81 @@ def extract_iocs(text: str) -> list[Ioc]:
         positions[ioc] = min(position, positions.get(ioc, position))
     rank = {ioc_type: index for index, ioc_type in enumerate(IOC_TYPES)}
     return sorted(positions, key=lambda ioc: (rank[ioc.type], positions[ioc], ioc.value))
+
+
+# -- indicators in analysed texts ---------------------------------------------------------
+
+MAX_TEXT_FOR_IOCS: Final[int] = 100_000
+"""Longest part of one text :func:`indicators_in` reads."""
+# ioc-finder reads "notes.md" or "run.py" as domains (.md and .py are country TLDs). A name
+# with one of these TLDs is kept only when it is the host of a URL or an e-mail address.
+FILE_LIKE_TLDS: Final[frozenset[str]] = frozenset(
+    {"md", "sh", "py", "pl", "ps", "rs", "zip", "mov", "so", "pm", "cc", "mk", "in", "am", "ws"}
+)
+
+
+def _continued(domain: str, texts: list[str]) -> bool:
+    """Whether every occurrence of ``domain`` in ``texts`` goes on as a longer dotted name
+    (``System.Net.WebClient``) or a concatenated string (``'tem.Man'+'agement'``): then it
+    is a fragment of code, not a host name."""
+    pattern = re.compile(
+        r"(?<![\w.-])" + re.escape(domain) + r"(?![\w-])(?P<next>\.\w|['\"]\s*\+)?",
+        re.IGNORECASE,
+    )
+    matches = [m for text in texts for m in pattern.finditer(text)]
+    return bool(matches) and all(m.group("next") for m in matches)
+
+
+def names_a_machine(ioc: Ioc) -> bool:
+    """False for an ``ip`` that names no other machine: loopback, 0.0.0.0 (unspecified),
+    link-local and multicast addresses; True for any other indicator."""
+    if ioc.type != "ip":
+        return True
+    address = ipaddress.ip_address(ioc.value)
+    return not (
+        address.is_loopback
+        or address.is_unspecified
+        or address.is_link_local
+        or address.is_multicast
+    )
+
+
+def _plausible(ioc: Ioc, hosts: set[str], texts: list[str]) -> bool:
+    if ioc.type == "attack_technique":
+        # Technique ids in logs are labels (Sysmon rule names), not indicators.
+        return False
+    if ioc.type == "ip":
+        return names_a_machine(ioc)
+    if ioc.type == "domain" and ioc.value not in hosts:
+        return ioc.value.rsplit(".", 1)[-1] not in FILE_LIKE_TLDS and not _continued(
+            ioc.value, texts
+        )
+    return True
+
+
+def indicators_in(texts: Iterable[str]) -> list[Ioc]:
+    """Indicators in ``texts`` (each cut to :data:`MAX_TEXT_FOR_IOCS` characters), in order,
+    without technique ids, addresses that name no other machine (loopback, 0.0.0.0), file
+    names that only look like domains, and dotted code names (``System.Net``)."""
+    found: dict[Ioc, None] = {}
+    cut = [text[:MAX_TEXT_FOR_IOCS] for text in texts]
+    for text in cut:
+        for ioc in extract_iocs(text):
+            found.setdefault(ioc, None)
+    hosts: set[str] = set()
+    for ioc in found:
+        if ioc.type == "url":
+            host = ioc.value.split("//", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+            hosts.add(host.rsplit(":", 1)[0].strip("[]").lower())
+        elif ioc.type == "email":
+            hosts.add(ioc.value.rsplit("@", 1)[-1].lower())
+    return [ioc for ioc in found if _plausible(ioc, hosts, cut)]
+
+
+def is_internal(ioc: Ioc) -> bool:
+    """Whether an ``ip`` indicator is private, loopback, link-local or otherwise not routable
+    on the internet (blocking it at the perimeter would do nothing)."""
+    if ioc.type != "ip":
+        return False
+    address = ipaddress.ip_address(ioc.value)
+    return not address.is_global

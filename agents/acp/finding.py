@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Severity = Literal["informational", "low", "medium", "high", "critical"]
-SEVERITY_ORDER: dict[str, int] = {
-    "informational": 0,
-    "low": 1,
-    "medium": 2,
-    "high": 3,
-    "critical": 4,
-}
+from core.schemas import SEVERITY_RANK, Severity
+
+SEVERITY_ORDER = SEVERITY_RANK
+"""Deprecated: :data:`core.schemas.SEVERITY_RANK` (kept while the orchestrator moves to it)."""
 TECHNIQUE_ID = r"^T\d{4}(\.\d{3})?$"
 
 SourceKind = Literal[
@@ -31,6 +27,9 @@ line or a script, free text, an alert's or a request's field, a field of a log e
 file record, a model's answer); the last three are sources independent of the attacker's data
 (a threat-intel feed listing, a reputation service's verdict, the platform's own telemetry)."""
 CorroborationKind = Literal["threat_intel", "reputation", "telemetry"]
+Impact = Literal["low", "medium", "high"]
+"""What a recommended action disrupts if it is wrong."""
+IMPACT_RANK: Final[dict[str, int]] = {"low": 0, "medium": 1, "high": 2}
 
 
 class FindingIoc(BaseModel):
@@ -62,7 +61,7 @@ class RecommendedAction(BaseModel):
     action: str = Field(min_length=1, max_length=64)
     target: str = Field(min_length=1, max_length=512)
     reason: str = Field(max_length=2000)
-    impact: Literal["low", "medium", "high"]
+    impact: Impact
     provenance: list[TargetSource] = Field(default_factory=list, max_length=20)
     """Where the target was taken from; empty: not said (treated as data an attacker can
     write). A claim, not a corroboration: only :attr:`Finding.corroborations` of the agent

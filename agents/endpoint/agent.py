@@ -2,9 +2,9 @@
 
 Built-in analysis: normalise the events (flat or nested layout), build the host's context
 (users, processes, connections, logons, services, tasks, account changes, log clearing), run
-the rules (command-line and process rules shared with the malware agent, event and registry
+the rules (the command-line and process rules of :mod:`tools.behaviour`, event and registry
 rules of :mod:`agents.endpoint.events`, bursts of failed logons and ticket requests), score
-them the same way (:func:`agents.malware.rules.assess`) and propose EDR containment:
+them the same way (:func:`tools.behaviour.assess`) and propose EDR containment:
 
 - ``isolate_host`` (impact high) when the severity is high or critical; on a host rated high or
   critical the reason says so, for the guardrails to put it before a human;
@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
 from agents.acp.finding import (
-    SEVERITY_ORDER,
     Evidence,
     Finding,
     RecommendedAction,
@@ -34,10 +33,8 @@ from agents.acp.finding import (
 from agents.endpoint.events import (
     REGISTRY_RULES,
     HostContext,
-    WinEvent,
     account,
     is_person,
-    normalise_event,
     process_of,
     registry_text,
     scan_bursts,
@@ -45,20 +42,16 @@ from agents.endpoint.events import (
     texts_of,
 )
 from agents.endpoint.schemas import AnalyzeEndpointRequest
-from agents.malware.agent import (
+from agents.runtime.analysis import analysis_tools, hit_rows
+from agents.runtime.evidence import hit_evidence, layer_evidence
+from agents.runtime.specialist import Specialist, ToolTrace, finding_iocs
+from core.errors import ValidationFailed
+from core.llm.types import Tool
+from core.schemas import Severity
+from tools.behaviour import (
     CRITICAL_PROCESSES,
     IMAGE_RULES,
-    analysis_tools,
-)
-from agents.malware.evidence import (
-    hit_evidence,
-    indicators_in,
-    layer_evidence,
-    names_a_machine,
-)
-from agents.malware.rules import (
     Assessment,
-    Layer,
     RuleHit,
     assess,
     base_name,
@@ -68,10 +61,9 @@ from agents.malware.rules import (
     scan_text_deep,
     techniques_of,
 )
-from agents.runtime.specialist import Specialist, ToolTrace, finding_iocs
-from core.errors import ValidationFailed
-from core.llm.types import Tool
-from tools.ioc import Ioc, normalise_ioc
+from tools.decode import Layer
+from tools.ioc import Ioc, indicators_in, names_a_machine, normalise_ioc
+from tools.logs.windows import WinEvent, normalise_event
 
 MAX_KILLS: Final[int] = 10
 MAX_LAYER_EVIDENCE: Final[int] = 10
@@ -121,8 +113,8 @@ def scan_events(events: Sequence[WinEvent]) -> EventScan:
     return result
 
 
-def _serious(hit: RuleHit, level: str = "medium") -> bool:
-    return SEVERITY_ORDER[hit.rule.severity] >= SEVERITY_ORDER[level]
+def _serious(hit: RuleHit, level: Severity = Severity.MEDIUM) -> bool:
+    return hit.rule.severity >= level
 
 
 class Endpoint(Specialist):
@@ -295,17 +287,10 @@ class Endpoint(Specialist):
                 else events
             )
             found = await self._scan(chosen, trace)
+            shown = found.hits[:200]
+            rows = hit_rows([hit for hit, _ in shown])
             return [
-                {
-                    "rule": hit.rule.id,
-                    "title": hit.rule.title,
-                    "techniques": list(hit.rule.techniques),
-                    "severity": hit.rule.severity,
-                    "event": event.ref,
-                    "where": hit.source,
-                    "excerpt": hit.excerpt,
-                }
-                for hit, event in found.hits[:200]
+                {**row, "event": event.ref} for row, (_, event) in zip(rows, shown, strict=True)
             ]
 
         async def get_events(arguments: dict[str, Any]) -> object:
@@ -426,7 +411,7 @@ def _actions(
     worst = _rules(
         [h for h in scan.rule_hits if _serious(h, assessment.severity)] or scan.rule_hits
     )
-    if SEVERITY_ORDER[assessment.severity] >= SEVERITY_ORDER["high"]:
+    if assessment.severity >= Severity.HIGH:
         reason = f"{assessment.severity} activity on the host: {worst}"
         if host.criticality in ("high", "critical"):
             reason += (
@@ -456,7 +441,7 @@ def _actions(
             files[process.sha256 or clean_path(process.image)].append(hit)
         if _serious(hit) and hit.rule.id in ("executable_dropped", "dll_from_user_folder"):
             files[clean_path(event.get("TargetFilename", "ImageLoaded"))].append(hit)
-        if _serious(hit, "high") or hit.rule.id in ACCOUNT_TARGET_RULES:
+        if _serious(hit, Severity.HIGH) or hit.rule.id in ACCOUNT_TARGET_RULES:
             for name in _accounts(hit, event):
                 accounts[name].append(hit)
 
@@ -476,7 +461,7 @@ def _actions(
                 provenance=list(_FROM_EVENTS),
             )
         )
-    if SEVERITY_ORDER[assessment.severity] >= SEVERITY_ORDER["high"]:
+    if assessment.severity >= Severity.HIGH:
         for name, hits in accounts.items():
             actions.append(
                 RecommendedAction(
@@ -538,9 +523,7 @@ def _summary(
             f"does not rule out suspicion. Context: {context.summary(host.hostname)}"
         )[:4000]
     distinct = {hit.rule.id: (hit, event) for hit, event in scan.hits}
-    worst_hit, worst_event = max(
-        distinct.values(), key=lambda pair: SEVERITY_ORDER[pair[0].rule.severity]
-    )
+    worst_hit, worst_event = max(distinct.values(), key=lambda pair: pair[0].rule.severity)
     parts = [
         f"{len(distinct)} detection rule(s) fired on {len({e.index for _, e in scan.hits})} of "
         f"{len(events)} event(s) from {where}.",

@@ -1,28 +1,24 @@
-"""Windows events for the endpoint specialist: normalisation, host context, event rules.
+"""Windows events for the endpoint specialist: host context and event rules.
 
-Events arrive in the two layouts EVTX-to-JSON converters write (see the shared data README):
-flat (``{"EventID": 4688, "Channel": "Security", "Computer": ..., "CommandLine": ...}``) or
-nested as the ``evtx`` package writes them (``{"Event": {"System": {...}, "EventData":
-{...}}}``, with ``#attributes`` and ``#text``). :func:`normalise_event` turns either into one
-:class:`WinEvent`.
-
-Event ids mean different things in different logs (Sysmon 10 is process access; Setup 10 is a
-servicing step), so every rule checks the log an event came from (:attr:`WinEvent.log`).
+Events are read by :func:`tools.logs.windows.normalise_event` (flat or nested layout, one
+:class:`~tools.logs.windows.WinEvent`). Event ids mean different things in different logs
+(Sysmon 10 is process access; Setup 10 is a servicing step), so every rule checks the log an
+event came from (:attr:`WinEvent.log`).
 
 Rules over events (:data:`EVENT_RULES`, :data:`REGISTRY_RULES`) use the same :class:`Rule`
-shape and scoring as the command-line rules of :mod:`agents.malware.rules`.
+shape and scoring as the command-line rules of :mod:`tools.behaviour`.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-from agents.acp.finding import Severity
-from agents.malware.rules import (
+from core.schemas import Severity
+from tools.behaviour import (
     EXECUTABLE_EXTENSIONS,
     ProcessView,
     Rule,
@@ -32,29 +28,9 @@ from agents.malware.rules import (
     clean_path,
     scan_process,
 )
+from tools.logs.common import to_int
+from tools.logs.windows import WinEvent
 
-Log = Literal["sysmon", "security", "system", "powershell", "other"]
-
-# Fields of the flat layout that describe the record, not the event.
-_FLAT_SYSTEM_FIELDS: Final[frozenset[str]] = frozenset(
-    {
-        "EventID",
-        "Channel",
-        "Computer",
-        "TimeCreated",
-        "EventRecordID",
-        "Provider_Name",
-        "Provider_Guid",
-        "Level",
-        "Task",
-        "Opcode",
-        "Keywords",
-        "Version",
-        "ExecutionProcessID",
-        "ExecutionThreadID",
-    }
-)
-NOBODY: Final[frozenset[str]] = frozenset({"", "-", "n/a", "null", "none"})
 SERVICE_ACCOUNTS: Final[frozenset[str]] = frozenset(
     {
         "system",
@@ -137,181 +113,12 @@ _TEMP_DIR = re.compile(r"\\(?:temp|tmp)\\|\\users\\public\\|\\downloads\\|\\appd
 _SYSTEM_DIR = re.compile(r"^(?:[a-z]:)?\\windows\\(?:system32|syswow64|winsxs)\\", re.I)
 
 
-# -- normalisation -----------------------------------------------------------------------------
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, list):
-        return "\n".join(_text(item) for item in value)
-    if isinstance(value, Mapping):
-        if "#text" in value:
-            return _text(value["#text"])
-        return "; ".join(f"{k}={_text(v)}" for k, v in value.items() if k != "#attributes")
-    return str(value)
-
-
-def _attribute(node: Any, name: str) -> Any:
-    if isinstance(node, Mapping):
-        attributes = node.get("#attributes")
-        if isinstance(attributes, Mapping):
-            return attributes.get(name)
-    return None
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, Mapping):
-        return _as_int(value.get("#text"))
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            return int(text, 16) if text.lower().startswith("0x") else int(text)
-        except ValueError:
-            return None
-    return None
-
-
-def event_id_of(raw: Any) -> int | None:
-    """The event id of ``raw`` in either layout, or None when it has none."""
-    if not isinstance(raw, Mapping):
-        return None
-    nested = raw.get("Event")
-    if isinstance(nested, Mapping):
-        system = nested.get("System")
-        return _as_int(system.get("EventID")) if isinstance(system, Mapping) else None
-    return _as_int(raw.get("EventID"))
-
-
-def _fields(node: Any) -> dict[str, str]:
-    """EventData / UserData fields by name: a mapping, a list of named ``Data`` items, or
-    unnamed ``Data`` values (kept, joined, under ``Data``)."""
-    if not isinstance(node, Mapping):
-        return {}
-    out: dict[str, str] = {}
-    for key, value in node.items():
-        if key == "#attributes":
-            continue
-        if key == "Data" and isinstance(value, list):
-            unnamed: list[str] = []
-            for item in value:
-                name = _attribute(item, "Name")
-                if name:
-                    out[str(name)] = _text(item)
-                else:
-                    unnamed.append(_text(item))
-            if unnamed:
-                out["Data"] = "\n".join(unnamed)
-        elif isinstance(value, Mapping) and "#text" not in value and key not in out:
-            # UserData wraps its fields in one element named after the event.
-            inner = _fields(value)
-            out.update(inner or {key: _text(value)})
-        else:
-            out[key] = _text(value)
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class WinEvent:
-    """One Windows event, whatever layout it came in."""
-
-    index: int
-    event_id: int
-    channel: str
-    provider: str
-    computer: str
-    time: str
-    record_id: str
-    data: dict[str, str]
-    execution_pid: int | None = None
-
-    @property
-    def log(self) -> Log:
-        where = f"{self.channel} {self.provider}".lower()
-        if "sysmon" in where:
-            return "sysmon"
-        if "powershell" in where:
-            return "powershell"
-        if self.channel.lower() == "security" or "security-auditing" in where:
-            return "security"
-        if self.channel.lower() == "system" or "service control manager" in where:
-            return "system"
-        if not self.channel and not self.provider and "ProcessGuid" in self.data:
-            return "sysmon"
-        return "other"
-
-    @property
-    def ref(self) -> str:
-        """How an analyst finds the event again: position, log, id and record number."""
-        record = f" record {self.record_id}" if self.record_id else ""
-        log = self.channel or self.provider or "event"
-        return f"events[{self.index}] {log} {self.event_id}{record}"
-
-    def get(self, *names: str) -> str:
-        """The first of ``names`` that holds a value (``-`` counts as none), else ""."""
-        for name in names:
-            value = self.data.get(name, "").strip()
-            if value.lower() not in NOBODY:
-                return value
-        return ""
-
-    def is_(self, log: Log, *ids: int) -> bool:
-        return self.log == log and self.event_id in ids
-
-
-def normalise_event(raw: Mapping[str, Any], index: int) -> WinEvent:
-    """``raw`` (flat or nested layout) as a :class:`WinEvent`. Raises ValueError when it has
-    no event id."""
-    event_id = event_id_of(raw)
-    if event_id is None:
-        raise ValueError("no EventID (expected {EventID, ...} or {Event: {System: {EventID}}})")
-    nested = raw.get("Event")
-    if isinstance(nested, Mapping):
-        system = nested.get("System") or {}
-        data = _fields(nested.get("EventData"))
-        data.update({k: v for k, v in _fields(nested.get("UserData")).items() if k not in data})
-        user_id = _attribute(system.get("Security"), "UserID")
-        if user_id:
-            data.setdefault("SecurityUserID", str(user_id))
-        provider = _attribute(system.get("Provider"), "Name") or ""
-        time = _attribute(system.get("TimeCreated"), "SystemTime") or ""
-        execution = _as_int(_attribute(system.get("Execution"), "ProcessID"))
-        return WinEvent(
-            index=index,
-            event_id=event_id,
-            channel=_text(system.get("Channel")),
-            provider=str(provider),
-            computer=_text(system.get("Computer")),
-            time=str(time),
-            record_id=_text(system.get("EventRecordID")),
-            data=data,
-            execution_pid=execution,
-        )
-    data = {k: _text(v) for k, v in raw.items() if k not in _FLAT_SYSTEM_FIELDS}
-    return WinEvent(
-        index=index,
-        event_id=event_id,
-        channel=_text(raw.get("Channel")),
-        provider=_text(raw.get("Provider_Name") or raw.get("Provider")),
-        computer=_text(raw.get("Computer")),
-        time=_text(raw.get("TimeCreated") or raw.get("UtcTime")),
-        record_id=_text(raw.get("EventRecordID")),
-        data=data,
-        execution_pid=_as_int(raw.get("ExecutionProcessID")),
-    )
-
-
 # -- what an event says about processes, users and texts ---------------------------------------
+
+
+def _number(text: str) -> int | None:
+    """A process id or access mask as events write it (decimal, or ``0x`` hex)."""
+    return to_int(text, bits=32, hex_text=True)
 
 
 def account(event: WinEvent, prefix: str) -> str:
@@ -370,7 +177,7 @@ def process_of(event: WinEvent) -> ProcessRecord | None:
     (other Sysmon events, PowerShell logs); None for events about no process."""
     if event.is_("sysmon", 1):
         return ProcessRecord(
-            pid=_as_int(event.get("ProcessId")),
+            pid=_number(event.get("ProcessId")),
             image=event.get("Image"),
             command_line=event.get("CommandLine"),
             parent_image=event.get("ParentImage"),
@@ -381,7 +188,7 @@ def process_of(event: WinEvent) -> ProcessRecord | None:
         )
     if event.is_("security", 4688):
         return ProcessRecord(
-            pid=_as_int(event.get("NewProcessId")),
+            pid=_number(event.get("NewProcessId")),
             image=event.get("NewProcessName"),
             command_line=event.get("CommandLine"),
             parent_image=event.get("ParentProcessName"),
@@ -392,7 +199,7 @@ def process_of(event: WinEvent) -> ProcessRecord | None:
         )
     if event.log == "sysmon" and event.event_id in (3, 7, 11, 12, 13, 14, 22):
         return ProcessRecord(
-            pid=_as_int(event.get("ProcessId")),
+            pid=_number(event.get("ProcessId")),
             image=event.get("Image"),
             command_line="",
             parent_image="",
@@ -403,7 +210,7 @@ def process_of(event: WinEvent) -> ProcessRecord | None:
         )
     if event.is_("sysmon", 8, 10):
         return ProcessRecord(
-            pid=_as_int(event.get("SourceProcessId")),
+            pid=_number(event.get("SourceProcessId")),
             image=event.get("SourceImage"),
             command_line="",
             parent_image="",
@@ -663,7 +470,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "Windows event log cleared",
             "T1070.001",
             "defense_evasion",
-            "high",
+            Severity.HIGH,
             0.85,
             "1102/104 record that a whole log was wiped.",
         ),
@@ -672,7 +479,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "User account created",
             "T1136.001",
             "persistence",
-            "medium",
+            Severity.MEDIUM,
             0.5,
             "New accounts give persistent access; admins create them too.",
         ),
@@ -681,7 +488,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "Member added to a privileged group",
             "T1098.007",
             "persistence",
-            "high",
+            Severity.HIGH,
             0.7,
             "Adding a member to an admin or operators group grants it control.",
         ),
@@ -690,7 +497,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "Member added to a group",
             "T1098.007",
             "persistence",
-            "low",
+            Severity.LOW,
             0.3,
             "Group changes are routine but can widen an intruder's access.",
         ),
@@ -699,7 +506,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "SID history added to an account",
             "T1134.005",
             "privilege_escalation",
-            "high",
+            Severity.HIGH,
             0.85,
             "SID history lets an account act with another's (often a domain admin's) rights.",
         ),
@@ -708,7 +515,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "Group Policy object modified",
             "T1484.001",
             "privilege_escalation",
-            "medium",
+            Severity.MEDIUM,
             0.4,
             "A changed GPO pushes settings or code to every computer it applies to.",
         ),
@@ -717,7 +524,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "Service installed",
             "T1543.003",
             "persistence",
-            "medium",
+            Severity.MEDIUM,
             0.5,
             "A new service runs its binary as SYSTEM at every boot.",
         ),
@@ -726,7 +533,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "Scheduled task created",
             "T1053.005",
             "persistence",
-            "medium",
+            Severity.MEDIUM,
             0.5,
             "A new task runs its command again on a trigger.",
         ),
@@ -735,7 +542,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "Scheduled task created to run as SYSTEM",
             "T1053.005",
             "privilege_escalation",
-            "high",
+            Severity.HIGH,
             0.65,
             "A task whose principal is SYSTEM runs its command with full local rights.",
         ),
@@ -744,7 +551,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "Process opened LSASS memory",
             "T1003.001",
             "credential_access",
-            "critical",
+            Severity.CRITICAL,
             0.8,
             "Read access to lsass.exe from a non-system process is how credentials are dumped.",
         ),
@@ -753,7 +560,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "Thread injected into another process",
             "T1055",
             "defense_evasion",
-            "high",
+            Severity.HIGH,
             0.6,
             "CreateRemoteThread into another process runs code under its identity.",
         ),
@@ -762,7 +569,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "Logon with new credentials via seclogo (pass-the-hash)",
             "T1550.002",
             "lateral_movement",
-            "high",
+            Severity.HIGH,
             0.8,
             "Logon type 9 through seclogo with Negotiate is the trace of sekurlsa::pth.",
         ),
@@ -771,7 +578,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "Burst of failed logons for one account",
             "T1110.001",
             "credential_access",
-            "medium",
+            Severity.MEDIUM,
             0.6,
             f"{FAILED_LOGON_BURST}+ failures for one account point to password guessing.",
         ),
@@ -780,7 +587,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "Failed logons for many accounts from one source",
             "T1110.003",
             "credential_access",
-            "high",
+            Severity.HIGH,
             0.7,
             f"{SPRAY_ACCOUNTS}+ accounts failing from one source is a password spray.",
         ),
@@ -789,7 +596,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "RC4 service tickets for several services",
             "T1558.003",
             "credential_access",
-            "high",
+            Severity.HIGH,
             0.7,
             "Asking RC4-encrypted tickets for many services is how Kerberoasting cracks them.",
         ),
@@ -798,7 +605,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "Service tickets for many hosts from one account",
             "T1087.002",
             "discovery",
-            "low",
+            Severity.LOW,
             0.4,
             f"Tickets for {TGS_BURST}+ services from one account is how BloodHound-style"
             " collectors enumerate sessions and admins.",
@@ -808,7 +615,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "Directory replication rights used by an account (DCSync)",
             "T1003.006",
             "credential_access",
-            "critical",
+            Severity.CRITICAL,
             0.8,
             "Replication of secrets requested by an account that is not a DC is DCSync.",
         ),
@@ -817,7 +624,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "Replica registration rights used by an account (DCShadow)",
             "T1207",
             "defense_evasion",
-            "high",
+            Severity.HIGH,
             0.65,
             "Install-Replica / Manage-Topology by a user is how DCShadow registers a rogue DC.",
         ),
@@ -826,7 +633,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "System time changed by a user process",
             "T1070.006",
             "defense_evasion",
-            "low",
+            Severity.LOW,
             0.3,
             "Changing the clock is used to confuse timelines (and forge ticket times).",
         ),
@@ -835,7 +642,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "Credential Manager credentials read",
             "T1555.004",
             "credential_access",
-            "low",
+            Severity.LOW,
             0.35,
             "Reading saved credentials is how tools harvest stored passwords.",
         ),
@@ -844,7 +651,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "DLL loaded from a user-writable folder",
             "T1574.001",
             "persistence",
-            "medium",
+            Severity.MEDIUM,
             0.5,
             "A DLL loaded from Temp, Downloads or AppData by a program is a sideloading sign.",
         ),
@@ -853,7 +660,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "Executable written to a user-writable folder",
             "T1105",
             "command_and_control",
-            "low",
+            Severity.LOW,
             0.35,
             "A program or script landing in Temp or Downloads is how payloads arrive.",
         ),
@@ -862,7 +669,7 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             "MMC started by DCOM (MMC20.Application)",
             "T1021.003",
             "lateral_movement",
-            "medium",
+            Severity.MEDIUM,
             0.6,
             "mmc.exe -Embedding is how remote DCOM execution via MMC20 starts on the target.",
         ),
@@ -875,7 +682,7 @@ REGISTRY_RULES: Final[tuple[Rule, ...]] = (
         "Run key value set",
         "T1547.001",
         "persistence",
-        "medium",
+        Severity.MEDIUM,
         0.65,
         "Run / RunOnce values start a program at every logon.",
         r"\\currentversion\\(?:run|runonce|runonceex|policies\\explorer\\run)\\",
@@ -885,7 +692,7 @@ REGISTRY_RULES: Final[tuple[Rule, ...]] = (
         "Service ImagePath set to a shell command",
         "T1543.003",
         "persistence",
-        "high",
+        Severity.HIGH,
         0.8,
         "A service whose binary is cmd/%COMSPEC%/PowerShell runs a command as SYSTEM.",
         r"\\services\\[^\\]+\\imagepath\s*=\s*.*(?:%%?comspec%%?|cmd(?:\.exe)?\s+/|powershell)",
@@ -895,7 +702,7 @@ REGISTRY_RULES: Final[tuple[Rule, ...]] = (
         "Signature verification (SIP) provider registered",
         "T1553.003",
         "defense_evasion",
-        "high",
+        Severity.HIGH,
         0.8,
         "A custom CryptSIPDll provider can make unsigned code verify as signed.",
         r"\\cryptography\\oid\\encodingtype \d+\\cryptsipdll\w+\\",
@@ -905,7 +712,7 @@ REGISTRY_RULES: Final[tuple[Rule, ...]] = (
         "Winlogon Shell/Userinit/Notify changed",
         "T1547.004",
         "persistence",
-        "high",
+        Severity.HIGH,
         0.75,
         "Winlogon helper values run code at every logon.",
         r"\\winlogon\\(?:shell|userinit|notify)\b",
@@ -915,7 +722,7 @@ REGISTRY_RULES: Final[tuple[Rule, ...]] = (
         "Image File Execution Options debugger set",
         "T1546.012",
         "persistence",
-        "high",
+        Severity.HIGH,
         0.75,
         "An IFEO debugger runs the attacker's program instead of the intended one.",
         r"\\image file execution options\\[^\\]+\\(?:debugger|globalflag)\b",
@@ -925,7 +732,7 @@ REGISTRY_RULES: Final[tuple[Rule, ...]] = (
         "Print port monitor registered",
         "T1547.010",
         "persistence",
-        "high",
+        Severity.HIGH,
         0.7,
         "Port monitors are DLLs the spooler loads as SYSTEM at boot.",
         r"\\control\\print\\monitors\\[^\\]+\\driver\b",
@@ -935,7 +742,7 @@ REGISTRY_RULES: Final[tuple[Rule, ...]] = (
         "Defender, AMSI or virtualisation-based security disabled",
         "T1562.001",
         "defense_evasion",
-        "high",
+        Severity.HIGH,
         0.8,
         "Turning off Defender, AMSI providers, HVCI or Credential Guard weakens the host.",
         r"\\windows defender\\.*\\disable\w*\s*=\s*dword \(0x00000001\)"
@@ -949,7 +756,7 @@ REGISTRY_RULES: Final[tuple[Rule, ...]] = (
         "Firewall profile disabled in the registry",
         "T1562.004",
         "defense_evasion",
-        "high",
+        Severity.HIGH,
         0.75,
         "EnableFirewall = 0 turns a firewall profile off.",
         r"\\firewallpolicy\\\w+profile\\enablefirewall\s*=\s*dword \(0x00000000\)",
@@ -959,7 +766,7 @@ REGISTRY_RULES: Final[tuple[Rule, ...]] = (
         "System Restore disabled",
         "T1490",
         "impact",
-        "high",
+        Severity.HIGH,
         0.7,
         "Disabling System Restore removes a way back after destruction or encryption.",
         r"\\systemrestore\\disable(?:config|sr)\b",
@@ -969,7 +776,7 @@ REGISTRY_RULES: Final[tuple[Rule, ...]] = (
         "Hidden ($) local account created in the SAM",
         "T1136.001",
         "persistence",
-        "high",
+        Severity.HIGH,
         0.8,
         "A local account whose name ends in $ hides from net user listings.",
         r"\\sam\\domains\\account\\users\\names\\[^\\]+\$",
@@ -979,7 +786,7 @@ REGISTRY_RULES: Final[tuple[Rule, ...]] = (
         "RDP port changed",
         "T1112",
         "defense_evasion",
-        "medium",
+        Severity.MEDIUM,
         0.5,
         "Moving RDP to another port hides it from scans and rules keyed on 3389.",
         r"\\winstations\\rdp-tcp\\portnumber\b",
@@ -1055,7 +862,7 @@ def scan_event(event: WinEvent) -> list[RuleHit]:
         }:
             hits.append(_hit("task_runs_as_system", event, f"{event.get('TaskName')} as SYSTEM"))
     elif event.is_("sysmon", 10) and base_name(event.get("TargetImage")) == "lsass.exe":
-        mask = _as_int(event.get("GrantedAccess"))
+        mask = _number(event.get("GrantedAccess"))
         source = clean_path(event.get("SourceImage"))
         unknown = "unknown(" in event.get("CallTrace").lower()
         system_source = _SYSTEM_DIR.search(source) and base_name(source) in {

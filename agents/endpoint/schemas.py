@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agents.endpoint.events import event_id_of
+from tools.logs.windows import event_id_of
 
 Criticality = Literal["low", "medium", "high", "critical"]
 

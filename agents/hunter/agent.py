@@ -38,13 +38,13 @@ from agents.acp.finding import (
     Finding,
     FindingIoc,
     RecommendedAction,
-    Severity,
     TargetSource,
 )
 from agents.hunter.schemas import HuntThreatsRequest
 from agents.runtime.specialist import AgentDeps, Specialist, ToolTrace
 from core.errors import AuroraError
 from core.llm.types import Tool
+from core.schemas import Severity
 from core.security.tokens import TokenService
 from tools.ioc import normalise_ioc
 from tools.platform import PlatformClient
@@ -223,13 +223,13 @@ class Hunter(Specialist):
             f"{len(sighted)} of {len(iocs)} indicator(s) seen on {len(hosts)} host(s) and "
             f"{len(users)} account(s) between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M}",
         )
-        severity: Severity = "informational"
+        severity = Severity.INFORMATIONAL
         if len(hosts) >= 2:
-            severity = "high"
+            severity = Severity.HIGH
         elif sighted:
-            severity = "medium"
+            severity = Severity.MEDIUM
         elif any(activity.values()):
-            severity = "low"
+            severity = Severity.LOW
         confidence = min(0.9, 0.55 + 0.1 * max(len(hosts) - 1, 0)) if sighted else 0.3
         evidence = list(trace.evidence)
         for (kind, value), events in sighted.items():

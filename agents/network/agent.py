@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from agents.acp.finding import SEVERITY_ORDER, Evidence, Finding, Severity
+from agents.acp.finding import Evidence, Finding
 from agents.network.rules import (
     MAX_DETECTION_EVIDENCE,
     MAX_IOCS,
@@ -45,6 +45,7 @@ from agents.network.rules import (
 from agents.network.schemas import AnalyzeNetworkRequest
 from agents.runtime.specialist import Specialist, ToolTrace, finding_iocs, normalised_iocs
 from core.llm.types import Tool
+from core.schemas import Severity
 from tools.ioc import Ioc, extract_iocs
 
 
@@ -146,7 +147,7 @@ class Network(Specialist):
                 )
                 if t is not None
             ]
-        detections.sort(key=lambda d: (-SEVERITY_ORDER[d.severity], -d.confidence))
+        detections.sort(key=lambda d: (d.severity, d.confidence), reverse=True)
         return Analysis(telemetry, book, iocs, rejected, detections)
 
     async def builtin(self, request: AnalyzeNetworkRequest, trace: ToolTrace) -> Finding:
@@ -174,9 +175,7 @@ class Network(Specialist):
                     kind="rejected_iocs", ref="request", summary="; ".join(analysis.rejected)[:4000]
                 )
             )
-        severity: Severity = "informational"
-        if detections:
-            severity = detections[0].severity
+        severity = detections[0].severity if detections else Severity.INFORMATIONAL
         confidence = _confidence(detections, analysis.telemetry)
         iocs = list(dict.fromkeys([*analysis.iocs, *(i for d in detections for i in d.iocs)]))[
             :MAX_IOCS
@@ -331,7 +330,7 @@ def domain_profile(name: str, telemetry: Telemetry) -> dict[str, Any]:
 def _describe_found(found: list[Detection]) -> str:
     if not found:
         return "nothing found"
-    worst = sorted(found, key=lambda d: -SEVERITY_ORDER[d.severity])[:3]
+    worst = sorted(found, key=lambda d: d.severity, reverse=True)[:3]
     return f"{len(found)} detection(s): " + "; ".join(d.title for d in worst)
 
 

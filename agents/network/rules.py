@@ -63,16 +63,16 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Final, Literal
 
-from agents.acp.finding import SEVERITY_ORDER, Evidence, RecommendedAction, Severity, TargetSource
+from agents.acp.finding import IMPACT_RANK, Evidence, Impact, RecommendedAction, TargetSource
 from agents.network.schemas import AnalyzeNetworkRequest, EveEvent
 from core.errors import ValidationFailed
+from core.schemas import Severity
 from tools.attack import AttackKB
 from tools.ioc import Ioc, normalise_ioc
 
 type IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 type IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 type Zone = Literal["internal", "external", "special"]
-type Impact = Literal["low", "medium", "high"]
 
 # -- beaconing ----------------------------------------------------------------------------
 BEACON_MIN_CHECKINS: Final = 8
@@ -116,20 +116,20 @@ STANDARD_PORTS: Final = frozenset(
     | {5061, 5432, 5900, 5985, 5986, 8000, 8008, 8080, 8443, 8888}
 )
 OUTBOUND_PORTS: Final[dict[int, tuple[str, tuple[str, ...], Severity]]] = {
-    4444: ("Metasploit's default handler port", ("T1571",), "medium"),
-    1337: ("a port favoured by backdoors", ("T1571",), "medium"),
-    31337: ("a port favoured by backdoors (Back Orifice)", ("T1571",), "medium"),
-    6666: ("IRC, a classic botnet command channel", ("T1071",), "low"),
-    6667: ("IRC, a classic botnet command channel", ("T1071",), "low"),
-    6668: ("IRC, a classic botnet command channel", ("T1071",), "low"),
-    6669: ("IRC, a classic botnet command channel", ("T1071",), "low"),
-    6697: ("IRC over TLS, a classic botnet command channel", ("T1071",), "low"),
-    9001: ("a Tor relay port", ("T1090.003",), "medium"),
-    9030: ("a Tor directory port", ("T1090.003",), "medium"),
-    9050: ("a Tor SOCKS port", ("T1090.003",), "medium"),
-    9150: ("a Tor Browser SOCKS port", ("T1090.003",), "medium"),
-    445: ("SMB to the internet: leaks NTLM credentials", ("T1187",), "medium"),
-    139: ("NetBIOS session to the internet: leaks NTLM credentials", ("T1187",), "medium"),
+    4444: ("Metasploit's default handler port", ("T1571",), Severity.MEDIUM),
+    1337: ("a port favoured by backdoors", ("T1571",), Severity.MEDIUM),
+    31337: ("a port favoured by backdoors (Back Orifice)", ("T1571",), Severity.MEDIUM),
+    6666: ("IRC, a classic botnet command channel", ("T1071",), Severity.LOW),
+    6667: ("IRC, a classic botnet command channel", ("T1071",), Severity.LOW),
+    6668: ("IRC, a classic botnet command channel", ("T1071",), Severity.LOW),
+    6669: ("IRC, a classic botnet command channel", ("T1071",), Severity.LOW),
+    6697: ("IRC over TLS, a classic botnet command channel", ("T1071",), Severity.LOW),
+    9001: ("a Tor relay port", ("T1090.003",), Severity.MEDIUM),
+    9030: ("a Tor directory port", ("T1090.003",), Severity.MEDIUM),
+    9050: ("a Tor SOCKS port", ("T1090.003",), Severity.MEDIUM),
+    9150: ("a Tor Browser SOCKS port", ("T1090.003",), Severity.MEDIUM),
+    445: ("SMB to the internet: leaks NTLM credentials", ("T1187",), Severity.MEDIUM),
+    139: ("NetBIOS session to the internet: leaks NTLM credentials", ("T1187",), Severity.MEDIUM),
 }
 EXPOSED_PORTS: Final[dict[int, str]] = {
     23: "Telnet",
@@ -142,49 +142,53 @@ EXPOSED_PORTS: Final[dict[int, str]] = {
 # Suricata classification (classification.config descriptions, lower case) → severity and
 # the techniques the class itself implies.
 CATEGORY_RULES: Final[dict[str, tuple[Severity, tuple[str, ...]]]] = {
-    "a network trojan was detected": ("high", ()),
-    "malware command and control activity detected": ("high", ("T1071",)),
-    "domain observed used for c2 detected": ("high", ("T1071",)),
-    "exploit kit activity detected": ("high", ("T1189",)),
-    "targeted malicious activity was detected": ("high", ()),
-    "successful administrator privilege gain": ("high", ()),
-    "successful user privilege gain": ("high", ()),
-    "large scale information leak": ("high", ()),
-    "denial of service": ("high", ("T1499",)),
-    "attempted administrator privilege gain": ("medium", ()),
-    "attempted user privilege gain": ("medium", ()),
-    "web application attack": ("medium", ("T1190",)),
-    "attempted denial of service": ("medium", ()),
-    "information leak": ("medium", ()),
-    "executable code was detected": ("medium", ()),
-    "crypto currency mining activity detected": ("medium", ("T1496",)),
-    "attempt to login by a default username and password": ("medium", ("T1078.001",)),
-    "possible social engineering attempted": ("medium", ("T1566",)),
-    "attempted information leak": ("low", ()),
-    "detection of a network scan": ("low", ("T1046",)),
-    "misc attack": ("low", ()),
-    "potentially bad traffic": ("low", ()),
-    "potential corporate privacy violation": ("low", ()),
-    "access to a potentially vulnerable web application": ("low", ()),
-    "a suspicious filename was detected": ("low", ()),
-    "a suspicious string was detected": ("low", ()),
-    "a client was using an unusual port": ("low", ("T1571",)),
-    "device retrieving external ip address detected": ("low", ("T1016",)),
-    "misc activity": ("informational", ()),
-    "not suspicious traffic": ("informational", ()),
-    "generic protocol command decode": ("informational", ()),
-    "unknown traffic": ("informational", ()),
-    "decode of an rpc query": ("informational", ()),
-    "a tcp connection was detected": ("informational", ()),
-    "detection of a non-standard protocol or event": ("informational", ()),
-    "generic icmp event": ("informational", ()),
+    "a network trojan was detected": (Severity.HIGH, ()),
+    "malware command and control activity detected": (Severity.HIGH, ("T1071",)),
+    "domain observed used for c2 detected": (Severity.HIGH, ("T1071",)),
+    "exploit kit activity detected": (Severity.HIGH, ("T1189",)),
+    "targeted malicious activity was detected": (Severity.HIGH, ()),
+    "successful administrator privilege gain": (Severity.HIGH, ()),
+    "successful user privilege gain": (Severity.HIGH, ()),
+    "large scale information leak": (Severity.HIGH, ()),
+    "denial of service": (Severity.HIGH, ("T1499",)),
+    "attempted administrator privilege gain": (Severity.MEDIUM, ()),
+    "attempted user privilege gain": (Severity.MEDIUM, ()),
+    "web application attack": (Severity.MEDIUM, ("T1190",)),
+    "attempted denial of service": (Severity.MEDIUM, ()),
+    "information leak": (Severity.MEDIUM, ()),
+    "executable code was detected": (Severity.MEDIUM, ()),
+    "crypto currency mining activity detected": (Severity.MEDIUM, ("T1496",)),
+    "attempt to login by a default username and password": (Severity.MEDIUM, ("T1078.001",)),
+    "possible social engineering attempted": (Severity.MEDIUM, ("T1566",)),
+    "attempted information leak": (Severity.LOW, ()),
+    "detection of a network scan": (Severity.LOW, ("T1046",)),
+    "misc attack": (Severity.LOW, ()),
+    "potentially bad traffic": (Severity.LOW, ()),
+    "potential corporate privacy violation": (Severity.LOW, ()),
+    "access to a potentially vulnerable web application": (Severity.LOW, ()),
+    "a suspicious filename was detected": (Severity.LOW, ()),
+    "a suspicious string was detected": (Severity.LOW, ()),
+    "a client was using an unusual port": (Severity.LOW, ("T1571",)),
+    "device retrieving external ip address detected": (Severity.LOW, ("T1016",)),
+    "misc activity": (Severity.INFORMATIONAL, ()),
+    "not suspicious traffic": (Severity.INFORMATIONAL, ()),
+    "generic protocol command decode": (Severity.INFORMATIONAL, ()),
+    "unknown traffic": (Severity.INFORMATIONAL, ()),
+    "decode of an rpc query": (Severity.INFORMATIONAL, ()),
+    "a tcp connection was detected": (Severity.INFORMATIONAL, ()),
+    "detection of a non-standard protocol or event": (Severity.INFORMATIONAL, ()),
+    "generic icmp event": (Severity.INFORMATIONAL, ()),
 }
-NUMERIC_SEVERITY: Final[dict[int, Severity]] = {1: "high", 2: "medium", 3: "low"}
+NUMERIC_SEVERITY: Final[dict[int, Severity]] = {
+    1: Severity.HIGH,
+    2: Severity.MEDIUM,
+    3: Severity.LOW,
+}
 METADATA_SEVERITY: Final[dict[str, Severity]] = {
-    "critical": "high",
-    "major": "medium",
-    "minor": "low",
-    "informational": "informational",
+    "critical": Severity.HIGH,
+    "major": Severity.MEDIUM,
+    "minor": Severity.LOW,
+    "informational": Severity.INFORMATIONAL,
 }
 # The family is the word after the vendor prefix: "ET SCAN ...", "GPL ATTACK_RESPONSE ...".
 FAMILY_TECHNIQUES: Final[dict[str, tuple[str, ...]]] = {
@@ -633,7 +637,7 @@ def detect_beaconing(
             kind="beaconing",
             title=title
             + ("" if external else "; internal destination: monitoring and polling look alike"),
-            severity="medium" if external else "low",
+            severity=Severity.MEDIUM if external else Severity.LOW,
             confidence=min(confidence, 0.95),
             techniques=channel_techniques(port, (src, dst) in tls_pairs),
             refs=[c.ref for c in checkins],
@@ -766,7 +770,7 @@ def _scan(
     detection = Detection(
         kind="port_scan",
         title=title,
-        severity="medium" if internal else "low",
+        severity=Severity.MEDIUM if internal else Severity.LOW,
         confidence=min(0.95, 0.6 + 0.3 * min(1.0, distinct / (4 * threshold))),
         techniques=["T1046"] if internal else ["T1046", "T1595"],
         refs=[c.ref for c in window],
@@ -822,7 +826,7 @@ def detect_exfiltration(
             Detection(
                 kind="exfiltration",
                 title=title,
-                severity="critical" if over_c2 else "high",
+                severity=Severity.CRITICAL if over_c2 else Severity.HIGH,
                 confidence=min(
                     0.95,
                     0.5 + 0.2 * min(1.0, sent / (10 * EXFIL_MIN_BYTES)) + (0.2 if over_c2 else 0),
@@ -900,7 +904,7 @@ def detect_ports(conns: list[Conn], book: AddressBook) -> list[Detection]:
                 kind="exposed_service",
                 title=f"internet host {src} got {len(sessions)} {service} session(s) with "
                 f"{dst}:{port} (more than {SCAN_SMALL_REPLY_BYTES} bytes answered)",
-                severity="medium",
+                severity=Severity.MEDIUM,
                 confidence=0.6,
                 techniques=["T1133"],
                 refs=[c.ref for c in sessions],
@@ -981,7 +985,7 @@ def detect_dns(telemetry: Telemetry) -> list[Detection]:
             f"subdomains of {registered} queried by {', '.join(clients[:5]) or 'unknown hosts'}"
             + (f"; {odd_types} TXT/NULL/CNAME queries" if odd_types else "")
             + " (some security products also encode lookups this way)",
-            severity="medium",
+            severity=Severity.MEDIUM,
             confidence=min(
                 0.9,
                 0.55 + 0.25 * min(1.0, len(subs) / 50) + (0.1 if odd_types * 2 >= len(subs) else 0),
@@ -1023,7 +1027,7 @@ def detect_dns(telemetry: Telemetry) -> list[Detection]:
             title=f"{client} looked up {len(domains)} generated-looking domains "
             f"({', '.join(listed[:5])}{', ...' if len(listed) > 5 else ''})"
             + (f", {failed[client]} of them NXDOMAIN" if failed[client] else ""),
-            severity="medium",
+            severity=Severity.MEDIUM,
             confidence=min(
                 0.9, 0.5 + 0.05 * len(domains) + (0.15 if failed[client] * 2 >= len(domains) else 0)
             ),
@@ -1065,24 +1069,24 @@ def alert_severity(alert: IdsAlert) -> tuple[Severity, str]:
         severity = METADATA_SEVERITY[signature_severity.lower()]
         why = f"rule severity {signature_severity}"
     elif alert.severity is not None:
-        severity = NUMERIC_SEVERITY.get(alert.severity, "informational")
+        severity = NUMERIC_SEVERITY.get(alert.severity, Severity.INFORMATIONAL)
         why = f"Suricata severity {alert.severity}"
     else:
-        severity, why = "low", "no severity given"
+        severity, why = Severity.LOW, "no severity given"
     lowered = alert.signature.lower()
-    if severity in ("high", "critical"):
+    if severity >= Severity.HIGH:
         if "adware" in lowered or " pua" in lowered:
-            severity, why = "medium", why + "; adware/PUA"
+            severity, why = Severity.MEDIUM, why + "; adware/PUA"
         elif family in ATTEMPT_FAMILIES and not category.startswith("successful"):
-            severity, why = "medium", why + "; an attempt, with no sign here that it worked"
+            severity, why = Severity.MEDIUM, why + "; an attempt, with no sign here that it worked"
         elif any(word in lowered for word in WEAK_SIGNATURE_WORDS):
-            severity, why = "medium", why + "; a heuristic signature"
-    if family == "ATTACK_RESPONSE" and SEVERITY_ORDER[severity] < SEVERITY_ORDER["high"]:
-        severity, why = "high", why + "; attack response: the attack got an answer"
-    if family in LOW_FAMILIES and SEVERITY_ORDER[severity] > SEVERITY_ORDER["low"]:
-        severity, why = "low", why + f"; {family} rules flag policy, not compromise"
-    if alert.action == "blocked" and SEVERITY_ORDER[severity] > SEVERITY_ORDER["low"]:
-        severity, why = "low", why + "; blocked by the sensor"
+            severity, why = Severity.MEDIUM, why + "; a heuristic signature"
+    if family == "ATTACK_RESPONSE" and severity < Severity.HIGH:
+        severity, why = Severity.HIGH, why + "; attack response: the attack got an answer"
+    if family in LOW_FAMILIES and severity > Severity.LOW:
+        severity, why = Severity.LOW, why + f"; {family} rules flag policy, not compromise"
+    if alert.action == "blocked" and severity > Severity.LOW:
+        severity, why = Severity.LOW, why + "; blocked by the sensor"
     return severity, why
 
 
@@ -1106,11 +1110,11 @@ def assess_alerts(alerts: list[IdsAlert], book: AddressBook, kb: AttackKB) -> li
         first = items[0]
         family = _family(signature)
         category = first.category.lower()
-        severity, why = max((alert_severity(a) for a in items), key=lambda s: SEVERITY_ORDER[s[0]])
+        severity, why = max((alert_severity(a) for a in items), key=lambda s: s[0])
         techniques = _metadata_techniques(first.metadata)
         if not techniques:
             techniques = list(FAMILY_TECHNIQUES.get(family, ()))
-            techniques += CATEGORY_RULES.get(category, ("low", ()))[1]
+            techniques += CATEGORY_RULES.get(category, (Severity.LOW, ()))[1]
             if family in EXPLOIT_FAMILIES or category in EXPLOIT_CATEGORIES:
                 techniques.append(_exploit_technique(first, book))
             if family in TEXT_MAPPED_FAMILIES:
@@ -1133,7 +1137,7 @@ def assess_alerts(alerts: list[IdsAlert], book: AddressBook, kb: AttackKB) -> li
                 0.9,
                 0.5
                 + (0.1 if len(items) >= 3 else 0.0)
-                + (0.1 if severity != "low" else 0.0)
+                + (0.1 if severity != Severity.LOW else 0.0)
                 + (0.15 if family == "ATTACK_RESPONSE" or category.startswith("successful") else 0),
             ),
             techniques=techniques,
@@ -1165,7 +1169,7 @@ def _alert_response(
     detection: Detection, items: list[IdsAlert], family: str, category: str, book: AddressBook
 ) -> None:
     """The indicators and proposed actions of one signature's alerts."""
-    order = SEVERITY_ORDER[detection.severity]
+    severity = detection.severity
     compromise = family == "ATTACK_RESPONSE" or category.startswith("successful")
     c2 = family in C2_FAMILIES or "command and control" in category
     signature = detection.facts["signature"]
@@ -1190,7 +1194,7 @@ def _alert_response(
                     _action("block_ip", str(listed), f"listed by '{signature}'", "low")
                 )
             continue
-        if peer_zone == "external" and order >= SEVERITY_ORDER["medium"]:
+        if peer_zone == "external" and severity >= Severity.MEDIUM:
             detection.iocs.append(_ip_ioc(peer))
             detection.actions.append(
                 _action(
@@ -1203,14 +1207,14 @@ def _alert_response(
         if (
             c2
             and alert.hostname
-            and order >= SEVERITY_ORDER["high"]
+            and severity >= Severity.HIGH
             and (ioc := _domain_ioc(alert.hostname))
         ):
             detection.iocs.append(ioc)
             detection.actions.append(
                 _action("block_domain", ioc.value, f"'{signature}' names it", "low")
             )
-        if victim_zone == "internal" and order >= SEVERITY_ORDER["high"]:
+        if victim_zone == "internal" and severity >= Severity.HIGH:
             if compromise or (c2 and victim == src):
                 detection.actions.append(
                     _action(
@@ -1230,7 +1234,7 @@ def _alert_response(
         if (
             zones == ("internal", "internal")
             and peer == src
-            and order >= SEVERITY_ORDER["medium"]
+            and severity >= Severity.MEDIUM
             and not compromise
         ):
             detection.actions.append(
@@ -1270,7 +1274,7 @@ def ioc_sightings(iocs: list[Ioc], telemetry: Telemetry) -> list[Detection]:
                 kind="ioc_sighting",
                 title=f"indicator {ioc.value} seen in {len(refs)} record(s), with "
                 f"{', '.join(sorted(peers)[:5])}{', ...' if len(peers) > 5 else ''}",
-                severity="low",
+                severity=Severity.LOW,
                 confidence=0.5,
                 techniques=[],
                 refs=refs,
@@ -1298,7 +1302,7 @@ def corroborate(detections: list[Detection]) -> None:
             if other_index == index or not detection.hosts & other.hosts:
                 continue
             if other.kind == "ids_alert":
-                if SEVERITY_ORDER[other.severity] < SEVERITY_ORDER["medium"]:
+                if other.severity < Severity.MEDIUM:
                     continue  # a low-severity signature on the same host proves nothing
             elif other.kind == detection.kind:
                 continue  # the same rule on another pair is not an independent view
@@ -1309,13 +1313,10 @@ def corroborate(detections: list[Detection]) -> None:
         detection.confidence = round(min(confidence, max(limit, base[index])), 3)
 
 
-_IMPACT_ORDER: Final[dict[str, int]] = {"low": 0, "medium": 1, "high": 2}
-
-
 def merge_actions(detections: list[Detection]) -> list[RecommendedAction]:
     """Actions of every detection, worst detection first, one per (action, target)."""
     merged: dict[tuple[str, str], RecommendedAction] = {}
-    for detection in sorted(detections, key=lambda d: -SEVERITY_ORDER[d.severity]):
+    for detection in sorted(detections, key=lambda d: d.severity, reverse=True):
         for action in detection.actions:
             key = (action.action, action.target)
             if key not in merged:
@@ -1325,6 +1326,6 @@ def merge_actions(detections: list[Detection]) -> list[RecommendedAction]:
             reason = kept.reason
             if action.reason not in reason:
                 reason = f"{reason}; {action.reason}"[:2000]
-            impact = max(kept.impact, action.impact, key=_IMPACT_ORDER.__getitem__)
+            impact = max(kept.impact, action.impact, key=IMPACT_RANK.__getitem__)
             merged[key] = kept.model_copy(update={"reason": reason, "impact": impact})
     return list(merged.values())[:MAX_ACTIONS]

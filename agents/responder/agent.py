@@ -43,12 +43,12 @@ from typing import Any, ClassVar, Final, Literal
 from pydantic import BaseModel
 
 from agents.acp.finding import (
-    SEVERITY_ORDER,
+    IMPACT_RANK,
     Evidence,
     Finding,
     FindingIoc,
+    Impact,
     RecommendedAction,
-    Severity,
     TargetSource,
 )
 from agents.acp.provenance import (
@@ -74,9 +74,9 @@ from core.guardrails import (
 from core.llm import LLMBackend
 from core.llm.types import Tool
 from core.runtime import SystemMode
+from core.schemas import Severity
 
 type Phase = Literal["containment", "eradication", "other", "collection"]
-type Impact = Literal["low", "medium", "high"]
 
 PHASE_ORDER: Final[dict[str, int]] = {
     "containment": 0,
@@ -159,7 +159,6 @@ ASSET_BOUND: Final = frozenset(
 )
 WEAK_MIN_CONFIDENCE: Final = 0.4
 SINGLE_SOURCE_CAP: Final = 0.8
-_IMPACT_ORDER: Final[dict[str, int]] = {"low": 0, "medium": 1, "high": 2}
 
 
 def phase_of(action: str) -> Phase:
@@ -177,7 +176,7 @@ class Proposal:
     """(agent, reason), in the order proposed."""
     agents: list[str] = field(default_factory=list)
     impact: Impact = "low"
-    severity: Severity = "informational"
+    severity: Severity = Severity.INFORMATIONAL
     confidence: float = 0.0
     note: str | None = None
     sources: list[TargetSource] = field(default_factory=list)
@@ -189,10 +188,9 @@ class Proposal:
         self.sources += [s for s in action.provenance if s not in self.sources]
         if action.reason and (agent, action.reason) not in self.reasons:
             self.reasons.append((agent, action.reason))
-        if _IMPACT_ORDER[action.impact] > _IMPACT_ORDER[self.impact]:
+        if IMPACT_RANK[action.impact] > IMPACT_RANK[self.impact]:
             self.impact = action.impact
-        if SEVERITY_ORDER[finding.severity] > SEVERITY_ORDER[self.severity]:
-            self.severity = finding.severity
+        self.severity = max(self.severity, finding.severity)
         self.confidence = max(self.confidence, finding.confidence)
 
 
@@ -229,7 +227,7 @@ def merge_proposals(findings: list[Finding]) -> tuple[list[Proposal], list[str]]
             phase_of(proposal.action) in ("containment", "eradication")
             and len(proposal.agents) == 1
             and proposal.confidence < WEAK_MIN_CONFIDENCE
-            and SEVERITY_ORDER[proposal.severity] < SEVERITY_ORDER["medium"]
+            and proposal.severity < Severity.MEDIUM
         )
         if not weak:
             kept.setdefault(key, proposal)
@@ -247,7 +245,7 @@ def merge_proposals(findings: list[Finding]) -> tuple[list[Proposal], list[str]]
             watch = Proposal("watchlist", proposal.target, proposal.order, impact="low")
         watch.agents = list(dict.fromkeys([*watch.agents, *proposal.agents]))
         watch.reasons += [r for r in proposal.reasons if r not in watch.reasons]
-        watch.severity = max(watch.severity, proposal.severity, key=SEVERITY_ORDER.__getitem__)
+        watch.severity = max(watch.severity, proposal.severity)
         watch.confidence = max(watch.confidence, proposal.confidence)
         watch.sources += [s for s in proposal.sources if s not in watch.sources]
         watch.note = note
@@ -335,7 +333,7 @@ def evaluate_proposals(
     decided.sort(
         key=lambda d: (
             PHASE_ORDER[phase_of(d.proposal.action)],
-            -SEVERITY_ORDER[d.proposal.severity],
+            -d.proposal.severity.rank,
             -len(d.proposal.agents),
             d.proposal.order,
         )
@@ -410,19 +408,17 @@ def _subjects(finding: Finding) -> set[str]:
 
 def plan_confidence(findings: list[Finding]) -> float:
     """Confidence from agreement between agents (see the module doc)."""
-    top = max(SEVERITY_ORDER[f.severity] for f in findings)
-    anchor = max(
-        (f for f in findings if SEVERITY_ORDER[f.severity] == top), key=lambda f: f.confidence
-    )
-    about = set().union(*(_subjects(f) for f in findings if SEVERITY_ORDER[f.severity] == top))
+    top = max(f.severity for f in findings)
+    anchor = max((f for f in findings if f.severity == top), key=lambda f: f.confidence)
+    about = set().union(*(_subjects(f) for f in findings if f.severity == top))
     confidence = anchor.confidence
     agents = {f.agent for f in findings}
     for finding in findings:
         if finding.agent == anchor.agent or not (_subjects(finding) & about):
             continue
-        if SEVERITY_ORDER[finding.severity] >= SEVERITY_ORDER["medium"]:
+        if finding.severity >= Severity.MEDIUM:
             confidence = 1 - (1 - confidence) * (1 - 0.5 * finding.confidence)
-        elif SEVERITY_ORDER[finding.severity] <= SEVERITY_ORDER["low"]:
+        elif finding.severity <= Severity.LOW:
             confidence *= 1 - 0.3 * finding.confidence
     if len(agents) == 1:
         confidence = min(confidence, SINGLE_SOURCE_CAP)
@@ -535,7 +531,7 @@ class Responder(Specialist):
                 or "nothing to check"
             ),
         )
-        severity = max((f.severity for f in findings), key=SEVERITY_ORDER.__getitem__)
+        severity = max(f.severity for f in findings)
         evidence = list(trace.evidence)
         evidence += [
             Evidence(
@@ -604,7 +600,7 @@ class Responder(Specialist):
                     )[:4000],
                 )
             )
-        severity = max((f.severity for f in request.findings), key=SEVERITY_ORDER.__getitem__)
+        severity = max(f.severity for f in request.findings)
         outcomes = plan_summary(decided, request.mode, request.findings, severity)
         return finding.model_copy(
             update={

@@ -23,7 +23,6 @@ from agents.acp.finding import (
     Finding,
     FindingIoc,
     RecommendedAction,
-    Severity,
     TargetSource,
 )
 from agents.acp.server import AcpLimits, AgentServer, CallContext
@@ -31,6 +30,7 @@ from core.errors import LLMUnavailable, ValidationFailed
 from core.llm import LLMBackend
 from core.llm.tool_loop import run_tool_loop
 from core.llm.types import Tool, system_message, user_message
+from core.schemas import Severity
 from core.security.tokens import TokenService
 from core.settings import Settings
 from prompts.loader import load_prompt

@@ -25,12 +25,10 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from agents.acp.finding import (
-    SEVERITY_ORDER,
     Corroboration,
     Evidence,
     Finding,
     RecommendedAction,
-    Severity,
     TargetSource,
 )
 from agents.acp.server import CallContext
@@ -46,6 +44,7 @@ from agents.threat_intel.schemas import AnalyzeThreatRequest
 from core.errors import ValidationFailed
 from core.llm import LLMBackend
 from core.llm.types import Tool
+from core.schemas import Severity
 from tools.intel import (
     AsyncIntelStore,
     CsvMapping,
@@ -64,7 +63,10 @@ from tools.ioc import Ioc, extract_iocs
 
 # How much one source's word counts towards the confidence, by how it matched.
 MATCH_WEIGHT = {"exact": 1.0, "cidr": 0.7, "parent_domain": 0.6}
-REPUTATION_SEVERITY: dict[str, Severity] = {"malicious": "high", "suspicious": "medium"}
+REPUTATION_SEVERITY: dict[str, Severity] = {
+    "malicious": Severity.HIGH,
+    "suspicious": Severity.MEDIUM,
+}
 BLOCK_ACTION = {
     "ip": ("block_ip", "medium"),
     "domain": ("block_domain", "low"),
@@ -81,7 +83,7 @@ class Verdict:
     """What the analysis concluded about one indicator."""
 
     ioc: Ioc
-    severity: Severity = "informational"
+    severity: Severity = Severity.INFORMATIONAL
     confidence: float = 0.0
     reasons: list[str] = field(default_factory=list)
     techniques: set[str] = field(default_factory=set)
@@ -92,8 +94,7 @@ class Verdict:
     """Independent confirmations of this very indicator (see the module doc)."""
 
     def raise_to(self, severity: Severity) -> None:
-        if SEVERITY_ORDER[severity] > SEVERITY_ORDER[self.severity]:
-            self.severity = severity
+        self.severity = max(self.severity, severity)
 
     def support(self, weight: float) -> None:
         """Independent sources agreeing raise confidence: 1 - Π(1 - w)."""
@@ -104,8 +105,8 @@ def severity_from_confidence(confidence: int) -> Severity:
     """For feeds that state no severity (STIX indicators): how sure the source is that the
     indicator is malicious: 80+ high, 50+ medium, else low."""
     if confidence >= 80:
-        return "high"
-    return "medium" if confidence >= 50 else "low"
+        return Severity.HIGH
+    return Severity.MEDIUM if confidence >= 50 else Severity.LOW
 
 
 def special_address(ioc: Ioc) -> str | None:
@@ -236,19 +237,11 @@ class ThreatIntel(Specialist):
                 weight *= 0.3
             verdict.known = True
             verdict.support(weight)
-            severity: Severity = (
-                record.severity.value
-                if record.severity
-                else severity_from_confidence(record.confidence)
-            )
-            if match.expired and SEVERITY_ORDER[severity] > SEVERITY_ORDER["low"]:
-                severity = "low"
+            severity = record.severity or severity_from_confidence(record.confidence)
+            if match.expired:
+                severity = min(severity, Severity.LOW)
             verdict.raise_to(severity)
-            if (
-                match.match is MatchKind.EXACT
-                and not match.expired
-                and SEVERITY_ORDER[severity] >= SEVERITY_ORDER["medium"]
-            ):
+            if match.match is MatchKind.EXACT and not match.expired and severity >= Severity.MEDIUM:
                 verdict.corroborations.append(
                     Corroboration(
                         type=ioc.type,
@@ -287,7 +280,7 @@ class ThreatIntel(Specialist):
             elif rated == "harmless":
                 verdict.reasons.append(f"{reputation.source}: harmless")
         if not verdict.known:
-            verdict.severity = "low" if not outcomes else "informational"
+            verdict.severity = Severity.LOW if not outcomes else Severity.INFORMATIONAL
             verdict.reasons.append("no intelligence on this indicator")
         return verdict
 
@@ -314,10 +307,7 @@ class ThreatIntel(Specialist):
             techniques.setdefault(technique, None)
 
         known = [v for v in verdicts if v.known]
-        severity: Severity = "informational"
-        for verdict in verdicts:
-            if SEVERITY_ORDER[verdict.severity] > SEVERITY_ORDER[severity]:
-                severity = verdict.severity
+        severity = Severity.highest(v.severity for v in verdicts)
         if known:
             confidence = max(v.confidence for v in known)
         elif verdicts:
@@ -344,7 +334,7 @@ class ThreatIntel(Specialist):
                 provenance=sources(v),
             )
             for v in known
-            if v.ioc.type in BLOCK_ACTION and SEVERITY_ORDER[v.severity] >= SEVERITY_ORDER["high"]
+            if v.ioc.type in BLOCK_ACTION and v.severity >= Severity.HIGH
         ]
         actions += [
             RecommendedAction(
@@ -355,7 +345,7 @@ class ThreatIntel(Specialist):
                 provenance=sources(v),
             )
             for v in known
-            if SEVERITY_ORDER[v.severity] == SEVERITY_ORDER["medium"]
+            if v.severity == Severity.MEDIUM
         ]
         evidence = list(trace.evidence)
         for verdict in verdicts:
@@ -461,7 +451,7 @@ def _summary(verdicts: list[Verdict], techniques: list[str]) -> str:
         if techniques:
             text += f" The context describes: {', '.join(techniques[:8])}."
         return text
-    worst = max(known, key=lambda v: (SEVERITY_ORDER[v.severity], v.confidence))
+    worst = max(known, key=lambda v: (v.severity, v.confidence))
     actors = sorted({a for v in known for a in v.actors})
     families = sorted({f for v in known for f in v.families})
     parts = [

@@ -6,7 +6,16 @@ import pydantic
 import pytest
 
 from core.errors import ValidationFailed
-from tools.ioc import IOC_TYPES, Ioc, extract_iocs, normalise_ioc, refang
+from tools.ioc import (
+    IOC_TYPES,
+    Ioc,
+    extract_iocs,
+    indicators_in,
+    is_internal,
+    names_a_machine,
+    normalise_ioc,
+    refang,
+)
 
 REPORT = """\
 Phishing mail from billing[@]evil-invoices[.]com led to hxxps://cdn.evil-invoices[.]com/Pay/Invoice.PHP?id=A1b2.
@@ -214,3 +223,41 @@ def test_normalise_ioc_rejects_invalid(ioc_type: str, value: str, loc: str, frag
     (detail,) = caught.value.detail
     assert detail["loc"] == [loc]
     assert fragment in detail["msg"]
+
+
+# -- indicators in analysed texts (indicators_in) ------------------------------------------
+
+
+def found_in(texts: list[str]) -> list[tuple[str, str]]:
+    return [(i.type, i.value) for i in indicators_in(texts)]
+
+
+def test_indicators_from_commands() -> None:
+    text = (
+        "Start-BitsTransfer -Source https://raw.githubusercontent.com/x/T1197.md "
+        "-Destination C:\\Users\\bits.ps1; cscript run.py; ping 10.1.2.3; ping 127.0.0.1"
+    )
+    assert found_in([text]) == [
+        ("ip", "10.1.2.3"),  # private, but another machine: kept
+        ("domain", "raw.githubusercontent.com"),
+        ("url", "https://raw.githubusercontent.com/x/T1197.md"),
+    ]
+
+
+def test_code_fragments_are_not_domains() -> None:
+    text = (
+        "[System.Net.WebClient]::new(); [Ref].Assembly.GetType('Sys'+'tem.Man'+'agement.Aut')"
+        "; nslookup c2.evil.example.net"
+    )
+    assert found_in([text]) == [("domain", "c2.evil.example.net")]
+    # The same name standing alone is a host name.
+    assert ("domain", "system.net") in found_in(["ping system.net"])
+
+
+def test_special_addresses() -> None:
+    assert not names_a_machine(normalise_ioc("ip", "::1"))
+    assert not names_a_machine(normalise_ioc("ip", "0.0.0.0"))  # noqa: S104
+    assert names_a_machine(normalise_ioc("ip", "10.0.0.1"))
+    assert names_a_machine(normalise_ioc("domain", "evil.example.net"))
+    assert is_internal(normalise_ioc("ip", "10.0.0.1"))
+    assert not is_internal(normalise_ioc("ip", "1.1.1.1"))

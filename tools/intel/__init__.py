@@ -32,7 +32,6 @@ from tools.intel.models import (
     IntelStats,
     LookupResult,
     MatchKind,
-    Severity,
     SkippedItem,
 )
 from tools.intel.normalise import Normalised, normalise
@@ -62,7 +61,6 @@ __all__ = [
     "ReputationCache",
     "ReputationConnector",
     "ReputationOutcome",
-    "Severity",
     "SkippedItem",
     "Verdict",
     "VirusTotal",

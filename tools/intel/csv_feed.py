@@ -10,8 +10,9 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.errors import ValidationFailed
+from core.schemas import Severity
 from tools.intel._feed import checked, commit, parse_timestamp
-from tools.intel.models import ImportReport, Indicator, IndicatorType, Severity
+from tools.intel.models import ImportReport, Indicator, IndicatorType
 from tools.intel.normalise import indicator_type
 from tools.intel.store import IntelStore
 

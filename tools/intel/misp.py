@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ValidationFailed
+from core.schemas import Severity
 from tools.intel._feed import commit, load_json_feed, parse_timestamp
-from tools.intel.models import ImportReport, Indicator, IndicatorType, Severity
+from tools.intel.models import ImportReport, Indicator, IndicatorType
 from tools.intel.normalise import normalise
 from tools.intel.store import IntelStore
 

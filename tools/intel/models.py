@@ -9,6 +9,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.schemas import Severity
+
 _TECHNIQUE = re.compile(r"T\d{4}(?:\.\d{3})?")
 
 
@@ -23,21 +25,6 @@ class IndicatorType(StrEnum):
     CVE = "cve"
     REGISTRY_KEY = "registry_key"
     ATTACK_TECHNIQUE = "attack_technique"
-
-
-class Severity(StrEnum):
-    """The platform's severity scale, lowest first."""
-
-    INFORMATIONAL = "informational"
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    CRITICAL = "critical"
-
-    @property
-    def rank(self) -> int:
-        """Position on the scale: 0 for informational up to 4 for critical."""
-        return list(Severity).index(self)
 
 
 Confidence = Annotated[int, Field(ge=0, le=100)]

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from core.errors import ValidationFailed
+from core.schemas import Severity
 from tools.intel.models import (
     Indicator,
     IndicatorType,
@@ -27,7 +28,6 @@ from tools.intel.models import (
     IntelStats,
     LookupResult,
     MatchKind,
-    Severity,
 )
 from tools.intel.normalise import Normalised, containing_networks, normalise, parent_domains
 
@@ -115,7 +115,7 @@ def _record(row: sqlite3.Row) -> IntelRecord:
 def _merged_severity(old: str | None, new: Severity | None) -> str | None:
     if new is None:
         return old
-    if old is None or new.rank > Severity(old).rank:
+    if old is None or new > old:
         return new.value
     return old
 

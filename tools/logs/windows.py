@@ -1,4 +1,6 @@
-"""Windows event log records (Security, Sysmon, PowerShell, System, ...) to :class:`LogEvent`.
+"""Windows event log records (Security, Sysmon, PowerShell, System, ...): the one reader of
+their JSON layouts (:func:`read_windows`), and what it feeds: the log table's :class:`LogEvent`
+(:func:`parse_windows`) and the events the specialists analyse (:func:`normalise_event`).
 
 Two JSON layouts are read, the two that EVTX converters write:
 
@@ -29,6 +31,11 @@ bare names, exactly as Windows spells them.
   attributes are dropped.
 - Values as text: numbers in decimal, ``true``/``false``, ``null`` as the empty string.
 
+For analysis, :class:`WinEvent` holds the System part by name (id, channel, provider, computer,
+time, record number) and every event data leaf as text under the same bare names (unnamed
+``<Data>`` items and lists joined with a line feed); the log an event came from
+(:attr:`WinEvent.log`) says what its id means.
+
 Normalised values: ``event.code`` is the EventID's decimal text; ``event.provider`` the channel
 (what Sigma's ``service`` names), else the provider; process, user, network, file, registry and
 DNS fields from the Sysmon and Security data names; ``event.category``/``event.action`` from the
@@ -38,10 +45,10 @@ event id for Sysmon, Security and PowerShell events; ``event.outcome`` from the 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import evtx
 
@@ -186,6 +193,25 @@ _AUDIT_SUCCESS: Final[int] = 0x0020_0000_0000_0000
 _AUDIT_FAILURE: Final[int] = 0x0010_0000_0000_0000
 _IANA_TRANSPORT: Final[dict[str, str]] = {"1": "icmp", "6": "tcp", "17": "udp", "58": "ipv6-icmp"}
 _NONE_MARKERS: Final[frozenset[str]] = frozenset({"", "-"})
+FLAT_SYSTEM_FIELDS: Final[frozenset[str]] = frozenset(
+    {
+        "EventID",
+        "Channel",
+        "Computer",
+        "TimeCreated",
+        "EventRecordID",
+        "Provider_Name",
+        "Provider_Guid",
+        "Level",
+        "Task",
+        "Opcode",
+        "Keywords",
+        "Version",
+        "ExecutionProcessID",
+        "ExecutionThreadID",
+    }
+)
+"""Names of the flat layout that describe the record (its System part), not the event."""
 
 
 def is_windows(obj: Mapping[str, Any]) -> bool:
@@ -199,11 +225,14 @@ def is_windows(obj: Mapping[str, Any]) -> bool:
 
 
 @dataclass(slots=True)
-class _Record:
-    """One event's leaves by bare name (for mapping) and its bounded ``fields``."""
+class WindowsRecord:
+    """One event read by :func:`read_windows`: its leaves by bare name (``view``: System and
+    event data alike, an event data name clashing with a System one as ``EventData.<Name>``),
+    which of those names are System ones (``system``), and the bounded ``fields``."""
 
     view: dict[str, Any]
     fields: Fields
+    system: Collection[str] = ()
 
     def add(self, name: str, value: Any, *, data: bool = False) -> None:
         if data and name in self.view:
@@ -219,6 +248,30 @@ class _Record:
             self.fields.add(name, value)
 
 
+class _NoFields(Fields):
+    """``fields`` for a reader that wants only the view: keeps nothing, so any leaves fit."""
+
+    __slots__ = ()
+
+    def add(self, key: str, value: Any, *, replace: bool = True) -> None:
+        return
+
+    def add_leaves(self, leaves: Mapping[str, Any]) -> bool:
+        return True
+
+    def add_tree(self, value: Any, prefix: str = "") -> None:
+        return
+
+
+def read_windows(obj: Mapping[str, Any], fields: Fields | None = None) -> WindowsRecord:
+    """A Windows event in either JSON layout read into one :class:`WindowsRecord`: the one
+    reader of both layouts, for the log table (:func:`parse_windows`) and for the analysis of
+    events (:func:`normalise_event`). ``fields`` None keeps no ``fields``."""
+    kept = _NoFields() if fields is None else fields
+    nested = isinstance(obj.get("Event"), dict) or isinstance(obj.get("System"), dict)
+    return _read_nested(obj, kept) if nested else _read_flat(obj, kept)
+
+
 def _system_attribute_name(element: str, attribute: str) -> str:
     if element == "Provider":
         return f"Provider_{attribute}"
@@ -231,10 +284,10 @@ def _is_namespace(name: str) -> bool:
     return name == "xmlns" or name.startswith("xmlns:")
 
 
-def _read_nested(obj: Mapping[str, Any]) -> _Record:
+def _read_nested(obj: Mapping[str, Any], fields: Fields) -> WindowsRecord:
     event_value = obj.get("Event")
     event: Mapping[str, Any] = event_value if isinstance(event_value, dict) else obj
-    record = _Record(view={}, fields=Fields())
+    record = WindowsRecord(view={}, fields=fields)
     system = event.get("System")
     if isinstance(system, dict):
         for element, value in system.items():
@@ -253,6 +306,7 @@ def _read_nested(obj: Mapping[str, Any]) -> _Record:
             for key, child in value.items():
                 if key not in ("#attributes", "#text"):
                     record.fields.add_tree(child, f"{element}.{key}")
+    record.system = set(record.view)
     _read_event_data(record, event.get("EventData"))
     user_data = event.get("UserData")
     if isinstance(user_data, dict):
@@ -275,7 +329,7 @@ def _read_nested(obj: Mapping[str, Any]) -> _Record:
     return record
 
 
-def _read_event_data(record: _Record, data: Any) -> None:
+def _read_event_data(record: WindowsRecord, data: Any) -> None:
     if isinstance(data, dict):
         for name, value in data.items():
             if name == "#attributes":
@@ -302,7 +356,7 @@ def _data_name(item: Mapping[str, Any]) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-def _read_data_items(record: _Record, value: Any) -> None:
+def _read_data_items(record: WindowsRecord, value: Any) -> None:
     """``<Data>`` elements: named ones (``Name=`` attribute, as some converters keep them) under
     their names, unnamed ones together as ``Data``."""
     items = value if isinstance(value, list) else [value]
@@ -323,11 +377,10 @@ def _read_data_items(record: _Record, value: Any) -> None:
         record.add("Data", unnamed if len(unnamed) > 1 else unnamed[0], data=True)
 
 
-def _read_flat(obj: Mapping[str, Any]) -> _Record:
-    fields = Fields()
+def _read_flat(obj: Mapping[str, Any], fields: Fields) -> WindowsRecord:
     if fields.add_leaves(obj):  # all leaves: the view is the event itself
-        return _Record(view=dict(obj), fields=fields)
-    record = _Record(view={}, fields=fields)
+        return WindowsRecord(view=dict(obj), fields=fields, system=FLAT_SYSTEM_FIELDS)
+    record = WindowsRecord(view={}, fields=fields, system=FLAT_SYSTEM_FIELDS)
     for name, value in obj.items():
         record.add(str(name), value)
     return record
@@ -515,8 +568,7 @@ def parse_windows(
 
     The time is ``TimeCreated`` (else Sysmon's ``UtcTime``, else ``received``); raises
     :class:`EventRejected` when the event has no ``EventID`` or an unreadable time."""
-    nested = isinstance(obj.get("Event"), dict) or isinstance(obj.get("System"), dict)
-    record = _read_nested(obj) if nested else _read_flat(obj)
+    record = read_windows(obj, Fields())
     view = record.view
     if _text(view, "EventID") is None:
         raise EventRejected("Windows event without an EventID")
@@ -531,6 +583,126 @@ def parse_windows(
         raw=raw,
         values=_map(view),
         fields=record.fields.result(),
+    )
+
+
+# -- events for analysis ------------------------------------------------------------------
+
+Log = Literal["sysmon", "security", "system", "powershell", "other"]
+NOBODY: Final[frozenset[str]] = frozenset({"", "-", "n/a", "null", "none"})
+"""Values that say "no value" (Windows writes ``-``)."""
+
+
+def event_id_of(obj: Any) -> int | None:
+    """The event id of ``obj`` in either layout (an unsigned decimal, or ``0x`` hex), or None
+    when it has none."""
+    if not isinstance(obj, Mapping):
+        return None
+    event = obj.get("Event")
+    body = event if isinstance(event, Mapping) else obj
+    system = body.get("System")
+    if isinstance(system, Mapping):
+        value = system.get("EventID")
+    elif body is obj:
+        value = obj.get("EventID")
+    else:
+        return None
+    if isinstance(value, Mapping):
+        value = value.get("#text")
+    return to_int(value, bits=32, hex_text=True)
+
+
+def _data_text(value: Any) -> str:
+    """An event data value as one text: list items on their own lines, an element's text."""
+    if isinstance(value, list):
+        return "\n".join(_data_text(item) for item in value)
+    if isinstance(value, Mapping):
+        if "#text" in value:
+            return _data_text(value["#text"])
+        return "; ".join(f"{k}={_data_text(v)}" for k, v in value.items() if k != "#attributes")
+    return leaf_text(value)
+
+
+@dataclass(frozen=True, slots=True)
+class WinEvent:
+    """One Windows event for analysis, whatever layout it came in: its System part by name,
+    its event data (``EventData`` and ``UserData`` leaves) as text by name."""
+
+    index: int
+    event_id: int
+    channel: str
+    provider: str
+    computer: str
+    time: str
+    record_id: str
+    data: dict[str, str]
+    execution_pid: int | None = None
+
+    @property
+    def log(self) -> Log:
+        """The log the event came from: event ids mean different things in different logs
+        (Sysmon 10 is process access, Setup 10 a servicing step)."""
+        where = f"{self.channel} {self.provider}".lower()
+        if "sysmon" in where:
+            return "sysmon"
+        if "powershell" in where:
+            return "powershell"
+        if self.channel.lower() == "security" or "security-auditing" in where:
+            return "security"
+        if self.channel.lower() == "system" or "service control manager" in where:
+            return "system"
+        if not self.channel and not self.provider and "ProcessGuid" in self.data:
+            return "sysmon"
+        return "other"
+
+    @property
+    def ref(self) -> str:
+        """How an analyst finds the event again: position, log, id and record number."""
+        record = f" record {self.record_id}" if self.record_id else ""
+        log = self.channel or self.provider or "event"
+        return f"events[{self.index}] {log} {self.event_id}{record}"
+
+    def get(self, *names: str) -> str:
+        """The first of ``names`` that holds a value (``-`` counts as none), else ""."""
+        for name in names:
+            value = self.data.get(name, "").strip()
+            if value.lower() not in NOBODY:
+                return value
+        return ""
+
+    def is_(self, log: Log, *ids: int) -> bool:
+        return self.log == log and self.event_id in ids
+
+
+def normalise_event(obj: Mapping[str, Any], index: int) -> WinEvent:
+    """``obj`` (either layout, read by :func:`read_windows`) as the ``index``-th
+    :class:`WinEvent` of a request. Raises ValueError when it has no event id."""
+    event_id = event_id_of(obj)
+    if event_id is None:
+        raise ValueError("no EventID (expected {EventID, ...} or {Event: {System: {EventID}}})")
+    record = read_windows(obj)
+    view, system = record.view, record.system
+    data: dict[str, str] = {}
+    for name, value in view.items():
+        if name not in system:
+            data.setdefault(name.removeprefix("EventData."), _data_text(value))
+    user_id = view.get("SecurityUserID")
+    if user_id:
+        data.setdefault("SecurityUserID", _data_text(user_id))
+
+    def text(*names: str) -> str:
+        return next((_data_text(view[n]) for n in names if view.get(n) not in (None, "")), "")
+
+    return WinEvent(
+        index=index,
+        event_id=event_id,
+        channel=text("Channel"),
+        provider=text("Provider_Name", "Provider"),
+        computer=text("Computer"),
+        time=text("TimeCreated", "UtcTime"),
+        record_id=text("EventRecordID"),
+        data=data,
+        execution_pid=to_int(view.get("ExecutionProcessID"), bits=32, hex_text=True),
     )
 
 

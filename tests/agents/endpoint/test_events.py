@@ -10,16 +10,14 @@ from agents.endpoint.agent import scan_events
 from agents.endpoint.events import (
     FAILED_LOGON_BURST,
     HostContext,
-    WinEvent,
-    event_id_of,
     event_rule_catalogue,
-    normalise_event,
     process_of,
     scan_bursts,
     scan_event,
     task_command,
 )
 from tools.attack import AttackKB
+from tools.logs.windows import WinEvent, event_id_of, normalise_event
 
 NESTED_4688: dict[str, Any] = {
     "Event": {

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from agents.endpoint.agent import scan_events
-from agents.endpoint.events import normalise_event
-from agents.malware.rules import assess
 from tests.conftest import shared_data_dir
+from tools.behaviour import assess
+from tools.logs.windows import normalise_event
 
 # Folder technique → (techniques the rules must report, severity of the folder's events).
 # Folders the rules cannot see are listed with nothing: the record of what is not detected.

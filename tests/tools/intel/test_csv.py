@@ -9,8 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from core.errors import ValidationFailed
+from core.schemas import Severity
 from tests.tools.intel.conftest import DATA
-from tools.intel import CsvMapping, IndicatorType, IntelStore, MatchKind, Severity, import_csv
+from tools.intel import CsvMapping, IndicatorType, IntelStore, MatchKind, import_csv
 
 MAPPING = CsvMapping(
     type="type",

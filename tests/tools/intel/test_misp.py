@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from core.errors import ValidationFailed
+from core.schemas import Severity
 from tests.tools.intel.conftest import DATA
-from tools.intel import IntelStore, MatchKind, Severity, import_misp_event
+from tools.intel import IntelStore, MatchKind, import_misp_event
 
 EVENT = DATA / "misp_event.json"
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from core.errors import ValidationFailed
+from core.schemas import Severity
 from tests.tools.intel.conftest import NOW, Clock
 from tools.intel import (
     AsyncIntelStore,
@@ -18,7 +19,6 @@ from tools.intel import (
     IndicatorType,
     IntelStore,
     MatchKind,
-    Severity,
 )
 
 T = IndicatorType

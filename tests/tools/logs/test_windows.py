@@ -10,7 +10,7 @@ import pytest
 
 from tools.logs import EventRejected, detect, parse_object
 from tools.logs.common import MAX_FIELD_CHARS, MAX_TEXT_CHARS
-from tools.logs.windows import evtx_records
+from tools.logs.windows import event_id_of, evtx_records, normalise_event
 
 from .conftest import RECEIVED
 
@@ -341,3 +341,109 @@ def test_evtx_records_refuses_what_is_not_evtx() -> None:
         list(evtx_records(b'{"EventID": 1}'))
     with pytest.raises(EventRejected, match="unreadable EVTX file"):
         list(evtx_records(b"ElfFile\x00" + b"\x00" * 50))
+
+
+# -- the same reader for analysis (normalise_event) -------------------------------------------
+
+
+def test_analysis_reads_the_names_the_log_table_stores() -> None:
+    obj = nested(
+        {"#attributes": {"Qualifiers": 16384}, "#text": 7045},
+        {
+            "Data": [
+                {"#attributes": {"Name": "ServiceName"}, "#text": "evilsvc"},
+                {"@Name": "ImagePath", "#text": "C:\\Temp\\evil.exe"},
+            ]
+        },
+        Channel="System",
+        Provider={"#attributes": {"Name": "Service Control Manager"}},
+        EventRecordID=42,
+    )
+    event = normalise_event(obj, 5)
+    stored = parse(obj).fields
+    assert event.data == {
+        "ServiceName": "evilsvc",
+        "ImagePath": "C:\\Temp\\evil.exe",
+        "SecurityUserID": "S-1-5-18",
+    }
+    assert all(stored[name] == value for name, value in event.data.items())
+    assert (event.event_id, event.channel, event.provider, event.computer) == (
+        7045,
+        "System",
+        "Service Control Manager",
+        "ws01.corp.example",
+    )
+    assert (event.time, event.record_id, event.execution_pid) == (
+        "2024-05-01T10:00:00.123456Z",
+        "42",
+        3544,
+    )
+    assert (event.log, event.ref) == ("system", "events[5] System 7045 record 42")
+    # The flat layout of the same event reads the same.
+    flat_obj = {
+        "EventID": 7045,
+        "Channel": "System",
+        "Provider_Name": "Service Control Manager",
+        "Computer": "ws01.corp.example",
+        "TimeCreated": "2024-05-01T10:00:00.123456Z",
+        "EventRecordID": 42,
+        "ExecutionProcessID": 3544,
+        "ServiceName": "evilsvc",
+        "ImagePath": "C:\\Temp\\evil.exe",
+        "SecurityUserID": "S-1-5-18",
+    }
+    assert normalise_event(flat_obj, 5) == event
+
+
+def test_analysis_keeps_event_data_under_its_own_name() -> None:
+    obj = nested(1, {"Version": "data-version", "Image": "C:\\a.exe"}, Version=5)
+    assert normalise_event(obj, 0).data == {
+        "Version": "data-version",
+        "Image": "C:\\a.exe",
+        "SecurityUserID": "S-1-5-18",
+    }
+    assert parse(obj).fields["EventData.Version"] == "data-version"
+
+
+def test_analysis_joins_lists_and_reads_element_text() -> None:
+    classic = nested(
+        800,
+        {"Data": {"#text": ["first item", "second item"]}},
+        Channel="Windows PowerShell",
+        Provider={"#attributes": {"Name": "PowerShell"}},
+    )
+    event = normalise_event(classic, 0)
+    assert event.data == {"Data": "first item\nsecond item", "SecurityUserID": "S-1-5-18"}
+    assert event.log == "powershell"
+    flat_event = normalise_event(
+        {"EventID": 1, "Channel": SYSMON, "Hashes": {"#text": "MD5=AB"}, "Tags": ["a", 2]}, 0
+    )
+    assert flat_event.data == {"Hashes": "MD5=AB", "Tags": "a\n2"}
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        ({"EventID": 4624}, 4624),
+        ({"EventID": " 4688 "}, 4688),
+        ({"EventID": "0x10"}, 16),
+        ({"EventID": {"#text": "1102"}}, 1102),
+        ({"Event": {"System": {"EventID": {"#text": 7045}}}}, 7045),
+        ({"System": {"EventID": 4}, "EventData": {}}, 4),
+        ({"Event": {"System": {}}}, None),
+        ({"Event": {"EventData": {"EventID": 1}}}, None),
+        ({"EventID": "-"}, None),
+        ({"EventID": -1}, None),
+        ({"EventID": True}, None),
+        ({"EventID": 2**40}, None),
+        ({"Channel": "Security"}, None),
+        (["EventID"], None),
+    ],
+)
+def test_event_id_of(obj: Any, expected: int | None) -> None:
+    assert event_id_of(obj) == expected
+
+
+def test_analysis_refuses_an_event_without_id() -> None:
+    with pytest.raises(ValueError, match="no EventID"):
+        normalise_event({"Channel": "Security", "Computer": "x"}, 0)

@@ -1,12 +1,10 @@
 """Detection rules over command lines, scripts, process trees and file paths.
 
-Shared by the malware and endpoint specialists. Every rule is explicit: a regular expression
-over a command line or script text (:data:`TEXT_RULES`), or a check of a process or file
-(:data:`PROCESS_RULES`), each with the ATT&CK technique(s) it shows, the attack stage, a
-severity and a weight (how specific it is). :func:`scan_text_deep` also runs the text rules on
-what obfuscation hides: :func:`unfold` peels encodings with ``tools.decode.decode_layers``, and
-undoes what that module does not decode (character-code arrays, ``'Sys'+'tem'`` concatenation,
-``^`` and backtick escapes).
+Shared by the specialists that judge behaviour (malware, endpoint). Every rule is explicit: a
+regular expression over a command line or script text (:data:`TEXT_RULES`), or a check of a
+process or file (:data:`PROCESS_RULES`), each with the ATT&CK technique(s) it shows, the attack
+stage, a severity and a weight (how specific it is). :func:`scan_text_deep` also runs the text
+rules on what obfuscation hides (the layers :func:`tools.decode.unfold` recovers).
 
 Scoring (:func:`assess`):
 
@@ -31,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import PureWindowsPath
 from typing import Final, Literal
 
-from agents.acp.finding import SEVERITY_ORDER, Severity
-from tools.decode import decode_layers, is_mostly_printable
+from core.schemas import Severity
+from tools.decode import MAX_UNFOLD_CHARS, Layer, unfold
 
 Stage = Literal[
     "execution",
@@ -59,10 +57,8 @@ PHASES: Final[dict[str, str]] = {
 }
 """The intrusion phase of each stage, for the breadth escalation of :func:`assess`."""
 
-MAX_SCAN_CHARS: Final[int] = 200_000
+MAX_SCAN_CHARS: Final[int] = MAX_UNFOLD_CHARS
 """Longest text scanned; the rest of a longer one is ignored (and said so by the caller)."""
-MAX_LAYERS: Final[int] = 8
-"""Most deobfuscated layers examined per text."""
 EXCERPT_CHARS: Final[int] = 160
 CONFIDENCE_CAP: Final[float] = 0.95
 BREADTH_PHASES: Final[int] = 3
@@ -92,14 +88,6 @@ class RuleHit:
     rule: Rule
     source: str
     excerpt: str
-
-
-@dataclass(frozen=True, slots=True)
-class Layer:
-    """Text recovered from obfuscation: how (``method``, e.g. ``base64 > char_codes``)."""
-
-    method: str
-    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +125,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "PowerShell download-and-execute cradle",
         ("T1059.001",),
         "execution",
-        "high",
+        Severity.HIGH,
         0.8,
         "Invoke-Expression over content fetched from the web runs remote code in memory.",
         _rx(
@@ -152,7 +140,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Process started through WMI (wmic process call create)",
         ("T1047",),
         "execution",
-        "medium",
+        Severity.MEDIUM,
         0.6,
         "wmic process call create starts a process outside the caller's process tree.",
         _rx(_exe("wmic") + r".{0,200}?\bprocess\s+call\s+create\b"),
@@ -162,7 +150,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Script host running a script from a user-writable folder",
         ("T1059.005",),
         "execution",
-        "medium",
+        Severity.MEDIUM,
         0.6,
         "VBScript/JScript dropped in a temporary or user folder and run is a common stager.",
         _rx(
@@ -176,7 +164,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "PowerShell started with execution policy bypass",
         ("T1059.001",),
         "execution",
-        "low",
+        Severity.LOW,
         0.3,
         "Bypassing the execution policy is common in attacks, and in some admin scripts.",
         _rx(
@@ -190,7 +178,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "SQL Server xp_cmdshell use",
         ("T1505.001",),
         "persistence",
-        "high",
+        Severity.HIGH,
         0.7,
         "xp_cmdshell runs operating-system commands from SQL, a classic foothold.",
         _rx(r"\bxp_cmdshell\b"),
@@ -201,7 +189,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "PowerShell web download",
         ("T1105",),
         "command_and_control",
-        "medium",
+        Severity.MEDIUM,
         0.5,
         "Net.WebClient / Invoke-WebRequest fetching content is how tools are brought in.",
         _rx(
@@ -215,7 +203,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "curl or wget fetching a URL",
         ("T1105",),
         "command_and_control",
-        "low",
+        Severity.LOW,
         0.3,
         "Command-line downloads are routine for admins and a way attackers bring tools in.",
         _rx(
@@ -228,7 +216,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "certutil used to download a file",
         ("T1105",),
         "command_and_control",
-        "high",
+        Severity.HIGH,
         0.8,
         "certutil -urlcache/-verifyctl fetches files; legitimate use is rare.",
         _rx(_exe("certutil") + r".{0,200}?" + _DASH + r"(?:urlcache|verifyctl)\b"),
@@ -238,7 +226,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "BITS job transferring a file",
         ("T1197",),
         "persistence",
-        "medium",
+        Severity.MEDIUM,
         0.6,
         "BITS jobs download in the background and survive reboots; abused to fetch payloads.",
         _rx(
@@ -251,7 +239,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "netsh port forwarding (portproxy) added",
         ("T1090.001",),
         "command_and_control",
-        "high",
+        Severity.HIGH,
         0.7,
         "A portproxy relays connections through the host, e.g. to reach RDP from outside.",
         _rx(
@@ -266,7 +254,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "PowerShell with an encoded command",
         ("T1027.010",),
         "defense_evasion",
-        "medium",
+        Severity.MEDIUM,
         0.6,
         "-EncodedCommand hides the script from a casual reader and from naive detection.",
         _rx(
@@ -280,7 +268,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "PowerShell with a hidden window",
         ("T1564.003",),
         "defense_evasion",
-        "medium",
+        Severity.MEDIUM,
         0.5,
         "-WindowStyle Hidden (or 1) keeps the console out of the user's sight.",
         _rx(
@@ -294,7 +282,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "cmd start /b /min of a script or binary",
         ("T1564.003",),
         "defense_evasion",
-        "low",
+        Severity.LOW,
         0.4,
         "Starting minimised without a window hides what runs.",
         _rx(r"\bstart\s+/b\s+/min\b|\bstart\s+/min\s+/b\b"),
@@ -304,7 +292,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Character-code or join obfuscation",
         ("T1027.010",),
         "defense_evasion",
-        "medium",
+        Severity.MEDIUM,
         0.6,
         "Building a script from character codes or fragments exists to evade inspection.",
         _rx(
@@ -318,7 +306,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Caret-escaped command (p^o^w^e^r^s^h^e^l^l)",
         ("T1027.010",),
         "defense_evasion",
-        "low",
+        Severity.LOW,
         0.4,
         "cmd ignores ^ before ordinary letters; scattering them breaks string matching.",
         _rx(r"(?:[a-z]\^){3,}[a-z]"),
@@ -328,7 +316,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Base64 of a Windows executable (MZ header) in a command",
         ("T1027",),
         "defense_evasion",
-        "high",
+        Severity.HIGH,
         0.75,
         "A program carried as base64 text inside a command line is being smuggled in.",
         re.compile(r"(?<![A-Za-z0-9+/])TV(?:qQ|pQ|oA|qA|ro)AA"),
@@ -338,7 +326,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Base64 written to a file piece by piece with echo",
         ("T1027",),
         "defense_evasion",
-        "medium",
+        Severity.MEDIUM,
         0.5,
         "Echoing base64 chunks into a file, then decoding it, stages a payload past filters.",
         _rx(r"\becho\s+[A-Za-z0-9+/=]{64,}\s*>{1,2}\s*\S+"),
@@ -348,7 +336,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "certutil decoding base64 or hex to a file",
         ("T1140",),
         "defense_evasion",
-        "medium",
+        Severity.MEDIUM,
         0.6,
         "certutil -decode turns a staged text blob back into a binary.",
         _rx(_exe("certutil") + r".{0,120}?" + _DASH + r"decode(?:hex)?\b"),
@@ -358,7 +346,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "rundll32 running script or remote content",
         ("T1218.011",),
         "defense_evasion",
-        "high",
+        Severity.HIGH,
         0.8,
         "rundll32 with javascript:/mshtml or a URL proxies script through a signed binary.",
         _rx(
@@ -371,7 +359,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "rundll32 loading a DLL from a user-writable folder",
         ("T1218.011",),
         "defense_evasion",
-        "medium",
+        Severity.MEDIUM,
         0.6,
         "Legitimate DLLs live in system or program folders, not in Temp or AppData.",
         _rx(_exe("rundll32") + r"[\s\"']+[^,\n]{0,200}?" + _USER_DIRS + r"[^,\n]*,"),
@@ -381,7 +369,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "regsvr32 loading a remote scriptlet (Squiblydoo)",
         ("T1218.010",),
         "defense_evasion",
-        "high",
+        Severity.HIGH,
         0.85,
         "regsvr32 /i:http... scrobj.dll runs a remote COM scriptlet through a signed binary.",
         _rx(_exe("regsvr32") + r".{0,200}?(?:[-/]i:\s*[\"']?https?://|scrobj\.dll)"),
@@ -391,7 +379,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "mshta running remote or inline script",
         ("T1218.005",),
         "defense_evasion",
-        "high",
+        Severity.HIGH,
         0.8,
         "mshta with a URL or javascript:/vbscript: runs HTA code outside the browser.",
         _rx(_exe("mshta") + r".{0,200}?(?:https?://|javascript:|vbscript:)"),
@@ -401,7 +389,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "msiexec installing a package from a URL",
         ("T1218.007",),
         "defense_evasion",
-        "high",
+        Severity.HIGH,
         0.75,
         "msiexec fetching and installing a remote package runs code with installer rights.",
         _rx(_exe("msiexec") + r".{0,200}?https?://"),
@@ -411,7 +399,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Microsoft Defender disabled or excluded",
         ("T1562.001",),
         "defense_evasion",
-        "high",
+        Severity.HIGH,
         0.8,
         "Turning off or carving exclusions out of the antivirus prepares for a payload.",
         _rx(
@@ -426,7 +414,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Security service stopped or disabled",
         ("T1562.001",),
         "defense_evasion",
-        "high",
+        Severity.HIGH,
         0.7,
         "Stopping the antivirus, firewall, EDR or event log service blinds the defenders.",
         _rx(
@@ -439,7 +427,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "AMSI bypass",
         ("T1562.001",),
         "defense_evasion",
-        "high",
+        Severity.HIGH,
         0.85,
         "Patching AmsiUtils/amsiInitFailed disables script scanning for the session.",
         _rx(r"amsiutils|amsiinitfailed|amsiscanbuffer|amsicontext|\bamsienable\b"),
@@ -449,7 +437,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Event log cleared",
         ("T1070.001",),
         "defense_evasion",
-        "high",
+        Severity.HIGH,
         0.8,
         "Clearing Windows event logs destroys the record of what happened.",
         _rx(
@@ -463,7 +451,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Windows firewall turned off",
         ("T1562.004",),
         "defense_evasion",
-        "high",
+        Severity.HIGH,
         0.75,
         "Disabling the host firewall opens it to inbound connections.",
         _rx(
@@ -477,7 +465,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Audit policy cleared or disabled",
         ("T1562.002",),
         "defense_evasion",
-        "high",
+        Severity.HIGH,
         0.7,
         "Switching auditing off stops Windows from logging what the attacker does next.",
         _rx(_exe("auditpol") + r".{0,100}?(?:/clear|/remove|:disable)"),
@@ -487,7 +475,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "NTFS change journal deleted",
         ("T1070",),
         "defense_evasion",
-        "high",
+        Severity.HIGH,
         0.7,
         "Deleting the USN journal erases the file-system history forensics relies on.",
         _rx(_exe("fsutil") + r"\s+usn\s+deletejournal\b"),
@@ -497,7 +485,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Browser started with an extension loaded from disk",
         ("T1176.001",),
         "persistence",
-        "medium",
+        Severity.MEDIUM,
         0.6,
         "--load-extension side-loads an unpacked extension that can read every page.",
         _rx(r"(?:chrome|msedge|brave|opera)(?:\.exe)?[\"']?\s.{0,300}?--load-extension="),
@@ -507,7 +495,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Assembly loaded from memory",
         ("T1620",),
         "defense_evasion",
-        "medium",
+        Severity.MEDIUM,
         0.6,
         "[Reflection.Assembly]::Load runs a .NET binary without writing it to disk.",
         _rx(r"reflection\.assembly\]::load(?:file|from)?\s*\("),
@@ -518,7 +506,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "procdump of LSASS",
         ("T1003.001",),
         "credential_access",
-        "critical",
+        Severity.CRITICAL,
         0.9,
         "A memory dump of lsass.exe holds the credentials of everyone logged on.",
         _rx(r"procdump(?:64)?(?:\.exe)?\b.{0,200}?lsass"),
@@ -528,7 +516,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "comsvcs.dll MiniDump (LSASS dump)",
         ("T1003.001",),
         "credential_access",
-        "critical",
+        Severity.CRITICAL,
         0.9,
         "rundll32 comsvcs.dll MiniDump is the living-off-the-land way to dump LSASS.",
         _rx(r"comsvcs(?:\.dll)?[\s\"',]+(?:#\s*\+?24\b|minidump)"),
@@ -538,7 +526,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "LSASS memory dump",
         ("T1003.001",),
         "credential_access",
-        "critical",
+        Severity.CRITICAL,
         0.8,
         "Dumping lsass.exe (Out-Minidump, .dmp of lsass) exposes credentials.",
         _rx(r"out-minidump|minidumpwritedump|lsass\S{0,40}\.dmp\b|\blsass\b.{0,120}?\.dmp\b"),
@@ -548,7 +536,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Mimikatz",
         ("T1003.001",),
         "credential_access",
-        "critical",
+        Severity.CRITICAL,
         0.9,
         "Mimikatz commands and modules exist to steal credentials and tickets.",
         _rx(
@@ -561,7 +549,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "DCSync (replicating secrets from a domain controller)",
         ("T1003.006",),
         "credential_access",
-        "critical",
+        Severity.CRITICAL,
         0.9,
         "DCSync pulls password hashes of any account, krbtgt included, from a DC.",
         _rx(r"lsadump::dcsync|invoke-dcsync|\bsecretsdump(?:\.py)?\b.{0,100}?-just-dc"),
@@ -571,7 +559,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "SAM/SYSTEM/SECURITY registry hive saved",
         ("T1003.002",),
         "credential_access",
-        "critical",
+        Severity.CRITICAL,
         0.85,
         "The SAM and SYSTEM hives together give the local password hashes.",
         _rx(
@@ -584,7 +572,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Copy of a registry hive file or NTDS.dit",
         ("T1003.002",),
         "credential_access",
-        "high",
+        Severity.HIGH,
         0.7,
         "Reading config\\SAM, SYSTEM or SECURITY files (often from a shadow copy) steals hashes.",
         _rx(r"\\system32\\config\\(?:sam|system|security)\b(?!\w)"),
@@ -594,7 +582,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "NTDS.dit extraction",
         ("T1003.003",),
         "credential_access",
-        "critical",
+        Severity.CRITICAL,
         0.85,
         "ntds.dit holds every domain account's password hash.",
         _rx(_exe("ntdsutil") + r".{0,200}?(?:\bifm\b|create\s+full)|\bntds\.dit\b"),
@@ -604,7 +592,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Packet capture started",
         ("T1040",),
         "credential_access",
-        "medium",
+        Severity.MEDIUM,
         0.5,
         "Sniffing traffic on a host (pktmon, netsh trace) can capture credentials.",
         _rx(
@@ -620,7 +608,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Scheduled task created",
         ("T1053.005",),
         "persistence",
-        "medium",
+        Severity.MEDIUM,
         0.6,
         "A new scheduled task runs code again later or at logon.",
         _rx(
@@ -635,7 +623,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Scheduled task created to run as SYSTEM",
         ("T1053.005",),
         "privilege_escalation",
-        "high",
+        Severity.HIGH,
         0.7,
         "A task that runs as SYSTEM gives its command the highest local privilege.",
         _rx(
@@ -652,7 +640,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Registry Run key written",
         ("T1547.001",),
         "persistence",
-        "medium",
+        Severity.MEDIUM,
         0.65,
         "Run / RunOnce values start a program at every logon.",
         _rx(
@@ -667,7 +655,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Windows service created or repointed",
         ("T1543.003",),
         "persistence",
-        "medium",
+        Severity.MEDIUM,
         0.6,
         "A new service (or a changed binPath) runs a binary as SYSTEM at every boot.",
         _rx(
@@ -680,7 +668,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "WMI event subscription",
         ("T1546.003",),
         "persistence",
-        "high",
+        Severity.HIGH,
         0.8,
         "A WMI filter bound to a command consumer runs code on an event, invisibly.",
         _rx(
@@ -693,7 +681,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Account created from the command line",
         ("T1136.001",),
         "persistence",
-        "high",
+        Severity.HIGH,
         0.7,
         "An attacker adds an account to keep access.",
         _rx(
@@ -705,7 +693,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Account added to a privileged group",
         ("T1098",),
         "persistence",
-        "high",
+        Severity.HIGH,
         0.75,
         "Adding a member to Administrators / Domain Admins / RDP users grants access.",
         _rx(
@@ -719,7 +707,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Printer port pointing at a file (PrintDemon, CVE-2020-1048)",
         ("T1068",),
         "privilege_escalation",
-        "high",
+        Severity.HIGH,
         0.7,
         "A printer port named after a file lets the spooler write it as SYSTEM.",
         _rx(r"add-printerport\b.{0,80}?-name\s+[\"']?[^\"'\s]*\.(?:dll|exe|bat|ps1|sys)\b"),
@@ -730,7 +718,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "RDP session hijack with tscon",
         ("T1563.002",),
         "lateral_movement",
-        "high",
+        Severity.HIGH,
         0.8,
         "tscon <id> /dest: takes over another user's session without their password.",
         _rx(_exe("tscon") + r"\s+\d+\s+/dest:"),
@@ -740,7 +728,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Remote execution over admin shares (PsExec style)",
         ("T1021.002",),
         "lateral_movement",
-        "medium",
+        Severity.MEDIUM,
         0.6,
         "PsExec-style tools copy and start a service on a remote host through ADMIN$.",
         _rx(r"(?:psexec(?:64)?|paexec)(?:\.exe)?\s+.{0,40}?\\\\|\\\\[^\\\s]+\\admin\$"),
@@ -750,7 +738,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Impacket smbexec/wmiexec output redirection",
         ("T1021.002",),
         "lateral_movement",
-        "high",
+        Severity.HIGH,
         0.85,
         "Output written to \\\\127.0.0.1\\ADMIN$ or C$ \\__... is the signature of impacket.",
         _rx(r"\\\\127\.0\.0\.1\\(?:admin|c)\$\\__"),
@@ -760,7 +748,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "wmic against a remote node",
         ("T1047",),
         "lateral_movement",
-        "medium",
+        Severity.MEDIUM,
         0.5,
         "wmic /node: runs WMI operations on another host.",
         _rx(_exe("wmic") + r".{0,40}?/node:"),
@@ -771,7 +759,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Shadow copies or backups deleted / recovery disabled",
         ("T1490",),
         "impact",
-        "critical",
+        Severity.CRITICAL,
         0.9,
         "Deleting shadow copies and disabling recovery precedes ransomware encryption.",
         _rx(
@@ -791,7 +779,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Free space wiped with cipher /w",
         ("T1485",),
         "impact",
-        "high",
+        Severity.HIGH,
         0.6,
         "cipher /w overwrites deleted data so that it cannot be recovered.",
         _rx(_exe("cipher") + r"\s+/w:"),
@@ -802,7 +790,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Account or group enumeration",
         ("T1087",),
         "discovery",
-        "low",
+        Severity.LOW,
         0.3,
         "Listing users and groups is an early step of an intrusion, and routine for admins.",
         _rx(
@@ -817,7 +805,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Current user discovery (whoami, quser)",
         ("T1033",),
         "discovery",
-        "low",
+        Severity.LOW,
         0.25,
         "whoami and quser tell an intruder which account and sessions it has.",
         _rx(_exe("whoami") + "|" + _exe("quser")),
@@ -827,7 +815,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Domain and forest trust discovery",
         ("T1482",),
         "discovery",
-        "low",
+        Severity.LOW,
         0.4,
         "Mapping domain trusts shows an intruder where it can move next.",
         _rx(
@@ -840,7 +828,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "System information discovery",
         ("T1082",),
         "discovery",
-        "low",
+        Severity.LOW,
         0.25,
         "systeminfo, hardware and disk queries, driver and task listings profile the host.",
         _rx(
@@ -859,7 +847,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Network configuration discovery",
         ("T1016",),
         "discovery",
-        "low",
+        Severity.LOW,
         0.25,
         "ipconfig /all, route print and arp -a map the host's networks.",
         _rx(_exe("ipconfig") + r"\s+/all|" + _exe("route") + r"\s+print|" + _exe("arp") + r"\s+-a"),
@@ -869,7 +857,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Process listing",
         ("T1057",),
         "discovery",
-        "low",
+        Severity.LOW,
         0.2,
         "tasklist shows which security tools run.",
         _rx(_exe("tasklist")),
@@ -879,7 +867,7 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Stored credentials listed (cmdkey /list)",
         ("T1003.005",),
         "discovery",
-        "low",
+        Severity.LOW,
         0.4,
         "cmdkey /list shows which saved credentials an intruder could reuse.",
         _rx(_exe("cmdkey") + r"\s+/l(?:ist)?\b"),
@@ -1098,7 +1086,7 @@ PROCESS_RULES: Final[dict[str, Rule]] = {
             "Office application started a shell or script host",
             ("T1204.002",),
             "execution",
-            "high",
+            Severity.HIGH,
             0.8,
             "Documents do not need cmd or PowerShell; a macro or exploit is running code.",
         ),
@@ -1107,7 +1095,7 @@ PROCESS_RULES: Final[dict[str, Rule]] = {
             "Web server process started a shell",
             ("T1505.003",),
             "persistence",
-            "high",
+            Severity.HIGH,
             0.8,
             "A web server running cmd or PowerShell is the mark of a web shell or exploit.",
         ),
@@ -1116,7 +1104,7 @@ PROCESS_RULES: Final[dict[str, Rule]] = {
             "Database server started a shell",
             ("T1505.001",),
             "persistence",
-            "high",
+            Severity.HIGH,
             0.75,
             "A database engine running cmd means xp_cmdshell or a stored-procedure foothold.",
         ),
@@ -1125,7 +1113,7 @@ PROCESS_RULES: Final[dict[str, Rule]] = {
             "WMI provider host started a shell",
             ("T1047",),
             "execution",
-            "medium",
+            Severity.MEDIUM,
             0.6,
             "WmiPrvSE starting cmd/PowerShell is how remote WMI execution shows on the target.",
         ),
@@ -1134,7 +1122,7 @@ PROCESS_RULES: Final[dict[str, Rule]] = {
             "Executable running from a temporary or public folder",
             ("T1204.002",),
             "execution",
-            "medium",
+            Severity.MEDIUM,
             0.55,
             "Payloads are dropped and run from Temp, Users\\Public and similar world-writable"
             " folders; installed software is not.",
@@ -1144,7 +1132,7 @@ PROCESS_RULES: Final[dict[str, Rule]] = {
             "Executable running from a user folder (AppData, Downloads, Desktop)",
             ("T1204.002",),
             "execution",
-            "low",
+            Severity.LOW,
             0.3,
             "Some software installs per user, but so does most commodity malware.",
         ),
@@ -1153,7 +1141,7 @@ PROCESS_RULES: Final[dict[str, Rule]] = {
             "System binary name outside its system folder",
             ("T1036.005",),
             "defense_evasion",
-            "high",
+            Severity.HIGH,
             0.8,
             "svchost.exe, lsass.exe and the like only ever run from System32; a copy elsewhere"
             " wears the name to blend in.",
@@ -1163,7 +1151,7 @@ PROCESS_RULES: Final[dict[str, Rule]] = {
             "Name one letter away from a system binary",
             ("T1036.005",),
             "defense_evasion",
-            "high",
+            Severity.HIGH,
             0.65,
             "scvhost.exe or lsasss.exe is picked to pass a glance at the process list.",
         ),
@@ -1172,7 +1160,7 @@ PROCESS_RULES: Final[dict[str, Rule]] = {
             "Renamed system or admin tool",
             ("T1036.003",),
             "defense_evasion",
-            "high",
+            Severity.HIGH,
             0.75,
             "The PE's original name (e.g. wscript.exe) differs from its file name: renamed to"
             " dodge detections keyed on names.",
@@ -1182,7 +1170,7 @@ PROCESS_RULES: Final[dict[str, Rule]] = {
             "Executable with a document extension in front (invoice.pdf.exe)",
             ("T1036.007",),
             "defense_evasion",
-            "high",
+            Severity.HIGH,
             0.75,
             "A document extension before the real one tricks users into running a program.",
         ),
@@ -1191,12 +1179,31 @@ PROCESS_RULES: Final[dict[str, Rule]] = {
             "Right-to-left override character in a file name",
             ("T1036.002",),
             "defense_evasion",
-            "high",
+            Severity.HIGH,
             0.85,
             "U+202E reverses the displayed name so that an .exe looks like a document.",
         ),
     )
 }
+
+
+IMAGE_RULES: Final[frozenset[str]] = frozenset(
+    {
+        "temp_execution",
+        "user_folder_execution",
+        "masquerade_location",
+        "masquerade_lookalike",
+        "renamed_binary",
+        "double_extension",
+        "rtlo_name",
+    }
+)
+"""Process rules that judge the image file itself (its folder or name), not what it ran."""
+CRITICAL_PROCESSES: Final[frozenset[str]] = frozenset(
+    {"lsass.exe", "csrss.exe", "wininit.exe", "smss.exe", "services.exe", "winlogon.exe", "system"}
+)
+"""Processes whose killing ends the session or crashes Windows: never proposed for the genuine
+ones."""
 
 
 def _process_hit(rule_id: str, source: str, excerpt: str) -> RuleHit:
@@ -1244,78 +1251,6 @@ def scan_process(view: ProcessView, source: str) -> list[RuleHit]:
     if _RTLO in image:
         hits.append(_process_hit("rtlo_name", source, image.replace(_RTLO, "<U+202E>")))
     return hits
-
-
-# -- deobfuscation ----------------------------------------------------------------------------
-
-_CHAR_CODE_RUN = re.compile(r"\d{1,3}(?:[^\d\s'\"()]{1,3}\d{1,3}){7,}")
-_CHAR_CALLS = re.compile(r"\[char\]\s*\(?\s*(\d{1,3})\s*\)?", re.IGNORECASE)
-_CONCAT = re.compile(r"(['\"])\s*\+\s*\1")
-_CARET = re.compile(r"(?<=[^\s^])\^(?=[^\s^])")
-_BACKTICK = re.compile(r"(?<=\w)`(?=[a-zA-Z])")
-
-
-def decode_char_codes(text: str) -> str | None:
-    """Text spelled as decimal character codes (``'73A69H88'.split(...)``, ``[char]73+...``),
-    decoded in place; None when ``text`` holds no such run of printable text."""
-    pieces: list[str] = []
-    last = 0
-    for run in _CHAR_CODE_RUN.finditer(text):
-        codes = [int(c) for c in re.findall(r"\d{1,3}", run.group())]
-        if not all(c in (9, 10, 13) or 32 <= c <= 126 for c in codes):
-            continue
-        decoded = "".join(chr(c) for c in codes)
-        if not re.search(r"[A-Za-z]{3}", decoded):
-            continue
-        pieces += [text[last : run.start()], decoded]
-        last = run.end()
-    calls = _CHAR_CALLS.findall(text)
-    if not pieces and len(calls) >= 4:
-        codes = [int(c) for c in calls]
-        if all(32 <= c <= 126 for c in codes):
-            return "".join(chr(c) for c in codes)
-    if not pieces:
-        return None
-    result = "".join([*pieces, text[last:]])
-    return result if is_mostly_printable(result) else None
-
-
-def normalise_escapes(text: str) -> str | None:
-    """``text`` without string concatenation (``'Sys'+'tem'``), cmd carets and PowerShell
-    backtick escapes; None when there were none."""
-    result = _BACKTICK.sub("", _CARET.sub("", _CONCAT.sub("", text)))
-    return result if result != text else None
-
-
-def unfold(text: str) -> list[Layer]:
-    """The texts hidden in ``text``: each encoding layer ``decode_layers`` peels, character
-    codes, and the text with escapes and concatenations undone, recursively, at most
-    :data:`MAX_LAYERS` of them, outermost first. [] when nothing is hidden."""
-    layers: list[Layer] = []
-    seen = {text}
-    queue: list[tuple[str, str]] = [("", text)]
-    while queue and len(layers) < MAX_LAYERS:
-        method, current = queue.pop(0)
-        found: list[tuple[str, str]] = []
-        # decode_layers peels nested layers itself, each from the one before.
-        peeled = ""
-        for layer in decode_layers(current[:MAX_SCAN_CHARS]):
-            peeled = f"{peeled} > {layer.method}" if peeled else layer.method
-            found.append((peeled, layer.text))
-        codes = decode_char_codes(current)
-        if codes is not None:
-            found.append(("char_codes", codes))
-        escaped = normalise_escapes(current)
-        if escaped is not None:
-            found.append(("unescape", escaped))
-        for how, decoded in found:
-            if decoded in seen or not decoded.strip() or len(layers) >= MAX_LAYERS:
-                continue
-            seen.add(decoded)
-            chain = f"{method} > {how}" if method else how
-            layers.append(Layer(chain, decoded))
-            queue.append((chain, decoded))
-    return layers
 
 
 # -- scanning ---------------------------------------------------------------------------------
@@ -1373,7 +1308,7 @@ def rule_catalogue() -> list[Rule]:
 
 # -- scoring ----------------------------------------------------------------------------------
 
-_SEVERITIES: Final[tuple[Severity, ...]] = ("informational", "low", "medium", "high", "critical")
+_SCALE: Final[tuple[Severity, ...]] = tuple(Severity)
 
 
 def assess(hits: Iterable[RuleHit], *, behaviour: bool) -> Assessment:
@@ -1381,15 +1316,17 @@ def assess(hits: Iterable[RuleHit], *, behaviour: bool) -> Assessment:
     whether anything behavioural (command lines, processes, events) was examined."""
     distinct = {hit.rule.id: hit.rule for hit in hits}
     if not distinct:
-        return Assessment("informational", 0.4 if behaviour else 0.2, (), (), escalated=False)
-    top = max(SEVERITY_ORDER[rule.severity] for rule in distinct.values())
+        return Assessment(
+            Severity.INFORMATIONAL, 0.4 if behaviour else 0.2, (), (), escalated=False
+        )
+    top = max(rule.severity for rule in distinct.values())
     phases = {
         PHASES[rule.stage]
         for rule in distinct.values()
-        if SEVERITY_ORDER[rule.severity] >= SEVERITY_ORDER["medium"] and PHASES[rule.stage]
+        if rule.severity >= Severity.MEDIUM and PHASES[rule.stage]
     }
-    escalated = len(phases) >= BREADTH_PHASES and top < SEVERITY_ORDER["critical"]
-    severity = _SEVERITIES[top + 1 if escalated else top]
+    escalated = len(phases) >= BREADTH_PHASES and top < Severity.CRITICAL
+    severity = _SCALE[top.rank + 1] if escalated else top
     doubt = 1.0
     for rule in distinct.values():
         doubt *= 1 - min(max(rule.weight, 0.0), 0.99)

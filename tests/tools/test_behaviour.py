@@ -1,4 +1,5 @@
-"""The detection rules, deobfuscation and scoring of agents.malware.rules."""
+"""The detection rules and scoring of tools.behaviour, and the deobfuscation they run on
+(tools.decode.unfold)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,19 @@ import base64
 
 import pytest
 
-from agents.malware.rules import (
+from tools.attack import AttackKB
+from tools.behaviour import (
     PROCESS_RULES,
     TEXT_RULES,
     ProcessView,
     RuleHit,
     assess,
-    decode_char_codes,
-    normalise_escapes,
     rule_catalogue,
     scan_process,
     scan_text,
     scan_text_deep,
-    unfold,
 )
-from tools.attack import AttackKB
+from tools.decode import decode_char_codes, normalise_escapes, unfold
 
 
 def _enc(script: str) -> str:

@@ -1,4 +1,4 @@
-"""The malware rules on real attack telemetry: the command lines, scripts and process starts of
+"""The behaviour rules on real attack telemetry: the command lines, scripts and process starts of
 mdecrevoisier/EVTX-to-MITRE-Attack (shared data), one folder per labelled technique."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from agents.malware.rules import ProcessView, RuleHit, assess, scan_process, scan_text_deep
 from tests.conftest import shared_data_dir
+from tools.behaviour import ProcessView, RuleHit, assess, scan_process, scan_text_deep
 
 # folder technique → what the rules must find there (ATT&CK ids) and how many of the
 # folder's events must fire a rule of severity medium or more.

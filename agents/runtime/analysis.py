@@ -1,0 +1,174 @@
+"""The analysis tools a model may call, shared by the specialists that judge behaviour:
+decode a text, extract its indicators, run the behaviour rules, map it to ATT&CK.
+
+Each call goes through the request's :class:`~agents.runtime.specialist.ToolTrace`, so it is
+streamed to the caller and kept as evidence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agents.runtime.specialist import ToolTrace
+from core.errors import ValidationFailed
+from core.llm.types import Tool
+from tools.attack import AttackKB
+from tools.behaviour import ProcessView, RuleHit, scan_process, scan_text_deep
+from tools.decode import Layer, unfold
+from tools.ioc import Ioc, indicators_in
+
+_STRING: dict[str, Any] = {"type": "string"}
+
+
+def text_argument(arguments: dict[str, Any], name: str) -> str:
+    """A tool argument that must be a non-empty string (else ValidationFailed, which the
+    tool loop reports back to the model)."""
+    value = arguments.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationFailed(
+            [
+                {
+                    "loc": [name],
+                    "msg": f"'{name}' must be a non-empty string",
+                    "type": "missing",
+                }
+            ]
+        )
+    return value
+
+
+def _text_tool(
+    name: str, description: str, handler: Callable[[dict[str, Any]], Awaitable[object]]
+) -> Tool:
+    """A tool taking one argument, ``text``."""
+    return Tool(
+        name=name,
+        description=description,
+        parameters={"type": "object", "properties": {"text": _STRING}, "required": ["text"]},
+        handler=handler,
+    )
+
+
+def hit_rows(hits: list[RuleHit]) -> list[dict[str, Any]]:
+    """Rule hits as the model reads them."""
+    return [
+        {
+            "rule": h.rule.id,
+            "title": h.rule.title,
+            "techniques": list(h.rule.techniques),
+            "severity": h.rule.severity,
+            "where": h.source,
+            "excerpt": h.excerpt,
+        }
+        for h in hits
+    ]
+
+
+def analysis_tools(kb: AttackKB, trace: ToolTrace) -> list[Tool]:
+    """The analysis tools the model may call (decode, extract indicators, rule scan, ATT&CK
+    mapping); each call goes through ``trace``, so it is streamed and kept as evidence."""
+
+    async def decode(arguments: dict[str, Any]) -> object:
+        text = text_argument(arguments, "text")
+
+        async def run() -> list[Layer]:
+            return await asyncio.to_thread(unfold, text)
+
+        layers = await trace.call(
+            "decode_payload",
+            {"chars": len(text)},
+            run,
+            lambda found: (
+                f"{len(found)} layer(s): "
+                + "; ".join(f"{x.method}: {x.text[:80]}" for x in found[:3])
+            ),
+        )
+        return [{"method": x.method, "text": x.text[:20_000]} for x in layers]
+
+    async def iocs(arguments: dict[str, Any]) -> object:
+        text = text_argument(arguments, "text")
+
+        async def run() -> list[Ioc]:
+            return await asyncio.to_thread(indicators_in, [text])
+
+        found = await trace.call(
+            "extract_iocs",
+            {"chars": len(text)},
+            run,
+            lambda result: f"{len(result)} indicator(s)",
+        )
+        return [ioc.model_dump(exclude_none=True) for ioc in found]
+
+    async def scan(arguments: dict[str, Any]) -> object:
+        text = text_argument(arguments, "command_line")
+        parent = arguments.get("parent_image")
+        image = arguments.get("image")
+
+        def rules() -> list[RuleHit]:
+            hits, _ = scan_text_deep(text, "command_line")
+            if isinstance(image, str) and image:
+                view = ProcessView(
+                    image=image,
+                    command_line=text,
+                    parent_image=parent if isinstance(parent, str) else None,
+                )
+                hits += scan_process(view, "process")
+            return hits
+
+        async def run() -> list[RuleHit]:
+            return await asyncio.to_thread(rules)
+
+        hits = await trace.call(
+            "scan_command_line",
+            {"chars": len(text)},
+            run,
+            lambda found: ", ".join(h.rule.id for h in found) or "no rule fired",
+        )
+        return hit_rows(hits)
+
+    async def attack(arguments: dict[str, Any]) -> object:
+        text = text_argument(arguments, "text")
+
+        async def run() -> list[Any]:
+            return list(kb.map_text(text, limit=5))
+
+        found = await trace.call(
+            "map_attack_techniques",
+            {"chars": len(text)},
+            run,
+            lambda result: ", ".join(f"{m[0]} ({m[1]:.2f})" for m in result) or "none",
+        )
+        return [m._asdict() for m in found]
+
+    return [
+        _text_tool(
+            "decode_payload",
+            "Peel encodings and obfuscation (PowerShell -EncodedCommand, base64,"
+            " URL, hex, character codes, concatenation) off a text, layer by layer.",
+            decode,
+        ),
+        _text_tool(
+            "extract_iocs",
+            "Indicators (IPs, domains, URLs, hashes, e-mails, registry keys,"
+            " CVEs) in a text, normalised and refanged.",
+            iocs,
+        ),
+        Tool(
+            name="scan_command_line",
+            description="Run the detection rules over a command line or script and its"
+            " decoded layers (and, given image and parent_image, the process rules).",
+            parameters={
+                "type": "object",
+                "properties": {"command_line": _STRING, "image": _STRING, "parent_image": _STRING},
+                "required": ["command_line"],
+            },
+            handler=scan,
+        ),
+        _text_tool(
+            "map_attack_techniques",
+            "ATT&CK techniques a piece of text describes, best first.",
+            attack,
+        ),
+    ]
