@@ -73,7 +73,8 @@ async def test_gap_comes_before_the_event_a_waiting_reader_wakes_to() -> None:
     bus = EventBus()
     sub = bus.subscribe("t", maxsize=2)
     reader = asyncio.create_task(sub.get())
-    await asyncio.sleep(0)  # the reader now waits on the empty queue
+    # One turn of the loop, not a timed wait: the reader runs until it waits on the empty queue.
+    await asyncio.sleep(0)
     for n in range(5):
         bus.publish("t", {"n": n})
     assert await reader == Gap(dropped=3)

@@ -114,7 +114,7 @@ class FakeVendor:
             request.method, request.path, dict(request.query), dict(request.headers)
         )
         self.requests.append(record)
-        if self.delay:
+        if self.delay:  # a scripted slow vendor (what timeout tests are about), cut short on close
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), self.delay)
         key = self.presented_key(request)

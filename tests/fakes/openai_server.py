@@ -462,6 +462,8 @@ class ScriptedOpenAI:
         return response
 
     async def _sleep(self, seconds: float) -> None:
+        """A scripted delay (what a slow-backend test is about), cut short when the server
+        closes."""
         if seconds > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), seconds)

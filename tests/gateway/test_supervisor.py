@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.supervisor import AgentSupervisor, Backoff, ChildEvent
+from tests.waiting import eventually
 
 FAKE_CHILD = """
 import os, signal, sys, time
@@ -21,7 +22,7 @@ with open(starts_file, "a") as starts:
 with open(starts_file) as starts:
     start = sum(1 for _ in starts)
 if mode == "silent":
-    time.sleep(60)
+    time.sleep(60)  # a child that never gets ready: the test stops it
 if start <= failing and mode == "fail":
     print("cannot start: port in use", flush=True)
     sys.exit(3)
@@ -31,7 +32,7 @@ print(f"fake listening on ws://127.0.0.1:{9000 + start}", flush=True)
 if start <= failing and mode == "die":
     sys.exit(1)
 while True:
-    time.sleep(60)
+    time.sleep(60)  # a child that runs until it is signalled
 """
 
 FAST = Backoff(base=0.01, cap=0.08)
@@ -157,9 +158,7 @@ async def test_a_child_stopping_with_the_platform_is_not_a_crash(fake: Fake) -> 
         # A service manager signals every process of the service at once: the child may end
         # before the supervisor hears of the stop.
         os.kill(pid, signal.SIGTERM)
-        async with asyncio.timeout(10):
-            while supervisor.urls["fake"] is not None:  # noqa: ASYNC110 - until it saw the exit
-                await asyncio.sleep(0.01)
+        await eventually(lambda: supervisor.urls["fake"] is None, what="the exit was seen")
         supervisor.request_stop()
         await supervisor.stop()
     finally:

@@ -11,6 +11,7 @@ from mcp.client.client import Client
 
 from core.settings import Settings
 from tests.ports import free_port
+from tests.waiting import eventually
 from tools.mcp_server import run_mcp_server
 
 
@@ -20,8 +21,9 @@ async def mcp_url(tmp_path: Path) -> AsyncIterator[str]:
     urls: list[str] = []
     settings = Settings(data_dir=tmp_path, mcp_port=free_port())
     task = asyncio.create_task(run_mcp_server(settings, ready=urls.append, stop=stop))
-    while not urls and not task.done():  # noqa: ASYNC110 - a ready callback, not an event
-        await asyncio.sleep(0.02)
+    await eventually(lambda: urls or task.done(), what="the MCP server is ready")
+    if not urls:
+        await task  # it ended before it was ready: its error fails the test
     try:
         yield urls[0]
     finally:

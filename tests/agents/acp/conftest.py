@@ -88,7 +88,7 @@ def example_server(limits: AcpLimits | None = None) -> AgentServer:
         server.runs.append(p.label)  # type: ignore[attr-defined]
         await ctx.thought("sleeping", f"for {p.seconds}s")
         try:
-            await asyncio.sleep(p.seconds)
+            await asyncio.sleep(p.seconds)  # the work a caller waits on, cancels or times out
         except asyncio.CancelledError:
             server.cancelled.append(p.label)  # type: ignore[attr-defined]
             raise

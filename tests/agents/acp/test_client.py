@@ -4,7 +4,6 @@ retries, the circuit breaker, reconnection."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from agents.acp.tool import handoff_tools, tool_name
 from core.errors import AgentNotFound, AlertNotFound, ServiceUnavailable
 from tests.agents.acp.conftest import LIMITS, Live, agent_token, example_server
 from tests.ports import free_port
+from tests.waiting import eventually
 
 
 def client_for(url: str, **kwargs: Any) -> HandoffClient:
@@ -26,13 +26,6 @@ def client_for(url: str, **kwargs: Any) -> HandoffClient:
         token=agent_token,
         **kwargs,
     )
-
-
-async def until(condition: Callable[[], bool], seconds: float = 10) -> None:
-    """Wait until ``condition()`` holds; TimeoutError after ``seconds``."""
-    async with asyncio.timeout(seconds):
-        while not condition():  # noqa: ASYNC110 - the client's state has no event to wait on
-            await asyncio.sleep(0.01)
 
 
 async def test_calls_are_multiplexed_on_one_connection(live: Live) -> None:
@@ -133,8 +126,9 @@ async def test_deadline_cancels_the_remote_work(live: Live) -> None:
                 "spec-agent", "sleep", {"seconds": 5, "label": "long"}, CallOptions(timeout=0.3)
             )
         assert caught.value.code == -32001
-        await asyncio.sleep(0.2)
-        assert live.server.cancelled == ["long"]  # type: ignore[attr-defined]
+        cancelled: list[str] = live.server.cancelled  # type: ignore[attr-defined]
+        await eventually(lambda: cancelled, what="the remote work was cancelled")
+        assert cancelled == ["long"]
     finally:
         await client.close()
 
@@ -145,15 +139,14 @@ async def test_caller_giving_up_sends_cancel(live: Live) -> None:
         task = asyncio.create_task(
             client.call("spec-agent", "sleep", {"seconds": 5, "label": "abandoned"})
         )
-        await asyncio.sleep(0.2)
+        runs: list[str] = live.server.runs  # type: ignore[attr-defined]
+        cancelled: list[str] = live.server.cancelled  # type: ignore[attr-defined]
+        await eventually(lambda: runs, what="the call is running")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        for _ in range(50):
-            if live.server.cancelled:  # type: ignore[attr-defined]
-                break
-            await asyncio.sleep(0.02)
-        assert live.server.cancelled == ["abandoned"]  # type: ignore[attr-defined]
+        await eventually(lambda: cancelled, what="the remote work was cancelled")
+        assert cancelled == ["abandoned"]
     finally:
         await client.close()
 
@@ -180,8 +173,7 @@ async def test_unreachable_agent_opens_the_circuit_then_recovers() -> None:
         server = example_server(LIMITS)
         listener = await server.start("127.0.0.1", port)
         try:
-            await asyncio.sleep(0.35)
-            assert client.breaker_state("spec-agent") == "half_open"
+            await eventually(lambda: client.breaker_state("spec-agent") == "half_open")
             assert (await client.call("spec-agent", "agent.health"))["status"] == "ok"
             assert client.breaker_state("spec-agent") == "closed"
         finally:
@@ -278,7 +270,7 @@ async def test_a_call_waits_for_an_agent_that_is_starting() -> None:
         # The agent is not listening yet: the call keeps trying, well past its attempts and
         # the breaker's threshold, and the circuit stays closed.
         state = client._agent("spec-agent")
-        await until(lambda: state.failures >= 5)
+        await eventually(lambda: state.failures >= 5)
         assert not call.done()
         assert client.breaker_state("spec-agent") == "closed"
         listener = await example_server(LIMITS).start("127.0.0.1", port)
@@ -350,14 +342,14 @@ async def test_a_restarting_agent_is_waited_for_even_with_the_circuit_open() -> 
         assert client.breaker_state("spec-agent") == "open"
         first.close()
         await first.wait_closed()
-        await until(lambda: client.breaker_state("spec-agent") == "half_open")
+        await eventually(lambda: client.breaker_state("spec-agent") == "half_open")
         # The trial call finds it restarting: it waits for it instead of reopening the circuit.
         call = asyncio.create_task(
             client.call("spec-agent", "subtract", {"minuend": 9, "subtrahend": 3})
         )
         state = client._agent("spec-agent")
         refused = state.failures
-        await until(lambda: state.failures >= refused + 2 or call.done())
+        await eventually(lambda: state.failures >= refused + 2 or call.done())
         assert not call.done()
         assert client.breaker_state("spec-agent") == "closed"
         second = await example_server(LIMITS).start("127.0.0.1", port)

@@ -15,6 +15,7 @@ from agents.acp.protocol import new_traceparent
 from core.security.tokens import TokenService
 from core.settings import JwtAlgorithm
 from tests.agents.acp.conftest import SECRET, Live, exchange, token_service
+from tests.waiting import eventually
 
 
 def call(method: str, params: Any = None, id_: Any = 1, **meta: Any) -> dict[str, Any]:
@@ -214,7 +215,8 @@ async def test_in_flight_bound_answers_overloaded(live: Live) -> None:
 async def test_cancel_notification_stops_the_work(live: Live) -> None:
     async with live.connect() as ws:
         await ws.send(json.dumps(call("sleep", {"seconds": 5, "label": "doomed"}, "job-1")))
-        await asyncio.sleep(0.1)
+        runs: list[str] = live.server.runs  # type: ignore[attr-defined]
+        await eventually(lambda: "doomed" in runs, what="the call is running")
         await ws.send(
             json.dumps({"jsonrpc": "2.0", "method": "$/cancel", "params": {"id": "job-1"}})
         )

@@ -249,7 +249,7 @@ async def test_live_stream_with_filters(gateway: Gateway, analyst: dict[str, str
     async with gateway.client.ws_connect(
         f"/api/v1/ws/alerts?access_token={token}&severity=high"
     ) as ws:
-        await asyncio.sleep(0.05)
+        # The stream subscribes before it accepts the socket: nothing published from here is missed.
         _, low = await post(gateway, analyst, {"title": "noise", "source": "x", "severity": "low"})
         _, high = await post(gateway, analyst, PHISH)
         await gateway.client.post(f"/api/v1/alerts/{high['id']}/acknowledge", headers=analyst)
@@ -264,7 +264,7 @@ async def test_slow_stream_consumer_never_blocks_writers(
     gateway: Gateway, analyst: dict[str, str]
 ) -> None:
     async with gateway.client.ws_connect("/api/v1/ws/alerts", headers=analyst) as ws:
-        await asyncio.sleep(0.05)
+        # The stream subscribes before it accepts the socket: nothing published from here is missed.
         for n in range(700):  # the consumer reads nothing meanwhile; its queue holds 512
             gateway.app[BUS].publish("alerts.created", {"id": f"A-{n}", "severity": "low"})
         status, _ = await post(gateway, analyst, PHISH)  # writers still work at once

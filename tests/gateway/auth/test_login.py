@@ -148,14 +148,21 @@ async def test_successful_login_resets_the_failure_count(
         assert status == 200, body
 
 
-async def test_lockout_expires(quick_lockout: Gateway) -> None:
+def _clock_ahead(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """The login service's clock, ``seconds`` ahead of the real one (no waiting for it)."""
+    monkeypatch.setattr(
+        "gateway.auth.service.utcnow", lambda: datetime.now(UTC) + timedelta(seconds=seconds)
+    )
+
+
+async def test_lockout_expires(quick_lockout: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
     gateway = quick_lockout
     await gateway.create_user("patient", Role.VIEWER)
     for _ in range(2):
         assert (await _login(gateway, "patient", WRONG))[0] == 401
     status, body = await _login(gateway, "patient", PASSWORD)
     assert (status, _code(body)) == (429, "AURORA-4290")
-    await asyncio.sleep(1.2)
+    _clock_ahead(monkeypatch, 1.2)  # the lockout's second has passed
     status, body = await _login(gateway, "patient", PASSWORD)
     assert status == 200, body
     assert body["token_type"] == "bearer"
@@ -361,11 +368,13 @@ async def test_a_success_does_not_forgive_failures_that_ran_meanwhile(
     assert (status, _code(body)) == (429, "AURORA-4290")
 
 
-async def test_failures_are_forgotten_when_their_window_ends(quick_lockout: Gateway) -> None:
+async def test_failures_are_forgotten_when_their_window_ends(
+    quick_lockout: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
     gateway = quick_lockout  # two failures within a second lock the account for a second
     await gateway.create_user("spaced", Role.VIEWER)
     assert (await _login(gateway, "spaced", WRONG))[0] == 401
-    await asyncio.sleep(1.2)  # the window runs on the clock
+    _clock_ahead(monkeypatch, 1.2)  # the window runs on the clock
     assert (await _login(gateway, "spaced", WRONG))[0] == 401
     status, body = await _login(gateway, "spaced", PASSWORD)
     assert status == 200, body

@@ -18,6 +18,7 @@ from tests.agents.acp.conftest import SECRET, example_server
 from tests.conftest import Gateway, make_settings, start_gateway
 from tests.fakes.openai_server import ScriptedOpenAI
 from tests.ports import free_port
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -97,10 +98,7 @@ async def test_tool_calls_are_recorded_paginated_and_streamed(
     assert streamed[0]["agent"] == "spec-agent"
 
     await gateway.app[RECORDER].flush()
-    for _ in range(50):
-        if gateway.app[RECORDER].written >= 3:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: gateway.app[RECORDER].written >= 3, what="3 tool calls written")
     page = await (
         await gateway.client.get("/api/v1/agents/spec-agent/tool-calls?limit=2", headers=viewer)
     ).json()
@@ -130,7 +128,7 @@ async def test_slow_stream_client_gets_a_gap_notice(fleet: tuple[Gateway, Any]) 
     async with gateway.client.ws_connect(
         "/api/v1/ws/agents/spec-agent/tool-calls", headers=viewer
     ) as ws:
-        await asyncio.sleep(0.1)  # subscribed
+        # The stream subscribes before it accepts the socket: nothing published from here is missed.
         for n in range(600):  # the per-client queue holds 256; the publisher never waits
             gateway.app[BUS].publish("agents.tool_call", {"agent": "spec-agent", "n": n})
         first = await asyncio.wait_for(ws.receive_json(), 5)
@@ -187,8 +185,7 @@ async def test_mcp_health(settings: Settings) -> None:
     try:
         gateway = Gateway(client)
         viewer = await gateway.user(Role.VIEWER)
-        while not urls:  # noqa: ASYNC110 - a ready callback, not an event
-            await asyncio.sleep(0.02)
+        await eventually(lambda: urls, what="the MCP server is ready")
         up = await (await client.get("/api/v1/mcp/health", headers=viewer)).json()
         assert (up["status"], up["server_name"], up["url"]) == (
             "ok",

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from gateway.keys import INGEST
 from gateway.siem.parsing import IngestParser, auto_workers
 from tests.conftest import Gateway, start_gateway
 from tests.gateway.siem.test_siem import EVENTS, ingest, ndjson
+from tests.waiting import until
 
 BODY = ndjson(EVENTS) + b"\n{not json\n"
 COMPARED = ("timestamp", "host.name", "process.command_line", "process.pid", "fields", "raw")
@@ -117,7 +117,7 @@ async def main():
     while len(multiprocessing.active_children()) < 2:
         await asyncio.sleep(0.05)
     print(*(p.pid for p in multiprocessing.active_children()), flush=True)
-    time.sleep(120)
+    time.sleep(120)  # a gateway busy until the test kills it
 
 asyncio.run(main())
 """
@@ -146,10 +146,11 @@ def test_workers_end_with_a_gateway_killed_outright() -> None:
         assert all(alive(pid) for pid in workers)
         host.kill()
         host.wait(10)
-        deadline = time.monotonic() + 15
-        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not any(alive(pid) for pid in workers), "ingest workers outlived a killed gateway"
+        until(
+            lambda: not any(alive(pid) for pid in workers),
+            interval=0.05,
+            what="ingest workers ended with the killed gateway",
+        )
         assert host.stdout.read() == ""  # the pipe closed: nobody holds it open
     finally:
         if host.poll() is None:

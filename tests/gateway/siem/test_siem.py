@@ -4,7 +4,6 @@ feedback, metrics, the scheduler), hunts and promotion of an event to a rule."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 
 from core.security.permissions import Role
 from tests.conftest import Gateway, shared_data_dir
+from tests.waiting import eventually
 
 # Half past the previous hour: the events (a few minutes before it) never straddle an hour
 # boundary, which the correlation test's one-hour windows would split.
@@ -260,14 +260,15 @@ async def test_a_rule_from_preview_to_metrics(gateway: Gateway) -> None:
     )
     assert (await stale.json())["error"]["code"] == "AURORA-4090"
     # the gateway's scheduler picks it up within its tick
-    runs: dict[str, Any] = {}
-    for _ in range(150):
-        runs = await (
+
+    async def scheduled_run_done() -> dict[str, Any] | None:
+        runs: dict[str, Any] = await (
             await gateway.client.get(f"/api/v1/detections/rules/{rule['id']}/runs", headers=hunter)
         ).json()
-        if runs["items"][0]["kind"] == "scheduled" and runs["items"][0]["status"] != "running":
-            break
-        await asyncio.sleep(0.1)
+        latest = runs["items"][0]
+        return runs if latest["kind"] == "scheduled" and latest["status"] != "running" else None
+
+    runs = await eventually(scheduled_run_done, interval=0.1, what="a scheduled run finished")
     assert [r["kind"] for r in runs["items"]].count(
         "scheduled"
     ) == 1  # not again before its interval
