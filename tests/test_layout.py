@@ -1,14 +1,21 @@
-"""The import direction of ARCHITECTURE.md §3, and the packaging the README promises."""
+"""The import rules of ARCHITECTURE.md §3, held by import-linter contracts (``pyproject.toml``,
+``[tool.importlinter]``): the layers, no specialist importing another, no gateway domain
+importing another's services or routes. The same run is a step of ``.ci/run``."""
 
-import ast
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
+LINT = Path(sys.executable).with_name("lint-imports")
 PACKAGES = ("core", "gateway", "agents", "tools", "orchestrator", "prompts", "evals")
-# Which top-level packages each package may import (besides itself).
+# Which top-level packages each package may import (besides itself): what the layers
+# contract must say, no more and no less.
 ALLOWED = {
     "core": set(),
     "tools": {"core"},
@@ -18,33 +25,85 @@ ALLOWED = {
     "evals": {"core", "agents", "tools", "prompts", "orchestrator"},
     "gateway": {"core", "agents", "tools", "prompts", "orchestrator"},
 }
+SPECIALISTS = ("endpoint", "hunter", "malware", "network", "responder", "threat_intel")
+DOMAINS = (
+    "alerts",
+    "auth",
+    "cases",
+    "detections",
+    "fleet",
+    "investigations",
+    "siem",
+    "system",
+    "users",
+)
+_IMPORT_LINE = re.compile(r"^-\s+(\S+) -> (\S+) \(l\.\d+\)$", re.MULTILINE)
 
 
-def imported_packages(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
-    return found & set(PACKAGES)
+def lint(root: Path) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` over the packages under ``root`` with this project's contracts."""
+    return subprocess.run(
+        [str(LINT), "--no-cache", "--no-logo", str(ROOT / "pyproject.toml")],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize("package", PACKAGES)
-def test_import_direction(package: str) -> None:
-    assert (ROOT / package / "__init__.py").is_file()
-    offenders = {
-        str(path.relative_to(ROOT)): sorted(bad)
-        for path in (ROOT / package).rglob("*.py")
-        if (bad := imported_packages(path) - ALLOWED[package] - {package})
+def test_the_project_keeps_every_contract() -> None:
+    result = lint(ROOT)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    kept = len(contracts["contracts"])
+    assert f"Contracts: {kept} kept, 0 broken." in result.stdout
+
+
+def _write(root: Path, module: str, source: str = "") -> None:
+    path = root.joinpath(*module.split(".")).with_suffix(".py")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for parent in path.relative_to(root).parents:
+        init = root / parent / "__init__.py"
+        if parent != Path(".") and not init.exists():
+            init.write_text("")
+    path.write_text(source)
+
+
+def test_the_contracts_forbid_exactly_what_the_rules_forbid(tmp_path: Path) -> None:
+    # A tree of stand-ins where every package imports every other, plus one import each rule
+    # forbids and one each allows; the linter must report exactly the forbidden ones.
+    for package in PACKAGES:
+        for other in PACKAGES:
+            if other != package:
+                _write(tmp_path, f"{package}.uses_{other}", f"import {other}\n")
+    for specialist in SPECIALISTS:
+        _write(tmp_path, f"agents.{specialist}.agent", "import agents.runtime\n")
+    _write(tmp_path, "agents.runtime.evidence", "import tools\n")
+    _write(tmp_path, "agents.endpoint.rules", "from agents.malware import agent\n")
+    for domain in DOMAINS:
+        _write(tmp_path, f"gateway.{domain}.service")
+        _write(tmp_path, f"gateway.{domain}.routes", f"from gateway.{domain} import service\n")
+        _write(tmp_path, f"gateway.{domain}.api", f"from gateway.{domain}.service import *\n")
+    _write(tmp_path, "gateway.cases.service", "import gateway.alerts.service\n")
+    _write(tmp_path, "gateway.siem.service", "import gateway.detections.routes\n")
+    _write(tmp_path, "gateway.investigations.service", "import gateway.alerts.api\n")
+    _write(tmp_path, "gateway.app", "import gateway.alerts.routes\nimport gateway.cases.service\n")
+
+    result = lint(tmp_path)
+
+    reported = set(_IMPORT_LINE.findall(result.stdout))
+    layers = {
+        (f"{package}.uses_{other}", other)
+        for package in PACKAGES
+        for other in PACKAGES
+        if other != package and other not in ALLOWED[package]
     }
-    assert offenders == {}
-
-
-def test_pyproject() -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert project["project"]["requires-python"] == ">=3.13"
-    assert {"dev", "postgres", "vllm"} <= set(project["project"]["optional-dependencies"])
-    assert project["project"]["scripts"]["aurora"] == "gateway.cli:main"
-    assert (ROOT / ".python-version").read_text().strip() == "3.13"
-    assert project["tool"]["mypy"]["strict"] is True
+    assert result.returncode == 1
+    assert reported == layers | {
+        ("agents.endpoint.rules", "agents.malware.agent"),
+        ("gateway.cases.service", "gateway.alerts.service"),
+        ("gateway.siem.service", "gateway.detections.routes"),
+    }
+    assert "Contracts: 0 kept, 3 broken." in result.stdout
