@@ -1,10 +1,11 @@
 """ACP overhead: HandoffClient round trips against a bare WebSocket echo, in the same run.
 
 Both servers run in their own process on loopback, on the same WebSocket library
-(``websockets``). The echo baseline is a minimal client multiplexing frames by id over one
-connection; the ACP side is the real HandoffClient calling a real AgentServer method (params
-validated, ``_meta`` with deadline, idempotency key and trace context, the result validated).
-Each is measured with 1 and with 64 requests in flight, in alternating rounds.
+(``websockets``); measuring starts once each says it listens (however long its imports take).
+The echo baseline is a minimal client multiplexing frames by id over one connection; the ACP
+side is the real HandoffClient calling a real AgentServer method (params validated, ``_meta``
+with deadline, idempotency key and trace context, the result validated). Each is measured with
+1 and with 64 requests in flight, in alternating rounds.
 Target: at 64 in flight, at least 60% of the echo throughput, and p99 under 5 ms.
 
 It also times one dispatch through jsonrpcserver 5 against AgentServer's own dispatcher, to
@@ -25,6 +26,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agents.acp.client import HandoffClient
 from agents.acp.registry import AgentRegistry
 from agents.acp.server import AcpLimits, AgentServer, CallContext
-from benchmarks.common import HOST, SECRET, free_port
+from benchmarks.common import HOST, SECRET, free_port, wait_started
 from core.security.tokens import TokenService
 from core.settings import JwtAlgorithm
 
@@ -65,19 +67,20 @@ def tokens() -> TokenService:
     )
 
 
-def run_echo(port: int) -> None:
+def run_echo(port: int, ready: Event) -> None:
     async def echo(connection: ServerConnection) -> None:
         async for frame in connection:
             await connection.send(frame)
 
     async def main() -> None:
         async with serve(echo, HOST, port, compression=None, max_queue=1024):
+            ready.set()
             await asyncio.Future()
 
     asyncio.run(main())
 
 
-def run_agent(port: int) -> None:
+def run_agent(port: int, ready: Event) -> None:
     server = AgentServer(
         name="bench",
         version="1",
@@ -94,6 +97,7 @@ def run_agent(port: int) -> None:
     async def main() -> None:
         await server.start(HOST, port)
         gc.freeze()  # as agent processes do after start-up
+        ready.set()
         await asyncio.Future()
 
     asyncio.run(main())
@@ -171,9 +175,9 @@ async def dispatch_costs(samples: int = 3000) -> dict[str, float]:
     except ImportError:
         return result
 
-    @method(name="echo")  # type: ignore[misc]
+    @method(name="echo")
     async def _echo(alert_id: str, iocs: list[dict[str, str]]) -> Result:
-        return Success(EchoParams(alert_id=alert_id, iocs=iocs).model_dump())  # type: ignore[arg-type]
+        return Success(EchoParams.model_validate({"alert_id": alert_id, "iocs": iocs}).model_dump())
 
     started = time.perf_counter()
     for _ in range(samples):
@@ -191,13 +195,8 @@ async def run(args: argparse.Namespace, echo_port: int, agent_port: int) -> dict
         token=lambda: tokens().issue("benchmark", token_type="agent").token,
         max_in_flight=1024,
     )
-    for _ in range(100):
-        try:
-            await echo.start()
-            await handoff.call("bench", "agent.health")
-            break
-        except Exception:
-            await asyncio.sleep(0.05)
+    await echo.start()
+    await handoff.call("bench", "agent.health")
 
     async def acp_call() -> Any:
         return await handoff.call("bench", "echo", PAYLOAD)
@@ -237,13 +236,16 @@ def main() -> int:
     args = parser.parse_args()
     echo_port, agent_port = free_port(), free_port()
     context = multiprocessing.get_context("spawn")
+    ready = [context.Event(), context.Event()]
     servers = [
-        context.Process(target=run_echo, args=(echo_port,), daemon=True),
-        context.Process(target=run_agent, args=(agent_port,), daemon=True),
+        context.Process(target=run_echo, args=(echo_port, ready[0]), name="echo", daemon=True),
+        context.Process(target=run_agent, args=(agent_port, ready[1]), name="agent", daemon=True),
     ]
     for server in servers:
         server.start()
     try:
+        for server, started in zip(servers, ready, strict=True):
+            wait_started(server, started)
         report = asyncio.run(run(args, echo_port, agent_port))
     finally:
         for server in servers:

@@ -1,16 +1,20 @@
-"""Pieces the benchmark scripts share: loopback ports, the gateway's bootstrap and login,
-percentiles, process CPU time."""
+"""Pieces the benchmark scripts share: loopback ports, waiting for a server to be ready, the
+gateway's bootstrap and login, percentiles, process CPU time."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Final
 
-from aiohttp import ClientSession
+from aiohttp import ClientError, ClientSession, ClientTimeout
 
 from core.db import create_database
 from core.db.migrate import upgrade
@@ -23,6 +27,13 @@ HOST: Final = "127.0.0.1"
 """Benchmarks only ever listen on and target loopback."""
 SECRET: Final = "benchmark-secret-benchmark-secret-0123456789"
 ADMIN_PASSWORD: Final = "benchmark password 1"
+READY_SECONDS: Final = 180.0
+"""How long a server may take to come up: importing the platform alone takes seconds, and tens
+of seconds on a loaded machine. Waiting ends as soon as it is ready, and at once if it exits."""
+POLL_SECONDS: Final = 0.05
+PUBLIC_PROBE: Final = "/api/v1/auth/providers"
+"""A gateway route that needs no credential: it answers once the gateway has started
+(aiohttp accepts connections only after every resource and loop of the app is up)."""
 
 
 def free_port() -> int:
@@ -68,23 +79,68 @@ def run_gateway(settings: Settings) -> None:
     asyncio.run(serve(settings, banner=lambda _url: None))
 
 
+def wait_started(process: BaseProcess, ready: Event, *, within: float = READY_SECONDS) -> None:
+    """Block until ``process`` sets ``ready`` (its server listens); RuntimeError when it exits
+    first or ``within`` seconds pass."""
+    deadline = time.monotonic() + within
+    while not ready.wait(POLL_SECONDS):
+        if not process.is_alive():
+            raise RuntimeError(f"{process.name} exited ({process.exitcode}) before it was ready")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{process.name} was not ready within {within:g} s")
+
+
+def wait_message(
+    connection: Connection, process: BaseProcess, *, within: float = READY_SECONDS
+) -> object:
+    """The next message ``process`` sends on ``connection``; RuntimeError when it exits first
+    or ``within`` seconds pass."""
+    deadline = time.monotonic() + within
+    while not connection.poll(POLL_SECONDS):
+        if not process.is_alive():
+            raise RuntimeError(f"{process.name} exited ({process.exitcode}) before it answered")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{process.name} did not answer within {within:g} s")
+    return connection.recv()
+
+
+async def wait_serving(
+    session: ClientSession,
+    url: str,
+    alive: Callable[[], bool],
+    *,
+    headers: dict[str, str] | None = None,
+    within: float = READY_SECONDS,
+) -> None:
+    """Return once ``GET url`` answers 200; RuntimeError when the server exits first (``alive``
+    turns false) or ``within`` seconds pass, naming the last answer."""
+    deadline = time.monotonic() + within
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"the server exited before {url} answered")
+        try:
+            async with session.get(
+                url, headers=headers, timeout=ClientTimeout(total=10)
+            ) as response:
+                if response.status == 200:
+                    return
+                last = f"HTTP {response.status}"
+        except (ClientError, TimeoutError) as err:  # not listening yet
+            last = repr(err)
+        await asyncio.sleep(POLL_SECONDS)
+    raise RuntimeError(f"{url} did not answer 200 within {within:g} s (last: {last})")
+
+
 async def login(
     session: ClientSession, base: str, username: str, password: str, alive: Callable[[], bool]
 ) -> str:
-    """A token from the gateway at ``base``, retried while it starts (up to a minute);
-    RuntimeError when it exits, refuses the login, or never comes up."""
-    for _ in range(600):
-        if not alive():
-            raise RuntimeError("the gateway exited while starting")
-        try:
-            async with session.post(
-                f"{base}/api/v1/auth/token", json={"username": username, "password": password}
-            ) as response:
-                if response.status == 200:
-                    return str((await response.json())["access_token"])
-                if response.status < 500:
-                    raise RuntimeError(f"login answered {response.status}")
-        except OSError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"the gateway at {base} did not come up")
+    """A token from the gateway at ``base`` once it serves (see :func:`wait_serving`);
+    RuntimeError when it exits, never comes up, or refuses the login."""
+    await wait_serving(session, f"{base}{PUBLIC_PROBE}", alive)
+    async with session.post(
+        f"{base}/api/v1/auth/token", json={"username": username, "password": password}
+    ) as response:
+        if response.status != 200:
+            raise RuntimeError(f"login answered {response.status}: {await response.text()}")
+        return str((await response.json())["access_token"])

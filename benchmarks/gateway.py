@@ -1,8 +1,8 @@
 """Gateway overhead: authenticated ``GET /api/v1/users/me`` against a bare aiohttp handler.
 
 Both servers run in their own process on loopback, in the same run, and are loaded by the same
-client at a fixed concurrency for a fixed time, in alternating rounds. The report gives
-requests/s, p50 and p99 latency, and the ratio gateway/bare (target: at least 0.5).
+client at a fixed concurrency for a fixed time, in alternating rounds, once each answers. The
+report gives requests/s, p50 and p99 latency, and the ratio gateway/bare (target: at least 0.5).
 
     .venv/bin/python benchmarks/gateway.py [--seconds 5] [--rounds 3] [--concurrency 32]
 """
@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from aiohttp import ClientSession, TCPConnector, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import HOST, cpu_seconds, free_port, run_gateway
+from benchmarks.common import HOST, cpu_seconds, free_port, run_gateway, wait_serving
 from core.db import create_database
 from core.db.migrate import upgrade
 from core.security.passwords import PasswordHasher
@@ -103,19 +104,6 @@ class Result:
     """Server CPU time (user + system) per request, in microseconds; -1 where unknown."""
 
 
-async def wait_ready(url: str, headers: dict[str, str]) -> None:
-    async with ClientSession() as session:
-        for _ in range(200):
-            try:
-                async with session.get(url, headers=headers) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
-
-
 async def load(
     name: str, url: str, headers: dict[str, str], seconds: float, concurrency: int, pid: int
 ) -> Result:
@@ -156,15 +144,21 @@ async def load(
 
 
 async def measure(
-    args: argparse.Namespace, token: str, gateway: tuple[int, int], bare: tuple[int, int]
+    args: argparse.Namespace,
+    token: str,
+    gateway: tuple[int, int],
+    bare: tuple[int, int],
+    alive: Callable[[], bool],
 ) -> dict[str, object]:
-    """Alternate bare and gateway runs; ``gateway`` and ``bare`` are (port, pid)."""
+    """Alternate bare and gateway runs; ``gateway`` and ``bare`` are (port, pid), ``alive``
+    says whether both servers still run."""
     (gateway_port, gateway_pid), (bare_port, bare_pid) = gateway, bare
     auth = {"Authorization": f"Bearer {token}"}
     gateway_url = f"http://{HOST}:{gateway_port}/api/v1/users/me"
     bare_url = f"http://{HOST}:{bare_port}/api/v1/users/me"
-    await wait_ready(gateway_url, auth)
-    await wait_ready(bare_url, auth)
+    async with ClientSession() as session:
+        for url in (gateway_url, bare_url):
+            await wait_serving(session, url, alive, headers=auth)
     # Warm both servers (and the gateway's caches) before measuring.
     await load("warmup", bare_url, auth, 1.0, args.concurrency, bare_pid)
     await load("warmup", gateway_url, auth, 1.0, args.concurrency, gateway_pid)
@@ -188,7 +182,7 @@ async def measure(
     ]
 
     def median(name: str, field: str) -> float:
-        return round(statistics.median(getattr(r[name], field) for r in rounds), 3)
+        return round(float(statistics.median(getattr(r[name], field) for r in rounds)), 3)
 
     return {
         "concurrency": args.concurrency,
@@ -225,7 +219,13 @@ def main() -> int:
         try:
             pids = [server.pid or 0 for server in servers]
             report = asyncio.run(
-                measure(args, token, (settings.port, pids[0]), (bare_port, pids[1]))
+                measure(
+                    args,
+                    token,
+                    (settings.port, pids[0]),
+                    (bare_port, pids[1]),
+                    lambda: all(server.is_alive() for server in servers),
+                )
             )
         finally:
             for server in servers:

@@ -81,6 +81,7 @@ from benchmarks.common import (
     percentile,
     prepare,
     run_gateway,
+    wait_message,
 )
 from core.logstore.schema import create_table_sql
 from core.logstore.store import COLUMNS, INSERT_SETTINGS, TABLE, WIRE_TYPES, event_row
@@ -680,6 +681,7 @@ async def measure(
     corpus: Corpus,
     gateway_process: multiprocessing.process.BaseProcess,
     raw: Connection,
+    raw_process: multiprocessing.process.BaseProcess,
 ) -> dict[str, Any]:
     base = f"http://{HOST}:{settings.port}"
     timeout = ClientTimeout(total=600)
@@ -690,7 +692,7 @@ async def measure(
             session, base, settings.admin_username, ADMIN_PASSWORD, gateway_process.is_alive
         )
         gateway = Gateway(session, base, token)
-        if await asyncio.to_thread(raw.recv) != "ready":
+        if await asyncio.to_thread(wait_message, raw, raw_process) != "ready":
             raise RuntimeError("the raw side did not start")
         rounds, used, encoded = await ingest_rounds(args, gateway, corpus, raw)
         load = await bulk_load(args, gateway, corpus, used)
@@ -829,12 +831,16 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     gateway = context.Process(target=run_gateway, args=(settings,))
     ours, theirs = context.Pipe()
     raw = context.Process(
-        target=run_raw, args=(theirs, data_dir / "raw" / "logstore", corpus), daemon=True
+        target=run_raw,
+        args=(theirs, data_dir / "raw" / "logstore", corpus),
+        name="raw side",
+        daemon=True,
     )
     gateway.start()
     raw.start()
+    theirs.close()  # the child's end is the child's alone: reading ours fails when it exits
     try:
-        report = await measure(args, settings, corpus, gateway, ours)
+        report = await measure(args, settings, corpus, gateway, ours, raw)
         gateway_peak = peak_rss_mib(gateway.pid or 0)
         workers_peak = [peak_rss_mib(pid) for pid in child_pids(gateway.pid or 0)]
         ours.send(None)
