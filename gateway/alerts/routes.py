@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from core.errors import AlertNotFound, CaseNotFound, Conflict, DuplicateAlert, ValidationFailed
 from core.events import Event
 from core.security.permissions import Permission
 from gateway.alerts import service
@@ -13,12 +14,13 @@ from gateway.alerts.schemas import (
     AlertCaseLink,
     AlertCreate,
     AlertListQuery,
-    AlertPage,
     AlertPromote,
+    AlertPromoted,
     AlertRead,
     AlertUpdate,
 )
-from gateway.http import json_response, parse_json, parse_query, principal
+from gateway.http import json_response, parse_json
+from gateway.kernel import as_caller, list_route
 from gateway.keys import BUS, DATABASE, RUNTIME
 from gateway.routing import Access, Route
 from gateway.streams import pump
@@ -32,65 +34,41 @@ def _publish(request: web.Request, topic: str, alert: AlertRead) -> AlertRead:
     return alert
 
 
-async def list_alerts(request: web.Request) -> web.Response:
-    query = parse_query(request, AlertListQuery)
-    async with request.app[DATABASE].session() as db:
-        alerts, total = await service.list_alerts(db=db, query=query)
-    page = AlertPage(
-        items=[AlertRead.model_validate(a) for a in alerts],
-        total=total,
-        limit=query.limit,
-        offset=query.offset,
-    )
-    return json_response(page)
-
-
 async def create_alert(request: web.Request) -> web.Response:
+    """Create an alert (201), or merge a duplicate into the open one (200, ``on_duplicate``)."""
     body = await parse_json(request, AlertCreate)
     window = request.app[RUNTIME].config.alert_dedup_window_seconds
-    async with request.app[DATABASE].session() as db:
-        alert, merged = await service.create_alert(
-            db=db, actor=principal(request).username, body=body, dedup_window_seconds=window
-        )
+    alert, merged = await as_caller(
+        request, service.create_alert, body=body, dedup_window_seconds=window
+    )
     _publish(request, "alerts.updated" if merged else "alerts.created", alert)
     return json_response(alert, status=200 if merged else 201)
 
 
 async def get_alert(request: web.Request) -> web.Response:
+    """One alert."""
     async with request.app[DATABASE].session() as db:
         alert = await service.get_alert(db=db, alert_id=request.match_info["alert_id"])
     return json_response(AlertRead.model_validate(alert))
 
 
 async def update_alert(request: web.Request) -> web.Response:
+    """Change an alert: its status along the triage workflow, severity, assignee, tags."""
     body = await parse_json(request, AlertUpdate)
-    async with request.app[DATABASE].session() as db:
-        alert = await service.update_alert(
-            db=db,
-            actor=principal(request).username,
-            alert_id=request.match_info["alert_id"],
-            body=body,
-        )
+    alert = await as_caller(request, service.update_alert, body=body)
     return json_response(_publish(request, "alerts.updated", alert))
 
 
 async def acknowledge_alert(request: web.Request) -> web.Response:
-    async with request.app[DATABASE].session() as db:
-        alert = await service.acknowledge_alert(
-            db=db, actor=principal(request).username, alert_id=request.match_info["alert_id"]
-        )
+    """Record who acknowledged the alert and when (again: unchanged)."""
+    alert = await as_caller(request, service.acknowledge_alert)
     return json_response(_publish(request, "alerts.updated", alert))
 
 
 async def promote_alert(request: web.Request) -> web.Response:
+    """Open a case from the alert, its entities as observables (the body is optional)."""
     body = await parse_json(request, AlertPromote) if request.can_read_body else AlertPromote()
-    async with request.app[DATABASE].session() as db:
-        promoted = await service.promote_alert(
-            db=db,
-            actor=principal(request).username,
-            alert_id=request.match_info["alert_id"],
-            body=body,
-        )
+    promoted = await as_caller(request, service.promote_alert, body=body)
     _publish(request, "alerts.updated", promoted.alert)
     request.app[BUS].publish(
         "cases.created", {"id": promoted.case_id, "from_alert": promoted.alert.id}
@@ -99,14 +77,9 @@ async def promote_alert(request: web.Request) -> web.Response:
 
 
 async def link_alert_to_case(request: web.Request) -> web.Response:
+    """Attach the alert and its entities to an existing case."""
     body = await parse_json(request, AlertCaseLink)
-    async with request.app[DATABASE].session() as db:
-        linked = await service.link_alert(
-            db=db,
-            actor=principal(request).username,
-            alert_id=request.match_info["alert_id"],
-            case_id=body.case_id,
-        )
+    linked = await as_caller(request, service.link_alert, case_id=body.case_id)
     _publish(request, "alerts.updated", linked.alert)
     request.app[BUS].publish(
         "cases.updated", {"id": linked.case_id, "linked_alert": linked.alert.id}
@@ -129,29 +102,62 @@ async def stream_alerts(request: web.Request) -> web.WebSocketResponse:
     return await pump(request, subscription, render)
 
 
+ALERT = "/api/v1/alerts/{alert_id}"
+R, W = Permission.ALERTS_READ, Permission.ALERTS_WRITE
 ROUTES = [
-    Route("GET", "/api/v1/alerts", list_alerts, Permission.ALERTS_READ),
-    Route("POST", "/api/v1/alerts", create_alert, Permission.ALERTS_WRITE),
-    Route("GET", "/api/v1/alerts/{alert_id}", get_alert, Permission.ALERTS_READ),
-    Route("PATCH", "/api/v1/alerts/{alert_id}", update_alert, Permission.ALERTS_WRITE),
+    list_route("/api/v1/alerts", service.list_alerts, AlertRead, R, query=AlertListQuery),
     Route(
         "POST",
-        "/api/v1/alerts/{alert_id}/acknowledge",
-        acknowledge_alert,
-        Permission.ALERTS_WRITE,
+        "/api/v1/alerts",
+        create_alert,
+        W,
+        body=AlertCreate,
+        response=AlertRead,
+        status=201,
+        errors=(DuplicateAlert,),
     ),
-    Route("POST", "/api/v1/alerts/{alert_id}/promote", promote_alert, Permission.ALERTS_WRITE),
+    Route("GET", ALERT, get_alert, R, response=AlertRead, errors=(AlertNotFound,)),
+    Route(
+        "PATCH",
+        ALERT,
+        update_alert,
+        W,
+        body=AlertUpdate,
+        response=AlertRead,
+        errors=(AlertNotFound, Conflict),
+    ),
     Route(
         "POST",
-        "/api/v1/alerts/{alert_id}/case-link",
+        ALERT + "/acknowledge",
+        acknowledge_alert,
+        W,
+        response=AlertRead,
+        errors=(AlertNotFound, Conflict, ValidationFailed),
+    ),
+    Route(
+        "POST",
+        ALERT + "/promote",
+        promote_alert,
+        W,
+        body=AlertPromote,
+        response=AlertPromoted,
+        status=201,
+        errors=(AlertNotFound, Conflict),
+    ),
+    Route(
+        "POST",
+        ALERT + "/case-link",
         link_alert_to_case,
-        Permission.ALERTS_WRITE,
+        W,
+        body=AlertCaseLink,
+        response=AlertPromoted,
+        errors=(AlertNotFound, CaseNotFound, Conflict),
     ),
     Route(
         "WS",
         "/api/v1/ws/alerts",
         stream_alerts,
         Access.AUTHENTICATED,
-        stream_permission=Permission.ALERTS_READ,
+        stream_permission=R,
     ),
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -11,13 +10,17 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from core.db.base import INTEGER_MAX
+from core.schemas import (  # noqa: F401 - SEVERITY_RANK, Offset: still imported from here by others
+    SEVERITY_RANK,
+    TAG,
+    Offset,
+    PageQuery,
+    Severity,
+    clean_tags,
+)
 from core.validation import MAX_JSON_DEPTH, UtcDatetime, bounded_json, json_depth
 
 log = logging.getLogger("aurora.alerts")
-
-Severity = Literal["informational", "low", "medium", "high", "critical"]
-SEVERITY_RANK = {"informational": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
-"""For sorting by severity, lowest first."""
 
 
 class AlertStatus(StrEnum):
@@ -36,7 +39,10 @@ RAW_MAX_BYTES = 256 * 1024
 for the longest command lines, but not a log file."""
 Raw = Annotated[dict[str, Any], AfterValidator(bounded_json(max_bytes=RAW_MAX_BYTES))]
 Version = Annotated[int, Field(ge=1, le=INTEGER_MAX)]
-Offset = Annotated[int, Field(ge=0, le=INTEGER_MAX)]
+"""The version a change was made against; a stale one is AURORA-4090."""
+MAX_TAGS = 50
+TagList = Annotated[list[str], Field(max_length=MAX_TAGS), AfterValidator(clean_tags)]
+"""Tags of an alert or a case: up to 50, cleaned by :func:`core.schemas.clean_tags`."""
 OMITTED = "_omitted"
 """The one key of what a response shows in place of a stored free-form value it cannot carry."""
 
@@ -50,18 +56,6 @@ def shown_json(value: Any, info: ValidationInfo) -> Any:
         log.warning("%s of %s: %s", info.field_name, info.data.get("id"), reason)
         return {OMITTED: reason}
     return value
-
-
-TAG = re.compile(r"^[a-z0-9][a-z0-9._:/@+-]{0,63}$")
-
-
-def clean_tags(tags: list[str]) -> list[str]:
-    """Lower-cased, deduplicated, sorted; letters, digits and ``._:/@+-`` only."""
-    cleaned = sorted({t.strip().lower() for t in tags})
-    bad = [t for t in cleaned if not TAG.match(t)]
-    if bad:
-        raise ValueError(f"invalid tag(s) {bad[:3]}: use 1-64 of a-z 0-9 . _ : / @ + -")
-    return cleaned
 
 
 class Entity(BaseModel):
@@ -78,10 +72,10 @@ class AlertCreate(BaseModel):
 
     title: str = Field(min_length=1, max_length=500)
     description: str | None = Field(default=None, max_length=20_000)
-    severity: Severity = "medium"
+    severity: Severity = Severity.MEDIUM
     source: str = Field(min_length=1, max_length=100)
     rule_id: str | None = Field(default=None, max_length=200)
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: TagList = Field(default_factory=list)
     entities: list[Entity] = Field(default_factory=list, max_length=200)
     raw: Raw | None = None
     observed_at: UtcDatetime | None = None
@@ -90,11 +84,6 @@ class AlertCreate(BaseModel):
     on_duplicate: Literal["reject", "merge"] = "reject"
     """What to do when an open alert with the same fingerprint exists within the window."""
 
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, tags: list[str]) -> list[str]:
-        return clean_tags(tags)
-
 
 class AlertUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -102,16 +91,10 @@ class AlertUpdate(BaseModel):
     status: AlertStatus | None = None
     severity: Severity | None = None
     assignee: str | None = Field(default=None, max_length=64)
-    tags: list[str] | None = Field(default=None, max_length=50)
+    tags: TagList | None = None
     title: str | None = Field(default=None, min_length=1, max_length=500)
     description: str | None = Field(default=None, max_length=20_000)
     version: Version | None = None
-    """The version the change was made against; a stale one is AURORA-4090."""
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, tags: list[str] | None) -> list[str] | None:
-        return None if tags is None else clean_tags(tags)
 
 
 class AlertRead(BaseModel):
@@ -170,19 +153,10 @@ class AlertPromoted(BaseModel):
     observables_skipped: list[str]
 
 
-class AlertPage(BaseModel):
-    items: list[AlertRead]
-    total: int
-    limit: int
-    offset: int
-
-
 SORTABLE = ("created_at", "last_seen", "severity", "status", "occurrences", "title")
 
 
-class AlertListQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AlertListQuery(PageQuery):
     status: AlertStatus | None = None
     severity: Severity | None = None
     source: str | None = Field(default=None, max_length=100)
@@ -192,5 +166,3 @@ class AlertListQuery(BaseModel):
     since: UtcDatetime | None = None
     until: UtcDatetime | None = None
     sort: str = Field(default="-created_at", pattern=r"^-?(" + "|".join(SORTABLE) + r")$")
-    limit: int = Field(default=50, ge=1, le=500)
-    offset: Offset = 0

@@ -10,15 +10,16 @@ from sqlalchemy import String, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.base import utcnow
-from core.db.commit import commit_versioned
+from core.db.commit import check_version, commit_versioned
+from core.db.lookup import get_or_404
 from core.db.pages import fetch_page
 from core.db.sequences import next_id
 from core.errors import AlertNotFound, Conflict, DuplicateAlert, ValidationFailed
-from core.validation import validate
+from core.schemas import SEVERITY_RANK
+from core.validation import field_error, validate
 from gateway.alerts.models import Alert
 from gateway.alerts.schemas import (
     CLOSED,
-    SEVERITY_RANK,
     AlertCreate,
     AlertListQuery,
     AlertPromote,
@@ -28,7 +29,8 @@ from gateway.alerts.schemas import (
     AlertUpdate,
     Entity,
 )
-from gateway.cases import service as cases
+from gateway.cases import api as cases
+from gateway.cases.models import Case
 from gateway.cases.schemas import CaseCreate
 from tools.ioc import normalise_ioc
 
@@ -76,15 +78,7 @@ def normalise_entities(entities: list[Entity]) -> list[dict[str, Any]]:
                 ioc = normalise_ioc(kind, entity.value)
             except ValidationFailed as err:
                 reason = err.detail[0]["msg"] if isinstance(err.detail, list) else str(err.detail)
-                raise ValidationFailed(
-                    [
-                        {
-                            "loc": ["body", "entities", index, "value"],
-                            "msg": reason,
-                            "type": "value_error",
-                        }
-                    ]
-                ) from err
+                raise field_error(["body", "entities", index, "value"], reason) from err
             item: dict[str, Any] = ioc.model_dump(exclude_none=True)
         else:
             value = entity.value.strip()
@@ -106,11 +100,11 @@ def fingerprint(
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-async def get_alert(*, db: AsyncSession, alert_id: str) -> Alert:
-    alert = await db.get(Alert, alert_id)
-    if alert is None:
-        raise AlertNotFound({"alert_id": alert_id})
-    return alert
+async def get_alert(*, db: AsyncSession, alert_id: str, lock: bool = False) -> Alert:
+    """The alert ``alert_id`` (with ``lock``, its row locked until commit); AURORA-4042."""
+    return await get_or_404(
+        db, Alert, alert_id, error=AlertNotFound, name="alert_id", for_update=lock
+    )
 
 
 async def _save(db: AsyncSession, alert: Alert) -> AlertRead:
@@ -187,6 +181,7 @@ async def create_alert(
 
 
 async def list_alerts(*, db: AsyncSession, query: AlertListQuery) -> tuple[list[Alert], int]:
+    """One page of the alerts matching the query's filters, in its order."""
     where: list[Any] = []
     for column, value in (
         (Alert.status, query.status.value if query.status else None),
@@ -220,15 +215,11 @@ def _transition(alert: Alert, target: AlertStatus, actor: str, now: datetime) ->
     if target == current:
         return
     if target not in TRANSITIONS[current]:
-        raise ValidationFailed(
-            [
-                {
-                    "loc": ["body", "status"],
-                    "type": "invalid_transition",
-                    "msg": f"an alert cannot go from {current.value} to {target.value}; allowed: "
-                    + ", ".join(sorted(s.value for s in TRANSITIONS[current])),
-                }
-            ]
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current]))
+        raise field_error(
+            ["body", "status"],
+            f"an alert cannot go from {current.value} to {target.value}; allowed: {allowed}",
+            "invalid_transition",
         )
     if target == AlertStatus.ACKNOWLEDGED or (
         current == AlertStatus.NEW and alert.acknowledged_at is None
@@ -243,14 +234,7 @@ async def update_alert(
 ) -> AlertRead:
     """Apply a partial update; a stale ``version`` (or a concurrent edit) is AURORA-4090."""
     alert = await get_alert(db=db, alert_id=alert_id)
-    if body.version is not None and body.version != alert.version:
-        raise Conflict(
-            {
-                "alert_id": alert_id,
-                "current_version": alert.version,
-                "reason": "the alert changed since you read it",
-            }
-        )
+    check_version(kind="alert", ident=alert_id, current=alert.version, wanted=body.version)
     now = utcnow()
     changes = body.model_dump(exclude_unset=True, exclude={"version", "status"})
     for key, value in changes.items():
@@ -268,14 +252,10 @@ async def acknowledge_alert(*, db: AsyncSession, actor: str, alert_id: str) -> A
     alert = await get_alert(db=db, alert_id=alert_id)
     status = AlertStatus(alert.status)
     if status in CLOSED:
-        raise ValidationFailed(
-            [
-                {
-                    "loc": ["path", "alert_id"],
-                    "type": "invalid_transition",
-                    "msg": f"a {status.value} alert cannot be acknowledged",
-                }
-            ]
+        raise field_error(
+            ["path", "alert_id"],
+            f"a {status.value} alert cannot be acknowledged",
+            "invalid_transition",
         )
     if alert.acknowledged_at is not None:
         return AlertRead.model_validate(alert)
@@ -287,15 +267,6 @@ async def acknowledge_alert(*, db: AsyncSession, actor: str, alert_id: str) -> A
     return await _save(db, alert)
 
 
-async def _lock(db: AsyncSession, alert_id: str) -> Alert:
-    alert = (
-        await db.execute(select(Alert).where(Alert.id == alert_id).with_for_update())
-    ).scalar_one_or_none()
-    if alert is None:
-        raise AlertNotFound({"alert_id": alert_id})
-    return alert
-
-
 def _work_started(alert: Alert, actor: str) -> None:
     now = utcnow()
     if alert.status in {AlertStatus.NEW.value, AlertStatus.ACKNOWLEDGED.value}:
@@ -305,20 +276,34 @@ def _work_started(alert: Alert, actor: str) -> None:
     alert.updated_at = now
 
 
+def _on_a_case(alert: Alert, reason: str) -> Conflict:
+    return Conflict({"alert_id": alert.id, "case_id": alert.case_id, "reason": reason})
+
+
+async def _put_on_case(db: AsyncSession, actor: str, alert: Alert, case_: Case) -> AlertPromoted:
+    """Carry the alert's entities to the case as observables, note the link on the case's
+    timeline, start work on the alert, and commit it all."""
+    origin = f"alert {alert.id}"
+    added, skipped = await cases.attach_observables(
+        db=db, actor=actor, case_=case_, entities=alert.entities, origin=origin
+    )
+    cases.record_link(db, case_, actor, alert.id)
+    alert.case_id = case_.id
+    _work_started(alert, actor)
+    read = await _save(db, alert)
+    return AlertPromoted(
+        alert=read, case_id=case_.id, observables_added=added, observables_skipped=skipped
+    )
+
+
 async def promote_alert(
     *, db: AsyncSession, actor: str, alert_id: str, body: AlertPromote
 ) -> AlertPromoted:
     """Open a case from the alert, carrying its entities as observables and linking back, in
     one transaction. An alert already on a case is AURORA-4090 naming it."""
-    alert = await _lock(db, alert_id)
+    alert = await get_alert(db=db, alert_id=alert_id, lock=True)
     if alert.case_id is not None:
-        raise Conflict(
-            {
-                "alert_id": alert_id,
-                "case_id": alert.case_id,
-                "reason": "the alert is already on a case",
-            }
-        )
+        raise _on_a_case(alert, "the alert is already on a case")
     fields: dict[str, Any] = {
         "title": alert.title,
         "description": alert.description,
@@ -328,22 +313,13 @@ async def promote_alert(
     }
     case_body = validate(CaseCreate, fields)
     case_ = await cases.open_case(db=db, actor=actor, body=case_body, origin=f"alert {alert.id}")
-    added, skipped = await cases.attach_observables(
-        db=db, actor=actor, case_=case_, entities=alert.entities, origin=f"alert {alert.id}"
-    )
-    cases.record_link(db, case_, actor, alert.id)
-    alert.case_id = case_.id
-    _work_started(alert, actor)
-    read = await _save(db, alert)
-    return AlertPromoted(
-        alert=read, case_id=case_.id, observables_added=added, observables_skipped=skipped
-    )
+    return await _put_on_case(db, actor, alert, case_)
 
 
 async def link_alert(*, db: AsyncSession, actor: str, alert_id: str, case_id: str) -> AlertPromoted:
     """Attach the alert (and its entities, as observables) to an existing case. Linking it
     again to the same case changes nothing; to another case is AURORA-4090."""
-    alert = await _lock(db, alert_id)
+    alert = await get_alert(db=db, alert_id=alert_id, lock=True)
     case_ = await cases.get_case(db=db, case_id=case_id)
     if alert.case_id == case_.id:
         return AlertPromoted(
@@ -353,20 +329,5 @@ async def link_alert(*, db: AsyncSession, actor: str, alert_id: str, case_id: st
             observables_skipped=[],
         )
     if alert.case_id is not None:
-        raise Conflict(
-            {
-                "alert_id": alert_id,
-                "case_id": alert.case_id,
-                "reason": "the alert is already on another case",
-            }
-        )
-    added, skipped = await cases.attach_observables(
-        db=db, actor=actor, case_=case_, entities=alert.entities, origin=f"alert {alert.id}"
-    )
-    cases.record_link(db, case_, actor, alert.id)
-    alert.case_id = case_.id
-    _work_started(alert, actor)
-    read = await _save(db, alert)
-    return AlertPromoted(
-        alert=read, case_id=case_.id, observables_added=added, observables_skipped=skipped
-    )
+        raise _on_a_case(alert, "the alert is already on another case")
+    return await _put_on_case(db, actor, alert, case_)
