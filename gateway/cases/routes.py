@@ -4,29 +4,28 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from core.errors import CaseNotFound, Conflict, NotFound
 from core.security.permissions import Permission
 from gateway.cases import service
 from gateway.cases.schemas import (
     CaseCreate,
     CaseDetail,
+    CaseItemsQuery,
     CaseListQuery,
-    CasePage,
     CaseRead,
     CaseUpdate,
     CommentCreate,
-    CommentPage,
     CommentRead,
     LinkedAlert,
     ObservableCreate,
-    ObservablePage,
-    PageQuery,
+    ObservableRead,
     TaskCreate,
-    TaskPage,
     TaskRead,
     TaskUpdate,
     TimelineEntry,
 )
-from gateway.http import json_response, no_content, parse_json, parse_query, principal
+from gateway.http import json_response, no_content, parse_json
+from gateway.kernel import as_caller, list_route
 from gateway.keys import BUS, DATABASE
 from gateway.routing import Route
 
@@ -37,27 +36,14 @@ def _publish(request: web.Request, topic: str, case: CaseRead) -> CaseRead:
     return case
 
 
-async def list_cases(request: web.Request) -> web.Response:
-    query = parse_query(request, CaseListQuery)
-    async with request.app[DATABASE].session() as db:
-        cases, total = await service.list_cases(db=db, query=query)
-    page = CasePage(
-        items=[CaseRead.model_validate(c) for c in cases],
-        total=total,
-        limit=query.limit,
-        offset=query.offset,
-    )
-    return json_response(page)
-
-
 async def create_case(request: web.Request) -> web.Response:
-    body = await parse_json(request, CaseCreate)
-    async with request.app[DATABASE].session() as db:
-        case = await service.create_case(db=db, actor=principal(request).username, body=body)
+    """Open a case."""
+    case = await as_caller(request, service.create_case, body=await parse_json(request, CaseCreate))
     return json_response(_publish(request, "cases.created", case), status=201)
 
 
 async def get_case(request: web.Request) -> web.Response:
+    """One case with its newest timeline entries and its alerts."""
     case_id = request.match_info["case_id"]
     async with request.app[DATABASE].session() as db:
         case = await service.get_case(db=db, case_id=case_id)
@@ -74,129 +60,114 @@ async def get_case(request: web.Request) -> web.Response:
 
 
 async def update_case(request: web.Request) -> web.Response:
-    body = await parse_json(request, CaseUpdate)
-    async with request.app[DATABASE].session() as db:
-        case = await service.update_case(
-            db=db,
-            actor=principal(request).username,
-            case_id=request.match_info["case_id"],
-            body=body,
-        )
+    """Change a case: its status along the workflow, severity, markings, assignee, tags."""
+    case = await as_caller(request, service.update_case, body=await parse_json(request, CaseUpdate))
     return json_response(_publish(request, "cases.updated", case))
 
 
 async def delete_case(request: web.Request) -> web.Response:
-    async with request.app[DATABASE].session() as db:
-        case = await service.delete_case(
-            db=db, actor=principal(request).username, case_id=request.match_info["case_id"]
-        )
-    _publish(request, "cases.updated", case)
+    """Delete a case (it stays stored, out of every read)."""
+    _publish(request, "cases.updated", await as_caller(request, service.delete_case))
     return no_content()
 
 
-async def list_observables(request: web.Request) -> web.Response:
-    query = parse_query(request, PageQuery)
-    case_id = request.match_info["case_id"]
-    async with request.app[DATABASE].session() as db:
-        observables, total = await service.list_observables(db=db, case_id=case_id, query=query)
-        similar = await service.similar_cases(db=db, case_id=case_id, observables=observables)
-    items = [service.observable_read(o, similar) for o in observables]
-    return json_response(
-        ObservablePage(items=items, total=total, limit=query.limit, offset=query.offset)
-    )
-
-
 async def add_observable(request: web.Request) -> web.Response:
+    """Add an observable (201), or merge a repeat into the one the case holds (200)."""
     body = await parse_json(request, ObservableCreate)
-    case_id = request.match_info["case_id"]
-    async with request.app[DATABASE].session() as db:
-        observable, merged = await service.add_observable(
-            db=db, actor=principal(request).username, case_id=case_id, body=body
-        )
+    observable, merged = await as_caller(request, service.add_observable, body=body)
     return json_response(observable, status=200 if merged else 201)
 
 
-async def list_comments(request: web.Request) -> web.Response:
-    query = parse_query(request, PageQuery)
-    async with request.app[DATABASE].session() as db:
-        comments, total = await service.list_comments(
-            db=db, case_id=request.match_info["case_id"], query=query
-        )
-    return json_response(
-        CommentPage(
-            items=[CommentRead.model_validate(c) for c in comments],
-            total=total,
-            limit=query.limit,
-            offset=query.offset,
-        )
-    )
-
-
 async def add_comment(request: web.Request) -> web.Response:
+    """Comment on a case."""
     body = await parse_json(request, CommentCreate)
-    async with request.app[DATABASE].session() as db:
-        comment = await service.add_comment(
-            db=db,
-            actor=principal(request).username,
-            case_id=request.match_info["case_id"],
-            body=body,
-        )
-    return json_response(comment, status=201)
-
-
-async def list_tasks(request: web.Request) -> web.Response:
-    query = parse_query(request, PageQuery)
-    async with request.app[DATABASE].session() as db:
-        tasks, total = await service.list_tasks(
-            db=db, case_id=request.match_info["case_id"], query=query
-        )
-    return json_response(
-        TaskPage(
-            items=[TaskRead.model_validate(t) for t in tasks],
-            total=total,
-            limit=query.limit,
-            offset=query.offset,
-        )
-    )
+    return json_response(await as_caller(request, service.add_comment, body=body), status=201)
 
 
 async def create_task(request: web.Request) -> web.Response:
+    """Add a task to a case."""
     body = await parse_json(request, TaskCreate)
-    async with request.app[DATABASE].session() as db:
-        task = await service.create_task(
-            db=db,
-            actor=principal(request).username,
-            case_id=request.match_info["case_id"],
-            body=body,
-        )
-    return json_response(task, status=201)
+    return json_response(await as_caller(request, service.create_task, body=body), status=201)
 
 
 async def update_task(request: web.Request) -> web.Response:
+    """Change a task of a case."""
     body = await parse_json(request, TaskUpdate)
-    async with request.app[DATABASE].session() as db:
-        task = await service.update_task(
-            db=db,
-            actor=principal(request).username,
-            case_id=request.match_info["case_id"],
-            task_id=request.match_info["task_id"],
-            body=body,
-        )
-    return json_response(task)
+    return json_response(await as_caller(request, service.update_task, body=body))
 
 
+CASE = "/api/v1/cases/{case_id}"
 R, W = Permission.CASES_READ, Permission.CASES_WRITE
+GONE = (CaseNotFound,)
+"""What every route under one case can answer: the case is unknown or deleted."""
 ROUTES = [
-    Route("GET", "/api/v1/cases", list_cases, R),
-    Route("POST", "/api/v1/cases", create_case, W),
-    Route("GET", "/api/v1/cases/{case_id}", get_case, R),
-    Route("PATCH", "/api/v1/cases/{case_id}", update_case, W),
-    Route("DELETE", "/api/v1/cases/{case_id}", delete_case, W),
-    Route("GET", "/api/v1/cases/{case_id}/observables", list_observables, R),
-    Route("POST", "/api/v1/cases/{case_id}/observables", add_observable, W),
-    Route("GET", "/api/v1/cases/{case_id}/comments", list_comments, R),
-    Route("POST", "/api/v1/cases/{case_id}/comments", add_comment, W),
-    Route("GET", "/api/v1/cases/{case_id}/tasks", list_tasks, R),
-    Route("POST", "/api/v1/cases/{case_id}/tasks", create_task, W),
-    Route("PATCH", "/api/v1/cases/{case_id}/tasks/{task_id}", update_task, W),
+    list_route("/api/v1/cases", service.list_cases, CaseRead, R, query=CaseListQuery),
+    Route("POST", "/api/v1/cases", create_case, W, body=CaseCreate, response=CaseRead, status=201),
+    Route("GET", CASE, get_case, R, response=CaseDetail, errors=GONE),
+    Route(
+        "PATCH",
+        CASE,
+        update_case,
+        W,
+        body=CaseUpdate,
+        response=CaseRead,
+        errors=(*GONE, Conflict),
+    ),
+    Route("DELETE", CASE, delete_case, W, status=204, errors=(*GONE, Conflict)),
+    list_route(
+        CASE + "/observables",
+        service.list_observable_reads,
+        ObservableRead,
+        R,
+        query=CaseItemsQuery,
+        errors=GONE,
+    ),
+    Route(
+        "POST",
+        CASE + "/observables",
+        add_observable,
+        W,
+        body=ObservableCreate,
+        response=ObservableRead,
+        status=201,
+        errors=(*GONE, Conflict),
+    ),
+    list_route(
+        CASE + "/comments",
+        service.list_comments,
+        CommentRead,
+        R,
+        query=CaseItemsQuery,
+        errors=GONE,
+    ),
+    Route(
+        "POST",
+        CASE + "/comments",
+        add_comment,
+        W,
+        body=CommentCreate,
+        response=CommentRead,
+        status=201,
+        errors=(*GONE, Conflict),
+    ),
+    list_route(CASE + "/tasks", service.list_tasks, TaskRead, R, query=CaseItemsQuery, errors=GONE),
+    Route(
+        "POST",
+        CASE + "/tasks",
+        create_task,
+        W,
+        body=TaskCreate,
+        response=TaskRead,
+        status=201,
+        errors=(*GONE, Conflict),
+    ),
+    Route(
+        "PATCH",
+        CASE + "/tasks/{task_id}",
+        update_task,
+        W,
+        body=TaskUpdate,
+        response=TaskRead,
+        errors=(*GONE, NotFound, Conflict),
+    ),
 ]

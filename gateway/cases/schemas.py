@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from core.schemas import TAG, Limit, PageQuery, Severity
 from core.validation import UtcDatetime
-from gateway.alerts.schemas import TAG, Offset, Severity, Version, clean_tags
+from gateway.alerts.schemas import TagList, Version
 
 
 class CaseStatus(StrEnum):
@@ -26,20 +27,27 @@ class TaskStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-Tlp = Literal["TLP:CLEAR", "TLP:GREEN", "TLP:AMBER", "TLP:AMBER+STRICT", "TLP:RED"]
-Pap = Literal["PAP:CLEAR", "PAP:GREEN", "PAP:AMBER", "PAP:RED"]
+def _marking(prefix: str) -> BeforeValidator:
+    """``amber``, ``tlp:amber`` and ``TLP:AMBER`` are one marking; anything else is left for
+    the Literal to refuse."""
+
+    def spelled(value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip().upper()
+            return text if text.startswith(f"{prefix}:") else f"{prefix}:{text}"
+        return value
+
+    return BeforeValidator(spelled)
+
+
+Tlp = Annotated[
+    Literal["TLP:CLEAR", "TLP:GREEN", "TLP:AMBER", "TLP:AMBER+STRICT", "TLP:RED"],
+    _marking("TLP"),
+]
+Pap = Annotated[Literal["PAP:CLEAR", "PAP:GREEN", "PAP:AMBER", "PAP:RED"], _marking("PAP")]
 COMMENT_MAX_CHARS = 50_000
 TIMELINE_LIMIT = 200
 """How many of the newest timeline entries ``GET /cases/{case_id}`` carries."""
-
-
-def _marking(prefix: str, value: Any) -> Any:
-    """``amber``, ``tlp:amber`` and ``TLP:AMBER`` are one marking; anything else is left for
-    the Literal to refuse."""
-    if isinstance(value, str):
-        text = value.strip().upper()
-        return text if text.startswith(f"{prefix}:") else f"{prefix}:{text}"
-    return value
 
 
 class CaseCreate(BaseModel):
@@ -47,26 +55,11 @@ class CaseCreate(BaseModel):
 
     title: str = Field(min_length=1, max_length=500)
     description: str | None = Field(default=None, max_length=50_000)
-    severity: Severity = "medium"
+    severity: Severity = Severity.MEDIUM
     tlp: Tlp = "TLP:AMBER"
     pap: Pap = "PAP:AMBER"
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: TagList = Field(default_factory=list)
     assignee: str | None = Field(default=None, min_length=1, max_length=64)
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, tags: list[str]) -> list[str]:
-        return clean_tags(tags)
-
-    @field_validator("tlp", mode="before")
-    @classmethod
-    def _tlp(cls, value: Any) -> Any:
-        return _marking("TLP", value)
-
-    @field_validator("pap", mode="before")
-    @classmethod
-    def _pap(cls, value: Any) -> Any:
-        return _marking("PAP", value)
 
 
 class CaseUpdate(BaseModel):
@@ -78,25 +71,9 @@ class CaseUpdate(BaseModel):
     severity: Severity | None = None
     tlp: Tlp | None = None
     pap: Pap | None = None
-    tags: list[str] | None = Field(default=None, max_length=50)
+    tags: TagList | None = None
     assignee: str | None = Field(default=None, min_length=1, max_length=64)
     version: Version | None = None
-    """The version the change was made against; a stale one is AURORA-4090."""
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, tags: list[str] | None) -> list[str] | None:
-        return None if tags is None else clean_tags(tags)
-
-    @field_validator("tlp", mode="before")
-    @classmethod
-    def _tlp(cls, value: Any) -> Any:
-        return _marking("TLP", value)
-
-    @field_validator("pap", mode="before")
-    @classmethod
-    def _pap(cls, value: Any) -> Any:
-        return _marking("PAP", value)
 
 
 class CaseRead(BaseModel):
@@ -143,38 +120,26 @@ class LinkedAlert(BaseModel):
 
 class CaseDetail(CaseRead):
     timeline: list[TimelineEntry]
+    """The newest :data:`TIMELINE_LIMIT` entries, newest first."""
     alerts: list[LinkedAlert]
     """The alerts promoted to or linked with this case."""
-    """The newest :data:`TIMELINE_LIMIT` entries, newest first."""
-
-
-class CasePage(BaseModel):
-    items: list[CaseRead]
-    total: int
-    limit: int
-    offset: int
 
 
 SORTABLE = ("created_at", "updated_at", "severity", "status", "title")
 
 
-class CaseListQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CaseListQuery(PageQuery):
     status: CaseStatus | None = None
     severity: Severity | None = None
     assignee: str | None = Field(default=None, max_length=64)
     tag: str | None = Field(default=None, pattern=TAG.pattern)
     sort: str = Field(default="-created_at", pattern=r"^-?(" + "|".join(SORTABLE) + r")$")
-    limit: int = Field(default=50, ge=1, le=500)
-    offset: Offset = 0
 
 
-class PageQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CaseItemsQuery(PageQuery):
+    """A page of a case's observables, comments or tasks: 100 by default."""
 
-    limit: int = Field(default=100, ge=1, le=500)
-    offset: Offset = 0
+    limit: Limit = 100
 
 
 class ObservableCreate(BaseModel):
@@ -185,15 +150,10 @@ class ObservableCreate(BaseModel):
     ioc: bool = False
     sighted: bool = False
     description: str | None = Field(default=None, max_length=10_000)
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: TagList = Field(default_factory=list)
     on_duplicate: Literal["reject", "merge"] = "reject"
     """A repeat of an observable already on the case: AURORA-4090, or merged into it (flags
     OR-ed, tags united, a missing description filled in)."""
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, tags: list[str]) -> list[str]:
-        return clean_tags(tags)
 
 
 class SimilarCase(BaseModel):
@@ -219,13 +179,6 @@ class ObservableRead(BaseModel):
     """The other live cases holding the same (type, value)."""
 
 
-class ObservablePage(BaseModel):
-    items: list[ObservableRead]
-    total: int
-    limit: int
-    offset: int
-
-
 class CommentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -248,13 +201,6 @@ class CommentRead(BaseModel):
     author: str
     body: str
     created_at: datetime
-
-
-class CommentPage(BaseModel):
-    items: list[CommentRead]
-    total: int
-    limit: int
-    offset: int
 
 
 class TaskCreate(BaseModel):
@@ -291,10 +237,3 @@ class TaskRead(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
-
-
-class TaskPage(BaseModel):
-    items: list[TaskRead]
-    total: int
-    limit: int
-    offset: int

@@ -7,17 +7,19 @@ import re
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import String, cast, func, select, tuple_
+from sqlalchemy import String, cast, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.base import utcnow
-from core.db.commit import commit_versioned
-from core.db.pages import fetch_page
+from core.db.commit import check_version, commit_versioned
+from core.db.lookup import get_or_404
+from core.db.pages import fetch_page, fetch_rows
 from core.db.sequences import next_id
 from core.errors import CaseNotFound, Conflict, NotFound, ValidationFailed
+from core.schemas import SEVERITY_RANK, PageQuery
+from core.validation import field_error
 from gateway.alerts.models import Alert
-from gateway.alerts.schemas import SEVERITY_RANK
 from gateway.cases.models import Case, CaseComment, CaseEvent, CaseObservable, CaseTask
 from gateway.cases.schemas import (
     TIMELINE_LIMIT,
@@ -30,7 +32,6 @@ from gateway.cases.schemas import (
     CommentRead,
     ObservableCreate,
     ObservableRead,
-    PageQuery,
     SimilarCase,
     TaskCreate,
     TaskRead,
@@ -75,7 +76,7 @@ _OWN_RULES: Final = frozenset({"host", "hostname", "user", "filename", "asn", "m
 
 
 def _bad(reason: str, field: str = "value") -> ValidationFailed:
-    return ValidationFailed([{"loc": ["body", field], "msg": reason, "type": "value_error"}])
+    return field_error(["body", field], reason)
 
 
 def normalise_observable(kind: str, value: str) -> tuple[str, str | None, str]:
@@ -163,10 +164,11 @@ def _wire(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-async def get_case(*, db: AsyncSession, case_id: str) -> Case:
-    """The live case ``case_id``; unknown or deleted is AURORA-4041."""
-    found = await db.get(Case, case_id)
-    if found is None or found.deleted_at is not None:
+async def get_case(*, db: AsyncSession, case_id: str, include_deleted: bool = False) -> Case:
+    """The live case ``case_id`` (or a deleted one, with ``include_deleted``); unknown or
+    deleted is AURORA-4041."""
+    found = await get_or_404(db, Case, case_id, error=CaseNotFound, name="case_id")
+    if found.deleted_at is not None and not include_deleted:
         raise CaseNotFound({"case_id": case_id})
     return found
 
@@ -196,6 +198,7 @@ async def _save_case(db: AsyncSession, case_: Case) -> CaseRead:
 
 
 async def list_cases(*, db: AsyncSession, query: CaseListQuery) -> tuple[list[Case], int]:
+    """One page of the live cases matching the query's filters, in its order."""
     where: list[Any] = [Case.deleted_at.is_(None)]
     for column, value in (
         (Case.status, query.status.value if query.status else None),
@@ -218,27 +221,12 @@ async def list_cases(*, db: AsyncSession, query: CaseListQuery) -> tuple[list[Ca
     )
 
 
-def _check_version(kind: str, ident: str, current: int, wanted: int | None) -> None:
-    if wanted is not None and wanted != current:
-        raise Conflict(
-            {
-                f"{kind}_id": ident,
-                "current_version": current,
-                "reason": f"the {kind} changed since you read it",
-            }
-        )
-
-
 def _invalid_transition(kind: str, current: str, target: str, allowed: frozenset[Any]) -> None:
-    raise ValidationFailed(
-        [
-            {
-                "loc": ["body", "status"],
-                "type": "invalid_transition",
-                "msg": f"a {kind} cannot go from {current} to {target}; allowed: "
-                + ", ".join(sorted(s.value for s in allowed)),
-            }
-        ]
+    names = ", ".join(sorted(s.value for s in allowed))
+    raise field_error(
+        ["body", "status"],
+        f"a {kind} cannot go from {current} to {target}; allowed: {names}",
+        "invalid_transition",
     )
 
 
@@ -247,7 +235,7 @@ async def update_case(*, db: AsyncSession, actor: str, case_id: str, body: CaseU
     ``version`` or a concurrent edit is AURORA-4090, a status change the workflow does not
     allow is AURORA-4220."""
     found = await get_case(db=db, case_id=case_id)
-    _check_version("case", case_id, found.version, body.version)
+    check_version(kind="case", ident=case_id, current=found.version, wanted=body.version)
     now = utcnow()
     changes: dict[str, dict[str, Any]] = {}
     for name, value in body.model_dump(exclude_unset=True, exclude={"version"}).items():
@@ -309,22 +297,24 @@ async def _children[M: (CaseObservable, CaseComment, CaseTask)](
 ) -> tuple[list[M], int]:
     """One page of a live case's observables, comments or tasks, oldest first."""
     await get_case(db=db, case_id=case_id)
-    where = model.case_id == case_id
-    rows = await db.execute(
-        select(model)
-        .where(where)
-        .order_by(model.created_at, model.id)
-        .limit(query.limit)
-        .offset(query.offset)
-    )
-    total = await db.execute(select(func.count()).select_from(model).where(where))
-    return list(rows.scalars()), int(total.scalar_one())
+    rows = select(model).where(model.case_id == case_id).order_by(model.created_at, model.id)
+    return await fetch_rows(db, rows, limit=query.limit, offset=query.offset)
 
 
 async def list_observables(
     *, db: AsyncSession, case_id: str, query: PageQuery
 ) -> tuple[list[CaseObservable], int]:
+    """One page of the case's observables, oldest first; AURORA-4041 for no live case."""
     return await _children(db, CaseObservable, case_id, query)
+
+
+async def list_observable_reads(
+    *, db: AsyncSession, case_id: str, query: PageQuery
+) -> tuple[list[ObservableRead], int]:
+    """:func:`list_observables` as the API shows them, each with the other cases holding it."""
+    observables, total = await list_observables(db=db, case_id=case_id, query=query)
+    similar = await similar_cases(db=db, case_id=case_id, observables=observables)
+    return [observable_read(o, similar) for o in observables], total
 
 
 async def _existing_observable(
@@ -428,6 +418,7 @@ async def add_observable(
 async def list_comments(
     *, db: AsyncSession, case_id: str, query: PageQuery
 ) -> tuple[list[CaseComment], int]:
+    """One page of the case's comments, oldest first."""
     return await _children(db, CaseComment, case_id, query)
 
 
@@ -447,6 +438,7 @@ async def add_comment(
 async def list_tasks(
     *, db: AsyncSession, case_id: str, query: PageQuery
 ) -> tuple[list[CaseTask], int]:
+    """One page of the case's tasks, oldest first."""
     return await _children(db, CaseTask, case_id, query)
 
 
@@ -482,10 +474,10 @@ async def update_task(
     """Apply a partial update to a task of the case; an unknown task (or one of another case)
     is AURORA-4040, a stale version AURORA-4090, a disallowed status change AURORA-4220."""
     found = await get_case(db=db, case_id=case_id)
-    task = await db.get(CaseTask, task_id)
-    if task is None or task.case_id != case_id:
-        raise NotFound({"case_id": case_id, "task_id": task_id})
-    _check_version("task", task_id, task.version, body.version)
+    task = await get_or_404(db, CaseTask, task_id, name="task_id")
+    if task.case_id != case_id:
+        raise NotFound({"task_id": task_id})
+    check_version(kind="task", ident=task_id, current=task.version, wanted=body.version)
     changes: dict[str, dict[str, Any]] = {}
     for name, value in body.model_dump(exclude_unset=True, exclude={"version"}).items():
         if name in {"title", "status"} and value is None:

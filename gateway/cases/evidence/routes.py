@@ -13,23 +13,23 @@ from collections.abc import Awaitable
 from aiohttp import BodyPartReader, web
 
 from core.blobs import StagedBlob
-from core.errors import PayloadTooLarge, RequestTimeout, ValidationFailed
+from core.errors import CaseNotFound, NotFound, PayloadTooLarge, RequestTimeout
 from core.security.permissions import Permission
-from core.validation import validate
+from core.validation import field_error, validate
 from gateway.cases.evidence import service
+from gateway.cases.evidence.models import EvidenceItem, EvidenceLedgerEntry
 from gateway.cases.evidence.schemas import (
     Custody,
     CustodyEvent,
     EvidenceCreate,
-    EvidencePage,
+    EvidenceListQuery,
     EvidenceRead,
     Ledger,
-    LedgerEntryRead,
-    LedgerVerification,
 )
 from gateway.cases.evidence.upload import CONTENT_FIELD, FIELD_BYTES, JsonUpload
-from gateway.http import iter_body, json_response, principal
-from gateway.keys import BLOBS, DATABASE, LEDGER_KEYS, SETTINGS
+from gateway.http import iter_body, json_response
+from gateway.kernel import as_caller, list_route
+from gateway.keys import BLOBS, LEDGER_KEYS, SETTINGS
 from gateway.routing import Route
 
 # The limit that counts is the evidence limit from settings, enforced while reading (see
@@ -40,10 +40,6 @@ ENVELOPE_BYTES = 1 << 20
 """What an upload body may hold besides its content: the other fields, the form's headers."""
 
 
-def _invalid(loc: list[str], msg: str) -> ValidationFailed:
-    return ValidationFailed([{"loc": loc, "msg": msg, "type": "value_error"}])
-
-
 def upload_limit(request: web.Request) -> int:
     """The largest upload body: the evidence limit, base64-encoded, and its envelope."""
     content = request.app[SETTINGS].evidence_max_bytes
@@ -51,19 +47,17 @@ def upload_limit(request: web.Request) -> int:
 
 
 async def _record(request: web.Request, staged: StagedBlob, upload: EvidenceCreate) -> EvidenceRead:
-    async with request.app[DATABASE].session() as db:
-        item = await service.add_evidence(
-            db=db,
-            blobs=request.app[BLOBS],
-            keys=request.app[LEDGER_KEYS],
-            case_id=request.match_info["case_id"],
-            actor=principal(request).username,
-            name=upload.name,
-            content_type=upload.content_type,
-            description=upload.description,
-            reason=upload.reason,
-            content=staged,
-        )
+    item = await as_caller(
+        request,
+        service.add_evidence,
+        blobs=request.app[BLOBS],
+        keys=request.app[LEDGER_KEYS],
+        name=upload.name,
+        content_type=upload.content_type,
+        description=upload.description,
+        reason=upload.reason,
+        content=staged,
+    )
     return EvidenceRead.model_validate(item)
 
 
@@ -74,22 +68,16 @@ async def _upload(request: web.Request) -> EvidenceRead:
     if request.content_type == "multipart/form-data":
         return await _upload_multipart(request)
     if request.content_type != "application/json":
-        raise ValidationFailed(
-            [
-                {
-                    "loc": ["body"],
-                    "msg": "Content-Type must be application/json or multipart/form-data",
-                    "type": "content_type",
-                }
-            ]
+        raise field_error(
+            ["body"],
+            "Content-Type must be application/json or multipart/form-data",
+            "content_type",
         )
     with request.app[BLOBS].stage() as staged:
         body = JsonUpload(iter_body(request, limit=limit), staged.write)
         await body.read()
         if not body.has_content:
-            raise ValidationFailed(
-                [{"loc": ["body", CONTENT_FIELD], "msg": "Field required", "type": "missing"}]
-            )
+            raise field_error(["body", CONTENT_FIELD], "Field required", "missing")
         upload = validate(EvidenceCreate, {**body.fields, CONTENT_FIELD: "-"})
         return await _record(request, staged, upload)
 
@@ -112,7 +100,7 @@ async def _text_part(request: web.Request, part: BodyPartReader, limit: int) -> 
     while chunk := await _within(request, part.read_chunk(1 << 16), limit):
         data += chunk
         if len(data) > FIELD_BYTES:
-            raise _invalid(["body", str(part.name)], f"limited to {FIELD_BYTES} bytes")
+            raise field_error(["body", str(part.name)], f"limited to {FIELD_BYTES} bytes")
     return data.decode("utf-8", "replace")
 
 
@@ -123,14 +111,14 @@ async def _upload_multipart(request: web.Request) -> EvidenceRead:
     fields: dict[str, str] = {}
     while (part := await _within(request, reader.next(), limit)) is not None:
         if not isinstance(part, BodyPartReader):
-            raise _invalid(["body"], "nested multipart is not supported")
+            raise field_error(["body"], "nested multipart is not supported")
         if part.name in TEXT_FIELDS:
             if part.name in fields:
-                raise _invalid(["body", part.name], "given twice")
+                raise field_error(["body", part.name], "given twice")
             fields[part.name] = await _text_part(request, part, limit)
             continue
         if part.name != "file":
-            raise _invalid(["body", str(part.name)], "unexpected form field")
+            raise field_error(["body", str(part.name)], "unexpected form field")
         upload = validate(
             EvidenceCreate,
             {
@@ -146,77 +134,70 @@ async def _upload_multipart(request: web.Request) -> EvidenceRead:
             while chunk := await _within(request, part.read_chunk(1 << 16), limit):
                 staged.write(chunk)
             return await _record(request, staged, upload)
-    raise _invalid(["body", "file"], "a 'file' part is required")
+    raise field_error(["body", "file"], "a 'file' part is required")
 
 
 async def create_evidence(request: web.Request) -> web.Response:
+    """Add evidence: a multipart ``file`` part, or JSON with the content base64-encoded."""
     return json_response(await _upload(request), status=201)
 
 
-async def list_evidence(request: web.Request) -> web.Response:
-    async with request.app[DATABASE].session() as db:
-        items = await service.list_evidence(db=db, case_id=request.match_info["case_id"])
-    reads = [EvidenceRead.model_validate(i) for i in items]
-    return json_response(EvidencePage(items=reads, total=len(reads)))
+async def _view(request: web.Request, what: str) -> tuple[EvidenceItem, list[EvidenceLedgerEntry]]:
+    """The evidence and its ledger, its reader's view recorded in the ledger."""
+    return await as_caller(request, service.record_access, keys=request.app[LEDGER_KEYS], what=what)
 
 
 async def get_custody(request: web.Request) -> web.Response:
-    async with request.app[DATABASE].session() as db:
-        item, entries = await service.record_access(
-            db=db,
-            keys=request.app[LEDGER_KEYS],
-            case_id=request.match_info["case_id"],
-            evidence_id=request.match_info["evidence_id"],
-            actor=principal(request).username,
-            what="viewed the custody chain",
-        )
+    """The custody chain of a piece of evidence (viewing it is recorded in it)."""
+    item, entries = await _view(request, "viewed the custody chain")
     events = [CustodyEvent.model_validate(e, from_attributes=True) for e in entries]
     return json_response(Custody(evidence_id=item.id, events=events))
 
 
 async def get_ledger(request: web.Request) -> web.Response:
-    async with request.app[DATABASE].session() as db:
-        item, entries = await service.record_access(
-            db=db,
-            keys=request.app[LEDGER_KEYS],
-            case_id=request.match_info["case_id"],
-            evidence_id=request.match_info["evidence_id"],
-            actor=principal(request).username,
-            what="viewed the ledger",
-        )
-    result = service.verify(item, entries, request.app[LEDGER_KEYS])
-    blob_intact = None
-    if item.purged_at is None:
-        blobs = request.app[BLOBS]
-        blob_intact = blobs.exists(item.sha256) and await asyncio.to_thread(
-            blobs.verify, item.sha256
-        )
-    ledger = Ledger(
-        evidence_id=item.id,
-        sha256=item.sha256,
-        entries=[LedgerEntryRead.model_validate(e, from_attributes=True) for e in entries],
-        verification=LedgerVerification(
-            valid=result.valid and blob_intact is not False,
-            entries=result.entries,
-            expected_entries=item.ledger_length,
-            head=result.head,
-            broken_at=result.broken_at,
-            reason=result.reason
-            if not result.valid
-            else (None if blob_intact is not False else "the stored content no longer matches"),
-            blob_intact=blob_intact,
-            legacy_entries=result.legacy,
-        ),
-    )
+    """The ledger of a piece of evidence, verified, with its stored content checked."""
+    item, entries = await _view(request, "viewed the ledger")
+    ledger = await service.check_ledger(item, entries, request.app[LEDGER_KEYS], request.app[BLOBS])
     return json_response(ledger)
 
 
 EVIDENCE = "/api/v1/cases/{case_id}/evidence"
+ITEM = EVIDENCE + "/{evidence_id}"
 ROUTES = [
-    Route("GET", EVIDENCE, list_evidence, Permission.CASES_READ),
-    Route(
-        "POST", EVIDENCE, create_evidence, Permission.CASES_WRITE, max_body_bytes=UPLOAD_BODY_LIMIT
+    list_route(
+        EVIDENCE,
+        service.list_evidence,
+        EvidenceRead,
+        Permission.CASES_READ,
+        query=EvidenceListQuery,
+        errors=(CaseNotFound,),
     ),
-    Route("GET", EVIDENCE + "/{evidence_id}/custody", get_custody, Permission.CASES_READ),
-    Route("GET", EVIDENCE + "/{evidence_id}/ledger", get_ledger, Permission.CASES_READ),
+    Route(
+        "POST",
+        EVIDENCE,
+        create_evidence,
+        Permission.CASES_WRITE,
+        max_body_bytes=UPLOAD_BODY_LIMIT,
+        body=EvidenceCreate,
+        body_media="multipart/form-data",
+        response=EvidenceRead,
+        status=201,
+        errors=(CaseNotFound,),
+    ),
+    Route(
+        "GET",
+        ITEM + "/custody",
+        get_custody,
+        Permission.CASES_READ,
+        response=Custody,
+        errors=(CaseNotFound, NotFound),
+    ),
+    Route(
+        "GET",
+        ITEM + "/ledger",
+        get_ledger,
+        Permission.CASES_READ,
+        response=Ledger,
+        errors=(CaseNotFound, NotFound),
+    ),
 ]

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.schemas import Limit, PageQuery
+
 
 class EvidenceCreate(BaseModel):
     """JSON form of an upload: the content base64-encoded (multipart takes a ``file`` part)."""
@@ -36,9 +38,10 @@ class EvidenceRead(BaseModel):
     purged_at: datetime | None
 
 
-class EvidencePage(BaseModel):
-    items: list[EvidenceRead]
-    total: int
+class EvidenceListQuery(PageQuery):
+    """A page of a case's evidence: 500 by default (the list was whole before it had pages)."""
+
+    limit: Limit = 500
 
 
 class CustodyEvent(BaseModel):

@@ -9,6 +9,7 @@ ledger does not grow it without bound.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -16,11 +17,17 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.blobs import BlobStore, StagedBlob
+from core.db.lookup import get_or_404
+from core.db.pages import fetch_rows
 from core.db.sequences import next_id
-from core.errors import CaseNotFound, NotFound, ValidationFailed
+from core.errors import NotFound
 from core.ledger import GENESIS, SEAL_ACTION, Keyring, LedgerRow, Verification, verify_chain
+from core.schemas import PageQuery
+from core.validation import field_error
 from gateway.cases.evidence.models import EvidenceItem, EvidenceLedgerEntry
+from gateway.cases.evidence.schemas import Ledger, LedgerEntryRead, LedgerVerification
 from gateway.cases.models import Case
+from gateway.cases.service import get_case
 
 ACTIONS = frozenset({"create", "access", "download", "transfer", "export", "purge", SEAL_ACTION})
 VIEW_WINDOW: Final = timedelta(hours=1)
@@ -48,17 +55,10 @@ def ledger_fields(entry: EvidenceLedgerEntry) -> dict[str, Any]:
     }
 
 
-async def _case(db: AsyncSession, case_id: str, *, include_deleted: bool = False) -> Case:
-    case = await db.get(Case, case_id)
-    if case is None or (case.deleted_at is not None and not include_deleted):
-        raise CaseNotFound({"case_id": case_id})
-    return case
-
-
 async def get_evidence(
     *, db: AsyncSession, case_id: str, evidence_id: str, lock: bool = False
 ) -> EvidenceItem:
-    await _case(db, case_id, include_deleted=True)
+    await get_case(db=db, case_id=case_id, include_deleted=True)
     query = select(EvidenceItem).where(
         EvidenceItem.id == evidence_id, EvidenceItem.case_id == case_id
     )
@@ -153,15 +153,7 @@ async def append_custody(
     the caller's transaction; the item row should be locked, see :func:`get_evidence`
     ``lock``). A legacy ledger is sealed first, while the one-time seal has not run yet."""
     if action not in ACTIONS or action == SEAL_ACTION:
-        raise ValidationFailed(
-            [
-                {
-                    "loc": ["action"],
-                    "msg": f"unknown custody action {action!r}",
-                    "type": "value_error",
-                }
-            ]
-        )
+        raise field_error(["action"], f"unknown custody action {action!r}")
     if not keys.legacy_sealed and await _head_is_legacy(db, item):
         await _seal_legacy(db, keys, item)
     return _append(
@@ -213,7 +205,7 @@ async def add_evidence(
 ) -> EvidenceItem:
     """Put the staged content in place, then record the evidence and its ``create`` custody
     event. If recording fails, a blob this call created is removed again."""
-    await _case(db, case_id)
+    await get_case(db=db, case_id=case_id)
     stored = await content.commit()
     try:
         item = EvidenceItem(
@@ -253,14 +245,17 @@ async def add_evidence(
     return item
 
 
-async def list_evidence(*, db: AsyncSession, case_id: str) -> list[EvidenceItem]:
-    await _case(db, case_id)
-    rows = await db.execute(
+async def list_evidence(
+    *, db: AsyncSession, case_id: str, query: PageQuery
+) -> tuple[list[EvidenceItem], int]:
+    """One page of the live case's evidence, oldest first; AURORA-4041 for no live case."""
+    await get_case(db=db, case_id=case_id)
+    rows = (
         select(EvidenceItem)
         .where(EvidenceItem.case_id == case_id)
         .order_by(EvidenceItem.created_at, EvidenceItem.id)
     )
-    return list(rows.scalars())
+    return await fetch_rows(db, rows, limit=query.limit, offset=query.offset)
 
 
 async def ledger_entries(*, db: AsyncSession, evidence_id: str) -> list[EvidenceLedgerEntry]:
@@ -275,6 +270,37 @@ async def ledger_entries(*, db: AsyncSession, evidence_id: str) -> list[Evidence
 def _row(entry: EvidenceLedgerEntry) -> LedgerRow:
     return LedgerRow(
         entry.sequence, ledger_fields(entry), entry.previous_hash, entry.hash, entry.key_id
+    )
+
+
+async def check_ledger(
+    item: EvidenceItem, entries: list[EvidenceLedgerEntry], keys: Keyring, blobs: BlobStore
+) -> Ledger:
+    """The item's ledger as the API shows it: verified with the keyring (:func:`verify`), and
+    valid only while the stored content still hashes to the evidence digest."""
+    result = verify(item, entries, keys)
+    blob_intact = None
+    if item.purged_at is None:
+        blob_intact = blobs.exists(item.sha256) and await asyncio.to_thread(
+            blobs.verify, item.sha256
+        )
+    reason = result.reason if not result.valid else None
+    if result.valid and blob_intact is False:
+        reason = "the stored content no longer matches"
+    return Ledger(
+        evidence_id=item.id,
+        sha256=item.sha256,
+        entries=[LedgerEntryRead.model_validate(e, from_attributes=True) for e in entries],
+        verification=LedgerVerification(
+            valid=result.valid and blob_intact is not False,
+            entries=result.entries,
+            expected_entries=item.ledger_length,
+            head=result.head,
+            broken_at=result.broken_at,
+            reason=reason,
+            blob_intact=blob_intact,
+            legacy_entries=result.legacy,
+        ),
     )
 
 
@@ -310,23 +336,11 @@ async def purge_evidence(
 ) -> EvidenceItem:
     """Remove the content of evidence whose case was deleted (legal hold ends); the purge is
     itself appended to the ledger, and the record stays."""
-    item = (
-        await db.execute(
-            select(EvidenceItem).where(EvidenceItem.id == evidence_id).with_for_update()
-        )
-    ).scalar_one_or_none()
-    if item is None:
-        raise NotFound({"evidence_id": evidence_id})
+    item = await get_or_404(db, EvidenceItem, evidence_id, name="evidence_id", for_update=True)
     case = await db.get(Case, item.case_id)
     if case is not None and case.deleted_at is None:
-        raise ValidationFailed(
-            [
-                {
-                    "loc": ["evidence_id"],
-                    "type": "legal_hold",
-                    "msg": "evidence of an open case cannot be purged",
-                }
-            ]
+        raise field_error(
+            ["evidence_id"], "evidence of an open case cannot be purged", "legal_hold"
         )
     if item.purged_at is None:
         await append_custody(
@@ -403,15 +417,9 @@ async def hand_over(
     """Record a ``download``, ``transfer`` or ``export`` of evidence (the custody event is
     committed before the content is handed over) and return the item with its content."""
     if action not in {"download", "transfer", "export"}:
-        raise ValidationFailed(
-            [{"loc": ["action"], "msg": f"not a hand-over: {action!r}", "type": "value_error"}]
-        )
-    item = (
-        await db.execute(
-            select(EvidenceItem).where(EvidenceItem.id == evidence_id).with_for_update()
-        )
-    ).scalar_one_or_none()
-    if item is None or item.purged_at is not None:
+        raise field_error(["action"], f"not a hand-over: {action!r}")
+    item = await get_or_404(db, EvidenceItem, evidence_id, name="evidence_id", for_update=True)
+    if item.purged_at is not None:
         raise NotFound({"evidence_id": evidence_id})
     await append_custody(
         db=db, keys=keys, item=item, action=action, actor=actor, reason=reason, details=details

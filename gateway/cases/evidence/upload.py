@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 from core.errors import ValidationFailed
+from core.validation import field_error
 
 FIELD_BYTES: Final = 65_536
 """The most a JSON field other than the content may take (the schema's own limits are lower)."""
@@ -37,7 +38,7 @@ _SIMPLE_ESCAPES: Final = {
 
 
 def _malformed(msg: str, loc: list[str | int] | None = None) -> ValidationFailed:
-    return ValidationFailed([{"loc": loc or ["body"], "msg": msg, "type": "json_invalid"}])
+    return field_error(loc or ["body"], msg, "json_invalid")
 
 
 def _load(text: bytes) -> Any:
@@ -136,14 +137,8 @@ class JsonUpload:
                 else:
                     raw += piece
                     if len(raw) > cap:
-                        raise ValidationFailed(
-                            [
-                                {
-                                    "loc": ["body"],
-                                    "msg": f"a field is limited to {cap} bytes",
-                                    "type": "too_long",
-                                }
-                            ]
+                        raise field_error(
+                            ["body"], f"a field is limited to {cap} bytes", "too_long"
                         )
                 continue
             byte = self.buffer[self.pos]
@@ -212,35 +207,19 @@ class JsonUpload:
             if self.has_content:
                 raise _malformed("content_base64 is given twice", ["body", CONTENT_FIELD])
             if byte != ord('"'):
-                raise ValidationFailed(
-                    [
-                        {
-                            "loc": ["body", CONTENT_FIELD],
-                            "msg": "Input should be a valid string",
-                            "type": "string_type",
-                        }
-                    ]
+                raise field_error(
+                    ["body", CONTENT_FIELD], "Input should be a valid string", "string_type"
                 )
             sink = _Base64Sink(self.write)
             try:
                 await self._string(sink.feed, 0)
                 sink.close()
             except (binascii.Error, ValueError) as err:
-                raise ValidationFailed(
-                    [
-                        {
-                            "loc": ["body", CONTENT_FIELD],
-                            "msg": "not valid base64",
-                            "type": "value_error",
-                        }
-                    ]
-                ) from err
+                raise field_error(["body", CONTENT_FIELD], "not valid base64") from err
             self.has_content = True
         elif byte == ord('"'):
             self.fields[name] = _load(await self._string(None, FIELD_BYTES))
         elif byte in (ord("{"), ord("[")):
-            raise ValidationFailed(
-                [{"loc": ["body", name], "msg": "expected a string", "type": "string_type"}]
-            )
+            raise field_error(["body", name], "expected a string", "string_type")
         else:
             self.fields[name] = await self._scalar()
