@@ -5,12 +5,19 @@ from __future__ import annotations
 from aiohttp import web
 
 from core.db.base import utcnow
-from core.errors import ValidationFailed
+from core.errors import (
+    InvalidCredentials,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ValidationFailed,
+)
+from core.validation import field_error
 from gateway.auth import service
 from gateway.auth.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
-    ApiKeyPage,
+    ApiKeyListQuery,
     ApiKeyRead,
     AuthProvider,
     AuthProviders,
@@ -18,6 +25,7 @@ from gateway.auth.schemas import (
     TokenResponse,
 )
 from gateway.http import json_response, no_content, parse_json, parse_json_or_form, principal
+from gateway.kernel import list_route
 from gateway.keys import AUTHENTICATOR, BUS, DATABASE, HASHER, SETTINGS, TOKENS
 from gateway.routing import Access, Route
 
@@ -25,6 +33,7 @@ TOKEN_PATH = "/api/v1/auth/token"
 
 
 async def list_providers(request: web.Request) -> web.Response:
+    """The ways to sign in."""
     providers = [
         AuthProvider(
             id="local", type="password", name="Username and password", login_url=TOKEN_PATH
@@ -34,6 +43,7 @@ async def list_providers(request: web.Request) -> web.Response:
 
 
 async def create_token(request: web.Request) -> web.Response:
+    """Sign in with a password (JSON or an OAuth2 password-grant form): an access token."""
     body = await parse_json_or_form(request, TokenRequest)
     settings = request.app[SETTINGS]
     async with request.app[DATABASE].session() as db:
@@ -57,17 +67,13 @@ async def create_token(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
+    """End the bearer-token session: the token is refused from now on."""
     caller = principal(request)
     if caller.token_jti is None or caller.token_expires_at is None:
-        raise ValidationFailed(
-            [
-                {
-                    "loc": ["header", "Authorization"],
-                    "msg": "logout ends a bearer-token session; "
-                    "revoke an API key with DELETE /api/v1/auth/api-keys/{key_id}",
-                    "type": "value_error",
-                }
-            ]
+        raise field_error(
+            ["header", "Authorization"],
+            "logout ends a bearer-token session; "
+            "revoke an API key with DELETE /api/v1/auth/api-keys/{key_id}",
         )
     async with request.app[DATABASE].session() as db:
         await service.revoke_token(
@@ -81,20 +87,12 @@ async def logout(request: web.Request) -> web.Response:
     return no_content()
 
 
-async def list_api_keys(request: web.Request) -> web.Response:
-    async with request.app[DATABASE].session() as db:
-        keys = await service.list_api_keys(db=db, user_id=principal(request).user_id)
-    items = [ApiKeyRead.model_validate(key) for key in keys]
-    return json_response(ApiKeyPage(items=items, total=len(items)))
-
-
 async def create_api_key(request: web.Request) -> web.Response:
+    """Create an API key for the signed-in account; its secret is shown this once."""
     service.check_key_owner(principal(request))
     body = await parse_json(request, ApiKeyCreate)
     if body.expires_at is not None and body.expires_at <= utcnow():
-        raise ValidationFailed(
-            [{"loc": ["body", "expires_at"], "msg": "must be in the future", "type": "value_error"}]
-        )
+        raise field_error(["body", "expires_at"], "must be in the future")
     async with request.app[DATABASE].session() as db:
         key, plaintext = await service.create_api_key(
             db=db,
@@ -112,6 +110,7 @@ async def create_api_key(request: web.Request) -> web.Response:
 
 
 async def delete_api_key(request: web.Request) -> web.Response:
+    """Revoke an API key of the caller's (an admin: anyone's)."""
     async with request.app[DATABASE].session() as db:
         key = await service.revoke_api_key(
             db=db, actor=principal(request), key_id=request.match_info["key_id"]
@@ -120,11 +119,52 @@ async def delete_api_key(request: web.Request) -> web.Response:
     return no_content()
 
 
+API_KEYS = "/api/v1/auth/api-keys"
 ROUTES = [
-    Route("GET", "/api/v1/auth/providers", list_providers, Access.PUBLIC),
-    Route("POST", TOKEN_PATH, create_token, Access.PUBLIC),
-    Route("POST", "/api/v1/auth/logout", logout, Access.AUTHENTICATED),
-    Route("GET", "/api/v1/auth/api-keys", list_api_keys, Access.AUTHENTICATED),
-    Route("POST", "/api/v1/auth/api-keys", create_api_key, Access.AUTHENTICATED),
-    Route("DELETE", "/api/v1/auth/api-keys/{key_id}", delete_api_key, Access.AUTHENTICATED),
+    Route("GET", "/api/v1/auth/providers", list_providers, Access.PUBLIC, response=AuthProviders),
+    Route(
+        "POST",
+        TOKEN_PATH,
+        create_token,
+        Access.PUBLIC,
+        body=TokenRequest,
+        body_media="application/x-www-form-urlencoded",
+        response=TokenResponse,
+        errors=(InvalidCredentials, RateLimited),
+    ),
+    Route(
+        "POST",
+        "/api/v1/auth/logout",
+        logout,
+        Access.AUTHENTICATED,
+        status=204,
+        errors=(ValidationFailed,),
+    ),
+    list_route(
+        API_KEYS,
+        service.list_own_api_keys,
+        ApiKeyRead,
+        Access.AUTHENTICATED,
+        query=ApiKeyListQuery,
+        by_caller=True,
+        summary="A page of the caller's API keys",
+    ),
+    Route(
+        "POST",
+        API_KEYS,
+        create_api_key,
+        Access.AUTHENTICATED,
+        body=ApiKeyCreate,
+        response=ApiKeyCreated,
+        status=201,
+        errors=(PermissionDenied,),
+    ),
+    Route(
+        "DELETE",
+        API_KEYS + "/{key_id}",
+        delete_api_key,
+        Access.AUTHENTICATED,
+        status=204,
+        errors=(NotFound,),
+    ),
 ]

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from core.schemas import Limit, PageQuery
 from core.security.permissions import Permission
 
 
@@ -65,6 +66,8 @@ class ApiKeyCreated(ApiKeyRead):
     """The secret, shown this once."""
 
 
-class ApiKeyPage(BaseModel):
-    items: list[ApiKeyRead]
-    total: int
+class ApiKeyListQuery(PageQuery):
+    """A page of the caller's API keys: 500 by default (the list was whole before it had
+    pages)."""
+
+    limit: Limit = 500

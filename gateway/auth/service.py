@@ -13,12 +13,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, or_, select, update
+from pydantic import ConfigDict
+from sqlalchemy import Select, case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.acp.server import AGENT_TOKEN_TYPE
 from core.db import Database, utcnow
+from core.db.lookup import get_or_404
+from core.db.pages import fetch_rows
 from core.errors import (
     AuroraError,
     AuthenticationRequired,
@@ -27,14 +30,17 @@ from core.errors import (
     PermissionDenied,
     RateLimited,
     TokenExpired,
-    ValidationFailed,
 )
+from core.loops import Periodic
+from core.schemas import PageQuery
 from core.security.apikeys import generate_api_key, parse_api_key, secret_matches
 from core.security.passwords import PasswordHasher
 from core.security.permissions import Permission, Role, permissions_for
 from core.security.tokens import IssuedToken, TokenService
+from core.validation import field_error
 from gateway.auth.models import ApiKey, LoginThrottle, RevokedToken
 from gateway.users.models import User
+from gateway.users.schemas import UserRead
 
 log = logging.getLogger("aurora.auth")
 PURGE_INTERVAL_SECONDS = 3600.0
@@ -47,33 +53,17 @@ def sorted_names(permissions: frozenset[Permission]) -> list[str]:
     return sorted(p.value for p in permissions)
 
 
-@dataclass(frozen=True, slots=True)
-class UserSnapshot:
+class UserSnapshot(UserRead):
     """The fields of a user that authentication and ``/users/me`` need, cached briefly."""
 
-    id: str
-    username: str
-    email: str | None
-    full_name: str | None
-    role: str
-    is_active: bool
-    created_at: datetime
-    last_login_at: datetime | None
+    model_config = ConfigDict(frozen=True)
+
     tokens_valid_after: datetime | None = None
+    """Access tokens issued before this second are refused (see :func:`_issued_after_reset`)."""
 
     @classmethod
     def of(cls, user: User) -> UserSnapshot:
-        return cls(
-            id=user.id,
-            username=user.username,
-            email=user.email,
-            full_name=user.full_name,
-            role=user.role,
-            is_active=user.is_active,
-            created_at=user.created_at,
-            last_login_at=user.last_login_at,
-            tokens_valid_after=user.tokens_valid_after,
-        )
+        return cls.model_validate(user)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +202,7 @@ class Authenticator:
         self._revoked: dict[str, datetime] = {}
         self._refreshed_at: datetime | None = None
         self._sessions: set[LiveSession] = set()
+        self._purged_at = float("-inf")
         self.refresh_interval = refresh_interval
 
     async def load_revocations(self) -> None:
@@ -237,21 +228,32 @@ class Authenticator:
         await self.load_revocations()
         await self._recheck(list(self._sessions))
 
+    async def refresh_step(self) -> None:
+        """One turn of the refresh loop: :meth:`refresh`, and prune the revocation and login
+        tables when the last pruning is :data:`PURGE_INTERVAL_SECONDS` old."""
+        await self.refresh()
+        if time.monotonic() - self._purged_at > PURGE_INTERVAL_SECONDS:
+            async with self._db.session() as session:
+                await purge_expired_revocations(db=session)
+                await purge_login_throttles(db=session)
+            self._purged_at = time.monotonic()
+
+    def refresh_loop(self) -> Periodic:
+        """:meth:`refresh_step` every ``refresh_interval`` seconds, the first one interval
+        after start (housekeeping never holds up start-up); a failed turn is logged and the
+        loop goes on."""
+        return Periodic(
+            "revocation-refresh",
+            self.refresh_step,
+            self.refresh_interval,
+            log=log,
+            first_wait=True,
+        )
+
     async def run_refresh(self) -> None:
-        """Keep the revocation set and the open streams current, and the tables pruned (first
-        soon after start, as housekeeping that never holds up start-up), until cancelled."""
-        last_purge = float("-inf")
-        while True:
-            await asyncio.sleep(self.refresh_interval)
-            try:
-                await self.refresh()
-                if time.monotonic() - last_purge > PURGE_INTERVAL_SECONDS:
-                    async with self._db.session() as session:
-                        await purge_expired_revocations(db=session)
-                        await purge_login_throttles(db=session)
-                    last_purge = time.monotonic()
-            except Exception:  # a database hiccup must not end the loop
-                log.exception("refreshing revoked tokens failed; retrying")
+        """:meth:`refresh_loop` until cancelled."""
+        async with self.refresh_loop():
+            await asyncio.get_running_loop().create_future()
 
     def forget_user(self, user_id: str) -> None:
         """Drop a user from the cache after it changed (its next request reads it afresh)."""
@@ -580,15 +582,7 @@ def check_key_owner(owner: Principal) -> None:
     """Only a signed-in account creates API keys. A key cannot create keys: one it made could
     outlive it or survive its revocation. An agent token has no account to own one."""
     if owner.account_id is None:
-        raise ValidationFailed(
-            [
-                {
-                    "loc": ["header", "Authorization"],
-                    "msg": "service identities cannot own API keys",
-                    "type": "value_error",
-                }
-            ]
-        )
+        raise field_error(["header", "Authorization"], "service identities cannot own API keys")
     if owner.method == "api_key":
         raise PermissionDenied(
             {
@@ -627,17 +621,26 @@ async def create_api_key(
     return key, generated.plaintext
 
 
+def _keys_of(user_id: str) -> Select[ApiKey]:
+    return select(ApiKey).where(ApiKey.user_id == user_id).order_by(ApiKey.created_at, ApiKey.id)
+
+
 async def list_api_keys(*, db: AsyncSession, user_id: str) -> list[ApiKey]:
-    result = await db.execute(
-        select(ApiKey).where(ApiKey.user_id == user_id).order_by(ApiKey.created_at, ApiKey.id)
-    )
-    return list(result.scalars())
+    """Every API key of the user, oldest first."""
+    return list(await db.scalars(_keys_of(user_id)))
+
+
+async def list_own_api_keys(
+    *, db: AsyncSession, caller: Principal, query: PageQuery
+) -> tuple[list[ApiKey], int]:
+    """One page of the caller's API keys, oldest first."""
+    return await fetch_rows(db, _keys_of(caller.user_id), limit=query.limit, offset=query.offset)
 
 
 async def revoke_api_key(*, db: AsyncSession, actor: Principal, key_id: str) -> ApiKey:
     """Revoke a key of the caller's (an admin may revoke anyone's); AURORA-4040 otherwise."""
-    key = await db.get(ApiKey, key_id)
-    if key is None or (key.user_id != actor.user_id and not actor.is_admin):
+    key = await get_or_404(db, ApiKey, key_id, name="api_key")
+    if key.user_id != actor.user_id and not actor.is_admin:
         raise NotFound({"api_key": key_id})
     if key.revoked_at is None:
         key.revoked_at = utcnow()

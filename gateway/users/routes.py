@@ -3,38 +3,34 @@
 from __future__ import annotations
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.errors import Conflict, NotFound
 from core.security.permissions import Permission
-from gateway.http import json_response, no_content, parse_json, parse_query, principal
+from gateway.http import json_response, no_content, parse_json, principal
+from gateway.kernel import list_route
 from gateway.keys import AUTHENTICATOR, BUS, DATABASE, HASHER
 from gateway.routing import Access, Route
 from gateway.users import service
-from gateway.users.schemas import UserCreate, UserListQuery, UserMe, UserPage, UserRead
+from gateway.users.models import User
+from gateway.users.schemas import UserCreate, UserListQuery, UserMe, UserRead
 
 
 async def get_me(request: web.Request) -> web.Response:
+    """The caller's profile, permissions and how it signed in."""
     caller = principal(request)
-    profile = {field: getattr(caller.user, field) for field in UserRead.model_fields}
-    me = UserMe(**profile, permissions=caller.permission_names, auth_method=caller.method)
+    me = UserMe(
+        **caller.user.model_dump(), permissions=caller.permission_names, auth_method=caller.method
+    )
     return json_response(me)
 
 
-async def list_users(request: web.Request) -> web.Response:
-    query = parse_query(request, UserListQuery)
-    async with request.app[DATABASE].session() as db:
-        users, total = await service.list_users(
-            db=db, limit=query.limit, offset=query.offset, role=query.role
-        )
-    page = UserPage(
-        items=[UserRead.model_validate(u) for u in users],
-        total=total,
-        limit=query.limit,
-        offset=query.offset,
-    )
-    return json_response(page)
+async def _page(*, db: AsyncSession, query: UserListQuery) -> tuple[list[User], int]:
+    return await service.list_users(db=db, limit=query.limit, offset=query.offset, role=query.role)
 
 
 async def create_user(request: web.Request) -> web.Response:
+    """Create a user (a taken username is AURORA-4090)."""
     body = await parse_json(request, UserCreate)
     async with request.app[DATABASE].session() as db:
         user = await service.create_user(
@@ -53,6 +49,7 @@ async def create_user(request: web.Request) -> web.Response:
 
 
 async def delete_user(request: web.Request) -> web.Response:
+    """Delete a user and its API keys (never yourself, never the last admin)."""
     caller = principal(request)
     async with request.app[DATABASE].session() as db:
         user = await service.delete_user(
@@ -64,8 +61,24 @@ async def delete_user(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    Route("GET", "/api/v1/users/me", get_me, Access.AUTHENTICATED),
-    Route("GET", "/api/v1/users", list_users, Permission.ADMIN),
-    Route("POST", "/api/v1/users", create_user, Permission.ADMIN),
-    Route("DELETE", "/api/v1/users/{username}", delete_user, Permission.ADMIN),
+    Route("GET", "/api/v1/users/me", get_me, Access.AUTHENTICATED, response=UserMe),
+    list_route("/api/v1/users", _page, UserRead, Permission.ADMIN, query=UserListQuery),
+    Route(
+        "POST",
+        "/api/v1/users",
+        create_user,
+        Permission.ADMIN,
+        body=UserCreate,
+        response=UserRead,
+        status=201,
+        errors=(Conflict,),
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/users/{username}",
+        delete_user,
+        Permission.ADMIN,
+        status=204,
+        errors=(NotFound, Conflict),
+    ),
 ]

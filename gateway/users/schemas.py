@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, field_validator
 
-from core.db.base import INTEGER_MAX
+from core.schemas import PageQuery
 from core.security.permissions import Role
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
@@ -48,16 +48,5 @@ class UserMe(UserRead):
     auth_method: str
 
 
-class UserPage(BaseModel):
-    items: list[UserRead]
-    total: int
-    limit: int
-    offset: int
-
-
-class UserListQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0, le=INTEGER_MAX)
+class UserListQuery(PageQuery):
     role: Role | None = None

@@ -7,15 +7,17 @@ import secrets
 from dataclasses import dataclass
 
 from pydantic import ValidationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import utcnow
-from core.errors import Conflict, NotFound, ValidationFailed
+from core.db.lookup import get_or_404
+from core.db.pages import fetch_rows
+from core.errors import Conflict, NotFound
 from core.security.passwords import PasswordHasher
 from core.security.permissions import Role
-from core.validation import validate
+from core.validation import field_errors, validate
 from gateway.auth.models import LoginThrottle
 from gateway.users.models import User
 from gateway.users.schemas import UserCreate
@@ -31,22 +33,17 @@ async def get_user_by_username(*, db: AsyncSession, username: str) -> User:
 
 
 async def get_user(*, db: AsyncSession, user_id: str) -> User:
-    user = await db.get(User, user_id)
-    if user is None:
-        raise NotFound({"user_id": user_id})
-    return user
+    return await get_or_404(db, User, user_id, name="user_id")
 
 
 async def list_users(
     *, db: AsyncSession, limit: int, offset: int, role: str | None = None
 ) -> tuple[list[User], int]:
-    query = select(User)
-    count = select(func.count()).select_from(User)
+    """One page of the users (of ``role``, when given), by username."""
+    query = select(User).order_by(User.username)
     if role is not None:
         query = query.where(User.role == role)
-        count = count.where(User.role == role)
-    users = (await db.execute(query.order_by(User.username).limit(limit).offset(offset))).scalars()
-    return list(users), int((await db.execute(count)).scalar_one())
+    return await fetch_rows(db, query, limit=limit, offset=offset)
 
 
 async def create_user(
@@ -142,11 +139,10 @@ async def bootstrap_admin(
     try:
         UserCreate(username=username, password=password or generated, role=Role.ADMIN)
     except ValidationError as err:
-        fields = [
-            {"loc": ["AURORA_ADMIN_" + str(e["loc"][0]).upper()], "msg": e["msg"]}
+        raise field_errors(
+            (["AURORA_ADMIN_" + str(e["loc"][0]).upper()], e["msg"], e["type"])
             for e in err.errors(include_url=False, include_input=False)
-        ]
-        raise ValidationFailed(fields) from err
+        ) from err
     await create_user(
         db=db, hasher=hasher, username=username, password=password or generated, role=Role.ADMIN
     )

@@ -14,6 +14,7 @@ from gateway.keys import DATABASE, TOKENS
 from tests.conftest import Gateway
 
 KEYS = "/api/v1/auth/api-keys"
+EMPTY_PAGE = {"items": [], "total": 0, "limit": 500, "offset": 0}
 ME = "/api/v1/users/me"
 
 
@@ -50,7 +51,7 @@ async def test_an_agent_token_cannot_own_api_keys(gateway: Gateway) -> None:
         }
     ]
     listed = await gateway.client.get(KEYS, headers=agent)
-    assert (listed.status, await listed.json()) == (200, {"items": [], "total": 0})
+    assert (listed.status, await listed.json()) == (200, EMPTY_PAGE)
     async with gateway.app[DATABASE].session() as db:
         assert await db.scalar(select(func.count()).select_from(ApiKey)) == 0
 

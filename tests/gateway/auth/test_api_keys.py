@@ -15,6 +15,7 @@ from gateway.keys import DATABASE
 from tests.conftest import Gateway
 
 KEYS = "/api/v1/auth/api-keys"
+EMPTY_PAGE = {"items": [], "total": 0, "limit": 500, "offset": 0}
 ME = "/api/v1/users/me"
 
 
@@ -58,6 +59,23 @@ async def test_create_shows_the_key_once(gateway: Gateway, admin: dict[str, str]
     assert all(match.group(2) not in str(value) for value in item.values())
 
 
+async def test_keys_are_listed_a_page_at_a_time_oldest_first(
+    gateway: Gateway, admin: dict[str, str]
+) -> None:
+    ids = [(await _create(gateway, admin, name=f"key {n}"))["id"] for n in range(3)]
+    listed = await gateway.client.get(KEYS, params={"limit": "2", "offset": "1"}, headers=admin)
+    page = await listed.json()
+    assert listed.status == 200
+    assert ([k["id"] for k in page["items"]], page["total"]) == (ids[1:], 3)
+    assert (page["limit"], page["offset"]) == (2, 1)
+    for bad in ({"limit": "0"}, {"limit": "501"}, {"offset": "-1"}, {"owner": "x"}):
+        refused = await gateway.client.get(KEYS, params=bad, headers=admin)
+        assert (refused.status, [d["loc"] for d in (await refused.json())["error"]["detail"]]) == (
+            422,
+            [["query", *bad]],
+        )
+
+
 async def test_keys_are_listed_for_their_owner_only(
     gateway: Gateway, admin: dict[str, str]
 ) -> None:
@@ -65,7 +83,7 @@ async def test_keys_are_listed_for_their_owner_only(
     viewer = await gateway.user(Role.VIEWER)
     listed = await gateway.client.get(KEYS, headers=viewer)
     assert listed.status == 200
-    assert await listed.json() == {"items": [], "total": 0}
+    assert await listed.json() == EMPTY_PAGE
 
 
 async def test_key_authenticates(gateway: Gateway) -> None:
@@ -110,7 +128,7 @@ async def test_key_cannot_exceed_its_owner(gateway: Gateway) -> None:
     assert body["error"]["detail"] == {"permissions_not_held": ["alerts:write"]}
     assert "key" not in body
     listed = await (await gateway.client.get(KEYS, headers=viewer)).json()
-    assert listed == {"items": [], "total": 0}
+    assert listed == EMPTY_PAGE
 
 
 async def test_default_key_carries_the_owner_permissions(
