@@ -13,9 +13,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel
 
-from core.errors import AuroraError, BadRequest, PayloadTooLarge, RequestTimeout, ValidationFailed
-from core.validation import load_json, validate
-from gateway.auth.service import Principal
+from core.errors import AuroraError, BadRequest, PayloadTooLarge, RequestTimeout
+from core.validation import field_error, load_json, validate
+from gateway.auth.service import Principal as Principal  # the caller, for domains' handlers
 from gateway.keys import PRINCIPAL, ROUTE, SETTINGS
 
 JSON_TYPE = "application/json"
@@ -96,15 +96,7 @@ async def read_json(request: web.Request) -> Any:
     """The JSON body; malformed JSON, nesting past the limit or a wrong content type is
     AURORA-4220."""
     if request.content_type != JSON_TYPE:
-        raise ValidationFailed(
-            [
-                {
-                    "loc": ["body"],
-                    "msg": "Content-Type must be application/json",
-                    "type": "content_type",
-                }
-            ]
-        )
+        raise field_error(["body"], "Content-Type must be application/json", "content_type")
     return load_json(await read_body(request))
 
 
@@ -122,9 +114,7 @@ async def parse_json_or_form[M: BaseModel](request: web.Request, model: type[M])
                 body.decode(), keep_blank_values=True, strict_parsing=False, max_num_fields=64
             )
         except (UnicodeDecodeError, ValueError) as err:
-            raise ValidationFailed(
-                [{"loc": ["body"], "msg": "Malformed form body", "type": "form_invalid"}]
-            ) from err
+            raise field_error(["body"], "Malformed form body", "form_invalid") from err
         return validate(model, dict(pairs))
     if request.content_type == "multipart/form-data":
         limit = body_limit(request)
@@ -139,9 +129,7 @@ async def parse_json_or_form[M: BaseModel](request: web.Request, model: type[M])
         except web.HTTPRequestEntityTooLarge as err:
             raise PayloadTooLarge({"limit_bytes": limit}) from err
         except (HttpProcessingError, ValueError) as err:
-            raise ValidationFailed(
-                [{"loc": ["body"], "msg": "Malformed form body", "type": "form_invalid"}]
-            ) from err
+            raise field_error(["body"], "Malformed form body", "form_invalid") from err
         return validate(model, {k: v for k, v in form.items() if isinstance(v, str)})
     return await parse_json(request, model)
 

@@ -40,6 +40,7 @@ from gateway.routing import Access, Handler
 log = logging.getLogger("aurora.gateway")
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")
+API_VERSION = "1.0"
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
@@ -150,13 +151,22 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+def standard_headers(app: web.Application, request_id: str) -> dict[str, str]:
+    """What every response carries: ``X-API-Version``, ``X-Request-ID``,
+    ``X-AuroraSOC-Mode`` and ``X-Content-Type-Options: nosniff``."""
+    return {
+        "X-API-Version": API_VERSION,
+        "X-Request-ID": request_id,
+        "X-AuroraSOC-Mode": app[RUNTIME].mode.value,
+        "X-Content-Type-Options": "nosniff",
+    }
+
+
 async def add_standard_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``X-API-Version``, ``X-Request-ID`` and ``X-AuroraSOC-Mode`` on every response."""
+    """The standard headers on every response, and a deprecated route's ``Deprecation`` and
+    ``Sunset``."""
     headers = response.headers
-    headers["X-API-Version"] = "1.0"
-    headers["X-Request-ID"] = request.get(REQUEST_ID) or str(uuid.uuid4())
-    headers["X-AuroraSOC-Mode"] = request.app[RUNTIME].mode.value
-    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.update(standard_headers(request.app, request.get(REQUEST_ID) or str(uuid.uuid4())))
     route = request.get(ROUTE)
     if route is not None and route.sunset is not None:
         headers["Deprecation"] = "true"

@@ -36,7 +36,8 @@ from core.errors import AuroraError, BadRequest, InternalError, RequestTimeout
 from core.settings import Settings
 from gateway.app import create_app
 from gateway.http import JSON_TYPE, error_body
-from gateway.keys import REQUEST_ID, RUNTIME
+from gateway.keys import REQUEST_ID
+from gateway.middleware import standard_headers
 
 log = logging.getLogger("aurora")
 protocol_log = logging.getLogger("aurora.gateway")
@@ -80,24 +81,22 @@ class AccessLogger(AbstractAccessLogger):
         )
 
 
+REFUSALS: tuple[tuple[type[BadHttpMessage], str], ...] = (
+    (LineTooLong, "the request line or a header is too long"),
+    (BadHttpMethod, "invalid HTTP method"),
+    (BadStatusLine, "malformed request line"),
+    (InvalidURLError, "invalid URL"),
+    (InvalidHeader, "invalid header"),
+    (TransferEncodingError, "invalid transfer encoding"),
+)
+"""What is wrong with a request aiohttp refused, by its error's class (the first that fits)."""
+
+
 def _protocol_error(status: int, exc: BaseException | None) -> AuroraError:
     """What a request that never reached the app gets, described without its bytes."""
     if status >= 500 or not isinstance(exc, BadHttpMessage):
         return InternalError()
-    if isinstance(exc, LineTooLong):
-        reason = "the request line or a header is too long"
-    elif isinstance(exc, BadHttpMethod):
-        reason = "invalid HTTP method"
-    elif isinstance(exc, BadStatusLine):
-        reason = "malformed request line"
-    elif isinstance(exc, InvalidURLError):
-        reason = "invalid URL"
-    elif isinstance(exc, InvalidHeader):
-        reason = "invalid header"
-    elif isinstance(exc, TransferEncodingError):
-        reason = "invalid transfer encoding"
-    else:
-        reason = "malformed request"
+    reason = next((why for kind, why in REFUSALS if isinstance(exc, kind)), "malformed request")
     return BadRequest({"reason": reason})
 
 
@@ -112,12 +111,6 @@ class GatewayProtocol(RequestHandler):
         self._app = app
         self._header_timeout = header_timeout
         self._header_timer: asyncio.TimerHandle | None = None
-
-    def _standard_headers(self, response: web.StreamResponse, request_id: str) -> None:
-        response.headers["X-API-Version"] = "1.0"
-        response.headers["X-Request-ID"] = request_id
-        response.headers["X-AuroraSOC-Mode"] = self._app[RUNTIME].mode.value
-        response.headers["X-Content-Type-Options"] = "nosniff"
 
     def handle_error(
         self,
@@ -139,7 +132,7 @@ class GatewayProtocol(RequestHandler):
         response = web.Response(
             body=error_body(err, request_id), status=err.status, content_type=JSON_TYPE
         )
-        self._standard_headers(response, request_id)
+        response.headers.update(standard_headers(self._app, request_id))
         response.force_close()
         return response
 
@@ -185,10 +178,11 @@ class GatewayProtocol(RequestHandler):
             f"Content-Type: {JSON_TYPE}\r\n"
             f"Content-Length: {len(body)}\r\n"
             "Connection: close\r\n"
-            "X-API-Version: 1.0\r\n"
-            f"X-Request-ID: {request_id}\r\n"
-            f"X-AuroraSOC-Mode: {self._app[RUNTIME].mode.value}\r\n"
-            "\r\n"
+            + "".join(
+                f"{name}: {value}\r\n"
+                for name, value in standard_headers(self._app, request_id).items()
+            )
+            + "\r\n"
         )
         transport.write(head.encode() + body)
         protocol_log.info("closed a connection whose request headers were late")

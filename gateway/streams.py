@@ -9,13 +9,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from pydantic import BaseModel, ConfigDict
 
 from core.errors import AuroraError, PermissionDenied, ValidationFailed
 from core.events import Event, Gap, Subscription
+from core.security.permissions import Permission
 from core.validation import load_json
 from gateway.auth.service import Principal
 from gateway.http import principal
 from gateway.keys import AUTHENTICATOR, ROUTE
+from gateway.routing import Access, Route
+from gateway.routing import Handler as RouteHandler
 
 type Handler = Callable[[Any, Principal], Awaitable[dict[str, Any]]]
 """Answers one message a client sent (its parsed JSON), on behalf of its sender as the
@@ -26,6 +30,58 @@ CLOSE_UNAUTHENTICATED = 4401
 """Close code of a stream whose credential expired or was revoked, or whose account is gone."""
 CLOSE_FORBIDDEN = 4403
 """Close code of a stream whose caller no longer holds the permission to read it."""
+
+
+class StreamQuery(BaseModel):
+    """The query string of a stream: the credential of a browser (which cannot set headers on
+    a WebSocket upgrade), then each stream's own filters. Parameters it does not know are
+    ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    access_token: str | None = None
+    """A bearer token, for a client that cannot send an ``Authorization`` header."""
+
+
+def stream_route(
+    path: str,
+    handler: RouteHandler,
+    permission: Permission,
+    *,
+    query: type[StreamQuery] = StreamQuery,
+    summary: str = "",
+) -> Route:
+    """``WS path``: a stream any authenticated caller may open (the contract's label) whose
+    data needs ``permission``, checked before the upgrade and for as long as it is open."""
+    return Route(
+        "WS",
+        path,
+        handler,
+        Access.AUTHENTICATED,
+        stream_permission=permission,
+        query=query,
+        summary=summary,
+    )
+
+
+def matching(**wanted: str | None) -> Callable[[Event], bool]:
+    """Events whose payload holds each value given (a ``None`` value matches any)."""
+    required = {key: value for key, value in wanted.items() if value is not None}
+
+    def matches(event: Event) -> bool:
+        return all(event.payload.get(key) == value for key, value in required.items())
+
+    return matches
+
+
+def spread(kind: str | Callable[[Event], str]) -> Callable[[Event], dict[str, Any]]:
+    """Events sent as ``{"type": kind, "at": ..., **payload}`` (``kind``: a type, or the
+    event's type read from it)."""
+
+    def render(event: Event) -> dict[str, Any]:
+        return {"type": kind(event) if callable(kind) else kind, "at": event.at, **event.payload}
+
+    return render
 
 
 def error_message(err: AuroraError, **context: Any) -> dict[str, Any]:
