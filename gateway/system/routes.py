@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from core.errors import Conflict
 from core.security.permissions import Permission
 from gateway.http import json_response, parse_json, principal
+from gateway.kernel import as_caller
 from gateway.keys import BUS, DATABASE, METRICS, RUNTIME
 from gateway.routing import Access, Route
 from gateway.system import service
-from gateway.system.schemas import RuntimeConfigUpdate
+from gateway.system.schemas import RuntimeConfigUpdate, RuntimeSettingsRead
 
 
 async def get_runtime_settings(request: web.Request) -> web.Response:
@@ -20,16 +23,13 @@ async def get_runtime_settings(request: web.Request) -> web.Response:
 
 async def update_runtime_settings(request: web.Request) -> web.Response:
     body = await parse_json(request, RuntimeConfigUpdate)
-    actor = principal(request).username
-    async with request.app[DATABASE].session() as db:
-        update = await service.update_runtime(
-            db=db, actor=actor, changes=body.model_dump(exclude_none=True)
-        )
+    update = await as_caller(
+        request, service.update_runtime, changes=body.model_dump(exclude_none=True)
+    )
     request.app[RUNTIME].apply(update.state)
     if update.changes is not None:
-        request.app[BUS].publish(
-            "system.settings.changed", {"by": actor, "changes": update.changes}
-        )
+        by = principal(request).username
+        request.app[BUS].publish("system.settings.changed", {"by": by, "changes": update.changes})
     return json_response(update.read)
 
 
@@ -41,7 +41,31 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    Route("GET", "/api/v1/settings/runtime", get_runtime_settings, Permission.SYSTEM_READ),
-    Route("PATCH", "/api/v1/settings/runtime", update_runtime_settings, Permission.SYSTEM_WRITE),
-    Route("GET", "/metrics", get_metrics, Access.AUTHENTICATED),
+    Route(
+        "GET",
+        "/api/v1/settings/runtime",
+        get_runtime_settings,
+        Permission.SYSTEM_READ,
+        response=RuntimeSettingsRead,
+        summary="Runtime configuration",
+    ),
+    Route(
+        "PATCH",
+        "/api/v1/settings/runtime",
+        update_runtime_settings,
+        Permission.SYSTEM_WRITE,
+        body=RuntimeConfigUpdate,
+        response=RuntimeSettingsRead,
+        errors=(Conflict,),
+        summary="Update runtime config",
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        get_metrics,
+        Access.AUTHENTICATED,
+        response=str,
+        response_media=CONTENT_TYPE_LATEST,
+        summary="Prometheus metrics",
+    ),
 ]
