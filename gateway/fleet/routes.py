@@ -1,52 +1,48 @@
-"""Agent fleet routes."""
+"""Agent fleet routes: an agent's tools and tool calls, the tool-call stream, inference and MCP
+status."""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
 
 from aiohttp import web
 
-from core.events import Event
+from core.errors import AgentNotFound, ServiceUnavailable
 from core.security.permissions import Permission
 from gateway.fleet import service
-from gateway.fleet.schemas import ToolCallPage, ToolCallQuery, ToolCallRead
+from gateway.fleet.schemas import (
+    AgentTools,
+    InferenceStatus,
+    McpHealth,
+    ToolCallQuery,
+    ToolCallRead,
+    ToolCallStreamQuery,
+)
 from gateway.http import json_response, parse_query
-from gateway.keys import BUS, DATABASE, HANDOFF, LLM, SETTINGS
-from gateway.routing import Access, Route
-from gateway.streams import pump
+from gateway.kernel import list_route
+from gateway.keys import BUS, HANDOFF, LLM, SETTINGS
+from gateway.routing import Handler, Route
+from gateway.streams import matching, pump, spread, stream_route
 
 
-def _agent(request: web.Request) -> str:
-    """The path's agent, AURORA-4043 when no such agent is configured."""
-    name = request.match_info["agent_id"]
-    request.app[HANDOFF].registry.urls(name)
-    return name
+def _of_known_agent(route: Route) -> Route:
+    """``route``, answering AURORA-4043 for a path's ``agent_id`` that names no configured
+    agent, before anything else is read."""
+    inner: Handler = route.handler
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        request.app[HANDOFF].registry.urls(request.match_info["agent_id"])
+        return await inner(request)
+
+    handler.__name__ = handler.__qualname__ = inner.__name__
+    return dataclasses.replace(route, handler=handler, errors=(AgentNotFound, *route.errors))
 
 
 async def list_agent_tools(request: web.Request) -> web.Response:
-    tools = await service.agent_tools(client=request.app[HANDOFF], agent=_agent(request))
-    return json_response(tools)
-
-
-async def list_agent_tool_calls(request: web.Request) -> web.Response:
-    agent = _agent(request)
-    query = parse_query(request, ToolCallQuery)
-    async with request.app[DATABASE].session() as db:
-        rows, total = await service.list_tool_calls(
-            db=db,
-            agent=agent,
-            limit=query.limit,
-            offset=query.offset,
-            investigation_id=query.investigation_id,
-            tool=query.tool,
-        )
-    page = ToolCallPage(
-        items=[ToolCallRead.model_validate(row) for row in rows],
-        total=total,
-        limit=query.limit,
-        offset=query.offset,
+    tools = await service.agent_tools(
+        client=request.app[HANDOFF], agent=request.match_info["agent_id"]
     )
-    return json_response(page)
+    return json_response(tools)
 
 
 async def get_inference_status(request: web.Request) -> web.Response:
@@ -60,36 +56,64 @@ async def get_mcp_health(request: web.Request) -> web.Response:
 
 
 async def stream_agent_tool_calls(request: web.Request) -> web.WebSocketResponse:
-    agent = _agent(request)
-    investigation = request.query.get("investigation_id")
-
-    def wanted(event: Event) -> bool:
-        if event.payload.get("agent") != agent:
-            return False
-        return investigation is None or event.payload.get("investigation_id") == investigation
-
-    def render(event: Event) -> dict[str, Any]:
-        return {"type": "tool_call", "at": event.at, **event.payload}
-
-    subscription = request.app[BUS].subscribe("agents.tool_call", maxsize=256, where=wanted)
-    return await pump(request, subscription, render)
+    """The agent's ``agent.tool_call`` notifications, live; ``?investigation_id=`` narrows
+    the stream."""
+    query = parse_query(request, ToolCallStreamQuery)
+    subscription = request.app[BUS].subscribe(
+        "agents.tool_call",
+        maxsize=256,
+        where=matching(
+            agent=request.match_info["agent_id"], investigation_id=query.investigation_id
+        ),
+    )
+    return await pump(request, subscription, spread("tool_call"))
 
 
 ROUTES = [
-    Route("GET", "/api/v1/agents/{agent_id}/tools", list_agent_tools, Permission.AGENTS_READ),
+    _of_known_agent(
+        Route(
+            "GET",
+            "/api/v1/agents/{agent_id}/tools",
+            list_agent_tools,
+            Permission.AGENTS_READ,
+            response=AgentTools,
+            errors=(ServiceUnavailable,),
+            summary="List agent tools",
+        )
+    ),
+    _of_known_agent(
+        list_route(
+            "/api/v1/agents/{agent_id}/tool-calls",
+            service.list_tool_calls,
+            ToolCallRead,
+            Permission.AGENTS_READ,
+            query=ToolCallQuery,
+            summary="List agent tool calls",
+        )
+    ),
     Route(
         "GET",
-        "/api/v1/agents/{agent_id}/tool-calls",
-        list_agent_tool_calls,
+        "/api/v1/mcp/health",
+        get_mcp_health,
         Permission.AGENTS_READ,
+        response=McpHealth,
+        summary="MCP server health",
     ),
-    Route("GET", "/api/v1/mcp/health", get_mcp_health, Permission.AGENTS_READ),
-    Route("GET", "/api/v1/inference/status", get_inference_status, Permission.AGENTS_READ),
     Route(
-        "WS",
-        "/api/v1/ws/agents/{agent_id}/tool-calls",
-        stream_agent_tool_calls,
-        Access.AUTHENTICATED,
-        stream_permission=Permission.AGENTS_READ,
+        "GET",
+        "/api/v1/inference/status",
+        get_inference_status,
+        Permission.AGENTS_READ,
+        response=InferenceStatus,
+        summary="Inference backend status",
+    ),
+    _of_known_agent(
+        stream_route(
+            "/api/v1/ws/agents/{agent_id}/tool-calls",
+            stream_agent_tool_calls,
+            Permission.AGENTS_READ,
+            query=ToolCallStreamQuery,
+            summary="Agent tool call stream",
+        )
     ),
 ]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.db.base import INTEGER_MAX
+from core.schemas import PageQuery
+from gateway.streams import StreamQuery
 
 
 class AgentTool(BaseModel):
@@ -41,24 +42,18 @@ class ToolCallRead(BaseModel):
     created_at: datetime
 
 
-class ToolCallPage(BaseModel):
-    items: list[ToolCallRead]
-    total: int
-    limit: int
-    offset: int
-
-
-class ToolCallQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0, le=INTEGER_MAX)
+class ToolCallQuery(PageQuery):
     investigation_id: str | None = Field(default=None, max_length=128)
     tool: str | None = Field(default=None, max_length=128)
 
 
+class ToolCallStreamQuery(StreamQuery):
+    investigation_id: str | None = None
+    """Only the tool calls made for this investigation."""
+
+
 class InferenceStatus(BaseModel):
-    backend: str
+    backend: Literal["none", "openai-compatible"]
     """``none`` (built-in analysis only) or ``openai-compatible`` (vLLM or a hosted API)."""
     base_url: str | None
     model: str | None
@@ -70,7 +65,7 @@ class InferenceStatus(BaseModel):
 
 
 class McpHealth(BaseModel):
-    status: str
+    status: Literal["ok", "down"]
     """``ok`` when the MCP server answered a tool listing, else ``down``."""
     url: str
     server_name: str | None = None

@@ -3,46 +3,82 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 from mcp.client.client import Client
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.acp.client import CallOptions, HandoffClient
-from agents.acp.protocol import THOUGHT_METHOD, TOOL_CALL_METHOD
+from agents.acp.protocol import THOUGHT_METHOD, TOOL_CALL_METHOD, RpcError
 from core.db import Database
 from core.db.base import utcnow
+from core.db.pages import fetch_page
+from core.errors import ServiceUnavailable
 from core.events import EventBus
 from core.llm import LLMBackend
+from core.loops import Periodic
 from gateway.fleet.models import AgentToolCall
-from gateway.fleet.schemas import AgentTool, AgentTools, InferenceStatus, McpHealth
+from gateway.fleet.schemas import (
+    AgentTool,
+    AgentTools,
+    InferenceStatus,
+    McpHealth,
+    ToolCallQuery,
+)
 
 log = logging.getLogger("aurora.fleet")
 
 CARD_TIMEOUT_SECONDS = 5.0
 BATCH_WINDOW_SECONDS = 0.05
 BATCH = 500
+RETRY_SECONDS = 1.0
+"""How long the writer waits before trying again after the database refused a batch."""
 
 
 class ToolCallRecorder:
     """Receives the notifications agents stream to the gateway: publishes them on the event bus
-    at once and writes tool calls to the database in batches, off the hot path. On close it
+    at once and writes tool calls to the database in batches, off the hot path.
+
+    Given a client, it receives that client's notifications from :meth:`start` to
+    :meth:`close` (or for as long as it is entered as an async context manager); on close it
     writes everything still queued."""
 
-    def __init__(self, *, database: Database, bus: EventBus) -> None:
+    def __init__(
+        self, *, database: Database, bus: EventBus, client: HandoffClient | None = None
+    ) -> None:
         self._db = database
         self._bus = bus
-        self._queue: asyncio.Queue[AgentToolCall] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
+        self._client = client
+        self._pending: list[AgentToolCall] = []
+        self._failing = False
+        self._writer = Periodic(
+            "tool-call-writer", self._write_burst, RETRY_SECONDS, log=log, first_wait=True
+        )
         self.written = 0
 
     def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_forever(), name="tool-call-writer")
+        if self._client is not None:
+            self._client.on_notification = self.on_notification
+        self._writer.start()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            self._client.on_notification = None
+        await self._writer.stop()
+        await self.flush()
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
 
     def on_notification(self, agent: str, message: dict[str, Any]) -> None:
         """The HandoffClient's notification hook (called on its reader task: never blocks)."""
@@ -56,7 +92,7 @@ class ToolCallRecorder:
         elif method == TOOL_CALL_METHOD:
             self._bus.publish("agents.tool_call", event)
             arguments = params.get("arguments")
-            self._queue.put_nowait(
+            self._pending.append(
                 AgentToolCall(
                     agent=agent,
                     request_id=_text(params.get("request_id")),
@@ -68,43 +104,31 @@ class ToolCallRecorder:
                     created_at=utcnow(),  # when it was reported, not when the batch is written
                 )
             )
+            if not self._failing:  # after a failed write, the next try waits for its interval
+                self._writer.wake()
 
-    async def _write_forever(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
+    async def _write_burst(self) -> None:
+        if self._pending:
             # Tool calls trickle in a few at a time: wait a moment for the rest of the burst
             # so one commit carries them (a commit per call competes for the database).
             await asyncio.sleep(BATCH_WINDOW_SECONDS)
-            while len(batch) < BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            await self._write(batch)
+            self._failing = not await self.flush()
 
-    async def _write(self, batch: list[AgentToolCall]) -> None:
-        try:
-            async with self._db.session() as db:
-                db.add_all(batch)
-                await db.commit()
+    async def flush(self) -> bool:
+        """Write what is queued now, at most ``BATCH`` a commit; False when a write failed
+        (logged: what it held stays queued for the writer to try again)."""
+        while self._pending:
+            batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
+            try:
+                async with self._db.session() as db:
+                    db.add_all(batch)
+                    await db.commit()
+            except Exception:
+                log.exception("could not record %d tool call(s); retrying", len(batch))
+                self._pending[:0] = batch
+                return False
             self.written += len(batch)
-        except Exception:
-            log.exception("could not record %d tool call(s); retrying", len(batch))
-            await asyncio.sleep(1)
-            for row in batch:
-                self._queue.put_nowait(row)
-
-    async def flush(self) -> None:
-        """Write what is queued now (for tests and shutdown)."""
-        pending = []
-        while not self._queue.empty():
-            pending.append(self._queue.get_nowait())
-        if pending:
-            await self._write(pending)
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-        await self.flush()
+        return True
 
 
 def _text(value: Any) -> str | None:
@@ -112,9 +136,17 @@ def _text(value: Any) -> str | None:
 
 
 async def agent_tools(*, client: HandoffClient, agent: str) -> AgentTools:
-    """The agent's card as a tool list; AURORA-4043 unknown, AURORA-5030 unreachable."""
+    """The agent's card as a tool list; AURORA-4043 unknown, AURORA-5030 unreachable or not
+    answering in time."""
     urls = list(client.registry.urls(agent))
-    card = await client.call(agent, "agent.card", options=CallOptions(timeout=CARD_TIMEOUT_SECONDS))
+    try:
+        card = await client.call(
+            agent, "agent.card", options=CallOptions(timeout=CARD_TIMEOUT_SECONDS)
+        )
+    except RpcError as err:
+        raise ServiceUnavailable(
+            {"agent": agent, "reason": err.message, "rpc_code": err.code}
+        ) from err
     return AgentTools(
         agent=agent,
         urls=urls,
@@ -127,29 +159,17 @@ async def agent_tools(*, client: HandoffClient, agent: str) -> AgentTools:
 
 
 async def list_tool_calls(
-    *,
-    db: AsyncSession,
-    agent: str,
-    limit: int,
-    offset: int,
-    investigation_id: str | None = None,
-    tool: str | None = None,
+    *, db: AsyncSession, query: ToolCallQuery, agent_id: str
 ) -> tuple[list[AgentToolCall], int]:
-    """Newest first."""
-    where = [AgentToolCall.agent == agent]
-    if investigation_id is not None:
-        where.append(AgentToolCall.investigation_id == investigation_id)
-    if tool is not None:
-        where.append(AgentToolCall.tool == tool)
-    rows = await db.execute(
-        select(AgentToolCall)
-        .where(*where)
-        .order_by(AgentToolCall.created_at.desc(), AgentToolCall.id.desc())
-        .limit(limit)
-        .offset(offset)
+    """The agent's tool calls the query's filters match, newest first."""
+    where = [AgentToolCall.agent == agent_id]
+    if query.investigation_id is not None:
+        where.append(AgentToolCall.investigation_id == query.investigation_id)
+    if query.tool is not None:
+        where.append(AgentToolCall.tool == query.tool)
+    return await fetch_page(
+        db, AgentToolCall, where=where, sort="-created_at", limit=query.limit, offset=query.offset
     )
-    total = await db.execute(select(func.count()).select_from(AgentToolCall).where(*where))
-    return list(rows.scalars()), int(total.scalar_one())
 
 
 def public_url(url: str) -> str:
