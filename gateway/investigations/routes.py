@@ -1,82 +1,61 @@
-"""Orchestrator routes: dispatch one agent method, and the dispatch history."""
+"""Investigation routes: dispatch one agent method, queue investigations, and the streams of
+their receipts, the agents' thoughts and the approvals they wait for."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from core.errors import AuroraError, PermissionDenied
+from core.errors import (
+    AgentNotFound,
+    AlertNotFound,
+    AuroraError,
+    CaseNotFound,
+    LLMUnavailable,
+    NotFound,
+    PermissionDenied,
+    ServiceUnavailable,
+)
 from core.events import Event
 from core.security.permissions import Permission, Role
 from core.validation import validate
-from gateway.auth.service import Principal
-from gateway.http import json_response, parse_json, parse_query, principal
+from gateway.http import Principal, json_response, parse_json, parse_query
 from gateway.investigations import approvals, service
 from gateway.investigations.schemas import (
-    DispatchPage,
+    ClientMessage,
+    DecideMessage,
     DispatchRead,
     DispatchRequest,
     HistoryQuery,
     InvestigateRequest,
     InvestigationAccepted,
-    InvestigationPage,
     InvestigationQuery,
     InvestigationRead,
     InvestigationSummary,
+    ReceiptStreamQuery,
+    ThoughtStreamQuery,
 )
+from gateway.kernel import as_caller, list_route
 from gateway.keys import BUS, DATABASE, HANDOFF, RUNNER
-from gateway.routing import Access, Route
-from gateway.streams import error_message, pump
+from gateway.routing import Route
+from gateway.streams import error_message, matching, pump, spread, stream_route
 
 
 async def dispatch(request: web.Request) -> web.Response:
     body = await parse_json(request, DispatchRequest)
-    async with request.app[DATABASE].session() as db:
-        record = await service.dispatch(
-            db=db, client=request.app[HANDOFF], actor=principal(request).username, body=body
-        )
+    record = await as_caller(request, service.dispatch, client=request.app[HANDOFF], body=body)
     return json_response(DispatchRead.model_validate(record))
-
-
-async def list_history(request: web.Request) -> web.Response:
-    query = parse_query(request, HistoryQuery)
-    async with request.app[DATABASE].session() as db:
-        rows, total = await service.history(db=db, query=query)
-    page = DispatchPage(
-        items=[DispatchRead.model_validate(r) for r in rows],
-        total=total,
-        limit=query.limit,
-        offset=query.offset,
-    )
-    return json_response(page)
 
 
 async def investigate(request: web.Request) -> web.Response:
     body = await parse_json(request, InvestigateRequest)
-    async with request.app[DATABASE].session() as db:
-        investigation = await service.enqueue(db=db, actor=principal(request).username, body=body)
+    investigation = await as_caller(request, service.enqueue, body=body)
     request.app[RUNNER].wake()
-    accepted = InvestigationAccepted(
-        id=investigation.id, status=investigation.status, priority=investigation.priority
-    )
+    accepted = InvestigationAccepted.model_validate(investigation, from_attributes=True)
     response = json_response(accepted, status=202)
     response.headers["Location"] = f"/api/v1/investigations/{investigation.id}"
     return response
-
-
-async def list_investigations(request: web.Request) -> web.Response:
-    query = parse_query(request, InvestigationQuery)
-    async with request.app[DATABASE].session() as db:
-        rows, total = await service.list_investigations(db=db, query=query)
-    page = InvestigationPage(
-        items=[InvestigationSummary.model_validate(r) for r in rows],
-        total=total,
-        limit=query.limit,
-        offset=query.offset,
-    )
-    return json_response(page)
 
 
 async def get_investigation(request: web.Request) -> web.Response:
@@ -89,33 +68,25 @@ async def get_investigation(request: web.Request) -> web.Response:
 
 async def stream_receipts(request: web.Request) -> web.WebSocketResponse:
     """Receipts of finished investigations, live; ``?investigation_id=`` narrows it."""
-    wanted = request.query.get("investigation_id")
-
-    def matches(event: Event) -> bool:
-        return wanted is None or event.payload.get("investigation_id") == wanted
-
-    def render(event: Event) -> dict[str, Any]:
-        return {"type": "receipt", "at": event.at, **event.payload}
-
-    subscription = request.app[BUS].subscribe("investigations.receipt", maxsize=128, where=matches)
-    return await pump(request, subscription, render)
+    query = parse_query(request, ReceiptStreamQuery)
+    subscription = request.app[BUS].subscribe(
+        "investigations.receipt",
+        maxsize=128,
+        where=matching(investigation_id=query.investigation_id),
+    )
+    return await pump(request, subscription, spread("receipt"))
 
 
 async def stream_agent_thoughts(request: web.Request) -> web.WebSocketResponse:
     """The agents' ``agent.thought`` notifications, live; ``?investigation_id=`` and
     ``?agent=`` narrow the stream."""
-    wanted = {
-        key: request.query[key] for key in ("investigation_id", "agent") if key in request.query
-    }
-
-    def matches(event: Event) -> bool:
-        return all(event.payload.get(key) == value for key, value in wanted.items())
-
-    def render(event: Event) -> dict[str, Any]:
-        return {"type": "thought", "at": event.at, **event.payload}
-
-    subscription = request.app[BUS].subscribe("agents.thought", maxsize=512, where=matches)
-    return await pump(request, subscription, render)
+    query = parse_query(request, ThoughtStreamQuery)
+    subscription = request.app[BUS].subscribe(
+        "agents.thought",
+        maxsize=512,
+        where=matching(investigation_id=query.investigation_id, agent=query.agent),
+    )
+    return await pump(request, subscription, spread("thought"))
 
 
 APPROVER = Permission.SOAR_WRITE
@@ -123,28 +94,8 @@ APPROVER = Permission.SOAR_WRITE
 SERVICE_ROLES = frozenset({Role.SERVICE_AGENT.value, Role.SERVICE_RESPONDER.value})
 
 
-class DecideMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["decide"]
-    approval_id: str = Field(min_length=1, max_length=64)
-    decision: Literal["approve", "deny"]
-    comment: str | None = Field(default=None, max_length=2000)
-
-
-class CancelMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["cancel"]
-    investigation_id: str = Field(min_length=1, max_length=32)
-    reason: str | None = Field(default=None, max_length=2000)
-
-
-type AnyClientMessage = Annotated[DecideMessage | CancelMessage, Field(discriminator="type")]
-
-
-class ClientMessage(RootModel[AnyClientMessage]):
-    """What an approvals client may send."""
+def _approval_kind(event: Event) -> str:
+    return "approval_requested" if event.topic == "approvals.requested" else "approval_decided"
 
 
 def _echo_ids(data: Any) -> dict[str, str]:
@@ -165,20 +116,13 @@ async def stream_approvals(request: web.Request) -> web.WebSocketResponse:
     ``soar:write`` and a human account) or cancels an investigation (``{"type": "cancel",
     "investigation_id"}``, needs ``investigations:write``). ``?investigation_id=`` narrows it.
     Each message is judged by its sender's credential and role as they stand when it arrives."""
-    wanted = request.query.get("investigation_id")
+    query = parse_query(request, ReceiptStreamQuery)
     database = request.app[DATABASE]
     runner = request.app[RUNNER]
 
-    def matches(event: Event) -> bool:
-        return wanted is None or event.payload.get("investigation_id") == wanted
-
-    def render(event: Event) -> dict[str, Any]:
-        kind = "approval_requested" if event.topic == "approvals.requested" else "approval_decided"
-        return {"type": kind, "at": event.at, **event.payload}
-
     async def greeting() -> list[dict[str, Any]]:
         async with database.session() as db:
-            pending = await approvals.list_pending(db, wanted)
+            pending = await approvals.list_pending(db, query.investigation_id)
         return [{"type": "pending", "approvals": [approvals.as_event(a) for a in pending]}]
 
     async def on_message(data: Any, caller: Principal) -> dict[str, Any]:
@@ -208,41 +152,83 @@ async def stream_approvals(request: web.Request) -> web.WebSocketResponse:
             return error_message(err, **_echo_ids(data))
 
     subscription = request.app[BUS].subscribe(
-        "approvals.requested", "approvals.decided", maxsize=256, where=matches
+        "approvals.requested",
+        "approvals.decided",
+        maxsize=256,
+        where=matching(investigation_id=query.investigation_id),
     )
-    return await pump(request, subscription, render, greeting=greeting, on_message=on_message)
+    return await pump(
+        request, subscription, spread(_approval_kind), greeting=greeting, on_message=on_message
+    )
 
 
 ROUTES = [
-    Route("GET", "/api/v1/investigations", list_investigations, Permission.INVESTIGATIONS_READ),
+    list_route(
+        "/api/v1/investigations",
+        service.list_investigations,
+        InvestigationSummary,
+        Permission.INVESTIGATIONS_READ,
+        query=InvestigationQuery,
+        summary="List investigations",
+    ),
     Route(
         "GET",
         "/api/v1/investigations/{investigation_id}",
         get_investigation,
         Permission.INVESTIGATIONS_READ,
+        response=InvestigationRead,
+        errors=(NotFound,),
+        summary="Investigation detail",
     ),
-    Route("POST", "/api/v1/agents/investigate", investigate, Permission.INVESTIGATIONS_WRITE),
     Route(
-        "WS",
+        "POST",
+        "/api/v1/agents/investigate",
+        investigate,
+        Permission.INVESTIGATIONS_WRITE,
+        body=InvestigateRequest,
+        response=InvestigationAccepted,
+        status=202,
+        errors=(AlertNotFound, CaseNotFound),
+        summary="Dispatch investigation",
+    ),
+    stream_route(
         "/api/v1/ws/investigation-receipts",
         stream_receipts,
-        Access.AUTHENTICATED,
-        stream_permission=Permission.INVESTIGATIONS_READ,
+        Permission.INVESTIGATIONS_READ,
+        query=ReceiptStreamQuery,
+        summary="Investigation result stream",
     ),
-    Route("POST", "/api/v1/orchestrator/dispatch", dispatch, Permission.INVESTIGATIONS_WRITE),
-    Route("GET", "/api/v1/orchestrator/history", list_history, Permission.INVESTIGATIONS_READ),
     Route(
-        "WS",
+        "POST",
+        "/api/v1/orchestrator/dispatch",
+        dispatch,
+        Permission.INVESTIGATIONS_WRITE,
+        body=DispatchRequest,
+        response=DispatchRead,
+        # besides these, whatever platform error the agent's method raised, rebuilt
+        errors=(AgentNotFound, NotFound, ServiceUnavailable, LLMUnavailable),
+        summary="Orchestrator dispatch",
+    ),
+    list_route(
+        "/api/v1/orchestrator/history",
+        service.history,
+        DispatchRead,
+        Permission.INVESTIGATIONS_READ,
+        query=HistoryQuery,
+        summary="Dispatch history",
+    ),
+    stream_route(
         "/api/v1/ws/agent-thoughts",
         stream_agent_thoughts,
-        Access.AUTHENTICATED,
-        stream_permission=Permission.INVESTIGATIONS_READ,
+        Permission.INVESTIGATIONS_READ,
+        query=ThoughtStreamQuery,
+        summary="Agent reasoning stream",
     ),
-    Route(
-        "WS",
+    stream_route(
         "/api/v1/ws/approvals",
         stream_approvals,
-        Access.AUTHENTICATED,
-        stream_permission=Permission.INVESTIGATIONS_READ,
+        Permission.INVESTIGATIONS_READ,
+        query=ReceiptStreamQuery,
+        summary="Human approval notifications",
     ),
 ]

@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
-from core.db.base import INTEGER_MAX
+from core.schemas import PageQuery
+from gateway.streams import StreamQuery
+
+DispatchStatus = Literal["ok", "error"]
 
 
 class DispatchRequest(BaseModel):
@@ -29,7 +32,7 @@ class DispatchRead(BaseModel):
     method: str
     params: dict[str, Any]
     investigation_id: str | None
-    status: str
+    status: DispatchStatus
     result: Any | None
     error: dict[str, Any] | None
     duration_ms: float
@@ -37,22 +40,11 @@ class DispatchRead(BaseModel):
     created_at: datetime
 
 
-class DispatchPage(BaseModel):
-    items: list[DispatchRead]
-    total: int
-    limit: int
-    offset: int
-
-
-class HistoryQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class HistoryQuery(PageQuery):
     agent: str | None = Field(default=None, max_length=64)
     method: str | None = Field(default=None, max_length=128)
-    status: Literal["ok", "error"] | None = None
+    status: DispatchStatus | None = None
     investigation_id: str | None = Field(default=None, max_length=128)
-    limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0, le=INTEGER_MAX)
 
 
 class IocIn(BaseModel):
@@ -63,6 +55,9 @@ class IocIn(BaseModel):
 
 
 Priority = Literal["low", "normal", "high", "urgent"]
+InvestigationStatus = Literal[
+    "queued", "running", "awaiting_approval", "completed", "failed", "cancelled"
+]
 PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 
 
@@ -105,34 +100,18 @@ class InvestigateRequest(BaseModel):
 
 class InvestigationAccepted(BaseModel):
     id: str
-    status: str
-    priority: str
-
-
-class InvestigationRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    status: str
-    priority: str
-    alert_id: str | None
-    case_id: str | None
-    subject: dict[str, Any]
-    requested_by: str
-    attempts: int
-    receipt: dict[str, Any] | None
-    error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    status: InvestigationStatus
+    priority: Priority
 
 
 class InvestigationSummary(BaseModel):
+    """An investigation as a list shows it."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: str
-    status: str
-    priority: str
+    status: InvestigationStatus
+    priority: Priority
     alert_id: str | None
     case_id: str | None
     requested_by: str
@@ -140,21 +119,56 @@ class InvestigationSummary(BaseModel):
     finished_at: datetime | None
 
 
-class InvestigationPage(BaseModel):
-    items: list[InvestigationSummary]
-    total: int
-    limit: int
-    offset: int
+class InvestigationRead(InvestigationSummary):
+    """An investigation in full: what it looked at, its runs, its receipt."""
+
+    subject: dict[str, Any]
+    attempts: int
+    receipt: dict[str, Any] | None
+    error: str | None
+    started_at: datetime | None
 
 
-class InvestigationQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    status: (
-        Literal["queued", "running", "awaiting_approval", "completed", "failed", "cancelled"] | None
-    ) = None
+class InvestigationQuery(PageQuery):
+    status: InvestigationStatus | None = None
     priority: Priority | None = None
     alert_id: str | None = Field(default=None, max_length=32)
     case_id: str | None = Field(default=None, max_length=32)
-    limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0, le=INTEGER_MAX)
+
+
+class ReceiptStreamQuery(StreamQuery):
+    investigation_id: str | None = None
+    """Only this investigation's receipts (its approvals, on the approvals stream)."""
+
+
+class ThoughtStreamQuery(ReceiptStreamQuery):
+    agent: str | None = None
+    """Only this agent's thoughts."""
+
+
+class DecideMessage(BaseModel):
+    """An approvals client's decision on one approval (a human with ``soar:write``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["decide"]
+    approval_id: str = Field(min_length=1, max_length=64)
+    decision: Literal["approve", "deny"]
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class CancelMessage(BaseModel):
+    """An approvals client's cancellation of an investigation (``investigations:write``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["cancel"]
+    investigation_id: str = Field(min_length=1, max_length=32)
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+type AnyClientMessage = Annotated[DecideMessage | CancelMessage, Field(discriminator="type")]
+
+
+class ClientMessage(RootModel[AnyClientMessage]):
+    """What an approvals client may send."""
