@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Final
+from types import TracebackType
+from typing import Any, Final, Self
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
@@ -27,16 +27,19 @@ from agents.acp.protocol import (
 )
 from core.db import Database
 from core.db.base import utcnow
+from core.db.lookup import get_or_404
 from core.db.pages import fetch_page
 from core.db.sequences import next_id
 from core.errors import AuroraError, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.events import EventBus
+from core.loops import Periodic
+from core.schemas import PageQuery
+from core.validation import field_error
+from gateway.alerts.api import get_alert
 from gateway.alerts.models import Alert
-from gateway.alerts.service import get_alert
-from gateway.cases.schemas import PageQuery
-from gateway.cases.service import get_case, list_observables
+from gateway.cases.api import get_case, list_observables
+from gateway.detections.api import ENTITY_FIELDS
 from gateway.detections.models import DetectionRule, RuleHit
-from gateway.detections.service import ENTITY_FIELDS
 from gateway.investigations import approvals
 from gateway.investigations.models import Approval, Dispatch, Investigation
 from gateway.investigations.schemas import (
@@ -65,13 +68,9 @@ def as_platform_error(err: RpcError, agent: str, method: str) -> AuroraError:
                     if isinstance(e, dict)
                 ]
             )
-        return ValidationFailed(
-            [{"loc": ["body", "params"], "msg": err.message, "type": "value_error"}]
-        )
+        return field_error(["body", "params"], err.message)
     if err.code == HOP_LIMIT_EXCEEDED:
-        return ValidationFailed(
-            [{"loc": ["body"], "msg": "hop limit exceeded", "type": "hop_limit"}]
-        )
+        return field_error(["body"], "hop limit exceeded", "hop_limit")
     if err.code in {DEADLINE_EXCEEDED, CANCELLED}:
         return ServiceUnavailable({"agent": agent, "reason": "deadline exceeded"})
     return ServiceUnavailable({"agent": agent, "reason": err.message, "rpc_code": err.code})
@@ -115,19 +114,21 @@ async def dispatch(
     return record
 
 
-async def history(*, db: AsyncSession, query: HistoryQuery) -> tuple[list[Dispatch], int]:
-    where: list[Any] = []
-    for column, value in (
-        (Dispatch.agent, query.agent),
-        (Dispatch.method, query.method),
-        (Dispatch.status, query.status),
-        (Dispatch.investigation_id, query.investigation_id),
-    ):
-        if value is not None:
-            where.append(column == value)
+async def newest_first[M: Dispatch | Investigation](
+    db: AsyncSession, model: type[M], query: PageQuery
+) -> tuple[list[M], int]:
+    """One page of ``model``'s rows, newest first, matching each filter the query gives (its
+    fields besides the page's are columns of ``model``, matched by equality)."""
+    filters = query.model_dump(exclude={"limit", "offset"}, exclude_none=True)
+    where = [getattr(model, column) == value for column, value in filters.items()]
     return await fetch_page(
-        db, Dispatch, where=where, sort="-created_at", limit=query.limit, offset=query.offset
+        db, model, where=where, sort="-created_at", limit=query.limit, offset=query.offset
     )
+
+
+async def history(*, db: AsyncSession, query: HistoryQuery) -> tuple[list[Dispatch], int]:
+    """The dispatches the query's filters match, newest first."""
+    return await newest_first(db, Dispatch, query)
 
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
@@ -252,27 +253,15 @@ async def enqueue(*, db: AsyncSession, actor: str, body: InvestigateRequest) -> 
 
 
 async def get_investigation(*, db: AsyncSession, investigation_id: str) -> Investigation:
-    found = await db.get(Investigation, investigation_id)
-    if found is None:
-        raise NotFound({"investigation_id": investigation_id})
-    return found
+    """The investigation; AURORA-4040 when there is none."""
+    return await get_or_404(db, Investigation, investigation_id, name="investigation_id")
 
 
 async def list_investigations(
     *, db: AsyncSession, query: InvestigationQuery
 ) -> tuple[list[Investigation], int]:
-    where: list[Any] = []
-    for column, value in (
-        (Investigation.status, query.status),
-        (Investigation.priority, query.priority),
-        (Investigation.alert_id, query.alert_id),
-        (Investigation.case_id, query.case_id),
-    ):
-        if value is not None:
-            where.append(column == value)
-    return await fetch_page(
-        db, Investigation, where=where, sort="-created_at", limit=query.limit, offset=query.offset
-    )
+    """The investigations the query's filters match, newest first."""
+    return await newest_first(db, Investigation, query)
 
 
 class InvestigationRunner:
@@ -288,6 +277,9 @@ class InvestigationRunner:
       key twice.
     - Every tick also expires approvals past their deadline (fail closed) and, hourly, deletes
       the checkpoints of investigations finished longer than the retention ago.
+
+    Its three loops (the queue, approval expiry, checkpoint retention) run from :meth:`start`
+    to :meth:`stop`, or for as long as it is entered as an async context manager.
     """
 
     def __init__(
@@ -311,15 +303,19 @@ class InvestigationRunner:
         self._approval_timeout = approval_timeout
         self._checkpointer = checkpointer
         self._retention = retention
-        self._tick = tick_seconds
-        self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
-        self._loop: asyncio.Task[None] | None = None
-        self._pruned_at = float("-inf")
-        self._swept_at = float("-inf")
+        self._queue = Periodic("investigation-queue", self._fill, tick_seconds, log=log)
+        self._loops = (
+            self._queue,
+            Periodic("approval-expiry", self.expire_approvals, tick_seconds, log=log),
+            Periodic(
+                "checkpoint-retention", self.prune_checkpoints, RETENTION_SWEEP_SECONDS, log=log
+            ),
+        )
 
     async def start(self) -> None:
+        """Queue again what a stopped gateway left running, then start the loops."""
         async with self._db.session() as db:
             await db.execute(
                 update(Investigation)
@@ -327,10 +323,31 @@ class InvestigationRunner:
                 .values(status="queued")
             )
             await db.commit()
-        self._loop = asyncio.create_task(self._schedule(), name="investigation-queue")
+        for loop in self._loops:
+            loop.start()
+
+    async def stop(self) -> None:
+        """Stop the loops and the investigations running (they stay ``running`` in the
+        database and are queued again at the next start)."""
+        for loop in self._loops:
+            await loop.stop()
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
 
     def wake(self) -> None:
-        self._wake.set()
+        """Look at the queue now (something was queued or can go on)."""
+        self._queue.wake()
 
     async def _claim(self) -> str | None:
         rank = case(PRIORITY_RANK, value=Investigation.priority)
@@ -359,40 +376,26 @@ class InvestigationRunner:
             await db.commit()
             return str(got) if got else ""
 
-    async def _schedule(self) -> None:
-        while True:
-            await self._housekeeping()
-            while len(self._running) < max(1, self._concurrency()):
-                try:
-                    claimed = await self._claim()
-                except Exception:
-                    log.exception("could not claim an investigation")
-                    break
-                if claimed is None:
-                    break
-                if claimed:
-                    task = asyncio.create_task(self._run(claimed), name=f"inv-{claimed}")
-                    self._running[claimed] = task
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._tick):
-                    await self._wake.wait()
+    async def _fill(self) -> None:
+        """Start queued investigations, most urgent first, while fewer than the concurrency
+        run (a claim another replica won is skipped)."""
+        while len(self._running) < max(1, self._concurrency()):
+            claimed = await self._claim()
+            if claimed is None:
+                return
+            if claimed:
+                task = asyncio.create_task(self._run(claimed), name=f"inv-{claimed}")
+                self._running[claimed] = task
 
-    async def _housekeeping(self) -> None:
-        # Woken by every request and every finish: sweep once a tick, not once a wake.
-        if time.monotonic() - self._swept_at < self._tick:
-            return
-        self._swept_at = time.monotonic()
-        try:
-            async with self._db.session() as db:
-                expired, _ = await approvals.expire_due(db)
-            for approval in expired:
-                self._bus.publish("approvals.decided", approvals.as_event(approval))
-            if time.monotonic() - self._pruned_at >= RETENTION_SWEEP_SECONDS:
-                self._pruned_at = time.monotonic()
-                await self.prune_checkpoints()
-        except Exception:
-            log.exception("investigation housekeeping failed")
+    async def expire_approvals(self) -> None:
+        """Expire the approvals past their deadline (fail closed) and say so on the stream;
+        the investigations that can go on are looked at at once."""
+        async with self._db.session() as db:
+            expired, resumable = await approvals.expire_due(db)
+        for approval in expired:
+            self._bus.publish("approvals.decided", approvals.as_event(approval))
+        if resumable:
+            self._queue.wake()
 
     async def prune_checkpoints(self) -> int:
         """Delete the graph checkpoints of investigations finished more than the retention
@@ -472,7 +475,7 @@ class InvestigationRunner:
             receipt, status, error = None, "failed", type(err).__name__
         finally:
             self._running.pop(investigation_id, None)
-            self._wake.set()
+            self._queue.wake()
         async with self._db.session() as db:
             await db.execute(
                 update(Investigation)
@@ -522,7 +525,7 @@ class InvestigationRunner:
             if row.status == "pending":
                 self._bus.publish("approvals.requested", approvals.as_event(row))
         if resumable:
-            self._wake.set()
+            self._queue.wake()
 
     async def cancel(self, investigation_id: str, actor: str) -> None:
         """Stop an investigation that has not finished: AURORA-4040 unknown, AURORA-4090
@@ -559,17 +562,10 @@ class InvestigationRunner:
         )
 
     def on_decided(self, approval: Approval, resumable: bool) -> None:
+        """Say that ``approval`` was decided; go on with its investigation when it can."""
         self._bus.publish("approvals.decided", approvals.as_event(approval))
         if resumable:
-            self._wake.set()
-
-    async def stop(self) -> None:
-        tasks = [t for t in (self._loop, *self._running.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            self._queue.wake()
 
 
 def _outcome(receipt: dict[str, Any]) -> tuple[str, str | None]:
