@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -66,6 +67,25 @@ class RecommendedAction(BaseModel):
     """Where the target was taken from; empty: not said (treated as data an attacker can
     write). A claim, not a corroboration: only :attr:`Finding.corroborations` of the agent
     whose role it is can corroborate a target."""
+
+    @classmethod
+    def of(
+        cls,
+        action: str,
+        target: str,
+        reason: str,
+        impact: Impact,
+        provenance: Iterable[TargetSource] = (),
+    ) -> RecommendedAction:
+        """An action whose target and reason are cut to their limits (512 and 2,000
+        characters), as a specialist builds one from data of any length."""
+        return cls(
+            action=action,
+            target=target[:512],
+            reason=reason[:2000],
+            impact=impact,
+            provenance=list(provenance),
+        )
 
 
 class Corroboration(BaseModel):

@@ -18,14 +18,12 @@ them the same way (:func:`tools.behaviour.assess`) and propose EDR containment:
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
 from agents.acp.finding import (
-    Evidence,
     Finding,
     RecommendedAction,
     TargetSource,
@@ -42,9 +40,9 @@ from agents.endpoint.events import (
     texts_of,
 )
 from agents.endpoint.schemas import AnalyzeEndpointRequest
-from agents.runtime.analysis import analysis_tools, hit_rows
-from agents.runtime.evidence import hit_evidence, layer_evidence
-from agents.runtime.specialist import Specialist, ToolTrace, finding_iocs
+from agents.runtime.analysis import analysis_tools, hit_rows, ioc_summary
+from agents.runtime.evidence import rule_verdict, verdict_sentences
+from agents.runtime.specialist import Specialist, ToolTrace, finding_iocs, string_tool
 from core.errors import ValidationFailed
 from core.llm.types import Tool
 from core.schemas import Severity
@@ -53,13 +51,11 @@ from tools.behaviour import (
     IMAGE_RULES,
     Assessment,
     RuleHit,
-    assess,
     base_name,
     clean_path,
     scan_process,
     scan_text,
     scan_text_deep,
-    techniques_of,
 )
 from tools.decode import Layer
 from tools.ioc import Ioc, indicators_in, names_a_machine, normalise_ioc
@@ -117,40 +113,31 @@ def _serious(hit: RuleHit, level: Severity = Severity.MEDIUM) -> bool:
     return hit.rule.severity >= level
 
 
-class Endpoint(Specialist):
-    name: ClassVar[str] = "endpoint"
-    description: ClassVar[str] = (
-        "Endpoint analysis: Windows, Sysmon and PowerShell events of a host, its processes, "
-        "logons, persistence and defence evasion, with EDR containment proposals."
-    )
-    method: ClassVar[str] = "analyze_endpoint"
-    method_description: ClassVar[str] = (
+class Endpoint(Specialist, name="endpoint", method="analyze_endpoint"):
+    """Endpoint analysis: Windows, Sysmon and PowerShell events of a host, its processes, logons,
+    persistence and defence evasion, with EDR containment proposals."""
+
+    method_description = (
         "Analyse a host's events (flat or nested EVTX JSON) and propose containment."
     )
     request_model = AnalyzeEndpointRequest
-    prompt_name: ClassVar[str] = "endpoint"
 
     async def _context(
         self, request: AnalyzeEndpointRequest, events: list[WinEvent], trace: ToolTrace
     ) -> HostContext:
-        async def run() -> HostContext:
-            return await asyncio.to_thread(HostContext.build, events)
-
-        return await trace.call(
+        return await trace.compute(
             "host_context",
             {"hostname": request.host.hostname, "events": len(events)},
-            run,
+            lambda: HostContext.build(events),
             lambda context: context.summary(request.host.hostname),
+            thread=True,
         )
 
     async def _scan(self, events: list[WinEvent], trace: ToolTrace) -> EventScan:
-        async def run() -> EventScan:
-            return await asyncio.to_thread(scan_events, events)
-
-        return await trace.call(
+        return await trace.compute(
             "rule_scan",
             {"events": len(events)},
-            run,
+            lambda: scan_events(events),
             lambda found: (
                 (
                     f"{len({h.rule.id for h in found.rule_hits})} rule(s) fired on "
@@ -165,6 +152,7 @@ class Endpoint(Specialist):
                     else ""
                 )
             ),
+            thread=True,
         )
 
     async def _indicators(
@@ -202,8 +190,8 @@ class Endpoint(Specialist):
             if event.is_("sysmon", 3) and (event.computer, _pid(event)) in pids:
                 addresses.append(event.get("DestinationIp"))
 
-        async def run() -> list[Ioc]:
-            found = await asyncio.to_thread(indicators_in, texts)
+        def run() -> list[Ioc]:
+            found = indicators_in(texts)
             for address in addresses:
                 try:
                     ioc = normalise_ioc("ip", address.removeprefix("::ffff:"))
@@ -213,15 +201,12 @@ class Endpoint(Specialist):
                     found.append(ioc)
             return list(dict.fromkeys(found))
 
-        return await trace.call(
+        return await trace.compute(
             "extract_iocs",
             {"texts": len(texts), "addresses": len(addresses)},
             run,
-            lambda iocs: (
-                f"{len(iocs)} indicator(s): " + ", ".join(f"{i.type}:{i.value}" for i in iocs[:8])
-                if iocs
-                else "no indicators"
-            ),
+            ioc_summary,
+            thread=True,
         )
 
     async def builtin(self, request: AnalyzeEndpointRequest, trace: ToolTrace) -> Finding:
@@ -235,38 +220,28 @@ class Endpoint(Specialist):
         scan = await self._scan(events, trace) if events else EventScan()
         iocs = await self._indicators(request, events, scan, trace)
         from_context = await self.map_context(request.context, trace)
-        assessment = assess(scan.rule_hits, behaviour=bool(events))
-        techniques = techniques_of(scan.rule_hits, self.deps.attack.canonical_id)
-        techniques += [t for t in from_context if t not in techniques]
-        await trace.thought(
-            "assess",
-            f"{len({h.rule.id for h in scan.rule_hits})} rule(s) fired → "
-            f"{assessment.severity} (confidence {assessment.confidence})",
-        )
-        actions = _actions(request, scan, assessment)
-
-        evidence = list(trace.evidence)
-        evidence += hit_evidence(scan.rule_hits)
         flagged = {hit.source.split(" (", 1)[0] for hit in scan.rule_hits}
         decoded = [(s, layers) for s, layers in scan.layers.items() if s in flagged]
-        for source, layers in decoded[:MAX_LAYER_EVIDENCE]:
-            evidence += layer_evidence(source, layers)
-        if from_context:
-            evidence.append(
-                Evidence(
-                    kind="context_mapping",
-                    ref="context",
-                    summary="techniques the context describes: " + ", ".join(from_context),
-                )
-            )
+        verdict = await rule_verdict(
+            trace,
+            self.deps.attack,
+            scan.rule_hits,
+            behaviour=bool(events),
+            from_context=from_context,
+            layers=decoded[:MAX_LAYER_EVIDENCE],
+        )
+        assessment = verdict.assessment
+        actions = _actions(request, scan, assessment)
         return Finding(
             agent=self.name,
-            summary=_summary(request, events, context, scan, assessment, actions, techniques),
+            summary=_summary(
+                request, events, context, scan, assessment, actions, verdict.techniques
+            ),
             severity=assessment.severity,
             confidence=assessment.confidence,
-            mitre_techniques=techniques,
+            mitre_techniques=verdict.techniques,
             iocs=finding_iocs([i for i in iocs if not _own(i, request)]),
-            evidence=evidence,
+            evidence=verdict.evidence,
             recommended_actions=actions,
         )
 
@@ -327,12 +302,11 @@ class Endpoint(Specialist):
 
         return [
             *analysis_tools(self.deps.attack, trace),
-            Tool(
-                name="host_context",
-                description="What the events say about the host: users, processes, network"
+            string_tool(
+                "host_context",
+                "What the events say about the host: users, processes, network"
                 " connections, logons, services, tasks, account changes, cleared logs.",
-                parameters={"type": "object", "properties": {}},
-                handler=context,
+                context,
             ),
             Tool(
                 name="scan_events",
@@ -419,13 +393,7 @@ def _actions(
                 "so a human should approve it"
             )
         actions.append(
-            RecommendedAction(
-                action="isolate_host",
-                target=host.hostname,
-                reason=reason[:2000],
-                impact="high",
-                provenance=list(_FROM_HOST),
-            )
+            RecommendedAction.of("isolate_host", host.hostname, reason, "high", _FROM_HOST)
         )
 
     processes: dict[tuple[str, int], tuple[str, list[RuleHit]]] = {}
@@ -453,46 +421,39 @@ def _actions(
             continue
         kills += 1
         actions.append(
-            RecommendedAction(
-                action="kill_process",
-                target=f"{computer}:{pid}",
-                reason=f"{clean_path(image) or 'process'} (pid {pid}): {_rules(hits)}"[:2000],
-                impact="low",
-                provenance=list(_FROM_EVENTS),
+            RecommendedAction.of(
+                "kill_process",
+                f"{computer}:{pid}",
+                f"{clean_path(image) or 'process'} (pid {pid}): {_rules(hits)}",
+                "low",
+                _FROM_EVENTS,
             )
         )
     if assessment.severity >= Severity.HIGH:
         for name, hits in accounts.items():
             actions.append(
-                RecommendedAction(
-                    action="disable_account",
-                    target=name[:512],
-                    reason=f"account behind: {_rules(hits)}"[:2000],
-                    impact="medium",
-                    provenance=list(_FROM_EVENTS),
+                RecommendedAction.of(
+                    "disable_account",
+                    name,
+                    f"account behind: {_rules(hits)}",
+                    "medium",
+                    _FROM_EVENTS,
                 )
             )
     for target, hits in files.items():
         if target:
             actions.append(
-                RecommendedAction(
-                    action="quarantine_file",
-                    target=target[:512],
-                    reason=_rules(hits)[:2000],
-                    impact="medium",
-                    provenance=list(_FROM_EVENTS),
+                RecommendedAction.of(
+                    "quarantine_file", target, _rules(hits), "medium", _FROM_EVENTS
                 )
             )
     actions.append(
-        RecommendedAction(
-            action="collect_triage",
-            target=host.hostname,
-            reason=(
-                "collect process list, autoruns, event logs and memory to confirm and scope: "
-                + worst
-            )[:2000],
-            impact="low",
-            provenance=list(_FROM_HOST),
+        RecommendedAction.of(
+            "collect_triage",
+            host.hostname,
+            "collect process list, autoruns, event logs and memory to confirm and scope: " + worst,
+            "low",
+            _FROM_HOST,
         )
     )
     unique: dict[tuple[str, str], RecommendedAction] = {}
@@ -529,16 +490,8 @@ def _summary(
         f"{len(events)} event(s) from {where}.",
         f"Worst: {worst_hit.rule.title} [{', '.join(worst_hit.rule.techniques)}] at "
         f"{worst_event.ref} ({worst_hit.excerpt[:100]}).",
-        f"Severity {assessment.severity} from the worst rule",
+        *verdict_sentences(assessment, len(distinct), techniques),
     ]
-    if assessment.escalated:
-        parts[-1] += (
-            f", raised one step because the activity spans {len(assessment.phases)} phases "
-            f"of an intrusion ({', '.join(assessment.phases)})"
-        )
-    parts[-1] += f"; confidence {assessment.confidence} from {len(distinct)} agreeing rule(s)."
-    if techniques:
-        parts.append(f"Techniques: {', '.join(techniques[:10])}.")
     proposed = sorted({a.action for a in actions})
     if proposed:
         parts.append(f"Proposed: {', '.join(proposed)}.")

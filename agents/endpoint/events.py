@@ -149,12 +149,12 @@ class ProcessRecord:
 
     pid: int | None
     image: str
-    command_line: str
-    parent_image: str
     user: str
-    original_file_name: str
-    sha256: str
     ref: str
+    command_line: str = ""
+    parent_image: str = ""
+    original_file_name: str = ""
+    sha256: str = ""
 
     def view(self) -> ProcessView:
         return ProcessView(
@@ -193,30 +193,20 @@ def process_of(event: WinEvent) -> ProcessRecord | None:
             command_line=event.get("CommandLine"),
             parent_image=event.get("ParentProcessName"),
             user=account(event, "Subject"),
-            original_file_name="",
-            sha256="",
             ref=event.ref,
         )
     if event.log == "sysmon" and event.event_id in (3, 7, 11, 12, 13, 14, 22):
         return ProcessRecord(
             pid=_number(event.get("ProcessId")),
             image=event.get("Image"),
-            command_line="",
-            parent_image="",
             user=event.get("User"),
-            original_file_name="",
-            sha256="",
             ref=event.ref,
         )
     if event.is_("sysmon", 8, 10):
         return ProcessRecord(
             pid=_number(event.get("SourceProcessId")),
             image=event.get("SourceImage"),
-            command_line="",
-            parent_image="",
             user=event.get("SourceUser"),
-            original_file_name="",
-            sha256="",
             ref=event.ref,
         )
     if event.log == "powershell" and event.event_id in (400, 403, 600, 800, 4103, 4104):
@@ -226,11 +216,7 @@ def process_of(event: WinEvent) -> ProcessRecord | None:
         return ProcessRecord(
             pid=event.execution_pid,
             image="powershell.exe" if host is None else host.group(1).split(" ")[0],
-            command_line="",
-            parent_image="",
             user=user.group(1).strip() if user else "",
-            original_file_name="",
-            sha256="",
             ref=event.ref,
         )
     return None
@@ -968,6 +954,14 @@ def registry_text(event: WinEvent) -> str:
     return f"{key} = {details}" if details else key
 
 
+_BURSTS: Final[dict[str, tuple[int, str]]] = {
+    "password_spraying": (SPRAY_ACCOUNTS, "{n} accounts failed from {by}"),
+    "kerberoasting": (KERBEROAST_SERVICES, "{by} asked RC4 tickets for {n} services"),
+    "tgs_enumeration": (TGS_BURST, "{by} asked tickets for {n} services"),
+}
+"""Rules over things counted per account or source: how many make a burst, and the excerpt."""
+
+
 def scan_bursts(events: Iterable[WinEvent]) -> list[RuleHit]:
     """Rules over many events: failed-logon bursts and sprays, service-ticket bursts."""
     failures_by_user: dict[str, list[WinEvent]] = defaultdict(list)
@@ -1007,33 +1001,17 @@ def scan_bursts(events: Iterable[WinEvent]) -> list[RuleHit]:
                     + (f" from {', '.join(sources[:3])}" if sources else ""),
                 )
             )
-    for source, users in users_by_source.items():
-        if len(users) >= SPRAY_ACCOUNTS:
-            hits.append(
-                _hit(
-                    "password_spraying",
-                    first_by_source[source],
-                    f"{len(users)} accounts failed from {source}",
-                )
-            )
-    for user, services in rc4.items():
-        if len(services) >= KERBEROAST_SERVICES:
-            hits.append(
-                _hit(
-                    "kerberoasting",
-                    first_ticket[user],
-                    f"{user} asked RC4 tickets for {len(services)} services",
-                )
-            )
-    for user, services in tickets.items():
-        if len(services) >= TGS_BURST:
-            hits.append(
-                _hit(
-                    "tgs_enumeration",
-                    first_ticket[user],
-                    f"{user} asked tickets for {len(services)} services",
-                )
-            )
+    for rule_id, groups, first in (
+        ("password_spraying", users_by_source, first_by_source),
+        ("kerberoasting", rc4, first_ticket),
+        ("tgs_enumeration", tickets, first_ticket),
+    ):
+        threshold, excerpt = _BURSTS[rule_id]
+        hits += [
+            _hit(rule_id, first[by], excerpt.format(by=by, n=len(members)))
+            for by, members in groups.items()
+            if len(members) >= threshold
+        ]
     return hits
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
 from agents.acp.finding import (
     Corroboration,
@@ -101,19 +101,15 @@ def _distinct(events: list[dict[str, Any]], field: str) -> list[str]:
     return sorted({str(e[field]) for e in events if e.get(field)})
 
 
-class Hunter(Specialist):
-    name: ClassVar[str] = "hunter"
-    description: ClassVar[str] = (
-        "Threat hunting: searches the platform's logs for activity related to indicators, "
-        "hosts and accounts, and scopes how far it reached."
-    )
-    method: ClassVar[str] = "hunt_threats"
-    method_description: ClassVar[str] = (
+class Hunter(Specialist, name="hunter", method="hunt_threats"):
+    """Threat hunting: searches the platform's logs for activity related to indicators, hosts and
+    accounts, and scopes how far it reached."""
+
+    method_description = (
         "Search the logs for the indicators' sightings and the named hosts' and accounts' "
         "activity in a time window; report the hosts and accounts involved."
     )
     request_model = HuntThreatsRequest
-    prompt_name: ClassVar[str] = "hunter"
 
     def __init__(self, deps: AgentDeps) -> None:
         super().__init__(deps)
@@ -269,34 +265,29 @@ class Hunter(Specialist):
             " ".join(t for t in (request.hypothesis, request.context) if t), trace
         )
         actions = [
-            RecommendedAction(
-                action="collect_triage",
-                target=host,
-                reason="indicators of this investigation were seen on the host",
-                impact="low",
-                provenance=list(_FROM_LOGS),
+            RecommendedAction.of(
+                "collect_triage",
+                host,
+                "indicators of this investigation were seen on the host",
+                "low",
+                _FROM_LOGS,
             )
             for host in hosts[:10]
         ]
         actions += [
-            RecommendedAction(
-                action="watchlist",
-                target=value,
-                reason=f"{kind} seen in the logs: watch for more",
-                impact="low",
-                provenance=list(_FROM_LOGS),
+            RecommendedAction.of(
+                "watchlist", value, f"{kind} seen in the logs: watch for more", "low", _FROM_LOGS
             )
             for kind, value in list(sighted)[:10]
         ]
         if request.hypothesis and not sighted:
             actions.append(
-                RecommendedAction(
-                    action="hunt",
-                    target=request.hypothesis[:500],
-                    reason="nothing in the window supports or refutes it: widen the window or "
-                    "the sources",
-                    impact="low",
-                    provenance=[TargetSource(kind="text", ref="hypothesis")],
+                RecommendedAction.of(
+                    "hunt",
+                    request.hypothesis[:500],
+                    "nothing in the window supports or refutes it: widen the window or the sources",
+                    "low",
+                    [TargetSource(kind="text", ref="hypothesis")],
                 )
             )
         corroborations = []

@@ -17,7 +17,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from agents.acp.finding import Evidence, Finding
 from agents.network.rules import (
@@ -43,7 +43,14 @@ from agents.network.rules import (
     split_domain,
 )
 from agents.network.schemas import AnalyzeNetworkRequest
-from agents.runtime.specialist import Specialist, ToolTrace, finding_iocs, normalised_iocs
+from agents.runtime.analysis import attack_tool
+from agents.runtime.specialist import (
+    Specialist,
+    ToolTrace,
+    finding_iocs,
+    normalised_iocs,
+    string_tool,
+)
 from core.llm.types import Tool
 from core.schemas import Severity
 from tools.ioc import Ioc, extract_iocs
@@ -60,18 +67,14 @@ class Analysis:
     detections: list[Detection]
 
 
-class Network(Specialist):
-    name: ClassVar[str] = "network"
-    description: ClassVar[str] = (
-        "Network analysis: beaconing, scans, exfiltration, DNS abuse and IDS alerts in flow "
-        "records and Suricata eve.json events."
-    )
-    method: ClassVar[str] = "analyze_network"
-    method_description: ClassVar[str] = (
+class Network(Specialist, name="network", method="analyze_network"):
+    """Network analysis: beaconing, scans, exfiltration, DNS abuse and IDS alerts in flow records
+    and Suricata eve.json events."""
+
+    method_description = (
         "Analyse flow records and Suricata events (and look for given indicators in them)."
     )
     request_model = AnalyzeNetworkRequest
-    prompt_name: ClassVar[str] = "network"
 
     async def analyse(self, request: AnalyzeNetworkRequest, trace: ToolTrace) -> Analysis:
         """Run every rule over the request's telemetry, each as a reported tool call."""
@@ -219,10 +222,6 @@ class Network(Specialist):
                 return {"error": "a domain is required"}
             return domain_profile(name, (await analysis()).telemetry)
 
-        async def attack(arguments: dict[str, Any]) -> object:
-            text = str(arguments.get("text", ""))
-            return [m._asdict() for m in self.deps.attack.map_text(text, limit=5)]
-
         return [
             Tool(
                 name="network_detections",
@@ -241,38 +240,21 @@ class Network(Specialist):
                 },
                 handler=detections,
             ),
-            Tool(
-                name="host_activity",
-                description="What one IP address did in the telemetry: zone (internal, "
+            string_tool(
+                "host_activity",
+                "What one IP address did in the telemetry: zone (internal, "
                 "external), peers, ports, bytes, IDS signatures and DNS names.",
-                parameters={
-                    "type": "object",
-                    "properties": {"ip": {"type": "string"}},
-                    "required": ["ip"],
-                },
-                handler=host,
+                host,
+                "ip",
             ),
-            Tool(
-                name="domain_profile",
-                description="A domain's lookups in the telemetry and whether its name looks "
+            string_tool(
+                "domain_profile",
+                "A domain's lookups in the telemetry and whether its name looks "
                 "generated (entropy, registered domain, clients).",
-                parameters={
-                    "type": "object",
-                    "properties": {"domain": {"type": "string"}},
-                    "required": ["domain"],
-                },
-                handler=domain,
+                domain,
+                "domain",
             ),
-            Tool(
-                name="map_attack_techniques",
-                description="ATT&CK techniques a piece of text describes, best first.",
-                parameters={
-                    "type": "object",
-                    "properties": {"text": {"type": "string"}},
-                    "required": ["text"],
-                },
-                handler=attack,
-            ),
+            attack_tool(self.deps.attack, trace),
         ]
 
 

@@ -38,7 +38,7 @@ import ipaddress
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel
 
@@ -60,7 +60,7 @@ from agents.acp.provenance import (
 )
 from agents.acp.server import CallContext
 from agents.responder.schemas import AssetIn, PlanResponseRequest
-from agents.runtime.specialist import AgentDeps, Specialist, ToolTrace
+from agents.runtime.specialist import AgentDeps, Specialist, ToolTrace, string_tool
 from core.guardrails import (
     ActionRequest,
     Criticality,
@@ -478,19 +478,15 @@ def plan_summary(
     return " ".join(parts)[:4000]
 
 
-class Responder(Specialist):
-    name: ClassVar[str] = "responder"
-    description: ClassVar[str] = (
-        "Incident response: a containment, eradication and collection plan from the other "
-        "specialists' findings, checked against the guardrail policy and the system mode."
-    )
-    method: ClassVar[str] = "plan_response"
-    method_description: ClassVar[str] = (
+class Responder(Specialist, name="responder", method="plan_response"):
+    """Incident response: a containment, eradication and collection plan from the other
+    specialists' findings, checked against the guardrail policy and the system mode."""
+
+    method_description = (
         "Merge the findings' recommended actions into an ordered plan and decide each through "
         "the guardrail policy under the mode (nothing is executed)."
     )
     request_model = PlanResponseRequest
-    prompt_name: ClassVar[str] = "responder"
 
     def __init__(self, deps: AgentDeps) -> None:
         super().__init__(deps)
@@ -666,33 +662,26 @@ class Responder(Specialist):
             return {"target": target, "in_inventory": True, **found.model_dump(mode="json")}
 
         return [
-            Tool(
-                name="proposed_actions",
-                description="The findings' recommended actions merged per action and target, "
+            string_tool(
+                "proposed_actions",
+                "The findings' recommended actions merged per action and target, "
                 "with the agents that proposed each, their reasons and the severity behind it.",
-                handler=proposed,
+                proposed,
             ),
-            Tool(
-                name="check_guardrails",
-                description="The guardrail policy's decision on one action under the current "
+            string_tool(
+                "check_guardrails",
+                "The guardrail policy's decision on one action under the current "
                 "mode (allow, require_approval or deny, and whether it would be executed).",
-                parameters={
-                    "type": "object",
-                    "properties": {"action": {"type": "string"}, "target": {"type": "string"}},
-                    "required": ["action", "target"],
-                },
-                handler=check,
+                check,
+                "action",
+                "target",
             ),
-            Tool(
-                name="asset_info",
-                description="What the asset inventory says about a target: criticality, owner, "
+            string_tool(
+                "asset_info",
+                "What the asset inventory says about a target: criticality, owner, "
                 "protected, blast radius.",
-                parameters={
-                    "type": "object",
-                    "properties": {"target": {"type": "string"}},
-                    "required": ["target"],
-                },
-                handler=asset,
+                asset,
+                "target",
             ),
         ]
 

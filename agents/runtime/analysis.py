@@ -7,19 +7,15 @@ streamed to the caller and kept as evidence.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agents.runtime.specialist import ToolTrace
+from agents.runtime.specialist import ToolTrace, string_tool
 from core.errors import ValidationFailed
 from core.llm.types import Tool
 from tools.attack import AttackKB
 from tools.behaviour import ProcessView, RuleHit, scan_process, scan_text_deep
-from tools.decode import Layer, unfold
+from tools.decode import unfold
 from tools.ioc import Ioc, indicators_in
-
-_STRING: dict[str, Any] = {"type": "string"}
 
 
 def text_argument(arguments: dict[str, Any], name: str) -> str:
@@ -39,18 +35,6 @@ def text_argument(arguments: dict[str, Any], name: str) -> str:
     return value
 
 
-def _text_tool(
-    name: str, description: str, handler: Callable[[dict[str, Any]], Awaitable[object]]
-) -> Tool:
-    """A tool taking one argument, ``text``."""
-    return Tool(
-        name=name,
-        description=description,
-        parameters={"type": "object", "properties": {"text": _STRING}, "required": ["text"]},
-        handler=handler,
-    )
-
-
 def hit_rows(hits: list[RuleHit]) -> list[dict[str, Any]]:
     """Rule hits as the model reads them."""
     return [
@@ -66,6 +50,13 @@ def hit_rows(hits: list[RuleHit]) -> list[dict[str, Any]]:
     ]
 
 
+def ioc_summary(iocs: list[Ioc]) -> str:
+    """A traced indicator extraction's summary: how many, and the first eight."""
+    if not iocs:
+        return "no indicators"
+    return f"{len(iocs)} indicator(s): " + ", ".join(f"{i.type}:{i.value}" for i in iocs[:8])
+
+
 def analysis_tools(kb: AttackKB, trace: ToolTrace) -> list[Tool]:
     """The analysis tools the model may call (decode, extract indicators, rule scan, ATT&CK
     mapping); each call goes through ``trace``, so it is streamed and kept as evidence."""
@@ -73,31 +64,27 @@ def analysis_tools(kb: AttackKB, trace: ToolTrace) -> list[Tool]:
     async def decode(arguments: dict[str, Any]) -> object:
         text = text_argument(arguments, "text")
 
-        async def run() -> list[Layer]:
-            return await asyncio.to_thread(unfold, text)
-
-        layers = await trace.call(
+        layers = await trace.compute(
             "decode_payload",
             {"chars": len(text)},
-            run,
+            lambda: unfold(text),
             lambda found: (
                 f"{len(found)} layer(s): "
                 + "; ".join(f"{x.method}: {x.text[:80]}" for x in found[:3])
             ),
+            thread=True,
         )
         return [{"method": x.method, "text": x.text[:20_000]} for x in layers]
 
     async def iocs(arguments: dict[str, Any]) -> object:
         text = text_argument(arguments, "text")
 
-        async def run() -> list[Ioc]:
-            return await asyncio.to_thread(indicators_in, [text])
-
-        found = await trace.call(
+        found = await trace.compute(
             "extract_iocs",
             {"chars": len(text)},
-            run,
+            lambda: indicators_in([text]),
             lambda result: f"{len(result)} indicator(s)",
+            thread=True,
         )
         return [ioc.model_dump(exclude_none=True) for ioc in found]
 
@@ -117,16 +104,44 @@ def analysis_tools(kb: AttackKB, trace: ToolTrace) -> list[Tool]:
                 hits += scan_process(view, "process")
             return hits
 
-        async def run() -> list[RuleHit]:
-            return await asyncio.to_thread(rules)
-
-        hits = await trace.call(
+        hits = await trace.compute(
             "scan_command_line",
             {"chars": len(text)},
-            run,
+            rules,
             lambda found: ", ".join(h.rule.id for h in found) or "no rule fired",
+            thread=True,
         )
         return hit_rows(hits)
+
+    return [
+        string_tool(
+            "decode_payload",
+            "Peel encodings and obfuscation (PowerShell -EncodedCommand, base64,"
+            " URL, hex, character codes, concatenation) off a text, layer by layer.",
+            decode,
+            "text",
+        ),
+        string_tool(
+            "extract_iocs",
+            "Indicators (IPs, domains, URLs, hashes, e-mails, registry keys,"
+            " CVEs) in a text, normalised and refanged.",
+            iocs,
+            "text",
+        ),
+        string_tool(
+            "scan_command_line",
+            "Run the detection rules over a command line or script and its"
+            " decoded layers (and, given image and parent_image, the process rules).",
+            scan,
+            "command_line",
+            optional=("image", "parent_image"),
+        ),
+        attack_tool(kb, trace),
+    ]
+
+
+def attack_tool(kb: AttackKB, trace: ToolTrace) -> Tool:
+    """``map_attack_techniques``: the ATT&CK techniques a text describes, best five first."""
 
     async def attack(arguments: dict[str, Any]) -> object:
         text = text_argument(arguments, "text")
@@ -142,33 +157,9 @@ def analysis_tools(kb: AttackKB, trace: ToolTrace) -> list[Tool]:
         )
         return [m._asdict() for m in found]
 
-    return [
-        _text_tool(
-            "decode_payload",
-            "Peel encodings and obfuscation (PowerShell -EncodedCommand, base64,"
-            " URL, hex, character codes, concatenation) off a text, layer by layer.",
-            decode,
-        ),
-        _text_tool(
-            "extract_iocs",
-            "Indicators (IPs, domains, URLs, hashes, e-mails, registry keys,"
-            " CVEs) in a text, normalised and refanged.",
-            iocs,
-        ),
-        Tool(
-            name="scan_command_line",
-            description="Run the detection rules over a command line or script and its"
-            " decoded layers (and, given image and parent_image, the process rules).",
-            parameters={
-                "type": "object",
-                "properties": {"command_line": _STRING, "image": _STRING, "parent_image": _STRING},
-                "required": ["command_line"],
-            },
-            handler=scan,
-        ),
-        _text_tool(
-            "map_attack_techniques",
-            "ATT&CK techniques a piece of text describes, best first.",
-            attack,
-        ),
-    ]
+    return string_tool(
+        "map_attack_techniques",
+        "ATT&CK techniques a piece of text describes, best first.",
+        attack,
+        "text",
+    )

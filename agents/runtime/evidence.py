@@ -1,17 +1,20 @@
-"""Turning rule hits and decoded layers into a finding's evidence.
+"""What the behaviour rules found, as a finding's verdict and evidence.
 
-Shared by the specialists that run the behaviour rules, so that all report a rule hit the same
-way.
+Shared by the specialists that run the behaviour rules (:mod:`tools.behaviour`), so that all
+score hits and report them the same way.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Final
 
 from agents.acp.finding import Evidence
-from tools.behaviour import RuleHit
+from agents.runtime.specialist import ToolTrace
+from tools.attack import AttackKB
+from tools.behaviour import Assessment, RuleHit, assess, techniques_of
 from tools.decode import Layer
 
 MAX_EVIDENCE_PER_RULE: Final[int] = 5
@@ -54,3 +57,63 @@ def layer_evidence(source: str, layers: Iterable[Layer]) -> list[Evidence]:
         )
         for layer in layers
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleVerdict:
+    """What a request's rule hits add up to: the assessment, the ATT&CK techniques (the rules',
+    then the context's) and the finding's evidence."""
+
+    assessment: Assessment
+    techniques: list[str]
+    evidence: list[Evidence]
+
+
+async def rule_verdict(
+    trace: ToolTrace,
+    kb: AttackKB,
+    hits: list[RuleHit],
+    *,
+    behaviour: bool,
+    from_context: list[str],
+    layers: Iterable[tuple[str, list[Layer]]],
+) -> RuleVerdict:
+    """Score ``hits`` (:func:`tools.behaviour.assess`; ``behaviour``: whether anything
+    behavioural was examined), tell the caller, and gather the evidence: the tool calls so far,
+    each hit, each decoded layer of ``layers`` (by source) and the techniques the context text
+    describes (``from_context``)."""
+    assessment = assess(hits, behaviour=behaviour)
+    techniques = techniques_of(hits, kb.canonical_id)
+    techniques += [t for t in from_context if t not in techniques]
+    await trace.thought(
+        "assess",
+        f"{len({h.rule.id for h in hits})} rule(s) fired → {assessment.severity} "
+        f"(confidence {assessment.confidence})",
+    )
+    evidence = [*trace.evidence, *hit_evidence(hits)]
+    for source, decoded in layers:
+        evidence += layer_evidence(source, decoded)
+    if from_context:
+        evidence.append(
+            Evidence(
+                kind="context_mapping",
+                ref="context",
+                summary="techniques the context describes: " + ", ".join(from_context),
+            )
+        )
+    return RuleVerdict(assessment, techniques, evidence)
+
+
+def verdict_sentences(assessment: Assessment, rules: int, techniques: list[str]) -> list[str]:
+    """How a summary ends: the severity (and why it was raised a step), the confidence from
+    ``rules`` agreeing rules, and the techniques."""
+    severity = f"Severity {assessment.severity} from the worst rule"
+    if assessment.escalated:
+        severity += (
+            f", raised one step because the activity spans {len(assessment.phases)} phases "
+            f"of an intrusion ({', '.join(assessment.phases)})"
+        )
+    sentences = [f"{severity}; confidence {assessment.confidence} from {rules} agreeing rule(s)."]
+    if techniques:
+        sentences.append(f"Techniques: {', '.join(techniques[:10])}.")
+    return sentences

@@ -8,6 +8,7 @@ Every tool call is streamed to the caller (``agent.tool_call``) and kept as evid
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -29,7 +30,7 @@ from agents.acp.server import AcpLimits, AgentServer, CallContext
 from core.errors import LLMUnavailable, ValidationFailed
 from core.llm import LLMBackend
 from core.llm.tool_loop import run_tool_loop
-from core.llm.types import Tool, system_message, user_message
+from core.llm.types import Tool, ToolHandler, system_message, user_message
 from core.schemas import Severity
 from core.security.tokens import TokenService
 from core.settings import Settings
@@ -89,11 +90,15 @@ class ToolTrace:
         arguments: dict[str, Any],
         run: Callable[[], T],
         summarise: Callable[[T], str],
+        *,
+        thread: bool = False,
     ) -> T:
-        """:meth:`call` for a synchronous tool (a rule scan, a look-up in memory)."""
+        """:meth:`call` for a synchronous tool (a rule scan, a look-up in memory); ``thread``
+        runs a CPU-bound one (scans, decoding, extraction over many texts) in a worker thread,
+        so that the agent keeps serving meanwhile."""
 
         async def wrapped() -> T:
-            return run()
+            return await asyncio.to_thread(run) if thread else run()
 
         return await self.call(tool, arguments, wrapped, summarise)
 
@@ -127,13 +132,34 @@ def normalised_iocs(raw: list[IocIn]) -> tuple[list[Ioc], list[str]]:
     return list(seen.values()), rejected
 
 
+def string_tool(
+    name: str,
+    description: str,
+    handler: ToolHandler,
+    *required: str,
+    optional: tuple[str, ...] = (),
+) -> Tool:
+    """A tool whose arguments are strings: the ``required`` ones, then the ``optional`` ones."""
+    names = (*required, *optional)
+    parameters: dict[str, Any] = {
+        "type": "object",
+        "properties": {argument: {"type": "string"} for argument in names},
+    }
+    if required:
+        parameters["required"] = list(required)
+    return Tool(name=name, description=description, parameters=parameters, handler=handler)
+
+
 def finding_iocs(iocs: list[Ioc]) -> list[FindingIoc]:
     return [FindingIoc.model_validate(ioc.model_dump(exclude_none=True)) for ioc in iocs]
 
 
 class Specialist(ABC):
-    """Base of every specialist agent. Subclasses set the class attributes, declare their
-    request model, and implement :meth:`builtin` (and :meth:`llm_tools` for the LLM path)."""
+    """Base of every specialist agent. A subclass names itself and its one method in its class
+    statement (``class Malware(Specialist, name="malware", method="analyze_malware")``); its
+    docstring is the agent card's description; it sets :attr:`method_description` and
+    :attr:`request_model` and implements :meth:`builtin` (and :meth:`llm_tools` for the LLM
+    path). Its prompt is the one named after it."""
 
     name: ClassVar[str]
     version: ClassVar[str] = "1.0.0"
@@ -142,6 +168,15 @@ class Specialist(ABC):
     method_description: ClassVar[str]
     request_model: ClassVar[type[BaseModel]]
     prompt_name: ClassVar[str]
+
+    def __init_subclass__(cls, *, name: str, method: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__doc__:
+            raise TypeError(f"{cls.__name__}: its docstring is the agent card's description")
+        cls.name = name
+        cls.method = method
+        cls.description = " ".join(cls.__doc__.split())
+        cls.prompt_name = name
 
     def __init__(self, deps: AgentDeps) -> None:
         self.deps = deps

@@ -20,7 +20,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Final
 
 from pydantic import BaseModel
 
@@ -28,10 +28,12 @@ from agents.acp.finding import (
     Corroboration,
     Evidence,
     Finding,
+    Impact,
     RecommendedAction,
     TargetSource,
 )
 from agents.acp.server import CallContext
+from agents.runtime.analysis import attack_tool
 from agents.runtime.specialist import (
     AgentDeps,
     IocIn,
@@ -39,6 +41,7 @@ from agents.runtime.specialist import (
     ToolTrace,
     finding_iocs,
     normalised_iocs,
+    string_tool,
 )
 from agents.threat_intel.schemas import AnalyzeThreatRequest
 from core.errors import ValidationFailed
@@ -67,7 +70,7 @@ REPUTATION_SEVERITY: dict[str, Severity] = {
     "malicious": Severity.HIGH,
     "suspicious": Severity.MEDIUM,
 }
-BLOCK_ACTION = {
+BLOCK_ACTION: Final[dict[str, tuple[str, Impact]]] = {
     "ip": ("block_ip", "medium"),
     "domain": ("block_domain", "low"),
     "url": ("block_url", "low"),
@@ -126,18 +129,14 @@ def special_address(ioc: Ioc) -> str | None:
     return None
 
 
-class ThreatIntel(Specialist):
-    name: ClassVar[str] = "threat_intel"
-    description: ClassVar[str] = (
-        "Threat intelligence: what feeds and reputation services know about indicators, "
-        "with the actors, malware and ATT&CK techniques behind them."
-    )
-    method: ClassVar[str] = "analyze_threat"
-    method_description: ClassVar[str] = (
+class ThreatIntel(Specialist, name="threat_intel", method="analyze_threat"):
+    """Threat intelligence: what feeds and reputation services know about indicators, with the
+    actors, malware and ATT&CK techniques behind them."""
+
+    method_description = (
         "Assess indicators (and optional context text) against threat intelligence."
     )
     request_model = AnalyzeThreatRequest
-    prompt_name: ClassVar[str] = "threat_intel"
 
     def __init__(self, deps: AgentDeps) -> None:
         super().__init__(deps)
@@ -326,24 +325,18 @@ class ThreatIntel(Specialist):
             return found
 
         actions = [
-            RecommendedAction(
-                action=BLOCK_ACTION[v.ioc.type][0],
-                target=v.ioc.value,
-                reason="; ".join(v.reasons)[:2000],
-                impact=BLOCK_ACTION[v.ioc.type][1],
-                provenance=sources(v),
+            RecommendedAction.of(
+                BLOCK_ACTION[v.ioc.type][0],
+                v.ioc.value,
+                "; ".join(v.reasons),
+                BLOCK_ACTION[v.ioc.type][1],
+                sources(v),
             )
             for v in known
             if v.ioc.type in BLOCK_ACTION and v.severity >= Severity.HIGH
         ]
         actions += [
-            RecommendedAction(
-                action="watchlist",
-                target=v.ioc.value,
-                reason="; ".join(v.reasons)[:2000],
-                impact="low",
-                provenance=sources(v),
-            )
+            RecommendedAction.of("watchlist", v.ioc.value, "; ".join(v.reasons), "low", sources(v))
             for v in known
             if v.severity == Severity.MEDIUM
         ]
@@ -404,31 +397,15 @@ class ThreatIntel(Specialist):
                 for i in given
             }
 
-        async def attack(arguments: dict[str, Any]) -> object:
-            text = str(arguments.get("text", ""))
-            return [m._asdict() for m in self.deps.attack.map_text(text, limit=5)]
-
         return [
-            Tool(
-                name="lookup_indicator",
-                description="Look one indicator up in local threat feeds and reputation services.",
-                parameters={
-                    "type": "object",
-                    "properties": {"type": {"type": "string"}, "value": {"type": "string"}},
-                    "required": ["type", "value"],
-                },
-                handler=lookup,
+            string_tool(
+                "lookup_indicator",
+                "Look one indicator up in local threat feeds and reputation services.",
+                lookup,
+                "type",
+                "value",
             ),
-            Tool(
-                name="map_attack_techniques",
-                description="ATT&CK techniques a piece of text describes, best first.",
-                parameters={
-                    "type": "object",
-                    "properties": {"text": {"type": "string"}},
-                    "required": ["text"],
-                },
-                handler=attack,
-            ),
+            attack_tool(self.deps.attack, trace),
         ]
 
 
