@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import html
 from importlib import metadata
-from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from gateway.http import json_response
 from gateway.keys import ROUTE_TABLE
+from gateway.middleware import API_VERSION
 from gateway.routing import Access, Route, permission_label
 
 API_BASE = "/api/v1"
@@ -31,8 +32,40 @@ def _version() -> str:
         return "unknown"
 
 
-def describe(app: web.Application) -> dict[str, Any]:
+class ApiInfo(BaseModel):
+    base: str
+    version: str
+
+
+class AuthInfo(BaseModel):
+    providers: str
+    """Where the sign-in methods are listed."""
+    token: str
+    """Where a username and password are exchanged for a token."""
+    how: str
+
+
+class RouteInfo(BaseModel):
+    method: str
+    path: str
+    permission: str
+    """What a caller needs (for a stream, what its data needs)."""
+
+
+class Index(BaseModel):
     """The index document: the service, how to authenticate, the docs, the routes."""
+
+    service: str
+    version: str
+    api: ApiInfo
+    auth: AuthInfo
+    docs: str
+    metrics: str
+    routes: list[RouteInfo]
+
+
+def describe(app: web.Application) -> Index:
+    """The index of the gateway ``app`` serves, read from its route table."""
     routes = sorted(
         {
             (r.method, r.path, permission_label(r.permission or r.access))
@@ -40,38 +73,38 @@ def describe(app: web.Application) -> dict[str, Any]:
         },
         key=lambda route: (route[1], route[0]),
     )
-    return {
-        "service": "AuroraSOC",
-        "version": _version(),
-        "api": {"base": API_BASE, "version": "1.0"},
-        "auth": {
-            "providers": f"{API_BASE}/auth/providers",
-            "token": f"{API_BASE}/auth/token",
-            "how": "POST username and password to the token route; send the access token as "
+    return Index(
+        service="AuroraSOC",
+        version=_version(),
+        api=ApiInfo(base=API_BASE, version=API_VERSION),
+        auth=AuthInfo(
+            providers=f"{API_BASE}/auth/providers",
+            token=f"{API_BASE}/auth/token",
+            how="POST username and password to the token route; send the access token as "
             "'Authorization: Bearer <token>', or an API key as 'X-API-Key'",
-        },
-        "docs": DOCS,
-        "metrics": "/metrics",
-        "routes": [
-            {"method": method, "path": path, "permission": permission}
+        ),
+        docs=DOCS,
+        metrics="/metrics",
+        routes=[
+            RouteInfo(method=method, path=path, permission=permission)
             for method, path, permission in routes
             if path.startswith((API_BASE + "/", "/metrics"))
         ],
-    }
+    )
 
 
-def _page(index: dict[str, Any]) -> str:
+def _page(index: Index) -> str:
     rows = "\n".join(
-        f"<tr><td>{html.escape(r['method'])}</td><td><code>{html.escape(r['path'])}</code></td>"
-        f"<td>{html.escape(r['permission'])}</td></tr>"
-        for r in index["routes"]
+        f"<tr><td>{html.escape(r.method)}</td><td><code>{html.escape(r.path)}</code></td>"
+        f"<td>{html.escape(r.permission)}</td></tr>"
+        for r in index.routes
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>AuroraSOC</title></head>
 <body>
-<h1>AuroraSOC {html.escape(index["version"])}</h1>
+<h1>AuroraSOC {html.escape(index.version)}</h1>
 <p>The API is served under <code>{API_BASE}</code>. Sign in with
-<code>POST {html.escape(index["auth"]["token"])}</code> and send the token as
+<code>POST {html.escape(index.auth.token)}</code> and send the token as
 <code>Authorization: Bearer &lt;token&gt;</code>.</p>
 <p>Documentation: {html.escape(DOCS)}.</p>
 <table><thead><tr><th>Method</th><th>Path</th><th>Permission</th></tr></thead>
@@ -83,6 +116,7 @@ def _page(index: dict[str, Any]) -> str:
 
 
 async def show_index(request: web.Request) -> web.StreamResponse:
+    """The index as JSON; at ``/``, a plain page for a browser (``Accept: text/html``)."""
     index = describe(request.app)
     if request.path == "/" and "text/html" in request.headers.get("Accept", ""):
         response = web.Response(text=_page(index), content_type="text/html")
@@ -92,7 +126,14 @@ async def show_index(request: web.Request) -> web.StreamResponse:
 
 
 INDEX_ROUTES = (
-    Route("GET", "/", show_index, Access.PUBLIC),
-    Route("GET", API_BASE, show_index, Access.PUBLIC),
+    Route(
+        "GET",
+        "/",
+        show_index,
+        Access.PUBLIC,
+        response=Index,
+        summary="What serves here (JSON; a plain page for a browser)",
+    ),
+    Route("GET", API_BASE, show_index, Access.PUBLIC, response=Index, summary="The API's index"),
 )
 """Outside the contract's table: registered beside it, never part of ``ALL_ROUTES``."""

@@ -16,6 +16,7 @@ from aiohttp import web
 from core.db import create_database
 from core.db.migrate import upgrade
 from gateway.app import create_app
+from gateway.index import Index
 from gateway.server import GatewayRunner
 from tests.conftest import make_settings
 
@@ -80,6 +81,8 @@ def _assert_envelope(status: int, headers: dict[str, str], body: Any, code: str)
     assert str(status) == code[7:10]
     assert headers["x-api-version"] == "1.0"
     assert headers["x-request-id"] == body["error"]["request_id"]
+    assert headers["x-aurorasoc-mode"] == "dry_run"
+    assert headers["x-content-type-options"] == "nosniff"
     assert headers["content-type"].startswith("application/json")
 
 
@@ -248,6 +251,7 @@ async def test_the_index_says_what_serves_here(served: Served, path: str) -> Non
     assert routes[("GET", "/api/v1/alerts")] == "alerts:read"
     assert routes[("WS", "/api/v1/ws/alerts")] == "alerts:read"
     assert ("GET", "/") not in routes
+    assert Index.model_validate(body).model_dump(mode="json") == body  # what the route declares
 
 
 async def test_the_root_is_a_page_for_a_browser(served: Served) -> None:
