@@ -69,12 +69,10 @@ from core.settings import Settings
 from gateway.app import AgentToken
 from gateway.server import serve
 from gateway.supervisor import AgentSupervisor, agent_command
-from orchestrator.state import merge_iocs
-from tools.ioc import extract_iocs, normalise_ioc
+from orchestrator.nodes.intake import intake
+from orchestrator.rules import rule_plan
 
 AGENTS = ("threat_intel", "malware", "network", "responder")
-NETWORK_TYPES = frozenset({"ip", "domain", "url"})
-"""As in the graph: the indicator types the network specialist is given."""
 MODE = "dry_run"
 """The gateway's default system mode, which the graph passes to the responder."""
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
@@ -105,22 +103,11 @@ def first_round(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[tuple[
     """The graph's intake and plan for ``body`` as the gateway snapshots it (title = the text's
     first 200 characters): the seed indicators and the first round's (agent, method, params)."""
     text = body["text"]
-    given = [normalise_ioc(i["type"], i["value"]) for i in body["iocs"]]
-    found = extract_iocs(f"{text[:200]} {text}")
-    iocs = merge_iocs([], [i.model_dump(exclude_none=True) for i in [*given, *found]])
-    plain = [{"type": i["type"], "value": i["value"]} for i in iocs]
-    kinds = {i["type"] for i in iocs}
-    calls: list[tuple[str, str, Any]] = []
-    if kinds or text:
-        calls.append(("threat_intel", "analyze_threat", {"iocs": plain, "context": text}))
-    if "hash" in kinds or body["command_lines"]:
-        hashes = [{"value": i["value"]} for i in iocs if i["type"] == "hash"]
-        params = {"hashes": hashes, "command_lines": body["command_lines"], "context": text}
-        calls.append(("malware", "analyze_malware", params))
-    if kinds & NETWORK_TYPES:
-        network = [i for i in plain if i["type"] in NETWORK_TYPES]
-        calls.append(("network", "analyze_network", {"iocs": network, "context": text}))
-    return iocs, calls
+    snapshot = {**body, "title": text[:200]}
+    subject = intake({"investigation_id": "", "subject": snapshot})["subject"]
+    plan = rule_plan(subject, frozenset(AGENTS), investigation_id="")
+    seed = [i.model_dump() for i in subject.iocs]
+    return seed, [(c["agent"], c["method"], c["params"]) for c in plan]
 
 
 # -- processes --------------------------------------------------------------------------------
@@ -436,12 +423,8 @@ def direct_investigation(
                 *(client.call(a, m, p, options(0, a)) for a, m, p in calls),
             )
         )
-        iocs = merge_iocs(seed, [dict(i) for f in findings for i in f.get("iocs", [])])
-        new = [
-            {"type": i["type"], "value": i["value"]}
-            for i in iocs
-            if (i["type"], i["value"]) not in known
-        ]
+        found = dict.fromkeys((i["type"], i["value"]) for f in findings for i in f.get("iocs", []))
+        new = [{"type": t, "value": v} for t, v in found if (t, v) not in known]
         if new:
             params = {"iocs": new, "context": body["text"]}
             findings.append(

@@ -70,7 +70,8 @@ from gateway.system.routes import ROUTES as SYSTEM_ROUTES
 from gateway.system.service import RuntimeState, load_runtime
 from gateway.users.routes import ROUTES as USERS_ROUTES
 from orchestrator.checkpoints import open_checkpointer
-from orchestrator.graph import GraphDeps, build_graph
+from orchestrator.context import GraphContext
+from orchestrator.graph import build_graph
 from orchestrator.planner import PlannerTools
 
 log = logging.getLogger("aurora.gateway")
@@ -264,7 +265,7 @@ async def _runner(app: web.Application) -> AsyncIterator[InvestigationRunner]:
     async with open_checkpointer(
         settings.effective_database_url, settings.data_dir
     ) as checkpointer:
-        deps = GraphDeps(
+        context = GraphContext(
             client=app[HANDOFF],
             available=available,
             call_timeout=settings.acp_call_timeout_seconds,
@@ -275,7 +276,8 @@ async def _runner(app: web.Application) -> AsyncIterator[InvestigationRunner]:
         )
         runner = InvestigationRunner(
             database=database,
-            graph=build_graph(deps, checkpointer=checkpointer),
+            graph=build_graph(checkpointer=checkpointer),
+            context=context,
             bus=app[BUS],
             concurrency=lambda: runtime.config.max_concurrent_investigations,
             mode=lambda: runtime.mode.value,

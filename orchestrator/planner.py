@@ -2,11 +2,12 @@
 HandoffTools.
 
 The tools are the specialists' methods as their ``agent.card`` describes them (name, description,
-JSON Schema of the params; see :func:`agents.acp.tool.handoff_tools`), minus the responder, which
-the graph consults itself once the findings are in. The model's tool calls are the round's
-dispatch plan: the graph runs them in parallel, then answers every call with a ``tool`` message
-carrying the finding or the failure, paired by ``tool_call_id``, so the transcript stays a valid
-conversation and the model can ask for one more round. A call the graph refuses (an unknown
+JSON Schema of the params; see :func:`agents.acp.tool.handoff_tools`), for the specialists the
+catalogue plans (:mod:`agents.catalog`; not the responder, which the graph consults itself once
+the findings are in), each described with what its entry wants. The model's tool calls are the
+round's dispatch plan: the graph runs them in parallel, then answers every call with a ``tool``
+message carrying the finding or the failure, paired by ``tool_call_id``, so the transcript stays
+a valid conversation and the model can ask for one more round. A call the graph refuses (an unknown
 tool, arguments that are not a JSON object, a second call to the same specialist in a round) is
 answered at once with the reason.
 """
@@ -20,17 +21,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.acp.client import HandoffClient
+from agents.acp.finding import FindingIoc
 from agents.acp.tool import handoff_tools
+from agents.catalog import SPECIALISTS, Subject
 from core.llm.backend import LLMBackend
 from core.llm.types import Message, Tool, system_message, tool_message, user_message
-from orchestrator.state import AgentCall
+from orchestrator.state import AgentCall, AgentFinding, Failure
 from prompts import load_prompt
 
 PROMPT = "orchestrator_planner"
 TOOL_RESULT_MAX_CHARS = 6000
 TOOLS_TTL_SECONDS = 300.0
 """How long the tools read from the specialists' cards are reused."""
-EXCLUDED = frozenset({"responder"})
 
 log = logging.getLogger("aurora.orchestrator")
 
@@ -56,17 +58,20 @@ class PlannerTools:
         if time.monotonic() - self._read_at > TOOLS_TTL_SECONDS or not self._tools:
             tools: list[Tool] = []
             routes: dict[str, Route] = {}
-            for agent in sorted(self.agents - EXCLUDED):
+            planned = sorted(a for a in self.agents if a in SPECIALISTS and SPECIALISTS[a].planned)
+            for agent in planned:
                 try:
                     found = await handoff_tools(self.client, agent)
-                except Exception as err:
+                except Exception:
                     # Down now: the plan simply cannot name it until the next read.
-                    log.info("no tools from %s for the planner: %s", agent, err)
+                    log.warning("no tools from %s for the planner", agent, exc_info=True)
                     continue
+                wants = SPECIALISTS[agent].describe()
                 for handoff in found:
                     schema = handoff.args_schema
                     parameters = schema if isinstance(schema, dict) else {"type": "object"}
-                    tools.append(Tool(handoff.name, handoff.description, parameters))
+                    description = f"{handoff.description} {wants}".strip()
+                    tools.append(Tool(handoff.name, description, parameters))
                     routes[handoff.name] = Route(handoff.agent, handoff.method)
             self._tools, self._routes, self._read_at = tools, routes, time.monotonic()
         return self._tools, self._routes
@@ -83,17 +88,19 @@ class PlanStep:
     model: str
 
 
-def opening_messages(subject: dict[str, Any], iocs: list[dict[str, Any]]) -> list[Message]:
+def opening_messages(subject: Subject, iocs: list[FindingIoc]) -> list[Message]:
     """The system prompt and the request, the subject fenced as untrusted data."""
-    data = json.dumps(
-        {
-            "title": subject.get("title"),
-            "text": (subject.get("text") or "")[:20_000],
-            "command_lines": subject.get("command_lines", [])[:50],
-            "iocs": [{"type": i["type"], "value": i["value"]} for i in iocs][:200],
-        },
-        indent=1,
-    )
+    shown: dict[str, Any] = {
+        "title": subject.title,
+        "text": (subject.text or "")[:20_000],
+        "command_lines": subject.command_lines[:50],
+        "iocs": [{"type": i.type, "value": i.value} for i in iocs][:200],
+    }
+    if subject.hosts:
+        shown["hosts"] = subject.hosts[:50]
+    if subject.users:
+        shown["users"] = subject.users[:50]
+    data = json.dumps(shown, indent=1)
     return [
         system_message(load_prompt(PROMPT).text),
         user_message(
@@ -146,23 +153,28 @@ async def plan_turn(
     return PlanStep(calls, messages, completion.usage.total_tokens, completion.model)
 
 
-def result_message(tool_call_id: str, outcome: dict[str, Any]) -> Message:
-    """A finding (or a failure) as the answer to the model's call ``tool_call_id``."""
-    if "reason" in outcome and "severity" not in outcome:
-        content: dict[str, Any] = {"error": outcome["reason"]}
+SHOWN_FINDING = frozenset(
+    {
+        "agent",
+        "summary",
+        "severity",
+        "confidence",
+        "mitre_techniques",
+        "iocs",
+        "recommended_actions",
+    }
+)
+"""What the model is shown of a finding."""
+
+
+def result_message(tool_call_id: str, outcome: AgentFinding | Failure | None) -> Message:
+    """A finding, a failure, or none (``no result``) as the answer to the model's call
+    ``tool_call_id``."""
+    content: dict[str, Any]
+    if isinstance(outcome, AgentFinding):
+        content = outcome.model_dump(mode="json", include=set(SHOWN_FINDING))
     else:
-        content = {
-            key: outcome.get(key)
-            for key in (
-                "agent",
-                "summary",
-                "severity",
-                "confidence",
-                "mitre_techniques",
-                "iocs",
-                "recommended_actions",
-            )
-        }
+        content = {"error": outcome.reason if outcome is not None else "no result"}
     text = json.dumps(content, default=str)
     if len(text) > TOOL_RESULT_MAX_CHARS:
         text = text[:TOOL_RESULT_MAX_CHARS] + " [truncated]"

@@ -50,6 +50,7 @@ from gateway.investigations.schemas import (
     InvestigationQuery,
 )
 from orchestrator.checkpoints import prune
+from orchestrator.context import GraphContext
 
 log = logging.getLogger("aurora.investigations")
 
@@ -287,6 +288,7 @@ class InvestigationRunner:
         *,
         database: Database,
         graph: Any,
+        context: GraphContext | None = None,
         bus: EventBus,
         concurrency: Callable[[], int],
         mode: Callable[[], str],
@@ -297,6 +299,7 @@ class InvestigationRunner:
     ) -> None:
         self._db = database
         self._graph = graph
+        self._context = context
         self._bus = bus
         self._concurrency = concurrency
         self._mode = mode
@@ -499,13 +502,13 @@ class InvestigationRunner:
         keys, so their finished work replays, and actions go through the at-most-once ledger.
         """
         state: dict[str, Any] = await self._graph.ainvoke(
-            payload, config, durability="exit", interrupt_after=SEGMENT_ENDS
+            payload, config, context=self._context, durability="exit", interrupt_after=SEGMENT_ENDS
         )
         for _ in range(MAX_SEGMENTS):
             if state.get("__interrupt__") or state.get("report"):
                 return state
             state = await self._graph.ainvoke(
-                None, config, durability="exit", interrupt_after=SEGMENT_ENDS
+                None, config, context=self._context, durability="exit", interrupt_after=SEGMENT_ENDS
             )
         raise RuntimeError("the investigation graph did not finish")
 

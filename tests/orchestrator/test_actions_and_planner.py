@@ -7,18 +7,28 @@ import copy
 from typing import Any
 
 import pytest
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
+from agents.acp.client import HandoffClient
 from agents.acp.provenance import Provenance, platform_corroborations, vouched
 from core.guardrails import parse_policy
 from core.llm.backend import LLMBackend
 from core.runtime import SystemMode
 from orchestrator.actions import ActionOrder, ExecutionResult, gate
-from orchestrator.graph import GraphDeps, build_graph, verify_receipt_chain
-from orchestrator.planner import PlannerTools
+from orchestrator.checkpoints import strict_serializer
+from orchestrator.context import GraphContext
+from orchestrator.graph import InvestigationGraph, build_graph
+from orchestrator.receipt import verify_receipt_chain
 from tests.fakes.openai_server import ScriptedOpenAI
-from tests.orchestrator.test_graph import SUBJECT, attack, client_for, fleet  # noqa: F401
+from tests.orchestrator.test_graph import (  # noqa: F401
+    SUBJECT,
+    attack,
+    client_for,
+    fleet,
+    investigate,
+)
 
 APPROVE_BLOCKS = parse_policy("actions:\n  block_ip:\n    decision: require_approval\n")
 FEED_LISTING = {
@@ -56,27 +66,25 @@ async def run_until_interrupt(
     fleet: dict[str, Any],  # noqa: F811
     executor: CountingExecutor,
     thread: str,
-) -> tuple[Any, Any, dict[str, Any]]:
+) -> tuple[InvestigationGraph, HandoffClient, GraphContext, dict[str, Any]]:
     client = client_for(fleet)
-    graph = build_graph(
-        GraphDeps(
-            client=client, available=frozenset(fleet), policy=APPROVE_BLOCKS, executor=executor
-        ),
-        checkpointer=InMemorySaver(),
+    context = GraphContext(
+        client=client, available=frozenset(fleet), policy=APPROVE_BLOCKS, executor=executor
     )
-    config = {"configurable": {"thread_id": thread}}
+    graph = build_graph(checkpointer=InMemorySaver(serde=strict_serializer()))
+    config: RunnableConfig = {"configurable": {"thread_id": thread}}
     state = await graph.ainvoke(
-        {"investigation_id": thread, "subject": SUBJECT, "mode": "active"}, config
+        {"investigation_id": thread, "subject": SUBJECT, "mode": "active"}, config, context=context
     )
-    return graph, client, state
+    return graph, client, context, state
 
 
 async def test_active_mode_waits_for_a_human_then_executes_once(
     fleet: dict[str, Any],  # noqa: F811
 ) -> None:
     executor = CountingExecutor()
-    graph, client, state = await run_until_interrupt(fleet, executor, "INV-A1")
-    config = {"configurable": {"thread_id": "INV-A1"}}
+    graph, client, context, state = await run_until_interrupt(fleet, executor, "INV-A1")
+    config: RunnableConfig = {"configurable": {"thread_id": "INV-A1"}}
     try:
         (pending,) = state["__interrupt__"]
         approvals = pending.value["approvals"]
@@ -87,7 +95,9 @@ async def test_active_mode_waits_for_a_human_then_executes_once(
         snapshot = await graph.aget_state(config)
         assert snapshot.next == ("gate",)
         decision = {"decision": "approved", "by": "rita", "at": "2026-11-28T12:00:00Z"}
-        state = await graph.ainvoke(Command(resume={"INV-A1/A1": decision}), config)
+        state = await graph.ainvoke(
+            Command(resume={"INV-A1/A1": decision}), config, context=context
+        )
     finally:
         await client.close()
     report = state["report"]
@@ -118,10 +128,10 @@ async def test_a_denied_or_unanswered_approval_never_executes(
     code: str,
 ) -> None:
     executor = CountingExecutor()
-    graph, client, _ = await run_until_interrupt(fleet, executor, "INV-A2")
+    graph, client, context, _ = await run_until_interrupt(fleet, executor, "INV-A2")
     try:
         state = await graph.ainvoke(
-            Command(resume=decisions), {"configurable": {"thread_id": "INV-A2"}}
+            Command(resume=decisions), {"configurable": {"thread_id": "INV-A2"}}, context=context
         )
     finally:
         await client.close()
@@ -182,14 +192,7 @@ def test_the_gate_follows_the_mode_and_the_responders_impact() -> None:
 
 
 async def test_a_tampered_receipt_fails_its_chain(fleet: dict[str, Any]) -> None:  # noqa: F811
-    client = client_for(fleet)
-    try:
-        state = await build_graph(GraphDeps(client=client, available=frozenset(fleet))).ainvoke(
-            {"investigation_id": "INV-T", "subject": SUBJECT, "mode": "dry_run"}
-        )
-    finally:
-        await client.close()
-    report = state["report"]
+    report = (await investigate(fleet, "INV-T"))["report"]
     assert verify_receipt_chain(report)
     edited = copy.deepcopy(report)
     edited["tool_calls"][0]["summary"] = "nothing to see"
@@ -205,7 +208,6 @@ async def test_a_tampered_receipt_fails_its_chain(fleet: dict[str, Any]) -> None
 async def test_the_llm_plans_through_the_specialists_tools(
     fleet: dict[str, Any],  # noqa: F811
 ) -> None:
-    client = client_for(fleet)
     async with ScriptedOpenAI(models=(MODEL,)) as fake:
         fake.reply_tool_calls(
             [
@@ -221,18 +223,7 @@ async def test_the_llm_plans_through_the_specialists_tools(
         )
         fake.reply_text("A phishing server contacted by an encoded PowerShell.", usage=(1500, 20))
         async with LLMBackend(base_url=fake.base_url, model=MODEL, max_retries=0) as llm:
-            deps = GraphDeps(
-                client=client,
-                available=frozenset(fleet),
-                llm=llm,
-                planner_tools=PlannerTools(client, frozenset(fleet)),
-            )
-            try:
-                state = await build_graph(deps).ainvoke(
-                    {"investigation_id": "INV-L", "subject": SUBJECT, "mode": "dry_run"}
-                )
-            finally:
-                await client.close()
+            state = await investigate(fleet, "INV-L", llm=llm)
         first, second = fake.chat_requests
     offered = set(first.tool_names)
     assert {"threat_intel__analyze_threat", "network__analyze_network"} <= offered
@@ -265,7 +256,6 @@ async def test_the_llm_plans_through_the_specialists_tools(
 async def test_the_llm_may_ask_for_one_more_round_only(
     fleet: dict[str, Any],  # noqa: F811
 ) -> None:
-    client = client_for(fleet)
     async with ScriptedOpenAI(models=(MODEL,)) as fake:
         fake.reply_tool_call(
             "malware__analyze_malware", {"command_lines": SUBJECT["command_lines"]}
@@ -274,18 +264,7 @@ async def test_the_llm_may_ask_for_one_more_round_only(
             "threat_intel__analyze_threat", {"iocs": [{"type": "ip", "value": "45.33.32.156"}]}
         )
         async with LLMBackend(base_url=fake.base_url, model=MODEL, max_retries=0) as llm:
-            deps = GraphDeps(
-                client=client,
-                available=frozenset(fleet),
-                llm=llm,
-                planner_tools=PlannerTools(client, frozenset(fleet)),
-            )
-            try:
-                state = await build_graph(deps).ainvoke(
-                    {"investigation_id": "INV-R", "subject": SUBJECT, "mode": "dry_run"}
-                )
-            finally:
-                await client.close()
+            state = await investigate(fleet, "INV-R", llm=llm)
         assert len(fake.chat_requests) == 2  # the bound: no third turn
     findings = state["report"]["findings"]
     assert [(f["agent"], f["round"]) for f in findings] == [("malware", 0), ("threat_intel", 1)]
@@ -297,22 +276,10 @@ async def test_the_llm_may_ask_for_one_more_round_only(
 async def test_an_unavailable_llm_leaves_planning_to_the_rules(
     fleet: dict[str, Any],  # noqa: F811
 ) -> None:
-    client = client_for(fleet)
     async with ScriptedOpenAI(models=(MODEL,)) as fake:
         fake.fail(500)
         async with LLMBackend(base_url=fake.base_url, model=MODEL, max_retries=0) as llm:
-            deps = GraphDeps(
-                client=client,
-                available=frozenset(fleet),
-                llm=llm,
-                planner_tools=PlannerTools(client, frozenset(fleet)),
-            )
-            try:
-                state = await build_graph(deps).ainvoke(
-                    {"investigation_id": "INV-F", "subject": SUBJECT, "mode": "dry_run"}
-                )
-            finally:
-                await client.close()
+            state = await investigate(fleet, "INV-F", llm=llm)
     report = state["report"]
     assert report["planner"]["kind"] == "builtin"
     assert report["planner"]["fallback"].startswith("LLM unavailable")

@@ -14,8 +14,12 @@ from agents.acp.client import HandoffClient, RetryPolicy
 from agents.acp.registry import AgentRegistry
 from agents.catalog import load_specialist
 from agents.runtime.specialist import AgentDeps, build_server
+from core.llm.backend import LLMBackend
 from core.settings import Settings
-from orchestrator.graph import GraphDeps, build_graph, verify_receipt_chain
+from orchestrator.context import GraphContext
+from orchestrator.graph import build_graph
+from orchestrator.planner import PlannerTools
+from orchestrator.receipt import verify_receipt_chain
 from tests.agents.acp.conftest import agent_token, token_service
 from tests.agents.threat_intel.test_threat_intel import FEED
 from tools.attack import AttackKB
@@ -70,15 +74,32 @@ SUBJECT = {
 }
 
 
-async def test_an_investigation_end_to_end(fleet: dict[str, Any]) -> None:
+async def investigate(
+    fleet: dict[str, Any],
+    investigation_id: str,
+    subject: dict[str, Any] = SUBJECT,
+    *,
+    llm: LLMBackend | None = None,
+    **context: Any,
+) -> dict[str, Any]:
+    """One investigation in ``dry_run`` over ``fleet`` (the LLM plans when ``llm`` is given)."""
     client = client_for(fleet)
+    available = frozenset(fleet)
+    tools = PlannerTools(client, available) if llm is not None else None
     try:
-        graph = build_graph(GraphDeps(client=client, available=frozenset(fleet)))
-        state = await graph.ainvoke(
-            {"investigation_id": "INV-1", "subject": SUBJECT, "mode": "dry_run"}
+        state: dict[str, Any] = await build_graph().ainvoke(
+            {"investigation_id": investigation_id, "subject": subject, "mode": "dry_run"},
+            context=GraphContext(
+                client=client, available=available, llm=llm, planner_tools=tools, **context
+            ),
         )
     finally:
         await client.close()
+    return state
+
+
+async def test_an_investigation_end_to_end(fleet: dict[str, Any]) -> None:
+    state = await investigate(fleet, "INV-1")
     report = state["report"]
     agents = sorted(f["agent"] for f in report["findings"])
     assert {"threat_intel", "malware", "network"} <= set(agents)
@@ -107,12 +128,7 @@ async def test_a_dead_specialist_degrades_the_investigation(fleet: dict[str, Any
     _, listener, _ = fleet["malware"]
     listener.close()
     await listener.wait_closed()
-    client = client_for(fleet)
-    try:
-        graph = build_graph(GraphDeps(client=client, available=frozenset(fleet), call_timeout=5))
-        state = await graph.ainvoke({"investigation_id": "INV-2", "subject": SUBJECT})
-    finally:
-        await client.close()
+    state = await investigate(fleet, "INV-2", call_timeout=5)
     report = state["report"]
     assert report["degraded"] is True
     assert [f["agent"] for f in report["failures"]] == ["malware"]
@@ -128,12 +144,7 @@ async def test_every_specialist_failing_is_inconclusive_never_benign(
         _, listener, _ = fleet[name]
         listener.close()
         await listener.wait_closed()
-    client = client_for(fleet)
-    try:
-        graph = build_graph(GraphDeps(client=client, available=frozenset(fleet), call_timeout=5))
-        state = await graph.ainvoke({"investigation_id": "INV-3", "subject": SUBJECT})
-    finally:
-        await client.close()
+    state = await investigate(fleet, "INV-3", call_timeout=5)
     report = state["report"]
     assert report["verdict"] == "inconclusive"
     assert report["degraded"] is True
@@ -152,14 +163,7 @@ async def test_each_action_says_where_its_target_came_from_and_what_corroborates
             {"type": "ip", "value": "45.33.32.156", "kind": "telemetry", "source": "rule R-7"}
         ],
     }
-    client = client_for(fleet)
-    try:
-        graph = build_graph(GraphDeps(client=client, available=frozenset(fleet)))
-        state = await graph.ainvoke(
-            {"investigation_id": "INV-P", "subject": subject, "mode": "dry_run"}
-        )
-    finally:
-        await client.close()
+    state = await investigate(fleet, "INV-P", subject)
     actions = {(a["action"], a["target"]): a for a in state["report"]["actions"]}
     blocked = actions[("block_ip", "45.33.32.156")]["provenance"]
     assert blocked["corroboration"] == "corroborated"

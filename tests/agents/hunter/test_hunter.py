@@ -16,7 +16,6 @@ from agents.hunter.agent import Hunter, ioc_query
 from agents.runtime.specialist import AgentDeps, build_server
 from core.security.permissions import Role
 from core.settings import Settings
-from orchestrator.graph import _rule_plan
 from tests.agents.network.conftest import rpc
 from tests.conftest import Gateway, make_settings, start_gateway
 from tools.attack import AttackKB
@@ -242,19 +241,3 @@ def test_queries_quote_what_they_are_given() -> None:
     )
     assert ioc_query("url", 'http://x/"a"') == '"http://x/\\"a\\""'
     assert ioc_query("cve", "CVE-2021-44228") is None
-
-
-def test_the_rule_plan_sends_named_hosts_to_the_hunter() -> None:
-    state: Any = {
-        "investigation_id": "INV-1",
-        "subject": {"text": "beacon", "hosts": ["ws-17"], "users": ["alice"]},
-        "iocs": [{"type": "ip", "value": "45.33.32.156"}],
-    }
-    calls = _rule_plan(state, frozenset({"threat_intel", "network", "hunter"}))
-    hunt = next(c for c in calls if c["agent"] == "hunter")
-    assert hunt["method"] == "hunt_threats"
-    assert hunt["params"]["hosts"] == ["ws-17"]
-    assert hunt["params"]["users"] == ["alice"]
-    assert hunt["params"]["iocs"] == [{"type": "ip", "value": "45.33.32.156"}]
-    without = _rule_plan({**state, "subject": {"text": "beacon"}}, frozenset({"hunter"}))
-    assert without == []

@@ -14,7 +14,7 @@ from core.security.permissions import Role
 from core.settings import Settings
 from gateway.investigations.models import Investigation
 from gateway.keys import DATABASE, RUNNER
-from orchestrator.graph import verify_receipt_chain
+from orchestrator.receipt import verify_receipt_chain
 from tests.agents.acp.conftest import SECRET
 from tests.conftest import Gateway, make_settings, start_gateway
 from tests.orchestrator.test_graph import SUBJECT, attack, fleet  # noqa: F401 - fixtures

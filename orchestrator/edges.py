@@ -1,0 +1,17 @@
+"""The graph's conditional edges."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from langgraph.types import Send
+
+from orchestrator.state import InvestigationState
+
+
+def fan_out(state: InvestigationState) -> list[Send] | Literal["respond"]:
+    """The round's calls, one parallel ``call_agent`` branch each; none: on to ``respond``."""
+    calls = state.get("calls", [])
+    if not calls:
+        return "respond"
+    return [Send("call_agent", call) for call in calls]
