@@ -16,7 +16,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.base import utcnow
-from core.errors import ApprovalTimeout, Conflict, NotFound
+from core.db.lookup import get_or_404
+from core.errors import ApprovalTimeout, Conflict
 from gateway.investigations.models import Approval, Investigation
 
 type Verdict = Literal["approved", "denied"]
@@ -128,9 +129,7 @@ async def decide(
 ) -> tuple[Approval, bool]:
     """Record ``actor``'s verdict; the approval, and whether its investigation can go on.
     Unknown → AURORA-4040; past its deadline → AURORA-4080; already decided → AURORA-4090."""
-    approval = await db.get(Approval, approval_id)
-    if approval is None:
-        raise NotFound({"approval_id": approval_id})
+    approval = await get_or_404(db, Approval, approval_id, name="approval_id")
     # Lock the investigation first: deciders of its last approvals take turns (PostgreSQL;
     # SQLite serialises writers anyway).
     await db.execute(
