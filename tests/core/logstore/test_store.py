@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from core.errors import ClickHouseUnavailable, ValidationFailed
 from core.logstore.query import compile_query
@@ -79,6 +80,16 @@ async def store(empty_store: LogStore) -> LogStore:
     return empty_store
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def seeded(module_store: LogStore) -> LogStore:
+    """:data:`EVENTS` in a store shared by the tests that only read them."""
+    await module_store.insert(EVENTS)
+    return module_store
+
+
+reads_only = pytest.mark.asyncio(loop_scope="module")
+
+
 async def names(store: LogStore, q: str | None = None, **kwargs: Any) -> list[str]:
     page = await store.search(SearchRequest(query=q, order="asc", **kwargs))
     return [item.get("process.name") or item.get("dns.question.name", "") for item in page.items]
@@ -103,11 +114,14 @@ async def names(store: LogStore, q: str | None = None, **kwargs: Any) -> list[st
         ("", ["powershell.exe", "powershell.exe", "cmd.exe", "evil.example"]),
     ],
 )
-async def test_the_query_language(store: LogStore, query: str, expected: list[str]) -> None:
-    assert await names(store, query) == expected
+@reads_only
+async def test_the_query_language(seeded: LogStore, query: str, expected: list[str]) -> None:
+    assert await names(seeded, query) == expected
 
 
-async def test_time_range_filters_and_pages(store: LogStore) -> None:
+@reads_only
+async def test_time_range_filters_and_pages(seeded: LogStore) -> None:
+    store = seeded
     window = {"start": T0 + timedelta(minutes=1), "end": T0 + timedelta(minutes=3)}
     assert await names(store, **window) == ["powershell.exe", "cmd.exe"]
     assert await names(store, filters={"host.name": "ws-17"}) == ["powershell.exe"] * 2
@@ -143,17 +157,19 @@ async def test_time_range_filters_and_pages(store: LogStore) -> None:
         "a" * 5000,
     ],
 )
-async def test_bad_queries_are_4220_and_never_reach_sql(store: LogStore, bad: str) -> None:
+@reads_only
+async def test_bad_queries_are_4220_and_never_reach_sql(seeded: LogStore, bad: str) -> None:
     with pytest.raises(ValidationFailed):
-        await store.search(SearchRequest(query=bad))
+        await seeded.search(SearchRequest(query=bad))
 
 
-async def test_values_are_bound_never_spliced(store: LogStore) -> None:
+@reads_only
+async def test_values_are_bound_never_spliced(seeded: LogStore) -> None:
     hostile = "x') OR 1=1 OR ('"
     compiled = compile_query(f'host.name:"{hostile}"')
     assert hostile not in compiled.sql
-    assert await names(store, f'host.name:"{hostile}"') == []
-    assert await names(store, f'"{hostile}"') == []
+    assert await names(seeded, f'host.name:"{hostile}"') == []
+    assert await names(seeded, f'"{hostile}"') == []
     with pytest.raises(ValidationFailed):
         decode_cursor("Zm9vYmFy")
 
