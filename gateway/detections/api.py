@@ -1,5 +1,15 @@
-"""What other gateway domains may use of detections (they never import its service)."""
+"""What other gateway domains may use of detections (they never import its services)."""
 
-from gateway.detections.service import ENTITY_FIELDS
+from gateway.detections.conversion import CONVERSION_ERRORS, SigmaConverter
+from gateway.detections.events import ENTITY_FIELDS
+from gateway.detections.rules import promote_event
+from gateway.detections.schemas import PromoteRequest, RuleRead
 
-__all__ = ["ENTITY_FIELDS"]
+__all__ = [
+    "CONVERSION_ERRORS",
+    "ENTITY_FIELDS",
+    "PromoteRequest",
+    "RuleRead",
+    "SigmaConverter",
+    "promote_event",
+]

@@ -46,6 +46,10 @@ START_TIMEOUT_SECONDS: Final = 60.0
 """How long a new worker may take to start (spawn and import pySigma) before it is given up."""
 NICENESS: Final = 10
 
+CONVERSION_ERRORS: Final = (SigmaValidationFailed, ServiceUnavailable)
+"""What converting Sigma can answer: an invalid rule (or one past a limit), or every worker
+busy (with Retry-After)."""
+
 _HEADER: Final = struct.Struct(">I")
 _PROJECT_ROOT: Final = Path(__file__).resolve().parents[2]
 

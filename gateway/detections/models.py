@@ -1,17 +1,18 @@
-"""Detection rules, their runs and hits, suppressions, feedback; hunts and their runs."""
+"""Detection rules, their runs and hits, suppressions, feedback."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.base import Base, new_id, utcnow
+from gateway.siem.models import Edited, SearchRun
 
 
-class DetectionRule(Base):
+class DetectionRule(Edited, Base):
     __tablename__ = "detection_rules"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -35,37 +36,22 @@ class DetectionRule(Base):
     lookback_seconds: Mapped[int] = mapped_column(default=360)
     next_run_at: Mapped[datetime | None] = mapped_column(index=True)
     last_run_at: Mapped[datetime | None]
-    created_by: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-    version: Mapped[int] = mapped_column(default=1)
-
-    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy's own hook
 
 
-class RuleRun(Base):
+class RuleRun(SearchRun, Base):
     __tablename__ = "detection_runs"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     rule_id: Mapped[str] = mapped_column(String(32), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     """``preview`` (nothing raised), ``backfill`` or ``scheduled``."""
-    window_start: Mapped[datetime]
-    window_end: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(16), index=True)
     """``running | succeeded | failed``."""
-    matches: Mapped[int] = mapped_column(default=0)
     alerts: Mapped[int] = mapped_column(default=0)
     """Alerts created or merged by this run."""
     suppressed: Mapped[int] = mapped_column(default=0)
     already_seen: Mapped[int] = mapped_column(default=0)
     """Matches an earlier run of the rule had already raised."""
     sample: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    duration_ms: Mapped[float | None] = mapped_column(Float)
-    error: Mapped[str | None] = mapped_column(String(2000))
-    requested_by: Mapped[str] = mapped_column(String(64))
-    started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    finished_at: Mapped[datetime | None]
 
 
 class RuleHit(Base):
@@ -108,41 +94,3 @@ class Feedback(Base):
     log_id: Mapped[str | None] = mapped_column(String(36))
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-
-
-class Hunt(Base):
-    __tablename__ = "hunts"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    description: Mapped[str | None] = mapped_column(Text)
-    kind: Mapped[str] = mapped_column(String(16))
-    """``query`` (the search language) or ``sigma``."""
-    query: Mapped[str] = mapped_column(Text)
-    condition: Mapped[str | None] = mapped_column(Text)
-    """The converted condition of a Sigma hunt."""
-    lookback_seconds: Mapped[int] = mapped_column(default=86_400)
-    created_by: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-    version: Mapped[int] = mapped_column(default=1)
-
-    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy's own hook
-
-
-class HuntRun(Base):
-    __tablename__ = "hunt_runs"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    hunt_id: Mapped[str] = mapped_column(String(32), index=True)
-    window_start: Mapped[datetime]
-    window_end: Mapped[datetime]
-    status: Mapped[str] = mapped_column(String(16))
-    matches: Mapped[int] = mapped_column(default=0)
-    results: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    """The first matching events (at most ``HUNT_RESULTS_KEPT``)."""
-    duration_ms: Mapped[float | None] = mapped_column(Float)
-    error: Mapped[str | None] = mapped_column(String(2000))
-    requested_by: Mapped[str] = mapped_column(String(64))
-    started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    finished_at: Mapped[datetime | None]

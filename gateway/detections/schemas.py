@@ -1,26 +1,34 @@
-"""Wire models of the detection and hunt routes."""
+"""Wire models of the detection routes (rules, runs, suppressions, feedback, metrics) and of
+drafting a rule from a log event."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.db.base import INTEGER_MAX
+from core.db.base import utcnow
+from core.schemas import PageQuery, Severity
 from core.validation import UtcDatetime
+from gateway.siem.schemas import SearchRunRead
 
 MAX_RULE_BYTES = 256 * 1024
+SigmaText = Annotated[str, Field(min_length=1, max_length=MAX_RULE_BYTES)]
+IntervalSeconds = Annotated[int, Field(ge=60, le=86_400)]
+LookbackSeconds = Annotated[int, Field(ge=60, le=30 * 86_400)]
+Version = Annotated[int, Field(ge=1)]
+"""The version a change was made against: a stale one is AURORA-4090."""
 
 
 class RuleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    sigma: str = Field(min_length=1, max_length=MAX_RULE_BYTES)
+    sigma: SigmaText
     """The rule as Sigma YAML (a correlation rule may carry the rules it correlates)."""
     enabled: bool = False
-    interval_seconds: int = Field(default=300, ge=60, le=86_400)
-    lookback_seconds: int | None = Field(default=None, ge=60, le=30 * 86_400)
+    interval_seconds: IntervalSeconds = 300
+    lookback_seconds: LookbackSeconds | None = None
     """The window each scheduled run searches (default: the interval plus a minute, so late
     events are still seen; an event is never raised twice)."""
 
@@ -28,12 +36,11 @@ class RuleCreate(BaseModel):
 class RuleUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    sigma: str | None = Field(default=None, min_length=1, max_length=MAX_RULE_BYTES)
+    sigma: SigmaText | None = None
     enabled: bool | None = None
-    interval_seconds: int | None = Field(default=None, ge=60, le=86_400)
-    lookback_seconds: int | None = Field(default=None, ge=60, le=30 * 86_400)
-    version: int | None = Field(default=None, ge=1)
-    """The version you read: a stale one is AURORA-4090."""
+    interval_seconds: IntervalSeconds | None = None
+    lookback_seconds: LookbackSeconds | None = None
+    version: Version | None = None
 
 
 class RuleRead(BaseModel):
@@ -44,7 +51,7 @@ class RuleRead(BaseModel):
     title: str
     description: str | None
     level: str | None
-    severity: str
+    severity: Severity
     status: str | None
     sigma: str
     condition: str
@@ -64,22 +71,11 @@ class RuleRead(BaseModel):
     version: int
 
 
-class RuleQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RuleQuery(PageQuery):
     enabled: bool | None = None
     technique: str | None = Field(default=None, max_length=16)
     level: str | None = Field(default=None, max_length=16)
     q: str | None = Field(default=None, max_length=200)
-    limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0, le=INTEGER_MAX)
-
-
-class Page[T](BaseModel):
-    items: list[T]
-    total: int
-    limit: int
-    offset: int
 
 
 class RunRequest(BaseModel):
@@ -101,32 +97,13 @@ class RunRequest(BaseModel):
         return self
 
 
-class RunRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
+class RunRead(SearchRunRead):
     rule_id: str
     kind: str
-    window_start: datetime
-    window_end: datetime
-    status: str
-    matches: int
     alerts: int
     suppressed: int
     already_seen: int
     sample: list[dict[str, Any]]
-    duration_ms: float | None
-    error: str | None
-    requested_by: str
-    started_at: datetime
-    finished_at: datetime | None
-
-
-class PageQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0, le=INTEGER_MAX)
 
 
 class SuppressionCreate(BaseModel):
@@ -161,12 +138,21 @@ class SuppressionRead(BaseModel):
     created_by: str
     created_at: datetime
     active: bool = False
+    """Whether it still suppresses (it has not expired): set when read."""
+
+    @model_validator(mode="after")
+    def _active(self) -> SuppressionRead:
+        self.active = self.expires_at > utcnow()
+        return self
+
+
+Verdict = Literal["true_positive", "false_positive", "benign"]
 
 
 class FeedbackCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    verdict: Literal["true_positive", "false_positive", "benign"]
+    verdict: Verdict
     comment: str | None = Field(default=None, max_length=4000)
     alert_id: str | None = Field(default=None, max_length=32)
     log_id: str | None = Field(default=None, max_length=36)
@@ -185,73 +171,61 @@ class FeedbackRead(BaseModel):
     created_at: datetime
 
 
-class HuntCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=20_000)
-    kind: Literal["query", "sigma"] = "query"
-    query: str = Field(min_length=1, max_length=MAX_RULE_BYTES)
-    """The search language (``kind: query``) or a Sigma rule (``kind: sigma``)."""
-    lookback_seconds: int = Field(default=86_400, ge=60, le=366 * 86_400)
-
-
-class HuntUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=20_000)
-    kind: Literal["query", "sigma"] | None = None
-    query: str | None = Field(default=None, min_length=1, max_length=MAX_RULE_BYTES)
-    lookback_seconds: int | None = Field(default=None, ge=60, le=366 * 86_400)
-    version: int | None = Field(default=None, ge=1)
-
-
-class HuntRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    name: str
-    description: str | None
-    kind: str
-    query: str
-    lookback_seconds: int
-    created_by: str
-    created_at: datetime
-    updated_at: datetime
-    version: int
-    last_run: dict[str, Any] | None = None
-
-
-class HuntRunRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    start: UtcDatetime | None = None
-    end: UtcDatetime | None = None
-
-
-class HuntRunRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    hunt_id: str
-    window_start: datetime
-    window_end: datetime
-    status: str
-    matches: int
-    results: list[dict[str, Any]]
-    duration_ms: float | None
-    error: str | None
-    requested_by: str
-    started_at: datetime
-    finished_at: datetime | None
-
-
 class PromoteRequest(BaseModel):
+    """Draft a Sigma rule matching chosen fields of one log event."""
+
     model_config = ConfigDict(extra="forbid")
 
     fields: list[str] = Field(min_length=1, max_length=20)
     """The event's fields the rule matches on (ECS names or original field names)."""
     title: str | None = Field(default=None, min_length=1, max_length=500)
-    level: Literal["informational", "low", "medium", "high", "critical"] = "medium"
+    level: Severity = Severity.MEDIUM
     description: str | None = Field(default=None, max_length=20_000)
+
+
+# -- metrics ----------------------------------------------------------------------------------
+
+
+class FeedbackCounts(BaseModel):
+    true_positive: int
+    false_positive: int
+    benign: int
+
+
+class RuleMetrics(BaseModel):
+    """One rule's record: its runs, what they matched and raised, analysts' verdicts."""
+
+    rule_id: str
+    title: str
+    enabled: bool
+    runs: int
+    failed_runs: int
+    matches: int
+    alerts: int
+    suppressed: int
+    feedback: FeedbackCounts
+    precision: float | None
+    """True positives over true and false positives (None before any such verdict)."""
+    mean_duration_ms: float | None
+    last_error: str | None
+    last_run_at: datetime | None
+    techniques: list[str]
+
+
+class MetricsTotals(BaseModel):
+    rules: int
+    enabled: int
+    runs: int
+    alerts: int
+
+
+class AttackCoverage(BaseModel):
+    techniques: list[str]
+    """The ATT&CK techniques the enabled rules detect, sorted."""
+    count: int
+
+
+class DetectionMetrics(BaseModel):
+    rules: list[RuleMetrics]
+    totals: MetricsTotals
+    attack_coverage: AttackCoverage

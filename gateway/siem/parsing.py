@@ -36,7 +36,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, TypedDict
 
 from core.logstore.store import LogStore
 from gateway.supervisor import die_with_parent
@@ -53,6 +53,43 @@ SPOOL_MEMORY_BYTES: Final = 16 << 20
 """Encoded rows of one body kept in memory until its insert; past this, in a temporary file."""
 KEPT: Final = 1000
 """Rejections (and ids) kept for the answer; past it they are only counted."""
+
+
+class BodyFields(TypedDict):
+    content_type: str | None
+    source: str | None
+    format: str | None
+    filename: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BodyInfo:
+    """What a request says of its body: its ``Content-Type``, the ``source`` label and
+    ``format`` it asks for, the name of the file it came from (each may be absent)."""
+
+    content_type: str | None = None
+    source: str | None = None
+    format: str | None = None
+    filename: str | None = None
+
+    def fields(self) -> BodyFields:
+        """The parser's keyword arguments."""
+        return BodyFields(
+            content_type=self.content_type,
+            source=self.source,
+            format=self.format,
+            filename=self.filename,
+        )
+
+    def layout(self, head: bytes, *, complete: bool) -> Layout | None:
+        """How a body starting with ``head`` is read (:func:`tools.logs.payload.body_layout`)."""
+        return body_layout(
+            head,
+            complete=complete,
+            content_type=self.content_type,
+            format=self.format,
+            filename=self.filename,
+        )
 
 
 def _worker_started(parent: int) -> None:
@@ -113,52 +150,18 @@ class IngestParser:
             return await asyncio.to_thread(call)
 
     async def parse(
-        self,
-        body: bytes,
-        *,
-        content_type: str | None,
-        source: str | None,
-        format: str | None,
-        filename: str | None,
-        layout: Layout | None = None,
-        first_line: int = 1,
+        self, body: bytes, info: BodyInfo, *, layout: Layout | None = None, first_line: int = 1
     ) -> ParsedRows:
         """Parse a whole body, or with a line ``layout`` a piece of one (see
         :func:`tools.logs.rows.parse_rows`)."""
         return await self._call(
-            partial(
-                parse_rows,
-                body,
-                content_type=content_type,
-                source=source,
-                format=format,
-                filename=filename,
-                layout=layout,
-                first_line=first_line,
-            )
+            partial(parse_rows, body, **info.fields(), layout=layout, first_line=first_line)
         )
 
-    async def parse_file(
-        self,
-        path: Path,
-        *,
-        blocks_to: Path,
-        content_type: str | None,
-        source: str | None,
-        format: str | None,
-        filename: str | None,
-    ) -> ParsedRows:
+    async def parse_file(self, path: Path, info: BodyInfo, *, blocks_to: Path) -> ParsedRows:
         """Parse the body stored at ``path``, its blocks written to ``blocks_to``."""
         return await self._call(
-            partial(
-                parse_rows_file,
-                str(path),
-                blocks_to=str(blocks_to),
-                content_type=content_type,
-                source=source,
-                format=format,
-                filename=filename,
-            )
+            partial(parse_rows_file, str(path), blocks_to=str(blocks_to), **info.fields())
         )
 
     async def close(self) -> None:
@@ -291,10 +294,7 @@ async def ingest_body(
     parser: IngestParser,
     store: LogStore,
     spool: Path,
-    content_type: str | None,
-    source: str | None,
-    format: str | None,
-    filename: str | None,
+    info: BodyInfo,
 ) -> Ingested:
     """Read, parse and store a body as it arrives (see the module docstring); the good events
     are stored, durably, when this returns. Nothing is stored when reading fails or when no
@@ -315,17 +315,7 @@ async def ingest_body(
     def submit(piece: bytes, layout: Layout, first_line: int) -> None:
         result.largest_piece = max(result.largest_piece, len(piece))
         in_flight.append(
-            asyncio.ensure_future(
-                parser.parse(
-                    piece,
-                    content_type=content_type,
-                    source=source,
-                    format=format,
-                    filename=filename,
-                    layout=layout,
-                    first_line=first_line,
-                )
-            )
+            asyncio.ensure_future(parser.parse(piece, info, layout=layout, first_line=first_line))
         )
 
     try:
@@ -348,13 +338,7 @@ async def ingest_body(
                 undecided = len(buffer) - len(chunk) >= 8  # and the first line still going on
                 if undecided and b"\n" not in chunk and len(buffer) < PIECE_BYTES:
                     continue
-                layout = body_layout(
-                    bytes(buffer[:PIECE_BYTES]),
-                    complete=False,
-                    content_type=content_type,
-                    format=format,
-                    filename=filename,
-                )
+                layout = info.layout(bytes(buffer[:PIECE_BYTES]), complete=False)
                 if layout is None and len(buffer) < PIECE_BYTES:
                     continue
                 if layout is None or layout == "document":
@@ -383,35 +367,16 @@ async def ingest_body(
                 await settle(limit)
         if document is not None and document_path is not None:
             document.close()
-            parsed = await parser.parse_file(
-                document_path,
-                blocks_to=blocks.file(),
-                content_type=content_type,
-                source=source,
-                format=format,
-                filename=filename,
-            )
+            parsed = await parser.parse_file(document_path, info, blocks_to=blocks.file())
             result.add(parsed)
         else:
             if skipping:
                 pass  # the long line ran to the end of the body: already rejected
             elif buffer or layout is None:
-                final = layout or body_layout(
-                    bytes(buffer),
-                    complete=True,
-                    content_type=content_type,
-                    format=format,
-                    filename=filename,
-                )
+                final = layout or info.layout(bytes(buffer), complete=True)
                 if final == "document":  # short: parsed whole from memory
                     result.largest_piece = max(result.largest_piece, len(buffer))
-                    parsed = await parser.parse(
-                        bytes(buffer),
-                        content_type=content_type,
-                        source=source,
-                        format=format,
-                        filename=filename,
-                    )
+                    parsed = await parser.parse(bytes(buffer), info)
                     result.add(parsed)
                     blocks.add(parsed.blocks)
                 elif buffer and final is not None:

@@ -15,12 +15,16 @@ from aiohttp import ClientResponse
 
 from core.errors import Conflict
 from core.security.permissions import Role
-from gateway.detections import service
-from gateway.detections.models import DetectionRule, Hunt
-from gateway.detections.schemas import HuntUpdate, RuleUpdate
-from gateway.detections.service import DetectionScheduler
+from gateway.detections import rules
+from gateway.detections.models import DetectionRule
+from gateway.detections.runs import DetectionScheduler
+from gateway.detections.schemas import RuleUpdate
 from gateway.keys import DATABASE, LOGSTORE, SIGMA
+from gateway.siem import service as hunts
+from gateway.siem.models import Hunt
+from gateway.siem.schemas import HuntUpdate
 from tests.conftest import PASSWORD, Gateway
+from tests.waiting import eventually
 from tools.sigma.convert import MAX_DOCUMENTS
 
 RULES = "/api/v1/detections/rules"
@@ -222,7 +226,7 @@ async def test_a_rule_changed_after_it_was_read_is_a_conflict(
             200,
         )
         with pytest.raises(Conflict) as caught:
-            await service.update_rule(
+            await rules.update_rule(
                 db=db,
                 converter=gateway.app[SIGMA],
                 rule_id=rule["id"],
@@ -251,7 +255,7 @@ async def test_a_hunt_changed_after_it_was_read_is_a_conflict(
             200,
         )
         with pytest.raises(Conflict) as caught:
-            await service.update_hunt(
+            await hunts.update_hunt(
                 db=db,
                 converter=gateway.app[SIGMA],
                 hunt_id=hunt["id"],
@@ -280,6 +284,33 @@ async def test_scheduling_a_rule_is_no_edit(gateway: Gateway, hunter: dict[str, 
         f"{RULES}/{rule['id']}", headers=hunter, json={"enabled": False, "version": 1}
     )
     assert (await body(edited, 200))["version"] == 2
+
+
+class CountedScheduler(DetectionScheduler):
+    """The scheduler, counting its steps."""
+
+    steps = 0
+
+    async def run_due(self) -> int:
+        self.steps += 1
+        return await super().run_due()
+
+
+async def test_the_scheduler_runs_while_entered_and_stops_on_exit(gateway: Gateway) -> None:
+    scheduler = CountedScheduler(
+        database=gateway.app[DATABASE],
+        store=gateway.app[LOGSTORE],
+        dedup_window=lambda: 600,
+        tick_seconds=3600,
+    )
+    assert not scheduler.running
+    async with scheduler as entered:
+        assert entered is scheduler
+        assert scheduler.running
+        await eventually(lambda: scheduler.steps == 1)  # at once, not after a tick
+        scheduler.wake()
+        await eventually(lambda: scheduler.steps == 2)
+    assert not scheduler.running
 
 
 # -- timestamps -------------------------------------------------------------------------------

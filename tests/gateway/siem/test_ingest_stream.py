@@ -15,6 +15,7 @@ from core.security.permissions import Role
 from core.settings import Settings
 from gateway.keys import INGEST, LOGSTORE, ROUTE_TABLE, SETTINGS
 from gateway.siem import parsing
+from gateway.siem.parsing import BodyInfo
 from tests.conftest import Gateway, start_gateway
 from tests.gateway.siem.test_siem import EVENTS
 from tools.logs import parse_payload
@@ -53,13 +54,13 @@ def recording(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Recording:
     parse, parse_file = parser.parse, parser.parse_file
     seen = Recording()
 
-    async def parse_piece(body: bytes, **kwargs: Any) -> Any:
+    async def parse_piece(body: bytes, info: BodyInfo, **kwargs: Any) -> Any:
         seen.pieces.append(len(body))
-        return await parse(body, **kwargs)
+        return await parse(body, info, **kwargs)
 
-    async def parse_spooled(path: Path, **kwargs: Any) -> Any:
+    async def parse_spooled(path: Path, info: BodyInfo, **kwargs: Any) -> Any:
         seen.files += 1
-        return await parse_file(path, **kwargs)
+        return await parse_file(path, info, **kwargs)
 
     monkeypatch.setattr(parser, "parse", parse_piece)
     monkeypatch.setattr(parser, "parse_file", parse_spooled)

@@ -17,12 +17,13 @@ import pytest
 from core.security.permissions import Role
 from core.settings import Settings
 from gateway.keys import INGEST
-from gateway.siem.parsing import IngestParser, auto_workers
+from gateway.siem.parsing import BodyInfo, IngestParser, auto_workers
 from tests.conftest import Gateway, start_gateway
 from tests.gateway.siem.test_siem import EVENTS, ingest, ndjson
 from tests.waiting import until
 
 BODY = ndjson(EVENTS) + b"\n{not json\n"
+NDJSON_BODY = BodyInfo(content_type="application/x-ndjson", source="s")
 COMPARED = ("timestamp", "host.name", "process.command_line", "process.pid", "fields", "raw")
 
 
@@ -77,22 +78,18 @@ async def test_workers_store_what_a_thread_stores_and_stop_with_the_gateway(
 async def test_a_killed_worker_costs_no_event() -> None:
     parser = IngestParser(1)
     try:
-        first = await parser.parse(
-            BODY, content_type="application/x-ndjson", source="s", format=None, filename=None
-        )
+        first = await parser.parse(BODY, NDJSON_BODY)
         assert len(first.ids) == 4
         assert len(first.blocks) == 1
         (worker,) = multiprocessing.active_children()
         assert worker.pid is not None
         os.kill(worker.pid, signal.SIGKILL)
         worker.join(10)
-        again = await parser.parse(
-            BODY, content_type="application/x-ndjson", source="s", format=None, filename=None
-        )
+        again = await parser.parse(BODY, NDJSON_BODY)
         assert len(again.ids) == 4
         assert [r.reason for r in again.rejected] == [r.reason for r in first.rejected]
         after = await parser.parse(  # a fresh pool serves the next body
-            BODY, content_type="application/x-ndjson", source="s", format=None, filename=None
+            BODY, NDJSON_BODY
         )
         assert len(after.ids) == 4
     finally:
