@@ -69,6 +69,12 @@ def test_score_metrics() -> None:
     assert (empty.top1_accuracy, empty.micro_f1, empty.macro_f1) == (0.0, 0.0, 0.0)
 
 
+@pytest.fixture(scope="module")
+def kb() -> AttackKB:
+    """One knowledge base for the module: its mapper is built on first use (a second or more)."""
+    return AttackKB.load()
+
+
 def dataset_path() -> Path:
     data = shared_data_dir()
     if data is None:
@@ -76,8 +82,7 @@ def dataset_path() -> Path:
     return data / DATASET_RELATIVE_PATH
 
 
-def test_mapping_scores_on_tram_test_half() -> None:
-    kb = AttackKB.load()
+def test_mapping_scores_on_tram_test_half(kb: AttackKB) -> None:
     sentences = load_sentences(dataset_path(), kb)
     assert len(sentences) == 3562
     # The one label ATT&CK revoked since TRAM is scored as its replacement.
@@ -95,7 +100,8 @@ def test_main_without_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "dataset not found" in capsys.readouterr().err
 
 
-def test_main_writes_json(tmp_path: Path) -> None:
+def test_main_writes_json(tmp_path: Path, kb: AttackKB, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(AttackKB, "load", lambda *_args, **_kwargs: kb)  # the module's, mapped
     path = tmp_path / "tram.json"
     rows = json.loads(dataset_path().read_text())[:40]
     path.write_text(json.dumps(rows))
