@@ -48,10 +48,11 @@ async def open_checkpointer(
             yield sqlite_saver
         return
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-    from psycopg.rows import dict_row
+    from psycopg import AsyncConnection
+    from psycopg.rows import DictRow, dict_row
     from psycopg_pool import AsyncConnectionPool
 
-    pool: AsyncConnectionPool = AsyncConnectionPool(
+    pool: AsyncConnectionPool[AsyncConnection[DictRow]] = AsyncConnectionPool(
         conninfo,
         min_size=1,
         max_size=8,
@@ -60,7 +61,7 @@ async def open_checkpointer(
     )
     await pool.open(wait=True)
     try:
-        pg_saver = AsyncPostgresSaver(pool, serde=strict_serializer())  # type: ignore[arg-type]
+        pg_saver = AsyncPostgresSaver(pool, serde=strict_serializer())
         await pg_saver.setup()
         yield pg_saver
     finally:

@@ -30,9 +30,10 @@ def merge_iocs(known: list[FindingIoc], new: list[FindingIoc]) -> list[FindingIo
     return merged
 
 
-type Stage = Literal["plan", "dispatch", "finding", "correlate", "respond", "execute"]
-"""Where in the graph an error was caught: planning (the LLM), a specialist's call, its reply
-(not a valid finding), the second round's planning, the responder, an action's execution."""
+type Stage = Literal["intake", "plan", "dispatch", "finding", "correlate", "respond", "execute"]
+"""Where in the graph an error was caught: an indicator left out at intake, planning (the LLM),
+a specialist's call, its reply (not a valid finding), the second round's planning, the
+responder, an action's execution."""
 
 
 class StepError(BaseModel):

@@ -269,6 +269,29 @@ async def test_models_in_the_state_survive_the_checkpointer() -> None:
     ]
 
 
+async def test_an_indicator_that_does_not_normalise_is_left_out_and_said_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    subject = {
+        **SUBJECT,
+        "iocs": [{"type": "ip", "value": "999.1.1.1"}, {"type": "ip", "value": "45.33.32.156"}],
+    }
+    client = quiet()
+    with caplog.at_level(logging.INFO, logger="aurora.orchestrator"):
+        state = await investigate(client, subject)
+    assert [i.value for i in state["subject"].iocs] == ["45.33.32.156"]
+    (error,) = state["report"]["errors"]
+    assert (error["agent"], error["stage"], error["error"]) == (
+        "intake",
+        "intake",
+        "ValidationFailed",
+    )
+    assert "not a valid IP address" in error["message"]
+    assert "999.1.1.1" not in json.dumps(state["report"])
+    assert any(r.exc_info for r in caplog.records if "left out" in r.getMessage())
+    assert state["report"]["degraded"] is False  # the specialists all answered
+
+
 # -- the verdict ----------------------------------------------------------------------------------
 
 
