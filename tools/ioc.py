@@ -19,11 +19,11 @@ import re
 import string
 import threading
 from collections.abc import Iterable
-from typing import Final, Literal, cast
+from typing import Final, Literal
 from urllib.parse import SplitResult, urlsplit
 
-from ioc_finder import find_iocs, prepare_text  # type: ignore[import-untyped]
-from ioc_finder.data import tlds  # type: ignore[import-untyped]
+from ioc_finder import find_iocs, prepare_text
+from ioc_finder.data import tlds
 from pydantic import BaseModel, ConfigDict
 
 from core.errors import ValidationFailed
@@ -162,7 +162,7 @@ def refang(text: str) -> str:
     """``text`` with defanged indicators restored (``hxxp``, ``[.]``, ``(.)``, ``[dot]``,
     ``[@]``, ``[at]``, ``[:]//`` and the other forms ioc-fanger knows)."""
     # ioc-fanger misses upper-case schemes ("HXXPS://"), common in reports written in capitals.
-    return cast(str, prepare_text(_DEFANGED_SCHEME.sub(r"http\1", text)))
+    return prepare_text(_DEFANGED_SCHEME.sub(r"http\1", text))
 
 
 def _normalise_ip(value: str, subtype: str | None) -> Ioc:

@@ -111,25 +111,24 @@ class CircuitBreaker:
         self.failures, self.opened_at, self.trial_running = 0, None, False
 
 
+@dataclass(frozen=True, slots=True)
+class Dialling:
+    """How a client's connections connect: the bearer token for each handshake, the largest
+    frame, how long a connect may take, and where notifications go."""
+
+    token: Callable[[], str]
+    max_frame_bytes: int
+    connect_timeout: float
+    on_notification: NotificationHandler | None
+
+
 class AgentConnection:
     """One persistent WebSocket to one agent URL; concurrent requests share it by id."""
 
-    def __init__(
-        self,
-        *,
-        agent: str,
-        url: str,
-        token: Callable[[], str],
-        max_frame_bytes: int,
-        connect_timeout: float,
-        on_notification: NotificationHandler | None,
-    ) -> None:
+    def __init__(self, *, agent: str, url: str, dialling: Dialling) -> None:
         self.agent = agent
         self.url = url
-        self._token = token
-        self._max_frame = max_frame_bytes
-        self._connect_timeout = connect_timeout
-        self._on_notification = on_notification
+        self._dialling = dialling
         self._socket: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -154,13 +153,14 @@ class AgentConnection:
             if self.connected:
                 assert self._socket is not None
                 return self._socket
-            limit = self._connect_timeout if within is None else min(self._connect_timeout, within)
+            timeout = self._dialling.connect_timeout
+            limit = timeout if within is None else min(timeout, within)
             try:
                 async with asyncio.timeout(limit):
                     socket = await connect(
                         self.url,
-                        additional_headers={"Authorization": f"Bearer {self._token()}"},
-                        max_size=self._max_frame,
+                        additional_headers={"Authorization": f"Bearer {self._dialling.token()}"},
+                        max_size=self._dialling.max_frame_bytes,
                         compression=None,
                         max_queue=1024,
                         open_timeout=None,
@@ -210,8 +210,8 @@ class AgentConnection:
                 listener = self._listeners.get(request_id) if isinstance(request_id, int) else None
                 if listener is not None:
                     listener(self.agent, item)
-                if self._on_notification is not None:
-                    self._on_notification(self.agent, item)
+                if self._dialling.on_notification is not None:
+                    self._dialling.on_notification(self.agent, item)
 
     async def request(
         self,
@@ -350,14 +350,11 @@ class HandoffClient:
         is starting or restarting (calls wait for it) rather than dead (its circuit opens)."""
         self.registry = registry
         self.sender = sender
-        self._token = token
         self.default_timeout = default_timeout
         self.retry = retry or RetryPolicy()
-        self._breaker_threshold = breaker_threshold
-        self._breaker_reset = breaker_reset_after
+        self._breaker = (breaker_threshold, breaker_reset_after)
         self._max_in_flight = max_in_flight
-        self._max_frame = max_frame_bytes
-        self._connect_timeout = connect_timeout
+        self._dialling = Dialling(token, max_frame_bytes, connect_timeout, self._forward)
         self._startup_grace = startup_grace
         self.on_notification = on_notification
         self._agents: dict[str, _Agent] = {}
@@ -371,17 +368,9 @@ class HandoffClient:
             urls = self.registry.urls(name)  # AURORA-4043 for an unknown agent
             agent = _Agent(
                 connections=[
-                    AgentConnection(
-                        agent=name,
-                        url=url,
-                        token=self._token,
-                        max_frame_bytes=self._max_frame,
-                        connect_timeout=self._connect_timeout,
-                        on_notification=self._forward,
-                    )
-                    for url in urls
+                    AgentConnection(agent=name, url=url, dialling=self._dialling) for url in urls
                 ],
-                breaker=CircuitBreaker(self._breaker_threshold, self._breaker_reset),
+                breaker=CircuitBreaker(*self._breaker),
                 slots=asyncio.Semaphore(self._max_in_flight),
             )
             self._agents[name] = agent

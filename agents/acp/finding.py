@@ -102,14 +102,19 @@ class Corroboration(BaseModel):
     detail: str = Field(default="", max_length=1000)
 
 
-class Finding(BaseModel):
-    """A specialist's structured conclusion (ARCHITECTURE.md §5)."""
+class Conclusion(BaseModel):
+    """What an analysis concludes: what a finding says, and what a model must answer."""
 
-    agent: str
     summary: str = Field(max_length=4000)
     severity: Severity
     confidence: float = Field(ge=0.0, le=1.0)
     mitre_techniques: list[str] = Field(default_factory=list)
+
+
+class Finding(Conclusion):
+    """A specialist's structured conclusion (ARCHITECTURE.md §5)."""
+
+    agent: str
     iocs: list[FindingIoc] = Field(default_factory=list)
     evidence: list[Evidence] = Field(default_factory=list)
     recommended_actions: list[RecommendedAction] = Field(default_factory=list)

@@ -14,6 +14,7 @@ import json
 import logging
 import struct
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -242,6 +243,10 @@ class AgentServer:
         self._expired: set[asyncio.Task[Any]] = set()
         self._deadlines: DeadlineSweeper[asyncio.Task[Any]] = DeadlineSweeper(self._past_deadline)
         self._connections: set[int] = set()
+        # The agent token's subject of each authenticated socket, from handshake to handler.
+        self._callers: weakref.WeakKeyDictionary[ServerConnection, str] = (
+            weakref.WeakKeyDictionary()
+        )
         self._started = time.monotonic()
         self.served = 0
         self.add_method("agent.card", self._card, description="This agent's card.")
@@ -572,7 +577,7 @@ class AgentServer:
             claims = self._tokens.verify(token.strip(), token_type=AGENT_TOKEN_TYPE)
         except AuroraError as err:
             return self._refuse(connection, err.detail or err.message)
-        connection.caller = claims.subject  # type: ignore[attr-defined]
+        self._callers[connection] = claims.subject
         return None
 
     @staticmethod
@@ -593,7 +598,7 @@ class AgentServer:
         return response
 
     async def _serve_connection(self, socket: ServerConnection) -> None:
-        connection = _Connection(socket=socket, caller=getattr(socket, "caller", None))
+        connection = _Connection(socket=socket, caller=self._callers.get(socket))
         self._connections.add(id(connection))
         pending: set[asyncio.Task[None]] = set()
         loop = asyncio.get_running_loop()

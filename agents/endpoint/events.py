@@ -172,27 +172,27 @@ def _sha256(hashes: str) -> str:
     return match.group(1).lower() if match else ""
 
 
+_STARTED: Final[dict[str, tuple[str, str, str]]] = {
+    "sysmon": ("ProcessId", "Image", "ParentImage"),
+    "security": ("NewProcessId", "NewProcessName", "ParentProcessName"),
+}
+"""Where a process-start event (Sysmon 1, Security 4688) names the pid, image and parent."""
+
+
 def process_of(event: WinEvent) -> ProcessRecord | None:
     """The process an event is about: the one created (Sysmon 1, Security 4688) or the actor
     (other Sysmon events, PowerShell logs); None for events about no process."""
-    if event.is_("sysmon", 1):
+    if event.is_("sysmon", 1) or event.is_("security", 4688):
+        pid, image, parent = _STARTED[event.log]
         return ProcessRecord(
-            pid=_number(event.get("ProcessId")),
-            image=event.get("Image"),
+            pid=_number(event.get(pid)),
+            image=event.get(image),
             command_line=event.get("CommandLine"),
-            parent_image=event.get("ParentImage"),
-            user=event.get("User"),
+            parent_image=event.get(parent),
+            # Sysmon names the user; Security 4688 its subject (the creator's account).
+            user=event.get("User") or account(event, "Subject"),
             original_file_name=event.get("OriginalFileName"),
             sha256=_sha256(event.get("Hashes")),
-            ref=event.ref,
-        )
-    if event.is_("security", 4688):
-        return ProcessRecord(
-            pid=_number(event.get("NewProcessId")),
-            image=event.get("NewProcessName"),
-            command_line=event.get("CommandLine"),
-            parent_image=event.get("ParentProcessName"),
-            user=account(event, "Subject"),
             ref=event.ref,
         )
     if event.log == "sysmon" and event.event_id in (3, 7, 11, 12, 13, 14, 22):

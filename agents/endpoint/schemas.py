@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agents.runtime.specialist import AlertParams
 from tools.logs.windows import event_id_of
 
 Criticality = Literal["low", "medium", "high", "critical"]
@@ -44,12 +45,9 @@ class HostIn(BaseModel):
         return value
 
 
-class AnalyzeEndpointRequest(BaseModel):
+class AnalyzeEndpointRequest(AlertParams):
     """``analyze_endpoint`` params: a host and the Windows/Sysmon events seen on it."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    alert_id: str | None = Field(default=None, max_length=128)
     host: HostIn
     events: list[dict[str, Any]] = Field(default_factory=list, max_length=10_000)
     """Windows events, flat (``{EventID, Channel, Computer, ...}``) or nested as the ``evtx``

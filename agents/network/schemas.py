@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from agents.runtime.specialist import IocIn
+from agents.runtime.specialist import AlertParams, IocIn
 
 
 def _aware(value: datetime) -> datetime:
@@ -98,12 +98,9 @@ class EveEvent(BaseModel):
         return self
 
 
-class AnalyzeNetworkRequest(BaseModel):
+class AnalyzeNetworkRequest(AlertParams):
     """``analyze_network`` params: telemetry to analyse, indicators to look for, context."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    alert_id: str | None = Field(default=None, max_length=128)
     iocs: list[IocIn] = Field(default_factory=list, max_length=500)
     """Indicators (IPs, domains) to look for in the telemetry."""
     flows: list[FlowIn] = Field(default_factory=list, max_length=100_000)

@@ -17,9 +17,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agents.acp.finding import (
+    Conclusion,
     Evidence,
     Finding,
     FindingIoc,
@@ -31,7 +32,6 @@ from core.errors import LLMUnavailable, ValidationFailed
 from core.llm import LLMBackend
 from core.llm.tool_loop import run_tool_loop
 from core.llm.types import Tool, ToolHandler, system_message, user_message
-from core.schemas import Severity
 from core.security.tokens import TokenService
 from core.settings import Settings
 from prompts.loader import load_prompt
@@ -52,6 +52,15 @@ class AgentDeps:
     attack: AttackKB
     llm: LLMBackend | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class AlertParams(BaseModel):
+    """Base of a specialist's params: unknown fields are refused, and the alert under
+    investigation may be named."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alert_id: str | None = Field(default=None, max_length=128)
 
 
 class IocIn(BaseModel):
@@ -106,13 +115,9 @@ class ToolTrace:
         await self.ctx.thought(step, text)
 
 
-class LlmFinding(BaseModel):
+class LlmFinding(Conclusion):
     """What the model must return; the runtime adds agent, backend, model and provenance."""
 
-    summary: str = Field(max_length=4000)
-    severity: Severity
-    confidence: float = Field(ge=0.0, le=1.0)
-    mitre_techniques: list[str] = Field(default_factory=list)
     iocs: list[IocIn] = Field(default_factory=list)
     recommended_actions: list[RecommendedAction] = Field(default_factory=list)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import logging
@@ -26,6 +27,7 @@ from pydantic import BaseModel
 
 from agents.acp.finding import (
     Corroboration,
+    CorroborationKind,
     Evidence,
     Finding,
     Impact,
@@ -98,6 +100,18 @@ class Verdict:
 
     def raise_to(self, severity: Severity) -> None:
         self.severity = max(self.severity, severity)
+
+    def corroborate(self, kind: CorroborationKind, source: str, detail: str) -> None:
+        """Record that ``source`` (a feed, a reputation service) confirms this very indicator."""
+        self.corroborations.append(
+            Corroboration(
+                type=self.ioc.type,
+                value=self.ioc.value,
+                kind=kind,
+                source=source[:256],
+                detail=detail,
+            )
+        )
 
     def support(self, weight: float) -> None:
         """Independent sources agreeing raise confidence: 1 - Π(1 - w)."""
@@ -206,7 +220,7 @@ class ThreatIntel(Specialist, name="threat_intel", method="analyze_threat"):
             outcomes[ioc] = await trace.call(
                 "reputation",
                 {"type": ioc.type, "value": ioc.value},
-                lambda ioc=ioc: check_reputation(self.connectors, ioc.type, ioc.value),  # type: ignore[misc]
+                functools.partial(check_reputation, self.connectors, ioc.type, ioc.value),
                 lambda found: (
                     ", ".join(
                         f"{o.source}: {o.reputation.verdict if o.reputation else o.error_code}"
@@ -241,14 +255,10 @@ class ThreatIntel(Specialist, name="threat_intel", method="analyze_threat"):
                 severity = min(severity, Severity.LOW)
             verdict.raise_to(severity)
             if match.match is MatchKind.EXACT and not match.expired and severity >= Severity.MEDIUM:
-                verdict.corroborations.append(
-                    Corroboration(
-                        type=ioc.type,
-                        value=ioc.value,
-                        kind="threat_intel",
-                        source=record.source[:256],
-                        detail=f"listed {severity}, confidence {record.confidence}",
-                    )
+                verdict.corroborate(
+                    "threat_intel",
+                    record.source,
+                    f"listed {severity}, confidence {record.confidence}",
                 )
             verdict.techniques.update(record.techniques)
             verdict.actors.update(record.threat_actors)
@@ -267,14 +277,8 @@ class ThreatIntel(Specialist, name="threat_intel", method="analyze_threat"):
                 verdict.support(max(0.4, reputation.score / 100))
                 verdict.reasons.append(f"{reputation.source}: {rated} ({reputation.score}/100)")
                 if rated == "malicious":
-                    verdict.corroborations.append(
-                        Corroboration(
-                            type=ioc.type,
-                            value=ioc.value,
-                            kind="reputation",
-                            source=reputation.source[:256],
-                            detail=f"malicious ({reputation.score}/100)",
-                        )
+                    verdict.corroborate(
+                        "reputation", reputation.source, f"malicious ({reputation.score}/100)"
                     )
             elif rated == "harmless":
                 verdict.reasons.append(f"{reputation.source}: harmless")

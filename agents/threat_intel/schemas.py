@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from agents.runtime.specialist import IocIn
+from agents.runtime.specialist import AlertParams, IocIn
 
 
-class AnalyzeThreatRequest(BaseModel):
+class AnalyzeThreatRequest(AlertParams):
     """``analyze_threat`` params, as in the API reference's example request."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    alert_id: str | None = Field(default=None, max_length=128)
     iocs: list[IocIn] = Field(default_factory=list, max_length=500)
     context: str | None = Field(default=None, max_length=100_000)
     """Free text around the indicators (alert description, log lines, report excerpt)."""

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple, Protocol
 
-import snowballstemmer  # type: ignore[import-untyped]
+import snowballstemmer
 
 from tools.attack.keywords import KEYWORD_RULES
 

@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from stix2patterns.exceptions import ParseException  # type: ignore[import-untyped]
-from stix2patterns.v21.grammars.STIXPatternListener import (  # type: ignore[import-untyped]
+from stix2patterns.exceptions import ParseException
+from stix2patterns.v21.grammars.STIXPatternListener import (
     STIXPatternListener,
 )
-from stix2patterns.v21.pattern import Pattern  # type: ignore[import-untyped]
+from stix2patterns.v21.pattern import Pattern
 
 from core.errors import ValidationFailed
 from tools.intel._feed import checked, commit, load_json_feed, parse_timestamp
@@ -58,7 +58,7 @@ def _unquote(literal: str) -> str:
     return literal[1:-1].replace("\\'", "'").replace("\\\\", "\\")
 
 
-class _Comparisons(STIXPatternListener):  # type: ignore[misc]
+class _Comparisons(STIXPatternListener):
     """Collects ``=`` comparisons and every construct that makes a pattern unsupported."""
 
     def __init__(self) -> None:
