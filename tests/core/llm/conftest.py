@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
 
 from core.llm import LLMBackend
 from tests.fakes.openai_server import ScriptedOpenAI
+from tests.ports import free_port
 
 MODEL = "aurora-test-model"
 
@@ -30,7 +30,6 @@ async def backend(fake: ScriptedOpenAI) -> AsyncIterator[LLMBackend]:
 
 @pytest.fixture
 def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on, from below the ephemeral range: no other test's
+    connection can be using it meanwhile (a port bound to 0 and released could be)."""
+    return free_port()
