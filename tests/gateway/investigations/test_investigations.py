@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from orchestrator.receipt import verify_receipt_chain
 from tests.agents.acp.conftest import SECRET
 from tests.conftest import Gateway, make_settings, start_gateway
 from tests.orchestrator.test_graph import SUBJECT, attack, fleet  # noqa: F401 - fixtures
+from tests.waiting import eventually
 
 
 def configured(settings: Settings, fleet: dict[str, Any]) -> Settings:  # noqa: F811
@@ -45,14 +45,13 @@ async def platform(settings: Settings, fleet: dict[str, Any]) -> AsyncIterator[G
 
 
 async def wait_done(gateway: Gateway, headers: dict[str, str], investigation_id: str) -> Any:
-    for _ in range(200):
+    async def finished() -> Any:
         body = await (
             await gateway.client.get(f"/api/v1/investigations/{investigation_id}", headers=headers)
         ).json()
-        if body["status"] in {"completed", "failed", "cancelled"}:
-            return body
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{investigation_id} did not finish: {body['status']}")
+        return body if body["status"] in {"completed", "failed", "cancelled"} else None
+
+    return await eventually(finished, within=20, interval=0.05, what=f"{investigation_id} ended")
 
 
 async def test_investigate_indicators_and_text(platform: Gateway) -> None:
@@ -73,10 +72,13 @@ async def test_investigate_indicators_and_text(platform: Gateway) -> None:
         assert response.headers["Location"] == f"/api/v1/investigations/{accepted['id']}"
         done = await wait_done(platform, analyst, accepted["id"])
         pushed = await asyncio.wait_for(ws.receive_json(), 10)
-        watched = []
-        with contextlib.suppress(TimeoutError):
-            while True:
-                watched.append(await asyncio.wait_for(thoughts.receive_json(), 1))
+        watched: list[Any] = []
+        specialists = {"threat_intel", "malware", "network"}
+        async with asyncio.timeout(10):  # pushed while it ran: waiting on the socket
+            while not specialists <= {
+                t["agent"] for t in watched if t.get("investigation_id") == accepted["id"]
+            }:
+                watched.append(await thoughts.receive_json())
     assert done["status"] == "completed", done
     receipt = done["receipt"]
     assert receipt["verdict"] == "malicious"
@@ -101,10 +103,10 @@ async def test_investigate_indicators_and_text(platform: Gateway) -> None:
     # the thought stream showed each specialist reasoning about this investigation
     mine = [t for t in watched if t.get("investigation_id") == accepted["id"]]
     assert {"threat_intel", "malware", "network"} <= {t["agent"] for t in mine}
+
     # the receipt's tool calls are exactly those the agents reported to the gateway
-    recorded: list[tuple[str, str, str]] = []
-    for _ in range(50):
-        recorded = []
+    async def recorded_calls() -> list[tuple[str, str, str]] | None:
+        recorded: list[tuple[str, str, str]] = []
         for agent in ("threat_intel", "malware", "network", "responder"):
             page = await (
                 await platform.client.get(
@@ -114,9 +116,9 @@ async def test_investigate_indicators_and_text(platform: Gateway) -> None:
                 )
             ).json()
             recorded += [(agent, c["tool"], c["result_summary"]) for c in page["items"]]
-        if len(recorded) >= len(receipt["tool_calls"]):
-            break
-        await asyncio.sleep(0.1)
+        return recorded if len(recorded) >= len(receipt["tool_calls"]) else None
+
+    recorded = await eventually(recorded_calls, interval=0.05, what="the tool calls recorded")
     in_receipt = [(c["agent"], c["tool"], c["summary"]) for c in receipt["tool_calls"]]
     assert sorted(recorded) == sorted(in_receipt)
 
