@@ -7,10 +7,8 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.schemas import SEVERITY_RANK, Severity
+from core.schemas import Severity
 
-SEVERITY_ORDER = SEVERITY_RANK
-"""Deprecated: :data:`core.schemas.SEVERITY_RANK` (kept while the orchestrator moves to it)."""
 TECHNIQUE_ID = r"^T\d{4}(\.\d{3})?$"
 
 SourceKind = Literal[
