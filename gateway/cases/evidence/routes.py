@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Awaitable
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from core.blobs import StagedBlob
 from core.errors import CaseNotFound, NotFound, PayloadTooLarge, RequestTimeout
@@ -83,13 +84,16 @@ async def _upload(request: web.Request) -> EvidenceRead:
 
 
 async def _within[T](request: web.Request, read: Awaitable[T], limit: int) -> T:
-    """One read of a form body, within the idle timeout; past ``limit`` bytes AURORA-4130."""
+    """One read of a form body, within the idle timeout; past ``limit`` bytes AURORA-4130; a
+    form that is not one (no boundary, a part header that is not a header) AURORA-4220."""
     idle = request.app[SETTINGS].body_read_timeout_seconds
     try:
         async with asyncio.timeout(idle):
             result = await read
     except TimeoutError as err:
         raise RequestTimeout({"reason": f"no body data for {idle:g} s"}) from err
+    except (HttpProcessingError, ValueError) as err:
+        raise field_error(["body"], "Malformed multipart body", "form_invalid") from err
     if request.content.total_bytes > limit:
         raise PayloadTooLarge({"limit_bytes": limit})
     return result
@@ -107,7 +111,7 @@ async def _text_part(request: web.Request, part: BodyPartReader, limit: int) -> 
 async def _upload_multipart(request: web.Request) -> EvidenceRead:
     """Text fields first, then one ``file`` part, streamed to a staged blob."""
     limit = upload_limit(request)
-    reader = await request.multipart()
+    reader = await _within(request, request.multipart(), limit)
     fields: dict[str, str] = {}
     while (part := await _within(request, reader.next(), limit)) is not None:
         if not isinstance(part, BodyPartReader):
@@ -163,41 +167,32 @@ async def get_ledger(request: web.Request) -> web.Response:
 
 EVIDENCE = "/api/v1/cases/{case_id}/evidence"
 ITEM = EVIDENCE + "/{evidence_id}"
+R, W = Permission.CASES_READ, Permission.CASES_WRITE
+GONE = (CaseNotFound,)
+"""The case is unknown or deleted."""
+MISSING = (*GONE, NotFound)
+"""A piece of evidence is looked up within its case: either may be unknown."""
 ROUTES = [
     list_route(
         EVIDENCE,
         service.list_evidence,
         EvidenceRead,
-        Permission.CASES_READ,
+        R,
         query=EvidenceListQuery,
-        errors=(CaseNotFound,),
+        errors=GONE,
     ),
     Route(
         "POST",
         EVIDENCE,
         create_evidence,
-        Permission.CASES_WRITE,
+        W,
         max_body_bytes=UPLOAD_BODY_LIMIT,
         body=EvidenceCreate,
         body_media="multipart/form-data",
         response=EvidenceRead,
         status=201,
-        errors=(CaseNotFound,),
+        errors=GONE,
     ),
-    Route(
-        "GET",
-        ITEM + "/custody",
-        get_custody,
-        Permission.CASES_READ,
-        response=Custody,
-        errors=(CaseNotFound, NotFound),
-    ),
-    Route(
-        "GET",
-        ITEM + "/ledger",
-        get_ledger,
-        Permission.CASES_READ,
-        response=Ledger,
-        errors=(CaseNotFound, NotFound),
-    ),
+    Route("GET", ITEM + "/custody", get_custody, R, response=Custody, errors=MISSING),
+    Route("GET", ITEM + "/ledger", get_ledger, R, response=Ledger, errors=MISSING),
 ]
