@@ -37,6 +37,7 @@ DOMAINS = (
     "system",
     "users",
 )
+DETECTIONS_SERVICE = ("rules", "runs", "suppressions", "metrics", "events")
 _IMPORT_LINE = re.compile(r"^-\s+(\S+) -> (\S+) \(l\.\d+\)$", re.MULTILINE)
 
 
@@ -86,7 +87,10 @@ def test_the_contracts_forbid_exactly_what_the_rules_forbid(tmp_path: Path) -> N
         _write(tmp_path, f"gateway.{domain}.service")
         _write(tmp_path, f"gateway.{domain}.routes", f"from gateway.{domain} import service\n")
         _write(tmp_path, f"gateway.{domain}.api", f"from gateway.{domain}.service import *\n")
+    for concern in DETECTIONS_SERVICE:
+        _write(tmp_path, f"gateway.detections.{concern}")
     _write(tmp_path, "gateway.cases.service", "import gateway.alerts.service\n")
+    _write(tmp_path, "gateway.alerts.service", "from gateway.detections import runs\n")
     _write(tmp_path, "gateway.siem.service", "import gateway.detections.routes\n")
     _write(tmp_path, "gateway.investigations.service", "import gateway.alerts.api\n")
     _write(tmp_path, "gateway.app", "import gateway.alerts.routes\nimport gateway.cases.service\n")
@@ -105,5 +109,6 @@ def test_the_contracts_forbid_exactly_what_the_rules_forbid(tmp_path: Path) -> N
         ("agents.endpoint.rules", "agents.malware.agent"),
         ("gateway.cases.service", "gateway.alerts.service"),
         ("gateway.siem.service", "gateway.detections.routes"),
+        ("gateway.alerts.service", "gateway.detections.runs"),
     }
     assert "Contracts: 0 kept, 3 broken." in result.stdout
