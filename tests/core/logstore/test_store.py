@@ -23,7 +23,7 @@ from tools.logs import rows as rows_module
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
 
-def event(minute: int, **values: str | int) -> LogEvent:
+def event(minute: int, **values: Any) -> LogEvent:
     fields = {k: str(v) for k, v in values.items()}
     if "process.name" in values:
         fields["Image"] = f"C:\\Windows\\System32\\{values['process.name']}"
@@ -123,7 +123,7 @@ async def test_the_query_language(seeded: LogStore, query: str, expected: list[s
 async def test_time_range_filters_and_pages(seeded: LogStore) -> None:
     store = seeded
     window = {"start": T0 + timedelta(minutes=1), "end": T0 + timedelta(minutes=3)}
-    assert await names(store, **window) == ["powershell.exe", "cmd.exe"]
+    assert await names(store, None, **window) == ["powershell.exe", "cmd.exe"]
     assert await names(store, filters={"host.name": "ws-17"}) == ["powershell.exe"] * 2
     first = await store.search(SearchRequest(limit=3))
     assert [i["timestamp"] for i in first.items] == [
@@ -199,7 +199,7 @@ async def test_sources_stats_and_conditions(store: LogStore) -> None:
 
 
 async def test_a_server_that_is_down_is_aurora_5032() -> None:
-    settings = Settings(clickhouse_url="http://127.0.0.1:9/", data_dir=Path("/nonexistent"))  # type: ignore[arg-type]
+    settings = Settings(clickhouse_url="http://127.0.0.1:9/", data_dir=Path("/nonexistent"))
     store = LogStore.from_settings(settings)
     with pytest.raises(ClickHouseUnavailable) as raised:
         await store.start()
