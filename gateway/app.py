@@ -34,7 +34,7 @@ from gateway.cases.evidence.service import seal_legacy_ledgers
 from gateway.cases.routes import ROUTES as CASES_ROUTES
 from gateway.detections.conversion import SigmaConverter
 from gateway.detections.routes import ROUTES as DETECTIONS_ROUTES
-from gateway.detections.service import DetectionScheduler
+from gateway.detections.runs import DetectionScheduler
 from gateway.fleet.routes import ROUTES as FLEET_ROUTES
 from gateway.fleet.service import ToolCallRecorder
 from gateway.index import INDEX_ROUTES
@@ -57,6 +57,7 @@ from gateway.keys import (
     ROUTE_TABLE,
     RUNNER,
     RUNTIME,
+    SCHEDULER,
     SETTINGS,
     SIGMA,
     TOKENS,
@@ -241,18 +242,12 @@ async def _sigma(app: web.Application) -> AsyncIterator[SigmaConverter]:
         await sigma.close()
 
 
-@contextlib.asynccontextmanager
-async def _detections(app: web.Application) -> AsyncIterator[None]:
-    scheduler = DetectionScheduler(
+def _scheduler(app: web.Application) -> DetectionScheduler:
+    return DetectionScheduler(
         database=app[DATABASE],
         store=app[LOGSTORE],
         dedup_window=lambda: app[RUNTIME].config.alert_dedup_window_seconds,
     )
-    scheduler.start()
-    try:
-        yield
-    finally:
-        await scheduler.stop()
 
 
 @contextlib.asynccontextmanager
@@ -303,7 +298,7 @@ RESOURCES: tuple[CleanupContext, ...] = (
     resource(LOGSTORE, _logstore),
     resource(INGEST, _ingest),
     resource(SIGMA, _sigma),
-    _detections,
+    resource(SCHEDULER, _scheduler),
     background("agent-health", _agent_health, lambda app: AGENT_HEALTH_INTERVAL_SECONDS, log=log),
     resource(RUNNER, _runner),
 )

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from gateway.auth.service import Authenticator, Principal
     from gateway.detections.conversion import SigmaConverter
+    from gateway.detections.runs import DetectionScheduler
     from gateway.fleet.service import ToolCallRecorder
     from gateway.investigations.service import InvestigationRunner
     from gateway.routing import Route
@@ -46,6 +47,7 @@ RUNNER: web.AppKey[InvestigationRunner] = web.AppKey("investigation_runner")
 LOGSTORE = web.AppKey("logstore", LogStore)
 INGEST: web.AppKey[IngestParser] = web.AppKey("ingest")
 SIGMA: web.AppKey[SigmaConverter] = web.AppKey("sigma")
+SCHEDULER: web.AppKey[DetectionScheduler] = web.AppKey("detection_scheduler")
 ROUTE_TABLE: web.AppKey[dict[AbstractRoute, Route]] = web.AppKey("route_table")
 
 REQUEST_ID = web.RequestKey("request_id", str)
