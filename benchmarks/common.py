@@ -79,15 +79,23 @@ def run_gateway(settings: Settings) -> None:
     asyncio.run(serve(settings, banner=lambda _url: None))
 
 
+def _wait_on(
+    process: BaseProcess, arrived: Callable[[float], bool], what: str, within: float
+) -> None:
+    """Block until ``arrived(timeout)`` is true; RuntimeError when ``process`` exits first or
+    ``within`` seconds pass."""
+    deadline = time.monotonic() + within
+    while not arrived(POLL_SECONDS):
+        if not process.is_alive():
+            raise RuntimeError(f"{process.name} exited ({process.exitcode}) before {what}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{process.name}: {within:g} s passed before {what}")
+
+
 def wait_started(process: BaseProcess, ready: Event, *, within: float = READY_SECONDS) -> None:
     """Block until ``process`` sets ``ready`` (its server listens); RuntimeError when it exits
     first or ``within`` seconds pass."""
-    deadline = time.monotonic() + within
-    while not ready.wait(POLL_SECONDS):
-        if not process.is_alive():
-            raise RuntimeError(f"{process.name} exited ({process.exitcode}) before it was ready")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{process.name} was not ready within {within:g} s")
+    _wait_on(process, ready.wait, "it was ready", within)
 
 
 def wait_message(
@@ -95,12 +103,7 @@ def wait_message(
 ) -> object:
     """The next message ``process`` sends on ``connection``; RuntimeError when it exits first
     or ``within`` seconds pass."""
-    deadline = time.monotonic() + within
-    while not connection.poll(POLL_SECONDS):
-        if not process.is_alive():
-            raise RuntimeError(f"{process.name} exited ({process.exitcode}) before it answered")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{process.name} did not answer within {within:g} s")
+    _wait_on(process, connection.poll, "it answered", within)
     return connection.recv()
 
 
