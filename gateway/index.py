@@ -8,7 +8,7 @@ with the permission each needs (for a stream, what its data needs), read from th
 from __future__ import annotations
 
 import html
-from importlib import metadata
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -16,20 +16,16 @@ from pydantic import BaseModel
 from gateway.http import json_response
 from gateway.keys import ROUTE_TABLE
 from gateway.middleware import API_VERSION
+from gateway.openapi import service_version, show_openapi, show_reference
 from gateway.routing import Access, Route, permission_label
 
 API_BASE = "/api/v1"
+OPENAPI = f"{API_BASE}/openapi.json"
+REFERENCE = f"{API_BASE}/docs"
 DOCS = (
     "README.md of the AuroraSOC repository: 'Quick start' to run it, 'Using the API' for "
     "tokens, API keys, headers and errors"
 )
-
-
-def _version() -> str:
-    try:
-        return metadata.version("aurorasoc")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 class ApiInfo(BaseModel):
@@ -60,6 +56,10 @@ class Index(BaseModel):
     api: ApiInfo
     auth: AuthInfo
     docs: str
+    openapi: str
+    """The OpenAPI 3.1 document of every route, for clients and SDK generators."""
+    reference: str
+    """The same, as a page to read."""
     metrics: str
     routes: list[RouteInfo]
 
@@ -75,7 +75,7 @@ def describe(app: web.Application) -> Index:
     )
     return Index(
         service="AuroraSOC",
-        version=_version(),
+        version=service_version(),
         api=ApiInfo(base=API_BASE, version=API_VERSION),
         auth=AuthInfo(
             providers=f"{API_BASE}/auth/providers",
@@ -84,6 +84,8 @@ def describe(app: web.Application) -> Index:
             "'Authorization: Bearer <token>', or an API key as 'X-API-Key'",
         ),
         docs=DOCS,
+        openapi=OPENAPI,
+        reference=REFERENCE,
         metrics="/metrics",
         routes=[
             RouteInfo(method=method, path=path, permission=permission)
@@ -106,7 +108,8 @@ def _page(index: Index) -> str:
 <p>The API is served under <code>{API_BASE}</code>. Sign in with
 <code>POST {html.escape(index.auth.token)}</code> and send the token as
 <code>Authorization: Bearer &lt;token&gt;</code>.</p>
-<p>Documentation: {html.escape(DOCS)}.</p>
+<p>Documentation: {html.escape(DOCS)}. The API reference: <a href="{REFERENCE}">{REFERENCE}</a>
+(the OpenAPI document: <a href="{OPENAPI}">{OPENAPI}</a>).</p>
 <table><thead><tr><th>Method</th><th>Path</th><th>Permission</th></tr></thead>
 <tbody>
 {rows}
@@ -135,5 +138,21 @@ INDEX_ROUTES = (
         summary="What serves here (JSON; a plain page for a browser)",
     ),
     Route("GET", API_BASE, show_index, Access.PUBLIC, response=Index, summary="The API's index"),
+    Route(
+        "GET",
+        OPENAPI,
+        show_openapi,
+        Access.PUBLIC,
+        response=dict[str, Any],
+        summary="The OpenAPI 3.1 document of this API",
+    ),
+    Route(
+        "GET",
+        REFERENCE,
+        show_reference,
+        Access.PUBLIC,
+        response_media="text/html",
+        summary="The API reference, as a page",
+    ),
 )
 """Outside the contract's table: registered beside it, never part of ``ALL_ROUTES``."""

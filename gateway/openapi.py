@@ -44,10 +44,10 @@ from core.errors import (
 )
 from core.runtime import SystemMode
 from gateway.keys import ROUTE_TABLE, SETTINGS
+from gateway.middleware import API_VERSION
 from gateway.routing import Access, Route
 
 OPENAPI_VERSION = "3.1.0"
-API_VERSION = "1.0"
 SCHEMAS = "#/components/schemas/"
 REF_TEMPLATE = SCHEMAS + "{model}"
 JSON = "application/json"
@@ -174,9 +174,10 @@ def _summary(route: Route) -> str:
 
 
 def _tag(path: str) -> str:
-    """The first segment after the API base (``/api/v1/alerts/{id}`` -> ``alerts``)."""
+    """The first segment after the API base (``/api/v1/alerts/{id}`` -> ``alerts``,
+    ``/api/v1/openapi.json`` -> ``openapi``); ``index`` for the base itself."""
     rest = path.removeprefix("/api/v1").strip("/")
-    return rest.split("/", 1)[0] or "index"
+    return rest.split("/", 1)[0].split(".", 1)[0] or "index"
 
 
 def _operation_ids(routes: list[Route]) -> list[str]:
@@ -276,9 +277,14 @@ def _request_body(
     if body is not None:
         content[JSON] = {"schema": body}
     if route.body_media is not None:
-        # A form carries the model's fields; any other medium is its own document.
-        form = route.body_media in {"multipart/form-data", "application/x-www-form-urlencoded"}
-        schema = body if form and body is not None else _media_schema(route.body_media)
+        # An urlencoded form carries the JSON model's fields; a multipart body has its own
+        # parts (files), and any other medium is a document of its own.
+        if route.body_media == "application/x-www-form-urlencoded" and body is not None:
+            schema = body
+        elif route.body_media == "multipart/form-data":
+            schema = {"type": "object"}
+        else:
+            schema = _media_schema(route.body_media)
         content[route.body_media] = {"schema": schema}
     if not content:
         return None

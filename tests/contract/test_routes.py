@@ -85,9 +85,12 @@ def test_no_duplicate_routes() -> None:
 
 
 async def test_app_registers_exactly_the_route_table(gateway: Gateway) -> None:
-    # The contract's routes, and beside them only the public index at / and /api/v1.
+    # The contract's routes, and beside them only the public index at / and /api/v1 and the
+    # published contract (its OpenAPI document and reference page).
     assert registered_routes(gateway.app) == [*ALL_ROUTES, *INDEX_ROUTES]
     assert [(r.method, r.path, r.access) for r in INDEX_ROUTES] == [
         ("GET", "/", Access.PUBLIC),
         ("GET", "/api/v1", Access.PUBLIC),
+        ("GET", "/api/v1/openapi.json", Access.PUBLIC),
+        ("GET", "/api/v1/docs", Access.PUBLIC),
     ]
