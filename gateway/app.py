@@ -184,15 +184,8 @@ async def _load_state(app: web.Application) -> None:
             await seal_legacy_ledgers(db=db, keys=app[LEDGER_KEYS])
 
 
-@contextlib.asynccontextmanager
-async def _recorder(app: web.Application) -> AsyncIterator[ToolCallRecorder]:
-    recorder = ToolCallRecorder(database=app[DATABASE], bus=app[BUS])
-    recorder.start()
-    app[HANDOFF].on_notification = recorder.on_notification
-    try:
-        yield recorder
-    finally:
-        await recorder.close()
+def _recorder(app: web.Application) -> ToolCallRecorder:
+    return ToolCallRecorder(database=app[DATABASE], bus=app[BUS], client=app[HANDOFF])
 
 
 @contextlib.asynccontextmanager
@@ -269,7 +262,7 @@ async def _runner(app: web.Application) -> AsyncIterator[InvestigationRunner]:
             llm=llm,
             planner_tools=PlannerTools(app[HANDOFF], available) if llm else None,
         )
-        runner = InvestigationRunner(
+        async with InvestigationRunner(
             database=database,
             graph=build_graph(checkpointer=checkpointer),
             context=context,
@@ -279,12 +272,8 @@ async def _runner(app: web.Application) -> AsyncIterator[InvestigationRunner]:
             approval_timeout=lambda: runtime.config.approval_timeout_seconds,
             checkpointer=checkpointer,
             retention=timedelta(hours=settings.checkpoint_retention_hours),
-        )
-        await runner.start()
-        try:
+        ) as runner:
             yield runner
-        finally:
-            await runner.stop()
 
 
 RESOURCES: tuple[CleanupContext, ...] = (
