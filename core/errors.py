@@ -122,7 +122,9 @@ class SigmaValidationFailed(ValidationFailed):
 class RateLimited(AuroraError):
     code, status, message = "AURORA-4290", 429, "Rate limit exceeded"
 
-    def __init__(self, detail: Any = None, *, retry_after: int) -> None:
+    def __init__(self, detail: Any = None, *, retry_after: int = 1) -> None:
+        """``retry_after``: seconds until a retry may succeed (1 where the limiter did not say,
+        as when an agent's AURORA-4290 is rebuilt from its code)."""
         self.retry_after = max(1, int(retry_after))
         super().__init__(detail, headers={"Retry-After": str(self.retry_after)})
 

@@ -56,6 +56,11 @@ class NotReachable(ConnectionLost):
     """No connection could be made: the agent is not listening (yet), or not answering."""
 
 
+_JITTER = random.Random()  # noqa: S311
+"""The client's own generator: retry jitter neither draws from nor disturbs the global one
+(which programs and test tools seed for their own reproducibility)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     attempts: int = 3
@@ -65,7 +70,7 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, base * 2**attempt)]."""
         ceiling = min(self.max_delay, self.base_delay * 2 ** min(attempt, 32))
-        return random.uniform(0, ceiling)  # noqa: S311
+        return _JITTER.uniform(0, ceiling)
 
 
 @dataclass(slots=True)
