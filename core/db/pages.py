@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import Select, String, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -45,3 +45,16 @@ async def fetch_rows[T](
     rows = await db.scalars(statement.limit(limit).offset(offset))
     counted = select(func.count()).select_from(statement.order_by(None).subquery())
     return list(rows), int((await db.execute(counted)).scalar_one())
+
+
+def equal(*pairs: tuple[Any, object]) -> list[Any]:
+    """``column == value`` for each ``(column, value)`` whose value is not None: the filters a
+    list query sets."""
+    return [column == value for column, value in pairs if value is not None]
+
+
+def holds_tag(column: Any, tag: str) -> Any:
+    """Rows whose tags (``column``: a JSON list cleaned by :func:`core.schemas.clean_tags`,
+    so sorted, of restricted characters and quoted alike everywhere) hold ``tag`` exactly."""
+    escaped = tag.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return cast(column, String).like(f'%"{escaped}"%', escape="\\")
