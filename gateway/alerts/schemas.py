@@ -10,14 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from core.db.base import INTEGER_MAX
-from core.schemas import (  # noqa: F401 - SEVERITY_RANK, Offset: still imported from here by others
-    SEVERITY_RANK,
-    TAG,
-    Offset,
-    PageQuery,
-    Severity,
-    clean_tags,
-)
+from core.schemas import TAG, PageQuery, Severity, clean_tags
 from core.validation import MAX_JSON_DEPTH, UtcDatetime, bounded_json, json_depth
 
 log = logging.getLogger("aurora.alerts")

@@ -6,13 +6,13 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.base import utcnow
 from core.db.commit import check_version, commit_versioned
 from core.db.lookup import get_or_404
-from core.db.pages import fetch_page
+from core.db.pages import equal, fetch_page, holds_tag
 from core.db.sequences import next_id
 from core.errors import AlertNotFound, Conflict, DuplicateAlert, ValidationFailed
 from core.schemas import SEVERITY_RANK
@@ -182,19 +182,15 @@ async def create_alert(
 
 async def list_alerts(*, db: AsyncSession, query: AlertListQuery) -> tuple[list[Alert], int]:
     """One page of the alerts matching the query's filters, in its order."""
-    where: list[Any] = []
-    for column, value in (
-        (Alert.status, query.status.value if query.status else None),
+    where = equal(
+        (Alert.status, query.status),
         (Alert.severity, query.severity),
         (Alert.source, query.source),
         (Alert.rule_id, query.rule_id),
         (Alert.assignee, query.assignee),
-    ):
-        if value is not None:
-            where.append(column == value)
+    )
     if query.tag is not None:
-        # Tags are a sorted JSON list of restricted characters: '"tag"' matches one exactly.
-        where.append(cast(Alert.tags, String).like(f'%"{query.tag}"%'))
+        where.append(holds_tag(Alert.tags, query.tag))
     if query.since is not None:
         where.append(Alert.last_seen >= query.since)
     if query.until is not None:

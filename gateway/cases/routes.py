@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from core.errors import CaseNotFound, Conflict, NotFound
 from core.security.permissions import Permission
@@ -25,9 +26,9 @@ from gateway.cases.schemas import (
     TimelineEntry,
 )
 from gateway.http import json_response, no_content, parse_json
-from gateway.kernel import as_caller, list_route
+from gateway.kernel import Fetch, as_caller, list_route
 from gateway.keys import BUS, DATABASE
-from gateway.routing import Route
+from gateway.routing import Handler, Route
 
 
 def _publish(request: web.Request, topic: str, case: CaseRead) -> CaseRead:
@@ -100,67 +101,41 @@ CASE = "/api/v1/cases/{case_id}"
 R, W = Permission.CASES_READ, Permission.CASES_WRITE
 GONE = (CaseNotFound,)
 """What every route under one case can answer: the case is unknown or deleted."""
+
+
+def _items(path: str, fetch: Fetch, item: type[BaseModel]) -> Route:
+    """A page of one kind of a case's items (observables, comments, tasks), oldest first."""
+    return list_route(CASE + path, fetch, item, R, query=CaseItemsQuery, errors=GONE)
+
+
+def _adds(path: str, handler: Handler, body: type[BaseModel], item: type[BaseModel]) -> Route:
+    """Adding one item of that kind to a case (201)."""
+    return Route(
+        "POST",
+        CASE + path,
+        handler,
+        W,
+        body=body,
+        response=item,
+        status=201,
+        errors=(*GONE, Conflict),
+    )
+
+
 ROUTES = [
     list_route("/api/v1/cases", service.list_cases, CaseRead, R, query=CaseListQuery),
     Route("POST", "/api/v1/cases", create_case, W, body=CaseCreate, response=CaseRead, status=201),
     Route("GET", CASE, get_case, R, response=CaseDetail, errors=GONE),
     Route(
-        "PATCH",
-        CASE,
-        update_case,
-        W,
-        body=CaseUpdate,
-        response=CaseRead,
-        errors=(*GONE, Conflict),
+        "PATCH", CASE, update_case, W, body=CaseUpdate, response=CaseRead, errors=(*GONE, Conflict)
     ),
     Route("DELETE", CASE, delete_case, W, status=204, errors=(*GONE, Conflict)),
-    list_route(
-        CASE + "/observables",
-        service.list_observable_reads,
-        ObservableRead,
-        R,
-        query=CaseItemsQuery,
-        errors=GONE,
-    ),
-    Route(
-        "POST",
-        CASE + "/observables",
-        add_observable,
-        W,
-        body=ObservableCreate,
-        response=ObservableRead,
-        status=201,
-        errors=(*GONE, Conflict),
-    ),
-    list_route(
-        CASE + "/comments",
-        service.list_comments,
-        CommentRead,
-        R,
-        query=CaseItemsQuery,
-        errors=GONE,
-    ),
-    Route(
-        "POST",
-        CASE + "/comments",
-        add_comment,
-        W,
-        body=CommentCreate,
-        response=CommentRead,
-        status=201,
-        errors=(*GONE, Conflict),
-    ),
-    list_route(CASE + "/tasks", service.list_tasks, TaskRead, R, query=CaseItemsQuery, errors=GONE),
-    Route(
-        "POST",
-        CASE + "/tasks",
-        create_task,
-        W,
-        body=TaskCreate,
-        response=TaskRead,
-        status=201,
-        errors=(*GONE, Conflict),
-    ),
+    _items("/observables", service.list_observable_reads, ObservableRead),
+    _adds("/observables", add_observable, ObservableCreate, ObservableRead),
+    _items("/comments", service.list_comments, CommentRead),
+    _adds("/comments", add_comment, CommentCreate, CommentRead),
+    _items("/tasks", service.list_tasks, TaskRead),
+    _adds("/tasks", create_task, TaskCreate, TaskRead),
     Route(
         "PATCH",
         CASE + "/tasks/{task_id}",

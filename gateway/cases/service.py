@@ -7,14 +7,14 @@ import re
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import String, cast, select, tuple_
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.base import utcnow
 from core.db.commit import check_version, commit_versioned
 from core.db.lookup import get_or_404
-from core.db.pages import fetch_page, fetch_rows
+from core.db.pages import equal, fetch_page, fetch_rows, holds_tag
 from core.db.sequences import next_id
 from core.errors import CaseNotFound, Conflict, NotFound, ValidationFailed
 from core.schemas import SEVERITY_RANK, PageQuery
@@ -199,17 +199,16 @@ async def _save_case(db: AsyncSession, case_: Case) -> CaseRead:
 
 async def list_cases(*, db: AsyncSession, query: CaseListQuery) -> tuple[list[Case], int]:
     """One page of the live cases matching the query's filters, in its order."""
-    where: list[Any] = [Case.deleted_at.is_(None)]
-    for column, value in (
-        (Case.status, query.status.value if query.status else None),
-        (Case.severity, query.severity),
-        (Case.assignee, query.assignee),
-    ):
-        if value is not None:
-            where.append(column == value)
+    where = [
+        Case.deleted_at.is_(None),
+        *equal(
+            (Case.status, query.status),
+            (Case.severity, query.severity),
+            (Case.assignee, query.assignee),
+        ),
+    ]
     if query.tag is not None:
-        # Tags are a sorted JSON list of restricted characters: '"tag"' matches one exactly.
-        where.append(cast(Case.tags, String).like(f'%"{query.tag}"%'))
+        where.append(holds_tag(Case.tags, query.tag))
     return await fetch_page(
         db,
         Case,
@@ -452,12 +451,9 @@ async def create_task(*, db: AsyncSession, actor: str, case_id: str, body: TaskC
     found = await get_case(db=db, case_id=case_id)
     now = utcnow()
     task = CaseTask(
+        **body.model_dump(),
         case_id=case_id,
-        title=body.title,
-        description=body.description,
         status=TaskStatus.TODO.value,
-        assignee=body.assignee,
-        due_date=body.due_date,
         created_by=actor,
         created_at=now,
         updated_at=now,
@@ -555,15 +551,9 @@ async def open_case(
     (what it was opened from) when there is one."""
     now = utcnow()
     new = Case(
+        **body.model_dump(),
         id=await next_id(db, "CASE"),
-        title=body.title,
-        description=body.description,
         status=CaseStatus.OPEN.value,
-        severity=body.severity,
-        tlp=body.tlp,
-        pap=body.pap,
-        tags=body.tags,
-        assignee=body.assignee,
         created_by=actor,
         created_at=now,
         updated_at=now,
