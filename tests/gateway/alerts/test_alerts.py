@@ -139,7 +139,7 @@ async def test_filters_sort_and_pages(gateway: Gateway, analyst: dict[str, str])
         ("Port scan", "suricata", "low", ["scan"], None),
         ("Beacon", "zeek", "critical", ["c2"], "bob"),
         ("Mimikatz", "sysmon", "high", ["creds", "c2"], "ana"),
-        ("DNS tunnel", "zeek", "medium", ["dns"], None),
+        ("DNS tunnel", "zeek", "medium", ["dns", "ex-fil"], None),
     ]
     for title, source, severity, tags, assignee in specs:
         status, _ = await post(
@@ -161,6 +161,9 @@ async def test_filters_sort_and_pages(gateway: Gateway, analyst: dict[str, str])
 
     assert await titles("source=zeek&sort=title") == (["Beacon", "DNS tunnel"], 2)
     assert await titles("tag=c2&sort=title") == (["Beacon", "Mimikatz"], 2)
+    # a tag is matched as written: '_' (or any LIKE wildcard) stands for no other character
+    assert await titles("tag=ex-fil") == (["DNS tunnel"], 1)
+    assert await titles("tag=ex_fil") == ([], 0)
     assert await titles("assignee=ana") == (["Mimikatz"], 1)
     assert await titles("sort=-severity") == (["Beacon", "Mimikatz", "DNS tunnel", "Port scan"], 4)
     assert await titles("severity=low") == (["Port scan"], 1)

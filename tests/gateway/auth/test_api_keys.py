@@ -196,7 +196,9 @@ async def test_malformed_and_unknown_keys_are_refused(
     gateway: Gateway, admin: dict[str, str]
 ) -> None:
     real = (await _create(gateway, admin))["key"]
-    prefix = KEY_PATTERN.match(real).group(1)  # type: ignore[union-attr]
+    match = KEY_PATTERN.match(real)
+    assert match is not None
+    prefix = match.group(1)
     for bad in [
         "not-a-key",
         "ak_short_secret",

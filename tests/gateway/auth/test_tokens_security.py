@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import math
 import secrets
@@ -264,13 +263,8 @@ async def test_the_refresher_forgets_revocations_of_expired_tokens(gateway: Gate
     async def forgot_the_expired() -> bool:
         return "old" not in await revoked()
 
-    refresher = asyncio.create_task(authenticator.run_refresh())
-    try:
+    async with authenticator.refresh_loop():
         await eventually(forgot_the_expired, interval=0.05)
-    finally:
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
     assert "live" in await revoked()
 
 

@@ -97,6 +97,15 @@ async def test_upload_custody_and_ledger(gateway: Gateway, analyst: dict[str, st
         await gateway.client.get(f"/api/v1/cases/{case_id}/evidence", headers=analyst)
     ).json()
     assert [e["id"] for e in listed["items"]] == [item["id"], second["id"]]
+    assert (listed["total"], listed["limit"], listed["offset"]) == (2, 500, 0)
+    page = await (
+        await gateway.client.get(
+            f"/api/v1/cases/{case_id}/evidence", params={"offset": "1"}, headers=analyst
+        )
+    ).json()
+    assert ([e["id"] for e in page["items"]], page["total"]) == ([second["id"]], 2)
+    unknown = await gateway.client.get("/api/v1/cases/CASE-1999-00001/evidence", headers=analyst)
+    assert (unknown.status, (await unknown.json())["error"]["code"]) == (404, "AURORA-4041")
 
     custody = await (
         await gateway.client.get(
