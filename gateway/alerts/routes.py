@@ -105,7 +105,14 @@ async def stream_alerts(request: web.Request) -> web.WebSocketResponse:
 ALERT = "/api/v1/alerts/{alert_id}"
 R, W = Permission.ALERTS_READ, Permission.ALERTS_WRITE
 ROUTES = [
-    list_route("/api/v1/alerts", service.list_alerts, AlertRead, R, query=AlertListQuery),
+    list_route(
+        "/api/v1/alerts",
+        service.list_alerts,
+        AlertRead,
+        R,
+        query=AlertListQuery,
+        summary="List alerts, filtered and sorted",
+    ),
     Route(
         "POST",
         "/api/v1/alerts",

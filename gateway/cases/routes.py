@@ -105,7 +105,10 @@ GONE = (CaseNotFound,)
 
 def _items(path: str, fetch: Fetch, item: type[BaseModel]) -> Route:
     """A page of one kind of a case's items (observables, comments, tasks), oldest first."""
-    return list_route(CASE + path, fetch, item, R, query=CaseItemsQuery, errors=GONE)
+    summary = f"List a case's {path.strip('/')}, oldest first"
+    return list_route(
+        CASE + path, fetch, item, R, query=CaseItemsQuery, errors=GONE, summary=summary
+    )
 
 
 def _adds(path: str, handler: Handler, body: type[BaseModel], item: type[BaseModel]) -> Route:
@@ -123,7 +126,14 @@ def _adds(path: str, handler: Handler, body: type[BaseModel], item: type[BaseMod
 
 
 ROUTES = [
-    list_route("/api/v1/cases", service.list_cases, CaseRead, R, query=CaseListQuery),
+    list_route(
+        "/api/v1/cases",
+        service.list_cases,
+        CaseRead,
+        R,
+        query=CaseListQuery,
+        summary="List live cases, filtered and sorted",
+    ),
     Route("POST", "/api/v1/cases", create_case, W, body=CaseCreate, response=CaseRead, status=201),
     Route("GET", CASE, get_case, R, response=CaseDetail, errors=GONE),
     Route(

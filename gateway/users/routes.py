@@ -62,7 +62,14 @@ async def delete_user(request: web.Request) -> web.Response:
 
 ROUTES = [
     Route("GET", "/api/v1/users/me", get_me, Access.AUTHENTICATED, response=UserMe),
-    list_route("/api/v1/users", _page, UserRead, Permission.ADMIN, query=UserListQuery),
+    list_route(
+        "/api/v1/users",
+        _page,
+        UserRead,
+        Permission.ADMIN,
+        query=UserListQuery,
+        summary="List users, by username",
+    ),
     Route(
         "POST",
         "/api/v1/users",

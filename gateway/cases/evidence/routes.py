@@ -180,6 +180,7 @@ ROUTES = [
         R,
         query=EvidenceListQuery,
         errors=GONE,
+        summary="List a case's evidence, oldest first",
     ),
     Route(
         "POST",
