@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from core.errors import (
     AuroraError,
     AuthenticationRequired,
+    BadRequest,
     InvalidCredentials,
     PayloadTooLarge,
     PermissionDenied,
@@ -142,8 +143,9 @@ def path_parameters(path: str) -> list[str]:
 
 
 def _errors(route: Route) -> list[type[AuroraError]]:
-    """What the route can answer besides success: its access rule's, its input's, its own."""
-    found: list[type[AuroraError]] = []
+    """What the route can answer besides success: a request malformed below the API (its
+    request line, headers or framing: any route), its access rule's, its input's, its own."""
+    found: list[type[AuroraError]] = [BadRequest]
     if route.access is not Access.PUBLIC:
         found += [AuthenticationRequired, TokenExpired, InvalidCredentials]
     if route.permission is not None:

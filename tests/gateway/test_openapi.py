@@ -157,9 +157,10 @@ def test_access_rules_become_security_and_permission(document: dict[str, Any]) -
 
 
 def _expected_errors(route: Route) -> set[int]:
-    """The brief: 401/403 where authenticated / a permission is needed, 408/413/422 with a
-    body, 422 with a query or path parameters, and the route's own errors."""
-    expected = {error.status for error in route.errors}
+    """400 for a request malformed below the API (any route), 401/403 where authenticated / a
+    permission is needed, 408/413/422 with a body, 422 with a query or path parameters, and the
+    route's own errors."""
+    expected = {400, *(error.status for error in route.errors)}
     if route.access is not Access.PUBLIC:
         expected.add(401)
     if route.permission is not None:
@@ -198,7 +199,7 @@ def test_a_routes_contract_in_full(example: dict[str, Any]) -> None:
     assert body["x-aurora-max-body-bytes"] == 4096
     assert body["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Widget"}
     responses = operation["responses"]
-    assert sorted(responses) == ["201", "401", "403", "404", "408", "409", "413", "422"]
+    assert sorted(responses) == ["201", "400", "401", "403", "404", "408", "409", "413", "422"]
     assert responses["201"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Widget"
     }
