@@ -1,15 +1,16 @@
 """``aurora demo``: the platform's main job, end to end, in about a minute.
 
-It starts the platform as ``aurora up`` does (migrated database, admin, every specialist agent
-as its own process, the gateway; not the MCP server, which investigations do not use), but on a
-fresh temporary data directory and free loopback ports, so it never touches the user's data
-(``--keep`` keeps the directory). Then it acts as a client over real HTTP
-and WebSocket: logs in as an analyst, seeds sample alerts built from real third-party data
-(or from a small built-in scenario when no data is found), dispatches an investigation,
-prints the agents' thoughts as they stream, prints the receipt, and shuts everything down.
+It starts the platform with ``aurora up``'s launcher (:mod:`gateway.launcher`: migrated
+database, admin, every specialist agent as its own process, the gateway; not the MCP server,
+which investigations do not use), but on a fresh temporary data directory and free loopback
+ports, so it never touches the user's data (``--keep`` keeps the directory). Then it acts as a
+client over real HTTP and WebSocket: logs in as an analyst, seeds sample alerts built from real
+third-party data (or from a small built-in scenario when no data is found), dispatches an
+investigation, prints the agents' thoughts as they stream, prints the receipt, and shuts
+everything down.
 
-The sample builders and the renderers are pure functions, tested on their own. The platform's
-libraries are imported where they are used, so that ``aurora --help`` does not load them.
+What is here is the demo itself: its sample alerts (pure functions, tested on their own), the
+walkthrough a client makes, and the rendering of thoughts and receipts.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import textwrap
@@ -59,7 +59,6 @@ order: an obfuscated CrackMapExec PowerShell payload, a PowerShell download crad
 port forwarding: command lines that give the malware agent real work."""
 
 ANALYST = "demo-analyst"
-DEFAULT_TIMEOUT_SECONDS = 120.0
 THOUGHTS_SETTLE_SECONDS = 0.3
 """After the receipt, how long the thought stream must stay quiet before the demo stops
 listening: thoughts and receipts travel on two sockets, so the last thoughts may arrive just
@@ -623,7 +622,7 @@ def _timeline_step(event: Mapping[str, Any]) -> str:
     return name
 
 
-# -- the platform, in process --------------------------------------------------------------------
+# -- the platform, on this machine ---------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -635,6 +634,10 @@ class Platform:
     analyst_password: str
     admin_password: str
     agents: dict[str, str | None] = field(default_factory=dict)
+
+
+AGENTS_START_SECONDS = 60.0
+"""How long the demo waits for every agent to be ready before it gives up."""
 
 
 def child_environment(values: Mapping[str, str], *, unset: Iterable[str] = ()) -> dict[str, str]:
@@ -665,90 +668,60 @@ def demo_settings(settings: Settings, data_dir: Path, *, verbose: bool) -> Setti
 async def running_platform(
     settings: Settings, *, verbose: bool, out: Callable[[str], None]
 ) -> AsyncIterator[Platform]:
-    """Migrate, create the admin and the demo analyst, start every specialist agent as its own
-    process on a free port, then the gateway on a free port; stop them all on exit."""
-    from aiohttp import web
+    """The platform as ``aurora up`` runs it (:class:`~gateway.launcher.Launcher`), with the demo
+    analyst beside the admin, every specialist agent on a free port and the gateway on another;
+    stopped on exit. SIGINT or SIGTERM cuts the demo short (:class:`~gateway.launcher.Stopped`)."""
+    from gateway.launcher import Account, Launcher, prepare_database, reserve_port
+    from gateway.supervisor import agent_command
 
-    from core.db import create_database
-    from core.db.migrate import upgrade
-    from core.security.passwords import PasswordHasher
-    from core.settings import ensure_data_dir
-    from gateway.app import create_app
-    from gateway.server import GatewayRunner
-    from gateway.supervisor import AgentSupervisor, agent_command
-    from gateway.users import service as users
-
-    ensure_data_dir(settings)
-    hasher = PasswordHasher.from_settings(settings)
-    admin_password, analyst_password = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
-    database = create_database(settings.effective_database_url)
-    try:
-        await upgrade(database)
-        async with database.session() as db:
-            await users.bootstrap_admin(
-                db=db, hasher=hasher, username=settings.admin_username, password=admin_password
-            )
-            await users.create_user(
-                db=db,
-                hasher=hasher,
-                username=ANALYST,
-                password=analyst_password,
-                role=Role.ANALYST,
-                full_name="Demo analyst",
-            )
-    finally:
-        await database.dispose()
-
-    # Port 0: each agent takes a free port and prints it; the gateway is told where they are.
-    # The gateway's own socket is bound first, so the agents that call the API (the hunter)
-    # know its address before it serves.
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    gateway_port = listener.getsockname()[1]
-    children = {name: (*agent_command(name), "--port", "0") for name in SPECIALISTS}
-    level = settings.log_level if verbose else "WARNING"
-    supervisor = AgentSupervisor(
-        children,
-        environment=child_environment(
-            {
-                "AURORA_DATA_DIR": str(settings.data_dir),
-                "AURORA_AGENT_HOST": settings.agent_host,
-                "AURORA_AGENT_URLS": "{}",
-                "AURORA_LOG_LEVEL": level,
-                "AURORA_GATEWAY_URL": f"http://127.0.0.1:{gateway_port}",
-            },
-            unset=("AURORA_DATABASE_URL",),
-        ),
+    analyst_password = secrets.token_urlsafe(18)
+    # The gateway's port is taken first, so the agents that call the API (the hunter) know its
+    # address before it serves. Port 0 for each agent: it takes a free port and says which; the
+    # gateway is told where they are.
+    listener = reserve_port(settings.host)
+    environment = child_environment(
+        {
+            "AURORA_DATA_DIR": str(settings.data_dir),
+            "AURORA_AGENT_HOST": settings.agent_host,
+            "AURORA_AGENT_URLS": "{}",
+            "AURORA_LOG_LEVEL": settings.log_level if verbose else "WARNING",
+            "AURORA_GATEWAY_URL": f"http://{settings.host}:{listener.getsockname()[1]}",
+        },
+        unset=("AURORA_DATABASE_URL",),
     )
-    try:
-        started = await supervisor.start()
-        missing = sorted(name for name, url in started.items() if url is None)
-        if missing:
-            raise DemoError(f"agent(s) that did not start: {', '.join(missing)}")
-        gateway_settings = settings.model_copy(
-            update={"agent_urls": {name: [str(url)] for name, url in started.items()}}
-        )
-        app = create_app(gateway_settings)
-        runner = GatewayRunner(app, gateway_settings)
-        await runner.setup()
+    children = {name: (*agent_command(name), "--port", "0") for name in SPECIALISTS}
+    async with Launcher(
+        children, environment=environment, gateway_socket=listener, interrupt=True
+    ) as launcher:
+        out(f"Starting the platform: database, gateway and {len(SPECIALISTS)} agent processes…")
         try:
-            site = web.SockSite(runner, listener)
-            await site.start()
-            host, port = runner.addresses[0][:2]
+            boot = await prepare_database(
+                settings,
+                accounts=[
+                    Account(
+                        username=ANALYST,
+                        password=analyst_password,
+                        role=Role.ANALYST,
+                        full_name="Demo analyst",
+                    )
+                ],
+            )
+            started = await launcher.children_ready(AGENTS_START_SECONDS)
+            missing = sorted(name for name, url in started.items() if url is None)
+            if missing:
+                raise DemoError(f"agent(s) that did not start: {', '.join(missing)}")
+            served = settings.model_copy(
+                update={"agent_urls": {name: [str(url)] for name, url in started.items()}}
+            )
             yield Platform(
-                url=f"http://{host}:{port}",
-                settings=gateway_settings,
+                url=await launcher.serve(served),
+                settings=served,
                 analyst_password=analyst_password,
-                admin_password=admin_password,
+                admin_password=boot.generated_password or "",
                 agents=started,
             )
         finally:
             out("Stopping the platform.")
-            await runner.cleanup()
-    finally:
-        await supervisor.stop()
-        listener.close()
 
 
 # -- the walkthrough, as a client ----------------------------------------------------------------
@@ -849,20 +822,26 @@ async def follow_investigation(
 
 
 async def walkthrough(
-    platform: Platform, scenario: Scenario, *, time_limit: float, out: Callable[[str], None]
+    url: str,
+    scenario: Scenario,
+    *,
+    password: str,
+    time_limit: float,
+    out: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Log in, seed the scenario's alerts, investigate its focus alert while printing the
-    thoughts, and return the finished investigation. DemoError when a step fails."""
+    """Against the platform at ``url``: log in as the demo analyst (with ``password``), seed the
+    scenario's alerts, investigate its focus alert while printing the thoughts, and return the
+    finished investigation. DemoError when a step fails."""
     import aiohttp
 
     client_timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(base_url=platform.url, timeout=client_timeout) as http:
+    async with aiohttp.ClientSession(base_url=url, timeout=client_timeout) as http:
         login = await _call(
             http,
             "POST",
             "/api/v1/auth/token",
             expect={200},
-            body={"username": ANALYST, "password": platform.analyst_password},
+            body={"username": ANALYST, "password": password},
         )
         token = str(login["access_token"])
         runtime = await _call(http, "GET", "/api/v1/settings/runtime", expect={200}, token=token)
@@ -946,7 +925,7 @@ async def run_demo(
     builtin: bool = False,
     keep: bool = False,
     verbose: bool = False,
-    time_limit: float = DEFAULT_TIMEOUT_SECONDS,
+    time_limit: float,
     environ: Mapping[str, str] | None = None,
     out: Callable[[str], None] = print,
 ) -> int:
@@ -976,14 +955,19 @@ async def run_demo(
     local = demo_settings(settings, data_dir, verbose=verbose)
     investigation: dict[str, Any] | None = None
     try:
-        out(f"Starting the platform: database, gateway and {len(SPECIALISTS)} agent processes…")
         async with running_platform(local, verbose=verbose, out=out) as platform:
             ready = ", ".join(sorted(platform.agents))
             out(
                 f"AuroraSOC is up at {platform.url} in {time.monotonic() - started:.1f} s "
                 f"(agents: {ready})"
             )
-            investigation = await walkthrough(platform, scenario, time_limit=time_limit, out=out)
+            investigation = await walkthrough(
+                platform.url,
+                scenario,
+                password=platform.analyst_password,
+                time_limit=time_limit,
+                out=out,
+            )
             names = await asyncio.to_thread(
                 _technique_names, platform.settings, investigation.get("receipt") or {}
             )
@@ -1017,25 +1001,16 @@ async def run_demo(
 
 
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    """``aurora demo``: see the module docstring."""
+    """``aurora demo``: see the module docstring. SIGINT or SIGTERM cut it short; it still stops
+    its agents and removes its data directory on the way out."""
+    from gateway.launcher import Stopped
+
     if not args.verbose:
         logging.getLogger().setLevel(logging.WARNING)
 
     def out(line: str) -> None:
         print(line, flush=True)
 
-    # SIGTERM cancels the demo like Ctrl-C does, so that it still stops its agents and removes
-    # its data directory on the way out.
-    task = asyncio.current_task()
-    terminated = asyncio.Event()
-
-    def terminate() -> None:
-        terminated.set()
-        if task is not None:
-            task.cancel()
-
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, terminate)
     try:
         return await run_demo(
             settings,
@@ -1046,42 +1021,7 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             time_limit=args.timeout,
             out=out,
         )
-    except asyncio.CancelledError:
-        if not terminated.is_set():
-            raise
-        print("aurora demo: terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-
-
-def add_demo_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The ``demo`` subcommand on ``commands`` (argparse sub-parsers)."""
-    demo = commands.add_parser(
-        "demo",
-        help="run the platform on a throwaway data directory, seed sample alerts, investigate "
-        "one and print the agents' thoughts and the receipt",
-    )
-    demo.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="shared data directory for the sample alerts (default: $AURORA_SHARED_DATA, "
-        "else ../shared/data)",
-    )
-    demo.add_argument(
-        "--builtin", action="store_true", help="use the built-in sample scenario, not the data"
-    )
-    demo.add_argument(
-        "--keep", action="store_true", help="keep the demo's data directory and print where"
-    )
-    demo.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT_SECONDS,
-        metavar="SECONDS",
-        help="seconds the investigation may take (default %(default)s)",
-    )
-    demo.add_argument("--verbose", action="store_true", help="show the platform's own logs")
-    demo.set_defaults(run=cmd_demo)
+    except Stopped as stopped:
+        if stopped.signum == signal.SIGTERM:
+            print("aurora demo: terminated", file=sys.stderr)
+        return 128 + stopped.signum

@@ -1,0 +1,81 @@
+"""The ``aurora`` parser: every command names the function that runs it, in the module it is
+imported from when it runs (the commands themselves run as processes in tests/e2e)."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+
+import pytest
+
+from gateway.cli import build_parser, resolve
+
+
+def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> dict[str, str]:
+    """Each leaf command of ``parser`` (``"user create"``) and the function its ``run`` names."""
+    found: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found |= commands(sub, (*path, name))
+    if not found and path:
+        found[" ".join(path)] = parser.get_default("run")
+    return found
+
+
+def test_every_command_names_a_coroutine_function_of_its_module() -> None:
+    named = commands(build_parser())
+    assert set(named) == {
+        "up",
+        "demo",
+        "gateway",
+        "db upgrade",
+        "db current",
+        "user create",
+        "user passwd",
+        "user list",
+        "user delete",
+        "agent run",
+        "agent list",
+        "agent token",
+        "evidence purge",
+        "evidence export",
+        "evidence transfer",
+        "evidence rotate-key",
+        "mcp",
+        "token",
+    }
+    modules = {run.partition(":")[0] for run in named.values()}
+    assert modules == {"gateway.launcher", "gateway.admin", "gateway.demo"}
+    for command, run in named.items():
+        assert inspect.iscoroutinefunction(resolve(run)), command
+
+
+def test_a_command_is_parsed_with_what_its_function_needs() -> None:
+    parser = build_parser()
+    export = parser.parse_args(
+        ["evidence", "export", "EVD-1", "--to", "copy.zip", "--reason", "lab", "--actor", "bob"]
+    )
+    assert (export.run, export.action, export.to) == (
+        "gateway.admin:cmd_evidence_hand_over",
+        "export",
+        "copy.zip",
+    )
+    transfer = parser.parse_args(
+        ["evidence", "transfer", "EVD-1", "--to", "DFIR lab", "--reason", "r", "--actor", "bob"]
+    )
+    assert (transfer.run, transfer.action) == ("gateway.admin:cmd_evidence_hand_over", "transfer")
+    demo = parser.parse_args(["demo", "--builtin"])
+    assert (demo.run, demo.timeout, demo.data, demo.keep) == (
+        "gateway.demo:cmd_demo",
+        120.0,
+        None,
+        False,
+    )
+
+
+def test_an_unknown_function_is_an_error_not_a_silent_no_op() -> None:
+    with pytest.raises(AttributeError):
+        resolve("gateway.admin:cmd_nothing")
+    with pytest.raises(ModuleNotFoundError):
+        resolve("gateway.nowhere:cmd_up")
