@@ -22,21 +22,26 @@ from agents.acp.registry import AgentRegistry
 from core.errors import ServiceUnavailable
 from core.security.tokens import TokenService
 from core.settings import Settings
-from tests.e2e.test_cli import aurora_command
+from tests.e2e.aurora import aurora_command
 from tests.ports import free_port
+from tests.waiting import eventually
 
 SECRET = "e2e-agents-secret-e2e-agents-secret-0123456789"
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def agent_env(data_dir: Path) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AURORA_")}
-    clean.update(AURORA_DATA_DIR=str(tmp_path / "var"), AURORA_JWT_SECRET=SECRET)
+    clean.update(AURORA_DATA_DIR=str(data_dir), AURORA_JWT_SECRET=SECRET)
     return clean
 
 
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return agent_env(tmp_path / "var")
+
+
 def agent_token() -> str:
-    settings = Settings(jwt_secret=SECRET)  # type: ignore[arg-type]
+    settings = Settings(jwt_secret=SECRET)
     return TokenService.from_settings(settings).issue("e2e", token_type="agent").token
 
 
@@ -72,13 +77,24 @@ class AgentProcess:
         return f"ws://127.0.0.1:{self.port}"
 
 
-@pytest.fixture
-def threat_intel(env: dict[str, str]) -> Iterator[AgentProcess]:
+def running(env: dict[str, str]) -> Iterator[AgentProcess]:
     agent = AgentProcess(env, "threat_intel", free_port())
     agent.start()
     yield agent
     if agent.process is not None and agent.process.poll() is None:
         agent.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def threat_intel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    """One threat_intel agent for the tests that only talk to it."""
+    yield from running(agent_env(tmp_path_factory.mktemp("agent") / "var"))
+
+
+@pytest.fixture
+def own_threat_intel(env: dict[str, str]) -> Iterator[AgentProcess]:
+    """A threat_intel agent of the test's own, which it may kill."""
+    yield from running(env)
 
 
 async def exchange(url: str, frames: list[str]) -> list[Any]:
@@ -132,7 +148,8 @@ async def test_refuses_connections_without_a_platform_token(threat_intel: AgentP
     assert refused.value.response.status_code == 401
 
 
-async def test_kill_and_restart_with_the_circuit_breaker(threat_intel: AgentProcess) -> None:
+async def test_kill_and_restart_with_the_circuit_breaker(own_threat_intel: AgentProcess) -> None:
+    threat_intel = own_threat_intel
     client = HandoffClient(
         registry=AgentRegistry({"threat_intel": (threat_intel.url,)}),
         sender="e2e",
@@ -157,7 +174,7 @@ async def test_kill_and_restart_with_the_circuit_breaker(threat_intel: AgentProc
         assert fast.value.detail["reason"] == "circuit open"
 
         threat_intel.start()
-        await asyncio.sleep(0.6)
+        await eventually(lambda: client.breaker_state("threat_intel") == "half_open")
         again = await client.call("threat_intel", "analyze_threat", params)
         assert again["iocs"] == first["iocs"]
         assert client.breaker_state("threat_intel") == "closed"
@@ -184,7 +201,7 @@ def test_agent_list_and_token(env: dict[str, str]) -> None:
         timeout=60,
         check=True,
     ).stdout.strip()
-    claims = TokenService.from_settings(Settings(jwt_secret=SECRET)).verify(  # type: ignore[arg-type]
+    claims = TokenService.from_settings(Settings(jwt_secret=SECRET)).verify(
         token, token_type="agent"
     )
     assert claims.subject == "ops"

@@ -1,6 +1,7 @@
 """``aurora demo`` as a newcomer runs it (a real process, real agents, real sockets), and its
 parts: the sample alerts built from the shared data or the built-in scenario, the locator of the
-data, and the rendering of thoughts and receipts."""
+data, and the rendering of thoughts and receipts. Its walkthrough of the shared data is in
+test_platform, against the platform started there."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import base64
 import contextlib
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -27,7 +29,7 @@ from gateway.demo import (
     windows_alert,
 )
 from tests.conftest import shared_data_dir
-from tests.e2e.test_cli import aurora_command
+from tests.e2e.aurora import aurora_command
 
 ALERT_ID = r"ALRT-\d{4}-\d{5}"
 INVESTIGATION_ID = r"INV-\d{4}-\d{5}"
@@ -71,41 +73,29 @@ def receipt_block(stdout: str) -> str:
 
 
 # -- end to end ----------------------------------------------------------------------------------
+# The demo's walkthrough of the shared data runs against the platform of test_platform.
 
 
-def test_demo_on_the_shared_data(tmp_path: Path) -> None:
-    root = shared_data_dir()
-    if root is None:
-        pytest.skip("needs the shared data (../shared/data or AURORA_SHARED_DATA)")
-    done = run_demo(tmp_path, "--data", str(root), "--keep")
+def test_demo_with_the_builtin_scenario(tmp_path: Path) -> None:
+    done = run_demo(tmp_path, "--builtin", "--keep")
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
-    assert f"Sample alerts from {root.resolve()} (3 from the EVTX-to-MITRE-Attack" in out
-    seeded = re.findall(rf"^  ({ALERT_ID}) ", out, re.M)
-    assert len(seeded) == 4
-    assert len(set(seeded)) == 4
-    assert re.search(rf"^  {seeded[0]} +high +sysmon +CrackMapExec payload execution", out, re.M)
-    assert re.search(rf"^  {seeded[3]} +high +suricata +ET TROJAN ", out, re.M)
-    assert f"Investigating {seeded[0]}: CrackMapExec" in out
+    assert "Sample alerts from the built-in sample scenario" in out
     assert "system mode dry_run" in out
+    seeded = re.findall(rf"^  ({ALERT_ID}) ", out, re.M)
+    assert len(seeded) == 2
+    assert f"Investigating {seeded[0]}: Encoded PowerShell" in out
     # Thoughts streamed while the agents worked, before the receipt.
     thoughts = re.findall(r"^ +\+\d+\.\d\ds  (\w+) +(\w+) ", out, re.M)
     assert ("malware", "assess") in thoughts
-    assert "threat_intel" in {agent for agent, _ in thoughts}
     assert out.index("the agents' thoughts, live") < out.index("Receipt of ")
 
     receipt = receipt_block(out)
     assert re.match(rf"Receipt of {INVESTIGATION_ID}: completed", receipt)
-    # The malware agent decoded the character-code payload down to the Mimikatz download.
-    assert "Verdict     MALICIOUS  (severity critical, confidence 0.95)" in receipt
-    assert re.search(r"T1003\.001 +OS Credential Dumping: LSASS Memory +malware", receipt)
-    assert "url              https://10.23.123.11:443/Invoke-Mimikatz.ps1" in receipt
-    # Named only by a command line: in active mode a human would decide (a dry run records it).
-    assert re.search(
-        r"block_url https://10\.23\.123\.11:443/\S*  \[impact \w+\] → recorded\s+"
-        r"\(policy: require_approval,\s+record_only\)",
-        receipt,
-    )
+    assert "Verdict     MALICIOUS  (severity high, confidence 0.95)" in receipt
+    # Found only by decoding the -EncodedCommand.
+    assert f"url              http://{SCANME}/update.ps1" in receipt
+    assert re.search(rf"block_ip {re.escape(SCANME)}  \[impact \w+\] → recorded", receipt)
     assert re.search(r"SHA-256 chain\s+[0-9a-f]{64}", receipt)
     assert "Failed" not in receipt
     assert re.search(r"^Demo finished in \d+\.\d s\.$", out, re.M)
@@ -120,21 +110,31 @@ def test_demo_on_the_shared_data(tmp_path: Path) -> None:
     assert investigations == [(seeded[0], "completed")]
 
 
-def test_demo_with_the_builtin_scenario(tmp_path: Path) -> None:
-    done = run_demo(tmp_path, "--builtin")
-    assert done.returncode == 0, done.stdout + done.stderr
-    out = done.stdout
-    assert "Sample alerts from the built-in sample scenario" in out
-    seeded = re.findall(rf"^  ({ALERT_ID}) ", out, re.M)
-    assert len(seeded) == 2
-    assert f"Investigating {seeded[0]}: Encoded PowerShell" in out
-    receipt = receipt_block(out)
-    assert "Verdict     MALICIOUS  (severity high, confidence 0.95)" in receipt
-    # Found only by decoding the -EncodedCommand.
-    assert f"url              http://{SCANME}/update.ps1" in receipt
-    assert re.search(rf"block_ip {re.escape(SCANME)}  \[impact \w+\] → recorded", receipt)
-    # Without --keep nothing is left behind.
-    assert not data_dir_of(out).exists()
+def test_sigterm_cuts_the_demo_short_and_it_cleans_up(tmp_path: Path) -> None:
+    """Stopped as it starts its platform: it stops what it started, removes its data directory
+    (nothing is left behind without --keep) and says why it ended."""
+    demo = subprocess.Popen(
+        [*aurora_command(), "demo", "--builtin"],
+        env=demo_env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert demo.stdout is not None
+    said = []
+    for line in demo.stdout:  # from this line on, SIGINT and SIGTERM stop it cleanly
+        said.append(line)
+        if line.startswith("Starting the platform"):
+            break
+    data_dir = data_dir_of("".join(said))
+    assert data_dir.is_dir()
+    demo.send_signal(signal.SIGTERM)
+    out, err = demo.communicate(timeout=120)
+    assert demo.returncode == 128 + signal.SIGTERM, "".join(said) + out + err
+    assert out.splitlines()[-1] == "Stopping the platform.", out
+    assert "aurora demo: terminated" in err.splitlines()
+    assert not data_dir.exists()
     assert list(tmp_path.iterdir()) == []
 
 

@@ -14,14 +14,13 @@ from core.db import create_database
 from core.ledger import Keyring
 from gateway.cases.evidence import service
 from gateway.cases.models import Case
-from tests.e2e.test_cli import aurora_command, env_settings_url
-from tests.e2e.test_cli import env as env
+from tests.e2e.aurora import database_url, run
 
 CONTENT = b"exfiltrated.zip contents\n" * 100
 
 
 async def _seed(data_dir: Path) -> str:
-    database = create_database(env_settings_url({"AURORA_DATA_DIR": str(data_dir)}))
+    database = create_database(database_url({"AURORA_DATA_DIR": str(data_dir)}))
     blobs = BlobStore(data_dir / "evidence", max_bytes=10_000_000)
     try:
         async with database.session() as db:
@@ -62,7 +61,7 @@ async def _seed(data_dir: Path) -> str:
 async def _actions(
     data_dir: Path, evidence_id: str, delete_case: bool = False
 ) -> list[tuple[str, str | None]]:
-    database = create_database(env_settings_url({"AURORA_DATA_DIR": str(data_dir)}))
+    database = create_database(database_url({"AURORA_DATA_DIR": str(data_dir)}))
     try:
         async with database.session() as db:
             if delete_case:
@@ -81,9 +80,11 @@ async def _actions(
         await database.dispose()
 
 
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*aurora_command(), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+def hand_over(
+    env: dict[str, str], action: str, evidence_id: str, to: str, reason: str
+) -> subprocess.CompletedProcess[str]:
+    return run(
+        env, "evidence", action, evidence_id, "--to", to, "--actor", "bob", "--reason", reason
     )
 
 
@@ -92,45 +93,13 @@ def test_export_transfer_and_purge(env: dict[str, str], tmp_path: Path) -> None:
     data_dir = Path(env["AURORA_DATA_DIR"])
     evidence_id = asyncio.run(_seed(data_dir))
     out = tmp_path / "copy.zip"
-    exported = run(
-        env,
-        "evidence",
-        "export",
-        evidence_id,
-        "--to",
-        str(out),
-        "--actor",
-        "bob",
-        "--reason",
-        "forensic lab",
-    )
+    exported = hand_over(env, "export", evidence_id, str(out), "forensic lab")
     assert exported.returncode == 0, exported.stderr
     assert out.read_bytes() == CONTENT
-    again = run(
-        env,
-        "evidence",
-        "export",
-        evidence_id,
-        "--to",
-        str(out),
-        "--actor",
-        "bob",
-        "--reason",
-        "again",
-    )
+    again = hand_over(env, "export", evidence_id, str(out), "again")
     assert again.returncode == 2  # never overwrites a copy
-    moved = run(
-        env,
-        "evidence",
-        "transfer",
-        evidence_id,
-        "--to",
-        "DFIR lab",
-        "--actor",
-        "bob",
-        "--reason",
-        "analysis",
-    )
+    assert f"{out} exists" in again.stderr
+    moved = hand_over(env, "transfer", evidence_id, "DFIR lab", "analysis")
     assert moved.returncode == 0, moved.stderr
     held = run(env, "evidence", "purge", evidence_id, "--reason", "done")
     assert held.returncode == 1

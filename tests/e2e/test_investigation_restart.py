@@ -1,12 +1,14 @@
 """Investigations through real processes: ``aurora up`` killed with SIGKILL in the middle of an
-investigation and started again (it resumes from its checkpoint, and no action runs twice), and
-a specialist killed before an investigation (it completes degraded)."""
+investigation and started again (it resumes from its checkpoint, no action runs twice, its
+agents did not outlive it, the admin is kept, and Ctrl-C stops the second), and a specialist
+killed before an investigation (it completes degraded)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sqlite3
 import time
@@ -17,36 +19,31 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
+from agents.catalog import SPECIALISTS
 from core.security.permissions import Role
 from core.settings import Settings
 from tests.agents.threat_intel.test_threat_intel import FEED
 from tests.conftest import Gateway, make_settings, start_gateway
+from tests.e2e.aurora import Platform, http, login, no_agent_left
 from tests.e2e.test_agents import AgentProcess
-from tests.e2e.test_cli import Platform, env, http, platforms, start, stop  # noqa: F401
 from tests.orchestrator.test_graph import SUBJECT
 from tests.ports import free_port
+from tests.waiting import until
 
+ADMIN = "chief"
 PASSWORD = "e2e-restart-admin-password-0123"
 REQUEST = {k: SUBJECT[k] for k in ("iocs", "text", "command_lines")}
 
 
 def wait_status(url: str, token: str, investigation_id: str, wanted: set[str]) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    def reached() -> dict[str, Any] | None:
         status, body = http("GET", f"{url}/api/v1/investigations/{investigation_id}", token=token)
         assert status == 200, body
-        if body["status"] in wanted:
-            return body
-        time.sleep(0.2)
-    raise AssertionError(f"{investigation_id} stayed {body['status']}")
+        return body if body["status"] in wanted else None
 
-
-def login(url: str) -> str:
-    status, body = http(
-        "POST", f"{url}/api/v1/auth/token", {"username": "admin", "password": PASSWORD}
-    )
-    assert status == 200, body
-    return str(body["access_token"])
+    found = until(reached, within=120, interval=0.2, what=f"{investigation_id} in {wanted}")
+    assert found is not None
+    return found
 
 
 async def approve(url: str, token: str, approval_id: str) -> dict[str, Any]:
@@ -63,9 +60,7 @@ async def approve(url: str, token: str, approval_id: str) -> dict[str, Any]:
 
 
 async def test_sigkill_during_an_investigation_then_restart(
-    env: dict[str, str],  # noqa: F811
-    platforms: list[Platform],  # noqa: F811
-    tmp_path: Path,
+    env: dict[str, str], platforms: list[Platform], tmp_path: Path
 ) -> None:
     policy = tmp_path / "guardrails.yaml"
     policy.write_text("actions:\n  block_ip:\n    decision: require_approval\n")
@@ -74,13 +69,17 @@ async def test_sigkill_during_an_investigation_then_restart(
     feed.write_text(json.dumps(FEED))
     env = {
         **env,
+        "AURORA_ADMIN_USERNAME": ADMIN,
         "AURORA_ADMIN_PASSWORD": PASSWORD,
         "AURORA_GUARDRAILS_FILE": str(policy),
         "AURORA_INTEL_FEEDS": json.dumps([str(feed)]),
     }
-    first = start(env, "up")
+    first = Platform(env, "up")
     platforms.append(first)
-    token = login(first.url)
+    # The admin the environment names, with the password it gives (none generated).
+    assert f"Created admin '{ADMIN}' from AURORA_ADMIN_PASSWORD\n" in first.lines
+    assert first.password() is None
+    token = login(first.url, ADMIN, PASSWORD)
     status, _ = http("PATCH", f"{first.url}/api/v1/settings/runtime", {"mode": "active"}, token)
     assert status == 200
     status, accepted = http("POST", f"{first.url}/api/v1/agents/investigate", REQUEST, token)
@@ -88,16 +87,33 @@ async def test_sigkill_during_an_investigation_then_restart(
     investigation_id = accepted["id"]
     paused = wait_status(first.url, token, investigation_id, {"awaiting_approval", "failed"})
     assert paused["status"] == "awaiting_approval"
-    assert stop(first, signal.SIGKILL) == -signal.SIGKILL  # no clean shutdown at all
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL  # no clean shutdown at all
     killed_at = time.time()
+    # Its agents end with it, though it could not stop them.
+    for offset in range(len(SPECIALISTS)):
+        no_agent_left(int(env["AURORA_AGENT_BASE_PORT"]) + offset)
 
-    second = start(env, "up")
+    # The admin exists: the environment's password is not applied to it.
+    second = Platform({**env, "AURORA_ADMIN_PASSWORD": "ignored: the admin exists"}, "up")
     platforms.append(second)
-    token = login(second.url)
+    assert not [line for line in second.lines if "Created admin" in line]
+    refused, _ = http(
+        "POST",
+        f"{second.url}/api/v1/auth/token",
+        {"username": ADMIN, "password": "ignored: the admin exists"},
+    )
+    assert refused == 401
+    token = login(second.url, ADMIN, PASSWORD)
     decided = await approve(second.url, token, f"{investigation_id}/A1")
     assert decided["type"] == "decided", decided
     done = wait_status(second.url, token, investigation_id, {"completed", "failed"})
-    assert stop(second) == 0
+    second.wait_for(f"All {len(SPECIALISTS)} agents are ready")  # each has something to stop
+    # A terminal's Ctrl-C signals the whole foreground process group.
+    os.killpg(second.process.pid, signal.SIGINT)
+    assert second.stop(None) == 0
+    for name in SPECIALISTS:
+        assert any(f"[{name}]" in line and "shutting down" in line for line in second.lines)
+    assert not second.crash_reports()
     assert done["status"] == "completed", done
     assert done["attempts"] == 2
     receipt = done["receipt"]
@@ -121,9 +137,7 @@ SECRET = "e2e-degraded-secret-e2e-degraded-secret-0123456789"
 
 
 @pytest.fixture
-async def fleet_processes(
-    env: dict[str, str],  # noqa: F811
-) -> AsyncIterator[dict[str, AgentProcess]]:
+async def fleet_processes(env: dict[str, str]) -> AsyncIterator[dict[str, AgentProcess]]:
     running = {
         name: AgentProcess({**env, "AURORA_JWT_SECRET": SECRET}, name, free_port())
         for name in ("threat_intel", "malware", "network", "responder")
