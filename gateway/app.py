@@ -62,7 +62,7 @@ from gateway.keys import (
     SIGMA,
     TOKENS,
 )
-from gateway.lifecycle import CleanupContext, background, resource, step, task
+from gateway.lifecycle import CleanupContext, background, resource, step
 from gateway.middleware import add_standard_headers, auth_middleware, context_middleware
 from gateway.routing import Route
 from gateway.siem.parsing import IngestParser, clear_spool, spool_dir
@@ -280,7 +280,13 @@ RESOURCES: tuple[CleanupContext, ...] = (
     resource(DATABASE, _database),
     _agents_closed,
     resource(AUTHENTICATOR, _authenticator),
-    task("revocation-refresh", lambda app: app[AUTHENTICATOR].run_refresh()),
+    background(
+        "revocation-refresh",
+        lambda app: app[AUTHENTICATOR].refresh_step,
+        lambda app: app[AUTHENTICATOR].refresh_interval,
+        log=log,
+        first_wait=True,
+    ),
     step(_load_state),
     resource(RECORDER, _recorder),
     resource(LLM, _llm),

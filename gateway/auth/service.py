@@ -250,11 +250,6 @@ class Authenticator:
             first_wait=True,
         )
 
-    async def run_refresh(self) -> None:
-        """:meth:`refresh_loop` until cancelled."""
-        async with self.refresh_loop():
-            await asyncio.get_running_loop().create_future()
-
     def forget_user(self, user_id: str) -> None:
         """Drop a user from the cache after it changed (its next request reads it afresh)."""
         self._users.pop(user_id, None)
