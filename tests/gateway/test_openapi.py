@@ -142,6 +142,16 @@ def test_every_operation_has_a_success_response(document: dict[str, Any]) -> Non
             assert success["content"][media]["schema"], route
 
 
+def test_every_route_declares_what_a_success_carries() -> None:
+    # A body model, or a medium of its own (text, a page), or no content (204).
+    undeclared = [
+        f"{route.method} {route.path}"
+        for route in HTTP_ROUTES
+        if route.response is None and route.response_media is None and route.status != 204
+    ]
+    assert undeclared == []
+
+
 def test_access_rules_become_security_and_permission(document: dict[str, Any]) -> None:
     for route in HTTP_ROUTES:
         operation = _operation(document, route)
