@@ -323,7 +323,11 @@ class AuroraClickhouseBackend(ClickhouseBackend):
         # time: a PCRE-only construct is rejected there with RE2's message.
         pattern = str(value.regexp)
         flags = "".join(sorted(_REGEX_FLAGS[f] for f in value.flags))
-        return string_literal((f"(?{flags})" if flags else "") + pattern)
+        # ClickHouse's match() lets ``.`` cross line breaks unless told otherwise; Sigma's ``.``
+        # does so only with the ``s`` flag (a multi-line command line must not widen a rule).
+        if "s" not in flags:
+            flags += "-s"
+        return string_literal(f"(?{flags})" + pattern)
 
     def convert_condition_field_eq_val_cidr(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState

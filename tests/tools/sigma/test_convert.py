@@ -206,9 +206,11 @@ def test_regular_expressions(log_table: LogTable) -> None:
     sensitive = condition(
         {"sel": {"CommandLine|re": r"-[Ee]nc\s+[A-Za-z0-9+/=]{8,}"}, "condition": "sel"}
     )
-    assert sensitive == ("match(fields['CommandLine'], '-[Ee]nc\\\\s+[A-Za-z0-9+/=]\\x7B8,\\x7D')")
+    assert sensitive == (
+        "match(fields['CommandLine'], '(?-s)-[Ee]nc\\\\s+[A-Za-z0-9+/=]\\x7B8,\\x7D')"
+    )
     insensitive = condition({"sel": {"CommandLine|re|i": "^invoke-"}, "condition": "sel"})
-    assert "'(?i)^invoke-'" in insensitive
+    assert "'(?i-s)^invoke-'" in insensitive
     log_table.insert(
         [
             row("enc", CommandLine="powershell -enc SQBFAFgAIAAo"),
@@ -218,6 +220,19 @@ def test_regular_expressions(log_table: LogTable) -> None:
     )
     assert log_table.matching(sensitive) == ["enc"]
     assert log_table.matching(insensitive) == ["invoke"]
+
+
+def test_a_regex_dot_crosses_line_breaks_only_with_the_s_flag(log_table: LogTable) -> None:
+    plain = condition({"sel": {"CommandLine|re": "cmd.exe./c"}, "condition": "sel"})
+    dotall = condition({"sel": {"CommandLine|re|s": "cmd.exe./c"}, "condition": "sel"})
+    log_table.insert(
+        [
+            row("one-line", CommandLine="cmd.exe /c whoami"),
+            row("two-lines", CommandLine="cmd.exe\n/c whoami"),
+        ]
+    )
+    assert log_table.matching(plain) == ["one-line"]
+    assert sorted(log_table.matching(dotall)) == ["one-line", "two-lines"]
 
 
 def test_pcre_only_regex_is_rejected_with_re2_reason() -> None:
