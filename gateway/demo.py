@@ -695,17 +695,13 @@ async def running_platform(
     ) as launcher:
         out(f"Starting the platform: database, gateway and {len(SPECIALISTS)} agent processes…")
         try:
-            boot = await prepare_database(
-                settings,
-                accounts=[
-                    Account(
-                        username=ANALYST,
-                        password=analyst_password,
-                        role=Role.ANALYST,
-                        full_name="Demo analyst",
-                    )
-                ],
+            analyst = Account(
+                username=ANALYST,
+                password=analyst_password,
+                role=Role.ANALYST,
+                full_name="Demo analyst",
             )
+            boot = await launcher.uninterrupted(prepare_database(settings, accounts=[analyst]))
             started = await launcher.children_ready(AGENTS_START_SECONDS)
             missing = sorted(name for name, url in started.items() if url is None)
             if missing:

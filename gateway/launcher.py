@@ -21,7 +21,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,6 +273,7 @@ class Launcher:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[object] | None = None
         self._exiting = False
+        self._holding = False
         self._gateway_socket = gateway_socket
         self._runner: web.AppRunner | None = None
 
@@ -293,7 +294,7 @@ class Launcher:
         self._stop.set()
         if self.signum is None:
             self.signum = signum
-            if self._interrupt and not self._exiting and self._task is not None:
+            if self._interrupt and not (self._exiting or self._holding) and self._task is not None:
                 self._task.cancel()
 
     async def __aexit__(
@@ -322,6 +323,19 @@ class Launcher:
             if self._task is not None:
                 self._task.uncancel()
             raise Stopped(self.signum) from None
+
+    async def uninterrupted[T](self, work: Awaitable[T]) -> T:
+        """``work`` to its end even when SIGINT or SIGTERM comes meanwhile (a migration cut in
+        the middle leaves its files still being written as the data directory is removed),
+        then :class:`Stopped` if one came."""
+        self._holding = True
+        try:
+            done = await work
+        finally:
+            self._holding = False
+        if self._interrupt and self.signum is not None:
+            raise Stopped(self.signum)
+        return done
 
     def start_children(self) -> None:
         """Start every child (returns at once; each keeps being started until the launcher
