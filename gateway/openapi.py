@@ -311,6 +311,8 @@ def _responses(route: Route, response: dict[str, Any] | None) -> dict[str, Any]:
     elif route.response_media is not None:
         success["content"] = {media: {"schema": _media_schema(media)}}
     responses: dict[str, Any] = {str(route.status): success}
+    for status in route.also:
+        responses[str(status)] = {**success, "description": HTTPStatus(status).phrase}
     for status, errors in _by_status(_errors(route)).items():
         responses[str(status)] = {
             "description": "; ".join(f"{error.code}: {error.message}" for error in errors),

@@ -55,6 +55,9 @@ class Route:
     (``list[AlertRead]``); ``None`` for no body."""
     status: int = 200
     """The status of a success (201 for a creation, 204 for no content)."""
+    also: tuple[int, ...] = ()
+    """Other success statuses with the same body (200 where a creation merged into an
+    existing object)."""
     response_media: str | None = None
     """A success whose body is not JSON (``text/plain`` for metrics, ``text/event-stream``)."""
     errors: tuple[type[AuroraError], ...] = ()

@@ -121,6 +121,7 @@ ROUTES = [
         body=AlertCreate,
         response=AlertRead,
         status=201,
+        also=(200,),  # a duplicate merged into the alert it repeats (on_duplicate=merge)
         errors=(DuplicateAlert,),
     ),
     Route("GET", ALERT, get_alert, R, response=AlertRead, errors=(AlertNotFound,)),

@@ -111,8 +111,14 @@ def _items(path: str, fetch: Fetch, item: type[BaseModel]) -> Route:
     )
 
 
-def _adds(path: str, handler: Handler, body: type[BaseModel], item: type[BaseModel]) -> Route:
-    """Adding one item of that kind to a case (201)."""
+def _adds(
+    path: str,
+    handler: Handler,
+    body: type[BaseModel],
+    item: type[BaseModel],
+    also: tuple[int, ...] = (),
+) -> Route:
+    """Adding one item of that kind to a case (201; ``also``: other success statuses)."""
     return Route(
         "POST",
         CASE + path,
@@ -121,6 +127,7 @@ def _adds(path: str, handler: Handler, body: type[BaseModel], item: type[BaseMod
         body=body,
         response=item,
         status=201,
+        also=also,
         errors=(*GONE, Conflict),
     )
 
@@ -141,7 +148,8 @@ ROUTES = [
     ),
     Route("DELETE", CASE, delete_case, W, status=204, errors=(*GONE, Conflict)),
     _items("/observables", service.list_observable_reads, ObservableRead),
-    _adds("/observables", add_observable, ObservableCreate, ObservableRead),
+    # 200: the observable was already on the case, and the two were merged.
+    _adds("/observables", add_observable, ObservableCreate, ObservableRead, also=(200,)),
     _items("/comments", service.list_comments, CommentRead),
     _adds("/comments", add_comment, CommentCreate, CommentRead),
     _items("/tasks", service.list_tasks, TaskRead),

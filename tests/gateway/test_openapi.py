@@ -182,10 +182,23 @@ def _expected_errors(route: Route) -> set[int]:
     return expected
 
 
+def test_other_success_statuses_share_the_body(document: dict[str, Any]) -> None:
+    """A creation that may merge (201, or 200 when merged) declares both, with one body."""
+    merging = [route for route in HTTP_ROUTES if route.also]
+    assert {(route.method, route.path) for route in merging} >= {
+        ("POST", "/api/v1/alerts"),
+        ("POST", "/api/v1/cases/{case_id}/observables"),
+    }
+    for route in merging:
+        responses = _operation(document, route)["responses"]
+        for status in route.also:
+            assert responses[str(status)]["content"] == responses[str(route.status)]["content"]
+
+
 def test_errors_reference_the_envelope(document: dict[str, Any]) -> None:
     for route in HTTP_ROUTES:
         responses = _operation(document, route)["responses"]
-        errors = {int(status) for status in responses} - {route.status}
+        errors = {int(status) for status in responses} - {route.status, *route.also}
         assert errors == _expected_errors(route), route
         for error in route.errors:
             assert error.code in responses[str(error.status)]["description"], route
