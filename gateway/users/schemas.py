@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, field_validator
+from pydantic_core import PydanticCustomError
 
 from core.schemas import PageQuery
 from core.security.permissions import Role
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
+MIN_PASSWORD_CHARS = 12
 RESERVED_USERNAMES = frozenset({"me"})
 
 
@@ -17,10 +19,24 @@ class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     username: str = Field(pattern=USERNAME_PATTERN)
-    password: SecretStr = Field(min_length=12, max_length=1024)
+    password: SecretStr = Field(
+        max_length=1024, json_schema_extra={"minLength": MIN_PASSWORD_CHARS}
+    )
     role: Role
     email: EmailStr | None = None
     full_name: str | None = Field(default=None, max_length=200)
+
+    @field_validator("password")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        # Checked here, not by min_length: pydantic's own message counts "items".
+        if len(value.get_secret_value()) < MIN_PASSWORD_CHARS:
+            raise PydanticCustomError(
+                "too_short",
+                "a password needs at least {min_length} characters",
+                {"min_length": MIN_PASSWORD_CHARS},
+            )
+        return value
 
     @field_validator("username")
     @classmethod

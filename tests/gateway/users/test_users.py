@@ -112,6 +112,10 @@ async def test_create_user_validation(gateway: Gateway, admin: dict[str, str]) -
         assert body["error"]["code"] == "AURORA-4220"
         assert ["body", field] in [d["loc"] for d in body["error"]["detail"]], body
         assert PASSWORD not in str(body)
+        if field == "password":  # says what a password needs, in a password's terms
+            (problem,) = body["error"]["detail"]
+            assert problem["msg"] == "a password needs at least 12 characters"
+            assert problem["type"] == "too_short"
     assert await user_count(gateway) == 1  # nothing half-written
 
     duplicate = {"username": "root-admin", "password": PASSWORD, "role": "analyst"}
