@@ -17,9 +17,13 @@ import tempfile
 from collections.abc import AsyncIterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Self
+from typing import IO, TYPE_CHECKING, Self
 
-from core.errors import NotFound, PayloadTooLarge, ValidationFailed
+from core.errors import NotFound, PayloadTooLarge
+from core.validation import field_error
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1 << 16
@@ -114,11 +118,14 @@ class BlobStore:
         self.root = root
         self.max_bytes = max_bytes
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """The evidence store under the data directory, with the evidence size limit."""
+        return cls(settings.data_dir / "evidence", max_bytes=settings.evidence_max_bytes)
+
     def path_of(self, sha256: str) -> Path:
         if not DIGEST.match(sha256):
-            raise ValidationFailed(
-                [{"loc": ["sha256"], "msg": "not a SHA-256 digest", "type": "value_error"}]
-            )
+            raise field_error(["sha256"], "not a SHA-256 digest")
         return self.root / sha256[:2] / sha256
 
     def exists(self, sha256: str) -> bool:

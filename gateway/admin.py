@@ -198,7 +198,7 @@ async def _change_evidence[T](
     from core.blobs import BlobStore
     from core.ledger import Keyring
 
-    blobs = BlobStore(settings.data_dir / "evidence", max_bytes=settings.evidence_max_bytes)
+    blobs = BlobStore.from_settings(settings)
     async with open_database(settings) as database, database.session() as db:
         return await change(
             db=db,

@@ -320,7 +320,7 @@ def create_app(settings: Settings, *, extra_routes: Iterable[Route] = ()) -> web
     app[TOKENS] = TokenService.from_settings(settings)
     app[HASHER] = PasswordHasher.from_settings(settings)
     app[RUNTIME] = RuntimeState()
-    app[BLOBS] = BlobStore(settings.data_dir / "evidence", max_bytes=settings.evidence_max_bytes)
+    app[BLOBS] = BlobStore.from_settings(settings)
     app[LEDGER_KEYS] = Keyring.from_settings(settings)
     app[HANDOFF] = HandoffClient(
         registry=AgentRegistry.from_settings(settings),
