@@ -25,6 +25,7 @@ from agents.acp.protocol import (
     METHOD_NOT_FOUND,
     RpcError,
 )
+from agents.catalog import Subject
 from core.db import Database
 from core.db.base import utcnow
 from core.db.lookup import get_or_404
@@ -439,6 +440,16 @@ class InvestigationRunner:
             return fresh  # its first run: there is no checkpoint to look for
         snapshot = await self._graph.aget_state(config)
         if not snapshot.values:
+            return fresh
+        if not isinstance(snapshot.values.get("subject"), Subject):
+            # Checkpointed by a version whose state held plain dicts: start it over (its
+            # specialists' calls replay by idempotency key, its actions are at most once).
+            log.warning(
+                "investigation %s: checkpoint from an older version; starting over",
+                investigation.id,
+            )
+            if self._checkpointer is not None:
+                await prune(self._checkpointer, [investigation.id])
             return fresh
         if snapshot.interrupts:
             async with self._db.session() as db:

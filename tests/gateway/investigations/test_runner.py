@@ -109,6 +109,68 @@ async def test_what_a_stopped_gateway_left_running_runs_again(database: Database
     assert await status_of(database, "INV-1") == ("completed", 2)
 
 
+class Legacy(Reporting):
+    """A thread checkpointed by the version before typed state: its values are plain dicts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.payloads: list[Any] = []
+        self.deleted: list[str] = []
+
+    async def ainvoke(self, payload: Any, config: dict[str, Any], **_: Any) -> dict[str, Any]:
+        self.payloads.append(payload)
+        return await super().ainvoke(payload, config)
+
+    async def aget_state(self, config: dict[str, Any]) -> Any:
+        thread = config["configurable"]["thread_id"]
+        if thread in self.deleted:
+            return SimpleNamespace(values={}, interrupts=())
+        subject = {"title": thread, "text": "", "iocs": []}
+        return SimpleNamespace(values={"subject": subject, "findings": [{}]}, interrupts=())
+
+    async def adelete_thread(self, thread_id: str) -> None:  # the checkpointer's side
+        self.deleted.append(thread_id)
+
+
+async def test_a_checkpoint_from_an_older_version_starts_its_investigation_over(
+    database: Database,
+) -> None:
+    """An investigation that was running across the upgrade is neither lost nor resumed from
+    state the new nodes cannot read: its old checkpoints go and it runs from its input."""
+    interrupted = investigation("INV-7", "running")
+    interrupted.attempts = 1  # it ran before the upgrade
+    async with database.session() as db:
+        db.add(interrupted)
+        await db.commit()
+    graph = Legacy()
+    bus = EventBus()
+    receipts = bus.subscribe("investigations.receipt")
+    legacy = InvestigationRunner(
+        database=database,
+        graph=graph,
+        bus=bus,
+        concurrency=lambda: 2,
+        mode=lambda: "dry_run",
+        approval_timeout=lambda: 60.0,
+        checkpointer=graph,  # type: ignore[arg-type]
+        retention=timedelta(hours=1),
+        tick_seconds=0.05,
+    )
+    async with legacy:
+        await eventually(
+            lambda: [e.payload["status"] for e in receipts.drain()] == ["completed"],
+            what="INV-7 completed",
+        )
+    assert graph.deleted == ["INV-7"]
+    assert graph.payloads == [
+        {
+            "investigation_id": "INV-7",
+            "subject": {"title": "INV-7", "text": "", "iocs": []},
+            "mode": "dry_run",
+        }
+    ]
+
+
 async def test_an_expired_approval_is_announced_and_its_investigation_goes_on(
     database: Database,
 ) -> None:
