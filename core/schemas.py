@@ -29,7 +29,7 @@ class Severity(StrEnum):
     @property
     def rank(self) -> int:
         """Position on the scale: 0 for informational up to 4 for critical."""
-        return _RANK[self]
+        return SEVERITY_RANK[self]
 
     @classmethod
     def highest(cls, values: Iterable[str], default: Severity | None = None) -> Severity:
@@ -40,31 +40,30 @@ class Severity(StrEnum):
 
     def _other_rank(self, other: object) -> int:
         if isinstance(other, Severity):
-            return _RANK[other]
+            return SEVERITY_RANK[other]
         if isinstance(other, str):
-            return _RANK[Severity(other)]
+            return SEVERITY_RANK[Severity(other)]
         raise TypeError(f"cannot order Severity against {type(other).__name__}")
 
     def __lt__(self, other: object) -> bool:
-        return _RANK[self] < self._other_rank(other)
+        return SEVERITY_RANK[self] < self._other_rank(other)
 
     def __le__(self, other: object) -> bool:
-        return _RANK[self] <= self._other_rank(other)
+        return SEVERITY_RANK[self] <= self._other_rank(other)
 
     def __gt__(self, other: object) -> bool:
-        return _RANK[self] > self._other_rank(other)
+        return SEVERITY_RANK[self] > self._other_rank(other)
 
     def __ge__(self, other: object) -> bool:
-        return _RANK[self] >= self._other_rank(other)
+        return SEVERITY_RANK[self] >= self._other_rank(other)
 
 
-_RANK: Final[dict[str, int]] = {member.value: rank for rank, member in enumerate(Severity)}
-SEVERITY_RANK: Final[dict[str, int]] = dict(_RANK)
+SEVERITY_RANK: Final[dict[str, int]] = {member.value: rank for rank, member in enumerate(Severity)}
 """``{"informational": 0, ..., "critical": 4}``: for sorting rows and SQL ``CASE`` orders."""
 
 
 TAG: Final = re.compile(r"^[a-z0-9][a-z0-9._:/@+-]{0,63}$")
-MAX_TAGS: Final = 32
+MAX_TAGS: Final = 50
 
 
 def clean_tags(tags: Iterable[str]) -> list[str]:
@@ -77,7 +76,10 @@ def clean_tags(tags: Iterable[str]) -> list[str]:
 
 
 Tags = Annotated[list[str], Field(max_length=MAX_TAGS), AfterValidator(clean_tags)]
-"""A field of tags, cleaned by :func:`clean_tags`."""
+"""A field of tags (at most 50), cleaned by :func:`clean_tags`."""
+
+Version = Annotated[int, Field(ge=1, le=INTEGER_MAX)]
+"""The version a change was made against; a stale one is AURORA-4090."""
 
 Offset = Annotated[int, Field(ge=0, le=INTEGER_MAX)]
 Limit = Annotated[int, Field(ge=1, le=500)]

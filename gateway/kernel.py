@@ -1,9 +1,9 @@
-"""The kernel every gateway domain is written on: pages, lookups, versioned commits, field
-errors and the list route.
+"""The gateway half of the kernel every domain is written on: the list route and the call of a
+service for the request's caller.
 
-A domain's ``routes.py`` and ``service.py`` import their plumbing from here (and from
-:mod:`gateway.http` for reading requests), so a new domain is written the same way as the
-others and the route table can describe it.
+The other half lives in ``core``: pages, severity and tags (:mod:`core.schemas`), lookups and
+versioned commits (:mod:`core.db`), field errors (:mod:`core.validation`). A new domain is
+written the same way as the others, and the route table can describe it.
 """
 
 from __future__ import annotations
@@ -14,29 +14,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from core.db.commit import commit_versioned
-from core.db.lookup import get_or_404
 from core.errors import AuroraError
-from core.schemas import Page, PageQuery, Severity, Tags, clean_tags
+from core.schemas import Page, PageQuery
 from core.security.permissions import Permission
-from core.validation import field_error, validation_detail
 from gateway.http import json_response, parse_query, principal
 from gateway.keys import DATABASE
 from gateway.routing import Access, Route
-
-__all__ = [
-    "Page",
-    "PageQuery",
-    "Severity",
-    "Tags",
-    "as_caller",
-    "clean_tags",
-    "commit_versioned",
-    "field_error",
-    "get_or_404",
-    "list_route",
-    "validation_detail",
-]
 
 Fetch = Callable[..., Awaitable[tuple[Sequence[Any], int]]]
 """A service's list function: ``fetch(db=..., query=..., **path_params) -> (rows, total)``."""

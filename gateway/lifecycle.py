@@ -8,12 +8,10 @@ order, so a failed start leaves nothing running. A loop is a resource too
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 from aiohttp import web
 
@@ -72,29 +70,4 @@ def background(
             yield
 
     ctx.__qualname__ = ctx.__name__ = f"background[{name}]"
-    return ctx
-
-
-def task(
-    name: str, run: Callable[[web.Application], Coroutine[Any, Any, object]]
-) -> CleanupContext:
-    """A ``cleanup_ctx`` entry running the coroutine ``run(app)`` as a task from start-up to
-    cleanup (for a loop that is not periodic: a queue consumer, a listener); it is
-    cancelled and awaited at cleanup, and an error it ended with is logged."""
-
-    @contextlib.asynccontextmanager
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        running = asyncio.create_task(run(app), name=name)
-        try:
-            yield
-        finally:
-            running.cancel()
-            try:
-                await running
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                _log.exception("%s ended with an error", name)
-
-    ctx.__qualname__ = ctx.__name__ = f"task[{name}]"
     return ctx

@@ -9,8 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from core.db.base import INTEGER_MAX
-from core.schemas import TAG, PageQuery, Severity, clean_tags
+from core.schemas import TAG, PageQuery, Severity, Tags, Version
 from core.validation import MAX_JSON_DEPTH, UtcDatetime, bounded_json, json_depth
 
 log = logging.getLogger("aurora.alerts")
@@ -31,11 +30,6 @@ RAW_MAX_BYTES = 256 * 1024
 """The most an alert's ``raw`` may hold, as JSON: the original event and its context, with room
 for the longest command lines, but not a log file."""
 Raw = Annotated[dict[str, Any], AfterValidator(bounded_json(max_bytes=RAW_MAX_BYTES))]
-Version = Annotated[int, Field(ge=1, le=INTEGER_MAX)]
-"""The version a change was made against; a stale one is AURORA-4090."""
-MAX_TAGS = 50
-TagList = Annotated[list[str], Field(max_length=MAX_TAGS), AfterValidator(clean_tags)]
-"""Tags of an alert or a case: up to 50, cleaned by :func:`core.schemas.clean_tags`."""
 OMITTED = "_omitted"
 """The one key of what a response shows in place of a stored free-form value it cannot carry."""
 
@@ -68,7 +62,7 @@ class AlertCreate(BaseModel):
     severity: Severity = Severity.MEDIUM
     source: str = Field(min_length=1, max_length=100)
     rule_id: str | None = Field(default=None, max_length=200)
-    tags: TagList = Field(default_factory=list)
+    tags: Tags = Field(default_factory=list)
     entities: list[Entity] = Field(default_factory=list, max_length=200)
     raw: Raw | None = None
     observed_at: UtcDatetime | None = None
@@ -84,7 +78,7 @@ class AlertUpdate(BaseModel):
     status: AlertStatus | None = None
     severity: Severity | None = None
     assignee: str | None = Field(default=None, max_length=64)
-    tags: TagList | None = None
+    tags: Tags | None = None
     title: str | None = Field(default=None, min_length=1, max_length=500)
     description: str | None = Field(default=None, max_length=20_000)
     version: Version | None = None

@@ -8,9 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from core.schemas import TAG, Limit, PageQuery, Severity
+from core.schemas import TAG, Limit, PageQuery, Severity, Tags, Version
 from core.validation import UtcDatetime
-from gateway.alerts.schemas import TagList, Version
 
 
 class CaseStatus(StrEnum):
@@ -58,7 +57,7 @@ class CaseCreate(BaseModel):
     severity: Severity = Severity.MEDIUM
     tlp: Tlp = "TLP:AMBER"
     pap: Pap = "PAP:AMBER"
-    tags: TagList = Field(default_factory=list)
+    tags: Tags = Field(default_factory=list)
     assignee: str | None = Field(default=None, min_length=1, max_length=64)
 
 
@@ -71,7 +70,7 @@ class CaseUpdate(BaseModel):
     severity: Severity | None = None
     tlp: Tlp | None = None
     pap: Pap | None = None
-    tags: TagList | None = None
+    tags: Tags | None = None
     assignee: str | None = Field(default=None, min_length=1, max_length=64)
     version: Version | None = None
 
@@ -150,7 +149,7 @@ class ObservableCreate(BaseModel):
     ioc: bool = False
     sighted: bool = False
     description: str | None = Field(default=None, max_length=10_000)
-    tags: TagList = Field(default_factory=list)
+    tags: Tags = Field(default_factory=list)
     on_duplicate: Literal["reject", "merge"] = "reject"
     """A repeat of an observable already on the case: AURORA-4090, or merged into it (flags
     OR-ed, tags united, a missing description filled in)."""

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.db.base import utcnow
-from core.schemas import PageQuery, Severity
+from core.schemas import PageQuery, Severity, Version
 from core.validation import UtcDatetime
 from gateway.siem.schemas import SearchRunRead
 
@@ -17,8 +17,6 @@ MAX_RULE_BYTES = 256 * 1024
 SigmaText = Annotated[str, Field(min_length=1, max_length=MAX_RULE_BYTES)]
 IntervalSeconds = Annotated[int, Field(ge=60, le=86_400)]
 LookbackSeconds = Annotated[int, Field(ge=60, le=30 * 86_400)]
-Version = Annotated[int, Field(ge=1)]
-"""The version a change was made against: a stale one is AURORA-4090."""
 
 
 class RuleCreate(BaseModel):

@@ -19,7 +19,7 @@ from gateway import app as gateway_app
 from gateway.app import create_app
 from gateway.detections.conversion import SigmaConverter
 from gateway.fleet.service import ToolCallRecorder
-from gateway.lifecycle import background, resource, step, task
+from gateway.lifecycle import background, resource, step
 from gateway.server import GatewayRunner
 from gateway.siem.parsing import IngestParser
 
@@ -47,9 +47,6 @@ async def test_a_failed_start_closes_what_started_in_reverse(settings: Settings)
 
         return open_
 
-    async def forever(app: web.Application) -> None:
-        await asyncio.Event().wait()
-
     async def loaded(app: web.Application) -> None:
         journal.append(f"step sees {app[ONE]}")
 
@@ -69,7 +66,6 @@ async def test_a_failed_start_closes_what_started_in_reverse(settings: Settings)
         [
             resource(ONE, opener("one")),
             step(loaded),
-            task("forever", forever),
             background("beat", beat, lambda app: 3600.0, log=log),
             resource(TWO, opener("two")),
             step(broken),
