@@ -13,14 +13,25 @@ Each case is also scored *defanged* (``http`` → ``hxxp``, ``.`` → ``[.]``, `
 the kinds that defanging touches (IPv4, domains, URLs, e-mail addresses): analysts paste
 defanged reports, and this variant does not depend on which library wrote the expectations.
 
+Those cases come from ioc-finder's own tests, so they favour the library the extractor wraps.
+The held-out figure is the one on ``evals/cases/ioc_reports.jsonl``: passages written in the
+notation of public threat reports (CISA, Unit 42, Talos, Mandiant, The DFIR Report, abuse.ch and
+other publishers; each case names its report), with the indicators a reader would take from
+them, refanged and normalised, and passages with none (to count false positives). Every kind is
+scored on every report case. A case lists what the report lists; the loader adds what
+:func:`tools.ioc.extract_iocs` reports beside it by contract: the host of a URL (a domain or an
+IP address) and the domain of an e-mail address.
+
 Usage::
 
     python -m evals.ioc_extraction             # score AuroraSOC's extract_iocs
     python -m evals.ioc_extraction --compare   # and ioc-finder, iocsearcher, iocextract
     python -m evals.ioc_extraction --json report.json
+    python -m evals.ioc_extraction --report-cases other.jsonl   # another report case set
 
-The libraries compared are optional (``pip install -e '.[ioc-eval]'``); one that is not
-installed is reported as such and skipped.
+The shared cases are skipped (with a note) when the shared data is absent; the report cases
+are part of the project. The libraries compared are optional
+(``pip install -e '.[ioc-eval]'``); one that is not installed is reported as such and skipped.
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.ioc import extract_iocs
+from tools.ioc import Ioc, extract_iocs, normalise_ioc
 
 KINDS: tuple[str, ...] = (
     "ipv4",
@@ -75,6 +86,9 @@ DEFANGED_KINDS: frozenset[str] = frozenset({"ipv4", "domain", "url", "email"})
 
 CASES_RELATIVE_PATH = Path("ioc/ioc_finder/ioc_finder_test_cases.json")
 
+REPORT_CASES_PATH = Path(__file__).resolve().parent / "cases" / "ioc_reports.jsonl"
+"""The held-out case set, written from public threat reports (part of the project)."""
+
 Extractor = Callable[[str], dict[str, set[str]]]
 """Text in, raw indicator values by kind out (canonicalised by the scorer)."""
 
@@ -112,6 +126,13 @@ class Tally:
         """None when nothing was expected."""
         return self.tp / (self.tp + self.fn) if self.tp + self.fn else None
 
+    @property
+    def f1(self) -> float | None:
+        """None when nothing was expected nor predicted; 0.0 when either side is empty."""
+        if not self.tp + self.fp + self.fn:
+            return None
+        return 2 * self.tp / (2 * self.tp + self.fp + self.fn)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "tp": self.tp,
@@ -119,6 +140,7 @@ class Tally:
             "fn": self.fn,
             "precision": self.precision,
             "recall": self.recall,
+            "f1": self.f1,
         }
 
 
@@ -143,6 +165,12 @@ class Report:
             total.add(tally)
         return total
 
+    @property
+    def macro_f1(self) -> float | None:
+        """The mean F1 of the kinds that were expected or predicted at least once."""
+        scores = [f1 for tally in self.per_kind.values() if (f1 := tally.f1) is not None]
+        return sum(scores) / len(scores) if scores else None
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "extractor": self.name,
@@ -152,6 +180,7 @@ class Report:
                 for kind, tally in self.per_kind.items()
             },
             "overall": self.overall.as_dict(),
+            "macro_f1": self.macro_f1,
         }
 
 
@@ -257,9 +286,147 @@ def aurora_extractor(text: str) -> dict[str, set[str]]:
     """AuroraSOC's :func:`tools.ioc.extract_iocs`, by kind."""
     found: dict[str, set[str]] = {}
     for ioc in extract_iocs(text):
-        kind = ioc.subtype if ioc.type in ("ip", "hash") and ioc.subtype else ioc.type
-        found.setdefault(kind, set()).add(ioc.value)
+        found.setdefault(_kind(ioc), set()).add(ioc.value)
     return found
+
+
+# -- report cases (held out) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportSource:
+    """The public report a case was written from."""
+
+    publisher: str
+    title: str
+    url: str
+
+
+@dataclass(frozen=True)
+class IocCase:
+    """One passage written in a report's notation, and the indicators it holds by kind
+    (canonical values; the hosts of URLs and domains of e-mail addresses included)."""
+
+    id: str
+    source: ReportSource
+    text: str
+    expected: Mapping[str, frozenset[str]]
+
+
+@dataclass
+class CaseScore:
+    """True positives, false positives and false negatives of one case, per kind."""
+
+    case_id: str
+    per_kind: dict[str, Tally] = field(default_factory=dict)
+    misses: list[tuple[str, str]] = field(default_factory=list)
+    """(kind, value) of every expected indicator not extracted."""
+    extras: list[tuple[str, str]] = field(default_factory=list)
+    """(kind, value) of every extracted indicator not expected."""
+
+    @property
+    def overall(self) -> Tally:
+        total = Tally()
+        for tally in self.per_kind.values():
+            total.add(tally)
+        return total
+
+
+def _kind(ioc: Ioc) -> str:
+    return ioc.subtype if ioc.type in ("ip", "hash") and ioc.subtype else ioc.type
+
+
+def _implied(ioc: Ioc) -> Ioc | None:
+    """The host of a URL or the domain of an e-mail address, as its own indicator."""
+    if ioc.type == "url":
+        host = re.sub(r"^[a-z][a-z0-9+.-]*://", "", ioc.value).split("/", 1)[0]
+        host = re.split(r"[?#]", host, maxsplit=1)[0].rpartition("@")[2]
+        host = host[1 : host.index("]")] if host.startswith("[") else host.partition(":")[0]
+        kind = "ip" if re.fullmatch(r"[\d.]+|[0-9a-f:.]*:[0-9a-f:.]*", host) else "domain"
+        return normalise_ioc(kind, host)
+    if ioc.type == "email":
+        return normalise_ioc("domain", ioc.value.rpartition("@")[2])
+    return None
+
+
+def _report_case(item: Mapping[str, Any]) -> IocCase:
+    source = item["source"]
+    expected: dict[str, set[str]] = {kind: set() for kind in KINDS}
+    for written in item["expected"]:
+        ioc = normalise_ioc(written["type"], written["value"])
+        if ioc.value != written["value"]:
+            raise ValueError(
+                f"case {item['id']}: {written['value']!r} is not normalised ({ioc.value!r})"
+            )
+        for found in (ioc, _implied(ioc)):
+            if found is not None:
+                expected[_kind(found)].add(canonical(_kind(found), found.value))
+    return IocCase(
+        id=str(item["id"]),
+        source=ReportSource(
+            publisher=str(source["publisher"]), title=str(source["title"]), url=str(source["url"])
+        ),
+        text=str(item["text"]),
+        expected={kind: frozenset(values) for kind, values in expected.items()},
+    )
+
+
+def load_report_cases(path: Path | None = None) -> list[IocCase]:
+    """The report cases at ``path`` (default :data:`REPORT_CASES_PATH`), one JSON object a
+    line: ``{id, source: {publisher, title, url}, text, expected: [{type, value}]}``.
+
+    Raises ValueError for a duplicate id or an expected value that is not written refanged and
+    normalised, and :class:`~core.errors.ValidationFailed` for one that is not an indicator.
+    """
+    lines = (path or REPORT_CASES_PATH).read_text(encoding="utf-8").splitlines()
+    cases = [_report_case(json.loads(line)) for line in lines if line.strip()]
+    seen: set[str] = set()
+    for case in cases:
+        if case.id in seen:
+            raise ValueError(f"duplicate case id {case.id!r}")
+        seen.add(case.id)
+    return cases
+
+
+def score_case(case: IocCase, extracted: Iterable[Ioc] | Mapping[str, Iterable[str]]) -> CaseScore:
+    """Tally ``extracted`` (indicators from :func:`tools.ioc.extract_iocs`, or raw values by
+    kind as an :data:`Extractor` returns them) against ``case`` on every kind."""
+    found: dict[str, set[str]] = {}
+    if isinstance(extracted, Mapping):
+        for kind, values in extracted.items():
+            found.setdefault(kind, set()).update(canonical(kind, value) for value in values)
+    else:
+        for ioc in extracted:
+            found.setdefault(_kind(ioc), set()).add(canonical(_kind(ioc), ioc.value))
+    result = CaseScore(case_id=case.id)
+    for kind in KINDS:
+        predicted = found.get(kind, set())
+        expected = case.expected.get(kind, frozenset())
+        result.per_kind[kind] = Tally(
+            tp=len(predicted & expected),
+            fp=len(predicted - expected),
+            fn=len(expected - predicted),
+        )
+        result.misses.extend((kind, value) for value in sorted(expected - predicted))
+        result.extras.extend((kind, value) for value in sorted(predicted - expected))
+    return result
+
+
+def score_reports(name: str, extractor: Extractor, cases: Iterable[IocCase]) -> Report:
+    """Run ``extractor`` on every report case and tally it per kind (variant ``reports``)."""
+    supported = SUPPORTED.get(name, frozenset(KINDS))
+    report = Report(name=name, variant="reports", supported=supported)
+    for case in cases:
+        result = score_case(case, extractor(case.text))
+        for kind, tally in result.per_kind.items():
+            report.per_kind.setdefault(kind, Tally()).add(tally)
+        report.misses.extend((case.id, kind, value) for kind, value in result.misses)
+        report.extras.extend((case.id, kind, value) for kind, value in result.extras)
+    # Kinds no case holds and no extractor reported say nothing: leave them out of the table.
+    report.per_kind = {
+        kind: tally for kind, tally in report.per_kind.items() if tally.tp + tally.fp + tally.fn
+    }
+    return report
 
 
 def _ioc_finder() -> Extractor:
@@ -362,36 +529,47 @@ def _fmt(value: float | None) -> str:
 
 
 def render(report: Report) -> str:
-    """A per-kind table of one report."""
+    """A per-kind table of one report, with the micro (overall) and macro averages."""
     lines = [
         f"{report.name} ({report.variant})",
-        f"  {'kind':<17}{'tp':>5}{'fp':>5}{'fn':>5}  {'prec':>6}  {'recall':>6}",
+        f"  {'kind':<17}{'tp':>5}{'fp':>5}{'fn':>5}  {'prec':>6}  {'recall':>6}  {'f1':>6}",
     ]
     rows = [*report.per_kind.items(), ("overall", report.overall)]
     for kind, tally in rows:
         note = "" if kind == "overall" or kind in report.supported else "  (unsupported)"
         lines.append(
             f"  {kind:<17}{tally.tp:>5}{tally.fp:>5}{tally.fn:>5}"
-            f"  {_fmt(tally.precision):>6}  {_fmt(tally.recall):>6}{note}"
+            f"  {_fmt(tally.precision):>6}  {_fmt(tally.recall):>6}  {_fmt(tally.f1):>6}{note}"
         )
+    lines.append(f"  {'macro F1':<17}{'':>15}  {'':>6}  {'':>6}  {_fmt(report.macro_f1):>6}")
     return "\n".join(lines)
+
+
+def _print_failures(report: Report) -> None:
+    for case_id, kind, value in report.misses:
+        print(f"  miss  [{report.variant}] {case_id}: {kind} {value!r}")
+    for case_id, kind, value in report.extras:
+        print(f"  extra [{report.variant}] {case_id}: {kind} {value!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m evals.ioc_extraction``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--cases", type=Path, default=None, help="ioc_finder_test_cases.json")
+    parser.add_argument("--report-cases", type=Path, default=None, help="report cases (JSON lines)")
     parser.add_argument("--compare", action="store_true", help="also score the IOC libraries")
     parser.add_argument("--json", type=Path, default=None, help="write the scores here")
     parser.add_argument("--misses", action="store_true", help="list every miss and extra")
     args = parser.parse_args(argv)
 
     path: Path = args.cases or default_cases_path()
-    if not path.is_file():
+    if args.cases is not None and not path.is_file():
         print(f"dataset not found: {path} (set AURORA_SHARED_DATA or --cases)", file=sys.stderr)
         return 2
-    cases, left_out = load_cases(path)
-    print(f"{len(cases)} cases scored, {left_out} left out (non-default ioc-finder options)\n")
+    report_path: Path = args.report_cases or REPORT_CASES_PATH
+    if not report_path.is_file():
+        print(f"report cases not found: {report_path}", file=sys.stderr)
+        return 2
 
     extractors: dict[str, Extractor] = {}
     if args.compare:
@@ -401,25 +579,48 @@ def main(argv: list[str] | None = None) -> int:
             except ImportError as err:
                 print(f"{name}: not installed ({err}); skipped\n")
     extractors["aurorasoc"] = aurora_extractor
+    payload: dict[str, Any] = {}
 
-    results = evaluate(cases, extractors)
-    for plain, defanged in results.values():
-        print(render(plain), end="\n\n")
-        print(render(defanged), end="\n\n")
-        if args.misses:
-            for report in (plain, defanged):
-                for case_id, kind, value in report.misses:
-                    print(f"  miss  [{report.variant}] {case_id}: {kind} {value!r}")
-                for case_id, kind, value in report.extras:
-                    print(f"  extra [{report.variant}] {case_id}: {kind} {value!r}")
-            print()
-    if args.json:
-        payload = {
+    if path.is_file():
+        cases, left_out = load_cases(path)
+        print(f"ioc-finder's cases (in-sample): {len(cases)} scored, {left_out} left out\n")
+        results = evaluate(cases, extractors)
+        for plain, defanged in results.values():
+            print(render(plain), end="\n\n")
+            print(render(defanged), end="\n\n")
+            if args.misses:
+                _print_failures(plain)
+                _print_failures(defanged)
+                print()
+        payload |= {
             "dataset": CASES_RELATIVE_PATH.as_posix(),
             "cases": len(cases),
             "left_out": left_out,
             "reports": [report.as_dict() for pair in results.values() for report in pair],
         }
+    else:
+        print(f"ioc-finder's cases skipped: {path} not found (set AURORA_SHARED_DATA)\n")
+
+    report_cases = load_report_cases(report_path)
+    negatives = sum(1 for case in report_cases if not any(case.expected.values()))
+    print(
+        f"report cases (held out): {len(report_cases)} passages, {negatives} without indicators\n"
+    )
+    held_out = [
+        score_reports(name, extractor, report_cases) for name, extractor in extractors.items()
+    ]
+    for report in held_out:
+        print(render(report), end="\n\n")
+        if args.misses:
+            _print_failures(report)
+            print()
+    payload["held_out"] = {
+        "dataset": report_path.name,
+        "cases": len(report_cases),
+        "negatives": negatives,
+        "reports": [report.as_dict() for report in held_out],
+    }
+    if args.json:
         args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return 0
 
