@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 LAUNCHER = "gateway.launcher"
 ADMIN = "gateway.admin"
+EVALS = "evals.cli"
 DEMO = "gateway.demo"
 
 DEMO_TIMEOUT_SECONDS = 120.0
@@ -179,6 +180,45 @@ def _add_evidence(commands: Subcommands) -> None:
     )
 
 
+def _add_eval(commands: Subcommands) -> None:
+    """``aurora eval``: the commands live in :mod:`evals.cli` (the ``evals`` extra); only
+    their arguments are declared here, so that other commands never import inspect_ai."""
+    evals = _actions(commands, "eval", "eval suites: run, compare, gate (the evals extra)")
+    _command(evals, "list", f"{EVALS}:cmd_list", "list the suites and their subjects")
+    run = _command(evals, "run", f"{EVALS}:cmd_run", "run a suite on a subject")
+    run.add_argument("suite", help="a suite (aurora eval list)")
+    run.add_argument("--subject", choices=("tool", "specialist", "orchestrator"), default="tool")
+    run.add_argument("--agent", help="the specialist to call (default: the suite's)")
+    run.add_argument("--model", help="the LLM's name (omit for the built-in analysis)")
+    run.add_argument("--base-url", help="its OpenAI-compatible endpoint, e.g. vLLM's .../v1")
+    run.add_argument(
+        "--api-key-env",
+        default="AURORA_EVAL_API_KEY",
+        help="the environment variable holding the API key (never the key itself)",
+    )
+    run.add_argument("--price-per-million", type=float, default=0.0, help="per 1M tokens")
+    run.add_argument("--prompt-version", help="prompts/<agent>/vN.md to use, e.g. v2")
+    size = run.add_mutually_exclusive_group()
+    size.add_argument("--full", action="store_true", help="every case, not the fast subset")
+    size.add_argument("--limit", type=int, help="at most N cases")
+    run.add_argument("--log-dir", type=Path, default=Path("eval-logs"))
+    run.add_argument("--json", type=Path, help="also write the figures to this file")
+    run.add_argument(
+        "--running-agents",
+        action="store_true",
+        help="call the agents the platform runs (aurora up) instead of starting them",
+    )
+    run.add_argument("--max-samples", type=int, default=8, help="cases in flight at once")
+    compare = _command(evals, "compare", f"{EVALS}:cmd_compare", "compare two runs case by case")
+    compare.add_argument("a", type=Path, help="the first run's log")
+    compare.add_argument("b", type=Path, help="the second run's log")
+    compare.add_argument("--show", type=int, default=20, help="flipped cases to list")
+    gate = _command(evals, "gate", f"{EVALS}:cmd_gate", "check the figures against thresholds")
+    gate.add_argument("--thresholds", type=Path, help="default: the shipped thresholds.toml")
+    gate.add_argument("--full", action="store_true", help="every case of each suite")
+    gate.add_argument("--log-dir", type=Path, default=Path("eval-logs"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aurora", description="AuroraSOC: AI specialist agents beside SOC analysts."
@@ -203,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_users(commands)
     _add_agents(commands)
     _add_evidence(commands)
+    _add_eval(commands)
 
     mcp = _command(
         commands,

@@ -1,0 +1,291 @@
+"""The eval suites: for each, its cases (from the shared data), the subjects it can run and how
+an answer is scored.
+
+A suite turns its dataset into :class:`Case` objects (an id, what a tool is given, what a
+specialist or the orchestrator is given as an investigation :class:`~agents.catalog.Subject`,
+and the expected answer), says how each kind of subject answers a case (:meth:`Suite.tool`,
+:meth:`Suite.from_finding`, :meth:`Suite.from_receipt`) and scores an answer
+(:meth:`Suite.score`, with the figures of :mod:`evals.scoring`). The runner
+(:mod:`evals.runner`) makes an inspect_ai task of it.
+
+Each suite has a ``fast`` size: the first cases in a fixed order (SHA-256 of the case id), so
+that CI's gate runs the same subset every time; ``--full`` runs all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, ClassVar, Final
+
+from agents.catalog import Subject
+from evals.scoring import compare_sets, compare_techniques, set_score, verdict_score
+from evals.subjects import SubjectKind
+from tools.attack import AttackKB
+
+TECHNIQUE_EVIDENCE_KINDS: Final = frozenset({"context_techniques", "text_techniques"})
+"""Evidence kinds under which a finding lists techniques read from the request's free text
+(apart from those the agent observed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One sample of a suite."""
+
+    id: str
+    input: str
+    """What the log shows as the sample's input (short)."""
+    expected: Any
+    subject: Subject | None = None
+    """What a specialist or the orchestrator is given; None: tool only."""
+    data: Any = None
+    """What the suite's tool is given (when it is not ``input``)."""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+def fixed_order(cases: Sequence[Case]) -> list[Case]:
+    """``cases`` in the order the fast subset is cut from: by SHA-256 of the id."""
+    return sorted(cases, key=lambda c: hashlib.sha256(c.id.encode("utf-8")).hexdigest())
+
+
+@cache
+def attack_kb() -> AttackKB:
+    """ATT&CK, loaded once per process."""
+    return AttackKB.load()
+
+
+def canonical_techniques(values: Sequence[Any]) -> list[str]:
+    """Technique ids in their current ATT&CK form (revoked ones as their replacement);
+    anything that is no technique is dropped."""
+    kb = attack_kb()
+    found = []
+    for value in values:
+        canonical = kb.canonical_id(str(value))
+        if canonical is not None:
+            found.append(canonical)
+    return list(dict.fromkeys(found))
+
+
+def finding_techniques(finding: Mapping[str, Any], *, with_text: bool) -> list[str]:
+    """The techniques a finding claims: those it observed, and with ``with_text`` also those
+    it read from the request's text (reported as evidence)."""
+    found = [str(t) for t in finding.get("mitre_techniques") or ()]
+    if with_text:
+        for item in finding.get("evidence") or ():
+            if item.get("kind") in TECHNIQUE_EVIDENCE_KINDS:
+                found.extend(
+                    part.strip().split(" ", 1)[0]
+                    for part in str(item.get("summary", "")).replace(";", ",").split(",")
+                    if part.strip().startswith("T")
+                )
+    return canonical_techniques(found)
+
+
+def receipt_techniques(receipt: Mapping[str, Any]) -> list[str]:
+    """The techniques an investigation's receipt reports (with the text's, where it has them)."""
+    found = [str(t.get("id")) for t in receipt.get("techniques") or () if isinstance(t, dict)]
+    for item in receipt.get("text_techniques") or ():
+        if isinstance(item, dict):
+            found.append(str(item.get("id") or item.get("technique") or ""))
+    return canonical_techniques(found)
+
+
+class Suite(ABC):
+    """One eval suite; subclasses set the class attributes and implement :meth:`cases` and
+    :meth:`score`, and the answer methods of the subjects they support."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    subjects: ClassVar[tuple[SubjectKind, ...]]
+    agent: ClassVar[str | None] = None
+    """The specialist the ``specialist`` subject calls by default."""
+    fast: ClassVar[int]
+    """Cases in the fast subset (CI's gate)."""
+
+    @abstractmethod
+    def cases(self, root: Path) -> list[Case]:
+        """Every case, from the shared data under ``root``."""
+
+    @abstractmethod
+    def score(self, case: Case, answer: Mapping[str, Any]) -> dict[str, float]:
+        """The sample's figures for ``answer`` (what :meth:`tool`, :meth:`from_finding` or
+        :meth:`from_receipt` returned)."""
+
+    async def tool(self, case: Case) -> dict[str, Any]:
+        """The suite's tool's answer to ``case``."""
+        raise NotImplementedError(f"suite {self.name} has no tool subject")
+
+    def from_finding(self, case: Case, finding: Mapping[str, Any]) -> dict[str, Any]:
+        """The answer a specialist's finding gives to ``case``."""
+        raise NotImplementedError(f"suite {self.name} has no specialist subject")
+
+    def from_receipt(self, case: Case, receipt: Mapping[str, Any]) -> dict[str, Any]:
+        """The answer an investigation's receipt gives to ``case``."""
+        raise NotImplementedError(f"suite {self.name} has no orchestrator subject")
+
+    def nothing(self, case: Case) -> dict[str, Any]:
+        """The answer of a subject that failed or was given nothing it takes."""
+        return {}
+
+
+class TechniqueSuite(Suite):
+    """Base of the suites whose answer is a set of ATT&CK techniques."""
+
+    def score(self, case: Case, answer: Mapping[str, Any]) -> dict[str, float]:
+        predicted = canonical_techniques(answer.get("techniques") or [])
+        exact, hierarchy = compare_techniques(predicted, case.expected)
+        return set_score(exact, hierarchy)
+
+    def nothing(self, case: Case) -> dict[str, Any]:
+        return {"techniques": []}
+
+    def from_finding(self, case: Case, finding: Mapping[str, Any]) -> dict[str, Any]:
+        return {"techniques": finding_techniques(finding, with_text=True)}
+
+    def from_receipt(self, case: Case, receipt: Mapping[str, Any]) -> dict[str, Any]:
+        return {"techniques": receipt_techniques(receipt)}
+
+
+class TechniqueSentences(TechniqueSuite):
+    """TRAM's labelled threat-report sentences (the held-out half, split by report) → the one
+    ATT&CK technique each describes."""
+
+    name = "technique-sentences"
+    description = "threat-report sentences → ATT&CK technique (TRAM, held-out reports)"
+    subjects = ("tool", "specialist", "orchestrator")
+    agent = "threat_intel"
+    fast = 150
+
+    def cases(self, root: Path) -> list[Case]:
+        from evals.technique_mapping import DATASET_RELATIVE_PATH, load_sentences
+
+        path = _dataset(root, DATASET_RELATIVE_PATH)
+        cases = []
+        for index, sentence in enumerate(load_sentences(path, attack_kb())):
+            if sentence.split != "test":
+                continue
+            cases.append(
+                Case(
+                    id=f"tram-{index:04d}",
+                    input=sentence.text,
+                    expected=[sentence.label],
+                    subject=Subject(text=sentence.text),
+                    metadata={"report": sentence.document},
+                )
+            )
+        return cases
+
+    async def tool(self, case: Case) -> dict[str, Any]:
+        from tools.attack.mapping import RECOMMENDED_MIN_SCORE
+
+        top = attack_kb().map_text(case.input, limit=1, min_score=RECOMMENDED_MIN_SCORE)
+        return {"techniques": [m.technique_id for m in top]}
+
+
+class IocExtraction(Suite):
+    """Text → indicators: the shared ioc-finder cases, plain and defanged as analysts write
+    them (the project's own cases from real reports are added by :mod:`evals.ioc_extraction`
+    where it has them)."""
+
+    name = "ioc"
+    description = "text → indicators (ioc-finder cases, plain and defanged)"
+    subjects = ("tool",)
+    fast = 120
+
+    def cases(self, root: Path) -> list[Case]:
+        from evals import ioc_extraction as ioc
+
+        path = _dataset(root, ioc.CASES_RELATIVE_PATH)
+        loaded, _ = ioc.load_cases(path)
+        cases = []
+        for index, case in enumerate(loaded):
+            key = f"ioc-finder-{index:03d}-{case.id}"
+            expected = sorted(
+                f"{kind}:{value}" for kind in case.scored for value in case.expected[kind]
+            )
+            cases.append(
+                Case(
+                    id=key,
+                    input=case.text,
+                    expected=expected,
+                    metadata={"scored": sorted(case.scored), "variant": "plain"},
+                )
+            )
+            defanged_kinds = case.scored & ioc.DEFANGED_KINDS
+            if defanged_kinds:
+                cases.append(
+                    Case(
+                        id=f"{key}-defanged",
+                        input=ioc.defang(case.text),
+                        expected=sorted(
+                            f"{kind}:{value}"
+                            for kind in defanged_kinds
+                            for value in case.expected[kind]
+                        ),
+                        metadata={"scored": sorted(defanged_kinds), "variant": "defanged"},
+                    )
+                )
+        return cases
+
+    async def tool(self, case: Case) -> dict[str, Any]:
+        from evals import ioc_extraction as ioc
+
+        scored = set(case.metadata["scored"])
+        found = ioc.aurora_extractor(case.input)
+        return {
+            "iocs": sorted(
+                f"{kind}:{ioc.canonical(kind, value)}"
+                for kind, values in found.items()
+                if kind in scored
+                for value in values
+            )
+        }
+
+    def score(self, case: Case, answer: Mapping[str, Any]) -> dict[str, float]:
+        return set_score(compare_sets(answer.get("iocs") or [], case.expected))
+
+    def nothing(self, case: Case) -> dict[str, Any]:
+        return {"iocs": []}
+
+
+def verdict_answer(label: str, probability: float) -> dict[str, Any]:
+    """An answer of the triage suites."""
+    return {"verdict": label, "probability": probability}
+
+
+def score_verdict(case: Case, answer: Mapping[str, Any]) -> dict[str, float]:
+    """Correctness and Brier of a verdict answer against ``case.expected`` (a label)."""
+    return verdict_score(
+        str(answer.get("verdict") or "benign"),
+        float(answer.get("probability") or 0.0),
+        str(case.expected),
+    )
+
+
+def _dataset(root: Path, relative: Path | str) -> Path:
+    from evals.data import dataset
+
+    return dataset(relative, root)
+
+
+SUITES: dict[str, Suite] = {}
+
+
+def register(suite: Suite) -> Suite:
+    """Add ``suite`` to :data:`SUITES` (by its name)."""
+    SUITES[suite.name] = suite
+    return suite
+
+
+for _suite in (TechniqueSentences(), IocExtraction()):
+    register(_suite)
+
+
+def as_json(value: Any) -> str:
+    """``value`` as the sample's output text in the log."""
+    return json.dumps(value, sort_keys=True, default=str)
