@@ -22,27 +22,48 @@ Metrics, per split:
   predicted, as scikit-learn does, which also charges each technique the mapper predicted
   outside the label set (0 where a denominator is 0).
 
+Document mode (``--documents``): whole reports assembled from the same sentences, grouped by
+report in the dataset's order (paragraphs of a few sentences; a sentence without final
+punctuation ends its line), each labelled with the set of its sentences' labels. The split is
+the same, by report. Three ways of reading a report are scored on each half, micro-averaged
+over reports, exact and with ATT&CK hierarchy credit side by side (the credit compares both
+sides at the parent technique: ``T1059.001`` and ``T1059`` agree):
+
+- ``whole-top3``: the old behaviour, ``map_text`` of the whole text, best 3 at the sentence
+  threshold (what the agents did);
+- ``whole``: the same without the top 3 (every technique the sentence threshold passes);
+- ``document``: ``AttackKB.map_document`` (sentence by sentence, aggregated per report).
+
+``--calibrate`` searches the aggregation weights and the document threshold on the tune half
+only and prints the best point; the shipped defaults (``tools.attack.document.DocumentWeights``
+and :data:`tools.attack.mapping.DOCUMENT_MIN_SCORE`) are that point. TRAM's reports hold only
+labelled sentences: a real report's unlabelled sentences would cost some precision.
+
 Usage::
 
     python -m evals.technique_mapping                 # both halves and all
     python -m evals.technique_mapping --sweep         # thresholds on the tune half
     python -m evals.technique_mapping --threshold 0.8 --json report.json
+    python -m evals.technique_mapping --documents [--calibrate]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import sys
+import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from tools.attack import AttackKB
+from tools.attack.document import DocumentWeights, SentenceMatches
 from tools.attack.mapping import RECOMMENDED_MIN_SCORE
 
 DATASET_RELATIVE_PATH = Path("cti/tram_single_label_train.json")
@@ -229,6 +250,241 @@ def render(scores: Scores) -> str:
     )
 
 
+# -- document mode --------------------------------------------------------------------------
+
+PARAGRAPH_SENTENCES = 5
+"""Sentences per paragraph of an assembled report."""
+OLD_CONTEXT_LIMIT = 3
+"""How many techniques the agents kept of a whole text before document mapping."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """A whole report assembled from its labelled sentences; ``labels`` are current ids."""
+
+    id: str
+    title: str
+    text: str
+    labels: frozenset[str]
+    split: Literal["tune", "test"]
+
+
+@dataclass(frozen=True)
+class DocumentScores:
+    """Micro-averaged set metrics over reports, exact and with hierarchy credit."""
+
+    method: str
+    split: str
+    reports: int
+    predicted: int
+    """Techniques predicted, over all reports."""
+    expected: int
+    precision: float
+    recall: float
+    f1: float
+    hierarchy_precision: float
+    hierarchy_recall: float
+    hierarchy_f1: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def assemble(sentences: Sequence[str]) -> str:
+    """Sentences as a report's text: paragraphs of :data:`PARAGRAPH_SENTENCES`, a sentence
+    without final punctuation (a heading, a list lead-in) on a line of its own."""
+    paragraphs = []
+    for start in range(0, len(sentences), PARAGRAPH_SENTENCES):
+        lines: list[str] = []
+        line: list[str] = []
+        for sentence in sentences[start : start + PARAGRAPH_SENTENCES]:
+            line.append(" ".join(sentence.split()))
+            if not sentence.rstrip().endswith((".", "!", "?", '"', "'", ")")):
+                lines.append(" ".join(line))
+                line = []
+        if line:
+            lines.append(" ".join(line))
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
+def load_reports(data_root: Path, kb: AttackKB | None = None) -> list[Report]:
+    """TRAM's reports under ``data_root`` (the shared data), assembled from their sentences
+    in the dataset's order, ordered by title; labels mapped to current ids (``kb``, else the
+    shipped knowledge base)."""
+    kb = kb or AttackKB.load()
+    grouped: dict[str, list[Sentence]] = {}
+    for sentence in load_sentences(data_root / DATASET_RELATIVE_PATH, kb):
+        grouped.setdefault(sentence.document, []).append(sentence)
+    return [
+        Report(
+            id="tram-" + hashlib.sha256(title.encode("utf-8")).hexdigest()[:12],
+            title=title,
+            text=assemble([s.text for s in sentences]),
+            labels=frozenset(s.label for s in sentences),
+            split=split_of(title),
+        )
+        for title, sentences in sorted(grouped.items())
+    ]
+
+
+def _parent(technique: str) -> str:
+    return technique.split(".", 1)[0]
+
+
+def score_documents(
+    predicted: Sequence[Collection[str]],
+    expected: Sequence[Collection[str]],
+    *,
+    method: str = "",
+    split: str = "",
+) -> DocumentScores:
+    """Micro precision, recall and F1 of per-report technique sets (``predicted[i]`` against
+    ``expected[i]``), exact and with hierarchy credit (both sides at the parent technique)."""
+    if len(predicted) != len(expected):
+        raise ValueError("one predicted set per expected set")
+    tp = fp = fn = htp = hfp = hfn = 0
+    for got, wanted in zip(predicted, expected, strict=True):
+        g, w = set(got), set(wanted)
+        tp, fp, fn = tp + len(g & w), fp + len(g - w), fn + len(w - g)
+        gp, wp = {_parent(t) for t in g}, {_parent(t) for t in w}
+        htp, hfp, hfn = htp + len(gp & wp), hfp + len(gp - wp), hfn + len(wp - gp)
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    h_precision, h_recall = _ratio(htp, htp + hfp), _ratio(htp, htp + hfn)
+    return DocumentScores(
+        method=method,
+        split=split,
+        reports=len(expected),
+        predicted=sum(len(set(p)) for p in predicted),
+        expected=sum(len(set(e)) for e in expected),
+        precision=precision,
+        recall=recall,
+        f1=_f1(precision, recall),
+        hierarchy_precision=h_precision,
+        hierarchy_recall=h_recall,
+        hierarchy_f1=_f1(h_precision, h_recall),
+    )
+
+
+def _ratio(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+CALIBRATION_GRID: dict[str, tuple[float, ...]] = {
+    "per_sentence": (1, 2, 3),
+    "sentence_floor": (0.5, 0.6, 0.65, 0.7, 0.75, 0.8),
+    "support": (0.0, 0.25, 0.5, 1.0),
+    "min_score": tuple(round(0.5 + step * 0.025, 3) for step in range(19)),
+}
+"""The points :func:`calibrate` tries (``max_support`` stays at its default)."""
+
+
+def document_methods(kb: AttackKB) -> dict[str, Callable[[Report], set[str]]]:
+    """The ways of reading a report that document mode compares, by name."""
+    return {
+        "whole-top3": lambda r: {
+            m.technique_id
+            for m in kb.map_text(r.text, limit=OLD_CONTEXT_LIMIT, min_score=RECOMMENDED_MIN_SCORE)
+        },
+        "whole": lambda r: {
+            m.technique_id
+            for m in kb.map_text(
+                r.text, limit=len(kb.techniques()), min_score=RECOMMENDED_MIN_SCORE
+            )
+        },
+        "document": lambda r: {t.id for t in kb.map_document(r.text)},
+    }
+
+
+def calibrate(kb: AttackKB, reports: Sequence[Report]) -> tuple[DocumentWeights, DocumentScores]:
+    """The :data:`CALIBRATION_GRID` point with the best exact micro F1 on ``reports`` (ties:
+    the first in grid order), and its scores. Pass the tune half only."""
+    deepest = int(max(CALIBRATION_GRID["per_sentence"]))
+    floor = min(CALIBRATION_GRID["sentence_floor"])
+    mapped: list[SentenceMatches] = [
+        kb.map_sentences(r.text, limit=deepest, min_score=floor) for r in reports
+    ]
+    expected = [r.labels for r in reports]
+    best: tuple[DocumentWeights, DocumentScores] | None = None
+    grid = CALIBRATION_GRID
+    for per_sentence, sentence_floor, support, min_score in itertools.product(
+        grid["per_sentence"], grid["sentence_floor"], grid["support"], grid["min_score"]
+    ):
+        weights = replace(
+            DocumentWeights(),
+            per_sentence=int(per_sentence),
+            sentence_floor=sentence_floor,
+            support=support,
+            min_score=min_score,
+        )
+        predicted = [{t.id for t in kb.aggregate(m, weights)} for m in mapped]
+        scores = score_documents(predicted, expected, method="document", split="tune")
+        if best is None or scores.f1 > best[1].f1:
+            best = (weights, scores)
+    if best is None:
+        raise ValueError("an empty calibration grid")
+    return best
+
+
+def evaluate_documents(
+    kb: AttackKB, reports: Sequence[Report], *, methods: Sequence[str] | None = None
+) -> list[DocumentScores]:
+    """Each method's scores (:func:`document_methods`) on the tune half, the test half and
+    all reports, in that order per method."""
+    readers = document_methods(kb)
+    results = []
+    for name in methods or list(readers):
+        predicted = [readers[name](r) for r in reports]
+        for split in ("tune", "test", "all"):
+            chosen = [i for i, r in enumerate(reports) if split in ("all", r.split)]
+            results.append(
+                score_documents(
+                    [predicted[i] for i in chosen],
+                    [reports[i].labels for i in chosen],
+                    method=name,
+                    split=split,
+                )
+            )
+    return results
+
+
+def render_documents(scores: Sequence[DocumentScores]) -> str:
+    """Document-mode scores as a table: exact beside hierarchy credit."""
+    lines = [
+        f"{'method':<11} {'split':<5} {'reports':>7} {'per rep':>7}   "
+        f"{'exact P':>7} {'R':>5} {'F1':>5}   {'hier. P':>7} {'R':>5} {'F1':>5}"
+    ]
+    for s in scores:
+        lines.append(
+            f"{s.method:<11} {s.split:<5} {s.reports:>7} {s.predicted / max(1, s.reports):>7.1f}"
+            f"   {s.precision:>7.3f} {s.recall:>5.3f} {s.f1:>5.3f}"
+            f"   {s.hierarchy_precision:>7.3f} {s.hierarchy_recall:>5.3f} {s.hierarchy_f1:>5.3f}"
+        )
+    return "\n".join(lines)
+
+
+def documents_main(args: argparse.Namespace, kb: AttackKB, data_root: Path) -> int:
+    """``--documents``: the three readings of each report, and ``--calibrate`` on tune."""
+    reports = load_reports(data_root, kb)
+    sizes = Counter(r.split for r in reports)
+    print(f"{len(reports)} reports ({sizes['tune']} tune, {sizes['test']} test)")
+    if args.calibrate:
+        started = time.perf_counter()
+        weights, tuned = calibrate(kb, [r for r in reports if r.split == "tune"])
+        print(f"calibrated on tune in {time.perf_counter() - started:.1f}s: {weights}")
+        print(render_documents([tuned]))
+    results = evaluate_documents(kb, reports)
+    print(render_documents(results))
+    if args.json:
+        payload = {
+            "dataset": DATASET_RELATIVE_PATH.as_posix(),
+            "attack_source": kb.source,
+            "documents": [s.as_dict() for s in results],
+        }
+        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m evals.technique_mapping``."""
     parser = argparse.ArgumentParser(description="Score ATT&CK technique mapping on TRAM.")
@@ -236,6 +492,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=RECOMMENDED_MIN_SCORE)
     parser.add_argument("--sweep", action="store_true", help="print a threshold sweep (tune half)")
     parser.add_argument("--json", type=Path, default=None, help="write the scores here")
+    parser.add_argument("--documents", action="store_true", help="score whole reports")
+    parser.add_argument(
+        "--calibrate", action="store_true", help="with --documents: calibrate on the tune half"
+    )
     args = parser.parse_args(argv)
 
     path: Path = args.dataset or default_dataset_path()
@@ -243,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dataset not found: {path} (set AURORA_SHARED_DATA or --dataset)", file=sys.stderr)
         return 2
     kb = AttackKB.load()
+    if args.documents:
+        return documents_main(args, kb, path.parent.parent)
     sentences = load_sentences(path, kb)
     remapped = Counter(
         f"{s.original_label}→{s.label}" for s in sentences if s.label != s.original_label

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import ValidationFailed
 from core.settings import Settings
+from tools.attack.document import DocumentTechnique, DocumentWeights, SentenceMatches, aggregate
 from tools.attack.index import (
     BundleError,
     build_index,
@@ -27,6 +28,7 @@ from tools.attack.index import (
     write_index,
 )
 from tools.attack.mapping import MappingWeights, TechniqueMapper, TechniqueMatch
+from tools.attack.sentences import split_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +148,8 @@ class AttackKB:
                 revoked_by=item.get("revoked_by"),
             )
         self._mapper: TechniqueMapper | None = None
+        self._parents = {tid: t.parent for tid, t in self._techniques.items() if t.parent}
+        self._names = {tid: t.name for tid, t in self._techniques.items()}
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -327,3 +331,36 @@ class AttackKB:
         if not isinstance(text, str):
             return []
         return self.mapper().map(text, limit=limit, min_score=min_score)
+
+    def map_sentences(
+        self, text: str, *, limit: int = 3, min_score: float = 0.0
+    ) -> SentenceMatches:
+        """Each sentence of ``text`` (:func:`tools.attack.sentences.split_sentences`) with its
+        ``limit`` best techniques scoring at least ``min_score``, best first; the input of
+        :meth:`map_document`."""
+        if not isinstance(text, str):
+            return []
+        mapper = self.mapper()
+        return [
+            (span, mapper.map(span.text, limit=limit, min_score=min_score))
+            for span in split_sentences(text)
+        ]
+
+    def map_document(
+        self, text: str, *, weights: DocumentWeights | None = None
+    ) -> list[DocumentTechnique]:
+        """The techniques a whole document (a report, a case's notes) describes, best first,
+        each with its name, document score and the sentences behind it: mapped sentence by
+        sentence and aggregated with a threshold of its own (``tools.attack.document``).
+        Deterministic; empty for empty text."""
+        weights = weights or DocumentWeights()
+        sentences = self.map_sentences(
+            text, limit=weights.per_sentence, min_score=weights.sentence_floor
+        )
+        return self.aggregate(sentences, weights)
+
+    def aggregate(
+        self, sentences: SentenceMatches, weights: DocumentWeights | None = None
+    ) -> list[DocumentTechnique]:
+        """:meth:`map_document` from sentences already mapped (by :meth:`map_sentences`)."""
+        return aggregate(sentences, parents=self._parents, names=self._names, weights=weights)
