@@ -132,8 +132,49 @@ _REGISTRY_HIVES: Final[dict[str, str]] = {
         "HKCC",
     )
 }
-_DEFANGED_SCHEME = re.compile(r"\bhxxp(s?)(?=\[?:)", re.IGNORECASE)
-_URL_USERINFO = re.compile(r"://[^\s/@:]*:(?P<password>[^\s/@]+)@(?P<host>[^\s/:?#]+)")
+_DEFANGED_SCHEME = re.compile(r"\b(?P<scheme>hxxp|fxp)(?P<s>s?)(?=[\[({]?:)", re.IGNORECASE)
+_DEFANGED_SCHEMES: Final[dict[str, str]] = {"hxxp": "http", "fxp": "ftp"}
+_BRACKET = r"[\[\](){}]"
+_FANG_WORDS = r"(?:at|et|arroba|dot|punto|punkt)"
+# ioc-fanger reads these words as a defanged "@" or "." wherever a bracket touches them, even
+# inside a longer word: "(chat) logs" became "(ch@logs", "tomcat}" "tomc@", "(attack)"
+# "@tack)". Such a word is shielded (a private-use character inside it) while it fangs.
+_GLUED_FANG_WORD = re.compile(
+    rf"(?<=\w){_FANG_WORDS}(?=\s{{0,3}}{_BRACKET})"
+    rf"|(?:(?<={_BRACKET})|(?<={_BRACKET} )|(?<={_BRACKET}  )|(?<={_BRACKET}   ))"
+    rf"{_FANG_WORDS}(?=\w)",
+    re.IGNORECASE,
+)
+_SHIELD = "\ue000"
+_BRACKETED_SLASH = re.compile(r"[\[({]\s{0,3}(/{1,2})\s{0,3}[\])}]")
+# "evil . com": a dot with one space each side between two lower-case name characters.
+_SPACED_DOT = re.compile(r"(?<=[a-z0-9-]) \. (?=[a-z0-9-])")
+# A URL with any scheme ("tcp://", "ldap://", "stratum+tcp://"), userinfo, a name, an IPv4 or
+# a bracketed IPv6 host, a port, and the RFC 3986 characters of path, query and fragment but
+# the comma (IOC lists are often comma-separated).
+_URL_IN_TEXT = re.compile(
+    r"(?<![\w+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}://"
+    r"(?:(?P<userinfo>[\w.~!$&'()*+,;=:%-]*)@)?"
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[\w.-]+)(?::\d{1,5})?"
+    r"(?:[/?#][\w.~!$&'()*+;=:@%/?#-]*)?"
+)
+# A registry key. A segment may hold up to three inner spaces ("Windows NT", "Image File
+# Execution Options") when a backslash follows it and the words after a space are plain words
+# (not "rundll32.exe C:", not another hive); the last segment ends at a space.
+_REGISTRY_SEGMENT = r"[^\\\s\"'<>|]+"
+_REGISTRY_IN_TEXT = re.compile(
+    r"(?<![\w\\])(?i:HKEY_[A-Z_]+|HK(?:LM|CU|CR|U|CC))\\"
+    rf"(?:{_REGISTRY_SEGMENT}(?: (?!(?i:HK))[A-Za-z0-9_-]+){{0,3}}\\)*{_REGISTRY_SEGMENT}"
+)
+# A dotted quad that is a version ("version 3.4.1.22", "builds 7.1.0.12 and 7.2.0.4",
+# "v2.0.1.7", "2.0.1.7-beta"), not an address.
+_VERSION_BEFORE = re.compile(
+    r"(?:\b(?:versions?|ver|builds?|releases?|firmware|patch(?:es)?)\.?\s*[:=]?\s*"
+    r"(?:(?:\d+(?:\.\d+)+[\w-]*|and|or|to|through|is|was|are|were|from|,)\s*)*"
+    r"|\bv)$",
+    re.IGNORECASE,
+)
+_VERSION_AFTER = re.compile(r"^-[A-Za-z]")
 _REGISTRY = re.compile(r"^<?(?P<hive>HK[A-Z_]+)>?:?\\+(?P<path>.+)$", re.IGNORECASE)
 # Sentence punctuation and quotes that text puts after an indicator, never part of it.
 _TRAILING = ".,;:!?'\"`\u201d\u2019\u00bb"
@@ -159,10 +200,19 @@ def _strip_trailing(value: str) -> str:
 
 
 def refang(text: str) -> str:
-    """``text`` with defanged indicators restored (``hxxp``, ``[.]``, ``(.)``, ``[dot]``,
-    ``[@]``, ``[at]``, ``[:]//`` and the other forms ioc-fanger knows)."""
-    # ioc-fanger misses upper-case schemes ("HXXPS://"), common in reports written in capitals.
-    return prepare_text(_DEFANGED_SCHEME.sub(r"http\1", text))
+    """``text`` with defanged indicators restored: ``hxxp``/``hXXps``/``fxp`` schemes,
+    ``[.]``, ``(.)``, ``{.}``, ``[dot]``, ``(dot)``, ``[@]``, ``[at]``, ``(at)``, ``[:]``,
+    ``[://]``, ``[/]`` and ``name . tld``, with the other forms ioc-fanger knows."""
+    text = text.replace(_SHIELD, "")
+    text = _GLUED_FANG_WORD.sub(lambda m: m[0][0] + _SHIELD + m[0][1:], text)
+    # ioc-fanger misses upper-case schemes ("HXXPS://"), common in reports written in
+    # capitals, and "fxp://" for FTP; "[/]" between path segments.
+    text = _DEFANGED_SCHEME.sub(
+        lambda m: _DEFANGED_SCHEMES[m["scheme"].lower()] + m["s"].lower(), text
+    )
+    text = _BRACKETED_SLASH.sub(r"\1", text)
+    fanged = prepare_text(text).replace(_SHIELD, "")
+    return _SPACED_DOT.sub(".", fanged)
 
 
 def _normalise_ip(value: str, subtype: str | None) -> Ioc:
@@ -350,50 +400,6 @@ _FINDER_LOCK = threading.Lock()
 another can leave pyparsing's arity detection wrong for good): one extraction at a time."""
 
 
-def extract_iocs(text: str) -> list[Ioc]:
-    """Every valid indicator in ``text`` (defanged ones included), normalised and deduplicated.
-
-    Ordered by type (as in :data:`IOC_TYPES`), then by first appearance in the text, then by
-    value. The domains of URLs and e-mail addresses are listed as domains too, as are domains
-    written inside URL paths and queries. Invalid candidates are dropped, never raised.
-    """
-    if not text or not text.strip():
-        return []
-    fanged = refang(text)
-    with _FINDER_LOCK:
-        found = find_iocs(fanged, included_ioc_types=list(_FINDER_TYPES), parse_unicode_iocs=True)
-    candidates: list[tuple[IocType, str | None, str]] = [
-        (ioc_type, subtype, value)
-        for name, (ioc_type, subtype) in _FINDER_TYPES.items()
-        for value in found.get(name) or ()
-    ]
-    candidates.extend(
-        ("attack_technique", None, match.group()) for match in _TECHNIQUE_IN_TEXT.finditer(fanged)
-    )
-    # ioc-finder reads the "password@host" of "http://user:password@host/" as an e-mail address.
-    userinfo = {
-        f"{match['password']}@{match['host']}".lower() for match in _URL_USERINFO.finditer(fanged)
-    }
-    lowered = fanged.lower()
-    positions: dict[Ioc, int] = {}
-    for ioc_type, subtype, value in candidates:
-        try:
-            ioc = _normalise(ioc_type, subtype, str(value))
-        except ValidationFailed:
-            continue
-        if ioc.type == "email" and ioc.value in userinfo:
-            continue
-        position = lowered.find(str(value).lower())
-        position = position if position >= 0 else len(lowered)
-        positions[ioc] = min(position, positions.get(ioc, position))
-    rank = {ioc_type: index for index, ioc_type in enumerate(IOC_TYPES)}
-    return sorted(positions, key=lambda ioc: (rank[ioc.type], positions[ioc], ioc.value))
-
-
-# -- indicators in analysed texts ---------------------------------------------------------
-
-MAX_TEXT_FOR_IOCS: Final[int] = 100_000
-"""Longest part of one text :func:`indicators_in` reads."""
 # ioc-finder reads "notes.md" or "run.py" as domains (.md and .py are country TLDs). A name
 # with one of these TLDs is kept only when it is the host of a URL or an e-mail address.
 FILE_LIKE_TLDS: Final[frozenset[str]] = frozenset(
@@ -411,6 +417,119 @@ def _continued(domain: str, texts: list[str]) -> bool:
     )
     matches = [m for text in texts for m in pattern.finditer(text)]
     return bool(matches) and all(m.group("next") for m in matches)
+
+
+def _urls_in(text: str) -> tuple[list[str], set[str]]:
+    """The URLs with a scheme in (fanged) ``text``, as written, and the ``user@host`` that
+    their userinfo shows (never an e-mail address)."""
+    urls: list[str] = []
+    userinfo: set[str] = set()
+    for match in _URL_IN_TEXT.finditer(text):
+        urls.append(match.group())
+        if match["userinfo"] is not None:
+            local = match["userinfo"].rpartition(":")[2]
+            userinfo.add(f"{local}@{match['host']}".lower())
+    return urls, userinfo
+
+
+def _occurrences(value: str, text: str) -> int:
+    pattern = r"(?<![\w.-])" + re.escape(value) + r"(?![\w-])"
+    return len(re.findall(pattern, text, re.IGNORECASE))
+
+
+def _is_version(address: str, text: str) -> bool:
+    """Whether every occurrence of the dotted quad ``address`` in ``text`` is a version."""
+    pattern = re.compile(r"(?<![\w.])" + re.escape(address) + r"(?![\w]|\.\d)")
+    matches = list(pattern.finditer(text))
+    return bool(matches) and all(
+        _VERSION_BEFORE.search(text[max(0, m.start() - 80) : m.start()])
+        or _VERSION_AFTER.match(text[m.end() : m.end() + 2])
+        for m in matches
+    )
+
+
+def _host(ioc: Ioc) -> str | None:
+    """The host name or address of a URL, the domain of an e-mail address; else None."""
+    if ioc.type == "url":
+        host = ioc.value.split("//", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+        host = re.split(r"[?#]", host, maxsplit=1)[0]
+        return host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+    if ioc.type == "email":
+        return ioc.value.rsplit("@", 1)[-1]
+    return None
+
+
+def extract_iocs(text: str) -> list[Ioc]:
+    """Every valid indicator in ``text`` (defanged ones included), normalised and deduplicated.
+
+    Ordered by type (as in :data:`IOC_TYPES`), then by first appearance in the text, then by
+    value. The hosts of URLs (any scheme: ``tcp://``, ``ldap://``, ``smb://``...; IPv6 hosts
+    in brackets) and the domains of e-mail addresses are listed as indicators too, as are
+    domains written inside URL queries. Invalid candidates are dropped, never raised, and so
+    are dotted quads written as versions (``version 7.1.0.12``), file names that only look like
+    domains (``install.sh``, ``invoice.zip``: a file-like top-level domain, written neither
+    defanged nor as a host) and dotted code names (``System.Net.WebClient``).
+    """
+    if not text or not text.strip():
+        return []
+    fanged = refang(text)
+    with _FINDER_LOCK:
+        found = find_iocs(fanged, included_ioc_types=list(_FINDER_TYPES), parse_unicode_iocs=True)
+    urls, userinfo = _urls_in(fanged)
+    keys = [match.group() for match in _REGISTRY_IN_TEXT.finditer(fanged)]
+    candidates: list[tuple[IocType, str | None, str]] = [
+        (ioc_type, subtype, value)
+        for name, (ioc_type, subtype) in _FINDER_TYPES.items()
+        for value in found.get(name) or ()
+    ]
+    candidates.extend(("url", None, url) for url in urls)
+    candidates.extend(("registry_key", None, key) for key in keys)
+    candidates.extend(
+        ("attack_technique", None, match.group()) for match in _TECHNIQUE_IN_TEXT.finditer(fanged)
+    )
+    lowered = fanged.lower()
+    positions: dict[Ioc, int] = {}
+    for ioc_type, subtype, value in candidates:
+        try:
+            ioc = _normalise(ioc_type, subtype, str(value))
+        except ValidationFailed:
+            continue
+        if ioc.type == "email" and ioc.value in userinfo:
+            continue
+        position = lowered.find(str(value).lower())
+        position = position if position >= 0 else len(lowered)
+        positions[ioc] = min(position, positions.get(ioc, position))
+    # ioc-finder cuts URLs short at a scheme, userinfo or bracketed host it does not know
+    # ("ftp://anonymous@host/a" gave "host/a") and registry keys at a space: a URL or key that
+    # is part of a longer one found here is that one, cut.
+    longer = [ioc.value.lower() for ioc in positions if ioc.type in ("url", "registry_key")]
+    hosts = {host.lower() for ioc in positions if (host := _host(ioc)) is not None}
+
+    def kept(ioc: Ioc) -> bool:
+        if ioc.type in ("url", "registry_key"):
+            value = ioc.value.lower()
+            return not any(value != other and value in other for other in longer)
+        if ioc.type == "ip" and ioc.subtype == "ipv4" and ioc.value not in hosts:
+            return not _is_version(ioc.value, fanged)
+        if ioc.type == "domain" and ioc.value not in hosts:
+            if ioc.value.rsplit(".", 1)[-1] in FILE_LIKE_TLDS and _occurrences(
+                ioc.value, text
+            ) >= _occurrences(ioc.value, fanged):
+                return False
+            return not _continued(ioc.value, [fanged])
+        return True
+
+    rank = {ioc_type: index for index, ioc_type in enumerate(IOC_TYPES)}
+    return sorted(
+        (ioc for ioc in positions if kept(ioc)),
+        key=lambda ioc: (rank[ioc.type], positions[ioc], ioc.value),
+    )
+
+
+# -- indicators in analysed texts ---------------------------------------------------------
+
+MAX_TEXT_FOR_IOCS: Final[int] = 100_000
+"""Longest part of one text :func:`indicators_in` reads."""
 
 
 def names_a_machine(ioc: Ioc) -> bool:
@@ -449,13 +568,7 @@ def indicators_in(texts: Iterable[str]) -> list[Ioc]:
     for text in cut:
         for ioc in extract_iocs(text):
             found.setdefault(ioc, None)
-    hosts: set[str] = set()
-    for ioc in found:
-        if ioc.type == "url":
-            host = ioc.value.split("//", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
-            hosts.add(host.rsplit(":", 1)[0].strip("[]").lower())
-        elif ioc.type == "email":
-            hosts.add(ioc.value.rsplit("@", 1)[-1].lower())
+    hosts = {host.lower() for ioc in found if (host := _host(ioc)) is not None}
     return [ioc for ioc in found if _plausible(ioc, hosts, cut)]
 
 
