@@ -4,7 +4,9 @@ Built-in analysis: normalise the events (flat or nested layout), build the host'
 (users, processes, connections, logons, services, tasks, account changes, log clearing), run
 the rules (the command-line and process rules of :mod:`tools.behaviour`, event and registry
 rules of :mod:`agents.endpoint.events`, bursts of failed logons and ticket requests), score
-them the same way (:func:`tools.behaviour.assess`) and propose EDR containment:
+them the same way (:func:`tools.behaviour.assess`) and propose EDR containment. The finding's
+techniques are the rules' (those the context text describes are ``context_techniques``
+evidence, never observations of the host):
 
 - ``isolate_host`` (impact high) when the severity is high or critical; on a host rated high or
   critical the reason says so, for the guardrails to put it before a human;
@@ -29,14 +31,12 @@ from agents.acp.finding import (
     TargetSource,
 )
 from agents.endpoint.events import (
-    REGISTRY_RULES,
+    FILE_NAME_RULES,
     HostContext,
     account,
     is_person,
     process_of,
-    registry_text,
     scan_bursts,
-    scan_event,
     texts_of,
 )
 from agents.endpoint.schemas import AnalyzeEndpointRequest
@@ -49,26 +49,32 @@ from core.schemas import Severity
 from tools.behaviour import (
     CRITICAL_PROCESSES,
     IMAGE_RULES,
+    OBFUSCATION_RULES,
     Assessment,
+    ProcessView,
     RuleHit,
     base_name,
     clean_path,
+    scan_layers,
     scan_process,
-    scan_text,
-    scan_text_deep,
+    sigma_hit,
+    sigma_scan_texts,
 )
-from tools.decode import Layer
+from tools.decode import Layer, unfold
 from tools.ioc import Ioc, indicators_in, names_a_machine, normalise_ioc
 from tools.logs.windows import WinEvent, normalise_event
+from tools.sigma.corpus import default_engine
+from tools.sigma.engine import SigmaEngine, command_event, level_rank, script_event
 
 MAX_KILLS: Final[int] = 10
 MAX_LAYER_EVIDENCE: Final[int] = 10
 MAX_ACTIONS: Final[int] = 30
-# Rules whose hit names an account that should lose access: the actor of credential theft or
-# lateral movement, an account an intruder created or promoted.
-ACCOUNT_TARGET_RULES: Final[frozenset[str]] = frozenset(
-    {"account_created", "privileged_group_add", "sid_history", "reg_hidden_account"}
-)
+MIN_LEVEL: Final[str] = "low"
+"""Sigma rules below this level (informational ones) are hunting aids, not findings."""
+# Events whose hit names an account that should lose access besides the actor: the account an
+# intruder created, promoted or gave another's SID history (Security 4720, 4728, 4732, 4756,
+# 4765), and the account a new-credentials logon used (4624).
+ACCOUNT_TARGET_EVENTS: Final[frozenset[int]] = frozenset({4720, 4728, 4732, 4756, 4765})
 
 
 @dataclass(slots=True)
@@ -85,28 +91,60 @@ class EventScan:
         return [hit for hit, _ in self.hits]
 
 
-def scan_events(events: Sequence[WinEvent]) -> EventScan:
-    """Run every rule over ``events`` (pure, no I/O)."""
+def scan_events(events: Sequence[WinEvent], engine: SigmaEngine | None = None) -> EventScan:
+    """Run every rule over ``events`` (pure, no I/O): the Sigma rules of ``engine`` (default:
+    :func:`tools.sigma.corpus.default_engine`) over the events and over the layers
+    deobfuscation recovers from their command lines and scripts, the obfuscation, image and
+    file-name rules, and the bursts."""
+    engine = engine or default_engine()
     result = EventScan()
+    floor = level_rank(MIN_LEVEL)
+    by_index = {event.index: event for event in events}
+    for match in engine.match(events):
+        event = by_index[match.index]
+        if level_rank(match.level) >= floor:
+            result.hits.append((sigma_hit(match, event.ref), event))
+    fired = {(hit.rule.id, event.index) for hit, event in result.hits}
     for event in events:
-        found = scan_event(event)
+        found: list[RuleHit] = []
+        process = process_of(event)
         for name, text in texts_of(event):
             source = f"{event.ref} {name}"
             result.texts[source] = text
-            hits, layers = scan_text_deep(text, source)
-            found += hits
+            layers = unfold(text)
+            found += scan_layers(text, source, layers, OBFUSCATION_RULES)
             if layers:
                 result.layers[source] = layers
-        process = process_of(event)
+                image = process.image if process else ""
+                derived = [
+                    (f"{source} ({layer.method})", item)
+                    for layer in layers
+                    for item in (command_event(layer.text, image=image), script_event(layer.text))
+                ]
+                found += [
+                    hit
+                    for hit in sigma_scan_texts(engine, derived, min_level=MIN_LEVEL)
+                    if (hit.rule.id, event.index) not in fired
+                ]
         if process and (event.is_("sysmon", 1) or event.is_("security", 4688)):
-            found += scan_process(process.view(), event.ref)
-        registry = registry_text(event)
-        if registry:
-            found += scan_text(registry, event.ref, REGISTRY_RULES)
-        result.hits += [(hit, event) for hit in found]
-    by_ref = {event.ref: event for event in events}
-    result.hits += [(hit, by_ref[hit.source]) for hit in scan_bursts(events)]
+            found += [
+                h for h in scan_process(process.view(), event.ref) if h.rule.id in IMAGE_RULES
+            ]
+        if event.is_("sysmon", 11):
+            # The deceptive-name checks of images apply to a file as soon as it is written.
+            target = ProcessView(image=clean_path(event.get("TargetFilename")))
+            found += [h for h in scan_process(target, event.ref) if h.rule.id in FILE_NAME_RULES]
+        for hit in found:
+            if (hit.rule.id, event.index) not in fired:
+                fired.add((hit.rule.id, event.index))
+                result.hits.append((hit, event))
+    result.hits += [(hit, by_index_ref) for hit, by_index_ref in _bursts(events)]
     return result
+
+
+def _bursts(events: Sequence[WinEvent]) -> list[tuple[RuleHit, WinEvent]]:
+    by_ref = {event.ref: event for event in events}
+    return [(hit, by_ref[hit.source]) for hit in scan_bursts(events)]
 
 
 def _serious(hit: RuleHit, level: Severity = Severity.MEDIUM) -> bool:
@@ -358,13 +396,13 @@ def _accounts(hit: RuleHit, event: WinEvent) -> list[str]:
     """The accounts a hit implicates: the actor, and the account created or promoted."""
     process = process_of(event)
     names = [account(event, "Subject"), process.user if process else ""]
-    if hit.rule.id in ACCOUNT_TARGET_RULES:
-        names.append(account(event, "Target") if event.event_id == 4720 else "")
+    if event.log == "security" and event.event_id in ACCOUNT_TARGET_EVENTS:
+        names.append(account(event, "Target") if event.event_id in (4720, 4765) else "")
         member = event.get("MemberName")
         if member.upper().startswith("CN="):
             member = member[3:].split(",", 1)[0]
         names.append(member)
-    if hit.rule.id == "pass_the_hash":
+    if event.is_("security", 4624) and event.get("LogonType") == "9":
         names.append(account(event, "Target"))
     return [name for name in dict.fromkeys(names) if name and is_person(name)]
 
@@ -407,9 +445,11 @@ def _actions(
             entry[1].append(hit)
         if _serious(hit) and hit.rule.id in IMAGE_RULES and process and process.image:
             files[process.sha256 or clean_path(process.image)].append(hit)
-        if _serious(hit) and hit.rule.id in ("executable_dropped", "dll_from_user_folder"):
+        if _serious(hit) and (event.is_("sysmon", 7) or event.is_("sysmon", 11)):
             files[clean_path(event.get("TargetFilename", "ImageLoaded"))].append(hit)
-        if _serious(hit, Severity.HIGH) or hit.rule.id in ACCOUNT_TARGET_RULES:
+        if _serious(hit, Severity.HIGH) or (
+            event.log == "security" and event.event_id in ACCOUNT_TARGET_EVENTS
+        ):
             for name in _accounts(hit, event):
                 accounts[name].append(hit)
 

@@ -18,7 +18,9 @@ Built-in analysis, through the gateway's log search (``tools.platform``, as the 
    weak evidence: they may not cover it).
 4. Actions: triage collection on each host with sightings, a watchlist entry for each sighted
    indicator, a hunt for the hypothesis when one was given and nothing was found.
-5. Corroborations: an indicator found in a field of the platform's logs that records it as
+5. Techniques: none. A search observes sightings, not techniques; the techniques the
+   hypothesis and context describe are reported as ``context_techniques`` evidence.
+6. Corroborations: an indicator found in a field of the platform's logs that records it as
    such (a connection's source or destination address, a DNS question, a URL, a file or
    process hash: :data:`SIGHTING_FIELDS`) is corroborated by the platform's own telemetry. A
    match only in an event's text (a command line that names it, which the attacker wrote)
@@ -41,6 +43,7 @@ from agents.acp.finding import (
     TargetSource,
 )
 from agents.hunter.schemas import HuntThreatsRequest
+from agents.runtime.evidence import context_evidence
 from agents.runtime.specialist import AgentDeps, Specialist, ToolTrace
 from core.errors import AuroraError
 from core.llm.types import Tool
@@ -261,8 +264,12 @@ class Hunter(Specialist, name="hunter", method="hunt_threats"):
                     kind="unreachable", ref="log search", summary="; ".join(unreachable)[:4000]
                 )
             )
-        techniques = await self.map_context(
-            " ".join(t for t in (request.hypothesis, request.context) if t), trace
+        # The hypothesis and context are what the caller wrote, not what the logs showed: their
+        # techniques are reported apart, and the hunt itself observes none.
+        evidence += context_evidence(
+            await self.map_context(
+                " ".join(t for t in (request.hypothesis, request.context) if t), trace
+            )
         )
         actions = [
             RecommendedAction.of(
@@ -312,7 +319,6 @@ class Hunter(Specialist, name="hunter", method="hunt_threats"):
             summary=self._summary(iocs, sighted, hosts, users, activity, unreachable)[:4000],
             severity=severity,
             confidence=round(confidence, 3),
-            mitre_techniques=techniques,
             iocs=[
                 FindingIoc.model_validate({"type": kind, "value": value}) for kind, value in sighted
             ],

@@ -5,8 +5,10 @@ exfiltration, suspicious ports, DNS tunnelling and DGA, Suricata alert triage, i
 sightings), each run as a reported tool call; severity, confidence, techniques, indicators and
 actions come from the detections they make. The LLM path offers the same rules as tools.
 
-Severity is the highest detection's; confidence is that detection's, raised when a different
-rule corroborates it on the same host (``rules.corroborate``). With nothing detected, the
+Techniques are the detections' only; those the request's context describes are reported as
+``context_techniques`` evidence. Severity is the highest detection's; confidence is that
+detection's, raised when a different rule corroborates it on the same host
+(``rules.corroborate``). With nothing detected, the
 finding is informational with a confidence that grows with the amount of telemetry seen.
 """
 
@@ -44,6 +46,7 @@ from agents.network.rules import (
 )
 from agents.network.schemas import AnalyzeNetworkRequest
 from agents.runtime.analysis import attack_tool
+from agents.runtime.evidence import context_evidence
 from agents.runtime.specialist import (
     Specialist,
     ToolTrace,
@@ -159,8 +162,8 @@ class Network(Specialist, name="network", method="analyze_network"):
         techniques: dict[str, None] = {}
         for detection in detections:
             techniques.update(dict.fromkeys(detection.techniques))
-        for technique in await self.map_context(request.context, trace):
-            techniques.setdefault(technique, None)
+        # The context's techniques are the caller's words, not what the telemetry showed.
+        from_context = await self.map_context(request.context, trace)
         evidence = list(trace.evidence)
         evidence += [d.evidence() for d in detections[:MAX_DETECTION_EVIDENCE]]
         if len(detections) > MAX_DETECTION_EVIDENCE:
@@ -178,6 +181,7 @@ class Network(Specialist, name="network", method="analyze_network"):
                     kind="rejected_iocs", ref="request", summary="; ".join(analysis.rejected)[:4000]
                 )
             )
+        evidence += context_evidence(t for t in from_context if t not in techniques)
         severity = detections[0].severity if detections else Severity.INFORMATIONAL
         confidence = _confidence(detections, analysis.telemetry)
         iocs = list(dict.fromkeys([*analysis.iocs, *(i for d in detections for i in d.iocs)]))[

@@ -61,8 +61,9 @@ def layer_evidence(source: str, layers: Iterable[Layer]) -> list[Evidence]:
 
 @dataclass(frozen=True, slots=True)
 class RuleVerdict:
-    """What a request's rule hits add up to: the assessment, the ATT&CK techniques (the rules',
-    then the context's) and the finding's evidence."""
+    """What a request's rule hits add up to: the assessment, the ATT&CK techniques the rules
+    observed and the finding's evidence (where the techniques the context text describes are
+    reported apart: :func:`context_evidence`)."""
 
     assessment: Assessment
     techniques: list[str]
@@ -81,10 +82,9 @@ async def rule_verdict(
     """Score ``hits`` (:func:`tools.behaviour.assess`; ``behaviour``: whether anything
     behavioural was examined), tell the caller, and gather the evidence: the tool calls so far,
     each hit, each decoded layer of ``layers`` (by source) and the techniques the context text
-    describes (``from_context``)."""
+    describes (``from_context``, reported apart: :func:`context_evidence`)."""
     assessment = assess(hits, behaviour=behaviour)
     techniques = techniques_of(hits, kb.canonical_id)
-    techniques += [t for t in from_context if t not in techniques]
     await trace.thought(
         "assess",
         f"{len({h.rule.id for h in hits})} rule(s) fired → {assessment.severity} "
@@ -93,15 +93,19 @@ async def rule_verdict(
     evidence = [*trace.evidence, *hit_evidence(hits)]
     for source, decoded in layers:
         evidence += layer_evidence(source, decoded)
-    if from_context:
-        evidence.append(
-            Evidence(
-                kind="context_mapping",
-                ref="context",
-                summary="techniques the context describes: " + ", ".join(from_context),
-            )
-        )
+    evidence += context_evidence(from_context)
     return RuleVerdict(assessment, techniques, evidence)
+
+
+def context_evidence(techniques: Iterable[str]) -> list[Evidence]:
+    """The techniques the request's free text describes, as one ``context_techniques`` entry
+    (their ids, comma-separated; none: no entry). What the caller wrote is not what the agent
+    observed: these are never the finding's :attr:`~agents.acp.finding.Conclusion.mitre_techniques`
+    and never weigh in a verdict."""
+    found = list(dict.fromkeys(techniques))
+    if not found:
+        return []
+    return [Evidence(kind="context_techniques", ref="context", summary=", ".join(found)[:4000])]
 
 
 def verdict_sentences(assessment: Assessment, rules: int, techniques: list[str]) -> list[str]:

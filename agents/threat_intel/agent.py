@@ -1,8 +1,10 @@
 """threat_intel: what is known about indicators, from local feeds and reputation services.
 
 Built-in analysis: normalise the indicators (and those in the context text), look each up in
-the local intel store (STIX / MISP / CSV feeds), ask the configured reputation services, map
-the context to ATT&CK techniques, and score severity and confidence from what agrees.
+the local intel store (STIX / MISP / CSV feeds), ask the configured reputation services, and
+score severity and confidence from what agrees. The finding's techniques are the ones the feeds
+associate with a listed indicator; those the context text describes are reported apart, as
+``context_techniques`` evidence.
 
 The finding's ``corroborations`` are what the platform may contain without a human: an exact,
 unexpired feed listing rated medium or worse, or a reputation service's ``malicious`` verdict,
@@ -36,6 +38,7 @@ from agents.acp.finding import (
 )
 from agents.acp.server import CallContext
 from agents.runtime.analysis import attack_tool
+from agents.runtime.evidence import context_evidence
 from agents.runtime.specialist import (
     AgentDeps,
     IocIn,
@@ -306,8 +309,8 @@ class ThreatIntel(Specialist, name="threat_intel", method="analyze_threat"):
                 canonical = self.deps.attack.canonical_id(technique)
                 if canonical:
                     techniques[canonical] = None
-        for technique in await self.map_context(request.context, trace):
-            techniques.setdefault(technique, None)
+        # What the context describes is the caller's reading, not intelligence on an indicator.
+        from_context = await self.map_context(request.context, trace)
 
         known = [v for v in verdicts if v.known]
         severity = Severity.highest(v.severity for v in verdicts)
@@ -357,9 +360,10 @@ class ThreatIntel(Specialist, name="threat_intel", method="analyze_threat"):
             evidence.append(
                 Evidence(kind="rejected_iocs", ref="request", summary="; ".join(rejected)[:4000])
             )
+        evidence += context_evidence(t for t in from_context if t not in techniques)
         return Finding(
             agent=self.name,
-            summary=_summary(verdicts, list(techniques)),
+            summary=_summary(verdicts, list(techniques), from_context),
             severity=severity,
             confidence=round(confidence, 3),
             mitre_techniques=list(techniques),
@@ -420,7 +424,9 @@ def _unique(items: list[Corroboration]) -> list[Corroboration]:
     return list(seen.values())[:1000]
 
 
-def _summary(verdicts: list[Verdict], techniques: list[str]) -> str:
+def _summary(verdicts: list[Verdict], techniques: list[str], from_context: list[str]) -> str:
+    """What the intelligence says; ``techniques`` are the feeds' for the indicators,
+    ``from_context`` those the request's text describes (named as such, never as found)."""
     if not verdicts:
         return "No valid indicators to assess."
     known = [v for v in verdicts if v.known]
@@ -429,8 +435,8 @@ def _summary(verdicts: list[Verdict], techniques: list[str]) -> str:
             f"No threat intelligence on {len(verdicts)} indicator(s): not listed in local feeds"
             " and not flagged by any reputation service."
         )
-        if techniques:
-            text += f" The context describes: {', '.join(techniques[:8])}."
+        if from_context:
+            text += f" The context describes: {', '.join(from_context[:8])}."
         return text
     worst = max(known, key=lambda v: (v.severity, v.confidence))
     actors = sorted({a for v in known for a in v.actors})
