@@ -10,6 +10,12 @@ detection the condition never uses); the others are style findings reported as
 ``Conversion.warnings``. Validators that need a file name, the whole corpus or online data are
 not run.
 
+Every rule's condition is ANDed with its logsource's scope (:mod:`tools.sigma.logsource`): the
+events of the log table that are of the kind of log the rule was written for. A rule whose
+logsource maps to nothing gets the scope ``0`` (it matches no event) and says why in
+``Conversion.logsource_error`` (and its warnings); :func:`check_logsource` turns that into
+AURORA-4222 for callers that refuse such a rule.
+
 Correlation rules: ``event_count``, ``value_count`` and ``temporal`` convert to a ``GROUP BY`` /
 ``HAVING`` query over fixed (tumbling) windows of the rule's timespan; ``temporal_ordered`` and
 the ``value_sum``/``avg``/``percentile``/``median`` types are refused with AURORA-4222.
@@ -48,6 +54,7 @@ from sigma.validators.core import validators as core_validators
 
 from core.errors import SigmaValidationFailed
 from tools.sigma.backend import AuroraClickhouseBackend, resolve_field
+from tools.sigma.logsource import describe, scope_sql, unmapped_reason
 from tools.sigma.pipeline import aurora_pipeline, field_mapping
 
 BLOCKING_VALIDATORS: Final[tuple[str, ...]] = (
@@ -158,8 +165,12 @@ class Conversion:
 
     meta: RuleMeta
     condition: str
+    """The rule's condition ANDed with its logsource's scope."""
     correlation: Correlation | None = None
     warnings: tuple[str, ...] = field(default=())
+    logsource_error: str | None = None
+    """Why the rule's logsource (or a correlated rule's) maps to no events of the log table:
+    the condition then matches nothing. None when every logsource maps."""
 
     def count_sql(self, table: str) -> str:
         """``SELECT count()`` of the matching events (``table``: a quoted ``db.table``)."""
@@ -391,8 +402,47 @@ def _meta(rule: SigmaRule | SigmaCorrelationRule, logsource_of: SigmaRule | None
 
 
 def _condition(rule: SigmaRule) -> str:
-    """Convert ``rule`` (a fresh one: the pipeline mutates it)."""
-    backend = AuroraClickhouseBackend(processing_pipeline=aurora_pipeline())
+    """Convert ``rule`` (a fresh one: the pipeline mutates it), scoped to its logsource."""
+    source = rule.logsource
+    scope = scope_sql(source.product, source.category, source.service)
+    return f"({scope}) AND ({_detection(rule)})"
+
+
+def _unmapped(rules: Sequence[SigmaRule]) -> str | None:
+    """Why the first of ``rules`` whose logsource maps to nothing does not map."""
+    for rule in rules:
+        source = rule.logsource
+        reason = unmapped_reason(source.product, source.category, source.service)
+        if reason is not None:
+            return reason
+    return None
+
+
+def check_logsource(conversion: Conversion) -> None:
+    """AURORA-4222 naming ``logsource`` and why, when the rule's logsource maps to nothing."""
+    reason = conversion.logsource_error
+    if reason is None:
+        return
+    meta = conversion.meta
+    raise SigmaValidationFailed(
+        {
+            "errors": [{"type": "logsource", "message": reason}],
+            "logsource": {
+                "product": meta.product,
+                "category": meta.category,
+                "service": meta.service,
+            },
+        },
+        message=f"Sigma rule's logsource ({describe(meta.product, meta.category, meta.service)})"
+        " maps to no events",
+    )
+
+
+def _detection(rule: SigmaRule) -> str:
+    """The rule's detection alone as SQL."""
+    backend = AuroraClickhouseBackend(
+        processing_pipeline=aurora_pipeline(logsource_conditions=False)
+    )
     try:
         queries: list[Any] = backend.convert_rule(rule)
     except (SigmaError, NotImplementedError) as err:
@@ -445,7 +495,14 @@ def _convert(text: str, *, one: bool) -> list[Conversion]:
                 conversion = _convert_correlation(fresh, collection, in_order, rule, warnings)
             else:
                 condition = _condition(fresh.rule(in_order[index]))
-                conversion = Conversion(_meta(rule, rule), condition, None, warnings)
+                unmapped = _unmapped([rule])
+                conversion = Conversion(
+                    _meta(rule, rule),
+                    condition,
+                    None,
+                    warnings + ((unmapped,) if unmapped else ()),
+                    unmapped,
+                )
             _check_size(conversion)
             out.append(conversion)
         return out
@@ -544,4 +601,11 @@ def _convert_correlation(
         count=int(condition.count),
     )
     events = " OR ".join(f"({cond})" for _, cond in bases)
-    return Conversion(_meta(rule, bases[0][0]), events, correlation, warnings)
+    unmapped = _unmapped([base for base, _ in bases])
+    return Conversion(
+        _meta(rule, bases[0][0]),
+        events,
+        correlation,
+        warnings + ((unmapped,) if unmapped else ()),
+        unmapped,
+    )

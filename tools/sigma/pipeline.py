@@ -8,11 +8,13 @@ column only where the column holds exactly the same text the field would (``Imag
 is split from ``DOMAIN\\user``. Everything unmapped still matches through ``fields``, which holds
 every leaf under its original name.
 
-Windows rules are also narrowed to their log source, as pySigma's Sysmon and Windows pipelines
-do: a ``category`` adds the Sysmon event ids that carry it (``process_creation``: 1, and the
-Security log's 4688), a ``service`` adds its event log ``Channel`` (pySigma's own
-``windows_logsource_mapping``). Without this, ``Image|endswith: \\cmd.exe`` written for process
-creation would also fire on every network, file and registry event cmd.exe causes.
+Windows rules can also be narrowed to their log source here, as pySigma's Sysmon and Windows
+pipelines do: a ``category`` adds the Sysmon event ids that carry it (``process_creation``: 1,
+and the Security log's 4688), a ``service`` adds its event log ``Channel`` (pySigma's own
+``windows_logsource_mapping``). :func:`tools.sigma.convert` does not ask for this
+(``logsource_conditions=False``): it scopes every rule, of any product, by the log table's own
+columns instead (:mod:`tools.sigma.logsource`), which also tells the Sysmon channel's event 1
+from another log's.
 """
 
 from __future__ import annotations
@@ -166,10 +168,8 @@ def _mapping_items(
     )
 
 
-def aurora_pipeline() -> ProcessingPipeline:
-    """A fresh pipeline (pySigma pipelines keep state per conversion: build one per rule)."""
+def _windows_logsource_items() -> list[ProcessingItem]:
     items: list[ProcessingItem] = []
-    # Log source narrowing first, so that the EventID and Channel it adds are mapped below.
     for category, event_ids in WINDOWS_CATEGORY_EVENT_IDS.items():
         items.append(
             ProcessingItem(
@@ -188,6 +188,16 @@ def aurora_pipeline() -> ProcessingPipeline:
                 rule_conditions=[LogsourceCondition(product="windows", service=service)],
             )
         )
+    return items
+
+
+def aurora_pipeline(*, logsource_conditions: bool = True) -> ProcessingPipeline:
+    """A fresh pipeline (pySigma pipelines keep state per conversion: build one per rule).
+
+    ``logsource_conditions``: add the Windows EventID / Channel conditions of a rule's category
+    or service (see the module docstring); field mapping is the same either way."""
+    # Log source narrowing first, so that the EventID and Channel it adds are mapped below.
+    items = _windows_logsource_items() if logsource_conditions else []
     items += [
         _mapping_items(
             "aurora_windows_fields", WINDOWS_FIELDS, [LogsourceCondition(product="windows")]

@@ -12,18 +12,34 @@ import pytest
 from core.errors import SigmaValidationFailed
 from tests.tools.sigma.conftest import T0, LogTable, rule_text
 from tools.sigma import convert, convert_all
+from tools.sigma.logsource import scope_sql
 from tools.sigma.sql import string_literal
 
 NEUTRAL = {"product": "acme", "category": "test"}
+"""A logsource with no field mapping (and no scope: these tests look at the detection alone)."""
+SYSMON = "Microsoft-Windows-Sysmon/Operational"
+
+
+def scoped(detection: dict[str, Any], logsource: dict[str, str]) -> str:
+    """The whole converted condition: the logsource's scope AND the detection."""
+    return convert(rule_text(detection, logsource=logsource)).condition
 
 
 def condition(detection: dict[str, Any], logsource: dict[str, str] | None = None) -> str:
-    return convert(rule_text(detection, logsource=logsource or NEUTRAL)).condition
+    """The detection's SQL alone, taken from the converted condition after checking that it is
+    the logsource's scope ANDed with it."""
+    source = logsource or NEUTRAL
+    sql = scoped(detection, source)
+    scope = scope_sql(source.get("product"), source.get("category"), source.get("service"))
+    prefix = f"({scope}) AND ("
+    assert sql.startswith(prefix), sql
+    assert sql.endswith(")"), sql
+    return sql[len(prefix) : -1]
 
 
 def proc(raw: str, **columns: Any) -> dict[str, Any]:
     """A Sysmon process-creation row."""
-    return {"raw": raw, "event_code": "1", **columns}
+    return {"raw": raw, "event_code": "1", "event_provider": SYSMON, **columns}
 
 
 def row(raw: str, **fields: str) -> dict[str, Any]:
@@ -49,7 +65,7 @@ def test_metadata_is_kept() -> None:
 
 
 def test_windows_fields_map_to_columns_and_event_ids_are_text(log_table: LogTable) -> None:
-    sql = condition(
+    sql = scoped(
         {
             "sel": {
                 "EventID": 4688,
@@ -65,12 +81,13 @@ def test_windows_fields_map_to_columns_and_event_ids_are_text(log_table: LogTabl
     assert "endsWith(lowerUTF8(`process_executable`), lowerUTF8('\\\\cmd.exe'))" in sql
     assert "`process_parent_executable`" in sql
     assert "`x_OriginalFileName`" in sql  # a promoted field: its own narrow column
-    assert "`x_Channel`" in sql  # the service's channel narrows the rule
+    assert "lowerUTF8(`event_provider`) IN ('security'" in sql  # the service's channel
     log_table.insert(
         [
             {
                 "raw": "hit",
                 "event_code": "4688",
+                "event_provider": "Security",
                 "process_executable": "C:\\Windows\\System32\\CMD.EXE",
                 "process_parent_executable": "C:\\Office\\WINWORD.EXE",
                 "fields": {"OriginalFileName": "cmd.exe", "Channel": "Security"},
@@ -78,6 +95,7 @@ def test_windows_fields_map_to_columns_and_event_ids_are_text(log_table: LogTabl
             {
                 "raw": "other channel",
                 "event_code": "4688",
+                "event_provider": "System",
                 "process_executable": "C:\\Windows\\System32\\cmd.exe",
                 "process_parent_executable": "C:\\Office\\winword.exe",
                 "fields": {"OriginalFileName": "cmd.exe", "Channel": "System"},
@@ -85,6 +103,7 @@ def test_windows_fields_map_to_columns_and_event_ids_are_text(log_table: LogTabl
             {
                 "raw": "other event id",
                 "event_code": "4689",
+                "event_provider": "Security",
                 "process_executable": "C:\\Windows\\System32\\cmd.exe",
                 "process_parent_executable": "C:\\Office\\winword.exe",
                 "fields": {"OriginalFileName": "cmd.exe", "Channel": "Security"},
@@ -95,18 +114,37 @@ def test_windows_fields_map_to_columns_and_event_ids_are_text(log_table: LogTabl
 
 
 def test_process_creation_is_narrowed_to_its_event_ids(log_table: LogTable) -> None:
-    sql = condition(
+    sql = scoped(
         {"sel": {"Image|endswith": "\\cmd.exe"}, "condition": "sel"},
         {"product": "windows", "category": "process_creation"},
     )
-    assert sql.startswith("(`event_code` IN ('1', '4688')) AND ")
+    assert "`event_code` IN ('1')" in sql
+    assert "`event_code` IN ('4688')" in sql
     log_table.insert(
         [
             proc("creation", process_executable="C:\\cmd.exe"),
-            {"raw": "network", "event_code": "3", "process_executable": "C:\\cmd.exe"},
+            {
+                "raw": "security 4688",
+                "event_code": "4688",
+                "event_provider": "Security",
+                "process_executable": "C:\\cmd.exe",
+            },
+            {
+                "raw": "network",
+                "event_code": "3",
+                "event_provider": SYSMON,
+                "process_executable": "C:\\cmd.exe",
+            },
+            # Event 1 of another log (the kernel's time change) is no process creation.
+            {
+                "raw": "kernel 1",
+                "event_code": "1",
+                "event_provider": "System",
+                "process_executable": "C:\\cmd.exe",
+            },
         ]
     )
-    assert log_table.matching(sql) == ["creation"]
+    assert log_table.matching(sql) == ["creation", "security 4688"]
 
 
 def test_integer_columns_compare_as_numbers_and_survive_text(log_table: LogTable) -> None:
@@ -495,7 +533,8 @@ def test_every_conversion_reparses_the_rule() -> None:
     text = rule_text({"sel": {"Image|endswith": "\\cmd.exe"}, "condition": "sel"})
     first, second = convert(text), convert(text)
     assert first.condition == second.condition
-    assert first.condition.count("event_code") == 1  # the added EventID condition once only
+    # The scope once only: one branch for Sysmon's event 1, one for the Security log's 4688.
+    assert first.condition.count("`event_code`") == 2
 
 
 def test_placeholders_are_rejected_with_pysigma_message() -> None:

@@ -56,6 +56,7 @@ def logon(minute: int, code: str, host: str, user: str) -> dict[str, Any]:
         "raw": f"{code}@{host}/{user}@{minute}",
         "timestamp": T0 + timedelta(minutes=minute),
         "event_code": code,
+        "event_provider": "Security",
         "host_name": host,
         "fields": {"Channel": "Security", "TargetUserName": user},
     }

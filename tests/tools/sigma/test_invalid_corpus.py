@@ -5,7 +5,9 @@ refused with AURORA-4222, a message naming what failed (YAML, validation or conv
 pySigma's own errors: the classes and message the index recorded for pySigma 2.0.1. Each rule it
 marks as valid (valid Sigma that some backend lacks: regex flags, field references; a lint-only
 finding; the positive control) converts, and its SQL selects exactly the events it should on a
-real chDB table.
+real chDB table. Most of pySigma's fixtures name test logsources (``product: test_product``)
+that map to no events: such a rule converts but selects nothing, and says why; its detection is
+checked with the logsource replaced by one the table holds (``aurora/json``).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from core.errors import SigmaValidationFailed
 from tests.conftest import shared_data_dir
 from tests.tools.sigma.conftest import T0, LogTable
-from tools.sigma import Conversion, convert_all
+from tools.sigma import Conversion, convert_all, scope_of
 
 REJECTED_STAGES = ("parse", "condition-parse", "conversion")
 NOT_YAML = "Sigma rule is not valid YAML"
@@ -117,8 +120,34 @@ class Outcome:
     check: Callable[[Conversion], None] | None = None
 
 
+JSON_EVENTS = {"product": "aurora", "service": "json"}
+"""The logsource of any event the generic JSON parser read."""
+
+
 def event(raw: str, minute: int = 0, /, **fields: str) -> dict[str, Any]:
-    return {"raw": raw, "timestamp": T0 + timedelta(minutes=minute), "fields": fields}
+    return {
+        "raw": raw,
+        "timestamp": T0 + timedelta(minutes=minute),
+        "format": "json",
+        "fields": fields,
+    }
+
+
+def rescoped(text: str) -> tuple[str, bool]:
+    """The rules of ``text`` with every logsource that maps to nothing replaced by
+    :data:`JSON_EVENTS`, and whether any was."""
+    documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    replaced = False
+    for document in documents:
+        source = document.get("logsource")
+        if (
+            isinstance(source, dict)
+            and scope_of(source.get("product"), source.get("category"), source.get("service"))
+            is None
+        ):
+            document["logsource"] = dict(JSON_EVENTS)
+            replaced = True
+    return yaml.safe_dump_all(documents, sort_keys=False), replaced
 
 
 def no_warnings(conversion: Conversion) -> None:
@@ -126,9 +155,11 @@ def no_warnings(conversion: Conversion) -> None:
 
 
 def sysmon(raw: str, code: str, command_line: str, parent: str) -> dict[str, Any]:
+    channel = "Security" if code == "4688" else "Microsoft-Windows-Sysmon/Operational"
     return {
         "raw": raw,
         "event_code": code,
+        "event_provider": channel,
         "process_command_line": command_line,
         "process_parent_executable": parent,
     }
@@ -220,10 +251,19 @@ def test_valid_rule_converts_and_selects_the_right_events(
     entry: dict[str, Any], log_table: LogTable
 ) -> None:
     outcome = OUTCOMES[name(entry)]
-    conversions = convert_all((invalid_dir() / entry["file"]).read_text())
-    assert len(conversions) == len(outcome.selects)
+    original = (invalid_dir() / entry["file"]).read_text()
+    text, replaced = rescoped(original)
     log_table.insert(list(outcome.rows))
+    if replaced:
+        # As written, the rule's logsource holds no events here: it selects nothing, and says so.
+        for conversion in convert_all(original):
+            assert conversion.logsource_error is not None
+            assert "maps to no events" in conversion.logsource_error
+            assert selected(log_table, conversion) == []
+    conversions = convert_all(text)
+    assert len(conversions) == len(outcome.selects)
     for conversion, expected in zip(conversions, outcome.selects, strict=True):
+        assert conversion.logsource_error is None
         if outcome.check is not None:
             outcome.check(conversion)
         assert selected(log_table, conversion) == list(expected), conversion
