@@ -45,7 +45,9 @@ def described(attack: AttackKB) -> list[str]:
 async def ask(specialist: Specialist, params: dict[str, Any]) -> dict[str, Any]:
     server = build_server(specialist, specialist.deps.settings, None)
     frame = {"jsonrpc": "2.0", "method": specialist.method, "params": params, "id": 1}
-    reply: dict[str, Any] = json.loads(await server.dispatch(json.dumps(frame)))
+    raw = await server.dispatch(json.dumps(frame))
+    assert raw is not None  # a request with an id is answered
+    reply: dict[str, Any] = json.loads(raw)
     assert "result" in reply, reply
     result: dict[str, Any] = reply["result"]
     return result
