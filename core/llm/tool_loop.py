@@ -16,6 +16,7 @@ from pydantic_core import to_jsonable_python
 from core.errors import AuroraError
 from core.llm.backend import LLMBackend, validate_reply
 from core.llm.errors import LLMOutputError, StructuredOutputInvalid, ToolArgumentsInvalid
+from core.llm.fence import fence
 from core.llm.types import Completion, Message, Tool, ToolCall, Usage, tool_message
 
 DEFAULT_MAX_OUTPUT_CHARS = 16_000
@@ -23,7 +24,8 @@ DEFAULT_MAX_OUTPUT_CHARS = 16_000
 
 @dataclass(frozen=True, slots=True)
 class ToolExecution:
-    """One tool call the loop handled: what was sent back to the model, and whether it worked."""
+    """One tool call the loop handled: the tool's output (or the error reported in its place)
+    as the model was shown it, fenced (:func:`core.llm.fence.fence`), and whether it worked."""
 
     call: ToolCall
     output: str
@@ -87,6 +89,9 @@ async def run_tool_loop(
     is reported back to it as the tool's result, not raised: an unknown tool, arguments that are
     not a JSON object, a handler's pydantic ``ValidationError``, a handler's :class:`AuroraError`.
     Other exceptions from a handler propagate. Outputs longer than ``max_output_chars`` are cut.
+    Every result goes back fenced as untrusted data (:func:`core.llm.fence.fence`): a tool's
+    output is whatever its source wrote (a WHOIS record, a log line, a feed's description), so
+    nothing in it can end the fence or pass for an instruction of the prompt's.
 
     When the model stops calling tools, that reply is final. With ``response_model`` it must be
     JSON of that model; if it is not, the answer is asked for once more with the schema enforced
@@ -148,7 +153,9 @@ async def run_tool_loop(
         for call, task in zip(reply.tool_calls, tasks, strict=True):
             execution = task.result()
             executions.append(execution)
-            transcript.append(tool_message(call.id, execution.output))
+            transcript.append(
+                tool_message(call.id, fence(execution.output, source=f"tool {call.name}"))
+            )
 
     final: Completion[Any]
     if response_model is None:

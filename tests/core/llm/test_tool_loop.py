@@ -19,6 +19,7 @@ from core.llm import (
     system_message,
     user_message,
 )
+from core.llm.fence import unfence
 from tests.fakes.openai_server import ScriptedOpenAI, ScriptedToolCall
 
 MESSAGES = [system_message("You triage alerts."), user_message("Look at alert A-17.")]
@@ -61,6 +62,14 @@ class Verdict(BaseModel):
     summary: str
 
 
+def shown(message: dict[str, Any], source: str | None = None) -> str:
+    """A tool message's content as the model reads it: one fence, its payload decoded."""
+    [fenced] = unfence(message["content"])
+    if source is not None:
+        assert fenced.source == source
+    return fenced.text
+
+
 def roles(transcript: list[dict[str, Any]]) -> list[str]:
     return [message["role"] for message in transcript]
 
@@ -89,12 +98,11 @@ async def test_each_tool_call_is_run_and_paired_with_its_result(
     ]
     assert result.transcript[2]["tool_calls"][0]["id"] == "call_alert"
     assert result.transcript[3]["tool_call_id"] == "call_alert"
-    assert json.loads(result.transcript[3]["content"])["src_ip"] == "203.0.113.7"
-    assert result.transcript[5] == {
-        "role": "tool",
-        "tool_call_id": "call_ip",
-        "content": json.dumps({"ip": "203.0.113.7", "verdict": "malicious", "reports": 41}),
-    }
+    assert json.loads(shown(result.transcript[3]))["src_ip"] == "203.0.113.7"
+    assert result.transcript[5]["tool_call_id"] == "call_ip"
+    assert shown(result.transcript[5], "tool lookup_ip") == json.dumps(
+        {"ip": "203.0.113.7", "verdict": "malicious", "reports": 41}
+    )
     assert [(e.call.name, e.ok) for e in result.executions] == [
         ("get_alert", True),
         ("lookup_ip", True),
@@ -129,7 +137,7 @@ async def test_calls_of_one_reply_run_concurrently_and_keep_their_order(
 
     result = await run_tool_loop(backend, MESSAGES, tools)
 
-    assert [(m["tool_call_id"], m["content"]) for m in result.transcript[3:5]] == [
+    assert [(m["tool_call_id"], shown(m)) for m in result.transcript[3:5]] == [
         (result.transcript[2]["tool_calls"][0]["id"], "first done"),
         (result.transcript[2]["tool_calls"][1]["id"], "second done"),
     ]
@@ -152,7 +160,7 @@ async def test_mistakes_the_model_can_fix_are_reported_back_to_it(
     result = await run_tool_loop(backend, MESSAGES, TOOLS)
 
     outputs = {
-        message["tool_call_id"]: json.loads(message["content"])
+        message["tool_call_id"]: json.loads(shown(message))
         for message in result.transcript
         if message["role"] == "tool"
     }
@@ -252,7 +260,7 @@ async def test_long_tool_output_is_cut(fake: ScriptedOpenAI, backend: LLMBackend
     result = await run_tool_loop(
         backend, MESSAGES, [Tool("dump", "big", handler=dump)], max_output_chars=100
     )
-    content = result.transcript[3]["content"]
+    content = shown(result.transcript[3])
     assert content.startswith("x" * 100)
     assert content.endswith("[... cut: 5000 characters in all]")
     assert len(content) < 200
