@@ -37,6 +37,7 @@ RELEASED = {
     ),
     ("responder", "v1"): "619c0793334443b70b2cc8714b00acec0811581c05b72e4f33ad02893281b52a",
     ("threat_intel", "v1"): "486adcf0457e2d348bb43cf543b0cdca198cbdcdfb0d0e5a62e367adbaa22ad3",
+    ("threat_intel", "v2"): "d2b1d5c2eea343913a8600efe77db641786feed0ad122adfaed2d739847edd84",
 }
 
 

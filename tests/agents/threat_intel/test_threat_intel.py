@@ -279,7 +279,7 @@ async def test_llm_path_and_fallback(tmp_path: Path, attack: AttackKB) -> None:
             await llm.close()
     assert llm_result["backend"] == "llm"
     assert llm_result["model"] == "aurora-test"
-    assert llm_result["prompt_version"] == "v1"
+    assert llm_result["prompt_version"] == "v2"  # the latest, unless a call pins one
     assert llm_result["mitre_techniques"] == ["T1566.001"]  # the invented id is dropped
     assert llm_result["iocs"] == [{"type": "ip", "value": "45.33.32.156", "subtype": "ipv4"}]
     assert [(c["value"], c["source"]) for c in llm_result["corroborations"]] == [
