@@ -187,6 +187,36 @@ class TechniqueSentences(TechniqueSuite):
         return {"techniques": [m.technique_id for m in top]}
 
 
+class TechniqueReports(TechniqueSuite):
+    """Whole threat reports assembled from TRAM's sentences (held-out reports) → the set of
+    ATT&CK techniques their sentences are labelled with."""
+
+    name = "technique-reports"
+    description = "whole threat reports → their ATT&CK techniques (TRAM, held-out reports)"
+    subjects = ("tool", "specialist", "orchestrator")
+    agent = "threat_intel"
+    fast = 30
+
+    def cases(self, root: Path) -> list[Case]:
+        from evals.technique_mapping import DATASET_RELATIVE_PATH, load_reports
+
+        _dataset(root, DATASET_RELATIVE_PATH)
+        return [
+            Case(
+                id=report.id,
+                input=report.text,
+                expected=sorted(report.labels),
+                subject=Subject(title=report.title, text=report.text),
+                metadata={"title": report.title},
+            )
+            for report in load_reports(root, attack_kb())
+            if report.split == "test"
+        ]
+
+    async def tool(self, case: Case) -> dict[str, Any]:
+        return {"techniques": [t.id for t in attack_kb().map_document(case.input)]}
+
+
 class IocExtraction(Suite):
     """Text → indicators: the shared ioc-finder cases, plain and defanged as analysts write
     them (the project's own cases from real reports are added by :mod:`evals.ioc_extraction`
@@ -253,6 +283,35 @@ class IocExtraction(Suite):
         return {"iocs": []}
 
 
+class IocReports(IocExtraction):
+    """Passages written in the notation of public threat reports (defanged every way their
+    publishers write indicators, and passages with none) → indicators. The cases are the
+    project's own (``evals/cases/ioc_reports.jsonl``), never used to choose the extractor's
+    rules one by one."""
+
+    name = "ioc-reports"
+    description = "threat-report passages in publishers' notation → indicators (own cases)"
+    fast = 200
+
+    def cases(self, root: Path) -> list[Case]:
+        from evals import ioc_extraction as ioc
+
+        cases = []
+        for case in ioc.load_report_cases():
+            expected = sorted(
+                f"{kind}:{value}" for kind, values in case.expected.items() for value in values
+            )
+            cases.append(
+                Case(
+                    id=case.id,
+                    input=case.text,
+                    expected=expected,
+                    metadata={"scored": sorted(case.expected), "publisher": case.source.publisher},
+                )
+            )
+        return cases
+
+
 def verdict_answer(label: str, probability: float) -> dict[str, Any]:
     """An answer of the triage suites."""
     return {"verdict": label, "probability": probability}
@@ -282,7 +341,7 @@ def register(suite: Suite) -> Suite:
     return suite
 
 
-for _suite in (TechniqueSentences(), IocExtraction()):
+for _suite in (TechniqueSentences(), TechniqueReports(), IocExtraction(), IocReports()):
     register(_suite)
 
 
