@@ -69,10 +69,11 @@ def test_every_prompt_file_is_pinned_in_the_released_table() -> None:
 
 def test_latest_and_pinned_versions() -> None:
     latest = load_prompt("threat_intel")
-    pinned = load_prompt("threat_intel", "v1")
+    pinned = load_prompt("threat_intel", "v2")
     assert latest == pinned
-    assert (latest.name, latest.version, latest.ref) == ("threat_intel", "v1", "threat_intel@v1")
-    assert latest.description.startswith("System prompt of the threat-intelligence specialist")
+    assert latest != load_prompt("threat_intel", "v1")
+    assert (latest.name, latest.version, latest.ref) == ("threat_intel", "v2", "threat_intel@v2")
+    assert latest.description.startswith("Threat-intelligence specialist, v2")
     assert not latest.text.startswith("---")
     assert latest.text.startswith("You are the threat-intelligence specialist of AuroraSOC")
     # Loading again gives the same text and hash (and the same object: prompts are cached).
