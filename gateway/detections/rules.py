@@ -1,5 +1,10 @@
 """Detection rules: Sigma converted once (at create or update) into a ClickHouse condition,
-listed and edited under an optimistic version; and a rule drafted from one log event."""
+listed and edited under an optimistic version; and a rule drafted from one log event.
+
+A rule whose logsource maps to no events of the log store (:mod:`tools.sigma.logsource`) would
+never match anything. Enabling one is refused with AURORA-4222 naming ``logsource`` and why (at
+creation, or by an update); saved disabled (how a corpus is imported in bulk), it is kept with
+the reason among its ``warnings`` and ``logsource.unmapped``, and stays disabled."""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from gateway.detections.conversion import SigmaConverter
 from gateway.detections.events import field_value
 from gateway.detections.models import DetectionRule, Feedback, RuleRun, Suppression
 from gateway.detections.schemas import PromoteRequest, RuleCreate, RuleQuery, RuleUpdate
-from tools.sigma import Conversion
+from tools.sigma import Conversion, check_logsource, logsource_refused
 
 
 def _severity(level: str | None) -> Severity:
@@ -44,16 +49,47 @@ def _apply(rule: DetectionRule, conversion: Conversion, text: str) -> None:
     )
     rule.techniques = list(meta.techniques)
     rule.tags = list(meta.tags)
-    rule.logsource = {"product": meta.product, "category": meta.category, "service": meta.service}
-    rule.warnings = list(conversion.warnings)
+    logsource: dict[str, str | None] = {
+        "product": meta.product,
+        "category": meta.category,
+        "service": meta.service,
+    }
+    warnings = list(conversion.warnings)
+    reason = conversion.logsource_error
+    if reason is not None:
+        logsource["unmapped"] = reason
+        warnings = [w for w in warnings if w != reason]
+        warnings.append(f"{reason}; the rule is kept disabled: {KEPT_DISABLED}")
+    rule.logsource = logsource
+    rule.warnings = warnings
+
+
+KEPT_DISABLED: Final = (
+    "it matches no event, and cannot be enabled until its logsource is one the log store holds"
+)
+
+
+def _refuse_enabling(rule: DetectionRule) -> None:
+    """AURORA-4222 when the saved ``rule``'s logsource maps to nothing (it is to be enabled)."""
+    reason = rule.logsource.get("unmapped")
+    if isinstance(reason, str):
+        raise logsource_refused(
+            product=rule.logsource.get("product"),
+            category=rule.logsource.get("category"),
+            service=rule.logsource.get("service"),
+            reason=reason,
+        )
 
 
 async def create_rule(
     *, db: AsyncSession, converter: SigmaConverter, actor: str, body: RuleCreate
 ) -> DetectionRule:
-    """Validate and convert the rule (AURORA-4222 with pySigma's messages, or naming the limit
-    it is past), then save it."""
+    """Validate and convert the rule (AURORA-4222 with pySigma's messages, naming the limit it
+    is past, or naming its ``logsource`` when it is to be enabled and maps to nothing), then
+    save it."""
     conversion = await converter.convert(body.sigma)
+    if body.enabled:
+        check_logsource(conversion)
     rule = DetectionRule(
         id=await next_id(db, "RULE"),
         enabled=body.enabled,
@@ -93,11 +129,17 @@ async def update_rule(
     *, db: AsyncSession, converter: SigmaConverter, rule_id: str, body: RuleUpdate
 ) -> DetectionRule:
     """Apply the changes; AURORA-4090 when ``body.version`` is stale or another writer changed
-    the rule first."""
+    the rule first, AURORA-4222 when the rule would be enabled with a logsource that maps to
+    nothing (nothing is changed then)."""
     rule = await get_rule(db=db, rule_id=rule_id)
     check_version(kind="rule", ident=rule_id, current=rule.version, wanted=body.version)
     if body.sigma is not None:
-        _apply(rule, await converter.convert(body.sigma), body.sigma)
+        conversion = await converter.convert(body.sigma)
+        if body.enabled or (body.enabled is None and rule.enabled):
+            check_logsource(conversion)
+        _apply(rule, conversion, body.sigma)
+    elif body.enabled:
+        _refuse_enabling(rule)
     if body.interval_seconds is not None:
         rule.interval_seconds = body.interval_seconds
     if body.lookback_seconds is not None:

@@ -24,15 +24,19 @@ from core.validation import EARLIEST, field_error
 from gateway.detections.api import SigmaConverter
 from gateway.siem.models import Hunt, HuntRun
 from gateway.siem.schemas import HuntCreate, HuntLastRun, HuntRead, HuntUpdate
+from tools.sigma import check_logsource
 
 HUNT_RESULTS_KEPT: Final = 500
 
 
 async def _condition(kind: str, query: str, converter: SigmaConverter) -> str | None:
-    """The converted condition of a Sigma hunt (AURORA-4222 when it is not valid Sigma); a
-    search is checked now (AURORA-4220) rather than at its first run."""
+    """The converted condition of a Sigma hunt (AURORA-4222 when it is not valid Sigma, or when
+    its logsource maps to no events: it would find nothing); a search is checked now
+    (AURORA-4220) rather than at its first run."""
     if kind == "sigma":
-        return (await converter.convert(query)).condition
+        conversion = await converter.convert(query)
+        check_logsource(conversion)
+        return conversion.condition
     compile_query(query)
     return None
 

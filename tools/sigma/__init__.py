@@ -16,6 +16,7 @@ from tools.sigma.convert import (
     check_logsource,
     convert,
     convert_all,
+    logsource_refused,
     parse_rule,
 )
 from tools.sigma.logsource import LOGSOURCES, Branch, Scope, scope_of, unmapped_reason
@@ -35,6 +36,7 @@ __all__ = [
     "convert",
     "convert_all",
     "field_mapping",
+    "logsource_refused",
     "parse_rule",
     "resolve_field",
     "scope_of",

@@ -421,19 +421,24 @@ def _unmapped(rules: Sequence[SigmaRule]) -> str | None:
 def check_logsource(conversion: Conversion) -> None:
     """AURORA-4222 naming ``logsource`` and why, when the rule's logsource maps to nothing."""
     reason = conversion.logsource_error
-    if reason is None:
-        return
-    meta = conversion.meta
-    raise SigmaValidationFailed(
+    if reason is not None:
+        meta = conversion.meta
+        raise logsource_refused(
+            product=meta.product, category=meta.category, service=meta.service, reason=reason
+        )
+
+
+def logsource_refused(
+    *, product: str | None, category: str | None, service: str | None, reason: str
+) -> SigmaValidationFailed:
+    """The AURORA-4222 of a rule refused for its logsource: ``detail`` has the ``errors`` entry
+    (type ``logsource``, the reason) and the ``logsource`` itself."""
+    return SigmaValidationFailed(
         {
             "errors": [{"type": "logsource", "message": reason}],
-            "logsource": {
-                "product": meta.product,
-                "category": meta.category,
-                "service": meta.service,
-            },
+            "logsource": {"product": product, "category": category, "service": service},
         },
-        message=f"Sigma rule's logsource ({describe(meta.product, meta.category, meta.service)})"
+        message=f"Sigma rule's logsource ({describe(product, category, service)})"
         " maps to no events",
     )
 
