@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import subprocess
 import time
@@ -104,10 +105,13 @@ def git_commit() -> str | None:
 class Asker:
     """Answers one case with the run's subject."""
 
-    def __init__(self, suite: Suite, options: RunOptions, fleet: Fleet | None) -> None:
+    def __init__(
+        self, suite: Suite, options: RunOptions, fleet: Fleet | None, backend: Backend
+    ) -> None:
         self.suite = suite
         self.options = options
         self.fleet = fleet
+        self.backend = backend
         self.agent = options.agent or suite.agent
 
     async def answer(self, case: Case) -> tuple[dict[str, Any], Answer]:
@@ -120,6 +124,8 @@ class Asker:
                 latency = (time.perf_counter() - started) * 1000
                 return self.suite.nothing(case), Answer(None, False, latency, error=repr(err))
             return result, Answer(result, True, (time.perf_counter() - started) * 1000)
+        if subject == "specialist" and self.suite.own_specialist:
+            return await self.suite.specialist(case, self.backend, self.options.prompt_version)
         if self.fleet is None or case.subject is None:
             return self.suite.nothing(case), Answer(None, False, 0.0, error="no subject")
         if subject == "specialist":
@@ -206,7 +212,7 @@ def build_task(suite: Suite, cases: Sequence[Case], asker: Asker, backend: Backe
 @contextlib.asynccontextmanager
 async def subject_fleet(suite: Suite, options: RunOptions) -> AsyncIterator[Fleet | None]:
     """The specialists the run's subject needs, for the length of the run."""
-    if options.subject == "tool":
+    if options.subject == "tool" or (options.subject == "specialist" and suite.own_specialist):
         yield None
         return
     agent = options.agent or suite.agent
@@ -243,9 +249,12 @@ async def run_async(options: RunOptions) -> RunResult:
     os.environ.setdefault("INSPECT_DISPLAY", "none")
     display_type()
     started = time.perf_counter()
-    async with subject_fleet(suite, options) as fleet:
-        asker = Asker(suite, options, fleet)
-        task = build_task(suite, cases, asker, options.backend)
+    async with (
+        suite.environment(options.backend) as backend,
+        subject_fleet(suite, dataclasses.replace(options, backend=backend)) as fleet,
+    ):
+        asker = Asker(suite, options, fleet, backend)
+        task = build_task(suite, cases, asker, backend)
         logs = await eval_async(
             task,
             model="none",
