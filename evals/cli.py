@@ -74,9 +74,10 @@ def format_figures(result: RunResult) -> str:
         f"suite {result.suite}, subject {result.subject}: {result.cases} cases "
         f"({result.errors} failed) in {result.seconds:.1f} s"
     ]
-    for name in SHOWN_FIGURES:
-        if name in result.figures:
-            lines.append(f"  {name:<22}{result.figures[name]:>12.4f}")
+    known = [name for name in SHOWN_FIGURES if name in result.figures]
+    others = sorted(set(result.figures) - set(SHOWN_FIGURES))
+    for name in [*known[:2], *others, *known[2:]]:
+        lines.append(f"  {name:<22}{result.figures[name]:>12.4f}")
     lines += [f"log: {result.log}", "view: inspect view --log-dir <the log's folder>"]
     return "\n".join(lines)
 

@@ -14,9 +14,11 @@ that CI's gate runs the same subset every time; ``--full`` runs all of them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
+import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -411,6 +413,66 @@ class Injection(Suite):
         return {"attacked": False, "blocked": True, "flagged": []}
 
 
+class SigmaRegression(Suite):
+    """SigmaHQ's regression pairs (a rule and the real events it must match, with the count)
+    through the platform's pipeline: the ingest parser, the log store on embedded chDB, and the
+    converted rule scoped to its logsource. A pair passes when its rule matches exactly the
+    expected count of its own events; matching another pair's events is counted apart."""
+
+    name = "sigma-regression"
+    description = "SigmaHQ regression pairs → exact match counts through the log store"
+    subjects = ("tool",)
+    fast = 60
+
+    def __init__(self) -> None:
+        self._results: dict[str, Any] | None = None
+        self._lock: asyncio.Lock | None = None
+        self._pairs: list[Any] = []
+
+    def cases(self, root: Path) -> list[Case]:
+        from evals.sigma_regression import INDEX, load_pairs
+
+        _dataset(root, INDEX)
+        self._pairs = load_pairs(root)
+        self._results = None
+        return [
+            Case(
+                id=f"{pair.rule_id}",
+                input=f"{pair.title} ({pair.rule_path.name})",
+                expected=pair.expected,
+                metadata={"logsource": pair.logsource},
+            )
+            for pair in self._pairs
+        ]
+
+    async def tool(self, case: Case) -> dict[str, Any]:
+        # One store for every pair (so that a rule's matches on the others' events count):
+        # the first case scores them all.
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._results is None:
+                from evals.sigma_regression import score_pairs
+
+                with tempfile.TemporaryDirectory(prefix="aurora-sigma-eval-") as folder:
+                    scored = await score_pairs(self._pairs, workdir=Path(folder))
+                self._results = {r.rule_id: r for r in scored}
+        result = self._results[case.id]
+        return {"matched": result.matched, "cross": result.cross, "error": result.error}
+
+    def score(self, case: Case, answer: Mapping[str, Any]) -> dict[str, float]:
+        ok = answer.get("error") is None and answer.get("matched") == case.expected
+        return {
+            "primary": float(ok),
+            "rate_pairs_ok": float(ok),
+            "rate_cross_fired": float(bool(answer.get("cross"))),
+            "rate_refused": float(answer.get("error") is not None),
+        }
+
+    def nothing(self, case: Case) -> dict[str, Any]:
+        return {"matched": 0, "cross": 0, "error": "no answer"}
+
+
 def verdict_answer(label: str, probability: float) -> dict[str, Any]:
     """An answer of the triage suites."""
     return {"verdict": label, "probability": probability}
@@ -445,6 +507,7 @@ for _suite in (
     TechniqueReports(),
     IocExtraction(),
     IocReports(),
+    SigmaRegression(),
     Injection(),
 ):
     register(_suite)
