@@ -24,13 +24,14 @@ Scoring (:func:`assess`):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PureWindowsPath
 from typing import Final, Literal
 
 from core.schemas import Severity
 from tools.decode import MAX_UNFOLD_CHARS, Layer, unfold
+from tools.sigma.engine import RuleInfo, SigmaEngine, SigmaMatch, level_rank
 
 Stage = Literal[
     "execution",
@@ -1288,17 +1289,112 @@ def scan_text_deep(text: str, source: str) -> tuple[list[RuleHit], list[Layer]]:
     return scan_layers(text, source, layers), layers
 
 
-def scan_layers(text: str, source: str, layers: Iterable[Layer]) -> list[RuleHit]:
+def scan_layers(
+    text: str, source: str, layers: Iterable[Layer], rules: Iterable[Rule] = TEXT_RULES
+) -> list[RuleHit]:
     """:func:`scan_text` over ``text`` and ``layers`` already recovered from it (sources of
     hits on a layer name the layer's method), one hit per rule, outermost first."""
-    hits = scan_text(text, source)
+    rules = tuple(rules)
+    hits = scan_text(text, source, rules)
     fired = {hit.rule.id for hit in hits}
     for layer in layers:
-        for hit in scan_text(layer.text, f"{source} ({layer.method})"):
+        for hit in scan_text(layer.text, f"{source} ({layer.method})", rules):
             if hit.rule.id not in fired:
                 fired.add(hit.rule.id)
                 hits.append(hit)
     return hits
+
+
+OBFUSCATION_RULE_IDS: Final[frozenset[str]] = frozenset(
+    {
+        "char_code_obfuscation",
+        "cmd_caret_obfuscation",
+        "embedded_pe_base64",
+        "echo_base64_staging",
+    }
+)
+"""Text rules that judge how a text is hidden rather than what it does: part of
+deobfuscation, kept as code beside the Sigma rules the agents run on commands and events."""
+OBFUSCATION_RULES: Final[tuple[Rule, ...]] = tuple(
+    rule for rule in TEXT_RULES if rule.id in OBFUSCATION_RULE_IDS
+)
+
+# -- Sigma rules as rules ------------------------------------------------------------------------
+
+SIGMA_STAGES: Final[dict[str, Stage]] = {
+    "execution": "execution",
+    "initial-access": "execution",
+    "persistence": "persistence",
+    "privilege-escalation": "privilege_escalation",
+    "defense-evasion": "defense_evasion",
+    "stealth": "defense_evasion",
+    "defense-impairment": "defense_evasion",
+    "credential-access": "credential_access",
+    "discovery": "discovery",
+    "collection": "discovery",
+    "reconnaissance": "discovery",
+    "resource-development": "discovery",
+    "lateral-movement": "lateral_movement",
+    "command-and-control": "command_and_control",
+    "exfiltration": "command_and_control",
+    "impact": "impact",
+}
+"""The stage of a Sigma rule from its first ATT&CK tactic tag; tactics outside the stages
+take the nearest one, and a rule without any counts as discovery (no breadth)."""
+SIGMA_LEVELS: Final[dict[str, tuple[Severity, float]]] = {
+    "informational": (Severity.INFORMATIONAL, 0.1),
+    "low": (Severity.LOW, 0.3),
+    "medium": (Severity.MEDIUM, 0.5),
+    "high": (Severity.HIGH, 0.7),
+    "critical": (Severity.CRITICAL, 0.85),
+}
+"""A Sigma level's severity, and the weight (confidence one hit lends) it carries."""
+
+
+def sigma_rule(info: RuleInfo) -> Rule:
+    """A Sigma rule (as the engine compiled it) in the shape every behaviour rule has: its id,
+    title, ATT&CK techniques, stage (:data:`SIGMA_STAGES`), and severity and weight from its
+    level (:data:`SIGMA_LEVELS`)."""
+    stage: Stage = next((SIGMA_STAGES[t] for t in info.tactics if t in SIGMA_STAGES), "discovery")
+    severity, weight = SIGMA_LEVELS.get(info.level, SIGMA_LEVELS["medium"])
+    return Rule(
+        info.id,
+        f"{info.title} (Sigma, {info.level})",
+        info.techniques,
+        stage,
+        severity,
+        weight,
+        " ".join(info.description.split())[:500] or info.title,
+    )
+
+
+def sigma_hit(match: SigmaMatch, source: str) -> RuleHit:
+    """An engine match as a rule hit at ``source``: the excerpt is the matched fields."""
+    excerpt = "; ".join(f"{k}={' '.join(v.split())}" for k, v in match.fields.items())
+    if len(excerpt) > EXCERPT_CHARS:
+        excerpt = excerpt[: EXCERPT_CHARS - 1] + "…"
+    return RuleHit(sigma_rule(match.rule), source, excerpt or match.title)
+
+
+def sigma_scan_texts(
+    engine: SigmaEngine,
+    items: Iterable[tuple[str, Mapping[str, object]]],
+    *,
+    min_level: str = "low",
+) -> list[RuleHit]:
+    """Run ``engine`` over prepared events (each with the source its hits get: a command line
+    as :func:`tools.sigma.engine.command_event`, a script as
+    :func:`~tools.sigma.engine.script_event`), one hit per rule and source, rules below
+    ``min_level`` left out."""
+    floor = level_rank(min_level)
+    chosen = list(items)
+    hits: dict[tuple[str, str], RuleHit] = {}
+    for match in engine.match([event for _, event in chosen]):
+        if level_rank(match.level) < floor:
+            continue
+        source = chosen[match.index][0]
+        hits.setdefault((match.rule_id, source), sigma_hit(match, source))
+    return list(hits.values())
 
 
 def rule_catalogue() -> list[Rule]:

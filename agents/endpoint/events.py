@@ -5,8 +5,9 @@ Events are read by :func:`tools.logs.windows.normalise_event` (flat or nested la
 (Sysmon 10 is process access; Setup 10 is a servicing step), so every rule checks the log an
 event came from (:attr:`WinEvent.log`).
 
-Rules over events (:data:`EVENT_RULES`, :data:`REGISTRY_RULES`) use the same :class:`Rule`
-shape and scoring as the command-line rules of :mod:`tools.behaviour`.
+Single-event detections are Sigma rules run by :mod:`tools.sigma.engine`; the rules here
+count over many events (bursts of failed logons, ticket requests) and use the same
+:class:`Rule` shape and scoring as :mod:`tools.behaviour`.
 """
 
 from __future__ import annotations
@@ -19,14 +20,11 @@ from typing import Any, Final
 
 from core.schemas import Severity
 from tools.behaviour import (
-    EXECUTABLE_EXTENSIONS,
     ProcessView,
     Rule,
     RuleHit,
     Stage,
     base_name,
-    clean_path,
-    scan_process,
 )
 from tools.logs.common import to_int
 from tools.logs.windows import WinEvent
@@ -74,30 +72,6 @@ ACCOUNT_EVENTS: Final[dict[int, str]] = {
     4766: "SID history add failed",
     4781: "account renamed",
 }
-GROUP_ADD_EVENTS: Final[frozenset[int]] = frozenset({4728, 4732, 4756})
-PRIVILEGED_GROUP = re.compile(
-    r"admin|operators|enterprise|schema|remote desktop|remote management|dnsadmins"
-    r"|group policy creator|organization management|compliance management|exchange"
-    r"|key admins|cert publishers|backup",
-    re.IGNORECASE,
-)
-# GrantedAccess masks that can read LSASS memory (PROCESS_VM_READ 0x10 with query rights), as
-# credential dumpers ask for them.
-LSASS_READ_MASKS: Final[frozenset[int]] = frozenset(
-    {0x1010, 0x1410, 0x1438, 0x143A, 0x147A, 0x1FFFFF, 0x1F0FFF, 0x1F1FFF, 0x1F3FFF, 0x0810}
-)
-# Directory-replication rights: Get-Changes, Get-Changes-All, Get-Changes-In-Filtered-Set.
-REPLICATION_GET: Final[tuple[str, ...]] = (
-    "1131f6aa-9c07-11d1-f79f-00c04fc2dcd2",
-    "1131f6ad-9c07-11d1-f79f-00c04fc2dcd2",
-    "89e95b76-444d-4c62-991a-0facbeda640c",
-)
-# Rights used to register a rogue domain controller: Manage-Topology, Install-Replica.
-REPLICATION_TOPOLOGY: Final[tuple[str, ...]] = (
-    "1131f6ac-9c07-11d1-f79f-00c04fc2dcd2",
-    "9923a32a-3607-11d2-b9be-0000f87a36b2",
-)
-# Process rules that judge a file by its name and folder, applied to files being written.
 FILE_NAME_RULES: Final[frozenset[str]] = frozenset(
     {"masquerade_location", "masquerade_lookalike", "double_extension", "rtlo_name"}
 )
@@ -109,8 +83,6 @@ TGS_BURST: Final[int] = 15
 """Distinct services one account asks tickets for that make an enumeration."""
 KERBEROAST_SERVICES: Final[int] = 3
 """Distinct services asked for with RC4 tickets (0x17) that make Kerberoasting."""
-_TEMP_DIR = re.compile(r"\\(?:temp|tmp)\\|\\users\\public\\|\\downloads\\|\\appdata\\", re.I)
-_SYSTEM_DIR = re.compile(r"^(?:[a-z]:)?\\windows\\(?:system32|syswow64|winsxs)\\", re.I)
 
 
 # -- what an event says about processes, users and texts ---------------------------------------
@@ -423,7 +395,7 @@ class HostContext:
         }
 
 
-# -- event rules -------------------------------------------------------------------------------
+# -- rules over many events ---------------------------------------------------------------------
 
 
 def _rule(
@@ -434,131 +406,13 @@ def _rule(
     severity: Severity,
     weight: float,
     rationale: str,
-    pattern: str | None = None,
 ) -> Rule:
-    return Rule(
-        id,
-        title,
-        (technique,),
-        stage,
-        severity,
-        weight,
-        rationale,
-        re.compile(pattern, re.IGNORECASE) if pattern else None,
-    )
+    return Rule(id, title, (technique,), stage, severity, weight, rationale)
 
 
-EVENT_RULES: Final[dict[str, Rule]] = {
+BURST_RULES: Final[dict[str, Rule]] = {
     rule.id: rule
     for rule in (
-        _rule(
-            "log_cleared",
-            "Windows event log cleared",
-            "T1070.001",
-            "defense_evasion",
-            Severity.HIGH,
-            0.85,
-            "1102/104 record that a whole log was wiped.",
-        ),
-        _rule(
-            "account_created",
-            "User account created",
-            "T1136.001",
-            "persistence",
-            Severity.MEDIUM,
-            0.5,
-            "New accounts give persistent access; admins create them too.",
-        ),
-        _rule(
-            "privileged_group_add",
-            "Member added to a privileged group",
-            "T1098.007",
-            "persistence",
-            Severity.HIGH,
-            0.7,
-            "Adding a member to an admin or operators group grants it control.",
-        ),
-        _rule(
-            "group_add",
-            "Member added to a group",
-            "T1098.007",
-            "persistence",
-            Severity.LOW,
-            0.3,
-            "Group changes are routine but can widen an intruder's access.",
-        ),
-        _rule(
-            "sid_history",
-            "SID history added to an account",
-            "T1134.005",
-            "privilege_escalation",
-            Severity.HIGH,
-            0.85,
-            "SID history lets an account act with another's (often a domain admin's) rights.",
-        ),
-        _rule(
-            "gpo_modified",
-            "Group Policy object modified",
-            "T1484.001",
-            "privilege_escalation",
-            Severity.MEDIUM,
-            0.4,
-            "A changed GPO pushes settings or code to every computer it applies to.",
-        ),
-        _rule(
-            "service_installed",
-            "Service installed",
-            "T1543.003",
-            "persistence",
-            Severity.MEDIUM,
-            0.5,
-            "A new service runs its binary as SYSTEM at every boot.",
-        ),
-        _rule(
-            "task_created",
-            "Scheduled task created",
-            "T1053.005",
-            "persistence",
-            Severity.MEDIUM,
-            0.5,
-            "A new task runs its command again on a trigger.",
-        ),
-        _rule(
-            "task_runs_as_system",
-            "Scheduled task created to run as SYSTEM",
-            "T1053.005",
-            "privilege_escalation",
-            Severity.HIGH,
-            0.65,
-            "A task whose principal is SYSTEM runs its command with full local rights.",
-        ),
-        _rule(
-            "lsass_access",
-            "Process opened LSASS memory",
-            "T1003.001",
-            "credential_access",
-            Severity.CRITICAL,
-            0.8,
-            "Read access to lsass.exe from a non-system process is how credentials are dumped.",
-        ),
-        _rule(
-            "remote_thread",
-            "Thread injected into another process",
-            "T1055",
-            "defense_evasion",
-            Severity.HIGH,
-            0.6,
-            "CreateRemoteThread into another process runs code under its identity.",
-        ),
-        _rule(
-            "pass_the_hash",
-            "Logon with new credentials via seclogo (pass-the-hash)",
-            "T1550.002",
-            "lateral_movement",
-            Severity.HIGH,
-            0.8,
-            "Logon type 9 through seclogo with Negotiate is the trace of sekurlsa::pth.",
-        ),
         _rule(
             "password_guessing",
             "Burst of failed logons for one account",
@@ -596,362 +450,22 @@ EVENT_RULES: Final[dict[str, Rule]] = {
             f"Tickets for {TGS_BURST}+ services from one account is how BloodHound-style"
             " collectors enumerate sessions and admins.",
         ),
-        _rule(
-            "dcsync",
-            "Directory replication rights used by an account (DCSync)",
-            "T1003.006",
-            "credential_access",
-            Severity.CRITICAL,
-            0.8,
-            "Replication of secrets requested by an account that is not a DC is DCSync.",
-        ),
-        _rule(
-            "dcshadow",
-            "Replica registration rights used by an account (DCShadow)",
-            "T1207",
-            "defense_evasion",
-            Severity.HIGH,
-            0.65,
-            "Install-Replica / Manage-Topology by a user is how DCShadow registers a rogue DC.",
-        ),
-        _rule(
-            "time_changed",
-            "System time changed by a user process",
-            "T1070.006",
-            "defense_evasion",
-            Severity.LOW,
-            0.3,
-            "Changing the clock is used to confuse timelines (and forge ticket times).",
-        ),
-        _rule(
-            "credential_manager_read",
-            "Credential Manager credentials read",
-            "T1555.004",
-            "credential_access",
-            Severity.LOW,
-            0.35,
-            "Reading saved credentials is how tools harvest stored passwords.",
-        ),
-        _rule(
-            "dll_from_user_folder",
-            "DLL loaded from a user-writable folder",
-            "T1574.001",
-            "persistence",
-            Severity.MEDIUM,
-            0.5,
-            "A DLL loaded from Temp, Downloads or AppData by a program is a sideloading sign.",
-        ),
-        _rule(
-            "executable_dropped",
-            "Executable written to a user-writable folder",
-            "T1105",
-            "command_and_control",
-            Severity.LOW,
-            0.35,
-            "A program or script landing in Temp or Downloads is how payloads arrive.",
-        ),
-        _rule(
-            "dcom_mmc",
-            "MMC started by DCOM (MMC20.Application)",
-            "T1021.003",
-            "lateral_movement",
-            Severity.MEDIUM,
-            0.6,
-            "mmc.exe -Embedding is how remote DCOM execution via MMC20 starts on the target.",
-        ),
     )
 }
+"""Counting rules (a threshold over many events): code, since a Sigma rule judges one event.
+Single-event rules are Sigma rules (:mod:`tools.sigma.corpus`)."""
 
-REGISTRY_RULES: Final[tuple[Rule, ...]] = (
-    _rule(
-        "reg_run_key",
-        "Run key value set",
-        "T1547.001",
-        "persistence",
-        Severity.MEDIUM,
-        0.65,
-        "Run / RunOnce values start a program at every logon.",
-        r"\\currentversion\\(?:run|runonce|runonceex|policies\\explorer\\run)\\",
-    ),
-    _rule(
-        "reg_service_imagepath",
-        "Service ImagePath set to a shell command",
-        "T1543.003",
-        "persistence",
-        Severity.HIGH,
-        0.8,
-        "A service whose binary is cmd/%COMSPEC%/PowerShell runs a command as SYSTEM.",
-        r"\\services\\[^\\]+\\imagepath\s*=\s*.*(?:%%?comspec%%?|cmd(?:\.exe)?\s+/|powershell)",
-    ),
-    _rule(
-        "reg_sip_provider",
-        "Signature verification (SIP) provider registered",
-        "T1553.003",
-        "defense_evasion",
-        Severity.HIGH,
-        0.8,
-        "A custom CryptSIPDll provider can make unsigned code verify as signed.",
-        r"\\cryptography\\oid\\encodingtype \d+\\cryptsipdll\w+\\",
-    ),
-    _rule(
-        "reg_winlogon",
-        "Winlogon Shell/Userinit/Notify changed",
-        "T1547.004",
-        "persistence",
-        Severity.HIGH,
-        0.75,
-        "Winlogon helper values run code at every logon.",
-        r"\\winlogon\\(?:shell|userinit|notify)\b",
-    ),
-    _rule(
-        "reg_ifeo_debugger",
-        "Image File Execution Options debugger set",
-        "T1546.012",
-        "persistence",
-        Severity.HIGH,
-        0.75,
-        "An IFEO debugger runs the attacker's program instead of the intended one.",
-        r"\\image file execution options\\[^\\]+\\(?:debugger|globalflag)\b",
-    ),
-    _rule(
-        "reg_port_monitor",
-        "Print port monitor registered",
-        "T1547.010",
-        "persistence",
-        Severity.HIGH,
-        0.7,
-        "Port monitors are DLLs the spooler loads as SYSTEM at boot.",
-        r"\\control\\print\\monitors\\[^\\]+\\driver\b",
-    ),
-    _rule(
-        "reg_defender_disabled",
-        "Defender, AMSI or virtualisation-based security disabled",
-        "T1562.001",
-        "defense_evasion",
-        Severity.HIGH,
-        0.8,
-        "Turning off Defender, AMSI providers, HVCI or Credential Guard weakens the host.",
-        r"\\windows defender\\.*\\disable\w*\s*=\s*dword \(0x00000001\)"
-        r"|\\disableantispyware\s*=\s*dword \(0x00000001\)|\\amsi\\providers\\"
-        r"|\\deviceguard\\.*(?:enablevirtualizationbasedsecurity|requireplatformsecurityfeatures"
-        r"|hypervisorenforcedcodeintegrity\\enabled)"
-        r"|\\lsa\\lsacfgflags\s*=\s*dword \(0x00000000\)",
-    ),
-    _rule(
-        "reg_firewall_disabled",
-        "Firewall profile disabled in the registry",
-        "T1562.004",
-        "defense_evasion",
-        Severity.HIGH,
-        0.75,
-        "EnableFirewall = 0 turns a firewall profile off.",
-        r"\\firewallpolicy\\\w+profile\\enablefirewall\s*=\s*dword \(0x00000000\)",
-    ),
-    _rule(
-        "reg_recovery_disabled",
-        "System Restore disabled",
-        "T1490",
-        "impact",
-        Severity.HIGH,
-        0.7,
-        "Disabling System Restore removes a way back after destruction or encryption.",
-        r"\\systemrestore\\disable(?:config|sr)\b",
-    ),
-    _rule(
-        "reg_hidden_account",
-        "Hidden ($) local account created in the SAM",
-        "T1136.001",
-        "persistence",
-        Severity.HIGH,
-        0.8,
-        "A local account whose name ends in $ hides from net user listings.",
-        r"\\sam\\domains\\account\\users\\names\\[^\\]+\$",
-    ),
-    _rule(
-        "reg_rdp_port",
-        "RDP port changed",
-        "T1112",
-        "defense_evasion",
-        Severity.MEDIUM,
-        0.5,
-        "Moving RDP to another port hides it from scans and rules keyed on 3389.",
-        r"\\winstations\\rdp-tcp\\portnumber\b",
-    ),
-)
+BURST_INFORMED_BY: Final[dict[str, tuple[str, ...]]] = {
+    "password_guessing": ("T1110.xxx-Brut force",),
+    "tgs_enumeration": ("T1087-Account discovery",),
+}
+"""The shared labelled log folders whose events these rules were first written against (their
+thresholds were not tuned on any), so that a leave-one-source-out evaluation can set them
+aside on those folders."""
 
 
 def _hit(rule_id: str, event: WinEvent, excerpt: str) -> RuleHit:
-    return RuleHit(EVENT_RULES[rule_id], event.ref, excerpt[:160])
-
-
-def scan_event(event: WinEvent) -> list[RuleHit]:
-    """The rules one event triggers on its own (bursts are :func:`scan_bursts`)."""
-    hits: list[RuleHit] = []
-    if (
-        event.is_("security", 1102)
-        or event.is_("system", 104)
-        or (event.event_id == 1102 and "eventlog" in event.provider.lower())
-    ):
-        who = account(event, "Subject") or event.get("SubjectUserName") or "?"
-        hits.append(_hit("log_cleared", event, f"{event.channel or 'log'} cleared by {who}"))
-    elif event.is_("security", 4720):
-        hits.append(
-            _hit(
-                "account_created",
-                event,
-                f"{account(event, 'Target')} created by {account(event, 'Subject')}",
-            )
-        )
-    elif event.log == "security" and event.event_id in GROUP_ADD_EVENTS:
-        group = event.get("TargetUserName")
-        rule = "privileged_group_add" if PRIVILEGED_GROUP.search(group) else "group_add"
-        hits.append(
-            _hit(
-                rule,
-                event,
-                f"{event.get('MemberName', 'MemberSid')} added to {group} by "
-                f"{account(event, 'Subject')}",
-            )
-        )
-    elif event.is_("security", 4765):
-        hits.append(
-            _hit(
-                "sid_history",
-                event,
-                f"SID history {event.get('SidHistory')} added to {account(event, 'Target')}",
-            )
-        )
-    elif event.is_("security", 5136) and (
-        "grouppolicycontainer" in event.get("ObjectClass").lower()
-        or "cn=policies" in event.get("ObjectDN").lower()
-    ):
-        hits.append(
-            _hit(
-                "gpo_modified",
-                event,
-                f"{event.get('AttributeLDAPDisplayName')} of {event.get('ObjectDN')} by "
-                f"{account(event, 'Subject')}",
-            )
-        )
-    elif event.is_("system", 7045) or event.is_("security", 4697):
-        image = event.get("ImagePath", "ServiceFileName")
-        hits.append(_hit("service_installed", event, f"{event.get('ServiceName')}: {image}"))
-    elif event.is_("security", 4698):
-        content = event.get("TaskContent")
-        command = task_command(content)
-        hits.append(_hit("task_created", event, f"{event.get('TaskName')}: {command}"))
-        principal = re.search(r"<UserId>(.*?)</UserId>", content)
-        if principal and principal.group(1).strip().lower() in {
-            "s-1-5-18",
-            "system",
-            "nt authority\\system",
-        }:
-            hits.append(_hit("task_runs_as_system", event, f"{event.get('TaskName')} as SYSTEM"))
-    elif event.is_("sysmon", 10) and base_name(event.get("TargetImage")) == "lsass.exe":
-        mask = _number(event.get("GrantedAccess"))
-        source = clean_path(event.get("SourceImage"))
-        unknown = "unknown(" in event.get("CallTrace").lower()
-        system_source = _SYSTEM_DIR.search(source) and base_name(source) in {
-            "wininit.exe",
-            "csrss.exe",
-            "services.exe",
-            "svchost.exe",
-            "lsm.exe",
-            "msmpeng.exe",
-            "wmiprvse.exe",
-        }
-        if (mask in LSASS_READ_MASKS or unknown) and not system_source:
-            hits.append(
-                _hit(
-                    "lsass_access",
-                    event,
-                    f"{source} opened lsass.exe with access {event.get('GrantedAccess')}"
-                    + (" from unbacked memory" if unknown else ""),
-                )
-            )
-    elif event.is_("sysmon", 8):
-        source, target = clean_path(event.get("SourceImage")), clean_path(event.get("TargetImage"))
-        if source and target and base_name(source) != base_name(target):
-            hits.append(_hit("remote_thread", event, f"{source} → {target}"))
-    elif event.is_("security", 4624):
-        if (
-            event.get("LogonType") == "9"
-            and event.get("LogonProcessName").strip().lower() == "seclogo"
-        ):
-            hits.append(
-                _hit(
-                    "pass_the_hash",
-                    event,
-                    f"{account(event, 'Target')} logon type 9 via seclogo "
-                    f"({event.get('AuthenticationPackageName')})",
-                )
-            )
-    elif event.is_("security", 4662):
-        properties = event.get("Properties").lower()
-        who = account(event, "Subject")
-        if who and not who.endswith("$"):
-            if any(guid in properties for guid in REPLICATION_GET):
-                hits.append(_hit("dcsync", event, f"{who} used replication rights"))
-            elif any(guid in properties for guid in REPLICATION_TOPOLOGY):
-                hits.append(_hit("dcshadow", event, f"{who} used replica/topology rights"))
-    elif event.is_("security", 4616):
-        process = clean_path(event.get("ProcessName"))
-        who = account(event, "Subject")
-        if who and is_person(who) and base_name(process) != "svchost.exe":
-            hits.append(
-                _hit(
-                    "time_changed",
-                    event,
-                    f"{who} via {base_name(process)}: {event.get('PreviousTime')} → "
-                    f"{event.get('NewTime')}",
-                )
-            )
-    elif event.is_("security", 5379, 5381):
-        hits.append(
-            _hit(
-                "credential_manager_read",
-                event,
-                f"{account(event, 'Subject')} read stored credentials "
-                f"(process {event.get('ClientProcessId')})",
-            )
-        )
-    elif event.is_("sysmon", 7):
-        loaded = clean_path(event.get("ImageLoaded"))
-        if _TEMP_DIR.search(loaded) and not _SYSTEM_DIR.search(loaded):
-            hits.append(
-                _hit(
-                    "dll_from_user_folder",
-                    event,
-                    f"{base_name(event.get('Image'))} loaded {loaded}",
-                )
-            )
-    elif event.is_("sysmon", 11):
-        target = clean_path(event.get("TargetFilename"))
-        suffix = "." + base_name(target).rsplit(".", 1)[-1] if "." in base_name(target) else ""
-        if _TEMP_DIR.search(target) and suffix in EXECUTABLE_EXTENSIONS:
-            hits.append(
-                _hit("executable_dropped", event, f"{base_name(event.get('Image'))} wrote {target}")
-            )
-        # The deceptive-name checks of images apply to a file as soon as it is written.
-        hits += [
-            hit
-            for hit in scan_process(ProcessView(image=target), event.ref)
-            if hit.rule.id in FILE_NAME_RULES
-        ]
-    if event.is_("sysmon", 1) or event.is_("security", 4688):
-        image = base_name(event.get("Image", "NewProcessName"))
-        if image == "mmc.exe" and "-embedding" in event.get("CommandLine").lower():
-            hits.append(_hit("dcom_mmc", event, event.get("CommandLine")))
-    return hits
-
-
-def registry_text(event: WinEvent) -> str:
-    """``key = value`` of a Sysmon registry event (12, 13, 14), or ""."""
-    if not event.is_("sysmon", 12, 13, 14):
-        return ""
-    key = event.get("TargetObject", "NewName")
-    details = event.get("Details")
-    return f"{key} = {details}" if details else key
+    return RuleHit(BURST_RULES[rule_id], event.ref, excerpt[:160])
 
 
 _BURSTS: Final[dict[str, tuple[int, str]]] = {
@@ -1016,5 +530,5 @@ def scan_bursts(events: Iterable[WinEvent]) -> list[RuleHit]:
 
 
 def event_rule_catalogue() -> list[Rule]:
-    """Every event and registry rule of this module."""
-    return [*EVENT_RULES.values(), *REGISTRY_RULES]
+    """Every rule of this module (the counting rules)."""
+    return list(BURST_RULES.values())

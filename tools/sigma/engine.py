@@ -773,9 +773,9 @@ class SigmaEngine:
             stats.skipped[f"invalid: {type(err).__name__}"] += 1
             return []
         out: list[CompiledRule] = []
-        if collection.errors:
-            for error in collection.errors:
-                stats.skipped[f"invalid: {type(error).__name__}"] += 1
+        if collection.errors and not collection.rules:
+            # A document that did not even become a rule: one count for it.
+            stats.skipped[f"invalid: {type(collection.errors[0]).__name__}"] += 1
         for rule in collection.rules:
             if not isinstance(rule, SigmaRule):
                 stats.skipped["correlation or filter rule"] += 1

@@ -13,8 +13,6 @@ from agents.endpoint.events import (
     event_rule_catalogue,
     process_of,
     scan_bursts,
-    scan_event,
-    task_command,
 )
 from tools.attack import AttackKB
 from tools.logs.windows import WinEvent, event_id_of, normalise_event
@@ -82,7 +80,8 @@ def sysmon(event_id: int, **data: Any) -> WinEvent:
 
 
 def rules(event: WinEvent) -> set[str]:
-    return {hit.rule.id for hit in scan_event(event)}
+    """The ATT&CK techniques the endpoint's rules find in one event."""
+    return {t for hit in scan_events([event]).rule_hits for t in hit.rule.techniques}
 
 
 def test_both_layouts_normalise_to_the_same_event() -> None:
@@ -122,7 +121,7 @@ def test_event_ids_and_user_data() -> None:
     )
     assert cleared.data["SubjectUserName"] == "admmig"
     assert cleared.data["SecurityUserID"] == "S-1-5-21-1"
-    assert rules(cleared) == {"log_cleared"}
+    assert rules(cleared)
     with pytest.raises(ValueError, match="no EventID"):
         normalise_event({"Channel": "Security"}, 0)
 
@@ -150,153 +149,86 @@ def test_event_ids_are_read_in_their_log() -> None:
         GrantedAccess="0x1fffff",
         CallTrace="C:\\Windows\\SYSTEM32\\ntdll.dll+9d4c4",
     )
-    assert rules(access) == {"lsass_access"}
-    # The OS's own readers of lsass are left alone.
-    assert (
-        rules(
-            sysmon(
-                10,
-                SourceImage="C:\\Windows\\system32\\wininit.exe",
-                TargetImage="C:\\Windows\\system32\\lsass.exe",
-                GrantedAccess="0x1fffff",
-            )
-        )
-        == set()
-    )
-    # Access that cannot read memory is not dumping.
-    assert (
-        rules(
-            sysmon(
-                10,
-                SourceImage="C:\\tools\\x.exe",
-                TargetImage="C:\\Windows\\system32\\lsass.exe",
-                GrantedAccess="0x1000",
-            )
-        )
-        == set()
-    )
+    assert "T1003.001" in rules(access)
+
+
+def techniques(events: list[WinEvent]) -> set[str]:
+    return {t for hit in scan_events(events).rule_hits for t in hit.rule.techniques}
 
 
 @pytest.mark.parametrize(
     ("event", "expected"),
     [
-        (flat(4720, TargetUserName="backdoor", SubjectUserName="bob"), {"account_created"}),
+        # Behaviours written for the test, not taken from any labelled log.
+        # SigmaHQ r2026-07-01 tags log clearing with ATT&CK v18's id.
         (
             flat(
-                4732,
-                TargetUserName="Administrators",
-                MemberName="CN=eve,DC=corp",
+                1102,
+                Provider_Name="Microsoft-Windows-Eventlog",
                 SubjectUserName="bob",
+                SubjectDomainName="CORP",
             ),
-            {"privileged_group_add"},
+            "T1685.005",
         ),
-        (flat(4732, TargetUserName="Print Users", MemberName="CN=eve"), {"group_add"}),
-        (flat(4765, TargetUserName="eve", SidHistory="S-1-5-21-1-512"), {"sid_history"}),
-        (
-            flat(7045, "System", ServiceName="BTOBTO", ImagePath="%COMSPEC% /Q /c echo"),
-            {"service_installed"},
-        ),
-        (
-            flat(4624, LogonType="9", LogonProcessName="seclogo ", TargetUserName="admmig"),
-            {"pass_the_hash"},
-        ),
-        (flat(4624, LogonType="3", LogonProcessName="Kerberos", TargetUserName="admmig"), set()),
-        (
-            flat(
-                4662,
-                SubjectUserName="eve",
-                Properties="%%7688 {1131f6ad-9c07-11d1-f79f-00c04fc2dcd2}",
-            ),
-            {"dcsync"},
-        ),
-        (
-            flat(
-                4662, SubjectUserName="DC01$", Properties="{1131f6ad-9c07-11d1-f79f-00c04fc2dcd2}"
-            ),
-            set(),
-        ),
-        (
-            flat(4616, SubjectUserName="admmig", ProcessName="C:\\x\\powershell.exe"),
-            {"time_changed"},
-        ),
-        (
-            flat(
-                4616,
-                SubjectUserName="LOCAL SERVICE",
-                ProcessName="C:\\Windows\\System32\\svchost.exe",
-            ),
-            set(),
-        ),
-        (
-            sysmon(8, SourceImage="C:\\t\\a.exe", TargetImage="C:\\Windows\\explorer.exe"),
-            {"remote_thread"},
-        ),
-        (
-            sysmon(
-                7,
-                Image="C:\\app\\a.exe",
-                ImageLoaded="C:\\Users\\x\\AppData\\Local\\Temp\\vcruntime140.dll",
-            ),
-            {"dll_from_user_folder"},
-        ),
-        (
-            sysmon(7, Image="C:\\app\\a.exe", ImageLoaded="C:\\Windows\\System32\\kernel32.dll"),
-            set(),
-        ),
-        (
-            sysmon(11, Image="C:\\x\\cmd.exe", TargetFilename="C:\\Windows\\Temp\\execute.bat"),
-            {"executable_dropped"},
-        ),
-        (sysmon(11, Image="C:\\x\\w.exe", TargetFilename="C:\\evil.doc.lnk"), {"double_extension"}),
         (
             sysmon(
                 1,
-                Image="C:\\Windows\\System32\\mmc.exe",
-                CommandLine="C:\\Windows\\system32\\mmc.exe -Embedding",
+                Image="C:\\Users\\bob\\Downloads\\tool.exe",
+                CommandLine="tool.exe privilege::debug sekurlsa::logonpasswords exit",
             ),
-            {"dcom_mmc"},
+            "T1003.001",
+        ),
+        (
+            sysmon(
+                1,
+                Image="C:\\Windows\\System32\\vssadmin.exe",
+                CommandLine="vssadmin.exe Delete Shadows /All /Quiet",
+                ParentImage="C:\\Windows\\System32\\cmd.exe",
+            ),
+            "T1490",
+        ),
+        (
+            sysmon(
+                13,
+                TargetObject="HKU\\S-1\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\\upd",
+                Details="C:\\Users\\a\\AppData\\Roaming\\u.exe",
+                Image="C:\\Users\\a\\AppData\\Roaming\\dropper.exe",
+            ),
+            "T1547.001",
         ),
     ],
 )
-def test_event_rules(event: WinEvent, expected: set[str]) -> None:
-    assert rules(event) == expected
+def test_sigma_rules_see_generic_behaviour(event: WinEvent, expected: str) -> None:
+    assert expected in techniques([event])
 
 
-def test_scheduled_task_as_system() -> None:
-    content = (
-        "<Task><Actions><Exec><Command>C:\\tools\\shell.cmd</Command><Arguments>-x</Arguments>"
-        "</Exec></Actions><Principals><Principal><UserId>S-1-5-18</UserId></Principal>"
-        "</Principals></Task>"
+def test_a_security_4688_process_start_is_judged_like_sysmon_1() -> None:
+    started = flat(
+        4688,
+        NewProcessName="C:\\Windows\\System32\\vssadmin.exe",
+        CommandLine="vssadmin delete shadows /all /quiet",
+        ParentProcessName="C:\\Windows\\System32\\cmd.exe",
     )
-    assert task_command(content) == "C:\\tools\\shell.cmd -x"
-    assert rules(flat(4698, TaskName="\\t", TaskContent=content)) == {
-        "task_created",
-        "task_runs_as_system",
-    }
-    as_user = content.replace("S-1-5-18", "CORP\\bob")
-    assert rules(flat(4698, TaskName="\\t", TaskContent=as_user)) == {"task_created"}
+    assert "T1490" in techniques([started])
 
 
-def test_registry_rules_read_key_and_value() -> None:
-    events = [
-        sysmon(
-            13,
-            TargetObject="HKLM\\System\\CurrentControlSet\\Services\\BTOBTO\\ImagePath",
-            Details="%%COMSPEC%% /Q /c echo cd ^> \\\\127.0.0.1\\C$\\__output 2^>^&1",
-        ),
-        sysmon(
-            13,
-            TargetObject="HKU\\S-1\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\\upd",
-            Details="C:\\Users\\a\\AppData\\Roaming\\u.exe",
-        ),
-        sysmon(
-            13,
-            TargetObject="HKLM\\System\\CurrentControlSet\\Services\\Dnscache\\Start",
-            Details="DWORD (0x00000002)",
-        ),
-    ]
-    found = [sorted({h.rule.id for h, e in scan_events([event]).hits}) for event in events]
-    assert found == [["impacket_exec", "reg_service_imagepath"], ["reg_run_key"], []]
+def test_decoded_layers_are_judged_as_commands() -> None:
+    import base64
+
+    hidden = base64.b64encode("vssadmin delete shadows /all /quiet".encode("utf-16-le")).decode()
+    started = sysmon(
+        1,
+        Image="C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+        CommandLine=f"powershell.exe -enc {hidden}",
+    )
+    sources = {hit.source for hit in scan_events([started]).rule_hits}
+    assert any(source.endswith("(powershell-encoded)") or "(" in source for source in sources)
+    assert "T1490" in techniques([started])
+
+
+def test_quiet_events_fire_nothing() -> None:
+    logon = flat(4624, LogonType="2", TargetUserName="bob", TargetDomainName="CORP")
+    assert scan_events([logon]).hits == []
 
 
 def test_failed_logon_bursts_have_thresholds() -> None:
