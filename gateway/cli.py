@@ -244,6 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_agents(commands)
     _add_evidence(commands)
     _add_eval(commands)
+    rules = _actions(commands, "rules", "detection rules (Sigma)")
+    fetch = _command(
+        rules,
+        "fetch",
+        "tools.sigma.corpus:cmd_rules_fetch",
+        "download a SigmaHQ release archive, verified by its sha256, into the rules directory",
+    )
+    fetch.add_argument("--url", required=True, help="the release archive (.zip or .tar.gz)")
+    fetch.add_argument("--sha256", required=True, help="its published sha256 (refused if not)")
+    fetch.add_argument("--dest", type=Path, help="default: <data_dir>/sigma")
 
     mcp = _command(
         commands,
