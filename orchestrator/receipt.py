@@ -2,7 +2,10 @@
 error caught on the way, and the SHA-256 chain over the tool calls that anyone holding the
 receipt can recompute.
 
-The receipt is part of the API: its keys and their meaning stay as they are.
+The receipt is part of the API: its keys and their meaning stay as they are. The verdict,
+severity and confidence are :func:`orchestrator.verdict.judge`'s, from the evidence the
+specialists observed (never from techniques read from the request's text); ``techniques`` are
+the ones the agents observed, each with the agents that did.
 """
 
 from __future__ import annotations
@@ -16,14 +19,10 @@ from pydantic import ValidationError
 
 from agents.acp.finding import Evidence, Finding
 from core.errors import AuroraError
-from core.schemas import Severity
 from core.validation import validation_detail
 from orchestrator.state import InvestigationState, Stage, StepError
+from orchestrator.verdict import judge
 
-MALICIOUS_FROM: Final = Severity.HIGH
-"""The lowest severity that makes the verdict ``malicious``."""
-SUSPICIOUS_FROM: Final = Severity.MEDIUM
-"""The lowest severity that makes the verdict ``suspicious``."""
 MAX_MESSAGE: Final = 500
 
 
@@ -73,20 +72,6 @@ def verify_receipt_chain(receipt: dict[str, Any]) -> bool:
     )
 
 
-def verdict(severity: Severity, *, answered: int, failed: int) -> str:
-    """``inconclusive`` when every specialist dispatched failed (nothing was examined, so
-    nothing is benign); else by the highest severity found: ``malicious`` from
-    :data:`MALICIOUS_FROM`, ``suspicious`` from :data:`SUSPICIOUS_FROM`, else
-    ``benign_or_unknown``."""
-    if failed and not answered:
-        return "inconclusive"
-    if severity >= MALICIOUS_FROM:
-        return "malicious"
-    if severity >= SUSPICIOUS_FROM:
-        return "suspicious"
-    return "benign_or_unknown"
-
-
 def _mentions(evidence: Evidence, technique: str) -> bool:
     text = f"{evidence.ref} {evidence.summary}"
     return technique in text or technique.split(".")[0] in text
@@ -117,7 +102,7 @@ def build_receipt(state: InvestigationState) -> dict[str, Any]:
     """The receipt of a finished graph (the gateway adds its id, timeline and latency)."""
     findings = state.get("findings", [])
     failures = state.get("failures", [])
-    severity = Severity.highest(f.severity for f in findings)
+    judged = judge(findings, failed=len(failures))
     response = state.get("response")
     sources: list[Finding] = [*findings, *([response] if response else [])]
     records = [
@@ -128,9 +113,9 @@ def build_receipt(state: InvestigationState) -> dict[str, Any]:
     ]
     tool_calls, chain = tool_call_chain(records)
     return {
-        "verdict": verdict(severity, answered=len(findings), failed=len(failures)),
-        "severity": severity.value,
-        "confidence": max((f.confidence for f in findings), default=0.0),
+        "verdict": judged.verdict,
+        "severity": judged.severity.value,
+        "confidence": judged.confidence,
         "techniques": techniques(list(findings)),
         "iocs": [i.model_dump(mode="json") for i in state.get("iocs", [])],
         "findings": [f.receipt() for f in findings],

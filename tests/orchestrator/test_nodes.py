@@ -18,7 +18,6 @@ from core.schemas import Severity
 from orchestrator.actions import ActionOrder, ExecutionResult
 from orchestrator.context import GraphContext
 from orchestrator.graph import build_graph
-from orchestrator.receipt import MALICIOUS_FROM, SUSPICIOUS_FROM, verdict
 from orchestrator.state import AgentFinding, Failure, ResponsePlan
 
 FLEET = frozenset({"threat_intel", "malware", "network", "responder"})
@@ -93,7 +92,19 @@ async def test_new_indicators_bring_one_more_round_of_threat_intel_on_them_only(
         [
             finding("threat_intel", "low", iocs=[{**domain, "context": "dropper"}]),
             # the second round finds yet another: there is no third
-            finding("threat_intel", "high", iocs=[{"type": "domain", "value": "c2.example"}]),
+            finding(
+                "threat_intel",
+                "high",
+                iocs=[{"type": "domain", "value": "c2.example"}],
+                corroborations=[
+                    {
+                        "type": "domain",
+                        "value": "evil.example",
+                        "kind": "threat_intel",
+                        "source": "f",
+                    }
+                ],
+            ),
         ]
     )
     client = quiet(threat_intel=lambda params: next(rounds))
@@ -111,7 +122,7 @@ async def test_new_indicators_bring_one_more_round_of_threat_intel_on_them_only(
     assert {"type": "domain", "value": "evil.example", "context": "dropper"} in report["iocs"]
     correlations = [e for e in state["timeline"] if e["event"] == "correlate"]
     assert [(e["new_iocs"], e["next_round"]) for e in correlations] == [(1, True), (2, False)]
-    assert report["verdict"] == "malicious"  # the second round's finding counts
+    assert report["verdict"] == "suspicious"  # the second round's feed listing counts
 
 
 async def test_no_new_indicator_or_no_follow_up_specialist_means_no_second_round() -> None:
@@ -292,45 +303,34 @@ async def test_an_indicator_that_does_not_normalise_is_left_out_and_said_so(
     assert state["report"]["degraded"] is False  # the specialists all answered
 
 
-# -- the verdict ----------------------------------------------------------------------------------
+# -- the verdict (the rule itself: tests/orchestrator/test_verdict.py) -----------------------------
+
+
+def detected(agent: str, severity: str, rule: str) -> dict[str, Any]:
+    """A finding whose rule fired on the data the agent examined."""
+    evidence = [{"kind": "rule_hit", "ref": f"{rule} @ events[0]", "summary": f"{severity}: x"}]
+    return finding(agent, severity, evidence=evidence)
+
+
+async def test_findings_without_evidence_raise_no_verdict() -> None:
+    # A severity said with nothing observed behind it is no evidence.
+    state = await investigate(quiet(malware=finding("malware", "high")))
+    assert state["report"]["verdict"] == "benign_or_unknown"
+    assert state["report"]["severity"] == "informational"  # nothing observed
 
 
 @pytest.mark.parametrize(
-    ("severity", "expected"),
+    ("replies", "expected"),
     [
-        ("informational", "benign_or_unknown"),
-        ("low", "benign_or_unknown"),
-        ("medium", "suspicious"),
-        ("high", "malicious"),
-        ("critical", "malicious"),
+        ({"malware": ("medium", "encoded_command")}, "suspicious"),
+        ({"malware": ("high", "ps_download"), "network": ("high", "beaconing")}, "malicious"),
     ],
 )
-def test_the_verdict_follows_the_highest_severity(severity: str, expected: str) -> None:
-    assert verdict(Severity(severity), answered=1, failed=0) == expected
-    assert verdict(Severity(severity), answered=1, failed=3) == expected  # degraded: a verdict
-    assert verdict(Severity(severity), answered=0, failed=1) == "inconclusive"
-
-
-def test_the_verdict_thresholds_sit_where_the_receipt_says() -> None:
-    assert (SUSPICIOUS_FROM, MALICIOUS_FROM) == ("medium", "high")
-    assert verdict(Severity.INFORMATIONAL, answered=0, failed=0) == "benign_or_unknown"
-
-
-@pytest.mark.parametrize(
-    ("severities", "expected"),
-    [
-        (["low", "low"], "benign_or_unknown"),
-        (["low", "medium"], "suspicious"),
-        (["medium", "high", "low"], "malicious"),
-    ],
-)
-async def test_the_receipts_verdict_is_the_highest_finding(
-    severities: list[str], expected: str
+async def test_the_receipts_verdict_follows_the_detections(
+    replies: dict[str, tuple[str, str]], expected: str
 ) -> None:
-    agents = ["threat_intel", "malware", "network"][: len(severities)]
-    replies = {
-        agent: finding(agent, severity) for agent, severity in zip(agents, severities, strict=True)
-    }
-    state = await investigate(quiet(**replies))
-    assert state["report"]["verdict"] == expected
-    assert state["report"]["severity"] == max(severities, key=["low", "medium", "high"].index)
+    scripted = {agent: detected(agent, *reply) for agent, reply in replies.items()}
+    report = (await investigate(quiet(**scripted)))["report"]
+    assert report["verdict"] == expected
+    assert report["severity"] == max((r[0] for r in replies.values()), key=Severity)
+    assert 0.5 <= report["confidence"] <= 1
