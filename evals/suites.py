@@ -473,6 +473,203 @@ class SigmaRegression(Suite):
         return {"matched": 0, "cross": 0, "error": "no answer"}
 
 
+def _host_of(events: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The computer the first event came from, as the subject's host (the endpoint agent
+    wants one)."""
+    from tools.logs.windows import normalise_event
+
+    for raw in events[:1]:
+        computer = normalise_event(dict(raw), 0).computer
+        if computer:
+            return [computer]
+    return []
+
+
+class AttackLogs(Suite):
+    """Windows event logs of attack techniques (one folder per technique) → the techniques
+    found in them. The tool is the endpoint agent's built-in scan (Sigma rules over the events,
+    decoding, counting rules), scored leave-one-source-out: a rule of the project's own that
+    records which folder informed it is set aside when that folder is scored (SigmaHQ's rules
+    were not written on these logs); the in-sample figure is reported beside it."""
+
+    name = "attack-logs"
+    description = "attack logs (one technique a folder) → techniques found, leave-one-source-out"
+    subjects = ("tool", "specialist", "orchestrator")
+    agent = "endpoint"
+    fast = 30
+
+    def cases(self, root: Path) -> list[Case]:
+        from evals.attack_logs import DATASET, load_sources
+
+        _dataset(root, DATASET)
+        return [
+            Case(
+                id=source.folder,
+                input=f"{source.folder}: {len(source.events)} events",
+                expected=[source.technique],
+                subject=Subject(
+                    title=None, events=list(source.events), hosts=_host_of(source.events)
+                ),
+                data=source,
+            )
+            for source in load_sources(root)
+        ]
+
+    async def tool(self, case: Case) -> dict[str, Any]:
+        from evals.attack_logs import found_by_agent, informed_by
+        from tools.sigma.corpus import default_engine
+
+        source = case.data
+        engine = default_engine()
+        held_out = engine.without(lambda info: source.folder in informed_by(info))
+        loso = await asyncio.to_thread(found_by_agent, held_out, source, loso=True)
+        in_sample = await asyncio.to_thread(found_by_agent, engine, source, loso=False)
+        return {"techniques": sorted(loso), "in_sample": sorted(in_sample)}
+
+    def from_finding(self, case: Case, finding: Mapping[str, Any]) -> dict[str, Any]:
+        return {"techniques": finding_techniques(finding, with_text=False)}
+
+    def score(self, case: Case, answer: Mapping[str, Any]) -> dict[str, float]:
+        from evals.scoring import parent
+
+        label = str(case.expected[0])
+        found = canonical_techniques(answer.get("techniques") or [])
+        exact, hierarchy = compare_techniques(found, case.expected)
+        value = set_score(exact, hierarchy)
+        detected = label in found
+        value["primary"] = float(detected)
+        value["rate_detected"] = float(detected)
+        value["rate_detected_hierarchy"] = float(parent(label) in {parent(t) for t in found})
+        if "in_sample" in answer:
+            in_sample = canonical_techniques(answer.get("in_sample") or [])
+            value["rate_detected_in_sample"] = float(label in in_sample)
+            value["rate_detected_hierarchy_in_sample"] = float(
+                parent(label) in {parent(t) for t in in_sample}
+            )
+        return value
+
+    def nothing(self, case: Case) -> dict[str, Any]:
+        return {"techniques": []}
+
+
+class Triage(Suite):
+    """Windows event windows of the labelled attack logs: the attack's events (the ids its
+    file's name lists) against the benign events around them in the same logs → malicious or
+    benign, with the probability of malicious (accuracy and Brier). The specialist is the
+    endpoint agent, its finding judged by the orchestrator's verdict rule; the orchestrator
+    subject runs the whole investigation."""
+
+    name = "triage"
+    description = "attack vs benign event windows → verdict and its probability (Brier)"
+    subjects = ("specialist", "orchestrator")
+    agent = "endpoint"
+    fast = 51
+
+    def cases(self, root: Path) -> list[Case]:
+        from evals.triage import DATASET_RELATIVE_PATH, load_triage_samples
+
+        _dataset(root, DATASET_RELATIVE_PATH)
+        return [
+            Case(
+                id=sample.id,
+                input=f"{sample.id}: {len(sample.events)} events",
+                expected=sample.label,
+                subject=Subject(events=list(sample.events), hosts=_host_of(sample.events)),
+                metadata={"technique": sample.technique, "split": sample.split},
+            )
+            for sample in load_triage_samples(root)
+        ]
+
+    def from_finding(self, case: Case, finding: Mapping[str, Any]) -> dict[str, Any]:
+        from evals.triage import verdict_of
+
+        label, probability = verdict_of(finding)
+        return verdict_answer(label, probability)
+
+    def from_receipt(self, case: Case, receipt: Mapping[str, Any]) -> dict[str, Any]:
+        from evals.triage import verdict_of
+
+        label, probability = verdict_of(receipt)
+        return verdict_answer(label, probability)
+
+    def score(self, case: Case, answer: Mapping[str, Any]) -> dict[str, float]:
+        return score_verdict(case, answer)
+
+    def nothing(self, case: Case) -> dict[str, Any]:
+        return verdict_answer("benign", 0.5)
+
+
+class Investigations(Suite):
+    """Investigations end to end: each labelled attack log file as one investigation of its
+    events (expected: a malicious or suspicious verdict and the folder's technique), and each
+    benign window of the same logs as one (expected: benign, no technique). Verdict accuracy,
+    Brier, techniques (exact and with hierarchy credit) and latency of the whole graph."""
+
+    name = "investigations"
+    description = "attack log files and benign windows → verdict and techniques, end to end"
+    subjects = ("orchestrator",)
+    fast = 24
+
+    def cases(self, root: Path) -> list[Case]:
+        from evals.attack_logs import DATASET, load_sources
+        from evals.triage import load_triage_samples
+
+        base = _dataset(root, DATASET)
+        techniques = {source.folder: source.technique for source in load_sources(root)}
+        cases = []
+        for path in sorted(base.glob("*/*/*.jsonl")):
+            events = [
+                json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line
+            ]
+            technique = techniques[path.parent.name]
+            cases.append(
+                Case(
+                    id=f"{path.parent.name}/{path.stem}",
+                    input=f"{path.parent.name}/{path.name}: {len(events)} events",
+                    expected={"verdict": "malicious", "techniques": [technique]},
+                    subject=Subject(
+                        title=path.stem, events=events[:10_000], hosts=_host_of(events)
+                    ),
+                )
+            )
+        for sample in load_triage_samples(root):
+            if sample.label == "benign":
+                cases.append(
+                    Case(
+                        id=sample.id,
+                        input=f"{sample.id}: {len(sample.events)} events",
+                        expected={"verdict": "benign", "techniques": []},
+                        subject=Subject(events=list(sample.events), hosts=_host_of(sample.events)),
+                    )
+                )
+        return cases
+
+    def from_receipt(self, case: Case, receipt: Mapping[str, Any]) -> dict[str, Any]:
+        from evals.triage import verdict_of
+
+        label, probability = verdict_of(receipt)
+        return {
+            **verdict_answer(label, probability),
+            "techniques": receipt_techniques({"techniques": receipt.get("techniques")}),
+            "receipt_verdict": receipt.get("verdict"),
+        }
+
+    def score(self, case: Case, answer: Mapping[str, Any]) -> dict[str, float]:
+        expected = case.expected
+        verdict = verdict_score(
+            str(answer.get("verdict") or "benign"),
+            float(answer.get("probability") or 0.0),
+            str(expected["verdict"]),
+        )
+        exact, hierarchy = compare_techniques(
+            canonical_techniques(answer.get("techniques") or []), expected["techniques"]
+        )
+        return {**set_score(exact, hierarchy), **verdict, "primary": verdict["correct"]}
+
+    def nothing(self, case: Case) -> dict[str, Any]:
+        return {**verdict_answer("benign", 0.5), "techniques": []}
+
+
 def verdict_answer(label: str, probability: float) -> dict[str, Any]:
     """An answer of the triage suites."""
     return {"verdict": label, "probability": probability}
@@ -508,6 +705,9 @@ for _suite in (
     IocExtraction(),
     IocReports(),
     SigmaRegression(),
+    AttackLogs(),
+    Triage(),
+    Investigations(),
     Injection(),
 ):
     register(_suite)
