@@ -266,7 +266,7 @@ async def run_async(options: RunOptions) -> RunResult:
                     "suite": suite.name,
                     "subject": options.subject,
                     "agent": asker.agent if options.subject == "specialist" else None,
-                    "backend": options.backend.describe(),
+                    "backend": backend.describe(),
                     "prompt_version": options.prompt_version,
                     "cases": "all" if options.full else f"fast ({suite.fast})",
                     "commit": git_commit(),
