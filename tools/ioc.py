@@ -1,15 +1,21 @@
 """Indicators of compromise: extraction from free text, validation and normalisation.
 
 Extraction is ioc-finder's (chosen over iocsearcher and iocextract on ioc-finder's published
-cases and on a defanged variant of them: see ``evals/ioc_extraction.py``). ioc-finder also
+cases and on a defanged variant of them), scored on cases written from public threat reports
+as well: see ``evals/ioc_extraction.py``. ioc-finder also
 refangs (``hxxp``, ``[.]``, ``(.)``, ``[dot]``, ``[@]``, ``[:]//`` ...) before it parses. Every
 candidate then goes through the same validation and normalisation as an indicator a caller
 hands in (:func:`normalise_ioc`), so extraction never returns a value that normalisation would
 refuse.
 
-ATT&CK technique ids are the one kind not taken from ioc-finder: it matches them against a
-list frozen in the library that lacks every technique added since 2021 (T1659 and on), so they
-are matched by their format here and checked against the knowledge base by the caller.
+ATT&CK technique ids are not taken from ioc-finder: it matches them against a list frozen in
+the library that lacks every technique added since 2021 (T1659 and on), so they are matched by
+their format here and checked against the knowledge base by the caller. Registry keys are
+matched here too (ioc-finder's stop at "Windows NT" or run on into the next words), and so are
+URLs with a scheme beside ioc-finder's (it knows no ``tcp://``, ``rdp://`` or ``socks5://``,
+nor a bracketed IPv6 host, and cuts a URL at its userinfo). Refanging adds what ioc-fanger
+lacks (``[/]``, ``fxp``, ``name . tld``, upper-case ``HXXPS``) and keeps it from reading an
+``@`` or ``.`` into ordinary words that touch a bracket ("(chat)", "(et al.)").
 """
 
 from __future__ import annotations
@@ -69,7 +75,6 @@ _FINDER_TYPES: Final[dict[str, tuple[IocType, str | None]]] = {
     "sha256s": ("hash", "sha256"),
     "sha512s": ("hash", "sha512"),
     "cves": ("cve", None),
-    "registry_key_paths": ("registry_key", None),
 }
 
 # What callers may name a type: ours, the subtypes, STIX 2.1 cyber-observable names and a few
@@ -134,17 +139,16 @@ _REGISTRY_HIVES: Final[dict[str, str]] = {
 }
 _DEFANGED_SCHEME = re.compile(r"\b(?P<scheme>hxxp|fxp)(?P<s>s?)(?=[\[({]?:)", re.IGNORECASE)
 _DEFANGED_SCHEMES: Final[dict[str, str]] = {"hxxp": "http", "fxp": "ftp"}
-_BRACKET = r"[\[\](){}]"
-_FANG_WORDS = r"(?:at|et|arroba|dot|punto|punkt)"
-# ioc-fanger reads these words as a defanged "@" or "." wherever a bracket touches them, even
-# inside a longer word: "(chat) logs" became "(ch@logs", "tomcat}" "tomc@", "(attack)"
-# "@tack)". Such a word is shielded (a private-use character inside it) while it fangs.
-_GLUED_FANG_WORD = re.compile(
-    rf"(?<=\w){_FANG_WORDS}(?=\s{{0,3}}{_BRACKET})"
-    rf"|(?:(?<={_BRACKET})|(?<={_BRACKET} )|(?<={_BRACKET}  )|(?<={_BRACKET}   ))"
-    rf"{_FANG_WORDS}(?=\w)",
-    re.IGNORECASE,
-)
+_FANG_WORD = re.compile(r"at|et|arroba|dot|punto|punkt", re.IGNORECASE)
+# ioc-fanger reads these words as a defanged "@" or "." wherever a bracket touches them: inside
+# a longer word ("(chat) logs" became "(ch@logs", "tomcat}" "tomc@") or with a bracket on one
+# side ("(et al.)", "(dot matrix)"). Only a whole word bracketed on both sides ("[at]",
+# "( dot )") is a defanging; any other that a bracket touches is shielded (a private-use
+# character inside it) while ioc-fanger runs.
+_OPEN_BEFORE = re.compile(r"[\[({]\s{0,3}$")
+_CLOSE_AFTER = re.compile(r"^\s{0,3}[\])}]")
+_ANY_BRACKET_BEFORE = re.compile(r"[\[\](){}]\s{0,3}$")
+_ANY_BRACKET_AFTER = re.compile(r"^\s{0,3}[\[\](){}]")
 _SHIELD = "\ue000"
 _BRACKETED_SLASH = re.compile(r"[\[({]\s{0,3}(/{1,2})\s{0,3}[\])}]")
 # "evil . com": a dot with one space each side between two lower-case name characters.
@@ -158,13 +162,15 @@ _URL_IN_TEXT = re.compile(
     r"(?P<host>\[[0-9A-Fa-f:.]+\]|[\w.-]+)(?::\d{1,5})?"
     r"(?:[/?#][\w.~!$&'()*+;=:@%/?#-]*)?"
 )
-# A registry key. A segment may hold up to three inner spaces ("Windows NT", "Image File
+# A registry key (the hive as "HKLM", "<HKLM>" or "HKLM:", backslashes single or doubled;
+# not ioc-finder's, which runs on past a space into the next words). A segment may be a
+# placeholder ("<user sid>") or hold up to three inner spaces ("Windows NT", "Image File
 # Execution Options") when a backslash follows it and the words after a space are plain words
 # (not "rundll32.exe C:", not another hive); the last segment ends at a space.
-_REGISTRY_SEGMENT = r"[^\\\s\"'<>|]+"
+_REGISTRY_SEGMENT = r"(?:<[^<>\\\r\n]{1,40}>|[^\\\s\"'<>|]+)"
 _REGISTRY_IN_TEXT = re.compile(
-    r"(?<![\w\\])(?i:HKEY_[A-Z_]+|HK(?:LM|CU|CR|U|CC))\\"
-    rf"(?:{_REGISTRY_SEGMENT}(?: (?!(?i:HK))[A-Za-z0-9_-]+){{0,3}}\\)*{_REGISTRY_SEGMENT}"
+    r"(?<![\w\\<])<?(?i:HKEY_[A-Z_]+|HK(?:LM|CU|CR|U|CC))>?:?\\+"
+    rf"(?:{_REGISTRY_SEGMENT}(?: (?!(?i:HK))[A-Za-z0-9_-]+){{0,3}}\\+)*{_REGISTRY_SEGMENT}"
 )
 # A dotted quad that is a version ("version 3.4.1.22", "builds 7.1.0.12 and 7.2.0.4",
 # "v2.0.1.7", "2.0.1.7-beta"), not an address.
@@ -199,20 +205,36 @@ def _strip_trailing(value: str) -> str:
     return value
 
 
+def _shield(match: re.Match[str], text: str) -> str:
+    """The fang word of ``match``, shielded unless it is a bracketed defanging."""
+    start, end = match.span()
+    before, after = text[max(0, start - 4) : start], text[end : end + 4]
+    if not (_ANY_BRACKET_BEFORE.search(before) or _ANY_BRACKET_AFTER.match(after)):
+        return match[0]
+    glued = text[start - 1 : start].isalnum() or text[end : end + 1].isalnum()
+    if not glued and _OPEN_BEFORE.search(before) and _CLOSE_AFTER.match(after):
+        return match[0]
+    return match[0][0] + _SHIELD + match[0][1:]
+
+
 def refang(text: str) -> str:
     """``text`` with defanged indicators restored: ``hxxp``/``hXXps``/``fxp`` schemes,
     ``[.]``, ``(.)``, ``{.}``, ``[dot]``, ``(dot)``, ``[@]``, ``[at]``, ``(at)``, ``[:]``,
     ``[://]``, ``[/]`` and ``name . tld``, with the other forms ioc-fanger knows."""
+    return _refang(text).replace(_SHIELD, "")
+
+
+def _refang(text: str) -> str:
+    """:func:`refang`, the shielded words left shielded (ioc-finder fangs its input again)."""
     text = text.replace(_SHIELD, "")
-    text = _GLUED_FANG_WORD.sub(lambda m: m[0][0] + _SHIELD + m[0][1:], text)
+    text = _FANG_WORD.sub(lambda match: _shield(match, text), text)
     # ioc-fanger misses upper-case schemes ("HXXPS://"), common in reports written in
     # capitals, and "fxp://" for FTP; "[/]" between path segments.
     text = _DEFANGED_SCHEME.sub(
         lambda m: _DEFANGED_SCHEMES[m["scheme"].lower()] + m["s"].lower(), text
     )
     text = _BRACKETED_SLASH.sub(r"\1", text)
-    fanged = prepare_text(text).replace(_SHIELD, "")
-    return _SPACED_DOT.sub(".", fanged)
+    return _SPACED_DOT.sub(".", prepare_text(text))
 
 
 def _normalise_ip(value: str, subtype: str | None) -> Ioc:
@@ -490,6 +512,10 @@ def extract_iocs(text: str) -> list[Ioc]:
     lowered = fanged.lower()
     positions: dict[Ioc, int] = {}
     for ioc_type, subtype, value in candidates:
+        if ioc_type in ("email", "domain") and str(value).lower() not in lowered:
+            # ioc-finder fangs its input again, unshielded: an address or a name that is not
+            # in the text refanged here is one it read into a word ("(chat) a.com").
+            continue
         try:
             ioc = _normalise(ioc_type, subtype, str(value))
         except ValidationFailed:
@@ -500,13 +526,13 @@ def extract_iocs(text: str) -> list[Ioc]:
         position = position if position >= 0 else len(lowered)
         positions[ioc] = min(position, positions.get(ioc, position))
     # ioc-finder cuts URLs short at a scheme, userinfo or bracketed host it does not know
-    # ("ftp://anonymous@host/a" gave "host/a") and registry keys at a space: a URL or key that
-    # is part of a longer one found here is that one, cut.
-    longer = [ioc.value.lower() for ioc in positions if ioc.type in ("url", "registry_key")]
+    # ("ftp://anonymous@host/a" gave "host/a"): a URL that is part of a longer one is that
+    # one, cut.
+    longer = [ioc.value.lower() for ioc in positions if ioc.type == "url"]
     hosts = {host.lower() for ioc in positions if (host := _host(ioc)) is not None}
 
     def kept(ioc: Ioc) -> bool:
-        if ioc.type in ("url", "registry_key"):
+        if ioc.type == "url":
             value = ioc.value.lower()
             return not any(value != other and value in other for other in longer)
         if ioc.type == "ip" and ioc.subtype == "ipv4" and ioc.value not in hosts:
