@@ -216,11 +216,10 @@ async def test_the_demo_data_investigated_by_the_platform(platform: Platform) ->
     assert (investigation["alert_id"], investigation["status"]) == (seeded[0], "completed")
     receipt = investigation["receipt"]
     # The malware agent decoded the character-code payload down to the Mimikatz download.
-    assert (receipt["verdict"], receipt["severity"], receipt["confidence"]) == (
-        "malicious",
-        "critical",
-        0.95,
-    )
+    # Corroborated (several rules, a decoded payload, credential dumping observed): malicious,
+    # with the calibrated probability of it (orchestrator.verdict).
+    assert (receipt["verdict"], receipt["severity"]) == ("malicious", "critical")
+    assert 0.85 <= receipt["confidence"] < 1
     techniques = {t["id"]: t["agents"] for t in receipt["techniques"]}
     assert "malware" in techniques["T1003.001"]
     assert {"type": "url", "value": "https://10.23.123.11:443/Invoke-Mimikatz.ps1"} in [
