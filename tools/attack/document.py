@@ -7,20 +7,25 @@ mapper was tuned for. Per document:
 1. each sentence is mapped (:meth:`TechniqueMapper.map`), and its best
    :attr:`DocumentWeights.per_sentence` techniques at or above
    :attr:`DocumentWeights.sentence_floor` are kept as that sentence's votes;
-2. a technique's document score is its best sentence's score plus support from its other
-   sentences, combined as independent evidence ("noisy or"), each supporting sentence counting
-   :attr:`DocumentWeights.support` of its score;
+2. a technique's document score is its best sentence's score, plus (when
+   :attr:`DocumentWeights.support` is set) support from its other sentences, combined as
+   independent evidence ("noisy or"), each counting ``support`` of its score;
 3. the ATT&CK hierarchy: a sub-technique reported makes its parent redundant (not reported
    beside it); sub-techniques of one parent that each fall short but together pass (the
-   sentences agree on the parent, not on which sub-technique) report the parent;
+   sentences agree on the parent, not on which sub-technique; with
+   :attr:`DocumentWeights.family_support` set) report the parent;
 4. a technique is reported from :data:`tools.attack.mapping.DOCUMENT_MIN_SCORE`, a threshold
    calibrated on whole documents, not the sentence threshold.
+
+The shipped weights are the calibrated ones (``evals/technique_mapping.py --documents
+--calibrate``, on the tune half of TRAM's reports): there, support and parent credit did not
+pay, so both are off by default.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tools.attack.mapping import DOCUMENT_MIN_SCORE, TechniqueMatch
@@ -29,18 +34,24 @@ from tools.attack.sentences import TextSpan
 
 @dataclass(frozen=True, slots=True)
 class DocumentWeights:
-    """How sentence votes become document scores (calibrated with the threshold, see
-    :data:`tools.attack.mapping.DOCUMENT_MIN_SCORE`)."""
+    """How sentence votes become document scores, calibrated with the threshold (see
+    :data:`tools.attack.mapping.DOCUMENT_MIN_SCORE`). On TRAM's tune half, support from
+    further sentences and parent credit both cost precision more than they gained recall
+    (exact F1 0.667 without, 0.634 with both at 0.25, 0.597 at 0.5), so the calibrated
+    defaults leave them out: a technique's document score is its best sentence's."""
 
-    per_sentence: int = 3
+    per_sentence: int = 2
     """How many of a sentence's best techniques it votes for."""
-    sentence_floor: float = 0.7
+    sentence_floor: float = 0.5
     """Least sentence score that counts as a vote."""
-    support: float = 0.25
+    support: float = 0.0
     """Share of a supporting sentence's score that adds to the best sentence's."""
     max_support: int = 4
     """How many supporting sentences count at most (a report repeating itself is one
     report)."""
+    family_support: float = 0.0
+    """:attr:`support` for the sentences of a parent's sub-techniques, when none passes alone
+    (each sentence naming a different sub-technique of the parent)."""
     min_score: float = DOCUMENT_MIN_SCORE
     """Least document score for a technique to be reported."""
 
@@ -137,7 +148,9 @@ def aggregate(
                 for vote in votes[tid]:
                     if vote.offset not in best or vote.score > best[vote.offset].score:
                         best[vote.offset] = vote
-            family = combine([v.score for v in best.values()], weights)
+            family = combine(
+                [v.score for v in best.values()], replace(weights, support=weights.family_support)
+            )
             if family >= weights.min_score:
                 reported.append((root, family, list(best.values())))
     reported.sort(key=lambda item: (-item[1], item[0]))
@@ -150,3 +163,22 @@ def aggregate(
         )
         for tid, score, found in reported
     ]
+
+
+def summarise_techniques(found: Sequence[DocumentTechnique], *, budget: int = 500) -> str:
+    """``found`` in at most ``budget`` characters, naming the sentences behind each technique:
+    ``T1053.005 0.93: "The actor created a scheduled…" (+1 more)``; "none" when empty. Each
+    technique gets an equal share of the budget for its best sentence."""
+    if not found:
+        return "none"
+    share = max(24, budget // len(found) - 2)
+    parts = []
+    for technique in found:
+        head = f"{technique.id} {technique.score:.2f}: "
+        more = len(technique.sentences) - 1
+        tail = f" (+{more} more)" if more > 0 else ""
+        room = max(8, share - len(head) - len(tail) - 2)
+        best = " ".join(technique.sentences[0].text.split()) if technique.sentences else ""
+        quoted = best if len(best) <= room else best[: room - 1].rstrip() + "\u2026"
+        parts.append(f'{head}"{quoted}"{tail}')
+    return "; ".join(parts)[:budget]

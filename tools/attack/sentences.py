@@ -16,10 +16,11 @@ MAX_SENTENCE: Final = 1000
 """Longest sentence in characters; a longer run without punctuation (a table, a list of
 indicators) is cut at whitespace."""
 
-# A list item's marker: a bullet or dash, or a number, letter or roman numeral and "." or ")".
+# A list item's marker: a bullet or dash, or a number, letter or roman numeral and "." or ")"
+# (a capital letter only with ")": "J. Smith" starts a sentence, not a list).
 _BULLET = re.compile(
     r"[ \t]*(?:[-*>+\u2022\u25e6\u25aa\u25ab\u2023\u2013\u2014\u00b7]"
-    r"|\(?(?:\d{1,3}|[a-zA-Z]|[ivxIVX]{1,4})[.)])[ \t]+"
+    r"|\(?(?:\d{1,3}|[a-z]|[ivxIVX]{1,4})[.)]|\(?[A-Z]\))[ \t]+"
 )
 _TERMINAL = re.compile(r"""[.!?…]+["'\u201d\u2019\u00bb]*$|[:;]$""")
 # Candidate ends inside a block: terminal punctuation, optional closing quotes, then space.
