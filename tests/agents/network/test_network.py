@@ -18,6 +18,7 @@ from agents.network.rules import (
     split_domain,
 )
 from core.llm import LLMBackend
+from core.llm.fence import unfence
 from core.settings import Settings
 from tests.agents.network.conftest import analyse, network_server, rpc
 from tests.agents.network.synthetic import START, beacon, browsing, flow, port_scan
@@ -592,7 +593,9 @@ async def test_llm_path_calls_a_tool_then_answers(kb: AttackKB, tmp_path: Path) 
         "map_attack_techniques",
     ]
     assert tool_reply["role"] == "tool"
-    detections_seen = json.loads(tool_reply["content"])
+    [fenced] = unfence(tool_reply["content"])
+    assert fenced.source == "tool network_detections"
+    detections_seen = json.loads(fenced.text)
     assert detections_seen[0]["kind"] == "beaconing"
     assert detections_seen[0]["facts"]["checkins"] == 60
     assert result["backend"] == "llm"
