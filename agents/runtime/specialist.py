@@ -36,14 +36,18 @@ from core.llm.types import Tool, ToolHandler, system_message, user_message
 from core.security.tokens import TokenService
 from core.settings import Settings
 from prompts.loader import load_prompt
-from tools.attack import AttackKB
+from tools.attack import AttackKB, split_sentences, summarise_techniques
 from tools.injection import detect_in
 from tools.ioc import Ioc, normalise_ioc
 
 log = logging.getLogger("aurora.agents")
 
 CONTEXT_MAPPING_MIN_SCORE = 0.65
-"""Least ``map_text`` score for a technique read from free text (the mapper's recommended one)."""
+"""Least ``map_text`` score for a technique read from short free text (the mapper's
+recommended one); longer text is read as a document (``AttackKB.map_document``)."""
+SHORT_CONTEXT_SENTENCES = 2
+"""Free text of at most this many sentences is mapped as one text, longer text sentence by
+sentence."""
 
 
 @dataclass(slots=True)
@@ -235,17 +239,30 @@ class Specialist(ABC):
         )
 
     async def map_context(self, text: str | None, trace: ToolTrace) -> list[str]:
-        """The ATT&CK techniques free text describes (best three at or above the mapper's
-        recommended score), as a traced tool call; empty for no text."""
+        """The ATT&CK techniques free text describes, as a traced tool call; empty for no
+        text. A sentence or two is mapped as one text (best three at or above the mapper's
+        recommended score); longer text as a document, every technique that passes the
+        document threshold, the call's summary naming the sentences behind each."""
         if not text or not text.strip():
             return []
-        mapped = await trace.compute(
-            "attack_map_text",
-            {"chars": len(text)},
-            lambda: self.deps.attack.map_text(text, limit=3, min_score=CONTEXT_MAPPING_MIN_SCORE),
-            lambda found: ", ".join(f"{m[0]} ({m[1]:.2f})" for m in found) or "none",
+        kb = self.deps.attack
+        sentences = len(split_sentences(text))
+        if sentences <= SHORT_CONTEXT_SENTENCES:
+            mapped = await trace.compute(
+                "attack_map_text",
+                {"chars": len(text)},
+                lambda: kb.map_text(text, limit=3, min_score=CONTEXT_MAPPING_MIN_SCORE),
+                lambda found: ", ".join(f"{m[0]} ({m[1]:.2f})" for m in found) or "none",
+            )
+            return [str(m[0]) for m in mapped]
+        document = await trace.compute(
+            "attack_map_document",
+            {"chars": len(text), "sentences": sentences},
+            lambda: kb.map_document(text),
+            summarise_techniques,
+            thread=True,
         )
-        return [str(m[0]) for m in mapped]
+        return [technique.id for technique in document]
 
     def prompt_version(self, requested: str | None) -> str:
         return load_prompt(self.prompt_name, requested or "latest").version
