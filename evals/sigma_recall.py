@@ -4,12 +4,15 @@ pipeline: the ingest parser, the log store (embedded chDB) and the Sigma convers
 The labelled logs are ``logs/evtx_to_mitre_attack/jsonl/<tactic>/<technique>-<name>/*.jsonl``
 of the shared data (each folder: the Windows events of one attack technique). Every event is
 parsed and stored with its technique as ``source``; every rule of the corpus that converts runs
-once, grouped by source. For each technique folder the report says:
+once, grouped by source. Each rule's condition is scoped to its logsource
+(:mod:`tools.sigma.logsource`); a rule whose logsource maps to nothing matches no event and is
+not run. For each technique folder the report says:
 
-- ``detected``: at least one rule fired on at least one of its events;
-- ``attributed``: a rule tagged with that technique (or its parent, or a sub-technique of it)
-  fired on its events;
-- ``event recall``: the share of its events at least one rule fired on.
+- ``detected``: a rule tagged with the folder's technique, its parent or one of its
+  sub-techniques (:func:`related`) fired on at least one of its events;
+- ``unattributed``: the rules that fired on its events without such a tag, reported apart: a
+  rule firing is no detection of the technique unless it says it is about that technique;
+- ``event recall``: the share of its events an attributed rule fired on (and, apart, any rule).
 
     .venv/bin/python -m evals.sigma_recall [--data DIR] [--limit N]
 """
@@ -47,10 +50,25 @@ class Technique:
     rules_fired: set[str] = field(default_factory=set)
     attributed: set[str] = field(default_factory=set)
     events_hit: int = 0
+    """Events any rule fired on."""
+    events_attributed: int = 0
+    """Events an attributed rule fired on."""
+
+    @property
+    def detected(self) -> bool:
+        return bool(self.attributed)
+
+    @property
+    def unattributed(self) -> set[str]:
+        return self.rules_fired - self.attributed
 
 
 def related(tag: str, technique: str) -> bool:
-    return tag == technique or tag.split(".")[0] == technique.split(".")[0]
+    """Whether a rule's ATT&CK tag credits ``technique``: the same technique, its parent
+    (``T1059`` for ``T1059.001``) or one of its sub-techniques; a sibling sub-technique
+    (``T1059.003`` for ``T1059.001``) is not credited."""
+    tag, technique = tag.upper(), technique.upper()
+    return tag in (technique, technique.split(".")[0]) or tag.split(".")[0] == technique
 
 
 async def evaluate(data: Path, corpus: Path, limit: int | None) -> dict[str, Technique]:
@@ -80,7 +98,8 @@ async def evaluate(data: Path, corpus: Path, limit: int | None) -> dict[str, Tec
         start = datetime(1990, 1, 1, tzinfo=UTC)
         end = datetime.now(UTC) + timedelta(days=1)
         hit_ids: dict[str, set[str]] = defaultdict(set)
-        rules = 0
+        attributed_ids: dict[str, set[str]] = defaultdict(set)
+        rules = unmapped = 0
         for _, text in iter_rules(corpus, limit):
             try:
                 conversion = convert(text)
@@ -90,6 +109,9 @@ async def evaluate(data: Path, corpus: Path, limit: int | None) -> dict[str, Tec
                 "windows",
                 None,
             }:
+                continue
+            if conversion.logsource_error is not None:
+                unmapped += 1  # its condition matches no event
                 continue
             rules += 1
             result = await store.query(
@@ -105,32 +127,64 @@ async def evaluate(data: Path, corpus: Path, limit: int | None) -> dict[str, Tec
                 hit_ids[source].update(ids)
                 if any(related(t, entry.technique) for t in conversion.meta.techniques):
                     entry.attributed.add(title)
+                    attributed_ids[source].update(ids)
         for source, ids in hit_ids.items():
             techniques[source].events_hit = len(ids)
+            techniques[source].events_attributed = len(attributed_ids[source])
         await store.drop()
         await store.close()
-        print(f"rules run: {rules}", file=sys.stderr)
+        print(
+            f"rules run: {rules}; not run (logsource maps to nothing): {unmapped}", file=sys.stderr
+        )
         return techniques
 
 
 def render(techniques: dict[str, Technique]) -> str:
-    lines = [f"{'technique folder':<62} {'events':>6} {'hit':>5} {'rules':>5} {'attr':>5}"]
+    lines = [
+        f"{'technique folder':<62} {'events':>6} {'hit':>5} {'attr hit':>8} "
+        f"{'rules':>5} {'attr':>5} {'unattr':>6}"
+    ]
     for entry in sorted(techniques.values(), key=lambda t: t.folder):
         lines.append(
             f"{entry.folder[:62]:<62} {entry.events:>6} {entry.events_hit:>5} "
-            f"{len(entry.rules_fired):>5} {len(entry.attributed):>5}"
+            f"{entry.events_attributed:>8} {len(entry.rules_fired):>5} "
+            f"{len(entry.attributed):>5} {len(entry.unattributed):>6}"
         )
-    total = len(techniques)
-    detected = sum(1 for t in techniques.values() if t.rules_fired)
-    attributed = sum(1 for t in techniques.values() if t.attributed)
-    events = sum(t.events for t in techniques.values())
-    hit = sum(t.events_hit for t in techniques.values())
+    summary = summarise(techniques)
+    total = summary["techniques"]
     lines.append(
-        f"techniques detected {detected}/{total} ({detected / total:.3f}); attributed to the "
-        f"labelled technique {attributed}/{total} ({attributed / total:.3f}); events hit "
-        f"{hit}/{events} ({hit / max(events, 1):.3f})"
+        f"techniques detected (an attributed rule fired) {summary['detected']}/{total}"
+        f" ({summary['detected'] / max(total, 1):.3f}); only unattributed rules fired"
+        f" {summary['unattributed_only']}/{total}; nothing fired {summary['silent']}/{total}"
+    )
+    lines.append(
+        f"events hit by attributed rules {summary['events_attributed']}/{summary['events']}"
+        f" ({summary['events_attributed'] / max(summary['events'], 1):.3f}); by any rule"
+        f" {summary['events_hit']}/{summary['events']}"
+        f" ({summary['events_hit'] / max(summary['events'], 1):.3f})"
+    )
+    lines.append(
+        f"unattributed firing: {summary['unattributed_rules']} distinct rules,"
+        f" {summary['unattributed_pairs']} (rule, technique folder) pairs"
     )
     return "\n".join(lines)
+
+
+def summarise(techniques: dict[str, Technique]) -> dict[str, int]:
+    """The report's totals: techniques detected (attributed), with only unattributed firing,
+    with nothing firing; events; unattributed rules and (rule, folder) pairs."""
+    entries = list(techniques.values())
+    return {
+        "techniques": len(entries),
+        "detected": sum(t.detected for t in entries),
+        "unattributed_only": sum(bool(t.rules_fired) and not t.detected for t in entries),
+        "silent": sum(not t.rules_fired for t in entries),
+        "events": sum(t.events for t in entries),
+        "events_hit": sum(t.events_hit for t in entries),
+        "events_attributed": sum(t.events_attributed for t in entries),
+        "unattributed_rules": len(set().union(*(t.unattributed for t in entries))),
+        "unattributed_pairs": sum(len(t.unattributed) for t in entries),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,8 +212,10 @@ def main(argv: list[str] | None = None) -> int:
                         "technique": t.technique,
                         "events": t.events,
                         "events_hit": t.events_hit,
-                        "rules_fired": sorted(t.rules_fired),
+                        "events_attributed": t.events_attributed,
+                        "detected": t.detected,
                         "attributed": sorted(t.attributed),
+                        "unattributed": sorted(t.unattributed),
                     }
                     for t in techniques.values()
                 },
