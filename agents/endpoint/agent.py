@@ -20,6 +20,7 @@ evidence, never observations of the host):
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -159,6 +160,11 @@ class Endpoint(Specialist, name="endpoint", method="analyze_endpoint"):
         "Analyse a host's events (flat or nested EVTX JSON) and propose containment."
     )
     request_model = AnalyzeEndpointRequest
+
+    async def start(self) -> None:
+        """Compile the Sigma rules before serving (seconds, once per process), so that the
+        first host analysed does not wait for them."""
+        await asyncio.to_thread(default_engine)
 
     async def _context(
         self, request: AnalyzeEndpointRequest, events: list[WinEvent], trace: ToolTrace
