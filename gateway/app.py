@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -74,6 +75,7 @@ from orchestrator.checkpoints import open_checkpointer
 from orchestrator.context import GraphContext
 from orchestrator.graph import build_graph
 from orchestrator.planner import PlannerTools
+from tools.attack import AttackKB
 
 log = logging.getLogger("aurora.gateway")
 
@@ -261,6 +263,8 @@ async def _runner(app: web.Application) -> AsyncIterator[InvestigationRunner]:
             executor=LedgerExecutor(database=database, bus=app[BUS]),
             llm=llm,
             planner_tools=PlannerTools(app[HANDOFF], available) if llm else None,
+            # Loaded by the first investigation that has text to map, not at start-up.
+            attack=functools.cache(functools.partial(AttackKB.from_settings, settings)),
         )
         async with InvestigationRunner(
             database=database,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -11,6 +12,7 @@ from core.guardrails import GuardrailPolicy, default_policy
 from core.llm.backend import LLMBackend
 from orchestrator.actions import ActionExecutor
 from orchestrator.planner import PlannerTools
+from tools.attack import AttackKB
 
 
 class Caller(Protocol):
@@ -37,6 +39,9 @@ class GraphContext:
     llm: LLMBackend | None = None
     """The planner's model; None: rule-based planning."""
     planner_tools: PlannerTools | None = None
+    attack: Callable[[], AttackKB] | None = None
+    """The ATT&CK knowledge base the receipt maps the subject's text with (called when first
+    needed); None: the receipt's ``text_techniques`` stays empty."""
 
     @property
     def llm_planner(self) -> tuple[LLMBackend, PlannerTools] | None:
