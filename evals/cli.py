@@ -5,7 +5,7 @@
                           [--model M --base-url URL [--api-key-env VAR]] [--prompt-version vN]
                           [--full | --limit N] [--log-dir DIR] [--json FILE]
     aurora eval compare LOG_A LOG_B
-    aurora eval gate [--thresholds FILE] [--full]
+    aurora eval gate [--thresholds FILE] [--full] [--ci]
 
 Installed with the ``evals`` extra (``pip install -e '.[evals]'``). The command line is
 declared in :mod:`gateway.cli` (so that ``aurora`` starts without importing inspect_ai); the
@@ -133,6 +133,8 @@ class Gate:
     agent: str | None = None
     minimum: dict[str, float] = field(default_factory=dict)
     maximum: dict[str, float] = field(default_factory=dict)
+    ci: bool = True
+    """Run by CI's gate (``--ci``); the others take minutes and run on demand."""
 
     def failures(self, figures: dict[str, float]) -> list[str]:
         """Each bound ``figures`` break (a missing figure breaks its bound)."""
@@ -167,6 +169,7 @@ def load_gates(path: Path) -> list[Gate]:
                 agent=item.get("agent"),
                 minimum={k: float(v) for k, v in (item.get("min") or {}).items()},
                 maximum={k: float(v) for k, v in (item.get("max") or {}).items()},
+                ci=bool(item.get("ci", True)),
             )
         )
     return gates
@@ -194,6 +197,8 @@ async def run_gates(
 async def cmd_gate(settings: Settings, args: argparse.Namespace) -> int:
     try:
         gates = load_gates(args.thresholds or default_thresholds())
+        if args.ci:
+            gates = [gate for gate in gates if gate.ci]
         outcomes = await run_gates(gates, full=args.full, log_dir=args.log_dir)
     except (ValueError, DataMissing) as err:
         print(f"aurora eval gate: {err}", file=sys.stderr)

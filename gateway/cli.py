@@ -216,6 +216,7 @@ def _add_eval(commands: Subcommands) -> None:
     gate = _command(evals, "gate", f"{EVALS}:cmd_gate", "check the figures against thresholds")
     gate.add_argument("--thresholds", type=Path, help="default: the shipped thresholds.toml")
     gate.add_argument("--full", action="store_true", help="every case of each suite")
+    gate.add_argument("--ci", action="store_true", help="only the gates CI runs (fast ones)")
     gate.add_argument("--log-dir", type=Path, default=Path("eval-logs"))
 
 
