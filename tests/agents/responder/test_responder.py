@@ -15,6 +15,7 @@ from agents.runtime.specialist import AgentDeps
 from core.errors import ValidationFailed
 from core.guardrails import GuardrailPolicy
 from core.llm import LLMBackend
+from core.llm.fence import unfence
 from core.settings import Settings
 from tests.agents.responder.conftest import (
     SHA,
@@ -386,7 +387,8 @@ async def test_llm_plan_is_held_to_the_guardrails(kb: AttackKB, tmp_path: Path) 
             "check_guardrails",
             "asset_info",
         ]
-        tool_reply = json.loads(fake.chat_requests[1].messages[-1]["content"])
+        [fenced] = unfence(fake.chat_requests[1].messages[-1]["content"])  # tool results are fenced
+        tool_reply = json.loads(fenced.text)
     assert tool_reply["decision"] == "require_approval"
     assert tool_reply["outcome"] == "await_approval"
     assert result["backend"] == "llm"
