@@ -6,6 +6,8 @@
                           [--full | --limit N] [--log-dir DIR] [--json FILE]
     aurora eval compare LOG_A LOG_B
     aurora eval gate [--thresholds FILE] [--full] [--ci]
+    aurora eval fetch --base-url URL [--dest DIR] [--dataset NAME ...]
+    aurora eval verify [--data DIR]
 
 Installed with the ``evals`` extra (``pip install -e '.[evals]'``). The command line is
 declared in :mod:`gateway.cli` (so that ``aurora`` starts without importing inspect_ai); the
@@ -15,6 +17,7 @@ commands are here.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -26,7 +29,8 @@ from typing import Any
 
 from core.settings import Settings
 from evals.compare import compare, load_run, render
-from evals.data import DataMissing
+from evals.data import ENV, DataMissing, shared_data_root
+from evals.datasets import FetchRefused, fetch, manifest, verify
 from evals.runner import DEFAULT_LOG_DIR, RunOptions, RunResult, run_async
 from evals.subjects import Backend
 from evals.suites import SUITES
@@ -209,3 +213,30 @@ async def cmd_gate(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{mark:<5}{gate.suite} ({gate.subject}): " + (", ".join(broken) or "within bounds"))
         failed += bool(broken)
     return 1 if failed else 0
+
+
+async def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
+    dest = args.dest or (
+        Path(os.environ[ENV]) if os.environ.get(ENV) else settings.data_dir / "eval-data"
+    )
+    try:
+        fetched = await asyncio.to_thread(fetch, args.base_url, dest, args.dataset or None)
+    except (FetchRefused, OSError) as err:
+        print(f"aurora eval fetch: {err}", file=sys.stderr)
+        return 1
+    for name, count in fetched.items():
+        print(f"{name}: {count} file(s) fetched, every file checked against its SHA-256")
+    print(f"datasets in {dest}; point the suites at it with: export {ENV}={dest}")
+    return 0
+
+
+async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
+    root = args.data or shared_data_root()
+    problems = await asyncio.to_thread(verify, root)
+    for dataset in manifest():
+        wrong = problems[dataset.name]
+        state = "ok" if not wrong else f"{len(wrong)} of {len(dataset.files)} files wrong"
+        print(f"{dataset.name:<18}{state:<28}{dataset.upstream} ({dataset.licence})")
+        for line in wrong[:5]:
+            print(f"    {line}")
+    return 1 if any(problems.values()) else 0

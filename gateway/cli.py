@@ -218,6 +218,14 @@ def _add_eval(commands: Subcommands) -> None:
     gate.add_argument("--full", action="store_true", help="every case of each suite")
     gate.add_argument("--ci", action="store_true", help="only the gates CI runs (fast ones)")
     gate.add_argument("--log-dir", type=Path, default=Path("eval-logs"))
+    fetch = _command(
+        evals, "fetch", f"{EVALS}:cmd_fetch", "fetch the suites' datasets from a mirror"
+    )
+    fetch.add_argument("--base-url", required=True, help="the mirror: URL/<path> per file")
+    fetch.add_argument("--dest", type=Path, help="default: $AURORA_SHARED_DATA or <data_dir>")
+    fetch.add_argument("--dataset", action="append", help="only this dataset (repeatable)")
+    verify = _command(evals, "verify", f"{EVALS}:cmd_verify", "check the datasets' checksums")
+    verify.add_argument("--data", type=Path, help="default: $AURORA_SHARED_DATA")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -49,6 +49,8 @@ def test_every_command_names_a_coroutine_function_of_its_module() -> None:
         "eval run",
         "eval compare",
         "eval gate",
+        "eval fetch",
+        "eval verify",
     }
     modules = {run.partition(":")[0] for run in named.values()}
     assert modules == {
