@@ -4,8 +4,7 @@ per-document aggregation and the hierarchy (tools.attack.sentences, document, ma
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -371,37 +370,6 @@ def test_map_document_reads_more_than_the_whole_texts_top_three(kb: AttackKB) ->
 @pytest.mark.parametrize("text", ["", "   \n", "Nothing to see."])
 def test_map_document_without_techniques(kb: AttackKB, text: str) -> None:
     assert kb.map_document(text) == []
-
-
-def twenty_pages(kb: AttackKB) -> str:
-    """About 20 pages of ATT&CK prose (9,000 words)."""
-    parts: list[str] = []
-    for technique in kb.techniques():
-        parts.append(technique.description)
-        if sum(len(p) for p in parts) > 65_000:
-            break
-    return "\n\n".join(parts)
-
-
-def test_a_long_report_costs_about_what_the_whole_text_mapping_did(kb: AttackKB) -> None:
-    """Speed bound against the old reading measured in the same run (CPU time, the best of
-    two): mapping 500 sentences one by one costs no more than 3x mapping the whole text once
-    (measured 1.1-1.2x; about 0.25 s of CPU for these 20 pages)."""
-    text = twenty_pages(kb)
-    assert len(split_sentences(text)) > 400
-    kb.mapper()
-
-    def cpu(run: Callable[[], object]) -> float:
-        best = float("inf")
-        for _ in range(2):
-            started = time.process_time()
-            run()
-            best = min(best, time.process_time() - started)
-        return best
-
-    document = cpu(lambda: kb.map_document(text))
-    whole = cpu(lambda: kb.map_text(text, limit=3))
-    assert document <= 3 * whole, (document, whole)
 
 
 def test_map_document_on_shared_reports_agrees_with_sentence_mapping(kb: AttackKB) -> None:
