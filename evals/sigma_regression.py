@@ -14,7 +14,13 @@ the positive test is expected to match: each was captured as a match.
 Also reported, not scored: ``cross``, the events of the other pairs the rule matches (the 60
 samples are all Sysmon events of other detections: a rule firing on many of them is broad).
 
+:func:`score_pairs_engine` scores the same pairs through the in-process engine
+(:class:`tools.sigma.engine.SigmaEngine`, which the endpoint analysis runs): each rule alone in an
+engine, matched on every pair's events, as given (the nested layout) or rewritten in the flat
+layout of the shared attack logs (``flat``), which must not change a match.
+
     .venv/bin/python -m evals.sigma_regression [--data DIR] [--json report.json] [--limit N]
+        [--engine [--flat]]
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ from core.errors import AuroraError
 from core.logstore.store import LogStore
 from core.settings import Settings
 from tools.logs import EventRejected, parse_object
+from tools.logs.windows import read_windows
 from tools.sigma import convert
+from tools.sigma.engine import EventView, SigmaEngine, view_of
 
 INDEX = Path("sigma/regression_index.json")
 
@@ -196,6 +204,69 @@ async def _score(
     )
 
 
+def flat_layout(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Windows event in the flat layout (``EventID``, ``Channel``, ``Provider_Name``... and the
+    event data side by side), the names :func:`tools.logs.windows.read_windows` gives both."""
+    return dict(read_windows(obj).view)
+
+
+def score_pairs_engine(pairs: Sequence[RegressionPair], *, flat: bool = False) -> list[PairResult]:
+    """Score ``pairs`` through the in-process engine: each pair's rule loaded alone into a
+    :class:`SigmaEngine` and matched on every pair's events (``flat``: rewritten by
+    :func:`flat_layout`). A rule the engine does not load is an error with the reason it was
+    skipped (a logsource it does not evaluate, an unsupported modifier); an event that is not a
+    Windows event is an error of its pair."""
+    views: list[tuple[int, EventView]] = []
+    rejected: dict[int, str] = {}
+    for number, pair in enumerate(pairs):
+        try:
+            objects = [obj for _, obj in read_events(pair.events_path)]
+            pair_views = [
+                view_of(flat_layout(o) if flat else o, len(views) + i)
+                for i, o in enumerate(objects)
+            ]
+        except ValueError as err:
+            rejected[number] = f"event rejected: {err}"
+            continue
+        views += [(number, view) for view in pair_views]
+    results: list[PairResult] = []
+    for number, pair in enumerate(pairs):
+
+        def failed(error: str, pair: RegressionPair = pair) -> PairResult:
+            return PairResult(
+                pair.rule_id, pair.title, pair.expected, 0, error, False, 0, _logsource(pair)
+            )
+
+        if number in rejected:
+            results.append(failed(rejected[number]))
+            continue
+        engine = SigmaEngine.load([pair.rule_path])
+        if not engine.stats.loaded:
+            reasons = ", ".join(sorted(engine.stats.skipped)) or "no rule"
+            results.append(failed(f"skipped by the engine: {reasons}"))
+            continue
+        own = cross = 0
+        for owner, view in views:
+            if engine.match_view(view):
+                if owner == number:
+                    own += 1
+                else:
+                    cross += 1
+        results.append(
+            PairResult(
+                rule_id=pair.rule_id,
+                title=pair.title,
+                expected=pair.expected,
+                matched=own,
+                error=None,
+                ok=own == pair.expected,
+                cross=cross,
+                logsource=_logsource(pair),
+            )
+        )
+    return results
+
+
 def render(results: Sequence[PairResult]) -> str:
     lines = [f"{'rule':<70} {'logsource':<28} {'exp':>3} {'got':>3} {'cross':>5}"]
     for r in results:
@@ -221,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", type=Path, default=None, help="chDB's data path (default: a temporary one)"
     )
+    parser.add_argument(
+        "--engine", action="store_true", help="score through the in-process engine, not chDB"
+    )
+    parser.add_argument(
+        "--flat", action="store_true", help="with --engine: events in the flat layout"
+    )
     args = parser.parse_args(argv)
     data = args.data or default_data_root()
     if not (data / INDEX).is_file():
@@ -228,7 +305,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     pairs = load_pairs(data)[: args.limit]
     started = time.perf_counter()
-    if args.workdir is not None:
+    if args.engine:
+        results = score_pairs_engine(pairs, flat=args.flat)
+    elif args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         results = asyncio.run(score_pairs(pairs, workdir=args.workdir))
     else:

@@ -44,6 +44,7 @@ event id for Sysmon, Security and PowerShell events; ``event.outcome`` from the 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
@@ -637,6 +638,10 @@ class WinEvent:
     record_id: str
     data: dict[str, str]
     execution_pid: int | None = None
+    system: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False)
+    """Every ``System`` leaf as text by its ``fields`` name (``Level``, ``Keywords``, ``Task``,
+    ``EventRecordID``...), which Sigma rules may name too. Not compared: the layouts hold
+    different System leaves (``EventIDQualifiers`` only nested) for the same event."""
 
     @property
     def log(self) -> Log:
@@ -703,6 +708,7 @@ def normalise_event(obj: Mapping[str, Any], index: int) -> WinEvent:
         record_id=text("EventRecordID"),
         data=data,
         execution_pid=to_int(view.get("ExecutionProcessID"), bits=32, hex_text=True),
+        system={name: _data_text(view[name]) for name in system if name in view},
     )
 
 

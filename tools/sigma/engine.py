@@ -8,15 +8,18 @@ rules of its own log source:
 - a ``category`` is the Sysmon event id that carries it (``process_creation``: Sysmon 1 and
   Security 4688; ``registry_set``: Sysmon 13; ``ps_script``: PowerShell 4104...), see
   :data:`CATEGORY_EVENTS`;
-- a ``service`` is its event log channel (pySigma's ``windows_logsource_mapping``); the
-  ``security``, ``system``, ``sysmon`` and ``powershell`` services also match events whose
-  channel is missing but whose provider says the log;
+- a ``service`` is its event log channel (:data:`SERVICE_CHANNELS`: pySigma's
+  ``windows_logsource_mapping`` and what it lacks); the ``security``, ``system``, ``sysmon`` and
+  ``powershell`` services also match events whose channel is missing but whose provider says
+  the log;
 - a rule with only ``product: windows`` applies to every Windows event.
 
-Security 4688 speaks its own field names; its events are seen under Sysmon's as well
-(:data:`PROCESS_CREATION_ALIASES`: ``Image`` = ``NewProcessName``, ``ParentImage`` =
-``ParentProcessName``, ``ProcessId`` = ``NewProcessId``, ``ParentProcessId`` = the creator's
-``ProcessId``, ``User`` and ``IntegrityLevel`` from the subject and mandatory label).
+An event's fields are its event data and its ``System`` leaves (``Level``, ``Keywords``,
+``Provider_Name``...), the same names in both JSON layouts. Security 4688 speaks its own field
+names; its events are seen under Sysmon's as well (:data:`PROCESS_CREATION_ALIASES`: ``Image`` =
+``NewProcessName``, ``ParentImage`` = ``ParentProcessName``, ``ProcessId`` = ``NewProcessId``,
+``ParentProcessId`` = the creator's ``ProcessId``; ``User`` and ``LogonId`` of the new process's
+account, as Sysmon names it; ``IntegrityLevel`` from the mandatory label).
 
 Matching follows the Sigma specification: strings compare case-insensitively (``|cased``
 case-sensitively) with ``*`` and ``?`` wildcards over the whole value; ``|re`` searches
@@ -125,6 +128,20 @@ _INTEGRITY: Final[Mapping[str, str]] = {
     "s-1-16-12288": "High",
     "s-1-16-16384": "System",
 }
+_WELL_KNOWN_ACCOUNTS: Final[Mapping[str, str]] = {
+    "s-1-5-18": "NT AUTHORITY\\SYSTEM",
+    "s-1-5-19": "NT AUTHORITY\\LOCAL SERVICE",
+    "s-1-5-20": "NT AUTHORITY\\NETWORK SERVICE",
+}
+"""Accounts Sysmon names as ``NT AUTHORITY\\...`` where the Security log writes the SID with the
+machine account's or the service's own name."""
+_NO_ACCOUNT: Final[frozenset[str]] = frozenset({"", "-", "s-1-0-0"})
+SERVICE_CHANNELS: Final[Mapping[str, str | Sequence[str]]] = {
+    **windows_logsource_mapping,
+    "smbserver-connectivity": "Microsoft-Windows-SMBServer/Connectivity",
+}
+"""Sigma ``service`` → event log channel(s): pySigma's ``windows_logsource_mapping`` and the
+services SigmaHQ's Windows rules use that it lacks."""
 _FAMILY_SERVICES: Final[frozenset[str]] = frozenset({"security", "system", "sysmon"})
 _LEVELS: Final[tuple[str, ...]] = ("informational", "low", "medium", "high", "critical")
 EXCERPT_CHARS: Final[int] = 200
@@ -239,6 +256,8 @@ def _event_values(event: WinEvent) -> dict[str, str]:
     ):
         if value:
             values[name] = value
+    for name, value in event.system.items():
+        values.setdefault(name.lower(), value)
     if event.is_("security", 4688):
         original = dict(values)
         for sysmon, security in PROCESS_CREATION_ALIASES.items():
@@ -246,14 +265,35 @@ def _event_values(event: WinEvent) -> dict[str, str]:
                 values[sysmon] = original[security]
             else:
                 values.pop(sysmon, None)
-        user = original.get("subjectusername", "")
-        domain = original.get("subjectdomainname", "")
-        if user and "user" not in original:
-            values["user"] = f"{domain}\\{user}" if domain else user
+        _process_account(original, values)
         label = original.get("mandatorylabel", "").lower()
         if label in _INTEGRITY:
             values["integritylevel"] = _INTEGRITY[label]
     return values
+
+
+def _process_account(original: Mapping[str, str], values: dict[str, str]) -> None:
+    """Sysmon's ``User`` and ``LogonId`` of a Security 4688 process: the account of the new
+    process's token (the ``Target`` fields, written when it differs from the creator's), else
+    the creator's (``Subject``); well-known service accounts by their ``NT AUTHORITY`` name."""
+    prefix = "subject"
+    if original.get("targetusersid", "").lower() not in _NO_ACCOUNT or (
+        original.get("targetusername", "").lower() not in _NO_ACCOUNT
+    ):
+        prefix = "target"
+    sid = original.get(f"{prefix}usersid", "").lower()
+    user = original.get(f"{prefix}username", "")
+    domain = original.get(f"{prefix}domainname", "")
+    if "user" not in original:
+        if sid in _WELL_KNOWN_ACCOUNTS:
+            values["user"] = _WELL_KNOWN_ACCOUNTS[sid]
+        elif user.lower() not in _NO_ACCOUNT:
+            values["user"] = f"{domain}\\{user}" if domain not in ("", "-") else user
+    logon = original.get(f"{prefix}logonid", "")
+    if logon.lower() in ("", "-", "0x0"):
+        logon = original.get("subjectlogonid", "")
+    if "logonid" not in original and logon:
+        values["logonid"] = logon
 
 
 def _logsource_keys(event: WinEvent) -> tuple[str, ...]:
@@ -691,7 +731,7 @@ def _logsource_key(rule: SigmaRule) -> tuple[str, frozenset[str] | None]:
         raise Unsupported(f"product {product or 'none'}")
     channels: frozenset[str] | None = None
     if service:
-        mapped = windows_logsource_mapping.get(service)
+        mapped = SERVICE_CHANNELS.get(service)
         if mapped is None:
             raise Unsupported("unmapped service")
         names = [mapped] if isinstance(mapped, str) else list(mapped)
@@ -730,7 +770,7 @@ class SigmaEngine:
             self._open[key], self._by_anchor[key] = always, dict(by_anchor)
         # A channel maps onto the service keys that name it.
         self._channel_keys: dict[str, list[str]] = defaultdict(list)
-        for service, mapped in windows_logsource_mapping.items():
+        for service, mapped in SERVICE_CHANNELS.items():
             for name in [mapped] if isinstance(mapped, str) else mapped:
                 self._channel_keys[f"channel:{name.lower()}"].append(f"service:{service}")
 

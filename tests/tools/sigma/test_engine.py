@@ -143,6 +143,112 @@ def test_nested_and_flat_layouts_match_alike() -> None:
     assert first.fields == {"CommandLine": "vssadmin delete shadows /all"}
 
 
+def test_system_fields_are_fields_in_both_layouts() -> None:
+    # SigmaHQ's LsaRegisterLogonProcess rule names the System ``Keywords`` (audit failure).
+    text = rule(
+        "  selection:\n    EventID: 4673\n    Service: 'LsaRegisterLogonProcess()'\n"
+        "    Keywords: '0x8010000000000000'\n  condition: selection",
+        "service: security",
+    )
+    failure = {
+        "EventID": 4673,
+        "Channel": "Security",
+        "Keywords": "0x8010000000000000",
+        "Level": 0,
+        "Service": "LsaRegisterLogonProcess()",
+    }
+    assert fires(text, failure)
+    assert not fires(text, {**failure, "Keywords": "0x8020000000000000"})
+    nested = {
+        "Event": {
+            "System": {
+                "EventID": 4673,
+                "Channel": "Security",
+                "Keywords": "0x8010000000000000",
+                "Level": 0,
+            },
+            "EventData": {"Service": "LsaRegisterLogonProcess()"},
+        }
+    }
+    assert fires(text, nested)
+    # A filter on the System ``Level`` (SigmaHQ's antivirus rule) now filters.
+    level = rule(
+        "  keywords:\n    - 'Mimikatz'\n  filter_info:\n    Level: 4\n"
+        "  condition: keywords and not filter_info",
+        "service: application",
+    )
+    alert = {"EventID": 1116, "Channel": "Application", "Data": "HackTool Mimikatz", "Level": 2}
+    assert fires(level, alert)
+    assert not fires(level, {**alert, "Level": 4})
+
+
+def test_security_4688_account_as_sysmon_names_it() -> None:
+    system_user = rule(
+        "  selection:\n    User|contains: 'AUTHORI'\n    Image|endswith: '\\\\tscon.exe'\n"
+        "  condition: selection"
+    )
+    creation = {
+        "EventID": 4688,
+        "Channel": "Security",
+        "NewProcessName": "C:\\Windows\\System32\\tscon.exe",
+        "SubjectUserSid": "S-1-5-18",
+        "SubjectUserName": "FS01$",
+        "SubjectDomainName": "OFFSEC",
+        "SubjectLogonId": "0x3e7",
+        "TargetUserSid": "S-1-0-0",
+        "TargetUserName": "-",
+        "TargetLogonId": "0x0",
+    }
+    # LocalSystem is written as the machine account; Sysmon says NT AUTHORITY\SYSTEM.
+    assert fires(system_user, creation)
+    person = {
+        **creation,
+        "SubjectUserSid": "S-1-5-21-1-2-3-1104",
+        "SubjectUserName": "alice",
+        "SubjectLogonId": "0x1304385",
+    }
+    assert not fires(system_user, person)
+    logon = rule("  selection:\n    LogonId: '0x3e7'\n  condition: selection")
+    assert fires(logon, creation)
+    assert not fires(logon, person)
+    # The new process's own account (Target*), when given, is the one Sysmon reports.
+    as_alice = {
+        **creation,
+        "TargetUserSid": "S-1-5-21-1-2-3-1104",
+        "TargetUserName": "alice",
+        "TargetDomainName": "CORP",
+        "TargetLogonId": "0x5a5a",
+    }
+    named = rule(
+        "  selection:\n    User: 'CORP\\\\alice'\n    LogonId: '0x5a5a'\n  condition: selection"
+    )
+    assert fires(named, as_alice)
+    assert not fires(system_user, as_alice)
+    # SigmaHQ's WmiPrvSE rule drops events without a LogonId: 4688 events now have one.
+    wmi = rule(
+        "  selection:\n    ParentImage|endswith: '\\\\WmiPrvSe.exe'\n"
+        "  filter_logonid:\n    LogonId: '0x3e7'\n  filter_null:\n    LogonId: null\n"
+        "  condition: selection and not 1 of filter_*"
+    )
+    spawned = {**person, "ParentProcessName": "C:\\Windows\\System32\\wbem\\WmiPrvSE.exe"}
+    assert fires(wmi, spawned)
+    assert not fires(wmi, {**spawned, **{k: creation[k] for k in ("SubjectLogonId",)}})
+
+
+def test_services_pysigma_does_not_map() -> None:
+    text = rule(
+        "  selection:\n    EventID: 4000\n    ShareName|contains: 'ADMIN$'\n  condition: selection",
+        "service: smbserver-connectivity",
+    )
+    share = {
+        "EventID": 4000,
+        "Channel": "Microsoft-Windows-SMBServer/Connectivity",
+        "ShareName": "\\\\*\\ADMIN$",
+    }
+    assert fires(text, share)
+    assert not fires(text, {**share, "Channel": "Security"})
+
+
 def test_unsupported_rules_are_skipped_with_a_reason() -> None:
     engine = SigmaEngine.load(
         [
