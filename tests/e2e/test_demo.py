@@ -92,7 +92,10 @@ def test_demo_with_the_builtin_scenario(tmp_path: Path) -> None:
 
     receipt = receipt_block(out)
     assert re.match(rf"Receipt of {INVESTIGATION_ID}: completed", receipt)
-    assert "Verdict     MALICIOUS  (severity high, confidence 0.95)" in receipt
+    # One agent's rules on one command line are one source: the verdict rule
+    # (orchestrator.verdict) makes it suspicious until an independent source (intel, the
+    # platform's telemetry) corroborates it.
+    assert re.search(r"Verdict     SUSPICIOUS  \(severity high, confidence 0\.[5-8]\d\)", receipt)
     # Found only by decoding the -EncodedCommand.
     assert f"url              http://{SCANME}/update.ps1" in receipt
     assert re.search(rf"block_ip {re.escape(SCANME)}  \[impact \w+\] → recorded", receipt)
