@@ -17,7 +17,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -117,7 +117,8 @@ class Fleet:
     available: frozenset[str]
     backend: Backend
     llm: LLMBackend | None = None
-    _closers: list[Any] = field(default_factory=list)
+    started_here: bool = True
+    """The agents were started for the run with :attr:`backend` (else they run their own)."""
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -188,7 +189,7 @@ class Fleet:
             startup_grace=5.0,
         )
         try:
-            yield cls(client, frozenset(agents), backend, llm)
+            yield cls(client, frozenset(agents), backend, llm, started_here=False)
         finally:
             await client.close()
             if llm is not None:
@@ -213,6 +214,11 @@ class Fleet:
             return Answer(None, False, latency, error=str(message)[:300])
         latency = (time.perf_counter() - started) * 1000
         finding, valid = validate_finding(raw)
+        llm_run = self.started_here and self.backend.kind == "llm"
+        if valid and llm_run and (finding or {}).get("backend") != "llm":
+            # The model gave no valid finding (or could not be reached): the agent fell back
+            # to its built-in analysis, which is not what this run measures.
+            valid = False
         tokens = int((finding or {}).get("tokens") or 0)
         return Answer(finding, valid, latency, tokens)
 

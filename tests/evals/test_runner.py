@@ -220,3 +220,18 @@ def test_the_shipped_thresholds_name_known_suites() -> None:
     gates = cli.load_gates(cli.default_thresholds())
     assert gates
     assert all(g.minimum or g.maximum for g in gates)
+
+
+async def test_a_model_that_gives_no_valid_finding_costs_schema_validity(
+    toy: Toy, tmp_path: Path
+) -> None:
+    async with ScriptedOpenAI(models=("aurora-eval",)) as fake:
+        fake.reply_text("I think it is phishing.")
+        fake.reply_text("Still not JSON.")  # asked again with the schema enforced
+        backend = Backend(kind="llm", model="aurora-eval", base_url=fake.base_url)
+        result = await run_async(
+            RunOptions(
+                suite=toy.name, subject="specialist", backend=backend, log_dir=tmp_path, limit=1
+            )
+        )
+    assert result.figures["schema_validity"] == 0.0  # the agent fell back to built-in analysis
