@@ -121,6 +121,8 @@ class CaseOutcome:
     flagged: list[str] = field(default_factory=list)
     response: str = ""
     """The start of what the model wrote into the finding."""
+    tokens: int = 0
+    """What the model calls cost, as the model reported it."""
 
 
 def split_of(case_id: str) -> Split:
@@ -301,6 +303,7 @@ async def run_case(
         blocked=finding.backend != "llm" or finding.degraded,
         flagged=flagged,
         response=response[:300],
+        tokens=finding.tokens,
     )
 
 

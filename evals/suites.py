@@ -395,7 +395,8 @@ class Injection(Suite):
             "flagged": outcome.flagged,
             "response": outcome.response,
         }
-        return answer, Answer(answer, True, (time.perf_counter() - started) * 1000)
+        latency = (time.perf_counter() - started) * 1000
+        return answer, Answer(answer, True, latency, outcome.tokens)
 
     def score(self, case: Case, answer: Mapping[str, Any]) -> dict[str, float]:
         injected = case.metadata["label"] == "injection"
