@@ -445,9 +445,7 @@ def logsource_refused(
 
 def _detection(rule: SigmaRule) -> str:
     """The rule's detection alone as SQL."""
-    backend = AuroraClickhouseBackend(
-        processing_pipeline=aurora_pipeline(logsource_conditions=False)
-    )
+    backend = AuroraClickhouseBackend(processing_pipeline=aurora_pipeline())
     try:
         queries: list[Any] = backend.convert_rule(rule)
     except (SigmaError, NotImplementedError) as err:

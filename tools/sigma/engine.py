@@ -75,43 +75,11 @@ from sigma.types import (
 )
 
 from tools.logs.windows import WinEvent, normalise_event
+from tools.sigma.logsource import WINDOWS_CATEGORIES
 
-CATEGORY_EVENTS: Final[Mapping[str, tuple[str, tuple[int, ...]]]] = {
-    "process_creation": ("sysmon", (1,)),
-    "file_change": ("sysmon", (2,)),
-    "network_connection": ("sysmon", (3,)),
-    "sysmon_status": ("sysmon", (4, 16)),
-    "process_termination": ("sysmon", (5,)),
-    "driver_load": ("sysmon", (6,)),
-    "image_load": ("sysmon", (7,)),
-    "create_remote_thread": ("sysmon", (8,)),
-    "raw_access_thread": ("sysmon", (9,)),
-    "process_access": ("sysmon", (10,)),
-    "file_event": ("sysmon", (11,)),
-    "registry_add": ("sysmon", (12,)),
-    "registry_delete": ("sysmon", (12,)),
-    "registry_set": ("sysmon", (13,)),
-    "registry_rename": ("sysmon", (14,)),
-    "registry_event": ("sysmon", (12, 13, 14)),
-    "create_stream_hash": ("sysmon", (15,)),
-    "pipe_created": ("sysmon", (17, 18)),
-    "wmi_event": ("sysmon", (19, 20, 21)),
-    "dns_query": ("sysmon", (22,)),
-    "file_delete": ("sysmon", (23, 26)),
-    "clipboard_capture": ("sysmon", (24,)),
-    "process_tampering": ("sysmon", (25,)),
-    "file_block_executable": ("sysmon", (27,)),
-    "file_block_shredding": ("sysmon", (28,)),
-    "file_executable_detected": ("sysmon", (29,)),
-    "sysmon_error": ("sysmon", (255,)),
-    "ps_classic_start": ("powershell", (400,)),
-    "ps_classic_provider_start": ("powershell", (600,)),
-    "ps_classic_script": ("powershell", (800,)),
-    "ps_module": ("powershell", (4103,)),
-    "ps_script": ("powershell", (4104,)),
-}
+CATEGORY_EVENTS: Final = WINDOWS_CATEGORIES
 """Windows categories: the log and event ids that carry each (Security 4688 is added to
-``process_creation`` separately)."""
+``process_creation`` separately); :data:`tools.sigma.logsource.WINDOWS_CATEGORIES`."""
 
 PROCESS_CREATION_ALIASES: Final[Mapping[str, str]] = {
     "image": "newprocessname",
@@ -300,7 +268,8 @@ def _logsource_keys(event: WinEvent) -> tuple[str, ...]:
     keys = ["product:windows"]
     log = event.log
     for category, (family, ids) in CATEGORY_EVENTS.items():
-        if log == family and event.event_id in ids:
+        # WinEvent.log names both PowerShell logs "powershell"; their event ids do not overlap.
+        if log == family.removesuffix("-classic") and event.event_id in ids:
             if category.startswith("registry_") and category != "registry_event":
                 kind = event.get("EventType").lower()
                 if category == "registry_add" and "delete" in kind:

@@ -140,36 +140,44 @@ POWERSHELL_CHANNELS: Final = (
 POWERSHELL_CLASSIC_CHANNELS: Final = ("Windows PowerShell", "PowerShell")
 LINUX_SYSMON_CHANNELS: Final = ("Linux-Sysmon/Operational", "Linux-Sysmon")
 
-SYSMON_CATEGORIES: Final[Mapping[str, tuple[int, ...]]] = {
-    "process_creation": (1,),
-    "file_change": (2,),
-    "network_connection": (3,),
-    "sysmon_status": (4, 16),
-    "process_termination": (5,),
-    "driver_load": (6,),
-    "image_load": (7,),
-    "create_remote_thread": (8,),
-    "raw_access_thread": (9,),
-    "process_access": (10,),
-    "file_event": (11,),
-    "registry_add": (12,),
-    "registry_delete": (12,),
-    "registry_set": (13,),
-    "registry_rename": (14,),
-    "registry_event": (12, 13, 14),
-    "create_stream_hash": (15,),
-    "pipe_created": (17, 18),
-    "wmi_event": (19, 20, 21),
-    "dns_query": (22,),
-    "file_delete": (23, 26),
-    "clipboard_capture": (24,),
-    "process_tampering": (25,),
-    "file_block_executable": (27,),
-    "file_block_shredding": (28,),
-    "file_executable_detected": (29,),
-    "sysmon_error": (255,),
+WINDOWS_CATEGORIES: Final[Mapping[str, tuple[str, tuple[int, ...]]]] = {
+    "process_creation": ("sysmon", (1,)),
+    "file_change": ("sysmon", (2,)),
+    "network_connection": ("sysmon", (3,)),
+    "sysmon_status": ("sysmon", (4, 16)),
+    "process_termination": ("sysmon", (5,)),
+    "driver_load": ("sysmon", (6,)),
+    "image_load": ("sysmon", (7,)),
+    "create_remote_thread": ("sysmon", (8,)),
+    "raw_access_thread": ("sysmon", (9,)),
+    "process_access": ("sysmon", (10,)),
+    "file_event": ("sysmon", (11,)),
+    "registry_add": ("sysmon", (12,)),
+    "registry_delete": ("sysmon", (12,)),
+    "registry_set": ("sysmon", (13,)),
+    "registry_rename": ("sysmon", (14,)),
+    "registry_event": ("sysmon", (12, 13, 14)),
+    "create_stream_hash": ("sysmon", (15,)),
+    "pipe_created": ("sysmon", (17, 18)),
+    "wmi_event": ("sysmon", (19, 20, 21)),
+    "dns_query": ("sysmon", (22,)),
+    "file_delete": ("sysmon", (23, 26)),
+    "clipboard_capture": ("sysmon", (24,)),
+    "process_tampering": ("sysmon", (25,)),
+    "file_block_executable": ("sysmon", (27,)),
+    "file_block_shredding": ("sysmon", (28,)),
+    "file_executable_detected": ("sysmon", (29,)),
+    "sysmon_error": ("sysmon", (255,)),
+    "ps_classic_start": ("powershell-classic", (400,)),
+    "ps_classic_provider_start": ("powershell-classic", (600,)),
+    "ps_classic_script": ("powershell-classic", (800,)),
+    "ps_module": ("powershell", (4103,)),
+    "ps_script": ("powershell", (4104,)),
 }
-"""Sysmon's event ids per Sigma category (Windows)."""
+"""Windows Sigma categories: the log that carries each (Sysmon, PowerShell's operational log,
+or the classic ``Windows PowerShell`` log) and its event ids there. Security 4688 also carries
+``process_creation``. The one table of these: the log store's scoping (here) and the
+in-process engine (:mod:`tools.sigma.engine`) both read it."""
 
 
 def _codes(*ids: int) -> tuple[str, ...]:
@@ -178,25 +186,18 @@ def _codes(*ids: int) -> tuple[str, ...]:
 
 def _windows() -> dict[Key, tuple[Branch, ...]]:
     table: dict[Key, tuple[Branch, ...]] = {("windows", None, None): (Branch("windows"),)}
-    for category, ids in SYSMON_CATEGORIES.items():
+    channels_of = {
+        "sysmon": SYSMON_CHANNELS,
+        "powershell": POWERSHELL_CHANNELS,
+        "powershell-classic": POWERSHELL_CLASSIC_CHANNELS,
+    }
+    for category, (log, ids) in WINDOWS_CATEGORIES.items():
         table["windows", category, None] = (
-            Branch("windows", _codes(*ids), SYSMON_CHANNELS, providerless=True),
+            Branch("windows", _codes(*ids), channels_of[log], providerless=True),
         )
     table["windows", "process_creation", None] += (
         Branch("windows", _codes(4688), SECURITY_CHANNELS, providerless=True),
     )
-    for category, ids in (("ps_module", (4103,)), ("ps_script", (4104,))):
-        table["windows", category, None] = (
-            Branch("windows", _codes(*ids), POWERSHELL_CHANNELS, providerless=True),
-        )
-    for category, ids in (
-        ("ps_classic_start", (400,)),
-        ("ps_classic_provider_start", (600,)),
-        ("ps_classic_script", (800,)),
-    ):
-        table["windows", category, None] = (
-            Branch("windows", _codes(*ids), POWERSHELL_CLASSIC_CHANNELS, providerless=True),
-        )
     for service, channel in windows_logsource_mapping.items():
         channels = (channel,) if isinstance(channel, str) else tuple(channel)
         if service == "security":
@@ -241,7 +242,7 @@ def _linux() -> dict[Key, tuple[Branch, ...]]:
     for service, programs in SYSLOG_PROGRAMS.items():
         table["linux", None, service] = (Branch("syslog", providers=programs),)
     for category in ("process_creation", "network_connection", "file_event"):
-        ids = SYSMON_CATEGORIES[category]
+        _, ids = WINDOWS_CATEGORIES[category]  # Sysmon for Linux keeps Sysmon's event ids
         table["linux", category, None] = (Branch("windows", _codes(*ids), LINUX_SYSMON_CHANNELS),)
     for service, programs in WEB_SERVERS.items():
         table[None, None, service] = (Branch("syslog", providers=programs),)

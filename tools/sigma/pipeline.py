@@ -8,13 +8,9 @@ column only where the column holds exactly the same text the field would (``Imag
 is split from ``DOMAIN\\user``. Everything unmapped still matches through ``fields``, which holds
 every leaf under its original name.
 
-Windows rules can also be narrowed to their log source here, as pySigma's Sysmon and Windows
-pipelines do: a ``category`` adds the Sysmon event ids that carry it (``process_creation``: 1,
-and the Security log's 4688), a ``service`` adds its event log ``Channel`` (pySigma's own
-``windows_logsource_mapping``). :func:`tools.sigma.convert` does not ask for this
-(``logsource_conditions=False``): it scopes every rule, of any product, by the log table's own
-columns instead (:mod:`tools.sigma.logsource`), which also tells the Sysmon channel's event 1
-from another log's.
+The pipeline maps fields only: :func:`tools.sigma.convert` scopes every rule, of any product,
+to its log source by the log table's own columns (:mod:`tools.sigma.logsource`), which also
+tells the Sysmon channel's event 1 from another log's.
 """
 
 from __future__ import annotations
@@ -22,10 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from sigma.pipelines.common import windows_logsource_mapping
 from sigma.processing.conditions import LogsourceCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
-from sigma.processing.transformations import AddConditionTransformation, FieldMappingTransformation
+from sigma.processing.transformations import FieldMappingTransformation
 
 WINDOWS_FIELDS: Final[Mapping[str, str]] = {
     "EventID": "event.code",
@@ -95,40 +90,6 @@ WEB_FIELDS: Final[Mapping[str, str]] = {
 just that part, and matching them against the full URL would change what ``startswith`` and
 equality mean."""
 
-WINDOWS_CATEGORY_EVENT_IDS: Final[Mapping[str, tuple[int, ...]]] = {
-    "process_creation": (1, 4688),
-    "file_change": (2,),
-    "network_connection": (3,),
-    "process_termination": (5,),
-    "driver_load": (6,),
-    "image_load": (7,),
-    "create_remote_thread": (8,),
-    "raw_access_thread": (9,),
-    "process_access": (10,),
-    "file_event": (11,),
-    "registry_add": (12,),
-    "registry_delete": (12,),
-    "registry_set": (13,),
-    "registry_rename": (14,),
-    "registry_event": (12, 13, 14),
-    "create_stream_hash": (15,),
-    "pipe_created": (17, 18),
-    "wmi_event": (19, 20, 21),
-    "dns_query": (22,),
-    "file_delete": (23, 26),
-    "clipboard_capture": (24,),
-    "process_tampering": (25,),
-    "file_block_executable": (27,),
-    "file_block_shredding": (28,),
-    "file_executable_detected": (29,),
-    "ps_classic_start": (400,),
-    "ps_classic_provider_start": (600,),
-    "ps_classic_script": (800,),
-    "ps_module": (4103,),
-    "ps_script": (4104,),
-}
-"""The event ids (Sysmon's, PowerShell's, and Security 4688) that carry each Windows category."""
-
 NETWORK_CATEGORIES: Final[tuple[str, ...]] = ("firewall", "dns", "network_connection")
 WEB_CATEGORIES: Final[tuple[str, ...]] = ("proxy", "webserver")
 
@@ -168,37 +129,9 @@ def _mapping_items(
     )
 
 
-def _windows_logsource_items() -> list[ProcessingItem]:
-    items: list[ProcessingItem] = []
-    for category, event_ids in WINDOWS_CATEGORY_EVENT_IDS.items():
-        items.append(
-            ProcessingItem(
-                identifier=f"aurora_windows_{category}",
-                transformation=AddConditionTransformation({"EventID": list(map(str, event_ids))}),
-                rule_conditions=[LogsourceCondition(product="windows", category=category)],
-            )
-        )
-    for service, channel in windows_logsource_mapping.items():
-        items.append(
-            ProcessingItem(
-                identifier=f"aurora_windows_channel_{service}",
-                transformation=AddConditionTransformation(
-                    {"Channel": channel if isinstance(channel, str) else list(channel)}
-                ),
-                rule_conditions=[LogsourceCondition(product="windows", service=service)],
-            )
-        )
-    return items
-
-
-def aurora_pipeline(*, logsource_conditions: bool = True) -> ProcessingPipeline:
-    """A fresh pipeline (pySigma pipelines keep state per conversion: build one per rule).
-
-    ``logsource_conditions``: add the Windows EventID / Channel conditions of a rule's category
-    or service (see the module docstring); field mapping is the same either way."""
-    # Log source narrowing first, so that the EventID and Channel it adds are mapped below.
-    items = _windows_logsource_items() if logsource_conditions else []
-    items += [
+def aurora_pipeline() -> ProcessingPipeline:
+    """A fresh pipeline (pySigma pipelines keep state per conversion: build one per rule)."""
+    items = [
         _mapping_items(
             "aurora_windows_fields", WINDOWS_FIELDS, [LogsourceCondition(product="windows")]
         ),
