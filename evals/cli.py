@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
+from evals import datasets
 from evals.compare import compare, load_run, render
 from evals.data import ENV, DataMissing, shared_data_root
-from evals.datasets import FetchRefused, fetch, manifest, verify
 from evals.runner import DEFAULT_LOG_DIR, RunOptions, RunResult, run_async
 from evals.subjects import Backend
 from evals.suites import SUITES
@@ -220,8 +220,8 @@ async def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
         Path(os.environ[ENV]) if os.environ.get(ENV) else settings.data_dir / "eval-data"
     )
     try:
-        fetched = await asyncio.to_thread(fetch, args.base_url, dest, args.dataset or None)
-    except (FetchRefused, OSError) as err:
+        fetched = await asyncio.to_thread(datasets.fetch, args.base_url, dest, args.dataset or None)
+    except (datasets.FetchRefused, OSError) as err:
         print(f"aurora eval fetch: {err}", file=sys.stderr)
         return 1
     for name, count in fetched.items():
@@ -232,8 +232,9 @@ async def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     root = args.data or shared_data_root()
-    problems = await asyncio.to_thread(verify, root)
-    for dataset in manifest():
+    listed = datasets.manifest()
+    problems = await asyncio.to_thread(datasets.verify, root, listed)
+    for dataset in listed:
         wrong = problems[dataset.name]
         state = "ok" if not wrong else f"{len(wrong)} of {len(dataset.files)} files wrong"
         print(f"{dataset.name:<18}{state:<28}{dataset.upstream} ({dataset.licence})")

@@ -61,10 +61,11 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
+
+from core.loopback import LoopbackServer
 
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
@@ -289,7 +290,7 @@ def schema_instance(schema: dict[str, Any], answer: str) -> Any:
 
 
 @dataclass
-class ObedientModel:
+class ObedientModel(LoopbackServer):
     """The server; see the module docstring. Use it with ``async with``."""
 
     name: str = DEFAULT_MODEL
@@ -297,39 +298,17 @@ class ObedientModel:
     """Every chat request body received, in order."""
 
     def __post_init__(self) -> None:
-        self._runner: web.AppRunner | None = None
-        self._port = 0
         self._ids = itertools.count(1)
 
-    async def start(self, port: int = 0) -> None:
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post(CHAT_PATH, self._chat)
         app.router.add_get(MODELS_PATH, self._models)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self._port = int(self._runner.addresses[0][1])
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+        return app
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}/v1"
+        return f"{self.origin}/v1"
 
     def reply(self, body: dict[str, Any]) -> tuple[str | None, list[tuple[str, str, str]]]:
         """What the model answers to a chat request: text, or tool calls (id, name, JSON)."""

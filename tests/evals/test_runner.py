@@ -21,10 +21,15 @@ from evals.suites import SUITES, Case, TechniqueSuite, fixed_order, register
 from gateway.cli import main as aurora
 from tests.fakes.openai_server import ScriptedOpenAI
 
-# inspect_ai leaves anyio memory streams of its own for the garbage collector to close.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in.*MemoryObjectReceiveStream:pytest.PytestUnraisableExceptionWarning"
-)
+# inspect_ai leaves objects of its own for the garbage collector to close: anyio memory
+# streams, and the event loops (with their self-pipe sockets) its synchronous helpers run on.
+# The fixture below collects them at the end of each test, under these filters.
+pytestmark = [
+    pytest.mark.filterwarnings(
+        f"ignore:Exception ignored in.*{leftover}:pytest.PytestUnraisableExceptionWarning"
+    )
+    for leftover in ("MemoryObjectReceiveStream", "socket.socket", "BaseEventLoop")
+]
 
 PHISHING = "The actor sent spearphishing emails with a malicious Word attachment to employees."
 POWERSHELL = "The loader runs PowerShell scripts with an encoded command to download a payload."

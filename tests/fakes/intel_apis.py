@@ -21,10 +21,11 @@ import base64
 import contextlib
 import ipaddress
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 from aiohttp import web
+
+from core.loopback import LoopbackServer
 
 
 @dataclass
@@ -38,7 +39,7 @@ class VendorRequest:
     status: int = 0
 
 
-class FakeVendor:
+class FakeVendor(LoopbackServer):
     """What the three fakes share: lifecycle, the key check, scripted 429s and delays."""
 
     name: ClassVar[str] = "vendor"
@@ -50,45 +51,24 @@ class FakeVendor:
         self._rate_limited = 0
         self._retry_after: str | None = None
         self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._port = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
 
-    async def start(self) -> None:
+    def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._gate])
         self.routes(app)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = int(self._runner.addresses[0][1])
+        return app
 
-    async def close(self) -> None:
+    async def on_close(self) -> None:
         self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @property
     def base_url(self) -> str:
         """What to configure as the vendor URL: ``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self._port}"
+        return self.origin
 
     # -- scripting ---------------------------------------------------------------------------
 

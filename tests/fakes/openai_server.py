@@ -51,9 +51,11 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from aiohttp import web
+
+from core.loopback import LoopbackServer
 
 Endpoint = Literal["chat", "models"]
 
@@ -185,7 +187,7 @@ class _Rejected(Exception):
 
 
 @dataclass
-class ScriptedOpenAI:
+class ScriptedOpenAI(LoopbackServer):
     """The scripted server; see the module docstring. Use it with ``async with``."""
 
     models: Sequence[str] = ("aurora-test-model",)
@@ -201,30 +203,17 @@ class ScriptedOpenAI:
         self._queues: dict[Endpoint, deque[_Reply]] = {"chat": deque(), "models": deque()}
         self._ids = itertools.count(1)
         self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._port = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post(CHAT_PATH, self._chat)
         app.router.add_get(MODELS_PATH, self._models)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = int(self._runner.addresses[0][1])
+        return app
 
-    async def close(self) -> None:
+    async def on_close(self) -> None:
         self._closing.set()  # wakes every scripted delay, so shutdown is immediate
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
 
     async def __aexit__(
         self,
@@ -240,13 +229,9 @@ class ScriptedOpenAI:
             )
 
     @property
-    def port(self) -> int:
-        return self._port
-
-    @property
     def base_url(self) -> str:
         """What to give the client as ``base_url``: ``http://127.0.0.1:PORT/v1``."""
-        return f"http://127.0.0.1:{self._port}/v1"
+        return f"{self.origin}/v1"
 
     @property
     def chat_requests(self) -> list[RecordedRequest]:
