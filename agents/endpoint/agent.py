@@ -65,7 +65,7 @@ from tools.behaviour import (
 from tools.decode import Layer, unfold
 from tools.ioc import Ioc, indicators_in, names_a_machine, normalise_ioc
 from tools.logs.windows import WinEvent, normalise_event
-from tools.sigma.corpus import default_engine
+from tools.sigma.corpus import default_engine, rules_engine
 from tools.sigma.engine import SigmaEngine, level_rank
 
 MAX_KILLS: Final[int] = 10
@@ -160,7 +160,7 @@ class Endpoint(Specialist, name="endpoint", method="analyze_endpoint"):
     async def start(self) -> None:
         """Compile the Sigma rules before serving (seconds, once per process), so that the
         first host analysed does not wait for them."""
-        await asyncio.to_thread(default_engine)
+        await asyncio.to_thread(rules_engine, self.deps.settings)
 
     async def _context(
         self, request: AnalyzeEndpointRequest, events: list[WinEvent], trace: ToolTrace
@@ -177,7 +177,7 @@ class Endpoint(Specialist, name="endpoint", method="analyze_endpoint"):
         return await trace.compute(
             "rule_scan",
             {"events": len(events)},
-            lambda: scan_events(events),
+            lambda: scan_events(events, rules_engine(self.deps.settings)),
             lambda found: (
                 (
                     f"{len({h.rule.id for h in found.rule_hits})} rule(s) fired on "
@@ -341,7 +341,7 @@ class Endpoint(Specialist, name="endpoint", method="analyze_endpoint"):
             ]
 
         return [
-            *analysis_tools(self.deps.attack, trace),
+            *analysis_tools(self.deps.attack, trace, rules_engine(self.deps.settings)),
             string_tool(
                 "host_context",
                 "What the events say about the host: users, processes, network"

@@ -17,7 +17,7 @@ from tools.attack import AttackKB
 from tools.behaviour import ProcessView, RuleHit, scan_command, scan_process
 from tools.decode import unfold
 from tools.ioc import Ioc, indicators_in
-from tools.sigma.corpus import default_engine
+from tools.sigma.engine import SigmaEngine
 
 
 def text_argument(arguments: dict[str, Any], name: str) -> str:
@@ -59,9 +59,10 @@ def ioc_summary(iocs: list[Ioc]) -> str:
     return f"{len(iocs)} indicator(s): " + ", ".join(f"{i.type}:{i.value}" for i in iocs[:8])
 
 
-def analysis_tools(kb: AttackKB, trace: ToolTrace) -> list[Tool]:
-    """The analysis tools the model may call (decode, extract indicators, rule scan, ATT&CK
-    mapping); each call goes through ``trace``, so it is streamed and kept as evidence."""
+def analysis_tools(kb: AttackKB, trace: ToolTrace, engine: SigmaEngine) -> list[Tool]:
+    """The analysis tools the model may call (decode, extract indicators, a scan with
+    ``engine``'s Sigma rules, ATT&CK mapping); each call goes through ``trace``, so it is
+    streamed and kept as evidence."""
 
     async def decode(arguments: dict[str, Any]) -> object:
         text = text_argument(arguments, "text")
@@ -97,7 +98,7 @@ def analysis_tools(kb: AttackKB, trace: ToolTrace) -> list[Tool]:
 
         def rules() -> list[RuleHit]:
             hits = scan_command(
-                default_engine(),
+                engine,
                 text,
                 "command_line",
                 image=image if isinstance(image, str) else "",

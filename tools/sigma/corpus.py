@@ -109,6 +109,18 @@ def default_engine(rules_dir: Path | None = None) -> SigmaEngine:
     return load_engine(rules_dir)
 
 
+def rules_dir_of(settings: Any) -> Path:
+    """Where ``aurora rules fetch`` puts archives by default, and where agents look for them:
+    ``<data_dir>/sigma``."""
+    return Path(settings.data_dir) / "sigma"
+
+
+def rules_engine(settings: Any) -> SigmaEngine:
+    """The engine agents run: the newest archive fetched into :func:`rules_dir_of` (else the
+    shipped corpus) and the project's own rules, compiled once per process."""
+    return default_engine(rules_dir_of(settings))
+
+
 def fetch_rules(url: str, sha256: str, dest: Path) -> Path:
     """Download the archive at ``url`` into ``dest`` when its sha256 is ``sha256``; refuse it
     (ValidationFailed, nothing written) on a mismatch, an archive over
@@ -166,7 +178,7 @@ async def cmd_rules_fetch(settings: Any, args: Any) -> int:
     """``aurora rules fetch``: download a SigmaHQ release archive into the rules directory."""
     import asyncio
 
-    dest = args.dest or settings.data_dir / "sigma"
+    dest = args.dest or rules_dir_of(settings)
     path = await asyncio.to_thread(fetch_rules, args.url, args.sha256, dest)
     rules = await asyncio.to_thread(read_archive, path)
     print(f"fetched {path.name}: {len(rules)} Windows rule(s), sha256 verified, in {dest}")
