@@ -5,21 +5,22 @@ port unless one is given), closes it, and serves as an ``async with`` block."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Self
 
 from aiohttp import web
 
 
-class LoopbackServer:
+class LoopbackServer(ABC):
     """Start with :meth:`start` (or ``async with``); :attr:`origin` is where it listens."""
 
     _runner: web.AppRunner | None = None
     _port: int = 0
 
+    @abstractmethod
     def build_app(self) -> web.Application:
         """The application to serve."""
-        raise NotImplementedError
 
     async def start(self, port: int = 0) -> None:
         self._runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=None)
@@ -27,7 +28,7 @@ class LoopbackServer:
         await web.TCPSite(self._runner, "127.0.0.1", port).start()
         self._port = int(self._runner.addresses[0][1])
 
-    async def on_close(self) -> None:
+    async def on_close(self) -> None:  # noqa: B027 - a hook: most servers need nothing
         """Called first when closing (to wake what waits, for one)."""
 
     async def close(self) -> None:

@@ -37,6 +37,11 @@ TECHNIQUE_EVIDENCE_KINDS: Final = frozenset({"context_techniques", "text_techniq
 (apart from those the agent observed)."""
 
 
+class SubjectNotRun(ValueError):
+    """A suite asked to answer with a subject it does not run (the runner checks
+    :attr:`Suite.subjects` first, so this names a mistake in a suite)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Case:
     """One sample of a suite."""
@@ -122,15 +127,15 @@ class Suite(ABC):
 
     async def tool(self, case: Case) -> dict[str, Any]:
         """The suite's tool's answer to ``case``."""
-        raise NotImplementedError(f"suite {self.name} has no tool subject")
+        raise SubjectNotRun(f"suite {self.name} has no tool subject")
 
     def from_finding(self, case: Case, finding: Mapping[str, Any]) -> dict[str, Any]:
         """The answer a specialist's finding gives to ``case``."""
-        raise NotImplementedError(f"suite {self.name} has no specialist subject")
+        raise SubjectNotRun(f"suite {self.name} has no specialist subject")
 
     def from_receipt(self, case: Case, receipt: Mapping[str, Any]) -> dict[str, Any]:
         """The answer an investigation's receipt gives to ``case``."""
-        raise NotImplementedError(f"suite {self.name} has no orchestrator subject")
+        raise SubjectNotRun(f"suite {self.name} has no orchestrator subject")
 
     def nothing(self, case: Case) -> dict[str, Any]:
         """The answer of a subject that failed or was given nothing it takes."""
@@ -144,7 +149,7 @@ class Suite(ABC):
         self, case: Case, backend: Backend, prompt_version: str | None
     ) -> tuple[dict[str, Any], Answer]:
         """The answer of the suite's own specialist (see :attr:`own_specialist`)."""
-        raise NotImplementedError(f"suite {self.name} calls its specialist over ACP")
+        raise SubjectNotRun(f"suite {self.name} calls its specialist over ACP")
 
     @contextlib.asynccontextmanager
     async def environment(self, backend: Backend) -> AsyncIterator[Backend]:
