@@ -120,7 +120,7 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_compare(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        comparison = compare(load_run(args.a), load_run(args.b))
+        comparison = compare(await load_run(args.a), await load_run(args.b))
     except (ValueError, OSError) as err:
         print(f"aurora eval compare: {err}", file=sys.stderr)
         return 2

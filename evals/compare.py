@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inspect_ai.log import EvalLog, read_eval_log
+from inspect_ai.log import EvalLog, read_eval_log_async
 
 from evals.scoring import percentile
 
@@ -57,9 +57,10 @@ class Comparison:
         return low > 0 or high < 0
 
 
-def load_run(path: str | Path) -> Run:
-    """The run in inspect_ai's log at ``path``."""
-    log: EvalLog = read_eval_log(str(path))
+async def load_run(path: str | Path) -> Run:
+    """The run in inspect_ai's log at ``path``. (Async: inspect_ai's synchronous reader,
+    called under a running loop, patches asyncio for the rest of the process.)"""
+    log: EvalLog = await read_eval_log_async(str(path))
     if log.status != "success" or log.results is None or not log.results.scores:
         raise ValueError(f"{path}: the run did not complete ({log.status})")
     figures = {name: float(m.value) for name, m in log.results.scores[0].metrics.items()}

@@ -112,9 +112,17 @@ class Asker:
         self.options = options
         self.fleet = fleet
         self.backend = backend
+        self.errors = 0
+        """Cases whose subject failed (no answer, or an error instead of one)."""
         self.agent = options.agent or suite.agent
 
     async def answer(self, case: Case) -> tuple[dict[str, Any], Answer]:
+        result, got = await self._answer(case)
+        if got.error is not None:
+            self.errors += 1
+        return result, got
+
+    async def _answer(self, case: Case) -> tuple[dict[str, Any], Answer]:
         subject = self.options.subject
         if subject == "tool":
             started = time.perf_counter()
@@ -278,12 +286,9 @@ async def run_async(options: RunOptions) -> RunResult:
         message = log.error.message if log.error else log.status
         raise RuntimeError(f"the eval did not complete: {message}")
     figures = {name: float(m.value) for name, m in log.results.scores[0].metrics.items()}
-    errors = sum(
-        1
-        for sample in log.samples or ()
-        for score in (sample.scores or {}).values()
-        if isinstance(score.value, dict) and score.value.get("error")
-    )
+    # Counted here, not read back from log.samples: inspect_ai loads those with its
+    # synchronous reader, which under a running loop patches asyncio for the whole process.
+    errors = asker.errors
     return RunResult(
         suite=suite.name,
         subject=options.subject,

@@ -3,6 +3,7 @@ the test's own (so that none of it needs the shared data), through every kind of
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 from collections.abc import Iterator, Mapping
@@ -70,6 +71,9 @@ def toy() -> Iterator[Toy]:
         # Collect inspect_ai's leftovers now, under this module's warning filter, not in
         # whichever test happens to run when the collector next passes.
         gc.collect()
+    # A synchronous inspect_ai reader called under a running loop applies nest_asyncio, which
+    # patches asyncio for the rest of the process (and leaks the loops of every later test).
+    assert asyncio.run.__module__ == "asyncio.runners"
 
 
 def test_hierarchy_credit_is_reported_beside_exact() -> None:
@@ -112,7 +116,7 @@ async def test_two_tool_runs_compare_case_by_case(toy: Toy, tmp_path: Path) -> N
     assert second.figures["recall"] == 0.5  # T1059 is not T1059.001 ...
     assert second.figures["recall_hierarchy"] == 1.0  # ... but it is its parent
 
-    result = compare(load_run(first.log), load_run(second.log), resamples=500)
+    result = compare(await load_run(first.log), await load_run(second.log), resamples=500)
     assert result.paired == 2
     assert result.unchanged == 2
     text = render(result)
@@ -121,7 +125,7 @@ async def test_two_tool_runs_compare_case_by_case(toy: Toy, tmp_path: Path) -> N
 
     toy.answers = {"phish": [], "ps": ["T1059.001"]}
     third = await run_async(RunOptions(suite=toy.name, log_dir=tmp_path))
-    flips = compare(load_run(first.log), load_run(third.log), resamples=500)
+    flips = compare(await load_run(first.log), await load_run(third.log), resamples=500)
     assert [c for c, *_ in flips.improved] == ["ps"]
     assert [c for c, *_ in flips.worsened] == ["phish"]
 
@@ -132,7 +136,7 @@ async def test_a_specialist_is_called_over_acp_with_its_builtin_analysis(
     result = await run_async(RunOptions(suite=toy.name, subject="specialist", log_dir=tmp_path))
     assert result.errors == 0
     assert result.figures["schema_validity"] == 1.0
-    run = load_run(result.log)
+    run = await load_run(result.log)
     assert run.meta["agent"] == "threat_intel"
     assert run.meta["backend"] == {"kind": "builtin"}
 
@@ -172,7 +176,7 @@ async def test_the_llm_backend_is_the_platforms_client_with_tokens_cost_and_prom
     assert result.figures["cost"] == pytest.approx(0.004)
     assert result.figures["recall"] == 1.0  # the model's techniques, validated against ATT&CK
     assert len(prompts) == 2
-    meta = load_run(result.log).meta
+    meta = (await load_run(result.log)).meta
     assert meta["backend"] == {"kind": "llm", "model": "aurora-eval", "base_url": fake.base_url}
     assert meta["prompt_version"] == "v1"
 
