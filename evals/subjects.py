@@ -119,6 +119,13 @@ class Fleet:
     llm: LLMBackend | None = None
     started_here: bool = True
     """The agents were started for the run with :attr:`backend` (else they run their own)."""
+    attack: AttackKB | None = None
+    """ATT&CK for the orchestrator's reading of the subject's text (loaded when first needed)."""
+
+    def attack_kb(self) -> AttackKB:
+        if self.attack is None:
+            self.attack = AttackKB.load()
+        return self.attack
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -159,7 +166,7 @@ class Fleet:
                     startup_grace=0,
                 )
                 try:
-                    yield cls(client, frozenset(names), backend, llm)
+                    yield cls(client, frozenset(names), backend, llm, attack=kb)
                 finally:
                     await client.close()
             finally:
@@ -243,6 +250,7 @@ class Fleet:
                     available=self.available,
                     llm=self.llm,
                     planner_tools=tools,
+                    attack=self.attack_kb,
                 ),
             )
         except Exception as err:

@@ -182,11 +182,11 @@ async def test_the_llm_backend_is_the_platforms_client_with_tokens_cost_and_prom
 
 
 async def test_the_orchestrator_subject_runs_the_graph_in_dry_run(toy: Toy, tmp_path: Path) -> None:
-    result = await run_async(
-        RunOptions(suite=toy.name, subject="orchestrator", log_dir=tmp_path, limit=1)
-    )
+    result = await run_async(RunOptions(suite=toy.name, subject="orchestrator", log_dir=tmp_path))
     assert result.errors == 0
-    assert result.cases == 1
+    assert result.cases == 2
+    # The receipt's text_techniques: what the investigation's text describes.
+    assert result.figures["recall_hierarchy"] == 1.0
 
 
 async def test_a_subject_the_suite_cannot_run_is_refused(toy: Toy, tmp_path: Path) -> None:
