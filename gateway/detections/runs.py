@@ -28,6 +28,7 @@ from gateway.detections.models import DetectionRule, RuleHit, RuleRun
 from gateway.detections.rules import get_rule, rule_rows
 from gateway.detections.suppressions import active_suppressions, count_hits, suppressed_by
 from tools.sigma import Correlation
+from tools.sigma.logsource import scope_sql
 
 log = logging.getLogger("aurora.detections")
 
@@ -38,6 +39,21 @@ SAMPLE_SIZE: Final = 20
 TICK_SECONDS: Final = 5.0
 """How often the scheduler looks for rules that are due."""
 DUE_PER_TICK: Final = 20
+
+
+def scoped_condition(rule: DetectionRule) -> str:
+    """The rule's condition within its logsource's scope. Rules converted since conversions
+    scope themselves already are (their condition opens with the scope); one saved before, or
+    before the scope table last changed, gets the current scope here, so that no stored rule
+    ever runs over every event. A correlation's condition is its base rules', each scoped to
+    its own logsource at conversion (they may differ), and is left as it is."""
+    if rule.correlation:
+        return rule.condition
+    source = rule.logsource or {}
+    scope = scope_sql(source.get("product"), source.get("category"), source.get("service"))
+    if rule.condition.startswith(f"({scope}) AND ("):
+        return rule.condition
+    return f"({scope}) AND ({rule.condition})"
 
 
 def _correlation(rule: DetectionRule) -> Correlation | None:
@@ -53,7 +69,7 @@ async def _correlated(
 ) -> list[dict[str, Any]]:
     """The windows and groups whose aggregate meets the correlation, as pseudo-events."""
     window = "timestamp >= {start:DateTime64(3)} AND timestamp < {end:DateTime64(3)}"
-    sql = correlation.query(store.table, rule.condition, window)
+    sql = correlation.query(store.table, scoped_condition(rule), window)
     result = await store.query(
         sql,
         {"start": start.replace(tzinfo=None), "end": end.replace(tzinfo=None)},
@@ -127,7 +143,7 @@ async def run_rule(
             # A preview shows a sample; only runs that raise alerts need every match's event.
             wanted = SAMPLE_SIZE if kind == "preview" else MAX_ALERTS_PER_RUN
             total, events = await store.matching(
-                rule.condition, {}, start=start, end=end, limit=wanted
+                scoped_condition(rule), {}, start=start, end=end, limit=wanted
             )
         run.matches = total
         run.sample = [brief(e) for e in events[:SAMPLE_SIZE]]

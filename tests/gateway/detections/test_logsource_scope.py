@@ -9,9 +9,12 @@ from typing import Any
 import pytest
 
 from core.security.permissions import Role
+from gateway.detections.models import DetectionRule
 from gateway.detections.rules import _SIGMA_LOGSOURCE, _WINDOWS_CATEGORY
+from gateway.detections.runs import scoped_condition
 from tests.conftest import Gateway
-from tools.sigma import scope_of
+from tools.sigma import convert, scope_of
+from tools.sigma.logsource import NOTHING, scope_sql
 
 RULES = "/api/v1/detections/rules"
 
@@ -129,3 +132,32 @@ def test_every_rule_drafted_from_an_event_has_a_logsource_that_maps(format: str)
     if format == "windows":
         for category in _WINDOWS_CATEGORY.values():
             assert scope_of("windows", category, None) is not None
+
+
+# -- rules saved before conversions scoped themselves -----------------------------------------
+
+LEGACY_DETECTION = "`fields`['cs-user-agent'] = ''"
+
+
+def stored_rule(condition: str, **logsource: str | None) -> DetectionRule:
+    return DetectionRule(condition=condition, logsource=dict(logsource), correlation=None)
+
+
+def test_a_rule_stored_unscoped_runs_within_its_logsource_scope() -> None:
+    unmapped = stored_rule(LEGACY_DETECTION, product=None, category="proxy_typo", service=None)
+    assert scoped_condition(unmapped) == f"({NOTHING}) AND ({LEGACY_DETECTION})"
+    proxy = stored_rule(LEGACY_DETECTION, product=None, category="proxy", service=None)
+    assert scoped_condition(proxy) == f"({scope_sql(None, 'proxy', None)}) AND ({LEGACY_DETECTION})"
+
+
+def test_a_rule_converted_with_its_scope_is_run_as_stored() -> None:
+    conversion = convert(
+        "title: t\nlogsource:\n  category: proxy\ndetection:\n"
+        "  selection:\n    c-useragent: ''\n  condition: selection\n"
+    )
+    rule = stored_rule(conversion.condition, product=None, category="proxy", service=None)
+    assert scoped_condition(rule) == conversion.condition
+    rule.correlation = {"type": "event_count"}
+    assert scoped_condition(stored_rule("x", category="proxy")) != "x"
+    rule.condition = "x"
+    assert scoped_condition(rule) == "x"  # a correlation's bases carry their own scopes
