@@ -9,9 +9,11 @@ configuration) start theirs in the other modules.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -244,3 +246,21 @@ def test_sigterm_stops_it_cleanly(platform: Platform) -> None:
     for name in SPECIALISTS:
         assert any(f"[{name}]" in line and "shutting down" in line for line in platform.lines)
     assert not platform.crash_reports()
+
+
+@pytest.mark.skipif(shared_data_dir() is None, reason="the eval suites' data is in shared data")
+def test_an_eval_runs_against_the_agents_the_platform_runs(
+    platform: Platform, tmp_path: Path
+) -> None:
+    env = {**platform.env, "AURORA_SHARED_DATA": str(shared_data_dir())}
+    figures = tmp_path / "figures.json"
+    done = run(
+        env,
+        *("eval", "run", "technique-sentences", "--subject", "specialist", "--running-agents"),
+        *("--limit", "3", "--log-dir", str(tmp_path / "logs"), "--json", str(figures)),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(figures.read_text())
+    assert result["cases"] == 3
+    assert result["errors"] == 0  # the running threat_intel agent took the eval's agent token
+    assert result["figures"]["schema_validity"] == 1.0
