@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import subprocess
 import time
@@ -34,7 +35,7 @@ from inspect_ai.util import display_type
 from evals.data import shared_data_root
 from evals.scoring import summary
 from evals.subjects import Answer, Backend, Fleet, SubjectKind
-from evals.suites import SUITES, Case, Suite, as_json, fixed_order
+from evals.suites import SUITES, Case, Suite, fixed_order
 
 DEFAULT_LOG_DIR = Path("eval-logs")
 
@@ -84,6 +85,11 @@ def select(suite: Suite, options: RunOptions) -> list[Case]:
     if options.limit is not None:
         chosen = chosen[: options.limit]
     return chosen
+
+
+def as_json(value: Any) -> str:
+    """``value`` as a sample's output or target text in the log."""
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def git_commit() -> str | None:

@@ -32,9 +32,9 @@ from evals.scoring import compare_sets, compare_techniques, set_score, verdict_s
 from evals.subjects import Answer, Backend, SubjectKind
 from tools.attack import AttackKB
 
-TECHNIQUE_EVIDENCE_KINDS: Final = frozenset({"context_techniques", "text_techniques"})
-"""Evidence kinds under which a finding lists techniques read from the request's free text
-(apart from those the agent observed)."""
+CONTEXT_TECHNIQUES: Final = "context_techniques"
+"""The evidence kind under which a finding lists the techniques read from the request's free
+text, apart from those the agent observed (ids, comma-separated)."""
 
 
 class SubjectNotRun(ValueError):
@@ -86,12 +86,8 @@ def finding_techniques(finding: Mapping[str, Any], *, with_text: bool) -> list[s
     found = [str(t) for t in finding.get("mitre_techniques") or ()]
     if with_text:
         for item in finding.get("evidence") or ():
-            if item.get("kind") in TECHNIQUE_EVIDENCE_KINDS:
-                found.extend(
-                    part.strip().split(" ", 1)[0]
-                    for part in str(item.get("summary", "")).replace(";", ",").split(",")
-                    if part.strip().startswith("T")
-                )
+            if item.get("kind") == CONTEXT_TECHNIQUES:
+                found.extend(part.strip() for part in str(item.get("summary", "")).split(","))
     return canonical_techniques(found)
 
 
@@ -717,8 +713,3 @@ for _suite in (
     Injection(),
 ):
     register(_suite)
-
-
-def as_json(value: Any) -> str:
-    """``value`` as the sample's output text in the log."""
-    return json.dumps(value, sort_keys=True, default=str)

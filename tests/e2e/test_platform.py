@@ -237,17 +237,6 @@ async def test_the_demo_data_investigated_by_the_platform(platform: Platform) ->
     assert not receipt["failures"]
 
 
-def test_sigterm_stops_it_cleanly(platform: Platform) -> None:
-    """Last here: it stops the module's platform, as a service manager does. (Ctrl-C, and a
-    start again on the same data, are in test_investigation_restart.)"""
-    platform.wait_for(ALL_READY)  # each agent has something to stop
-    assert platform.stop() == 0
-    assert any("aurora: shutting down" in line for line in platform.lines)
-    for name in SPECIALISTS:
-        assert any(f"[{name}]" in line and "shutting down" in line for line in platform.lines)
-    assert not platform.crash_reports()
-
-
 @pytest.mark.skipif(shared_data_dir() is None, reason="the eval suites' data is in shared data")
 def test_an_eval_runs_against_the_agents_the_platform_runs(
     platform: Platform, tmp_path: Path
@@ -262,5 +251,17 @@ def test_an_eval_runs_against_the_agents_the_platform_runs(
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(figures.read_text())
     assert result["cases"] == 3
-    assert result["errors"] == 0  # the running threat_intel agent took the eval's agent token
+    log = result["log"]
+    assert result["errors"] == 0, log  # the running threat_intel agent took the eval's token
     assert result["figures"]["schema_validity"] == 1.0
+
+
+def test_sigterm_stops_it_cleanly(platform: Platform) -> None:
+    """Last here: it stops the module's platform, as a service manager does. (Ctrl-C, and a
+    start again on the same data, are in test_investigation_restart.)"""
+    platform.wait_for(ALL_READY)  # each agent has something to stop
+    assert platform.stop() == 0
+    assert any("aurora: shutting down" in line for line in platform.lines)
+    for name in SPECIALISTS:
+        assert any(f"[{name}]" in line and "shutting down" in line for line in platform.lines)
+    assert not platform.crash_reports()
