@@ -296,7 +296,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"aurora: invalid configuration:\n{err}", file=sys.stderr)
         return 2
     _configure_logging(settings)
-    command = resolve(args.run)
+    try:
+        command = resolve(args.run)
+    except ModuleNotFoundError as err:
+        if not (err.name or "").startswith("inspect_ai"):
+            raise
+        print(
+            "aurora eval needs the evals extra: pip install -e '.[evals]' (from the checkout)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         return int(asyncio.run(command(settings, args)))
     except AuroraError as err:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import sys
 
 import pytest
 
-from gateway.cli import build_parser, resolve
+from gateway.cli import build_parser, main, resolve
 
 
 def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> dict[str, str]:
@@ -92,3 +93,15 @@ def test_an_unknown_function_is_an_error_not_a_silent_no_op() -> None:
         resolve("gateway.admin:cmd_nothing")
     with pytest.raises(ModuleNotFoundError):
         resolve("gateway.nowhere:cmd_up")
+
+
+def test_eval_without_the_evals_extra_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in [m for m in sys.modules if m == "evals.cli" or m.startswith("inspect_ai")]:
+        monkeypatch.delitem(sys.modules, name)
+    for name in ("evals.runner", "evals.compare"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setitem(sys.modules, "inspect_ai", None)  # as if it were not installed
+    assert main(["eval", "list"]) == 2
+    assert "pip install -e '.[evals]'" in capsys.readouterr().err
