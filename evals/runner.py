@@ -275,6 +275,9 @@ async def run_async(options: RunOptions) -> RunResult:
             log_dir=str(options.log_dir),
             max_samples=options.max_samples,
             fail_on_error=False,
+            # No live sample buffer: its SQLite connections, opened per thread, outlive the
+            # run; the log is written whole when the run ends.
+            log_realtime=False,
             metadata={
                 "aurora": {
                     "suite": suite.name,
