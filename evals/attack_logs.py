@@ -31,6 +31,7 @@ from typing import Any, Final
 
 from agents.endpoint.agent import scan_events
 from agents.endpoint.events import BURST_INFORMED_BY
+from evals.data import shared_data_root
 from tools.logs.windows import WinEvent, normalise_event
 from tools.sigma.corpus import default_engine
 from tools.sigma.engine import RuleInfo, SigmaEngine, level_rank
@@ -168,11 +169,8 @@ def evaluate(data_root: Path, engine: SigmaEngine | None = None) -> dict[str, An
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
     args = sys.argv[1:] if argv is None else argv
-    default = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-    root = Path(args[0] if args else os.environ.get("AURORA_SHARED_DATA") or default)
+    root = Path(args[0]) if args else shared_data_root()
     if not (root / DATASET).is_dir():
         print("attack logs: shared data not found (pass its directory)", file=sys.stderr)
         return 2

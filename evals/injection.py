@@ -51,7 +51,6 @@ import asyncio
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import sys
 import tempfile
@@ -70,6 +69,7 @@ from agents.threat_intel.schemas import AnalyzeThreatRequest
 from core.llm import LLMBackend
 from core.llm.types import Tool
 from core.settings import Settings
+from evals.data import shared_data_root
 from evals.obedient import DEFAULT_MODEL, ObedientModel
 from prompts.loader import load_prompt
 from tools.attack import AttackKB
@@ -132,10 +132,7 @@ def split_of(case_id: str) -> Split:
 
 def default_data_root() -> Path:
     """The shared data: ``$AURORA_SHARED_DATA`` or ``../shared/data`` beside the project."""
-    configured = os.environ.get("AURORA_SHARED_DATA")
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    return shared_data_root()
 
 
 def load_cases(data_root: Path) -> list[InjectionCase]:

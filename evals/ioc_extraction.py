@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -47,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evals.data import shared_data_root
 from tools.ioc import Ioc, extract_iocs, normalise_ioc
 
 KINDS: tuple[str, ...] = (
@@ -186,12 +186,7 @@ class Report:
 
 def default_cases_path() -> Path:
     """The dataset in the shared data: ``$AURORA_SHARED_DATA`` or ``../shared/data``."""
-    configured = os.environ.get("AURORA_SHARED_DATA")
-    root = (
-        Path(configured)
-        if configured
-        else Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-    )
+    root = shared_data_root()
     return root / CASES_RELATIVE_PATH
 
 

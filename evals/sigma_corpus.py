@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import tarfile
@@ -36,6 +35,7 @@ from typing import Any, Literal
 
 from core.errors import SigmaValidationFailed
 from core.logstore.schema import create_table_sql
+from evals.data import shared_data_root
 from tools.sigma import Conversion, convert_all
 
 CORPUS_RELATIVE_PATH = Path("sigma/sigma_rules_all.tgz")
@@ -46,12 +46,7 @@ Outcome = Literal["runnable", "rejected", "failed"]
 
 def default_corpus_path() -> Path:
     """The corpus in the shared data: ``$AURORA_SHARED_DATA`` or ``../shared/data``."""
-    configured = os.environ.get("AURORA_SHARED_DATA")
-    root = (
-        Path(configured)
-        if configured
-        else Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-    )
+    root = shared_data_root()
     return root / CORPUS_RELATIVE_PATH
 
 

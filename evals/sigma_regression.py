@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ from typing import Any
 from core.errors import AuroraError
 from core.logstore.store import LogStore
 from core.settings import Settings
+from evals.data import shared_data_root
 from tools.logs import EventRejected, parse_object
 from tools.logs.windows import read_windows
 from tools.sigma import convert
@@ -82,10 +82,7 @@ class PairResult:
 
 def default_data_root() -> Path:
     """The shared data: ``$AURORA_SHARED_DATA`` or ``../shared/data`` beside the project."""
-    configured = os.environ.get("AURORA_SHARED_DATA")
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    return shared_data_root()
 
 
 def read_events(path: Path) -> list[tuple[str, dict[str, Any]]]:

@@ -53,7 +53,6 @@ import argparse
 import hashlib
 import itertools
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -62,6 +61,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from evals.data import shared_data_root
 from tools.attack import AttackKB
 from tools.attack.document import DocumentWeights, SentenceMatches
 from tools.attack.mapping import RECOMMENDED_MIN_SCORE
@@ -117,12 +117,7 @@ class Scores:
 
 def default_dataset_path() -> Path:
     """The dataset in the shared data: ``$AURORA_SHARED_DATA`` or ``../shared/data``."""
-    configured = os.environ.get("AURORA_SHARED_DATA")
-    root = (
-        Path(configured)
-        if configured
-        else Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-    )
+    root = shared_data_root()
     return root / DATASET_RELATIVE_PATH
 
 
