@@ -1,0 +1,1 @@
+"""SOAR: playbooks, their durable executions and automation rules (``/soar/*``, ``/playbooks``)."""
