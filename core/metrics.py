@@ -19,6 +19,9 @@ class Metrics:
     http_latency: Histogram
     http_in_flight: Gauge
     auth_failures: Counter
+    soar_executions: Counter
+    soar_step_duration: Histogram
+    response_actions: Counter
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition format and its content type."""
@@ -50,6 +53,26 @@ def create_metrics() -> Metrics:
             "aurora_auth_failures",
             "Refused authentications, by AURORA code.",
             ["code"],
+            registry=registry,
+        ),
+        soar_executions=Counter(
+            "aurora_soar_executions",
+            "Playbook executions finished, by status.",
+            ["status"],
+            registry=registry,
+        ),
+        soar_step_duration=Histogram(
+            "aurora_soar_step_duration_seconds",
+            "Playbook step durations, by step kind and status.",
+            ["uses", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        response_actions=Counter(
+            "aurora_response_actions",
+            "Response actions by where they came from (playbook, edr, investigation), action "
+            "and outcome (executed, recorded, proposed, denied, expired, failed, unknown).",
+            ["source", "action", "outcome"],
             registry=registry,
         ),
     )
