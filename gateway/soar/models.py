@@ -131,6 +131,8 @@ class AutomationRule(Base):
     last_fired_at: Mapped[datetime | None]
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_by: Mapped[str] = mapped_column(String(64))
+    """Who last created, enabled or disabled it."""
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
