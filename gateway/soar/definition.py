@@ -39,6 +39,7 @@ from typing import Annotated, Any, Final, Literal
 import jmespath
 import orjson
 import yaml
+from jmespath import functions
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -91,6 +92,21 @@ def _refused(problems: list[Problem]) -> PlaybookValidationFailed:
 # --- expressions -------------------------------------------------------------------------------
 
 
+class _Functions(functions.Functions):
+    """JMESPath's built-in functions, and ``unique(array)``: the array without repeats, in
+    order (the accounts a search found, each once)."""
+
+    @functions.signature({"types": ["array"]})
+    def _func_unique(self, values: list[Any]) -> list[Any]:
+        seen: dict[bytes, Any] = {}
+        for value in values:
+            seen.setdefault(orjson.dumps(value, option=orjson.OPT_SORT_KEYS), value)
+        return list(seen.values())
+
+
+_OPTIONS: Final = jmespath.Options(custom_functions=_Functions())
+
+
 @lru_cache(maxsize=4096)
 def _compile(expression: str) -> ParsedResult:
     """The compiled expression (once per distinct text); AURORA-4221 when it does not parse."""
@@ -116,7 +132,7 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
     wrong type)."""
     compiled = _compile(expression)
     try:
-        return compiled.search(dict(context))
+        return compiled.search(dict(context), options=_OPTIONS)
     except JMESPathError as err:
         raise _refused(
             [_problem(["expression"], f"{expression.strip()}: {err}", "expression_failed")]
@@ -466,6 +482,23 @@ def _chain(node: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def _negated_path(node: Mapping[str, Any]) -> bool:
+    """Whether the AST holds ``!a.b``: JMESPath binds ``!`` tighter than ``.``, so it reads
+    ``b`` of the boolean ``!a``: never what was meant."""
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        children = current.get("children", [])
+        if (
+            current["type"] in {"subexpression", "index_expression"}
+            and children
+            and children[0]["type"] == "not_expression"
+        ):
+            return True
+        pending.extend(child for child in children if isinstance(child, Mapping))
+    return False
+
+
 class _Scope:
     """What a step's expressions may reference: the inputs, the steps before it, and ``item``
     and ``index`` in a step that loops."""
@@ -479,6 +512,9 @@ class _Scope:
         except PlaybookValidationFailed as err:
             return [{**problem, "loc": loc} for problem in err.detail]
         found: list[Problem] = []
+        if _negated_path(compiled.parsed):
+            negation = "'!a.b' reads .b of !a (always null); write '!(a.b)'"
+            found.append(_problem(loc, f"{expression.strip()}: {negation}", "expression_negation"))
         for chain in _chains(compiled.parsed, True):
             message = self._check(chain)
             if message is not None:
@@ -488,6 +524,8 @@ class _Scope:
         return found
 
     def _check(self, chain: list[str]) -> str | None:
+        if not chain:
+            return None
         root = chain[0]
         if root not in ROOTS:
             return f"'{root}' is not in the context (one of {', '.join(ROOTS)})"
@@ -561,12 +599,13 @@ def _semantic_problems(definition: PlaybookDefinition) -> list[Problem]:
                     "step_kind_unknown",
                 )
             )
+        outer = _Scope(inputs, earlier, looping=False)
         if step.foreach is not None:
-            outer = _Scope(inputs, earlier, looping=False)
             problems += outer.problems(_bare(step.foreach), [*loc, "foreach"])
         scope = _Scope(inputs, earlier, looping=step.foreach is not None)
         if step.if_ is not None:
-            problems += scope.problems(_bare(step.if_), [*loc, "if"])
+            # A condition is evaluated once, before any loop: no item yet.
+            problems += outer.problems(_bare(step.if_), [*loc, "if"])
         problems += _template_problems(step.with_, [*loc, "with"], scope)
         if step.uses in STEP_KINDS:
             problems += _params_problems(step, loc)

@@ -193,7 +193,9 @@ class LogSearch(Params):
     query: str = Field(default="", max_length=MAX_QUERY_LENGTH)
     """The log search language (``process.name:powershell.exe AND user.name:bob``)."""
     lookback_seconds: int = Field(default=3600, ge=60, le=30 * 86400)
-    """The window ends now (or at ``end``) and starts this long before, unless ``start``."""
+    """The window starts this long before ``end`` (now, unless given), unless ``start``."""
+    lookahead_seconds: int = Field(default=0, ge=0, le=30 * 86400)
+    """The window goes on this long after ``end`` (what followed an alert's last event)."""
     start: UtcDatetime | None = None
     end: UtcDatetime | None = None
     host: str | None = Field(default=None, min_length=1, max_length=255)
@@ -217,7 +219,8 @@ class LogSearch(Params):
 
     def window(self) -> tuple[datetime, datetime]:
         end = self.end or utcnow()
-        return self.start or end - timedelta(seconds=self.lookback_seconds), end
+        start = self.start or end - timedelta(seconds=self.lookback_seconds)
+        return start, end + timedelta(seconds=self.lookahead_seconds)
 
 
 async def search_logs(env: StepEnv, p: LogSearch) -> dict[str, Any]:
