@@ -130,7 +130,7 @@ class Condition(BaseModel):
 
     field: str = Field(min_length=1, max_length=300, pattern=PATH.pattern)
     op: Op
-    value: Any = None
+    value: Any = Field(default=None, validate_default=True)
 
     @field_validator("value")
     @classmethod
