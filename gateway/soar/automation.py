@@ -42,6 +42,7 @@ from core.events import Event, EventBus, Gap, Subscription
 from core.validation import field_error
 from gateway.alerts import api as alerts
 from gateway.alerts.schemas import AlertPromote, AlertRead, AlertUpdate
+from gateway.soar import definition
 from gateway.soar.models import AutomationFiring, AutomationRule, PlaybookExecution
 from gateway.soar.rules import (
     TOPICS,
@@ -54,7 +55,6 @@ from gateway.soar.rules import (
     RunPlaybook,
     Tag,
     holds,
-    render,
     resolve,
 )
 
@@ -359,7 +359,7 @@ class Automation:
                 }
                 execution = await self._engine.enqueue(
                     playbook_id=action.playbook_id,
-                    inputs=render(action.inputs, context),
+                    inputs=definition.render(action.inputs, context),
                     actor=actor,
                     trigger={
                         "kind": "automation",

@@ -20,7 +20,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
+import jmespath
 import regex
+from jmespath.exceptions import JMESPathError
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -38,6 +40,7 @@ from core.db.pages import equal, fetch_page
 from core.db.sequences import next_id
 from core.schemas import SEVERITY_RANK, PageQuery, Tags
 from core.validation import bounded_json
+from gateway.soar import definition
 from gateway.soar.models import AutomationFiring, AutomationRule
 
 log = logging.getLogger("aurora.soar.rules")
@@ -70,11 +73,10 @@ MATCH_SUBJECT_MAX: Final = 65_536
 """How much of a field ``matches`` searches."""
 REGEX_TIMEOUT_SECONDS: Final = 0.05
 """How long one ``matches`` may search before it counts as a failure."""
-EXPRESSION: Final = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
-"""``${{ event.id }}`` in an action's value: a dotted path into the firing's context."""
-EXPRESSION_ROOTS: Final = frozenset({"event", "topic", "trigger", "rule"})
-"""What an action's expression may read: the event's payload, its topic, the rule's trigger
-and the rule itself (``rule.id``, ``rule.name``)."""
+EXPRESSION_ROOTS: Final = ("event", "topic", "trigger", "rule")
+"""What a ``run_playbook`` input's ``${{ expr }}`` (JMESPath, rendered by
+:func:`gateway.soar.definition.render`) reads: the event's payload, its topic, the rule's
+trigger and the rule itself (``rule.id``, ``rule.name``)."""
 
 Scalar = str | int | float | bool | None
 
@@ -219,43 +221,13 @@ def holds(field: str, op: str, value: Any, payload: Mapping[str, Any]) -> bool:
     return False
 
 
-def expressions(value: Any) -> list[str]:
-    """Every ``${{ ... }}`` expression in ``value`` (strings, lists and objects within it)."""
-    if isinstance(value, str):
-        return EXPRESSION.findall(value)
-    if isinstance(value, list):
-        return [found for item in value for found in expressions(item)]
-    if isinstance(value, Mapping):
-        return [found for item in value.values() for found in expressions(item)]
-    return []
-
-
-def render(value: Any, context: Mapping[str, Any]) -> Any:
-    """``value`` with its expressions resolved in ``context``: a string that is exactly one
-    ``${{ path }}`` becomes the path's value (of any type, None when absent), other strings
-    have each expression replaced by its value as text (empty when absent)."""
-    if isinstance(value, str):
-        whole = EXPRESSION.fullmatch(value.strip())
-        if whole is not None:
-            return resolve(context, whole.group(1))
-
-        def text(match: re.Match[str]) -> str:
-            found = resolve(context, match.group(1))
-            return "" if found is None else str(found)
-
-        return EXPRESSION.sub(text, value)
-    if isinstance(value, list):
-        return [render(item, context) for item in value]
-    if isinstance(value, Mapping):
-        return {key: render(item, context) for key, item in value.items()}
-    return value
-
-
 def _check_expressions(value: Any) -> Any:
-    for found in expressions(value):
-        if not PATH.match(found) or found.split(".", 1)[0] not in EXPRESSION_ROOTS:
-            roots = ", ".join(sorted(EXPRESSION_ROOTS))
-            raise ValueError(f"${{{{ {found[:80]} }}}} is not a dotted path under one of: {roots}")
+    for found in definition.expressions(value):
+        try:
+            jmespath.compile(found.strip())
+        except (JMESPathError, RecursionError) as err:
+            shown = found.strip()[:80]
+            raise ValueError(f"${{{{ {shown} }}}} is not a JMESPath expression") from err
     return value
 
 
@@ -268,7 +240,8 @@ Inputs = Annotated[
 
 
 class RunPlaybook(BaseModel):
-    """Queue a run of a playbook; ``inputs`` may read the event: ``"${{ event.id }}"``."""
+    """Queue a run of a playbook; ``inputs`` may read the event (:data:`EXPRESSION_ROOTS`):
+    ``"${{ event.id }}"``, ``"${{ event.entities[?type=='ip'].value }}"``."""
 
     model_config = ConfigDict(extra="forbid")
 

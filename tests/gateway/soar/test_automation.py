@@ -190,13 +190,17 @@ async def test_a_rule_fires_on_a_new_alert(rig: Rig) -> None:
             {
                 "type": "run_playbook",
                 "playbook_id": "suspicious-powershell",
-                "inputs": {"alert_id": "${{ event.id }}", "why": "rule ${{ rule.id }}"},
+                "inputs": {
+                    "alert_id": "${{ event.id }}",
+                    "why": "rule ${{ rule.id }} on ${{ topic }}",
+                    "hosts": "${{ event.entities[?type=='host'].value }}",
+                },
             },
         ],
     )
     updates = rig.bus.subscribe("alerts.updated")
     low = await rig.alert(severity="low", title="PowerShell profile loaded")
-    high = await rig.alert(tags=["endpoint"])
+    high = await rig.alert(tags=["endpoint"], entities=[{"type": "host", "value": "WS-042"}])
     rig.publish("alerts.created", low.model_dump(mode="json"))
     rig.publish("alerts.created", high.model_dump(mode="json"))
     await rig.settled(2)
@@ -215,7 +219,11 @@ async def test_a_rule_fires_on_a_new_alert(rig: Rig) -> None:
     assert rig.playbooks.calls == [
         {
             "playbook_id": "suspicious-powershell",
-            "inputs": {"alert_id": high.id, "why": f"rule {rule_id}"},
+            "inputs": {
+                "alert_id": high.id,
+                "why": f"rule {rule_id} on alerts.created",
+                "hosts": ["ws-042"],
+            },
             "actor": f"automation:{rule_id}",
             "trigger": {
                 "kind": "automation",
