@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from agents.acp.client import CallOptions, HandoffClient
+from agents.acp.protocol import INVALID_PARAMS, METHOD_NOT_FOUND, RpcError
 from core.db import Database
 from core.db.base import utcnow
 from core.errors import Conflict, ServiceUnavailable, ValidationFailed
@@ -272,6 +273,33 @@ def _verdicts(finding: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+async def _ask(
+    env: StepEnv, agent: str, method: str, params: dict[str, Any], seconds: float
+) -> Any:
+    """``agent.method(params)`` through the handoff client, for this execution. A protocol
+    error is typed: params or a method the agent refuses are AURORA-4220 at ``with``; any other
+    (a deadline, a cancelled call) AURORA-5030."""
+    options = CallOptions(
+        investigation_id=env.execution_id, timeout=seconds, idempotency_key=env.key
+    )
+    try:
+        return await env.handoff.call(agent, method, params, options)
+    except RpcError as err:
+        if err.code in {INVALID_PARAMS, METHOD_NOT_FOUND}:
+            field = "params" if err.code == INVALID_PARAMS else "method"
+            why = err.data if isinstance(err.data, str) else orjson.dumps(err.data).decode()
+            raise ValidationFailed(
+                [
+                    {
+                        "loc": ["with", field],
+                        "msg": f"{agent}.{method}: {err.message}: {why}"[:2000],
+                        "type": "agent_refused",
+                    }
+                ]
+            ) from err
+        raise ServiceUnavailable({"agent": agent, "reason": err.message}) from err
+
+
 async def enrich(env: StepEnv, p: Enrich) -> dict[str, Any]:
     chosen = [i for i in p.indicators if i.type.strip().lower() in ENRICHABLE]
     skipped = [f"{i.type}:{i.value}" for i in p.indicators if i not in chosen]
@@ -289,10 +317,7 @@ async def enrich(env: StepEnv, p: Enrich) -> dict[str, Any]:
         request["context"] = p.context
     if p.alert_id:
         request["alert_id"] = p.alert_id
-    options = CallOptions(
-        investigation_id=env.execution_id, timeout=p.timeout_seconds, idempotency_key=env.key
-    )
-    finding = await env.handoff.call("threat_intel", "analyze_threat", request, options)
+    finding = await _ask(env, "threat_intel", "analyze_threat", request, p.timeout_seconds)
     verdicts = _verdicts(finding)
     bad = [{"type": v["type"], "value": v["value"]} for v in verdicts if v["severity"] in MALICIOUS]
     return {
@@ -316,10 +341,7 @@ class AgentCall(Params):
 
 
 async def call_agent(env: StepEnv, p: AgentCall) -> dict[str, Any]:
-    options = CallOptions(
-        investigation_id=env.execution_id, timeout=p.timeout_seconds, idempotency_key=env.key
-    )
-    result = await env.handoff.call(p.agent, p.method, p.params, options)
+    result = await _ask(env, p.agent, p.method, p.params, p.timeout_seconds)
     return {"agent": p.agent, "method": p.method, "result": result}
 
 
