@@ -1,8 +1,10 @@
-"""Fake Wazuh server API v4 and Microsoft Defender for Endpoint API, for the EDR connectors.
+"""Fake Wazuh server API v4, Microsoft Defender for Endpoint API and Kibana's endpoint
+management API for Elastic Defend, for the EDR connectors.
 
 Each listens on 127.0.0.1 (a free port) and speaks its product's HTTP API as its documentation
 describes it: the same paths, authentication (Wazuh's JWT from basic auth; Defender's OAuth 2.0
-client credentials, served by the same fake at ``/{tenant}/oauth2/v2.0/token``), request shapes
+client credentials, served by the same fake at ``/{tenant}/oauth2/v2.0/token``; Kibana's API
+key), request shapes
 (a malformed request gets the product's 400), answers and error bodies::
 
     async with FakeDefender(tenant_id=T, client_id=C, client_secret=S) as mde:
@@ -11,7 +13,7 @@ client credentials, served by the same fake at ``/{tenant}/oauth2/v2.0/token``),
         connector = DefenderConnector("mde", tenant_id=T, client_id=C,
             client_secret=SecretStr(S), base_url=mde.base_url, login_url=mde.base_url)
 
-Scripting common to both (:class:`FakeProduct`): :meth:`~FakeProduct.rate_limit`,
+Scripting common to all (:class:`FakeProduct`): :meth:`~FakeProduct.rate_limit`,
 :meth:`~FakeProduct.fail` (the next API requests answer a status with the product's error
 body), :meth:`~FakeProduct.expire_tokens` (every token handed out so far is refused with 401),
 and :attr:`~FakeProduct.delay` (seconds before each answer; closing wakes it). Every request is
@@ -149,6 +151,11 @@ class FakeProduct(LoopbackServer):
     def unauthorised(self, expired: bool) -> web.Response:
         """The product's 401 for a missing, invalid (or expired) token."""
 
+    def presented_token(self, request: web.Request) -> str | None:
+        """The credential a request carries (a bearer token by default)."""
+        header = request.headers.get("Authorization", "")
+        return header[7:] if header.startswith("Bearer ") else None
+
     @web.middleware
     async def _gate(self, request: web.Request, handler: Any) -> web.StreamResponse:
         body = await request.read()
@@ -167,8 +174,7 @@ class FakeProduct(LoopbackServer):
         if request.path.endswith(self.auth_paths):
             response = await handler(request)
         else:
-            header = request.headers.get("Authorization", "")
-            token = header[7:] if header.startswith("Bearer ") else None
+            token = self.presented_token(request)
             scripted = self._scripted(request.path)
             if token is None or token not in self.tokens:
                 response = self.unauthorised(expired=token in self.expired)
@@ -755,3 +761,212 @@ class FakeDefender(FakeProduct):
         }
         self.actions[action["id"]] = action
         return web.json_response(action, status=201)
+
+
+# -- Elastic Defend (Kibana) -----------------------------------------------------------------
+
+
+class FakeElastic(FakeProduct):
+    """Kibana's Security endpoint management API for Elastic Defend: ``GET
+    /api/endpoint/metadata``, ``POST /api/endpoint/action/{isolate|unisolate|scan}`` and ``GET
+    /api/endpoint/action/{id}``, authenticated by ``Authorization: ApiKey <encoded key>``; a
+    write without ``kbn-xsrf`` is refused as Kibana refuses it. :meth:`expire_tokens` revokes
+    the key. Actions stay pending until :meth:`complete_action`, which also changes the
+    host's isolation state."""
+
+    COMMANDS: ClassVar[frozenset[str]] = frozenset({"isolate", "unisolate", "scan"})
+    _BODY_KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"endpoint_ids", "comment", "agent_type", "alert_ids", "case_ids", "parameters"}
+    )
+
+    def __init__(self, *, api_key: str) -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.tokens.add(api_key)
+        self.hosts: dict[str, dict[str, Any]] = {}
+        self.actions: dict[str, dict[str, Any]] = {}
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/api/endpoint/metadata", self._metadata)
+        app.router.add_post("/api/endpoint/action/{command}", self._act)
+        app.router.add_get("/api/endpoint/action/{id}", self._action)
+
+    def presented_token(self, request: web.Request) -> str | None:
+        header = request.headers.get("Authorization", "")
+        return header[7:] if header.startswith("ApiKey ") else None
+
+    def add_endpoint(
+        self,
+        hostname: str,
+        *,
+        ips: list[str],
+        os_name: str = "Windows",
+        os_full: str = "Windows 11 Enterprise 23H2 (10.0.22631.3593)",
+        host_status: str = "healthy",
+        isolated: bool = False,
+    ) -> str:
+        """A host running Elastic Defend (``host_status``: healthy, offline, updating,
+        unhealthy, inactive, unenrolled); its agent id."""
+        agent_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, hostname))
+        self.hosts[agent_id] = {
+            "metadata": {
+                "@timestamp": 1717232292000,
+                "Endpoint": {
+                    "capabilities": ["isolation", "kill_process", "scan"],
+                    "configuration": {"isolation": isolated},
+                    "policy": {"applied": {"name": "Protect", "status": "success"}},
+                    "state": {"isolation": isolated},
+                    "status": "enrolled",
+                },
+                "agent": {"id": agent_id, "type": "endpoint", "version": "8.14.1"},
+                "elastic": {"agent": {"id": agent_id}},
+                "host": {
+                    "hostname": hostname,
+                    "name": hostname,
+                    "id": hashlib.md5(hostname.encode(), usedforsecurity=False).hexdigest(),
+                    "ip": ["127.0.0.1", "::1", *ips],
+                    "os": {"name": os_name, "full": os_full, "family": os_name.lower()},
+                },
+            },
+            "host_status": host_status,
+            "last_checkin": "2024-06-01T08:58:12.432173535Z",
+        }
+        return agent_id
+
+    def complete_action(self, action_id: str, *, successful: bool = True) -> None:
+        """The endpoint reports the action done (or failed)."""
+        action = self.actions[action_id]
+        action |= {
+            "isCompleted": True,
+            "wasSuccessful": successful,
+            "status": "successful" if successful else "failed",
+            "completedAt": self.tick().isoformat().replace("+00:00", "Z"),
+        }
+        if not successful:
+            action["errors"] = ["Endpoint action failed to apply"]
+            return
+        for agent in action["agents"]:
+            state = self.hosts[agent]["metadata"]["Endpoint"]
+            if action["command"] in ("isolate", "unisolate"):
+                isolated = action["command"] == "isolate"
+                state["state"]["isolation"] = isolated
+                state["configuration"]["isolation"] = isolated
+
+    def error(self, status: int, message: str | None = None) -> web.Response:
+        names = {
+            400: "Bad Request",
+            403: "Forbidden",
+            404: "Not Found",
+            429: "Too Many Requests",
+            500: "Internal Server Error",
+            503: "Service Unavailable",
+        }
+        default = {
+            403: "Endpoint authz error: the user does not have the Host Isolation privilege",
+            500: "An internal server error occurred.",
+        }
+        name = names.get(status, "Internal Server Error")
+        body = {
+            "statusCode": status,
+            "error": name,
+            "message": message or default.get(status, name),
+        }
+        return web.json_response(body, status=status)
+
+    def unauthorised(self, expired: bool) -> web.Response:
+        return web.json_response(
+            {
+                "statusCode": 401,
+                "error": "Unauthorized",
+                "message": "[security_exception\n\tRoot causes:\n\t\tsecurity_exception: unable to "
+                "authenticate with provided credentials and anonymous access is not allowed for "
+                "this request]: unable to authenticate with provided credentials and anonymous "
+                "access is not allowed for this request",
+            },
+            status=401,
+        )
+
+    async def _metadata(self, request: web.Request) -> web.Response:
+        try:
+            page = int(request.query.get("page", "0"))
+            size = int(request.query.get("pageSize", "10"))
+        except ValueError:
+            return self.error(400, "[request query.page]: expected value of type [number]")
+        if page < 0 or not 1 <= size <= 10_000:
+            return self.error(400, "[request query.pageSize]: Value must be between 1 and 10000")
+        hosts = list(self.hosts.values())
+        return web.json_response(
+            {
+                "data": hosts[page * size : (page + 1) * size],
+                "total": len(hosts),
+                "page": page,
+                "pageSize": size,
+                "sortField": "enrolled_at",
+                "sortDirection": "desc",
+            }
+        )
+
+    async def _act(self, request: web.Request) -> web.Response:
+        command = request.match_info["command"]
+        if command not in self.COMMANDS:
+            return self.error(404, "Not Found")
+        if "kbn-xsrf" not in request.headers:
+            return self.error(400, "Request must contain a kbn-xsrf header.")
+        try:
+            body = json.loads(await request.text())
+        except ValueError:
+            return self.error(
+                400, "[request body]: expected a plain object value, but found [null]"
+            )
+        if not isinstance(body, dict):
+            return self.error(400, "[request body]: expected a plain object value")
+        unknown = sorted(set(body) - self._BODY_KEYS)
+        if unknown:
+            return self.error(
+                400, f"[request body.{unknown[0]}]: definition for this key is missing"
+            )
+        ids = body.get("endpoint_ids")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+            return self.error(
+                400,
+                "[request body.endpoint_ids]: array size is [0], but cannot be smaller than [1]",
+            )
+        if not isinstance(body.get("comment", ""), str):
+            return self.error(400, "[request body.comment]: expected value of type [string]")
+        parameters = body.get("parameters")
+        if command == "scan" and not (
+            isinstance(parameters, dict)
+            and isinstance(parameters.get("path"), str)
+            and parameters["path"]
+        ):
+            return self.error(
+                400, "[request body.parameters.path]: expected value of type [string]"
+            )
+        for agent in ids:
+            if agent not in self.hosts:
+                return self.error(404, f"Endpoint host [{agent}] not found")
+        for agent in ids:
+            self.writes.append((f"POST /api/endpoint/action/{command}", agent))
+        action: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "agents": ids,
+            "agentType": "endpoint",
+            "command": command,
+            "comment": body.get("comment"),
+            "parameters": parameters,
+            "createdBy": "aurora-api",
+            "startedAt": self.tick().isoformat().replace("+00:00", "Z"),
+            "isCompleted": False,
+            "wasSuccessful": False,
+            "isExpired": False,
+            "status": "pending",
+            "outputs": {},
+        }
+        self.actions[action["id"]] = action
+        return web.json_response({"action": action["id"], "data": action})
+
+    async def _action(self, request: web.Request) -> web.Response:
+        action = self.actions.get(request.match_info["id"])
+        if action is None:
+            return self.error(404, f"Action with id '{request.match_info['id']}' not found.")
+        return web.json_response({"data": action})

@@ -2,8 +2,8 @@
 
 The lab connector (:class:`tools.edr.lab.LabConnector`, named ``lab``) is always there, first;
 the file adds the real products. No secret is written in the file: each entry names the
-environment variable that holds its secret (``password_env``, ``client_secret_env``), read when
-the connectors are built. The format::
+environment variable that holds its secret (``password_env``, ``client_secret_env``,
+``api_key_env``), read when the connectors are built. The format::
 
     connectors:
       - name: wazuh-prod                 # [a-z0-9][a-z0-9_-]{0,63}, unique; "lab" is the lab's
@@ -24,6 +24,11 @@ the connectors are built. The format::
         login_url: https://login.microsoftonline.com         # the default
         isolation_type: Full             # or Selective (Outlook, Teams, Skype keep working)
         scan_type: Quick                 # or Full
+      - name: elastic
+        product: elastic
+        base_url: https://kibana.example.org:5601  # Kibana (with /s/<space> for a space)
+        api_key_env: AURORA_ELASTIC_API_KEY      # the API key's base64 "encoded" form
+        scan_path: null                  # default: C:\\ on Windows, / elsewhere
       - name: training-range             # a second lab, for another exercise
         product: lab
 
@@ -54,11 +59,13 @@ from tools.edr.defender import (
     DEFAULT_SCOPE,
     DefenderConnector,
 )
+from tools.edr.elastic import ElasticConnector
 from tools.edr.http import tls_context
 from tools.edr.lab import LabConnector
 from tools.edr.wazuh import DEFAULT_ISOLATE_COMMAND, DEFAULT_RELEASE_COMMAND, WazuhConnector
 
 LAB = "lab"
+_PRODUCTS = ("lab", "wazuh", "defender", "elastic")
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _ENV = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 _MAX_FILE_BYTES = 1024 * 1024
@@ -122,6 +129,15 @@ class WazuhConfig(HttpConfig):
     page_size: int = Field(default=500, ge=1, le=100_000)
 
 
+class ElasticConfig(HttpConfig):
+    """Elastic Defend through Kibana (:mod:`tools.edr.elastic`)."""
+
+    product: Literal["elastic"]
+    api_key_env: str = Field(pattern=_ENV)
+    scan_path: str | None = Field(default=None, min_length=1, max_length=1024)
+    page_size: int = Field(default=1000, ge=1, le=10_000)
+
+
 class DefenderConfig(HttpConfig):
     """Microsoft Defender for Endpoint (:mod:`tools.edr.defender`)."""
 
@@ -143,7 +159,7 @@ class DefenderConfig(HttpConfig):
 
 
 AnyConnectorConfig = Annotated[
-    LabConfig | WazuhConfig | DefenderConfig, Field(discriminator="product")
+    LabConfig | WazuhConfig | DefenderConfig | ElasticConfig, Field(discriminator="product")
 ]
 
 
@@ -202,7 +218,7 @@ def read_config(path: Path) -> ConnectorsFile:
         for error in err.errors(include_input=False, include_url=False):
             loc = list(error["loc"])
             # A union member's tag ("wazuh") is not a field of the file.
-            if len(loc) > 2 and loc[0] == "connectors" and loc[2] in ("lab", "wazuh", "defender"):
+            if len(loc) > 2 and loc[0] == "connectors" and loc[2] in _PRODUCTS:
                 del loc[2]
             faults.append({"loc": loc, "msg": error["msg"], "type": error["type"]})
         raise ValidationFailed(faults) from err
@@ -234,6 +250,8 @@ def load_connectors(
             secrets[index] = _secret(env, index, "password_env", entry.password_env)
         elif isinstance(entry, DefenderConfig):
             secrets[index] = _secret(env, index, "client_secret_env", entry.client_secret_env)
+        elif isinstance(entry, ElasticConfig):
+            secrets[index] = _secret(env, index, "api_key_env", entry.api_key_env)
     options: dict[int, dict[str, Any]] = {}
     for index, entry in enumerate(entries):
         if isinstance(entry, HttpConfig):
@@ -272,6 +290,17 @@ def load_connectors(
                         scope=entry.scope,
                         isolation_type=entry.isolation_type,
                         scan_type=entry.scan_type,
+                        page_size=entry.page_size,
+                        **options[index],
+                    )
+                )
+            case ElasticConfig():
+                connectors.append(
+                    ElasticConnector(
+                        entry.name,
+                        base_url=entry.base_url,
+                        api_key=secrets[index],
+                        scan_path=entry.scan_path,
                         page_size=entry.page_size,
                         **options[index],
                     )

@@ -1,5 +1,5 @@
-"""What the HTTP connectors share: one aiohttp session, a bearer token renewed once on 401, and
-the rule that no request the product may have carried out is sent twice.
+"""What the HTTP connectors share: one aiohttp session, a token renewed once on 401, and the
+rule that no request the product may have carried out is sent twice.
 
 :meth:`HttpConnector._send` retries at most once, and only a request the product refused
 before acting on it:
@@ -21,7 +21,7 @@ import ssl
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 from yarl import URL
@@ -73,6 +73,9 @@ class HttpConnector(EdrConnector):
     it in :meth:`aclose`.
     """
 
+    renews_credential: ClassVar[bool] = True
+    """Whether a 401 is worth a new credential (a token is; a fixed API key is not)."""
+
     def __init__(
         self,
         name: str,
@@ -120,6 +123,10 @@ class HttpConnector(EdrConnector):
     def _token_valid(self) -> bool:
         """Whether the token in hand may still be used (a product with an expiry overrides)."""
         return self._token is not None
+
+    def _headers(self, token: str) -> dict[str, str]:
+        """The headers of an API request carrying ``token``."""
+        return {"Authorization": f"Bearer {token}"}
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -211,7 +218,7 @@ class HttpConnector(EdrConnector):
                     url,
                     params=params,
                     json_body=json_body,
-                    headers={"Authorization": f"Bearer {token}"},
+                    headers=self._headers(token),
                 )
             except aiohttp.ClientConnectorError as err:
                 # The connection was never opened: nothing reached the product.
@@ -230,7 +237,7 @@ class HttpConnector(EdrConnector):
             status = answer.status
             if 200 <= status < 300 or status in accept:
                 return answer
-            if status == 401 and not renewed:
+            if status == 401 and not renewed and self.renews_credential:
                 renewed = True
                 token = await self._bearer(stale=token)
                 continue

@@ -10,6 +10,7 @@ import yaml
 
 from core.errors import ValidationFailed
 from tests.fakes.edr_apis import FakeDefender, FakeWazuh
+from tools.edr import config as config_module
 from tools.edr.base import EdrAction, EndpointState
 from tools.edr.config import load_connectors
 from tools.edr.defender import DEFAULT_API_URL, DefenderConnector
@@ -60,18 +61,21 @@ async def test_without_a_file_only_the_lab() -> None:
 
 
 async def test_the_documented_example(tmp_path: Path) -> None:
-    import tools.edr.config as config
-
-    doc = config.__doc__ or ""
+    doc = config_module.__doc__ or ""
     example = doc.split("The format::", 1)[1].split("\n\nEvery HTTP entry", 1)[0]
     connectors = load_connectors(
         write(tmp_path, example),
-        {"AURORA_WAZUH_PASSWORD": "p", "AURORA_DEFENDER_CLIENT_SECRET": "s"},
+        {
+            "AURORA_WAZUH_PASSWORD": "p",
+            "AURORA_DEFENDER_CLIENT_SECRET": "s",
+            "AURORA_ELASTIC_API_KEY": "k",
+        },
     )
     assert [(c.name, c.product) for c in connectors] == [
         ("lab", "lab"),
         ("wazuh-prod", "wazuh"),
         ("mde", "defender"),
+        ("elastic", "elastic"),
         ("training-range", "lab"),
     ]
 
@@ -150,6 +154,11 @@ async def test_built_connectors_reach_the_products(tmp_path: Path) -> None:
         (defender_entry(isolation_type="Partial"), "isolation_type", "literal_error"),
         (defender_entry(login_url="http://login.example"), "login_url", "value_error"),
         ({"name": "x", "product": "crowdstrike"}, "product", "union_tag_invalid"),
+        (
+            {"name": "x", "product": "elastic", "base_url": "https://kibana.example.org"},
+            "api_key_env",
+            "missing",
+        ),
     ],
 )
 def test_invalid_entries_name_the_field(
