@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
@@ -42,7 +42,7 @@ from tools.edr.base import (
     EdrUnavailable,
     EndpointState,
 )
-from tools.edr.http import Answer, HttpConnector, clip
+from tools.edr.http import Answer, HttpConnector, as_dict, as_list, clip, parse_time
 
 DEFAULT_API_URL = "https://api.securitycenter.microsoft.com"
 DEFAULT_LOGIN_URL = "https://login.microsoftonline.com"
@@ -68,17 +68,6 @@ _PATHS = {
 }
 _REFUSED_CLIENT = {"invalid_client", "unauthorized_client"}
 _COMMENT_LIMIT = 1000
-
-
-def parse_time(value: object) -> datetime | None:
-    """A Defender timestamp (ISO 8601, up to seven fraction digits, ``Z``)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class DefenderConnector(HttpConnector):
@@ -160,7 +149,7 @@ class DefenderConnector(HttpConnector):
         items: list[dict[str, Any]] = []
         answer = await self._send("GET", path, params=params)
         for _ in range(self.MAX_PAGES):
-            items += [v for v in _list(answer.body.get("value")) if isinstance(v, dict)]
+            items += [v for v in as_list(answer.body.get("value")) if isinstance(v, dict)]
             following = answer.body.get("@odata.nextLink")
             if not isinstance(following, str) or not following:
                 break
@@ -190,10 +179,9 @@ class DefenderConnector(HttpConnector):
         ident, dns = machine.get("id"), machine.get("computerDnsName")
         if not isinstance(ident, str) or not ident or not isinstance(dns, str) or not dns:
             return None
-        lowered = dns.strip().lower()
         ips: list[str] = []
         candidates = [machine.get("lastIpAddress")]
-        candidates += [_dict(a).get("ipAddress") for a in _list(machine.get("ipAddresses"))]
+        candidates += [as_dict(a).get("ipAddress") for a in as_list(machine.get("ipAddresses"))]
         for ip in candidates:
             if isinstance(ip, str) and ip and ip not in ips:
                 ips.append(ip)
@@ -203,14 +191,11 @@ class DefenderConnector(HttpConnector):
         for key in ("osVersion", "riskScore", "exposureLevel", "agentVersion", "machineTags"):
             if machine.get(key) not in (None, "", []):
                 details[key] = machine[key]
-        platform = machine.get("osPlatform")
-        return ConnectorEndpoint(
-            connector=self.name,
-            native_id=ident,
-            hostname=lowered.split(".")[0] or lowered,
-            fqdn=lowered if "." in lowered else None,
+        return self._endpoint_of(
+            ident,
+            dns,
             ips=ips,
-            os=platform if isinstance(platform, str) else None,
+            os=machine.get("osPlatform"),
             state=state,
             last_seen=parse_time(machine.get("lastSeen")),
             details=details,
@@ -288,11 +273,3 @@ def _isolation_states(actions: list[dict[str, Any]]) -> dict[str, EndpointState]
         if machine not in latest or created > latest[machine][0]:
             latest[machine] = (created, state)
     return {machine: state for machine, (_, state) in latest.items() if state is not None}
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []

@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -35,7 +34,7 @@ from tools.edr.base import (
     EdrUnavailable,
     EndpointState,
 )
-from tools.edr.http import Answer, HttpConnector, clip
+from tools.edr.http import Answer, HttpConnector, as_dict, as_list, clip, parse_time
 
 API_VERSION = "2023-10-31"
 DEFAULT_COMMENT = "Requested through AuroraSOC"
@@ -48,22 +47,6 @@ _HOST_STATUS = {
     "unenrolled": EndpointState.OFFLINE,
 }
 _PATHS = {EdrAction.ISOLATE: "isolate", EdrAction.UNISOLATE: "unisolate", EdrAction.SCAN: "scan"}
-
-
-def parse_time(value: object) -> datetime | None:
-    """A Kibana timestamp (ISO 8601, nanoseconds cut to microseconds)."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = value
-    if "." in text:  # Elastic writes up to nine fraction digits; Python reads six
-        head, _, tail = text.partition(".")
-        digits = "".join(c for c in tail if c.isdigit())
-        text = f"{head}.{digits[:6]}{tail[len(digits) :]}"
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class ElasticConnector(HttpConnector):
@@ -117,7 +100,7 @@ class ElasticConnector(HttpConnector):
                 "/api/endpoint/metadata",
                 params={"page": str(page), "pageSize": str(self.page_size)},
             )
-            items = [h for h in _list(answer.body.get("data")) if isinstance(h, dict)]
+            items = [h for h in as_list(answer.body.get("data")) if isinstance(h, dict)]
             found += [e for h in items if (e := self._endpoint(h)) is not None]
             seen += len(items)
             total = answer.body.get("total")
@@ -126,22 +109,20 @@ class ElasticConnector(HttpConnector):
         return found
 
     def _endpoint(self, host_info: dict[str, Any]) -> ConnectorEndpoint | None:
-        metadata = _dict(host_info.get("metadata"))
-        agent, host = _dict(metadata.get("agent")), _dict(metadata.get("host"))
+        metadata = as_dict(host_info.get("metadata"))
+        agent, host = as_dict(metadata.get("agent")), as_dict(metadata.get("host"))
         ident = agent.get("id")
         name = host.get("hostname") or host.get("name")
         if not isinstance(ident, str) or not ident or not isinstance(name, str) or not name:
             return None
-        lowered = name.strip().lower()
-        os_info = _dict(host.get("os"))
-        os_name = os_info.get("full") or os_info.get("name")
+        os_info = as_dict(host.get("os"))
         ips = [
             ip
-            for ip in _list(host.get("ip"))
+            for ip in as_list(host.get("ip"))
             if isinstance(ip, str) and ip not in ("127.0.0.1", "::1")
         ]
-        endpoint_info = _dict(metadata.get("Endpoint"))
-        isolated = _dict(endpoint_info.get("state")).get("isolation") is True
+        endpoint_info = as_dict(metadata.get("Endpoint"))
+        isolated = as_dict(endpoint_info.get("state")).get("isolation") is True
         status = host_info.get("host_status")
         state = (
             EndpointState.ISOLATED
@@ -149,16 +130,14 @@ class ElasticConnector(HttpConnector):
             else _HOST_STATUS.get(str(status), EndpointState.UNKNOWN)
         )
         details: dict[str, Any] = {"host_status": status, "agent_version": agent.get("version")}
-        policy = _dict(_dict(endpoint_info.get("policy")).get("applied"))
+        policy = as_dict(as_dict(endpoint_info.get("policy")).get("applied"))
         if policy.get("name"):
             details["policy"] = policy["name"]
-        return ConnectorEndpoint(
-            connector=self.name,
-            native_id=ident,
-            hostname=lowered.split(".")[0] or lowered,
-            fqdn=lowered if "." in lowered else None,
+        return self._endpoint_of(
+            ident,
+            name,
             ips=ips,
-            os=os_name if isinstance(os_name, str) else None,
+            os=os_info.get("full") or os_info.get("name"),
             state=state,
             last_seen=parse_time(host_info.get("last_checkin")),
             details=details,
@@ -182,14 +161,14 @@ class ElasticConnector(HttpConnector):
             json_body=body,
             endpoint=endpoint.native_id,
         )
-        return self._receipt(action, endpoint.native_id, _dict(answer.body.get("data")))
+        return self._receipt(action, endpoint.native_id, as_dict(answer.body.get("data")))
 
     async def status(self, receipt: ActionReceipt) -> ActionReceipt:
         if receipt.native_action_id is None or receipt.status.finished:
             return receipt
         path = f"/api/endpoint/action/{quote(receipt.native_action_id, safe='')}"
         answer = await self._send("GET", path)
-        return self._receipt(receipt.action, receipt.native_id, _dict(answer.body.get("data")))
+        return self._receipt(receipt.action, receipt.native_id, as_dict(answer.body.get("data")))
 
     def _receipt(self, action: EdrAction, agent: str, data: dict[str, Any]) -> ActionReceipt:
         ident = data.get("id")
@@ -211,7 +190,7 @@ class ElasticConnector(HttpConnector):
             for key in ("status", "command", "startedAt", "completedAt", "createdBy", "isExpired")
             if data.get(key) is not None
         }
-        errors = [e for e in _list(data.get("errors")) if isinstance(e, str)]
+        errors = [e for e in as_list(data.get("errors")) if isinstance(e, str)]
         if errors:
             detail["errors"] = [clip(e) for e in errors[:5]]
         return ActionReceipt(
@@ -222,11 +201,3 @@ class ElasticConnector(HttpConnector):
             native_action_id=ident,
             detail=detail,
         )
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []

@@ -21,17 +21,20 @@ import ssl
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import aiohttp
 from yarl import URL
 
 from tools.edr.base import (
+    ConnectorEndpoint,
     EdrAuthError,
     EdrConnector,
     EdrEndpointUnknown,
     EdrRateLimited,
     EdrUnavailable,
+    EndpointState,
 )
 from tools.intel.connectors import _retry_after_seconds
 
@@ -58,6 +61,34 @@ def tls_context(*, verify: bool = True, ca_file: str | None = None) -> ssl.SSLCo
     if ca_file:
         return ssl.create_default_context(cafile=ca_file)
     return True
+
+
+def parse_time(value: object) -> datetime | None:
+    """A product's timestamp: ISO 8601 with ``Z`` or an offset (UTC when it has neither), up to
+    nine fraction digits (Python reads six); None for none, an unreadable one, or a year-9999
+    "never" (Wazuh's manager)."""
+    if not isinstance(value, str) or not value or value.startswith("9999"):
+        return None
+    text = value
+    head, dot, tail = text.partition(".")
+    if dot:
+        digits = len(tail) - len(tail.lstrip("0123456789"))
+        text = f"{head}.{tail[: min(digits, 6)]}{tail[digits:]}"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def as_dict(value: object) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (a product's body is untrusted)."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: object) -> list[Any]:
+    """``value`` when it is a JSON array, else an empty one."""
+    return value if isinstance(value, list) else []
 
 
 def clip(text: str) -> str:
@@ -119,6 +150,32 @@ class HttpConnector(EdrConnector):
     @abstractmethod
     def _reason(self, answer: Answer) -> str:
         """Why the product refused a request, in its own words (never a credential)."""
+
+    def _endpoint_of(
+        self,
+        native_id: str,
+        name: str,
+        *,
+        ips: list[str],
+        os: object,
+        state: EndpointState,
+        last_seen: datetime | None,
+        details: dict[str, Any],
+    ) -> ConnectorEndpoint:
+        """An inventory entry: ``name`` lower-cased, its first label the host name and the whole
+        the FQDN when it has dots."""
+        lowered = name.strip().lower().rstrip(".")
+        return ConnectorEndpoint(
+            connector=self.name,
+            native_id=native_id,
+            hostname=lowered.split(".")[0] or lowered,
+            fqdn=lowered if "." in lowered else None,
+            ips=ips,
+            os=os if isinstance(os, str) and os else None,
+            state=state,
+            last_seen=last_seen,
+            details=details,
+        )
 
     def _token_valid(self) -> bool:
         """Whether the token in hand may still be used (a product with an expiry overrides)."""
@@ -202,11 +259,10 @@ class HttpConnector(EdrConnector):
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
         endpoint: str | None = None,
-        accept: frozenset[int] = frozenset(),
     ) -> Answer:
-        """``method path`` with the bearer token; the 2xx answer (or one whose status is in
-        ``accept``). A 404 is :class:`EdrEndpointUnknown` when ``endpoint`` names what was
-        asked for. Retries as the module docstring says."""
+        """``method path`` (a path under ``base_url``, or a URL) with the credential; the 2xx
+        answer. A 404 is :class:`EdrEndpointUnknown` when ``endpoint`` names what was asked
+        for. Retries as the module docstring says."""
         url = URL(path if "://" in path else self.base_url + path, encoded=True)
         reading = method == "GET"
         token = await self._bearer()
@@ -235,7 +291,7 @@ class HttpConnector(EdrConnector):
                     what += ": the product may have carried the request out"
                 raise EdrUnavailable(self.name, what) from err
             status = answer.status
-            if 200 <= status < 300 or status in accept:
+            if 200 <= status < 300:
                 return answer
             if status == 401 and not renewed and self.renews_credential:
                 renewed = True

@@ -28,7 +28,7 @@ message. A refused request's body is ``{"title", "detail", "error"}``.
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
 import aiohttp
@@ -44,7 +44,7 @@ from tools.edr.base import (
     EdrUnavailable,
     EndpointState,
 )
-from tools.edr.http import Answer, HttpConnector, clip
+from tools.edr.http import Answer, HttpConnector, as_dict, as_list, clip, parse_time
 
 DEFAULT_ISOLATE_COMMAND = "!aurora-isolate"
 """The isolation script's name on the agents (``active-response/bin/aurora-isolate[.cmd]``)."""
@@ -59,17 +59,6 @@ _STATES = {
     "pending": EndpointState.UNKNOWN,
 }
 _MANAGER_ID = "000"
-
-
-def parse_time(value: object) -> datetime | None:
-    """A Wazuh timestamp (ISO 8601, ``Z`` or an offset); None for none or Wazuh's 9999 one."""
-    if not isinstance(value, str) or not value or value.startswith("9999"):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class WazuhConnector(HttpConnector):
@@ -111,7 +100,7 @@ class WazuhConnector(HttpConnector):
             raise EdrUnavailable(self.name, f"authentication failed: {what}") from err
         if answer.status in (401, 403):
             raise EdrAuthError(self.name, answer.status)
-        token = _dict(answer.body.get("data")).get("token")
+        token = as_dict(answer.body.get("data")).get("token")
         if answer.status != 200 or not isinstance(token, str) or not token:
             raise EdrUnavailable(self.name, f"authentication: HTTP {answer.status}")
         return token
@@ -135,8 +124,8 @@ class WazuhConnector(HttpConnector):
                 "/agents",
                 params={"offset": str(offset), "limit": str(self.page_size), "sort": "+id"},
             )
-            data = _dict(answer.body.get("data"))
-            items = [a for a in _list(data.get("affected_items")) if isinstance(a, dict)]
+            data = as_dict(answer.body.get("data"))
+            items = [a for a in as_list(data.get("affected_items")) if isinstance(a, dict)]
             found += [e for a in items if (e := self._endpoint(a)) is not None]
             offset += len(items)
             total = data.get("total_affected_items")
@@ -150,8 +139,7 @@ class WazuhConnector(HttpConnector):
             return None
         if not isinstance(name, str) or not name:
             return None
-        lowered = name.strip().lower()
-        os_info = _dict(agent.get("os"))
+        os_info = as_dict(agent.get("os"))
         os_name = os_info.get("name") or os_info.get("platform")
         ip = agent.get("ip")
         details: dict[str, Any] = {"status": agent.get("status")}
@@ -160,13 +148,11 @@ class WazuhConnector(HttpConnector):
                 details[key] = agent[key]
         if isinstance(os_info.get("platform"), str):
             details["platform"] = os_info["platform"]
-        return ConnectorEndpoint(
-            connector=self.name,
-            native_id=ident,
-            hostname=lowered.split(".")[0] or lowered,
-            fqdn=lowered if "." in lowered else None,
+        return self._endpoint_of(
+            ident,
+            name,
             ips=[ip] if isinstance(ip, str) and ip and ip != "any" else [],
-            os=os_name if isinstance(os_name, str) else None,
+            os=os_name,
             state=_STATES.get(str(agent.get("status")), EndpointState.UNKNOWN),
             last_seen=parse_time(agent.get("lastKeepAlive")),
             details=details,
@@ -219,22 +205,22 @@ class WazuhConnector(HttpConnector):
 
     def _delivered(self, answer: Answer, agent: str) -> None:
         """Raise when Wazuh lists the agent among those it could not act on."""
-        data = _dict(answer.body.get("data"))
-        for failed in _list(data.get("failed_items")):
-            error = _dict(_dict(failed).get("error"))
-            if agent not in [str(i) for i in _list(_dict(failed).get("id"))]:
+        data = as_dict(answer.body.get("data"))
+        for failed in as_list(data.get("failed_items")):
+            error = as_dict(as_dict(failed).get("error"))
+            if agent not in [str(i) for i in as_list(as_dict(failed).get("id"))]:
                 continue
             if error.get("code") == _AGENT_UNKNOWN:
                 raise EdrEndpointUnknown(self.name, agent)
             message = error.get("message") or "agent not reached"
             raise EdrUnavailable(self.name, clip(f"Wazuh error {error.get('code')}: {message}"))
-        if agent not in [str(i) for i in _list(data.get("affected_items"))]:
+        if agent not in [str(i) for i in as_list(data.get("affected_items"))]:
             raise EdrUnavailable(self.name, clip(str(answer.body.get("message") or "not sent")))
 
     async def _last_scan(self, agent: str) -> tuple[datetime | None, datetime | None]:
         answer = await self._send("GET", f"/syscheck/{agent}/last_scan", endpoint=agent)
-        items = _list(_dict(answer.body.get("data")).get("affected_items"))
-        scan = _dict(items[0]) if items else {}
+        items = as_list(as_dict(answer.body.get("data")).get("affected_items"))
+        scan = as_dict(items[0]) if items else {}
         return parse_time(scan.get("start")), parse_time(scan.get("end"))
 
     async def status(self, receipt: ActionReceipt) -> ActionReceipt:
@@ -253,11 +239,3 @@ class WazuhConnector(HttpConnector):
             "scan_end": end.isoformat() if end else None,
         }
         return receipt.model_copy(update={"status": status, "detail": detail})
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
