@@ -29,7 +29,7 @@ from gateway.detections.schemas import (
 )
 from gateway.http import json_response, parse_json, principal
 from gateway.kernel import list_route
-from gateway.keys import DATABASE, LOGSTORE, RUNTIME, SIGMA
+from gateway.keys import BUS, DATABASE, LOGSTORE, RUNTIME, SIGMA
 from gateway.routing import Route
 
 
@@ -62,6 +62,7 @@ async def run_rule(request: web.Request) -> web.Response:
         kind=body.mode,
         actor=principal(request).username,
         dedup_window_seconds=request.app[RUNTIME].config.alert_dedup_window_seconds,
+        publish=request.app[BUS].publish,
     )
     return json_response(RunRead.model_validate(run))
 

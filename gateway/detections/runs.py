@@ -37,6 +37,8 @@ MAX_ALERTS_PER_RUN: Final = 1000
 its metrics show it)."""
 SAMPLE_SIZE: Final = 20
 TICK_SECONDS: Final = 5.0
+type Publish = Callable[[str, dict[str, Any]], object]
+"""Announces an event on a topic (the event bus's ``publish``)."""
 """How often the scheduler looks for rules that are due."""
 DUE_PER_TICK: Final = 20
 
@@ -115,9 +117,11 @@ async def run_rule(
     kind: str,
     actor: str,
     dedup_window_seconds: int,
+    publish: Publish | None = None,
 ) -> RuleRun:
     """Run the rule over ``[start, end)`` and record the run (its failure too); AURORA-4040
-    when there is no such rule."""
+    when there is no such rule. ``publish`` announces each alert raised (``alerts.created`` or
+    ``alerts.updated``) and each match behind it (``detections.matched``)."""
     async with database.session() as db:
         rule = await get_rule(db=db, rule_id=rule_id)
         run = RuleRun(
@@ -148,7 +152,7 @@ async def run_rule(
         run.matches = total
         run.sample = [brief(e) for e in events[:SAMPLE_SIZE]]
         if kind != "preview":
-            await _raise_alerts(database, rule, run, events, dedup_window_seconds)
+            await _raise_alerts(database, rule, run, events, dedup_window_seconds, publish)
         run.status = "succeeded"
     except Exception as err:
         run.status = "failed"
@@ -185,6 +189,7 @@ async def _raise_alerts(
     run: RuleRun,
     events: list[dict[str, Any]],
     dedup_window_seconds: int,
+    publish: Publish | None = None,
 ) -> None:
     async with database.session() as db:
         suppressions = await active_suppressions(db, rule.id, utcnow())
@@ -207,7 +212,7 @@ async def _raise_alerts(
             hits[suppression.id] = hits.get(suppression.id, 0) + 1
             continue
         async with database.session() as db:
-            alert, _ = await create_alert(
+            alert, merged = await create_alert(
                 db=db,
                 actor="detections",
                 body=_alert(rule, log_id, event),
@@ -221,6 +226,22 @@ async def _raise_alerts(
                 run.already_seen += 1
                 continue
         run.alerts += 1
+        if publish is not None:
+            publish("alerts.updated" if merged else "alerts.created", alert.model_dump(mode="json"))
+            publish(
+                "detections.matched",
+                {
+                    "rule_id": rule.id,
+                    "rule_title": rule.title,
+                    "severity": rule.severity,
+                    "techniques": list(rule.techniques),
+                    "tags": list(rule.tags),
+                    "alert_id": alert.id,
+                    "log_id": log_id,
+                    "run_id": run.id,
+                    "event": brief(event),
+                },
+            )
     if hits:
         async with database.session() as db:
             await count_hits(db, hits)
@@ -242,9 +263,11 @@ class DetectionScheduler(Periodic):
         database: Database,
         store: LogStore,
         dedup_window: Callable[[], int],
+        publish: Publish | None = None,
         tick_seconds: float = TICK_SECONDS,
     ) -> None:
         super().__init__("detection-scheduler", self.run_due, tick_seconds, log=log)
+        self._publish = publish
         self._db = database
         self._store = store
         self._dedup_window = dedup_window
@@ -290,5 +313,6 @@ class DetectionScheduler(Periodic):
                 kind="scheduled",
                 actor="scheduler",
                 dedup_window_seconds=self._dedup_window(),
+                publish=self._publish,
             )
         return len(plans)

@@ -459,6 +459,7 @@ class InvestigationRunner:
 
     async def _run(self, investigation_id: str) -> None:
         config = {"configurable": {"thread_id": investigation_id}}
+        investigation: Investigation | None = None
         try:
             async with self._db.session() as db:
                 investigation = await get_investigation(db=db, investigation_id=investigation_id)
@@ -499,7 +500,13 @@ class InvestigationRunner:
             await db.commit()
         self._bus.publish(
             "investigations.receipt",
-            {"investigation_id": investigation_id, "status": status, "receipt": receipt},
+            {
+                "investigation_id": investigation_id,
+                "alert_id": investigation.alert_id if investigation else None,
+                "case_id": investigation.case_id if investigation else None,
+                "status": status,
+                "receipt": receipt,
+            },
         )
 
     async def _segments(self, payload: Any, config: dict[str, Any]) -> dict[str, Any]:
