@@ -8,18 +8,50 @@ deletes finished threads.
 
 from __future__ import annotations
 
+import enum
+import typing
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from pydantic import BaseModel
 from sqlalchemy.engine import make_url
+
+from orchestrator.state import InvestigationState
+
+
+def state_types(root: Any = InvestigationState) -> set[tuple[str, str]]:
+    """The classes an investigation's state can hold (its pydantic models and enums, found by
+    walking the state's annotations), as ``(module, name)`` pairs for the msgpack allow-list."""
+    found: set[tuple[str, str]] = set()
+    seen: set[int] = set()
+    pending: list[Any] = [root]
+    while pending:
+        hint = pending.pop()
+        if id(hint) in seen:
+            continue
+        seen.add(id(hint))
+        pending += typing.get_args(hint)
+        if isinstance(hint, type) and issubclass(hint, BaseModel):
+            found.add((hint.__module__, hint.__name__))
+            pending += [field.annotation for field in hint.model_fields.values()]
+            pending += [base for base in hint.__mro__[1:] if issubclass(base, BaseModel)]
+        elif isinstance(hint, type) and issubclass(hint, enum.Enum):
+            found.add((hint.__module__, hint.__name__))
+        elif isinstance(hint, type) and typing.is_typeddict(hint):
+            pending += list(typing.get_type_hints(hint, include_extras=True).values())
+    found.discard((BaseModel.__module__, BaseModel.__name__))
+    return found
 
 
 def strict_serializer() -> JsonPlusSerializer:
-    """Only the allow-listed types come back out of a checkpoint; never pickle."""
-    return JsonPlusSerializer(pickle_fallback=False, allowed_msgpack_modules=None)
+    """Only the investigation state's own types (and LangGraph's safe ones) come back out of a
+    checkpoint; never pickle. The list is given here rather than left to LangGraph, which
+    builds one only when ``LANGGRAPH_STRICT_MSGPACK`` was set before it was first imported."""
+    return JsonPlusSerializer(pickle_fallback=False, allowed_msgpack_modules=state_types())
 
 
 def postgres_conninfo(database_url: str) -> str | None:
