@@ -168,6 +168,11 @@ async def add_standard_headers(request: web.Request, response: web.StreamRespons
     headers = response.headers
     headers.update(standard_headers(request.app, request.get(REQUEST_ID) or str(uuid.uuid4())))
     route = request.get(ROUTE)
+    if route is None:
+        # Refused before authentication looked at it (a malformed query): still that route.
+        info = request.match_info
+        if not isinstance(info, MatchInfoError):
+            route = request.app[ROUTE_TABLE].get(info.route)
     if route is not None and route.sunset is not None:
         headers["Deprecation"] = "true"
         headers["Sunset"] = route.sunset

@@ -297,8 +297,12 @@ def _request_body(
     return request_body
 
 
-def _headers(route: Route) -> dict[str, Any]:
-    names = [*_STANDARD_HEADERS, *(("Deprecation", "Sunset") if route.sunset else ())]
+def _headers(route: Route, *, routed: bool = True) -> dict[str, Any]:
+    """The headers a response carries: the standard ones, and a deprecated route's own, which
+    a malformed request (400) may lack: refused before it was routed (a request line too long
+    to read), it is no route's."""
+    deprecated = route.sunset is not None and routed
+    names = [*_STANDARD_HEADERS, *(("Deprecation", "Sunset") if deprecated else ())]
     return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
 
 
@@ -316,7 +320,7 @@ def _responses(route: Route, response: dict[str, Any] | None) -> dict[str, Any]:
     for status, errors in _by_status(_errors(route)).items():
         responses[str(status)] = {
             "description": "; ".join(f"{error.code}: {error.message}" for error in errors),
-            "headers": headers,
+            "headers": headers if status != 400 else _headers(route, routed=False),
             "content": {JSON: {"schema": {"$ref": SCHEMAS + ENVELOPE}}},
         }
     return responses

@@ -36,7 +36,7 @@ from core.errors import AuroraError, BadRequest, InternalError, RequestTimeout
 from core.settings import Settings
 from gateway.app import create_app
 from gateway.http import JSON_TYPE, error_body
-from gateway.keys import REQUEST_ID
+from gateway.keys import REQUEST_ID, ROUTE_TABLE
 from gateway.middleware import standard_headers
 
 log = logging.getLogger("aurora")
@@ -100,6 +100,19 @@ def _protocol_error(status: int, exc: BaseException | None) -> AuroraError:
     return BadRequest({"reason": reason})
 
 
+def _deprecation(app: web.Application, request: BaseRequest) -> dict[str, str]:
+    """A deprecated route's headers for a request refused before routing (by its path alone:
+    the deprecated routes have no path parameters)."""
+    try:
+        path = request.rel_url.path
+    except Exception:  # a URL aiohttp could not read has no route
+        return {}
+    for route in app[ROUTE_TABLE].values():
+        if route.sunset is not None and route.path == path:
+            return {"Deprecation": "true", "Sunset": route.sunset}
+    return {}
+
+
 class GatewayProtocol(RequestHandler):
     """aiohttp's connection handler with the gateway's answers to protocol errors and a
     deadline for each request's headers."""
@@ -133,6 +146,7 @@ class GatewayProtocol(RequestHandler):
             body=error_body(err, request_id), status=err.status, content_type=JSON_TYPE
         )
         response.headers.update(standard_headers(self._app, request_id))
+        response.headers.update(_deprecation(self._app, request))
         response.force_close()
         return response
 
