@@ -8,7 +8,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Final
 
@@ -23,7 +23,7 @@ from core.loops import Periodic
 from core.schemas import Severity
 from gateway.alerts.api import create_alert
 from gateway.alerts.schemas import AlertCreate
-from gateway.detections.events import brief, entities, observed_at
+from gateway.detections.events import ENTITY_FIELDS, brief, entities, observed_at
 from gateway.detections.models import DetectionRule, RuleHit, RuleRun
 from gateway.detections.rules import get_rule, rule_rows
 from gateway.detections.suppressions import active_suppressions, count_hits, suppressed_by
@@ -71,7 +71,10 @@ async def _correlated(
 ) -> list[dict[str, Any]]:
     """The windows and groups whose aggregate meets the correlation, as pseudo-events."""
     window = "timestamp >= {start:DateTime64(3)} AND timestamp < {end:DateTime64(3)}"
-    sql = correlation.query(store.table, scoped_condition(rule), window)
+    shared = [name for name, _ in ENTITY_FIELDS]
+    sql = correlation.query(
+        store.table, scoped_condition(rule), window, [n.replace(".", "_") for n in shared]
+    )
     result = await store.query(
         sql,
         {"start": start.replace(tzinfo=None), "end": end.replace(tzinfo=None)},
@@ -84,22 +87,37 @@ async def _correlated(
             for index, (name, _) in enumerate(correlation.group_by)
         }
         key = "|".join([str(values["window_start"]), *groups.values()])
+        # The entities every event of the group shares (the source address a spray came from,
+        # the host it hit) name the alert's entities, as a single event's columns would.
+        common = {
+            name: value
+            for index, name in enumerate(shared)
+            if (value := values.get(f"shared_{index}"))
+        }
         events.append(
             {
+                **common,
                 "id": _digest(key),
-                "timestamp": str(values["first_seen"]),
+                "timestamp": _utc(values["first_seen"]),
                 "correlation": {
                     "type": correlation.type,
                     "window_start": str(values["window_start"]),
                     "groups": groups,
                     "value": values.get(correlation.type),
                     "events": values.get("events"),
-                    "last_seen": str(values["last_seen"]),
+                    "last_seen": _utc(values["last_seen"]),
                 },
                 "fields": groups,
             }
         )
     return events
+
+
+def _utc(moment: Any) -> str:
+    """A timestamp the log store gave (naive, in UTC) as ISO 8601 with its zone."""
+    if isinstance(moment, datetime):
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    return str(moment)
 
 
 def _digest(text: str) -> str:

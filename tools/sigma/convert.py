@@ -140,13 +140,23 @@ class Correlation:
     operator: str
     count: int
 
-    def query(self, table: str, condition: str, time_filter: str = "1") -> str:
+    def query(
+        self, table: str, condition: str, time_filter: str = "1", shared: Sequence[str] = ()
+    ) -> str:
         """``SELECT`` of every window and group whose aggregate meets the condition. ``table`` is
-        a quoted ``db.table``; ``time_filter`` a condition on ``timestamp`` the caller adds."""
+        a quoted ``db.table``; ``time_filter`` a condition on ``timestamp`` the caller adds.
+        ``shared`` names columns of the table whose value is also given (``shared_<i>``) where
+        every event of the group has the same one (``''`` where they differ or have none): the
+        host or source address a brute force came from, whatever the rule grouped by."""
         columns = [
             f"toStartOfInterval(timestamp, INTERVAL {self.timespan_seconds} SECOND) AS window_start"
         ]
         columns += [f"{sql} AS group_{index}" for index, (_, sql) in enumerate(self.group_by)]
+        columns += [
+            f"if(uniqExact(`{name}`) = 1, toString(any(`{name}`)), '') AS shared_{index}"
+            for index, name in enumerate(shared)
+            if name.replace("_", "").isalnum()
+        ]
         keys = ["window_start"] + [f"group_{index}" for index in range(len(self.group_by))]
         # Every part is SQL this module generated from escaped literals and schema columns.
         return (

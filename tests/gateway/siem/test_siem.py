@@ -433,6 +433,18 @@ async def test_a_correlation_rule_raises_one_alert_per_group(gateway: Gateway) -
     assert first["sample"][0]["correlation"]["groups"] == {"Computer": "ws-17"}
     again = await (await gateway.client.post(url, headers=hunter, json=window)).json()
     assert (again["alerts"], again["already_seen"]) == (0, 1)
+    # The alert names what every event of the group shares (the host), not the processes that
+    # differ, and dates from the group's first event.
+    alerts = await (
+        await gateway.client.get("/api/v1/alerts", headers=hunter, params={"rule_id": rule["id"]})
+    ).json()
+    (alert,) = alerts["items"]
+    assert [e for e in alert["entities"] if e["type"] == "host"] == [
+        {"type": "host", "value": "ws-17"}
+    ]
+    assert not [e for e in alert["entities"] if e["type"] == "process"]
+    first_event = min(e["TimeCreated"] for e in EVENTS if e["Computer"] == "ws-17")
+    assert alert["first_seen"][:19] == first_event[:19]
 
 
 async def test_evtx_files_and_text_lines_through_the_api(gateway: Gateway) -> None:
