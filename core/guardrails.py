@@ -270,6 +270,9 @@ DEFAULT_ACTIONS: Final[dict[str, ActionPolicy]] = {
     "quarantine_file": _CONTAIN,
     "kill_process": _CONTAIN,
     "isolate_host": _CONTAIN,
+    # Undoing a containment and an endpoint scan: allowed, they cut nothing off.
+    "release_host": _COLLECT,
+    "scan_host": _COLLECT,
     "disable_account": _CONTAIN,
     "lock_account": _CONTAIN,
     "revoke_sessions": _CONTAIN,

@@ -22,6 +22,8 @@ class Metrics:
     soar_executions: Counter
     soar_step_duration: Histogram
     response_actions: Counter
+    automation_firings: Counter
+    automation_events_lost: Counter
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition format and its content type."""
@@ -73,6 +75,18 @@ def create_metrics() -> Metrics:
             "Response actions by where they came from (playbook, edr, investigation), action "
             "and outcome (executed, recorded, proposed, denied, expired, failed, unknown).",
             ["source", "action", "outcome"],
+            registry=registry,
+        ),
+        automation_firings=Counter(
+            "aurora_automation_firings",
+            "Automation rule matches, by trigger and outcome (fired, loop_guard, rate_limited, "
+            "failed).",
+            ["trigger", "outcome"],
+            registry=registry,
+        ),
+        automation_events_lost=Counter(
+            "aurora_automation_events_lost",
+            "Events automation fell too far behind to see (the bus dropped them).",
             registry=registry,
         ),
     )

@@ -137,6 +137,14 @@ class Settings(BaseSettings):
     checkpoint_retention_hours: Annotated[int, Field(ge=0, le=87_600)] = 168
     """How long the graph checkpoints of a finished investigation are kept (its receipt is
     kept for good)."""
+    edr_connectors_file: Path | None = None
+    """YAML file of the EDR connectors (``tools.edr.config``); None: the lab connector only.
+    Credentials are read from the environment variables it names, never from the file."""
+    edr_refresh_seconds: Annotated[float, Field(ge=5, le=86_400)] = 300.0
+    """How often the endpoint inventory is rebuilt from the logs and the connectors."""
+    soar_webhook_url: str | None = None
+    """An HTTP(S) endpoint the playbooks' ``notify`` steps also post to (a chat or paging
+    integration); None: notifications go to the event bus only."""
     mcp_host: str = "127.0.0.1"
     """Address the MCP tool server listens on."""
     mcp_port: Annotated[int, Field(ge=1, le=65_535)] = 8100

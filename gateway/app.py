@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import timedelta
+from typing import Any
 
 from aiohttp import web
 
@@ -36,17 +39,22 @@ from gateway.cases.routes import ROUTES as CASES_ROUTES
 from gateway.detections.conversion import SigmaConverter
 from gateway.detections.routes import ROUTES as DETECTIONS_ROUTES
 from gateway.detections.runs import DetectionScheduler
+from gateway.edr.routes import ROUTES as EDR_ROUTES
+from gateway.edr.service import EdrService, open_edr
 from gateway.fleet.routes import ROUTES as FLEET_ROUTES
 from gateway.fleet.service import ToolCallRecorder
 from gateway.index import INDEX_ROUTES
-from gateway.investigations.executor import LedgerExecutor
+from gateway.investigations import service as investigations
+from gateway.investigations.executor import Handler, LedgerExecutor
 from gateway.investigations.routes import ROUTES as INVESTIGATIONS_ROUTES
+from gateway.investigations.schemas import InvestigateRequest
 from gateway.investigations.service import InvestigationRunner
 from gateway.keys import (
     AUTHENTICATOR,
     BLOBS,
     BUS,
     DATABASE,
+    EDR,
     HANDOFF,
     HASHER,
     INGEST,
@@ -61,6 +69,7 @@ from gateway.keys import (
     SCHEDULER,
     SETTINGS,
     SIGMA,
+    SOAR,
     TOKENS,
 )
 from gateway.lifecycle import CleanupContext, background, resource, step
@@ -68,14 +77,23 @@ from gateway.middleware import add_standard_headers, auth_middleware, context_mi
 from gateway.routing import Route
 from gateway.siem.parsing import IngestParser, clear_spool, spool_dir
 from gateway.siem.routes import ROUTES as SIEM_ROUTES
+from gateway.soar.automation import Automation
+from gateway.soar.definition import load_builtin
+from gateway.soar.engine import AttributedBus, SoarEngine, origin
+from gateway.soar.models import PlaybookExecution
+from gateway.soar.routes import ROUTES as SOAR_ROUTES
+from gateway.soar.service import install_builtin
+from gateway.soar.steps import StepEnv
 from gateway.system.routes import ROUTES as SYSTEM_ROUTES
 from gateway.system.service import RuntimeState, load_runtime
 from gateway.users.routes import ROUTES as USERS_ROUTES
+from orchestrator.actions import ActionOrder
 from orchestrator.checkpoints import open_checkpointer
 from orchestrator.context import GraphContext
 from orchestrator.graph import build_graph
 from orchestrator.planner import PlannerTools
 from tools.attack import AttackKB
+from tools.edr.base import EdrAction
 
 log = logging.getLogger("aurora.gateway")
 
@@ -90,6 +108,8 @@ ALL_ROUTES: tuple[Route, ...] = (
     *INVESTIGATIONS_ROUTES,
     *SIEM_ROUTES,
     *DETECTIONS_ROUTES,
+    *EDR_ROUTES,
+    *SOAR_ROUTES,
 )
 AGENT_TOKEN_TTL_SECONDS = 3600
 
@@ -237,12 +257,52 @@ async def _sigma(app: web.Application) -> AsyncIterator[SigmaConverter]:
         await sigma.close()
 
 
+def edr_handlers(edr: EdrService) -> dict[str, Handler]:
+    """The investigations' response actions the EDR connectors carry out."""
+
+    def handler(action: EdrAction) -> Handler:
+        async def carry_out(order: ActionOrder) -> dict[str, Any]:
+            return await edr.carry_out(
+                action=action,
+                target=order.target,
+                key=order.key,
+                actor=f"investigation:{order.investigation_id}",
+                reason=order.reason,
+                approved_by=order.approved_by,
+            )
+
+        return carry_out
+
+    return {
+        "isolate_host": handler(EdrAction.ISOLATE),
+        "release_host": handler(EdrAction.UNISOLATE),
+        "scan_host": handler(EdrAction.SCAN),
+    }
+
+
 def _scheduler(app: web.Application) -> DetectionScheduler:
     return DetectionScheduler(
         database=app[DATABASE],
         store=app[LOGSTORE],
         dedup_window=lambda: app[RUNTIME].config.alert_dedup_window_seconds,
+        publish=app[BUS].publish,
     )
+
+
+@contextlib.asynccontextmanager
+async def _edr(app: web.Application) -> AsyncIterator[EdrService]:
+    runtime = app[RUNTIME]
+    async with open_edr(
+        settings=app[SETTINGS],
+        database=app[DATABASE],
+        bus=app[BUS],
+        logstore=app[LOGSTORE],
+        mode=lambda: runtime.mode,
+        approval_timeout=lambda: runtime.config.approval_timeout_seconds,
+        env=os.environ,
+        metrics=app[METRICS],
+    ) as edr:
+        yield edr
 
 
 @contextlib.asynccontextmanager
@@ -260,7 +320,12 @@ async def _runner(app: web.Application) -> AsyncIterator[InvestigationRunner]:
             available=available,
             call_timeout=settings.acp_call_timeout_seconds,
             policy=policy_from_settings(settings),
-            executor=LedgerExecutor(database=database, bus=app[BUS]),
+            executor=LedgerExecutor(
+                database=database,
+                bus=app[BUS],
+                handlers=edr_handlers(app[EDR]),
+                metrics=app[METRICS],
+            ),
             llm=llm,
             planner_tools=PlannerTools(app[HANDOFF], available) if llm else None,
             # Loaded by the first investigation that has text to map, not at start-up.
@@ -278,6 +343,86 @@ async def _runner(app: web.Application) -> AsyncIterator[InvestigationRunner]:
             retention=timedelta(hours=settings.checkpoint_retention_hours),
         ) as runner:
             yield runner
+
+
+@contextlib.asynccontextmanager
+async def _soar(app: web.Application) -> AsyncIterator[SoarEngine]:
+    """The playbook engine, after the shipped playbooks the database lacks are installed."""
+    settings = app[SETTINGS]
+    runtime = app[RUNTIME]
+    async with app[DATABASE].session() as db:
+        if added := await install_builtin(db=db, definitions=load_builtin()):
+            log.info("installed %d built-in playbook version(s)", added)
+    base = StepEnv(
+        database=app[DATABASE],
+        bus=app[BUS],
+        handoff=app[HANDOFF],
+        logstore=app[LOGSTORE],
+        edr=app[EDR],
+        settings=settings,
+        execution_id="",
+        actor="",
+        mode=runtime.mode.value,
+        webhook_url=settings.soar_webhook_url,
+    )
+
+    def env(execution: PlaybookExecution) -> StepEnv:
+        chain = origin(execution)
+        return dataclasses.replace(
+            base,
+            bus=base.bus if chain is None else AttributedBus(base.bus, chain),
+            execution_id=execution.id,
+            actor=f"playbook:{execution.playbook_id}",
+            mode=execution.mode,
+            playbook_id=execution.playbook_id,
+        )
+
+    async with SoarEngine(
+        database=app[DATABASE],
+        bus=app[BUS],
+        env=env,
+        policy=policy_from_settings(settings),
+        mode=lambda: runtime.mode.value,
+        approval_timeout=lambda: runtime.config.approval_timeout_seconds,
+        concurrency=lambda: runtime.config.max_concurrent_investigations,
+        metrics=app[METRICS],
+    ) as engine:
+        yield engine
+
+
+class _Dispatcher:
+    """Automation's way to dispatch an investigation: queued as the API's are."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    async def dispatch(
+        self, *, actor: str, alert_id: str | None, case_id: str | None, priority: str
+    ) -> str:
+        body = InvestigateRequest.model_validate(
+            {"alert_id": alert_id, "case_id": case_id, "priority": priority}
+        )
+        async with self._app[DATABASE].session() as db:
+            investigation = await investigations.enqueue(db=db, actor=actor, body=body)
+        self._app[RUNNER].wake()
+        return investigation.id
+
+
+@contextlib.asynccontextmanager
+async def _automation(app: web.Application) -> AsyncIterator[None]:
+    metrics = app[METRICS]
+    automation = Automation(
+        database=app[DATABASE],
+        bus=app[BUS],
+        engine=app[SOAR],
+        dispatch=_Dispatcher(app),
+        on_outcome=lambda trigger, outcome: metrics.automation_firings.labels(
+            trigger=trigger, outcome=outcome
+        ).inc(),
+        on_lost=metrics.automation_events_lost.inc,
+    )
+    async with automation:
+        yield
 
 
 RESOURCES: tuple[CleanupContext, ...] = (
@@ -299,7 +444,10 @@ RESOURCES: tuple[CleanupContext, ...] = (
     resource(SIGMA, _sigma),
     resource(SCHEDULER, _scheduler),
     background("agent-health", _agent_health, lambda app: AGENT_HEALTH_INTERVAL_SECONDS, log=log),
+    resource(EDR, _edr),
     resource(RUNNER, _runner),
+    resource(SOAR, _soar),
+    _automation,
 )
 """What the gateway opens at start-up, in order; aiohttp closes them in reverse order at
 cleanup, and when one fails to start, closes those already open."""

@@ -24,10 +24,12 @@ if TYPE_CHECKING:
     from gateway.auth.service import Authenticator, Principal
     from gateway.detections.conversion import SigmaConverter
     from gateway.detections.runs import DetectionScheduler
+    from gateway.edr.service import EdrService
     from gateway.fleet.service import ToolCallRecorder
     from gateway.investigations.service import InvestigationRunner
     from gateway.routing import Route
     from gateway.siem.parsing import IngestParser
+    from gateway.soar.engine import SoarEngine
     from gateway.system.service import RuntimeState
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -48,6 +50,8 @@ LOGSTORE = web.AppKey("logstore", LogStore)
 INGEST: web.AppKey[IngestParser] = web.AppKey("ingest")
 SIGMA: web.AppKey[SigmaConverter] = web.AppKey("sigma")
 SCHEDULER: web.AppKey[DetectionScheduler] = web.AppKey("detection_scheduler")
+EDR: web.AppKey[EdrService] = web.AppKey("edr")
+SOAR: web.AppKey[SoarEngine] = web.AppKey("soar")
 ROUTE_TABLE: web.AppKey[dict[AbstractRoute, Route]] = web.AppKey("route_table")
 
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -31,9 +31,11 @@ DOMAINS = (
     "auth",
     "cases",
     "detections",
+    "edr",
     "fleet",
     "investigations",
     "siem",
+    "soar",
     "system",
     "users",
 )

@@ -62,8 +62,8 @@ from core.metrics import Metrics
 from core.runtime import SystemMode
 from gateway.alerts.api import get_alert
 from gateway.investigations import approvals
+from gateway.investigations.api import detected
 from gateway.investigations.models import Approval, ResponseActionRecord
-from gateway.investigations.service import detected
 from gateway.soar.definition import (
     PlaybookDefinition,
     StepDef,

@@ -1,7 +1,8 @@
-"""Investigations through real processes: ``aurora up`` killed with SIGKILL in the middle of an
-investigation and started again (it resumes from its checkpoint, no action runs twice, its
-agents did not outlive it, the admin is kept, and Ctrl-C stops the second), and a specialist
-killed before an investigation (it completes degraded)."""
+"""Investigations and playbooks through real processes: ``aurora up`` killed with SIGKILL in the
+middle of an investigation and of a playbook execution, and started again (both resume, from
+their checkpoint and their step log, and no action runs twice; its agents did not outlive it,
+the admin is kept, and Ctrl-C stops the second), and a specialist killed before an
+investigation (it completes degraded)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import os
 import signal
 import sqlite3
 import time
+import urllib.request
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,27 @@ from tests.orchestrator.test_graph import SUBJECT
 from tests.ports import free_port
 from tests.waiting import until
 
+HOST = "ws-e2e-17.corp.example"
+PLAYBOOK = {
+    "id": "e2e-contain",
+    "name": "Tag, isolate behind a human, notify",
+    "inputs": {"alert_id": {"type": "string", "required": True}},
+    "steps": [
+        {"id": "alert", "uses": "alert.get", "with": {"alert_id": "${{ inputs.alert_id }}"}},
+        {
+            "id": "tag",
+            "uses": "alert.tag",
+            "with": {"alert_id": "${{ inputs.alert_id }}", "tags": ["contained"]},
+        },
+        {
+            "id": "isolate",
+            "uses": "edr.isolate",
+            "foreach": "steps.alert.output.entities[?type=='host'].value",
+            "with": {"host": "${{ item }}", "reason": "e2e"},
+        },
+        {"id": "notify", "uses": "notify", "with": {"message": "${{ steps.isolate.status }}"}},
+    ],
+}
 ADMIN = "chief"
 PASSWORD = "e2e-restart-admin-password-0123"
 REQUEST = {k: SUBJECT[k] for k in ("iocs", "text", "command_lines")}
@@ -42,6 +66,54 @@ def wait_status(url: str, token: str, investigation_id: str, wanted: set[str]) -
         return body if body["status"] in wanted else None
 
     found = until(reached, within=120, interval=0.2, what=f"{investigation_id} in {wanted}")
+    assert found is not None
+    return found
+
+
+def ingest(url: str, token: str, events: list[dict[str, Any]]) -> None:
+    request = urllib.request.Request(
+        f"{url}/api/v1/siem/logs/ingest?source=e2e",
+        data="\n".join(json.dumps(e) for e in events).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert json.loads(response.read())["accepted"] == len(events)
+
+
+def start_playbook(url: str, token: str) -> str:
+    """A playbook execution on an alert naming a host the logs know, left waiting for a human
+    to approve its isolation (its tag already done)."""
+    event = {"@timestamp": time.time(), "host": {"name": HOST}, "message": "whoami /all"}
+    ingest(url, token, [event])
+    until(
+        lambda: http("GET", f"{url}/api/v1/edr/endpoints?search={HOST}", token=token)[1]["total"],
+        within=60,
+        interval=0.5,
+        what="the host in the endpoint inventory",
+    )
+    status, created = http("POST", f"{url}/api/v1/soar/playbooks", PLAYBOOK, token)
+    assert status == 201, created
+    alert = {"title": "e2e", "source": "edr", "entities": [{"type": "host", "value": HOST}]}
+    status, posted = http("POST", f"{url}/api/v1/alerts", alert, token)
+    assert status == 201, posted
+    inputs = {"inputs": {"alert_id": posted["id"]}}
+    status, accepted = http(
+        "POST", f"{url}/api/v1/soar/playbooks/e2e-contain/execute", inputs, token
+    )
+    assert status == 202, accepted
+    wait_execution(url, token, accepted["id"], {"awaiting_approval"})
+    return str(accepted["id"])
+
+
+def wait_execution(url: str, token: str, execution_id: str, wanted: set[str]) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        status, page = http("GET", f"{url}/api/v1/soar/executions?limit=200", token=token)
+        assert status == 200, page
+        found = [e for e in page["items"] if e["id"] == execution_id]
+        return found[0] if found and found[0]["status"] in wanted else None
+
+    found = until(reached, within=120, interval=0.2, what=f"{execution_id} in {wanted}")
     assert found is not None
     return found
 
@@ -73,6 +145,8 @@ async def test_sigkill_during_an_investigation_then_restart(
         "AURORA_ADMIN_PASSWORD": PASSWORD,
         "AURORA_GUARDRAILS_FILE": str(policy),
         "AURORA_INTEL_FEEDS": json.dumps([str(feed)]),
+        # the endpoint inventory picks up the host the playbook isolates within seconds
+        "AURORA_EDR_REFRESH_SECONDS": "5",
     }
     first = Platform(env, "up")
     platforms.append(first)
@@ -87,6 +161,7 @@ async def test_sigkill_during_an_investigation_then_restart(
     investigation_id = accepted["id"]
     paused = wait_status(first.url, token, investigation_id, {"awaiting_approval", "failed"})
     assert paused["status"] == "awaiting_approval"
+    execution_id = start_playbook(first.url, token)
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL  # no clean shutdown at all
     killed_at = time.time()
     # Its agents end with it, though it could not stop them.
@@ -106,7 +181,10 @@ async def test_sigkill_during_an_investigation_then_restart(
     token = login(second.url, ADMIN, PASSWORD)
     decided = await approve(second.url, token, f"{investigation_id}/A1")
     assert decided["type"] == "decided", decided
+    decided = await approve(second.url, token, f"{execution_id}/isolate#0")
+    assert decided["type"] == "decided", decided
     done = wait_status(second.url, token, investigation_id, {"completed", "failed"})
+    executed = wait_execution(second.url, token, execution_id, {"completed", "failed"})
     second.wait_for(f"All {len(SPECIALISTS)} agents are ready")  # each has something to stop
     # A terminal's Ctrl-C signals the whole foreground process group.
     os.killpg(second.process.pid, signal.SIGINT)
@@ -127,10 +205,38 @@ async def test_sigkill_during_an_investigation_then_restart(
             "SELECT key, status FROM response_actions WHERE investigation_id = ?",
             (investigation_id,),
         ).fetchall()
+        playbook_rows = db.execute(
+            "SELECT key, action, status FROM response_actions WHERE investigation_id = ?",
+            (execution_id,),
+        ).fetchall()
+        isolations = db.execute(
+            "SELECT status FROM edr_actions WHERE action = 'isolate'"
+        ).fetchall()
     assert sorted(rows) == [
         (f"{investigation_id}/A1", "executed"),
         (f"{investigation_id}/A2", "executed"),
     ]
+    # The playbook went on from its log: the tag done before the kill was not done again, the
+    # isolation a human approved after the restart ran once.
+    assert executed["status"] == "completed", executed
+    assert executed["attempts"] == 2
+    log = {
+        s["step_id"] + ("" if s["item"] is None else f"#{s['item']}"): s for s in executed["steps"]
+    }
+    assert datetime.fromisoformat(log["tag"]["finished_at"]).timestamp() < killed_at
+    assert datetime.fromisoformat(log["isolate#0"]["finished_at"]).timestamp() > killed_at
+    assert {k: s["status"] for k, s in log.items()} == {
+        "alert": "succeeded",
+        "tag": "succeeded",
+        "isolate#0": "succeeded",
+        "notify": "succeeded",
+    }
+    assert sorted(playbook_rows) == [
+        (f"{execution_id}/isolate#0", "isolate_host", "executed"),
+        (f"{execution_id}/notify", "notify", "executed"),
+        (f"{execution_id}/tag", "alert.tag", "executed"),
+    ]
+    assert len(isolations) == 1
 
 
 SECRET = "e2e-degraded-secret-e2e-degraded-secret-0123456789"

@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import select
 
 from core.db import Database, create_database
-from core.db.base import Base
 from core.errors import AuroraError, NotFound
 from core.events import EventBus
 from core.settings import Settings
@@ -40,11 +39,6 @@ from tests.waiting import eventually
 @pytest.fixture
 async def database(settings: Settings) -> AsyncIterator[Database]:
     opened = create_database(settings.effective_database_url)
-    # The SOAR tables, where the migrated schema does not hold them yet (once its migration
-    # is in the chain they exist and nothing is created).
-    tables = [Base.metadata.tables[name] for name in ("automation_rules", "automation_firings")]
-    async with opened.engine.begin() as connection:
-        await connection.run_sync(Base.metadata.create_all, tables=tables)
     try:
         yield opened
     finally:

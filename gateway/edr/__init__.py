@@ -1,0 +1,1 @@
+"""EDR: the endpoint inventory (logs and connectors) and containment through the connectors."""
