@@ -263,6 +263,15 @@ async def test_active_waits_for_a_human_then_isolates_once(
     assert sorted(r.action for r in ledger) == ["alert.tag", "isolate_host", "notify"]
     assert {r.status for r in ledger} == {"executed"}
     assert [r.approved_by for r in ledger if r.action == "isolate_host"] == ["rita"]
+    metrics = await (await gateway.client.get("/metrics", headers=responder)).text()
+    assert 'aurora_soar_executions_total{status="completed"} 1.0' in metrics
+    assert (
+        'aurora_response_actions_total{action="isolate_host",outcome="succeeded",'
+        'source="playbook"} 1.0' in metrics
+    )
+    assert 'aurora_soar_step_duration_seconds_count{status="succeeded",uses="edr.isolate"} 1.0' in (
+        metrics
+    )
 
 
 async def test_a_denied_step_runs_nothing_and_the_playbook_goes_on(
