@@ -12,7 +12,7 @@ from typing import Any, Final, Self
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.acp.client import CallOptions, HandoffClient
@@ -30,6 +30,7 @@ from core.db import Database
 from core.db.base import utcnow
 from core.db.lookup import get_or_404
 from core.db.pages import fetch_page
+from core.db.queue import claim_next
 from core.db.sequences import next_id
 from core.errors import AuroraError, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.events import EventBus
@@ -355,30 +356,9 @@ class InvestigationRunner:
 
     async def _claim(self) -> str | None:
         rank = case(PRIORITY_RANK, value=Investigation.priority)
-        async with self._db.session() as db:
-            candidate = (
-                await db.execute(
-                    select(Investigation.id)
-                    .where(Investigation.status == "queued")
-                    .order_by(rank, Investigation.created_at, Investigation.id)
-                    .limit(1)
-                )
-            ).scalar_one_or_none()
-            if candidate is None:
-                return None
-            claimed = await db.execute(
-                update(Investigation)
-                .where(Investigation.id == candidate, Investigation.status == "queued")
-                .values(
-                    status="running",
-                    started_at=func.coalesce(Investigation.started_at, utcnow()),
-                    attempts=Investigation.attempts + 1,
-                )
-                .returning(Investigation.id)
-            )
-            got = claimed.scalar_one_or_none()
-            await db.commit()
-            return str(got) if got else ""
+        return await claim_next(
+            self._db, Investigation, order_by=(rank, Investigation.created_at, Investigation.id)
+        )
 
     async def _fill(self) -> None:
         """Start queued investigations, most urgent first, while fewer than the concurrency

@@ -47,12 +47,13 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 from pydantic import BaseModel
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from agents.acp.provenance import Provenance, describe, platform_corroborations, vouched
 from core.db import Database
 from core.db.base import utcnow
+from core.db.queue import claim_next
 from core.db.sequences import next_id
 from core.errors import AuroraError, Conflict, NotFound, RateLimited, ServiceUnavailable
 from core.events import Event, EventBus, Gap, Subscription
@@ -290,30 +291,11 @@ class SoarEngine:
             await db.commit()
 
     async def _claim(self) -> str | None:
-        async with self._db.session() as db:
-            candidate = (
-                await db.execute(
-                    select(PlaybookExecution.id)
-                    .where(PlaybookExecution.status == "queued")
-                    .order_by(PlaybookExecution.created_at, PlaybookExecution.id)
-                    .limit(1)
-                )
-            ).scalar_one_or_none()
-            if candidate is None:
-                return None
-            claimed = await db.execute(
-                update(PlaybookExecution)
-                .where(PlaybookExecution.id == candidate, PlaybookExecution.status == "queued")
-                .values(
-                    status="running",
-                    started_at=func.coalesce(PlaybookExecution.started_at, utcnow()),
-                    attempts=PlaybookExecution.attempts + 1,
-                )
-                .returning(PlaybookExecution.id)
-            )
-            got = claimed.scalar_one_or_none()
-            await db.commit()
-            return str(got) if got else ""
+        return await claim_next(
+            self._db,
+            PlaybookExecution,
+            order_by=(PlaybookExecution.created_at, PlaybookExecution.id),
+        )
 
     async def _fill(self) -> None:
         await self._requeue_decided()
