@@ -164,15 +164,16 @@ async def test_two_callers_with_one_key_act_once(
 ) -> None:
     edr, connector = scripted
     connector.gate = asyncio.Event()
-    first = asyncio.create_task(carry(edr, "k-race"))
-    second = asyncio.create_task(carry(edr, "k-race"))
+    racing = {asyncio.create_task(carry(edr, "k-race")) for _ in range(2)}
     await connector.entered.wait()
-    # the second caller has returned the recorded action (still being handed over)
-    replayed = await second
+    # one caller holds the product's answer; the other returns the action it recorded
+    done, holding = await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+    replayed = done.pop().result()
     assert (replayed["replayed"], replayed["status"]) == (True, "requested")
     connector.gate.set()
-    done = await first
-    assert done["status"] == "succeeded"
+    acted = await holding.pop()
+    assert (acted["replayed"], acted["status"]) == (False, "succeeded")
+    assert acted["action_id"] == replayed["action_id"]
     assert len(connector.calls) == 1
     assert len(await actions(database)) == 1
 
