@@ -54,6 +54,7 @@ from core.loops import Periodic
 from core.metrics import Metrics
 from core.runtime import SystemMode
 from core.settings import Settings
+from core.validation import field_error
 from gateway.alerts.models import Alert
 from gateway.cases.models import Case, CaseObservable
 from gateway.edr.models import EdrActionRecord, Endpoint
@@ -93,6 +94,8 @@ STALE_REQUEST: Final = timedelta(minutes=5)
 """A ``requested`` action older than this is an attempt that died: it becomes ``unknown``."""
 ACTION_TICK_SECONDS: Final = 15.0
 """How often actions the product has not finished are asked about."""
+KEY_MAX: Final = 200
+"""The longest action key (the ``edr_actions.key`` column)."""
 RECENT: Final = 20
 """How many recent alerts, cases and actions an endpoint's detail shows."""
 
@@ -800,6 +803,8 @@ class EdrService:
         status, native_action_id, detail, replayed}``; raises AURORA-4040 for an unknown
         endpoint, AURORA-4090 for one no connector manages, and the connector's typed errors
         (the action recorded ``failed``)."""
+        if not 0 < len(key) <= KEY_MAX:
+            raise field_error(["key"], f"an action key has 1 to {KEY_MAX} characters")
         async with self._db.session() as db:
             earlier = await db.scalar(select(EdrActionRecord).where(EdrActionRecord.key == key))
             if earlier is not None:
@@ -810,7 +815,7 @@ class EdrService:
             self._connector_of(endpoint)
             row = EdrActionRecord(
                 id=await next_id(db, "EDR"),
-                key=key[:200],
+                key=key,
                 endpoint_id=endpoint.id,
                 hostname=endpoint.hostname,
                 action=action.value,

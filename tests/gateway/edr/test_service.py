@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from core.db import Database
 from core.db.base import utcnow
-from core.errors import InternalError, NotFound
+from core.errors import InternalError, NotFound, ValidationFailed
 from core.events import EventBus
 from core.guardrails import parse_policy
 from core.runtime import SystemMode
@@ -184,6 +184,9 @@ async def test_unknown_target_is_404_and_calls_nothing(
     edr, connector = scripted
     with pytest.raises(NotFound):
         await carry(edr, "k-1", target="ws-2")
+    for key in ("", "k" * 201):  # never truncated into another action's key
+        with pytest.raises(ValidationFailed):
+            await carry(edr, key)
     assert connector.calls == []
     assert await actions(database) == []
 
