@@ -53,7 +53,11 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+async def database_url(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
+    """A database of its own for the test: empty, or (for a test that asks for ``settings``)
+    already a copy of the migrated template, made in one statement."""
     if backend == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'aurora.db'}"
         return
@@ -61,13 +65,16 @@ async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
 
     admin = make_url(postgres_admin_url() or "")
     name = f"aurora_t_{uuid.uuid4().hex[:12]}"
+    url = admin.set(database=name).render_as_string(hide_password=False)
     dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    template = await _postgres_template(url) if "settings" in request.fixturenames else None
     connection = await asyncpg.connect(dsn)
     try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
+        clause = f' TEMPLATE "{template}"' if template else ""
+        await connection.execute(f'CREATE DATABASE "{name}"{clause}')
     finally:
         await connection.close()
-    yield admin.set(database=name).render_as_string(hide_password=False)
+    yield url
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -144,8 +151,9 @@ def _drop_postgres_template(dsn: str, name: str) -> None:
     asyncio.run(drop())
 
 
-async def _from_postgres_template(url: str) -> None:
-    """Make the (empty) database of ``url`` a copy of the migrated template."""
+async def _postgres_template(url: str) -> str:
+    """The name of the migrated template database on ``url``'s server (made once per test
+    process)."""
     import asyncpg
 
     target = make_url(url)
@@ -162,14 +170,7 @@ async def _from_postgres_template(url: str) -> None:
         atexit.register(_drop_postgres_template, dsn, name)
         await _migrated(target.set(database=name).render_as_string(hide_password=False))
         _TEMPLATES["postgres"] = name
-    connection = await asyncpg.connect(dsn)
-    try:
-        await connection.execute(f'DROP DATABASE "{target.database}"')
-        await connection.execute(
-            f'CREATE DATABASE "{target.database}" TEMPLATE "{_TEMPLATES["postgres"]}"'
-        )
-    finally:
-        await connection.close()
+    return _TEMPLATES["postgres"]
 
 
 @pytest.fixture
@@ -179,8 +180,7 @@ async def settings(tmp_path: Path, database_url: str) -> Settings:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite" and url.database:
         shutil.copyfile(await _sqlite_template(), url.database)
-    else:
-        await _from_postgres_template(database_url)
+    # PostgreSQL: database_url made it a copy of the template already.
     return settings
 
 

@@ -37,6 +37,13 @@ from tests.waiting import eventually
 
 
 @pytest.fixture
+def backend() -> str:
+    """SQLite only: what is tested here does not depend on the database engine (the engine's
+    queue, ledger and approvals run on both in test_engine.py)."""
+    return "sqlite"
+
+
+@pytest.fixture
 async def database(settings: Settings) -> AsyncIterator[Database]:
     opened = create_database(settings.effective_database_url)
     try:

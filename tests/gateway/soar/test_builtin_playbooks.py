@@ -21,6 +21,14 @@ from tests.core.logstore.conftest import open_store
 from tests.gateway.soar.test_steps import make_env
 from tools.logs.parse import parse_line
 
+
+@pytest.fixture
+def backend() -> str:
+    """SQLite only: what is tested here does not depend on the database engine (the engine's
+    queue, ledger and approvals run on both in test_engine.py)."""
+    return "sqlite"
+
+
 BUILTIN = {definition.id: definition for definition in load_builtin()}
 BRUTE_FORCE = (
     "logs/evtx_to_mitre_attack/jsonl/TA0006-Credential Access/T1110.xxx-Brut force/"

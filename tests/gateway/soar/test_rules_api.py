@@ -6,9 +6,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from core.security.permissions import Role
 from tests.conftest import Gateway
 from tests.waiting import eventually
+
+
+@pytest.fixture
+def backend() -> str:
+    """SQLite only: what is tested here does not depend on the database engine (the engine's
+    queue, ledger and approvals run on both in test_engine.py)."""
+    return "sqlite"
+
 
 RULES = "/api/v1/soar/rules"
 

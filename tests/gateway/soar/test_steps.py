@@ -36,6 +36,13 @@ from tools.edr.base import EdrAction
 from tools.logs.parse import parse_line
 
 
+@pytest.fixture
+def backend() -> str:
+    """SQLite only: what is tested here does not depend on the database engine (the engine's
+    queue, ledger and approvals run on both in test_engine.py)."""
+    return "sqlite"
+
+
 @dataclass
 class RecordedEdr:
     """Stands in for the EDR service (its own tests run it on the connectors): what the
