@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import ClientWebSocketResponse
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from core.db.base import utcnow
 from core.events import Event
 from core.security.permissions import Role
 from core.settings import Settings
@@ -203,6 +205,15 @@ async def test_no_decision_in_time_is_aurora_4080_fail_closed(platform: Gateway)
     ) as ws:
         investigation_id = await dispatch(platform, admin)
         asked = await next_of(ws, "approval_requested")
+        # Its deadline is moved into the past rather than waited for: the runner's expiry loop
+        # (every second, on the real clock) finds it due.
+        async with platform.app[DATABASE].session() as db:
+            await db.execute(
+                update(Approval)
+                .where(Approval.id == asked["approval_id"])
+                .values(expires_at=utcnow() - timedelta(seconds=1))
+            )
+            await db.commit()
         expired = await next_of(ws, "approval_decided", within=30)
         assert (expired["approval_id"], expired["status"]) == (asked["approval_id"], "expired")
         await ws.send_json(
