@@ -8,6 +8,8 @@ The body is read as:
   ``application/jsonl``, ``*+json``...) or the body starts with ``{`` or ``[``, unless the
   format named is ``syslog`` or ``cef``: one object, an array of objects, NDJSON (one object
   per line), or objects one after another (pretty-printed, as ``jq`` writes them);
+- a Zeek ASCII log (tab-separated, ``#separator`` first: :mod:`tools.logs.zeek_tsv`), read
+  whole, its records as the Zeek JSON writer would write them;
 - otherwise text lines: syslog (RFC 5424, RFC 3164) or CEF, and JSON objects on lines of their
   own.
 
@@ -51,6 +53,7 @@ from tools.logs.parse import (
     parse_object,
 )
 from tools.logs.windows import EVTX_MAGIC, evtx_records, parse_windows
+from tools.logs.zeek_tsv import ZEEK_TSV_START, is_zeek_tsv, read_zeek_tsv
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +173,16 @@ class _Reader:
             line,
             None,
         )
+
+    def zeek_tsv(self, text: str) -> None:
+        """A Zeek ASCII log (its ``#`` headers type the records that follow)."""
+        lines = text.split("\n")
+        for number, item in read_zeek_tsv(lines):
+            raw = lines[number - 1].rstrip("\r")
+            if isinstance(item, EventRejected):
+                self.reject(item.reason, text=raw, line=number)
+            else:
+                self.value(item, raw, line=number, index=None)
 
     def evtx(self, body: bytes) -> None:
         if self.format not in (None, "windows"):
@@ -395,7 +408,9 @@ def parse_payload(
         text, bad_lines = _decode(body, lenient=not as_json)
     for line in bad_lines:
         reader.reject("line is not valid UTF-8", line=line)
-    if as_json:
+    if is_zeek_tsv(text.removeprefix("\ufeff").lstrip(" \t\r\n")):
+        reader.zeek_tsv(text.removeprefix("\ufeff").lstrip(" \t\r\n"))
+    elif as_json:
         _read_json(text, reader)
     else:
         _read_lines(text, 0, 1, reader, json=False)
@@ -430,6 +445,10 @@ def body_layout(
     stripped = head.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n")
     if not stripped:
         return "document" if complete else None
+    if not complete and len(stripped) < len(ZEEK_TSV_START) and ZEEK_TSV_START.startswith(stripped):
+        return None  # it may yet be a Zeek ASCII log
+    if stripped.startswith(ZEEK_TSV_START):
+        return "document"  # its headers type every record after them: read whole
     if name in TEXT_FORMATS or not _is_json_body(mime, stripped[:1].decode("latin-1")):
         return "text_lines"
     if stripped.startswith(b"["):

@@ -179,6 +179,10 @@ def read_zeek_tsv(
             yield number, record
 
 
-def is_zeek_tsv(first_line: str) -> bool:
-    """Whether a body's first line opens a Zeek ASCII log."""
-    return first_line.startswith("#separator ")
+ZEEK_TSV_START: Final = b"#separator "
+"""How a Zeek ASCII log begins."""
+
+
+def is_zeek_tsv(text: str) -> bool:
+    """Whether ``text`` (a body, from its first line) is a Zeek ASCII log."""
+    return text.startswith(ZEEK_TSV_START.decode())

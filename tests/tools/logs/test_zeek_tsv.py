@@ -12,9 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import shared_data_dir
+from core.security.permissions import Role
+from tests.conftest import Gateway, shared_data_dir
 from tools.logs.common import EventRejected
 from tools.logs.network import parse_zeek
+from tools.logs.payload import body_layout, parse_payload
 from tools.logs.zeek_tsv import ZeekTsvReader, is_zeek_tsv, read_zeek_tsv
 
 CAPTURE = "network/zeek_wrccdc_2018"
@@ -152,3 +154,55 @@ def test_records_without_a_header_and_oversized_headers_are_rejected() -> None:
     assert isinstance(refused, EventRejected)
     mismatched = list(read_zeek_tsv(["#fields\ta\tb", "#types\tstring", "x\ty"]))
     assert all(isinstance(r, EventRejected) for _, r in mismatched)
+
+
+def test_an_ingest_body_that_is_a_zeek_log_is_read_whole() -> None:
+    body = "\n".join([*HEADER, "1.0\tC1\t10.0.0.5\t443\tssl\t-\tT", "bad\tline", ""]).encode()
+    assert body_layout(body[:5], complete=False, content_type="text/plain", format=None) is None
+    assert (
+        body_layout(body[:40], complete=False, content_type="text/plain", format=None) == "document"
+    )
+    assert body_layout(b"#comment\n", complete=True, content_type=None, format=None) == (
+        "text_lines"
+    )
+    parsed = parse_payload(body, content_type="text/plain", source=None, format=None)
+    (event,) = parsed.events
+    assert event.format == "zeek"
+    assert event.values["destination.port"] == 443
+    assert event.raw == "1.0\tC1\t10.0.0.5\t443\tssl\t-\tT"
+    assert [(r.line, r.reason) for r in parsed.rejected] == [
+        (9, "a Zeek conn record has 2 columns; its #fields header names 7")
+    ]
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"
+
+
+async def test_a_zeek_ascii_log_through_the_ingest_api(gateway: Gateway) -> None:
+    root = capture()
+    with gzip.open(root / "zeek-default" / "dns.log.gz", "rb") as tsv:
+        body = b"".join(line for _, line in zip(range(408), tsv, strict=False))
+    analyst = await gateway.user(Role.ANALYST, "ana")
+    response = await gateway.client.post(
+        "/api/v1/siem/logs/ingest",
+        headers={**analyst, "Content-Type": "text/plain"},
+        params={"source": "zeek-wrccdc"},
+        data=body,
+    )
+    result = await response.json()
+    assert response.status == 200, result
+    assert (result["accepted"], result["rejected"], result["formats"]) == (400, 0, {"zeek": 400})
+    found = await (
+        await gateway.client.get(
+            "/api/v1/siem/logs",
+            headers=analyst,
+            params={
+                "q": "dns.question.name:ise.wrccdc.org AND source.ip:10.47.1.100",
+                "start": "2018-03-24T00:00:00Z",
+            },
+        )
+    ).json()
+    assert found["items"]
+    assert {(i["event.provider"], i["destination.port"]) for i in found["items"]} == {("zeek", 53)}
