@@ -27,6 +27,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from time import monotonic
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -94,6 +95,8 @@ STALE_REQUEST: Final = timedelta(minutes=5)
 """A ``requested`` action older than this is an attempt that died: it becomes ``unknown``."""
 ACTION_TICK_SECONDS: Final = 15.0
 """How often actions the product has not finished are asked about."""
+UNKNOWN_REFRESH_SECONDS: Final = 10.0
+"""How often an action on a host the inventory does not know may rebuild it first."""
 KEY_MAX: Final = 200
 """The longest action key (the ``edr_actions.key`` column)."""
 RECENT: Final = 20
@@ -402,6 +405,9 @@ class EdrService:
             connectors={c.name: _ConnectorHealth(product=c.product) for c in connectors}
         )
         self._refresh_lock = asyncio.Lock()
+        self._refreshed_at: float | None = None
+        self.unknown_refresh_seconds = UNKNOWN_REFRESH_SECONDS
+        """An unknown target rebuilds the inventory first when the last rebuild is older."""
         self._loops = (
             Periodic("edr-inventory", self.refresh, refresh_seconds, log=log),
             Periodic("edr-actions", self.tick, ACTION_TICK_SECONDS, log=log, first_wait=True),
@@ -530,6 +536,7 @@ class EdrService:
         """Rebuild the inventory from the logs and the connectors' inventories (one
         transaction; a connector that fails keeps its endpoints as they were)."""
         async with self._refresh_lock:
+            self._refreshed_at = monotonic()
             try:
                 seen = await self._telemetry()
             except AuroraError as err:
@@ -622,10 +629,22 @@ class EdrService:
     async def resolve(self, target: str) -> Endpoint:
         """The endpoint ``target`` names (its id, host name or FQDN in any case, or an
         address); AURORA-4040 when none."""
-        async with self._db.session() as db:
-            found = await find_endpoint(db, target)
+        found = await self._find(target)
         if found is None:
             raise NotFound({"endpoint": target[:255]})
+        return found
+
+    async def _find(self, target: str) -> Endpoint | None:
+        """The endpoint ``target`` names; for an unknown one, the inventory is rebuilt first
+        when its last rebuild is older than ``unknown_refresh_seconds`` (a host the logs named
+        since: the alert a playbook acts on is often the first word of it)."""
+        async with self._db.session() as db:
+            found = await find_endpoint(db, target)
+        last = self._refreshed_at
+        if found is None and (last is None or monotonic() - last >= self.unknown_refresh_seconds):
+            await self.refresh()
+            async with self._db.session() as db:
+                found = await find_endpoint(db, target)
         return found
 
     # -- deciding -------------------------------------------------------------------------
@@ -805,6 +824,7 @@ class EdrService:
         (the action recorded ``failed``)."""
         if not 0 < len(key) <= KEY_MAX:
             raise field_error(["key"], f"an action key has 1 to {KEY_MAX} characters")
+        await self._find(target)  # an unknown host: the inventory rebuilt first (at most so often)
         async with self._db.session() as db:
             earlier = await db.scalar(select(EdrActionRecord).where(EdrActionRecord.key == key))
             if earlier is not None:

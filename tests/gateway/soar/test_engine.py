@@ -11,6 +11,7 @@ import pytest
 import yaml
 from sqlalchemy import select, update
 
+from core.errors import NotFound
 from core.security.permissions import Role
 from gateway.investigations.models import ResponseActionRecord
 from gateway.keys import DATABASE, EDR, SOAR
@@ -364,3 +365,33 @@ async def test_who_may_read_write_and_run(gateway: Gateway, admin: dict[str, str
     assert run_as_analyst.status == 403
     async with gateway.app[DATABASE].session() as db:
         assert list(await db.scalars(select(PlaybookExecution))) == []
+
+
+async def test_a_host_the_logs_just_named_is_contained_without_waiting_for_the_inventory(
+    gateway: Gateway, responder: dict[str, str]
+) -> None:
+    """The alert a playbook acts on is often the first word of a host: an unknown target
+    rebuilds the inventory before it is refused (at most every ``unknown_refresh_seconds``)."""
+    await set_mode(gateway, "active")
+    analyst = await gateway.user(Role.ANALYST, "newcomer-analyst")
+    late = {**LOGS[0], "host": {"name": "ws-777.corp.example", "ip": "10.1.2.77"}}
+    await ingest(gateway, analyst, [late])
+    edr = gateway.app[EDR]
+    edr.unknown_refresh_seconds = 0
+    alert_id = await alert_on(gateway, responder, "ws-777.corp.example")
+    async with approvals_ws(gateway, responder) as ws:
+        found = await run(
+            gateway, responder, alert_id, until=lambda e: e["status"] == "awaiting_approval"
+        )
+        await decide(ws, steps(found)["isolate#0"]["key"], "approve")
+
+        async def decided() -> bool:
+            found.update(await execution(gateway, responder, found["id"]))
+            return bool(found["status"] == "completed")
+
+        await eventually(decided, within=30)
+    assert steps(found)["isolate#0"]["status"] == "succeeded", steps(found)["isolate#0"]["error"]
+    assert lab_events(gateway, "ws-777.corp.example", "isolate") == 1
+    edr.unknown_refresh_seconds = 3600
+    with pytest.raises(NotFound):
+        await edr.resolve("never-seen-anywhere")
