@@ -8,13 +8,11 @@ import dataclasses
 from aiohttp import web
 
 from core.errors import Conflict, NotFound, PlaybookValidationFailed
-from core.schemas import Page
 from core.security.permissions import Permission
 from gateway.http import (
     json_response,
     no_content,
     parse_json,
-    parse_query,
     principal,
     read_body,
 )
@@ -86,13 +84,6 @@ async def execute_playbook(request: web.Request) -> web.Response:
     response = json_response(ExecutionAccepted.model_validate(execution), status=202)
     response.headers["Location"] = f"/api/v1/soar/executions?playbook_id={execution.playbook_id}"
     return response
-
-
-async def list_executions(request: web.Request) -> web.Response:
-    query = parse_query(request, ExecutionQuery)
-    async with request.app[DATABASE].session() as db:
-        items, total = await service.list_executions(db=db, query=query)
-    return json_response(Page[ExecutionRead].of(items, total, query))
 
 
 async def create_rule(request: web.Request) -> web.Response:
@@ -173,13 +164,12 @@ ROUTES = [
         errors=(NotFound, Conflict, PlaybookValidationFailed),
         summary="Execute playbook",
     ),
-    Route(
-        "GET",
+    list_route(
         "/api/v1/soar/executions",
-        list_executions,
+        service.list_executions,
+        ExecutionRead,
         Permission.SOAR_READ,
         query=ExecutionQuery,
-        response=Page[ExecutionRead],
         summary="List executions",
     ),
     list_route(
