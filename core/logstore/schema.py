@@ -82,6 +82,15 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("registry.value", "string", "the data written"),
     Field("rule.name", "string", "the rule or signature that produced the event (IDS, AV)"),
     Field("message", "string", "the human-readable message (syslog, CEF name, ...)"),
+    # Flow and sensor telemetry (NetFlow/IPFIX, Zeek conn.log, Suricata flow): what volume
+    # detectors read. Added after the first release: a table made before them gets them
+    # (:func:`added_columns_sql`).
+    Field("source.bytes", "int", "bytes the source sent (flows)", bits=64),
+    Field("destination.bytes", "int", "bytes the destination sent back (flows)", bits=64),
+    Field("source.packets", "int", "packets the source sent (flows)", bits=64),
+    Field("destination.packets", "int", "packets the destination sent back (flows)", bits=64),
+    Field("event.duration", "int", "how long the flow or event lasted, in nanoseconds", bits=64),
+    Field("observer.name", "low_cardinality", "the sensor or exporter that recorded the event"),
 )
 """The normalised fields, in column order."""
 
@@ -169,12 +178,30 @@ def promoted_column(name: str) -> str:
     return f"x_{name}"
 
 
+LATER_FIELDS: Final[tuple[str, ...]] = (
+    "source.bytes",
+    "destination.bytes",
+    "source.packets",
+    "destination.packets",
+    "event.duration",
+    "observer.name",
+)
+"""Normalised fields that came after the first release (a table made before them gets them)."""
+
+
 def added_columns_sql(database: str, table: str) -> list[tuple[str, str]]:
     """(column, ``ALTER TABLE`` statement) adding each column that came after the first
-    release (:data:`DOC_COLUMN`, the promoted columns) to a table made before it (idempotent;
-    existing parts compute it on read until merged)."""
+    release (the later fields, :data:`DOC_COLUMN`, the promoted columns) to a table made
+    before it (idempotent; existing parts compute it on read until merged)."""
     alter = f"ALTER TABLE `{database}`.`{table}` ADD COLUMN IF NOT EXISTS"
     return [
+        *(
+            (
+                BY_NAME[name].column,
+                f"{alter} `{BY_NAME[name].column}` {BY_NAME[name].clickhouse_type}",
+            )
+            for name in LATER_FIELDS
+        ),
         (DOC_COLUMN, f"{alter} `{DOC_COLUMN}` String DEFAULT {doc_expression()}"),
         *(
             (
@@ -186,7 +213,15 @@ def added_columns_sql(database: str, table: str) -> list[tuple[str, str]]:
     ]
 
 
-FORMATS: Final[tuple[str, ...]] = ("windows", "zeek", "suricata", "syslog", "cef", "json")
+FORMATS: Final[tuple[str, ...]] = (
+    "windows",
+    "zeek",
+    "suricata",
+    "netflow",
+    "syslog",
+    "cef",
+    "json",
+)
 
 
 @dataclass(slots=True)
