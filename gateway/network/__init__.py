@@ -1,0 +1,1 @@
+"""Network security: telemetry, attack detection, findings, configuration and coverage."""
