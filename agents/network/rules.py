@@ -55,7 +55,6 @@ ATT&CK techniques and its proposed actions.
 from __future__ import annotations
 
 import ipaddress
-import math
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -69,6 +68,7 @@ from core.errors import ValidationFailed
 from core.schemas import Severity
 from tools.attack import AttackKB
 from tools.ioc import Ioc, normalise_ioc
+from tools.netnames import looks_generated, shannon_entropy, split_domain
 
 type IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 type IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -98,9 +98,7 @@ TUNNEL_MIN_NAMES: Final = 8
 TUNNEL_MIN_LABEL_LEN: Final = 24
 TUNNEL_MIN_SUBDOMAIN_LEN: Final = 48
 TUNNEL_MIN_ENTROPY: Final = 3.3  # hex-encoded data reaches ~3.5 of its 4 bits/char
-DGA_MIN_DOMAINS: Final = 3
-DGA_MIN_LABEL_LEN: Final = 10
-DGA_MIN_ENTROPY: Final = 3.0
+DGA_MIN_DOMAINS: Final = 3  # generated-looking labels: tools.netnames.looks_generated
 # -- reporting ----------------------------------------------------------------------------
 MAX_ACTIONS: Final = 30
 MAX_DETECTION_EVIDENCE: Final = 60
@@ -231,8 +229,6 @@ WEAK_SIGNATURE_WORDS: Final = ("user-agent", "possible", "potential", "suspiciou
 ATTEMPT_FAMILIES: Final = frozenset(
     {"WEB_SERVER", "WEB_CLIENT", "EXPLOIT", "NETBIOS", "SCAN", "DOS"}
 )
-PUBLIC_SECOND_LEVELS: Final = frozenset({"co", "com", "net", "org", "gov", "ac", "edu", "ne"})
-VOWELS: Final = frozenset("aeiouy")
 # RFC 5737 / RFC 3849 documentation ranges never route, but wherever they appear (examples,
 # exercises, test data) they stand for internet hosts.
 DOCUMENTATION_NETWORKS: Final = tuple(
@@ -922,40 +918,6 @@ def detect_ports(conns: list[Conn], book: AddressBook) -> list[Detection]:
             )
         )
     return found
-
-
-def shannon_entropy(text: str) -> float:
-    """Bits per character of ``text``."""
-    if not text:
-        return 0.0
-    counts = Counter(text)
-    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
-
-
-def split_domain(name: str) -> tuple[str, str]:
-    """(registered domain, subdomain part): the last two labels, or three under a public
-    second level of a two-letter country code (``example.co.uk``)."""
-    labels = name.split(".")
-    keep = 2
-    if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-2] in PUBLIC_SECOND_LEVELS:
-        keep = 3
-    return ".".join(labels[-keep:]), ".".join(labels[:-keep])
-
-
-def looks_generated(label: str) -> bool:
-    """Whether a registered name's label looks algorithmically generated: at least
-    ``DGA_MIN_LABEL_LEN`` characters, ``DGA_MIN_ENTROPY`` bits/char, and few vowels (< 20 %),
-    many digits (≥ 25 %) or six consonants in a row."""
-    if len(label) < DGA_MIN_LABEL_LEN or shannon_entropy(label) < DGA_MIN_ENTROPY:
-        return False
-    letters = [c for c in label if c.isalpha()]
-    vowels = sum(c in VOWELS for c in letters) / max(len(label), 1)
-    digits = sum(c.isdigit() for c in label) / len(label)
-    run = longest = 0
-    for char in label:
-        run = run + 1 if char.isalpha() and char not in VOWELS else 0
-        longest = max(longest, run)
-    return vowels < 0.2 or digits >= 0.25 or longest >= 6
 
 
 def detect_dns(telemetry: Telemetry) -> list[Detection]:
