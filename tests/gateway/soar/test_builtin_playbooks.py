@@ -36,15 +36,17 @@ BRUTE_FORCE = (
 )
 
 
-def test_the_four_playbooks_are_shipped_and_valid() -> None:
+def test_the_five_playbooks_are_shipped_and_valid() -> None:
     assert sorted(BUILTIN) == [
         "brute-force-response",
         "malware-containment",
+        "network-attack-response",
         "phishing-triage",
         "suspicious-powershell",
     ]
     for definition in BUILTIN.values():
-        assert definition.inputs["alert_id"].required is True
+        subject = "attack_id" if definition.id == "network-attack-response" else "alert_id"
+        assert definition.inputs[subject].required is True
         assert all(step.uses in STEP_KINDS for step in definition.steps)
         assert definition.description
 
