@@ -68,7 +68,13 @@ from core.errors import ValidationFailed
 from core.schemas import Severity
 from tools.attack import AttackKB
 from tools.ioc import Ioc, normalise_ioc
-from tools.netnames import looks_generated, shannon_entropy, split_domain
+from tools.netnames import (
+    WEB_PORTS,
+    channel_techniques,
+    looks_generated,
+    shannon_entropy,
+    split_domain,
+)
 
 type IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 type IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -105,14 +111,6 @@ MAX_DETECTION_EVIDENCE: Final = 60
 MAX_IOCS: Final = 100
 ATTACK_TEXT_MIN_SCORE: Final = 0.65
 
-WEB_PORTS: Final = frozenset({80, 443, 8000, 8008, 8080, 8443, 8888})
-MAIL_PORTS: Final = frozenset({25, 110, 143, 465, 587, 993, 995})
-TLS_PORTS: Final = frozenset({443, 465, 636, 853, 993, 995, 5061, 8443})
-STANDARD_PORTS: Final = frozenset(
-    {20, 21, 22, 23, 25, 53, 67, 68, 69, 80, 88, 110, 119, 123, 135, 137, 138, 139, 143, 161}
-    | {162, 389, 443, 445, 465, 514, 587, 636, 853, 993, 995, 1433, 1521, 3306, 3389, 5060}
-    | {5061, 5432, 5900, 5985, 5986, 8000, 8008, 8080, 8443, 8888}
-)
 OUTBOUND_PORTS: Final[dict[int, tuple[str, tuple[str, ...], Severity]]] = {
     4444: ("Metasploit's default handler port", ("T1571",), Severity.MEDIUM),
     1337: ("a port favoured by backdoors", ("T1571",), Severity.MEDIUM),
@@ -545,23 +543,6 @@ def _action(action: str, target: str, reason: str, impact: Impact) -> Recommende
 def _peer_label(address: IpAddress, port: int | None, proto: str) -> str:
     shown = f"[{address}]" if address.version == 6 else str(address)
     return f"{shown}:{port}/{proto}" if port is not None else f"{shown}/{proto or '?'}"
-
-
-def channel_techniques(port: int | None, tls: bool) -> list[str]:
-    """The ATT&CK techniques of a command channel on ``port``."""
-    if port == 53:
-        found = ["T1071.004"]
-    elif port in WEB_PORTS:
-        found = ["T1071.001"]
-    elif port in MAIL_PORTS:
-        found = ["T1071.003"]
-    else:
-        found = ["T1071"]
-    if tls or port in TLS_PORTS:
-        found.append("T1573.002")
-    if port is not None and port not in STANDARD_PORTS:
-        found.append("T1571")
-    return found
 
 
 def _fanout(conns: list[Conn], book: AddressBook) -> dict[IpAddress, set[IpAddress]]:
