@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from core.logstore.query import MAX_QUERY_LENGTH
 from core.validation import UtcDatetime
 
-Format = Literal["windows", "zeek", "suricata", "syslog", "cef", "json"]
+Format = Literal["windows", "zeek", "suricata", "netflow", "syslog", "cef", "json"]
 
 
 class IngestQuery(BaseModel):

@@ -5,17 +5,34 @@ dots, or nested ``{"id": {"orig_h": ...}}``; ``ts`` in epoch seconds or ISO 8601
 (``conn``, ``dns``, ``http``, ``ssl``, ``files``, ``notice``, ...) is taken from ``_path`` when
 the sender kept it, else inferred from the keys that only that log has; it becomes
 ``event.code``. ``fields`` holds every leaf under Zeek's own names (``id.orig_h``, ``query``).
+A conn log fills the flow columns: ``orig_bytes``/``orig_pkts`` are ``source.bytes``/
+``source.packets``, ``resp_bytes``/``resp_pkts`` the ``destination`` ones, and ``duration``
+(seconds, in any log that has it) ``event.duration`` in nanoseconds. ``observer.name`` is the
+sensor: ``_system_name``, ``_node_name``, ``_node`` or ``peer``, the first present.
+``event.outcome`` is set where the log says how an authentication ended: ``auth_success`` (ssh),
+``success`` (ntlm, kerberos, mysql...), an rdp ``result`` (``Success``, or one of Zeek's
+negotiation failures and refusals; ``encrypted`` says nothing), an ftp ``reply_code`` (230
+logged in, 530 not logged in), an smtp ``last_reply`` (235 authenticated, 535 credentials
+invalid, RFC 4954), an http ``status_code`` 401 or 407 (credentials refused or missing: a 403
+is an authorisation refusal, not a login attempt, and is left alone).
 
-Suricata: one EVE object; ``event_type`` is ``event.code``. For alerts ``rule.name`` is
-``alert.signature`` and ``event.severity`` is ``alert.severity`` as Suricata writes it (its
-scale runs the other way from syslog's: 1 is the most severe). ``fields`` holds every leaf
-under EVE's names, nested keys joined with dots (``alert.signature_id``, ``http.hostname``).
+Suricata: one EVE object; ``event_type`` is ``event.code``; ``host`` (its ``sensor-name``) is
+``observer.name`` as well as ``host.name``. A ``flow`` record fills the flow columns from its
+``flow`` object (``bytes_toserver``/``pkts_toserver`` for the source, ``*_toclient`` for the
+destination, ``end`` minus ``start`` for the duration), a ``netflow`` record (one direction)
+from its ``netflow`` object; other records (an alert's ``flow`` object counts the flow so far)
+leave them empty, so that summing volumes over flows counts each flow once. For alerts
+``rule.name`` is ``alert.signature`` and ``event.severity`` is ``alert.severity`` as Suricata
+writes it (its scale runs the other way from syslog's: 1 is the most severe). ``fields`` holds
+every leaf under EVE's names, nested keys joined with dots (``alert.signature_id``,
+``http.hostname``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from core.logstore.schema import LogEvent
@@ -25,7 +42,10 @@ from tools.logs.common import (
     basename,
     first_timestamp,
     make_event,
+    parse_timestamp,
 )
+
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 # (log type, keys that only it has). Checked in order; the first whose keys are all there wins.
 _ZEEK_LOGS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
@@ -152,6 +172,71 @@ def _str(flat: Mapping[str, str], key: str) -> str | None:
     return value if value and value != "-" else None
 
 
+_RDP_SUCCESS: Final = "Success"
+_RDP_FAILURES: Final[frozenset[str]] = frozenset(
+    {
+        # RDP::results (GCC conference create response) other than Success
+        "User rejected",
+        "Resources not available",
+        "Rejected for symmetry breaking",
+        "Locked conference",
+        # RDP::failure_codes (RDP_NEG_FAILURE, MS-RDPBCGR 2.2.1.2.2)
+        "SSL_REQUIRED_BY_SERVER",
+        "SSL_NOT_ALLOWED_BY_SERVER",
+        "SSL_CERT_NOT_ON_SERVER",
+        "INCONSISTENT_FLAGS",
+        "HYBRID_REQUIRED_BY_SERVER",
+        "SSL_WITH_USER_AUTH_REQUIRED_BY_SERVER",
+    }
+)
+"""The rdp log's ``result`` values that say the session was refused (Zeek's
+``base/protocols/rdp/consts.zeek``); ``encrypted`` means Zeek could not see the outcome."""
+
+
+def _reply_code(text: str | None) -> str | None:
+    """The three-digit code that starts an SMTP reply line."""
+    if text and len(text) >= 3 and text[:3].isdigit():
+        return text[:3]
+    return None
+
+
+def _zeek_outcome(log: str | None, flat: Mapping[str, str]) -> str | None:
+    """``success``/``failure`` when a Zeek log line says how an authentication ended."""
+    if log == "rdp":
+        result = flat.get("result")
+        if result == _RDP_SUCCESS:
+            return "success"
+        return "failure" if result in _RDP_FAILURES else None
+    if log == "ftp":
+        return {"230": "success", "530": "failure"}.get(flat.get("reply_code", ""))
+    if log == "smtp":
+        return {"235": "success", "535": "failure"}.get(_reply_code(flat.get("last_reply")) or "")
+    if log == "http" and flat.get("status_code") in ("401", "407"):
+        return "failure"
+    return None
+
+
+def _seconds_ns(value: Any) -> int | None:
+    """A non-negative number of seconds as nanoseconds."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(seconds) or seconds < 0 or seconds > 1e9:
+        return None
+    return round(seconds * 1e9)
+
+
+def _span_ns(start: Any, end: Any) -> int | None:
+    """``end`` minus ``start`` (timestamps) in nanoseconds, when both read and are in order."""
+    first, last = parse_timestamp(start), parse_timestamp(end)
+    if first is None or last is None or last < first:
+        return None
+    return (last - first) // _MICROSECOND * 1000
+
+
 def _url(host: str | None, path: str | None) -> str | None:
     if path and path.lower().startswith(("http://", "https://")):
         return path
@@ -216,6 +301,15 @@ def parse_zeek(
         outcome = flat.get(outcome_key)
         if outcome in ("true", "false"):
             values.put("event.outcome", "success" if outcome == "true" else "failure")
+    values.put("event.outcome", _zeek_outcome(log, flat))
+    if log == "conn":
+        values.put("source.bytes", flat.get("orig_bytes"))
+        values.put("destination.bytes", flat.get("resp_bytes"))
+        values.put("source.packets", flat.get("orig_pkts"))
+        values.put("destination.packets", flat.get("resp_pkts"))
+    values.put("event.duration", _seconds_ns(obj.get("duration")))
+    for observer_key in ("_system_name", "_node_name", "_node", "peer"):
+        values.put("observer.name", _str(flat, observer_key))
     return make_event(
         timestamp=timestamp,
         format="zeek",
@@ -243,6 +337,18 @@ def parse_suricata(
         values.put("event.action", _SURICATA_CATEGORY[event_type][1])
     host = obj.get("host")
     values.put("host.name", host if isinstance(host, str) else None)
+    values.put("observer.name", host if isinstance(host, str) else None)
+    values.put("observer.name", _str(flat, "sensor_name"))
+    if event_type == "flow":
+        values.put("source.bytes", flat.get("flow.bytes_toserver"))
+        values.put("destination.bytes", flat.get("flow.bytes_toclient"))
+        values.put("source.packets", flat.get("flow.pkts_toserver"))
+        values.put("destination.packets", flat.get("flow.pkts_toclient"))
+        values.put("event.duration", _span_ns(flat.get("flow.start"), flat.get("flow.end")))
+    elif event_type == "netflow":
+        values.put("source.bytes", flat.get("netflow.bytes"))
+        values.put("source.packets", flat.get("netflow.pkts"))
+        values.put("event.duration", _span_ns(flat.get("netflow.start"), flat.get("netflow.end")))
     values.put("source.ip", _str(flat, "src_ip"))
     values.put("source.port", _str(flat, "src_port"))
     values.put("destination.ip", _str(flat, "dest_ip"))

@@ -6,7 +6,9 @@ Detection, unless the caller names the format (the route's ``?format=``):
 - a JSON object: ``windows`` when it has ``Event.System`` (nested layout) or ``EventID`` beside
   ``Channel``/``Computer``/``Provider_Name`` (flat layout); else ``suricata`` when it has a
   string ``event_type`` beside ``src_ip``, ``flow_id`` or ``timestamp``; else ``zeek`` when it
-  has ``ts`` beside ``uid``, ``fuid``, ``_path`` or ``id.orig_h``; else ``json``;
+  has ``ts`` beside ``uid``, ``fuid``, ``_path`` or ``id.orig_h``; else ``netflow`` when it
+  is a flow record as goflow2 or nfdump write it (:func:`tools.logs.netflow.flow_collector`);
+  else ``json``;
 - a text line: ``cef`` when it starts with ``CEF:`` or its syslog message does; a line starting
   with ``{`` is a JSON object (detected as above); anything else is ``syslog``, whose parser
   keeps even a header-less line (RFC 3164 section 4.3.3).
@@ -29,6 +31,7 @@ from core.logstore.schema import FORMATS, LogEvent
 from tools.logs.cef import is_cef, parse_cef
 from tools.logs.common import EventRejected
 from tools.logs.generic import parse_json
+from tools.logs.netflow import is_netflow, parse_netflow
 from tools.logs.network import is_suricata, is_zeek, parse_suricata, parse_zeek
 from tools.logs.syslog import parse_header, syslog_event
 from tools.logs.windows import is_windows, parse_windows
@@ -39,6 +42,7 @@ OBJECT_PARSERS: Final[dict[str, ObjectParser]] = {
     "windows": parse_windows,
     "suricata": parse_suricata,
     "zeek": parse_zeek,
+    "netflow": parse_netflow,
     "json": parse_json,
 }
 """The parsers of decoded JSON objects, by format."""
@@ -69,6 +73,8 @@ def detect(obj: Mapping[str, Any]) -> str:
         return "suricata"
     if is_zeek(obj):
         return "zeek"
+    if is_netflow(obj):
+        return "netflow"
     return "json"
 
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 
+from tests.conftest import shared_data_dir
 from tools.logs import EventRejected, detect, parse_object
-from tools.logs.network import zeek_log_type
+from tools.logs.network import parse_zeek, zeek_log_type
+from tools.logs.payload import parse_payload
+from tools.logs.zeek_tsv import read_zeek_tsv
 
-from .conftest import RECEIVED
+from .conftest import RECEIVED, shared
 
 # Lines as Zeek's JSON writer emits them (Zeek documentation, "Zeek Logs").
 ZEEK_CONN = (
@@ -70,6 +75,11 @@ def test_zeek_conn() -> None:
         "destination.port": 53,
         "network.transport": "udp",
         "network.protocol": "dns",
+        "source.bytes": 62,
+        "destination.bytes": 141,
+        "source.packets": 2,
+        "destination.packets": 2,
+        "event.duration": 66851854,
     }
     assert event.fields["id.orig_h"] == "192.168.4.76"
     assert event.fields["conn_state"] == "SF"
@@ -215,3 +225,184 @@ def test_suricata_alert_with_bad_severity_and_ports() -> None:
     assert "destination.port" not in event.values
     assert event.fields["alert.severity"] == "high"
     assert event.fields["src_port"] == "-5"
+
+
+# -- flow columns, observers and authentication outcomes ---------------------------------------
+
+
+def zeek(log: str, **extra: Any) -> Any:
+    record = {
+        "_path": log,
+        "ts": 1521911721.25,
+        "uid": "CMwJl820SlYyy434c8",
+        "id.orig_h": "10.164.94.120",
+        "id.orig_p": 39681,
+        "id.resp_h": "10.47.3.155",
+        "id.resp_p": 3389,
+    } | extra
+    return parse(json.dumps(record))
+
+
+@pytest.mark.parametrize(
+    ("log", "extra", "outcome"),
+    [
+        ("rdp", {"result": "Success"}, "success"),
+        ("rdp", {"result": "SSL_NOT_ALLOWED_BY_SERVER"}, "failure"),
+        ("rdp", {"result": "User rejected"}, "failure"),
+        ("rdp", {"result": "encrypted"}, None),
+        ("ftp", {"command": "PASS", "reply_code": 530}, "failure"),
+        ("ftp", {"command": "PASS", "reply_code": 230}, "success"),
+        ("ftp", {"command": "STOR", "reply_code": 550}, None),
+        ("smtp", {"last_reply": "535 5.7.8 Authentication credentials invalid"}, "failure"),
+        ("smtp", {"last_reply": "235 2.7.0 Authentication successful"}, "success"),
+        ("smtp", {"last_reply": "250 2.0.0 Ok: queued"}, None),
+        ("http", {"method": "GET", "status_code": 401}, "failure"),
+        ("http", {"method": "GET", "status_code": 403}, None),
+        ("ssh", {"auth_success": False, "auth_attempts": 3}, "failure"),
+        ("ntlm", {"success": True}, "success"),
+        ("kerberos", {"request_type": "AS", "success": False}, "failure"),
+    ],
+)
+def test_zeek_authentication_outcome(log: str, extra: dict[str, Any], outcome: str | None) -> None:
+    assert zeek(log, **extra).values.get("event.outcome") == outcome
+
+
+def test_zeek_observer_is_the_sensor() -> None:
+    assert zeek("conn", _system_name="sensor-a").values["observer.name"] == "sensor-a"
+    assert zeek("weird", name="bad_TCP_checksum", peer="worker-1").values["observer.name"] == (
+        "worker-1"
+    )
+    assert "observer.name" not in zeek("conn").values
+
+
+def test_zeek_conn_without_counters_leaves_them_empty() -> None:
+    event = zeek("conn", proto="tcp", conn_state="S0", duration=None)
+    assert not {"source.bytes", "destination.bytes", "event.duration"} & set(event.values)
+
+
+SURICATA_FLOW = (
+    '{"timestamp":"2018-03-24T14:37:19.037299-0600","flow_id":928532049924531,'
+    '"event_type":"flow","src_ip":"10.0.0.5","src_port":51514,"dest_ip":"10.47.8.150",'
+    '"dest_port":22,"proto":"TCP","app_proto":"ssh","host":"ids-1","flow":{"pkts_toserver":12,'
+    '"pkts_toclient":10,"bytes_toserver":2048,"bytes_toclient":4096,'
+    '"start":"2018-03-24T14:37:19.037299-0600","end":"2018-03-24T14:37:21.537299-0600",'
+    '"age":2,"state":"closed","reason":"timeout","alerted":false}}'
+)
+SURICATA_NETFLOW = (
+    '{"timestamp":"2018-03-24T14:37:19.037299-0600","flow_id":1,"event_type":"netflow",'
+    '"src_ip":"10.47.8.150","src_port":22,"dest_ip":"10.0.0.5","dest_port":51514,"proto":"TCP",'
+    '"netflow":{"pkts":10,"bytes":4096,"start":"2018-03-24T14:37:19.037299-0600",'
+    '"end":"2018-03-24T14:37:19.537299-0600","age":0,"min_ttl":64,"max_ttl":64}}'
+)
+
+
+def test_suricata_flow_fills_both_directions() -> None:
+    event = parse(SURICATA_FLOW)
+    assert event.values["source.bytes"] == 2048
+    assert event.values["destination.bytes"] == 4096
+    assert event.values["source.packets"] == 12
+    assert event.values["destination.packets"] == 10
+    assert event.values["event.duration"] == 2_500_000_000
+    assert event.values["observer.name"] == "ids-1"
+
+
+def test_suricata_netflow_is_one_direction() -> None:
+    event = parse(SURICATA_NETFLOW)
+    assert event.values["source.bytes"] == 4096
+    assert event.values["source.packets"] == 10
+    assert event.values["event.duration"] == 500_000_000
+    assert "destination.bytes" not in event.values
+
+
+def test_suricata_alert_does_not_count_flow_volume() -> None:
+    record = json.loads(SURICATA_FLOW) | {"event_type": "alert", "alert": {"signature": "x"}}
+    event = parse(json.dumps(record))
+    assert "source.bytes" not in event.values
+    assert "event.duration" not in event.values
+
+
+# -- Zeek ASCII (TSV) records fill the same columns as their JSON twins --------------------------
+
+WRCCDC = "network/zeek_wrccdc_2018"
+
+
+def wrccdc_logs() -> list[str]:
+    root = shared_data_dir()
+    if root is None or not (root / WRCCDC).is_dir():
+        return ["absent"]
+    folder = root / WRCCDC / "zeek-default"
+    return sorted(p.name.removesuffix(".log.gz") for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("log", wrccdc_logs())
+def test_wrccdc_tsv_and_json_twins_normalise_alike(log: str) -> None:
+    """The first 300 records of each log of the shared WRCCDC 2018 capture, in Zeek's ASCII
+    and JSON forms: the same normalised columns, the same time."""
+    root = shared("network/zeek_wrccdc_2018")
+    with gzip.open(root / "zeek-default" / f"{log}.log.gz", "rt", encoding="utf-8") as tsv:
+        head = [line for _, line in zip(range(308), tsv, strict=False)]
+    records = [r for _, r in read_zeek_tsv(head) if isinstance(r, dict)]
+    with gzip.open(root / "zeek-json" / f"{log}.json.gz", "rb") as lines:
+        twins = [orjson.loads(line) for _, line in zip(range(len(records)), lines, strict=False)]
+    assert records
+    assert len(records) == len(twins)
+    for record, twin in zip(records, twins, strict=True):
+        from_tsv = parse_zeek(record, raw="", source=None, received=RECEIVED)
+        from_json = parse_zeek(twin, raw="", source=None, received=RECEIVED)
+        assert from_tsv.values == from_json.values, record.get("uid")
+        assert abs((from_tsv.timestamp - from_json.timestamp).total_seconds()) < 1e-3
+
+
+TSV_HEAD = "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n"
+TWINS = {
+    "conn": (
+        ZEEK_CONN,
+        "#path\tconn\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice"
+        "\tduration\torig_bytes\tresp_bytes\tconn_state\tmissed_bytes\thistory\torig_pkts"
+        "\torig_ip_bytes\tresp_pkts\tresp_ip_bytes\n#types\ttime\tstring\taddr\tport\taddr\tport"
+        "\tenum\tstring\tinterval\tcount\tcount\tstring\tcount\tstring\tcount\tcount\tcount\tcount\n"
+        "1591367999.305988\tCMdzit1AMNsmfAIiQc\t192.168.4.76\t36844\t192.168.4.1\t53\tudp\tdns"
+        "\t0.066852\t62\t141\tSF\t0\tDd\t2\t118\t2\t197\n",
+    ),
+    "http": (
+        ZEEK_HTTP,
+        "#path\thttp\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\ttrans_depth"
+        "\tmethod\thost\turi\tversion\tuser_agent\trequest_body_len\tresponse_body_len"
+        "\tstatus_code\tstatus_msg\ttags\tresp_fuids\tresp_mime_types\n#types\ttime\tstring\taddr"
+        "\tport\taddr\tport\tcount\tstring\tstring\tstring\tstring\tstring\tcount\tcount\tcount"
+        "\tstring\tset[enum]\tvector[string]\tvector[string]\n"
+        "1591367999.512593\tC5bLoe2Mvxqhawzqqd\t192.168.4.76\t46378\t31.3.245.133\t80\t1\tGET"
+        "\ttestmyids.com\t/\t1.1\tcurl/7.47.0\t0\t39\t200\tOK\t(empty)\tFEEsZS1w0Z0VJIb5x4"
+        "\ttext/plain\n",
+    ),
+    "files": (
+        ZEEK_FILES,
+        "#path\tfiles\n#fields\tts\tfuid\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tsource"
+        "\tdepth\tanalyzers\tmime_type\tfilename\tduration\tis_orig\tseen_bytes\ttotal_bytes\tmd5"
+        "\tsha256\n#types\ttime\tstring\tstring\taddr\tport\taddr\tport\tstring\tcount"
+        "\tset[string]\tstring\tstring\tinterval\tbool\tcount\tcount\tstring\tstring\n"
+        "1591367999.5\tFEEsZS1w0Z0VJIb5x4\tC5bLoe2Mvxqhawzqqd\t31.3.245.133\t80\t192.168.4.76"
+        "\t46378\tHTTP\t0\tMD5,SHA256\ttext/plain\tuid.txt\t0.0\tF\t39\t39\t"
+        + "a" * 32
+        + "\t"
+        + "b" * 64
+        + "\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("log", sorted(TWINS))
+def test_tsv_conn_http_files_normalise_like_json(log: str) -> None:
+    """Logs the shared capture lacks (conn, http, files), written both ways by hand from the
+    same record: the TSV body, read through the ingest payload reader, fills the same
+    columns (Zeek's ASCII writer rounds intervals to microseconds)."""
+    text, tsv = TWINS[log]
+    result = parse_payload((TSV_HEAD + tsv).encode(), content_type=None, source=None, format=None)
+    assert result.rejected == []
+    (from_tsv,) = result.events
+    from_json = parse(text)
+    expected = dict(from_json.values)
+    if "event.duration" in expected:
+        expected["event.duration"] = round(expected["event.duration"], -3)
+    assert from_tsv.values == expected
+    assert from_tsv.timestamp == from_json.timestamp
