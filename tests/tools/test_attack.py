@@ -435,3 +435,14 @@ def test_build_script_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert build_main([str(bad), "-o", str(tmp_path / "out.json.gz")]) == 1
     assert "not a STIX bundle" in capsys.readouterr().err
     assert not (tmp_path / "out.json.gz").exists()
+
+
+def test_the_attack_release_is_read_from_the_collection_object() -> None:
+    bundle = small_bundle()
+    assert "attack_version" not in build_index(bundle)["source"]
+    assert AttackKB(build_index(bundle)).attack_version is None
+    bundle["objects"].append(
+        {"type": "x-mitre-collection", "id": "x-mitre-collection--c", "x_mitre_version": "18.1"}
+    )
+    assert AttackKB(build_index(bundle)).attack_version == "18.1"
+    assert AttackKB.load().attack_version == "18.1"  # the shipped index's release

@@ -186,14 +186,20 @@ def build_index(bundle: Mapping[str, Any], *, sha256: str | None = None) -> dict
         if previous is None or (previous["revoked"] and not entry["revoked"]):
             techniques[tid] = entry
 
+    origin: dict[str, Any] = {
+        "bundle_id": str(bundle.get("id", "")),
+        "latest_modified": latest,
+        "sha256": sha256,
+    }
+    # MITRE's full bundles carry their ATT&CK release in the collection object ("18.1").
+    for obj in objects:
+        if obj.get("type") == "x-mitre-collection" and obj.get("x_mitre_version"):
+            origin["attack_version"] = str(obj["x_mitre_version"])
+            break
     return {
         "format": INDEX_FORMAT,
         "format_version": INDEX_FORMAT_VERSION,
-        "source": {
-            "bundle_id": str(bundle.get("id", "")),
-            "latest_modified": latest,
-            "sha256": sha256,
-        },
+        "source": origin,
         "tactics": ordered,
         "techniques": [techniques[tid] for tid in sorted(techniques, key=technique_sort_key)],
     }

@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 SHIPPED_INDEX = Path(__file__).resolve().parent.parent / "data" / "attack_index.json.gz"
 """The index shipped with AuroraSOC (Enterprise ATT&CK v18.1)."""
+SHIPPED_ATTACK_VERSION = "18.1"
+"""The ATT&CK release of :data:`SHIPPED_INDEX` (built from a bundle without its collection
+object, so the index cannot say it itself)."""
 
 _TECHNIQUE_ID = re.compile(r"^T\d{4}(?:\.\d{3})?$")
 
@@ -161,7 +164,10 @@ class AttackKB:
         ValidationFailed when the file cannot be read or is neither an index nor a bundle."""
         document, digest = read_json(path or SHIPPED_INDEX)
         if is_index(document):
-            return cls(document)
+            kb = cls(document)
+            if path is None:
+                kb.source.setdefault("attack_version", SHIPPED_ATTACK_VERSION)
+            return kb
         cached = cache_dir / f"attack_index-{digest[:24]}.json.gz" if cache_dir else None
         if cached is not None and cached.is_file():
             try:
@@ -185,6 +191,12 @@ class AttackKB:
     def from_settings(cls, settings: Settings) -> AttackKB:
         """The knowledge base ``settings`` asks for: ``attack_bundle``, else the shipped one."""
         return cls.load(settings.attack_bundle, cache_dir=settings.data_dir / "cache")
+
+    @property
+    def attack_version(self) -> str | None:
+        """The ATT&CK release the knowledge base holds (``"18.1"``), when it is known."""
+        version = self.source.get("attack_version")
+        return str(version) if version else None
 
     # -- techniques --------------------------------------------------------------------------
 
