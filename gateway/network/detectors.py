@@ -70,6 +70,9 @@ MAX_LIST: Final = 100
 SHORT_SESSION_NS: Final = 30 * 1_000_000_000
 """A session shorter than this counts as an attempt (a login that succeeds lasts longer)."""
 EXFIL_WEB_PORTS: Final = frozenset({80, 443, 8080, 8443})
+REGULAR_SHARE: Final = 0.75
+"""The share of a beacon's intervals within twice the jitter of their median (the network
+specialist's test of a regular series)."""
 PREVALENT_PEER: Final = 5
 """A peer that this many hosts beacon to alike is prevalent: low severity, half the score."""
 
@@ -286,8 +289,18 @@ def _utc(value: datetime) -> datetime:
 def _bucket(start: datetime | None, seconds: int) -> str:
     """The window column: one window per ``seconds`` when hunting over a period, else one."""
     if start is None:
-        return "0"
+        return "toUInt8(0)"
     return f"toStartOfInterval(timestamp, INTERVAL {int(seconds)} SECOND)"
+
+
+def _narrowed(table: str, where: str, keys: str, having: str) -> str:
+    """``where`` narrowed to the groups (``keys``) that pass ``having`` by a cheap first pass
+    (counts only): the second pass then keeps the wide states (id lists, distinct sets) for
+    those few groups alone, not for every pair of a day of flows."""
+    return (
+        f"{where} AND ({keys}) IN (SELECT {keys} FROM {table} WHERE {where} "  # noqa: S608
+        f"GROUP BY {keys} HAVING {having})"
+    )
 
 
 def _span(end: datetime, seconds: int, start: datetime | None) -> datetime:
@@ -325,6 +338,13 @@ async def _port_scan(
         start=begin,
         end=end,
         what=f"{FLOWS} AND destination_port IS NOT NULL AND {_probe(config)}",
+    )
+    window = _bucket(start, rule.window_seconds)
+    where = _narrowed(
+        store.table,
+        where,
+        f"source_ip, destination_ip, {window}",
+        f"uniq(destination_port) >= {rule.distinct_ports}",
     )
     sql = (
         f"WITH {ADDRESSES} SELECT source_ip, destination_ip, {_bucket(start, rule.window_seconds)}"  # noqa: S608
@@ -382,6 +402,13 @@ async def _host_scan(
         start=begin,
         end=end,
         what=f"{FLOWS} AND {_probe(config)}",
+    )
+    window = _bucket(start, rule.window_seconds)
+    where = _narrowed(
+        store.table,
+        where,
+        f"source_ip, destination_port, {window}",
+        f"uniq(destination_ip) >= {rule.distinct_hosts}",
     )
     sql = (
         f"WITH {ADDRESSES} SELECT source_ip, destination_port, "  # noqa: S608
@@ -444,6 +471,12 @@ async def _brute_force(
         start=begin,
         end=end,
         what=f"{FLOWS} AND destination_port IN ({ports})",
+    )
+    where = _narrowed(
+        store.table,
+        where,
+        f"source_ip, destination_port, {_bucket(start, rule.window_seconds)}",
+        f"count() >= {rule.attempts}",
     )
     # Per target: failed logins where the log states outcomes, else short sessions (distinct
     # source ports: the conn and protocol records of one session count once). Then per source
@@ -544,6 +577,12 @@ async def _beaconing(
         end=end,
         what=f"{FLOWS} AND ifNull(destination_port, 0) != 53 AND event_code != 'dns'",
     )
+    where = _narrowed(
+        store.table,
+        where,
+        f"source_ip, destination_ip, destination_port, {_bucket(start, rule.lookback_seconds)}",
+        f"count() >= {rule.min_connections}",
+    )
     inner = (
         f"WITH {ADDRESSES} SELECT source_ip, destination_ip, destination_port, "  # noqa: S608
         f"{_bucket(start, rule.lookback_seconds)} AS window, "
@@ -569,6 +608,10 @@ async def _beaconing(
         f"FROM ({inner})) "
         f"WHERE med >= {rule.min_interval_seconds} AND med <= {rule.max_interval_seconds} "
         f"AND mad <= {float(rule.max_jitter)} * med "
+        # Most intervals near the median, not just half (what the MAD says): a few random
+        # intervals can have a small MAD by chance, a beacon's nearly all sit in the band.
+        f"AND arrayCount(x -> abs(toInt64(x) - toInt64(med)) <= {2 * float(rule.max_jitter)} "
+        f"* med, iv) >= {REGULAR_SHARE} * length(iv) "
         f"ORDER BY checkins DESC LIMIT {MAX_CANDIDATES}"
     )
     rows = (await store.query(sql)).result_rows
@@ -728,6 +771,12 @@ async def _ddos(
     rule = config.thresholds.ddos
     begin = _span(end, rule.window_seconds, start)
     where = _where(config, Detector.DDOS, start=begin, end=end, what=FLOWS)
+    where = _narrowed(
+        store.table,
+        where,
+        f"destination_ip, {_bucket(start, rule.window_seconds)}",
+        f"count() >= {rule.min_flows}",
+    )
     sql = (
         f"WITH {ADDRESSES} SELECT destination_ip, {_bucket(start, rule.window_seconds)} AS window,"  # noqa: S608
         " count() AS flows, uniqExact(source_ip) AS sources, "
@@ -789,6 +838,12 @@ async def _exfiltration(
         start=begin,
         end=end,
         what=f"{FLOWS} AND {WITH_BYTES} AND {_in('sip', home)} AND NOT {_in('dip', home)}",
+    )
+    where = _narrowed(
+        store.table,
+        where,
+        f"source_ip, destination_ip, {_bucket(start, rule.window_seconds)}",
+        f"sum(ifNull(source_bytes, 0)) >= {rule.bytes_out}",
     )
     sql = (
         f"WITH {ADDRESSES} SELECT source_ip, destination_ip, "  # noqa: S608
