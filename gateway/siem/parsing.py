@@ -19,6 +19,15 @@ array, EVTX) is spooled to a temporary file, which a worker reads. The encoded r
 memory up to :data:`SPOOL_MEMORY_BYTES`, in a temporary file past it, and are inserted in one
 batch once the whole body was read within its limit: a body refused on the way (too large,
 stalled, cut short) stores nothing.
+
+A body whose :class:`BodyInfo` asks for content ids (``ids="content"``: network telemetry) is
+stored once per record: its events get ids derived from what they say
+(:func:`tools.logs.rows.content_id`), a repeat within the body is dropped, and so is an event
+whose id the store already holds (looked up among the stored events of the body's time span).
+The body is kept in a temporary file while it is read; when it repeats itself across pieces or
+the store holds some of its events, it is parsed again, whole, without them (the rare path: a
+sender that re-sends). The look-up and the insert of such bodies run one body at a time
+(:attr:`IngestParser.unique_lock`), so two senders of the same records store them once.
 """
 
 from __future__ import annotations
@@ -30,10 +39,11 @@ import multiprocessing
 import os
 import signal
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import IO, Final, TypedDict
@@ -41,8 +51,8 @@ from typing import IO, Final, TypedDict
 from core.logstore.store import LogStore
 from gateway.supervisor import die_with_parent
 from tools.logs.common import excerpt
-from tools.logs.payload import Layout, Rejected, body_layout
-from tools.logs.rows import ParsedRows, parse_rows, parse_rows_file
+from tools.logs.payload import FormatGate, Layout, Rejected, body_layout
+from tools.logs.rows import IdKind, ParsedRows, parse_rows, parse_rows_file
 
 log = logging.getLogger("aurora.siem")
 
@@ -53,6 +63,8 @@ SPOOL_MEMORY_BYTES: Final = 16 << 20
 """Encoded rows of one body kept in memory until its insert; past this, in a temporary file."""
 KEPT: Final = 1000
 """Rejections (and ids) kept for the answer; past it they are only counted."""
+LOOKUP_IDS: Final = 10_000
+"""Ids looked up in the store per query (content ids, :func:`stored_ids`)."""
 
 
 class BodyFields(TypedDict):
@@ -60,6 +72,8 @@ class BodyFields(TypedDict):
     source: str | None
     format: str | None
     filename: str | None
+    gate: FormatGate | None
+    ids: IdKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +85,10 @@ class BodyInfo:
     source: str | None = None
     format: str | None = None
     filename: str | None = None
+    gate: FormatGate | None = None
+    """Which events to keep (:class:`tools.logs.payload.FormatGate`; None: all)."""
+    ids: IdKind = "random"
+    """``content``: each record is stored once (see the module docstring)."""
 
     def fields(self) -> BodyFields:
         """The parser's keyword arguments."""
@@ -79,6 +97,8 @@ class BodyInfo:
             source=self.source,
             format=self.format,
             filename=self.filename,
+            gate=self.gate,
+            ids=self.ids,
         )
 
     def layout(self, head: bytes, *, complete: bool) -> Layout | None:
@@ -117,6 +137,8 @@ class IngestParser:
             log.warning("a daemonic process cannot start ingest workers; parsing on a thread")
             self.workers = 0
         self._pool: ProcessPoolExecutor | None = None
+        self.unique_lock = asyncio.Lock()
+        """Held while a body of content ids is checked against the store and inserted."""
 
     def start(self) -> None:
         """Start the workers now, in the background, so that the first bodies do not wait for
@@ -158,10 +180,19 @@ class IngestParser:
             partial(parse_rows, body, **info.fields(), layout=layout, first_line=first_line)
         )
 
-    async def parse_file(self, path: Path, info: BodyInfo, *, blocks_to: Path) -> ParsedRows:
-        """Parse the body stored at ``path``, its blocks written to ``blocks_to``."""
+    async def parse_file(
+        self, path: Path, info: BodyInfo, *, blocks_to: Path, exclude: Collection[str] = ()
+    ) -> ParsedRows:
+        """Parse the body stored at ``path``, its blocks written to ``blocks_to`` (content ids
+        in ``exclude`` left out)."""
         return await self._call(
-            partial(parse_rows_file, str(path), blocks_to=str(blocks_to), **info.fields())
+            partial(
+                parse_rows_file,
+                str(path),
+                blocks_to=str(blocks_to),
+                exclude=frozenset(exclude),
+                **info.fields(),
+            )
         )
 
     async def close(self) -> None:
@@ -182,6 +213,13 @@ class Ingested:
     formats: dict[str, int] = field(default_factory=dict)
     largest_piece: int = 0
     """The most bytes of the body handed to the parser at once (0: parsed from a file)."""
+    duplicates: int = 0
+    """Records not stored because the body repeats them or the store holds them already
+    (content ids only)."""
+    every_id: list[str] | None = None
+    """Every id parsed so far, kept only for content ids (the store look-up)."""
+    earliest: datetime | None = None
+    latest: datetime | None = None
 
     def add(self, parsed: ParsedRows) -> None:
         self.accepted += len(parsed.ids)
@@ -192,6 +230,21 @@ class Ingested:
         self.reject(parsed.rejected)
         for name, count in parsed.formats.items():
             self.formats[name] = self.formats.get(name, 0) + count
+        self.duplicates += parsed.duplicates
+        if self.every_id is not None:
+            self.every_id.extend(parsed.ids)
+        if parsed.earliest is not None:
+            self.earliest = min(self.earliest or parsed.earliest, parsed.earliest)
+        if parsed.latest is not None:
+            self.latest = max(self.latest or parsed.latest, parsed.latest)
+
+    def parsed_again(self, parsed: ParsedRows) -> None:
+        """Take the stored events of ``parsed`` (the whole body parsed again, without the
+        records already stored) instead of those added so far; the rejections stay."""
+        self.accepted = len(parsed.ids)
+        self.ids = list(parsed.ids) if self.accepted <= KEPT else []
+        self.formats = dict(parsed.formats)
+        self.duplicates = parsed.duplicates
 
     def reject(self, rejected: list[Rejected]) -> None:
         self.rejected += len(rejected)
@@ -288,6 +341,62 @@ def _line_too_long(line: int, start: bytes) -> Rejected:
     )
 
 
+_MILLISECOND: Final = timedelta(milliseconds=1)
+
+
+async def _store_once(
+    result: Ingested,
+    blocks: _Blocks,
+    *,
+    parser: IngestParser,
+    store: LogStore,
+    info: BodyInfo,
+    body: Path,
+) -> _Blocks:
+    """The blocks to insert for a body of content ids: ``blocks`` as they are when the body
+    repeats nothing across its pieces and the store holds none of its events; else the whole
+    ``body`` parsed again without them (``result`` updated to match)."""
+    every_id = result.every_id or []
+    assert result.earliest is not None
+    assert result.latest is not None
+    known = await stored_ids(store, every_id, earliest=result.earliest, latest=result.latest)
+    if not known and len(set(every_id)) == len(every_id):
+        return blocks
+    again = _Blocks(blocks.directory, 0)
+    try:
+        parsed = await parser.parse_file(body, info, blocks_to=again.file(), exclude=known)
+    except BaseException:
+        again.close()
+        raise
+    blocks.close()
+    result.parsed_again(parsed)
+    return again
+
+
+async def stored_ids(
+    store: LogStore, ids: Sequence[str], *, earliest: datetime, latest: datetime
+) -> set[str]:
+    """Which of ``ids`` the store holds among its events of ``[earliest, latest]`` (content ids
+    carry their event's time, so a stored copy lies in the span of the body that repeats it)."""
+    found: set[str] = set()
+    unique = sorted(set(ids))
+    sql = (
+        f"SELECT toString(id) FROM {store.table} WHERE timestamp >= {{lo:DateTime64(3)}} "  # noqa: S608 - the table name is the store's own; values are bound
+        "AND timestamp <= {hi:DateTime64(3)} AND id IN {ids:Array(UUID)}"
+    )
+    for offset in range(0, len(unique), LOOKUP_IDS):
+        result = await store.query(
+            sql,
+            {
+                "lo": earliest - _MILLISECOND,
+                "hi": latest + _MILLISECOND,
+                "ids": unique[offset : offset + LOOKUP_IDS],
+            },
+        )
+        found.update(row[0] for row in result.result_rows)
+    return found
+
+
 async def ingest_body(
     chunks: AsyncIterator[bytes],
     *,
@@ -305,6 +414,12 @@ async def ingest_body(
     limit = max(2, parser.workers)  # pieces of this body parsing at once
     document: IO[bytes] | None = None
     document_path: Path | None = None
+    unique = info.ids == "content"
+    copy: IO[bytes] | None = None  # the whole body, to parse again (content ids)
+    copy_path: Path | None = None
+    if unique:
+        result.every_id = []
+        copy, copy_path = _temporary(spool, SPOOL_PREFIXES[0])
 
     async def settle(keep: int) -> None:
         while len(in_flight) > keep:
@@ -324,6 +439,8 @@ async def ingest_body(
         line = 1
         skipping = False  # inside a line longer than a piece, until its end
         async for chunk in chunks:
+            if copy is not None:
+                copy.write(chunk)
             if document is not None:
                 document.write(chunk)
                 continue
@@ -383,10 +500,24 @@ async def ingest_body(
                     submit(bytes(buffer), final, line)
             buffer = bytearray()
             await settle(0)
-        if result.accepted:
-            with blocks.stream() as payload:
-                if payload is not None:
-                    await store.insert_block(payload)
+        if not unique:
+            if result.accepted:
+                with blocks.stream() as payload:
+                    if payload is not None:
+                        await store.insert_block(payload)
+            return result
+        assert copy is not None
+        assert copy_path is not None
+        copy.close()
+        async with parser.unique_lock:
+            if result.accepted:
+                blocks = await _store_once(
+                    result, blocks, parser=parser, store=store, info=info, body=copy_path
+                )
+            if result.accepted:
+                with blocks.stream() as payload:
+                    if payload is not None:
+                        await store.insert_block(payload)
         return result
     finally:
         for task in in_flight:
@@ -398,4 +529,9 @@ async def ingest_body(
         if document_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 document_path.unlink()
+        if copy is not None:
+            copy.close()
+        if copy_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                copy_path.unlink()
         blocks.close()

@@ -98,6 +98,31 @@ class Rejected:
     """The item's first characters (at most ``EXCERPT_CHARS``), never all of it."""
 
 
+@dataclass(frozen=True, slots=True)
+class FormatGate:
+    """Which parsed events a payload keeps: those read by one of the ``allowed`` formats and,
+    with ``own_time``, stamped with a time of their own (not the ingest time). Any other event
+    is a :class:`Rejected` entry: ``reasons`` gives the reason for a format refused on purpose
+    (a source switched off), ``other`` the reason for the rest (``{format}`` is the format's
+    name). Plain data, so that it travels to the ingest workers."""
+
+    allowed: frozenset[str]
+    reasons: tuple[tuple[str, str], ...] = ()
+    other: str = "format {format!r} is not accepted here"
+    own_time: bool = False
+
+    def refuse(self, event: LogEvent, received: datetime) -> str | None:
+        """Why ``event`` is refused, or None when it is kept."""
+        if event.format not in self.allowed:
+            for name, reason in self.reasons:
+                if name == event.format:
+                    return reason
+            return self.other.format(format=event.format)
+        if self.own_time and event.timestamp == received:
+            return "the record carries no time of its own"
+        return None
+
+
 @dataclass(slots=True)
 class ParseResult:
     """The events read from a payload, in payload order, and what was rejected."""
@@ -113,10 +138,18 @@ class ParseResult:
 class _Reader:
     """Parses items into a :class:`ParseResult`, one rejection per item that fails."""
 
-    def __init__(self, *, source: str | None, format: str | None, received: datetime) -> None:
+    def __init__(
+        self,
+        *,
+        source: str | None,
+        format: str | None,
+        received: datetime,
+        gate: FormatGate | None = None,
+    ) -> None:
         self.source = source
         self.format = format
         self.received = received
+        self.gate = gate
         self.result = ParseResult()
 
     def reject(
@@ -126,7 +159,12 @@ class _Reader:
 
     def _guarded(self, parse: Any, text: str, line: int | None, index: int | None) -> None:
         try:
-            self.result.events.append(parse())
+            event = parse()
+            refused = self.gate.refuse(event, self.received) if self.gate is not None else None
+            if refused is None:
+                self.result.events.append(event)
+            else:
+                self.reject(refused, text=text, line=line, index=index)
         except EventRejected as err:
             self.reject(err.reason, text=text, line=line, index=index)
         except _PARSER_FAULTS as err:
@@ -371,8 +409,10 @@ def parse_payload(
     format: str | None,
     filename: str | None = None,
     received: datetime | None = None,
+    gate: FormatGate | None = None,
 ) -> ParseResult:
-    """Every event of an ingest payload, and every item rejected with its reason.
+    """Every event of an ingest payload, and every item rejected with its reason (with a
+    ``gate``, the events it refuses too).
 
     ``format`` names the parser for every item (None: detect per item); ``source`` labels the
     events (None: their format); ``received`` is the ingest time (now when None), the time of
@@ -380,7 +420,7 @@ def parse_payload(
     :class:`~core.errors.ValidationFailed` only for an unknown ``format``: everything wrong in
     the body itself is a :class:`Rejected` entry."""
     name = check_format(format)
-    reader = _Reader(source=source, format=name, received=received or datetime.now(UTC))
+    reader = _Reader(source=source, format=name, received=received or datetime.now(UTC), gate=gate)
     mime = _mime(content_type)
     if body.startswith(EVTX_MAGIC):
         reader.evtx(body)
@@ -471,6 +511,7 @@ def parse_lines(
     source: str | None,
     format: str | None,
     received: datetime | None = None,
+    gate: FormatGate | None = None,
 ) -> ParseResult:
     """The events of ``piece``: whole lines of a body whose :func:`body_layout` is
     ``json_lines`` or ``text_lines``, the first of them line ``first_line`` of the body. The
@@ -479,7 +520,7 @@ def parse_lines(
     if layout == "document":
         raise ValueError("a document is parsed whole, with parse_payload")
     name = check_format(format)
-    reader = _Reader(source=source, format=name, received=received or datetime.now(UTC))
+    reader = _Reader(source=source, format=name, received=received or datetime.now(UTC), gate=gate)
     as_json = layout == "json_lines"
     text, bad_lines = _decode(piece, lenient=not as_json, start=first_line == 1)
     for line in bad_lines:

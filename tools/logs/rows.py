@@ -5,17 +5,36 @@ encoding the rows for ClickHouse; the gateway runs :func:`parse_rows` in worker 
 that several bodies parse and encode on several cores while its own process serves HTTP and
 inserts. What it returns pickles cheaply: Native blocks as bytes, the ids as text, rejections,
 counts by format.
+
+Ids are random, or with ``ids="content"`` derived from the event itself (:func:`content_id`):
+the same record sent twice gets the same id, so that a caller can store it once. Then a body's
+repeats of a record are dropped here (the first is kept and each repeat counted in
+``duplicates``), and so are the ids the caller lists in ``exclude`` (already stored).
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
+import orjson
+
+from core.logstore.schema import LogEvent
 from core.logstore.store import encode_rows, event_row
-from tools.logs.payload import Layout, ParseResult, Rejected, parse_lines, parse_payload
+from tools.logs.payload import (
+    FormatGate,
+    Layout,
+    ParseResult,
+    Rejected,
+    parse_lines,
+    parse_payload,
+)
+
+type IdKind = Literal["random", "content"]
 
 BLOCK_ROWS: Final = 20_000
 """Events per block (one insert each): large enough for ClickHouse parts to stay few, small
@@ -35,6 +54,24 @@ class ParsedRows:
     written: int = 0
     """Bytes of blocks written to a file instead of kept in :attr:`blocks`
     (:func:`parse_rows_file`)."""
+    duplicates: int = 0
+    """Events dropped as repeats of an earlier one or as excluded (``ids="content"``)."""
+    earliest: datetime | None = None
+    latest: datetime | None = None
+    """The earliest and latest event time among the rows (None when there are none)."""
+
+
+def content_id(event: LogEvent) -> uuid.UUID:
+    """The id of an event derived from what it says: a UUID (version 8, RFC 9562) from the
+    SHA-256 of its format and its original leaves (key order and whitespace of the sender's
+    JSON do not matter). The same record parsed twice has the same id."""
+    digest = hashlib.sha256(event.format.encode())
+    digest.update(b"\0")
+    digest.update(orjson.dumps(event.fields, option=orjson.OPT_SORT_KEYS))
+    value = bytearray(digest.digest()[:16])
+    value[6] = (value[6] & 0x0F) | 0x80  # version 8
+    value[8] = (value[8] & 0x3F) | 0x80  # RFC 9562 variant
+    return uuid.UUID(bytes=bytes(value))
 
 
 def parse_rows(
@@ -46,20 +83,29 @@ def parse_rows(
     filename: str | None = None,
     layout: Layout | None = None,
     first_line: int = 1,
+    gate: FormatGate | None = None,
+    ids: IdKind = "random",
+    exclude: Collection[str] = (),
 ) -> ParsedRows:
     """Parse ``body`` (as :func:`~tools.logs.parse_payload` does; with a line ``layout``, a piece
     of a body whose first line is ``first_line``, as :func:`~tools.logs.payload.parse_lines`
-    does), build each event's row, with a fresh id and this moment as its ingestion time, and
-    encode the rows for :meth:`~core.logstore.store.LogStore.insert_block`."""
+    does; with a ``gate``, keeping the events it lets through), build each event's row, with
+    its id (see the module docstring) and this moment as its ingestion time, and encode the
+    rows for :meth:`~core.logstore.store.LogStore.insert_block`."""
     if layout is None or layout == "document":
         parsed = parse_payload(
-            body, content_type=content_type, source=source, format=format, filename=filename
+            body,
+            content_type=content_type,
+            source=source,
+            format=format,
+            filename=filename,
+            gate=gate,
         )
     else:
         parsed = parse_lines(
-            body, layout=layout, first_line=first_line, source=source, format=format
+            body, layout=layout, first_line=first_line, source=source, format=format, gate=gate
         )
-    return _rows(parsed)
+    return _rows(parsed, ids=ids, exclude=exclude)
 
 
 def parse_rows_file(
@@ -70,6 +116,9 @@ def parse_rows_file(
     source: str | None,
     format: str | None,
     filename: str | None = None,
+    gate: FormatGate | None = None,
+    ids: IdKind = "random",
+    exclude: Collection[str] = (),
 ) -> ParsedRows:
     """Parse the whole body stored at ``path`` (a document, see
     :func:`~tools.logs.payload.body_layout`) as :func:`parse_rows` does, and write its blocks
@@ -78,10 +127,15 @@ def parse_rows_file(
     with open(path, "rb") as handle:
         body = handle.read()
     parsed = parse_payload(
-        body, content_type=content_type, source=source, format=format, filename=filename
+        body,
+        content_type=content_type,
+        source=source,
+        format=format,
+        filename=filename,
+        gate=gate,
     )
     del body
-    result = _rows(parsed)
+    result = _rows(parsed, ids=ids, exclude=exclude)
     with open(blocks_to, "wb") as out:
         for block in result.blocks:
             out.write(block)
@@ -90,16 +144,32 @@ def parse_rows_file(
     return result
 
 
-def _rows(parsed: ParseResult) -> ParsedRows:
+def _rows(parsed: ParseResult, *, ids: IdKind, exclude: Collection[str]) -> ParsedRows:
     now = datetime.now(UTC)
     result = ParsedRows(rejected=parsed.rejected)
     formats = result.formats
     rows: list[list[Any]] = []
+    by_content = ids == "content"
+    seen: set[str] = set(exclude) if by_content else set()
+    earliest: datetime | None = None
+    latest: datetime | None = None
     for event in parsed.events:
-        event_id = uuid.uuid4()
+        event_id = content_id(event) if by_content else uuid.uuid4()
+        text = str(event_id)
+        if by_content:
+            if text in seen:
+                result.duplicates += 1
+                continue
+            seen.add(text)
         rows.append(event_row(event, event_id.int, now))
-        result.ids.append(str(event_id))
+        result.ids.append(text)
         formats[event.format] = formats.get(event.format, 0) + 1
+        moment = event.timestamp
+        if earliest is None or moment < earliest:
+            earliest = moment
+        if latest is None or moment > latest:
+            latest = moment
+    result.earliest, result.latest = earliest, latest
     for offset in range(0, len(rows), BLOCK_ROWS):
         result.blocks.append(encode_rows(rows[offset : offset + BLOCK_ROWS]))
     return result
