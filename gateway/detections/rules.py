@@ -182,6 +182,35 @@ async def list_rules(*, db: AsyncSession, query: RuleQuery) -> tuple[list[Detect
     return rows[query.offset : query.offset + query.limit], len(rows)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class EnabledRule:
+    """What another domain needs of an enabled rule to say what it can detect: its ATT&CK
+    techniques and the logsource whose events it reads."""
+
+    id: str
+    title: str
+    techniques: list[str]
+    logsource: dict[str, Any]
+
+
+async def enabled_rules(*, db: AsyncSession) -> list[EnabledRule]:
+    """Every enabled rule, by id (without its Sigma text or condition)."""
+    rows = await db.execute(
+        select(
+            DetectionRule.id,
+            DetectionRule.title,
+            DetectionRule.techniques,
+            DetectionRule.logsource,
+        )
+        .where(DetectionRule.enabled.is_(True))
+        .order_by(DetectionRule.id)
+    )
+    return [
+        EnabledRule(id=i, title=t, techniques=list(techniques), logsource=dict(logsource))
+        for i, t, techniques, logsource in rows
+    ]
+
+
 def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
