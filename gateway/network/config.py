@@ -305,14 +305,20 @@ async def put_config(db: AsyncSession, *, actor: str, body: ConfigUpdate) -> Con
 
 
 async def rollback(
-    db: AsyncSession, *, actor: str, history_id: int, body: RollbackRequest | None = None
+    db: AsyncSession, *, actor: str, history_id: int | str, body: RollbackRequest | None = None
 ) -> ConfigRead:
     """A new version whose document equals stored version ``history_id``'s (``rollback_of``
-    names it; its diff is against the version in force, empty when they are equal). AURORA-4040
-    naming ``history_id`` when no such version is stored; AURORA-4090 as for :func:`put_config`;
+    names it; its diff is against the version in force, empty when they are equal).
+    ``history_id`` may be the path's text. AURORA-4040 naming ``history_id`` when no such
+    version is stored; AURORA-4090 as for :func:`put_config`;
     AURORA-4220 when the stored document no longer validates (``loc`` under ``history``)."""
     request = body or RollbackRequest()
-    target = await db.get(NetworkConfigVersion, history_id)
+    text = str(history_id)
+    # the path's parameter arrives as text: anything but a stored id is not found
+    ident = int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else None
+    if ident is not None and ident > INTEGER_MAX:
+        ident = None
+    target = await db.get(NetworkConfigVersion, ident) if ident is not None else None
     if target is None:
         raise NotFound({"history_id": history_id})
     config = validate(NetworkConfig, target.config, where="history")

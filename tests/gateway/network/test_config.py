@@ -188,12 +188,35 @@ async def test_rollback_is_a_new_version(database: Database) -> None:
     assert current.config == v1.config
 
 
-async def test_rollback_of_an_unknown_version_names_it(database: Database) -> None:
+@pytest.mark.parametrize("history_id", [4242, "4242", "abc", "-1", "99999999999", "\uff11"])
+async def test_rollback_of_an_unknown_version_names_it(
+    database: Database, history_id: int | str
+) -> None:
+    await put(database, update(thresholds__dga__nxdomains=30))
     async with database.session() as db:
         with pytest.raises(NotFound) as caught:
-            await service.rollback(db, actor="alice", history_id=4242)
+            await service.rollback(db, actor="alice", history_id=history_id)
     assert caught.value.code == "AURORA-4040"
-    assert caught.value.detail == {"history_id": 4242}
+    assert caught.value.detail == {"history_id": history_id}
+
+
+async def test_rollback_takes_the_path_text(database: Database) -> None:
+    first = await put(database, update(thresholds__dga__nxdomains=30))
+    await put(database, update(thresholds__dga__nxdomains=60))
+    async with database.session() as db:
+        back = await service.rollback(db, actor="alice", history_id=str(first.history_id))
+    assert (back.version, back.rollback_of) == (3, first.history_id)
+    assert back.config.thresholds.dga.nxdomains == 30
+
+
+async def test_a_rollback_onto_the_same_document_is_still_a_version(database: Database) -> None:
+    only = await put(database, update(thresholds__dga__nxdomains=30))
+    assert only.history_id is not None
+    async with database.session() as db:
+        again = await service.rollback(
+            db, actor="bob", history_id=only.history_id, body=RollbackRequest(reason="undo")
+        )
+    assert (again.version, again.diff, again.reason, again.changed) == (2, [], "undo", True)
 
 
 async def test_a_stale_expected_version_is_a_conflict(database: Database) -> None:
