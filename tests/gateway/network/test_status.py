@@ -182,6 +182,6 @@ def test_gaps_in_minutes() -> None:
 
 
 def test_status_query_bounds() -> None:
-    assert StatusQuery().window_seconds == 86400
+    assert StatusQuery().window_seconds == 3600
     with pytest.raises(ValueError, match="greater than or equal"):
         StatusQuery(window_seconds=10)
