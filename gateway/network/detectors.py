@@ -27,7 +27,8 @@ Defaults, and where they come from (the thresholds themselves live in
   30 minutes) and Suricata ET's "Unusually fast Terminal Server Traffic" / "Rapid POP3/IMAP
   Connections" rules (20 to 30 connections within one to six minutes). Failed logins count
   where the log states an outcome; otherwise short sessions (under
-  :data:`SHORT_SESSION_NS`, or of unknown length), counted by their distinct source ports.
+  :data:`SHORT_SESSION_NS`, or of unknown length) that the service answered (or that do not
+  say), counted by their distinct source ports.
 - Beaconing: RITA's beacon analysis: per pair, the intervals between connections (one per
   second at most, so the records of one connection count once), their median, their median
   absolute deviation (jitter tolerant: a few missed or late check-ins barely move either) and
@@ -487,7 +488,9 @@ async def _brute_force(
         "countIf(event_outcome = 'failure') AS failures, "
         "countIf(event_outcome = 'success') AS successes, "
         "countIf(event_outcome IN ('success', 'failure')) AS judged, "
-        f"uniqExactIf(source_port, ifNull(event_duration, 0) < {SHORT_SESSION_NS}) AS sessions, "
+        f"uniqExactIf(source_port, ifNull(event_duration, 0) < {SHORT_SESSION_NS} "
+        # A login needs an answer: attempts the record shows unanswered are a scan's.
+        "AND ifNull(destination_bytes, 1) > 0) AS sessions, "
         "if(judged > 0, failures, sessions) AS attempts, "
         "min(timestamp) AS first, max(timestamp) AS last, "
         f"arraySlice(arrayConcat(groupArrayIf({MAX_EVENT_IDS})(id, event_outcome = 'failure'), "

@@ -1,0 +1,394 @@
+"""Network detectors over a real chDB store: the shared WRCCDC 2018 Zeek capture and the
+Suricata samples through the parsers, synthetic attacks, and benign traffic that must stay
+quiet (allow-listed backup job and NTP, a busy resolver, CDN names)."""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+import pytest_asyncio
+
+from core.logstore.schema import LogEvent
+from core.logstore.store import LogStore
+from gateway.network.configuration import AllowEntry, Detector, NetworkConfig
+from gateway.network.detectors import (
+    DETECTOR_TECHNIQUES,
+    DETECTOR_TELEMETRY,
+    Candidate,
+    run_all,
+    run_detector,
+)
+from tests.conftest import shared_data_dir
+from tests.core.logstore.conftest import open_store
+from tools.attack import AttackKB
+from tools.logs.parse import parse_line, parse_object
+from tools.logs.zeek_tsv import read_zeek_tsv
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+END = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def flow(
+    at: datetime,
+    src: str,
+    dst: str,
+    port: int,
+    *,
+    sent: int = 500,
+    received: int = 1500,
+    outcome: str | None = None,
+    code: str = "conn",
+    fmt: str = "zeek",
+    sport: int | None = None,
+    name: str | None = None,
+    fields: dict[str, str] | None = None,
+) -> LogEvent:
+    values: dict[str, str | int] = {
+        "event.code": code,
+        "source.ip": src,
+        "destination.ip": dst,
+        "destination.port": port,
+        "source.port": sport if sport is not None else random.randint(1024, 65535),
+        "source.bytes": sent,
+        "destination.bytes": received,
+        "network.transport": "udp" if port in (53, 123) else "tcp",
+    }
+    if outcome:
+        values["event.outcome"] = outcome
+    if name:
+        values["dns.question.name"] = name
+        values["network.protocol"] = "dns"
+    return LogEvent(at, fmt, "test", "{}", values, fields or {})
+
+
+def keys(found: list[Candidate]) -> set[str]:
+    return {c.key for c in found}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def synthetic() -> AsyncIterator[LogStore]:
+    rng = random.Random(7)
+    random.seed(7)
+    events: list[LogEvent] = []
+    # Background: 50 clients browsing a handful of sites each, answered.
+    for i in range(3000):
+        client = f"10.0.1.{i % 50 + 1}"
+        site = f"93.184.{i % 50}.{rng.randint(1, 8)}"
+        at = END - timedelta(seconds=rng.uniform(0, 3 * 3600))
+        events.append(flow(at, client, site, 443, sent=rng.randint(300, 5000)))
+    # Port scan: 200 ports of one server, unanswered.
+    for p in range(1, 201):
+        events.append(
+            flow(
+                END - timedelta(seconds=100 - p * 0.2),
+                "10.0.2.9",
+                "10.0.3.4",
+                p,
+                sent=60,
+                received=0,
+            )
+        )
+    # Host scan (a sweep): SMB on 60 hosts.
+    for h in range(60):
+        events.append(
+            flow(
+                END - timedelta(seconds=90 - h),
+                "10.0.2.10",
+                f"10.0.4.{h + 1}",
+                445,
+                sent=60,
+                received=0,
+            )
+        )
+    # Brute force: 40 failed SSH logins.
+    for n in range(40):
+        events.append(
+            flow(
+                END - timedelta(seconds=200 - n * 4),
+                "203.0.113.9",
+                "10.0.3.22",
+                22,
+                outcome="failure",
+                code="ssh",
+            )
+        )
+    # Beacon: every 300 s, ±15 % jitter, 6 h, with one missed check-in.
+    at = END - timedelta(hours=6)
+    while at < END:
+        if not END - timedelta(hours=3) <= at < END - timedelta(hours=3) + timedelta(seconds=300):
+            events.append(flow(at, "10.0.1.77", "198.51.100.20", 4443, sent=320))
+        at += timedelta(seconds=300 * rng.uniform(0.85, 1.15))
+    # NTP every 64 s (allow-listed below) and a nightly backup (allow-listed).
+    for n in range(300):
+        events.append(flow(END - timedelta(seconds=64 * n + 1), "10.0.1.5", "10.0.0.123", 123))
+    for n in range(30):
+        events.append(
+            flow(
+                END - timedelta(seconds=60 * n + 5),
+                "10.0.1.6",
+                "192.0.2.200",
+                873,
+                sent=80_000_000,
+                received=10_000,
+            )
+        )
+    # Exfiltration: 1 GB out to one outside host.
+    for _ in range(20):
+        at = END - timedelta(seconds=rng.uniform(10, 600))
+        events.append(flow(at, "10.0.1.88", "192.0.2.50", 443, sent=50_000_000, received=20_000))
+    # DDoS: 6,000 flows from 600 sources in 40 s.
+    for n in range(6000):
+        events.append(
+            flow(
+                END - timedelta(seconds=50 - n / 150),
+                f"198.18.{n % 600 // 250}.{n % 250 + 1}",
+                "10.0.3.80",
+                80,
+                sent=60,
+                received=0,
+            )
+        )
+    # DNS tunnelling: 300 distinct 40-character labels under one domain.
+    for n in range(300):
+        label = f"{rng.getrandbits(160):040x}"
+        events.append(
+            flow(
+                END - timedelta(seconds=3000 - n * 5),
+                "10.0.1.66",
+                "10.0.0.53",
+                53,
+                code="dns",
+                name=f"{label}.t.exfil-example.net",
+                fields={"rcode_name": "NOERROR"},
+            )
+        )
+    # DGA: 60 generated names, NXDOMAIN.
+    for n in range(60):
+        label = "".join(rng.choice("bcdfghjklmnpqrstvwxz0123456789") for _ in range(14))
+        events.append(
+            flow(
+                END - timedelta(seconds=800 - n * 10),
+                "10.0.1.55",
+                "10.0.0.53",
+                53,
+                code="dns",
+                name=f"{label}.com",
+                fields={"rcode_name": "NXDOMAIN"},
+            )
+        )
+    # A busy resolver: 4,000 ordinary and CDN names for 80 clients, some NXDOMAIN typos.
+    words = ["mail", "www", "api", "static", "img", "cdn", "login", "news", "shop", "video"]
+    for n in range(4000):
+        client = f"10.0.5.{n % 80 + 1}"
+        name = f"{rng.choice(words)}{n % 97}.{rng.choice(['akamaiedge.net', 'cloudfront.net', 'example.com', 'wikipedia.org'])}"  # noqa: E501
+        rcode = "NXDOMAIN" if n % 50 == 0 else "NOERROR"
+        events.append(
+            flow(
+                END - timedelta(seconds=rng.uniform(0, 3000)),
+                client,
+                "10.0.0.53",
+                53,
+                code="dns",
+                name=name,
+                fields={"rcode_name": rcode},
+            )
+        )
+    async with open_store() as store:
+        await store.insert(events)
+        yield store
+
+
+def quiet_config() -> NetworkConfig:
+    return NetworkConfig(
+        allowlist=[
+            AllowEntry(
+                reason="NTP", source=ipaddress.ip_network("10.0.1.5/32"), destination_port=123
+            ),
+            AllowEntry(
+                reason="nightly backup",
+                source=ipaddress.ip_network("10.0.1.6/32"),
+                destination=ipaddress.ip_network("192.0.2.200/32"),
+            ),
+        ]
+    )
+
+
+async def test_every_synthetic_attack_is_found_and_benign_traffic_stays_quiet(
+    synthetic: LogStore,
+) -> None:
+    results = await run_all(synthetic, quiet_config(), end=END)
+    assert all(r.error is None for r in results.values())
+    found = {d: keys(r.candidates) for d, r in results.items()}
+    assert found[Detector.PORT_SCAN] == {"port_scan|10.0.2.9|10.0.3.4"}
+    assert found[Detector.HOST_SCAN] == {"host_scan|10.0.2.10|445"}
+    assert found[Detector.BRUTE_FORCE] == {"brute_force|203.0.113.9|22"}
+    assert found[Detector.BEACONING] == {"beaconing|10.0.1.77|198.51.100.20|4443"}
+    assert found[Detector.DDOS] == {"ddos|10.0.3.80"}
+    assert found[Detector.EXFILTRATION] == {"exfiltration|10.0.1.88|192.0.2.50"}
+    assert found[Detector.DNS_TUNNELLING] == {"dns_tunnelling|10.0.1.66|exfil-example.net"}
+    assert found[Detector.DGA] == {"dga|10.0.1.55"}
+    assert found[Detector.VOLUME_SPIKE] == {"volume_spike|10.0.1.88|out"}
+
+    brute = results[Detector.BRUTE_FORCE].candidates[0]
+    assert brute.evidence["basis"] == "failed logins"
+    assert brute.evidence["attempts"] == 40
+    assert brute.techniques == ["T1110", "T1110.001"]
+    assert len(brute.event_ids) == 40
+    beacon = results[Detector.BEACONING].candidates[0]
+    assert 250 <= beacon.evidence["interval_median_seconds"] <= 350
+    assert beacon.evidence["jitter"] <= 0.2
+    assert "T1571" in beacon.techniques
+    assert "FROM" in beacon.query
+    assert "arrayDifference" in beacon.query
+    exfil = results[Detector.EXFILTRATION].candidates[0]
+    assert exfil.evidence["bytes_sent"] == 1_000_000_000
+    assert exfil.techniques == ["T1567", "T1041"]
+
+
+async def test_allow_list_entries_apply_until_they_expire(synthetic: LogStore) -> None:
+    # Without the allow-list the NTP poll beacons and the backup job is exfiltration.
+    bare = await run_all(
+        synthetic, NetworkConfig(), end=END, detectors=[Detector.BEACONING, Detector.EXFILTRATION]
+    )
+    assert "beaconing|10.0.1.5|10.0.0.123|123" in keys(bare[Detector.BEACONING].candidates)
+    assert "exfiltration|10.0.1.6|192.0.2.200" in keys(bare[Detector.EXFILTRATION].candidates)
+    expired = NetworkConfig(
+        allowlist=[
+            AllowEntry(
+                reason="backup",
+                source=ipaddress.ip_network("10.0.1.6/32"),
+                expires_at=END - timedelta(minutes=1),
+            ),
+            AllowEntry(
+                reason="tunnel vendor",
+                domain="exfil-example.net",
+                detectors=[Detector.DNS_TUNNELLING],
+            ),
+        ]
+    )
+    exfil = await run_detector(synthetic, Detector.EXFILTRATION, expired, end=END)
+    assert "exfiltration|10.0.1.6|192.0.2.200" in keys(exfil)
+    assert await run_detector(synthetic, Detector.DNS_TUNNELLING, expired, end=END) == []
+
+
+async def test_thresholds_disabled_detectors_and_sources_come_from_the_config(
+    synthetic: LogStore,
+) -> None:
+    config = NetworkConfig.model_validate(
+        {"thresholds": {"port_scan": {"distinct_ports": 500}, "dga": {"enabled": False}}}
+    )
+    assert await run_detector(synthetic, Detector.PORT_SCAN, config, end=END) == []
+    assert await run_detector(synthetic, Detector.DGA, config, end=END) == []
+    assert Detector.DGA not in await run_all(synthetic, config, end=END)
+    netflow_only = NetworkConfig(sources=["netflow"])
+    assert await run_detector(synthetic, Detector.HOST_SCAN, netflow_only, end=END) == []
+    # A window that ended before the scan sees nothing of it.
+    earlier = await run_detector(
+        synthetic, Detector.PORT_SCAN, NetworkConfig(), end=END - timedelta(minutes=10)
+    )
+    assert earlier == []
+
+
+async def test_techniques_are_attack_ids_and_every_detector_says_what_it_reads() -> None:
+    kb = AttackKB.load()
+    for detector in Detector:
+        assert DETECTOR_TECHNIQUES[detector]
+        for technique in DETECTOR_TECHNIQUES[detector]:
+            assert kb.validate(technique), technique
+        assert DETECTOR_TELEMETRY[detector].condition
+
+
+# -- real captures ------------------------------------------------------------------------
+
+CAPTURE = "network/zeek_wrccdc_2018"
+SURICATA = "network/suricata_sample_data/samples"
+
+
+def capture(relative: str) -> Path:
+    root = shared_data_dir()
+    if root is None or not (root / relative).is_dir():
+        pytest.skip(f"shared data absent: {relative} (../shared/data)")
+    return root / relative
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def wrccdc() -> AsyncIterator[LogStore]:
+    root = capture(CAPTURE)
+    events = []
+    for path in sorted((root / "zeek-json").glob("*.json.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as lines:
+            events += [parse_line(line, source="wrccdc") for line in lines]
+    async with open_store() as store:
+        await store.insert(events)
+        yield store
+
+
+WRCCDC_START = datetime(2018, 3, 24, 17, 15, tzinfo=UTC)
+WRCCDC_END = datetime(2018, 3, 24, 17, 40, tzinfo=UTC)
+TEAMS = NetworkConfig(home_networks=["10.47.0.0/16"])
+"""The defended teams' networks (the rest of 10/8 is the competition's outside)."""
+
+
+async def test_wrccdc_rdp_brute_force_and_sweep_are_found(wrccdc: LogStore) -> None:
+    results = await run_all(wrccdc, TEAMS, end=WRCCDC_END, start=WRCCDC_START)
+    assert all(r.error is None for r in results.values())
+    brute = [c for c in results[Detector.BRUTE_FORCE].candidates if c.source_ip == "10.164.94.120"]
+    rdp = [c for c in brute if c.destination_ports == [3389]]
+    # Hundreds of RDP sessions in each 5-minute window, most of them against single hosts.
+    assert rdp
+    assert max(c.evidence["attempts"] for c in rdp) >= 500
+    assert max(c.evidence["most_on_one_host"] for c in rdp) >= 200
+    assert any("T1110.003" in c.techniques for c in rdp)
+    sweep = [c for c in results[Detector.HOST_SCAN].candidates if c.key.endswith("|3389")]
+    assert [c.source_ip for c in sweep] == ["10.164.94.120"]
+    assert sweep[0].evidence["distinct_hosts"] >= 15
+    # Nothing of the teams' own browsing: every scan source is outside the teams' networks.
+    for candidate in results[Detector.HOST_SCAN].candidates:
+        assert not candidate.source_ip or not candidate.source_ip.startswith("10.47.")
+    # No DNS tunnelling, DGA, exfiltration or flood in the capture.
+    for detector in (Detector.DNS_TUNNELLING, Detector.DGA, Detector.DDOS, Detector.PORT_SCAN):
+        assert results[detector].candidates == [], detector
+
+
+async def test_wrccdc_tsv_and_json_give_the_same_detections() -> None:
+    root = capture(CAPTURE)
+    events = []
+    with gzip.open(root / "zeek-default" / "rdp.log.gz", "rt", encoding="utf-8") as lines:
+        for _, record in read_zeek_tsv(lines):
+            if isinstance(record, dict):
+                events.append(parse_object(record, raw=orjson.dumps(record).decode(), source="t"))
+    async with open_store() as store:
+        await store.insert(events)
+        tsv = await run_all(
+            store,
+            TEAMS,
+            end=WRCCDC_END,
+            start=WRCCDC_START,
+            detectors=[Detector.BRUTE_FORCE, Detector.HOST_SCAN],
+        )
+    assert "host_scan|10.164.94.120|3389" in keys(tsv[Detector.HOST_SCAN].candidates)
+    assert "brute_force|10.164.94.120|3389" in keys(tsv[Detector.BRUTE_FORCE].candidates)
+
+
+async def test_suricata_samples_stay_quiet() -> None:
+    root = capture(SURICATA)
+    events = []
+    for path in sorted(root.glob("*/alerts-only.json")):
+        for record in orjson.loads(path.read_bytes()):
+            events.append(parse_object(record, raw=orjson.dumps(record).decode(), source="s"))
+    async with open_store() as store:
+        await store.insert(events)
+        start = min(e.timestamp for e in events)
+        end = max(e.timestamp for e in events) + timedelta(seconds=1)
+        results = await run_all(store, NetworkConfig(), end=end, start=start)
+    # One alert of each signature: nothing repeats enough to be an attack by volume.
+    assert {d: r.candidates for d, r in results.items() if r.candidates} == {}
+    assert all(r.error is None for r in results.values())
