@@ -214,7 +214,7 @@ async def run(args: argparse.Namespace, path: Path) -> dict[str, Any]:
         }
         detectors: dict[str, Any] = {}
         cfg = config()
-        for detector in Detector:
+        for detector in args.only or list(Detector):
             entry: dict[str, Any] = {}
             for mode, start in (("window", None), ("day", DAY)):
                 times, found = [], []
@@ -270,6 +270,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--budget", type=float, default=200, help="seconds the day's generation may take"
+    )
+    parser.add_argument(
+        "--only", type=Detector, nargs="*", help="these detectors alone (default: every one)"
     )
     args = parser.parse_args()
     path = Path(tempfile.mkdtemp(prefix="aurora-netbench-"))

@@ -580,24 +580,23 @@ async def _beaconing(
         end=end,
         what=f"{FLOWS} AND ifNull(destination_port, 0) != 53 AND event_code != 'dns'",
     )
-    where = _narrowed(
-        store.table,
-        where,
-        f"source_ip, destination_ip, destination_port, {_bucket(start, rule.lookback_seconds)}",
-        f"count() >= {rule.min_connections}",
-    )
     inner = (
         f"WITH {ADDRESSES} SELECT source_ip, destination_ip, destination_port, "  # noqa: S608
         f"{_bucket(start, rule.lookback_seconds)} AS window, "
-        f"arraySort(groupUniqArray({cap})(toUInt32(toUnixTimestamp(timestamp)))) AS ts, "
+        # Seconds, sorted, each once (the records of one connection count once); the array of
+        # a pair with more records than three per possible check-in is cut, and the pair left
+        # out (no beacon makes that many).
+        f"arrayDistinct(arraySort(groupArray({3 * cap})(toUInt32(toUnixTimestamp(timestamp)))))"
+        " AS ts, "
         "count() AS records, min(timestamp) AS first, max(timestamp) AS last, "
         "max(network_protocol = 'tls') AS tls, "
-        "quantileExactIf(0.5)(source_bytes, source_bytes IS NOT NULL) AS size_median, "
+        "medianIf(source_bytes, source_bytes IS NOT NULL) AS size_median, "
         "countIf(source_bytes IS NOT NULL) AS sized, "
         f"groupArray({MAX_EVENT_IDS})(id) AS ids "
         f"FROM {store.table} WHERE {where} "
         "GROUP BY source_ip, destination_ip, destination_port, window "
-        f"HAVING length(ts) >= {rule.min_connections} AND length(ts) < {cap}"
+        f"HAVING records <= {3 * cap} AND length(ts) >= {rule.min_connections} "
+        f"AND length(ts) < {cap}"
     )
     sql = (
         "SELECT source_ip, destination_ip, destination_port, length(ts) AS checkins, records, "  # noqa: S608
