@@ -50,6 +50,7 @@ from gateway.investigations.routes import ROUTES as INVESTIGATIONS_ROUTES
 from gateway.investigations.schemas import InvestigateRequest
 from gateway.investigations.service import InvestigationRunner
 from gateway.keys import (
+    ATTACK_KB,
     AUTHENTICATOR,
     BLOBS,
     BUS,
@@ -62,6 +63,7 @@ from gateway.keys import (
     LLM,
     LOGSTORE,
     METRICS,
+    NETWORK,
     RECORDER,
     ROUTE_TABLE,
     RUNNER,
@@ -74,6 +76,8 @@ from gateway.keys import (
 )
 from gateway.lifecycle import CleanupContext, background, resource, step
 from gateway.middleware import add_standard_headers, auth_middleware, context_middleware
+from gateway.network.routes import ROUTES as NETWORK_ROUTES
+from gateway.network.scheduler import NetworkScheduler
 from gateway.routing import Route
 from gateway.siem.parsing import IngestParser, clear_spool, spool_dir
 from gateway.siem.routes import ROUTES as SIEM_ROUTES
@@ -110,6 +114,7 @@ ALL_ROUTES: tuple[Route, ...] = (
     *DETECTIONS_ROUTES,
     *EDR_ROUTES,
     *SOAR_ROUTES,
+    *NETWORK_ROUTES,
 )
 AGENT_TOKEN_TTL_SECONDS = 3600
 
@@ -280,6 +285,10 @@ def edr_handlers(edr: EdrService) -> dict[str, Handler]:
     }
 
 
+def _network(app: web.Application) -> NetworkScheduler:
+    return NetworkScheduler(database=app[DATABASE], store=app[LOGSTORE], publish=app[BUS].publish)
+
+
 def _scheduler(app: web.Application) -> DetectionScheduler:
     return DetectionScheduler(
         database=app[DATABASE],
@@ -329,7 +338,7 @@ async def _runner(app: web.Application) -> AsyncIterator[InvestigationRunner]:
             llm=llm,
             planner_tools=PlannerTools(app[HANDOFF], available) if llm else None,
             # Loaded by the first investigation that has text to map, not at start-up.
-            attack=functools.cache(functools.partial(AttackKB.from_settings, settings)),
+            attack=app[ATTACK_KB],
         )
         async with InvestigationRunner(
             database=database,
@@ -448,6 +457,7 @@ RESOURCES: tuple[CleanupContext, ...] = (
     resource(RUNNER, _runner),
     resource(SOAR, _soar),
     _automation,
+    resource(NETWORK, _network),
 )
 """What the gateway opens at start-up, in order; aiohttp closes them in reverse order at
 cleanup, and when one fails to start, closes those already open."""
@@ -474,6 +484,12 @@ def create_app(settings: Settings, *, extra_routes: Iterable[Route] = ()) -> web
     app[RUNTIME] = RuntimeState()
     app[BLOBS] = BlobStore.from_settings(settings)
     app[LEDGER_KEYS] = Keyring.from_settings(settings)
+    # Loaded by its first user (an investigation with text to map, the coverage map), not at
+    # start-up.
+    load_attack: Callable[[], AttackKB] = functools.cache(
+        functools.partial(AttackKB.from_settings, settings)
+    )
+    app[ATTACK_KB] = load_attack
     app[HANDOFF] = HandoffClient(
         registry=AgentRegistry.from_settings(settings),
         sender="gateway",

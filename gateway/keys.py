@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from core.metrics import Metrics
 from core.security.passwords import PasswordHasher
 from core.security.tokens import TokenService
 from core.settings import Settings
+from tools.attack import AttackKB
 
 if TYPE_CHECKING:
     from aiohttp.web_urldispatcher import AbstractRoute
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from gateway.edr.service import EdrService
     from gateway.fleet.service import ToolCallRecorder
     from gateway.investigations.service import InvestigationRunner
+    from gateway.network.scheduler import NetworkScheduler
     from gateway.routing import Route
     from gateway.siem.parsing import IngestParser
     from gateway.soar.engine import SoarEngine
@@ -52,6 +55,9 @@ SIGMA: web.AppKey[SigmaConverter] = web.AppKey("sigma")
 SCHEDULER: web.AppKey[DetectionScheduler] = web.AppKey("detection_scheduler")
 EDR: web.AppKey[EdrService] = web.AppKey("edr")
 SOAR: web.AppKey[SoarEngine] = web.AppKey("soar")
+NETWORK: web.AppKey[NetworkScheduler] = web.AppKey("network_scheduler")
+ATTACK_KB: web.AppKey[Callable[[], AttackKB]] = web.AppKey("attack_kb")
+"""The ATT&CK knowledge base, loaded by its first user (not at start-up)."""
 ROUTE_TABLE: web.AppKey[dict[AbstractRoute, Route]] = web.AppKey("route_table")
 
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -34,6 +34,7 @@ DOMAINS = (
     "edr",
     "fleet",
     "investigations",
+    "network",
     "siem",
     "soar",
     "system",

@@ -37,6 +37,8 @@ from core.logstore.query import compile_query
 from core.logstore.schema import (
     DOC_COLUMN,
     FIELDS,
+    INGESTED_INDEX,
+    INGESTED_INDEX_SQL,
     META_COLUMNS,
     PREWARM_SETTING,
     TABLE_SETTINGS,
@@ -405,6 +407,8 @@ class LogStore:
                 "AND name = {t:String}",
                 parameters={"db": self.database, "t": TABLE},
             ).result_rows[0][0]
+            if INGESTED_INDEX not in made:  # parts written before it are read whole, once old
+                client.command(f"ALTER TABLE {self.table} ADD {INGESTED_INDEX_SQL}")
             if settings and TABLE_SETTINGS not in made:
                 client.command(f"ALTER TABLE {self.table} MODIFY SETTING {TABLE_SETTINGS}")
 

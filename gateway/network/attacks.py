@@ -443,7 +443,7 @@ async def dispatch(
 
 async def _grouped(db: AsyncSession, column: Any) -> dict[str, int]:
     rows = await db.execute(select(column, func.count()).group_by(column))
-    return {str(value): int(count) for value, count in rows.tuples()}
+    return {str(value): int(count) for value, count in rows}
 
 
 async def counts(db: AsyncSession, *, dedupe: timedelta) -> dict[str, Any]:

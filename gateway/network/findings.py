@@ -289,7 +289,7 @@ async def finding_counts(db: AsyncSession) -> dict[str, Any]:
     )
     by_status: dict[str, int] = {}
     last: datetime | None = None
-    for status, count, newest in rows.tuples():
+    for status, count, newest in rows:
         by_status[str(status)] = int(count)
         if newest is not None and (last is None or newest > last):
             last = newest
