@@ -89,7 +89,7 @@ async def get_attack(request: web.Request) -> web.Response:
 
 async def promote_attack(request: web.Request) -> web.Response:
     """Open a case from the attack, its addresses and domains as observables."""
-    body = await parse_json(request, AttackPromote)
+    body = await parse_json(request, AttackPromote) if request.can_read_body else AttackPromote()
     dedupe = await _dedupe(request)
     async with request.app[DATABASE].session() as db:
         promoted = await attacks.promote(
@@ -108,7 +108,7 @@ async def promote_attack(request: web.Request) -> web.Response:
 
 async def dispatch_attack(request: web.Request) -> web.Response:
     """Queue a response playbook for the attack (guardrails, mode and approvals apply)."""
-    body = await parse_json(request, AttackDispatch)
+    body = await parse_json(request, AttackDispatch) if request.can_read_body else AttackDispatch()
     current = await load_config(request.app[DATABASE])
     async with request.app[DATABASE].session() as db:
         dispatched = await attacks.dispatch(

@@ -77,6 +77,7 @@ class NetworkScheduler(Periodic):
         self._late_from: datetime | None = None
         """Where the next look for late hours goes on (a backlog longer than one cycle's)."""
         self.last_cycle: Cycle | None = None
+        self._last_run: dict[Detector, datetime] = {}
 
     async def __aenter__(self) -> NetworkScheduler:
         self.start()
@@ -151,7 +152,10 @@ class NetworkScheduler(Periodic):
         dedupe = timedelta(seconds=config.schedule.dedupe_seconds)
         for window_start, window_end in windows:
             cycle.windows.append(window_end)
-            results = await run_all(self._store, config, start=window_start, end=window_end)
+            due = self._due(config, now=end) if window_start is None else None
+            results = await run_all(
+                self._store, config, start=window_start, end=window_end, detectors=due
+            )
             found = [c for r in results.values() for c in r.candidates]
             async with self._db.session() as db:
                 recorded = await attacks.record(db, found, dedupe=dedupe)
@@ -170,6 +174,19 @@ class NetworkScheduler(Periodic):
         cycle.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         self.last_cycle = cycle
         return cycle
+
+    def _due(self, config: NetworkConfig, *, now: datetime) -> list[Detector]:
+        """The enabled detectors whose cadence has come: every cycle, or every ``every_seconds``
+        for those that have one (beaconing reads hours of flows and need not run each cycle)."""
+        due = []
+        for detector in config.thresholds.enabled():
+            every = getattr(getattr(config.thresholds, detector.value), "every_seconds", None)
+            last = self._last_run.get(detector)
+            if every and last is not None and now - last < timedelta(seconds=int(every)):
+                continue
+            self._last_run[detector] = now
+            due.append(detector)
+        return due
 
     async def _save_state(
         self,
