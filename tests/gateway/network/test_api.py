@@ -352,3 +352,25 @@ async def test_findings_of_the_network_specialist(
     ).json()
     assert status["findings"]["by_status"]["succeeded"] == 2
     assert status["agent"]["circuit"] == "closed"
+
+
+async def test_a_backlog_of_late_hours_is_detected_over_several_cycles(
+    gateway: Gateway, admin: dict[str, str]
+) -> None:
+    base = datetime(2021, 6, 1, tzinfo=UTC)
+    lines = [
+        _conn(base + timedelta(hours=h, minutes=5), "10.3.3.3", "10.4.4.4", 22) for h in range(8)
+    ]
+    sent = await gateway.client.post(
+        INGEST, data="\n".join(lines).encode(), headers={**admin, **NDJSON}
+    )
+    assert (await sent.json())["accepted"] == 8
+    scheduler = gateway.app[NETWORK]
+    first = await scheduler.run_cycle()
+    second = await scheduler.run_cycle()
+    third = await scheduler.run_cycle()
+    late = [base + timedelta(hours=h + 1) for h in range(8)]
+    assert first.windows[:-1] == late[:6]
+    assert second.windows[:-1] == late[6:]
+    assert third.windows[1:] == []
+    assert len(third.windows) == 1
