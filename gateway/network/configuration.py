@@ -82,6 +82,12 @@ class BruteForce(_Strict):
     ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
         default_factory=lambda: list(AUTH_PORTS), max_length=1024
     )
+    baseline_seconds: Seconds = 3600
+    """Where the log states no outcome (flow records), a source's short sessions to one service
+    count only against what that source made to it in this long before the window."""
+    baseline_factor: float = Field(default=5.0, ge=1, le=1000)
+    """How far above its typical window (the median of the baseline's windows) a pair's short
+    sessions must be: a poller or a scheduled job makes as many every window."""
 
 
 class Beaconing(_Strict):
@@ -95,6 +101,9 @@ class Beaconing(_Strict):
     min_interval_seconds: int = Field(default=10, ge=1, le=86400)
     max_interval_seconds: int = Field(default=3600, ge=1, le=86400)
     lookback_seconds: Seconds = 6 * 3600
+    every_seconds: int = Field(default=900, ge=60, le=86400)
+    """How often the beaconing detector runs; its lookback is long, so it need not run every
+    cycle."""
 
     @model_validator(mode="after")
     def _interval_order(self) -> Self:

@@ -26,9 +26,15 @@ Defaults, and where they come from (the thresholds themselves live in
 - Brute force: Zeek's ``policy/protocols/ssh/detect-bruteforcing.zeek`` (30 failed logins in
   30 minutes) and Suricata ET's "Unusually fast Terminal Server Traffic" / "Rapid POP3/IMAP
   Connections" rules (20 to 30 connections within one to six minutes). Failed logins count
-  where the log states an outcome; otherwise short sessions (under
-  :data:`SHORT_SESSION_NS`, or of unknown length) that the service answered (or that do not
-  say), counted by their distinct source ports.
+  where the log states an outcome (per source, across its targets: guessing on one host or
+  spraying many). Flow records state none, and there the evidence of guessing is the field's
+  flow heuristic: many short (:data:`SHORT_SESSION_NS`), small (:data:`SMALL_SESSION_BYTES`)
+  sessions that the service answered, from one source to one host's service, counted by their
+  distinct source ports, and far above (``baseline_factor``) that pair's typical window over
+  the ``baseline_seconds`` before: a mail client, a monitoring probe or a scheduled job makes
+  as many every window, a guessing run starts from nothing. A run lasting more than half the
+  baseline becomes its own baseline: it is reported from its start for that long (the attack
+  record stays open while it is updated).
 - Beaconing: RITA's beacon analysis: per pair, the intervals between connections (one per
   second at most, so the records of one connection count once), their median, their median
   absolute deviation (jitter tolerant: a few missed or late check-ins barely move either) and
@@ -70,6 +76,10 @@ MAX_LIST: Final = 100
 """The most ports, hosts or names listed in a candidate's evidence."""
 SHORT_SESSION_NS: Final = 30 * 1_000_000_000
 """A session shorter than this counts as an attempt (a login that succeeds lasts longer)."""
+SMALL_SESSION_BYTES: Final = 16 * 1024
+"""A session whose client sent more than this moved data after a login: no guess. The client
+side of a failed SSH or RDP (NLA) login is a few kilobytes (key exchange, certificate,
+credentials); SSHCure's flow-based brute-force phase likewise keeps flows of 11 to 51 packets."""
 EXFIL_WEB_PORTS: Final = frozenset({80, 443, 8080, 8443})
 REGULAR_SHARE: Final = 0.75
 """The share of a beacon's intervals within twice the jitter of their median (the network
@@ -196,6 +206,10 @@ type _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 def _time(at: datetime) -> str:
     utc = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
     return f"toDateTime64('{utc:%Y-%m-%d %H:%M:%S}.{utc.microsecond // 1000:03d}', 3, 'UTC')"
+
+
+def _milli(at: datetime) -> int:
+    return int(_aware(at).timestamp() * 1000)
 
 
 def _between(start: datetime, end: datetime) -> str:
@@ -466,45 +480,73 @@ async def _brute_force(
     rule = config.thresholds.brute_force
     begin = _span(end, rule.window_seconds, start)
     ports = ", ".join(str(int(p)) for p in sorted(set(rule.ports))) or "0"
+    what = f"{FLOWS} AND destination_port IN ({ports})"
+    # Windows counted from ``begin`` (0 is the first one reported); the baseline's windows
+    # before it are negative.
+    width_ms = rule.window_seconds * 1000
+    bucket = f"toInt64(floor((toUnixTimestamp64Milli(timestamp) - {_milli(begin)}) / {width_ms}))"
+    history = max(1, rule.baseline_seconds // rule.window_seconds)
+    narrow = _where(config, Detector.BRUTE_FORCE, start=begin, end=end, what=what)
     where = _where(
         config,
         Detector.BRUTE_FORCE,
-        start=begin,
+        start=begin - timedelta(seconds=history * rule.window_seconds),
         end=end,
-        what=f"{FLOWS} AND destination_port IN ({ports})",
+        what=what,
     )
-    where = _narrowed(
-        store.table,
-        where,
-        f"source_ip, destination_port, {_bucket(start, rule.window_seconds)}",
-        f"count() >= {rule.attempts}",
+    # A cheap first pass: the sources that made enough records to one service in a window.
+    where += (
+        f" AND (source_ip, destination_port) IN (SELECT source_ip, destination_port "  # noqa: S608
+        f"FROM {store.table} WHERE {narrow} GROUP BY source_ip, destination_port, {bucket} "
+        f"HAVING count() >= {rule.attempts})"
     )
-    # Per target: failed logins where the log states outcomes, else short sessions (distinct
-    # source ports: the conn and protocol records of one session count once). Then per source
-    # and service across its targets (guessing on one host, or spread over many).
-    inner = (
+    guesses = (
+        f"ifNull(event_duration, 0) < {SHORT_SESSION_NS} "
+        f"AND ifNull(source_bytes, 0) <= {SMALL_SESSION_BYTES} "
+        # A login needs an answer: attempts the record shows unanswered are a scan's.
+        "AND ifNull(destination_bytes, 1) > 0"
+    )
+    # Per target and window: failed logins where the log states outcomes; else short, small
+    # sessions (distinct source ports: the conn and protocol records of one session count
+    # once), and only when far above the pair's typical window in the baseline before it.
+    per_target = (
         f"WITH {ADDRESSES} SELECT source_ip, destination_ip, destination_port, "  # noqa: S608
-        f"{_bucket(start, rule.window_seconds)} AS window, "
+        f"{bucket} AS window, "
         "countIf(event_outcome = 'failure') AS failures, "
         "countIf(event_outcome = 'success') AS successes, "
         "countIf(event_outcome IN ('success', 'failure')) AS judged, "
-        f"uniqExactIf(source_port, ifNull(event_duration, 0) < {SHORT_SESSION_NS} "
-        # A login needs an answer: attempts the record shows unanswered are a scan's.
-        "AND ifNull(destination_bytes, 1) > 0) AS sessions, "
-        "if(judged > 0, failures, sessions) AS attempts, "
+        f"uniqExactIf(source_port, {guesses}) AS sessions, "
         "min(timestamp) AS first, max(timestamp) AS last, "
         f"arraySlice(arrayConcat(groupArrayIf({MAX_EVENT_IDS})(id, event_outcome = 'failure'), "
         f"groupArrayIf({MAX_EVENT_IDS})(id, event_outcome != 'failure')), 1, {MAX_EVENT_IDS})"
         " AS ids "
         f"FROM {store.table} WHERE {where} "
-        "GROUP BY source_ip, destination_ip, destination_port, window HAVING attempts > 0"
+        "GROUP BY source_ip, destination_ip, destination_port, window"
     )
+    with_history = (
+        "SELECT *, groupArray(sessions) OVER (PARTITION BY source_ip, destination_ip, "  # noqa: S608
+        f"destination_port ORDER BY window RANGE BETWEEN {history} PRECEDING AND 1 PRECEDING)"
+        f" AS before FROM ({per_target})"
+    )
+    # The typical window: the median of the baseline's windows, those without sessions as 0.
+    typical = (
+        f"arrayReduce('quantileExact(0.5)', arrayConcat(before, "
+        f"arrayWithConstant({history} - length(before), toUInt64(0))))"
+    )
+    scored = (
+        f"SELECT *, {typical} AS baseline, if(judged > 0, failures, "  # noqa: S608
+        f"if(sessions >= {rule.attempts} AND sessions >= {float(rule.baseline_factor)} * "
+        "baseline, sessions, 0)) AS attempts "
+        f"FROM ({with_history}) WHERE window >= 0"
+    )
+    # Then per source and service across its targets (guessing on one host, or spread over
+    # many where the log states failures).
     sql = (
         "SELECT source_ip, destination_port, window, sum(attempts) AS total, "  # noqa: S608
         "sum(failures), sum(successes), sum(judged) > 0, count() AS hosts, max(attempts), "
-        f"groupArray({MAX_LIST})((destination_ip, attempts)), min(first), max(last), "
-        f"arraySlice(arrayFlatten(groupArray(ids)), 1, {MAX_EVENT_IDS}) "
-        f"FROM ({inner}) GROUP BY source_ip, destination_port, window "
+        f"groupArray({MAX_LIST})((destination_ip, attempts, baseline)), min(first), "
+        f"max(last), arraySlice(arrayFlatten(groupArray(ids)), 1, {MAX_EVENT_IDS}) "
+        f"FROM ({scored}) WHERE attempts > 0 GROUP BY source_ip, destination_port, window "
         f"HAVING total >= {rule.attempts} ORDER BY total DESC LIMIT {MAX_CANDIDATES}"
     )
     rows = (await store.query(sql)).result_rows
@@ -548,9 +590,13 @@ async def _brute_force(
                     "hosts": int(hosts),
                     "most_on_one_host": int(top),
                     "attempts_by_host": {str(t[0]): int(t[1]) for t in targets},
+                    "baseline_by_host": {str(t[0]): float(t[2]) for t in targets},
                     "threshold_attempts": rule.attempts,
                     "window_seconds": rule.window_seconds,
                     "short_session_seconds": SHORT_SESSION_NS // 1_000_000_000,
+                    "small_session_bytes": SMALL_SESSION_BYTES,
+                    "baseline_seconds": rule.baseline_seconds,
+                    "baseline_factor": rule.baseline_factor,
                 },
                 event_ids=_ids(ids),
                 query=sql,

@@ -17,6 +17,7 @@ import pytest_asyncio
 
 from core.logstore.schema import LogEvent
 from core.logstore.store import LogStore
+from gateway.network import detectors
 from gateway.network.configuration import AllowEntry, Detector, NetworkConfig
 from gateway.network.detectors import (
     DETECTOR_TECHNIQUES,
@@ -118,6 +119,35 @@ async def synthetic() -> AsyncIterator[LogStore]:
                 22,
                 outcome="failure",
                 code="ssh",
+            )
+        )
+    # The same with flow records (no outcome): 60 short, small RDP sessions in 4 minutes.
+    for n in range(60):
+        events.append(
+            flow(
+                END - timedelta(seconds=250 - n * 4),
+                "198.51.100.40",
+                "10.0.3.33",
+                3389,
+                sent=2800,
+                received=4100,
+                code="flow",
+                fmt="netflow",
+            )
+        )
+    # Sessions that are no guessing: a deployment job's short SSH sessions every 7 s for 3
+    # hours (no outcome), and a file copy over SMB (40 short sessions in 3 minutes, 200 kB each).
+    for n in range(3 * 3600 // 7):
+        events.append(flow(END - timedelta(seconds=7 * n + 3), "10.0.1.30", "10.0.3.30", 22))
+    for n in range(40):
+        events.append(
+            flow(
+                END - timedelta(seconds=200 - n * 4.5),
+                "10.0.1.31",
+                "10.0.3.31",
+                445,
+                sent=200_000,
+                received=3000,
             )
         )
     # Beacon: every 300 s, ±15 % jitter, 6 h, with one missed check-in.
@@ -229,7 +259,10 @@ async def test_every_synthetic_attack_is_found_and_benign_traffic_stays_quiet(
     found = {d: keys(r.candidates) for d, r in results.items()}
     assert found[Detector.PORT_SCAN] == {"port_scan|10.0.2.9|10.0.3.4"}
     assert found[Detector.HOST_SCAN] == {"host_scan|10.0.2.10|445"}
-    assert found[Detector.BRUTE_FORCE] == {"brute_force|203.0.113.9|22"}
+    assert found[Detector.BRUTE_FORCE] == {
+        "brute_force|203.0.113.9|22",
+        "brute_force|198.51.100.40|3389",
+    }
     assert found[Detector.BEACONING] == {"beaconing|10.0.1.77|198.51.100.20|4443"}
     assert found[Detector.DDOS] == {"ddos|10.0.3.80"}
     assert found[Detector.EXFILTRATION] == {"exfiltration|10.0.1.88|192.0.2.50"}
@@ -237,7 +270,10 @@ async def test_every_synthetic_attack_is_found_and_benign_traffic_stays_quiet(
     assert found[Detector.DGA] == {"dga|10.0.1.55"}
     assert found[Detector.VOLUME_SPIKE] == {"volume_spike|10.0.1.88|out"}
 
-    brute = results[Detector.BRUTE_FORCE].candidates[0]
+    brute, flows = sorted(results[Detector.BRUTE_FORCE].candidates, key=lambda c: c.key)[::-1]
+    assert flows.evidence["basis"] == "short sessions (no outcome logged)"
+    assert flows.evidence["attempts"] == 60
+    assert flows.evidence["baseline_by_host"] == {"10.0.3.33": 0.0}
     assert brute.evidence["basis"] == "failed logins"
     assert brute.evidence["attempts"] == 40
     assert brute.techniques == ["T1110", "T1110.001"]
@@ -295,6 +331,34 @@ async def test_thresholds_disabled_detectors_and_sources_come_from_the_config(
         synthetic, Detector.PORT_SCAN, NetworkConfig(), end=END - timedelta(minutes=10)
     )
     assert earlier == []
+
+
+async def test_brute_force_from_flows_needs_a_rise_over_the_pairs_own_baseline(
+    synthetic: LogStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The deployment job makes 43 short SSH sessions every 5 minutes: enough for the threshold,
+    # but no more than its own typical window. Without the baseline test it would be reported.
+    found = await run_detector(synthetic, Detector.BRUTE_FORCE, NetworkConfig(), end=END)
+    assert "brute_force|10.0.1.30|22" not in keys(found)
+    flat = NetworkConfig.model_validate({"thresholds": {"brute_force": {"baseline_factor": 1}}})
+    job = [
+        c
+        for c in await run_detector(synthetic, Detector.BRUTE_FORCE, flat, end=END)
+        if c.key == "brute_force|10.0.1.30|22"
+    ]
+    assert len(job) == 1
+    assert job[0].evidence["attempts"] == job[0].evidence["baseline_by_host"]["10.0.3.30"] == 43
+    # Sessions that moved data are no guesses, whatever their number.
+    assert "brute_force|10.0.1.31|445" not in keys(found)
+    monkeypatch.setattr(detectors, "SMALL_SESSION_BYTES", 10**6)
+    copy = await run_detector(synthetic, Detector.BRUTE_FORCE, NetworkConfig(), end=END)
+    assert "brute_force|10.0.1.31|445" in keys(copy)
+    monkeypatch.undo()
+    # Over a hunt the job is quiet in every window, the attacks found in theirs.
+    hunt = await run_detector(
+        synthetic, Detector.BRUTE_FORCE, NetworkConfig(), end=END, start=END - timedelta(hours=2)
+    )
+    assert keys(hunt) == {"brute_force|203.0.113.9|22", "brute_force|198.51.100.40|3389"}
 
 
 async def test_techniques_are_attack_ids_and_every_detector_says_what_it_reads() -> None:
