@@ -93,6 +93,28 @@ async def test_a_capture_is_ingested_once_detected_promoted_and_answered(
     refused = await gateway.client.post(INGEST, data=b"{}", headers={**viewer, **NDJSON})
     assert (await refused.json())["error"]["code"] == "AURORA-4030"
 
+    # An automation rule answers every new sweep with the response playbook.
+    automation = await gateway.client.post(
+        f"{API}/soar/rules",
+        headers=responder,
+        json={
+            "name": "Answer sweeps",
+            "trigger": "network.attack",
+            "conditions": [
+                {"field": "detector", "op": "eq", "value": "host_scan"},
+                {"field": "new", "op": "eq", "value": True},
+            ],
+            "actions": [
+                {
+                    "type": "run_playbook",
+                    "playbook_id": "network-attack-response",
+                    "inputs": {"attack_id": "${{ event.attack_id }}"},
+                }
+            ],
+        },
+    )
+    assert automation.status == 201, await automation.text()
+
     # The capture is from 2018: the scheduler finds it as telemetry that arrived late.
     cycle = await gateway.app[NETWORK].run_cycle()
     assert len(cycle.windows) == 2, cycle
@@ -108,6 +130,19 @@ async def test_a_capture_is_ingested_once_detected_promoted_and_answered(
         await gateway.client.get(ATTACKS, params={"detector": "host_scan"}, headers=viewer)
     ).json()
     assert any(a["source_ip"] == "10.164.94.120" for a in sweep["items"]), sweep
+    sweeps = {a["id"] for a in sweep["items"]}
+
+    async def automated() -> bool:
+        listed = await (
+            await gateway.client.get(
+                f"{API}/soar/executions",
+                params={"playbook_id": "network-attack-response"},
+                headers=responder,
+            )
+        ).json()
+        return {e["inputs"]["attack_id"] for e in listed["items"]} == sweeps
+
+    await eventually(automated, within=30)
 
     # The same activity seen again updates the attack rather than opening another.
     await gateway.app[NETWORK].run_cycle(end=datetime(2018, 3, 24, 17, 30, tzinfo=UTC))
