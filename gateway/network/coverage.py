@@ -66,7 +66,10 @@ class CoverageSource(BaseModel):
     events (``flows``, ``dns queries``)."""
     telemetry_flowing: bool
     events: int
-    """Events of that kind in the lookback."""
+    """Events of that kind counted: in the last hour (:data:`RECENT`) when it flowed then,
+    else in the whole lookback (see ``counted_seconds``)."""
+    counted_seconds: int
+    """The span ``events`` counts over."""
 
 
 class CoveredTechnique(BaseModel):
@@ -155,6 +158,10 @@ def _source_filter(config: NetworkConfig, detection: _Detection) -> str:
     return "format NOT IN (" + ", ".join(f"'{name}'" for name in disabled) + ")"
 
 
+RECENT: Final = timedelta(hours=1)
+"""The span looked at first for flowing telemetry."""
+
+
 async def _count(
     store: LogStore, conditions: Sequence[str], *, start: datetime, end: datetime
 ) -> list[int]:
@@ -194,14 +201,25 @@ async def coverage(
         if detection.condition != NOTHING:
             full = f"({_source_filter(config, detection)}) AND ({detection.condition})"
             conditions.setdefault(full, len(conditions))
-    counted = await _count(store, list(conditions), start=start, end=now)
+    # The last hour first: a source that flows shows there, and the whole lookback (a day by
+    # default: tens of millions of flows) is then read only for what did not.
+    recent = max(start, now - RECENT)
+    listed = list(conditions)
+    counted = await _count(store, listed, start=recent, end=now)
+    spans = [int((now - recent).total_seconds())] * len(listed)
+    quiet = [index for index, events in enumerate(counted) if events == 0]
+    if quiet and recent > start:
+        older = await _count(store, [listed[i] for i in quiet], start=start, end=now)
+        for index, events in zip(quiet, older, strict=True):
+            counted[index] = events
+            spans[index] = int(lookback.total_seconds())
 
     by_technique: dict[str, list[CoverageSource]] = {}
     for detection in detections:
-        events = 0
+        events, span = 0, int(lookback.total_seconds())
         if detection.condition != NOTHING:
             full = f"({_source_filter(config, detection)}) AND ({detection.condition})"
-            events = counted[conditions[full]]
+            events, span = counted[conditions[full]], spans[conditions[full]]
         source = CoverageSource(
             kind=detection.kind,
             id=detection.id,
@@ -209,6 +227,7 @@ async def coverage(
             telemetry=detection.telemetry,
             telemetry_flowing=events > 0,
             events=events,
+            counted_seconds=span,
         )
         for technique in dict.fromkeys(_technique_ids(kb, detection.techniques)):
             by_technique.setdefault(technique, []).append(source)
