@@ -129,6 +129,10 @@ class Ddos(_Strict):
     distinct_sources: int = Field(default=100, ge=5, le=10_000_000)
     min_flows: int = Field(default=5000, ge=10, le=1_000_000_000)
     window_seconds: Seconds = 60
+    baseline_seconds: Seconds = 3600
+    baseline_factor: float = Field(default=5.0, ge=1, le=1000)
+    """How far above the destination's typical window (the median of the baseline's windows)
+    its flows must be: a busy resolver or a popular service takes as many every minute."""
 
 
 class Exfiltration(_Strict):

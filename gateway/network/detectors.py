@@ -41,7 +41,10 @@ Defaults, and where they come from (the thresholds themselves live in
   their Bowley skew, plus the regularity of the bytes sent; the score is the mean of those
   terms as in RITA.
 - DDoS: Suricata ET's DoS rules count thousands of packets per source in seconds; across
-  sources, a flood is many distinct sources and many flows to one destination in one minute.
+  sources, a flood is many distinct sources and many flows to one destination in one minute,
+  far above (``baseline_factor``) that destination's typical minute over the hour before (as
+  flow-based DDoS detectors such as FastNetMon compare a host with its own thresholds): a
+  busy resolver or a popular service takes as many every minute.
 - Volume spike: the host's bytes in the window against its own average per window over the
   baseline (factor and floor from the configuration).
 - Exfiltration: an internal host's bytes to one external destination, and their ratio to the
@@ -293,6 +296,11 @@ def _where(
     )
 
 
+def _quoted(text: str) -> str:
+    """``text`` inside a single-quoted SQL string."""
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
 def _ids(values: Sequence[Any]) -> list[str]:
     return [str(v) for v in values[:MAX_EVENT_IDS]]
 
@@ -315,6 +323,28 @@ def _narrowed(table: str, where: str, keys: str, having: str) -> str:
     return (
         f"{where} AND ({keys}) IN (SELECT {keys} FROM {table} WHERE {where} "  # noqa: S608
         f"GROUP BY {keys} HAVING {having})"
+    )
+
+
+def _numbered(begin: datetime, seconds: int) -> str:
+    """The window column numbered from ``begin`` (0 is the first window reported; windows of a
+    baseline before it are negative)."""
+    return (
+        f"toInt64(floor((toUnixTimestamp64Milli(timestamp) - {_milli(begin)}) / "
+        f"{int(seconds) * 1000}))"
+    )
+
+
+def _typical(column: str, keys: str, history: int) -> str:
+    """SQL: the median of ``column`` over the ``history`` windows before each row's (per
+    ``keys``; windows without a row count as 0), from a query numbering them as ``window``."""
+    before = (
+        f"groupArray({column}) OVER (PARTITION BY {keys} ORDER BY window "
+        f"RANGE BETWEEN {history} PRECEDING AND 1 PRECEDING)"
+    )
+    return (
+        f"arrayReduce('quantileExact(0.5)', arrayConcat({before}, "
+        f"arrayWithConstant({history} - length({before}), toUInt64(0))))"
     )
 
 
@@ -481,10 +511,7 @@ async def _brute_force(
     begin = _span(end, rule.window_seconds, start)
     ports = ", ".join(str(int(p)) for p in sorted(set(rule.ports))) or "0"
     what = f"{FLOWS} AND destination_port IN ({ports})"
-    # Windows counted from ``begin`` (0 is the first one reported); the baseline's windows
-    # before it are negative.
-    width_ms = rule.window_seconds * 1000
-    bucket = f"toInt64(floor((toUnixTimestamp64Milli(timestamp) - {_milli(begin)}) / {width_ms}))"
+    bucket = _numbered(begin, rule.window_seconds)
     history = max(1, rule.baseline_seconds // rule.window_seconds)
     narrow = _where(config, Detector.BRUTE_FORCE, start=begin, end=end, what=what)
     where = _where(
@@ -523,21 +550,13 @@ async def _brute_force(
         f"FROM {store.table} WHERE {where} "
         "GROUP BY source_ip, destination_ip, destination_port, window"
     )
-    with_history = (
-        "SELECT *, groupArray(sessions) OVER (PARTITION BY source_ip, destination_ip, "  # noqa: S608
-        f"destination_port ORDER BY window RANGE BETWEEN {history} PRECEDING AND 1 PRECEDING)"
-        f" AS before FROM ({per_target})"
-    )
-    # The typical window: the median of the baseline's windows, those without sessions as 0.
-    typical = (
-        f"arrayReduce('quantileExact(0.5)', arrayConcat(before, "
-        f"arrayWithConstant({history} - length(before), toUInt64(0))))"
-    )
+    typical = _typical("sessions", "source_ip, destination_ip, destination_port", history)
     scored = (
-        f"SELECT *, {typical} AS baseline, if(judged > 0, failures, "  # noqa: S608
+        "SELECT * FROM (SELECT *, "  # noqa: S608
+        f"{typical} AS baseline, if(judged > 0, failures, "
         f"if(sessions >= {rule.attempts} AND sessions >= {float(rule.baseline_factor)} * "
         "baseline, sessions, 0)) AS attempts "
-        f"FROM ({with_history}) WHERE window >= 0"
+        f"FROM ({per_target})) WHERE window >= 0"
     )
     # Then per source and service across its targets (guessing on one host, or spread over
     # many where the log states failures).
@@ -626,27 +645,25 @@ async def _beaconing(
         end=end,
         what=f"{FLOWS} AND ifNull(destination_port, 0) != 53 AND event_code != 'dns'",
     )
+    window = _bucket(start, rule.lookback_seconds)
+    # First the timing, on the narrowest columns (the pair and the time): every pair of the
+    # lookback goes through it, and only the regular ones come out.
     inner = (
         f"WITH {ADDRESSES} SELECT source_ip, destination_ip, destination_port, "  # noqa: S608
-        f"{_bucket(start, rule.lookback_seconds)} AS window, "
+        f"{window} AS window, "
         # Seconds, sorted, each once (the records of one connection count once); the array of
         # a pair with more records than three per possible check-in is cut, and the pair left
         # out (no beacon makes that many).
         f"arrayDistinct(arraySort(groupArray({3 * cap})(toUInt32(toUnixTimestamp(timestamp)))))"
-        " AS ts, "
-        "count() AS records, min(timestamp) AS first, max(timestamp) AS last, "
-        "max(network_protocol = 'tls') AS tls, "
-        "medianIf(source_bytes, source_bytes IS NOT NULL) AS size_median, "
-        "countIf(source_bytes IS NOT NULL) AS sized, "
-        f"groupArray({MAX_EVENT_IDS})(id) AS ids "
+        " AS ts, count() AS records, min(timestamp) AS first, max(timestamp) AS last "
         f"FROM {store.table} WHERE {where} "
         "GROUP BY source_ip, destination_ip, destination_port, window "
         f"HAVING records <= {3 * cap} AND length(ts) >= {rule.min_connections} "
         f"AND length(ts) < {cap}"
     )
-    sql = (
-        "SELECT source_ip, destination_ip, destination_port, length(ts) AS checkins, records, "  # noqa: S608
-        "first, last, tls, size_median, sized, ids, med, mad, q1, q3 FROM ("
+    timing = (
+        "SELECT source_ip, destination_ip, destination_port, window, length(ts) AS checkins, "  # noqa: S608
+        "records, first, last, med, mad, q1, q3 FROM ("
         f"SELECT *, arrayPopFront(arrayDifference(ts)) AS iv, "
         "arrayReduce('quantileExact(0.5)', iv) AS med, "
         "arrayReduce('quantileExact(0.5)', arrayMap(x -> abs(toInt64(x) - toInt64(med)), iv))"
@@ -662,7 +679,33 @@ async def _beaconing(
         f"* med, iv) >= {REGULAR_SHARE} * length(iv) "
         f"ORDER BY checkins DESC LIMIT {MAX_CANDIDATES}"
     )
-    rows = (await store.query(sql)).result_rows
+    regular = (await store.query(timing)).result_rows
+    # Then the wide columns (sizes, protocol, ids) of those few pairs alone.
+    details: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    sql = timing
+    if regular:
+        pairs = ", ".join(
+            f"('{_quoted(src)}', '{_quoted(dst)}', {int(port or 0)})"
+            for src, dst, port, *_ in regular
+        )
+        wide = (
+            f"WITH {ADDRESSES} SELECT source_ip, destination_ip, destination_port, "  # noqa: S608
+            f"{window} AS window, max(network_protocol = 'tls'), "
+            "medianIf(source_bytes, source_bytes IS NOT NULL), "
+            "countIf(source_bytes IS NOT NULL), "
+            f"groupArray({MAX_EVENT_IDS})(id) FROM {store.table} WHERE {where} "
+            f"AND (source_ip, destination_ip, ifNull(destination_port, 0)) IN ({pairs}) "
+            "GROUP BY source_ip, destination_ip, destination_port, window"
+        )
+        sql = f"{timing};\n{wide}"
+        for row in (await store.query(wide)).result_rows:
+            details[tuple(row[:4])] = tuple(row[4:])
+    rows = []
+    for src, dst, port, at, checkins, records, first, last, *stats in regular:
+        tls, size_median, sized, ids = details.get((src, dst, port, at), (0, None, 0, []))
+        rows.append(
+            (src, dst, port, checkins, records, first, last, tls, size_median, sized, ids, *stats)
+        )
     # RITA lowers the score of a destination many internal hosts reach alike (prevalence): an
     # auto-refreshing page or an update check every host polls, not one implant's controller.
     sharing: dict[tuple[str, Any], int] = {}
@@ -818,26 +861,42 @@ async def _ddos(
 ) -> list[Candidate]:
     rule = config.thresholds.ddos
     begin = _span(end, rule.window_seconds, start)
-    where = _where(config, Detector.DDOS, start=begin, end=end, what=FLOWS)
-    where = _narrowed(
-        store.table,
-        where,
-        f"destination_ip, {_bucket(start, rule.window_seconds)}",
-        f"count() >= {rule.min_flows}",
+    bucket = _numbered(begin, rule.window_seconds)
+    history = max(1, rule.baseline_seconds // rule.window_seconds)
+    narrow = _where(config, Detector.DDOS, start=begin, end=end, what=FLOWS)
+    where = _where(
+        config,
+        Detector.DDOS,
+        start=begin - timedelta(seconds=history * rule.window_seconds),
+        end=end,
+        what=FLOWS,
+    )
+    # A cheap first pass: the destinations with enough flows in a window; then their windows
+    # and those of the baseline before, each against its typical window (the median of the
+    # baseline's): a busy resolver takes as many flows every minute, a flood is a rise.
+    where += (
+        f" AND destination_ip IN (SELECT destination_ip FROM {store.table} "  # noqa: S608
+        f"WHERE {narrow} GROUP BY destination_ip, {bucket} HAVING count() >= {rule.min_flows})"
+    )
+    per_window = (
+        f"WITH {ADDRESSES} SELECT destination_ip, {bucket} AS window, "  # noqa: S608
+        "count() AS flows, uniqExact(source_ip) AS sources, "
+        "sum(ifNull(source_bytes, 0)) AS sent, sum(ifNull(source_packets, 0)) AS packets, "
+        "min(timestamp) AS first, max(timestamp) AS last, topK(10)(destination_port) AS ports, "
+        f"topK(10)(source_ip) AS top, groupArray({MAX_EVENT_IDS})(id) AS ids "
+        f"FROM {store.table} WHERE {where} GROUP BY destination_ip, window"
     )
     sql = (
-        f"WITH {ADDRESSES} SELECT destination_ip, {_bucket(start, rule.window_seconds)} AS window,"  # noqa: S608
-        " count() AS flows, uniqExact(source_ip) AS sources, "
-        "sum(ifNull(source_bytes, 0)), sum(ifNull(source_packets, 0)), "
-        "min(timestamp), max(timestamp), topK(10)(destination_port), "
-        f"topK(10)(source_ip), groupArray({MAX_EVENT_IDS})(id) "
-        f"FROM {store.table} WHERE {where} GROUP BY destination_ip, window "
-        f"HAVING flows >= {rule.min_flows} AND sources >= {rule.distinct_sources} "
+        "SELECT destination_ip, window, flows, sources, sent, packets, first, last, ports, "  # noqa: S608
+        "top, ids, baseline FROM (SELECT *, "
+        f"{_typical('flows', 'destination_ip', history)} AS baseline FROM ({per_window})) "
+        f"WHERE window >= 0 AND flows >= {rule.min_flows} AND sources >= "
+        f"{rule.distinct_sources} AND flows >= {float(rule.baseline_factor)} * baseline "
         f"ORDER BY flows DESC LIMIT {MAX_CANDIDATES}"
     )
     rows = (await store.query(sql)).result_rows
     found = []
-    for dst, _, flows, sources, sent, packets, first, last, ports, top, ids in rows:
+    for dst, _, flows, sources, sent, packets, first, last, ports, top, ids, typical in rows:
         found.append(
             Candidate(
                 detector=Detector.DDOS,
@@ -863,8 +922,11 @@ async def _ddos(
                     "bytes": int(sent),
                     "packets": int(packets),
                     "top_sources": list(top),
+                    "baseline_flows_per_window": float(typical),
                     "threshold_flows": rule.min_flows,
                     "threshold_sources": rule.distinct_sources,
+                    "baseline_seconds": rule.baseline_seconds,
+                    "baseline_factor": rule.baseline_factor,
                     "window_seconds": rule.window_seconds,
                 },
                 event_ids=_ids(ids),

@@ -186,6 +186,17 @@ async def synthetic() -> AsyncIterator[LogStore]:
                 received=0,
             )
         )
+    # A busy service: 150 flows a minute from 30 clients, for 11 minutes (a flood only to
+    # thresholds lowered below its own rate; see the DDoS baseline test).
+    for n in range(1650):
+        events.append(
+            flow(
+                END - timedelta(seconds=660 - n * 0.4),
+                f"10.0.6.{rng.randint(1, 30)}",
+                "10.0.3.91",
+                8080,
+            )
+        )
     # DNS tunnelling: 300 distinct 40-character labels under one domain.
     for n in range(300):
         label = f"{rng.getrandbits(160):040x}"
@@ -359,6 +370,24 @@ async def test_brute_force_from_flows_needs_a_rise_over_the_pairs_own_baseline(
         synthetic, Detector.BRUTE_FORCE, NetworkConfig(), end=END, start=END - timedelta(hours=2)
     )
     assert keys(hunt) == {"brute_force|203.0.113.9|22", "brute_force|198.51.100.40|3389"}
+
+
+async def test_ddos_needs_a_rise_over_the_destinations_typical_minute(
+    synthetic: LogStore,
+) -> None:
+    low = {"min_flows": 100, "distinct_sources": 20, "baseline_seconds": 600}
+    config = NetworkConfig.model_validate({"thresholds": {"ddos": low}})
+    found = await run_detector(synthetic, Detector.DDOS, config, end=END)
+    assert keys(found) == {"ddos|10.0.3.80"}
+    assert found[0].evidence["baseline_flows_per_window"] == 0
+    flat = NetworkConfig.model_validate({"thresholds": {"ddos": low | {"baseline_factor": 1}}})
+    busy = [
+        c
+        for c in await run_detector(synthetic, Detector.DDOS, flat, end=END)
+        if c.key == "ddos|10.0.3.91"
+    ]
+    assert len(busy) == 1
+    assert busy[0].evidence["flows"] == busy[0].evidence["baseline_flows_per_window"] == 150
 
 
 async def test_techniques_are_attack_ids_and_every_detector_says_what_it_reads() -> None:
