@@ -24,6 +24,9 @@ class Metrics:
     response_actions: Counter
     automation_firings: Counter
     automation_events_lost: Counter
+    network_detector_runs: Counter
+    network_detector_duration: Histogram
+    network_attacks: Counter
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition format and its content type."""
@@ -87,6 +90,26 @@ def create_metrics() -> Metrics:
         automation_events_lost=Counter(
             "aurora_automation_events_lost",
             "Events automation fell too far behind to see (the bus dropped them).",
+            registry=registry,
+        ),
+        network_detector_runs=Counter(
+            "aurora_network_detector_runs",
+            "Network detector runs, by detector and outcome (succeeded, failed).",
+            ["detector", "outcome"],
+            registry=registry,
+        ),
+        network_detector_duration=Histogram(
+            "aurora_network_detector_duration_seconds",
+            "How long one network detector run took, by detector.",
+            ["detector"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=registry,
+        ),
+        network_attacks=Counter(
+            "aurora_network_attacks",
+            "Network attacks opened or updated by the detectors, by detector and change "
+            "(opened, updated).",
+            ["detector", "change"],
             registry=registry,
         ),
     )

@@ -286,7 +286,12 @@ def edr_handlers(edr: EdrService) -> dict[str, Handler]:
 
 
 def _network(app: web.Application) -> NetworkScheduler:
-    return NetworkScheduler(database=app[DATABASE], store=app[LOGSTORE], publish=app[BUS].publish)
+    return NetworkScheduler(
+        database=app[DATABASE],
+        store=app[LOGSTORE],
+        publish=app[BUS].publish,
+        metrics=app[METRICS],
+    )
 
 
 def _scheduler(app: web.Application) -> DetectionScheduler:

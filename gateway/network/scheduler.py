@@ -25,6 +25,7 @@ from core.db import Database
 from core.db.base import utcnow
 from core.logstore.store import LogStore
 from core.loops import Periodic
+from core.metrics import Metrics
 from core.validation import EARLIEST
 from gateway.network import attacks
 from gateway.network.config import load_config
@@ -65,12 +66,14 @@ class NetworkScheduler(Periodic):
         database: Database,
         store: LogStore,
         publish: Publish | None = None,
+        metrics: Metrics | None = None,
         tick_seconds: float = TICK_SECONDS,
     ) -> None:
         super().__init__("network-detectors", self.tick, tick_seconds, log=log, first_wait=True)
         self._db = database
         self._store = store
         self._publish = publish
+        self._metrics = metrics
         self._next: datetime | None = None
         self._seen_ingest: datetime | None = None
         """Telemetry ingested up to this moment has been looked at for late hours."""
@@ -168,12 +171,26 @@ class NetworkScheduler(Periodic):
             for detector, result in results.items():
                 if result.error:
                     cycle.failed[detector.value] = result.error
+            self._count(results, recorded)
             if self._publish is not None:
                 for payload in payloads:
                     self._publish(attacks.TOPIC, payload)
         cycle.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         self.last_cycle = cycle
         return cycle
+
+    def _count(self, results: dict[Detector, Any], recorded: attacks.Recorded) -> None:
+        if self._metrics is None:
+            return
+        for detector, result in results.items():
+            outcome = "failed" if result.error else "succeeded"
+            self._metrics.network_detector_runs.labels(detector.value, outcome).inc()
+            self._metrics.network_detector_duration.labels(detector.value).observe(
+                result.duration_ms / 1000
+            )
+        for change, found in (("opened", recorded.opened), ("updated", recorded.updated)):
+            for attack in found:
+                self._metrics.network_attacks.labels(attack.detector, change).inc()
 
     def _due(self, config: NetworkConfig, *, now: datetime) -> list[Detector]:
         """The enabled detectors whose cadence has come: every cycle, or every ``every_seconds``

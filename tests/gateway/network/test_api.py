@@ -202,6 +202,11 @@ async def test_a_capture_is_ingested_once_detected_promoted_and_answered(
     status = await (
         await gateway.client.get(f"{API}/network-security/status", headers=viewer)
     ).json()
+    metrics = await (await gateway.client.get("/metrics", headers=admin)).text()
+    assert (
+        'aurora_network_detector_runs_total{detector="brute_force",outcome="succeeded"}' in metrics
+    )
+    assert 'aurora_network_attacks_total{change="opened",detector="brute_force"}' in metrics
     health = {d["detector"]: d for d in status["detectors"]}
     assert health["brute_force"]["runs"] >= 2
     assert health["brute_force"]["healthy"]
