@@ -649,7 +649,10 @@ async def _beaconing(
     # First the timing, on the narrowest columns (the pair and the time): every pair of the
     # lookback goes through it, and only the regular ones come out.
     inner = (
-        f"WITH {ADDRESSES} SELECT source_ip, destination_ip, destination_port, "  # noqa: S608
+        # One 64-bit key per pair: hashing it is cheaper than grouping by two strings and a
+        # port over every record of the lookback (a collision is one in 2^64).
+        f"WITH {ADDRESSES} SELECT any(source_ip) AS peer_source, "  # noqa: S608
+        "any(destination_ip) AS peer_destination, any(destination_port) AS peer_port, "
         f"{window} AS window, "
         # Seconds, sorted, each once (the records of one connection count once); the array of
         # a pair with more records than three per possible check-in is cut, and the pair left
@@ -657,12 +660,12 @@ async def _beaconing(
         f"arrayDistinct(arraySort(groupArray({3 * cap})(toUInt32(toUnixTimestamp(timestamp)))))"
         " AS ts, count() AS records, min(timestamp) AS first, max(timestamp) AS last "
         f"FROM {store.table} WHERE {where} "
-        "GROUP BY source_ip, destination_ip, destination_port, window "
+        "GROUP BY cityHash64(source_ip, destination_ip, destination_port) AS pair, window "
         f"HAVING records <= {3 * cap} AND length(ts) >= {rule.min_connections} "
         f"AND length(ts) < {cap}"
     )
     timing = (
-        "SELECT source_ip, destination_ip, destination_port, window, length(ts) AS checkins, "  # noqa: S608
+        "SELECT peer_source, peer_destination, peer_port, window, length(ts) AS checkins, "  # noqa: S608
         "records, first, last, med, mad, q1, q3 FROM ("
         f"SELECT *, arrayPopFront(arrayDifference(ts)) AS iv, "
         "arrayReduce('quantileExact(0.5)', iv) AS med, "
