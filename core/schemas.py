@@ -38,6 +38,10 @@ class Severity(StrEnum):
         found = [cls(value) for value in values]
         return max(found) if found else (default or cls.INFORMATIONAL)
 
+    def and_above(self) -> list[str]:
+        """This severity and every one above it (a filter for "at least this severe")."""
+        return [member.value for member in Severity if member >= self]
+
     def _other_rank(self, other: object) -> int:
         if isinstance(other, Severity):
             return SEVERITY_RANK[other]

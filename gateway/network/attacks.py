@@ -40,6 +40,7 @@ from gateway.network.schemas import (
     AttackQuery,
     AttackRead,
 )
+from gateway.soar.automation import PlaybookStarter
 
 log = logging.getLogger("aurora.network.attacks")
 
@@ -219,8 +220,7 @@ async def list_attacks(
     if query.detector is not None:
         where.append(NetworkAttack.detector == query.detector.value)
     if query.severity is not None:
-        wanted = [s for s, rank in SEVERITY_RANK.items() if rank >= query.severity.rank]
-        where.append(NetworkAttack.severity.in_(wanted))
+        where.append(NetworkAttack.severity.in_(query.severity.and_above()))
     if query.status is not None:
         where.append(NetworkAttack.status == query.status)
     if query.source_ip is not None:
@@ -372,24 +372,10 @@ def default_response(attack: NetworkAttack, config: NetworkConfig) -> tuple[list
     return list(dict.fromkeys(block)), isolate
 
 
-class Starter(Protocol):
-    """Queues a playbook run (the SOAR engine)."""
-
-    async def enqueue(
-        self,
-        *,
-        playbook_id: str,
-        inputs: dict[str, Any],
-        actor: str,
-        trigger: dict[str, Any],
-        depth: int = 0,
-    ) -> Any: ...
-
-
 async def dispatch(
     *,
     db: AsyncSession,
-    starter: Starter,
+    starter: PlaybookStarter,
     actor: str,
     attack_id: str,
     body: AttackDispatch,

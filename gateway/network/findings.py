@@ -257,8 +257,7 @@ async def list_findings(
 ) -> tuple[list[NetworkFinding], int]:
     where: list[ColumnElement[bool]] = []
     if query.severity is not None:
-        wanted = [s for s, rank in SEVERITY_RANK.items() if rank >= query.severity.rank]
-        where.append(NetworkFinding.severity.in_(wanted))
+        where.append(NetworkFinding.severity.in_(query.severity.and_above()))
     if query.status is not None:
         where.append(NetworkFinding.status == query.status)
     if query.technique is not None:

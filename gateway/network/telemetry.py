@@ -24,34 +24,21 @@ from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 from typing import Final
 
-from pydantic import BaseModel
-
 from core.logstore.store import LogStore
-from core.validation import field_error, field_errors
+from core.validation import field_error
 from gateway.network.configuration import TelemetrySource
-from gateway.siem.parsing import BodyInfo, IngestParser, ingest_body
-from gateway.siem.schemas import Rejection
+from gateway.siem.parsing import BodyInfo, IngestParser, ingest_answer, ingest_body
+from gateway.siem.schemas import IngestResult
 from tools.logs.payload import FormatGate
 
 TELEMETRY_FORMATS: Final[tuple[str, ...]] = tuple(s.value for s in TelemetrySource)
 """The parsers (``format``) of network telemetry: suricata, zeek, netflow."""
-SHOWN: Final = 1000
-"""Rejections (and ids) in the answer, as the SIEM ingest answers."""
 
 
-class TelemetryIngestResult(BaseModel):
-    """What a telemetry ingest stored: the SIEM ingest's answer, and the records not stored
-    again."""
+class TelemetryIngestResult(IngestResult):
+    """What a telemetry ingest stored: the SIEM ingest's answer (``accepted`` counts the new
+    records), and the records not stored again."""
 
-    accepted: int
-    """Records stored by this request (new ones)."""
-    rejected: int
-    rejections: list[Rejection]
-    """The first 1,000 rejections (``rejected`` counts them all)."""
-    ids: list[str]
-    """Ids of the stored records, in order (only when 1,000 or fewer were accepted)."""
-    formats: dict[str, int]
-    took_ms: float
     duplicates: int
     """Records not stored because the body repeats them or they were stored before."""
 
@@ -121,23 +108,5 @@ async def ingest_telemetry(
             ids="content",
         ),
     )
-    rejections = [
-        Rejection(line=r.line, index=r.index, reason=r.reason, excerpt=r.excerpt or None)
-        for r in stored.rejections[:SHOWN]
-    ]
-    if not stored.accepted and not stored.duplicates:
-        if not rejections:
-            raise field_error(["body"], "no events in the body", "empty")
-        raise field_errors(
-            (["body", r.line if r.line is not None else r.index or 0], r.reason, "event_rejected")
-            for r in rejections
-        )
-    return TelemetryIngestResult(
-        accepted=stored.accepted,
-        rejected=stored.rejected,
-        rejections=rejections,
-        ids=stored.ids if stored.accepted <= SHOWN else [],
-        formats=stored.formats,
-        took_ms=round((time.perf_counter() - started) * 1000, 3),
-        duplicates=stored.duplicates,
-    )
+    answer = ingest_answer(stored, started=started, nothing_new=stored.duplicates > 0)
+    return TelemetryIngestResult(**dict(answer), duplicates=stored.duplicates)

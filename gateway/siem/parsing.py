@@ -39,6 +39,7 @@ import multiprocessing
 import os
 import signal
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -49,6 +50,8 @@ from pathlib import Path
 from typing import IO, Final, TypedDict
 
 from core.logstore.store import LogStore
+from core.validation import field_error, field_errors
+from gateway.siem.schemas import IngestResult, Rejection
 from gateway.supervisor import die_with_parent
 from tools.logs.common import excerpt
 from tools.logs.payload import FormatGate, Layout, Rejected, body_layout
@@ -535,3 +538,33 @@ async def ingest_body(
             with contextlib.suppress(FileNotFoundError):
                 copy_path.unlink()
         blocks.close()
+
+
+SHOWN: Final = 1000
+"""Rejections (and ids) an ingest answer shows."""
+
+
+def ingest_answer(stored: Ingested, *, started: float, nothing_new: bool = False) -> IngestResult:
+    """The answer to an ingest that stored ``stored`` (``started``: its ``perf_counter()``):
+    AURORA-4220 with the reason of each line when nothing in the body was valid (unless
+    ``nothing_new``: every record was valid and had been stored before), naming the body when
+    it held nothing at all."""
+    rejections = [
+        Rejection(line=r.line, index=r.index, reason=r.reason, excerpt=r.excerpt or None)
+        for r in stored.rejections[:SHOWN]
+    ]
+    if not stored.accepted and not nothing_new:
+        if not rejections:
+            raise field_error(["body"], "no events in the body", "empty")
+        raise field_errors(
+            (["body", r.line if r.line is not None else r.index or 0], r.reason, "event_rejected")
+            for r in rejections
+        )
+    return IngestResult(
+        accepted=stored.accepted,
+        rejected=stored.rejected,
+        rejections=rejections,
+        ids=stored.ids if stored.accepted <= SHOWN else [],
+        formats=stored.formats,
+        took_ms=round((time.perf_counter() - started) * 1000, 3),
+    )

@@ -11,14 +11,14 @@ from aiohttp import web
 from core.errors import ClickHouseUnavailable, Conflict, NotFound
 from core.logstore.store import SearchRequest
 from core.security.permissions import Permission
-from core.validation import field_error, field_errors
+from core.validation import field_error
 from gateway.detections.api import CONVERSION_ERRORS, PromoteRequest, RuleRead, promote_event
 from gateway.http import iter_body, json_response, parse_json, parse_query, principal
 from gateway.kernel import list_route
 from gateway.keys import DATABASE, INGEST, LOGSTORE, SETTINGS, SIGMA
 from gateway.routing import Route
 from gateway.siem import service
-from gateway.siem.parsing import BodyInfo, ingest_body, spool_dir
+from gateway.siem.parsing import BodyInfo, ingest_answer, ingest_body, spool_dir
 from gateway.siem.schemas import (
     HuntCreate,
     HuntRead,
@@ -27,7 +27,6 @@ from gateway.siem.schemas import (
     HuntUpdate,
     IngestQuery,
     IngestResult,
-    Rejection,
     SearchQuery,
     SearchResult,
     SourcesResult,
@@ -37,7 +36,6 @@ from gateway.siem.schemas import (
 )
 
 INGEST_MAX_BYTES = 64 * 1024 * 1024
-SHOWN = 1000
 INGEST_MEDIA = "application/x-ndjson"
 """The ingest body the contract names: NDJSON. The route reads JSON (one event or an array),
 syslog / CEF text lines and ``.evtx`` files as well, told apart by their content."""
@@ -62,25 +60,7 @@ async def ingest(request: web.Request) -> web.Response:
             filename=request.headers.get("X-Filename"),
         ),
     )
-    rejections = [
-        Rejection(line=r.line, index=r.index, reason=r.reason, excerpt=r.excerpt or None)
-        for r in stored.rejections[:SHOWN]
-    ]
-    if not stored.accepted:
-        if not rejections:
-            raise field_error(["body"], "no events in the body", "empty")
-        raise field_errors(
-            (["body", r.line if r.line is not None else r.index or 0], r.reason, "event_rejected")
-            for r in rejections
-        )
-    result = IngestResult(
-        accepted=stored.accepted,
-        rejected=stored.rejected,
-        rejections=rejections,
-        ids=stored.ids if stored.accepted <= SHOWN else [],
-        formats=stored.formats,
-        took_ms=round((time.perf_counter() - started) * 1000, 3),
-    )
+    result = ingest_answer(stored, started=started)
     return json_response(result)
 
 

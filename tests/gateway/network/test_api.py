@@ -16,6 +16,7 @@ import pytest
 
 from agents.catalog import load_specialist
 from agents.runtime.specialist import AgentDeps, build_server
+from core.schemas import Severity
 from core.security.permissions import Role
 from core.security.tokens import TokenService
 from core.settings import Settings
@@ -131,6 +132,11 @@ async def test_a_capture_is_ingested_once_detected_promoted_and_answered(
     ).json()
     assert any(a["source_ip"] == "10.164.94.120" for a in sweep["items"]), sweep
     sweeps = {a["id"] for a in sweep["items"]}
+    at_least = await (
+        await gateway.client.get(ATTACKS, params={"severity": rdp["severity"]}, headers=viewer)
+    ).json()
+    assert rdp["id"] in {a["id"] for a in at_least["items"]}
+    assert all(a["severity"] in Severity(rdp["severity"]).and_above() for a in at_least["items"])
 
     async def automated() -> bool:
         listed = await (
