@@ -278,6 +278,10 @@ async def run(args: argparse.Namespace, path: Path) -> dict[str, Any]:
     )
     store = LogStore.from_settings(settings)
     await store.start()
+    # SIGTERM unwinds like Ctrl-C, so the store and the directory go either way (set once the
+    # engine has started: it installs handlers of its own).
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     report: dict[str, Any] = {"requested_rate": args.rate}
     try:
         begin = await generate(store, args, report)
@@ -394,7 +398,6 @@ def main() -> int:
     )
     args = parser.parse_args()
     path = Path(tempfile.mkdtemp(prefix="aurora-netbench-"))
-    # SIGTERM unwinds like Ctrl-C, so the store and the directory go either way.
     signal.signal(signal.SIGTERM, _interrupted)
     try:
         report = asyncio.run(run(args, path))
