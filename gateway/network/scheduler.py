@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.db import Database
 from core.db.base import utcnow
@@ -39,6 +39,8 @@ TICK_SECONDS: Final = 5.0
 """How often the scheduler looks whether a cycle is due."""
 BACKFILL_HOURS: Final = 6
 """The most hours of late telemetry detected in one cycle."""
+RESUME_LIMIT: Final = timedelta(days=7)
+"""How far back a restarted scheduler looks for telemetry that arrived while it was down."""
 TELEMETRY_FORMATS: Final = ("suricata", "zeek", "netflow")
 
 type Publish = Callable[[str, dict[str, Any]], object]
@@ -110,7 +112,8 @@ class NetworkScheduler(Periodic):
         """Hours (their starts) before the detectors' own windows that received telemetry since
         the last look, oldest first, at most :data:`BACKFILL_HOURS`; when there are more, the
         next cycle goes on after the last one returned (from the same ingest moment)."""
-        since = self._seen_ingest or now - timedelta(seconds=config.schedule.interval_seconds * 2)
+        margin = timedelta(seconds=config.schedule.interval_seconds * 2)
+        since = self._seen_ingest or await self._last_cycle_started(now) - margin
         after = self._late_from
         horizon = now - timedelta(seconds=max_window(config))
         found = await self._store.query(
@@ -178,6 +181,15 @@ class NetworkScheduler(Periodic):
         cycle.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         self.last_cycle = cycle
         return cycle
+
+    async def _last_cycle_started(self, now: datetime) -> datetime:
+        """When a cycle last ran (before a restart: the detectors' saved state), at most
+        :data:`RESUME_LIMIT` ago; now when none ever ran."""
+        async with self._db.session() as db:
+            last = await db.scalar(select(func.max(NetworkDetectorState.last_started_at)))
+        if last is None:
+            return now
+        return max(_aware(last), now - RESUME_LIMIT)
 
     def _count(self, results: dict[Detector, Any], recorded: attacks.Recorded) -> None:
         if self._metrics is None:

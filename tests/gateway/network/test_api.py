@@ -20,7 +20,8 @@ from core.schemas import Severity
 from core.security.permissions import Role
 from core.security.tokens import TokenService
 from core.settings import Settings
-from gateway.keys import NETWORK
+from gateway.keys import DATABASE, LOGSTORE, NETWORK
+from gateway.network.scheduler import NetworkScheduler
 from tests.conftest import Gateway, shared_data_dir, start_gateway
 from tests.waiting import eventually
 from tools.attack import AttackKB
@@ -420,3 +421,19 @@ async def test_a_backlog_of_late_hours_is_detected_over_several_cycles(
     assert second.windows[:-1] == late[6:]
     assert third.windows[1:] == []
     assert len(third.windows) == 1
+
+
+async def test_a_restarted_scheduler_detects_what_arrived_while_it_was_down(
+    gateway: Gateway, admin: dict[str, str]
+) -> None:
+    scheduler = gateway.app[NETWORK]
+    await scheduler.run_cycle()  # a cycle ran: its time is in the detectors' state
+    late = datetime(2022, 1, 3, 9, 15, tzinfo=UTC)
+    sent = await gateway.client.post(
+        INGEST, data=_conn(late, "10.5.5.5", "10.6.6.6", 22).encode(), headers={**admin, **NDJSON}
+    )
+    assert (await sent.json())["accepted"] == 1
+    # A new scheduler (a restarted gateway) an hour later: far past its interval.
+    restarted = NetworkScheduler(database=gateway.app[DATABASE], store=gateway.app[LOGSTORE])
+    cycle = await restarted.run_cycle(end=datetime.now(UTC) + timedelta(hours=1))
+    assert datetime(2022, 1, 3, 10, tzinfo=UTC) in cycle.windows
