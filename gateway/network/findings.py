@@ -22,11 +22,12 @@ from sqlalchemy import ColumnElement, String, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.acp.client import CallOptions, HandoffClient
+from agents.acp.protocol import INVALID_PARAMS, RpcError
 from core.db import Database
 from core.db.base import utcnow
 from core.db.pages import fetch_page
 from core.db.sequences import next_id
-from core.errors import AuroraError, NotFound
+from core.errors import AuroraError, NotFound, ServiceUnavailable
 from core.logstore.query import compile_query
 from core.logstore.store import LogStore
 from core.schemas import SEVERITY_RANK
@@ -220,6 +221,13 @@ async def analyze(
             CallOptions(timeout=ANALYZE_TIMEOUT_SECONDS, investigation_id=attack_id),
         )
         finding = result if isinstance(result, dict) else {"result": result}
+    except RpcError as err:
+        if err.code == INVALID_PARAMS:  # records the specialist refuses: nothing is kept
+            why = err.data if isinstance(err.data, str) else orjson.dumps(err.data).decode()
+            raise field_error(
+                ["body", "flows" if flows else "eve"], f"{err.message}: {why}"[:2000], "refused"
+            ) from err
+        error = ServiceUnavailable({"agent": AGENT, "reason": err.message[:200]})
     except AuroraError as err:
         error = err
     duration = round((time.perf_counter() - started) * 1000, 3)
