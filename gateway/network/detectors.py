@@ -68,7 +68,7 @@ from typing import Any, Final
 from core.errors import AuroraError
 from core.logstore.store import LogStore
 from core.schemas import Severity
-from gateway.network.configuration import Detector, NetworkConfig
+from gateway.network.configuration import AllowEntry, Detector, NetworkConfig
 from tools.netnames import channel_techniques, looks_generated, split_domain
 
 MAX_EVENT_IDS: Final = 50
@@ -245,19 +245,54 @@ def _aware(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def allowed(config: NetworkConfig, detector: Detector, *, end: datetime, dns: bool) -> str:
+def _active(
+    config: NetworkConfig, detector: Detector, *, end: datetime, dns: bool
+) -> list[AllowEntry]:
+    """The allow-list entries for ``detector`` that apply at ``end`` (not expired; a domain
+    entry only to DNS events)."""
+    return [
+        entry
+        for entry in config.allowlist
+        if entry.covers(detector)
+        and (entry.expires_at is None or _aware(entry.expires_at) > end)
+        and (entry.domain is None or dns)
+    ]
+
+
+def _selectors(entry: AllowEntry) -> frozenset[str]:
+    """The names of what ``entry`` selects on (``source``, ``destination``, ``port``,
+    ``domain``)."""
+    given = {
+        "source": entry.source,
+        "destination": entry.destination,
+        "port": entry.destination_port,
+        "domain": entry.domain,
+    }
+    return frozenset(name for name, value in given.items() if value is not None)
+
+
+def allowed(
+    config: NetworkConfig,
+    detector: Detector,
+    *,
+    end: datetime,
+    dns: bool,
+    keys: frozenset[str] = frozenset(),
+) -> str:
     """SQL: the event is not allow-listed for ``detector`` (entries expired by ``end`` no
-    longer apply; a domain entry applies to DNS events only)."""
+    longer apply; a domain entry applies to DNS events only). Entries that select only on
+    ``keys`` (``source``, ``destination``: the addresses a query groups by) are left out: they
+    exclude whole groups, which :func:`_group_allowed` tests on the few groups that pass instead
+    of every row."""
     excluded = []
-    for entry in config.allowlist:
-        if not entry.covers(detector):
+    for entry in _active(config, detector, end=end, dns=dns):
+        if _selectors(entry) <= keys:
             continue
-        if entry.expires_at is not None and _aware(entry.expires_at) <= end:
-            continue
+        # The narrow, cheap tests first: the address ranges are evaluated only where they hold.
         selectors = []
+        if entry.destination_port is not None:
+            selectors.append(f"destination_port = {int(entry.destination_port)}")
         if entry.domain is not None:
-            if not dns:
-                continue
             domain = entry.domain.lower().rstrip(".")
             selectors.append(
                 f"(lower(dns_question_name) = '{domain}' "
@@ -267,10 +302,66 @@ def allowed(config: NetworkConfig, detector: Detector, *, end: datetime, dns: bo
             selectors.append(_in("sip", [entry.source]))
         if entry.destination is not None:
             selectors.append(_in("dip", [entry.destination]))
-        if entry.destination_port is not None:
-            selectors.append(f"destination_port = {int(entry.destination_port)}")
         excluded.append("(" + " AND ".join(selectors) + ")")
     return "NOT (" + " OR ".join(excluded) + ")" if excluded else "1"
+
+
+_MAPPED: Final = int(ipaddress.IPv6Address("::ffff:0.0.0.0"))
+
+
+def _v6(text: str) -> int:
+    """``text`` as the engine's ``toIPv6OrDefault`` reads it (IPv4 mapped; ``::`` when it is no
+    address), as a number."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return 0
+    if isinstance(address, ipaddress.IPv4Address):
+        return _MAPPED + int(address)
+    return int(address)
+
+
+def _within(address: int, networks: Sequence[_Network]) -> bool:
+    """:func:`_in` for one address (from :func:`_v6`), here."""
+    for network in networks:
+        low, high = _bounds(network)
+        if int(ipaddress.IPv6Address(low)) <= address <= int(ipaddress.IPv6Address(high)):
+            return True
+    return False
+
+
+def _group_allowed(
+    config: NetworkConfig,
+    detector: Detector,
+    *,
+    end: datetime,
+    dns: bool,
+    source: str | None = None,
+    destination: str | None = None,
+) -> bool:
+    """The group of ``source`` (and ``destination``) is not allow-listed by the entries that
+    :func:`allowed` leaves to the groups (those selecting only on the given addresses)."""
+    keys = frozenset(
+        name for name, value in (("source", source), ("destination", destination)) if value
+    )
+    for entry in _active(config, detector, end=end, dns=dns):
+        if not _selectors(entry) <= keys:
+            continue
+        if entry.source is not None and not _within(_v6(source or ""), [entry.source]):
+            continue
+        if entry.destination is not None and not _within(
+            _v6(destination or ""), [entry.destination]
+        ):
+            continue
+        return False
+    return True
+
+
+def _listed(values: Sequence[Sequence[Any]]) -> str:
+    """SQL: a list of tuples of text (the few groups a first pass kept)."""
+    return ", ".join(
+        "(" + ", ".join(f"'{_quoted(str(v))}'" for v in value) + ")" for value in values
+    )
 
 
 def _sources(config: NetworkConfig) -> str:
@@ -285,13 +376,14 @@ def _where(
     end: datetime,
     what: str,
     dns: bool = False,
+    keys: frozenset[str] = frozenset(),
 ) -> str:
     return " AND ".join(
         (
             _between(start, end),
             _sources(config),
             what,
-            allowed(config, detector, end=end, dns=dns),
+            allowed(config, detector, end=end, dns=dns, keys=keys),
         )
     )
 
@@ -793,16 +885,27 @@ async def _volume_spike(
         Detector.VOLUME_SPIKE,
         start=begin,
         end=end,
-        what=f"{FLOWS} AND {WITH_BYTES} AND {_in('sip', config.home_networks)}",
+        what=f"{FLOWS} AND {WITH_BYTES}",
+        keys=frozenset({"source"}),
     )
     recent_sql = f"timestamp >= {_time(recent)}"
-    # Hosts over the floor in the window first (a small set), then their baseline only.
+    # Hosts over the floor in the window first (a small set; whether they are internal and
+    # allow-listed is tested on them, not on every record), then their baseline only.
     hot = (
         f"SELECT source_ip FROM {store.table} WHERE {_between(recent, end)} AND "  # noqa: S608
         f"{_sources(config)} AND {FLOWS} AND {WITH_BYTES} "
         "GROUP BY source_ip HAVING greatest(sum(ifNull(source_bytes, 0)), "
         f"sum(ifNull(destination_bytes, 0))) >= {rule.min_bytes}"
     )
+    hosts = sorted(
+        src
+        for (src,) in (await store.query(hot)).result_rows
+        if _within(_v6(src), config.home_networks)
+        and _group_allowed(config, Detector.VOLUME_SPIKE, end=end, dns=False, source=src)
+    )
+    if not hosts:
+        return []
+    listed = ", ".join(f"'{_quoted(src)}'" for src in hosts)
     sql = (
         f"WITH {ADDRESSES} SELECT source_ip, "  # noqa: S608
         f"sumIf(ifNull(source_bytes, 0), {recent_sql}) AS sent, "
@@ -813,7 +916,7 @@ async def _volume_spike(
         f"uniqExactIf(destination_ip, {recent_sql}), "
         f"groupArrayIf({MAX_EVENT_IDS})(id, {recent_sql}), "
         f"topKIf(10)(destination_ip, {recent_sql}) "
-        f"FROM {store.table} WHERE {base} AND source_ip IN ({hot}) GROUP BY source_ip "
+        f"FROM {store.table} WHERE source_ip IN ({listed}) AND {base} GROUP BY source_ip "
         f"HAVING (sent >= {rule.min_bytes} AND sent >= {rule.factor} * sent_base) "
         f"OR (received >= {rule.min_bytes} AND received >= {rule.factor} * received_base) "
         f"ORDER BY greatest(sent, received) DESC LIMIT {MAX_CANDIDATES}"
@@ -945,26 +1048,56 @@ async def _exfiltration(
     rule = config.thresholds.exfiltration
     begin = _span(end, rule.window_seconds, start)
     home = config.home_networks
+    pair = frozenset({"source", "destination"})
     where = _where(
         config,
         Detector.EXFILTRATION,
         start=begin,
         end=end,
-        what=f"{FLOWS} AND {WITH_BYTES} AND {_in('sip', home)} AND NOT {_in('dip', home)}",
+        what=f"{FLOWS} AND {WITH_BYTES}",
+        keys=pair,
     )
-    where = _narrowed(
-        store.table,
-        where,
-        f"source_ip, destination_ip, {_bucket(start, rule.window_seconds)}",
-        f"sum(ifNull(source_bytes, 0)) >= {rule.bytes_out}",
+    window = _bucket(start, rule.window_seconds)
+    # Cheap first passes over the narrow columns: the internal sources that sent enough in
+    # all (no pair of another can), then their pairs that did, then which of those go out and
+    # are not allow-listed, tested on those few (not on the addresses of every record).
+    senders = (
+        f"WITH {ADDRESSES} SELECT source_ip FROM {store.table} "  # noqa: S608
+        f"WHERE source_bytes > 0 AND {where} GROUP BY source_ip, {window} "
+        f"HAVING sum(source_bytes) >= {rule.bytes_out}"
     )
+    inside = sorted(
+        {src for (src,) in (await store.query(senders)).result_rows if _within(_v6(src), home)}
+    )
+    if not inside:
+        return []
+    listed = ", ".join(f"'{_quoted(src)}'" for src in inside)
+    first = (
+        f"WITH {ADDRESSES} SELECT source_ip, destination_ip FROM {store.table} "  # noqa: S608
+        f"WHERE source_ip IN ({listed}) AND source_bytes > 0 AND {where} "
+        f"GROUP BY source_ip, destination_ip, {window} "
+        f"HAVING sum(source_bytes) >= {rule.bytes_out}"
+    )
+    pairs = sorted(
+        {
+            (src, dst)
+            for src, dst in (await store.query(first)).result_rows
+            if not _within(_v6(dst), home)
+            and _group_allowed(
+                config, Detector.EXFILTRATION, end=end, dns=False, source=src, destination=dst
+            )
+        }
+    )
+    if not pairs:
+        return []
     sql = (
         f"WITH {ADDRESSES} SELECT source_ip, destination_ip, "  # noqa: S608
-        f"{_bucket(start, rule.window_seconds)} AS window, "
+        f"{window} AS window, "
         "sum(ifNull(source_bytes, 0)) AS sent, sum(ifNull(destination_bytes, 0)) AS received, "
         "count() AS flows, min(timestamp), max(timestamp), topK(5)(destination_port), "
         f"groupArray({MAX_EVENT_IDS})(id) "
-        f"FROM {store.table} WHERE {where} GROUP BY source_ip, destination_ip, window "
+        f"FROM {store.table} WHERE (source_ip, destination_ip) IN ({_listed(pairs)}) "
+        f"AND {where} GROUP BY source_ip, destination_ip, window "
         f"HAVING sent >= {rule.bytes_out} AND sent >= {float(rule.ratio)} * received "
         f"ORDER BY sent DESC LIMIT {MAX_CANDIDATES}"
     )
@@ -1029,16 +1162,41 @@ async def _dns_tunnelling(
         end=end,
         what=f"{DNS} AND NOT endsWith(lower(dns_question_name), '.arpa')",
         dns=True,
+        keys=frozenset({"source"}),
     )
-    label = "length(splitByChar('.', dns_question_name)[1])"
+    # The leftmost label's length, without splitting the name into an array.
+    label = (
+        "if(position(dns_question_name, '.') = 0, length(dns_question_name), "
+        "toUInt64(position(dns_question_name, '.') - 1))"
+    )
+    window = _bucket(start, rule.window_seconds)
+    # A cheap first pass (a count and a sum per client and domain, no sets): a group needs at
+    # least as many queries as distinct names, and the same average label; the allow-list's
+    # source entries are then tested on those few clients.
+    first = (
+        f"WITH {ADDRESSES} SELECT source_ip, {_REGISTERED} AS domain "  # noqa: S608
+        f"FROM {store.table} WHERE {where} GROUP BY source_ip, domain, {window} "
+        f"HAVING count() >= {rule.distinct_names} AND avg({label}) >= {rule.min_label_length}"
+    )
+    groups = sorted(
+        {
+            (src, domain)
+            for src, domain in (await store.query(first)).result_rows
+            if _group_allowed(config, Detector.DNS_TUNNELLING, end=end, dns=True, source=src)
+        }
+    )
+    if not groups:
+        return []
+    clients = ", ".join(f"'{_quoted(src)}'" for src in sorted({src for src, _ in groups}))
     sql = (
         f"WITH {ADDRESSES} SELECT source_ip, {_REGISTERED} AS domain, "  # noqa: S608
-        f"{_bucket(start, rule.window_seconds)} AS window, "
+        f"{window} AS window, "
         f"uniqExact(lower(dns_question_name)) AS names, avg({label}) AS label_length, "
         f"max({label}), count(), min(timestamp), max(timestamp), "
         f"groupUniqArray(10)(dns_question_name), groupArray({MAX_EVENT_IDS})(id), "
         "topK(3)(destination_ip) "
-        f"FROM {store.table} WHERE {where} GROUP BY source_ip, domain, window "
+        f"FROM {store.table} WHERE source_ip IN ({clients}) AND {where} "
+        f"AND (source_ip, domain) IN ({_listed(groups)}) GROUP BY source_ip, domain, window "
         f"HAVING names >= {rule.distinct_names} AND label_length >= {rule.min_label_length} "
         f"ORDER BY names DESC LIMIT {MAX_CANDIDATES}"
     )
