@@ -338,12 +338,12 @@ def _group_allowed(
     dns: bool,
     source: str | None = None,
     destination: str | None = None,
+    port: int | None = None,
 ) -> bool:
-    """The group of ``source`` (and ``destination``) is not allow-listed by the entries that
-    :func:`allowed` leaves to the groups (those selecting only on the given addresses)."""
-    keys = frozenset(
-        name for name, value in (("source", source), ("destination", destination)) if value
-    )
+    """The group of ``source`` (and ``destination``, ``port``) is not allow-listed by the
+    entries that :func:`allowed` leaves to the groups (those selecting only on what is given)."""
+    given = (("source", source), ("destination", destination), ("port", port))
+    keys = frozenset(name for name, value in given if value is not None)
     for entry in _active(config, detector, end=end, dns=dns):
         if not _selectors(entry) <= keys:
             continue
@@ -352,6 +352,8 @@ def _group_allowed(
         if entry.destination is not None and not _within(
             _v6(destination or ""), [entry.destination]
         ):
+            continue
+        if entry.destination_port is not None and entry.destination_port != port:
             continue
         return False
     return True
@@ -408,16 +410,6 @@ def _bucket(start: datetime | None, seconds: int) -> str:
     return f"toStartOfInterval(timestamp, INTERVAL {int(seconds)} SECOND)"
 
 
-def _narrowed(table: str, where: str, keys: str, having: str) -> str:
-    """``where`` narrowed to the groups (``keys``) that pass ``having`` by a cheap first pass
-    (counts only): the second pass then keeps the wide states (id lists, distinct sets) for
-    those few groups alone, not for every pair of a day of flows."""
-    return (
-        f"{where} AND ({keys}) IN (SELECT {keys} FROM {table} WHERE {where} "  # noqa: S608
-        f"GROUP BY {keys} HAVING {having})"
-    )
-
-
 def _numbered(begin: datetime, seconds: int) -> str:
     """The window column numbered from ``begin`` (0 is the first window reported; windows of a
     baseline before it are negative)."""
@@ -469,26 +461,44 @@ async def _port_scan(
 ) -> list[Candidate]:
     rule = config.thresholds.port_scan
     begin = _span(end, rule.window_seconds, start)
+    pair = frozenset({"source", "destination"})
     where = _where(
         config,
         Detector.PORT_SCAN,
         start=begin,
         end=end,
-        what=f"{FLOWS} AND destination_port IS NOT NULL AND {_probe(config)}",
+        what=f"{FLOWS} AND destination_port IS NOT NULL",
+        keys=pair,
     )
     window = _bucket(start, rule.window_seconds)
-    where = _narrowed(
-        store.table,
-        where,
-        f"source_ip, destination_ip, {window}",
-        f"uniq(destination_port) >= {rule.distinct_ports}",
+    # A cheap first pass (every attempt, answered or not: a superset) narrows to the pairs that
+    # can pass; whether the target is inside and the pair allow-listed is tested on those few.
+    # Attempts answered by an outside host do not count (see _probe): for those pairs alone.
+    first = (
+        f"WITH {ADDRESSES} SELECT source_ip, destination_ip FROM {store.table} "  # noqa: S608
+        f"WHERE {where} GROUP BY source_ip, destination_ip, {window} "
+        f"HAVING uniq(destination_port) >= {rule.distinct_ports}"
+    )
+    inside: set[tuple[str, str]] = set()
+    outside: set[tuple[str, str]] = set()
+    for src, dst in (await store.query(first)).result_rows:
+        if _group_allowed(
+            config, Detector.PORT_SCAN, end=end, dns=False, source=src, destination=dst
+        ):
+            (inside if _within(_v6(dst), config.home_networks) else outside).add((src, dst))
+    if not inside and not outside:
+        return []
+    keys = "(source_ip, destination_ip)"
+    chosen = " OR ".join(
+        ([f"{keys} IN ({_listed(sorted(inside))})"] if inside else [])
+        + ([f"({keys} IN ({_listed(sorted(outside))}) AND NOT {ANSWERED})"] if outside else [])
     )
     sql = (
-        f"WITH {ADDRESSES} SELECT source_ip, destination_ip, {_bucket(start, rule.window_seconds)}"  # noqa: S608
+        f"WITH {ADDRESSES} SELECT source_ip, destination_ip, {window}"  # noqa: S608
         " AS window, uniqExact(destination_port) AS ports, count() AS attempts, "
         f"countIf({ANSWERED}) AS answered, min(timestamp), max(timestamp), "
         f"groupUniqArray({MAX_LIST})(destination_port), groupArray({MAX_EVENT_IDS})(id) "
-        f"FROM {store.table} WHERE {where} "
+        f"FROM {store.table} WHERE ({chosen}) AND {where} "
         "GROUP BY source_ip, destination_ip, window "
         f"HAVING ports >= {rule.distinct_ports} ORDER BY ports DESC LIMIT {MAX_CANDIDATES}"
     )
@@ -538,22 +548,58 @@ async def _host_scan(
         Detector.HOST_SCAN,
         start=begin,
         end=end,
-        what=f"{FLOWS} AND {_probe(config)}",
+        what=FLOWS,
+        keys=frozenset({"source", "port"}),
     )
     window = _bucket(start, rule.window_seconds)
-    where = _narrowed(
-        store.table,
-        where,
-        f"source_ip, destination_port, {window}",
-        f"uniq(destination_ip) >= {rule.distinct_hosts}",
+    # A cheap first pass (every attempt: a superset) narrows to the sources and ports that
+    # can pass, the allow-list's entries on them are tested on those few, and only their
+    # records are tested for an answer from outside (see _probe).
+    first = (
+        f"WITH {ADDRESSES} SELECT source_ip, destination_port FROM {store.table} "  # noqa: S608
+        f"WHERE {where} GROUP BY source_ip, destination_port, {window} "
+        f"HAVING uniq(destination_ip) >= {rule.distinct_hosts}"
+    )
+    groups = sorted(
+        {
+            (src, port)
+            for src, port in (await store.query(first)).result_rows
+            if _group_allowed(config, Detector.HOST_SCAN, end=end, dns=False, source=src, port=port)
+        },
+        key=lambda g: (g[0], -1 if g[1] is None else g[1]),
+    )
+    if not groups:
+        return []
+    # A NULL port never matches in a tuple: those sources are listed on their own.
+    ported = [(src, int(port)) for src, port in groups if port is not None]
+    portless = sorted({src for src, port in groups if port is None})
+    chosen = " OR ".join(
+        (
+            [
+                "(source_ip, destination_port) IN ("
+                + ", ".join(f"('{_quoted(src)}', {port})" for src, port in ported)
+                + ")"
+            ]
+            if ported
+            else []
+        )
+        + (
+            [
+                "(source_ip IN ("
+                + ", ".join(f"'{_quoted(src)}'" for src in portless)
+                + ") AND destination_port IS NULL)"
+            ]
+            if portless
+            else []
+        )
     )
     sql = (
         f"WITH {ADDRESSES} SELECT source_ip, destination_port, "  # noqa: S608
-        f"{_bucket(start, rule.window_seconds)} AS window, uniqExact(destination_ip) AS hosts, "
+        f"{window} AS window, uniqExact(destination_ip) AS hosts, "
         f"count() AS attempts, countIf({ANSWERED}) AS answered, min(timestamp), max(timestamp), "
         f"groupUniqArray({MAX_LIST})(destination_ip), groupArray({MAX_EVENT_IDS})(id) "
-        f"FROM {store.table} WHERE {where} "
-        "GROUP BY source_ip, destination_port, window "
+        f"FROM {store.table} WHERE ({chosen}) AND {where} "
+        f"AND {_probe(config)} GROUP BY source_ip, destination_port, window "
         f"HAVING hosts >= {rule.distinct_hosts} ORDER BY hosts DESC LIMIT {MAX_CANDIDATES}"
     )
     rows = (await store.query(sql)).result_rows

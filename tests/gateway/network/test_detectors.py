@@ -489,3 +489,67 @@ async def test_suricata_samples_stay_quiet() -> None:
     # One alert of each signature: nothing repeats enough to be an attack by volume.
     assert {d: r.candidates for d, r in results.items() if r.candidates} == {}
     assert all(r.error is None for r in results.values())
+
+
+async def test_groups_are_tested_for_home_and_allow_list_as_the_records_would_be() -> None:
+    # The detectors test addresses on the few groups a first pass keeps, not on every record:
+    # the same answers as per record, for portless sweeps, IPv4-mapped text, inside targets
+    # and allow-list entries that select on a port the query does not group by.
+    events = [
+        # An ICMP sweep (no port) of 40 hosts.
+        LogEvent(
+            END - timedelta(seconds=100 - h),
+            "zeek",
+            "test",
+            "{}",
+            {
+                "event.code": "conn",
+                "source.ip": "10.0.9.1",
+                "destination.ip": f"10.0.10.{h + 1}",
+                "network.transport": "icmp",
+            },
+            {},
+        )
+        for h in range(40)
+    ]
+    for n in range(60):
+        at = END - timedelta(seconds=3000 - n * 40)
+        # 600 MB out to one outside host on 8443; the same from IPv4-mapped text; and as
+        # much to an inside host (no exfiltration).
+        events.append(flow(at, "10.0.9.2", "192.0.2.50", 8443, sent=10_000_000, received=100))
+        events.append(flow(at, "::ffff:10.0.9.4", "192.0.2.51", 443, sent=10_000_000, received=100))
+        events.append(flow(at, "10.0.9.3", "10.0.9.200", 8443, sent=10_000_000, received=100))
+    async with open_store() as store:
+        await store.insert(events)
+        found = await run_all(
+            store, NetworkConfig(), end=END, detectors=[Detector.HOST_SCAN, Detector.EXFILTRATION]
+        )
+        assert "host_scan|10.0.9.1|-" in keys(found[Detector.HOST_SCAN].candidates)
+        assert keys(found[Detector.EXFILTRATION].candidates) == {
+            "exfiltration|10.0.9.2|192.0.2.50",
+            "exfiltration|::ffff:10.0.9.4|192.0.2.51",
+        }
+        entries = NetworkConfig(
+            allowlist=[
+                # Selects on a port the records do not have: the upload stays.
+                AllowEntry(
+                    reason="web uploads",
+                    source=ipaddress.ip_network("10.0.9.2/32"),
+                    destination_port=443,
+                ),
+                # Selects on the pair alone: the whole group goes.
+                AllowEntry(
+                    reason="offsite backup", destination=ipaddress.ip_network("192.0.2.51/32")
+                ),
+                AllowEntry(
+                    reason="inventory sweep",
+                    source=ipaddress.ip_network("10.0.9.0/29"),
+                    detectors=[Detector.HOST_SCAN],
+                ),
+            ]
+        )
+        quiet = await run_all(
+            store, entries, end=END, detectors=[Detector.HOST_SCAN, Detector.EXFILTRATION]
+        )
+        assert quiet[Detector.HOST_SCAN].candidates == []
+        assert keys(quiet[Detector.EXFILTRATION].candidates) == {"exfiltration|10.0.9.2|192.0.2.50"}
