@@ -359,6 +359,33 @@ def _group_allowed(
     return True
 
 
+def _groups_allowed(
+    config: NetworkConfig,
+    detector: Detector,
+    *,
+    end: datetime,
+    source: str,
+    destination: str,
+    port: str,
+) -> str:
+    """SQL over a group's ``source``, ``destination`` and ``port`` (expressions of its
+    aggregates): :func:`_group_allowed` in the engine, for queries whose groups pass only
+    after further tests there (an entry then costs one test per group, not per record)."""
+    excluded = []
+    for entry in _active(config, detector, end=end, dns=False):
+        if not _selectors(entry) <= {"source", "destination", "port"}:
+            continue
+        selectors = []
+        if entry.destination_port is not None:
+            selectors.append(f"{port} = {int(entry.destination_port)}")
+        if entry.source is not None:
+            selectors.append(_in(f"toIPv6OrDefault({source})", [entry.source]))
+        if entry.destination is not None:
+            selectors.append(_in(f"toIPv6OrDefault({destination})", [entry.destination]))
+        excluded.append("(" + " AND ".join(selectors) + ")")
+    return "NOT (" + " OR ".join(excluded) + ")" if excluded else "1"
+
+
 def _listed(values: Sequence[Sequence[Any]]) -> str:
     """SQL: a list of tuples of text (the few groups a first pass kept)."""
     return ", ".join(
@@ -782,6 +809,17 @@ async def _beaconing(
         start=begin,
         end=end,
         what=f"{FLOWS} AND ifNull(destination_port, 0) != 53 AND event_code != 'dns'",
+        keys=frozenset({"source", "destination", "port"}),
+    )
+    # The allow-list's entries select on the pair and its port: tested on the pairs (below),
+    # not on every record's addresses.
+    listed = _groups_allowed(
+        config,
+        Detector.BEACONING,
+        end=end,
+        source="peer_source",
+        destination="peer_destination",
+        port="ifNull(peer_port, 0)",
     )
     window = _bucket(start, rule.lookback_seconds)
     # First the timing, on the narrowest columns (the pair and the time): every pair of the
@@ -813,7 +851,7 @@ async def _beaconing(
         "arrayReduce('quantileExact(0.75)', iv) AS q3 "
         f"FROM ({inner})) "
         f"WHERE med >= {rule.min_interval_seconds} AND med <= {rule.max_interval_seconds} "
-        f"AND mad <= {float(rule.max_jitter)} * med "
+        f"AND mad <= {float(rule.max_jitter)} * med AND {listed} "
         # Most intervals near the median, not just half (what the MAD says): a few random
         # intervals can have a small MAD by chance, a beacon's nearly all sit in the band.
         f"AND arrayCount(x -> abs(toInt64(x) - toInt64(med)) <= {2 * float(rule.max_jitter)} "
