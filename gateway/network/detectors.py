@@ -1142,9 +1142,9 @@ async def _exfiltration(
         keys=pair,
     )
     window = _bucket(start, rule.window_seconds)
-    # Cheap first passes over the narrow columns: the internal sources that sent enough in
-    # all (no pair of another can), then their pairs that did, then which of those go out and
-    # are not allow-listed, tested on those few (not on the addresses of every record).
+    # A cheap first pass over the narrow columns: the internal sources that sent enough in
+    # all (no pair of another can); then their pairs, and which of those go out and are not
+    # allow-listed is tested on the few that pass (not on the addresses of every record).
     senders = (
         f"WITH {ADDRESSES} SELECT source_ip FROM {store.table} "  # noqa: S608
         f"WHERE source_bytes > 0 AND {where} GROUP BY source_ip, {window} "
@@ -1156,36 +1156,25 @@ async def _exfiltration(
     if not inside:
         return []
     listed = ", ".join(f"'{_quoted(src)}'" for src in inside)
-    first = (
-        f"WITH {ADDRESSES} SELECT source_ip, destination_ip FROM {store.table} "  # noqa: S608
-        f"WHERE source_ip IN ({listed}) AND source_bytes > 0 AND {where} "
-        f"GROUP BY source_ip, destination_ip, {window} "
-        f"HAVING sum(source_bytes) >= {rule.bytes_out}"
-    )
-    pairs = sorted(
-        {
-            (src, dst)
-            for src, dst in (await store.query(first)).result_rows
-            if not _within(_v6(dst), home)
-            and _group_allowed(
-                config, Detector.EXFILTRATION, end=end, dns=False, source=src, destination=dst
-            )
-        }
-    )
-    if not pairs:
-        return []
     sql = (
         f"WITH {ADDRESSES} SELECT source_ip, destination_ip, "  # noqa: S608
         f"{window} AS window, "
         "sum(ifNull(source_bytes, 0)) AS sent, sum(ifNull(destination_bytes, 0)) AS received, "
         "count() AS flows, min(timestamp), max(timestamp), topK(5)(destination_port), "
         f"groupArray({MAX_EVENT_IDS})(id) "
-        f"FROM {store.table} WHERE (source_ip, destination_ip) IN ({_listed(pairs)}) "
-        f"AND {where} GROUP BY source_ip, destination_ip, window "
+        f"FROM {store.table} WHERE source_ip IN ({listed}) AND {where} "
+        "GROUP BY source_ip, destination_ip, window "
         f"HAVING sent >= {rule.bytes_out} AND sent >= {float(rule.ratio)} * received "
-        f"ORDER BY sent DESC LIMIT {MAX_CANDIDATES}"
+        "ORDER BY sent DESC"
     )
-    rows = (await store.query(sql)).result_rows
+    rows = [
+        row
+        for row in (await store.query(sql)).result_rows
+        if not _within(_v6(row[1]), home)
+        and _group_allowed(
+            config, Detector.EXFILTRATION, end=end, dns=False, source=row[0], destination=row[1]
+        )
+    ][:MAX_CANDIDATES]
     found = []
     for src, dst, _, sent, received, flows, first, last, ports, ids in rows:
         port_list = sorted(int(p) for p in ports if p is not None)
@@ -1254,24 +1243,33 @@ async def _dns_tunnelling(
         "toUInt64(position(dns_question_name, '.') - 1))"
     )
     window = _bucket(start, rule.window_seconds)
-    # A cheap first pass (a count and a sum per client and domain, no sets): a group needs at
-    # least as many queries as distinct names, and the same average label; the allow-list's
-    # source entries are then tested on those few clients.
-    first = (
-        f"WITH {ADDRESSES} SELECT source_ip, {_REGISTERED} AS domain "  # noqa: S608
-        f"FROM {store.table} WHERE {where} GROUP BY source_ip, domain, {window} "
-        f"HAVING count() >= {rule.distinct_names} AND avg({label}) >= {rule.min_label_length}"
+    # Cheap first passes (counts, sums and maxima, no sets): the clients with enough queries
+    # and a long enough label (an average needs a maximum as long), not allow-listed; then
+    # their domains with at least as many queries as distinct names and the same average.
+    clients_sql = (
+        f"WITH {ADDRESSES} SELECT source_ip FROM {store.table} "  # noqa: S608
+        f"WHERE {where} GROUP BY source_ip, {window} "
+        f"HAVING count() >= {rule.distinct_names} AND max({label}) >= {rule.min_label_length}"
     )
-    groups = sorted(
+    senders = sorted(
         {
-            (src, domain)
-            for src, domain in (await store.query(first)).result_rows
+            src
+            for (src,) in (await store.query(clients_sql)).result_rows
             if _group_allowed(config, Detector.DNS_TUNNELLING, end=end, dns=True, source=src)
         }
     )
+    if not senders:
+        return []
+    clients = ", ".join(f"'{_quoted(src)}'" for src in senders)
+    first = (
+        f"WITH {ADDRESSES} SELECT source_ip, {_REGISTERED} AS domain "  # noqa: S608
+        f"FROM {store.table} WHERE source_ip IN ({clients}) AND {where} "
+        f"GROUP BY source_ip, domain, {window} "
+        f"HAVING count() >= {rule.distinct_names} AND avg({label}) >= {rule.min_label_length}"
+    )
+    groups = sorted(set((await store.query(first)).result_rows))
     if not groups:
         return []
-    clients = ", ".join(f"'{_quoted(src)}'" for src in sorted({src for src, _ in groups}))
     sql = (
         f"WITH {ADDRESSES} SELECT source_ip, {_REGISTERED} AS domain, "  # noqa: S608
         f"{window} AS window, "
