@@ -120,6 +120,9 @@ class VolumeSpike(_Strict):
     min_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     window_seconds: Seconds = 300
     baseline_seconds: Seconds = 86400
+    every_seconds: int = Field(default=300, ge=60, le=86400)
+    """How often the volume spike detector runs; it reads its whole baseline (a day of flows)
+    each time, so it runs once per window, not every cycle."""
 
 
 class Ddos(_Strict):
