@@ -1,11 +1,15 @@
 """Network attack detectors: scheduled SQL over the log store.
 
-Each detector is one aggregate query over its own window of the store ending at ``end``; the
-engine does the counting (``uniqExact``, ``groupArray`` with limits, interval arithmetic on
+Each detector is a few aggregate queries over its own window of the store ending at ``end``;
+the engine does the counting (``uniqExact``, ``groupArray`` with limits, interval arithmetic on
 sorted arrays), and Python only reads the few rows that pass its thresholds. Every query first
 narrows by time (the table is partitioned by day and sorted by hour), then by the format of
-the enabled sources, then by columns; the allow-list and the home networks are SQL conditions
-on the addresses (as IPv6, IPv4 mapped, compared by range).
+the enabled sources, then by narrow columns; a cheap first pass (counts and sums, no sets)
+keeps the groups that can pass, and only their records get the wide states. Addresses are
+compared as IPv6 (IPv4 mapped) by range; where a detector groups by an address, the home
+networks and the allow-list entries that select on its keys alone are tested on the few groups
+that pass (here, as the engine would), not on every record; entries that select on anything
+else (a port it does not group by, a domain) stay conditions on the records.
 
 Which rows count as connections: any event of the network telemetry formats that names both a
 source and a destination address (Zeek's conn and protocol logs, Suricata's flow, alert and
