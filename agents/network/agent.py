@@ -38,11 +38,8 @@ from agents.network.rules import (
     detect_ports,
     detect_scans,
     ioc_sightings,
-    looks_generated,
     merge_actions,
     name_of,
-    shannon_entropy,
-    split_domain,
 )
 from agents.network.schemas import AnalyzeNetworkRequest
 from agents.runtime.analysis import attack_tool
@@ -57,6 +54,7 @@ from agents.runtime.specialist import (
 from core.llm.types import Tool
 from core.schemas import Severity
 from tools.ioc import Ioc, extract_iocs
+from tools.netnames import looks_generated, shannon_entropy, split_domain
 
 
 @dataclass(slots=True)
