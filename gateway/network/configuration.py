@@ -94,7 +94,10 @@ class Beaconing(_Strict):
     """Connections from one host to one peer at regular intervals (command and control)."""
 
     enabled: bool = True
-    min_connections: int = Field(default=10, ge=4, le=1_000_000)
+    min_connections: int = Field(default=12, ge=4, le=1_000_000)
+    """The fewest check-ins in the lookback. A series must also be unlikely to be regular by
+    chance (the detectors' ``CHANCE``): at the default jitter that takes twelve check-ins all
+    in the band, more where some stray."""
     max_jitter: float = Field(default=0.2, gt=0, le=1)
     """The most the intervals may spread around their median, relative to it (median absolute
     deviation / median): 0.2 tolerates ±20 % jitter."""

@@ -62,6 +62,7 @@ Defaults, and where they come from (the thresholds themselves live in
 from __future__ import annotations
 
 import ipaddress
+import math
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -91,6 +92,14 @@ EXFIL_WEB_PORTS: Final = frozenset({80, 443, 8080, 8443})
 REGULAR_SHARE: Final = 0.75
 """The share of a beacon's intervals within twice the jitter of their median (the network
 specialist's test of a regular series)."""
+CHANCE: Final = 1e-6
+"""The most likely a pair's regularity may be by chance. Connections made at random (a Poisson
+process: exponential intervals) also fall in the band around their median, a share of them each
+time; among tens of thousands of sparse pairs, a handful with ten intervals have most of them
+in it. A candidate's binomial tail (at least its count of intervals in the band, out of its
+intervals, at that share) must be below this: at the default jitter (a ±40 % band, 28 % of
+random intervals) ten check-ins all in the band are one chance in 90,000 and do not pass;
+twelve are one in 1.2 million and do."""
 PREVALENT_PEER: Final = 5
 """A peer that this many hosts beacon to alike is prevalent: low severity, half the score."""
 
@@ -846,20 +855,21 @@ async def _beaconing(
     )
     timing = (
         "SELECT peer_source, peer_destination, peer_port, window, length(ts) AS checkins, "  # noqa: S608
-        "records, first, last, med, mad, q1, q3 FROM ("
+        "records, first, last, banded, med, mad, q1, q3 FROM ("
         f"SELECT *, arrayPopFront(arrayDifference(ts)) AS iv, "
         "arrayReduce('quantileExact(0.5)', iv) AS med, "
         "arrayReduce('quantileExact(0.5)', arrayMap(x -> abs(toInt64(x) - toInt64(med)), iv))"
         " AS mad, "
         "arrayReduce('quantileExact(0.25)', iv) AS q1, "
-        "arrayReduce('quantileExact(0.75)', iv) AS q3 "
+        "arrayReduce('quantileExact(0.75)', iv) AS q3, "
+        f"arrayCount(x -> abs(toInt64(x) - toInt64(med)) <= {2 * float(rule.max_jitter)} * med, "
+        "iv) AS banded "
         f"FROM ({inner})) "
         f"WHERE med >= {rule.min_interval_seconds} AND med <= {rule.max_interval_seconds} "
         f"AND mad <= {float(rule.max_jitter)} * med AND {listed} "
         # Most intervals near the median, not just half (what the MAD says): a few random
         # intervals can have a small MAD by chance, a beacon's nearly all sit in the band.
-        f"AND arrayCount(x -> abs(toInt64(x) - toInt64(med)) <= {2 * float(rule.max_jitter)} "
-        f"* med, iv) >= {REGULAR_SHARE} * length(iv) "
+        f"AND banded >= {REGULAR_SHARE} * length(iv) "
         f"ORDER BY checkins DESC LIMIT {MAX_CANDIDATES}"
     )
     regular = (await store.query(timing)).result_rows
@@ -884,10 +894,27 @@ async def _beaconing(
         for row in (await store.query(wide)).result_rows:
             details[tuple(row[:4])] = tuple(row[4:])
     rows = []
-    for src, dst, port, at, checkins, records, first, last, *stats in regular:
+    for src, dst, port, at, checkins, records, first, last, banded, *stats in regular:
+        chance = chance_regularity(int(checkins) - 1, int(banded), rule.max_jitter)
+        if chance > CHANCE:
+            continue
         tls, size_median, sized, ids = details.get((src, dst, port, at), (0, None, 0, []))
         rows.append(
-            (src, dst, port, checkins, records, first, last, tls, size_median, sized, ids, *stats)
+            (
+                src,
+                dst,
+                port,
+                checkins,
+                records,
+                first,
+                last,
+                tls,
+                size_median,
+                sized,
+                ids,
+                chance,
+                *stats,
+            )
         )
     # RITA lowers the score of a destination many internal hosts reach alike (prevalence): an
     # auto-refreshing page or an update check every host polls, not one implant's controller.
@@ -896,9 +923,11 @@ async def _beaconing(
         sharing[(row[1], row[2])] = sharing.get((row[1], row[2]), 0) + 1
     found = []
     for row in rows:
-        src, dst, port, checkins, records, first, last, tls, size_median, sized, ids = row[:11]
+        src, dst, port, checkins, records, first, last, tls, size_median, sized, ids, chance = row[
+            :12
+        ]
         shared = sharing[(dst, port)]
-        med, mad, q1, q3 = (float(v) for v in row[11:])
+        med, mad, q1, q3 = (float(v) for v in row[12:])
         # RITA's timing score: the mean of the skew score (1 - |Bowley skew|), the dispersion
         # score (1 - MAD / median) and the count score (the share of the lookback filled).
         skew = (q1 + q3 - 2 * med) / (q3 - q1) if q3 > q1 and med else 0.0
@@ -939,6 +968,7 @@ async def _beaconing(
                     "jitter": round(mad / med, 4) if med else None,
                     "bowley_skew": round(skew, 4),
                     "score": round(score, 4),
+                    "chance": float(f"{chance:.3g}"),
                     "sources_beaconing_to_peer": shared,
                     "score_parts": {k: round(v, 4) for k, v in parts.items()},
                     "bytes_sent_median": None if not sized else int(size_median),
@@ -955,6 +985,32 @@ async def _beaconing(
             )
         )
     return found
+
+
+def chance_regularity(intervals: int, banded: int, jitter: float) -> float:
+    """The probability that ``intervals`` intervals of connections made at random (exponential,
+    as a Poisson process makes them) put at least ``banded`` of them within ``2 * jitter`` of
+    their median: the binomial tail at the share of an exponential law in that band, which for
+    a median ``m`` is ``2^-(1 - 2j) - 2^-(1 + 2j)`` (``P(x > a*m) = 2^-a``)."""
+    width = 2 * jitter
+    share = 2 ** -max(1 - width, 0.0) - 2 ** -(1 + width)
+    if intervals <= 0 or share >= 1:
+        return 1.0
+    n = intervals
+    logs = (math.log(share), math.log1p(-share), math.lgamma(n + 1))
+    return min(
+        1.0,
+        math.fsum(
+            math.exp(
+                logs[2]
+                - math.lgamma(k + 1)
+                - math.lgamma(n - k + 1)
+                + k * logs[0]
+                + (n - k) * logs[1]
+            )
+            for k in range(max(banded, 0), n + 1)
+        ),
+    )
 
 
 # -- volume -------------------------------------------------------------------------------

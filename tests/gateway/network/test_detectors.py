@@ -23,6 +23,7 @@ from gateway.network.detectors import (
     DETECTOR_TECHNIQUES,
     DETECTOR_TELEMETRY,
     Candidate,
+    chance_regularity,
     run_all,
     run_detector,
 )
@@ -553,3 +554,20 @@ async def test_groups_are_tested_for_home_and_allow_list_as_the_records_would_be
         )
         assert quiet[Detector.HOST_SCAN].candidates == []
         assert keys(quiet[Detector.EXFILTRATION].candidates) == {"exfiltration|10.0.9.2|192.0.2.50"}
+
+
+@pytest.mark.parametrize(
+    ("intervals", "banded", "jitter", "low", "high"),
+    [
+        (9, 9, 0.2, 1e-5, 1.2e-5),  # ten regular check-ins: one chance in 90,000
+        (11, 11, 0.2, 8e-7, 9e-7),  # twelve: passes CHANCE
+        (7, 6, 0.2, 2e-3, 3e-3),  # a sparse random pair that happens to look regular
+        (2000, 1900, 0.2, 0.0, 1e-300),  # a long beacon: no float underflow trouble
+        (0, 0, 0.2, 1.0, 1.0),
+    ],
+)
+async def test_chance_regularity_is_the_binomial_tail_under_random_arrivals(
+    intervals: int, banded: int, jitter: float, low: float, high: float
+) -> None:
+    assert low <= chance_regularity(intervals, banded, jitter) <= high
+    assert chance_regularity(intervals, 0, jitter) == pytest.approx(1.0)
