@@ -137,8 +137,13 @@ def default_data_root() -> Path:
 
 def load_cases(data_root: Path) -> list[InjectionCase]:
     """The cases of ``data_root/prompt_injection/cases.jsonl``, in file order."""
+    return load_cases_file(data_root / CASES_RELATIVE_PATH)
+
+
+def load_cases_file(path: Path) -> list[InjectionCase]:
+    """The cases of a JSON-lines file in the shared cases' format, in file order."""
     cases: list[InjectionCase] = []
-    with (data_root / CASES_RELATIVE_PATH).open(encoding="utf-8") as lines:
+    with path.open(encoding="utf-8") as lines:
         for line in lines:
             if not line.strip():
                 continue

@@ -13,6 +13,8 @@ from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 
 from agents.acp.client import HandoffClient
 from agents.acp.registry import AgentRegistry
@@ -29,13 +31,16 @@ from core.logstore.store import LogStore
 from core.metrics import create_metrics
 from core.security.passwords import PasswordHasher
 from core.security.tokens import TokenService
-from core.settings import Settings, ensure_data_dir
+from core.settings import JwtAlgorithm, Settings, ensure_data_dir, jwt_hmac_secret
 from gateway.alerts.routes import ROUTES as ALERTS_ROUTES
 from gateway.auth.routes import ROUTES as AUTH_ROUTES
-from gateway.auth.service import Authenticator
+from gateway.auth.service import Authenticator, Principal
 from gateway.cases.evidence.routes import ROUTES as EVIDENCE_ROUTES
 from gateway.cases.evidence.service import seal_legacy_ledgers
 from gateway.cases.routes import ROUTES as CASES_ROUTES
+from gateway.chat.engine import ChatEngine
+from gateway.chat.routes import ROUTES as CHAT_ROUTES
+from gateway.chat.tools import ToolEnv
 from gateway.detections.conversion import SigmaConverter
 from gateway.detections.routes import ROUTES as DETECTIONS_ROUTES
 from gateway.detections.runs import DetectionScheduler
@@ -54,6 +59,7 @@ from gateway.keys import (
     AUTHENTICATOR,
     BLOBS,
     BUS,
+    CHAT,
     DATABASE,
     EDR,
     HANDOFF,
@@ -115,6 +121,7 @@ ALL_ROUTES: tuple[Route, ...] = (
     *EDR_ROUTES,
     *SOAR_ROUTES,
     *NETWORK_ROUTES,
+    *CHAT_ROUTES,
 )
 AGENT_TOKEN_TTL_SECONDS = 3600
 
@@ -439,6 +446,43 @@ async def _automation(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+def platform_secrets(settings: Settings) -> list[str]:
+    """The platform's own secrets, which no chat answer may show: every secret setting, the
+    database password, and the token signing key."""
+    found = [
+        value.get_secret_value()
+        for value in settings.model_dump().values()
+        if isinstance(value, SecretStr)
+    ]
+    url = make_url(settings.effective_database_url)
+    if url.password:
+        found.append(str(url.password))
+    if settings.jwt_algorithm is JwtAlgorithm.HS256:
+        found.append(jwt_hmac_secret(settings))
+    return [value for value in found if value]
+
+
+@contextlib.asynccontextmanager
+async def _chat(app: web.Application) -> AsyncIterator[ChatEngine]:
+    def tool_env(caller: Principal) -> ToolEnv:
+        return ToolEnv(
+            database=app[DATABASE],
+            logstore=app[LOGSTORE],
+            handoff=app[HANDOFF],
+            wake_runner=app[RUNNER].wake,
+            attack=app[ATTACK_KB],
+            sigma=app[SIGMA],
+            principal=caller,
+        )
+
+    yield ChatEngine(
+        database=app[DATABASE],
+        llm=app[LLM],
+        tool_env=tool_env,
+        platform_secrets=platform_secrets(app[SETTINGS]),
+    )
+
+
 RESOURCES: tuple[CleanupContext, ...] = (
     resource(DATABASE, _database),
     _agents_closed,
@@ -463,6 +507,7 @@ RESOURCES: tuple[CleanupContext, ...] = (
     resource(SOAR, _soar),
     _automation,
     resource(NETWORK, _network),
+    resource(CHAT, _chat),
 )
 """What the gateway opens at start-up, in order; aiohttp closes them in reverse order at
 cleanup, and when one fails to start, closes those already open."""

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from aiohttp.web_urldispatcher import AbstractRoute
 
     from gateway.auth.service import Authenticator, Principal
+    from gateway.chat.engine import ChatEngine
     from gateway.detections.conversion import SigmaConverter
     from gateway.detections.runs import DetectionScheduler
     from gateway.edr.service import EdrService
@@ -56,6 +57,7 @@ SCHEDULER: web.AppKey[DetectionScheduler] = web.AppKey("detection_scheduler")
 EDR: web.AppKey[EdrService] = web.AppKey("edr")
 SOAR: web.AppKey[SoarEngine] = web.AppKey("soar")
 NETWORK: web.AppKey[NetworkScheduler] = web.AppKey("network_scheduler")
+CHAT: web.AppKey[ChatEngine] = web.AppKey("chat")
 ATTACK_KB: web.AppKey[Callable[[], AttackKB]] = web.AppKey("attack_kb")
 """The ATT&CK knowledge base, loaded by its first user (not at start-up)."""
 ROUTE_TABLE: web.AppKey[dict[AbstractRoute, Route]] = web.AppKey("route_table")
