@@ -35,7 +35,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from core.llm.guard import Scrubber, neutralise
 from pydantic import ValidationError
 
 from core.db import Database
@@ -44,6 +43,7 @@ from core.db.sequences import next_id
 from core.errors import AuroraError, LLMUnavailable
 from core.llm import LLMBackend
 from core.llm.fence import FENCE_RULES, fence
+from core.llm.guard import Scrubber, neutralise
 from core.llm.types import Message, Usage, system_message, tool_message
 from core.security.permissions import Permission
 from gateway.auth.service import Principal

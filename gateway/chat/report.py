@@ -23,7 +23,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import nh3
@@ -330,7 +330,8 @@ def _plain(value: object, limit: int) -> str:
 
 def _md(value: object, limit: int = LINE_CHARS) -> str:
     """A stored value as Markdown that shows it literally: every ASCII punctuation character
-    backslash-escaped, so it opens no link, image, emphasis, code span, HTML or entity."""
+    backslash-escaped, so it opens no link, image, emphasis, code span, HTML, entity or block
+    (at the start of a list item), nor a bare-URL autolink where a renderer linkifies them."""
     return _PUNCTUATION.sub(r"\\\1", _plain(value, limit))
 
 
@@ -391,10 +392,11 @@ def _actor(name: object) -> str:
     return _md(name, WORD_CHARS) or "an actor not recorded"
 
 
-def _omitted(shown: int, total: int, what: str) -> list[str]:
+def _omitted(shown: int, total: int, what: str, cap: int) -> list[str]:
+    """The note under a section that shows ``shown`` of ``total`` entries (at most ``cap``)."""
     if total <= shown:
         return []
-    return ["", f"*{total - shown} more {what} not shown (a report shows at most {shown}).*"]
+    return ["", f"*{total - shown} more {what} not shown (a report shows at most {cap}).*"]
 
 
 # -- the Markdown --------------------------------------------------------------------------------
@@ -468,7 +470,8 @@ def _summary(records: _Records, missing: tuple[str, ...]) -> list[str]:
         ]
         verdict = _verdict(run)
         judged = (
-            f", verdict **{_md(verdict)}** (severity {_md(receipt.get('severity'), WORD_CHARS)}"
+            f", verdict **{_md(verdict)}** (severity "
+            f"{_md(receipt.get('severity'), WORD_CHARS) or 'n/a'}"
             f", confidence {_ratio(receipt.get('confidence'))}"
             + (", degraded" if receipt.get("degraded") is True else "")
             + ")"
@@ -512,9 +515,11 @@ class _Event:
 
 
 def _short(value: object) -> str:
-    if isinstance(value, list):
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list) and value:
         return ", ".join(_plain(v, 40) for v in value[:5]) + (", …" if len(value) > 5 else "")
-    return _plain(value, 40) if value is not None else "none"
+    return _plain(value, 40) or "none"
 
 
 def _changes_text(changes: object) -> str:
@@ -530,7 +535,7 @@ def _changes_text(changes: object) -> str:
 
 def _alert_events(alert: Alert) -> list[_Event]:
     events = [_Event(alert.created_at, alert.id, "alert.created", alert.created_by)]
-    if alert.first_seen < alert.created_at:
+    if alert.created_at - alert.first_seen >= timedelta(seconds=1):  # reported late
         events.append(_Event(alert.first_seen, alert.id, "alert.first_seen", alert.source))
     if alert.occurrences > 1 and alert.last_seen > alert.first_seen:
         detail = f"{alert.occurrences} occurrences"
@@ -622,7 +627,7 @@ def _action_events(records: _Records) -> list[_Event]:
             key = action.get("key")
             if key in asked or key in executed:
                 continue  # the ledgers tell it, with their own times and actors
-            mode = _dict(action.get("guardrail")).get("mode")
+            mode = _plain(_dict(action.get("guardrail")).get("mode"), 16)
             events.append(
                 _Event(
                     at,
@@ -630,7 +635,8 @@ def _action_events(records: _Records) -> list[_Event]:
                     f"action.{_plain(action.get('status'), WORD_CHARS) or 'proposed'}",
                     SYSTEM,
                     f"{_plain(key, WORD_CHARS)}: {_plain(action.get('action'), WORD_CHARS)} on "
-                    f"{_plain(action.get('target'), LINE_CHARS)} (mode {_plain(mode, 16)})",
+                    f"{_plain(action.get('target'), LINE_CHARS)}"
+                    + (f" (mode {mode})" if mode else ""),
                 )
             )
     return events
@@ -675,7 +681,7 @@ def _timeline(records: _Records) -> list[str]:
         )
     if not shown:
         lines.append("No recorded events.")
-    return lines + _omitted(len(shown), total, "timeline entries")
+    return lines + _omitted(len(shown), total, "timeline entries", MAX_TIMELINE)
 
 
 # -- findings, techniques, indicators ------------------------------------------------------------
@@ -716,7 +722,7 @@ def _findings(records: _Records) -> list[str]:
             lines.append("The receipt records no finding.")
     if not records.investigations:
         lines += ["", "No investigation is part of this report."]
-    return lines + _omitted(shown, total, "findings")
+    return lines + _omitted(shown, total, "findings", MAX_FINDINGS)
 
 
 def _add(table: dict[str, dict[str, list[str]]], key: str, subject: str, how: str) -> None:
@@ -775,7 +781,8 @@ def _techniques(records: _Records) -> list[str]:
         lines.append(f"- {_code(tid)}: {by}")
     if not ordered:
         lines.append("No technique is named in these records.")
-    return lines + _omitted(min(len(ordered), MAX_TECHNIQUES), len(ordered), "techniques")
+    shown = min(len(ordered), MAX_TECHNIQUES)
+    return lines + _omitted(shown, len(ordered), "techniques", MAX_TECHNIQUES)
 
 
 def _indicators(records: _Records) -> list[str]:
@@ -813,7 +820,8 @@ def _indicators(records: _Records) -> list[str]:
         lines.append(f"- {_md(kind)} {_code(value)}: {by}")
     if not seen:
         lines.append("No indicator or observable is recorded.")
-    return lines + _omitted(len(seen), len(seen) + len(left_out) + unread, "indicators")
+    total = len(seen) + len(left_out) + unread
+    return lines + _omitted(len(seen), total, "indicators", MAX_INDICATORS)
 
 
 # -- actions and evidence ------------------------------------------------------------------------
@@ -867,7 +875,7 @@ def _actions(records: _Records) -> list[str]:
     total = len(keys) + sum(
         count - len(rows) for rows, count in (records.approvals, records.executions)
     )
-    return lines + _omitted(min(len(keys), MAX_ACTIONS), total, "actions")
+    return lines + _omitted(min(len(keys), MAX_ACTIONS), total, "actions", MAX_ACTIONS)
 
 
 def _approval_lines(approval: Approval | None, recorded: dict[str, Any]) -> list[str]:
@@ -912,7 +920,7 @@ def _evidence(records: _Records) -> list[str]:
         ]
     if not items:
         lines.append("No evidence is stored for these cases.")
-    return lines + _omitted(len(items), total, "evidence items")
+    return lines + _omitted(len(items), total, "evidence items", MAX_EVIDENCE)
 
 
 # -- the HTML document ---------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from gateway.cases.schemas import CaseCreate, CaseUpdate, ObservableCreate
 from gateway.cases.service import delete_case
 from gateway.chat.report import (
     HTML_TAGS,
+    MAX_ACTIONS,
     MAX_INDICATORS,
     MAX_SUBJECTS,
     MAX_TIMELINE,
@@ -700,6 +701,22 @@ async def test_sections_are_capped_and_the_report_stays_small(
                 for n in range(300)
             ]
             + [
+                Approval(
+                    id=f"{incident.investigation_id}/B{n}",
+                    investigation_id=incident.investigation_id,
+                    action="block_url",
+                    target=huge[:512],
+                    request={},
+                    status="denied",
+                    requested_at=incident.started + timedelta(minutes=2),
+                    expires_at=incident.started + timedelta(minutes=20),
+                    decided_by="bob",
+                    decided_at=incident.started + timedelta(minutes=3),
+                    comment=huge[:2000],
+                )
+                for n in range(150)
+            ]
+            + [
                 CaseObservable(
                     case_id=incident.case_id,
                     type="filename",
@@ -752,6 +769,9 @@ async def test_sections_are_capped_and_the_report_stays_small(
     assert len(indicators) == MAX_INDICATORS
     assert "more indicators not shown" in md
     assert "more findings not shown" in section(md, "Findings")
+    actions = section(md, "Actions and approvals").splitlines()
+    assert len([line for line in actions if line.startswith("- ")]) == MAX_ACTIONS
+    assert "*52 more actions not shown (a report shows at most 100).*" in actions
     assert len(md.encode()) < 1_000_000
     assert len(report.html.encode()) < 1_000_000
     assert report.sha256 == hashlib.sha256(md.encode()).hexdigest()
