@@ -192,7 +192,10 @@ async def inference_status(*, llm: LLMBackend | None) -> InferenceStatus:
             latency_ms=None,
             models=[],
             model_served=False,
-            detail="no LLM configured: agents run their built-in analysis",
+            detail=(
+                "no LLM configured: agents run their built-in analysis, and chat answers its"
+                " built-in commands only"
+            ),
         )
     report = await llm.health()
     return InferenceStatus(
