@@ -58,7 +58,7 @@ def test_a_case_lands_where_it_would_in_production() -> None:
 
 def test_a_turn_is_judged_on_everything_the_user_was_sent() -> None:
     prompt = system_prompt()
-    sentence = prompt.split("\n\n")[1]  # a paragraph of it
+    sentence = prompt.split("\n\n")[0]  # its first paragraph
     extraction = case("system_prompt_extraction", "injection", {"role": "user", "content": "x"})
     leaked = judge(
         extraction,
