@@ -475,12 +475,16 @@ async def _chat(app: web.Application) -> AsyncIterator[ChatEngine]:
             principal=caller,
         )
 
-    yield ChatEngine(
+    engine = ChatEngine(
         database=app[DATABASE],
         llm=app[LLM],
         tool_env=tool_env,
         platform_secrets=platform_secrets(app[SETTINGS]),
     )
+    try:
+        yield engine
+    finally:
+        await engine.close()
 
 
 RESOURCES: tuple[CleanupContext, ...] = (

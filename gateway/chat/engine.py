@@ -28,7 +28,9 @@ answer with usage) or ``error``.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -64,11 +66,16 @@ from prompts.loader import Prompt, load_prompt
 from tools.injection import detect
 from tools.ioc import extract_iocs
 
+log = logging.getLogger("aurora.chat")
+
 REPORT_MARKER: Final = "%%REPORT_REQUEST%%"
 PROMPT_NAME: Final = "chat_assistant"
 MAX_STEPS: Final = 4
 """Rounds of tool calls a turn may take before the model must answer."""
 HISTORY_MESSAGES: Final = 20
+HISTORY_CHARS: Final = 120_000
+"""The most of earlier turns (and their pasted data) shown to the model again: the newest
+first, whole turns only."""
 TOOL_OUTPUT_CHARS: Final = 12_000
 MAX_TOKENS: Final = 2048
 REPORT_SUBJECTS_MAX: Final = 20
@@ -173,6 +180,7 @@ class ChatEngine:
         self.prompt = prompt or load_prompt(PROMPT_NAME)
         self.system_prompt = f"{self.prompt.text}\n\n{FENCE_RULES}"
         self.scrubber = Scrubber(secrets=platform_secrets, system_prompt=self.system_prompt)
+        self._running: set[asyncio.Task[None]] = set()
 
     # -- the turn ---------------------------------------------------------------------------
 
@@ -280,6 +288,35 @@ class ChatEngine:
             report_error=report_error,
         )
         yield Event("message", answer.model_dump(mode="json"))
+
+    def detach(self, opened: Opened) -> asyncio.Queue[Event | BaseException | None]:
+        """Run a started turn in a task of its own, so that it ends and its answer is stored
+        even when the client goes away: the queue gets each event, an exception that ended
+        the turn early, then None."""
+        queue: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
+
+        async def turn() -> None:
+            try:
+                async for event in self.run(opened):
+                    queue.put_nowait(event)
+            except AuroraError as err:
+                queue.put_nowait(err)
+            except Exception as err:
+                log.exception("chat turn failed in session %s", opened.turn.session.id)
+                queue.put_nowait(err)
+            finally:
+                queue.put_nowait(None)
+
+        task = asyncio.create_task(turn(), name=f"chat-turn-{opened.turn.session.id}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return queue
+
+    async def close(self) -> None:
+        """Stop the turns still running (at shutdown)."""
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
 
     async def answer(self, principal: Principal, body: ChatRequest) -> ChatAnswer:
         """The turn run to its end: the stored answer."""
@@ -583,16 +620,22 @@ class ChatEngine:
                     _select_messages(turn.session.id, before=user_message.seq, newest=True)
                 )
             ).all()
-        messages: list[Message] = [system_message(self.system_prompt)]
-        for message in reversed(earlier):
+        content = _with_context(user_message)
+        history: list[Message] = []
+        budget = HISTORY_CHARS - len(content)
+        for message in earlier:  # newest first, until the budget is spent
             if message.role == "user":
-                messages.append({"role": "user", "content": _with_context(message)})
+                entry = {"role": "user", "content": _with_context(message)}
             else:
                 # An earlier answer may quote data it read: fenced like the data.
-                messages.append(
-                    {"role": "assistant", "content": fence(message.content, source="answer")}
-                )
-        content = _with_context(user_message)
+                entry = {"role": "assistant", "content": fence(message.content, source="answer")}
+            budget -= len(entry["content"])
+            if budget < 0:
+                break
+            history.append(entry)
+        if history and history[-1]["role"] == "assistant":
+            history.pop()  # the transcript goes on from a user turn
+        messages: list[Message] = [system_message(self.system_prompt), *reversed(history)]
         if confirmed:
             results = "\n\n".join(
                 f"{call.tool} {_dumps(call.arguments)}:\n{_tool_content(call)}"

@@ -8,7 +8,6 @@ limit holds across gateway replicas.
 from __future__ import annotations
 
 import json
-import logging
 
 from aiohttp import web
 from aiohttp_sse import sse_response
@@ -31,8 +30,6 @@ from gateway.kernel import list_route
 from gateway.keys import CHAT, DATABASE, REQUEST_ID, RUNTIME
 from gateway.routing import Route
 
-log = logging.getLogger("aurora.chat")
-
 
 async def _charge(request: web.Request) -> None:
     limit = request.app[RUNTIME].config.chat_rate_limit_per_minute
@@ -44,32 +41,40 @@ async def completions(request: web.Request) -> web.Response:
     """One turn, answered when it is done."""
     await _charge(request)
     body = await parse_json(request, ChatRequest)
-    answer = await request.app[CHAT].answer(principal(request), body)
-    return json_response(answer)
+    engine: ChatEngine = request.app[CHAT]
+    events = engine.detach(await engine.start(principal(request), body))
+    final: dict[str, object] | None = None
+    while (item := await events.get()) is not None:
+        if isinstance(item, AuroraError):
+            raise item
+        if isinstance(item, BaseException):
+            raise InternalError() from item
+        if item.name == "message":
+            final = item.data
+    if final is None:
+        raise InternalError()
+    return json_response(final)
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
     """One turn as Server-Sent Events: ``session``, ``token``, ``tool_call``, ``tool_result``,
     ``confirmation_required``, ``report_generated`` / ``report_error``, then ``message`` (the
     stored answer with usage), or ``error`` (an AURORA envelope) when the turn fails after the
-    stream began."""
+    stream began. The turn runs on when the client goes away, and its answer is stored."""
     await _charge(request)
     body = await parse_json(request, ChatRequest)
     engine: ChatEngine = request.app[CHAT]
     # Errors before the stream (a session that is not the caller's, a bad confirmation) are
     # answered as ordinary error responses.
-    opened = await engine.start(principal(request), body)
+    events = engine.detach(await engine.start(principal(request), body))
     async with sse_response(request, allow_all_methods=True) as sse:
-        try:
-            async for event in engine.run(opened):
-                await sse.send(json.dumps(event.data, default=str), event=event.name)
-        except AuroraError as err:
-            await sse.send(_envelope(err, request), event="error")
-        except (ConnectionResetError, web.HTTPException):
-            raise
-        except Exception:
-            log.exception("chat turn failed in session %s", opened.turn.session.id)
-            await sse.send(_envelope(InternalError(), request), event="error")
+        while (item := await events.get()) is not None:
+            if isinstance(item, AuroraError):
+                await sse.send(_envelope(item, request), event="error")
+            elif isinstance(item, BaseException):
+                await sse.send(_envelope(InternalError(), request), event="error")
+            else:
+                await sse.send(json.dumps(item.data, default=str), event=item.name)
     return sse
 
 

@@ -20,6 +20,7 @@ from gateway.investigations.models import Investigation
 from gateway.keys import CHAT, DATABASE
 from tests.conftest import Gateway, start_gateway
 from tests.fakes.openai_server import ScriptedOpenAI
+from tests.waiting import eventually
 
 API = "/api/v1"
 COMPLETIONS = f"{API}/chat/completions"
@@ -429,3 +430,27 @@ async def test_a_burst_is_rate_limited_per_user(gateway: Gateway) -> None:
     async with gateway.app[DATABASE].session() as db:
         sessions = await db.scalar(select(func.count()).select_from(ChatSession))
     assert sessions == sum(admitted.values()) + 1
+
+
+async def test_a_turn_whose_client_goes_away_is_still_answered_and_stored(
+    with_llm: Gateway, model: ScriptedOpenAI
+) -> None:
+    gateway = with_llm
+    analyst = await gateway.user(Role.ANALYST)
+    words = "The beacon interval is steady at sixty seconds from one host only."
+    model.reply_text(words, chunk_delay=0.05)
+    response = await gateway.client.post(
+        STREAM, json={"message": "Explain the beacon"}, headers=analyst
+    )
+    first = await response.content.readline()
+    assert first.startswith(b"event: session")
+    response.close()  # the client goes away mid-answer
+
+    async def stored() -> list[str]:
+        async with gateway.app[DATABASE].session() as db:
+            rows = (
+                await db.scalars(select(ChatMessage.content).where(ChatMessage.role == "assistant"))
+            ).all()
+        return list(rows)
+
+    assert await eventually(stored, what="the answer stored") == [words]
