@@ -6,8 +6,8 @@ word as vLLM does) runs in this process on loopback; the gateway runs in a proce
 fresh conversation with the same question:
 
 - model: the model server alone, through the platform's own client
-  (:meth:`core.llm.LLMBackend.stream`) with the assistant's system prompt: request sent to the
-  first text chunk;
+  (:meth:`core.llm.LLMBackend.stream`) with the assistant's system prompt and tools (the same
+  request the gateway makes): request sent to the first text chunk;
 - gateway: ``POST /api/v1/chat/stream`` as an analyst: request sent to the first ``token``
   event (rate limit charged, session opened, message stored, injection detector run, the
   model's stream scrubbed and relayed).
@@ -50,9 +50,11 @@ from core.llm.fence import FENCE_RULES
 from core.llm.types import system_message, user_message
 from core.settings import Settings
 from evals.obedient import DEFAULT_MODEL, ObedientModel
+from gateway.chat.tools import TOOLS
 from prompts.loader import load_prompt
 
-QUESTION = "Which hosts talked to 203.0.113.9 yesterday, and is that address known to be bad?"
+QUESTION = "What should an analyst check first when a workstation beacons at steady intervals?"
+"""A question the model answers in text, calling no tool (a tool's time is not the stream's)."""
 
 
 def bench_settings(data_dir: Path, port: int, model_url: str) -> Settings:
@@ -76,7 +78,8 @@ async def model_alone(backend: LLMBackend, system: str) -> tuple[float, float]:
     """Seconds to the first text chunk, and to the end of the stream."""
     started = time.perf_counter()
     first = None
-    async with backend.stream([system_message(system), user_message(QUESTION)]) as stream:
+    messages = [system_message(system), user_message(QUESTION)]
+    async with backend.stream(messages, tools=[tool.spec for tool in TOOLS]) as stream:
         async for piece in stream:
             if first is None and isinstance(piece, str) and piece:
                 first = time.perf_counter() - started

@@ -266,7 +266,20 @@ def _parameters(
 
 
 def _media_schema(media: str) -> dict[str, Any]:
-    """The schema of a body that is not described by a model: text, or bytes."""
+    """The schema of a body that is not described by a model: each event of a Server-Sent
+    Events stream (its name and its data, a JSON document as text), text, or bytes."""
+    if media == "text/event-stream":
+        return {
+            "type": "object",
+            "description": "one event of the stream",
+            "properties": {
+                "event": {"type": "string"},
+                "data": {"type": "string", "contentMediaType": JSON},
+                "id": {"type": "string"},
+                "retry": {"type": "integer"},
+            },
+            "required": ["data"],
+        }
     if media.startswith("text/") or media.endswith(("json", "yaml", "+xml")):
         return {"type": "string"}
     return {"type": "string", "contentMediaType": media}

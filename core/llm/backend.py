@@ -271,7 +271,9 @@ class LLMBackend:
             names = [tool.name for tool in tools]
             if len(set(names)) != len(names):
                 raise ValueError(f"duplicate tool names: {sorted(names)}")
-            request["tools"] = [tool.to_openai() for tool in tools]
+            # Already in the wire format: sent as they are, past the SDK's request transform
+            # (which walks every schema, milliseconds a request for a dozen tools).
+            request["extra_body"] = {"tools": [tool.to_openai() for tool in tools]}
         if tool_choice is not None:
             if tool_choice in ("auto", "none", "required"):
                 request["tool_choice"] = tool_choice

@@ -339,7 +339,7 @@ class ChatEngine:
         async with self.database.session() as db:
             if body.session_id is None:
                 session = await service.create_session(
-                    db, owner=principal.username, title=service.title_from(text.text)
+                    db, owner=principal.username, title=service.title_from(text.text), commit=False
                 )
             else:
                 session = await service.owned_session(

@@ -64,7 +64,11 @@ def title_from(message: str) -> str:
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-async def create_session(db: AsyncSession, *, owner: str, title: str | None) -> ChatSession:
+async def create_session(
+    db: AsyncSession, *, owner: str, title: str | None, commit: bool = True
+) -> ChatSession:
+    """A new session of ``owner``'s; ``commit=False`` leaves it in the caller's transaction
+    (a first turn stores it with its first message, in one commit)."""
     now = utcnow()
     session = ChatSession(
         id=await next_id(db, "CHAT"),
@@ -77,7 +81,8 @@ async def create_session(db: AsyncSession, *, owner: str, title: str | None) -> 
         pending=[],
     )
     db.add(session)
-    await db.commit()
+    if commit:
+        await db.commit()
     return session
 
 

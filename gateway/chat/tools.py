@@ -11,6 +11,7 @@ Only ``dispatch_investigation`` changes anything; the others read.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -80,9 +81,8 @@ class ChatTool:
 
     @property
     def spec(self) -> Tool:
-        schema = self.arguments.model_json_schema()
-        schema.pop("title", None)
-        return Tool(self.name, self.description, schema)
+        """The tool as the model is offered it (built once per tool)."""
+        return _spec(self.name, self.description, self.arguments)
 
     async def call(self, env: ToolEnv, arguments: dict[str, Any]) -> ToolOutput:
         """Run as ``env.principal``: AURORA-4030 without the permission, AURORA-4220 for bad
@@ -92,6 +92,13 @@ class ChatTool:
                 {"reason": f"this needs {self.permission.value}", "tool": self.name},
             )
         return await self.run(env, self.arguments.model_validate(arguments))
+
+
+@functools.cache
+def _spec(name: str, description: str, arguments: type[BaseModel]) -> Tool:
+    schema = arguments.model_json_schema()
+    schema.pop("title", None)
+    return Tool(name, description, schema)
 
 
 def _short(text: object, limit: int = TEXT_CHARS) -> str:

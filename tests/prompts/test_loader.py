@@ -25,6 +25,7 @@ SPECIALISTS = ("threat_intel", "malware", "network", "endpoint", "hunter", "resp
 # Released prompts are never edited: a change is a new version file beside the old one. If this
 # table disagrees with a v1 file, restore the file and add v2 instead.
 RELEASED = {
+    ("chat_assistant", "v1"): "5b4d2b3e76f2213f51173da0fba3b367f89c7fe0111e354973857c7143a49f9c",
     ("endpoint", "v1"): "a75d0ca4b5048ba4dd89e896a1857dd8442dddacb483f42cbb60f10c4094034e",
     ("hunter", "v1"): "88a69c5060db9a63211ec209d3b9d1fff83c4a37600ca1595d4c65c0ccb2a3f1",
     ("malware", "v1"): "1e04287eaba8b22fd55e84dd7d212a4a8b6e16fc749928fea093c52a19c9e9fa",
@@ -51,8 +52,8 @@ def write_prompt(root: Path, name: str, version: str, body: str, **meta: str) ->
 # -- the shipped prompts ----------------------------------------------------------------------
 
 
-def test_every_specialist_and_the_planner_ship_a_prompt() -> None:
-    assert prompt_names() == tuple(sorted((*SPECIALISTS, "orchestrator_planner")))
+def test_every_specialist_the_planner_and_the_chat_ship_a_prompt() -> None:
+    assert prompt_names() == tuple(sorted((*SPECIALISTS, "orchestrator_planner", "chat_assistant")))
 
 
 @pytest.mark.parametrize(("name", "version"), sorted(RELEASED))
@@ -150,7 +151,11 @@ def test_prompt_files_are_package_data() -> None:
 @pytest.mark.parametrize(
     ("name", "version", "phrase"),
     [
-        ("threat_intell", "latest", "unknown prompt 'threat_intell'; known: endpoint, hunter"),
+        (
+            "threat_intell",
+            "latest",
+            "unknown prompt 'threat_intell'; known: chat_assistant, endpoint, hunter",
+        ),
         ("../core", "latest", "is not a prompt name"),
         ("Threat_Intel", "v1", "is not a prompt name"),
         ("threat_intel", "v9", "has no version 'v9'; known: v1"),
