@@ -1,0 +1,148 @@
+"""The assistant's tools against the real platform: logs searched in the store, a case and an
+investigation shown, an indicator looked up by a running threat-intel specialist, a drafted
+Sigma rule checked by the converter, all as the user who chats."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.catalog import load_specialist
+from agents.runtime.specialist import AgentDeps, build_server
+from core.security.permissions import Role
+from core.security.tokens import TokenService
+from core.settings import Settings
+from tests.conftest import Gateway, start_gateway
+from tests.fakes.openai_server import ScriptedOpenAI
+from tools.attack import AttackKB
+
+API = "/api/v1"
+COMPLETIONS = f"{API}/chat/completions"
+
+RULE = """
+title: Encoded PowerShell
+id: 5b0b2f0e-3c5b-4a8e-9d7c-2d1c0f9e7a11
+status: test
+logsource:
+  product: windows
+  category: process_creation
+detection:
+  selection:
+    Image|endswith: '\\\\powershell.exe'
+    CommandLine|contains: ' -enc '
+  condition: selection
+level: high
+"""
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"
+
+
+@pytest.fixture
+async def platform(
+    tmp_path: Path, settings: Settings
+) -> AsyncIterator[tuple[Gateway, ScriptedOpenAI]]:
+    """A gateway with a scripted model and a threat-intel specialist on loopback ports."""
+    agent_settings = Settings(data_dir=tmp_path / "agent", jwt_secret=settings.jwt_secret)
+    specialist = load_specialist("threat_intel")(
+        AgentDeps(settings=agent_settings, attack=AttackKB.load())
+    )
+    await specialist.start()
+    listener = await build_server(
+        specialist, agent_settings, TokenService.from_settings(agent_settings)
+    ).start("127.0.0.1", 0)
+    port = next(iter(listener.sockets)).getsockname()[1]
+    async with ScriptedOpenAI(models=("aurora-test",)) as model:
+        configured = settings.model_copy(
+            update={
+                "agent_urls": {"threat_intel": [f"ws://127.0.0.1:{port}"]},
+                "llm_base_url": model.base_url,
+                "llm_model": "aurora-test",
+                "llm_max_retries": 0,
+            }
+        )
+        client = await start_gateway(configured)
+        try:
+            yield Gateway(client), model
+        finally:
+            await client.close()
+            listener.close()
+            await listener.wait_closed()
+            await specialist.stop()
+
+
+async def turn(gateway: Gateway, headers: dict[str, str], message: str) -> dict[str, Any]:
+    response = await gateway.client.post(COMPLETIONS, json={"message": message}, headers=headers)
+    body: dict[str, Any] = await response.json()
+    assert response.status == 200, body
+    return body
+
+
+async def test_the_tools_reach_the_platform_as_the_user(
+    platform: tuple[Gateway, ScriptedOpenAI],
+) -> None:
+    gateway, model = platform
+    analyst = await gateway.user(Role.ANALYST)
+    now = datetime.now(UTC).isoformat()
+    event = {
+        "@timestamp": now,
+        "host": {"name": "ws-17"},
+        "process": {"name": "powershell.exe", "command_line": "powershell -enc SQBFAFgA"},
+        "message": "encoded powershell on ws-17",
+    }
+    ingested = await gateway.client.post(
+        f"{API}/siem/logs/ingest",
+        data=json.dumps(event).encode(),
+        headers={**analyst, "Content-Type": "application/x-ndjson"},
+        params={"source": "edr-lab"},
+    )
+    assert ingested.status == 200, await ingested.text()
+    [log_id] = (await ingested.json())["ids"]
+
+    searched = await turn(gateway, analyst, "search powershell last 2h")
+    assert searched["tool_calls"][0]["status"] == "executed"
+    assert {"kind": "log", "id": log_id} in searched["citations"]
+    assert "1 event(s)" in searched["message"]["content"]
+
+    case = await gateway.client.post(
+        f"{API}/cases", json={"title": "Encoded PowerShell on ws-17"}, headers=analyst
+    )
+    case_id = (await case.json())["id"]
+    shown = await turn(gateway, analyst, f"show {case_id}")
+    assert "Encoded PowerShell on ws-17" in shown["message"]["content"]
+    assert {"kind": "case", "id": case_id} in shown["citations"]
+
+    dispatched = await turn(gateway, analyst, f"investigate {case_id} high")
+    investigation_id = next(
+        c["id"] for c in dispatched["citations"] if c["kind"] == "investigation"
+    )
+    receipt = await turn(gateway, analyst, f"show {investigation_id}")
+    assert f"Investigation **{investigation_id}**" in receipt["message"]["content"]
+
+    looked_up = await turn(gateway, analyst, "lookup 203.0.113.77")
+    [call] = looked_up["tool_calls"]
+    assert call["status"] == "executed", call
+    assert "203.0.113.77" in looked_up["message"]["content"]
+
+    # The model drafts a rule; the platform's converter checks it.
+    model.reply_tool_call("draft_sigma_rule", {"rule": RULE})
+    model.reply_text("The rule converts.")
+    drafted = await turn(gateway, analyst, "Draft a Sigma rule for encoded PowerShell")
+    [check] = drafted["tool_calls"]
+    assert check["status"] == "executed"
+    assert "converts" in check["summary"]
+    model.reply_tool_call("draft_sigma_rule", {"rule": "title: [broken"})
+    model.reply_text("It does not parse.")
+    broken = await turn(gateway, analyst, "Draft another")
+    assert "not a valid Sigma rule" in broken["tool_calls"][0]["summary"]
+    tool_result = json.loads(
+        model.chat_requests[-1].body["messages"][-1]["content"].split("\n", 1)[1].rsplit("\n", 1)[0]
+    )
+    assert tool_result["valid"] is False
