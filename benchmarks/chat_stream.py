@@ -45,6 +45,7 @@ from benchmarks.common import (
     run_gateway,
     wait_serving,
 )
+from benchmarks.gateway import bench_settings as gateway_settings
 from core.llm import LLMBackend
 from core.llm.fence import FENCE_RULES
 from core.llm.types import system_message, user_message
@@ -58,19 +59,9 @@ QUESTION = "What should an analyst check first when a workstation beacons at ste
 
 
 def bench_settings(data_dir: Path, port: int, model_url: str) -> Settings:
-    return Settings(
-        host=HOST,
-        port=port,
-        data_dir=data_dir,
-        jwt_secret="benchmark-secret-benchmark-secret-0123456789",
-        access_log=False,
-        log_level="WARNING",
-        argon2_time_cost=1,
-        argon2_memory_kib=1024,
-        argon2_parallelism=1,
-        llm_base_url=model_url,
-        llm_model=DEFAULT_MODEL,
-        llm_max_retries=0,
+    """The gateway benchmark's settings, its chat pointed at the model."""
+    return gateway_settings(data_dir, port).model_copy(
+        update={"llm_base_url": model_url, "llm_model": DEFAULT_MODEL, "llm_max_retries": 0}
     )
 
 

@@ -332,6 +332,24 @@ class IocReports(IocExtraction):
         return cases
 
 
+def injection_cases(root: Path) -> list[Case]:
+    """The shared prompt-injection cases, each as given and behind a forged closing tag."""
+    from evals import injection
+
+    _dataset(root, injection.CASES_RELATIVE_PATH)
+    return [
+        Case(
+            id=f"{case.id}/{variant}",
+            input=case.text,
+            expected=case.expected,
+            data=(case, variant),
+            metadata={"category": case.category, "label": case.label, "variant": variant},
+        )
+        for case in injection.load_cases(root)
+        for variant in injection.VARIANTS
+    ]
+
+
 class Injection(Suite):
     """The shared prompt-injection cases (jailbreaks, goal hijacks, prompt extraction,
     instructions planted in WHOIS records, and benign controls) through the threat_intel
@@ -349,20 +367,7 @@ class Injection(Suite):
     own_specialist = True
 
     def cases(self, root: Path) -> list[Case]:
-        from evals import injection
-
-        _dataset(root, injection.CASES_RELATIVE_PATH)
-        return [
-            Case(
-                id=f"{case.id}/{variant}",
-                input=case.text,
-                expected=case.expected,
-                data=(case, variant),
-                metadata={"category": case.category, "label": case.label, "variant": variant},
-            )
-            for case in injection.load_cases(root)
-            for variant in injection.VARIANTS
-        ]
+        return injection_cases(root)
 
     @contextlib.asynccontextmanager
     async def environment(self, backend: Backend) -> AsyncIterator[Backend]:
@@ -433,20 +438,7 @@ class Chat(Suite):
         self._gateway: Any = None
 
     def cases(self, root: Path) -> list[Case]:
-        from evals import injection
-
-        _dataset(root, injection.CASES_RELATIVE_PATH)
-        return [
-            Case(
-                id=f"{case.id}/{variant}",
-                input=case.text,
-                expected=case.expected,
-                data=(case, variant),
-                metadata={"category": case.category, "label": case.label, "variant": variant},
-            )
-            for case in injection.load_cases(root)
-            for variant in injection.VARIANTS
-        ]
+        return injection_cases(root)
 
     @contextlib.asynccontextmanager
     async def environment(self, backend: Backend) -> AsyncIterator[Backend]:

@@ -4,16 +4,15 @@ without a model, an analyst's conversation over SSE with a scripted OpenAI-compa
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from core.security.permissions import Role
 from core.settings import Settings
+from evals.chat import sse_events
 from gateway.chat.engine import ChatEngine
 from gateway.chat.models import ChatMessage, ChatSession
 from gateway.investigations.models import Investigation
@@ -31,21 +30,6 @@ SESSIONS = f"{API}/chat/sessions"
 @pytest.fixture
 def backend() -> str:
     return "sqlite"
-
-
-def sse_events(text: str) -> list[tuple[str, Any]]:
-    """The events of a Server-Sent Events body, in order, their data parsed as JSON."""
-    events = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        name, data = "message", []
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-        if data:
-            events.append((name, json.loads("\n".join(data))))
-    return events
 
 
 async def alert(gateway: Gateway, headers: dict[str, str], title: str) -> str:
