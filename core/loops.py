@@ -4,6 +4,10 @@ A :class:`Periodic` runs its step, waits ``interval`` seconds (or until :meth:`P
 is called) and runs it again. A step that fails is logged with its traceback and the loop goes
 on; only :meth:`Periodic.stop` ends it. It is also an async context manager, so a gateway
 resource can hold it for exactly as long as the resource lives.
+
+With a :class:`~core.db.leases.Lease`, the step runs only in the replica that holds the loop's
+lease (named after the loop): each gateway runs the loop, one of them does the work, and when
+that one stops (its lease released) or dies (its lease expired) another takes over.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+
+from core.db.leases import Lease, hold, release
 
 Interval = float | Callable[[], float]
 
@@ -29,8 +35,12 @@ class Periodic:
         *,
         log: logging.Logger,
         first_wait: bool = False,
+        lease: Lease | None = None,
     ) -> None:
         self.name = name
+        self.lease = lease
+        self.holding = lease is None
+        """Whether this replica does the loop's work now (always, without a lease)."""
         self._step = step
         self._interval = interval
         self._log = log
@@ -51,12 +61,19 @@ class Periodic:
         self._wake.set()
 
     async def stop(self) -> None:
-        """Cancel the loop and wait for it (a step in flight is cancelled)."""
+        """Cancel the loop and wait for it (a step in flight is cancelled), then give up its
+        lease, so that another replica takes the work over at once."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.lease is not None and self.holding:
+            self.holding = False
+            try:
+                await release(self.lease.database, self.name, self.lease.holder)
+            except Exception:
+                self._log.warning("%s: could not give up its lease", self.name, exc_info=True)
 
     async def __aenter__(self) -> Periodic:
         self.start()
@@ -85,7 +102,52 @@ class Periodic:
             await self._wait()
         while True:
             try:
-                await self._step()
+                if await self._may_run():
+                    await self._leased(self._step())
             except Exception:
                 self._log.exception("%s: a step failed; the loop goes on", self.name)
             await self._wait()
+
+    async def _may_run(self) -> bool:
+        """Whether this replica runs the next step: it holds (or has just taken) the lease."""
+        if self.lease is None:
+            return True
+        was = self.holding
+        self.holding = await hold(
+            self.lease.database,
+            self.name,
+            self.lease.holder,
+            self.lease.ttl(self._seconds()),
+        )
+        if self.holding != was:
+            self._log.info(
+                "%s: %s its lease (%s)",
+                self.name,
+                "took" if self.holding else "lost",
+                self.lease.holder,
+            )
+        return self.holding
+
+    async def _leased(self, step: Awaitable[object]) -> None:
+        """Run ``step``, renewing the lease while it runs (a step may outlast the lease)."""
+        if self.lease is None:
+            await step
+            return
+        lease = self.lease
+        ttl = lease.ttl(self._seconds())
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(ttl / 3)
+                try:
+                    self.holding = await hold(lease.database, self.name, lease.holder, ttl)
+                except Exception:
+                    self._log.warning("%s: could not renew its lease", self.name, exc_info=True)
+
+        renewal = asyncio.create_task(renew(), name=f"{self.name}-lease")
+        try:
+            await step
+        finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal

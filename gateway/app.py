@@ -21,6 +21,7 @@ from agents.acp.registry import AgentRegistry
 from agents.acp.server import AGENT_TOKEN_TYPE
 from core.blobs import BlobStore
 from core.db import Database, create_database
+from core.db.leases import Lease, process_identity
 from core.db.migrate import is_current
 from core.errors import ClickHouseUnavailable
 from core.events import EventBus
@@ -71,6 +72,7 @@ from gateway.keys import (
     METRICS,
     NETWORK,
     RECORDER,
+    REPLICA,
     ROUTE_TABLE,
     RUNNER,
     RUNTIME,
@@ -298,6 +300,7 @@ def _network(app: web.Application) -> NetworkScheduler:
         store=app[LOGSTORE],
         publish=app[BUS].publish,
         metrics=app[METRICS],
+        lease=Lease(app[DATABASE], holder=app[REPLICA]),
     )
 
 
@@ -307,6 +310,7 @@ def _scheduler(app: web.Application) -> DetectionScheduler:
         store=app[LOGSTORE],
         dedup_window=lambda: app[RUNTIME].config.alert_dedup_window_seconds,
         publish=app[BUS].publish,
+        lease=Lease(app[DATABASE], holder=app[REPLICA]),
     )
 
 
@@ -322,6 +326,7 @@ async def _edr(app: web.Application) -> AsyncIterator[EdrService]:
         approval_timeout=lambda: runtime.config.approval_timeout_seconds,
         env=os.environ,
         metrics=app[METRICS],
+        lease=Lease(app[DATABASE], holder=app[REPLICA]),
     ) as edr:
         yield edr
 
@@ -362,6 +367,7 @@ async def _runner(app: web.Application) -> AsyncIterator[InvestigationRunner]:
             approval_timeout=lambda: runtime.config.approval_timeout_seconds,
             checkpointer=checkpointer,
             retention=timedelta(hours=settings.checkpoint_retention_hours),
+            lease=Lease(database, holder=app[REPLICA]),
         ) as runner:
             yield runner
 
@@ -532,6 +538,7 @@ def create_app(settings: Settings, *, extra_routes: Iterable[Route] = ()) -> web
     )
     app[SETTINGS] = settings
     app[METRICS] = create_metrics()
+    app[REPLICA] = process_identity()
     app[BUS] = EventBus()
     app[TOKENS] = TokenService.from_settings(settings)
     app[HASHER] = PasswordHasher.from_settings(settings)

@@ -58,6 +58,8 @@ EDR: web.AppKey[EdrService] = web.AppKey("edr")
 SOAR: web.AppKey[SoarEngine] = web.AppKey("soar")
 NETWORK: web.AppKey[NetworkScheduler] = web.AppKey("network_scheduler")
 CHAT: web.AppKey[ChatEngine] = web.AppKey("chat")
+REPLICA = web.AppKey("replica", str)
+"""This gateway process among its replicas, as it holds job leases (host, pid, a random tag)."""
 ATTACK_KB: web.AppKey[Callable[[], AttackKB]] = web.AppKey("attack_kb")
 """The ATT&CK knowledge base, loaded by its first user (not at start-up)."""
 ROUTE_TABLE: web.AppKey[dict[AbstractRoute, Route]] = web.AppKey("route_table")

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.db import Database
 from core.db.base import utcnow
+from core.db.leases import Lease
 from core.errors import AuroraError
 from core.logstore.store import LogStore
 from core.loops import Periodic
@@ -283,8 +284,9 @@ class DetectionScheduler(Periodic):
         dedup_window: Callable[[], int],
         publish: Publish | None = None,
         tick_seconds: float = TICK_SECONDS,
+        lease: Lease | None = None,
     ) -> None:
-        super().__init__("detection-scheduler", self.run_due, tick_seconds, log=log)
+        super().__init__("detection-scheduler", self.run_due, tick_seconds, log=log, lease=lease)
         self._publish = publish
         self._db = database
         self._store = store

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import Database
 from core.db.base import utcnow
+from core.db.leases import Lease
 from core.db.lookup import get_or_404
 from core.db.pages import equal, fetch_page
 from core.db.sequences import next_id
@@ -383,6 +384,7 @@ class EdrService:
         metrics: Metrics | None = None,
         refresh_seconds: float = 300.0,
         enrol_telemetry: bool | None = None,
+        lease: Lease | None = None,
     ) -> None:
         """``enrol_telemetry``: hosts only the logs know are enrolled with the lab connector
         (so a lab can act on them); by default only when every connector is a lab one (with a
@@ -410,7 +412,14 @@ class EdrService:
         """An unknown target rebuilds the inventory first when the last rebuild is older."""
         self._loops = (
             Periodic("edr-inventory", self.refresh, refresh_seconds, log=log),
-            Periodic("edr-actions", self.tick, ACTION_TICK_SECONDS, log=log, first_wait=True),
+            Periodic(
+                "edr-actions",
+                self.tick,
+                ACTION_TICK_SECONDS,
+                log=log,
+                first_wait=True,
+                lease=lease,
+            ),
         )
         self._listener: asyncio.Task[None] | None = None
 
@@ -1173,6 +1182,7 @@ async def open_edr(
     approval_timeout: Callable[[], float],
     env: Mapping[str, str],
     metrics: Metrics | None = None,
+    lease: Lease | None = None,
 ) -> AsyncIterator[EdrService]:
     """The EDR service of ``settings``, started, with the connectors its connectors file
     configures (``tools.edr.config.load_connectors``: the lab's state kept in
@@ -1191,6 +1201,7 @@ async def open_edr(
         logstore=logstore,
         metrics=metrics,
         refresh_seconds=settings.edr_refresh_seconds,
+        lease=lease,
     )
     try:
         await service.start()

@@ -28,6 +28,7 @@ from agents.acp.protocol import (
 from agents.catalog import Subject
 from core.db import Database
 from core.db.base import utcnow
+from core.db.leases import Lease
 from core.db.lookup import get_or_404
 from core.db.pages import fetch_page
 from core.db.queue import claim_next
@@ -298,6 +299,7 @@ class InvestigationRunner:
         checkpointer: BaseCheckpointSaver[Any],
         retention: timedelta,
         tick_seconds: float = 1.0,
+        lease: Lease | None = None,
     ) -> None:
         self._db = database
         self._graph = graph
@@ -313,9 +315,13 @@ class InvestigationRunner:
         self._queue = Periodic("investigation-queue", self._fill, tick_seconds, log=log)
         self._loops = (
             self._queue,
-            Periodic("approval-expiry", self.expire_approvals, tick_seconds, log=log),
+            Periodic("approval-expiry", self.expire_approvals, tick_seconds, log=log, lease=lease),
             Periodic(
-                "checkpoint-retention", self.prune_checkpoints, RETENTION_SWEEP_SECONDS, log=log
+                "checkpoint-retention",
+                self.prune_checkpoints,
+                RETENTION_SWEEP_SECONDS,
+                log=log,
+                lease=lease,
             ),
         )
 

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from core.db import Database
 from core.db.base import utcnow
+from core.db.leases import Lease
 from core.logstore.store import LogStore
 from core.loops import Periodic
 from core.metrics import Metrics
@@ -70,8 +71,11 @@ class NetworkScheduler(Periodic):
         publish: Publish | None = None,
         metrics: Metrics | None = None,
         tick_seconds: float = TICK_SECONDS,
+        lease: Lease | None = None,
     ) -> None:
-        super().__init__("network-detectors", self.tick, tick_seconds, log=log, first_wait=True)
+        super().__init__(
+            "network-detectors", self.tick, tick_seconds, log=log, first_wait=True, lease=lease
+        )
         self._db = database
         self._store = store
         self._publish = publish

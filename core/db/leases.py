@@ -1,0 +1,97 @@
+"""Leases: a scheduled job that must run once across gateway replicas runs where its lease is.
+
+A lease is one row per job name: who holds it and until when. :func:`hold` takes it when it is
+free or expired, or renews it for its holder, in one statement (atomic across replicas, which
+share the database); :func:`release` gives it up. A replica that dies stops renewing, and the
+lease passes to another once it expires: that is the takeover.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final
+
+from sqlalchemy import String, delete, or_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db.base import Base, utcnow
+from core.db.engine import Database
+
+MIN_TTL_SECONDS: Final = 30.0
+
+
+class JobLease(Base):
+    """Who runs job ``name`` now, and until when unless renewed."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime]
+    acquired_at: Mapped[datetime]
+
+
+def process_identity() -> str:
+    """This process, as lease holders are named: host, pid and a random tag (a pid is reused
+    after a restart)."""
+    return f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+async def hold(
+    database: Database, name: str, holder: str, ttl_seconds: float, *, now: datetime | None = None
+) -> bool:
+    """Take or renew lease ``name`` for ``holder`` for ``ttl_seconds``; whether it holds it."""
+    moment = now or utcnow()
+    ends = moment + timedelta(seconds=ttl_seconds)
+    async with database.session() as db:
+        insert: postgresql.Insert | sqlite.Insert
+        if db.get_bind().dialect.name == "postgresql":
+            insert = postgresql.insert(JobLease)
+        else:
+            insert = sqlite.insert(JobLease)
+        mine = JobLease.holder == holder
+        taken = (
+            insert.values(name=name, holder=holder, expires_at=ends, acquired_at=moment)
+            .on_conflict_do_update(
+                index_elements=[JobLease.name],
+                set_={
+                    "holder": holder,
+                    "expires_at": ends,
+                    # A renewal keeps when it was first taken; a takeover starts anew.
+                    "acquired_at": insert.excluded.acquired_at,
+                },
+                where=or_(mine, JobLease.expires_at <= moment),
+            )
+            .returning(JobLease.holder)
+        )
+        row = (await db.execute(taken)).one_or_none()
+        await db.commit()
+    return row is not None
+
+
+async def release(database: Database, name: str, holder: str) -> None:
+    """Give up lease ``name`` if ``holder`` has it (another replica may take it at once)."""
+    async with database.session() as db:
+        await db.execute(delete(JobLease).where(JobLease.name == name, JobLease.holder == holder))
+        await db.commit()
+
+
+@dataclass(slots=True)
+class Lease:
+    """What a :class:`~core.loops.Periodic` needs to run its step only where its lease is:
+    the shared database and this process's name. ``ttl_seconds`` is how long a lease outlives
+    its last renewal (the loop renews it before each step and while one runs)."""
+
+    database: Database
+    holder: str = field(default_factory=process_identity)
+    ttl_seconds: float = 120.0
+
+    def ttl(self, interval: float) -> float:
+        """The lease's lifetime for a loop of ``interval`` seconds: two intervals and a margin,
+        at least :data:`MIN_TTL_SECONDS`."""
+        return max(MIN_TTL_SECONDS, self.ttl_seconds, 2 * interval + 10)

@@ -1,0 +1,71 @@
+"""Job leases on SQLite and PostgreSQL: one holder at a time, renewal, expiry and takeover, and
+a loop that does its work only where its lease is."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from core.db import create_database
+from core.db.base import utcnow
+from core.db.leases import Lease, hold, release
+from core.loops import Periodic
+from core.settings import Settings
+from tests.waiting import eventually
+
+log = logging.getLogger("test.leases")
+
+
+async def test_one_holder_renewal_expiry_and_takeover(settings: Settings) -> None:
+    database = create_database(settings.effective_database_url)
+    now = utcnow()
+    try:
+        assert await hold(database, "job", "a", 60, now=now)
+        assert not await hold(database, "job", "b", 60, now=now + timedelta(seconds=1))
+        assert await hold(database, "job", "a", 60, now=now + timedelta(seconds=50))  # renewed
+        assert not await hold(database, "job", "b", 60, now=now + timedelta(seconds=100))
+        # "a" died: its lease ran out 60 s after its last renewal, and "b" takes over.
+        assert await hold(database, "job", "b", 60, now=now + timedelta(seconds=111))
+        assert not await hold(database, "job", "a", 60, now=now + timedelta(seconds=112))
+        assert await hold(database, "other-job", "a", 60, now=now)  # one lease per job
+        # Given up, a lease is free at once.
+        await release(database, "job", "b")
+        assert await hold(database, "job", "a", 60, now=now + timedelta(seconds=113))
+        # Racing replicas: exactly one takes a free lease.
+        won = await asyncio.gather(
+            *(hold(database, "race", f"r{i}", 60, now=now) for i in range(6))
+        )
+        assert won.count(True) == 1
+    finally:
+        await database.dispose()
+
+
+async def test_a_leased_loop_runs_in_one_replica_and_passes_on_when_it_stops(
+    settings: Settings,
+) -> None:
+    database = create_database(settings.effective_database_url)
+    ran: list[str] = []
+
+    def loop(holder: str) -> Periodic:
+        async def step() -> None:
+            ran.append(holder)
+
+        return Periodic("shared-job", step, 0.01, log=log, lease=Lease(database, holder=holder))
+
+    first, second = loop("first"), loop("second")
+    try:
+        async with first:
+            await eventually(lambda: len(ran) >= 3, what="steps")
+            async with second:
+                before = len(ran)
+                await eventually(lambda: len(ran) >= before + 5, what="more steps")
+                # Both loops run; only the holder of the lease does the work.
+                assert set(ran) == {"first"}
+                assert first.holding
+                assert not second.holding
+                await first.stop()  # gives its lease up
+                await eventually(lambda: ran[-1] == "second", what="the takeover")
+                assert second.holding
+    finally:
+        await database.dispose()
