@@ -368,6 +368,7 @@ async def _runner(app: web.Application) -> AsyncIterator[InvestigationRunner]:
             checkpointer=checkpointer,
             retention=timedelta(hours=settings.checkpoint_retention_hours),
             lease=Lease(database, holder=app[REPLICA]),
+            owner=app[REPLICA],
         ) as runner:
             yield runner
 
@@ -413,6 +414,7 @@ async def _soar(app: web.Application) -> AsyncIterator[SoarEngine]:
         approval_timeout=lambda: runtime.config.approval_timeout_seconds,
         concurrency=lambda: runtime.config.max_concurrent_investigations,
         metrics=app[METRICS],
+        owner=app[REPLICA],
     ) as engine:
         yield engine
 

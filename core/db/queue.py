@@ -3,25 +3,46 @@
 Investigations and playbook executions both queue this way: the claim is an UPDATE that only
 matches a row still ``queued``, so of two workers (two tasks, or two gateway replicas) racing
 for one row exactly one wins.
+
+A claimed row names its ``owner`` (the replica running it, :func:`core.db.leases.process_identity`)
+and carries a ``heartbeat_at`` that the owner renews (:func:`beat`) while it runs. Work whose
+owner is gone goes back to the queue (:func:`requeue_orphans`): at once when the owner was a
+process of this host that no longer exists (a gateway killed and restarted, a replica killed
+beside others), else once its heartbeat is older than ``stale_seconds`` (a replica on another
+host that died). A replica that stops cleanly gives its work back (:func:`give_back`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import os
+import socket
+from collections.abc import Collection, Sequence
+from datetime import timedelta
+from typing import Any, Final
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from core.db.base import utcnow
 from core.db.engine import Database
 
+HEARTBEAT_SECONDS: Final = 10.0
+STALE_SECONDS: Final = 60.0
+
 
 async def claim_next(
-    database: Database, model: Any, *, order_by: Sequence[Any], **values: Any
+    database: Database,
+    model: Any,
+    *,
+    order_by: Sequence[Any],
+    owner: str | None = None,
+    **values: Any,
 ) -> str | None:
     """Move the first ``queued`` row of ``model`` (in ``order_by``) to ``running``, counting
-    the attempt and keeping its first ``started_at``, with ``values`` set too; its id, ``""``
-    when another worker claimed it first, or ``None`` when nothing is queued."""
+    the attempt and keeping its first ``started_at``, with ``values`` set too (and ``owner``
+    with a first heartbeat); its id, ``""`` when another worker claimed it first, or ``None``
+    when nothing is queued."""
+    if owner is not None:
+        values = {**values, "owner": owner, "heartbeat_at": utcnow()}
     async with database.session() as db:
         candidate = (
             await db.execute(
@@ -44,3 +65,97 @@ async def claim_next(
         got = claimed.scalar_one_or_none()
         await db.commit()
         return str(got) if got else ""
+
+
+async def beat(database: Database, model: Any, ids: Sequence[str], owner: str) -> None:
+    """Renew the heartbeat of the rows ``owner`` runs."""
+    if not ids:
+        return
+    async with database.session() as db:
+        await db.execute(
+            update(model)
+            .where(model.id.in_(list(ids)), model.owner == owner, model.status == "running")
+            .values(heartbeat_at=utcnow())
+        )
+        await db.commit()
+
+
+def owner_gone(owner: str | None) -> bool:
+    """Whether ``owner`` is a process of this host that no longer runs (or names none). An
+    owner on another host cannot be seen from here: only its heartbeat tells."""
+    if not owner:
+        return True
+    host, _, rest = owner.partition(":")
+    pid, _, _tag = rest.partition(":")
+    if host != socket.gethostname()[:64] or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False  # this process: its own work is never an orphan
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+async def requeue_orphans(
+    database: Database,
+    model: Any,
+    *,
+    own: str | None = None,
+    running: Collection[str] = (),
+    own_grace_seconds: float = 0.0,
+    stale_seconds: float = STALE_SECONDS,
+) -> list[str]:
+    """Queue again the ``running`` rows whose owner is gone (see the module docstring), and
+    those ``own`` (the caller) owns but does not run (``running``, read live: what it runs)
+    and last beat more than ``own_grace_seconds`` ago (a claim made while this looks is not
+    yet in ``running``); their ids."""
+    now = utcnow()
+    stale = now - timedelta(seconds=stale_seconds)
+    grace = now - timedelta(seconds=own_grace_seconds)
+    async with database.session() as db:
+        rows = (
+            await db.execute(
+                select(model.id, model.owner, model.heartbeat_at).where(model.status == "running")
+            )
+        ).all()
+        orphans = [
+            (ident, owner)
+            for ident, owner, heartbeat in rows
+            if (
+                owner == own
+                and ident not in running
+                and (heartbeat is None or own_grace_seconds <= 0 or heartbeat < grace)
+            )
+            or (owner != own and (owner_gone(owner) or heartbeat is None or heartbeat < stale))
+        ]
+        requeued = []
+        for ident, owner in orphans:
+            same_owner = model.owner.is_(None) if owner is None else model.owner == owner
+            done = await db.execute(
+                update(model)
+                .where(model.id == ident, model.status == "running", same_owner)
+                .values(status="queued", owner=None, heartbeat_at=None)
+                .returning(model.id)
+            )
+            if done.scalar_one_or_none() is not None:
+                requeued.append(str(ident))
+        await db.commit()
+    return requeued
+
+
+async def give_back(database: Database, model: Any, owner: str) -> int:
+    """Queue again every row ``owner`` runs (a replica stopping cleanly); how many."""
+    async with database.session() as db:
+        done = await db.execute(
+            update(model)
+            .where(model.status == "running", or_(model.owner == owner, model.owner.is_(None)))
+            .values(status="queued", owner=None, heartbeat_at=None)
+            .returning(model.id)
+        )
+        count = len(done.all())
+        await db.commit()
+    return count

@@ -46,6 +46,10 @@ class Investigation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
     """When it first started (a resumed investigation keeps it)."""
+    owner: Mapped[str | None] = mapped_column(String(128))
+    """The gateway replica running it (``host:pid:tag``), while it runs."""
+    heartbeat_at: Mapped[datetime | None]
+    """When its owner last said it was still running it."""
     finished_at: Mapped[datetime | None]
     checkpoints_pruned_at: Mapped[datetime | None]
     """When the retention job deleted its graph checkpoints."""

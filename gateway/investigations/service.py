@@ -28,10 +28,10 @@ from agents.acp.protocol import (
 from agents.catalog import Subject
 from core.db import Database
 from core.db.base import utcnow
-from core.db.leases import Lease
+from core.db.leases import Lease, process_identity
 from core.db.lookup import get_or_404
 from core.db.pages import fetch_page
-from core.db.queue import claim_next
+from core.db.queue import HEARTBEAT_SECONDS, beat, claim_next, give_back, requeue_orphans
 from core.db.sequences import next_id
 from core.errors import AuroraError, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.events import EventBus
@@ -300,6 +300,7 @@ class InvestigationRunner:
         retention: timedelta,
         tick_seconds: float = 1.0,
         lease: Lease | None = None,
+        owner: str | None = None,
     ) -> None:
         self._db = database
         self._graph = graph
@@ -312,9 +313,11 @@ class InvestigationRunner:
         self._retention = retention
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
+        self._owner = owner or process_identity()
         self._queue = Periodic("investigation-queue", self._fill, tick_seconds, log=log)
         self._loops = (
             self._queue,
+            Periodic("investigation-heartbeat", self._heartbeat, HEARTBEAT_SECONDS, log=log),
             Periodic("approval-expiry", self.expire_approvals, tick_seconds, log=log, lease=lease),
             Periodic(
                 "checkpoint-retention",
@@ -326,26 +329,36 @@ class InvestigationRunner:
         )
 
     async def start(self) -> None:
-        """Queue again what a stopped gateway left running, then start the loops."""
-        async with self._db.session() as db:
-            await db.execute(
-                update(Investigation)
-                .where(Investigation.status == "running")
-                .values(status="queued")
-            )
-            await db.commit()
+        """Queue again what a gone replica (this gateway before a restart, or another) left
+        running, then start the loops."""
+        if requeued := await requeue_orphans(self._db, Investigation, own=self._owner):
+            log.info("queued again %d investigation(s) a gone gateway left", len(requeued))
         for loop in self._loops:
             loop.start()
 
     async def stop(self) -> None:
-        """Stop the loops and the investigations running (they stay ``running`` in the
-        database and are queued again at the next start)."""
+        """Stop the loops and the investigations running, and give them back to the queue
+        (another replica, or this one restarted, resumes them from their checkpoints)."""
         for loop in self._loops:
             await loop.stop()
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await give_back(self._db, Investigation, self._owner)
+
+    async def _heartbeat(self) -> None:
+        """Say which investigations this replica still runs, and take over those of a replica
+        that is gone."""
+        await beat(self._db, Investigation, list(self._running), self._owner)
+        if await requeue_orphans(
+            self._db,
+            Investigation,
+            own=self._owner,
+            running=self._running,
+            own_grace_seconds=HEARTBEAT_SECONDS,
+        ):
+            self._queue.wake()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -363,7 +376,10 @@ class InvestigationRunner:
     async def _claim(self) -> str | None:
         rank = case(PRIORITY_RANK, value=Investigation.priority)
         return await claim_next(
-            self._db, Investigation, order_by=(rank, Investigation.created_at, Investigation.id)
+            self._db,
+            Investigation,
+            order_by=(rank, Investigation.created_at, Investigation.id),
+            owner=self._owner,
         )
 
     async def _fill(self) -> None:

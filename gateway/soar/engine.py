@@ -53,7 +53,8 @@ from sqlalchemy.exc import IntegrityError
 from agents.acp.provenance import Provenance, describe, platform_corroborations, vouched
 from core.db import Database
 from core.db.base import utcnow
-from core.db.queue import claim_next
+from core.db.leases import process_identity
+from core.db.queue import HEARTBEAT_SECONDS, beat, claim_next, give_back, requeue_orphans
 from core.db.sequences import next_id
 from core.errors import AuroraError, Conflict, NotFound, RateLimited, ServiceUnavailable
 from core.events import Event, EventBus, Gap, Subscription
@@ -172,6 +173,7 @@ class SoarEngine:
         concurrency: Callable[[], int] = lambda: 4,
         metrics: Metrics | None = None,
         tick_seconds: float = 1.0,
+        owner: str | None = None,
     ) -> None:
         self._db = database
         self._bus = bus
@@ -182,26 +184,28 @@ class SoarEngine:
         self._concurrency = concurrency
         self._metrics = metrics
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._owner = owner or process_identity()
         self._queue = Periodic("playbook-queue", self._fill, tick_seconds, log=log)
+        self._heartbeat_loop = Periodic(
+            "playbook-heartbeat", self._heartbeat, HEARTBEAT_SECONDS, log=log
+        )
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Queue again what a stopped gateway left running, then start the loop."""
-        async with self._db.session() as db:
-            await db.execute(
-                update(PlaybookExecution)
-                .where(PlaybookExecution.status == "running")
-                .values(status="queued")
-            )
-            await db.commit()
+        """Queue again what a gone replica (this gateway before a restart, or another) left
+        running, then start the loop."""
+        if requeued := await requeue_orphans(self._db, PlaybookExecution, own=self._owner):
+            log.info("queued again %d playbook execution(s) a gone gateway left", len(requeued))
+        self._heartbeat_loop.start()
         subscription = self._bus.subscribe("approvals.decided", maxsize=1024)
         self._listener = asyncio.create_task(self._listen(subscription), name="playbook-approvals")
         self._queue.start()
 
     async def stop(self) -> None:
-        """Stop the loop and the executions running (they stay ``running`` and are queued
-        again at the next start)."""
+        """Stop the loop and the executions running, and give them back to the queue (they go
+        on from their step log, here after a restart or on another replica)."""
         await self._queue.stop()
+        await self._heartbeat_loop.stop()
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
@@ -209,6 +213,20 @@ class SoarEngine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await give_back(self._db, PlaybookExecution, self._owner)
+
+    async def _heartbeat(self) -> None:
+        """Say which executions this replica still runs, and take over those of a replica
+        that is gone."""
+        await beat(self._db, PlaybookExecution, list(self._running), self._owner)
+        if await requeue_orphans(
+            self._db,
+            PlaybookExecution,
+            own=self._owner,
+            running=self._running,
+            own_grace_seconds=HEARTBEAT_SECONDS,
+        ):
+            self._queue.wake()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -295,6 +313,7 @@ class SoarEngine:
             self._db,
             PlaybookExecution,
             order_by=(PlaybookExecution.created_at, PlaybookExecution.id),
+            owner=self._owner,
         )
 
     async def _fill(self) -> None:

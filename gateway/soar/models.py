@@ -73,6 +73,10 @@ class PlaybookExecution(Base):
     error: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
+    owner: Mapped[str | None] = mapped_column(String(128))
+    """The gateway replica running it (``host:pid:tag``), while it runs."""
+    heartbeat_at: Mapped[datetime | None]
+    """When its owner last said it was still running it."""
     finished_at: Mapped[datetime | None]
 
 

@@ -95,7 +95,8 @@ async def test_what_a_stopped_gateway_left_running_runs_again(database: Database
         await eventually(lambda: graph.threads == ["INV-1"], what="INV-1 started")
         assert await status_of(database, "INV-1") == ("running", 1)
     assert _others() == before  # its loops and its investigation's task are gone
-    assert await status_of(database, "INV-1") == ("running", 1)  # queued again at the next start
+    # Given back to the queue: the next start (or another replica) resumes it.
+    assert await status_of(database, "INV-1") == ("queued", 1)
 
     graph = Reporting()
     bus = EventBus()

@@ -1,0 +1,95 @@
+"""Queue owners on SQLite and PostgreSQL: work whose replica is gone goes back to the queue
+(at once for a dead process of this host, after the stale heartbeat for another host's), and a
+replica's own work is never taken from under it."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from core.db import create_database
+from core.db.base import utcnow
+from core.db.queue import beat, claim_next, give_back, owner_gone, requeue_orphans
+from core.settings import Settings
+from gateway.investigations.models import Investigation
+
+HOST = socket.gethostname()[:64]
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(done.stdout)
+
+
+def row(ident: str, owner: str | None, beat_seconds_ago: float | None) -> Investigation:
+    return Investigation(
+        id=ident,
+        status="running",
+        priority="normal",
+        subject={},
+        requested_by="ana",
+        attempts=1,
+        owner=owner,
+        heartbeat_at=None
+        if beat_seconds_ago is None
+        else utcnow() - timedelta(seconds=beat_seconds_ago),
+    )
+
+
+async def test_orphans_go_back_to_the_queue_and_live_work_stays(settings: Settings) -> None:
+    database = create_database(settings.effective_database_url)
+    me = f"{HOST}:1:me"
+    try:
+        async with database.session() as db:
+            db.add_all(
+                [
+                    row("INV-DEAD", f"{HOST}:{dead_pid()}:x", 1),  # killed here: at once
+                    row("INV-FAR-FRESH", "elsewhere:42:y", 5),  # another host, beating
+                    row("INV-FAR-STALE", "elsewhere:43:z", 600),  # another host, silent
+                    row("INV-LEGACY", None, None),  # from before owners
+                    row("INV-MINE-RUNNING", me, 1),
+                    row("INV-MINE-JUST-CLAIMED", me, 1),
+                    row("INV-MINE-LOST", me, 60),
+                ]
+            )
+            await db.commit()
+        requeued = await requeue_orphans(
+            database,
+            Investigation,
+            own=me,
+            running={"INV-MINE-RUNNING"},
+            own_grace_seconds=10,
+        )
+        assert sorted(requeued) == ["INV-DEAD", "INV-FAR-STALE", "INV-LEGACY", "INV-MINE-LOST"]
+        # Claimed again, by this replica: its owner and heartbeat are set.
+        claimed = await claim_next(database, Investigation, order_by=(Investigation.id,), owner=me)
+        assert claimed == "INV-DEAD"
+        await beat(database, Investigation, ["INV-MINE-RUNNING"], me)
+        # Stopping cleanly gives back every row this replica runs: the two it had, the one
+        # it claimed.
+        assert await give_back(database, Investigation, me) == 3
+        async with database.session() as db:
+            statuses = dict(
+                (await db.execute(select(Investigation.id, Investigation.status))).all()
+            )
+        assert statuses["INV-FAR-FRESH"] == "running"
+        assert statuses["INV-MINE-RUNNING"] == "queued"
+    finally:
+        await database.dispose()
+
+
+def test_only_a_process_of_this_host_is_known_to_be_gone() -> None:
+    assert owner_gone(None)
+    assert owner_gone(f"{HOST}:{dead_pid()}:t")
+    assert not owner_gone(f"{HOST}:1:t")  # init: alive
+    assert not owner_gone("another-host:999999:t")  # only its heartbeat can tell
