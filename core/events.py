@@ -22,6 +22,8 @@ class Event:
     topic: str
     payload: dict[str, Any]
     at: str = field(default_factory=lambda: utcnow().isoformat())
+    origin: str | None = None
+    """The replica it was published on when another one (:mod:`core.bridge`); None: here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,7 @@ class EventBus:
     def __init__(self, *, default_maxsize: int = 1000) -> None:
         self.default_maxsize = default_maxsize
         self._subscriptions: list[Subscription] = []
+        self._taps: list[Callable[[Event], None]] = []
         self.published = 0
 
     def subscribe(
@@ -145,10 +148,25 @@ class EventBus:
         """Deliver to every matching subscriber; never waits."""
         event = Event(topic, dict(payload or {}))
         self.published += 1
+        self.deliver(event)
+        for tap in tuple(self._taps):
+            tap(event)
+        return event
+
+    def deliver(self, event: Event) -> None:
+        """Offer ``event`` to the matching subscribers (an event heard from another replica
+        comes in here, past the taps)."""
         for subscription in tuple(self._subscriptions):
             if subscription.wants(event):
                 subscription.offer(event)
-        return event
+
+    def tap(self, tap: Callable[[Event], None]) -> None:
+        """Call ``tap`` (without waiting) with every event published here."""
+        self._taps.append(tap)
+
+    def untap(self, tap: Callable[[Event], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._taps.remove(tap)
 
     @property
     def subscriber_count(self) -> int:

@@ -20,6 +20,7 @@ from agents.acp.client import HandoffClient
 from agents.acp.registry import AgentRegistry
 from agents.acp.server import AGENT_TOKEN_TYPE
 from core.blobs import BlobStore
+from core.bridge import BusBridge
 from core.db import Database, create_database
 from core.db.leases import Lease, process_identity
 from core.db.migrate import is_current
@@ -495,8 +496,21 @@ async def _chat(app: web.Application) -> AsyncIterator[ChatEngine]:
         await engine.close()
 
 
+@contextlib.asynccontextmanager
+async def _bridge(app: web.Application) -> AsyncIterator[None]:
+    """With PostgreSQL, this replica's bus shares its events with the other replicas'
+    (core.bridge); alone on SQLite there are no others."""
+    url = app[SETTINGS].effective_database_url
+    if make_url(url).get_backend_name() != "postgresql":
+        yield
+        return
+    async with BusBridge(app[BUS], app[DATABASE], url=url, origin=app[REPLICA]):
+        yield
+
+
 RESOURCES: tuple[CleanupContext, ...] = (
     resource(DATABASE, _database),
+    _bridge,
     _agents_closed,
     resource(AUTHENTICATOR, _authenticator),
     background(

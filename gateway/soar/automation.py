@@ -213,7 +213,11 @@ class Automation:
         the task that handles them."""
         if self._task is not None:
             return
-        self._subscription = self._bus.subscribe(*TRIGGERS, maxsize=self._queue_size)
+        # This replica's own events only: each event fires its rules once, however many
+        # replicas hear it (core.bridge).
+        self._subscription = self._bus.subscribe(
+            *TRIGGERS, maxsize=self._queue_size, where=lambda event: event.origin is None
+        )
         self._task = asyncio.create_task(self._run(self._subscription), name="automation")
 
     async def stop(self) -> None:
