@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -210,6 +211,31 @@ async def _authenticator(app: web.Application) -> AsyncIterator[Authenticator]:
     )
     await authenticator.load_revocations()
     yield authenticator
+
+
+@contextlib.asynccontextmanager
+async def _runtime_follower(app: web.Application) -> AsyncIterator[None]:
+    """Runtime settings changed on another replica (heard through the bridge) are loaded
+    here too, at once."""
+    subscription = app[BUS].subscribe(
+        "system.settings.changed", maxsize=16, where=lambda event: event.origin is not None
+    )
+
+    async def follow() -> None:
+        async for _ in subscription:  # an event or a gap: either way, read the stored knobs
+            try:
+                async with app[DATABASE].session() as db:
+                    app[RUNTIME].apply(await load_runtime(db=db))
+            except Exception:
+                log.exception("could not load the runtime settings another replica changed")
+
+    task = asyncio.create_task(follow(), name="runtime-follower")
+    try:
+        yield
+    finally:
+        subscription.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _load_state(app: web.Application) -> None:
@@ -521,6 +547,7 @@ RESOURCES: tuple[CleanupContext, ...] = (
         first_wait=True,
     ),
     step(_load_state),
+    _runtime_follower,
     resource(RECORDER, _recorder),
     resource(LLM, _llm),
     resource(LOGSTORE, _logstore),

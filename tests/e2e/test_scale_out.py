@@ -128,6 +128,18 @@ async def test_a_killed_gateway_loses_nothing(
         assert status == 201, later
         assert (await next_alert(on_2))["id"] == later["id"]
 
+    # A runtime setting changed on one replica is in force on the others.
+    status, _ = http(
+        "PATCH", f"{gateways[1].url}/api/v1/settings/runtime", {"mode": "monitor"}, token
+    )
+    assert status == 200
+
+    def mode_on_2() -> bool:
+        _, body = http("GET", f"{gateways[2].url}/api/v1/settings/runtime", token=token)
+        return bool(body["settings"]["mode"] == "monitor")
+
+    assert until(mode_on_2, within=30, interval=0.2, what="the mode on replica 2")
+
     def finished() -> list[dict[str, Any]] | None:
         found = []
         for ident in ids:
