@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from agents.acp.client import HandoffClient
 from agents.acp.registry import AgentRegistry
@@ -25,7 +26,7 @@ from core.bridge import BusBridge
 from core.db import Database, create_database
 from core.db.leases import Lease, process_identity
 from core.db.migrate import is_current
-from core.errors import ClickHouseUnavailable
+from core.errors import ClickHouseUnavailable, Conflict
 from core.events import EventBus
 from core.guardrails import policy_from_settings
 from core.ledger import Keyring
@@ -405,9 +406,16 @@ async def _soar(app: web.Application) -> AsyncIterator[SoarEngine]:
     """The playbook engine, after the shipped playbooks the database lacks are installed."""
     settings = app[SETTINGS]
     runtime = app[RUNTIME]
-    async with app[DATABASE].session() as db:
-        if added := await install_builtin(db=db, definitions=load_builtin()):
-            log.info("installed %d built-in playbook version(s)", added)
+    for attempt in range(3):
+        try:
+            async with app[DATABASE].session() as db:
+                if added := await install_builtin(db=db, definitions=load_builtin()):
+                    log.info("installed %d built-in playbook version(s)", added)
+            break
+        except (IntegrityError, Conflict):
+            # Another replica starting at the same time installed them first: look again.
+            if attempt == 2:
+                raise
     base = StepEnv(
         database=app[DATABASE],
         bus=app[BUS],

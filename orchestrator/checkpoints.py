@@ -8,6 +8,7 @@ deletes finished threads.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import typing
 from collections.abc import AsyncIterator, Iterable
@@ -62,6 +63,10 @@ def postgres_conninfo(database_url: str) -> str | None:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+SETUP_LOCK = 0x4155524F5241  # "AURORA": the advisory lock key of the saver's setup
+SETUP_POLL_SECONDS = 0.2
+
+
 @asynccontextmanager
 async def open_checkpointer(
     database_url: str, data_dir: Path
@@ -94,10 +99,29 @@ async def open_checkpointer(
     await pool.open(wait=True)
     try:
         pg_saver = AsyncPostgresSaver(pool, serde=strict_serializer())
-        await pg_saver.setup()
+        await _set_up_alone(pool, pg_saver)
         yield pg_saver
     finally:
         await pool.close()
+
+
+async def _set_up_alone(pool: Any, saver: Any) -> None:
+    """The saver's setup, one replica at a time: replicas starting together would race to
+    create its tables and types. The lock is a session-level advisory lock, polled: a replica
+    waiting inside a statement would hold a snapshot that the setup's concurrent index builds
+    wait for."""
+    async with pool.connection() as locking:
+        while True:
+            row = await (
+                await locking.execute("SELECT pg_try_advisory_lock(%s) AS got", (SETUP_LOCK,))
+            ).fetchone()
+            if row is not None and row["got"]:
+                break
+            await asyncio.sleep(SETUP_POLL_SECONDS)
+        try:
+            await saver.setup()
+        finally:
+            await locking.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
 
 
 async def prune(saver: BaseCheckpointSaver[str], thread_ids: Iterable[str]) -> int:
