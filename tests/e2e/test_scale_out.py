@@ -29,6 +29,20 @@ from tests.waiting import eventually, until
 PASSWORD = "scale out password 1"
 TERMINAL = {"completed", "failed", "cancelled"}
 INVESTIGATIONS = 9
+EXECUTIONS = 6
+PLAYBOOK = {
+    "id": "scale-out-tag",
+    "name": "Read and tag the alert",
+    "inputs": {"alert_id": {"type": "string", "required": True}},
+    "steps": [
+        {"id": "alert", "uses": "alert.get", "with": {"alert_id": "${{ inputs.alert_id }}"}},
+        {
+            "id": "tag",
+            "uses": "alert.tag",
+            "with": {"alert_id": "${{ inputs.alert_id }}", "tags": ["seen"]},
+        },
+    ],
+}
 
 
 @pytest.fixture
@@ -117,7 +131,18 @@ async def test_a_killed_gateway_loses_nothing(
             )
             assert status == 202, accepted
             ids.append(accepted["id"])
-        # Kill replica 0 while it runs one of them.
+        # And playbook executions, queued the same way.
+        status, made = http("POST", f"{gateways[1].url}/api/v1/soar/playbooks", PLAYBOOK, token)
+        assert status == 201, made
+        for _ in range(EXECUTIONS):
+            status, queued = http(
+                "POST",
+                f"{gateways[1].url}/api/v1/soar/playbooks/{PLAYBOOK['id']}/execute",
+                {"inputs": {"alert_id": alert["id"]}},
+                token,
+            )
+            assert status == 202, queued
+        # Kill replica 0 while it runs one of the investigations.
         held = await running_on(settings, gateways[0].process.pid)
         assert gateways[0].stop(signal.SIGKILL) == -signal.SIGKILL
 
@@ -160,6 +185,26 @@ async def test_a_killed_gateway_loses_nothing(
     assert all(d["receipt"] is not None for d in done if d["status"] == "completed")
     taken_over = next(d for d in done if d["id"] == held)
     assert taken_over["attempts"] == 2
+
+    def executed() -> list[dict[str, Any]] | None:
+        status, page = http(
+            "GET",
+            f"{gateways[2].url}/api/v1/soar/executions?playbook_id={PLAYBOOK['id']}",
+            token=token,
+        )
+        assert status == 200, page
+        items = list(page["items"])
+        return (
+            items
+            if len(items) == EXECUTIONS and all(i["status"] in TERMINAL for i in items)
+            else None
+        )
+
+    runs = until(executed, within=120, interval=0.5, what="every execution ended")
+    assert runs is not None
+    assert all(r["status"] == "completed" for r in runs), [r["status"] for r in runs]
+    assert all(1 <= r["attempts"] <= 2 for r in runs)
+
     # The survivors logged the unreachable agents (warnings), and nothing went wrong.
     for survivor in gateways[1:]:
         assert not [line for line in survivor.lines if " ERROR " in line or " CRITICAL " in line]
