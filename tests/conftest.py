@@ -4,6 +4,7 @@ one is provided), and a live gateway behind an aiohttp test client."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import secrets
 import shutil
@@ -224,6 +225,29 @@ async def start_gateway(
     )
     await client.start_server()
     return client
+
+
+@contextlib.asynccontextmanager
+async def specialist_on_loopback(name: str, data_dir: Path, jwt_secret: Any) -> AsyncIterator[str]:
+    """Specialist ``name`` serving ACP on a free loopback port, with tokens signed by
+    ``jwt_secret`` (the gateway's); yields its URL for ``agent_urls``."""
+    from agents.catalog import load_specialist
+    from agents.runtime.specialist import AgentDeps, build_server
+    from core.security.tokens import TokenService
+    from tools.attack import AttackKB
+
+    agent_settings = Settings(data_dir=data_dir, jwt_secret=jwt_secret)
+    specialist = load_specialist(name)(AgentDeps(settings=agent_settings, attack=AttackKB.load()))
+    await specialist.start()
+    listener = await build_server(
+        specialist, agent_settings, TokenService.from_settings(agent_settings)
+    ).start("127.0.0.1", 0)
+    try:
+        yield f"ws://127.0.0.1:{next(iter(listener.sockets)).getsockname()[1]}"
+    finally:
+        listener.close()
+        await listener.wait_closed()
+        await specialist.stop()
 
 
 @pytest.fixture

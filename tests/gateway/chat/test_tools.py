@@ -12,14 +12,10 @@ from typing import Any
 
 import pytest
 
-from agents.catalog import load_specialist
-from agents.runtime.specialist import AgentDeps, build_server
 from core.security.permissions import Role
-from core.security.tokens import TokenService
 from core.settings import Settings
-from tests.conftest import Gateway, start_gateway
+from tests.conftest import Gateway, specialist_on_loopback, start_gateway
 from tests.fakes.openai_server import ScriptedOpenAI
-from tools.attack import AttackKB
 
 API = "/api/v1"
 COMPLETIONS = f"{API}/chat/completions"
@@ -50,19 +46,13 @@ async def platform(
     tmp_path: Path, settings: Settings
 ) -> AsyncIterator[tuple[Gateway, ScriptedOpenAI]]:
     """A gateway with a scripted model and a threat-intel specialist on loopback ports."""
-    agent_settings = Settings(data_dir=tmp_path / "agent", jwt_secret=settings.jwt_secret)
-    specialist = load_specialist("threat_intel")(
-        AgentDeps(settings=agent_settings, attack=AttackKB.load())
-    )
-    await specialist.start()
-    listener = await build_server(
-        specialist, agent_settings, TokenService.from_settings(agent_settings)
-    ).start("127.0.0.1", 0)
-    port = next(iter(listener.sockets)).getsockname()[1]
-    async with ScriptedOpenAI(models=("aurora-test",)) as model:
+    async with (
+        specialist_on_loopback("threat_intel", tmp_path / "agent", settings.jwt_secret) as url,
+        ScriptedOpenAI(models=("aurora-test",)) as model,
+    ):
         configured = settings.model_copy(
             update={
-                "agent_urls": {"threat_intel": [f"ws://127.0.0.1:{port}"]},
+                "agent_urls": {"threat_intel": [url]},
                 "llm_base_url": model.base_url,
                 "llm_model": "aurora-test",
                 "llm_max_retries": 0,
@@ -73,9 +63,6 @@ async def platform(
             yield Gateway(client), model
         finally:
             await client.close()
-            listener.close()
-            await listener.wait_closed()
-            await specialist.stop()
 
 
 async def turn(gateway: Gateway, headers: dict[str, str], message: str) -> dict[str, Any]:

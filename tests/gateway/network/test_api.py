@@ -14,17 +14,13 @@ from typing import Any
 
 import pytest
 
-from agents.catalog import load_specialist
-from agents.runtime.specialist import AgentDeps, build_server
 from core.schemas import Severity
 from core.security.permissions import Role
-from core.security.tokens import TokenService
 from core.settings import Settings
 from gateway.keys import DATABASE, LOGSTORE, NETWORK
 from gateway.network.scheduler import NetworkScheduler
-from tests.conftest import Gateway, shared_data_dir, start_gateway
+from tests.conftest import Gateway, shared_data_dir, specialist_on_loopback, start_gateway
 from tests.waiting import eventually
-from tools.attack import AttackKB
 
 API = "/api/v1"
 INGEST = f"{API}/network-telemetry/ingest"
@@ -316,25 +312,14 @@ async def with_network_agent(
     tmp_path: Path, settings: Settings
 ) -> AsyncIterator[tuple[Gateway, dict[str, str]]]:
     """A gateway whose network specialist runs on a loopback port."""
-    agent_settings = Settings(data_dir=tmp_path / "agent", jwt_secret=settings.jwt_secret)
-    specialist = load_specialist("network")(
-        AgentDeps(settings=agent_settings, attack=AttackKB.load())
-    )
-    await specialist.start()
-    listener = await build_server(
-        specialist, agent_settings, TokenService.from_settings(agent_settings)
-    ).start("127.0.0.1", 0)
-    port = next(iter(listener.sockets)).getsockname()[1]
-    configured = settings.model_copy(update={"agent_urls": {"network": [f"ws://127.0.0.1:{port}"]}})
-    client = await start_gateway(configured)
-    try:
-        gateway = Gateway(client)
-        yield gateway, await gateway.user(Role.RESPONDER)
-    finally:
-        await client.close()
-        listener.close()
-        await listener.wait_closed()
-        await specialist.stop()
+    async with specialist_on_loopback("network", tmp_path / "agent", settings.jwt_secret) as url:
+        configured = settings.model_copy(update={"agent_urls": {"network": [url]}})
+        client = await start_gateway(configured)
+        try:
+            gateway = Gateway(client)
+            yield gateway, await gateway.user(Role.RESPONDER)
+        finally:
+            await client.close()
 
 
 async def test_findings_of_the_network_specialist(
