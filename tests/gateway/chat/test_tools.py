@@ -16,24 +16,10 @@ from core.security.permissions import Role
 from core.settings import Settings
 from tests.conftest import Gateway, specialist_on_loopback, start_gateway
 from tests.fakes.openai_server import ScriptedOpenAI
+from tests.gateway.siem.test_siem import RULE
 
 API = "/api/v1"
 COMPLETIONS = f"{API}/chat/completions"
-
-RULE = """
-title: Encoded PowerShell
-id: 5b0b2f0e-3c5b-4a8e-9d7c-2d1c0f9e7a11
-status: test
-logsource:
-  product: windows
-  category: process_creation
-detection:
-  selection:
-    Image|endswith: '\\\\powershell.exe'
-    CommandLine|contains: ' -enc '
-  condition: selection
-level: high
-"""
 
 
 @pytest.fixture
