@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
@@ -41,6 +42,10 @@ class Periodic:
         self.lease = lease
         self.holding = lease is None
         """Whether this replica does the loop's work now (always, without a lease)."""
+        self._held_until = 0.0
+        """When (monotonic) the lease this replica holds runs out unless renewed."""
+        self._next_try = 0.0
+        """When (monotonic) a replica without the lease tries to take it again."""
         self._step = step
         self._interval = interval
         self._log = log
@@ -109,16 +114,25 @@ class Periodic:
             await self._wait()
 
     async def _may_run(self) -> bool:
-        """Whether this replica runs the next step: it holds (or has just taken) the lease."""
+        """Whether this replica runs the next step: it holds (or has just taken) the lease.
+
+        The database is asked only when it must be: a holder renews at half the lease's life,
+        another replica tries to take it a quarter of its life apart (so that a loop ticking
+        every second does not write every second)."""
         if self.lease is None:
             return True
+        ttl = self.lease.ttl(self._seconds())
+        now = time.monotonic()
+        if self.holding and now < self._held_until - ttl / 2:
+            return True
+        if not self.holding and now < self._next_try:
+            return False
         was = self.holding
-        self.holding = await hold(
-            self.lease.database,
-            self.name,
-            self.lease.holder,
-            self.lease.ttl(self._seconds()),
-        )
+        self.holding = await hold(self.lease.database, self.name, self.lease.holder, ttl)
+        if self.holding:
+            self._held_until = now + ttl
+        else:
+            self._next_try = now + self.lease.retry(self._seconds())
         if self.holding != was:
             self._log.info(
                 "%s: %s its lease (%s)",
@@ -140,7 +154,10 @@ class Periodic:
             while True:
                 await asyncio.sleep(ttl / 3)
                 try:
+                    renewed_at = time.monotonic()
                     self.holding = await hold(lease.database, self.name, lease.holder, ttl)
+                    if self.holding:
+                        self._held_until = renewed_at + ttl
                 except Exception:
                     self._log.warning("%s: could not renew its lease", self.name, exc_info=True)
 

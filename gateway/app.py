@@ -27,7 +27,7 @@ from core.db import Database, create_database
 from core.db.leases import Lease, process_identity
 from core.db.migrate import is_current
 from core.errors import ClickHouseUnavailable, Conflict
-from core.events import EventBus
+from core.events import Event, EventBus, Gap
 from core.guardrails import policy_from_settings
 from core.ledger import Keyring
 from core.llm import LLMBackend
@@ -215,22 +215,32 @@ async def _authenticator(app: web.Application) -> AsyncIterator[Authenticator]:
 
 
 @contextlib.asynccontextmanager
-async def _runtime_follower(app: web.Application) -> AsyncIterator[None]:
-    """Runtime settings changed on another replica (heard through the bridge) are loaded
-    here too, at once."""
+async def _replica_follower(app: web.Application) -> AsyncIterator[None]:
+    """What another replica changed (heard through the bridge) takes effect here at once:
+    runtime settings are loaded again; a revoked token or a deleted account ends its sessions
+    here too (without waiting for the revocation refresh)."""
     subscription = app[BUS].subscribe(
-        "system.settings.changed", maxsize=16, where=lambda event: event.origin is not None
+        "system.settings.changed",
+        "auth.*",
+        "users.*",
+        maxsize=64,
+        where=lambda event: event.origin is not None,
     )
 
     async def follow() -> None:
-        async for _ in subscription:  # an event or a gap: either way, read the stored knobs
+        async for item in subscription:
             try:
-                async with app[DATABASE].session() as db:
-                    app[RUNTIME].apply(await load_runtime(db=db))
+                if isinstance(item, Gap) or item.topic == "system.settings.changed":
+                    async with app[DATABASE].session() as db:
+                        app[RUNTIME].apply(await load_runtime(db=db))
+                if isinstance(item, Gap) or item.topic != "system.settings.changed":
+                    if isinstance(item, Event) and (user_id := item.payload.get("user_id")):
+                        app[AUTHENTICATOR].forget_user(str(user_id))
+                    await app[AUTHENTICATOR].refresh()
             except Exception:
-                log.exception("could not load the runtime settings another replica changed")
+                log.exception("could not apply what another replica changed")
 
-    task = asyncio.create_task(follow(), name="runtime-follower")
+    task = asyncio.create_task(follow(), name="replica-follower")
     try:
         yield
     finally:
@@ -555,7 +565,7 @@ RESOURCES: tuple[CleanupContext, ...] = (
         first_wait=True,
     ),
     step(_load_state),
-    _runtime_follower,
+    _replica_follower,
     resource(RECORDER, _recorder),
     resource(LLM, _llm),
     resource(LOGSTORE, _logstore),

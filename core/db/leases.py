@@ -90,8 +90,15 @@ class Lease:
     database: Database
     holder: str = field(default_factory=process_identity)
     ttl_seconds: float = 120.0
+    retry_seconds: float | None = None
+    """How often a replica without the lease tries to take it; by default a quarter of the
+    lease's life (a held lease is renewed at half of it)."""
 
     def ttl(self, interval: float) -> float:
         """The lease's lifetime for a loop of ``interval`` seconds: two intervals and a margin,
         at least :data:`MIN_TTL_SECONDS`."""
         return max(MIN_TTL_SECONDS, self.ttl_seconds, 2 * interval + 10)
+
+    def retry(self, interval: float) -> float:
+        """Seconds between a waiting replica's tries to take the lease."""
+        return self.retry_seconds if self.retry_seconds is not None else self.ttl(interval) / 4

@@ -20,7 +20,7 @@ from collections.abc import Collection, Sequence
 from datetime import timedelta
 from typing import Any, Final
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from core.db.base import utcnow
 from core.db.engine import Database
@@ -122,27 +122,36 @@ async def requeue_orphans(
                 select(model.id, model.owner, model.heartbeat_at).where(model.status == "running")
             )
         ).all()
-        orphans = [
-            (ident, owner)
-            for ident, owner, heartbeat in rows
-            if (
-                owner == own
-                and ident not in running
-                and (heartbeat is None or own_grace_seconds <= 0 or heartbeat < grace)
+    orphans = [
+        (ident, owner)
+        for ident, owner, heartbeat in rows
+        if (
+            owner == own
+            and ident not in running
+            and (heartbeat is None or own_grace_seconds <= 0 or heartbeat < grace)
+        )
+        or (owner != own and (owner_gone(owner) or heartbeat is None or heartbeat < stale))
+    ]
+    if not orphans:
+        return []
+    # One statement: a row is taken back only if its owner is still the one judged gone (a
+    # replica that claimed it meanwhile keeps it), and no write lock is held across awaits.
+    still = or_(
+        *(
+            and_(
+                model.id == ident, model.owner.is_(None) if owner is None else model.owner == owner
             )
-            or (owner != own and (owner_gone(owner) or heartbeat is None or heartbeat < stale))
-        ]
-        requeued = []
-        for ident, owner in orphans:
-            same_owner = model.owner.is_(None) if owner is None else model.owner == owner
-            done = await db.execute(
-                update(model)
-                .where(model.id == ident, model.status == "running", same_owner)
-                .values(status="queued", owner=None, heartbeat_at=None)
-                .returning(model.id)
-            )
-            if done.scalar_one_or_none() is not None:
-                requeued.append(str(ident))
+            for ident, owner in orphans
+        )
+    )
+    async with database.session() as db:
+        done = await db.execute(
+            update(model)
+            .where(model.status == "running", still)
+            .values(status="queued", owner=None, heartbeat_at=None)
+            .returning(model.id)
+        )
+        requeued = [str(ident) for ident in done.scalars()]
         await db.commit()
     return requeued
 

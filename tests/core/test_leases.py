@@ -51,7 +51,8 @@ async def test_a_leased_loop_runs_in_one_replica_and_passes_on_when_it_stops(
         async def step() -> None:
             ran.append(holder)
 
-        return Periodic("shared-job", step, 0.01, log=log, lease=Lease(database, holder=holder))
+        lease = Lease(database, holder=holder, retry_seconds=0.05)
+        return Periodic("shared-job", step, 0.01, log=log, lease=lease)
 
     first, second = loop("first"), loop("second")
     try:

@@ -120,12 +120,13 @@ async def test_a_killed_gateway_loses_nothing(
         assert (await next_alert(on_1))["id"] == alert["id"]
         assert (await next_alert(on_2))["id"] == alert["id"]
 
-        # Investigations queued through replica 1; every replica's runner claims from the queue.
+        # Investigations queued through replica 0, which claims them first (it is woken at
+        # once; the others poll): it will be killed while it runs some.
         ids = []
         for n in range(INVESTIGATIONS):
             status, accepted = http(
                 "POST",
-                f"{gateways[1].url}/api/v1/agents/investigate",
+                f"{gateways[0].url}/api/v1/agents/investigate",
                 {"text": f"beacon from 10.0.0.{n + 1} to a rare domain every minute"},
                 token,
             )
@@ -164,6 +165,16 @@ async def test_a_killed_gateway_loses_nothing(
         return bool(body["settings"]["mode"] == "monitor")
 
     assert until(mode_on_2, within=30, interval=0.2, what="the mode on replica 2")
+
+    # A session ended on one replica is refused by the others at once.
+    other = login(gateways[1].url, "admin", PASSWORD)
+    assert http("GET", f"{gateways[2].url}/api/v1/users/me", token=other)[0] == 200
+    assert http("POST", f"{gateways[1].url}/api/v1/auth/logout", {}, other)[0] == 204
+
+    def refused_on_2() -> bool:
+        return http("GET", f"{gateways[2].url}/api/v1/users/me", token=other)[0] == 401
+
+    assert until(refused_on_2, within=30, interval=0.1, what="the ended session refused")
 
     def finished() -> list[dict[str, Any]] | None:
         found = []
