@@ -2,9 +2,11 @@
 investigations run and streams are open: every investigation ends, none is run by two replicas
 at once, and the streams on the survivors keep going, fed by every replica (core.bridge).
 
-No specialist runs here: the investigations end without their findings (the agents are
-unreachable, fast), which is enough to see the queue taken over. Each gateway keeps its own
-embedded log store (one chDB path per process): this test touches no log route.
+No specialist runs here: every agent URL leads to a socket that accepts connections and never
+answers, so each investigation waits out its agent calls (seconds) and ends without findings:
+long enough to be running when a replica is killed, which is what the queue's takeover needs.
+Each gateway keeps its own embedded log store (one chDB path per process): this test touches
+no log route.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ import pytest
 from sqlalchemy import select
 from websockets.asyncio.client import ClientConnection, connect
 
+from agents.catalog import SPECIALISTS
 from core.db import create_database
 from core.settings import Settings
 from gateway.investigations.models import Investigation
@@ -83,14 +88,25 @@ async def next_alert(ws: ClientConnection) -> dict[str, Any]:
             return dict(message["alert"])
 
 
+@pytest.fixture
+def hole() -> Iterator[str]:
+    """A WebSocket URL whose socket accepts connections (the kernel completes them) and never
+    answers."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(512)
+        yield f"ws://127.0.0.1:{silent.getsockname()[1]}"
+
+
 async def test_a_killed_gateway_loses_nothing(
-    tmp_path: Path, settings: Settings, platforms: list[Platform]
+    tmp_path: Path, settings: Settings, platforms: list[Platform], hole: str
 ) -> None:
     shared = {
         "AURORA_DATABASE_URL": settings.effective_database_url,
         "AURORA_JWT_SECRET": "scale-out-secret-scale-out-secret-0123456789",
         "AURORA_ACP_STARTUP_GRACE_SECONDS": "0",
-        "AURORA_ACP_CALL_TIMEOUT_SECONDS": "3",
+        "AURORA_ACP_CALL_TIMEOUT_SECONDS": "6",
+        "AURORA_AGENT_URLS": json.dumps({name: [hole] for name in SPECIALISTS}),
     }
     envs = [{**aurora_env(tmp_path / f"g{i}"), **shared} for i in range(3)]
     created = run(
