@@ -3,7 +3,8 @@
 A lease is one row per job name: who holds it and until when. :func:`hold` takes it when it is
 free or expired, or renews it for its holder, in one statement (atomic across replicas, which
 share the database); :func:`release` gives it up. A replica that dies stops renewing, and the
-lease passes to another once it expires: that is the takeover.
+lease passes to another once it expires: that is the takeover. A holder that was a process of
+this host and is gone (:func:`owner_gone`) loses its lease at once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import String, delete, or_
+from sqlalchemy import String, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -34,6 +35,26 @@ class JobLease(Base):
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime]
     acquired_at: Mapped[datetime]
+
+
+def owner_gone(owner: str | None) -> bool:
+    """Whether ``owner`` is a process of this host that no longer runs (or names none). An
+    owner on another host cannot be seen from here: only its heartbeat tells."""
+    if not owner:
+        return True
+    host, _, rest = owner.partition(":")
+    pid, _, _tag = rest.partition(":")
+    if host != socket.gethostname()[:64] or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False  # this process: its own work is never an orphan
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def process_identity() -> str:
@@ -70,6 +91,19 @@ async def hold(
             .returning(JobLease.holder)
         )
         row = (await db.execute(taken)).one_or_none()
+        if row is None:
+            # Held by a process of this host that is gone (a gateway killed and restarted):
+            # taken over now rather than when the dead holder's lease runs out.
+            current = await db.scalar(select(JobLease.holder).where(JobLease.name == name))
+            if current is not None and current != holder and owner_gone(current):
+                row = (
+                    await db.execute(
+                        update(JobLease)
+                        .where(JobLease.name == name, JobLease.holder == current)
+                        .values(holder=holder, expires_at=ends, acquired_at=moment)
+                        .returning(JobLease.holder)
+                    )
+                ).one_or_none()
         await db.commit()
     return row is not None
 

@@ -14,8 +14,6 @@ host that died). A replica that stops cleanly gives its work back (:func:`give_b
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Collection, Sequence
 from datetime import timedelta
 from typing import Any, Final
@@ -24,6 +22,7 @@ from sqlalchemy import and_, func, or_, select, update
 
 from core.db.base import utcnow
 from core.db.engine import Database
+from core.db.leases import owner_gone
 
 HEARTBEAT_SECONDS: Final = 10.0
 STALE_SECONDS: Final = 60.0
@@ -78,26 +77,6 @@ async def beat(database: Database, model: Any, ids: Sequence[str], owner: str) -
             .values(heartbeat_at=utcnow())
         )
         await db.commit()
-
-
-def owner_gone(owner: str | None) -> bool:
-    """Whether ``owner`` is a process of this host that no longer runs (or names none). An
-    owner on another host cannot be seen from here: only its heartbeat tells."""
-    if not owner:
-        return True
-    host, _, rest = owner.partition(":")
-    pid, _, _tag = rest.partition(":")
-    if host != socket.gethostname()[:64] or not pid.isdigit():
-        return False
-    if int(pid) == os.getpid():
-        return False  # this process: its own work is never an orphan
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 async def requeue_orphans(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from datetime import timedelta
 
 from core.db import create_database
@@ -12,6 +14,7 @@ from core.db.base import utcnow
 from core.db.leases import Lease, hold, release
 from core.loops import Periodic
 from core.settings import Settings
+from tests.core.test_queue_owners import dead_pid
 from tests.waiting import eventually
 
 log = logging.getLogger("test.leases")
@@ -37,6 +40,21 @@ async def test_one_holder_renewal_expiry_and_takeover(settings: Settings) -> Non
             *(hold(database, "race", f"r{i}", 60, now=now) for i in range(6))
         )
         assert won.count(True) == 1
+    finally:
+        await database.dispose()
+
+
+async def test_a_lease_of_a_dead_process_of_this_host_is_taken_at_once(
+    settings: Settings,
+) -> None:
+    database = create_database(settings.effective_database_url)
+    here = socket.gethostname()[:64]
+    try:
+        assert await hold(database, "job", f"{here}:{dead_pid()}:x", 600)
+        # Its process is gone: the next replica to ask takes the lease, not in 600 s.
+        assert await hold(database, "job", "elsewhere:1:y", 600)
+        # A holder on another host is alive as far as this host can tell.
+        assert not await hold(database, "job", f"{here}:{os.getpid()}:z", 600)
     finally:
         await database.dispose()
 

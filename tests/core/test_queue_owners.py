@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from core.db import create_database
 from core.db.base import utcnow
-from core.db.queue import beat, claim_next, give_back, owner_gone, requeue_orphans
+from core.db.leases import owner_gone
+from core.db.queue import beat, claim_next, give_back, requeue_orphans
 from core.settings import Settings
 from gateway.investigations.models import Investigation
 
