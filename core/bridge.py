@@ -120,8 +120,7 @@ class BusBridge:
         try:
             self._outbox.put_nowait(event)
         except asyncio.QueueFull:
-            self.lost += 1  # the other replicas' subscribers see a gap in ids: none is lost
-            # silently, the count says how many never left this replica
+            self.lost += 1  # never reaches the other replicas: counted, not hidden
 
     async def _write(self) -> None:
         while True:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -16,6 +17,14 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+
+def upsert_into(db: AsyncSession, model: Any) -> postgresql.Insert | sqlite.Insert:
+    """An ``INSERT`` into ``model`` in the session's dialect, for ``on_conflict_do_update``: an
+    atomic upsert on PostgreSQL and SQLite alike (counters, throttles, leases)."""
+    if db.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model)
+    return sqlite.insert(model)
 
 
 @dataclass(frozen=True, slots=True)

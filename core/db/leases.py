@@ -17,11 +17,10 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from sqlalchemy import String, delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.base import Base, utcnow
-from core.db.engine import Database
+from core.db.engine import Database, upsert_into
 
 MIN_TTL_SECONDS: Final = 30.0
 
@@ -70,11 +69,7 @@ async def hold(
     moment = now or utcnow()
     ends = moment + timedelta(seconds=ttl_seconds)
     async with database.session() as db:
-        insert: postgresql.Insert | sqlite.Insert
-        if db.get_bind().dialect.name == "postgresql":
-            insert = postgresql.insert(JobLease)
-        else:
-            insert = sqlite.insert(JobLease)
+        insert = upsert_into(db, JobLease)
         mine = JobLease.holder == holder
         taken = (
             insert.values(name=name, holder=holder, expires_at=ends, acquired_at=moment)

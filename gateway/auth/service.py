@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 
 from pydantic import ConfigDict
 from sqlalchemy import Select, case, delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.acp.server import AGENT_TOKEN_TYPE
 from core.db import Database, utcnow
+from core.db.engine import upsert_into
 from core.db.lookup import get_or_404
 from core.db.pages import fetch_rows
 from core.errors import (
@@ -466,11 +466,7 @@ async def _charge_check(
     the count within the window and its new end, or None when the name is locked."""
     ends = now + timedelta(seconds=window_seconds)
     over = LoginThrottle.window_ends_at <= now
-    insert: postgresql.Insert | sqlite.Insert
-    if db.get_bind().dialect.name == "postgresql":
-        insert = postgresql.insert(LoginThrottle)
-    else:
-        insert = sqlite.insert(LoginThrottle)
+    insert = upsert_into(db, LoginThrottle)
     charged = (
         insert.values(username=username, checks=1, window_ends_at=ends)
         .on_conflict_do_update(

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pydantic import ValidationError
+from sqlalchemy import select
 
 from core.db import Database
 from core.db.base import utcnow
@@ -48,6 +49,7 @@ from core.llm.fence import FENCE_RULES, fence
 from core.llm.guard import Scrubber, neutralise
 from core.llm.types import Message, Usage, system_message, tool_message
 from core.security.permissions import Permission
+from core.validation import field_error
 from gateway.auth.service import Principal
 from gateway.chat import commands, service
 from gateway.chat.models import ChatMessage, ChatReport, ChatSession
@@ -347,8 +349,6 @@ class ChatEngine:
                 )
             known = {p["id"] for p in session.pending}
             if unknown := [i for i in body.confirm_tool_calls if i not in known]:
-                from core.validation import field_error
-
                 raise field_error(
                     ["confirm_tool_calls"],
                     f"no tool call of this session waits for confirmation: {unknown[0]}",
@@ -852,8 +852,6 @@ def _leaves(value: object) -> Iterable[str]:
 def _select_messages(
     session_id: str, *, role: str | None = None, before: int | None = None, newest: bool = False
 ) -> Any:
-    from sqlalchemy import select
-
     query = select(ChatMessage).where(ChatMessage.session_id == session_id)
     if role is not None:
         query = query.where(ChatMessage.role == role)

@@ -6,10 +6,10 @@ import time
 from typing import Any
 
 from sqlalchemy import case, delete, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.base import utcnow
+from core.db.engine import upsert_into
 from core.db.sequences import next_id
 from core.errors import NotFound, RateLimited
 from core.schemas import PageQuery
@@ -31,11 +31,7 @@ async def charge(db: AsyncSession, *, username: str, limit: int, now: float | No
     across a minute's boundary."""
     moment = time.time() if now is None else now
     window = int(moment // WINDOW_SECONDS)
-    insert: postgresql.Insert | sqlite.Insert
-    if db.get_bind().dialect.name == "postgresql":
-        insert = postgresql.insert(ChatRateWindow)
-    else:
-        insert = sqlite.insert(ChatRateWindow)
+    insert = upsert_into(db, ChatRateWindow)
     stale = ChatRateWindow.window != window
     charged = (
         insert.values(username=username, window=window, count=1)
