@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     """Where the embedded chDB keeps its data; default ``<data_dir>/logstore``. One path per
     process: chDB allows no other."""
     clickhouse_database: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")] = "aurora"
+    log_store_owner: bool = True
+    """Whether this gateway opens the embedded log store and runs the jobs that read it
+    (detection rules, network detectors). chDB is one process's: with several gateways on the
+    embedded store, exactly one is the owner and the proxy routes the log routes to it (see
+    docs/scaling.md); the others answer what needs the store with AURORA-5032. With a ClickHouse
+    server (``clickhouse_url``) every gateway reads and writes it and this is not read."""
     log_retention_days: Annotated[int, Field(ge=0, le=36_500)] = 90
     """Log events are dropped this many days after their ingestion (0: kept for good)."""
     ingest_workers: Annotated[int, Field(ge=0, le=64)] | None = None

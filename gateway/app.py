@@ -32,6 +32,7 @@ from core.guardrails import policy_from_settings
 from core.ledger import Keyring
 from core.llm import LLMBackend
 from core.logstore.store import LogStore
+from core.loops import Periodic
 from core.metrics import create_metrics
 from core.security.passwords import PasswordHasher
 from core.security.tokens import TokenService
@@ -276,7 +277,10 @@ async def _llm(app: web.Application) -> AsyncIterator[LLMBackend | None]:
 async def _logstore(app: web.Application) -> AsyncIterator[LogStore]:
     logstore = LogStore.from_settings(app[SETTINGS])
     try:
-        await logstore.start()
+        if logstore.owned:
+            await logstore.start()
+        else:
+            log.info("the embedded log store is another gateway's (AURORA_LOG_STORE_OWNER=false)")
     except ClickHouseUnavailable:
         # The gateway serves everything else; log routes answer AURORA-5032 until the store
         # is back (each call tries again).
@@ -330,6 +334,25 @@ def edr_handlers(edr: EdrService) -> dict[str, Handler]:
         "release_host": handler(EdrAction.UNISOLATE),
         "scan_host": handler(EdrAction.SCAN),
     }
+
+
+def _store_job[T: Periodic](
+    make: Callable[[web.Application], T],
+) -> Callable[[web.Application], contextlib.AbstractAsyncContextManager[T]]:
+    """``make``'s job, run only where the log store is this process's: a gateway that leaves
+    the embedded store to another has the job (its state reads as not running) and runs nothing
+    (its lease would make it the only one, reading a store it does not have)."""
+
+    @contextlib.asynccontextmanager
+    async def opener(app: web.Application) -> AsyncIterator[T]:
+        job = make(app)
+        if not app[LOGSTORE].owned:
+            yield job
+            return
+        async with job:
+            yield job
+
+    return opener
 
 
 def _network(app: web.Application) -> NetworkScheduler:
@@ -571,13 +594,13 @@ RESOURCES: tuple[CleanupContext, ...] = (
     resource(LOGSTORE, _logstore),
     resource(INGEST, _ingest),
     resource(SIGMA, _sigma),
-    resource(SCHEDULER, _scheduler),
+    resource(SCHEDULER, _store_job(_scheduler)),
     background("agent-health", _agent_health, lambda app: AGENT_HEALTH_INTERVAL_SECONDS, log=log),
     resource(EDR, _edr),
     resource(RUNNER, _runner),
     resource(SOAR, _soar),
     _automation,
-    resource(NETWORK, _network),
+    resource(NETWORK, _store_job(_network)),
     resource(CHAT, _chat),
 )
 """What the gateway opens at start-up, in order; aiohttp closes them in reverse order at

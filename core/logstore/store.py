@@ -105,6 +105,15 @@ def _chdb_client(path: Path) -> Any:
         return _chdb_clients[key]
 
 
+def _not_owned() -> Any:
+    raise ClickHouseUnavailable(
+        {
+            "reason": "this gateway does not own the embedded log store "
+            "(AURORA_LOG_STORE_OWNER=false): its log routes are served by the store owner"
+        }
+    )
+
+
 def _http_client(url: str) -> Any:
     import clickhouse_connect
 
@@ -324,6 +333,9 @@ class LogStore:
         self.table = f"`{database}`.`{TABLE}`"
         self._lazy = False
         """Whether the engine reads a search's whole events lazily (:data:`LAZY_SETTING`)."""
+        self.owned = True
+        """Whether this process opens the store; False on a gateway that leaves the embedded
+        store to another (``log_store_owner``): every call then answers AURORA-5032."""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, database: str | None = None) -> LogStore:
@@ -337,6 +349,10 @@ class LogStore:
                 retention_days=settings.log_retention_days,
                 workers=4,
             )
+        if not settings.log_store_owner:
+            store = cls(_not_owned, database=name, retention_days=settings.log_retention_days)
+            store.owned = False
+            return store
         path = settings.chdb_path or settings.data_dir / "logstore"
         return cls(
             lambda: _chdb_client(path), database=name, retention_days=settings.log_retention_days

@@ -481,7 +481,8 @@ class EdrService:
     # -- inventory ------------------------------------------------------------------------
 
     async def _telemetry(self) -> dict[str, _Seen]:
-        if self._logstore is None:
+        if self._logstore is None or not self._logstore.owned:
+            # No store, or another gateway's: the hosts the logs know are the owner's to add.
             return {}
         store = self._logstore
         result = await store.query(

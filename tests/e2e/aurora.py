@@ -29,7 +29,7 @@ BIN = Path(sys.executable).parent / "aurora"
 STARTUP_SECONDS = 180.0
 """How long a platform may take to serve, or its agents to be ready: all of them import their
 libraries at once, which takes a minute and more on a loaded two-core machine."""
-URL = re.compile(r"(?:is up at|listening on) (http://127\.0\.0\.1:\d+)\s")
+URL = re.compile(r"(?:is up at|listening on) ((?:http|ws)://127\.0\.0\.1:\d+)\s")
 
 
 def aurora_command() -> list[str]:
@@ -107,7 +107,9 @@ class Platform:
     """One ``aurora`` process that serves, in its own process group (as a shell runs a job),
     and everything it has said so far (its standard error with its output)."""
 
-    def __init__(self, env: dict[str, str], *args: str) -> None:
+    def __init__(self, env: dict[str, str], *args: str, wait: bool = True) -> None:
+        """Start ``aurora ARGS``; ``wait``: until it says where it serves (otherwise call
+        :meth:`serving`, so that several start at once)."""
         self.env = env
         self.process = subprocess.Popen(
             [*aurora_command(), *args],
@@ -122,6 +124,12 @@ class Platform:
         self._ended = False
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self.url = ""
+        if wait:
+            self.serving()
+
+    def serving(self) -> str:
+        """Wait until it says where it serves (an HTTP or WebSocket URL); that URL."""
         try:
             serving = URL.search(self.wait_for(URL))
         except AssertionError:
@@ -129,6 +137,7 @@ class Platform:
             raise
         assert serving is not None
         self.url = serving.group(1)
+        return self.url
 
     def _read(self) -> None:
         assert self.process.stdout is not None
