@@ -11,8 +11,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ClickHouseName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
+"""A ClickHouse identifier the log store writes into its SQL (backquoted): letters, digits and
+underscores only."""
 
 
 class JwtAlgorithm(StrEnum):
@@ -46,7 +50,13 @@ class Settings(BaseSettings):
     chdb_path: Path | None = None
     """Where the embedded chDB keeps its data; default ``<data_dir>/logstore``. One path per
     process: chDB allows no other."""
-    clickhouse_database: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")] = "aurora"
+    clickhouse_database: ClickHouseName = "aurora"
+    clickhouse_cluster: ClickHouseName | None = None
+    """The cluster name of the ClickHouse servers' ``remote_servers`` config. When set, the store
+    creates its tables ON CLUSTER: a ``ReplicatedMergeTree`` table (``logs_local``) on every shard
+    and replica and a ``Distributed`` table (``logs``) over them, which it reads and writes. Only
+    meaningful with ``clickhouse_url``: the embedded chDB is one process, not a cluster, and a
+    gateway on it with this set refuses to start."""
     log_store_owner: bool = True
     """Whether this gateway opens the embedded log store and runs the jobs that read it
     (detection rules, network detectors). chDB is one process's: with several gateways on the
@@ -162,6 +172,16 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _cluster_needs_a_server(self) -> Settings:
+        if self.clickhouse_cluster is not None and self.clickhouse_url is None:
+            raise ValueError(
+                f"AURORA_CLICKHOUSE_CLUSTER={self.clickhouse_cluster} needs "
+                "AURORA_CLICKHOUSE_URL (a node of that cluster): the embedded chDB is one "
+                "process, not a cluster"
+            )
+        return self
 
     @property
     def effective_database_url(self) -> str:

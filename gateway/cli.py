@@ -287,11 +287,21 @@ def resolve(run: str) -> Command:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+
     from core.errors import AuroraError
     from core.settings import load_settings
 
     try:
         settings = load_settings()
+    except ValidationError as err:
+        # Without the input: pydantic would print every setting given, secrets among them.
+        print("aurora: invalid configuration:", file=sys.stderr)
+        for problem in err.errors(include_url=False, include_input=False):
+            where = ".".join(str(part) for part in problem["loc"]).upper()
+            name = f"AURORA_{where}: " if where else ""
+            print(f"  {name}{problem['msg']}", file=sys.stderr)
+        return 2
     except ValueError as err:
         print(f"aurora: invalid configuration:\n{err}", file=sys.stderr)
         return 2

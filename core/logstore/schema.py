@@ -7,6 +7,11 @@ and a ClickHouse type; numbers are typed so they compare as numbers. A field an 
 the column's default (empty string, or NULL for numbers). Whatever the normalised fields do not
 cover stays searchable in ``fields``: every leaf of the original event, flattened (``EventData``
 names of Windows events under their own names, nested keys joined with dots), as text.
+
+On one server the table is a ``MergeTree`` table. On a cluster (:func:`schema_sql` with a
+cluster name) the rows live in a ``ReplicatedMergeTree`` table of the same structure on every
+shard and replica (:func:`local_table`), and the table of that name is a ``Distributed`` table
+over them: what reads and writes it does not change.
 """
 
 from __future__ import annotations
@@ -174,7 +179,8 @@ def doc_expression() -> str:
 
 
 INGESTED_INDEX: Final = "ix_ingested_at"
-INGESTED_INDEX_SQL: Final = f"INDEX {INGESTED_INDEX} ingested_at TYPE minmax GRANULARITY 1"
+_INGESTED_INDEX_DEFINITION: Final = f"{INGESTED_INDEX} ingested_at TYPE minmax GRANULARITY 1"
+INGESTED_INDEX_SQL: Final = f"INDEX {_INGESTED_INDEX_DEFINITION}"
 """A skip index of each granule's ingestion times: a question about what arrived lately
 (``ingested_at > t``, the network scheduler's look for late telemetry) reads the granules
 written since ``t``, not the whole ``ingested_at`` column of every partition."""
@@ -196,11 +202,15 @@ LATER_FIELDS: Final[tuple[str, ...]] = (
 """Normalised fields that came after the first release (a table made before them gets them)."""
 
 
-def added_columns_sql(database: str, table: str) -> list[tuple[str, str]]:
+def added_columns_sql(
+    database: str, table: str, *, cluster: str | None = None
+) -> list[tuple[str, str]]:
     """(column, ``ALTER TABLE`` statement) adding each column that came after the first
     release (the later fields, :data:`DOC_COLUMN`, the promoted columns) to a table made
-    before it (idempotent; existing parts compute it on read until merged)."""
-    alter = f"ALTER TABLE `{database}`.`{table}` ADD COLUMN IF NOT EXISTS"
+    before it (idempotent; existing parts compute it on read until merged). On a cluster the
+    statements run on every node; the local table and the Distributed table over it each need
+    them (the local one first: the Distributed table must not name a column its shards lack)."""
+    alter = f"ALTER TABLE `{database}`.`{table}`{on_cluster(cluster)} ADD COLUMN IF NOT EXISTS"
     return [
         *(
             (
@@ -270,14 +280,30 @@ def in_key_order(direction: Literal["ASC", "DESC"]) -> str:
     return f"toStartOfHour(timestamp) {direction}, timestamp {direction}, id {direction}"
 
 
-def create_table_sql(
-    database: str, table: str, *, retention_days: int, table_settings: bool = True
-) -> str:
-    """The ``CREATE TABLE`` of the log table: partitioned by day, ordered for time-and-host
-    queries, events removed by TTL ``retention_days`` after they were ingested (0: kept for
-    good). The TTL counts from ingestion, not from the event's own time: an analyst replaying
-    last year's logs keeps them for the retention period too, instead of losing them at once.
-    ``table_settings=False`` leaves out :data:`TABLE_SETTINGS` (a server older than them)."""
+def on_cluster(cluster: str | None) -> str:
+    """The ``ON CLUSTER`` clause that runs a DDL statement on every node of ``cluster`` (through
+    ClickHouse Keeper's DDL queue); nothing on a single server."""
+    return f" ON CLUSTER `{cluster}`" if cluster else ""
+
+
+def local_table(table: str) -> str:
+    """On a cluster, the name of the table holding ``table``'s rows on each shard; ``table``
+    itself is the Distributed table over them."""
+    return f"{table}_local"
+
+
+SHARDING_KEY: Final = "cityHash64(id)"
+"""How the Distributed table spreads rows over the shards. By the event id (random): a noisy
+host's events spread over every shard instead of filling one, as ``rand()`` would too; but
+unlike ``rand()`` the same rows always go to the same shard, so a block sent again after a
+failed acknowledgement reaches the same replicas, whose insert deduplication can drop it, and
+a lookup by id could be sent to one shard (``optimize_skip_unused_shards``). Reads are
+correct with any key: the Distributed table reads every shard."""
+
+
+def _column_definitions() -> list[str]:
+    """The table's columns, in order: the same on a single server's table, a cluster's local
+    tables and the Distributed table over them."""
     columns = [f"`{name}` {kind}" for name, kind in META_COLUMNS[:2]]
     columns += [f"`{f.column}` {f.clickhouse_type}" for f in FIELDS]
     columns += [f"`{name}` {kind}" for name, kind in META_COLUMNS[2:]]
@@ -286,16 +312,44 @@ def create_table_sql(
         f"`{promoted_column(name)}` String MATERIALIZED fields['{name}']"
         for name in PROMOTED_FIELDS
     ]
-    columns.append(INGESTED_INDEX_SQL)
+    return columns
+
+
+def create_table_sql(
+    database: str,
+    table: str,
+    *,
+    retention_days: int,
+    table_settings: bool = True,
+    cluster: str | None = None,
+) -> str:
+    """The ``CREATE TABLE`` of the log table: partitioned by day, ordered for time-and-host
+    queries, events removed by TTL ``retention_days`` after they were ingested (0: kept for
+    good). The TTL counts from ingestion, not from the event's own time: an analyst replaying
+    last year's logs keeps them for the retention period too, instead of losing them at once.
+    ``table_settings=False`` leaves out :data:`TABLE_SETTINGS` (a server older than them).
+
+    With ``cluster``, the table is made on every node as a ``ReplicatedMergeTree``, its replicas
+    of a shard kept in step through ClickHouse Keeper under a path of the shard's, named by the
+    ``{shard}`` and ``{replica}`` macros of each server's config (pass :func:`local_table`'s
+    name: the Distributed table over it is :func:`distributed_table_sql`)."""
+    columns = [*_column_definitions(), INGESTED_INDEX_SQL]
     ttl = (
         f"\nTTL toDateTime(ingested_at) + INTERVAL {int(retention_days)} DAY DELETE"
         if retention_days > 0
         else ""
     )
+    engine = (
+        # ClickHouse expands the macros when the table is made: the shard's path in Keeper (the
+        # same for its replicas, another for each database) and this server's replica name.
+        f"ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{{database}}/{table}', '{{replica}}')"
+        if cluster
+        else "MergeTree"
+    )
     return (
-        f"CREATE TABLE IF NOT EXISTS `{database}`.`{table}` (\n  "
+        f"CREATE TABLE IF NOT EXISTS `{database}`.`{table}`{on_cluster(cluster)} (\n  "
         + ",\n  ".join(columns)
-        + "\n) ENGINE = MergeTree\nPARTITION BY toDate(timestamp)\n"
+        + f"\n) ENGINE = {engine}\nPARTITION BY toDate(timestamp)\n"
         f"ORDER BY ({SORTING_KEY})"
         + ttl
         # Granules of at most 1 MiB (about 300 events, not ClickHouse's 10 MiB default): a page
@@ -305,4 +359,70 @@ def create_table_sql(
         # An insert returns once its part is fsynced: the API acknowledges only durable events.
         "fsync_after_insert = 1, fsync_part_directory = 1"
         + (f", {TABLE_SETTINGS}" if table_settings else "")
+    )
+
+
+def distributed_table_sql(database: str, table: str, *, cluster: str) -> str:
+    """The ``CREATE TABLE`` of the Distributed table ``table`` over :func:`local_table` of every
+    shard of ``cluster``, made on every node. Its columns are the local table's, defaults and
+    MATERIALIZED expressions included: a column it lacks cannot be read through it, and one
+    declared plainly would be sent to the shards on insert, which refuse a value for a
+    MATERIALIZED column (declared alike, the shard computes it)."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS `{database}`.`{table}`{on_cluster(cluster)} (\n  "
+        + ",\n  ".join(_column_definitions())
+        + f"\n) ENGINE = Distributed(`{cluster}`, `{database}`, `{local_table(table)}`, "
+        f"{SHARDING_KEY})"
+    )
+
+
+def schema_sql(
+    database: str,
+    table: str,
+    *,
+    retention_days: int,
+    table_settings: bool = True,
+    cluster: str | None = None,
+) -> list[str]:
+    """The statements that make the database and the log table ``table`` (idempotent), in
+    order: on a single server the database and the table (:func:`create_table_sql`); on
+    ``cluster`` the database on every node, then the local tables, then the Distributed table
+    ``table`` over them."""
+    database_sql = f"CREATE DATABASE IF NOT EXISTS `{database}`{on_cluster(cluster)}"
+    if cluster is None:
+        table_sql = create_table_sql(
+            database, table, retention_days=retention_days, table_settings=table_settings
+        )
+        return [database_sql, table_sql]
+    return [
+        database_sql,
+        create_table_sql(
+            database,
+            local_table(table),
+            retention_days=retention_days,
+            table_settings=table_settings,
+            cluster=cluster,
+        ),
+        distributed_table_sql(database, table, cluster=cluster),
+    ]
+
+
+def add_index_sql(database: str, table: str, *, cluster: str | None = None) -> str:
+    """The ``ALTER TABLE`` adding :data:`INGESTED_INDEX` to a table made before it (on a
+    cluster, to the local tables: a Distributed table has no index). The store checks one
+    node's table before it; on a cluster another node may have it already, hence ``IF NOT
+    EXISTS`` there."""
+    if cluster is None:
+        return f"ALTER TABLE `{database}`.`{table}` ADD {INGESTED_INDEX_SQL}"
+    return (
+        f"ALTER TABLE `{database}`.`{table}`{on_cluster(cluster)} "
+        f"ADD INDEX IF NOT EXISTS {_INGESTED_INDEX_DEFINITION}"
+    )
+
+
+def modify_settings_sql(database: str, table: str, *, cluster: str | None = None) -> str:
+    """The ``ALTER TABLE`` giving a table made before them :data:`TABLE_SETTINGS` (on a cluster,
+    the local tables: a Distributed table has no MergeTree settings)."""
+    return (
+        f"ALTER TABLE `{database}`.`{table}`{on_cluster(cluster)} MODIFY SETTING {TABLE_SETTINGS}"
     )

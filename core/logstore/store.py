@@ -12,6 +12,15 @@ refuses or a server that is down becomes AURORA-5032.
 
 Writes are acknowledged only once ClickHouse has them in a part on disk, fsynced
 (the table's ``fsync_after_insert``): nothing the API accepted is lost to a crash.
+
+On a ClickHouse cluster (``AURORA_CLICKHOUSE_CLUSTER``) the store makes its tables ON CLUSTER:
+``logs_local``, a ReplicatedMergeTree table on every shard and replica, and ``logs``, a
+Distributed table over them (:func:`core.logstore.schema.schema_sql`), which every read and
+insert names as on one server. A Distributed table takes an insert into a queue of the server
+it was sent to and forwards it later by default; the store's inserts are sent with
+``distributed_foreground_insert`` (``insert_distributed_sync`` before ClickHouse 23.11), so an
+acknowledged insert is in a part, fsynced, on one replica of each shard it touched, which the
+other replicas then fetch.
 """
 
 from __future__ import annotations
@@ -38,14 +47,17 @@ from core.logstore.schema import (
     DOC_COLUMN,
     FIELDS,
     INGESTED_INDEX,
-    INGESTED_INDEX_SQL,
     META_COLUMNS,
     PREWARM_SETTING,
     TABLE_SETTINGS,
     LogEvent,
+    add_index_sql,
     added_columns_sql,
-    create_table_sql,
     in_key_order,
+    local_table,
+    modify_settings_sql,
+    on_cluster,
+    schema_sql,
 )
 from core.settings import Settings
 from core.validation import EARLIEST, LATEST
@@ -81,6 +93,10 @@ strings (and the ``fields`` map's keys) go as plain strings. Building a LowCardi
 in Python costs more than everything else the encoding does; the engine converts the plain
 column itself (``input_format_native_allow_types_conversion``)."""
 INSERT_SETTINGS: Final = {"input_format_native_allow_types_conversion": 1}
+FOREGROUND_INSERT: Final = ("distributed_foreground_insert", "insert_distributed_sync")
+"""The setting that makes an insert into a Distributed table return once the shards have it,
+by its name since ClickHouse 23.11 and by the older one, which those releases keep as an alias:
+the store sends the first the server knows (the older one until it has looked)."""
 
 _PAGE: Final = ", ".join(f"`{c}`" for c in PAGE_COLUMNS)
 
@@ -324,6 +340,7 @@ class LogStore:
         database: str,
         retention_days: int,
         workers: int = 1,
+        cluster: str | None = None,
     ) -> None:
         self._factory = client_factory
         self._client: Any = None
@@ -331,6 +348,15 @@ class LogStore:
         self.retention_days = retention_days
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="logstore")
         self.table = f"`{database}`.`{TABLE}`"
+        self.cluster = cluster
+        """The ClickHouse cluster the tables are made on (see the module docstring), or None."""
+        self._parts_table = local_table(TABLE) if cluster else TABLE
+        """The table whose parts hold the rows: the local tables under a Distributed one."""
+        self._insert_settings: dict[str, Any] = dict(INSERT_SETTINGS)
+        self._refused: ClickHouseUnavailable | None = None
+        """Set when :meth:`start` finds tables the store cannot use: every call raises it."""
+        if cluster:
+            self._insert_settings[FOREGROUND_INSERT[1]] = 1
         self._lazy = False
         """Whether the engine reads a search's whole events lazily (:data:`LAZY_SETTING`)."""
         self.owned = True
@@ -348,6 +374,7 @@ class LogStore:
                 database=name,
                 retention_days=settings.log_retention_days,
                 workers=4,
+                cluster=settings.clickhouse_cluster,
             )
         if not settings.log_store_owner:
             store = cls(_not_owned, database=name, retention_days=settings.log_retention_days)
@@ -367,6 +394,8 @@ class LogStore:
 
     async def _run[T](self, work: Callable[[Any], T]) -> T:
         def call() -> T:
+            if self._refused is not None:
+                raise self._refused
             return work(self._get_client())
 
         try:
@@ -382,7 +411,9 @@ class LogStore:
             raise ClickHouseUnavailable({"reason": type(err).__name__}) from err
 
     async def start(self) -> None:
-        """Create the database and the table if needed (idempotent)."""
+        """Create the database and the table if needed (idempotent); on a cluster, on every
+        node. On a cluster whose ``logs`` is not the Distributed table, raise AURORA-5032, as
+        every call does from then on."""
 
         def known(client: Any, table: str, name: str) -> bool:
             """Whether the server has setting ``name`` (in ``system.<table>``)."""
@@ -393,40 +424,62 @@ class LogStore:
                 ).result_rows[0][0]
             )
 
-        def work(client: Any) -> None:
-            settings = known(client, "merge_tree_settings", PREWARM_SETTING)
-            self._lazy = known(client, "settings", LAZY_SETTING)
-            client.command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
-            client.command(
-                create_table_sql(
-                    self.database,
-                    TABLE,
-                    retention_days=self.retention_days,
-                    table_settings=settings,
-                )
-            )
-            have = {
+        def columns(client: Any, table: str) -> set[str]:
+            return {
                 row[0]
                 for row in client.query(
                     "SELECT name FROM system.columns WHERE database = {db:String} "
                     "AND table = {t:String}",
-                    parameters={"db": self.database, "t": TABLE},
+                    parameters={"db": self.database, "t": table},
                 ).result_rows
             }
-            # A table made before a promoted column existed gets it (a no-op ALTER costs
-            # tens of milliseconds each: only the missing ones).
-            for name, statement in added_columns_sql(self.database, TABLE):
-                if name not in have:
-                    client.command(statement)
+
+        def work(client: Any) -> None:
+            settings = known(client, "merge_tree_settings", PREWARM_SETTING)
+            self._lazy = known(client, "settings", LAZY_SETTING)
+            cluster, parts = self.cluster, self._parts_table
+            if cluster:
+                name = next((n for n in FOREGROUND_INSERT if known(client, "settings", n)), None)
+                self._insert_settings = INSERT_SETTINGS | {name or FOREGROUND_INSERT[1]: 1}
+            for statement in schema_sql(
+                self.database,
+                TABLE,
+                retention_days=self.retention_days,
+                table_settings=settings,
+                cluster=cluster,
+            ):
+                client.command(statement)
             made = client.query(
-                "SELECT create_table_query FROM system.tables WHERE database = {db:String} "
-                "AND name = {t:String}",
-                parameters={"db": self.database, "t": TABLE},
-            ).result_rows[0][0]
-            if INGESTED_INDEX not in made:  # parts written before it are read whole, once old
-                client.command(f"ALTER TABLE {self.table} ADD {INGESTED_INDEX_SQL}")
-            if settings and TABLE_SETTINGS not in made:
-                client.command(f"ALTER TABLE {self.table} MODIFY SETTING {TABLE_SETTINGS}")
+                "SELECT name, engine, create_table_query FROM system.tables "
+                "WHERE database = {db:String} AND name IN ({t:String}, {p:String})",
+                parameters={"db": self.database, "t": TABLE, "p": parts},
+            ).result_rows
+            tables = {name: (engine, query) for name, engine, query in made}
+            if cluster and tables[TABLE][0] != "Distributed":
+                # A database first used by a single server: its rows are in this MergeTree
+                # table, which CREATE ... IF NOT EXISTS left as it was. Writing there would
+                # keep events on one node, unreplicated: every call is refused instead.
+                self._refused = ClickHouseUnavailable(
+                    {
+                        "reason": f"{self.table} is a {tables[TABLE][0]} table, not the "
+                        f"Distributed table over {local_table(TABLE)} that "
+                        "AURORA_CLICKHOUSE_CLUSTER needs: use another database"
+                    }
+                )
+                raise self._refused
+            # A table made before a promoted column existed gets it (a no-op ALTER costs
+            # tens of milliseconds each: only the missing ones). On a cluster the local
+            # tables first: the Distributed table must not name a column the shards lack.
+            for table in (parts, TABLE) if cluster else (TABLE,):
+                have = columns(client, table)
+                for column, statement in added_columns_sql(self.database, table, cluster=cluster):
+                    if column not in have:
+                        client.command(statement)
+            query = tables[parts][1]
+            if INGESTED_INDEX not in query:  # parts written before it are read whole, once old
+                client.command(add_index_sql(self.database, parts, cluster=cluster))
+            if settings and TABLE_SETTINGS not in query:
+                client.command(modify_settings_sql(self.database, parts, cluster=cluster))
 
         await self._run(work)
 
@@ -435,7 +488,11 @@ class LogStore:
 
     async def drop(self) -> None:
         """Drop the database (tests, and nothing else)."""
-        await self._run(lambda c: c.command(f"DROP DATABASE IF EXISTS `{self.database}`"))
+        # SYNC on a cluster: the replicas' paths in Keeper are gone when it returns, so a table
+        # made again under the same name does not find its old replica there.
+        sync = " SYNC" if self.cluster else ""
+        statement = f"DROP DATABASE IF EXISTS `{self.database}`{on_cluster(self.cluster)}{sync}"
+        await self._run(lambda c: c.command(statement))
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -455,7 +512,9 @@ class LogStore:
         await self._run(lambda client: self._insert(client, block))
 
     def _insert(self, client: Any, block: bytes | IO[bytes]) -> None:
-        client.raw_insert(self.table, list(COLUMNS), block, fmt="Native", settings=INSERT_SETTINGS)
+        client.raw_insert(
+            self.table, list(COLUMNS), block, fmt="Native", settings=self._insert_settings
+        )
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -661,12 +720,21 @@ class LogStore:
             f"countIf(ingested_at >= {{h:DateTime64(3)}}), count() FROM {self.table}",
             {"m": now - timedelta(minutes=1), "h": now - timedelta(hours=1)},
         )
+        # On a cluster the parts are the local tables', one replica of each shard counted.
+        parts, merges = (
+            (
+                f"cluster(`{self.cluster}`, system.parts)",
+                f"cluster(`{self.cluster}`, system.merges)",
+            )
+            if self.cluster
+            else ("system.parts", "system.merges")
+        )
         storage = await self.query(
             "SELECT sum(rows), sum(bytes_on_disk), sum(data_uncompressed_bytes), count(), "
-            "(SELECT count() FROM system.merges WHERE database = {db:String} "
+            f"(SELECT count() FROM {merges} WHERE database = {{db:String}} "
             "AND table = {t:String}) "
-            "FROM system.parts WHERE active AND database = {db:String} AND table = {t:String}",
-            {"db": self.database, "t": TABLE},
+            f"FROM {parts} WHERE active AND database = {{db:String}} AND table = {{t:String}}",
+            {"db": self.database, "t": self._parts_table},
         )
         last_minute, last_hour, total = rates.result_rows[0]
         rows, on_disk, uncompressed, parts, merges = storage.result_rows[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +106,22 @@ def test_eval_without_the_evals_extra_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "inspect_ai", None)  # as if it were not installed
     assert main(["eval", "list"]) == 2
     assert "pip install -e '.[evals]'" in capsys.readouterr().err
+
+
+def test_a_bad_configuration_is_named_without_echoing_the_secrets(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AURORA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AURORA_JWT_SECRET", "a-secret-nobody-may-read-0123456789abcdef")
+    monkeypatch.setenv("AURORA_CLICKHOUSE_CLUSTER", "soc")
+    monkeypatch.setenv("AURORA_PORT", "eighty")
+    assert main(["gateway"]) == 2
+    said = capsys.readouterr().err
+    assert "AURORA_PORT: Input should be a valid integer" in said
+    assert "a-secret-nobody-may-read" not in said
+    # The cluster is checked once the fields are valid.
+    monkeypatch.setenv("AURORA_PORT", "8080")
+    assert main(["gateway"]) == 2
+    said = capsys.readouterr().err
+    assert "AURORA_CLICKHOUSE_CLUSTER=soc needs AURORA_CLICKHOUSE_URL" in said
+    assert "a-secret-nobody-may-read" not in said
