@@ -3,7 +3,8 @@ one PostgreSQL behind HAProxy (configured from deploy/haproxy/haproxy.cfg), the 
 specialists in two replicas each, and one gateway killed with SIGKILL while investigations and
 playbooks run and streams are open. Every investigation and execution ends, none is run by two
 replicas at once, the streams on the survivors keep going (fed by every replica, core.bridge),
-and a client whose stream died reconnects through the proxy to a survivor.
+a client whose stream died reconnects through the proxy to a survivor, and an approval decided
+on a survivor releases the playbook execution waiting for it.
 
 The agents: threat_intel once (it keeps an intel store, as in compose), network and hunter twice
 (called round-robin), and malware, endpoint and responder behind a socket that accepts
@@ -43,6 +44,7 @@ from gateway.investigations.models import Investigation
 from tests.conftest import postgres_admin_url
 from tests.e2e.aurora import Platform, aurora_env, http, login, run
 from tests.e2e.balancer import Balancer, haproxy
+from tests.e2e.test_investigation_restart import approve, wait_execution
 from tests.ports import free_port
 from tests.waiting import eventually, until
 
@@ -64,6 +66,20 @@ PLAYBOOK = {
             "id": "tag",
             "uses": "alert.tag",
             "with": {"alert_id": "${{ inputs.alert_id }}", "tags": ["seen"]},
+        },
+    ],
+}
+
+GATED = {
+    "id": "scale-out-gated",
+    "name": "Ask a human, then tag the alert",
+    "inputs": {"alert_id": {"type": "string", "required": True}},
+    "steps": [
+        {"id": "ask", "uses": "approval", "with": {"prompt": "Tag this alert?"}},
+        {
+            "id": "tag",
+            "uses": "alert.tag",
+            "with": {"alert_id": "${{ inputs.alert_id }}", "tags": ["approved"]},
         },
     ],
 }
@@ -194,6 +210,20 @@ async def test_a_killed_gateway_loses_nothing(
     proxy.ready()
     token = login(proxy.url, "admin", PASSWORD)  # one token, good on every replica
 
+    # Active mode (a playbook's approval step waits for a human only there), set through the
+    # proxy on one replica and in force on all.
+    status, _ = http("PATCH", f"{proxy.url}/api/v1/settings/runtime", {"mode": "active"}, token)
+    assert status == 200
+
+    def active_everywhere() -> bool:
+        modes = [
+            http("GET", f"{g.url}/api/v1/settings/runtime", token=token)[1]["settings"]["mode"]
+            for g in gateways
+        ]
+        return modes == ["active"] * len(gateways)
+
+    assert until(active_everywhere, within=30, interval=0.2, what="active mode on every replica")
+
     # Logs go through the proxy to the store owner; a replica without the store says so.
     status, ingested = http(
         "POST",
@@ -247,6 +277,18 @@ async def test_a_killed_gateway_loses_nothing(
                 )
                 assert status == 202, queued
 
+            # And one that waits for a human.
+            status, made = http("POST", f"{proxy.url}/api/v1/soar/playbooks", GATED, token)
+            assert status == 201, made
+            status, gated = http(
+                "POST",
+                f"{proxy.url}/api/v1/soar/playbooks/{GATED['id']}/execute",
+                {"inputs": {"alert_id": alert}},
+                token,
+            )
+            assert status == 202, gated
+            wait_execution(proxy.url, token, gated["id"], {"awaiting_approval"})
+
             # Kill replica 0 while it runs one of the investigations.
             held = await running_on(settings, gateways[0].process.pid)
             assert gateways[0].stop(signal.SIGKILL) == -signal.SIGKILL
@@ -270,6 +312,13 @@ async def test_a_killed_gateway_loses_nothing(
     finally:
         for ws in streams:
             await ws.close()
+
+    # The approval, decided on one survivor, releases the execution, which the queue gives to
+    # any replica: it goes on and ends.
+    decided = await approve(gateways[1].url, token, f"{gated['id']}/ask")
+    assert decided["type"] == "decided", decided
+    released = wait_execution(proxy.url, token, gated["id"], TERMINAL)
+    assert released["status"] == "completed", released
 
     # A runtime setting changed on one replica is in force on the others.
     status, _ = http(

@@ -14,6 +14,7 @@ import pytest
 
 from core.security.permissions import Role
 from core.settings import Settings
+from gateway.keys import RUNNER
 from tests.conftest import Gateway, specialist_on_loopback, start_gateway
 from tests.fakes.openai_server import ScriptedOpenAI
 from tests.gateway.siem.test_siem import RULE
@@ -92,6 +93,9 @@ async def test_the_tools_reach_the_platform_as_the_user(
     assert "Encoded PowerShell on ws-17" in shown["message"]["content"]
     assert {"kind": "case", "id": case_id} in shown["citations"]
 
+    # The queue is stopped: the investigation stays queued, so that its planner never asks the
+    # scripted model (which answers this conversation) while the chat goes on.
+    await gateway.app[RUNNER].stop()
     dispatched = await turn(gateway, analyst, f"investigate {case_id} high")
     investigation_id = next(
         c["id"] for c in dispatched["citations"] if c["kind"] == "investigation"
