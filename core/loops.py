@@ -24,6 +24,13 @@ from core.db.leases import Lease, hold, release
 Interval = float | Callable[[], float]
 
 
+async def _uncancelled[T](work: Awaitable[T]) -> T:
+    """``work``, finished even when the caller is cancelled meanwhile (a loop stopped while it
+    renews its lease): a database session cut off mid-statement can leave its connection
+    neither returned nor closed, and the lease's release that follows waits for it."""
+    return await asyncio.shield(work)
+
+
 class Periodic:
     """Run ``step`` now (or after ``interval`` with ``first_wait``) and then every
     ``interval`` seconds (a number, or a callable read before each wait)."""
@@ -128,7 +135,9 @@ class Periodic:
         if not self.holding and now < self._next_try:
             return False
         was = self.holding
-        self.holding = await hold(self.lease.database, self.name, self.lease.holder, ttl)
+        self.holding = await _uncancelled(
+            hold(self.lease.database, self.name, self.lease.holder, ttl)
+        )
         if self.holding:
             self._held_until = now + ttl
         else:
@@ -155,7 +164,9 @@ class Periodic:
                 await asyncio.sleep(ttl / 3)
                 try:
                     renewed_at = time.monotonic()
-                    self.holding = await hold(lease.database, self.name, lease.holder, ttl)
+                    self.holding = await _uncancelled(
+                        hold(lease.database, self.name, lease.holder, ttl)
+                    )
                     if self.holding:
                         self._held_until = renewed_at + ttl
                 except Exception:

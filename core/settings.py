@@ -14,6 +14,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.security.sso import OidcProvider, https_or_loopback
+
 ClickHouseName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
 """A ClickHouse identifier the log store writes into its SQL (backquoted): letters, digits and
 underscores only."""
@@ -88,6 +90,20 @@ class Settings(BaseSettings):
 
     login_max_failures: Annotated[int, Field(ge=1, le=100)] = 5
     login_lockout_seconds: Annotated[int, Field(ge=1, le=86_400)] = 300
+    password_login: bool = True
+    """Whether users may sign in with a password (``POST /api/v1/auth/token``); off where
+    everyone signs in through a provider (API keys and service tokens still work)."""
+    oidc_providers: list[OidcProvider] = Field(default_factory=list, max_length=20)
+    """OpenID Connect providers, as a JSON list (see README, "Single sign-on")."""
+    external_url: str | None = None
+    """The URL users reach the platform at (``https://soc.example.com``, behind the proxy):
+    the redirect URIs registered with identity providers are built from it. Default: the
+    gateway's own address."""
+    sso_redirect_urls: list[str] = Field(default_factory=list, max_length=50)
+    """Where a browser may be sent after signing in, besides the platform's own paths: URLs
+    whose scheme, host and port must match and under whose path the target must be."""
+    sso_clock_skew_seconds: Annotated[int, Field(ge=0, le=600)] = 60
+    """How far the providers' clocks may be from this one (token and assertion times)."""
 
     argon2_time_cost: Annotated[int, Field(ge=1, le=20)] = 3
     argon2_memory_kib: Annotated[int, Field(ge=8, le=4_194_304)] = 65_536
@@ -173,6 +189,23 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @field_validator("external_url")
+    @classmethod
+    def _secure_external(cls, value: str | None) -> str | None:
+        return None if value is None else https_or_loopback(value, "AURORA_EXTERNAL_URL")
+
+    @field_validator("sso_redirect_urls")
+    @classmethod
+    def _secure_redirects(cls, values: list[str]) -> list[str]:
+        return [https_or_loopback(v, "an SSO redirect URL") for v in values]
+
+    @model_validator(mode="after")
+    def _unique_providers(self) -> Settings:
+        ids = [p.id for p in self.oidc_providers]
+        if len(ids) != len(set(ids)):
+            raise ValueError("two identity providers have the same id")
+        return self
+
     @model_validator(mode="after")
     def _cluster_needs_a_server(self) -> Settings:
         if self.clickhouse_cluster is not None and self.clickhouse_url is None:
@@ -189,6 +222,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'aurora.db'}"
+
+    @property
+    def base_url(self) -> str:
+        """Where users reach the platform: ``external_url``, or the gateway's own address."""
+        return self.external_url or self.public_url
 
     @property
     def public_url(self) -> str:

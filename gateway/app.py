@@ -84,6 +84,7 @@ from gateway.keys import (
     SETTINGS,
     SIGMA,
     SOAR,
+    SSO,
     TOKENS,
 )
 from gateway.lifecycle import CleanupContext, background, resource, step
@@ -100,6 +101,8 @@ from gateway.soar.models import PlaybookExecution
 from gateway.soar.routes import ROUTES as SOAR_ROUTES
 from gateway.soar.service import install_builtin
 from gateway.soar.steps import StepEnv
+from gateway.sso.routes import ROUTES as SSO_ROUTES
+from gateway.sso.routes import open_sso
 from gateway.system.routes import ROUTES as SYSTEM_ROUTES
 from gateway.system.service import RuntimeState, load_runtime
 from gateway.users.routes import ROUTES as USERS_ROUTES
@@ -115,6 +118,7 @@ log = logging.getLogger("aurora.gateway")
 
 ALL_ROUTES: tuple[Route, ...] = (
     *AUTH_ROUTES,
+    *SSO_ROUTES,
     *USERS_ROUTES,
     *ALERTS_ROUTES,
     *CASES_ROUTES,
@@ -580,6 +584,7 @@ RESOURCES: tuple[CleanupContext, ...] = (
     _bridge,
     _agents_closed,
     resource(AUTHENTICATOR, _authenticator),
+    resource(SSO, open_sso),
     background(
         "revocation-refresh",
         lambda app: app[AUTHENTICATOR].refresh_step,

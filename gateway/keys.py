@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from gateway.routing import Route
     from gateway.siem.parsing import IngestParser
     from gateway.soar.engine import SoarEngine
+    from gateway.sso.routes import SsoClients
     from gateway.system.service import RuntimeState
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -58,6 +59,7 @@ EDR: web.AppKey[EdrService] = web.AppKey("edr")
 SOAR: web.AppKey[SoarEngine] = web.AppKey("soar")
 NETWORK: web.AppKey[NetworkScheduler] = web.AppKey("network_scheduler")
 CHAT: web.AppKey[ChatEngine] = web.AppKey("chat")
+SSO: web.AppKey[SsoClients] = web.AppKey("sso")
 REPLICA = web.AppKey("replica", str)
 """This gateway process among its replicas, as it holds job leases (host, pid, a random tag)."""
 ATTACK_KB: web.AppKey[Callable[[], AttackKB]] = web.AppKey("attack_kb")

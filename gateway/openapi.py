@@ -319,6 +319,15 @@ def _headers(route: Route, *, routed: bool = True) -> dict[str, Any]:
     return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
 
 
+def _redirect(route: Route, status: int) -> dict[str, Any]:
+    """A redirect: no body, where to go in ``Location``."""
+    location = {"description": "Where the browser goes next", "schema": {"type": "string"}}
+    return {
+        "description": HTTPStatus(status).phrase,
+        "headers": {**_headers(route), "Location": location},
+    }
+
+
 def _responses(route: Route, response: dict[str, Any] | None) -> dict[str, Any]:
     headers = _headers(route)
     success: dict[str, Any] = {"description": HTTPStatus(route.status).phrase, "headers": headers}
@@ -327,9 +336,15 @@ def _responses(route: Route, response: dict[str, Any] | None) -> dict[str, Any]:
         success["content"] = {media: {"schema": response}}
     elif route.response_media is not None:
         success["content"] = {media: {"schema": _media_schema(media)}}
+    if 300 <= route.status < 400:
+        success = _redirect(route, route.status)
     responses: dict[str, Any] = {str(route.status): success}
     for status in route.also:
-        responses[str(status)] = {**success, "description": HTTPStatus(status).phrase}
+        responses[str(status)] = (
+            _redirect(route, status)
+            if 300 <= status < 400
+            else {**success, "description": HTTPStatus(status).phrase}
+        )
     for status, errors in _by_status(_errors(route)).items():
         responses[str(status)] = {
             "description": "; ".join(f"{error.code}: {error.message}" for error in errors),

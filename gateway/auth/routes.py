@@ -28,16 +28,24 @@ from gateway.http import json_response, no_content, parse_json, parse_json_or_fo
 from gateway.kernel import list_route
 from gateway.keys import AUTHENTICATOR, BUS, DATABASE, HASHER, SETTINGS, TOKENS
 from gateway.routing import Access, Route
+from gateway.sso.schemas import OIDC_LOGIN
 
 TOKEN_PATH = "/api/v1/auth/token"
 
 
 async def list_providers(request: web.Request) -> web.Response:
-    """The ways to sign in."""
+    """The ways to sign in: the password (unless the deployment turned it off), then each
+    configured identity provider."""
+    settings = request.app[SETTINGS]
     providers = [
         AuthProvider(
             id="local", type="password", name="Username and password", login_url=TOKEN_PATH
         )
+        for _ in range(settings.password_login)
+    ]
+    providers += [
+        AuthProvider(id=p.id, type="oidc", name=p.name, login_url=f"{OIDC_LOGIN}?provider={p.id}")
+        for p in settings.oidc_providers
     ]
     return json_response(AuthProviders(providers=providers))
 
@@ -46,6 +54,10 @@ async def create_token(request: web.Request) -> web.Response:
     """Sign in with a password (JSON or an OAuth2 password-grant form): an access token."""
     body = await parse_json_or_form(request, TokenRequest)
     settings = request.app[SETTINGS]
+    if not settings.password_login:
+        raise PermissionDenied(
+            {"reason": "password sign-in is turned off here: sign in with an identity provider"}
+        )
     async with request.app[DATABASE].session() as db:
         issued, user_id = await service.login(
             db=db,
@@ -130,7 +142,7 @@ ROUTES = [
         body=TokenRequest,
         body_media="application/x-www-form-urlencoded",
         response=TokenResponse,
-        errors=(InvalidCredentials, RateLimited),
+        errors=(InvalidCredentials, PermissionDenied, RateLimited),
     ),
     Route(
         "POST",
