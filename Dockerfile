@@ -24,6 +24,11 @@ RUN python -m venv /opt/aurora \
 
 FROM python:3.13-slim AS runtime
 
+# xmlsec1 checks the signatures of SAML responses (single sign-on, gateway/sso/saml.py).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends "xmlsec1=1.2.*" \
+    && rm -rf /var/lib/apt/lists/*
+
 # The data directory and the mount points of the named volumes compose.yaml shares
 # (evidence, ledger keys, the threat_intel agent's store) exist in the image, owned by the
 # runtime user, so that a fresh volume takes that owner and mode.

@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.security.sso import OidcProvider, https_or_loopback
+from core.security.sso import OidcProvider, SamlProvider, https_or_loopback
 
 ClickHouseName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
 """A ClickHouse identifier the log store writes into its SQL (backquoted): letters, digits and
@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     everyone signs in through a provider (API keys and service tokens still work)."""
     oidc_providers: list[OidcProvider] = Field(default_factory=list, max_length=20)
     """OpenID Connect providers, as a JSON list (see README, "Single sign-on")."""
+    saml_providers: list[SamlProvider] = Field(default_factory=list, max_length=20)
+    """SAML 2.0 identity providers, as a JSON list (see README, "Single sign-on")."""
     external_url: str | None = None
     """The URL users reach the platform at (``https://soc.example.com``, behind the proxy):
     the redirect URIs registered with identity providers are built from it. Default: the
@@ -201,7 +203,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _unique_providers(self) -> Settings:
-        ids = [p.id for p in self.oidc_providers]
+        ids = [p.id for p in (*self.oidc_providers, *self.saml_providers)]
         if len(ids) != len(set(ids)):
             raise ValueError("two identity providers have the same id")
         return self

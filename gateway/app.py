@@ -101,8 +101,8 @@ from gateway.soar.models import PlaybookExecution
 from gateway.soar.routes import ROUTES as SOAR_ROUTES
 from gateway.soar.service import install_builtin
 from gateway.soar.steps import StepEnv
+from gateway.sso.routes import METADATA_ROUTES, open_sso
 from gateway.sso.routes import ROUTES as SSO_ROUTES
-from gateway.sso.routes import open_sso
 from gateway.system.routes import ROUTES as SYSTEM_ROUTES
 from gateway.system.service import RuntimeState, load_runtime
 from gateway.users.routes import ROUTES as USERS_ROUTES
@@ -619,7 +619,7 @@ def create_app(settings: Settings, *, extra_routes: Iterable[Route] = ()) -> web
     middleware and access rules.
     """
     ensure_data_dir(settings)
-    routes = (*ALL_ROUTES, *INDEX_ROUTES, *extra_routes)
+    routes = (*ALL_ROUTES, *INDEX_ROUTES, *METADATA_ROUTES, *extra_routes)
     # aiohttp's own readers (forms) stop at the default; routes with a larger limit read their
     # bodies through gateway.http, which enforces each route's limit while reading.
     app = web.Application(

@@ -57,7 +57,9 @@ class RoleRule(BaseModel):
         return role
 
 
-class _Provider(BaseModel):
+class IdentityProvider(BaseModel):
+    """What every identity provider has: its id and name, and how its groups become roles."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: ProviderId
@@ -77,7 +79,7 @@ class _Provider(BaseModel):
         return self.default_role
 
 
-class OidcProvider(_Provider):
+class OidcProvider(IdentityProvider):
     """An OpenID Connect provider (Keycloak, Entra ID, Okta, Google...): the authorisation
     code flow with PKCE, configured from the provider's discovery document."""
 
@@ -120,6 +122,45 @@ class OidcProvider(_Provider):
         if self.client_secret_file is not None:
             return self.client_secret_file.read_text().strip()
         return self.client_secret.get_secret_value() if self.client_secret else None
+
+
+class SamlProvider(IdentityProvider):
+    """A SAML 2.0 identity provider (Entra ID, Okta, Keycloak, ADFS...), with the platform as
+    its service provider: SP- and IdP-initiated sign-in, signed assertions required."""
+
+    type: Literal["saml"] = "saml"
+    idp_metadata: str | None = Field(default=None, max_length=1_000_000)
+    """The provider's metadata XML itself, or:"""
+    idp_metadata_file: Path | None = None
+    sp_key_file: Path | None = None
+    """The platform's own key and certificate (PEM), to sign its requests and its metadata;
+    unset: requests go unsigned (the provider must not require signed requests)."""
+    sp_cert_file: Path | None = None
+    want_response_signed: bool = False
+    """Require the whole response signed too, not only the assertion."""
+    allow_idp_initiated: bool = False
+    """Accept a sign-in that starts at the provider's portal (no request of the platform's
+    to answer): replay protection then rests on the assertion ids alone."""
+    username_attribute: str | None = None
+    """The attribute naming the user; unset: the NameID."""
+    groups_attribute: str = "groups"
+    email_attribute: str | None = "email"
+    name_attribute: str | None = "displayName"
+
+    @model_validator(mode="after")
+    def _metadata(self) -> SamlProvider:
+        if (self.idp_metadata is None) == (self.idp_metadata_file is None):
+            raise ValueError("give idp_metadata or idp_metadata_file (one of them)")
+        if (self.sp_key_file is None) != (self.sp_cert_file is None):
+            raise ValueError("sp_key_file and sp_cert_file go together")
+        return self
+
+    def metadata_xml(self) -> str:
+        """The provider's metadata XML."""
+        if self.idp_metadata_file is not None:
+            return self.idp_metadata_file.read_text()
+        assert self.idp_metadata is not None
+        return self.idp_metadata
 
 
 def redirect_allowed(target: str, allowed: Iterable[str]) -> bool:

@@ -28,7 +28,7 @@ from gateway.http import json_response, no_content, parse_json, parse_json_or_fo
 from gateway.kernel import list_route
 from gateway.keys import AUTHENTICATOR, BUS, DATABASE, HASHER, SETTINGS, TOKENS
 from gateway.routing import Access, Route
-from gateway.sso.schemas import OIDC_LOGIN
+from gateway.sso.schemas import OIDC_LOGIN, SAML_LOGIN
 
 TOKEN_PATH = "/api/v1/auth/token"
 
@@ -46,6 +46,10 @@ async def list_providers(request: web.Request) -> web.Response:
     providers += [
         AuthProvider(id=p.id, type="oidc", name=p.name, login_url=f"{OIDC_LOGIN}?provider={p.id}")
         for p in settings.oidc_providers
+    ]
+    providers += [
+        AuthProvider(id=p.id, type="saml", name=p.name, login_url=f"{SAML_LOGIN}?provider={p.id}")
+        for p in settings.saml_providers
     ]
     return json_response(AuthProviders(providers=providers))
 

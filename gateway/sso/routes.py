@@ -31,12 +31,21 @@ from core.security.sso import redirect_allowed
 from core.security.tokens import IssuedToken
 from core.validation import field_error
 from gateway.auth.schemas import TokenResponse
-from gateway.http import json_response, parse_query
+from gateway.http import json_response, parse_json_or_form, parse_query
 from gateway.keys import AUTHENTICATOR, BUS, DATABASE, SETTINGS, SSO, TOKENS
 from gateway.routing import Access, Route
 from gateway.sso import service
 from gateway.sso.oidc import OidcClient, pkce_pair
-from gateway.sso.schemas import OIDC_CALLBACK, OIDC_LOGIN, OidcCallbackQuery, SsoLoginQuery
+from gateway.sso.saml import ACS, METADATA, SamlClient, issuer_of
+from gateway.sso.schemas import (
+    OIDC_CALLBACK,
+    OIDC_LOGIN,
+    SAML_LOGIN,
+    OidcCallbackQuery,
+    SamlAcsForm,
+    SamlMetadataQuery,
+    SsoLoginQuery,
+)
 
 STATE_COOKIE: Final = "aurora_sso_state"
 
@@ -46,6 +55,7 @@ class SsoClients:
     """The configured providers' clients, for the gateway's life."""
 
     oidc: dict[str, OidcClient]
+    saml: dict[str, SamlClient]
 
 
 @contextlib.asynccontextmanager
@@ -56,7 +66,13 @@ async def open_sso(app: web.Application) -> AsyncIterator[SsoClients]:
             oidc={
                 p.id: OidcClient(p, session=session, skew=settings.sso_clock_skew_seconds)
                 for p in settings.oidc_providers
-            }
+            },
+            saml={
+                p.id: SamlClient(
+                    p, base_url=settings.base_url, skew=settings.sso_clock_skew_seconds
+                )
+                for p in settings.saml_providers
+            },
         )
 
 
@@ -195,6 +211,86 @@ async def oidc_callback(request: web.Request) -> web.StreamResponse:
     return signed_in(request, issued, started.redirect_to)
 
 
+async def saml_login(request: web.Request) -> web.StreamResponse:
+    """Send the browser to the identity provider with an AuthnRequest (HTTP-Redirect)."""
+    query = parse_query(request, SsoLoginQuery)
+    client = request.app[SSO].saml.get(query.provider)
+    if client is None:
+        raise NotFound({"provider": query.provider})
+    redirect_to = _target(request, query.redirect_uri)
+    async with request.app[DATABASE].session() as db:
+        state = await service.begin(
+            db, provider=client.provider.id, kind="saml", redirect_to=redirect_to
+        )
+        location, request_id = await client.login_url(relay_state=state)
+        await service.note_request(db, state=state, request_id=request_id)
+    return _no_store(web.Response(status=302, headers={"Location": location}))
+
+
+async def saml_acs(request: web.Request) -> web.StreamResponse:
+    """The identity provider's response: checked, used once, the user signed in."""
+    form = await parse_json_or_form(request, SamlAcsForm)
+    clients = request.app[SSO].saml
+    started = None
+    if form.RelayState:
+        async with request.app[DATABASE].session() as db:
+            started = await service.take(db, state=form.RelayState, kind="saml")
+        client = clients.get(started.provider)
+        if client is None:
+            raise InvalidCredentials({"reason": "the provider of this sign-in is not configured"})
+    else:
+        # Started at the provider: the provider it claims to be must allow that, and its keys
+        # then check the claim.
+        issuer = issuer_of(form.SAMLResponse)
+        client = next((c for c in clients.values() if c.idp_entity_id == issuer), None)
+        if client is None or not client.provider.allow_idp_initiated:
+            raise InvalidCredentials(
+                {
+                    "reason": "a sign-in that this platform did not start, from no provider "
+                    "allowed to start one"
+                }
+            )
+    signed = await client.accept(
+        form.SAMLResponse, request_id=started.request_id if started else None
+    )
+    provider = client.provider
+    attributes = signed.attributes
+
+    def first(name: str | None) -> str | None:
+        values = attributes.get(name) if name else None
+        return values[0] if values else None
+
+    async with request.app[DATABASE].session() as db:
+        await service.first_use(
+            db,
+            provider=provider.id,
+            assertion_id=signed.assertion_id,
+            expires_at=signed.expires_at,
+        )
+        issued, user_id = await service.sign_in(
+            db,
+            tokens=request.app[TOKENS],
+            provider=provider,
+            subject=signed.subject,
+            username=first(provider.username_attribute) or signed.subject,
+            email=first(provider.email_attribute),
+            full_name=first(provider.name_attribute),
+            groups=attributes.get(provider.groups_attribute, []),
+            changed=lambda user_id: _changed(request, user_id),
+        )
+    request.app[AUTHENTICATOR].forget_user(user_id)
+    return signed_in(request, issued, started.redirect_to if started else None)
+
+
+async def saml_metadata(request: web.Request) -> web.Response:
+    """The platform's service-provider metadata for one identity provider's administrator."""
+    query = parse_query(request, SamlMetadataQuery)
+    client = request.app[SSO].saml.get(query.provider)
+    if client is None:
+        raise NotFound({"provider": query.provider})
+    return web.Response(text=await client.metadata(), content_type="application/samlmetadata+xml")
+
+
 ERRORS = (InvalidCredentials, PermissionDenied, Conflict, ServiceUnavailable)
 
 ROUTES = [
@@ -219,4 +315,41 @@ ROUTES = [
         errors=ERRORS,
         summary="OIDC callback handler",
     ),
+    Route(
+        "GET",
+        SAML_LOGIN,
+        saml_login,
+        Access.PUBLIC,
+        query=SsoLoginQuery,
+        status=302,
+        errors=(NotFound, ServiceUnavailable),
+        summary="Initiate SAML login",
+    ),
+    Route(
+        "POST",
+        ACS,
+        saml_acs,
+        Access.PUBLIC,
+        body=SamlAcsForm,
+        body_media="application/x-www-form-urlencoded",
+        response=TokenResponse,
+        also=(302,),
+        errors=ERRORS,
+        summary="SAML assertion consumer",
+    ),
 ]
+
+METADATA_ROUTES = (
+    Route(
+        "GET",
+        METADATA,
+        saml_metadata,
+        Access.PUBLIC,
+        query=SamlMetadataQuery,
+        response_media="application/samlmetadata+xml",
+        errors=(NotFound, ServiceUnavailable),
+        summary="The platform's SAML service-provider metadata",
+    ),
+)
+"""Outside the contract's table (which names the SAML sign-in and ACS, not the metadata an
+identity provider's administrator needs): registered beside it, like the index."""

@@ -10,6 +10,7 @@ from core.security.sso import ProviderId
 
 OIDC_LOGIN: Final = "/api/v1/auth/oidc/login"
 OIDC_CALLBACK: Final = "/api/v1/auth/oidc/callback"
+SAML_LOGIN: Final = "/api/v1/auth/saml/login"
 
 
 class SsoLoginQuery(BaseModel):
@@ -34,3 +35,18 @@ class OidcCallbackQuery(BaseModel):
     error: str | None = Field(default=None, max_length=200)
     error_description: str | None = Field(default=None, max_length=1000)
     iss: str | None = Field(default=None, max_length=2048)
+
+
+class SamlAcsForm(BaseModel):
+    """What the identity provider's page posts (HTTP-POST binding)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    SAMLResponse: str = Field(min_length=1, max_length=700_000)  # the binding names the fields
+    RelayState: str | None = Field(default=None, max_length=256)
+
+
+class SamlMetadataQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: ProviderId

@@ -16,17 +16,18 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.base import utcnow
 from core.errors import Conflict, InvalidCredentials, PermissionDenied
-from core.security.sso import OidcProvider
+from core.security.sso import IdentityProvider
 from core.security.tokens import IssuedToken, TokenService
-from gateway.sso.models import SsoRequest, UserIdentity
+from gateway.sso.models import SeenAssertion, SsoRequest, UserIdentity
 from gateway.users.models import User
 from gateway.users.schemas import RESERVED_USERNAMES, USERNAME_PATTERN
 
@@ -69,6 +70,15 @@ async def begin(
     return state
 
 
+async def note_request(db: AsyncSession, *, state: str, request_id: str) -> None:
+    """Record the id of the SAML request sent for sign-in ``state`` (its answer's
+    ``InResponseTo``)."""
+    row = await db.get(SsoRequest, state)
+    if row is not None:
+        row.request_id = request_id
+        await db.commit()
+
+
 async def take(db: AsyncSession, *, state: str, kind: Kind) -> SsoRequest:
     """The sign-in ``state`` names, deleted as it is read (an answer used twice finds
     nothing); AURORA-4012 when there is none or it expired."""
@@ -107,7 +117,7 @@ async def sign_in(
     db: AsyncSession,
     *,
     tokens: TokenService,
-    provider: OidcProvider,
+    provider: IdentityProvider,
     subject: str,
     username: str,
     email: str | None,
@@ -177,3 +187,22 @@ async def sign_in(
     await db.commit()
     issued = tokens.issue(user.id, claims={"username": user.username, "idp": provider.id})
     return issued, user.id
+
+
+async def first_use(
+    db: AsyncSession, *, provider: str, assertion_id: str, expires_at: float
+) -> None:
+    """Note a SAML assertion as used; AURORA-4012 when it was used before (a replay). It is
+    kept until it would have expired anyway (then its own validity refuses it)."""
+    now = utcnow()
+    await db.execute(delete(SeenAssertion).where(SeenAssertion.expires_at < now))
+    until = max(
+        datetime.fromtimestamp(expires_at, UTC) if expires_at > 0 else now,
+        now,
+    ) + timedelta(minutes=10)
+    db.add(SeenAssertion(id=f"{provider}:{assertion_id}"[:300], expires_at=until))
+    try:
+        await db.commit()
+    except IntegrityError as err:
+        await db.rollback()
+        raise InvalidCredentials({"reason": "this SAML assertion was already used"}) from err

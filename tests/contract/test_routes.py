@@ -7,6 +7,7 @@ from collections import Counter
 from gateway.app import ALL_ROUTES, registered_routes
 from gateway.index import INDEX_ROUTES
 from gateway.routing import Access, permission_label
+from gateway.sso.routes import METADATA_ROUTES
 from tests.conftest import Gateway
 from tests.contract.spec import Spec, parse_spec
 
@@ -85,9 +86,13 @@ def test_no_duplicate_routes() -> None:
 
 
 async def test_app_registers_exactly_the_route_table(gateway: Gateway) -> None:
-    # The contract's routes, and beside them only the public index at / and /api/v1 and the
-    # published contract (its OpenAPI document and reference page).
-    assert registered_routes(gateway.app) == [*ALL_ROUTES, *INDEX_ROUTES]
+    # The contract's routes, and beside them only the public index at / and /api/v1, the
+    # published contract (its OpenAPI document and reference page) and the SAML service
+    # provider's metadata.
+    assert registered_routes(gateway.app) == [*ALL_ROUTES, *INDEX_ROUTES, *METADATA_ROUTES]
+    assert [(r.method, r.path, r.access) for r in METADATA_ROUTES] == [
+        ("GET", "/api/v1/auth/saml/metadata", Access.PUBLIC)
+    ]
     assert [(r.method, r.path, r.access) for r in INDEX_ROUTES] == [
         ("GET", "/", Access.PUBLIC),
         ("GET", "/api/v1", Access.PUBLIC),

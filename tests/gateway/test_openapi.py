@@ -29,9 +29,10 @@ from gateway.openapi import (
     render_reference,
 )
 from gateway.routing import Access, Route
+from gateway.sso.routes import METADATA_ROUTES
 from tests.conftest import Gateway, start_gateway
 
-ROUTES = (*ALL_ROUTES, *INDEX_ROUTES)
+ROUTES = (*ALL_ROUTES, *INDEX_ROUTES, *METADATA_ROUTES)
 HTTP_ROUTES = [route for route in ROUTES if not route.is_websocket]
 ENVELOPE_REF = {"$ref": f"#/components/schemas/{ENVELOPE}"}
 

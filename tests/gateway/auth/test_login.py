@@ -227,20 +227,6 @@ async def test_providers_is_public_and_lists_local(gateway: Gateway) -> None:
     }
 
 
-async def test_saml_routes_are_not_registered(gateway: Gateway) -> None:
-    # The spec lists SAML; it is not built yet, so it must not half-exist.
-    wrong = []
-    for method, path in [
-        ("GET", "/api/v1/auth/saml/login"),
-        ("POST", "/api/v1/auth/saml/acs"),
-    ]:
-        response = await gateway.client.request(method, path)
-        outcome = (response.status, (await response.json())["error"]["code"])
-        if outcome != (404, "AURORA-4040"):
-            wrong.append((method, path, outcome))
-    assert wrong == []
-
-
 class HeldChecks:
     """Counts the password checks the hashers run and holds each (those of ``only``, when
     given) until :meth:`release`, so a test can have many logins in flight at once."""
