@@ -395,8 +395,13 @@ async def test_a_killed_gateway_loses_nothing(
 
     runs = until(executed, within=120, interval=0.5, what="every execution ended")
     assert runs is not None
-    assert all(r["status"] == "completed" for r in runs), [r["status"] for r in runs]
     assert all(1 <= r["attempts"] <= 2 for r in runs)
+    for run_ in runs:
+        if run_["status"] != "completed":
+            # Taken over from the killed replica in the middle of a step's effect: it may have
+            # happened, so it is reported (unknown), never done again.
+            assert run_["attempts"] == 2, run_
+            assert "unknown" in [step["status"] for step in run_["steps"]], run_
 
     # The proxy saw the dead replica go down (its health check), the others up.
     def down() -> bool:

@@ -149,6 +149,13 @@ async def test_a_user_signs_in_and_is_provisioned_with_the_mapped_role(
     # Signing in again is the same user, not a new one.
     again = await (await sign_in(sso, browser)).json()
     assert (await whoami(sso, again["access_token"]))[1]["id"] == me["id"]
+    # A session from a provider is the platform's own: it ends at logout.
+    ended = await sso.gateway.client.post(
+        "/api/v1/auth/logout", headers={"Authorization": f"Bearer {again['access_token']}"}
+    )
+    assert ended.status == 204
+    assert (await whoami(sso, again["access_token"]))[0] == 401
+    assert (await whoami(sso, body["access_token"]))[0] == 200
 
 
 async def test_the_session_goes_to_an_allowed_redirect_in_the_fragment(

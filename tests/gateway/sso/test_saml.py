@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -23,7 +24,7 @@ from core.security.permissions import Role
 from core.settings import Settings
 from gateway.app import create_app
 from tests.conftest import Gateway
-from tests.fakes.saml_idp import OTHER_SP, SSO_URL, SamlIdp
+from tests.fakes.saml_idp import OTHER_SP, SSO_URL, SamlIdp, key_and_cert
 from tests.ports import free_port
 
 LOGIN = "/api/v1/auth/saml/login"
@@ -267,3 +268,46 @@ async def test_the_role_follows_the_groups(saml: Setup) -> None:
     _, body = await sign_in(["soc-analysts"])
     assert (await signed_in_as(saml, body["access_token"]))["role"] == "analyst"
     assert "groups" in reason(*await sign_in(["contractors"]), "AURORA-4030")
+
+
+async def test_a_signed_response_is_required_when_configured(
+    start: Callable[..., Any],
+) -> None:
+    setup: Setup = await start(want_response_signed=True)
+    try:
+        for sign_response, status in ((False, 401), (True, 200)):
+            request_id, relay = await begin(setup)
+            response = setup.idp.respond(
+                sp=setup.sp,
+                acs=setup.acs,
+                subject="bob-7",
+                attributes=BOB,
+                in_response_to=request_id,
+                sign_response=sign_response,
+            )
+            answered, body = await post(setup, response, relay)
+            assert answered == status, body
+    finally:
+        await setup.gateway.client.close()
+
+
+async def test_requests_are_signed_with_the_platforms_key(
+    start: Callable[..., Any], tmp_path: Path
+) -> None:
+    key, cert = key_and_cert(tmp_path, "sp")
+    setup: Setup = await start(sp_key_file=str(key), sp_cert_file=str(cert))
+    try:
+        response = await setup.gateway.client.get(
+            LOGIN, params={"provider": "corp"}, allow_redirects=False
+        )
+        query = parse_qs(urlsplit(response.headers["Location"]).query)
+        assert query["SigAlg"]
+        assert query["Signature"]
+        # The metadata publishes the certificate that checks them.
+        metadata = await (
+            await setup.gateway.client.get(METADATA, params={"provider": "corp"})
+        ).text()
+        body = "".join(cert.read_text().splitlines()[1:-1])
+        assert body[:64] in metadata.replace("\n", "")
+    finally:
+        await setup.gateway.client.close()
