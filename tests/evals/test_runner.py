@@ -64,6 +64,9 @@ class Toy(TechniqueSuite):
 def toy() -> Iterator[Toy]:
     suite = Toy()
     register(suite)
+    # What exists before the test is set aside, so that the collection below walks only what
+    # the test made (a worker's heap late in the suite is large: a full walk took seconds).
+    gc.freeze()
     try:
         yield suite
     finally:
@@ -71,6 +74,7 @@ def toy() -> Iterator[Toy]:
         # Collect inspect_ai's leftovers now, under this module's warning filter, not in
         # whichever test happens to run when the collector next passes.
         gc.collect()
+        gc.unfreeze()
     # A synchronous inspect_ai reader called under a running loop applies nest_asyncio, which
     # patches asyncio for the rest of the process (and leaks the loops of every later test).
     assert asyncio.run.__module__ == "asyncio.runners"
