@@ -24,13 +24,6 @@ from core.db.leases import Lease, hold, release
 Interval = float | Callable[[], float]
 
 
-async def _uncancelled[T](work: Awaitable[T]) -> T:
-    """``work``, finished even when the caller is cancelled meanwhile (a loop stopped while it
-    renews its lease): a database session cut off mid-statement can leave its connection
-    neither returned nor closed, and the lease's release that follows waits for it."""
-    return await asyncio.shield(work)
-
-
 class Periodic:
     """Run ``step`` now (or after ``interval`` with ``first_wait``) and then every
     ``interval`` seconds (a number, or a callable read before each wait)."""
@@ -59,6 +52,8 @@ class Periodic:
         self._first_wait = first_wait
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._lease_call: asyncio.Task[bool] | None = None
+        """A take or renewal of the lease in flight (see :meth:`_hold`)."""
 
     @property
     def running(self) -> bool:
@@ -80,6 +75,11 @@ class Periodic:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._lease_call is not None:
+            # A renewal the cancellation caught in flight ends first: the release comes after.
+            with contextlib.suppress(Exception):
+                self.holding = await self._lease_call
+            self._lease_call = None
         if self.lease is not None and self.holding:
             self.holding = False
             try:
@@ -120,6 +120,18 @@ class Periodic:
                 self._log.exception("%s: a step failed; the loop goes on", self.name)
             await self._wait()
 
+    async def _hold(self, lease: Lease, ttl: float) -> bool:
+        """Take or renew the lease. Not cut off when the loop is stopped meanwhile: a database
+        session cancelled mid-statement can leave its connection neither returned nor closed,
+        and the release that follows would wait for it; :meth:`stop` waits for this instead."""
+        call = asyncio.ensure_future(hold(lease.database, self.name, lease.holder, ttl))
+        self._lease_call = call
+        try:
+            return await asyncio.shield(call)
+        finally:
+            if call.done():
+                self._lease_call = None
+
     async def _may_run(self) -> bool:
         """Whether this replica runs the next step: it holds (or has just taken) the lease.
 
@@ -135,9 +147,7 @@ class Periodic:
         if not self.holding and now < self._next_try:
             return False
         was = self.holding
-        self.holding = await _uncancelled(
-            hold(self.lease.database, self.name, self.lease.holder, ttl)
-        )
+        self.holding = await self._hold(self.lease, ttl)
         if self.holding:
             self._held_until = now + ttl
         else:
@@ -164,9 +174,7 @@ class Periodic:
                 await asyncio.sleep(ttl / 3)
                 try:
                     renewed_at = time.monotonic()
-                    self.holding = await _uncancelled(
-                        hold(lease.database, self.name, lease.holder, ttl)
-                    )
+                    self.holding = await self._hold(lease, ttl)
                     if self.holding:
                         self._held_until = renewed_at + ttl
                 except Exception:
