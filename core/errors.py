@@ -97,6 +97,11 @@ class Conflict(AuroraError):
     code, status, message = "AURORA-4090", 409, "Resource conflict"
 
 
+class ChangedConcurrently(Conflict):
+    """A versioned row another writer changed first: nothing was written, and reading the row
+    again and reapplying a change that does not depend on what it read (adding tags) succeeds."""
+
+
 class DuplicateAlert(Conflict):
     code, status, message = "AURORA-4091", 409, "Duplicate alert"
 

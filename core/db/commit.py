@@ -8,7 +8,7 @@ from typing import Any, overload
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
-from core.errors import Conflict
+from core.errors import ChangedConcurrently, Conflict
 
 
 @overload
@@ -38,7 +38,7 @@ async def commit_versioned(
         await db.commit()
     except StaleDataError as err:
         await db.rollback()
-        raise Conflict({f"{kind}_id": ident, "reason": "changed concurrently"}) from err
+        raise ChangedConcurrently({f"{kind}_id": ident, "reason": "changed concurrently"}) from err
     except Exception:
         await db.rollback()
         raise

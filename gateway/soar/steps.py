@@ -32,7 +32,7 @@ from agents.acp.client import CallOptions, HandoffClient
 from agents.acp.protocol import INVALID_PARAMS, METHOD_NOT_FOUND, RpcError
 from core.db import Database
 from core.db.base import utcnow
-from core.errors import Conflict, ServiceUnavailable, ValidationFailed
+from core.errors import ChangedConcurrently, Conflict, ServiceUnavailable, ValidationFailed
 from core.events import EventBus
 from core.logstore.query import MAX_QUERY_LENGTH, compile_query
 from core.logstore.store import LogStore, SearchRequest
@@ -371,16 +371,37 @@ class AlertTag(Params):
     tags: Tags = Field(min_length=1)
 
 
+REAPPLY_TRIES: Final = 8
+"""How often a change computed from a row is read and reapplied after another writer changed
+the row first (several executions tagging one alert): each loss means another writer won."""
+
+
+async def reapplied[T](change: Callable[[], Awaitable[T]]) -> T:
+    """``change`` (which reads a versioned row and writes a change computed from it), again
+    from a fresh read while another writer changed the row first (nothing was written)."""
+    for _ in range(REAPPLY_TRIES - 1):
+        try:
+            return await change()
+        except ChangedConcurrently:
+            continue
+    return await change()
+
+
 async def tag_alert(env: StepEnv, p: AlertTag) -> dict[str, Any]:
-    async with env.database.session() as db:
-        alert = await alerts.get_alert(db=db, alert_id=p.alert_id)
-        added = [t for t in p.tags if t not in alert.tags]
-        if not added:
-            return {"alert_id": p.alert_id, "tags": list(alert.tags), "added": []}
-        body = AlertUpdate(tags=sorted({*alert.tags, *p.tags}))
-        read = await alerts.update_alert(db=db, actor=env.actor, alert_id=p.alert_id, body=body)
-    env.bus.publish("alerts.updated", _json(read))
-    return {"alert_id": p.alert_id, "tags": read.tags, "added": added}
+    async def tag() -> tuple[AlertRead | None, list[str], list[str]]:
+        async with env.database.session() as db:
+            alert = await alerts.get_alert(db=db, alert_id=p.alert_id)
+            added = [t for t in p.tags if t not in alert.tags]
+            if not added:
+                return None, list(alert.tags), []
+            body = AlertUpdate(tags=sorted({*alert.tags, *p.tags}))
+            read = await alerts.update_alert(db=db, actor=env.actor, alert_id=p.alert_id, body=body)
+            return read, read.tags, added
+
+    read, tags, added = await reapplied(tag)
+    if read is not None:
+        env.bus.publish("alerts.updated", _json(read))
+    return {"alert_id": p.alert_id, "tags": tags, "added": added}
 
 
 class AlertAssign(Params):
@@ -390,13 +411,16 @@ class AlertAssign(Params):
 
 
 async def assign_alert(env: StepEnv, p: AlertAssign) -> dict[str, Any]:
-    async with env.database.session() as db:
-        alert = await alerts.get_alert(db=db, alert_id=p.alert_id)
-        changes: dict[str, Any] = {"assignee": p.assignee}
-        if p.status is not None and alert.status != p.status:
-            changes["status"] = p.status
-        body = AlertUpdate.model_validate(changes)
-        read = await alerts.update_alert(db=db, actor=env.actor, alert_id=p.alert_id, body=body)
+    async def assign() -> AlertRead:
+        async with env.database.session() as db:
+            alert = await alerts.get_alert(db=db, alert_id=p.alert_id)
+            changes: dict[str, Any] = {"assignee": p.assignee}
+            if p.status is not None and alert.status != p.status:
+                changes["status"] = p.status
+            body = AlertUpdate.model_validate(changes)
+            return await alerts.update_alert(db=db, actor=env.actor, alert_id=p.alert_id, body=body)
+
+    read = await reapplied(assign)
     env.bus.publish("alerts.updated", _json(read))
     return {"alert_id": p.alert_id, "assignee": read.assignee, "status": read.status}
 
@@ -496,11 +520,15 @@ async def open_case(env: StepEnv, p: CaseOpen) -> dict[str, Any]:
             carried, skipped = promoted.observables_added, list(promoted.observables_skipped)
             env.bus.publish("alerts.updated", _json(promoted.alert))
     if p.tags:
-        async with env.database.session() as db:
-            current = await cases.get_case(db=db, case_id=case_id)
-            if not set(p.tags) <= set(current.tags):
-                body_tags = CaseUpdate(tags=sorted({*current.tags, *p.tags}))
-                await cases.update_case(db=db, actor=env.actor, case_id=case_id, body=body_tags)
+
+        async def tag() -> None:
+            async with env.database.session() as db:
+                current = await cases.get_case(db=db, case_id=case_id)
+                if not set(p.tags) <= set(current.tags):
+                    body = CaseUpdate(tags=sorted({*current.tags, *p.tags}))
+                    await cases.update_case(db=db, actor=env.actor, case_id=case_id, body=body)
+
+        await reapplied(tag)
     added, refused = await _add_observables(env, case_id, p.observables)
     async with env.database.session() as db:
         read = CaseRead.model_validate(await cases.get_case(db=db, case_id=case_id))
@@ -534,19 +562,23 @@ class CaseChange(Params):
 
 
 async def update_case(env: StepEnv, p: CaseChange) -> dict[str, Any]:
-    async with env.database.session() as db:
-        current = await cases.get_case(db=db, case_id=p.case_id)
-        changes: dict[str, Any] = {
-            k: v for k, v in (("status", p.status), ("severity", p.severity)) if v is not None
-        }
-        if p.assignee is not None:
-            changes["assignee"] = p.assignee
-        if p.tags and not set(p.tags) <= set(current.tags):
-            changes["tags"] = sorted({*current.tags, *p.tags})
-        read = CaseRead.model_validate(current)
-        if changes:
+    async def change() -> tuple[CaseRead, dict[str, Any]]:
+        async with env.database.session() as db:
+            current = await cases.get_case(db=db, case_id=p.case_id)
+            changes: dict[str, Any] = {
+                k: v for k, v in (("status", p.status), ("severity", p.severity)) if v is not None
+            }
+            if p.assignee is not None:
+                changes["assignee"] = p.assignee
+            if p.tags and not set(p.tags) <= set(current.tags):
+                changes["tags"] = sorted({*current.tags, *p.tags})
+            if not changes:
+                return CaseRead.model_validate(current), changes
             body = CaseUpdate.model_validate(changes)
             read = await cases.update_case(db=db, actor=env.actor, case_id=p.case_id, body=body)
+            return read, changes
+
+    read, changes = await reapplied(change)
     comment_id = None
     if p.comment is not None:
         async with env.database.session() as db:

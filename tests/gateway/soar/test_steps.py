@@ -19,14 +19,14 @@ from agents.acp.registry import AgentRegistry
 from agents.catalog import load_specialist
 from agents.runtime.specialist import AgentDeps, build_server
 from core.db import Database, create_database
-from core.errors import AlertNotFound, ServiceUnavailable, ValidationFailed
+from core.errors import AlertNotFound, ChangedConcurrently, ServiceUnavailable, ValidationFailed
 from core.events import Event, EventBus
 from core.logstore.store import LogStore
 from core.settings import Settings
 from gateway.alerts import api as alerts
-from gateway.alerts.schemas import AlertCreate
+from gateway.alerts.schemas import AlertCreate, AlertUpdate
 from gateway.cases import api as cases
-from gateway.soar.steps import STEP_KINDS, Effect, StepEnv, StepKind
+from gateway.soar.steps import REAPPLY_TRIES, STEP_KINDS, Effect, StepEnv, StepKind
 from tests.agents.acp.conftest import agent_token, token_service
 from tests.agents.threat_intel.test_threat_intel import FEED
 from tests.conftest import shared_data_dir
@@ -177,6 +177,54 @@ async def test_alert_tag_adds_once_and_publishes(settings: Settings, database: D
     async with database.session() as db:
         stored = await alerts.get_alert(db=db, alert_id=alert_id)
     assert stored.tags == ["mail", "phishing", "verdict:malicious"]
+
+
+async def test_alert_tag_reapplied_after_a_concurrent_change(
+    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer (another execution, an analyst) changes the alert between the step's read
+    and its write: the step reads it again and adds its tags to what the other wrote."""
+    alert_id = await new_alert(database, tags=["mail"])
+    update = alerts.update_alert
+    raced = []
+
+    async def racing(**kwargs: Any) -> Any:
+        if not raced:
+            raced.append(True)
+            async with database.session() as other:
+                await update(
+                    db=other,
+                    actor="analyst",
+                    alert_id=alert_id,
+                    body=AlertUpdate(tags=["mail", "by-analyst"]),
+                )
+        return await update(**kwargs)
+
+    monkeypatch.setattr(alerts, "update_alert", racing)
+    out = await run("alert.tag", make_env(settings, database), alert_id=alert_id, tags=["seen"])
+    assert raced
+    assert out == {"alert_id": alert_id, "tags": ["by-analyst", "mail", "seen"], "added": ["seen"]}
+    async with database.session() as db:
+        stored = await alerts.get_alert(db=db, alert_id=alert_id)
+    assert stored.tags == ["by-analyst", "mail", "seen"]
+
+
+async def test_a_change_lost_to_other_writers_every_time_fails(
+    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reapplying is bounded: a row changed under the step at every try ends the step with
+    AURORA-4090 (the engine reports it failed), after REAPPLY_TRIES reads."""
+    alert_id = await new_alert(database, tags=["mail"])
+    tries = []
+
+    async def always_lost(**kwargs: Any) -> Any:
+        tries.append(True)
+        raise ChangedConcurrently({"alert_id": alert_id, "reason": "changed concurrently"})
+
+    monkeypatch.setattr(alerts, "update_alert", always_lost)
+    with pytest.raises(ChangedConcurrently):
+        await run("alert.tag", make_env(settings, database), alert_id=alert_id, tags=["seen"])
+    assert len(tries) == REAPPLY_TRIES
 
 
 async def test_alert_assign_starts_work(settings: Settings, database: Database) -> None:
