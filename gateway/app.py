@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -46,6 +47,8 @@ from gateway.cases.routes import ROUTES as CASES_ROUTES
 from gateway.chat.engine import ChatEngine
 from gateway.chat.routes import ROUTES as CHAT_ROUTES
 from gateway.chat.tools import ToolEnv
+from gateway.console.assets import STATIC_ROOT, Console
+from gateway.console.routes import CONSOLE_ROUTES
 from gateway.detections.conversion import SigmaConverter
 from gateway.detections.routes import ROUTES as DETECTIONS_ROUTES
 from gateway.detections.runs import DetectionScheduler
@@ -65,6 +68,7 @@ from gateway.keys import (
     BLOBS,
     BUS,
     CHAT,
+    CONSOLE,
     DATABASE,
     EDR,
     HANDOFF,
@@ -612,14 +616,17 @@ RESOURCES: tuple[CleanupContext, ...] = (
 cleanup, and when one fails to start, closes those already open."""
 
 
-def create_app(settings: Settings, *, extra_routes: Iterable[Route] = ()) -> web.Application:
+def create_app(
+    settings: Settings, *, extra_routes: Iterable[Route] = (), console_root: Path = STATIC_ROOT
+) -> web.Application:
     """Build the gateway for ``settings``; resources open on start-up and close on cleanup.
 
     ``extra_routes`` lets an embedding program (or a test) add routes that go through the same
-    middleware and access rules.
+    middleware and access rules; ``console_root`` is the folder the web console is served from
+    (the shipped one unless a test says).
     """
     ensure_data_dir(settings)
-    routes = (*ALL_ROUTES, *INDEX_ROUTES, *METADATA_ROUTES, *extra_routes)
+    routes = (*ALL_ROUTES, *INDEX_ROUTES, *METADATA_ROUTES, *CONSOLE_ROUTES, *extra_routes)
     # aiohttp's own readers (forms) stop at the default; routes with a larger limit read their
     # bodies through gateway.http, which enforces each route's limit while reading.
     app = web.Application(
@@ -640,6 +647,7 @@ def create_app(settings: Settings, *, extra_routes: Iterable[Route] = ()) -> web
         functools.partial(AttackKB.from_settings, settings)
     )
     app[ATTACK_KB] = load_attack
+    app[CONSOLE] = Console(console_root)
     app[HANDOFF] = HandoffClient(
         registry=AgentRegistry.from_settings(settings),
         sender="gateway",

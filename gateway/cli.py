@@ -4,7 +4,9 @@ Settings are read once here, from ``AURORA_*`` variables, and passed down. The p
 command's function by where it lives (``module:function``), and that module is imported only when
 the command runs: building the parser loads nothing of the platform, so that ``aurora --help`` and
 every command start in a fraction of a second. The commands live in :mod:`gateway.launcher` (those
-that run the platform or a part of it), :mod:`gateway.demo` and :mod:`gateway.admin` (the rest).
+that run the platform or a part of it), :mod:`gateway.demo` and :mod:`gateway.admin` (the rest),
+and beside what they act on: :mod:`tools.sigma.corpus`, :mod:`evals.cli`,
+:mod:`gateway.console.vendor`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ LAUNCHER = "gateway.launcher"
 ADMIN = "gateway.admin"
 EVALS = "evals.cli"
 DEMO = "gateway.demo"
+CONSOLE = "gateway.console.vendor"
 
 DEMO_TIMEOUT_SECONDS = 120.0
 """How long ``aurora demo`` lets its investigation take, unless ``--timeout`` says."""
@@ -228,6 +231,36 @@ def _add_eval(commands: Subcommands) -> None:
     verify.add_argument("--data", type=Path, help="default: $AURORA_SHARED_DATA")
 
 
+def _add_console(commands: Subcommands) -> None:
+    console = _actions(commands, "console", "the web console")
+    vendor = _command(
+        console,
+        "vendor",
+        f"{CONSOLE}:cmd_console_vendor",
+        "download Preact and htm as the lock names them (integrity and sha256 verified) into "
+        "the console's static/vendor",
+    )
+    vendor.add_argument(
+        "--registry",
+        metavar="URL",
+        help="the npm registry or mirror to download from (default https://registry.npmjs.org)",
+    )
+    mode = vendor.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="download nothing: check that the vendored files match the lock",
+    )
+    mode.add_argument(
+        "--relock",
+        action="store_true",
+        help="record the sha256 of the files made in the lock (after a version bump)",
+    )
+    vendor.add_argument(
+        "--lock", type=Path, metavar="FILE", help="default: gateway/console/vendor.json"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aurora", description="AuroraSOC: AI specialist agents beside SOC analysts."
@@ -253,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_agents(commands)
     _add_evidence(commands)
     _add_eval(commands)
+    _add_console(commands)
     rules = _actions(commands, "rules", "detection rules (Sigma)")
     fetch = _command(
         rules,

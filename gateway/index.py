@@ -1,18 +1,19 @@
 """``/`` and ``/api/v1``: what a new user (or a script) finds at the gateway's address.
 
-Not part of the API contract: a short, public index (JSON, or a plain page for a browser) that
-says what serves here, where to sign in, where the documentation is, and which routes exist
-with the permission each needs (for a stream, what its data needs), read from the route table.
+Not part of the API contract: a short, public index (JSON) that says what serves here, where to
+sign in, where the documentation is, and which routes exist with the permission each needs (for
+a stream, what its data needs), read from the route table. A browser at ``/`` gets the web
+console instead (gateway.console).
 """
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
 
+from gateway.console.routes import console_page
 from gateway.http import json_response
 from gateway.keys import ROUTE_TABLE
 from gateway.middleware import API_VERSION
@@ -95,37 +96,16 @@ def describe(app: web.Application) -> Index:
     )
 
 
-def _page(index: Index) -> str:
-    rows = "\n".join(
-        f"<tr><td>{html.escape(r.method)}</td><td><code>{html.escape(r.path)}</code></td>"
-        f"<td>{html.escape(r.permission)}</td></tr>"
-        for r in index.routes
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>AuroraSOC</title></head>
-<body>
-<h1>AuroraSOC {html.escape(index.version)}</h1>
-<p>The API is served under <code>{API_BASE}</code>. Sign in with
-<code>POST {html.escape(index.auth.token)}</code> and send the token as
-<code>Authorization: Bearer &lt;token&gt;</code>.</p>
-<p>Documentation: {html.escape(DOCS)}. The API reference: <a href="{REFERENCE}">{REFERENCE}</a>
-(the OpenAPI document: <a href="{OPENAPI}">{OPENAPI}</a>).</p>
-<table><thead><tr><th>Method</th><th>Path</th><th>Permission</th></tr></thead>
-<tbody>
-{rows}
-</tbody></table>
-</body></html>
-"""
-
-
 async def show_index(request: web.Request) -> web.StreamResponse:
-    """The index as JSON; at ``/``, a plain page for a browser (``Accept: text/html``)."""
-    index = describe(request.app)
-    if request.path == "/" and "text/html" in request.headers.get("Accept", ""):
-        response = web.Response(text=_page(index), content_type="text/html")
-        response.headers["Content-Security-Policy"] = "default-src 'none'"
-        return response
-    return json_response(index)
+    """The index as JSON; at ``/``, the web console for a browser (``Accept: text/html``) where
+    the gateway has its files."""
+    if request.path != "/":
+        return json_response(describe(request.app))
+    page = console_page(request) if "text/html" in request.headers.get("Accept", "") else None
+    response = json_response(describe(request.app)) if page is None else page
+    vary = response.headers.get("Vary")
+    response.headers["Vary"] = f"{vary}, Accept" if vary else "Accept"
+    return response
 
 
 INDEX_ROUTES = (
@@ -135,7 +115,7 @@ INDEX_ROUTES = (
         show_index,
         Access.PUBLIC,
         response=Index,
-        summary="What serves here (JSON; a plain page for a browser)",
+        summary="What serves here (JSON; the web console for a browser)",
     ),
     Route("GET", API_BASE, show_index, Access.PUBLIC, response=Index, summary="The API's index"),
     Route(

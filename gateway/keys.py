@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from gateway.auth.service import Authenticator, Principal
     from gateway.chat.engine import ChatEngine
+    from gateway.console.assets import Console
     from gateway.detections.conversion import SigmaConverter
     from gateway.detections.runs import DetectionScheduler
     from gateway.edr.service import EdrService
@@ -65,6 +66,8 @@ REPLICA = web.AppKey("replica", str)
 ATTACK_KB: web.AppKey[Callable[[], AttackKB]] = web.AppKey("attack_kb")
 """The ATT&CK knowledge base, loaded by its first user (not at start-up)."""
 ROUTE_TABLE: web.AppKey[dict[AbstractRoute, Route]] = web.AppKey("route_table")
+CONSOLE: web.AppKey[Console] = web.AppKey("console")
+"""The web console's files, read on first use."""
 
 REQUEST_ID = web.RequestKey("request_id", str)
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

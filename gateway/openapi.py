@@ -427,8 +427,9 @@ def build_document(
     routes: Iterable[Route], *, version: str, max_body_bytes: int | None = None
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``routes`` (WebSocket routes under
-    ``x-aurora-websockets``); ``max_body_bytes`` is the limit of a route that sets none."""
-    table = list(routes)
+    ``x-aurora-websockets``), those not ``published`` left out; ``max_body_bytes`` is the
+    limit of a route that sets none."""
+    table = [route for route in routes if route.published]
     schemas, components = _models(table)
     http = [(index, route) for index, route in enumerate(table) if not route.is_websocket]
     ids = _operation_ids([route for _, route in http])

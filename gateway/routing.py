@@ -65,6 +65,9 @@ class Route:
     and body can answer (authentication, permission, validation, size)."""
     summary: str = ""
     """One line for the document; by default the handler's docstring's first line."""
+    published: bool = True
+    """Whether the OpenAPI document lists it: false for what is not the API (the web
+    console's files), which still goes through the same middleware and access rules."""
 
     @property
     def is_websocket(self) -> bool:

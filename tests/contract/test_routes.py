@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from gateway.app import ALL_ROUTES, registered_routes
+from gateway.console.routes import CONSOLE_ROUTES
 from gateway.index import INDEX_ROUTES
 from gateway.routing import Access, permission_label
 from gateway.sso.routes import METADATA_ROUTES
@@ -87,9 +88,20 @@ def test_no_duplicate_routes() -> None:
 
 async def test_app_registers_exactly_the_route_table(gateway: Gateway) -> None:
     # The contract's routes, and beside them only the public index at / and /api/v1, the
-    # published contract (its OpenAPI document and reference page) and the SAML service
-    # provider's metadata.
-    assert registered_routes(gateway.app) == [*ALL_ROUTES, *INDEX_ROUTES, *METADATA_ROUTES]
+    # published contract (its OpenAPI document and reference page), the SAML service
+    # provider's metadata and the web console's files (not in the document).
+    assert registered_routes(gateway.app) == [
+        *ALL_ROUTES,
+        *INDEX_ROUTES,
+        *METADATA_ROUTES,
+        *CONSOLE_ROUTES,
+    ]
+    assert [(r.method, r.path, r.access, r.published) for r in CONSOLE_ROUTES] == [
+        ("GET", "/console", Access.PUBLIC, False),
+        ("GET", "/console/{path:.+}", Access.PUBLIC, False),
+        ("HEAD", "/console/{path:.+}", Access.PUBLIC, False),
+    ]
+    assert all(route.published for route in (*ALL_ROUTES, *INDEX_ROUTES, *METADATA_ROUTES))
     assert [(r.method, r.path, r.access) for r in METADATA_ROUTES] == [
         ("GET", "/api/v1/auth/saml/metadata", Access.PUBLIC)
     ]

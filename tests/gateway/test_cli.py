@@ -47,6 +47,7 @@ def test_every_command_names_a_coroutine_function_of_its_module() -> None:
         "mcp",
         "token",
         "rules fetch",
+        "console vendor",
         "eval list",
         "eval run",
         "eval compare",
@@ -61,6 +62,7 @@ def test_every_command_names_a_coroutine_function_of_its_module() -> None:
         "gateway.demo",
         "tools.sigma.corpus",
         "evals.cli",
+        "gateway.console.vendor",
     }
     for command, run in named.items():
         assert inspect.iscoroutinefunction(resolve(run)), command
