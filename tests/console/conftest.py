@@ -1,0 +1,73 @@
+"""Fixtures of the console's browser tests: one ``aurora up`` and one Chromium shared by the
+module's tests (they run on one pytest worker: ``xdist_group``), and users made through the
+API as an administrator would make them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+from tests.agents.threat_intel.test_threat_intel import FEED
+from tests.console.browser import chromium, launch
+from tests.e2e.aurora import Platform, aurora_env, http, login
+
+ADMIN = "admin"
+PASSWORD = "Console-walk-passphrase-1"
+ALL_READY = "agents are ready"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium()  # skips (or fails under CI) before anything starts when there is none
+    with sync_playwright() as playwright:
+        opened = launch(playwright)
+        yield opened
+        opened.close()
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iterator[Platform]:
+    """``aurora up`` with a threat feed that lists the walk's address and a policy under which
+    blocking an address needs a human."""
+    folder = tmp_path_factory.mktemp("console")
+    policy = folder / "guardrails.yaml"
+    policy.write_text("actions:\n  block_ip:\n    decision: require_approval\n")
+    feed = folder / "feed.json"
+    feed.write_text(json.dumps(FEED))
+    env = aurora_env(
+        folder / "var",
+        AURORA_ADMIN_USERNAME=ADMIN,
+        AURORA_ADMIN_PASSWORD=PASSWORD,
+        AURORA_GUARDRAILS_FILE=str(policy),
+        AURORA_INTEL_FEEDS=json.dumps([str(feed)]),
+    )
+    started = Platform(env, "up")
+    started.wait_for(ALL_READY)
+    yield started
+    started.close()
+
+
+@pytest.fixture(scope="module")
+def admin_token(platform: Platform) -> str:
+    return login(platform.url, ADMIN, PASSWORD)
+
+
+def make_user(platform: Platform, token: str, username: str, role: str) -> str:
+    """A user of ``role`` made by the administrator; its password."""
+    password = f"{username}-console-passphrase-7"
+    status, body = http(
+        "POST",
+        f"{platform.url}/api/v1/users",
+        {"username": username, "password": password, "role": role},
+        token,
+    )
+    assert status == 201, body
+    return password
+
+
+def data_dir(platform: Platform) -> Path:
+    return Path(platform.env["AURORA_DATA_DIR"])
