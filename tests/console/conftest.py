@@ -1,5 +1,5 @@
 """Fixtures of the console's browser tests: one ``aurora up`` and one Chromium shared by the
-module's tests (they run on one pytest worker: ``xdist_group``), and users made through the
+module's tests (one file: CI hands out whole files to its workers), and users made through the
 API as an administrator would make them."""
 
 from __future__ import annotations

@@ -105,15 +105,30 @@ function ModeBadge() {
   return html`<a href="#/settings" class=${`mode mode-${current}`} title="The platform's operating mode">mode: ${current.replace("_", " ")}</a>`;
 }
 
+/** Screen modules already loaded, by path: shown at once, without waiting for an effect. */
+const loadedScreens = new Map();
+
+function loadScreen(entry) {
+  return entry.load().then((module) => {
+    loadedScreens.set(entry.path, module.default);
+    return module;
+  });
+}
+
 function Screen({ route, user }) {
   const entry = SCREENS.find((s) => s.path === route.screen);
-  const [loaded, setLoaded] = useState(null);
+  const known = entry && loadedScreens.get(entry.path);
+  const [loaded, setLoaded] = useState(known ? { path: entry.path, View: known } : null);
   const [error, setError] = useState(null);
   useEffect(() => {
     let live = true;
+    if (loadedScreens.has(entry?.path)) {
+      setLoaded({ path: entry.path, View: loadedScreens.get(entry.path) });
+      return undefined;
+    }
     setLoaded(null);
     setError(null);
-    entry?.load().then(
+    entry && loadScreen(entry).then(
       (module) => live && setLoaded({ path: entry.path, View: module.default }),
       (err) => live && setError({ code: "CONSOLE", message: `This screen failed to load: ${err.message}` }),
     );
@@ -126,8 +141,8 @@ function Screen({ route, user }) {
     return html`<${ErrorBox} error=${{ code: "AURORA-4030", message: `Insufficient permissions: ${entry.label} needs ${entry.permission}` }} />`;
   }
   if (error) return html`<${ErrorBox} error=${error} />`;
-  if (!loaded || loaded.path !== entry.path) return html`<${Loading} />`;
-  const View = loaded.View;
+  const View = loaded?.path === entry.path ? loaded.View : known;
+  if (!View) return html`<${Loading} />`;
   return html`<${View} params=${route.params} query=${route.query} user=${user} />`;
 }
 
@@ -161,6 +176,8 @@ function App() {
   useEffect(() => {
     if (!current || current.user) return;
     setError(null);
+    // Fetch the screen's code while the profile loads, not after.
+    loadScreen(SCREENS.find((s) => s.path === parseHash(location.hash).screen) || SCREENS[0]).catch(() => {});
     api("GET", "/users/me").then(
       (user) => session.set((s) => (s && s.token === current.token ? { ...s, user } : s)),
       (err) => {

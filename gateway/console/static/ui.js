@@ -14,23 +14,37 @@ export function ErrorBox({ error, onDismiss }) {
   </div>`;
 }
 
-/** `useLoad(() => api(...), [deps])`: `{data, error, loading, reload, setData}`. */
+/** `useLoad(() => api(...), [deps])`: `{data, error, loading, reload, setData}`. The first
+ * load starts while the component first renders (not an effect later, a frame or more), the
+ * next ones when `deps` change. */
 export function useLoad(load, deps) {
   const [state, setState] = useState({ data: null, error: null, loading: true });
   const generation = useRef(0);
-  const reload = useCallback(async () => {
+  const alive = useRef(true);
+  const run = (loader) => {
     const mine = ++generation.current;
+    loader().then(
+      (data) => alive.current && mine === generation.current && setState({ data, error: null, loading: false }),
+      (error) => alive.current && mine === generation.current && setState((s) => ({ data: s.data, error, loading: false })),
+    );
+  };
+  const kicked = useRef(false);
+  if (!kicked.current) {
+    kicked.current = true;
+    run(load);
+  }
+  const reload = useCallback(() => {
     setState((s) => ({ ...s, loading: true }));
-    try {
-      const data = await load();
-      if (mine === generation.current) setState({ data, error: null, loading: false });
-    } catch (error) {
-      if (mine === generation.current) setState((s) => ({ data: s.data, error, loading: false }));
-    }
+    run(load);
   }, deps);
+  const mounted = useRef(false);
   useEffect(() => {
-    reload();
+    if (mounted.current) reload(); // `deps` changed (the first load started with the render)
+    mounted.current = true;
   }, [reload]);
+  useEffect(() => () => {
+    alive.current = false;
+  }, []);
   const setData = useCallback((update) => {
     setState((s) => ({ ...s, data: typeof update === "function" ? update(s.data) : update }));
   }, []);

@@ -2,7 +2,7 @@
 // the top, changed ones in place, repeats of one fingerprint folded under the first), filters,
 // keyboard triage (j/k to move, Enter to open, a to acknowledge), promote to a case or link to
 // one, and an investigation dispatched from the alert.
-import { api, can } from "../api.js";
+import { api, can, session } from "../api.js";
 import { html, useEffect, useMemo, useRef, useState } from "../lib.js";
 import { useStream } from "../stream.js";
 import {
@@ -78,6 +78,7 @@ function LinkDialog({ alert, onClose, onDone }) {
 }
 
 function Detail({ alert, onChanged, writable }) {
+  const me = session.get()?.user?.username;
   const [dialog, setDialog] = useState(null);
   const [act, busy, error, clear] = useAction(async (kind, value) => {
     const path = `/alerts/${encodeURIComponent(alert.id)}`;
@@ -104,7 +105,9 @@ function Detail({ alert, onChanged, writable }) {
       <button type="button" disabled=${busy} onClick=${() => act("status", "in_progress")}>In progress</button>
       <button type="button" disabled=${busy} onClick=${() => act("status", "resolved")}>Resolve</button>
       <button type="button" disabled=${busy} onClick=${() => act("status", "false_positive")}>False positive</button>
-      <button type="button" disabled=${busy} onClick=${() => act("assign", null)} hidden=${!alert.assignee}>Unassign</button>
+      ${alert.assignee === me
+        ? html`<button type="button" disabled=${busy} onClick=${() => act("assign", null)}>Unassign</button>`
+        : html`<button type="button" disabled=${busy} onClick=${() => act("assign", me)}>Assign to me</button>`}
     </div>
     <div class="toolbar" role="group" aria-label="Escalate">
       ${alert.case_id

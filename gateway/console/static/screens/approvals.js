@@ -80,18 +80,26 @@ export function useApprovals(investigationId) {
           setErrors((e) => ({ ...e, [target]: message.error }));
           return;
         }
+        if (message.type === "cancelled") setCancelled(message.investigation_id);
         setApprovals((current) => applyApprovalMessage(current, message));
         if (message.type === "decided") setErrors((e) => ({ ...e, [message.approval.approval_id]: null }));
       },
     },
     investigationId || "",
   );
+  const [cancelled, setCancelled] = useState(null);
+  const cancel = (id, reason) => {
+    setErrors((e) => ({ ...e, _: null }));
+    if (!send({ type: "cancel", investigation_id: id, reason: reason || null })) {
+      setErrors((e) => ({ ...e, _: { code: "CONSOLE", message: "The approvals stream is not connected; try again when it is live." } }));
+    }
+  };
   const decide = (approvalId, decision, comment) => {
     setErrors((e) => ({ ...e, [approvalId]: null, _: null }));
     const sent = send({ type: "decide", approval_id: approvalId, decision, comment: comment || null });
     if (!sent) setErrors((e) => ({ ...e, [approvalId]: { code: "CONSOLE", message: "The approvals stream is not connected; try again when it is live." } }));
   };
-  return [approvals, status, decide, errors];
+  return [approvals, status, decide, errors, cancel, cancelled];
 }
 
 export default function Approvals() {

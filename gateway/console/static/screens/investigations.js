@@ -7,7 +7,7 @@ import { canVerify, verifyChain } from "../chain.js";
 import { html, useEffect, useRef, useState, useStore } from "../lib.js";
 import { useStream } from "../stream.js";
 import {
-  Badge, Empty, ErrorBox, Field, Json, Loading, Pager, Select, Severity, Status, StreamStatus,
+  Badge, Dialog, Empty, ErrorBox, Field, Json, Loading, Pager, Select, Severity, Status, StreamStatus,
   Time, pendingDispatch, useAction, useLoad,
 } from "../ui.js";
 import { ApprovalCard, useApprovals } from "./approvals.js";
@@ -186,13 +186,26 @@ function Receipt({ receipt }) {
   </section>`;
 }
 
-function Approvals({ id }) {
-  const [approvals, status, decide, errors] = useApprovals(id);
+function Approvals({ id, running, onCancelled }) {
+  const [approvals, status, decide, errors, cancel, cancelled] = useApprovals(id);
+  const [asking, setAsking] = useState(false);
+  useEffect(() => {
+    if (cancelled === id) onCancelled();
+  }, [cancelled]);
   const all = Object.values(approvals);
-  if (all.length === 0) return html`<p class="muted">No approval requested. <${StreamStatus} status=${status} label="approvals live" /></p>`;
-  return html`<section aria-labelledby="approvals-title"><div class="toolbar"><h2 id="approvals-title">Approvals</h2><span class="spacer"></span><${StreamStatus} status=${status} /></div>
+  return html`<section aria-labelledby="approvals-title"><div class="toolbar"><h2 id="approvals-title">Approvals</h2><span class="spacer"></span>
+      ${running && can("investigations:write") && html`<button type="button" class="danger small" onClick=${() => setAsking(true)}>Cancel investigation…</button>`}
+      <${StreamStatus} status=${status} /></div>
     ${errors._ && html`<${ErrorBox} error=${errors._} />`}
-    ${all.map((a) => html`<${ApprovalCard} key=${a.approval_id} approval=${a} decide=${decide} error=${errors[a.approval_id]} />`)}</section>`;
+    ${all.length === 0 && html`<p class="muted">No approval requested.</p>`}
+    ${all.map((a) => html`<${ApprovalCard} key=${a.approval_id} approval=${a} decide=${decide} error=${errors[a.approval_id]} />`)}
+    <${Dialog} title="Cancel this investigation?" open=${asking} onClose=${() => setAsking(false)}>
+      <form onSubmit=${(e) => { e.preventDefault(); cancel(id, new FormData(e.currentTarget).get("reason")); setAsking(false); }}>
+        <p>The agents stop; actions waiting for a decision are cancelled; what was done stays done.</p>
+        <${Field} label="Reason"><input name="reason" maxlength="2000" /><//>
+        <div class="toolbar"><button type="submit" class="danger">Cancel the investigation</button> <button type="button" onClick=${() => setAsking(false)}>Keep it running</button></div>
+      </form>
+    <//></section>`;
 }
 
 function Detail({ id, thoughts, thoughtStatus }) {
@@ -222,7 +235,7 @@ function Detail({ id, thoughts, thoughtStatus }) {
           : investigation && !FINISHED.has(investigation.status) ? html`<p class="panel muted" role="status">Working: the receipt appears here when the agents finish.</p>` : null}
       </div>
       <div>
-        <${Approvals} id=${id} />
+        <${Approvals} id=${id} running=${investigation && !FINISHED.has(investigation.status)} onCancelled=${found.reload} />
         <${Thoughts} thoughts=${thoughts} status=${thoughtStatus} />
       </div>
     </div>
