@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from tests.agents.threat_intel.test_threat_intel import FEED
-from tests.console.browser import chromium, launch
+from tests.console.browser import artifacts, chromium, launch
 from tests.e2e.aurora import Platform, aurora_env, http, login
 
 ADMIN = "admin"
@@ -23,6 +23,8 @@ ALL_READY = "agents are ready"
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     chromium()  # skips (or fails under CI) before anything starts when there is none
+    for old in artifacts().glob("*"):  # this run's screenshots only
+        old.unlink()
     with sync_playwright() as playwright:
         opened = launch(playwright)
         yield opened

@@ -64,8 +64,9 @@ export function url(path, query) {
 }
 
 /** `api("GET", "/alerts", {query: {limit: 50}})`: the parsed JSON answer (null for 204).
- * `body` is sent as JSON, `text` as-is with `contentType`. Throws ApiError. */
-export async function api(method, path, { query, body, text, contentType, signal } = {}) {
+ * `body` is sent as JSON, `text` as-is with `contentType`, `form` (a FormData) as
+ * multipart/form-data. Throws ApiError. */
+export async function api(method, path, { query, body, text, contentType, form, signal } = {}) {
   const headers = { Accept: "application/json" };
   const current = session.get();
   if (current) headers.Authorization = `Bearer ${current.token}`;
@@ -73,6 +74,8 @@ export async function api(method, path, { query, body, text, contentType, signal
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
+  } else if (form !== undefined) {
+    init.body = form; // the browser writes the multipart boundary
   } else if (text !== undefined) {
     headers["Content-Type"] = contentType || "text/plain";
     init.body = text;

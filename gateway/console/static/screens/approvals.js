@@ -4,7 +4,7 @@
 import { can } from "../api.js";
 import { html, useState } from "../lib.js";
 import { useStream } from "../stream.js";
-import { Badge, Countdown, Empty, ErrorBox, StreamStatus, Time } from "../ui.js";
+import { Badge, Countdown, Empty, ErrorBox, StreamStatus, Time, notify } from "../ui.js";
 
 /** Folds one message of the approvals stream into `{id: approval}`. */
 export function applyApprovalMessage(approvals, message) {
@@ -82,7 +82,10 @@ export function useApprovals(investigationId) {
         }
         if (message.type === "cancelled") setCancelled(message.investigation_id);
         setApprovals((current) => applyApprovalMessage(current, message));
-        if (message.type === "decided") setErrors((e) => ({ ...e, [message.approval.approval_id]: null }));
+        if (message.type === "decided") {
+          setErrors((e) => ({ ...e, [message.approval.approval_id]: null }));
+          notify(`${message.approval.status === "approved" ? "Approved" : "Denied"}: ${message.approval.action} ${message.approval.target}`, "good");
+        }
       },
     },
     investigationId || "",
@@ -104,7 +107,7 @@ export function useApprovals(investigationId) {
 
 export default function Approvals() {
   const [approvals, status, decide, errors] = useApprovals(null);
-  const [showDecided, setShowDecided] = useState(false);
+  const [showDecided, setShowDecided] = useState(true);
   const all = Object.values(approvals).sort((a, b) => String(a.expires_at).localeCompare(String(b.expires_at)));
   const pending = all.filter((a) => a.status === "pending");
   const decided = all.filter((a) => a.status !== "pending").reverse();
