@@ -219,3 +219,47 @@ export function go(hash) {
 export function Empty({ children }) {
   return html`<p class="empty muted">${children}</p>`;
 }
+
+/** Section links (`items`: `{id, label, href}`), the current one marked for assistive tech. */
+export function Tabs({ current, items, label }) {
+  return html`<nav class="tabs" aria-label=${label}>
+    ${items.map((t) => html`<a href=${t.href} aria-current=${current === t.id ? "page" : undefined}>${t.label}</a>`)}
+  </nav>`;
+}
+
+/** A number as the reader's locale writes it ("—" for none). */
+export const num = (n) => (n == null ? "—" : Number(n).toLocaleString());
+
+/** A time in full, in the reader's locale ("—" for none). */
+export const fullTime = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
+
+/** `text` cut to `length` characters, with an ellipsis when it was cut. */
+export function clip(text, length = 160) {
+  const s = String(text ?? "");
+  return s.length > length ? `${s.slice(0, length - 1)}…` : s;
+}
+
+/** Seconds in the largest whole unit (d, h, min, s). */
+export function duration(seconds) {
+  if (seconds == null) return "—";
+  if (seconds % 86400 === 0) return `${seconds / 86400} d`;
+  if (seconds % 3600 === 0) return `${seconds / 3600} h`;
+  if (seconds % 60 === 0) return `${seconds / 60} min`;
+  return `${seconds} s`;
+}
+
+/** An ISO time as a `datetime-local` input's value, in the reader's time zone. */
+export function toLocalInput(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** A `datetime-local` input's value as an ISO time in UTC (null when empty or invalid). */
+export function fromLocalInput(value) {
+  if (!value) return null;
+  const d = new Date(value);
+  return Number.isNaN(d.getTime()) ? null : d.toISOString();
+}

@@ -15,8 +15,15 @@ import {
   Select,
   Severity,
   Status,
+  Tabs,
   Time,
+  clip,
+  duration,
+  fromLocalInput,
+  fullTime,
   notify,
+  num,
+  toLocalInput,
   useAction,
   useLoad,
 } from "../ui.js";
@@ -48,37 +55,8 @@ const LIST_KEYS = ["q", "enabled", "level", "technique", "offset"];
 
 // -- helpers ------------------------------------------------------------------------------------
 
-const num = (n) => (n == null ? "—" : Number(n).toLocaleString());
 const pct = (p) => (p == null ? "—" : `${Math.round(p * 1000) / 10}%`);
-const fullTime = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
 const ruleHref = (id, tab = "") => `#/detections/${encodeURIComponent(id)}${tab ? `/${tab}` : ""}`;
-
-function duration(seconds) {
-  if (seconds == null) return "—";
-  if (seconds % 86400 === 0) return `${seconds / 86400} d`;
-  if (seconds % 3600 === 0) return `${seconds / 3600} h`;
-  if (seconds % 60 === 0) return `${seconds / 60} min`;
-  return `${seconds} s`;
-}
-
-function toLocalInput(iso) {
-  if (!iso) return "";
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime())) return "";
-  const pad = (n) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
-}
-
-function fromLocalInput(value) {
-  if (!value) return null;
-  const d = new Date(value);
-  return Number.isNaN(d.getTime()) ? null : d.toISOString();
-}
-
-function clip(text, length = 160) {
-  const s = String(text ?? "");
-  return s.length > length ? `${s.slice(0, length - 1)}…` : s;
-}
 
 /** A link to the SIEM search showing one log event (by id, in a window around its time). */
 function eventHref(event) {
@@ -101,14 +79,6 @@ function listHref(filters) {
   }
   const text = out.toString();
   return `#/detections${text ? `?${text}` : ""}`;
-}
-
-function Tabs({ current, items, label }) {
-  return html`<nav class="tabs" aria-label=${label}>
-    ${items.map(
-      (t) => html`<a href=${t.href} aria-current=${current === t.id ? "page" : undefined}>${t.label}</a>`,
-    )}
-  </nav>`;
 }
 
 function Enabled({ value }) {

@@ -4,7 +4,18 @@
 import { api } from "../api.js";
 import { html, useState } from "../lib.js";
 import { useStream } from "../stream.js";
-import { Empty, ErrorBox, Json, Loading, Pager, StreamStatus, Time, useLoad } from "../ui.js";
+import {
+  Empty,
+  ErrorBox,
+  Json,
+  Loading,
+  Pager,
+  StreamStatus,
+  Time,
+  clip,
+  num,
+  useLoad,
+} from "../ui.js";
 
 /** The specialists (there is no route listing agents: each is asked for its tools). */
 const AGENTS = [
@@ -20,15 +31,9 @@ const CALLS_PAGE = 25;
 const TAIL_PAGE = 10;
 const TAIL_KEEP = 500;
 
-const num = (n) => (n == null ? "—" : Number(n).toLocaleString());
 const ms = (n) => (n == null ? "—" : `${num(Math.round(Number(n) * 10) / 10)} ms`);
 const agentHref = (id) => `#/fleet/${encodeURIComponent(id)}`;
 const labelOf = (id) => AGENTS.find((a) => a.id === id)?.label || id;
-
-function clip(text, length = 120) {
-  const s = String(text ?? "");
-  return s.length > length ? `${s.slice(0, length - 1)}…` : s;
-}
 
 function Health({ ok, yes, no }) {
   return html`<span class=${ok ? "chain-ok" : "chain-bad"}>${ok ? "● " : "○ "}${ok ? yes : no}</span>`;

@@ -2,7 +2,23 @@
 // history, the signed-in user's API keys, and (for an admin) the users.
 import { api, can } from "../api.js";
 import { html, useState } from "../lib.js";
-import { Badge, Dialog, Empty, ErrorBox, Field, Loading, Pager, Select, Time, notify, useAction, useLoad } from "../ui.js";
+import {
+  Badge,
+  Dialog,
+  Empty,
+  ErrorBox,
+  Field,
+  Loading,
+  Pager,
+  Select,
+  Tabs,
+  Time,
+  fromLocalInput,
+  notify,
+  num,
+  useAction,
+  useLoad,
+} from "../ui.js";
 
 const MODES = [
   {
@@ -59,21 +75,6 @@ const KEYS_PAGE = 20;
 const USERS_PAGE = 25;
 
 const modeLabel = (value) => MODES.find((m) => m.value === value)?.label || value;
-const num = (n) => (n == null ? "—" : Number(n).toLocaleString());
-
-function Tabs({ current, items, label }) {
-  return html`<nav class="tabs" aria-label=${label}>
-    ${items.map(
-      (t) => html`<a href=${t.href} aria-current=${current === t.id ? "page" : undefined}>${t.label}</a>`,
-    )}
-  </nav>`;
-}
-
-function fromLocalInput(value) {
-  if (!value) return null;
-  const d = new Date(value);
-  return Number.isNaN(d.getTime()) ? null : d.toISOString();
-}
 
 /** A small confirmation dialog for a destructive action. */
 function Confirm({ title, open, onClose, onConfirm, busy, error, children, action = "Confirm" }) {

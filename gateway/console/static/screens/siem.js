@@ -15,9 +15,16 @@ import {
   Select,
   Severity,
   Status,
+  Tabs,
   Time,
+  clip,
+  duration,
+  fromLocalInput,
+  fullTime,
   investigate,
   notify,
+  num,
+  toLocalInput,
   useAction,
   useLoad,
 } from "../ui.js";
@@ -66,7 +73,6 @@ const QUERY_HELP =
 
 // -- small helpers ------------------------------------------------------------------------------
 
-const num = (n) => (n == null ? "—" : Number(n).toLocaleString());
 
 function bytes(n) {
   if (n == null) return "—";
@@ -80,28 +86,6 @@ function bytes(n) {
   return `${value.toFixed(unit ? 1 : 0)} ${units[unit]}`;
 }
 
-/** An ISO time as a `datetime-local` input's value (local time, minutes). */
-function toLocalInput(iso) {
-  if (!iso) return "";
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime())) return "";
-  const pad = (n) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
-}
-
-/** A `datetime-local` input's value as an ISO time in UTC (null when empty or invalid). */
-function fromLocalInput(value) {
-  if (!value) return null;
-  const d = new Date(value);
-  return Number.isNaN(d.getTime()) ? null : d.toISOString();
-}
-
-const fullTime = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
-
-function clip(text, length = 160) {
-  const s = String(text ?? "");
-  return s.length > length ? `${s.slice(0, length - 1)}…` : s;
-}
 
 function summary(event) {
   for (const name of SUMMARY_FIELDS) if (event[name]) return String(event[name]);
@@ -187,14 +171,6 @@ function eventHash(event) {
     until: new Date(at + 60_000).toISOString(),
   };
   return searchHash(spec);
-}
-
-function Tabs({ current, items, label }) {
-  return html`<nav class="tabs" aria-label=${label}>
-    ${items.map(
-      (t) => html`<a href=${t.href} aria-current=${current === t.id ? "page" : undefined}>${t.label}</a>`,
-    )}
-  </nav>`;
 }
 
 // -- the screen ---------------------------------------------------------------------------------
@@ -673,14 +649,6 @@ function Hunts({ huntId }) {
         }} />
     <//>
   </section>`;
-}
-
-function duration(seconds) {
-  if (seconds == null) return "—";
-  if (seconds % 86400 === 0) return `${seconds / 86400} d`;
-  if (seconds % 3600 === 0) return `${seconds / 3600} h`;
-  if (seconds % 60 === 0) return `${seconds / 60} min`;
-  return `${seconds} s`;
 }
 
 function lookbackRange(seconds) {
