@@ -166,6 +166,54 @@ def test_the_analyst_walk_and_the_operators_approval(
         assert verdicts == [True, False]
 
 
+SCREENS = (
+    ("alerts", "Alert queue"),
+    ("cases", "Cases"),
+    ("investigations", "Investigations"),
+    ("approvals", "Approvals"),
+    ("siem", "SIEM"),
+    ("detections", "Detections"),
+    ("soar", "SOAR"),
+    ("soar/executions", "SOAR"),
+    ("soar/rules", "SOAR"),
+    ("edr", "EDR"),
+    ("network", "Network"),
+    ("network/findings", "Network"),
+    ("network/telemetry", "Network"),
+    ("network/coverage", "Network"),
+    ("fleet", "Fleet"),
+    ("fleet/threat_intel", "Threat intel"),
+    ("chat", "Chat"),
+    ("settings", "Settings"),
+)
+
+
+def test_every_screen_renders_and_chat_streams(platform: Platform, browser: Browser) -> None:
+    """Each screen an administrator can reach loads its data without a script error, a CSP
+    violation or an error box; the assistant answers a built-in command, streamed."""
+    with tab(browser, platform.url, "screens") as admin:
+        admin.sign_in(ADMIN, PASSWORD)
+        page = admin.page
+        for path, heading in SCREENS:
+            page.goto(f"/#/{path}")
+            expect(page.get_by_role("heading", level=1).first).to_contain_text(heading)
+            expect(page.locator("main .muted", has_text="Loading")).to_have_count(0)
+            expect(page.locator("main .error")).to_have_count(0)
+            admin.shot(path)
+
+        page.goto("/#/chat")
+        page.get_by_role("button", name="New conversation").click()
+        page.wait_for_url(re.compile(r"#/chat/"))
+        page.get_by_label("Message").fill("help")
+        page.get_by_role("button", name="Send").click()
+        answer = page.locator("article.chat-assistant").last
+        expect(answer).to_be_visible()
+        expect(page.get_by_role("button", name="Send")).to_be_enabled(timeout=30_000)
+        expect(answer.locator(".chat-text")).not_to_be_empty()
+        expect(page.locator("main .error")).to_have_count(0)
+        admin.shot("chat answered")
+
+
 def test_a_stream_reconnects_and_errors_are_shown(
     platform: Platform, admin_token: str, browser: Browser
 ) -> None:
