@@ -214,6 +214,34 @@ def test_every_screen_renders_and_chat_streams(platform: Platform, browser: Brow
         admin.shot("chat answered")
 
 
+def test_a_session_handed_over_by_sso_and_the_keyboard_first(
+    platform: Platform, admin_token: str, browser: Browser
+) -> None:
+    """After an SSO sign-in the platform redirects to the console with the session in the URL
+    fragment: the console takes it and leaves no trace of it in the address or the history.
+    The first Tab reaches "Skip to content", which moves the focus to the screen."""
+    with tab(browser, platform.url, "sso") as user:
+        page = user.page
+        page.goto("/")
+        expect(page.locator("form#login")).to_be_visible()
+        page.goto(f"/console#access_token={admin_token}&token_type=bearer&expires_in=900")
+        expect(page.locator("header.top .user")).to_have_text(ADMIN)
+        assert "access_token" not in page.url
+        assert admin_token not in page.evaluate("() => location.href + document.body.innerHTML")
+        page.keyboard.press("Tab")
+        skip = page.get_by_role("link", name="Skip to content")
+        expect(skip).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(page.locator("main#main")).to_be_focused()
+        user.shot("signed in by fragment")
+        # The history holds no token either: back, then forward, lands on a clean address
+        # (and, the token being in memory only, on the sign-in page).
+        page.go_back()
+        page.go_forward()
+        expect(page.locator("form#login")).to_be_visible()
+        assert "access_token" not in page.url
+
+
 def test_a_stream_reconnects_and_errors_are_shown(
     platform: Platform, admin_token: str, browser: Browser
 ) -> None:

@@ -151,9 +151,12 @@ function Shell({ user }) {
   const route = parseHash(hash || "#/alerts");
   if (!route.screen) route.screen = SCREENS.find((s) => can(s.permission))?.path || "alerts";
   const main = useRef(null);
+  const first = useRef(true);
   useEffect(() => {
-    // A new screen: move focus to it so keyboard and screen-reader users start there.
-    main.current?.focus({ preventScroll: true });
+    // A new screen: move focus to it so keyboard and screen-reader users start there (not on
+    // the first one, where the first Tab reaches "Skip to content").
+    if (!first.current) main.current?.focus({ preventScroll: true });
+    first.current = false;
   }, [route.screen]);
   return html`<a class="skip" href="#main" onClick=${(e) => { e.preventDefault(); main.current?.focus(); }}>Skip to content</a>
     <header class="top">

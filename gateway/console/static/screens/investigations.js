@@ -14,6 +14,7 @@ import { ApprovalCard, useApprovals } from "./approvals.js";
 
 const LIMIT = 50;
 const MAX_THOUGHTS = 2000;
+const RECENT_THOUGHTS = 300;
 const STATUSES = ["queued", "running", "awaiting_approval", "completed", "failed", "cancelled"];
 const FINISHED = new Set(["completed", "failed", "cancelled"]);
 
@@ -94,7 +95,7 @@ function millis(at) {
   return Number.isNaN(parsed) ? null : parsed;
 }
 
-function Thoughts({ thoughts, status }) {
+function Thoughts({ thoughts, status, title = "Agents' thoughts", all = false }) {
   const box = useRef(null);
   const [follow, setFollow] = useState(true);
   useEffect(() => {
@@ -102,7 +103,7 @@ function Thoughts({ thoughts, status }) {
   }, [thoughts.length, follow]);
   const start = thoughts.map((t) => millis(t.at)).find((at) => at != null);
   return html`<section aria-labelledby="thoughts-title">
-    <div class="toolbar"><h2 id="thoughts-title">Agents' thoughts</h2><span class="spacer"></span>
+    <div class="toolbar"><h2 id="thoughts-title">${title}</h2><span class="spacer"></span>
       <label><input type="checkbox" checked=${follow} onChange=${(e) => setFollow(e.currentTarget.checked)} /> follow</label>
       <${StreamStatus} status=${status} /></div>
     <div class="thoughts" ref=${box} role="log" aria-live="polite" aria-label="Agents' thoughts" id="thoughts">
@@ -110,7 +111,7 @@ function Thoughts({ thoughts, status }) {
       ${thoughts.map((t, n) => (t.type === "gap"
         ? html`<div class="line gapline" key=${n}>… ${t.dropped} thought(s) dropped: this page fell behind</div>`
         : html`<div class="line thought" key=${n}><span class="muted">+${start != null && millis(t.at) != null ? ((millis(t.at) - start) / 1000).toFixed(2) : "0.00"}s</span>
-          <span class="agent">${t.agent}</span><span class="step">${t.step || ""}</span><span>${t.text}</span></div>`))}
+          <span class="agent">${t.agent}</span><span class="step">${t.step || ""}</span><span>${all && html`<a href=${`#/investigations/${encodeURIComponent(t.investigation_id)}`}>${t.investigation_id}</a> `}${t.text}</span></div>`))}
     </div>
   </section>`;
 }
@@ -247,14 +248,17 @@ export default function Investigations({ params, query }) {
   // The thought stream stays open across dispatch and detail, so the thoughts of an
   // investigation dispatched here are all seen: they are kept by investigation id.
   const [byId, setById] = useState({});
+  const [recent, setRecent] = useState([]);
   const [status] = useStream("/ws/agent-thoughts", {}, {
     onMessage(message) {
       if (message.type === "gap") {
         setById((all) => Object.fromEntries(Object.entries(all).map(([k, v]) => [k, [...v, message]])));
+        setRecent((list) => [...list, message].slice(-RECENT_THOUGHTS));
         return;
       }
       if (message.type !== "thought" || !message.investigation_id) return;
       setById((all) => ({ ...all, [message.investigation_id]: [...(all[message.investigation_id] || []), message].slice(-MAX_THOUGHTS) }));
+      setRecent((list) => [...list, message].slice(-RECENT_THOUGHTS));
     },
   });
   const wanted = useStore(pendingDispatch);
@@ -268,7 +272,10 @@ export default function Investigations({ params, query }) {
       dispatch({ priority: "normal", ...wanted });
     }
   }, [id, wanted, status.state]);
-  if (!id) return html`<${List} query=${query} />`;
+  if (!id) {
+    return html`<div><${List} query=${query} />
+      <${Thoughts} thoughts=${recent} status=${status} all=${true} title="Every investigation's thoughts, live" /></div>`;
+  }
   if (id === "new") {
     if (wanted || busy) return html`<div><h1>New investigation</h1><${Loading} what="Dispatching" /><${ErrorBox} error=${error} /></div>`;
     return html`<${DispatchForm} onDispatch=${dispatch} busy=${busy} error=${error} streamLive=${status.state === "live"} />`;
