@@ -23,10 +23,11 @@ import time
 from playwright.sync_api import Browser, expect
 
 from tests.console.browser import artifacts, tab
-from tests.console.conftest import ADMIN, PASSWORD, data_dir, make_user
+from tests.console.conftest import ADMIN, PASSWORD, SSO_GROUP, data_dir, make_user
 from tests.console.relay import Relay
 from tests.console.seed import seed_alerts
 from tests.e2e.aurora import Platform, http, login
+from tests.fakes.oidc_provider import OidcProvider
 
 ADDRESS = "45.33.32.156"  # listed by the platform's threat feed (tests.console.conftest)
 ALERT = {
@@ -214,20 +215,32 @@ def test_every_screen_renders_and_chat_streams(platform: Platform, browser: Brow
         admin.shot("chat answered")
 
 
-def test_a_session_handed_over_by_sso_and_the_keyboard_first(
-    platform: Platform, admin_token: str, browser: Browser
+def test_single_sign_on_and_the_keyboard_first(
+    platform: Platform, identity_provider: OidcProvider, browser: Browser
 ) -> None:
-    """After an SSO sign-in the platform redirects to the console with the session in the URL
-    fragment: the console takes it and leaves no trace of it in the address or the history.
-    The first Tab reaches "Skip to content", which moves the focus to the screen."""
+    """The sign-in page offers the configured provider; its button goes through the provider
+    and back (authorisation code with PKCE), and the platform hands the session to the console
+    in the URL fragment, which the console takes and leaves no trace of in the address or the
+    history. The user is made on the way, an analyst by the group the provider gives. The first
+    Tab reaches "Skip to content", which moves the focus to the screen."""
+    identity_provider.user = {
+        "sub": "corp-7731",
+        "preferred_username": "sasha",
+        "email": "sasha@corp.example",
+        "groups": [SSO_GROUP],
+    }
     with tab(browser, platform.url, "sso") as user:
         page = user.page
         page.goto("/")
-        expect(page.locator("form#login")).to_be_visible()
-        page.goto(f"/console#access_token={admin_token}&token_type=bearer&expires_in=900")
-        expect(page.locator("header.top .user")).to_have_text(ADMIN)
+        sso = page.get_by_role("link", name="Corp SSO (OIDC)")
+        expect(sso).to_be_visible()
+        user.shot("sign-in choices")
+        sso.click()
+        expect(page.locator("header.top .user")).to_have_text("sasha")
+        expect(page.locator("header.top .user")).to_have_attribute("title", "role: analyst")
         assert "access_token" not in page.url
-        assert admin_token not in page.evaluate("() => location.href + document.body.innerHTML")
+        assert "access_token" not in page.evaluate("() => location.href + document.body.innerHTML")
+        assert len(identity_provider.token_requests) == 1  # the code was exchanged once
         page.keyboard.press("Tab")
         skip = page.get_by_role("link", name="Skip to content")
         expect(skip).to_be_focused()
