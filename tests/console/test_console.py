@@ -290,6 +290,30 @@ def test_a_stream_reconnects_and_errors_are_shown(
         expect(page.locator(f"tr[data-alert-id='{missed['id']}']")).to_be_visible()
         olga.expected_problems(r"WebSocket|ERR_CONNECTION")
 
+        # A repeat merged by the platform counts up in place; a repeat after the first was
+        # resolved is a new alert, folded under it in the queue.
+        repeat = {"title": "Beacon to a parked domain", "severity": "low", "source": "zeek"}
+        first = http("POST", f"{platform.url}/api/v1/alerts", repeat, admin_token)[1]
+        merged = {**repeat, "on_duplicate": "merge"}
+        assert http("POST", f"{platform.url}/api/v1/alerts", merged, admin_token)[0] == 200
+        row = page.locator(f"tr[data-alert-id='{first['id']}']")
+        expect(row).to_contain_text("2\N{MULTIPLICATION SIGN}")
+        # Resolving follows the workflow: a new alert is acknowledged first.
+        row.click()
+        detail = page.locator("#alert-detail")
+        expect(detail.get_by_role("button", name="Resolve")).to_be_disabled()
+        detail.get_by_role("button", name="Acknowledge").click()
+        detail.get_by_role("button", name="Resolve").click()
+        expect(row).to_contain_text("resolved")
+        again = http("POST", f"{platform.url}/api/v1/alerts", repeat, admin_token)[1]
+        assert again["id"] != first["id"]
+        fold = page.get_by_role("button", name="+1 alike")
+        expect(fold).to_be_visible()
+        expect(page.locator(f"tr[data-alert-id='{first['id']}']")).to_have_count(0)
+        fold.click()
+        expect(page.locator(f"tr[data-alert-id='{first['id']}']")).to_contain_text("↳")
+        olga.shot("repeats folded")
+
         # An API error is shown with its code and message, and changes nothing.
         page.locator(f"tr[data-alert-id='{missed['id']}']").click()
         page.get_by_role("button", name="Link to a case").click()

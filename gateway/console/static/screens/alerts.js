@@ -11,6 +11,16 @@ import {
 } from "../ui.js";
 
 const STATUSES = ["new", "acknowledged", "in_progress", "resolved", "false_positive", "duplicate"];
+/** The triage workflow as the platform enforces it (it answers AURORA-4220 otherwise): which
+ * statuses an alert may go to from each, so that only those buttons are offered. */
+const NEXT = {
+  new: ["acknowledged", "in_progress", "false_positive", "duplicate"],
+  acknowledged: ["in_progress", "resolved", "false_positive", "duplicate"],
+  in_progress: ["resolved", "false_positive", "duplicate"],
+  resolved: ["in_progress"],
+  false_positive: ["in_progress"],
+  duplicate: ["in_progress"],
+};
 const SEVERITIES = ["critical", "high", "medium", "low", "informational"];
 const SORTS = { "-created_at": "newest first", created_at: "oldest first", "-severity": "severity", "-last_seen": "last seen", "-occurrences": "most repeated" };
 const LIMIT = 50;
@@ -102,9 +112,9 @@ function Detail({ alert, onChanged, writable }) {
     <${ErrorBox} error=${failed} />
     ${writable && html`<div class="toolbar" role="group" aria-label="Triage">
       <button type="button" disabled=${busy || alert.status !== "new"} onClick=${() => act("acknowledge")}>Acknowledge</button>
-      <button type="button" disabled=${busy} onClick=${() => act("status", "in_progress")}>In progress</button>
-      <button type="button" disabled=${busy} onClick=${() => act("status", "resolved")}>Resolve</button>
-      <button type="button" disabled=${busy} onClick=${() => act("status", "false_positive")}>False positive</button>
+      ${[["in_progress", ["resolved", "false_positive", "duplicate"].includes(alert.status) ? "Reopen" : "In progress"],
+        ["resolved", "Resolve"], ["false_positive", "False positive"], ["duplicate", "Duplicate"]].map(([status, label]) => html`<button
+        type="button" disabled=${busy || !(NEXT[alert.status] || []).includes(status)} onClick=${() => act("status", status)}>${label}</button>`)}
       ${alert.assignee === me
         ? html`<button type="button" disabled=${busy} onClick=${() => act("assign", null)}>Unassign</button>`
         : html`<button type="button" disabled=${busy} onClick=${() => act("assign", me)}>Assign to me</button>`}
