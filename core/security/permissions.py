@@ -112,7 +112,7 @@ ROLE_DESCRIPTIONS: dict[Role, str] = {
     Role.RESPONDER: "the analyst's reads plus containment: EDR, SOAR, network response",
     Role.HUNTER: "detection engineering and hunts over the SIEM, cases, investigations",
     Role.ML_ENGINEER: "run investigations and evals, read agents and inference status",
-    Role.OPERATOR: "watch everything, dispatch investigations, set the system mode",
+    Role.OPERATOR: "watch everything, dispatch investigations, set the mode, approve actions",
     Role.VIEWER: "read-only access to security data",
     Role.SERVICE_AGENT: "service identity of specialist agents: least-privilege reads",
     Role.SERVICE_RESPONDER: "service identity of the responder agent: reads plus EDR/SOAR writes",

@@ -89,8 +89,10 @@ async def stream_agent_thoughts(request: web.Request) -> web.WebSocketResponse:
     return await pump(request, subscription, spread("thought"))
 
 
-APPROVER = Permission.SOAR_WRITE
-"""Who may approve or deny a response action (a human: service identities never may)."""
+APPROVERS = (Permission.SOAR_WRITE, Permission.SYSTEM_WRITE)
+"""Who may approve or deny a response action: a human who runs the response (``soar:write``:
+responders) or the platform's operation (``system:write``: operators, who set the mode that
+makes actions real); service identities never may."""
 SERVICE_ROLES = frozenset({Role.SERVICE_AGENT.value, Role.SERVICE_RESPONDER.value})
 
 
@@ -113,9 +115,10 @@ def _echo_ids(data: Any) -> dict[str, str]:
 async def stream_approvals(request: web.Request) -> web.WebSocketResponse:
     """Approval requests and decisions, live, after the ones still pending; the client decides
     (``{"type": "decide", "approval_id", "decision": "approve" | "deny", "comment"}``, needs
-    ``soar:write`` and a human account) or cancels an investigation (``{"type": "cancel",
-    "investigation_id"}``, needs ``investigations:write``). ``?investigation_id=`` narrows it.
-    Each message is judged by its sender's credential and role as they stand when it arrives."""
+    ``soar:write`` or ``system:write`` and a human account) or cancels an investigation
+    (``{"type": "cancel", "investigation_id"}``, needs ``investigations:write``).
+    ``?investigation_id=`` narrows it. Each message is judged by its sender's credential and
+    role as they stand when it arrives."""
     query = parse_query(request, ReceiptStreamQuery)
     database = request.app[DATABASE]
     runner = request.app[RUNNER]
@@ -129,8 +132,9 @@ async def stream_approvals(request: web.Request) -> web.WebSocketResponse:
         try:
             message = validate(ClientMessage, data, where="message").root
             if isinstance(message, DecideMessage):
-                if not caller.can(APPROVER) or caller.user.role in SERVICE_ROLES:
-                    raise PermissionDenied({"required": APPROVER.value, "human": True})
+                if not any(caller.can(p) for p in APPROVERS) or caller.user.role in SERVICE_ROLES:
+                    required = " or ".join(p.value for p in APPROVERS)
+                    raise PermissionDenied({"required": required, "human": True})
                 verdict: approvals.Verdict = (
                     "approved" if message.decision == "approve" else "denied"
                 )

@@ -147,7 +147,8 @@ class ThoughtStreamQuery(ReceiptStreamQuery):
 
 
 class DecideMessage(BaseModel):
-    """An approvals client's decision on one approval (a human with ``soar:write``)."""
+    """An approvals client's decision on one approval (a human with ``soar:write`` or
+    ``system:write``)."""
 
     model_config = ConfigDict(extra="forbid")
 

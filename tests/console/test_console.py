@@ -4,13 +4,13 @@ errors and a revoked session, and the alert queue with 10,000 alerts. Screenshot
 go to the test artifacts (``test-artifacts/console``).
 
 The analyst's walk, as new users do it: an administrator makes two users through the API, Ana,
-an analyst, and Rita, a responder (who may approve response actions). The administrator switches
-the platform to active mode in Settings, through its confirmation; Rita opens Approvals. A
-sensor raises an alert; Ana sees it arrive in her queue without reloading, promotes it to a
-case, dispatches an investigation of it and watches the agents' thoughts stream. The responder
-agent proposes blocking the address the feed lists; the policy makes that wait for a human;
-Rita approves it with a comment in her browser, and Ana's receipt then shows the action
-executed, approved by Rita, and its tool-call chain verified in her browser.
+an analyst, and Rita, an operator. Rita switches the platform to active mode in Settings,
+through its confirmation, and opens Approvals. A sensor raises an alert; Ana sees it arrive in
+her queue without reloading, promotes it to a case, dispatches an investigation of it and
+watches the agents' thoughts stream. The responder agent proposes blocking the address the feed
+lists; the policy makes that wait for a human; Rita approves it with a comment in her browser,
+and Ana's receipt then shows the action executed, approved by Rita, and its tool-call chain
+verified in her browser.
 """
 
 from __future__ import annotations
@@ -51,15 +51,14 @@ def test_the_analyst_walk_and_the_operators_approval(
     platform: Platform, admin_token: str, browser: Browser
 ) -> None:
     ana_password = make_user(platform, admin_token, "ana", "analyst")
-    rita_password = make_user(platform, admin_token, "rita", "responder")
+    rita_password = make_user(platform, admin_token, "rita", "operator")
     with (
-        tab(browser, platform.url, "walk-admin") as admin,
         tab(browser, platform.url, "walk-rita") as rita,
         tab(browser, platform.url, "walk-ana") as ana,
     ):
-        # The administrator turns on active mode, which asks for a typed confirmation.
-        admin.sign_in(ADMIN, PASSWORD)
-        settings = admin.page
+        # Rita, the operator, turns on active mode, which asks for a typed confirmation.
+        rita.sign_in("rita", rita_password)
+        settings = rita.page
         settings.goto("/#/settings")
         settings.get_by_label(re.compile(r"^\s*Active")).check()
         settings.get_by_role("button", name=re.compile("Switch to Active")).click()
@@ -68,12 +67,11 @@ def test_the_analyst_walk_and_the_operators_approval(
         switch = confirm.get_by_role("button", name="Switch to active")
         expect(switch).to_be_disabled()
         confirm.get_by_label("Type ACTIVE to confirm").fill("ACTIVE")
-        admin.shot("active mode confirmation")
+        rita.shot("active mode confirmation")
         switch.click()
         expect(settings.locator("a.mode")).to_have_text("mode: active")
 
-        # Rita watches the approvals.
-        rita.sign_in("rita", rita_password)
+        # Then she watches the approvals.
         rita.page.goto("/#/approvals")
         expect(rita.page.locator("[data-stream-state]").first).to_have_attribute(
             "data-stream-state", "live"
@@ -123,7 +121,7 @@ def test_the_analyst_walk_and_the_operators_approval(
         # Blocking the address waits for a human: Ana sees the request but may not decide.
         card = page.locator("article.approval")
         expect(card).to_contain_text(ADDRESS)
-        expect(card).to_contain_text("Deciding needs soar:write")
+        expect(card).to_contain_text("Deciding needs soar:write or system:write")
 
         # Rita, on her Approvals screen, sees it with its reasons and the time left, and
         # approves it with a comment.

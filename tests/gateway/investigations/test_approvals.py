@@ -291,6 +291,41 @@ async def test_service_identities_never_approve(platform: Gateway) -> None:
     assert approval.status == "pending"
 
 
+async def test_an_operator_decides_and_a_viewer_may_only_watch(platform: Gateway) -> None:
+    """Operators run the platform's mode, which makes actions real: they decide approvals too
+    (``system:write``), as responders do (``soar:write``); a viewer only watches."""
+    analyst = await platform.user(Role.ANALYST, "ana")
+    operator = await platform.user(Role.OPERATOR, "otto")
+    viewer = await platform.user(Role.VIEWER, "vera")
+    async with approvals_ws(platform, operator) as otto, approvals_ws(platform, viewer) as vera:
+        await otto.receive_json()
+        await vera.receive_json()
+        investigation_id = await dispatch(platform, analyst)
+        asked = await next_of(otto, "approval_requested")
+        await vera.send_json(
+            {"type": "decide", "approval_id": asked["approval_id"], "decision": "approve"}
+        )
+        refused = await next_of(vera, "error")
+        assert refused["error"]["code"] == "AURORA-4030"
+        assert refused["error"]["detail"]["required"] == "soar:write or system:write"
+        await otto.send_json(
+            {
+                "type": "decide",
+                "approval_id": asked["approval_id"],
+                "decision": "deny",
+                "comment": "not on a Friday",
+            }
+        )
+        decided = await next_of(otto, "decided")
+    assert decided["approval"]["status"] == "denied"
+    assert decided["approval"]["decided_by"] == "otto"
+    done = await wait_done(platform, analyst, investigation_id)
+    actions = {a["action"]: a for a in done["receipt"]["actions"]}
+    assert actions["block_ip"]["status"] == "denied"
+    assert actions["block_ip"]["approval"]["comment"] == "not on a Friday"
+    assert "block_ip" not in {r.action for r in await ledger(platform) if r.status == "executed"}
+
+
 async def test_a_restart_while_waiting_resumes_from_the_checkpoint(
     settings: Settings,
     fleet: dict[str, Any],  # noqa: F811

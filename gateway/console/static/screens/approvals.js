@@ -35,7 +35,7 @@ export function ApprovalCard({ approval, decide, error }) {
   const pending = approval.status === "pending";
   const guardrail = approval.guardrail || {};
   const provenance = approval.provenance || {};
-  const mayDecide = can("soar:write");
+  const mayDecide = can("soar:write") || can("system:write"); // as the platform checks it
   return html`<article class="card approval" data-approval-id=${approval.approval_id} aria-label=${`Approval ${approval.approval_id}`}>
     <header>
       <strong>${approval.action}</strong> <span class="mono">${approval.target}</span>
@@ -61,7 +61,7 @@ export function ApprovalCard({ approval, decide, error }) {
         <button type="button" class="danger" onClick=${() => decide(approval.approval_id, "deny", comment)}>Deny</button>
       </div>
     </form>`}
-    ${pending && !mayDecide && html`<p class="muted">Deciding needs soar:write.</p>`}
+    ${pending && !mayDecide && html`<p class="muted">Deciding needs soar:write or system:write (responders, operators).</p>`}
   </article>`;
 }
 
