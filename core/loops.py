@@ -23,6 +23,11 @@ from core.db.leases import Lease, hold, release
 
 Interval = float | Callable[[], float]
 
+STOP_LEASE_SECONDS = 10.0
+"""How long stopping waits for a lease call in flight, then for the release: a database that
+does not answer within it (its pool drained, its file locked by a stuck writer) does not hold
+up the shutdown. A lease left behind runs out by itself and another replica takes over."""
+
 
 class Periodic:
     """Run ``step`` now (or after ``interval`` with ``first_wait``) and then every
@@ -75,15 +80,26 @@ class Periodic:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._lease_call is not None:
+        call, self._lease_call = self._lease_call, None
+        if call is not None:
             # A renewal the cancellation caught in flight ends first: the release comes after.
-            with contextlib.suppress(Exception):
-                self.holding = await self._lease_call
-            self._lease_call = None
+            try:
+                async with asyncio.timeout(STOP_LEASE_SECONDS):
+                    self.holding = await asyncio.shield(call)
+            except TimeoutError:
+                self._log.warning(
+                    "%s: its lease call did not end within %g s; the lease runs out by itself",
+                    self.name,
+                    STOP_LEASE_SECONDS,
+                )
+                return
+            except Exception:  # noqa: S110 - the release below says whether the database answers
+                pass
         if self.lease is not None and self.holding:
             self.holding = False
             try:
-                await release(self.lease.database, self.name, self.lease.holder)
+                async with asyncio.timeout(STOP_LEASE_SECONDS):
+                    await release(self.lease.database, self.name, self.lease.holder)
             except Exception:
                 self._log.warning("%s: could not give up its lease", self.name, exc_info=True)
 

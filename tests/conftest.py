@@ -3,8 +3,10 @@ one is provided), and a live gateway behind an aiohttp test client."""
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
+import io
 import os
 import secrets
 import shutil
@@ -256,7 +258,30 @@ async def gateway(settings: Settings) -> AsyncIterator[Gateway]:
     try:
         yield Gateway(client)
     finally:
-        await client.close()
+        await close_gateway(client)
+
+
+CLOSE_SECONDS = 90.0
+"""How long a test gateway may take to close (seconds on a loaded machine, usually far less)."""
+
+
+async def close_gateway(client: TestClient[web.Request, web.Application]) -> None:
+    """Close ``client``'s gateway; one that does not close within :data:`CLOSE_SECONDS` fails
+    the test with the stack of every task still running (what the shutdown waits on), rather
+    than hanging until the test's own timeout, which shows only the threads."""
+    try:
+        async with asyncio.timeout(CLOSE_SECONDS):
+            await client.close()
+    except TimeoutError:
+        stacks = []
+        for task in asyncio.all_tasks():
+            frames = io.StringIO()
+            task.print_stack(file=frames)
+            stacks.append(f"{task.get_name()}:\n{frames.getvalue()}")
+        pytest.fail(
+            f"the gateway did not close within {CLOSE_SECONDS:g} s; its tasks:\n"
+            + "\n".join(stacks)
+        )
 
 
 @pytest.fixture

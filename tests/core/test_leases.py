@@ -9,6 +9,8 @@ import os
 import socket
 from datetime import timedelta
 
+import pytest
+
 from core.db import create_database
 from core.db.base import utcnow
 from core.db.leases import Lease, hold, release
@@ -87,4 +89,36 @@ async def test_a_leased_loop_runs_in_one_replica_and_passes_on_when_it_stops(
                 await eventually(lambda: ran[-1] == "second", what="the takeover")
                 assert second.holding
     finally:
+        await database.dispose()
+
+
+async def test_stopping_is_not_held_up_by_a_database_that_does_not_answer(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lease call that never ends (a drained pool, a file locked by a stuck writer) leaves
+    the loop stopped within the bound all the same, its lease left to run out."""
+    database = create_database(settings.effective_database_url)
+    never = asyncio.Event()
+    asked = asyncio.Event()
+
+    async def stuck_hold(*_args: object) -> bool:
+        asked.set()
+        await never.wait()
+        return True
+
+    async def step() -> None:
+        return None
+
+    monkeypatch.setattr("core.loops.hold", stuck_hold)
+    monkeypatch.setattr("core.loops.STOP_LEASE_SECONDS", 0.2)
+    loop = Periodic("stuck-job", step, 0.01, log=log, lease=Lease(database, holder="h"))
+    try:
+        loop.start()
+        await asyncio.wait_for(asked.wait(), 10)
+        async with asyncio.timeout(5):
+            await loop.stop()
+        assert not loop.running
+        assert "the lease runs out by itself" in caplog.text
+    finally:
+        never.set()
         await database.dispose()
