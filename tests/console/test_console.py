@@ -105,6 +105,21 @@ def test_the_analyst_walk_and_the_operators_approval(
         expect(page.locator("main")).to_contain_text(alert["id"])
         ana.shot("case opened")
 
+        # She adds the capture as evidence (uploaded as multipart); its ledger verifies.
+        page.get_by_role("link", name="Evidence").click()
+        evidence = page.get_by_role("form", name="Add evidence")
+        capture = {"name": "beacon.pcap", "mimeType": "application/vnd.tcpdump.pcap"}
+        evidence.locator("input[type=file]").set_input_files(
+            files=[{**capture, "buffer": b"\xd4\xc3\xb2\xa1" + bytes(60)}]
+        )
+        evidence.locator("input[name=reason]").fill("Capture of the beacon from the sensor")
+        evidence.get_by_role("button", name="Add evidence").click()
+        row = page.get_by_role("table", name="Evidence").locator("tr", has_text="beacon.pcap")
+        expect(row).to_be_visible()
+        row.get_by_role("button", name="Ledger").click()
+        expect(page.locator("main")).to_contain_text("Ledger verified")
+        ana.shot("evidence and its ledger")
+
         # Back in the queue the alert names its case; she dispatches an investigation of it.
         page.goto(f"/#/alerts?focus={alert['id']}")
         detail = page.locator("#alert-detail")
