@@ -2,13 +2,29 @@
 // times, dialogs, notices and the live-stream indicator.
 import { html, store, useCallback, useEffect, useRef, useState, useStore } from "./lib.js";
 
+/** Where a validation problem is (`["body", "steps", 2, "with"]` → `steps[2].with`). */
+function problemPath(loc) {
+  const parts = (Array.isArray(loc) ? loc : []).filter((p, i) => !(i === 0 && (p === "body" || p === "query")));
+  return parts.reduce((text, p) => (typeof p === "number" ? `${text}[${p}]` : text ? `${text}.${p}` : String(p)), "");
+}
+
+/** An error's detail as text: a validation detail (`[{loc, msg}]`, AURORA-4220 and -4221) one
+ * problem a line with where it is, anything else as JSON. */
+function detailText(detail) {
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail) && detail.length && detail.every((p) => p && typeof p === "object" && "msg" in p)) {
+    return detail.map((p) => `• ${problemPath(p.loc) ? `${problemPath(p.loc)}: ` : ""}${p.msg}`).join("\n");
+  }
+  return JSON.stringify(detail, null, 2);
+}
+
 /** An error as the API gave it: its AURORA code, message, detail and request id. */
 export function ErrorBox({ error, onDismiss }) {
   if (!error) return null;
   const detail = error.detail;
   return html`<div class="error" role="alert">
     <strong class="code">${error.code || "Error"}</strong> <span>${error.message}</span>
-    ${detail != null && html`<pre class="detail">${typeof detail === "string" ? detail : JSON.stringify(detail, null, 2)}</pre>`}
+    ${detail != null && html`<pre class="detail">${detailText(detail)}</pre>`}
     ${error.requestId && html`<small class="muted"> request ${error.requestId}</small>`}
     ${onDismiss && html` <button type="button" class="link" onClick=${onDismiss}>dismiss</button>`}
   </div>`;
@@ -262,4 +278,11 @@ export function fromLocalInput(value) {
   if (!value) return null;
   const d = new Date(value);
   return Number.isNaN(d.getTime()) ? null : d.toISOString();
+}
+
+/** `base` (`#/cases`) with `params` as its query, empty ones (and a zero offset) left out. */
+export function hashWith(base, params) {
+  const kept = Object.entries(params).filter(([, v]) => v != null && v !== "" && v !== 0);
+  const search = new URLSearchParams(kept).toString();
+  return search ? `${base}?${search}` : base;
 }

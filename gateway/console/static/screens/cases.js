@@ -7,7 +7,7 @@ import { api, can } from "../api.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import {
   Dialog, Empty, ErrorBox, Field, Json, Loading, Pager, Select, Severity, Status, Tabs, Time,
-  clip, fromLocalInput, fullTime, go, investigate, notify, num, useAction, useLoad,
+  clip, fromLocalInput, fullTime, go, hashWith, investigate, notify, num, useAction, useLoad,
 } from "../ui.js";
 
 const LIMIT = 50;
@@ -55,29 +55,7 @@ const enc = encodeURIComponent;
 const casePath = (id, rest = "") => `/cases/${enc(id)}${rest}`;
 const caseHref = (id, tab) => `#/cases/${enc(id)}${tab ? `?tab=${enc(tab)}` : ""}`;
 const words = (text) => String(text || "").split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
-
-/** `#/cases?...` with the list's filters, sort and page. */
-function listHref(params) {
-  const kept = Object.entries(params).filter(([, v]) => v != null && v !== "" && v !== 0);
-  const search = new URLSearchParams(kept).toString();
-  return search ? `#/cases?${search}` : "#/cases";
-}
-
-/** Where a validation problem is (`["body", "steps", 2, "with"]` → `steps[2].with`). */
-function where(loc) {
-  const parts = (Array.isArray(loc) ? loc : []).filter((p, i) => !(i === 0 && p === "body"));
-  return parts.reduce((text, p) => (typeof p === "number" ? `${text}[${p}]` : text ? `${text}.${p}` : String(p)), "");
-}
-
-/** An error with a validation detail (`[{loc, msg}]`) made readable: one line per problem, shown
- * by ErrorBox under the code and the message. */
-function readable(error) {
-  if (!error || !Array.isArray(error.detail) || !error.detail.every((p) => p && typeof p === "object" && "msg" in p)) return error;
-  const lines = error.detail.map((p) => `• ${where(p.loc) ? `${where(p.loc)}: ` : ""}${p.msg}`);
-  return { code: error.code, message: error.message, requestId: error.requestId, detail: lines.join("\n") };
-}
-
-const Failure = ({ error, onDismiss }) => html`<${ErrorBox} error=${readable(error)} onDismiss=${onDismiss} />`;
+const listHref = (params) => hashWith("#/cases", params);
 
 /** The page on which an item just added (the lists are oldest first) appears. */
 const lastPage = (total, limit) => Math.max(0, Math.floor(total / limit) * limit);
@@ -119,7 +97,7 @@ function NewCase({ onClose }) {
     </div>
     <${Field} label="Assignee" hint="optional: a username"><input name="assignee" maxlength="64" autocomplete="off" /><//>
     <${Field} label="Tags" hint="separated by commas or spaces"><input name="tags" maxlength="2000" autocomplete="off" /><//>
-    <${Failure} error=${error} />
+    <${ErrorBox} error=${error} />
     <div class="toolbar">
       <button type="submit" class="primary" disabled=${busy}>${busy ? "Opening…" : "Open the case"}</button>
       <button type="button" onClick=${onClose}>Cancel</button>
@@ -169,7 +147,7 @@ function CaseList({ query, user }) {
       ${filtered && html`<a class="button" href=${listHref({ sort: sort === "-created_at" ? null : sort })}>Clear filters</a>`}
       <button type="button" onClick=${list.reload}>Refresh</button>
     </form>
-    <${Failure} error=${list.error} />
+    <${ErrorBox} error=${list.error} />
     ${list.loading && !list.data && html`<${Loading} what="Loading cases" />`}
     ${list.data && items.length === 0 && html`<${Empty}>${filtered ? "No case matches these filters." : "No cases yet."}<//>`}
     ${items.length > 0 && html`<div class="table-wrap"><table aria-label="Cases" aria-busy=${list.loading}>
@@ -218,7 +196,7 @@ function EditDetails({ detail, save, error, onClose }) {
     <${Field} label="Title"><input name="title" required maxlength="500" defaultValue=${detail.title} /><//>
     <${Field} label="Description"><textarea name="description" maxlength="50000" rows="6" defaultValue=${detail.description || ""}></textarea><//>
     <${Field} label="Tags" hint="separated by commas or spaces"><input name="tags" maxlength="2000" defaultValue=${(detail.tags || []).join(", ")} /><//>
-    <${Failure} error=${error} />
+    <${ErrorBox} error=${error} />
     <div class="toolbar"><button type="submit" class="primary" disabled=${busy}>Save</button><button type="button" onClick=${onClose}>Cancel</button></div>
   </form>`;
 }
@@ -232,7 +210,7 @@ function DeleteCase({ detail, onClose }) {
   });
   return html`<div>
     <p>Delete <strong>${detail.id}</strong> “${detail.title}”? It disappears from every list and read; it stays stored for the record.</p>
-    <${Failure} error=${error} />
+    <${ErrorBox} error=${error} />
     <div class="toolbar"><button type="button" class="danger" disabled=${busy} onClick=${() => remove()}>Delete the case</button>
       <button type="button" onClick=${onClose}>Cancel</button></div>
   </div>`;
@@ -263,7 +241,7 @@ function Header({ detail, shown, writable, user, save, saving, saveError, clearE
         <button type="button" class="danger" onClick=${() => setDialog("delete")}>Delete…</button>`}
     </div>
     ${conflict && html`<${Conflict} what="case" onDismiss=${clearConflict} />`}
-    <${Failure} error=${saveError} onDismiss=${clearError} />
+    <${ErrorBox} error=${saveError} onDismiss=${clearError} />
     <div class="toolbar" aria-busy=${saving}>
       ${select("status", "Status", shown.status, statuses)}
       ${select("severity", "Severity", shown.severity, SEVERITIES)}
@@ -335,8 +313,8 @@ function Observables({ caseId, writable }) {
       <label><input type="checkbox" name="merge" defaultChecked /> Merge a repeat</label>
       <button type="submit" disabled=${busy}>Add</button>
     </form>`}
-    <${Failure} error=${error} onDismiss=${clear} />
-    <${Failure} error=${list.error} />
+    <${ErrorBox} error=${error} onDismiss=${clear} />
+    <${ErrorBox} error=${list.error} />
     ${list.loading && !list.data && html`<${Loading} what="Loading observables" />`}
     ${list.data && items.length === 0 && html`<${Empty}>No observables on this case.<//>`}
     ${items.length > 0 && html`<div class="table-wrap"><table aria-label="Observables" aria-busy=${list.loading}>
@@ -390,7 +368,7 @@ function CustodyView({ caseId, item, onClose }) {
     <div class="toolbar"><h3 id="custody-title" tabindex="-1" ref=${heading}>Custody chain of ${item.name}</h3>
       <span class="spacer"></span><button type="button" onClick=${custody.reload}>Reload</button><button type="button" onClick=${onClose}>Close</button></div>
     <p class="muted">Who handled the evidence, when and why; every view of the chain or the ledger is itself recorded in it. SHA-256 <span class="mono">${item.sha256}</span>.</p>
-    <${Failure} error=${custody.error} />
+    <${ErrorBox} error=${custody.error} />
     ${custody.loading && !custody.data && html`<${Loading} what="Loading the custody chain" />`}
     ${custody.data && events.length === 0 && html`<${Empty}>No custody events.<//>`}
     ${events.length > 0 && html`<div class="table-wrap"><table aria-label="Custody events">
@@ -430,7 +408,7 @@ function LedgerView({ caseId, item, onClose }) {
     <div class="toolbar"><h3 id="ledger-title" tabindex="-1" ref=${heading}>Ledger of ${item.name}</h3>
       <span class="spacer"></span><button type="button" disabled=${ledger.loading} onClick=${ledger.reload}>Verify again</button><button type="button" onClick=${onClose}>Close</button></div>
     <p class="muted">Each entry seals the one before it with the ledger key; the server checks the chain, its length and head, and the stored file. SHA-256 <span class="mono">${ledger.data?.sha256 || item.sha256}</span>.</p>
-    <${Failure} error=${ledger.error} />
+    <${ErrorBox} error=${ledger.error} />
     ${ledger.loading && !ledger.data && html`<${Loading} what="Verifying the ledger" />`}
     ${v && html`<${Verification} v=${v} />`}
     ${entries.length > 0 && html`<div class="table-wrap"><table aria-label="Ledger entries">
@@ -492,8 +470,8 @@ function Evidence({ caseId, writable }) {
       <button type="submit" disabled=${busy}>${busy ? "Adding…" : "Add evidence"}</button>
       ${phase && html`<span class="muted" role="status">${phase}</span>`}
     </form>`}
-    <${Failure} error=${error} onDismiss=${clear} />
-    <${Failure} error=${list.error} />
+    <${ErrorBox} error=${error} onDismiss=${clear} />
+    <${ErrorBox} error=${list.error} />
     ${list.loading && !list.data && html`<${Loading} what="Loading evidence" />`}
     ${list.data && items.length === 0 && html`<${Empty}>No evidence on this case.<//>`}
     ${items.length > 0 && html`<div class="table-wrap"><table aria-label="Evidence" aria-busy=${list.loading}>
@@ -563,10 +541,10 @@ function Tasks({ caseId, writable, user }) {
       <${Field} label="Description"><input name="description" maxlength="20000" /><//>
       <button type="submit" disabled=${adding}>Add task</button>
     </form>`}
-    <${Failure} error=${addError} onDismiss=${clearAdd} />
+    <${ErrorBox} error=${addError} onDismiss=${clearAdd} />
     ${conflict && html`<${Conflict} what="task" onDismiss=${() => setConflict(false)} />`}
-    <${Failure} error=${updateError} onDismiss=${clearUpdate} />
-    <${Failure} error=${list.error} />
+    <${ErrorBox} error=${updateError} onDismiss=${clearUpdate} />
+    <${ErrorBox} error=${list.error} />
     ${list.loading && !list.data && html`<${Loading} what="Loading tasks" />`}
     ${list.data && items.length === 0 && html`<${Empty}>No tasks on this case.<//>`}
     ${items.length > 0 && html`<div class="table-wrap"><table aria-label="Tasks" aria-busy=${list.loading || updating}>
@@ -607,7 +585,7 @@ function Comments({ caseId, writable }) {
   });
   const items = list.data?.items || [];
   return html`<div>
-    <${Failure} error=${list.error} />
+    <${ErrorBox} error=${list.error} />
     ${list.loading && !list.data && html`<${Loading} what="Loading comments" />`}
     ${list.data && items.length === 0 && html`<${Empty}>No comments yet.<//>`}
     ${items.map((c) => html`<article class="card" key=${c.id} aria-label=${`Comment by ${c.author}`}>
@@ -618,7 +596,7 @@ function Comments({ caseId, writable }) {
     ${writable && html`<form onSubmit=${add} aria-label="Add a comment">
       <${Field} label="Comment"><textarea name="body" required maxlength="50000" rows="4"
         onKeyDown=${(e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) e.currentTarget.form.requestSubmit(); }}></textarea><//>
-      <${Failure} error=${error} onDismiss=${clear} />
+      <${ErrorBox} error=${error} onDismiss=${clear} />
       <div class="toolbar"><button type="submit" disabled=${busy}>${busy ? "Posting…" : "Comment"}</button><span class="muted">Ctrl+Enter posts.</span></div>
     </form>`}
   </div>`;
@@ -683,7 +661,7 @@ function CaseView({ id, tab, user }) {
     }
   });
   if (found.error && !found.data) {
-    return html`<div><p><a href="#/cases">← All cases</a></p><h1>Case ${id}</h1><${Failure} error=${found.error} /></div>`;
+    return html`<div><p><a href="#/cases">← All cases</a></p><h1>Case ${id}</h1><${ErrorBox} error=${found.error} /></div>`;
   }
   if (!found.data) return html`<div><h1>Case ${id}</h1><${Loading} what="Loading the case" /></div>`;
   const detail = found.data;
@@ -692,7 +670,7 @@ function CaseView({ id, tab, user }) {
     <p><a href="#/cases">← All cases</a></p>
     <${Header} detail=${detail} shown=${{ ...detail, ...pending }} writable=${writable} user=${user} save=${save} saving=${saving}
       saveError=${saveError} clearError=${clearError} conflict=${conflict} clearConflict=${() => setConflict(false)} />
-    ${found.error && html`<${Failure} error=${found.error} />`}
+    ${found.error && html`<${ErrorBox} error=${found.error} />`}
     <${Tabs} current=${current} label="Case sections"
       items=${TABS.map(([key, label]) => ({ id: key, label: key === "timeline" ? `${label} (${detail.timeline.length})` : label, href: caseHref(id, key) }))} />
     ${current === "observables" && html`<${Observables} caseId=${id} writable=${writable} />`}

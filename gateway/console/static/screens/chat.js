@@ -8,8 +8,8 @@
 import { ApiError, api, can, session, signOut, url } from "../api.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import {
-  Countdown, Dialog, Empty, ErrorBox, Field, Json, Loading, Pager, Time, clip, fullTime, go, notify,
-  num, useAction, useLoad,
+  Countdown, Dialog, Empty, ErrorBox, Field, Json, Loading, Pager, Time, clip, fullTime, go,
+  notify, num, useAction, useLoad,
 } from "../ui.js";
 
 const LIMIT = 20;

@@ -4,28 +4,8 @@
 import { api, can } from "../api.js";
 import { html, useState } from "../lib.js";
 import {
-  Badge,
-  Dialog,
-  Empty,
-  ErrorBox,
-  Field,
-  Json,
-  Loading,
-  Pager,
-  Select,
-  Severity,
-  Status,
-  Tabs,
-  Time,
-  clip,
-  duration,
-  fromLocalInput,
-  fullTime,
-  notify,
-  num,
-  toLocalInput,
-  useAction,
-  useLoad,
+  Badge, Dialog, Empty, ErrorBox, Field, Json, Loading, Pager, Select, Severity, Status, Tabs,
+  Time, clip, duration, fromLocalInput, fullTime, notify, num, toLocalInput, useAction, useLoad,
 } from "../ui.js";
 
 const LEVELS = ["informational", "low", "medium", "high", "critical"];

@@ -7,7 +7,7 @@ import { api, can, mode } from "../api.js";
 import { html, useEffect, useState, useStore } from "../lib.js";
 import {
   Badge, Dialog, Empty, ErrorBox, Field, Json, Loading, Pager, Select, Severity, Status, Time,
-  fullTime, go, notify, num, useAction, useLoad,
+  fullTime, go, hashWith, notify, num, useAction, useLoad,
 } from "../ui.js";
 
 const LIMIT = 50;
@@ -39,28 +39,7 @@ const MODES = {
 
 const enc = encodeURIComponent;
 const endpointHref = (id) => `#/edr/${enc(id)}`;
-
-/** `#/edr?...` with the list's filters, sort and page. */
-function listHref(params) {
-  const kept = Object.entries(params).filter(([, v]) => v != null && v !== "" && v !== 0);
-  const search = new URLSearchParams(kept).toString();
-  return search ? `#/edr?${search}` : "#/edr";
-}
-
-/** Where a validation problem is (`["body", "reason"]` → `reason`). */
-function where(loc) {
-  const parts = (Array.isArray(loc) ? loc : []).filter((p, i) => !(i === 0 && p === "body"));
-  return parts.reduce((text, p) => (typeof p === "number" ? `${text}[${p}]` : text ? `${text}.${p}` : String(p)), "");
-}
-
-/** An error with a validation detail (`[{loc, msg}]`) made readable, one line per problem. */
-function readable(error) {
-  if (!error || !Array.isArray(error.detail) || !error.detail.every((p) => p && typeof p === "object" && "msg" in p)) return error;
-  const lines = error.detail.map((p) => `• ${where(p.loc) ? `${where(p.loc)}: ` : ""}${p.msg}`);
-  return { code: error.code, message: error.message, requestId: error.requestId, detail: lines.join("\n") };
-}
-
-const Failure = ({ error, onDismiss }) => html`<${ErrorBox} error=${readable(error)} onDismiss=${onDismiss} />`;
+const listHref = (params) => hashWith("#/edr", params);
 
 /** A key that makes a repeated submission (a double click, a retry after a timeout) the same
  * request, answered with the first one's outcome. */
@@ -80,7 +59,7 @@ function Counts({ counts, link }) {
 
 function Stats() {
   const stats = useLoad(() => api("GET", "/edr/stats"), []);
-  if (stats.error && !stats.data) return html`<${Failure} error=${stats.error} />`;
+  if (stats.error && !stats.data) return html`<${ErrorBox} error=${stats.error} />`;
   if (!stats.data) return html`<${Loading} what="Loading EDR statistics" />`;
   const s = stats.data;
   const connectors = s.connectors || [];
@@ -149,7 +128,7 @@ function Endpoints({ query }) {
       ${filtered && html`<a class="button" href=${listHref({ sort: sort === "hostname" ? null : sort })}>Clear filters</a>`}
       <button type="button" onClick=${list.reload}>Refresh</button>
     </form>
-    <${Failure} error=${list.error} />
+    <${ErrorBox} error=${list.error} />
     ${list.loading && !list.data && html`<${Loading} what="Loading endpoints" />`}
     ${list.data && items.length === 0 && html`<${Empty}>${filtered ? "No endpoint matches these filters." : "No endpoints known yet: they come from the EDR connectors and from the hosts seen in logs."}<//>`}
     ${items.length > 0 && html`<div class="table-wrap"><table aria-label="Endpoints" aria-busy=${list.loading}>
@@ -195,7 +174,7 @@ function Confirm({ endpoint, action, onClose, onDone }) {
     <p class=${current === "active" ? "notice warn" : "notice"}>${MODES[current] || "The platform's mode decides what happens: recorded in dry run, proposed in monitor mode, carried out in active mode."}</p>
     <${Field} label="Reason" hint="kept with the action and shown to whoever approves it"><textarea name="reason" required maxlength="2000" rows="2" autofocus></textarea><//>
     <${Field} label="Comment" hint="optional"><input name="comment" maxlength="1000" /><//>
-    <${Failure} error=${error} />
+    <${ErrorBox} error=${error} />
     ${error?.code === "AURORA-4031" && html`<p class="muted">The guardrail policy refused it; the refusal is recorded with the endpoint's actions.</p>`}
     <div class="toolbar">
       <button type="submit" class=${spec.danger ? "danger" : "primary"} disabled=${busy}>${busy ? "Sending…" : `${spec.label} ${endpoint.hostname}`}</button>
@@ -257,7 +236,7 @@ function Endpoint({ id }) {
   const [action, setAction] = useState(null);
   const [outcome, setOutcome] = useState(null);
   const writable = can("edr:write");
-  if (found.error && !found.data) return html`<div><p><a href="#/edr">← All endpoints</a></p><${Failure} error=${found.error} /></div>`;
+  if (found.error && !found.data) return html`<div><p><a href="#/edr">← All endpoints</a></p><${ErrorBox} error=${found.error} /></div>`;
   if (!found.data) return html`<${Loading} what="Loading the endpoint" />`;
   const e = found.data;
   const alerts = e.recent_alerts || [];
@@ -272,7 +251,7 @@ function Endpoint({ id }) {
         onClick=${() => setAction(key)}>${a.label}…</button>`)}
     </div>
     ${outcome && html`<${Outcome} result=${outcome} onDismiss=${() => setOutcome(null)} />`}
-    <${Failure} error=${found.error} />
+    <${ErrorBox} error=${found.error} />
     <dl class="props panel">
       <dt>FQDN</dt><dd>${e.fqdn || "—"}</dd>
       <dt>Addresses</dt><dd class="mono">${(e.ips || []).join(", ") || "—"}</dd>

@@ -5,16 +5,7 @@ import { api } from "../api.js";
 import { html, useState } from "../lib.js";
 import { useStream } from "../stream.js";
 import {
-  Empty,
-  ErrorBox,
-  Json,
-  Loading,
-  Pager,
-  StreamStatus,
-  Time,
-  clip,
-  num,
-  useLoad,
+  Empty, ErrorBox, Json, Loading, Pager, StreamStatus, Time, clip, num, useLoad,
 } from "../ui.js";
 
 /** The specialists (there is no route listing agents: each is asked for its tools). */

@@ -7,8 +7,8 @@ import { canVerify, verifyChain } from "../chain.js";
 import { html, useEffect, useRef, useState, useStore } from "../lib.js";
 import { useStream } from "../stream.js";
 import {
-  Badge, Dialog, Empty, ErrorBox, Field, Json, Loading, Pager, Select, Severity, Status, StreamStatus,
-  Time, pendingDispatch, useAction, useLoad,
+  Badge, Dialog, Empty, ErrorBox, Field, Json, Loading, Pager, Select, Severity, Status,
+  StreamStatus, Time, pendingDispatch, useAction, useLoad,
 } from "../ui.js";
 import { ApprovalCard, useApprovals } from "./approvals.js";
 

@@ -5,8 +5,9 @@
 import { api, can } from "../api.js";
 import { html, useEffect, useState } from "../lib.js";
 import {
-  Badge, Dialog, Empty, ErrorBox, Field, Json, Loading, Pager, Select, Severity, Status, Tabs, Time,
-  clip, duration, fromLocalInput, fullTime, go, notify, num, toLocalInput, useAction, useLoad,
+  Badge, Dialog, Empty, ErrorBox, Field, Json, Loading, Pager, Select, Severity, Status, Tabs,
+  Time, clip, duration, fromLocalInput, fullTime, go, notify, num, toLocalInput, useAction,
+  useLoad,
 } from "../ui.js";
 
 const LIMIT = 25;
@@ -46,20 +47,6 @@ function href(base, params) {
   return search ? `${base}?${search}` : base;
 }
 
-/** Where a validation problem is (`["body", "block", 0]` → `block[0]`). */
-function where(loc) {
-  const parts = (Array.isArray(loc) ? loc : []).filter((p, i) => !(i === 0 && (p === "body" || p === "query")));
-  return parts.reduce((text, p) => (typeof p === "number" ? `${text}[${p}]` : text ? `${text}.${p}` : String(p)), "");
-}
-
-/** An error with a validation detail (`[{loc, msg}]`) made readable, one line per problem. */
-function readable(error) {
-  if (!error || !Array.isArray(error.detail) || !error.detail.every((p) => p && typeof p === "object" && "msg" in p)) return error;
-  const lines = error.detail.map((p) => `• ${where(p.loc) ? `${where(p.loc)}: ` : ""}${p.msg}`);
-  return { code: error.code, message: error.message, requestId: error.requestId, detail: lines.join("\n") };
-}
-
-const Failure = ({ error, onDismiss }) => html`<${ErrorBox} error=${readable(error)} onDismiss=${onDismiss} />`;
 
 /** `{name: count}` as tags, each a link when `link` is given. */
 function Counts({ counts, link }) {
@@ -115,7 +102,7 @@ function Attacks({ query }) {
       ${filtered && html`<a class="button" href="#/network">Clear filters</a>`}
       <button type="button" onClick=${page.reload}>Refresh</button>
     </form>
-    <${Failure} error=${page.error} />
+    <${ErrorBox} error=${page.error} />
     ${page.loading && !page.data && html`<${Loading} what="Loading attacks" />`}
     ${page.data && items.length === 0 && html`<${Empty}>${filtered ? "No attack matches these filters." : "No attacks found in the network telemetry."}<//>`}
     ${items.length > 0 && html`<div class="table-wrap"><table aria-label="Network attacks" aria-busy=${page.loading}>
@@ -155,7 +142,7 @@ function Promote({ attack, onClose }) {
     <${Field} label="Assignee" hint="optional"><input name="assignee" maxlength="64" autocomplete="off" /><//>
     <${Field} label="Tags" hint="optional, separated by commas"><input name="tags" maxlength="1000" defaultValue=${["network", attack.detector.replaceAll("_", "-")].join(", ")} /><//>
     <${Field} label="Description" hint="optional"><textarea name="description" maxlength="50000" rows="3"></textarea><//>
-    <${Failure} error=${error} />
+    <${ErrorBox} error=${error} />
     <div class="toolbar"><button type="submit" class="primary" disabled=${busy}>${busy ? "Opening…" : "Open the case"}</button>
       <button type="button" onClick=${onClose}>Cancel</button></div>
   </form>`;
@@ -216,8 +203,8 @@ function Respond({ attack, onClose, onDone }) {
         <${Field} label="Isolate" hint="hosts, separated by commas or spaces"><textarea name="isolate" rows="2"></textarea><//>`}`
       : html`<${Field} label="Inputs" hint="JSON; attack_id is added"><textarea name="inputs" class="mono" rows="4" spellcheck="false" placeholder="{}"></textarea><//>`}
     <${Field} label="Reason" hint="optional: shown to approvers"><input name="reason" maxlength="1000" /><//>
-    <${Failure} error=${playbooks.error} />
-    <${Failure} error=${error} />
+    <${ErrorBox} error=${playbooks.error} />
+    <${ErrorBox} error=${error} />
     <div class="toolbar"><button type="submit" class="danger" disabled=${busy}>${busy ? "Dispatching…" : "Respond"}</button>
       <button type="button" onClick=${onClose}>Cancel</button></div>
   </form>`;
@@ -254,7 +241,7 @@ function Attack({ id }) {
     notify(`Finding ${finding.id}: ${clip(finding.summary, 120)}`, finding.status === "failed" ? "warn" : "good");
     go(href("#/network/findings", { attack_id: id }));
   });
-  if (found.error && !found.data) return html`<div><p><a href="#/network">← All attacks</a></p><${Failure} error=${found.error} /></div>`;
+  if (found.error && !found.data) return html`<div><p><a href="#/network">← All attacks</a></p><${ErrorBox} error=${found.error} /></div>`;
   if (!found.data) return html`<${Loading} what="Loading the attack" />`;
   const a = found.data;
   const siem = a.query && href("#/siem", {
@@ -274,8 +261,8 @@ function Attack({ id }) {
         <button type="button" disabled=${analysing} onClick=${() => analyse()}>${analysing ? "Analysing…" : "Analyse with the network specialist"}</button>
         <button type="button" class="danger" onClick=${() => setDialog("respond")}>Respond…</button>`}
     </div>
-    <${Failure} error=${analyseError} onDismiss=${clearAnalyse} />
-    <${Failure} error=${found.error} />
+    <${ErrorBox} error=${analyseError} onDismiss=${clearAnalyse} />
+    <${ErrorBox} error=${found.error} />
     <dl class="props panel">
       <dt>Detector</dt><dd>${a.detector.replaceAll("_", " ")}: confidence ${percent(a.confidence)}, ${num(a.detections)} detection(s)</dd>
       <dt>Source</dt><dd class="mono">${a.source_ip || "—"}</dd>
@@ -335,7 +322,7 @@ function Analyse({ onClose, onDone }) {
       <${Field} label="Sensor" hint="optional"><input name="sensor" maxlength="128" autocomplete="off" /><//>
       <${Field} label="Attack" hint="optional: its events"><input name="attack_id" maxlength="32" autocomplete="off" /><//>
     </div>
-    <${Failure} error=${error} />
+    <${ErrorBox} error=${error} />
     <div class="toolbar"><button type="submit" class="primary" disabled=${busy}>${busy ? "Analysing…" : "Analyse"}</button>
       <button type="button" onClick=${onClose}>Cancel</button></div>
   </form>`;
@@ -377,7 +364,7 @@ function Findings({ query }) {
       <span class="spacer"></span>
       ${can("network:write") && html`<button type="button" class="primary" onClick=${() => setAnalysing(true)}>Analyse…</button>`}
     </form>
-    <${Failure} error=${page.error} />
+    <${ErrorBox} error=${page.error} />
     ${page.loading && !page.data && html`<${Loading} what="Loading findings" />`}
     ${page.data && items.length === 0 && html`<${Empty}>${filtered ? "No finding matches these filters." : "No findings yet: the network specialist writes one for each analysis."}<//>`}
     ${items.length > 0 && html`<div class="table-wrap"><table aria-label="Findings" aria-busy=${page.loading}>
@@ -412,7 +399,7 @@ function Telemetry({ query }) {
       ${Object.entries(WINDOWS).map(([value, label]) => html`<option value=${value}>${label}</option>`)}</select><//>
     <button type="button" onClick=${status.reload}>Refresh</button>
   </div>`;
-  if (status.error && !status.data) return html`<div>${control}<${Failure} error=${status.error} /></div>`;
+  if (status.error && !status.data) return html`<div>${control}<${ErrorBox} error=${status.error} /></div>`;
   if (!status.data) return html`<div>${control}<${Loading} what="Loading telemetry status" /></div>`;
   const t = status.data.totals;
   const sensors = status.data.sensors || [];
@@ -462,7 +449,7 @@ function Coverage({ query }) {
     <${Field} label="Technique or tactic"><input type="search" value=${search} maxlength="100" onInput=${(e) => { setSearch(e.currentTarget.value); setOffset(0); }} /><//>
     <button type="button" onClick=${coverage.reload}>Refresh</button>
   </form>`;
-  if (coverage.error && !coverage.data) return html`<div>${control}<${Failure} error=${coverage.error} /></div>`;
+  if (coverage.error && !coverage.data) return html`<div>${control}<${ErrorBox} error=${coverage.error} /></div>`;
   if (!coverage.data) return html`<div>${control}<${Loading} what="Loading ATT&CK coverage" /></div>`;
   const c = coverage.data;
   const needle = search.trim().toLowerCase();
@@ -497,7 +484,7 @@ function Coverage({ query }) {
 
 function SecurityStatus() {
   const status = useLoad(() => api("GET", "/network-security/status"), []);
-  if (status.error && !status.data) return html`<${Failure} error=${status.error} />`;
+  if (status.error && !status.data) return html`<${ErrorBox} error=${status.error} />`;
   if (!status.data) return html`<${Loading} what="Loading the detectors' status" />`;
   const { scheduler = {}, detectors = [], attacks = {}, findings = {}, agent = {} } = status.data;
   return html`<div>

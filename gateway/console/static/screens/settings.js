@@ -3,21 +3,8 @@
 import { api, can } from "../api.js";
 import { html, useState } from "../lib.js";
 import {
-  Badge,
-  Dialog,
-  Empty,
-  ErrorBox,
-  Field,
-  Loading,
-  Pager,
-  Select,
-  Tabs,
-  Time,
-  fromLocalInput,
-  notify,
-  num,
-  useAction,
-  useLoad,
+  Badge, Dialog, Empty, ErrorBox, Field, Loading, Pager, Select, Tabs, Time, fromLocalInput,
+  notify, num, useAction, useLoad,
 } from "../ui.js";
 
 const MODES = [

@@ -4,29 +4,9 @@
 import { api, can } from "../api.js";
 import { html, useRef, useState } from "../lib.js";
 import {
-  Badge,
-  Dialog,
-  Empty,
-  ErrorBox,
-  Field,
-  Json,
-  Loading,
-  Pager,
-  Select,
-  Severity,
-  Status,
-  Tabs,
-  Time,
-  clip,
-  duration,
-  fromLocalInput,
-  fullTime,
-  investigate,
-  notify,
-  num,
-  toLocalInput,
-  useAction,
-  useLoad,
+  Badge, Dialog, Empty, ErrorBox, Field, Json, Loading, Pager, Select, Severity, Status, Tabs,
+  Time, clip, duration, fromLocalInput, fullTime, investigate, notify, num, toLocalInput,
+  useAction, useLoad,
 } from "../ui.js";
 
 const RANGES = [

@@ -5,8 +5,8 @@
 import { api, can } from "../api.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import {
-  Badge, Dialog, Empty, ErrorBox, Field, Json, Loading, Pager, Select, Status, Tabs, Time,
-  clip, fromLocalInput, fullTime, go, notify, num, toLocalInput, useAction, useLoad,
+  Badge, Dialog, Empty, ErrorBox, Field, Json, Loading, Pager, Select, Status, Tabs, Time, clip,
+  fromLocalInput, fullTime, go, notify, num, toLocalInput, useAction, useLoad,
 } from "../ui.js";
 
 const LIMIT = 25;
@@ -67,21 +67,6 @@ function href(base, params) {
   return search ? `${base}?${search}` : base;
 }
 
-/** Where a validation problem is (`["body", "steps", 2, "with"]` → `steps[2].with`). */
-function where(loc) {
-  const parts = (Array.isArray(loc) ? loc : []).filter((p, i) => !(i === 0 && p === "body"));
-  return parts.reduce((text, p) => (typeof p === "number" ? `${text}[${p}]` : text ? `${text}.${p}` : String(p)), "");
-}
-
-/** An error with a validation detail (`[{loc, msg}]`: AURORA-4220, AURORA-4221) made readable:
- * one line per problem, naming where it is, shown by ErrorBox under the code and message. */
-function readable(error) {
-  if (!error || !Array.isArray(error.detail) || !error.detail.every((p) => p && typeof p === "object" && "msg" in p)) return error;
-  const lines = error.detail.map((p) => `• ${where(p.loc) ? `${where(p.loc)}: ` : ""}${p.msg}`);
-  return { code: error.code, message: error.message, requestId: error.requestId, detail: lines.join("\n") };
-}
-
-const Failure = ({ error, onDismiss }) => html`<${ErrorBox} error=${readable(error)} onDismiss=${onDismiss} />`;
 const bool = (text) => (text === "true" ? true : text === "false" ? false : null);
 const ms = (n) => (n == null ? "—" : n < 1000 ? `${Math.round(n)} ms` : `${(n / 1000).toLocaleString(undefined, { maximumFractionDigits: 1 })} s`);
 
@@ -130,8 +115,8 @@ function Playbooks({ query }) {
       <span class="spacer"></span>
       ${writable && html`<button type="button" class="primary" onClick=${() => setDialog("add")}>New playbook from YAML…</button>`}
     </form>
-    <${Failure} error=${toggleError} onDismiss=${clearToggle} />
-    <${Failure} error=${list.error} />
+    <${ErrorBox} error=${toggleError} onDismiss=${clearToggle} />
+    <${ErrorBox} error=${list.error} />
     ${list.loading && !list.data && html`<${Loading} what="Loading playbooks" />`}
     ${list.data && items.length === 0 && html`<${Empty}>No playbook matches.<//>`}
     ${items.length > 0 && html`<div class="table-wrap"><table aria-label="Playbooks" aria-busy=${list.loading}>
@@ -199,7 +184,7 @@ function Definition({ initial = TEMPLATE, initialFormat = "application/yaml", on
     <${ErrorBox} error=${readError} />
     <${Field} label="Definition"><textarea class="mono" rows="18" required spellcheck="false" maxlength="262144"
       value=${text} onInput=${(e) => setText(e.currentTarget.value)}></textarea><//>
-    <${Failure} error=${error} onDismiss=${clear} />
+    <${ErrorBox} error=${error} onDismiss=${clear} />
     <div class="toolbar"><button type="submit" class="primary" disabled=${busy}>${busy ? "Validating…" : "Validate and save"}</button>
       <button type="button" onClick=${onClose}>Cancel</button></div>
   </form>`;
@@ -263,7 +248,7 @@ function Execute({ playbook, onClose, onDone }) {
         placeholder=${spec?.default != null ? String(spec.default) : ""} autocomplete="off" /><//>`;
     })}
     <p class="muted">The run follows the platform's mode: response steps are recorded in dry run, proposed in monitor mode, and carried out in active mode (or held for a human when the guardrail policy says so).</p>
-    <${Failure} error=${error} onDismiss=${clear} />
+    <${ErrorBox} error=${error} onDismiss=${clear} />
     <div class="toolbar"><button type="submit" class="primary" disabled=${busy}>${busy ? "Queueing…" : "Execute"}</button>
       <button type="button" onClick=${onClose}>Cancel</button></div>
   </form>`;
@@ -278,7 +263,7 @@ function Playbook({ id }) {
     found.setData((p) => p && { ...p, ...saved });
     notify(`${saved.name} ${saved.enabled ? "enabled" : "disabled"}`, "good");
   });
-  if (found.error && !found.data) return html`<div><p><a href="#/soar">← All playbooks</a></p><${Failure} error=${found.error} /></div>`;
+  if (found.error && !found.data) return html`<div><p><a href="#/soar">← All playbooks</a></p><${ErrorBox} error=${found.error} /></div>`;
   if (!found.data) return html`<${Loading} what="Loading the playbook" />`;
   const p = found.data;
   const steps = p.definition?.steps || [];
@@ -294,7 +279,7 @@ function Playbook({ id }) {
         <button type="button" class="primary" disabled=${!p.enabled} onClick=${() => setDialog("execute")}>Execute…</button>
         <button type="button" onClick=${() => setDialog("version")}>New version…</button>`}
     </div>
-    <${Failure} error=${toggleError} onDismiss=${clearToggle} />
+    <${ErrorBox} error=${toggleError} onDismiss=${clearToggle} />
     ${!p.enabled && writable && html`<p class="notice warn">This playbook is disabled: enable it to execute it (rules that name it skip it meanwhile).</p>`}
     ${p.description && html`<p>${p.description}</p>`}
     <dl class="props panel">
@@ -430,7 +415,7 @@ function Executions({ query, playbookId = null, embedded = false }) {
       <button type="button" onClick=${list.reload}>Refresh</button>
       <a class="button" href=${href("#/soar/executions", { playbook_id: playbookId })}>All its executions</a>
     </div>`}
-    <${Failure} error=${list.error} />
+    <${ErrorBox} error=${list.error} />
     ${list.loading && !list.data && html`<${Loading} what="Loading executions" />`}
     ${list.data && items.length === 0 && html`<${Empty}>No executions${state.playbook_id || state.status ? " match" : " yet"}.<//>`}
     ${items.length > 0 && html`<div class="table-wrap"><table aria-label="Executions" aria-busy=${list.loading}>
@@ -575,8 +560,8 @@ function NewRule({ onDone, onClose }) {
       </div>`)}
       <button type="button" class="small" disabled=${actions.length >= 10} onClick=${() => setActions((rows) => [...rows, newAction()])}>Add an action</button>
     </fieldset>
-    <${Failure} error=${playbooks.error} />
-    <${Failure} error=${error} onDismiss=${clear} />
+    <${ErrorBox} error=${playbooks.error} />
+    <${ErrorBox} error=${error} onDismiss=${clear} />
     <div class="toolbar"><button type="submit" class="primary" disabled=${busy}>${busy ? "Creating…" : "Create the rule"}</button>
       <button type="button" onClick=${onClose}>Cancel</button></div>
   </form>`;
@@ -620,8 +605,8 @@ function Rules({ query }) {
       <span class="spacer"></span>
       ${writable && html`<button type="button" class="primary" onClick=${() => setDialog("new")}>New rule…</button>`}
     </div>
-    <${Failure} error=${dialog?.delete ? null : error} onDismiss=${clear} />
-    <${Failure} error=${list.error} />
+    <${ErrorBox} error=${dialog?.delete ? null : error} onDismiss=${clear} />
+    <${ErrorBox} error=${list.error} />
     ${list.loading && !list.data && html`<${Loading} what="Loading automation rules" />`}
     ${list.data && items.length === 0 && html`<${Empty}>No automation rules${trigger || enabled ? " match" : " yet"}.<//>`}
     ${items.length > 0 && html`<div class="table-wrap"><table aria-label="Automation rules" aria-busy=${list.loading}>
@@ -649,7 +634,7 @@ function Rules({ query }) {
     <${Dialog} title="Delete the rule?" open=${Boolean(dialog?.delete)} onClose=${() => setDialog(null)}>
       ${dialog?.delete && html`<div>
         <p>Delete <strong>${dialog.delete.name}</strong>? It stops acting on ${dialog.delete.trigger} events at once.</p>
-        <${Failure} error=${error} onDismiss=${clear} />
+        <${ErrorBox} error=${error} onDismiss=${clear} />
         <div class="toolbar"><button type="button" class="danger" disabled=${busy} onClick=${() => act("delete", dialog.delete)}>Delete the rule</button>
           <button type="button" onClick=${() => setDialog(null)}>Cancel</button></div>
       </div>`}
