@@ -119,6 +119,17 @@ def test_the_analyst_walk_and_the_operators_approval(
         row.get_by_role("button", name="Ledger").click()
         expect(page.locator("main")).to_contain_text("Ledger verified")
         ana.shot("evidence and its ledger")
+        # A task and a comment on the case.
+        page.get_by_role("link", name="Tasks").click()
+        tasks = page.get_by_role("form", name="Add a task")
+        tasks.locator("input[name=title]").fill("Block the address at the proxy")
+        tasks.get_by_role("button", name="Add task").click()
+        expect(page.locator("main")).to_contain_text("Block the address at the proxy")
+        page.get_by_role("link", name="Comments").click()
+        comments = page.get_by_role("form", name="Add a comment")
+        comments.locator("textarea[name=body]").fill("Beacon every 60 s to the feed's address.")
+        comments.get_by_role("button", name="Comment").click()
+        expect(page.locator("main")).to_contain_text("Beacon every 60 s to the feed's address.")
 
         # Back in the queue the alert names its case; she dispatches an investigation of it.
         page.goto(f"/#/alerts?focus={alert['id']}")
