@@ -1,5 +1,6 @@
 // Shared pieces of every screen: errors with their AURORA code, loading, pagination, badges,
 // times, dialogs, notices and the live-stream indicator.
+import { api } from "./api.js";
 import { html, store, useCallback, useEffect, useRef, useState, useStore } from "./lib.js";
 
 /** Where a validation problem is (`["body", "steps", 2, "with"]` → `steps[2].with`). */
@@ -65,6 +66,16 @@ export function useLoad(load, deps) {
     setState((s) => ({ ...s, data: typeof update === "function" ? update(s.data) : update }));
   }, []);
   return { ...state, reload, setData };
+}
+
+/** A page of the list route `path` (`limit` items): `useLoad`'s state with `offset`, `setOffset`
+ * and `show(offset)`, which shows that page, loaded again when it is the one on screen (after
+ * an item was added, say). */
+export function usePage(path, limit) {
+  const [offset, setOffset] = useState(0);
+  const list = useLoad(() => api("GET", path, { query: { limit, offset } }), [path, limit, offset]);
+  const show = (next) => (next === offset ? list.reload() : setOffset(next));
+  return { ...list, offset, setOffset, show };
 }
 
 /** Runs an action, keeping its error and whether it is running: `[run, busy, error, clear]`. */

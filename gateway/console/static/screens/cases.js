@@ -8,6 +8,7 @@ import { html, useEffect, useRef, useState } from "../lib.js";
 import {
   Dialog, Empty, ErrorBox, Field, Json, Loading, Pager, Select, Severity, Status, Tabs, Time,
   clip, fromLocalInput, fullTime, go, hashWith, investigate, notify, num, useAction, useLoad,
+  usePage,
 } from "../ui.js";
 
 const LIMIT = 50;
@@ -278,8 +279,7 @@ function Header({ detail, shown, writable, user, save, saving, saveError, clearE
 // --- observables --------------------------------------------------------------------------------
 
 function Observables({ caseId, writable }) {
-  const [offset, setOffset] = useState(0);
-  const list = useLoad(() => api("GET", casePath(caseId, "/observables"), { query: { limit: ITEM_LIMIT, offset } }), [caseId, offset]);
+  const list = usePage(casePath(caseId, "/observables"), ITEM_LIMIT);
   const [add, busy, error, clear] = useAction(async (event) => {
     event.preventDefault();
     const target = event.currentTarget;
@@ -296,9 +296,7 @@ function Observables({ caseId, writable }) {
     const saved = await api("POST", casePath(caseId, "/observables"), { body });
     notify(`Observable ${saved.type} ${clip(saved.value, 60)} saved`, "good");
     target.reset();
-    const next = lastPage(list.data?.total ?? 0, ITEM_LIMIT);
-    if (next !== offset) setOffset(next);
-    else list.reload();
+    list.show(lastPage(list.data?.total ?? 0, ITEM_LIMIT));
   });
   const items = list.data?.items || [];
   return html`<div>
@@ -330,7 +328,7 @@ function Observables({ caseId, writable }) {
         <td>${o.created_by}, <${Time} value=${o.created_at} /></td>
       </tr>`)}</tbody>
     </table></div>`}
-    <${Pager} page=${list.data} onChange=${setOffset} />
+    <${Pager} page=${list.data} onChange=${list.setOffset} />
   </div>`;
 }
 
@@ -429,10 +427,9 @@ function LedgerView({ caseId, item, onClose }) {
 }
 
 function Evidence({ caseId, writable }) {
-  const [offset, setOffset] = useState(0);
   const [open, setOpen] = useState(null); // {id, view: "custody" | "ledger"}
   const [phase, setPhase] = useState(null);
-  const list = useLoad(() => api("GET", casePath(caseId, "/evidence"), { query: { limit: ITEM_LIMIT, offset } }), [caseId, offset]);
+  const list = usePage(casePath(caseId, "/evidence"), ITEM_LIMIT);
   const [upload, busy, error, clear] = useAction(async (event) => {
     event.preventDefault();
     const target = event.currentTarget;
@@ -452,9 +449,7 @@ function Evidence({ caseId, writable }) {
       const added = await api("POST", casePath(caseId, "/evidence"), { form: sent });
       notify(`${added.name} added: SHA-256 ${short(added.sha256)} (${bytes(added.size)})`, "good");
       target.reset();
-      const next = lastPage(list.data?.total ?? 0, ITEM_LIMIT);
-      if (next !== offset) setOffset(next);
-      else list.reload();
+      list.show(lastPage(list.data?.total ?? 0, ITEM_LIMIT));
     } finally {
       setPhase(null);
     }
@@ -492,7 +487,7 @@ function Evidence({ caseId, writable }) {
         </td>
       </tr>`)}</tbody>
     </table></div>`}
-    <${Pager} page=${list.data} onChange=${(next) => { setOpen(null); setOffset(next); }} />
+    <${Pager} page=${list.data} onChange=${(next) => { setOpen(null); list.setOffset(next); }} />
     ${current && open.view === "custody" && html`<${CustodyView} key=${`c${current.id}`} caseId=${caseId} item=${current} onClose=${() => setOpen(null)} />`}
     ${current && open.view === "ledger" && html`<${LedgerView} key=${`l${current.id}`} caseId=${caseId} item=${current} onClose=${() => setOpen(null)} />`}
   </div>`;
@@ -501,9 +496,8 @@ function Evidence({ caseId, writable }) {
 // --- tasks --------------------------------------------------------------------------------------
 
 function Tasks({ caseId, writable, user }) {
-  const [offset, setOffset] = useState(0);
   const [conflict, setConflict] = useState(false);
-  const list = useLoad(() => api("GET", casePath(caseId, "/tasks"), { query: { limit: ITEM_LIMIT, offset } }), [caseId, offset]);
+  const list = usePage(casePath(caseId, "/tasks"), ITEM_LIMIT);
   const [add, adding, addError, clearAdd] = useAction(async (event) => {
     event.preventDefault();
     const target = event.currentTarget;
@@ -516,9 +510,7 @@ function Tasks({ caseId, writable, user }) {
     const task = await api("POST", casePath(caseId, "/tasks"), { body });
     notify(`Task “${clip(task.title, 60)}” added`, "good");
     target.reset();
-    const next = lastPage(list.data?.total ?? 0, ITEM_LIMIT);
-    if (next !== offset) setOffset(next);
-    else list.reload();
+    list.show(lastPage(list.data?.total ?? 0, ITEM_LIMIT));
   });
   const [update, updating, updateError, clearUpdate] = useAction(async (task, change) => {
     setConflict(false);
@@ -565,23 +557,20 @@ function Tasks({ caseId, writable, user }) {
         <td><${Time} value=${t.updated_at} /></td>
       </tr>`)}</tbody>
     </table></div>`}
-    <${Pager} page=${list.data} onChange=${setOffset} />
+    <${Pager} page=${list.data} onChange=${list.setOffset} />
   </div>`;
 }
 
 // --- comments -----------------------------------------------------------------------------------
 
 function Comments({ caseId, writable }) {
-  const [offset, setOffset] = useState(0);
-  const list = useLoad(() => api("GET", casePath(caseId, "/comments"), { query: { limit: ITEM_LIMIT, offset } }), [caseId, offset]);
+  const list = usePage(casePath(caseId, "/comments"), ITEM_LIMIT);
   const [add, busy, error, clear] = useAction(async (event) => {
     event.preventDefault();
     const target = event.currentTarget;
     await api("POST", casePath(caseId, "/comments"), { body: { body: new FormData(target).get("body") } });
     target.reset();
-    const next = lastPage(list.data?.total ?? 0, ITEM_LIMIT);
-    if (next !== offset) setOffset(next);
-    else list.reload();
+    list.show(lastPage(list.data?.total ?? 0, ITEM_LIMIT));
   });
   const items = list.data?.items || [];
   return html`<div>
@@ -592,7 +581,7 @@ function Comments({ caseId, writable }) {
       <header><strong>${c.author}</strong> <${Time} value=${c.created_at} /></header>
       <pre class="chat-text">${c.body}</pre>
     </article>`)}
-    <${Pager} page=${list.data} onChange=${setOffset} />
+    <${Pager} page=${list.data} onChange=${list.setOffset} />
     ${writable && html`<form onSubmit=${add} aria-label="Add a comment">
       <${Field} label="Comment"><textarea name="body" required maxlength="50000" rows="4"
         onKeyDown=${(e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) e.currentTarget.form.requestSubmit(); }}></textarea><//>

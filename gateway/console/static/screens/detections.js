@@ -6,6 +6,7 @@ import { html, useState } from "../lib.js";
 import {
   Badge, Dialog, Empty, ErrorBox, Field, Json, Loading, Pager, Select, Severity, Status, Tabs,
   Time, clip, duration, fromLocalInput, fullTime, notify, num, toLocalInput, useAction, useLoad,
+  usePage,
 } from "../ui.js";
 
 const LEVELS = ["informational", "low", "medium", "high", "critical"];
@@ -402,20 +403,14 @@ function Overview({ rule, metrics: m }) {
 // -- runs ---------------------------------------------------------------------------------------
 
 function Runs({ rule, onRan }) {
-  const [offset, setOffset] = useState(0);
-  const [nonce, setNonce] = useState(0);
-  const runs = useLoad(
-    () => api("GET", `/detections/rules/${encodeURIComponent(rule.id)}/runs`, { query: { limit: CHILD_PAGE, offset } }),
-    [rule.id, offset, nonce],
-  );
+  const runs = usePage(`/detections/rules/${encodeURIComponent(rule.id)}/runs`, CHILD_PAGE);
   const [result, setResult] = useState(null);
   const [open, setOpen] = useState(null);
   const items = runs.data?.items || [];
   return html`${can("siem:write") &&
     html`<${RunForm} rule=${rule} onResult=${(run) => {
       setResult(run);
-      setOffset(0);
-      setNonce((n) => n + 1);
+      runs.show(0);
       onRan?.();
     }} />`}
     ${result && html`<${RunResult} run=${result} title="This run" />`}
@@ -449,7 +444,7 @@ function Runs({ rule, onRan }) {
           )}
         </tbody>
       </table></div>`}
-      <${Pager} total=${runs.data?.total} limit=${CHILD_PAGE} offset=${offset} onChange=${setOffset} />
+      <${Pager} page=${runs.data} onChange=${runs.setOffset} />
       ${open && html`<${RunResult} key=${open.id} run=${open} title=${`Run of ${fullTime(open.started_at)}`} />`}
     </section>`;
 }
@@ -556,12 +551,7 @@ function RunResult({ run, title }) {
 // -- feedback -----------------------------------------------------------------------------------
 
 function Feedback({ rule, metrics: m, query }) {
-  const [offset, setOffset] = useState(0);
-  const [nonce, setNonce] = useState(0);
-  const list = useLoad(
-    () => api("GET", `/detections/rules/${encodeURIComponent(rule.id)}/feedback`, { query: { limit: CHILD_PAGE, offset } }),
-    [rule.id, offset, nonce],
-  );
+  const list = usePage(`/detections/rules/${encodeURIComponent(rule.id)}/feedback`, CHILD_PAGE);
   const items = list.data?.items || [];
   return html`<div class="grid2">
     <section aria-labelledby="rule-feedback">
@@ -590,12 +580,11 @@ function Feedback({ rule, metrics: m, query }) {
           )}
         </tbody>
       </table></div>`}
-      <${Pager} total=${list.data?.total} limit=${CHILD_PAGE} offset=${offset} onChange=${setOffset} />
+      <${Pager} page=${list.data} onChange=${list.setOffset} />
     </section>
     ${can("siem:write") &&
     html`<${FeedbackForm} rule=${rule} query=${query} onSaved=${() => {
-      setOffset(0);
-      setNonce((n) => n + 1);
+      list.show(0);
     }} />`}
   </div>`;
 }
@@ -643,12 +632,7 @@ function FeedbackForm({ rule, query, onSaved }) {
 // -- suppressions -------------------------------------------------------------------------------
 
 function Suppressions({ rule }) {
-  const [offset, setOffset] = useState(0);
-  const [nonce, setNonce] = useState(0);
-  const list = useLoad(
-    () => api("GET", `/detections/rules/${encodeURIComponent(rule.id)}/suppressions`, { query: { limit: CHILD_PAGE, offset } }),
-    [rule.id, offset, nonce],
-  );
+  const list = usePage(`/detections/rules/${encodeURIComponent(rule.id)}/suppressions`, CHILD_PAGE);
   const items = list.data?.items || [];
   return html`<div class="grid2">
     <section aria-labelledby="rule-suppressions">
@@ -677,12 +661,11 @@ function Suppressions({ rule }) {
           )}
         </tbody>
       </table></div>`}
-      <${Pager} total=${list.data?.total} limit=${CHILD_PAGE} offset=${offset} onChange=${setOffset} />
+      <${Pager} page=${list.data} onChange=${list.setOffset} />
     </section>
     ${can("siem:write") &&
     html`<${SuppressionForm} rule=${rule} onSaved=${() => {
-      setOffset(0);
-      setNonce((n) => n + 1);
+      list.show(0);
     }} />`}
   </div>`;
 }
