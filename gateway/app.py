@@ -92,7 +92,7 @@ from gateway.keys import (
     TOKENS,
 )
 from gateway.lifecycle import CleanupContext, background, resource, step
-from gateway.middleware import add_standard_headers, auth_middleware, context_middleware
+from gateway.middleware import add_standard_headers, context_middleware
 from gateway.network.routes import ROUTES as NETWORK_ROUTES
 from gateway.network.scheduler import NetworkScheduler
 from gateway.routing import Route
@@ -629,9 +629,7 @@ def create_app(
     routes = (*ALL_ROUTES, *INDEX_ROUTES, *METADATA_ROUTES, *CONSOLE_ROUTES, *extra_routes)
     # aiohttp's own readers (forms) stop at the default; routes with a larger limit read their
     # bodies through gateway.http, which enforces each route's limit while reading.
-    app = web.Application(
-        middlewares=[context_middleware, auth_middleware], client_max_size=settings.max_body_bytes
-    )
+    app = web.Application(middlewares=[context_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[METRICS] = create_metrics()
     app[REPLICA] = process_identity()

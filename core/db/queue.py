@@ -38,21 +38,24 @@ async def claim_next(
 ) -> str | None:
     """Move the first ``queued`` row of ``model`` (in ``order_by``) to ``running``, counting
     the attempt and keeping its first ``started_at``, with ``values`` set too (and ``owner``
-    with a first heartbeat); its id, ``""`` when another worker claimed it first, or ``None``
-    when nothing is queued."""
+    with a first heartbeat); its id, or ``None`` when nothing is queued that no other claim
+    holds."""
     if owner is not None:
         values = {**values, "owner": owner, "heartbeat_at": utcnow()}
+    # One statement: the first queued row, locked (PostgreSQL skips rows another claim holds, so
+    # concurrent claims take different rows; SQLite runs one writer at a time) and moved.
+    first = (
+        select(model.id)
+        .where(model.status == "queued")
+        .order_by(*order_by)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
     async with database.session() as db:
-        candidate = (
-            await db.execute(
-                select(model.id).where(model.status == "queued").order_by(*order_by).limit(1)
-            )
-        ).scalar_one_or_none()
-        if candidate is None:
-            return None
         claimed = await db.execute(
             update(model)
-            .where(model.id == candidate, model.status == "queued")
+            .where(model.id == first, model.status == "queued")
             .values(
                 status="running",
                 started_at=func.coalesce(model.started_at, utcnow()),
@@ -63,7 +66,7 @@ async def claim_next(
         )
         got = claimed.scalar_one_or_none()
         await db.commit()
-        return str(got) if got else ""
+        return None if got is None else str(got)
 
 
 async def beat(database: Database, model: Any, ids: Sequence[str], owner: str) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
 from mcp.client.client import Client
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.acp.client import CallOptions, HandoffClient
@@ -53,7 +55,7 @@ class ToolCallRecorder:
         self._db = database
         self._bus = bus
         self._client = client
-        self._pending: list[AgentToolCall] = []
+        self._pending: list[dict[str, Any]] = []
         self._failing = False
         self._writer = Periodic(
             "tool-call-writer", self._write_burst, RETRY_SECONDS, log=log, first_wait=True
@@ -93,16 +95,16 @@ class ToolCallRecorder:
             self._bus.publish("agents.tool_call", event)
             arguments = params.get("arguments")
             self._pending.append(
-                AgentToolCall(
-                    agent=agent,
-                    request_id=_text(params.get("request_id")),
-                    investigation_id=_text(params.get("investigation_id")),
-                    tool=str(params.get("tool", ""))[:128],
-                    arguments=arguments if isinstance(arguments, dict) else {},
-                    result_summary=str(params.get("result_summary", ""))[:4000],
-                    duration_ms=float(params.get("duration_ms") or 0.0),
-                    created_at=utcnow(),  # when it was reported, not when the batch is written
-                )
+                {
+                    "agent": agent,
+                    "request_id": _text(params.get("request_id")),
+                    "investigation_id": _text(params.get("investigation_id")),
+                    "tool": str(params.get("tool", ""))[:128],
+                    "arguments": arguments if isinstance(arguments, dict) else {},
+                    "result_summary": str(params.get("result_summary", ""))[:4000],
+                    "duration_ms": _number(params.get("duration_ms")),
+                    "created_at": utcnow(),  # when it was reported, not when it is written
+                }
             )
             if not self._failing:  # after a failed write, the next try waits for its interval
                 self._writer.wake()
@@ -115,13 +117,14 @@ class ToolCallRecorder:
             self._failing = not await self.flush()
 
     async def flush(self) -> bool:
-        """Write what is queued now, at most ``BATCH`` a commit; False when a write failed
-        (logged: what it held stays queued for the writer to try again)."""
+        """Write what is queued now, at most ``BATCH`` a commit, each batch as one executemany
+        INSERT (ORM objects would cost an INSERT each, to learn ids nobody reads); False when a
+        write failed (logged: what it held stays queued for the writer to try again)."""
         while self._pending:
             batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
             try:
                 async with self._db.session() as db:
-                    db.add_all(batch)
+                    await db.execute(insert(AgentToolCall), batch)
                     await db.commit()
             except Exception:
                 log.exception("could not record %d tool call(s); retrying", len(batch))
@@ -133,6 +136,15 @@ class ToolCallRecorder:
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)[:128]
+
+
+def _number(value: Any) -> float:
+    """A reported duration as a float; 0.0 for anything that is not a finite number."""
+    try:
+        number = float(value or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
 
 
 async def agent_tools(*, client: HandoffClient, agent: str) -> AgentTools:

@@ -384,14 +384,13 @@ class InvestigationRunner:
 
     async def _fill(self) -> None:
         """Start queued investigations, most urgent first, while fewer than the concurrency
-        run (a claim another replica won is skipped)."""
+        run."""
         while len(self._running) < max(1, self._concurrency()):
             claimed = await self._claim()
             if claimed is None:
                 return
-            if claimed:
-                task = asyncio.create_task(self._run(claimed), name=f"inv-{claimed}")
-                self._running[claimed] = task
+            task = asyncio.create_task(self._run(claimed), name=f"inv-{claimed}")
+            self._running[claimed] = task
 
     async def expire_approvals(self) -> None:
         """Expire the approvals past their deadline (fail closed) and say so on the stream;

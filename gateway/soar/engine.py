@@ -322,9 +322,8 @@ class SoarEngine:
             claimed = await self._claim()
             if claimed is None:
                 return
-            if claimed:
-                task = asyncio.create_task(self._run(claimed), name=f"pbx-{claimed}")
-                self._running[claimed] = task
+            task = asyncio.create_task(self._run(claimed), name=f"pbx-{claimed}")
+            self._running[claimed] = task
 
     # -- running ----------------------------------------------------------------------------
 

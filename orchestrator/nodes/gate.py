@@ -18,7 +18,10 @@ from orchestrator.receipt import stamp
 from orchestrator.state import InvestigationState
 
 
-def gate_actions(state: InvestigationState, runtime: Runtime[GraphContext]) -> InvestigationState:
+async def gate_actions(
+    state: InvestigationState, runtime: Runtime[GraphContext]
+) -> InvestigationState:
+    """Async for the same reason as ``intake`` (no worker-thread hop)."""
     response = state.get("response")
     provenance = Provenance(
         [f.model_dump(mode="json") for f in state.get("findings", [])],

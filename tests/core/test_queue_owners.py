@@ -4,12 +4,13 @@ replica's own work is never taken from under it."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.db import create_database
 from core.db.base import utcnow
@@ -85,6 +86,54 @@ async def test_orphans_go_back_to_the_queue_and_live_work_stays(settings: Settin
             )
         assert statuses["INV-FAR-FRESH"] == "running"
         assert statuses["INV-MINE-RUNNING"] == "queued"
+    finally:
+        await database.dispose()
+
+
+async def test_concurrent_claims_take_each_row_once_in_order(settings: Settings) -> None:
+    """Six workers claiming at once (one statement each: PostgreSQL skips the rows another
+    claim holds, SQLite runs one writer at a time) take every queued row exactly once, and none
+    gives up while rows are still queued."""
+    database = create_database(settings.effective_database_url)
+    queued = [f"INV-Q{n:02d}" for n in range(24)]
+    try:
+        async with database.session() as db:
+            for ident in queued:
+                db.add(row(ident, None, None))
+            await db.flush()
+            await db.execute(
+                update(Investigation)
+                .where(Investigation.id.in_(queued))
+                .values(status="queued", attempts=0)
+            )
+            await db.commit()
+
+        async def worker(name: str) -> list[str]:
+            taken: list[str] = []
+            while (
+                got := await claim_next(
+                    database, Investigation, order_by=(Investigation.id,), owner=name
+                )
+            ) is not None:
+                taken.append(got)
+            return taken
+
+        takes = await asyncio.gather(*(worker(f"{HOST}:1:w{i}") for i in range(6)))
+        everything = [ident for taken in takes for ident in taken]
+        assert sorted(everything) == queued  # each once, none left behind
+        for taken in takes:
+            assert taken == sorted(taken)  # each worker took them in the queue's order
+        async with database.session() as db:
+            rows = (
+                await db.execute(
+                    select(Investigation.status, Investigation.attempts, Investigation.owner).where(
+                        Investigation.id.in_(queued)
+                    )
+                )
+            ).all()
+        assert {(status, attempts) for status, attempts, _ in rows} == {("running", 1)}
+        assert all(owner is not None for _, _, owner in rows)
+        assert await claim_next(database, Investigation, order_by=(Investigation.id,)) is None
     finally:
         await database.dispose()
 
