@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator
 from sqlalchemy.engine import Dialect
@@ -17,11 +17,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-INTEGER_MAX: Final = 2**31 - 1
-"""The largest value an integer column holds on every backend (PostgreSQL's ``integer``): the
-bound for a number a caller sends that lands in one or is compared with one (versions, counts,
-offsets), so it is refused as 422 instead of overflowing the driver."""
 
 
 def utcnow() -> datetime:

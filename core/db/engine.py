@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from core.db import sqlite_async
+
 
 def upsert_into(db: AsyncSession, model: Any) -> postgresql.Insert | sqlite.Insert:
     """An ``INSERT`` into ``model`` in the session's dialect, for ``on_conflict_do_update``: an
@@ -64,9 +66,12 @@ def create_database(url: str, *, echo: bool = False) -> Database:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.get_driver_name() == "aiosqlite":
+            # The same driver, one trip to its thread a statement (core.db.sqlite_async).
+            parsed = parsed.set(drivername=f"sqlite+{sqlite_async.DRIVER}")
     else:
         kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
-    engine = create_async_engine(url, **kwargs)
+    engine = create_async_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return Database(engine=engine, sessions=async_sessionmaker(engine, expire_on_commit=False))

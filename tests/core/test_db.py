@@ -2,10 +2,12 @@
 
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 import gateway.app  # noqa: F401  (imports every domain's models)
 from core.db import Base, create_database
@@ -39,5 +41,48 @@ async def test_sqlite_runs_in_wal_mode(tmp_path: Any) -> None:
             mode = (await connection.execute(text("PRAGMA journal_mode"))).scalar_one()
             keys = (await connection.execute(text("PRAGMA foreign_keys"))).scalar_one()
         assert (mode, keys) == ("wal", 1)
+    finally:
+        await database.dispose()
+
+
+async def test_sqlite_statements_take_one_trip_and_keep_dbapi_behaviour(tmp_path: Any) -> None:
+    """``sqlite+aiosqlite`` URLs run on the one-trip adapter (core.db.sqlite_async): rows, row
+    counts, RETURNING, executemany, errors and rollback behave as the stock adapter's."""
+    database = create_database(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    trips = 0
+    try:
+        async with database.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            worker = raw.driver_connection
+            assert worker is not None
+            real = worker._execute
+
+            async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+                nonlocal trips
+                trips += 1
+                return await real(fn, *args, **kwargs)
+
+            worker._execute = counted
+            await connection.execute(
+                text("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT UNIQUE)")
+            )
+            trips = 0
+            got = await connection.execute(text("INSERT INTO t (v) VALUES ('a') RETURNING id"))
+            assert got.all() == [(1,)]
+            assert trips == 1  # open, execute, fetch and close: one trip
+            await connection.execute(
+                text("INSERT INTO t (v) VALUES (:v)"), [{"v": "b"}, {"v": "c"}]
+            )
+            changed = await connection.execute(text("UPDATE t SET v = v || '!' WHERE id > 1"))
+            assert changed.rowcount == 2
+            rows = await connection.execute(text("SELECT id, v FROM t ORDER BY id"))
+            assert rows.all() == [(1, "a"), (2, "b!"), (3, "c!")]
+            await connection.commit()
+            with pytest.raises(IntegrityError, match="UNIQUE"):
+                await connection.execute(text("INSERT INTO t (v) VALUES ('a')"))
+            await connection.rollback()
+            count = await connection.execute(text("SELECT count(*) FROM t"))
+            assert count.scalar_one() == 3
+        assert database.engine.dialect.driver == "aurora"
     finally:
         await database.dispose()
