@@ -4,9 +4,11 @@ Both servers run in their own process on loopback, on the same WebSocket library
 (``websockets``); measuring starts once each says it listens (however long its imports take).
 The echo baseline is a minimal client multiplexing frames by id over one connection; the ACP
 side is the real HandoffClient calling a real AgentServer method (params validated, ``_meta``
-with deadline, idempotency key and trace context, the result validated). Each is measured with
-1 and with 64 requests in flight, in alternating rounds.
-Target: at 64 in flight, at least 60% of the echo throughput, and p99 under 5 ms.
+with deadline, idempotency key and trace context, the result a pydantic model serialised). Each is
+measured with 1 and with 64 requests in flight, in alternating rounds. (ACP writes the frames
+a turn of the event loop produces in one system call, both ways; the echo makes one a frame,
+as ``Connection.send`` does.)
+Target: at 64 in flight, at least 80% of the echo throughput, and p99 under 3 ms.
 
 It also times one dispatch through jsonrpcserver 5 against AgentServer's own dispatcher, to
 show why jsonrpcserver stays out of the hot path.
@@ -42,6 +44,11 @@ from agents.acp.server import AcpLimits, AgentServer, CallContext
 from benchmarks.common import HOST, SECRET, free_port, wait_started
 from core.security.tokens import TokenService
 from core.settings import JwtAlgorithm
+
+TARGET_RATIO = 0.8
+"""ACP throughput over the echo's, at 64 in flight."""
+TARGET_P99_MS = 3.0
+"""ACP's 99th-percentile round trip at 64 in flight."""
 
 PAYLOAD = {"alert_id": "ALRT-2026-05821", "iocs": [{"type": "ip", "value": "45.33.32.156"}]}
 
@@ -262,9 +269,11 @@ def main() -> int:
             )
         print(f"{'':>10}ratio acp/echo: {row['ratio_median']:.3f}")
     top = report["in_flight_64"]
+    met = top["ratio_median"] >= TARGET_RATIO and top["acp"]["p99_ms"] < TARGET_P99_MS
     print(
-        f"target at 64 in flight: ratio >= 0.6 (got {top['ratio_median']:.3f}), "
-        f"p99 < 5 ms (got {top['acp']['p99_ms']:.3f})"
+        f"target at 64 in flight: ratio >= {TARGET_RATIO} (got {top['ratio_median']:.3f}), "
+        f"p99 < {TARGET_P99_MS:g} ms (got {top['acp']['p99_ms']:.3f}): "
+        f"{'pass' if met else 'FAIL'}"
     )
     print("dispatch cost per call (us):", report["dispatch"])
     if args.json:

@@ -32,6 +32,7 @@ from agents.acp.protocol import (
     JSONRPC,
     PLATFORM_ERROR,
     DeadlineSweeper,
+    FrameWriter,
     RpcError,
     child_traceparent,
     decode,
@@ -135,6 +136,7 @@ class AgentConnection:
         self.url = url
         self._dialling = dialling
         self._socket: ClientConnection | None = None
+        self._writer: FrameWriter | None = None
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._ids = itertools.count(1)
@@ -148,16 +150,13 @@ class AgentConnection:
     def connected(self) -> bool:
         return self._socket is not None and self._reader is not None and not self._reader.done()
 
-    async def _ensure(self, within: float | None = None) -> ClientConnection:
-        """The open connection, or a new one within ``within`` seconds (at most the connect
-        timeout); :class:`NotReachable` when none can be made."""
-        if self.connected:
-            assert self._socket is not None
-            return self._socket
+    async def _ensure(self, within: float | None = None) -> FrameWriter:
+        """The open connection's writer, or a new connection's within ``within`` seconds (at
+        most the connect timeout); :class:`NotReachable` when none can be made."""
         async with self._lock:
             if self.connected:
-                assert self._socket is not None
-                return self._socket
+                assert self._writer is not None
+                return self._writer
             timeout = self._dialling.connect_timeout
             limit = timeout if within is None else min(timeout, within)
             try:
@@ -179,8 +178,9 @@ class AgentConnection:
             except (OSError, TimeoutError, InvalidHandshake) as err:
                 raise NotReachable(f"cannot connect to {self.url}: {err}") from err
             self._socket = socket
+            self._writer = FrameWriter(socket)
             self._reader = asyncio.create_task(self._read(socket), name=f"acp-read-{self.agent}")
-            return socket
+            return self._writer
 
     async def _read(self, socket: ClientConnection) -> None:
         try:
@@ -227,7 +227,9 @@ class AgentConnection:
         listener: NotificationHandler | None = None,
     ) -> dict[str, Any]:
         """Send one request and wait up to ``wait_seconds`` for its reply (the raw response)."""
-        socket = await self._ensure(wait_seconds)
+        writer = self._writer if self.connected else None
+        if writer is None:
+            writer = await self._ensure(wait_seconds)
         request_id = next(self._ids)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
@@ -237,7 +239,7 @@ class AgentConnection:
         frame = encode({"jsonrpc": JSONRPC, "method": method, "params": params, "id": request_id})
         try:
             try:
-                await socket.send(frame, text=True)
+                await writer.send(frame)
             except ConnectionClosed as err:
                 raise ConnectionLost("connection closed while sending") from err
             if wait_seconds is not None:
@@ -258,22 +260,22 @@ class AgentConnection:
             future.set_exception(TimeoutError())
 
     async def notify(self, method: str, params: dict[str, Any]) -> None:
-        socket = self._socket
-        if socket is None:
+        writer = self._writer
+        if writer is None:
             return
         with contextlib.suppress(ConnectionClosed, RuntimeError):
-            await socket.send(
-                encode({"jsonrpc": JSONRPC, "method": method, "params": params}), text=True
-            )
+            await writer.send(encode({"jsonrpc": JSONRPC, "method": method, "params": params}))
 
     async def close(self) -> None:
         self._deadlines.close()
+        if self._writer is not None:
+            self._writer.flush()  # a $/cancel still queued goes out before the close
         if self._socket is not None:
             await self._socket.close()
         if self._reader is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        self._socket = self._reader = None
+        self._socket = self._reader = self._writer = None
 
 
 @dataclass(slots=True)

@@ -45,13 +45,13 @@ from agents.acp.protocol import (
     TOOL_CALL_METHOD,
     DeadlineSweeper,
     FrameTooDeep,
+    FrameWriter,
     Meta,
     RpcError,
     decode,
     encode,
     error_response,
     notification,
-    result_response,
 )
 from core.errors import AuroraError
 from core.security.tokens import TokenService
@@ -88,7 +88,7 @@ class CallContext:
     def __init__(
         self,
         *,
-        connection: ServerConnection | None,
+        connection: FrameWriter | None,
         caller: str | None,
         method: str,
         request_id: Any,
@@ -105,7 +105,7 @@ class CallContext:
         if self._connection is None:
             return
         with contextlib.suppress(ConnectionClosed):
-            await self._connection.send(encode(notification(method, params)), text=True)
+            await self._connection.send(encode(notification(method, params)))
 
     async def thought(self, step: str, text: str) -> None:
         """Stream one reasoning step (``agent.thought``)."""
@@ -162,28 +162,34 @@ class MethodSpec:
 class _Connection:
     """Per-connection state: running requests by id, for limits and ``$/cancel``."""
 
-    socket: ServerConnection | None
+    writer: FrameWriter | None
     caller: str | None
     running: dict[Any, asyncio.Task[Any]] = field(default_factory=dict)
     in_flight: int = 0
 
 
-def _encode(payload: Any) -> bytes:
-    """Serialise a reply; a result that is not JSON becomes an internal error, never a crash."""
+def _encode_result(result: Any) -> bytes:
+    """A method's result as JSON, serialised once (the reply and the idempotency record share
+    it); one that is not JSON is an internal error, never a crash."""
     try:
-        return orjson.dumps(payload)
-    except TypeError:
-        pass
-    try:
-        return json.dumps(payload).encode()
-    except (TypeError, ValueError):
-        log.exception("a reply could not be serialised")
-        replies = payload if isinstance(payload, list) else [payload]
-        fixed = [
-            error_response(r.get("id"), RpcError(INTERNAL_ERROR)) if "result" in r else r
-            for r in replies
-        ]
-        return json.dumps(fixed if isinstance(payload, list) else fixed[0], default=str).encode()
+        if isinstance(result, BaseModel):
+            return result.__pydantic_serializer__.to_json(result)
+        try:
+            return orjson.dumps(result)
+        except TypeError:
+            return json.dumps(result).encode()  # what orjson refuses: ints past 64 bits, say
+    except (TypeError, ValueError) as err:
+        log.exception("a result could not be serialised")
+        raise RpcError(INTERNAL_ERROR) from err
+
+
+def _result_frame(request_id: Any, result: bytes) -> bytes:
+    """``{"jsonrpc": "2.0", "result": ..., "id": ...}`` around an already serialised result."""
+    return b'{"jsonrpc":"2.0","result":' + result + b',"id":' + encode(request_id) + b"}"
+
+
+def _error_frame(request_id: Any, error: RpcError) -> bytes:
+    return encode(error_response(request_id, error))
 
 
 def _valid_id(value: Any) -> bool:
@@ -195,12 +201,13 @@ def _valid_id(value: Any) -> bool:
     )
 
 
-def _replay(outcome: bytes) -> Any:
-    """The remembered outcome of an idempotent call: its result, or its error raised again."""
-    payload = decode(outcome[1:], max_depth=None)  # our own bytes
+def _replay(outcome: bytes) -> bytes:
+    """The remembered outcome of an idempotent call: its serialised result, or its error
+    raised again."""
     if outcome[:1] == b"E":
+        payload = decode(outcome[1:], max_depth=None)  # our own bytes
         raise RpcError(payload["code"], payload.get("message"), payload.get("data"))
-    return payload
+    return outcome[1:]
 
 
 def _validation_data(err: ValidationError, prefix: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -235,7 +242,7 @@ class AgentServer:
         self._health_extra = health_extra
         self._methods: dict[str, MethodSpec] = {}
         # Idempotency: calls still running (awaited by repeats), and outcomes of finished ones.
-        self._running: dict[str, asyncio.Future[Any]] = {}
+        self._running: dict[str, asyncio.Future[bytes]] = {}
         # FIFO expiry pops from the front: an OrderedDict does that in O(1), where a plain dict
         # would make every look at its first entry skip the holes left by earlier pops.
         self._done: OrderedDict[str, bytes] = OrderedDict()
@@ -337,27 +344,26 @@ class AgentServer:
             # JSON, but nested past any sane request: refused whole, answered to its id.
             found = err.message.get("id") if isinstance(err.message, dict) else None
             reply_id = found if _valid_id(found) else None
-            error = RpcError(INVALID_REQUEST, data={"reason": str(err)})
-            return _encode(error_response(reply_id, error))
+            return _error_frame(reply_id, RpcError(INVALID_REQUEST, data={"reason": str(err)}))
         except (ValueError, UnicodeDecodeError):
-            return _encode(error_response(None, RpcError(PARSE_ERROR)))
+            return _error_frame(None, RpcError(PARSE_ERROR))
         if isinstance(message, list):
             if not message:
-                return _encode(error_response(None, RpcError(INVALID_REQUEST)))
+                return _error_frame(None, RpcError(INVALID_REQUEST))
             if len(message) > self.limits.max_batch:
                 error = RpcError(
                     INVALID_REQUEST, data={"reason": f"batch over {self.limits.max_batch} items"}
                 )
-                return _encode(error_response(None, error))
+                return _error_frame(None, error)
             answers = await asyncio.gather(*(self._handle_one(m, connection) for m in message))
             replies = [a for a in answers if a is not None]
-            return _encode(replies) if replies else None
-        answer = await self._handle_one(message, connection)
-        return None if answer is None else _encode(answer)
+            return b"[" + b",".join(replies) + b"]" if replies else None
+        return await self._handle_one(message, connection)
 
-    async def _handle_one(self, message: Any, connection: _Connection) -> dict[str, Any] | None:
+    async def _handle_one(self, message: Any, connection: _Connection) -> bytes | None:
+        """One request's serialised response (None for a notification)."""
         if not isinstance(message, dict):
-            return error_response(None, RpcError(INVALID_REQUEST))
+            return _error_frame(None, RpcError(INVALID_REQUEST))
         request_id: Any = message.get("id", _MISSING)
         is_notification = request_id is _MISSING
         valid_id = is_notification or _valid_id(request_id)
@@ -370,16 +376,16 @@ class AgentServer:
             or not valid_id
             or (params is not _MISSING and not isinstance(params, dict | list))
         ):
-            return error_response(reply_id, RpcError(INVALID_REQUEST))
+            return _error_frame(reply_id, RpcError(INVALID_REQUEST))
         if method == CANCEL_METHOD:
             self._cancel(params, connection)
-            return None if is_notification else result_response(request_id, None)
+            return None if is_notification else _result_frame(request_id, b"null")
         try:
             given: dict[str, Any] | list[Any] | None = None if params is _MISSING else params
             result = await self._call(method, given, reply_id, connection)
         except RpcError as err:
-            return None if is_notification else error_response(reply_id, err)
-        return None if is_notification else result_response(reply_id, result)
+            return None if is_notification else _error_frame(reply_id, err)
+        return None if is_notification else _result_frame(reply_id, result)
 
     def _cancel(self, params: Any, connection: _Connection) -> None:
         target = params.get("id") if isinstance(params, dict) else None
@@ -393,7 +399,8 @@ class AgentServer:
         params: dict[str, Any] | list[Any] | None,
         request_id: Any,
         connection: _Connection,
-    ) -> Any:
+    ) -> bytes:
+        """Run one method call (idempotency, limits, deadline); its serialised result."""
         spec = self._methods.get(name)
         if spec is None:
             raise RpcError(METHOD_NOT_FOUND, data={"method": name})
@@ -427,7 +434,7 @@ class AgentServer:
         running = self._running.get(key)
         if running is not None:
             return await asyncio.shield(running)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._running[key] = future
         try:
             result = await self._run_limited(spec, arguments, meta, request_id, connection)
@@ -443,7 +450,7 @@ class AgentServer:
             raise
         finally:
             del self._running[key]
-        self._remember(key, b"R" + encode(result))
+        self._remember(key, b"R" + result)
         future.set_result(result)
         return result
 
@@ -504,7 +511,7 @@ class AgentServer:
         meta: Meta,
         request_id: Any,
         connection: _Connection,
-    ) -> Any:
+    ) -> bytes:
         if connection.in_flight >= self.limits.max_in_flight:
             raise RpcError(
                 OVERLOADED,
@@ -518,7 +525,7 @@ class AgentServer:
         if seconds_left is not None and seconds_left <= 0:
             raise RpcError(DEADLINE_EXCEEDED, data={"deadline": str(meta.deadline)})
         context = CallContext(
-            connection=connection.socket,
+            connection=connection.writer,
             caller=connection.caller,
             method=spec.name,
             request_id=request_id,
@@ -555,14 +562,14 @@ class AgentServer:
             raise RpcError(INTERNAL_ERROR) from err
         finally:
             connection.in_flight -= 1
-            self._deadlines.discard(task)
-            self._expired.discard(task)
+            if seconds_left is not None:
+                self._deadlines.discard(task)
+            if self._expired:
+                self._expired.discard(task)
             if tracked:
                 connection.running.pop(request_id, None)
         self.served += 1
-        if isinstance(result, BaseModel):
-            return result.model_dump(mode="json")
-        return result
+        return _encode_result(result)
 
     # -- transport ----------------------------------------------------------------------------
 
@@ -598,7 +605,7 @@ class AgentServer:
         return response
 
     async def _serve_connection(self, socket: ServerConnection) -> None:
-        connection = _Connection(socket=socket, caller=self._callers.get(socket))
+        connection = _Connection(writer=FrameWriter(socket), caller=self._callers.get(socket))
         self._connections.add(id(connection))
         pending: set[asyncio.Task[None]] = set()
         loop = asyncio.get_running_loop()
@@ -618,9 +625,9 @@ class AgentServer:
 
     async def _answer(self, frame: str | bytes, connection: _Connection) -> None:
         reply = await self.handle_text(frame, connection)
-        if reply is not None and connection.socket is not None:
+        if reply is not None and connection.writer is not None:
             with contextlib.suppress(ConnectionClosed):
-                await connection.socket.send(reply, text=True)
+                await connection.writer.send(reply)
 
     async def start(self, host: str, port: int) -> Server:
         """Listen on ``host:port``; close the returned server to stop."""
@@ -637,5 +644,5 @@ class AgentServer:
 
     async def dispatch(self, message: str, *, caller: str | None = None) -> str | None:
         """Answer a frame without a socket (for in-process use and tests)."""
-        reply = await self.handle_text(message, _Connection(socket=None, caller=caller))
+        reply = await self.handle_text(message, _Connection(writer=None, caller=caller))
         return None if reply is None else reply.decode()
