@@ -13,7 +13,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from core.db.base import INTEGER_MAX
+from core.validation import INTEGER_MAX
 
 
 class Severity(StrEnum):

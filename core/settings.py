@@ -6,6 +6,7 @@ and passes the result down.
 
 from __future__ import annotations
 
+import os
 import secrets
 from enum import StrEnum
 from pathlib import Path
@@ -258,11 +259,17 @@ def jwt_hmac_secret(settings: Settings) -> str:
     except FileNotFoundError:
         pass
     secret = secrets.token_urlsafe(48)
-    # O_EXCL: when two processes race to create it, one wins and both use its key.
+    # Written whole under a name of its own, then linked into place: when processes race to
+    # create it (``aurora up`` starts its agents while the gateway starts), one link wins and
+    # every process reads its key, never a file still being written.
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
-        with path.open("x") as handle:
-            path.chmod(0o600)
+        with draft.open("x") as handle:
+            draft.chmod(0o600)
             handle.write(secret)
+        os.link(draft, path)
     except FileExistsError:
         return path.read_text().strip()
+    finally:
+        draft.unlink(missing_ok=True)
     return secret

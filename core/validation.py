@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import orjson
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ValidationError
 
 from core.errors import ValidationFailed
+
+INTEGER_MAX: Final = 2**31 - 1
+"""The largest value an integer column holds on every backend (PostgreSQL's ``integer``): the
+bound for a number a caller sends that lands in one or is compared with one (versions, counts,
+offsets), so it is refused as 422 instead of overflowing the driver."""
 
 MAX_JSON_DEPTH = 64
 """Deepest nesting of arrays and objects a request body (or any JSON the platform is handed)

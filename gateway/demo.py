@@ -694,6 +694,7 @@ async def running_platform(
         children, environment=environment, gateway_socket=listener, interrupt=True
     ) as launcher:
         out(f"Starting the platform: database, gateway and {len(SPECIALISTS)} agent processes…")
+        launcher.start_children()  # they load while the database is prepared
         try:
             analyst = Account(
                 username=ANALYST,

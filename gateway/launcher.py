@@ -2,10 +2,10 @@
 share, and the commands that run one of its processes alone (``aurora agent run``, ``aurora mcp``).
 
 A platform starts in one order. The ports it will listen on are checked before anything starts (a
-port it cannot have is one line naming the setting to change, and exit 2). The database is
-migrated and the admin created. The children (the specialist agents, the MCP server) start under
-the :class:`~gateway.supervisor.AgentSupervisor`. The gateway serves. SIGINT or SIGTERM, or leaving
-the :class:`Launcher`, stops the gateway, then the children.
+port it cannot have is one line naming the setting to change, and exit 2). The children (the
+specialist agents, the MCP server) start under the :class:`~gateway.supervisor.AgentSupervisor`,
+and while they load, the database is migrated and the admin created. The gateway serves. SIGINT
+or SIGTERM, or leaving the :class:`Launcher`, stops the gateway, then the children.
 
 Only the standard library is imported here at first: the platform's libraries load when a command
 runs, so that the ``aurora`` parser stays light.
@@ -20,6 +20,7 @@ import logging
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -493,18 +494,21 @@ async def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     progress = Progress(agents)
     children = {name: agent_command(name) for name in agents} | {"mcp": ("mcp",)}
     async with Launcher(children, on_event=progress.on_event) as launcher:
+        # The children need nothing of the database: they start at once, loading their
+        # libraries while the database is migrated and the gateway loads its own. The gateway
+        # serves as soon as it is up: it needs no agent to start, and a call to one that is
+        # still starting waits for it within the call's deadline.
+        launcher.start_children()
         _say_admin(await prepare_database(settings))
         if launcher.stopping:
             return 0
-        # The gateway serves at once: it needs no agent to start, and a call to one that is
-        # still starting waits for it within the call's deadline.
-        launcher.start_children()
         reminder = asyncio.create_task(progress.remind())
         try:
             url = await _serve(launcher, settings)
             if url is None:
                 return 2
             progress.banner(url, settings.data_dir)
+            warm_later()
             await launcher.wait()
         finally:
             reminder.cancel()
@@ -529,6 +533,7 @@ async def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
         if url is None:
             return 2
         print(f"AuroraSOC gateway listening on {url}", flush=True)
+        warm_later()
         await launcher.wait()
     return 0
 
@@ -566,5 +571,14 @@ def _say_listening(what: str) -> Callable[[str], None]:
 
     def ready(url: str) -> None:
         print(f"{what} listening on {url}", flush=True)
+        warm_later()
 
     return ready
+
+
+def warm_later() -> None:
+    """Load, on a thread of its own, what a process imports lazily to start sooner (the
+    ioc-finder grammars), so that its first call finds it loaded."""
+    from tools.ioc import warm
+
+    threading.Thread(target=warm, name="warm-up", daemon=True).start()

@@ -16,10 +16,15 @@ URLs with a scheme beside ioc-finder's (it knows no ``tcp://``, ``rdp://`` or ``
 nor a bracketed IPv6 host, and cuts a URL at its userinfo). Refanging adds what ioc-fanger
 lacks (``[/]``, ``fxp``, ``name . tld``, upper-case ``HXXPS``) and keeps it from reading an
 ``@`` or ``.`` into ordinary words that touch a bracket ("(chat)", "(et al.)").
+
+ioc-finder builds its grammars when it is imported (about half a second): it is imported by
+the first extraction or domain check, not with this module, so that a process that starts
+serving never waits for it.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import string
@@ -28,8 +33,6 @@ from collections.abc import Iterable
 from typing import Final, Literal
 from urllib.parse import SplitResult, urlsplit
 
-from ioc_finder import find_iocs, prepare_text
-from ioc_finder.data import tlds
 from pydantic import BaseModel, ConfigDict
 
 from core.errors import ValidationFailed
@@ -115,7 +118,22 @@ _TYPE_ALIASES: Final[dict[str, tuple[IocType, str | None]]] = {
 
 _HASH_LENGTHS: Final[dict[int, str]] = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
 _HEX: Final[frozenset[str]] = frozenset(string.hexdigits)
-_TLDS: Final[frozenset[str]] = frozenset(tld.lower() for tld in tlds)
+
+
+def warm() -> None:
+    """Import ioc-finder now (a process that serves calls it on a thread of its own once it
+    listens, so that its first extraction does not wait for the grammars either)."""
+    import ioc_finder  # noqa: F401
+
+
+@functools.cache
+def _tlds() -> frozenset[str]:
+    """The top-level domains ioc-finder knows, lower-cased."""
+    from ioc_finder.data import tlds
+
+    return frozenset(tld.lower() for tld in tlds)
+
+
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 _CVE = re.compile(r"^CVE[-_ ]?(?P<year>\d{4})[-_ ]?(?P<seq>\d{4}|[1-9]\d{4,})$", re.IGNORECASE)
 _TECHNIQUE = re.compile(r"^T\d{4}(?:\.\d{3})?$", re.IGNORECASE)
@@ -234,6 +252,8 @@ def _refang(text: str) -> str:
         lambda m: _DEFANGED_SCHEMES[m["scheme"].lower()] + m["s"].lower(), text
     )
     text = _BRACKETED_SLASH.sub(r"\1", text)
+    from ioc_finder import prepare_text
+
     return _SPACED_DOT.sub(".", prepare_text(text))
 
 
@@ -262,7 +282,7 @@ def _domain(value: str) -> str:
         raise ValueError("a domain has at least two labels and at most 253 characters")
     if not all(_LABEL.match(label) for label in labels):
         raise ValueError("a label is empty, too long or has a character DNS does not allow")
-    if labels[-1] not in _TLDS:
+    if labels[-1] not in _tlds():
         raise ValueError(f"{labels[-1]!r} is not a top-level domain")
     return domain
 
@@ -495,6 +515,8 @@ def extract_iocs(text: str) -> list[Ioc]:
     if not text or not text.strip():
         return []
     fanged = refang(text)
+    from ioc_finder import find_iocs
+
     with _FINDER_LOCK:
         found = find_iocs(fanged, included_ioc_types=list(_FINDER_TYPES), parse_unicode_iocs=True)
     urls, userinfo = _urls_in(fanged)

@@ -5,26 +5,23 @@ vLLM's OpenAI-compatible server locally, or a hosted API. Every failure to get a
 :class:`~core.errors.LLMUnavailable` (AURORA-5031) whose ``detail`` names the kind of failure
 and never the API key, the endpoint's own error text or a traceback; a reply that arrives but
 cannot be used raises one of the subclasses in :mod:`core.llm.errors`.
+
+The SDK is imported when a backend is made, not with this module: a process without an LLM
+(every agent and the gateway by default) never loads it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
 import time
 from collections.abc import AsyncGenerator, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
-import httpx2  # the transport of openai>=3: its errors surface while a stream is read
-import openai
-from openai.types.chat import (
-    ChatCompletion,
-    ChatCompletionChunk,
-    ChatCompletionMessageToolCallUnion,
-)
 from pydantic import BaseModel, ValidationError
 
 from core.errors import LLMUnavailable
@@ -40,13 +37,29 @@ from core.llm.types import (
 )
 from core.settings import Settings
 
+if TYPE_CHECKING:
+    import openai
+    from openai.types.chat import (
+        ChatCompletion,
+        ChatCompletionChunk,
+        ChatCompletionMessageToolCallUnion,
+    )
+
 logger = logging.getLogger("aurora.llm")
 
 type ToolChoice = Literal["auto", "none", "required"] | str
 """``auto`` / ``none`` / ``required``, or the name of one offered tool to force."""
 
-_EXCHANGE_ERRORS = (openai.APIError, httpx2.HTTPError, json.JSONDecodeError)
-"""What the SDK raises when an exchange fails (a 200 body that is not JSON included)."""
+
+@functools.cache
+def _exchange_errors() -> tuple[type[Exception], ...]:
+    """What the SDK raises when an exchange fails (a 200 body that is not JSON included)."""
+    import httpx2  # the transport of openai>=3: its errors surface while a stream is read
+    import openai
+
+    return (openai.APIError, httpx2.HTTPError, json.JSONDecodeError)
+
+
 _PLACEHOLDER_KEY = "EMPTY"  # what vLLM's docs send when the server has no --api-key
 _SCHEMA_NAME = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -73,6 +86,8 @@ class LLMBackend:
         self.temperature = temperature
         self._model = model
         self._model_lock = asyncio.Lock()
+        import openai
+
         # The key is passed explicitly so the SDK never falls back to OPENAI_API_KEY.
         self._client = openai.AsyncOpenAI(
             base_url=base_url,
@@ -161,7 +176,7 @@ class LLMBackend:
         started = time.perf_counter()
         try:
             response: ChatCompletion = await self._client.chat.completions.create(**request)
-        except _EXCHANGE_ERRORS as err:
+        except _exchange_errors() as err:
             raise self._unavailable(err) from err
         latency_ms = (time.perf_counter() - started) * 1000
         try:
@@ -215,7 +230,7 @@ class LLMBackend:
         started = time.perf_counter()
         try:
             page = await self._client.models.list()
-        except _EXCHANGE_ERRORS as err:
+        except _exchange_errors() as err:
             # No warning: a monitor probes a down endpoint often, and the report says why.
             failure = self._unavailable(err, quiet=True)
             return HealthReport(
@@ -246,7 +261,7 @@ class LLMBackend:
             if self._model is None:
                 try:
                     page = await self._client.models.list()
-                except _EXCHANGE_ERRORS as err:
+                except _exchange_errors() as err:
                     raise self._unavailable(err) from err
                 if not page.data:
                     raise LLMUnavailable("the LLM endpoint lists no model")
@@ -364,7 +379,9 @@ class CompletionStream:
                     raise _Fault("the LLM endpoint sent a malformed stream chunk") from err
                 for piece in pieces:
                     yield piece
-        except (*_EXCHANGE_ERRORS, _Fault) as err:
+        except _Fault as err:
+            raise backend._unavailable(err) from err
+        except _exchange_errors() as err:
             raise backend._unavailable(err) from err
         finally:
             if self._sdk_stream is not None:
@@ -505,6 +522,9 @@ def _usage(usage: Any) -> Usage:
 
 def _failure_detail(err: Exception, timeout_seconds: float) -> str:
     """A safe, specific sentence for a failed exchange: our own words, never the error text."""
+    import httpx2
+    import openai
+
     match err:
         case openai.APITimeoutError() | httpx2.TimeoutException():
             return f"the LLM endpoint did not answer within {timeout_seconds:g} s"

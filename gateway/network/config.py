@@ -29,12 +29,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import Database
-from core.db.base import INTEGER_MAX
 from core.db.commit import check_version
 from core.db.pages import equal, fetch_page
 from core.errors import Conflict, NotFound
 from core.schemas import PageQuery
-from core.validation import UtcDatetime, validate
+from core.validation import INTEGER_MAX, UtcDatetime, validate
 from gateway.network.configuration import NetworkConfig
 from gateway.network.models import NetworkConfigVersion
 

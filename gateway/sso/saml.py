@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -33,16 +34,24 @@ from defusedxml import ElementTree
 from core.errors import InvalidCredentials, ServiceUnavailable
 from core.security.sso import SamlProvider
 
-with warnings.catch_warnings():
-    # pysaml2 names a cipher mode cryptography has moved (CFB); it never uses it here.
-    warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
-    from saml2.client import Saml2Client
-    from saml2.config import SPConfig
-    from saml2.metadata import create_metadata_string
-    from saml2.response import AuthnResponse
-    from saml2.s_utils import UnknownPrincipal, UnsupportedBinding
-    from saml2.sigver import SignatureError
+
+@functools.cache
+def pysaml2() -> Any:
+    """pysaml2, imported when the first SAML client is made: it and its XML schema libraries
+    take most of a second to load, which a platform without a SAML provider never pays. The
+    ``saml2`` package, with the modules used here imported."""
+    with warnings.catch_warnings():
+        # pysaml2 names a cipher mode cryptography has moved (CFB); it never uses it here.
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        import saml2
+        import saml2.client
+        import saml2.config
+        import saml2.metadata
+        import saml2.response
+        import saml2.s_utils
+        import saml2.sigver
+    return saml2
+
 
 METADATA: Final = "/api/v1/auth/saml/metadata"
 ACS: Final = "/api/v1/auth/saml/acs"
@@ -82,7 +91,9 @@ class SamlClient:
         self.entity_id = base_url + METADATA
         self.acs = base_url + ACS
         self._skew = skew
-        self._client: Saml2Client | None = None
+        self._pysaml2 = pysaml2()  # here, on the event loop's thread: see pysaml2()
+        self._client: Any = None
+        """The pysaml2 client (a ``saml2.client.Saml2Client``), made on first use."""
         self.idp_entity_id = self._idp_entity_id(provider.metadata_xml())
 
     @staticmethod
@@ -102,7 +113,9 @@ class SamlClient:
             "entityid": self.entity_id,
             "service": {
                 "sp": {
-                    "endpoints": {"assertion_consumer_service": [(self.acs, BINDING_HTTP_POST)]},
+                    "endpoints": {
+                        "assertion_consumer_service": [(self.acs, self._pysaml2.BINDING_HTTP_POST)]
+                    },
                     "want_assertions_signed": True,
                     "want_response_signed": provider.want_response_signed,
                     "authn_requests_signed": provider.sp_key_file is not None,
@@ -120,17 +133,22 @@ class SamlClient:
             config["cert_file"] = str(provider.sp_cert_file)
         return config
 
-    def _saml(self) -> Saml2Client:
+    def _saml(self) -> Any:
         if self._client is None:
-            self._client = Saml2Client(config=SPConfig().load(self._config()))
+            saml2 = self._pysaml2
+            self._client = saml2.client.Saml2Client(
+                config=saml2.config.SPConfig().load(self._config())
+            )
         return self._client
 
     async def metadata(self) -> str:
         """This service provider's metadata, for the identity provider's administrator."""
 
         def build() -> str:
-            config = SPConfig().load(self._config())
-            return str(create_metadata_string(None, config=config, sign=False).decode())
+            saml2 = self._pysaml2
+            config = saml2.config.SPConfig().load(self._config())
+            metadata = saml2.metadata.create_metadata_string(None, config=config, sign=False)
+            return str(metadata.decode())
 
         return await asyncio.to_thread(build)
 
@@ -141,7 +159,7 @@ class SamlClient:
             request_id, info = self._saml().prepare_for_authenticate(
                 entityid=self.idp_entity_id,
                 relay_state=relay_state,
-                binding=BINDING_HTTP_REDIRECT,
+                binding=self._pysaml2.BINDING_HTTP_REDIRECT,
             )
             return dict(info["headers"])["Location"], str(request_id)
 
@@ -154,14 +172,20 @@ class SamlClient:
             raise refused("the SAML response is too large")
         outstanding = {request_id: "/"} if request_id else {}
 
-        def parse() -> AuthnResponse | None:
+        saml2 = self._pysaml2
+
+        def parse() -> Any:  # a saml2.response.AuthnResponse, or None
             return self._saml().parse_authn_request_response(
-                response, BINDING_HTTP_POST, outstanding=outstanding
+                response, saml2.BINDING_HTTP_POST, outstanding=outstanding
             )
 
         try:
             parsed = await asyncio.to_thread(parse)
-        except (SignatureError, UnknownPrincipal, UnsupportedBinding) as err:
+        except (
+            saml2.sigver.SignatureError,
+            saml2.s_utils.UnknownPrincipal,
+            saml2.s_utils.UnsupportedBinding,
+        ) as err:
             raise refused(f"the SAML response is not valid ({type(err).__name__})") from err
         except Exception as err:  # pysaml2 raises many kinds, all of them a refusal here
             raise refused(f"the SAML response is not valid ({type(err).__name__})") from err

@@ -29,7 +29,10 @@ BIN = Path(sys.executable).parent / "aurora"
 STARTUP_SECONDS = 180.0
 """How long a platform may take to serve, or its agents to be ready: all of them import their
 libraries at once, which takes a minute and more on a loaded two-core machine."""
-URL = re.compile(r"(?:is up at|listening on) ((?:http|ws)://127\.0\.0\.1:\d+)\s")
+URL = re.compile(r"^(?!\[)\S.*(?:is up at|listening on) ((?:http|ws)://127\.0\.0\.1:\d+)\s")
+"""Where the process itself says it serves (``aurora up``'s banner, ``aurora gateway``'s or an
+agent's line), never a child's line that ``aurora up`` relays (``[malware] ... listening on``):
+its agents may be up before its gateway."""
 
 
 def aurora_command() -> list[str]:
