@@ -405,3 +405,49 @@ def test_a_server_without_the_newer_table_settings_gets_a_table_without_them() -
     older = create_table_sql("d", "logs", retention_days=0, table_settings=False)
     assert "prewarm_mark_cache" not in older
     assert older.rstrip().endswith("fsync_part_directory = 1")
+
+
+@reads_only
+async def test_matching_each_answers_each_condition_as_matching_would(seeded: LogStore) -> None:
+    conditions = [
+        "process_name = 'powershell.exe'",
+        "host_name = 'ws-17'",
+        "host_name = 'nowhere'",
+        "event_code IN ('1', '3', '22')",
+    ]
+    window = {"start": T0, "end": T0 + timedelta(hours=1)}
+    for limit in (0, 2, 10):
+        each = await seeded.matching_each(conditions, **window, limit=limit)
+        alone = [await seeded.matching(c, {}, **window, limit=limit) for c in conditions]
+        assert [(t, [e["id"] for e in rows]) for t, rows in each] == [
+            (t, [e["id"] for e in rows]) for t, rows in alone
+        ]
+    counts = [t for t, _ in await seeded.matching_each(conditions, **window, limit=0)]
+    assert counts == [2, 2, 0, 4]
+
+
+@reads_only
+async def test_matching_each_keeps_to_its_scope_and_window(seeded: LogStore) -> None:
+    each = await seeded.matching_each(
+        ["host_name = 'ws-17'", "1"],
+        scope="event_code = '1'",
+        start=T0,
+        end=T0 + timedelta(minutes=2),
+        limit=10,
+    )
+    assert [(t, [e["host.name"] for e in rows]) for t, rows in each] == [
+        (1, ["ws-17"]),
+        (1, ["ws-17"]),
+    ]
+    assert await seeded.matching_each([], start=T0, end=T0, limit=1) == []
+
+
+@reads_only
+async def test_a_condition_the_engine_refuses_fails_the_shared_scan(seeded: LogStore) -> None:
+    with pytest.raises(ClickHouseUnavailable):
+        await seeded.matching_each(
+            ["host_name = 'ws-17'", "no_such_function(host_name)"],
+            start=T0,
+            end=T0 + timedelta(hours=1),
+            limit=10,
+        )
