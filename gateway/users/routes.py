@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict, NotFound
 from core.security.permissions import Permission
-from gateway.http import json_response, no_content, parse_json, principal
+from gateway.http import JSON_TYPE, json_response, no_content, parse_json, principal
 from gateway.kernel import list_route
 from gateway.keys import AUTHENTICATOR, BUS, DATABASE, HASHER
 from gateway.routing import Access, Route
@@ -15,14 +17,30 @@ from gateway.users import service
 from gateway.users.models import User
 from gateway.users.schemas import UserCreate, UserListQuery, UserMe, UserRead
 
+ME_BODIES_KEPT = 1024
+"""How many callers' ``/users/me`` bodies are kept (the oldest goes first)."""
+_me_bodies: dict[tuple[Hashable, str], bytes] = {}
+
 
 async def get_me(request: web.Request) -> web.Response:
     """The caller's profile, permissions and how it signed in."""
     caller = principal(request)
-    me = UserMe(
-        **caller.user.model_dump(), permissions=caller.permission_names, auth_method=caller.method
-    )
-    return json_response(me)
+    # The body is the same for equal snapshots (frozen: a change to the account is a new one)
+    # signed in the same way: built once, not validated and serialised on every call (eight
+    # tenths of this route's own cost).
+    key = (caller.user, caller.method)
+    body = _me_bodies.get(key)
+    if body is None:
+        me = UserMe(
+            **caller.user.model_dump(),
+            permissions=caller.permission_names,
+            auth_method=caller.method,
+        )
+        body = me.model_dump_json().encode()
+        if len(_me_bodies) >= ME_BODIES_KEPT:
+            del _me_bodies[next(iter(_me_bodies))]
+        _me_bodies[key] = body
+    return web.Response(body=body, content_type=JSON_TYPE)
 
 
 async def _page(*, db: AsyncSession, query: UserListQuery) -> tuple[list[User], int]:

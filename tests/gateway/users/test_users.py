@@ -6,6 +6,7 @@ from core.security.permissions import ROLE_PERMISSIONS, Role
 from gateway.keys import DATABASE
 from gateway.users import service as users
 from gateway.users.models import User
+from gateway.users.schemas import UserMe
 from tests.conftest import PASSWORD, Gateway
 
 
@@ -26,6 +27,9 @@ async def test_me_shows_profile_and_permissions(gateway: Gateway) -> None:
     assert body["last_login_at"] is not None
     assert "password_hash" not in body
     assert "password" not in str(body)
+    # Every field of the schema, as its validation would give it (the route builds it without).
+    assert body == UserMe.model_validate(body).model_dump(mode="json")
+    assert set(body) == set(UserMe.model_fields)
 
 
 async def test_admin_creates_lists_and_deletes(gateway: Gateway, admin: dict[str, str]) -> None:
