@@ -2,7 +2,9 @@
 
 Both servers run in their own process on loopback, in the same run, and are loaded by the same
 client at a fixed concurrency for a fixed time, in alternating rounds, once each answers. The
-report gives requests/s, p50 and p99 latency, and the ratio gateway/bare (target: at least 0.5).
+report gives requests/s, p50 and p99 latency, the throughput ratio gateway/bare (target: at
+least 0.5) and the server CPU per request of the gateway against the bare handler's (target: at
+most 1.25 times).
 
     .venv/bin/python benchmarks/gateway.py [--seconds 5] [--rounds 3] [--concurrency 32]
 """
@@ -193,7 +195,9 @@ async def measure(
         "errors": sum(r["gateway"].errors + r["bare"].errors for r in rounds),
         "ratio_median": round(statistics.median(ratios), 3),
         "cpu_ratio_median": round(statistics.median(cpu_ratios), 3) if cpu_ratios else None,
+        "cpu_overhead_median": round(1 / statistics.median(cpu_ratios), 3) if cpu_ratios else None,
         "target_ratio": 0.5,
+        "target_cpu_overhead": 1.25,
     }
 
 
@@ -248,6 +252,10 @@ def main() -> int:
     print(
         f"server CPU ratio bare/gateway per request (capacity when CPU-bound): "
         f"{report['cpu_ratio_median']}; errors: {report['errors']}"
+    )
+    print(
+        f"server CPU per request gateway/bare (median of rounds): "
+        f"{report['cpu_overhead_median']}x (target <= {report['target_cpu_overhead']}x)"
     )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

@@ -99,12 +99,14 @@ def subject(n: int) -> dict[str, Any]:
     }
 
 
-def first_round(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[tuple[str, str, Any]]]:
+async def first_round(
+    body: dict[str, Any],
+) -> tuple[list[dict[str, Any]], list[tuple[str, str, Any]]]:
     """The graph's intake and plan for ``body`` as the gateway snapshots it (title = the text's
     first 200 characters): the seed indicators and the first round's (agent, method, params)."""
     text = body["text"]
     snapshot = {**body, "title": text[:200]}
-    subject = intake({"investigation_id": "", "subject": snapshot})["subject"]
+    subject = (await intake({"investigation_id": "", "subject": snapshot}))["subject"]
     plan = rule_plan(subject, frozenset(AGENTS), investigation_id="")
     seed = [i.model_dump() for i in subject.iocs]
     return seed, [(c["agent"], c["method"], c["params"]) for c in plan]
@@ -407,7 +409,7 @@ def direct_investigation(
     async def one(n: int, samples: Samples) -> None:
         body = subject(n)
         investigation_id = f"BENCH-{n}"
-        seed, calls = first_round(body)  # the inputs: prepared before the clock starts
+        seed, calls = await first_round(body)  # the inputs: prepared before the clock starts
         known = {(i["type"], i["value"]) for i in seed}
 
         def options(round_: int, agent: str) -> CallOptions:
