@@ -1,6 +1,7 @@
 """Where investigation graphs keep their checkpoints: one LangGraph thread per investigation.
 
-``AsyncSqliteSaver`` in a file of its own beside a SQLite platform database, and
+``AsyncSqliteSaver`` (one worker-thread trip an operation: :mod:`orchestrator.sqlite_saver`) in
+a file of its own beside a SQLite platform database, and
 ``AsyncPostgresSaver`` (a connection pool) in the platform's PostgreSQL database. Both
 deserialise with the strict msgpack allow-list. :func:`prune` is the retention job's tool: it
 deletes finished threads.
@@ -75,12 +76,13 @@ async def open_checkpointer(
     conninfo = postgres_conninfo(database_url)
     if conninfo is None:
         import aiosqlite
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        from orchestrator.sqlite_saver import OneTripSqliteSaver
 
         async with aiosqlite.connect(str(data_dir / "checkpoints.db")) as conn:
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=NORMAL")
-            sqlite_saver = AsyncSqliteSaver(conn, serde=strict_serializer())
+            sqlite_saver = OneTripSqliteSaver(conn, serde=strict_serializer())
             await sqlite_saver.setup()
             yield sqlite_saver
         return

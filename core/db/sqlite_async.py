@@ -123,6 +123,23 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
 
     _cursor_cls = OneTripCursor
 
+    def _idle(self) -> bool:
+        """No transaction is open: a commit or rollback has nothing to do. The pool rolls back
+        every connection it takes back, and most sessions only read (SQLite opens no
+        transaction for a read): a trip each, for nothing. ``in_transaction`` is SQLite's own
+        autocommit flag, readable from any thread; no statement of this connection is running
+        when it is asked (SQLAlchemy awaits each)."""
+        connection = self._connection._connection
+        return connection is None or not connection.in_transaction
+
+    def rollback(self) -> None:
+        if not self._idle():
+            super().rollback()
+
+    def commit(self) -> None:
+        if not self._idle():
+            super().commit()
+
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
     def connect(self, *arg: Any, **kw: Any) -> OneTripConnection:

@@ -83,6 +83,18 @@ async def test_sqlite_statements_take_one_trip_and_keep_dbapi_behaviour(tmp_path
             await connection.rollback()
             count = await connection.execute(text("SELECT count(*) FROM t"))
             assert count.scalar_one() == 3
+            # Outside a transaction (a read opens none) commit and rollback take no trip;
+            # inside one they still do their work.
+            trips = 0
+            await connection.commit()
+            await connection.rollback()
+            assert trips == 0
+            await connection.execute(text("DELETE FROM t WHERE id = 3"))
+            await connection.rollback()
+            await connection.execute(text("DELETE FROM t WHERE id = 2"))
+            await connection.commit()
+            remaining = await connection.execute(text("SELECT id FROM t ORDER BY id"))
+            assert remaining.all() == [(1,), (3,)]
         assert database.engine.dialect.driver == "aurora"
     finally:
         await database.dispose()

@@ -1,0 +1,92 @@
+"""The one-trip SQLite checkpointer stores and reads back what LangGraph's own saver does."""
+
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import CheckpointTuple, create_checkpoint, empty_checkpoint
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from orchestrator.checkpoints import strict_serializer
+from orchestrator.sqlite_saver import OneTripSqliteSaver
+
+ERROR = "__error__"
+"""LangGraph's channel for a task's error (a special write: its index is fixed)."""
+
+
+async def exercise(saver: AsyncSqliteSaver) -> list[CheckpointTuple | None]:
+    """Two checkpoints of a thread (the second the first's child) with writes of two tasks,
+    read back latest, by id, and for a thread that has none."""
+    base: RunnableConfig = {"configurable": {"thread_id": "INV-1", "checkpoint_ns": ""}}
+    first = empty_checkpoint()
+    first["channel_values"] = {"subject": {"text": "185.220.101.4 beaconing"}, "round": 1}
+    saved = await saver.aput(base, first, {"source": "input", "step": -1}, {})
+    await saver.aput_writes(saved, [("findings", {"agent": "malware"}), ("round", 2)], "task-a")
+    await saver.aput_writes(saved, [(ERROR, "the responder timed out")], "task-b", "~path")
+    second = create_checkpoint(first, None, 1)
+    second["channel_values"] = {"round": 2, "verdict": "malicious"}
+    child = await saver.aput(saved, second, {"source": "loop", "step": 0}, {})
+    await saver.aput_writes(child, [("report", "done")], "task-c")
+    by_id: RunnableConfig = {"configurable": {**saved["configurable"]}}
+    missing: RunnableConfig = {"configurable": {"thread_id": "INV-2", "checkpoint_ns": ""}}
+    return [
+        await saver.aget_tuple(base),
+        await saver.aget_tuple(by_id),
+        await saver.aget_tuple(missing),
+    ]
+
+
+async def test_it_reads_and_writes_what_the_stock_saver_does(tmp_path: Path) -> None:
+    results: dict[str, list[Any]] = {}
+    for name, kind in (("stock", AsyncSqliteSaver), ("one_trip", OneTripSqliteSaver)):
+        async with aiosqlite.connect(str(tmp_path / f"{name}.db")) as conn:
+            saver = kind(conn, serde=strict_serializer())
+            await saver.setup()
+            results[name] = await exercise(saver)
+            # What it wrote, as the stock saver's own listing reads it.
+            listed = [
+                t async for t in AsyncSqliteSaver(conn, serde=strict_serializer()).alist(None)
+            ]
+            results[name].append([(t.config, t.metadata, t.pending_writes) for t in listed])
+    stock, one_trip = results["stock"], results["one_trip"]
+    latest, by_id, missing, listed = one_trip
+    assert latest is not None
+    assert by_id is not None
+    assert missing is None
+    assert latest.checkpoint["channel_values"] == {"round": 2, "verdict": "malicious"}
+    assert latest.parent_config == by_id.config
+    assert sorted(w[1] for w in by_id.pending_writes or []) == [ERROR, "findings", "round"]
+    # The checkpoints' ids and timestamps differ between the two runs: compare the rest.
+    for ours, theirs in zip(one_trip[:3], stock[:3], strict=True):
+        assert (ours is None) == (theirs is None)
+        if ours is not None and theirs is not None:
+            assert ours.checkpoint["channel_values"] == theirs.checkpoint["channel_values"]
+            assert ours.metadata == theirs.metadata
+            assert ours.pending_writes == theirs.pending_writes
+            assert (ours.parent_config is None) == (theirs.parent_config is None)
+    assert [(m, w) for _, m, w in listed] == [(m, w) for _, m, w in stock[3]]
+
+
+async def test_each_operation_is_one_trip_to_the_worker_thread(tmp_path: Path) -> None:
+    async with aiosqlite.connect(str(tmp_path / "c.db")) as conn:
+        saver = OneTripSqliteSaver(conn, serde=strict_serializer())
+        await saver.setup()
+        trips = 0
+        real = conn._execute
+
+        async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal trips
+            trips += 1
+            return await real(fn, *args, **kwargs)
+
+        conn._execute = counted  # type: ignore[method-assign]
+        base: RunnableConfig = {"configurable": {"thread_id": "INV-9", "checkpoint_ns": ""}}
+        saved = await saver.aput(base, empty_checkpoint(), {"step": -1}, {})
+        assert trips == 1
+        await saver.aput_writes(saved, [("a", 1), ("b", 2)], "task")
+        assert trips == 2
+        found = await saver.aget_tuple(base)
+        assert trips == 3
+        assert found is not None
+        assert len(found.pending_writes or []) == 2
