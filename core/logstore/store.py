@@ -182,8 +182,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 def event_row(event: LogEvent, event_id: uuid.UUID | int, now: datetime) -> list[Any]:
-    """``event`` as a row of :data:`COLUMNS` (what :meth:`LogStore.insert` sends); the id as a
-    UUID or its 128-bit integer (which pickles in a fraction of the time)."""
+    """``event`` as a row of :data:`COLUMNS`: what an insert stores for it (:func:`encode_events`
+    writes the same values column by column); the id as a UUID or its 128-bit integer."""
     values = event.values
     row: list[Any] = [event_id, now, event.timestamp]
     doc: dict[str, str | int] = {}
@@ -206,30 +206,99 @@ def event_row(event: LogEvent, event_id: uuid.UUID | int, now: datetime) -> list
 _NORMALISED_KINDS: Final = tuple((f.name, f.kind == "int") for f in NORMALISED)
 
 
-def encode_rows(rows: Sequence[Sequence[Any]]) -> bytes:
-    """Rows of :data:`COLUMNS` (as :func:`event_row` builds them) as one block of ClickHouse's
-    Native format, which :meth:`LogStore.insert_block` stores. The encoding is CPU work in
-    Python, so the gateway has its ingest workers do it beside the parsing: what reaches the
-    gateway's own process is then one bytes object (no rows to unpickle), and its insert is the
-    engine's work alone.
+_SPEC: Final = {f.name: (rank, f.name, f.kind == "int") for rank, f in enumerate(NORMALISED)}
 
-    clickhouse-connect's own Native encoder writes the block (its insert context and transform:
-    the same code as ``client.insert``, kept to one block, with :data:`WIRE_TYPES`)."""
-    from clickhouse_connect.driver.insert import InsertContext
-    from clickhouse_connect.driver.transform import NativeTransform
 
-    if not rows:
+def encode_events(
+    events: Sequence[LogEvent], ids: Sequence[uuid.UUID | int], now: datetime
+) -> bytes:
+    """``events`` with their ``ids`` (UUIDs or their 128-bit integers) and ingestion time
+    ``now`` as one block of ClickHouse's Native format, which :meth:`LogStore.insert_block`
+    stores: the rows :func:`event_row` builds, sent as :data:`WIRE_TYPES`. The encoding is CPU
+    work in Python, so the gateway has its ingest workers do it beside the parsing: what
+    reaches the gateway's own process is then one bytes object, and its insert is the engine's
+    work alone.
+
+    The block is built column by column: an event's normalised values are read once (into its
+    ``doc``, whose entries are what its columns hold), a column no event has is one repeated
+    default, and clickhouse-connect's own column writers (those of ``client.insert``) encode
+    each column into a buffer of its own (one growing buffer for a block of tens of megabytes
+    is copied again at each growth)."""
+    if not events:
         raise ValueError("no rows to encode")
+    docs: list[dict[str, str | int]] = []
+    texts: list[bytes] = []
+    present: set[str] = set()
+    orders: dict[tuple[str, ...], list[tuple[str, bool]]] = {}
+    for event in events:
+        values = event.values
+        names = tuple(values)
+        order = orders.get(names)
+        if order is None:  # events of one kind set their values in the same order
+            order = orders[names] = [
+                (n, i) for _, n, i in sorted(_SPEC[n] for n in names if n in _SPEC)
+            ]
+        doc: dict[str, str | int] = {}
+        for name, is_int in order:
+            value = values[name]
+            if is_int:
+                if isinstance(value, int):
+                    doc[name] = value
+            elif value is not None and (text := str(value)):
+                doc[name] = text
+        docs.append(doc)
+        texts.append(orjson.dumps(doc))
+        present.update(doc)
+    count = len(events)
+    columns: list[Sequence[Any]] = [ids, [now] * count, [e.timestamp for e in events]]
+    for name, is_int in _NORMALISED_KINDS:
+        empty = None if is_int else ""
+        if name in present:
+            columns.append([doc.get(name, empty) for doc in docs])
+        else:
+            columns.append([empty] * count)
+    columns += [
+        [e.source for e in events],
+        [e.format for e in events],
+        [e.raw for e in events],
+        [e.fields for e in events],
+        texts,  # orjson's UTF-8 as it is: a String column of bytes is sent unchanged
+    ]
+    return _native_block(columns, count)
+
+
+def _native_block(columns: Sequence[Sequence[Any]], count: int) -> bytes:
+    """Columns of :data:`COLUMNS` as one Native block: the layout of clickhouse-connect's
+    ``NativeTransform.build_insert`` (column and row counts, then each column's name, type and
+    data), its column writers with an insert context of its own."""
+    from clickhouse_connect.driver.common import write_leb128
+    from clickhouse_connect.driver.insert import InsertContext
+
     context = InsertContext(
-        TABLE, COLUMNS, _wire_types(), data=rows, block_size=len(rows), compression=None
+        TABLE,
+        COLUMNS,
+        _wire_types(),
+        data=columns,
+        column_oriented=True,
+        block_size=count,
+        compression=None,
     )
-    chunks = list(NativeTransform.build_insert(context))
-    if context.insert_exception is not None:
-        raise ValueError(f"a row cannot be encoded: {context.insert_exception}")
-    # The first chunk starts with the ``INSERT ... FORMAT Native`` line an HTTP body would carry.
-    head = chunks[0]
-    chunks[0] = head[head.index(b"\n") + 1 :]
-    return b"".join(chunks)
+    head = bytearray()
+    write_leb128(len(COLUMNS), head)
+    write_leb128(count, head)
+    parts: list[bytes | bytearray] = [head]
+    for name, kind, column in zip(COLUMNS, _wire_types(), columns, strict=True):
+        out = bytearray()
+        for label in (name.encode(), kind.insert_name.encode()):
+            write_leb128(len(label), out)
+            out += label
+        context.start_column(name)
+        try:
+            kind.write_column(column, out, context)
+        except Exception as err:
+            raise ValueError(f"a row cannot be encoded: {err}") from err
+        parts.append(out)
+    return b"".join(parts)
 
 
 @cache
@@ -502,12 +571,11 @@ class LogStore:
             return []
         now = datetime.now(UTC)
         ids = [uuid.uuid4() for _ in events]
-        rows = [event_row(e, i, now) for e, i in zip(events, ids, strict=True)]
-        await self._run(lambda client: self._insert(client, encode_rows(rows)))
+        await self._run(lambda client: self._insert(client, encode_events(events, ids, now)))
         return [str(i) for i in ids]
 
     async def insert_block(self, block: bytes | IO[bytes]) -> None:
-        """Store Native blocks of rows (:func:`encode_rows`, one or several one after another,
+        """Store Native blocks of rows (:func:`encode_events`, one or several one after another,
         or a file of them, read as it is sent) in one batch, durably."""
         await self._run(lambda client: self._insert(client, block))
 

@@ -55,7 +55,7 @@ from gateway.siem.schemas import IngestResult, Rejection
 from gateway.supervisor import die_with_parent
 from tools.logs.common import excerpt
 from tools.logs.payload import FormatGate, Layout, Rejected, body_layout
-from tools.logs.rows import IdKind, ParsedRows, parse_rows, parse_rows_file
+from tools.logs.rows import IdKind, ParsedRows, parse_rows, parse_rows_file, warm
 
 log = logging.getLogger("aurora.siem")
 
@@ -145,11 +145,11 @@ class IngestParser:
 
     def start(self) -> None:
         """Start the workers now, in the background, so that the first bodies do not wait for
-        them to spawn and import the parsers."""
+        them to spawn, import the parsers and load the encoder."""
         if self.workers > 0:
             pool = self._executor()
             for _ in range(self.workers):
-                pool.submit(os.getpid)
+                pool.submit(warm)
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:

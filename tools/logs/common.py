@@ -121,12 +121,20 @@ def to_int(value: Any, *, bits: int, hex_text: bool = False) -> int | None:
     return number if 0 <= number < (1 << bits) else None
 
 
+_OCTET: Final = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4: Final = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
+"""Dotted-quad IPv4 text without leading zeros (ASCII digits only): its own canonical form."""
+
+
 def to_ip(value: Any) -> str | None:
     """``value`` as canonical IP text (IPv4-mapped IPv6 written as IPv4), or None."""
     if not isinstance(value, str) or not value or len(value) > 64:
         return None
+    text = value.strip().strip("[]")
+    if _CANONICAL_IPV4.fullmatch(text):  # most addresses: already as ipaddress writes them
+        return text
     try:
-        address = ipaddress.ip_address(value.strip().strip("[]"))
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -207,21 +215,20 @@ class Fields:
     def add_leaves(self, leaves: Mapping[str, Any]) -> bool:
         """Add every item of ``leaves`` at once when all are scalars under the bounds (the usual
         flat event, at a fraction of the per-leaf cost); False, adding nothing, otherwise."""
-        data = self.data
-        if data or len(leaves) > MAX_FIELDS:
+        if self.data or len(leaves) > MAX_FIELDS:
             return False
-        texts: dict[str, str] = {}
-        for key, value in leaves.items():
-            kind = type(value)
-            if kind is str:
-                text = value
-            elif kind is dict or kind is list or isinstance(value, dict | list):
+        # A copy in the original order, then only the leaves that are not text looked at one
+        # by one; the bounds checked over all at once.
+        texts: dict[str, Any] = dict(leaves)
+        for key in [k for k, v in texts.items() if type(v) is not str]:
+            value = texts[key]
+            if isinstance(value, dict | list):
                 return False
-            else:
-                text = leaf_text(value)
-            if len(key) > MAX_KEY_CHARS or len(text) > MAX_FIELD_CHARS:
-                return False
-            texts[key] = text
+            texts[key] = leaf_text(value)
+        if texts and (
+            max(map(len, texts)) > MAX_KEY_CHARS or max(map(len, texts.values())) > MAX_FIELD_CHARS
+        ):
+            return False
         self.data = texts
         return True
 

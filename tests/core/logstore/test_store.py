@@ -16,7 +16,17 @@ import pytest_asyncio
 from core.errors import ClickHouseUnavailable, ValidationFailed
 from core.logstore.query import compile_query
 from core.logstore.schema import LogEvent, create_table_sql
-from core.logstore.store import LogStore, SearchRequest, TimeSlices, decode_cursor
+from core.logstore.store import (
+    COLUMNS,
+    TABLE,
+    WIRE_TYPES,
+    LogStore,
+    SearchRequest,
+    TimeSlices,
+    decode_cursor,
+    encode_events,
+    event_row,
+)
 from core.settings import Settings
 from tools.logs import rows as rows_module
 
@@ -287,6 +297,52 @@ async def test_a_native_block_stores_every_value_as_given(empty_store: LogStore)
     sql = f"SELECT process_pid IS NULL, event_severity IS NULL, toTypeName(host_name) FROM {empty_store.table} WHERE id = {{id:UUID}}"  # noqa: E501, S608
     nulls = await empty_store.query(sql, {"id": ids[1]})
     assert nulls.result_rows == [(1, 1, "LowCardinality(String)")]
+
+
+def _library_block(events: list[LogEvent], ids: list[int], now: datetime) -> bytes:
+    """The block clickhouse-connect itself writes for the rows :func:`event_row` builds (what
+    ``client.insert`` sends), without the ``INSERT`` line an HTTP body starts with."""
+    from clickhouse_connect.datatypes.registry import get_from_name
+    from clickhouse_connect.driver.insert import InsertContext
+    from clickhouse_connect.driver.transform import NativeTransform
+
+    rows = [event_row(e, i, now) for e, i in zip(events, ids, strict=True)]
+    types = [get_from_name(name) for name in WIRE_TYPES]
+    context = InsertContext(TABLE, COLUMNS, types, data=rows, block_size=len(rows))
+    body = b"".join(NativeTransform.build_insert(context))
+    assert context.insert_exception is None
+    return body[body.index(b"\n") + 1 :]
+
+
+def test_a_block_built_by_columns_is_the_block_of_the_rows() -> None:
+    """:func:`encode_events` writes the very bytes clickhouse-connect writes for the rows: values
+    in any order, of the wrong kind for their field (left out, as the row builder leaves them),
+    unknown names, a column only some events have, one no event has, non-ASCII text."""
+    at = datetime(2026, 11, 20, 8, 0, 1, 987_000, tzinfo=UTC)
+    odd = LogEvent(
+        timestamp=at,
+        format="windows",
+        source="sysmon-ü",
+        raw='{"x": "naïve — 𝄞"}',
+        values={
+            "process.command_line": "naïve — 𝄞",
+            "event.code": "4688",
+            "process.pid": 4_294_967_295,
+            "event.severity": True,
+            "destination.port": "80",  # text in a number field: not stored
+            "host.name": 5,  # a number in a text field: stored as its text
+            "user.name": "",
+            "not.a.field": 1,
+        },
+        fields={"CommandLine": "naïve — 𝄞", "Ключ": "значение", "Empty": ""},
+    )
+    bare = LogEvent(timestamp=at, format="json", source="s", raw="{}", values={}, fields={})
+    now = datetime(2026, 11, 21, tzinfo=UTC)
+    for events in ([*EVENTS, odd, bare, *EVENTS], [odd], [bare], EVENTS[:1]):
+        ids = [uuid.uuid4().int for _ in events]
+        assert encode_events(events, ids, now) == _library_block(events, ids, now)
+    with pytest.raises(ValueError, match="no rows"):
+        encode_events([], [], now)
 
 
 async def test_events_written_before_the_doc_column_read_back_the_same(store: LogStore) -> None:

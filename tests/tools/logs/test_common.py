@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -98,10 +99,34 @@ def test_int_validation(value: Any, bits: int, hex_text: bool, expected: int | N
         ("999.1.1.1", None),
         (167772161, None),
         ("", None),
+        (" [10.0.0.1] \n", "10.0.0.1"),
+        ("0.0.0.0", "0.0.0.0"),  # noqa: S104 - an address read, not bound
+        ("255.255.255.255", "255.255.255.255"),
+        ("010.0.0.1", None),  # leading zeros: ambiguous (octal to some readers), refused
+        ("10.0.0.256", None),
+        ("10.0.0", None),
+        ("10.0.0.1.2", None),
+        ("\u0661.2.3.4", None),  # an Arabic-Indic digit is a digit, not an address
+        ("10.0.0.1/24", None),
     ],
 )
 def test_ip_validation(value: Any, expected: str | None) -> None:
     assert to_ip(value) == expected
+
+
+def test_ip_text_taken_as_it_is_only_where_ipaddress_writes_it_so() -> None:
+    """Dotted quads that are their own canonical text skip :mod:`ipaddress`: every quad of
+    these octets gets what ipaddress gives."""
+    octets = ["0", "00", "1", "01", "9", "10", "99", "100", "199", "200", "249", "250", "255"]
+    octets += ["256", "300", "-1", "+1", " 1", "1 ", "", "a", "\u0661"]
+    for first in octets:
+        for last in octets:
+            text = f"{first}.2.{last}.4"
+            try:
+                expected: str | None = str(ipaddress.ip_address(text.strip()))
+            except ValueError:
+                expected = None
+            assert to_ip(text) == expected, text
 
 
 def test_values_keep_the_first_valid_candidate_and_cap_text() -> None:
@@ -226,6 +251,10 @@ def test_detect_line(line: str, expected: str) -> None:
         {"Big": "x" * (MAX_FIELD_CHARS + 1)},
         {"Nested": {"a": 1}, "EventID": 1},
         {"List": [1, 2], "EventID": 1},
+        {},
+        {"Big": "x" * MAX_FIELD_CHARS, "k" * MAX_KEY_CHARS: 7},
+        {"EventID": 4688, "k" * (MAX_KEY_CHARS + 1): 1},
+        {"Count": 3, "Big": "x" * (MAX_FIELD_CHARS + 1), "Ok": "y"},
     ],
 )
 def test_leaves_at_once_equal_leaves_one_by_one(leaves: dict[str, Any]) -> None:
