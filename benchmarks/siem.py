@@ -104,8 +104,9 @@ CORPUS: Final = (
     Path(__file__).resolve().parent.parent.parent / "shared/data/logs/evtx_to_mitre_attack/jsonl"
 )
 """The shared data next to the repository, read in place."""
-TARGET_INGEST_RATIO: Final = 0.5
-TARGET_SEARCH_P99_MS: Final = 100.0
+TARGET_INGEST_RATIO: Final = 0.8
+TARGET_INGEST_EPS: Final = 30_000
+TARGET_SEARCH_P99_MS: Final = 50.0
 TARGET_RULE_MS: Final = 1000.0
 
 SIGMA_RULE: Final = r"""
@@ -749,10 +750,17 @@ async def measure(
 
 def print_report(report: dict[str, Any]) -> None:
     ingest, memory = report["ingest"], report["memory"]
-    ingest_check = (
-        f"ingest api/raw >= {TARGET_INGEST_RATIO:.0%}",
-        ingest["ratio"] >= TARGET_INGEST_RATIO,
-        f"{ingest['ratio']:.1%}",
+    ingest_checks = (
+        (
+            f"ingest api/raw >= {TARGET_INGEST_RATIO:.0%}",
+            ingest["ratio"] >= TARGET_INGEST_RATIO,
+            f"{ingest['ratio']:.1%}",
+        ),
+        (
+            f"ingest through the api >= {TARGET_INGEST_EPS:,} ev/s",
+            ingest["api_eps"] >= TARGET_INGEST_EPS,
+            f"{ingest['api_eps']:,} ev/s",
+        ),
     )
     print(f"events: {report['events_requested']:,} ({report['corpus']}), over {DAYS} days")
     print(
@@ -771,8 +779,8 @@ def print_report(report: dict[str, Any]) -> None:
             f"peak RSS (MiB): gateway {memory['gateway_peak_rss_mib']}, raw side "
             f"{memory['raw_peak_rss_mib']}"
         )
-        label, ok, got = ingest_check
-        print(f"{'PASS' if ok else 'FAIL'}  {label} (got {got})")
+        for label, ok, got in ingest_checks:
+            print(f"{'PASS' if ok else 'FAIL'}  {label} (got {got})")
         return
     load, searched, rule = report["load"], report["search"], report["sigma"]
     print(
@@ -818,7 +826,7 @@ def print_report(report: dict[str, Any]) -> None:
         f"chDB files on disk {memory['chdb_disk_mib']} MiB"
     )
     checks = (
-        ingest_check,
+        *ingest_checks,
         (
             f"search p99 < {TARGET_SEARCH_P99_MS:.0f} ms",
             overall["p99_ms"] < TARGET_SEARCH_P99_MS,
@@ -877,6 +885,7 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     report["corpus"] = described
     report["targets"] = {
         "ingest_ratio": TARGET_INGEST_RATIO,
+        "ingest_eps": TARGET_INGEST_EPS,
         "search_p99_ms": TARGET_SEARCH_P99_MS,
         "rule_ms": TARGET_RULE_MS,
     }
