@@ -24,6 +24,9 @@ class Event:
     at: str = field(default_factory=lambda: utcnow().isoformat())
     origin: str | None = None
     """The replica it was published on when another one (:mod:`core.bridge`); None: here."""
+    encoded: dict[object, str] = field(default_factory=dict, init=False, compare=False, repr=False)
+    """Its text as each stream renders it, made by the first subscriber that sends it (every
+    subscriber gets this one object): a thousand subscribers, one serialisation."""
 
 
 @dataclass(frozen=True, slots=True)

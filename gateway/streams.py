@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -74,9 +76,11 @@ def matching(**wanted: str | None) -> Callable[[Event], bool]:
     return matches
 
 
+@functools.cache
 def spread(kind: str | Callable[[Event], str]) -> Callable[[Event], dict[str, Any]]:
     """Events sent as ``{"type": kind, "at": ..., **payload}`` (``kind``: a type, or the
-    event's type read from it)."""
+    event's type read from it); one render a kind, so that its text is shared (see
+    :func:`pump`)."""
 
     def render(event: Event) -> dict[str, Any]:
         return {"type": kind(event) if callable(kind) else kind, "at": event.at, **event.payload}
@@ -112,6 +116,9 @@ async def pump(
     """Send each event of ``subscription`` to the client until either side closes, or the
     caller's credential stops holding.
 
+    ``render`` depends on the event alone (the same function for every subscriber of a
+    stream): the text it gives is made once per event and sent to each subscriber as it is.
+
     A slow client never slows a producer: its queue is bounded, the oldest events go first,
     and it is told how many it missed (``{"type": "gap", "dropped": n}``). ``greeting`` gives
     what to send first (after subscribing, so nothing falls between the two); ``on_message``
@@ -134,8 +141,11 @@ async def pump(
         sending = asyncio.Lock()
 
         async def send(payload: dict[str, Any]) -> None:
+            await send_text(json.dumps(payload))
+
+        async def send_text(text: str) -> None:
             async with sending:
-                await ws.send_json(payload)
+                await ws.send_str(text)
 
         async def client_gone() -> None:
             async for message in ws:
@@ -179,7 +189,10 @@ async def pump(
                 if isinstance(item, Gap):
                     await send({"type": "gap", "dropped": item.dropped})
                 else:
-                    await send(render(item))
+                    text = item.encoded.get(render)
+                    if text is None:
+                        text = item.encoded[render] = json.dumps(render(item))
+                    await send_text(text)
         finally:
             if watcher is not None:
                 watcher.cancel()

@@ -94,12 +94,15 @@ async def stream_alerts(request: web.Request) -> web.WebSocketResponse:
     def matches(event: Event) -> bool:
         return all(event.payload.get(key) == value for key, value in wanted.items())
 
-    def render(event: Event) -> dict[str, Any]:
-        kind = "created" if event.topic == "alerts.created" else "updated"
-        return {"type": kind, "at": event.at, "alert": event.payload}
-
     subscription = request.app[BUS].subscribe("alerts.*", maxsize=512, where=matches)
-    return await pump(request, subscription, render)
+    return await pump(request, subscription, _render_alert)
+
+
+def _render_alert(event: Event) -> dict[str, Any]:
+    """An alert event as the stream sends it (one function for every subscriber: its text is
+    made once)."""
+    kind = "created" if event.topic == "alerts.created" else "updated"
+    return {"type": kind, "at": event.at, "alert": event.payload}
 
 
 ALERT = "/api/v1/alerts/{alert_id}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -261,6 +262,23 @@ async def test_live_stream_with_filters(gateway: Gateway, analyst: dict[str, str
     assert (created["type"], created["alert"]["id"]) == ("created", high["id"])
     assert (updated["type"], updated["alert"]["status"]) == ("updated", "acknowledged")
     assert low["id"] not in {created["alert"]["id"], updated["alert"]["id"]}
+
+
+async def test_an_event_is_serialised_once_for_every_subscriber(
+    gateway: Gateway, analyst: dict[str, str]
+) -> None:
+    delivered: list[Any] = []
+    gateway.app[BUS].tap(delivered.append)
+    async with (
+        gateway.client.ws_connect("/api/v1/ws/alerts", headers=analyst) as first,
+        gateway.client.ws_connect("/api/v1/ws/alerts", headers=analyst) as second,
+    ):
+        _, alert = await post(gateway, analyst, PHISH)
+        texts = [await asyncio.wait_for(ws.receive_str(), 5) for ws in (first, second)]
+    assert texts[0] == texts[1]
+    assert json.loads(texts[0])["alert"]["id"] == alert["id"]
+    [event] = [e for e in delivered if e.topic == "alerts.created"]
+    assert list(event.encoded.values()) == [texts[0]]  # made once, sent twice
 
 
 async def test_slow_stream_consumer_never_blocks_writers(
