@@ -5,9 +5,8 @@ Both servers run in their own process on loopback, on the same WebSocket library
 The echo baseline is a minimal client multiplexing frames by id over one connection; the ACP
 side is the real HandoffClient calling a real AgentServer method (params validated, ``_meta``
 with deadline, idempotency key and trace context, the result a pydantic model serialised). Each is
-measured with 1 and with 64 requests in flight, in alternating rounds. (ACP writes the frames
-a turn of the event loop produces in one system call, both ways; the echo makes one a frame,
-as ``Connection.send`` does.)
+measured with 1 and with 64 requests in flight, in alternating rounds. (Both write one frame
+a system call; ACP straight to the transport, the echo through ``Connection.send``.)
 Target: at 64 in flight, at least 80% of the echo throughput, and p99 under 3 ms.
 
 It also times one dispatch through jsonrpcserver 5 against AgentServer's own dispatcher, to

@@ -268,8 +268,6 @@ class AgentConnection:
 
     async def close(self) -> None:
         self._deadlines.close()
-        if self._writer is not None:
-            self._writer.flush()  # a $/cancel still queued goes out before the close
         if self._socket is not None:
             await self._socket.close()
         if self._reader is not None:

@@ -1,5 +1,5 @@
-"""FrameWriter: the frames of one event-loop turn leave in one write, in order; a closed
-connection refuses them as ``Connection.send`` does."""
+"""FrameWriter: each frame is written to the transport in the call, in order; a closed
+connection refuses frames as ``Connection.send`` does."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ async def pair() -> AsyncIterator[tuple[ClientConnection, asyncio.Queue[str]]]:
             assert isinstance(message, str)
             received.put_nowait(message)
 
-    async with serve(collect, "127.0.0.1", 0, compression=None) as server:
+    async with serve(collect, "127.0.0.1", 0, compression=None, max_size=2**24) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         async with connect(f"ws://127.0.0.1:{port}", compression=None) as client:
             yield client, received
@@ -44,20 +44,30 @@ def count_writes(socket: ClientConnection) -> list[bytes]:
     return writes
 
 
-async def test_frames_of_one_turn_leave_in_one_write_in_order(
+async def test_frames_are_written_in_the_call_and_arrive_in_order(
     pair: tuple[ClientConnection, asyncio.Queue[str]],
 ) -> None:
     client, received = pair
     writer = FrameWriter(client)
     writes = count_writes(client)
+    sending = writer.send(b'{"n":"first"}')
+    assert writes == []  # nothing happens until the coroutine runs
+    await sending
+    assert len(writes) == 1  # written before send returned: no turn of the loop in between
     await asyncio.gather(*(writer.send(f'{{"n":{n}}}'.encode()) for n in range(50)))
-    got = [await asyncio.wait_for(received.get(), 5) for _ in range(50)]
-    assert got == [f'{{"n":{n}}}' for n in range(50)]
-    assert len(writes) == 1
+    assert len(writes) == 51
+    got = [await asyncio.wait_for(received.get(), 5) for _ in range(51)]
+    assert got == ['{"n":"first"}', *(f'{{"n":{n}}}' for n in range(50))]
 
-    await writer.send(b'{"n":"next turn"}')
-    assert await asyncio.wait_for(received.get(), 5) == '{"n":"next turn"}'
-    assert len(writes) == 2
+
+async def test_a_large_frame_waits_for_the_connection_to_drain(
+    pair: tuple[ClientConnection, asyncio.Queue[str]],
+) -> None:
+    client, received = pair
+    writer = FrameWriter(client)
+    big = b'"' + b"x" * 8_000_000 + b'"'
+    await asyncio.wait_for(writer.send(big), 10)
+    assert len(await asyncio.wait_for(received.get(), 10)) == len(big)
 
 
 async def test_a_closed_connection_refuses_frames(
@@ -68,18 +78,4 @@ async def test_a_closed_connection_refuses_frames(
     await client.close()
     with pytest.raises(ConnectionClosed):
         await writer.send(b'{"n":1}')
-    assert received.empty()
-
-
-async def test_flush_before_close_delivers_and_a_close_drops_what_is_queued(
-    pair: tuple[ClientConnection, asyncio.Queue[str]],
-) -> None:
-    client, received = pair
-    writer = FrameWriter(client)
-    await writer.send(b'{"n":1}')
-    writer.flush()
-    await writer.send(b'{"n":2}')  # still queued when the close goes out: never sent
-    await client.close()
-    await asyncio.sleep(0.05)
-    assert received.get_nowait() == '{"n":1}'
     assert received.empty()
