@@ -9,8 +9,11 @@ from langgraph.types import Send
 from orchestrator.state import InvestigationState
 
 
-def fan_out(state: InvestigationState) -> list[Send] | Literal["respond"]:
-    """The round's calls, one parallel ``call_agent`` branch each; none: on to ``respond``."""
+async def fan_out(state: InvestigationState) -> list[Send] | Literal["respond"]:
+    """The round's calls, one parallel ``call_agent`` branch each; none: on to ``respond``.
+
+    A coroutine, though it never waits: LangGraph runs a plain function of an async graph on
+    a worker thread, two thread hops an investigation for a few dictionary lookups."""
     calls = state.get("calls", [])
     if not calls:
         return "respond"
