@@ -16,6 +16,7 @@ from tests.conftest import shared_data_dir
 from tools.attack import SHIPPED_INDEX, AttackKB, TechniqueMatch
 from tools.attack.index import BundleError, build_index, first_sentence, plain_text
 from tools.attack.keywords import KEYWORD_RULES
+from tools.attack.mapping import _Stemmer
 
 BUNDLE_NAME = "enterprise-attack-techniques-subset.stix.json.gz"
 
@@ -446,3 +447,12 @@ def test_the_attack_release_is_read_from_the_collection_object() -> None:
     )
     assert AttackKB(build_index(bundle)).attack_version == "18.1"
     assert AttackKB.load().attack_version == "18.1"  # the shipped index's release
+
+
+def test_the_stem_memo_stays_bounded_and_stems_the_same() -> None:
+    stem = _Stemmer()
+    stem.MEMO_LIMIT = 100
+    first = [stem(f"scheduling{n}x") for n in range(1000)]  # random-ish tokens, never repeated
+    assert len(stem._cache) <= 100
+    assert stem("scheduling") == "schedul"
+    assert [stem(f"scheduling{n}x") for n in range(1000)] == first

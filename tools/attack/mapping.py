@@ -96,6 +96,12 @@ class MappingWeights:
 
 
 class _Stemmer:
+    """Snowball's English stemmer with a bounded memo: the words of the knowledge base and of
+    analysts' prose repeat, where a random token (an address, a base64 blob) stems once and is
+    forgotten when the memo is full, so it cannot grow without end."""
+
+    MEMO_LIMIT = 50_000
+
     def __init__(self) -> None:
         self._stemmer = snowballstemmer.stemmer("english")
         self._cache: dict[str, str] = {}
@@ -104,6 +110,8 @@ class _Stemmer:
         stem = self._cache.get(word)
         if stem is None:
             stem = str(self._stemmer.stemWord(word))
+            if len(self._cache) >= self.MEMO_LIMIT:
+                self._cache.clear()  # re-learnt at ~20 us a word; the index is stemmed already
             self._cache[word] = stem
         return stem
 
