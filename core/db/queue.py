@@ -40,33 +40,56 @@ async def claim_next(
     the attempt and keeping its first ``started_at``, with ``values`` set too (and ``owner``
     with a first heartbeat); its id, or ``None`` when nothing is queued that no other claim
     holds."""
+    claimed = await claim_many(database, model, order_by=order_by, limit=1, owner=owner, **values)
+    return claimed[0] if claimed else None
+
+
+async def claim_many(
+    database: Database,
+    model: Any,
+    *,
+    order_by: Sequence[Any],
+    limit: int,
+    owner: str | None = None,
+    **values: Any,
+) -> list[str]:
+    """Claim up to ``limit`` of the first ``queued`` rows at once, as :func:`claim_next`
+    claims one: their ids in ``order_by``'s order (ascending expressions, returned with the
+    rows to sort them). Fewer than ``limit`` means the queue was empty of claimable rows, so a
+    worker with slots left need not ask again until something is queued."""
+    if limit < 1:
+        return []
     if owner is not None:
         values = {**values, "owner": owner, "heartbeat_at": utcnow()}
-    # One statement: the first queued row, locked (PostgreSQL skips rows another claim holds, so
-    # concurrent claims take different rows; SQLite runs one writer at a time) and moved.
-    first = (
+    # One statement: the first queued rows, locked (PostgreSQL skips rows another claim holds,
+    # so concurrent claims take different rows; SQLite runs one writer at a time) and moved.
+    # The pick is a materialised CTE, run once: as an IN (subquery) PostgreSQL may run it again
+    # for each row it looks at, and with SKIP LOCKED each run picks other rows.
+    picked = (
         select(model.id)
         .where(model.status == "queued")
         .order_by(*order_by)
-        .limit(1)
+        .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
+        .cte("picked")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     async with database.session() as db:
         claimed = await db.execute(
             update(model)
-            .where(model.id == first, model.status == "queued")
+            .where(model.id.in_(select(picked.c.id)), model.status == "queued")
             .values(
                 status="running",
                 started_at=func.coalesce(model.started_at, utcnow()),
                 attempts=model.attempts + 1,
                 **values,
             )
-            .returning(model.id)
+            .returning(model.id, *order_by)
         )
-        got = claimed.scalar_one_or_none()
+        rows = claimed.all()
         await db.commit()
-        return None if got is None else str(got)
+    rows.sort(key=lambda row: tuple(row[1:]))  # RETURNING gives no order: the queue's again
+    return [str(row[0]) for row in rows]
 
 
 async def beat(database: Database, model: Any, ids: Sequence[str], owner: str) -> None:

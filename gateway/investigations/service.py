@@ -31,7 +31,7 @@ from core.db.base import utcnow
 from core.db.leases import Lease, process_identity
 from core.db.lookup import get_or_404
 from core.db.pages import fetch_page
-from core.db.queue import HEARTBEAT_SECONDS, beat, claim_next, give_back, requeue_orphans
+from core.db.queue import HEARTBEAT_SECONDS, beat, claim_many, give_back, requeue_orphans
 from core.db.sequences import next_id
 from core.errors import AuroraError, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.events import EventBus
@@ -314,6 +314,8 @@ class InvestigationRunner:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
         self._owner = owner or process_identity()
+        self._drained = False
+        """The last claim found nothing queued, and nothing was queued here since."""
         self._queue = Periodic("investigation-queue", self._fill, tick_seconds, log=log)
         self._loops = (
             self._queue,
@@ -371,26 +373,37 @@ class InvestigationRunner:
 
     def wake(self) -> None:
         """Look at the queue now (something was queued or can go on)."""
+        self._drained = False
         self._queue.wake()
-
-    async def _claim(self) -> str | None:
-        rank = case(PRIORITY_RANK, value=Investigation.priority)
-        return await claim_next(
-            self._db,
-            Investigation,
-            order_by=(rank, Investigation.created_at, Investigation.id),
-            owner=self._owner,
-        )
 
     async def _fill(self) -> None:
         """Start queued investigations, most urgent first, while fewer than the concurrency
-        run."""
-        while len(self._running) < max(1, self._concurrency()):
-            claimed = await self._claim()
-            if claimed is None:
+        run: the free slots are claimed in one statement, and a claim that fills fewer than
+        it asked for says the queue is empty (see :meth:`_finished`)."""
+        while (free := max(1, self._concurrency()) - len(self._running)) > 0:
+            self._drained = False
+            rank = case(PRIORITY_RANK, value=Investigation.priority)
+            claimed = await claim_many(
+                self._db,
+                Investigation,
+                order_by=(rank, Investigation.created_at, Investigation.id),
+                limit=free,
+                owner=self._owner,
+            )
+            for investigation_id in claimed:
+                task = asyncio.create_task(
+                    self._run(investigation_id), name=f"inv-{investigation_id}"
+                )
+                self._running[investigation_id] = task
+            if len(claimed) < free:
+                self._drained = True
                 return
-            task = asyncio.create_task(self._run(claimed), name=f"inv-{claimed}")
-            self._running[claimed] = task
+
+    def _finished(self) -> None:
+        """A slot is free: look at the queue, unless its last look found it empty and nothing
+        was queued since (work another replica queues is found by the next tick, as before)."""
+        if not self._drained:
+            self._queue.wake()
 
     async def expire_approvals(self) -> None:
         """Expire the approvals past their deadline (fail closed) and say so on the stream;
@@ -491,7 +504,7 @@ class InvestigationRunner:
             receipt, status, error = None, "failed", type(err).__name__
         finally:
             self._running.pop(investigation_id, None)
-            self._queue.wake()
+            self._finished()
         async with self._db.session() as db:
             await db.execute(
                 update(Investigation)

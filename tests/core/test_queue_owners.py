@@ -10,14 +10,15 @@ import subprocess
 import sys
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 
 from core.db import create_database
 from core.db.base import utcnow
 from core.db.leases import owner_gone
-from core.db.queue import beat, claim_next, give_back, requeue_orphans
+from core.db.queue import beat, claim_many, claim_next, give_back, requeue_orphans
 from core.settings import Settings
 from gateway.investigations.models import Investigation
+from gateway.investigations.schemas import PRIORITY_RANK
 
 HOST = socket.gethostname()[:64]
 
@@ -143,3 +144,51 @@ def test_only_a_process_of_this_host_is_known_to_be_gone() -> None:
     assert owner_gone(f"{HOST}:{dead_pid()}:t")
     assert not owner_gone(f"{HOST}:1:t")  # init: alive
     assert not owner_gone("another-host:999999:t")  # only its heartbeat can tell
+
+
+async def test_a_batch_claim_takes_the_most_urgent_first_and_says_when_the_queue_is_empty(
+    settings: Settings,
+) -> None:
+    """``claim_many`` moves up to ``limit`` rows in one statement, gives them in the queue's
+    order, and comes back short only when nothing claimable is left; concurrent batch claims
+    take each row once."""
+    database = create_database(settings.effective_database_url)
+    priorities = ["low", "urgent", "normal", "high", "urgent", "low", "normal", "high"] * 3
+    queued = [f"INV-B{n:02d}" for n in range(len(priorities))]
+    rank = case(PRIORITY_RANK, value=Investigation.priority)
+    order = (rank, Investigation.created_at, Investigation.id)
+    try:
+        async with database.session() as db:
+            for ident, priority in zip(queued, priorities, strict=True):
+                item = row(ident, None, None)
+                item.priority = priority
+                db.add(item)
+            await db.flush()
+            await db.execute(
+                update(Investigation)
+                .where(Investigation.id.in_(queued))
+                .values(status="queued", attempts=0)
+            )
+            await db.commit()
+        first = await claim_many(database, Investigation, order_by=order, limit=4, owner="a")
+        urgent = sorted(i for i, p in zip(queued, priorities, strict=True) if p == "urgent")
+        assert len(first) == 4
+        assert sorted(first) == urgent[:4]  # the urgent ones, before any other
+
+        async def worker(name: str) -> list[str]:
+            taken: list[str] = []
+            while True:
+                got = await claim_many(database, Investigation, order_by=order, limit=3, owner=name)
+                taken += got
+                if len(got) < 3:
+                    return taken
+
+        takes = await asyncio.gather(*(worker(f"{HOST}:1:b{i}") for i in range(4)))
+        everything = first + [ident for taken in takes for ident in taken]
+        assert sorted(everything) == sorted(queued)  # each once, none left behind
+        assert await claim_many(database, Investigation, order_by=order, limit=5) == []
+        async with database.session() as db:
+            attempts = set((await db.scalars(select(Investigation.attempts))).all())
+        assert attempts == {1}
+    finally:
+        await database.dispose()
