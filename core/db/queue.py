@@ -88,8 +88,8 @@ async def claim_many(
         )
         rows = claimed.all()
         await db.commit()
-    rows.sort(key=lambda row: tuple(row[1:]))  # RETURNING gives no order: the queue's again
-    return [str(row[0]) for row in rows]
+    # RETURNING gives no order: the queue's again.
+    return [str(row[0]) for row in sorted(rows, key=lambda row: tuple(row[1:]))]
 
 
 async def beat(database: Database, model: Any, ids: Sequence[str], owner: str) -> None:
