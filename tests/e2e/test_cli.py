@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.catalog import SPECIALISTS
 from core.db.migrate import head_revision
 from tests.e2e.aurora import Platform, aurora_command, database_url, login, run
 from tests.ports import free_ports
@@ -84,9 +85,20 @@ def test_busy_ports_are_one_clear_line_before_anything_starts(
         (("mcp",), {"AURORA_MCP_PORT": str(busy)}, "the MCP server", "AURORA_MCP_PORT"),
         (("mcp", "--port", str(busy)), {}, "the MCP server", "--port"),
     ]
-    # All at once: each waits a moment for the port to come free before it reports it.
+
+    # All at once: each waits a moment for the port to come free before it reports it. Each
+    # has ports of its own besides the busy one: two checks probing the same free port at the
+    # same moment would see it taken.
+    def own(case_env: dict[str, str]) -> dict[str, str]:
+        ports = {
+            "AURORA_PORT": str(free_ports()),
+            "AURORA_MCP_PORT": str(free_ports()),
+            base: str(free_ports(len(SPECIALISTS))),
+        }
+        return {**env, **ports, **case_env}
+
     with ThreadPoolExecutor(len(cases)) as pool:
-        outcomes = list(pool.map(lambda case: run({**env, **case[1]}, *case[0]), cases))
+        outcomes = list(pool.map(lambda case: run(own(case[1]), *case[0]), cases))
     for (args, _, what, setting), refused in zip(cases, outcomes, strict=True):
         assert refused.returncode == 2, (args, refused.stderr)
         assert refused.stderr.splitlines() == [
