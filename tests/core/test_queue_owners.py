@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy import case, select, update
 
-from core.db import create_database
+from core.db import Database, create_database
 from core.db.base import utcnow
 from core.db.leases import owner_gone
 from core.db.queue import beat, claim_many, claim_next, give_back, requeue_orphans
@@ -47,6 +47,22 @@ def row(ident: str, owner: str | None, beat_seconds_ago: float | None) -> Invest
         if beat_seconds_ago is None
         else utcnow() - timedelta(seconds=beat_seconds_ago),
     )
+
+
+async def queue(database: Database, priorities: dict[str, str]) -> None:
+    """Queue investigations (id: priority), none claimed yet."""
+    async with database.session() as db:
+        for ident, priority in priorities.items():
+            item = row(ident, None, None)
+            item.priority = priority
+            db.add(item)
+        await db.flush()
+        await db.execute(
+            update(Investigation)
+            .where(Investigation.id.in_(list(priorities)))
+            .values(status="queued", attempts=0)
+        )
+        await db.commit()
 
 
 async def test_orphans_go_back_to_the_queue_and_live_work_stays(settings: Settings) -> None:
@@ -98,16 +114,7 @@ async def test_concurrent_claims_take_each_row_once_in_order(settings: Settings)
     database = create_database(settings.effective_database_url)
     queued = [f"INV-Q{n:02d}" for n in range(24)]
     try:
-        async with database.session() as db:
-            for ident in queued:
-                db.add(row(ident, None, None))
-            await db.flush()
-            await db.execute(
-                update(Investigation)
-                .where(Investigation.id.in_(queued))
-                .values(status="queued", attempts=0)
-            )
-            await db.commit()
+        await queue(database, dict.fromkeys(queued, "normal"))
 
         async def worker(name: str) -> list[str]:
             taken: list[str] = []
@@ -158,18 +165,7 @@ async def test_a_batch_claim_takes_the_most_urgent_first_and_says_when_the_queue
     rank = case(PRIORITY_RANK, value=Investigation.priority)
     order = (rank, Investigation.created_at, Investigation.id)
     try:
-        async with database.session() as db:
-            for ident, priority in zip(queued, priorities, strict=True):
-                item = row(ident, None, None)
-                item.priority = priority
-                db.add(item)
-            await db.flush()
-            await db.execute(
-                update(Investigation)
-                .where(Investigation.id.in_(queued))
-                .values(status="queued", attempts=0)
-            )
-            await db.commit()
+        await queue(database, dict(zip(queued, priorities, strict=True)))
         first = await claim_many(database, Investigation, order_by=order, limit=4, owner="a")
         urgent = sorted(i for i, p in zip(queued, priorities, strict=True) if p == "urgent")
         assert len(first) == 4
