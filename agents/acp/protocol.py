@@ -239,7 +239,7 @@ class FrameWriter:
 
     (Holding the frames of one event-loop turn back to write them together saves system calls,
     but delays every reply by a turn; measured with ``benchmarks/acp.py`` on a quiet machine,
-    it lost more than it saved: 0.58 of the echo's throughput, against 0.70 written at once.)
+    it lost more than it saved: 0.58 of the echo's throughput, against 0.71 written at once.)
     """
 
     __slots__ = ("_connection",)
