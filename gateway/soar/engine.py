@@ -54,7 +54,7 @@ from agents.acp.provenance import Provenance, describe, platform_corroborations,
 from core.db import Database
 from core.db.base import utcnow
 from core.db.leases import process_identity
-from core.db.queue import HEARTBEAT_SECONDS, beat, claim_next, give_back, requeue_orphans
+from core.db.queue import HEARTBEAT_SECONDS, beat, claim_many, give_back, requeue_orphans
 from core.db.sequences import next_id
 from core.errors import AuroraError, Conflict, NotFound, RateLimited, ServiceUnavailable
 from core.events import Event, EventBus, Gap, Subscription
@@ -308,22 +308,23 @@ class SoarEngine:
             )
             await db.commit()
 
-    async def _claim(self) -> str | None:
-        return await claim_next(
-            self._db,
-            PlaybookExecution,
-            order_by=(PlaybookExecution.created_at, PlaybookExecution.id),
-            owner=self._owner,
-        )
-
     async def _fill(self) -> None:
+        """Queue again the executions whose approvals are decided, then claim the free slots
+        in one statement, again while each claim fills every slot it asked for."""
         await self._requeue_decided()
-        while len(self._running) < max(1, self._concurrency()):
-            claimed = await self._claim()
-            if claimed is None:
+        while (free := max(1, self._concurrency()) - len(self._running)) > 0:
+            claimed = await claim_many(
+                self._db,
+                PlaybookExecution,
+                order_by=(PlaybookExecution.created_at, PlaybookExecution.id),
+                limit=free,
+                owner=self._owner,
+            )
+            for execution_id in claimed:
+                task = asyncio.create_task(self._run(execution_id), name=f"pbx-{execution_id}")
+                self._running[execution_id] = task
+            if len(claimed) < free:
                 return
-            task = asyncio.create_task(self._run(claimed), name=f"pbx-{claimed}")
-            self._running[claimed] = task
 
     # -- running ----------------------------------------------------------------------------
 
