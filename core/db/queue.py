@@ -14,7 +14,7 @@ host that died). A replica that stops cleanly gives its work back (:func:`give_b
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 from typing import Any, Final
 
@@ -90,6 +90,28 @@ async def claim_many(
         await db.commit()
     # RETURNING gives no order: the queue's again.
     return [str(row[0]) for row in sorted(rows, key=lambda row: tuple(row[1:]))]
+
+
+async def claim_free_slots(
+    database: Database,
+    model: Any,
+    *,
+    order_by: Sequence[Any],
+    free: Callable[[], int],
+    start: Callable[[str], object],
+    owner: str | None = None,
+) -> bool:
+    """Fill a worker's free slots (``free()`` of them) from the queue, a :func:`claim_many`
+    each time, starting each row claimed (``start(id)``, which takes a slot) in the queue's
+    order, until no slot is free or a claim comes back short; whether the queue was found
+    empty."""
+    while (slots := free()) > 0:
+        claimed = await claim_many(database, model, order_by=order_by, limit=slots, owner=owner)
+        for ident in claimed:
+            start(ident)
+        if len(claimed) < slots:
+            return True
+    return False
 
 
 async def beat(database: Database, model: Any, ids: Sequence[str], owner: str) -> None:

@@ -31,7 +31,13 @@ from core.db.base import utcnow
 from core.db.leases import Lease, process_identity
 from core.db.lookup import get_or_404
 from core.db.pages import fetch_page
-from core.db.queue import HEARTBEAT_SECONDS, beat, claim_many, give_back, requeue_orphans
+from core.db.queue import (
+    HEARTBEAT_SECONDS,
+    beat,
+    claim_free_slots,
+    give_back,
+    requeue_orphans,
+)
 from core.db.sequences import next_id
 from core.errors import AuroraError, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from core.events import EventBus
@@ -380,24 +386,23 @@ class InvestigationRunner:
         """Start queued investigations, most urgent first, while fewer than the concurrency
         run: the free slots are claimed in one statement, and a claim that fills fewer than
         it asked for says the queue is empty (see :meth:`_finished`)."""
-        while (free := max(1, self._concurrency()) - len(self._running)) > 0:
-            self._drained = False
-            rank = case(PRIORITY_RANK, value=Investigation.priority)
-            claimed = await claim_many(
-                self._db,
-                Investigation,
-                order_by=(rank, Investigation.created_at, Investigation.id),
-                limit=free,
-                owner=self._owner,
-            )
-            for investigation_id in claimed:
-                task = asyncio.create_task(
-                    self._run(investigation_id), name=f"inv-{investigation_id}"
-                )
-                self._running[investigation_id] = task
-            if len(claimed) < free:
-                self._drained = True
-                return
+        self._drained = False
+        self._drained = await claim_free_slots(
+            self._db,
+            Investigation,
+            order_by=(
+                case(PRIORITY_RANK, value=Investigation.priority),
+                Investigation.created_at,
+                Investigation.id,
+            ),
+            free=lambda: max(1, self._concurrency()) - len(self._running),
+            start=self._start,
+            owner=self._owner,
+        )
+
+    def _start(self, investigation_id: str) -> None:
+        task = asyncio.create_task(self._run(investigation_id), name=f"inv-{investigation_id}")
+        self._running[investigation_id] = task
 
     def _finished(self) -> None:
         """A slot is free: look at the queue, unless its last look found it empty and nothing

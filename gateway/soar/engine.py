@@ -54,7 +54,13 @@ from agents.acp.provenance import Provenance, describe, platform_corroborations,
 from core.db import Database
 from core.db.base import utcnow
 from core.db.leases import process_identity
-from core.db.queue import HEARTBEAT_SECONDS, beat, claim_many, give_back, requeue_orphans
+from core.db.queue import (
+    HEARTBEAT_SECONDS,
+    beat,
+    claim_free_slots,
+    give_back,
+    requeue_orphans,
+)
 from core.db.sequences import next_id
 from core.errors import AuroraError, Conflict, NotFound, RateLimited, ServiceUnavailable
 from core.events import Event, EventBus, Gap, Subscription
@@ -312,19 +318,18 @@ class SoarEngine:
         """Queue again the executions whose approvals are decided, then claim the free slots
         in one statement, again while each claim fills every slot it asked for."""
         await self._requeue_decided()
-        while (free := max(1, self._concurrency()) - len(self._running)) > 0:
-            claimed = await claim_many(
-                self._db,
-                PlaybookExecution,
-                order_by=(PlaybookExecution.created_at, PlaybookExecution.id),
-                limit=free,
-                owner=self._owner,
-            )
-            for execution_id in claimed:
-                task = asyncio.create_task(self._run(execution_id), name=f"pbx-{execution_id}")
-                self._running[execution_id] = task
-            if len(claimed) < free:
-                return
+        await claim_free_slots(
+            self._db,
+            PlaybookExecution,
+            order_by=(PlaybookExecution.created_at, PlaybookExecution.id),
+            free=lambda: max(1, self._concurrency()) - len(self._running),
+            start=self._start,
+            owner=self._owner,
+        )
+
+    def _start(self, execution_id: str) -> None:
+        task = asyncio.create_task(self._run(execution_id), name=f"pbx-{execution_id}")
+        self._running[execution_id] = task
 
     # -- running ----------------------------------------------------------------------------
 
