@@ -219,6 +219,16 @@ def _validation_data(err: ValidationError, prefix: tuple[str, ...] = ()) -> dict
     }
 
 
+def _buffered_frames(socket: ServerConnection) -> Callable[[], int]:
+    """How many frames ``socket`` has read that its reader has not taken yet (websockets keeps
+    them in its message assembler); always 0 where that is not to be seen."""
+    frames = getattr(getattr(socket, "recv_messages", None), "frames", None)
+    if frames is None or not hasattr(frames, "__len__"):
+        return lambda: 0
+    count: Callable[[], int] = frames.__len__
+    return count
+
+
 class AgentServer:
     """Serves one agent's methods; ``agent.card`` and ``agent.health`` are built in."""
 
@@ -605,17 +615,26 @@ class AgentServer:
         return response
 
     async def _serve_connection(self, socket: ServerConnection) -> None:
-        connection = _Connection(writer=FrameWriter(socket), caller=self._callers.get(socket))
+        writer = FrameWriter(socket)
+        connection = _Connection(writer=writer, caller=self._callers.get(socket))
         self._connections.add(id(connection))
         pending: set[asyncio.Task[None]] = set()
         loop = asyncio.get_running_loop()
+        buffered = _buffered_frames(socket)
         try:
             async for frame in socket:
+                if buffered():
+                    # More requests are already read: the replies of those answered at once
+                    # go out together, in one write, once the last of them is answered.
+                    writer.hold()
                 # Eager: a request that never waits (most validation errors, quick methods) is
                 # answered without a trip through the event loop's ready queue.
                 task = asyncio.eager_task_factory(loop, self._answer(frame, connection))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
+                if not buffered():
+                    writer.flush()
+                    await writer.drain()  # a peer that does not read is not sent more
         except ConnectionClosed:
             pass
         finally:

@@ -1,9 +1,11 @@
-"""FrameWriter: each frame is written to the transport in the call, in order; a closed
-connection refuses frames as ``Connection.send`` does."""
+"""FrameWriter: each frame is written to the transport in the call, in order, or, while held,
+in one write at the flush; a closed connection refuses frames as ``Connection.send`` does. An
+AgentServer answers the requests that arrived together in as few writes."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +14,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from agents.acp.protocol import FrameWriter
+from agents.acp.protocol import HOLD_CHUNKS, FrameWriter
+from tests.agents.acp.conftest import Live
 
 
 @pytest.fixture
@@ -79,3 +82,87 @@ async def test_a_closed_connection_refuses_frames(
     with pytest.raises(ConnectionClosed):
         await writer.send(b'{"n":1}')
     assert received.empty()
+
+
+async def test_held_frames_go_out_in_one_write_at_the_flush(
+    pair: tuple[ClientConnection, asyncio.Queue[str]],
+) -> None:
+    client, received = pair
+    writer = FrameWriter(client)
+    writes = count_writes(client)
+    writer.hold()
+    for n in range(5):
+        await writer.send(f'{{"n":{n}}}'.encode())
+    assert writes == []
+    writer.flush()
+    assert len(writes) == 1
+    writer.flush()  # nothing held: nothing written
+    await writer.send(b'{"n":"after"}')  # no longer holding: written at once
+    assert len(writes) == 2
+    got = [await asyncio.wait_for(received.get(), 5) for _ in range(6)]
+    assert got == [*(f'{{"n":{n}}}' for n in range(5)), '{"n":"after"}']
+
+
+async def test_a_long_hold_is_written_in_pieces(
+    pair: tuple[ClientConnection, asyncio.Queue[str]],
+) -> None:
+    """The first frames of a long burst do not wait for the last."""
+    client, received = pair
+    writer = FrameWriter(client)
+    writes = count_writes(client)
+    writer.hold()
+    count = HOLD_CHUNKS * 2
+    for n in range(count):
+        await writer.send(f'{{"n":{n}}}'.encode())
+    assert 1 <= len(writes) <= count // 2
+    writer.flush()
+    got = [await asyncio.wait_for(received.get(), 5) for _ in range(count)]
+    assert got == [f'{{"n":{n}}}' for n in range(count)]
+
+
+async def test_requests_that_arrive_together_are_answered_in_few_writes(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten requests in one write, one of them slow: the quick ones are answered together
+    (fewer writes than replies, and fewer pieces than a long hold writes early), the slow one
+    after its wait, and every reply arrives."""
+    written: list[tuple[int, int]] = []
+    original = FrameWriter._write
+
+    def counted(self: FrameWriter, data: bytes) -> None:
+        written.append((id(self), len(data)))
+        original(self, data)
+
+    monkeypatch.setattr(FrameWriter, "_write", counted)
+    async with live.connect() as ws:
+        ours = FrameWriter(ws)
+        ours.hold()
+        for n in range(10):
+            if n == 5:
+                request = {"label": "slow", "seconds": 0.05}
+                frame = {"jsonrpc": "2.0", "method": "sleep", "params": request, "id": n}
+            else:
+                params = {"minuend": n, "subtrahend": 1}
+                frame = {"jsonrpc": "2.0", "method": "subtract", "params": params, "id": n}
+            await ours.send(json.dumps(frame).encode())
+        ours.flush()
+        answers: dict[int, object] = {}
+        while len(answers) < 10:
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            if "id" in reply:
+                answers[reply["id"]] = reply["result"]
+    assert answers[5]["label"] == "slow"  # type: ignore[index]
+    assert {n: answers[n] for n in answers if n != 5} == {n: n - 1 for n in range(10) if n != 5}
+    server_writes = [size for writer, size in written if writer != id(ours)]
+    assert len(server_writes) < 6  # 9 quick replies, a slow one and its two notifications
+
+
+def test_without_a_visible_receive_queue_nothing_is_held() -> None:
+    """A websockets release that keeps its read frames elsewhere: the server writes each reply
+    at once, as before, instead of holding replies it would never flush."""
+    from agents.acp.server import _buffered_frames
+
+    class Bare:
+        pass
+
+    assert _buffered_frames(Bare())() == 0  # type: ignore[arg-type]
