@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from pydantic import BaseModel, RootModel, ValidationError
@@ -217,6 +217,12 @@ def _validation_data(err: ValidationError, prefix: tuple[str, ...] = ()) -> dict
             for e in err.errors(include_url=False, include_input=False, include_context=False)
         ]
     }
+
+
+HOLD_BELOW_SECONDS: Final = 50e-6
+"""Replies are held for one write only on a connection whose frames take less than this on
+average to answer up to their first wait: a reply held behind a method that computes for
+milliseconds would wait for it."""
 
 
 def _buffered_frames(socket: ServerConnection) -> Callable[[], int]:
@@ -621,15 +627,22 @@ class AgentServer:
         pending: set[asyncio.Task[None]] = set()
         loop = asyncio.get_running_loop()
         buffered = _buffered_frames(socket)
+        clock = time.perf_counter
+        cost = 0.0  # how long a frame's answer runs before it first waits, on average
         try:
             async for frame in socket:
-                if buffered():
-                    # More requests are already read: the replies of those answered at once
-                    # go out together, in one write, once the last of them is answered.
+                if cost < HOLD_BELOW_SECONDS and buffered():
+                    # More requests are already read and answers here are quick: the replies
+                    # of those answered at once go out together, in one write, once the last
+                    # of them is answered (slow answers would make the held replies wait).
                     writer.hold()
+                else:
+                    writer.flush()
+                began = clock()
                 # Eager: a request that never waits (most validation errors, quick methods) is
                 # answered without a trip through the event loop's ready queue.
                 task = asyncio.eager_task_factory(loop, self._answer(frame, connection))
+                cost += (clock() - began - cost) * 0.125
                 pending.add(task)
                 task.add_done_callback(pending.discard)
                 if not buffered():

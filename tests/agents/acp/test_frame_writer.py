@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +16,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from agents.acp.protocol import HOLD_CHUNKS, FrameWriter
-from tests.agents.acp.conftest import Live
+from agents.acp.server import HOLD_BELOW_SECONDS, CallContext
+from tests.agents.acp.conftest import Live, Numbers, example_server
 
 
 @pytest.fixture
@@ -166,3 +168,45 @@ def test_without_a_visible_receive_queue_nothing_is_held() -> None:
         pass
 
     assert _buffered_frames(Bare())() == 0  # type: ignore[arg-type]
+
+
+async def test_replies_are_not_held_behind_answers_that_compute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A method that computes before its first wait: once the connection has seen that, each
+    reply is written as soon as it is ready instead of waiting for the next answer."""
+    server = example_server()
+
+    async def busy(p: Numbers, _ctx: CallContext) -> int:
+        until = time.perf_counter() + HOLD_BELOW_SECONDS * 4
+        while time.perf_counter() < until:
+            pass
+        return sum(p.root)
+
+    server.add_method("busy", busy, params=Numbers)
+    written: list[int] = []
+    original = FrameWriter._write
+
+    def counted(self: FrameWriter, data: bytes) -> None:
+        written.append(id(self))
+        original(self, data)
+
+    monkeypatch.setattr(FrameWriter, "_write", counted)
+    listener = await server.start("127.0.0.1", 0)
+    port = next(iter(listener.sockets)).getsockname()[1]
+    try:
+        live = Live(server, f"ws://127.0.0.1:{port}")
+        async with live.connect() as ws:
+            ours = FrameWriter(ws)
+            ours.hold()
+            for n in range(12):
+                frame = {"jsonrpc": "2.0", "method": "busy", "params": [n, 1], "id": n}
+                await ours.send(json.dumps(frame).encode())
+            ours.flush()
+            answers = [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(12)]
+    finally:
+        listener.close()
+        await listener.wait_closed()
+    assert sorted(a["result"] for a in answers) == [n + 1 for n in range(12)]
+    server_writes = [w for w in written if w != id(ours)]
+    assert len(server_writes) >= 9  # a few held while the connection learns, then one each
