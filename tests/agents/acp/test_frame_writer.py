@@ -86,15 +86,22 @@ async def test_a_closed_connection_refuses_frames(
     assert received.empty()
 
 
+async def send_held(client: ClientConnection, count: int) -> tuple[FrameWriter, list[bytes]]:
+    """A holding writer on ``client`` that has sent frames ``{"n": 0..count-1}``, and the
+    writes its transport has seen."""
+    writer = FrameWriter(client)
+    writes = count_writes(client)
+    writer.hold()
+    for n in range(count):
+        await writer.send(f'{{"n":{n}}}'.encode())
+    return writer, writes
+
+
 async def test_held_frames_go_out_in_one_write_at_the_flush(
     pair: tuple[ClientConnection, asyncio.Queue[str]],
 ) -> None:
     client, received = pair
-    writer = FrameWriter(client)
-    writes = count_writes(client)
-    writer.hold()
-    for n in range(5):
-        await writer.send(f'{{"n":{n}}}'.encode())
+    writer, writes = await send_held(client, 5)
     assert writes == []
     writer.flush()
     assert len(writes) == 1
@@ -110,12 +117,8 @@ async def test_a_long_hold_is_written_in_pieces(
 ) -> None:
     """The first frames of a long burst do not wait for the last."""
     client, received = pair
-    writer = FrameWriter(client)
-    writes = count_writes(client)
-    writer.hold()
     count = HOLD_CHUNKS * 2
-    for n in range(count):
-        await writer.send(f'{{"n":{n}}}'.encode())
+    writer, writes = await send_held(client, count)
     assert 1 <= len(writes) <= count // 2
     writer.flush()
     got = [await asyncio.wait_for(received.get(), 5) for _ in range(count)]
