@@ -23,6 +23,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import requests
@@ -40,7 +41,7 @@ from gateway.app import create_app
 from gateway.keys import DATABASE, HASHER, TOKENS
 from gateway.server import GatewayRunner
 from gateway.users import service as users
-from tests.conftest import PASSWORD, Gateway
+from tests.conftest import PASSWORD, Gateway, specialist_on_loopback
 from tests.ports import free_port, free_ports
 
 EXAMPLES = 5
@@ -48,6 +49,8 @@ EXAMPLES = 5
 BUDGET_SECONDS = 30.0
 """Past this, each remaining operation gets one example per mode."""
 LOGOUT = "POST /api/v1/auth/logout"
+CALL_TIMEOUT_SECONDS = 30.0
+"""How long one answer (the document's included) may take on a loaded machine."""
 
 CHECKS = [
     schemathesis.checks.not_a_server_error,
@@ -86,10 +89,24 @@ schemathesis.serializer.alias("application/x-ndjson", "text/plain")
 
 
 @pytest.fixture
-async def target(settings: Settings) -> AsyncIterator[Target]:
+async def target(tmp_path: Path, settings: Settings) -> AsyncIterator[Target]:
+    async with specialist_on_loopback("network", tmp_path / "agent", settings.jwt_secret) as url:
+        async for found in _target(settings, network=url):
+            yield found
+
+
+async def _target(settings: Settings, *, network: str) -> AsyncIterator[Target]:
+    """A gateway whose network specialist listens at ``network``: ``POST
+    /network-security/analyze`` answers while the caller waits, so what the fuzzer sends there
+    reaches the specialist itself. The other specialists (which investigations call after the
+    answer) are on ports of this process's own, where nothing listens."""
     port = free_port()
-    # Investigations it starts call agents on ports of this process's own, where nothing listens.
-    settings = settings.model_copy(update={"agent_base_port": free_ports(len(SPECIALISTS))})
+    settings = settings.model_copy(
+        update={
+            "agent_base_port": free_ports(len(SPECIALISTS)),
+            "agent_urls": {"network": [network]},
+        }
+    )
     app = create_app(settings)
     runner = GatewayRunner(app, settings)
     await runner.setup()
@@ -154,7 +171,10 @@ def _fuzz_operation(
         example = f"{mode.value}: {case.as_curl_command(headers=headers)}"
         try:
             response = case.call(
-                base_url=target.base_url, session=session, headers=headers, timeout=30
+                base_url=target.base_url,
+                session=session,
+                headers=headers,
+                timeout=CALL_TIMEOUT_SECONDS,
             )
         except requests.RequestException as err:  # no answer at all
             seen.failures.setdefault(f"{key}: no answer ({type(err).__name__})", example)
@@ -180,7 +200,9 @@ def _fuzz_operation(
 
 def fuzz(target: Target) -> Fuzzing:
     """Run every operation of the served document; blocking (requests), so off the loop."""
-    schema = schemathesis.openapi.from_url(f"{target.base_url}/api/v1/openapi.json")
+    schema = schemathesis.openapi.from_url(
+        f"{target.base_url}/api/v1/openapi.json", timeout=CALL_TIMEOUT_SECONDS
+    )
     seen = Fuzzing()
     started = time.monotonic()
     with requests.Session() as session:
