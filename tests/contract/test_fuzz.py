@@ -90,45 +90,40 @@ schemathesis.serializer.alias("application/x-ndjson", "text/plain")
 
 @pytest.fixture
 async def target(tmp_path: Path, settings: Settings) -> AsyncIterator[Target]:
-    async with specialist_on_loopback("network", tmp_path / "agent", settings.jwt_secret) as url:
-        async for found in _target(settings, network=url):
-            yield found
-
-
-async def _target(settings: Settings, *, network: str) -> AsyncIterator[Target]:
-    """A gateway whose network specialist listens at ``network``: ``POST
+    """A gateway whose network specialist listens on loopback: ``POST
     /network-security/analyze`` answers while the caller waits, so what the fuzzer sends there
     reaches the specialist itself. The other specialists (which investigations call after the
     answer) are on ports of this process's own, where nothing listens."""
-    port = free_port()
-    settings = settings.model_copy(
-        update={
-            "agent_base_port": free_ports(len(SPECIALISTS)),
-            "agent_urls": {"network": [network]},
-        }
-    )
-    app = create_app(settings)
-    runner = GatewayRunner(app, settings)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        name = f"fuzz-admin-{secrets.token_hex(12)}"
-        async with app[DATABASE].session() as db:
-            admin = await users.create_user(
-                db=db, hasher=app[HASHER], username=name, password=PASSWORD, role=Role.ADMIN
-            )
-        user_id = str(admin.id)
-
-        def fresh_token() -> str:
-            return app[TOKENS].issue(user_id).token
-
-        yield Target(
-            base_url=f"http://127.0.0.1:{port}",
-            headers={"Authorization": f"Bearer {fresh_token()}"},
-            fresh_token=fresh_token,
+    async with specialist_on_loopback("network", tmp_path / "agent", settings.jwt_secret) as url:
+        port = free_port()
+        settings = settings.model_copy(
+            update={
+                "agent_base_port": free_ports(len(SPECIALISTS)),
+                "agent_urls": {"network": [url]},
+            }
         )
-    finally:
-        await runner.cleanup()
+        app = create_app(settings)
+        runner = GatewayRunner(app, settings)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            name = f"fuzz-admin-{secrets.token_hex(12)}"
+            async with app[DATABASE].session() as db:
+                admin = await users.create_user(
+                    db=db, hasher=app[HASHER], username=name, password=PASSWORD, role=Role.ADMIN
+                )
+            user_id = str(admin.id)
+
+            def fresh_token() -> str:
+                return app[TOKENS].issue(user_id).token
+
+            yield Target(
+                base_url=f"http://127.0.0.1:{port}",
+                headers={"Authorization": f"Bearer {fresh_token()}"},
+                fresh_token=fresh_token,
+            )
+        finally:
+            await runner.cleanup()
 
 
 def _answer(response: schemathesis.Response) -> str:

@@ -126,20 +126,26 @@ async def test_a_long_hold_is_written_in_pieces(
     assert got == [f'{{"n":{n}}}' for n in range(count)]
 
 
+def record_writers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ``id`` of the FrameWriter behind each write any of them makes from now on."""
+    written: list[int] = []
+    original = FrameWriter._write
+
+    def counted(self: FrameWriter, data: bytes) -> None:
+        written.append(id(self))
+        original(self, data)
+
+    monkeypatch.setattr(FrameWriter, "_write", counted)
+    return written
+
+
 async def test_requests_that_arrive_together_are_answered_in_few_writes(
     live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ten requests in one write, one of them slow: the quick ones are answered together
     (fewer writes than replies, and fewer pieces than a long hold writes early), the slow one
     after its wait, and every reply arrives."""
-    written: list[tuple[int, int]] = []
-    original = FrameWriter._write
-
-    def counted(self: FrameWriter, data: bytes) -> None:
-        written.append((id(self), len(data)))
-        original(self, data)
-
-    monkeypatch.setattr(FrameWriter, "_write", counted)
+    written = record_writers(monkeypatch)
     # Quick answers count as quick however loaded the machine is (a parallel run can make a
     # subtraction take longer than the limit): this test is about holding, not the limit.
     monkeypatch.setattr(acp_server, "HOLD_BELOW_SECONDS", 1.0)
@@ -162,7 +168,7 @@ async def test_requests_that_arrive_together_are_answered_in_few_writes(
                 answers[reply["id"]] = reply["result"]
     assert answers[5]["label"] == "slow"  # type: ignore[index]
     assert {n: answers[n] for n in answers if n != 5} == {n: n - 1 for n in range(10) if n != 5}
-    server_writes = [size for writer, size in written if writer != id(ours)]
+    server_writes = [writer for writer in written if writer != id(ours)]
     assert len(server_writes) < 6  # 9 quick replies, a slow one and its two notifications
 
 
@@ -191,14 +197,7 @@ async def test_replies_are_not_held_behind_answers_that_compute(
         return sum(p.root)
 
     server.add_method("busy", busy, params=Numbers)
-    written: list[int] = []
-    original = FrameWriter._write
-
-    def counted(self: FrameWriter, data: bytes) -> None:
-        written.append(id(self))
-        original(self, data)
-
-    monkeypatch.setattr(FrameWriter, "_write", counted)
+    written = record_writers(monkeypatch)
     listener = await server.start("127.0.0.1", 0)
     port = next(iter(listener.sockets)).getsockname()[1]
     try:
