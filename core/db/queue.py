@@ -100,11 +100,18 @@ async def claim_free_slots(
     free: Callable[[], int],
     start: Callable[[str], object],
     owner: str | None = None,
+    peek: bool = False,
 ) -> bool:
     """Fill a worker's free slots (``free()`` of them) from the queue, a :func:`claim_many`
     each time, starting each row claimed (``start(id)``, which takes a slot) in the queue's
     order, until no slot is free or a claim comes back short; whether the queue was found
-    empty."""
+    empty.
+
+    With ``peek`` (the worker's last look found the queue empty), a read of whether anything
+    is queued comes first: an idle worker's tick then costs a read of the index instead of a
+    claim (a write, a quarter of the CPU of the claim's UPDATE and no write lock)."""
+    if peek and free() > 0 and not await anything_queued(database, model):
+        return True
     while (slots := free()) > 0:
         claimed = await claim_many(database, model, order_by=order_by, limit=slots, owner=owner)
         for ident in claimed:
@@ -112,6 +119,13 @@ async def claim_free_slots(
         if len(claimed) < slots:
             return True
     return False
+
+
+async def anything_queued(database: Database, model: Any) -> bool:
+    """Whether ``model`` has a ``queued`` row (a read: claims may still find none free)."""
+    async with database.session() as db:
+        found = await db.scalar(select(model.id).where(model.status == "queued").limit(1))
+    return found is not None
 
 
 async def beat(database: Database, model: Any, ids: Sequence[str], owner: str) -> None:

@@ -366,7 +366,7 @@ class InvestigationRunner:
             running=self._running,
             own_grace_seconds=HEARTBEAT_SECONDS,
         ):
-            self._queue.wake()
+            self.wake()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -386,7 +386,7 @@ class InvestigationRunner:
         """Start queued investigations, most urgent first, while fewer than the concurrency
         run: the free slots are claimed in one statement, and a claim that fills fewer than
         it asked for says the queue is empty (see :meth:`_finished`)."""
-        self._drained = False
+        peek, self._drained = self._drained, False
         self._drained = await claim_free_slots(
             self._db,
             Investigation,
@@ -398,6 +398,7 @@ class InvestigationRunner:
             free=lambda: max(1, self._concurrency()) - len(self._running),
             start=self._start,
             owner=self._owner,
+            peek=peek,
         )
 
     def _start(self, investigation_id: str) -> None:
@@ -418,7 +419,7 @@ class InvestigationRunner:
         for approval in expired:
             self._bus.publish("approvals.decided", approvals.as_event(approval))
         if resumable:
-            self._queue.wake()
+            self.wake()
 
     async def prune_checkpoints(self) -> int:
         """Delete the graph checkpoints of investigations finished more than the retention
@@ -565,7 +566,7 @@ class InvestigationRunner:
             if row.status == "pending":
                 self._bus.publish("approvals.requested", approvals.as_event(row))
         if resumable:
-            self._queue.wake()
+            self.wake()
 
     async def cancel(self, investigation_id: str, actor: str) -> None:
         """Stop an investigation that has not finished: AURORA-4040 unknown, AURORA-4090
@@ -605,7 +606,7 @@ class InvestigationRunner:
         """Say that ``approval`` was decided; go on with its investigation when it can."""
         self._bus.publish("approvals.decided", approvals.as_event(approval))
         if resumable:
-            self._queue.wake()
+            self.wake()
 
 
 def _outcome(receipt: dict[str, Any]) -> tuple[str, str | None]:

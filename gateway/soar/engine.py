@@ -191,6 +191,8 @@ class SoarEngine:
         self._metrics = metrics
         self._running: dict[str, asyncio.Task[None]] = {}
         self._owner = owner or process_identity()
+        self._drained = False
+        """The last look found nothing queued nor decided, and nothing was queued here since."""
         self._queue = Periodic("playbook-queue", self._fill, tick_seconds, log=log)
         self._heartbeat_loop = Periodic(
             "playbook-heartbeat", self._heartbeat, HEARTBEAT_SECONDS, log=log
@@ -232,7 +234,7 @@ class SoarEngine:
             running=self._running,
             own_grace_seconds=HEARTBEAT_SECONDS,
         ):
-            self._queue.wake()
+            self.wake()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -244,7 +246,8 @@ class SoarEngine:
         await self.stop()
 
     def wake(self) -> None:
-        """Look at the queue now."""
+        """Look at the queue now (something was queued or can go on)."""
+        self._drained = False
         self._queue.wake()
 
     async def _listen(self, subscription: Any) -> None:
@@ -255,7 +258,7 @@ class SoarEngine:
                 if isinstance(event, Gap) or str(
                     event.payload.get("investigation_id", "")
                 ).startswith("PBX-"):
-                    self._queue.wake()
+                    self.wake()
 
     # -- queueing -------------------------------------------------------------------------
 
@@ -293,38 +296,49 @@ class SoarEngine:
             db.add(execution)
             await db.commit()
         self._publish(execution)
-        self._queue.wake()
+        self.wake()
         return execution
 
-    async def _requeue_decided(self) -> None:
+    async def _requeue_decided(self) -> bool:
         """Executions waiting for humans whose approvals are all decided go back in the queue
-        (decided here or on another replica, before or after a restart)."""
-        pending = exists().where(
-            and_(
-                Approval.investigation_id == PlaybookExecution.id,
-                Approval.status == "pending",
-            )
+        (decided here or on another replica, before or after a restart); whether any did.
+        A read looks first, so that a tick with none decided writes nothing."""
+        decided = (
+            PlaybookExecution.status == "awaiting_approval",
+            ~exists().where(
+                and_(
+                    Approval.investigation_id == PlaybookExecution.id,
+                    Approval.status == "pending",
+                )
+            ),
         )
         async with self._db.session() as db:
+            if await db.scalar(select(PlaybookExecution.id).where(*decided).limit(1)) is None:
+                return False
             await db.execute(
                 update(PlaybookExecution)
-                .where(PlaybookExecution.status == "awaiting_approval", ~pending)
+                .where(*decided)
                 .values(status="queued")
                 .execution_options(synchronize_session=False)
             )
             await db.commit()
+        return True
 
     async def _fill(self) -> None:
         """Queue again the executions whose approvals are decided, then claim the free slots
-        in one statement, again while each claim fills every slot it asked for."""
-        await self._requeue_decided()
-        await claim_free_slots(
+        in one statement, again while each claim fills every slot it asked for (with a read
+        first when the last look found the queue empty and nothing was requeued)."""
+        peek, self._drained = self._drained, False
+        if await self._requeue_decided():
+            peek = False
+        self._drained = await claim_free_slots(
             self._db,
             PlaybookExecution,
             order_by=(PlaybookExecution.created_at, PlaybookExecution.id),
             free=lambda: max(1, self._concurrency()) - len(self._running),
             start=self._start,
             owner=self._owner,
+            peek=peek,
         )
 
     def _start(self, execution_id: str) -> None:
@@ -344,7 +358,8 @@ class SoarEngine:
             error = f"the execution failed ({type(err).__name__})"
         finally:
             self._running.pop(execution_id, None)
-            self._queue.wake()
+            if not self._drained:  # a slot is free: look, unless the last look found nothing
+                self._queue.wake()
         async with self._db.session() as db:
             values: dict[str, Any] = {"status": status, "error": error}
             if status in TERMINAL:

@@ -10,12 +10,19 @@ import subprocess
 import sys
 from datetime import timedelta
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, event, select, update
 
 from core.db import Database, create_database
 from core.db.base import utcnow
 from core.db.leases import owner_gone
-from core.db.queue import beat, claim_many, claim_next, give_back, requeue_orphans
+from core.db.queue import (
+    beat,
+    claim_free_slots,
+    claim_many,
+    claim_next,
+    give_back,
+    requeue_orphans,
+)
 from core.settings import Settings
 from gateway.investigations.models import Investigation
 from gateway.investigations.schemas import PRIORITY_RANK
@@ -187,4 +194,46 @@ async def test_a_batch_claim_takes_the_most_urgent_first_and_says_when_the_queue
             attempts = set((await db.scalars(select(Investigation.attempts))).all())
         assert attempts == {1}
     finally:
+        await database.dispose()
+
+
+async def test_an_idle_worker_reads_the_queue_and_claims_only_what_is_there(
+    settings: Settings,
+) -> None:
+    """With ``peek`` (the last look found the queue empty), an empty queue costs one read and
+    no write; a queued row is claimed as before."""
+    database = create_database(settings.effective_database_url)
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, sql: str, *_args: object) -> None:
+        statements.append(sql.lstrip().split(None, 1)[0].upper())
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", record)
+    started: list[str] = []
+    order = (Investigation.created_at, Investigation.id)
+
+    async def look() -> bool:
+        return await claim_free_slots(
+            database,
+            Investigation,
+            order_by=order,
+            free=lambda: 2 - len(started),
+            start=started.append,
+            owner=f"{HOST}:1:idle",
+            peek=True,
+        )
+
+    try:
+        async with database.session() as db:  # the first connection's set-up is not a look
+            await db.execute(select(1))
+        statements.clear()
+        assert await look()  # empty
+        assert statements == ["SELECT"]
+        await queue(database, {"INV-P01": "normal"})
+        statements.clear()
+        assert await look()  # one row for two slots: claimed, and the queue is empty again
+        assert started == ["INV-P01"]
+        assert "UPDATE" in statements or "WITH" in statements
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", record)
         await database.dispose()
