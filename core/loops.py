@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from core.db.leases import Lease, hold, release
+from core.tasks import cancel_and_wait
 
 Interval = float | Callable[[], float]
 
@@ -76,10 +77,7 @@ class Periodic:
         """Cancel the loop and wait for it (a step in flight is cancelled), then give up its
         lease, so that another replica takes the work over at once."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         call, self._lease_call = self._lease_call, None
         if call is not None:
             # A renewal the cancellation caught in flight ends first: the release comes after.
@@ -200,6 +198,4 @@ class Periodic:
         try:
             await step
         finally:
-            renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewal
+            await cancel_and_wait(renewal)

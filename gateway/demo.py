@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from agents.catalog import SPECIALISTS
 from core.security.permissions import Role
+from core.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     import aiohttp
@@ -812,10 +813,7 @@ async def follow_investigation(
                 printed += 1
     finally:
         for reader in readers:
-            reader.cancel()
-        for reader in readers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
 
 
 async def walkthrough(

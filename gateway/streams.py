@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from core.errors import AuroraError, PermissionDenied, ValidationFailed
 from core.events import Event, Gap, Subscription
 from core.security.permissions import Permission
+from core.tasks import cancel_and_wait
 from core.validation import load_json
 from gateway.auth.service import Principal
 from gateway.http import principal
@@ -194,10 +195,7 @@ async def pump(
                         text = item.encoded[render] = json.dumps(render(item))
                     await send_text(text)
         finally:
-            if watcher is not None:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+            await cancel_and_wait(watcher)
             await ws.close()
     return ws
 

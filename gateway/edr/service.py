@@ -56,6 +56,7 @@ from core.loops import Periodic
 from core.metrics import Metrics
 from core.runtime import SystemMode
 from core.settings import Settings
+from core.tasks import cancel_and_wait
 from core.validation import field_error
 from gateway.alerts.models import Alert
 from gateway.cases.models import Case, CaseObservable
@@ -445,11 +446,8 @@ class EdrService:
     async def close(self) -> None:
         for loop in self._loops:
             await loop.stop()
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        await cancel_and_wait(self._listener)
+        self._listener = None
         for connector in self._connectors.values():
             try:
                 await connector.aclose()

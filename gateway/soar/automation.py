@@ -21,7 +21,6 @@ For each event, every enabled rule of its trigger whose conditions hold is, in o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
@@ -39,6 +38,7 @@ from core.db import Database
 from core.db.base import utcnow
 from core.errors import AlertNotFound, AuroraError, Conflict
 from core.events import Event, EventBus, Gap, Subscription
+from core.tasks import cancel_and_wait
 from core.validation import field_error
 from gateway.alerts import api as alerts
 from gateway.alerts.schemas import AlertPromote, AlertRead, AlertUpdate
@@ -226,10 +226,7 @@ class Automation:
         if self._subscription is not None:
             self._subscription.close()
             self._subscription = None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def __aenter__(self) -> Self:
         self.start()
