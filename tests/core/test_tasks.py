@@ -62,7 +62,8 @@ async def test_a_caller_cancelled_while_it_waits_stays_cancelled() -> None:
     await cleaning.wait()  # the stopper waits for the inner task's clean-up
     outer.cancel()
     await asyncio.wait([outer])
-    assert outer.cancelled() and not went_on
+    assert outer.cancelled()
+    assert not went_on
     may_end.set()
     await asyncio.wait([inner])
     assert inner.cancelled()
