@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.engine import make_url
@@ -48,21 +49,30 @@ def postgres_admin_url() -> str | None:
     return url or None
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest) -> str:
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def _backend(request: pytest.FixtureRequest) -> str:
     if request.param == "postgres" and postgres_admin_url() is None:
         pytest.skip("PostgreSQL suite: set AURORA_TEST_POSTGRES_URL (.ci/run provisions one)")
     return str(request.param)
 
 
-@pytest.fixture
-async def database_url(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[str]:
-    """A database of its own for the test: empty, or (for a test that asks for ``settings``)
-    already a copy of the migrated template, made in one statement."""
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return _backend(request)
+
+
+@contextlib.asynccontextmanager
+async def _database(backend: str, folder: Path, *, migrated: bool) -> AsyncIterator[str]:
+    """The URL of a database of its own in ``folder`` (SQLite) or on the test server
+    (PostgreSQL): empty, or with ``migrated`` already a copy of the migrated template (a file
+    copy, or one statement); a PostgreSQL database is dropped afterwards."""
     if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'aurora.db'}"
+        path = folder / "aurora.db"
+        if migrated:
+            shutil.copyfile(await _sqlite_template(), path)
+        yield f"sqlite+aiosqlite:///{path}"
         return
     import asyncpg  # only the PostgreSQL suite needs it
 
@@ -70,19 +80,31 @@ async def database_url(
     name = f"aurora_t_{uuid.uuid4().hex[:12]}"
     url = admin.set(database=name).render_as_string(hide_password=False)
     dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    template = await _postgres_template(url) if "settings" in request.fixturenames else None
+    template = await _postgres_template(url) if migrated else None
     connection = await asyncpg.connect(dsn)
     try:
         clause = f' TEMPLATE "{template}"' if template else ""
         await connection.execute(f'CREATE DATABASE "{name}"{clause}')
     finally:
         await connection.close()
-    yield url
-    connection = await asyncpg.connect(dsn)
     try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield url
     finally:
-        await connection.close()
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+
+@pytest.fixture
+async def database_url(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
+    """A database of its own for the test: empty, or (for a test that asks for ``settings``)
+    already a copy of the migrated template."""
+    async with _database(backend, tmp_path, migrated="settings" in request.fixturenames) as url:
+        yield url
 
 
 _CHDB_PATH: list[Path] = []
@@ -178,13 +200,9 @@ async def _postgres_template(url: str) -> str:
 
 @pytest.fixture
 async def settings(tmp_path: Path, database_url: str) -> Settings:
-    """Settings on a temporary data dir and a database migrated to the newest schema."""
-    settings = make_settings(tmp_path / "data", database_url)
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite" and url.database:
-        shutil.copyfile(await _sqlite_template(), url.database)
-    # PostgreSQL: database_url made it a copy of the template already.
-    return settings
+    """Settings on a temporary data dir and a database migrated to the newest schema (a copy
+    of the template: ``database_url`` made it, seeing this fixture asked for)."""
+    return make_settings(tmp_path / "data", database_url)
 
 
 class Gateway:
@@ -259,6 +277,28 @@ async def gateway(settings: Settings) -> AsyncIterator[Gateway]:
         yield Gateway(client)
     finally:
         await close_gateway(client)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_backend(request: pytest.FixtureRequest) -> str:
+    return _backend(request)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_gateway(
+    module_backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Gateway]:
+    """One gateway for every test of a module, on each backend: for modules whose tests only
+    read or are refused (they change nothing another test could see), which would otherwise
+    start a gateway each. The module runs on one event loop
+    (``pytestmark = pytest.mark.asyncio(loop_scope="module")``)."""
+    folder = tmp_path_factory.mktemp("shared-gateway")
+    async with _database(module_backend, folder, migrated=True) as url:
+        client = await start_gateway(make_settings(folder / "data", url))
+        try:
+            yield Gateway(client)
+        finally:
+            await close_gateway(client)
 
 
 CLOSE_SECONDS = 90.0

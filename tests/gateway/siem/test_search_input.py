@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from core.logstore.query import MAX_DEPTH, MAX_TERMS
 from core.security.permissions import Role
@@ -37,9 +38,18 @@ async def refused(
     return str(problems[0]["msg"])
 
 
+# Every test here is a search refused or answered: one gateway serves them all.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
 @pytest.fixture
-async def analyst(gateway: Gateway) -> dict[str, str]:
-    return await gateway.user(Role.ANALYST, "ana")
+def gateway(shared_gateway: Gateway) -> Gateway:
+    return shared_gateway
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def analyst(shared_gateway: Gateway) -> dict[str, str]:
+    return await shared_gateway.user(Role.ANALYST, "ana")
 
 
 @pytest.mark.parametrize(
