@@ -108,8 +108,8 @@ async def claim_free_slots(
     empty.
 
     With ``peek`` (the worker's last look found the queue empty), a read of whether anything
-    is queued comes first: an idle worker's tick then costs a read of the index instead of a
-    claim (a write, a quarter of the CPU of the claim's UPDATE and no write lock)."""
+    is queued comes first: an idle worker's tick then costs a read of the status index (about
+    a quarter of the claim's CPU, and no write lock) instead of the claim's ``UPDATE``."""
     if peek and free() > 0 and not await anything_queued(database, model):
         return True
     while (slots := free()) > 0:
