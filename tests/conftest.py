@@ -301,6 +301,12 @@ async def shared_gateway(
             await close_gateway(client)
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_admin(shared_gateway: Gateway) -> dict[str, str]:
+    """An administrator's headers on the module's :func:`shared_gateway`."""
+    return await shared_gateway.user(Role.ADMIN, "root-admin")
+
+
 CLOSE_SECONDS = 90.0
 """How long a test gateway may take to close (seconds on a loaded machine, usually far less)."""
 

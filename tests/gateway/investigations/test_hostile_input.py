@@ -7,14 +7,18 @@ import pytest
 
 from tests.conftest import Gateway
 
+# Listings refused or answered empty: one gateway serves every case.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
 
 @pytest.mark.parametrize("path", ["/api/v1/investigations", "/api/v1/orchestrator/history"])
 @pytest.mark.parametrize(
     "offset", ["1" + "0" * 24, "2147483648", "1" * 4300, "1" * 5000], ids=lambda o: f"{len(o)}"
 )
 async def test_a_huge_offset_is_422(
-    gateway: Gateway, admin: dict[str, str], path: str, offset: str
+    shared_gateway: Gateway, shared_admin: dict[str, str], path: str, offset: str
 ) -> None:
+    gateway, admin = shared_gateway, shared_admin
     response = await gateway.client.get(path, params={"offset": offset}, headers=admin)
     body = await response.json()
     assert (response.status, body["error"]["code"]) == (422, "AURORA-4220"), body
