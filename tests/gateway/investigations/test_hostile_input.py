@@ -18,10 +18,13 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 async def test_a_huge_offset_is_422(
     shared_gateway: Gateway, shared_admin: dict[str, str], path: str, offset: str
 ) -> None:
-    gateway, admin = shared_gateway, shared_admin
-    response = await gateway.client.get(path, params={"offset": offset}, headers=admin)
+    response = await shared_gateway.client.get(
+        path, params={"offset": offset}, headers=shared_admin
+    )
     body = await response.json()
     assert (response.status, body["error"]["code"]) == (422, "AURORA-4220"), body
     assert [d["loc"] for d in body["error"]["detail"]] == [["query", "offset"]]
-    largest = await gateway.client.get(path, params={"offset": "2147483647"}, headers=admin)
+    largest = await shared_gateway.client.get(
+        path, params={"offset": "2147483647"}, headers=shared_admin
+    )
     assert (largest.status, (await largest.json())["items"]) == (200, [])

@@ -14,6 +14,10 @@ from core.logstore.query import MAX_DEPTH, MAX_TERMS
 from core.security.permissions import Role
 from tests.conftest import Gateway
 
+# Every test here is a search refused or answered: one gateway serves them all.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
 EVENT_ID = str(uuid.UUID(int=7))
 
 
@@ -36,10 +40,6 @@ async def refused(
     problems = body["error"]["detail"]
     assert [p["loc"] for p in problems] == [["query", field]], problems
     return str(problems[0]["msg"])
-
-
-# Every test here is a search refused or answered: one gateway serves them all.
-pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest.fixture
