@@ -102,10 +102,18 @@ def load_engine(rules_dir: Path | None = None, *, own: bool = True) -> SigmaEngi
     return SigmaEngine.load(sources)
 
 
+@lru_cache(maxsize=1)
+def _shipped_engine() -> SigmaEngine:
+    return load_engine()
+
+
 @lru_cache(maxsize=4)
 def default_engine(rules_dir: Path | None = None) -> SigmaEngine:
     """:func:`load_engine` once per process and ``rules_dir`` (compiling the corpus takes
-    seconds; the compiled engine is read-only)."""
+    seconds; the compiled engine is read-only). Every ``rules_dir`` that holds no archive of
+    its own runs the shipped corpus: one compiled engine for all of them."""
+    if corpus_archive(rules_dir) == corpus_archive():
+        return _shipped_engine()
     return load_engine(rules_dir)
 
 

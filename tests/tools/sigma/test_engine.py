@@ -1,6 +1,6 @@
 """The in-process Sigma engine (tools.sigma.engine) and the rule corpus (tools.sigma.corpus):
-each modifier, condition forms, log source scoping, both event layouts, skipped rules, and
-fetching a release archive with its checksum."""
+each modifier, condition forms, log source scoping, both event layouts, skipped rules,
+fetching a release archive with its checksum, and which compiled corpus a rules directory runs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 
 from core.errors import ValidationFailed
-from tools.sigma.corpus import DATA_DIR, fetch_rules, manifest, read_archive, sha256_of
+from tools.sigma.corpus import (
+    DATA_DIR,
+    default_engine,
+    fetch_rules,
+    manifest,
+    read_archive,
+    sha256_of,
+)
 from tools.sigma.engine import SigmaEngine, command_event
 
 
@@ -330,3 +337,18 @@ def test_fetch_verifies_the_checksum(served: str, tmp_path: Path) -> None:
     path = fetch_rules(served, good, tmp_path / "rules")
     assert path.name == "sigma_windows.tar.gz"
     assert [name for name, _ in read_archive(path)] == ["rules/windows/process_creation/r.yml"]
+
+
+def test_a_rules_directory_without_an_archive_runs_the_shipped_compile(tmp_path: Path) -> None:
+    fetched = tmp_path / "fetched"
+    fetched.mkdir()
+    (fetched / "sigma_windows.tar.gz").write_bytes(_archive())
+    (tmp_path / "empty").mkdir()
+    shipped = default_engine()
+    # compiled once for every directory that holds no archive of its own
+    assert default_engine(tmp_path / "empty") is shipped
+    assert default_engine(tmp_path / "absent") is shipped
+    own = default_engine(fetched)
+    assert own is not shipped
+    assert "t" in {r.info.title for r in own.rules}
+    assert "t" not in {r.info.title for r in shipped.rules}
