@@ -16,6 +16,10 @@ from gateway.keys import SETTINGS
 from tests.conftest import PASSWORD, Gateway
 from tests.contract.spec import Spec
 
+# Requests answered or refused, by users of their own: one gateway serves every case but the
+# mode's, which changes the runtime mode.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 WELL_FORMED_ID = "req-0123456789abcdef"
 MALFORMED_IDS = ["bad id", "x" * 500, "short", "-leading-dash-id", "<script>alert(1)</script>"]
@@ -101,13 +105,13 @@ def _assert_standard(response: ClientResponse, expected_status: int) -> None:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-async def test_standard_headers(gateway: Gateway, case: str) -> None:
+async def test_standard_headers(shared_gateway: Gateway, case: str) -> None:
     call, status, code = CASES[case]
-    response = await call(gateway, {})
+    response = await call(shared_gateway, {})
     _assert_standard(response, status)
     assert _is_uuid(response.headers.get("X-Request-ID")), response.headers.get("X-Request-ID")
 
-    response = await call(gateway, {"X-Request-ID": WELL_FORMED_ID})
+    response = await call(shared_gateway, {"X-Request-ID": WELL_FORMED_ID})
     _assert_standard(response, status)
     assert response.headers.get("X-Request-ID") == WELL_FORMED_ID
     if code is not None:
@@ -115,10 +119,10 @@ async def test_standard_headers(gateway: Gateway, case: str) -> None:
 
 
 @pytest.mark.parametrize("case", ["200", "401", "404"])
-async def test_malformed_request_id_is_replaced(gateway: Gateway, case: str) -> None:
+async def test_malformed_request_id_is_replaced(shared_gateway: Gateway, case: str) -> None:
     call, status, code = CASES[case]
     for bad in MALFORMED_IDS:
-        response = await call(gateway, {"X-Request-ID": bad})
+        response = await call(shared_gateway, {"X-Request-ID": bad})
         _assert_standard(response, status)
         rid = response.headers.get("X-Request-ID")
         assert _is_uuid(rid), (bad[:20], rid)
@@ -126,9 +130,9 @@ async def test_malformed_request_id_is_replaced(gateway: Gateway, case: str) -> 
             assert (await response.json())["error"]["request_id"] == rid
 
 
-async def test_control_characters_in_request_id_never_come_back(gateway: Gateway) -> None:
+async def test_control_characters_in_request_id_never_come_back(shared_gateway: Gateway) -> None:
     # aiohttp's client refuses to send a control character, so speak HTTP by hand.
-    server = gateway.client.server
+    server = shared_gateway.client.server
     reader, writer = await asyncio.open_connection(server.host, server.port)
     writer.write(
         b"GET /api/v1/auth/providers HTTP/1.1\r\nHost: test\r\n"
@@ -150,10 +154,10 @@ async def test_control_characters_in_request_id_never_come_back(gateway: Gateway
 
 
 @pytest.mark.parametrize("case", ERROR_CASES)
-async def test_error_envelope_matches_spec(gateway: Gateway, spec: Spec, case: str) -> None:
+async def test_error_envelope_matches_spec(shared_gateway: Gateway, spec: Spec, case: str) -> None:
     call, status, code = CASES[case]
     assert code is not None
-    response = await call(gateway, {})
+    response = await call(shared_gateway, {})
     _assert_standard(response, status)
     assert response.content_type == "application/json"
     body = await response.json()
@@ -172,8 +176,8 @@ async def test_error_envelope_matches_spec(gateway: Gateway, spec: Spec, case: s
     assert _is_uuid(error["request_id"])
 
 
-async def test_405_names_the_allowed_methods(gateway: Gateway) -> None:
-    response = await _wrong_method(gateway, {})
+async def test_405_names_the_allowed_methods(shared_gateway: Gateway) -> None:
+    response = await _wrong_method(shared_gateway, {})
     assert response.status == 405
     allowed = {m.strip() for m in response.headers["Allow"].split(",")}
     assert "GET" in allowed
@@ -182,14 +186,15 @@ async def test_405_names_the_allowed_methods(gateway: Gateway) -> None:
     assert set(body["error"]["detail"]["allowed"]) == allowed
 
 
-async def test_429_carries_retry_after(gateway: Gateway) -> None:
-    response = await _locked_out(gateway, {})
+async def test_429_carries_retry_after(shared_gateway: Gateway) -> None:
+    response = await _locked_out(shared_gateway, {})
     assert response.status == 429
     retry_after = response.headers["Retry-After"]
     assert retry_after.isdigit()
-    assert 1 <= int(retry_after) <= gateway.app[SETTINGS].login_lockout_seconds + 1
+    assert 1 <= int(retry_after) <= shared_gateway.app[SETTINGS].login_lockout_seconds + 1
 
 
+@pytest.mark.asyncio(loop_scope="function")  # a gateway of its own
 async def test_mode_header_follows_the_runtime_mode(
     gateway: Gateway, admin: dict[str, str]
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
@@ -16,6 +17,9 @@ from gateway.cases.schemas import CaseRead, CommentRead, ObservableRead, TaskRea
 from gateway.keys import BUS, DATABASE
 from tests.conftest import Gateway
 
+# Refusals, and writes each test compares with the counts it found: one gateway serves them all.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
 API = "/api/v1/cases"
 CASE = {"title": "Beacon from WS-17", "severity": "high"}
 HUGE = ["1" + "0" * 24, "2147483648", "1" * 4300, "1" * 5000]
@@ -24,9 +28,9 @@ Python refuses to convert from text (4,300 digits) or orjson to read as a double
 BAD_TIMES = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2300-01-01T00:00:00Z"]
 
 
-@pytest.fixture
-async def analyst(gateway: Gateway) -> dict[str, str]:
-    return await gateway.user(Role.ANALYST, "ana")
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def analyst(shared_gateway: Gateway) -> dict[str, str]:
+    return await shared_gateway.user(Role.ANALYST, "ana")
 
 
 async def count(gateway: Gateway, table: type[Base]) -> int:
@@ -64,59 +68,66 @@ async def new_case(gateway: Gateway, headers: dict[str, str]) -> dict[str, Any]:
 
 
 async def test_deep_json_is_422_and_writes_nothing(
-    gateway: Gateway, analyst: dict[str, str]
+    shared_gateway: Gateway, analyst: dict[str, str]
 ) -> None:
+    before = await counts(shared_gateway)
     for depth in (256, 100_000):
         body = '{"title": "x", "tags": ' + "[" * depth + "]" * depth + "}"
-        status, reply = await call(gateway, "POST", API, analyst, body)
+        status, reply = await call(shared_gateway, "POST", API, analyst, body)
         assert_422(status, reply, ["body"])
-    assert await count(gateway, Case) == 0
+    assert await counts(shared_gateway) == before
 
 
 @pytest.mark.parametrize("due_date", BAD_TIMES)
 async def test_a_due_date_outside_the_accepted_years_is_422(
-    gateway: Gateway, analyst: dict[str, str], due_date: str
+    shared_gateway: Gateway, analyst: dict[str, str], due_date: str
 ) -> None:
-    case = await new_case(gateway, analyst)
+    case = await new_case(shared_gateway, analyst)
     url = f"{API}/{case['id']}/tasks"
-    before = await counts(gateway)
-    status, reply = await call(gateway, "POST", url, analyst, {"title": "t", "due_date": due_date})
-    assert_422(status, reply, ["body", "due_date"])
-    _, task = await call(gateway, "POST", url, analyst, {"title": "t"})
-    after_create = await counts(gateway)
+    before = await counts(shared_gateway)
     status, reply = await call(
-        gateway, "PATCH", f"{url}/{task['id']}", analyst, {"due_date": due_date}
+        shared_gateway, "POST", url, analyst, {"title": "t", "due_date": due_date}
     )
     assert_422(status, reply, ["body", "due_date"])
-    assert await counts(gateway) == after_create
+    _, task = await call(shared_gateway, "POST", url, analyst, {"title": "t"})
+    after_create = await counts(shared_gateway)
+    status, reply = await call(
+        shared_gateway, "PATCH", f"{url}/{task['id']}", analyst, {"due_date": due_date}
+    )
+    assert_422(status, reply, ["body", "due_date"])
+    assert await counts(shared_gateway) == after_create
     assert after_create[CaseTask.__tablename__] == before[CaseTask.__tablename__] + 1
 
 
 async def test_huge_integers_in_bodies_are_422_and_change_nothing(
-    gateway: Gateway, analyst: dict[str, str]
+    shared_gateway: Gateway, analyst: dict[str, str]
 ) -> None:
-    case = await new_case(gateway, analyst)
-    _, task = await call(gateway, "POST", f"{API}/{case['id']}/tasks", analyst, {"title": "t"})
-    before = await counts(gateway)
+    case = await new_case(shared_gateway, analyst)
+    _, task = await call(
+        shared_gateway, "POST", f"{API}/{case['id']}/tasks", analyst, {"title": "t"}
+    )
+    before = await counts(shared_gateway)
     for number in HUGE:
         for url in (f"{API}/{case['id']}", f"{API}/{case['id']}/tasks/{task['id']}"):
             body = '{"title": "changed", "version": ' + number + "}"
-            status, reply = await call(gateway, "PATCH", url, analyst, body)
+            status, reply = await call(shared_gateway, "PATCH", url, analyst, body)
             assert (status, reply["error"]["code"]) == (422, "AURORA-4220"), (url, number[:30])
-    assert await counts(gateway) == before
-    _, now = await call(gateway, "GET", f"{API}/{case['id']}", analyst)
+    assert await counts(shared_gateway) == before
+    _, now = await call(shared_gateway, "GET", f"{API}/{case['id']}", analyst)
     assert (now["title"], now["version"]) == (CASE["title"], 1)
 
 
 @pytest.mark.parametrize("number", HUGE)
 async def test_huge_integers_in_queries_are_422(
-    gateway: Gateway, analyst: dict[str, str], number: str
+    shared_gateway: Gateway, analyst: dict[str, str], number: str
 ) -> None:
-    case = await new_case(gateway, analyst)
+    case = await new_case(shared_gateway, analyst)
     for path in ("", f"/{case['id']}/observables", f"/{case['id']}/comments"):
-        status, reply = await call(gateway, "GET", API + path, analyst, offset=number)
+        status, reply = await call(shared_gateway, "GET", API + path, analyst, offset=number)
         assert_422(status, reply, ["query", "offset"])
-    status, reply = await call(gateway, "GET", f"{API}/{case['id']}/tasks", analyst, limit=number)
+    status, reply = await call(
+        shared_gateway, "GET", f"{API}/{case['id']}/tasks", analyst, limit=number
+    )
     assert_422(status, reply, ["query", "limit"])
 
 
@@ -133,7 +144,7 @@ async def test_huge_integers_in_queries_are_422(
     ],
 )
 async def test_nothing_is_committed_or_announced_when_the_answer_cannot_be_built(
-    gateway: Gateway,
+    shared_gateway: Gateway,
     analyst: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
     model: type[BaseModel],
@@ -141,22 +152,24 @@ async def test_nothing_is_committed_or_announced_when_the_answer_cannot_be_built
     path: str,
     body: Any,
 ) -> None:
-    case = await new_case(gateway, analyst)
-    _, task = await call(gateway, "POST", f"{API}/{case['id']}/tasks", analyst, {"title": "t"})
-    before = await counts(gateway)
+    case = await new_case(shared_gateway, analyst)
+    _, task = await call(
+        shared_gateway, "POST", f"{API}/{case['id']}/tasks", analyst, {"title": "t"}
+    )
+    before = await counts(shared_gateway)
 
     def broken(cls: type[BaseModel], *args: Any, **kwargs: Any) -> BaseModel:
         raise RuntimeError("the read model cannot be built")
 
     monkeypatch.setattr(model, "model_validate", classmethod(broken))
     url = API + path.format(case=case["id"], task=task["id"])
-    with gateway.app[BUS].subscribe("cases.*") as events:
-        status, reply = await call(gateway, method, url, analyst, body)
+    with shared_gateway.app[BUS].subscribe("cases.*") as events:
+        status, reply = await call(shared_gateway, method, url, analyst, body)
         assert (status, reply["error"]["code"]) == (500, "AURORA-5000")
         assert events.drain() == []
     monkeypatch.undo()
-    assert await counts(gateway) == before
-    _, now = await call(gateway, "GET", f"{API}/{case['id']}", analyst)
+    assert await counts(shared_gateway) == before
+    _, now = await call(shared_gateway, "GET", f"{API}/{case['id']}", analyst)
     assert (now["title"], now["version"], now["deleted_at"]) == (CASE["title"], 1, None)
-    _, tasks = await call(gateway, "GET", f"{API}/{case['id']}/tasks", analyst)
+    _, tasks = await call(shared_gateway, "GET", f"{API}/{case['id']}/tasks", analyst)
     assert [(t["title"], t["version"]) for t in tasks["items"]] == [("t", 1)]
