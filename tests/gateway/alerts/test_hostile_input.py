@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
@@ -20,6 +21,10 @@ from gateway.alerts.schemas import RAW_MAX_BYTES, AlertCreate, AlertRead, AlertU
 from gateway.keys import BUS, DATABASE
 from tests.conftest import Gateway
 
+# Refusals, and writes each test compares with the counts it found: one gateway serves them all
+# but the one that stores a row past the limits.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
 ALERT = {"title": "Beacon", "source": "zeek", "severity": "high", "raw": {"uid": "C1"}}
 
 
@@ -31,9 +36,9 @@ def nested(depth: int) -> dict[str, Any]:
     return value
 
 
-@pytest.fixture
-async def analyst(gateway: Gateway) -> dict[str, str]:
-    return await gateway.user(Role.ANALYST, "ana")
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def analyst(shared_gateway: Gateway) -> dict[str, str]:
+    return await shared_gateway.user(Role.ANALYST, "ana")
 
 
 async def count(gateway: Gateway) -> int:
@@ -84,31 +89,38 @@ async def store_poisoned(gateway: Gateway, raw: dict[str, Any]) -> str:
 
 
 async def test_raw_nested_256_deep_is_422_and_writes_nothing(
-    gateway: Gateway, analyst: dict[str, str]
+    shared_gateway: Gateway, analyst: dict[str, str]
 ) -> None:
+    before = await count(shared_gateway)
     status, reply = await send(
-        gateway, "POST", "/api/v1/alerts", analyst, {**ALERT, "raw": nested(256)}
+        shared_gateway, "POST", "/api/v1/alerts", analyst, {**ALERT, "raw": nested(256)}
     )
     assert_422(status, reply, ["body"])
-    assert await count(gateway) == 0
-    status, page = await send(gateway, "GET", "/api/v1/alerts", analyst)
-    assert (status, page["total"]) == (200, 0)
+    assert await count(shared_gateway) == before
+    status, page = await send(shared_gateway, "GET", "/api/v1/alerts", analyst)
+    assert (status, page["total"]) == (200, before)
 
 
 async def test_100k_deep_json_is_422_and_writes_nothing(
-    gateway: Gateway, analyst: dict[str, str]
+    shared_gateway: Gateway, analyst: dict[str, str]
 ) -> None:
+    before = await count(shared_gateway)
     body = '{"title": "x", "source": "y", "raw": ' + "[" * 100_000 + "]" * 100_000 + "}"
-    status, reply = await send(gateway, "POST", "/api/v1/alerts", analyst, body)
+    status, reply = await send(shared_gateway, "POST", "/api/v1/alerts", analyst, body)
     assert_422(status, reply, ["body"])
-    assert await count(gateway) == 0
+    assert await count(shared_gateway) == before
 
 
-async def test_raw_is_bounded_in_size_and_depth(gateway: Gateway, analyst: dict[str, str]) -> None:
+async def test_raw_is_bounded_in_size_and_depth(
+    shared_gateway: Gateway, analyst: dict[str, str]
+) -> None:
+    before = await count(shared_gateway)
     big = {"blob": "x" * RAW_MAX_BYTES}
-    status, reply = await send(gateway, "POST", "/api/v1/alerts", analyst, {**ALERT, "raw": big})
+    status, reply = await send(
+        shared_gateway, "POST", "/api/v1/alerts", analyst, {**ALERT, "raw": big}
+    )
     assert_422(status, reply, ["body", "raw"])
-    assert await count(gateway) == 0
+    assert await count(shared_gateway) == before
     # in-process callers (the detection scheduler) build the schema without the body's limit
     with pytest.raises(ValidationError) as refused:
         AlertCreate(title="t", source="s", raw=nested(MAX_JSON_DEPTH + 1))
@@ -120,12 +132,13 @@ async def test_raw_is_bounded_in_size_and_depth(gateway: Gateway, analyst: dict[
     "observed_at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2026-01-01T00:00"]
 )
 async def test_an_observed_time_outside_the_accepted_years_is_422(
-    gateway: Gateway, analyst: dict[str, str], observed_at: str
+    shared_gateway: Gateway, analyst: dict[str, str], observed_at: str
 ) -> None:
+    before = await count(shared_gateway)
     body = {**ALERT, "observed_at": observed_at}
-    status, reply = await send(gateway, "POST", "/api/v1/alerts", analyst, body)
+    status, reply = await send(shared_gateway, "POST", "/api/v1/alerts", analyst, body)
     assert_422(status, reply, ["body", "observed_at"])
-    assert await count(gateway) == 0
+    assert await count(shared_gateway) == before
 
 
 @pytest.mark.parametrize(
@@ -140,28 +153,31 @@ async def test_an_observed_time_outside_the_accepted_years_is_422(
     ],
 )
 async def test_hostile_list_queries_are_422(
-    gateway: Gateway, analyst: dict[str, str], query: dict[str, str], field: str
+    shared_gateway: Gateway, analyst: dict[str, str], query: dict[str, str], field: str
 ) -> None:
-    status, reply = await send(gateway, "GET", "/api/v1/alerts", analyst, **query)
+    status, reply = await send(shared_gateway, "GET", "/api/v1/alerts", analyst, **query)
     assert_422(status, reply, ["query", field])
 
 
 async def test_huge_integers_in_an_update_are_422_and_change_nothing(
-    gateway: Gateway, analyst: dict[str, str]
+    shared_gateway: Gateway, analyst: dict[str, str]
 ) -> None:
-    _, alert = await send(gateway, "POST", "/api/v1/alerts", analyst, ALERT)
+    own = {**ALERT, "title": "Beacon, a huge version"}  # a title of its own: no duplicate
+    _, alert = await send(shared_gateway, "POST", "/api/v1/alerts", analyst, own)
     url = f"/api/v1/alerts/{alert['id']}"
     for version in ("1" + "0" * 24, "1" * 4300, "1" * 5000):
         body = '{"severity": "low", "version": ' + version + "}"
-        status, reply = await send(gateway, "PATCH", url, analyst, body)
+        status, reply = await send(shared_gateway, "PATCH", url, analyst, body)
         assert (status, reply["error"]["code"]) == (422, "AURORA-4220"), version[:30]
-    _, now = await send(gateway, "GET", url, analyst)
+    _, now = await send(shared_gateway, "GET", url, analyst)
     assert (now["severity"], now["version"]) == ("high", 1)
 
 
+@pytest.mark.asyncio(loop_scope="function")  # a gateway of its own
 async def test_a_stored_row_past_the_limits_is_shown_with_a_marker(
-    gateway: Gateway, analyst: dict[str, str], caplog: pytest.LogCaptureFixture
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
+    analyst = await gateway.user(Role.ANALYST, "ana")
     alert_id = await store_poisoned(gateway, nested(256))
     await send(gateway, "POST", "/api/v1/alerts", analyst, ALERT)
     marker = {"_omitted": f"nested more than {MAX_JSON_DEPTH} levels deep; not shown"}
@@ -185,38 +201,42 @@ async def test_a_stored_row_past_the_limits_is_shown_with_a_marker(
 
 
 async def test_nothing_is_committed_or_announced_when_the_answer_cannot_be_built(
-    gateway: Gateway, analyst: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    shared_gateway: Gateway, analyst: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, alert = await send(gateway, "POST", "/api/v1/alerts", analyst, ALERT)
+    before = await count(shared_gateway)
+    _, cases_before = await send(shared_gateway, "GET", "/api/v1/cases", analyst)
+    own = {**ALERT, "title": "Beacon, unanswerable"}
+    _, alert = await send(shared_gateway, "POST", "/api/v1/alerts", analyst, own)
 
     def broken(cls: type[AlertRead], *args: Any, **kwargs: Any) -> AlertRead:
         raise RuntimeError("the read model cannot be built")
 
     monkeypatch.setattr(AlertRead, "model_validate", classmethod(broken))
-    with gateway.app[BUS].subscribe("alerts.*", "cases.*") as events:
+    with shared_gateway.app[BUS].subscribe("alerts.*", "cases.*") as events:
         status, reply = await send(
-            gateway, "POST", "/api/v1/alerts", analyst, {**ALERT, "title": "another"}
+            shared_gateway, "POST", "/api/v1/alerts", analyst, {**ALERT, "title": "another"}
         )
         assert (status, reply["error"]["code"]) == (500, "AURORA-5000")
         url = f"/api/v1/alerts/{alert['id']}"
-        status, reply = await send(gateway, "PATCH", url, analyst, {"severity": "low"})
+        status, reply = await send(shared_gateway, "PATCH", url, analyst, {"severity": "low"})
         assert (status, reply["error"]["code"]) == (500, "AURORA-5000")
-        status, reply = await send(gateway, "POST", f"{url}/promote", analyst, {})
+        status, reply = await send(shared_gateway, "POST", f"{url}/promote", analyst, {})
         assert (status, reply["error"]["code"]) == (500, "AURORA-5000")
         assert events.drain() == []
     monkeypatch.undo()
-    assert await count(gateway) == 1
-    status, now = await send(gateway, "GET", f"/api/v1/alerts/{alert['id']}", analyst)
+    assert await count(shared_gateway) == before + 1
+    status, now = await send(shared_gateway, "GET", f"/api/v1/alerts/{alert['id']}", analyst)
     assert (status, now["severity"], now["version"], now["case_id"]) == (200, "high", 1, None)
-    status, cases = await send(gateway, "GET", "/api/v1/cases", analyst)
-    assert (status, cases["total"]) == (200, 0)
+    status, cases = await send(shared_gateway, "GET", "/api/v1/cases", analyst)
+    assert (status, cases["total"]) == (200, cases_before["total"])
 
 
 async def test_a_concurrent_edit_found_at_flush_is_409(
-    gateway: Gateway, analyst: dict[str, str]
+    shared_gateway: Gateway, analyst: dict[str, str]
 ) -> None:
-    _, alert = await send(gateway, "POST", "/api/v1/alerts", analyst, ALERT)
-    database = gateway.app[DATABASE]
+    own = {**ALERT, "title": "Beacon, raced"}
+    _, alert = await send(shared_gateway, "POST", "/api/v1/alerts", analyst, own)
+    database = shared_gateway.app[DATABASE]
     async with database.session() as first, database.session() as second:
         # both read version 1 (held: a session keeps only the rows its caller holds)
         held = [await service.get_alert(db=db, alert_id=alert["id"]) for db in (first, second)]
@@ -230,5 +250,5 @@ async def test_a_concurrent_edit_found_at_flush_is_409(
             )
     assert conflict.value.code == "AURORA-4090"
     assert conflict.value.detail == {"alert_id": alert["id"], "reason": "changed concurrently"}
-    _, now = await send(gateway, "GET", f"/api/v1/alerts/{alert['id']}", analyst)
+    _, now = await send(shared_gateway, "GET", f"/api/v1/alerts/{alert['id']}", analyst)
     assert (now["severity"], now["version"]) == ("low", 2)
