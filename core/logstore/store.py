@@ -25,10 +25,13 @@ other replicas then fetch.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import base64
 import binascii
+import itertools
 import logging
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -219,44 +222,45 @@ def encode_events(
     reaches the gateway's own process is then one bytes object, and its insert is the engine's
     work alone.
 
-    The block is built column by column: an event's normalised values are read once (into its
-    ``doc``, whose entries are what its columns hold), a column no event has is one repeated
-    default, and clickhouse-connect's own column writers (those of ``client.insert``) encode
-    each column into a buffer of its own (one growing buffer for a block of tens of megabytes
-    is copied again at each growth)."""
+    The block is built column by column: an event's normalised values are read once, each
+    into its ``doc`` and its column's slot at the event's row (events with the same value
+    names share the list of their columns), a column no event has is one repeated default,
+    times go as their milliseconds, and clickhouse-connect's own column writers (those of
+    ``client.insert``) encode each column into a buffer of its own (one growing buffer for a
+    block of tens of megabytes is copied again at each growth), the ``fields`` map's keys once
+    per set of keys (:func:`_write_map`)."""
     if not events:
         raise ValueError("no rows to encode")
-    docs: list[dict[str, str | int]] = []
+    count = len(events)
     texts: list[bytes] = []
-    present: set[str] = set()
-    orders: dict[tuple[str, ...], list[tuple[str, bool]]] = {}
-    for event in events:
+    filled: dict[str, list[Any]] = {}  # the columns some event has a value for
+    orders: dict[tuple[str, ...], list[tuple[str, bool, list[Any]]]] = {}
+    for row, event in enumerate(events):
         values = event.values
         names = tuple(values)
         order = orders.get(names)
         if order is None:  # events of one kind set their values in the same order
-            order = orders[names] = [
-                (n, i) for _, n, i in sorted(_SPEC[n] for n in names if n in _SPEC)
-            ]
+            order = orders[names] = []
+            for _, name, is_int in sorted(_SPEC[n] for n in names if n in _SPEC):
+                if name not in filled:
+                    filled[name] = [None if is_int else ""] * count
+                order.append((name, is_int, filled[name]))
         doc: dict[str, str | int] = {}
-        for name, is_int in order:
+        for name, is_int, column in order:
             value = values[name]
             if is_int:
                 if isinstance(value, int):
-                    doc[name] = value
+                    doc[name] = column[row] = value
             elif value is not None and (text := str(value)):
-                doc[name] = text
-        docs.append(doc)
+                doc[name] = column[row] = text
         texts.append(orjson.dumps(doc))
-        present.update(doc)
-    count = len(events)
-    columns: list[Sequence[Any]] = [ids, [now] * count, [e.timestamp for e in events]]
+    columns: list[Sequence[Any]] = [
+        ids,
+        [_ticks(now)] * count,
+        [_ticks(e.timestamp) for e in events],
+    ]
     for name, is_int in _NORMALISED_KINDS:
-        empty = None if is_int else ""
-        if name in present:
-            columns.append([doc.get(name, empty) for doc in docs])
-        else:
-            columns.append([empty] * count)
+        columns.append(filled.get(name) or [None if is_int else ""] * count)
     columns += [
         [e.source for e in events],
         [e.format for e in events],
@@ -265,6 +269,36 @@ def encode_events(
         texts,  # orjson's UTF-8 as it is: a String column of bytes is sent unchanged
     ]
     return _native_block(columns, count)
+
+
+def _ticks(moment: datetime) -> int:
+    """A timezone-aware ``moment`` as the milliseconds since the epoch a ``DateTime64(3)``
+    column holds (as clickhouse-connect converts it: the part below a millisecond dropped)."""
+    return (moment - _EPOCH) // _MILLISECOND
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _write_map(kind: Any, maps: Sequence[dict[str, str]], out: bytearray, context: Any) -> None:
+    """What the ``Map(String, String)`` column writer ``kind`` writes for ``maps`` (the offsets,
+    every key, every value), except that the keys of the maps with the same keys in the same
+    order (events of one kind) are encoded once."""
+    kind.write_column_prefix(out)
+    offsets = array.array("Q", itertools.accumulate(map(len, maps)))
+    if sys.byteorder == "big":
+        offsets.byteswap()
+    out += offsets.tobytes()
+    encoded: dict[tuple[str, ...], bytes] = {}
+    for names in map(tuple, maps):
+        keys = encoded.get(names)
+        if keys is None:
+            buffer = bytearray()
+            kind.key_type.write_column_data(list(names), buffer, context)
+            keys = encoded[names] = bytes(buffer)
+        out += keys
+    values = list(itertools.chain.from_iterable(map(dict.values, maps)))
+    kind.value_type.write_column_data(values, out, context)
 
 
 def _native_block(columns: Sequence[Sequence[Any]], count: int) -> bytes:
@@ -294,7 +328,10 @@ def _native_block(columns: Sequence[Sequence[Any]], count: int) -> bytes:
             out += label
         context.start_column(name)
         try:
-            kind.write_column(column, out, context)
+            if name == "fields":
+                _write_map(kind, column, out, context)
+            else:
+                kind.write_column(column, out, context)
         except Exception as err:
             raise ValueError(f"a row cannot be encoded: {err}") from err
         parts.append(out)

@@ -143,6 +143,22 @@ def to_ip(value: Any) -> str | None:
 
 
 _IP_FIELDS: Final[frozenset[str]] = frozenset({"host.ip", "source.ip", "destination.ip"})
+_TEXT: Final = "text"
+_INT: Final = "int"
+_IP: Final = "ip"
+_CHECKS: Final[dict[str, tuple[str, int]]] = {
+    name: (_INT, field.bits)
+    if field.kind == "int"
+    else (_IP, 0)
+    if name in _IP_FIELDS
+    else (
+        _TEXT,
+        MAX_LOW_CARDINALITY_CHARS if field.kind == "low_cardinality" else MAX_TEXT_CHARS,
+    )
+    for name, field in BY_NAME.items()
+}
+"""How :meth:`Values.put` checks a value of each field: as an integer of its bits, as an IP
+address, or as text of at most its length."""
 
 
 class Values:
@@ -160,28 +176,31 @@ class Values:
     def put(self, name: str, value: Any, *, hex_text: bool = False) -> bool:
         """Set ``name`` (an ECS name of the schema) unless it is set already or ``value`` is
         not valid for it; True when it was set."""
-        if name in self.data or value is None:
+        data = self.data
+        if value is None or name in data:
             return False
-        field = BY_NAME[name]
-        if field.kind == "int":
-            number = to_int(value, bits=field.bits, hex_text=hex_text)
+        kind, size = _CHECKS[name]
+        if kind == _TEXT:
+            if type(value) is str:
+                text = value
+            elif isinstance(value, dict | list):
+                return False
+            else:
+                text = leaf_text(value)
+            if not text:
+                return False
+            data[name] = text if len(text) <= size else text[:size]
+            return True
+        if kind == _INT:
+            number = to_int(value, bits=size, hex_text=hex_text)
             if number is None:
                 return False
-            self.data[name] = number
+            data[name] = number
             return True
-        if name in _IP_FIELDS:
-            address = to_ip(value)
-            if address is None:
-                return False
-            self.data[name] = address
-            return True
-        if isinstance(value, dict | list):
+        address = to_ip(value)
+        if address is None:
             return False
-        text = leaf_text(value)
-        if not text:
-            return False
-        limit = MAX_LOW_CARDINALITY_CHARS if field.kind == "low_cardinality" else MAX_TEXT_CHARS
-        self.data[name] = text[:limit]
+        data[name] = address
         return True
 
     def has(self, name: str) -> bool:
@@ -218,13 +237,19 @@ class Fields:
         if self.data or len(leaves) > MAX_FIELDS:
             return False
         # A copy in the original order, then only the leaves that are not text looked at one
-        # by one; the bounds checked over all at once.
+        # by one (integers, the most common of them, at once); the bounds checked over all at
+        # once.
         texts: dict[str, Any] = dict(leaves)
-        for key in [k for k, v in texts.items() if type(v) is not str]:
-            value = texts[key]
-            if isinstance(value, dict | list):
+        for key, value in leaves.items():
+            kind = type(value)
+            if kind is str:
+                continue
+            if kind is int:
+                texts[key] = str(value)
+            elif isinstance(value, dict | list):
                 return False
-            texts[key] = leaf_text(value)
+            else:
+                texts[key] = leaf_text(value)
         if texts and (
             max(map(len, texts)) > MAX_KEY_CHARS or max(map(len, texts.values())) > MAX_FIELD_CHARS
         ):

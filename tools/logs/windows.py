@@ -401,6 +401,47 @@ def _text(view: Mapping[str, Any], name: str) -> str | None:
     return None if text in _NONE_MARKERS else text
 
 
+type _Texts = dict[str, str | None]
+
+_EXECUTABLES: Final = (
+    ("Image", "ProcessId"),
+    ("SourceImage", "SourceProcessId"),
+    ("ProcessName", "ProcessId"),
+    ("Application", "ProcessID"),
+)
+"""Event data naming the acting process's executable, with its process id, by preference."""
+_PROCESS_NAMES: Final = (
+    ("process.executable", "process.name"),
+    ("process.parent.executable", "process.parent.name"),
+)
+_MAPPED: Final = frozenset(
+    {
+        *("EventID", "Channel", "Provider_Name", "Computer", "EventType", "Keywords"),
+        *("NewProcessName", "NewProcessId", "ParentProcessName", "ProcessId"),
+        *(executable for executable, _ in _EXECUTABLES),
+        *("CommandLine", "ParentImage", "ParentCommandLine", "Hashes", "User"),
+        *("TargetUserName", "TargetDomainName", "SubjectUserName", "SubjectDomainName"),
+        *("AccountName", "AccountDomain"),
+        *("SourceIp", "SourcePort", "SourceAddress", "IpAddress", "IpPort", "ClientAddress"),
+        *("DestinationIp", "DestinationPort", "DestAddress", "DestPort", "Protocol"),
+        *("QueryName", "TargetFilename", "ImageLoaded", "FileName", "ObjectType", "ObjectName"),
+        *("TargetObject", "Details", "ObjectValueName", "NewValue", "RuleName"),
+        "RenderingInfo.Message",
+    }
+)
+"""The names :func:`_map` reads as text."""
+_UNSET: Final[_Texts] = dict.fromkeys(_MAPPED)
+
+
+def _texts(view: Mapping[str, Any]) -> _Texts:
+    """:func:`_text` of each name of :data:`_MAPPED` (None for the absent ones), looked up
+    only for the names ``view`` has: an event holds a few of the names the mapping tries."""
+    texts = _UNSET.copy()
+    for name in _MAPPED.intersection(view):
+        texts[name] = _text(view, name)
+    return texts
+
+
 def _family(channel: str | None, provider: str | None) -> str | None:
     # The channel decides when there is one: Security holds events of other providers too
     # (1102 comes from Microsoft-Windows-Eventlog).
@@ -431,31 +472,29 @@ def _put_user(values: Values, account: str | None, domain: str | None) -> None:
         values.put("user.domain", domain)
 
 
-def _put_process(values: Values, view: Mapping[str, Any], family: str | None, code: int) -> None:
+def _put_process(
+    values: Values, view: Mapping[str, Any], texts: _Texts, family: str | None, code: int
+) -> None:
     if family == SECURITY and code == 4688:
         # In 4688 "ProcessId" is the creator: the parent of the new process.
-        values.put("process.executable", _text(view, "NewProcessName"))
-        values.put("process.pid", _text(view, "NewProcessId"), hex_text=True)
-        values.put("process.parent.executable", _text(view, "ParentProcessName"))
-        values.put("process.parent.pid", _text(view, "ProcessId"), hex_text=True)
+        values.put("process.executable", texts["NewProcessName"])
+        values.put("process.pid", texts["NewProcessId"], hex_text=True)
+        values.put("process.parent.executable", texts["ParentProcessName"])
+        values.put("process.parent.pid", texts["ProcessId"], hex_text=True)
     else:
-        for executable, pid in (
-            ("Image", "ProcessId"),
-            ("SourceImage", "SourceProcessId"),
-            ("ProcessName", "ProcessId"),
-            ("Application", "ProcessID"),
-        ):
-            path = _text(view, executable)
+        for executable, pid in _EXECUTABLES:
+            path = texts[executable]
             if path is not None and values.put("process.executable", path):
                 values.put("process.pid", view.get(pid), hex_text=True)
-    values.put("process.command_line", _text(view, "CommandLine"))
-    values.put("process.parent.executable", _text(view, "ParentImage"))
-    values.put("process.parent.command_line", _text(view, "ParentCommandLine"))
+    values.put("process.command_line", texts["CommandLine"])
+    values.put("process.parent.executable", texts["ParentImage"])
+    values.put("process.parent.command_line", texts["ParentCommandLine"])
     values.put("process.parent.pid", view.get("ParentProcessId"), hex_text=True)
-    for field in ("process", "process.parent"):
-        executable_value = values.data.get(f"{field}.executable")
+    data = values.data
+    for executable, name in _PROCESS_NAMES:
+        executable_value = data.get(executable)
         if isinstance(executable_value, str):
-            values.put(f"{field}.name", basename(executable_value))
+            values.put(name, basename(executable_value))
 
 
 def _put_hashes(values: Values, hashes: str | None, *, of_file: bool) -> None:
@@ -477,24 +516,25 @@ def _put_hashes(values: Values, hashes: str | None, *, of_file: bool) -> None:
 
 def _map(view: Mapping[str, Any]) -> Values:
     values = Values()
-    event_id_text = _text(view, "EventID")
+    texts = _texts(view)
+    event_id_text = texts["EventID"]
     code = to_int(event_id_text, bits=32) if event_id_text is not None else None
     values.put("event.code", str(code) if code is not None else event_id_text)
-    channel = _text(view, "Channel")
-    provider = _text(view, "Provider_Name")
+    channel = texts["Channel"]
+    provider = texts["Provider_Name"]
     values.put("event.provider", channel or provider)
-    values.put("host.name", _text(view, "Computer"))
+    values.put("host.name", texts["Computer"])
     family = _family(channel, provider)
     event_id = code if code is not None else -1
     category_action = _ACTIONS.get(family or "", {}).get(event_id)
     if family == SYSMON and event_id == 12:
-        kind = (_text(view, "EventType") or "").lower()
+        kind = (texts["EventType"] or "").lower()
         category_action = ("registry", "registry_delete" if "delete" in kind else "registry_add")
     if category_action is not None:
         values.put("event.category", category_action[0])
         values.put("event.action", category_action[1])
 
-    keywords = to_int(_text(view, "Keywords"), bits=64, hex_text=True)
+    keywords = to_int(texts["Keywords"], bits=64, hex_text=True)
     if keywords is not None and keywords & _AUDIT_FAILURE:
         values.put("event.outcome", "failure")
     elif keywords is not None and keywords & _AUDIT_SUCCESS:
@@ -502,18 +542,18 @@ def _map(view: Mapping[str, Any]) -> Values:
     elif family == SECURITY and event_id in _FAILURE_EVENTS:
         values.put("event.outcome", "failure")
 
-    _put_process(values, view, family, event_id)
+    _put_process(values, view, texts, family, event_id)
     _put_hashes(
         values,
-        _text(view, "Hashes"),
+        texts["Hashes"],
         of_file=family == SYSMON and event_id in _FILE_HASH_EVENTS,
     )
 
-    _put_user(values, _text(view, "User"), None)
-    target = (_text(view, "TargetUserName"), _text(view, "TargetDomainName"))
-    subject = (_text(view, "SubjectUserName"), _text(view, "SubjectDomainName"))
+    _put_user(values, texts["User"], None)
+    target = (texts["TargetUserName"], texts["TargetDomainName"])
+    subject = (texts["SubjectUserName"], texts["SubjectDomainName"])
     accounts = [target, subject] if event_id in _TARGET_ACCOUNT_FIRST else [subject, target]
-    accounts.append((_text(view, "AccountName"), _text(view, "AccountDomain")))
+    accounts.append((texts["AccountName"], texts["AccountDomain"]))
     for account, domain in accounts:
         _put_user(values, account, domain)
 
@@ -523,42 +563,42 @@ def _map(view: Mapping[str, Any]) -> Values:
         ("IpAddress", "IpPort"),
         ("ClientAddress", None),
     ):
-        if values.put("source.ip", _text(view, ip)) and port is not None:
-            values.put("source.port", _text(view, port))
+        if values.put("source.ip", texts[ip]) and port is not None:
+            values.put("source.port", texts[port])
     for ip, port in (("DestinationIp", "DestinationPort"), ("DestAddress", "DestPort")):
-        if values.put("destination.ip", _text(view, ip)):
-            values.put("destination.port", _text(view, port))
-    protocol = _text(view, "Protocol")
+        if values.put("destination.ip", texts[ip]):
+            values.put("destination.port", texts[port])
+    protocol = texts["Protocol"]
     if protocol is not None:
         values.put("network.transport", _IANA_TRANSPORT.get(protocol, protocol.lower()))
 
-    query = _text(view, "QueryName")
+    query = texts["QueryName"]
     if values.put("dns.question.name", query):
         values.put("network.protocol", "dns")
 
     for name in ("TargetFilename", "ImageLoaded", "FileName"):
-        path = _text(view, name)
+        path = texts[name]
         if path is not None and values.put("file.path", path):
             values.put("file.name", basename(path))
-    if _text(view, "ObjectType") == "File":
-        path = _text(view, "ObjectName")
+    if texts["ObjectType"] == "File":
+        path = texts["ObjectName"]
         if path is not None and values.put("file.path", path):
             values.put("file.name", basename(path))
 
-    target_object = _text(view, "TargetObject")
+    target_object = texts["TargetObject"]
     if target_object is not None:
         values.put("registry.path", target_object)
-        values.put("registry.value", _text(view, "Details"))
+        values.put("registry.value", texts["Details"])
     elif family == SECURITY and event_id == 4657:
-        key, value_name = _text(view, "ObjectName"), _text(view, "ObjectValueName")
+        key, value_name = texts["ObjectName"], texts["ObjectValueName"]
         if key is not None:
             values.put("registry.path", f"{key}\\{value_name}" if value_name else key)
-        values.put("registry.value", _text(view, "NewValue"))
+        values.put("registry.value", texts["NewValue"])
 
-    rule = _text(view, "RuleName")
+    rule = texts["RuleName"]
     if family == SYSMON:
         values.put("rule.name", rule)
-    values.put("message", _text(view, "RenderingInfo.Message"))
+    values.put("message", texts["RenderingInfo.Message"])
     return values
 
 
