@@ -16,12 +16,7 @@ from typing import Final
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
 
-from core.db import create_database
-from core.db.migrate import upgrade
-from core.security.passwords import PasswordHasher
 from core.settings import Settings
-from gateway.server import serve
-from gateway.users import service as users
 
 HOST: Final = "127.0.0.1"
 """Benchmarks only ever listen on and target loopback."""
@@ -59,6 +54,11 @@ def cpu_seconds(pid: int) -> float | None:
 async def prepare(settings: Settings) -> None:
     """Migrate the database and create the admin (password :data:`ADMIN_PASSWORD`), as
     ``aurora up`` does."""
+    from core.db import create_database
+    from core.db.migrate import upgrade
+    from core.security.passwords import PasswordHasher
+    from gateway.users import service as users
+
     database = create_database(settings.effective_database_url)
     try:
         await upgrade(database)
@@ -75,7 +75,13 @@ async def prepare(settings: Settings) -> None:
 
 def run_gateway(settings: Settings) -> None:
     """A child process's target: the gateway for ``settings`` as ``aurora serve`` runs it
-    (``settings`` name a loopback port and no access log)."""
+    (``settings`` name a loopback port and no access log).
+
+    The gateway is imported here, not with this module: processes the gateway spawns (its
+    ingest workers) import the main module of the process that started it again, which is the
+    benchmark, and ``aurora serve``'s workers do not import the gateway either."""
+    from gateway.server import serve
+
     asyncio.run(serve(settings, banner=lambda _url: None))
 
 
