@@ -81,11 +81,15 @@ def ingest(url: str, token: str, events: list[dict[str, Any]]) -> None:
         assert json.loads(response.read())["accepted"] == len(events)
 
 
-def start_playbook(url: str, token: str) -> str:
-    """A playbook execution on an alert naming a host the logs know, left waiting for a human
-    to approve its isolation (its tag already done)."""
+def log_host(url: str, token: str) -> None:
+    """An event of :data:`HOST`, which the endpoint inventory picks up at its next refresh."""
     event = {"@timestamp": time.time(), "host": {"name": HOST}, "message": "whoami /all"}
     ingest(url, token, [event])
+
+
+def start_playbook(url: str, token: str) -> str:
+    """A playbook execution on an alert naming a host the logs know (:func:`log_host`), left
+    waiting for a human to approve its isolation (its tag already done)."""
     until(
         lambda: http("GET", f"{url}/api/v1/edr/endpoints?search={HOST}", token=token)[1]["total"],
         within=60,
@@ -156,6 +160,7 @@ async def test_sigkill_during_an_investigation_then_restart(
     token = login(first.url, ADMIN, PASSWORD)
     status, _ = http("PATCH", f"{first.url}/api/v1/settings/runtime", {"mode": "active"}, token)
     assert status == 200
+    log_host(first.url, token)  # the inventory's refresh comes while the investigation runs
     status, accepted = http("POST", f"{first.url}/api/v1/agents/investigate", REQUEST, token)
     assert status == 202, accepted
     investigation_id = accepted["id"]
