@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+import pytest
 from jwt.warnings import InsecureKeyLengthWarning
 from sqlalchemy import select
 
@@ -22,11 +23,21 @@ from core.security.tokens import LEEWAY_SECONDS
 from core.settings import Settings
 from gateway.auth.models import RevokedToken
 from gateway.auth.service import Authenticator
-from gateway.keys import DATABASE, TOKENS
+from gateway.keys import DATABASE, SETTINGS, TOKENS
 from tests.conftest import Gateway, start_gateway
 from tests.waiting import eventually
 
+# Tokens refused or accepted, and users, tokens and keys of each test's own: one gateway serves
+# every case.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
 ME = "/api/v1/users/me"
+
+
+@pytest.fixture
+def shared_settings(shared_gateway: Gateway) -> Settings:
+    """The settings of the module's gateway (its signing key among them)."""
+    return shared_gateway.app[SETTINGS]
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -78,19 +89,21 @@ async def _refused(gateway: Gateway, token: str) -> tuple[int, str]:
 
 
 async def test_well_signed_crafted_token_is_accepted(
-    gateway: Gateway, admin: dict[str, str], settings: Settings
+    shared_gateway: Gateway, shared_admin: dict[str, str], shared_settings: Settings
 ) -> None:
     # The control for every forgery below: the crafting itself yields a valid token.
-    subject = await _admin_id(gateway, admin)
-    assert await _refused(gateway, _sign(settings, _claims(settings, subject))) == (200, "ok")
+    subject = await _admin_id(shared_gateway, shared_admin)
+    assert await _refused(
+        shared_gateway, _sign(shared_settings, _claims(shared_settings, subject))
+    ) == (200, "ok")
 
 
 async def test_alg_none_is_refused(
-    gateway: Gateway, admin: dict[str, str], settings: Settings
+    shared_gateway: Gateway, shared_admin: dict[str, str], shared_settings: Settings
 ) -> None:
-    subject = await _admin_id(gateway, admin)
-    token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(settings, subject))}."
-    assert await _refused(gateway, token) == (401, "AURORA-4012")
+    subject = await _admin_id(shared_gateway, shared_admin)
+    token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(shared_settings, subject))}."
+    assert await _refused(shared_gateway, token) == (401, "AURORA-4012")
 
 
 BAD_CLAIMS: list[tuple[str, dict[str, Any], str]] = [
@@ -119,121 +132,128 @@ def _resolve(changes: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_bad_claims_are_refused(
-    gateway: Gateway, admin: dict[str, str], settings: Settings
+    shared_gateway: Gateway, shared_admin: dict[str, str], shared_settings: Settings
 ) -> None:
-    subject = await _admin_id(gateway, admin)
+    subject = await _admin_id(shared_gateway, shared_admin)
     wrong = []
     for case, changes, expected in BAD_CLAIMS:
-        token = _sign(settings, _claims(settings, subject, **_resolve(changes)))
-        outcome = await _refused(gateway, token)
+        token = _sign(shared_settings, _claims(shared_settings, subject, **_resolve(changes)))
+        outcome = await _refused(shared_gateway, token)
         if outcome != (401, expected):
             wrong.append((case, outcome))
     assert wrong == []
 
 
 async def test_expired_forgery_is_invalid_not_expired(
-    gateway: Gateway, admin: dict[str, str], settings: Settings
+    shared_gateway: Gateway, shared_admin: dict[str, str], shared_settings: Settings
 ) -> None:
     # A forged token must not learn anything from the answer, not even that it has expired.
-    subject = await _admin_id(gateway, admin)
-    claims = _claims(settings, subject, **_resolve({"exp": "-120"}))
-    token = _sign(settings, claims, key=secrets.token_urlsafe(32))
-    assert await _refused(gateway, token) == (401, "AURORA-4012")
+    subject = await _admin_id(shared_gateway, shared_admin)
+    claims = _claims(shared_settings, subject, **_resolve({"exp": "-120"}))
+    token = _sign(shared_settings, claims, key=secrets.token_urlsafe(32))
+    assert await _refused(shared_gateway, token) == (401, "AURORA-4012")
 
 
 async def test_token_expiring_while_in_use_is_refused(
-    gateway: Gateway, admin: dict[str, str]
+    shared_gateway: Gateway, shared_admin: dict[str, str]
 ) -> None:
     # A token accepted (and possibly remembered) a moment ago must still lapse on time.
-    subject = await _admin_id(gateway, admin)
+    subject = await _admin_id(shared_gateway, shared_admin)
     # Real waits: the clock itself is under test (the verifier's cache and PyJWT each read it).
     if time.time() % 1 > 0.5:  # leave at least half a second to use it while valid
         await asyncio.sleep(1.01 - time.time() % 1)
     valid_until = math.floor(time.time()) + 1
     expires = valid_until - LEEWAY_SECONDS
-    token = gateway.token_for(
+    token = shared_gateway.token_for(
         subject, ttl_seconds=60, now=datetime.fromtimestamp(expires - 60, UTC)
     )
-    assert await _refused(gateway, token) == (200, "ok")
-    assert await _refused(gateway, token) == (200, "ok")
+    assert await _refused(shared_gateway, token) == (200, "ok")
+    assert await _refused(shared_gateway, token) == (200, "ok")
     await asyncio.sleep(valid_until - time.time() + 0.2)
-    assert await _refused(gateway, token) == (401, "AURORA-4011")
+    assert await _refused(shared_gateway, token) == (401, "AURORA-4011")
 
 
 async def test_wrong_signature_is_refused(
-    gateway: Gateway, admin: dict[str, str], settings: Settings
+    shared_gateway: Gateway, shared_admin: dict[str, str], shared_settings: Settings
 ) -> None:
-    subject = await _admin_id(gateway, admin)
-    token = _sign(settings, _claims(settings, subject), key=secrets.token_urlsafe(32))
-    assert await _refused(gateway, token) == (401, "AURORA-4012")
+    subject = await _admin_id(shared_gateway, shared_admin)
+    token = _sign(shared_settings, _claims(shared_settings, subject), key=secrets.token_urlsafe(32))
+    assert await _refused(shared_gateway, token) == (401, "AURORA-4012")
 
 
 async def test_other_hmac_algorithm_with_the_right_key_is_refused(
-    gateway: Gateway, admin: dict[str, str], settings: Settings
+    shared_gateway: Gateway, shared_admin: dict[str, str], shared_settings: Settings
 ) -> None:
-    subject = await _admin_id(gateway, admin)
+    subject = await _admin_id(shared_gateway, shared_admin)
     with warnings.catch_warnings():
         # The test settings' 32-byte secret is short for HS512; irrelevant to the forgery.
         warnings.simplefilter("ignore", InsecureKeyLengthWarning)
-        token = _sign(settings, _claims(settings, subject), algorithm="HS512")
-    assert await _refused(gateway, token) == (401, "AURORA-4012")
+        token = _sign(shared_settings, _claims(shared_settings, subject), algorithm="HS512")
+    assert await _refused(shared_gateway, token) == (401, "AURORA-4012")
 
 
 async def test_tampered_payload_is_refused(
-    gateway: Gateway, admin: dict[str, str], settings: Settings
+    shared_gateway: Gateway, shared_admin: dict[str, str], shared_settings: Settings
 ) -> None:
-    subject = await _admin_id(gateway, admin)
-    header, _, signature = _sign(settings, _claims(settings, subject)).split(".")
-    forged = _b64(_claims(settings, str(uuid.uuid4())))
-    assert await _refused(gateway, f"{header}.{forged}.{signature}") == (401, "AURORA-4012")
+    subject = await _admin_id(shared_gateway, shared_admin)
+    header, _, signature = _sign(shared_settings, _claims(shared_settings, subject)).split(".")
+    forged = _b64(_claims(shared_settings, str(uuid.uuid4())))
+    assert await _refused(shared_gateway, f"{header}.{forged}.{signature}") == (401, "AURORA-4012")
 
 
-async def test_garbage_token_is_refused(gateway: Gateway) -> None:
+async def test_garbage_token_is_refused(shared_gateway: Gateway) -> None:
     wrong = []
     for token in ["garbage", "a.b.c", "a.b", "....", "eyJhbGciOiJIUzI1NiJ9.e30.", "x" * 4000]:
-        response = await gateway.client.get(ME, headers={"Authorization": f"Bearer {token}"})
+        response = await shared_gateway.client.get(ME, headers={"Authorization": f"Bearer {token}"})
         outcome = (response.status, (await response.json())["error"]["code"])
         if outcome != (401, "AURORA-4012"):
             wrong.append((token[:30], outcome))
     assert wrong == []
 
 
-async def test_token_for_unknown_user_is_refused(gateway: Gateway) -> None:
-    assert await _refused(gateway, gateway.token_for(str(uuid.uuid4()))) == (401, "AURORA-4012")
+async def test_token_for_unknown_user_is_refused(shared_gateway: Gateway) -> None:
+    assert await _refused(shared_gateway, shared_gateway.token_for(str(uuid.uuid4()))) == (
+        401,
+        "AURORA-4012",
+    )
 
 
-async def test_token_of_deleted_user_is_refused(gateway: Gateway, admin: dict[str, str]) -> None:
-    victim = await gateway.user(Role.ANALYST, "soon-gone")
-    before = await gateway.client.get(ME, headers=victim)
+async def test_token_of_deleted_user_is_refused(
+    shared_gateway: Gateway, shared_admin: dict[str, str]
+) -> None:
+    victim = await shared_gateway.user(Role.ANALYST, "soon-gone")
+    before = await shared_gateway.client.get(ME, headers=victim)
     assert before.status == 200
-    deleted = await gateway.client.delete("/api/v1/users/soon-gone", headers=admin)
+    deleted = await shared_gateway.client.delete("/api/v1/users/soon-gone", headers=shared_admin)
     assert deleted.status == 204
-    after = await gateway.client.get(ME, headers=victim)
+    after = await shared_gateway.client.get(ME, headers=victim)
     body = await after.json()
     assert after.status == 401
     assert body["error"]["code"] == "AURORA-4012"
 
 
-async def test_logged_out_token_is_refused(gateway: Gateway) -> None:
-    headers = await gateway.user(Role.VIEWER)
-    other = await gateway.user(Role.VIEWER)
-    assert (await gateway.client.get(ME, headers=headers)).status == 200
-    logout = await gateway.client.post("/api/v1/auth/logout", headers=headers)
+async def test_logged_out_token_is_refused(shared_gateway: Gateway) -> None:
+    headers = await shared_gateway.user(Role.VIEWER)
+    other = await shared_gateway.user(Role.VIEWER)
+    assert (await shared_gateway.client.get(ME, headers=headers)).status == 200
+    logout = await shared_gateway.client.post("/api/v1/auth/logout", headers=headers)
     assert logout.status == 204
     assert await logout.read() == b""
-    after = await gateway.client.get(ME, headers=headers)
+    after = await shared_gateway.client.get(ME, headers=headers)
     assert after.status == 401
     assert (await after.json())["error"]["code"] == "AURORA-4012"
-    again = await gateway.client.post("/api/v1/auth/logout", headers=headers)
+    again = await shared_gateway.client.post("/api/v1/auth/logout", headers=headers)
     assert again.status == 401
     # Revoking one token leaves the user's other sessions alone.
-    assert (await gateway.client.get(ME, headers=other)).status == 200
+    assert (await shared_gateway.client.get(ME, headers=other)).status == 200
 
 
-async def test_revocation_survives_a_restart(gateway: Gateway, settings: Settings) -> None:
-    headers = await gateway.user(Role.VIEWER)
-    assert (await gateway.client.post("/api/v1/auth/logout", headers=headers)).status == 204
-    fresh = await start_gateway(settings)
+async def test_revocation_survives_a_restart(
+    shared_gateway: Gateway, shared_settings: Settings
+) -> None:
+    headers = await shared_gateway.user(Role.VIEWER)
+    assert (await shared_gateway.client.post("/api/v1/auth/logout", headers=headers)).status == 204
+    fresh = await start_gateway(shared_settings)
     try:
         response = await fresh.get(ME, headers=headers)
         assert response.status == 401
@@ -242,8 +262,8 @@ async def test_revocation_survives_a_restart(gateway: Gateway, settings: Setting
         await fresh.close()
 
 
-async def test_the_refresher_forgets_revocations_of_expired_tokens(gateway: Gateway) -> None:
-    database = gateway.app[DATABASE]
+async def test_the_refresher_forgets_revocations_of_expired_tokens(shared_gateway: Gateway) -> None:
+    database = shared_gateway.app[DATABASE]
     now = datetime.now(UTC)
     async with database.session() as db:
         db.add(RevokedToken(jti="old", user_id="u", expires_at=now - timedelta(minutes=1)))
@@ -251,7 +271,7 @@ async def test_the_refresher_forgets_revocations_of_expired_tokens(gateway: Gate
         await db.commit()
     authenticator = Authenticator(
         database=database,
-        tokens=gateway.app[TOKENS],
+        tokens=shared_gateway.app[TOKENS],
         user_cache_ttl=1.0,
         refresh_interval=0.05,
     )
@@ -269,9 +289,9 @@ async def test_the_refresher_forgets_revocations_of_expired_tokens(gateway: Gate
 
 
 async def test_non_bearer_authorization_is_401_authentication_required(
-    gateway: Gateway, admin: dict[str, str]
+    shared_gateway: Gateway, shared_admin: dict[str, str]
 ) -> None:
-    token = admin["Authorization"].removeprefix("Bearer ")
+    token = shared_admin["Authorization"].removeprefix("Bearer ")
     wrong = []
     for value in [
         "Basic xxx",
@@ -281,7 +301,7 @@ async def test_non_bearer_authorization_is_401_authentication_required(
         "Bearer",
         "Bearer   ",
     ]:
-        response = await gateway.client.get(ME, headers={"Authorization": value})
+        response = await shared_gateway.client.get(ME, headers={"Authorization": value})
         outcome = (response.status, (await response.json())["error"]["code"])
         if outcome != (401, "AURORA-4010"):
             wrong.append((value[:20], outcome))
@@ -289,22 +309,24 @@ async def test_non_bearer_authorization_is_401_authentication_required(
 
 
 async def test_query_string_token_is_ignored_on_http_routes(
-    gateway: Gateway, admin: dict[str, str]
+    shared_gateway: Gateway, shared_admin: dict[str, str]
 ) -> None:
     # Only a WebSocket upgrade may carry its token in the URL (browsers cannot set headers).
-    token = admin["Authorization"].removeprefix("Bearer ")
-    response = await gateway.client.get(ME, params={"access_token": token})
+    token = shared_admin["Authorization"].removeprefix("Bearer ")
+    response = await shared_gateway.client.get(ME, params={"access_token": token})
     body = await response.json()
     assert response.status == 401
     assert body["error"]["code"] == "AURORA-4010"
 
 
 async def test_invalid_bearer_is_not_rescued_by_a_valid_api_key(
-    gateway: Gateway, admin: dict[str, str]
+    shared_gateway: Gateway, shared_admin: dict[str, str]
 ) -> None:
-    created = await gateway.client.post("/api/v1/auth/api-keys", json={"name": "k"}, headers=admin)
+    created = await shared_gateway.client.post(
+        "/api/v1/auth/api-keys", json={"name": "k"}, headers=shared_admin
+    )
     key = (await created.json())["key"]
-    response = await gateway.client.get(
+    response = await shared_gateway.client.get(
         ME, headers={"Authorization": "Bearer not-a-token", "X-API-Key": key}
     )
     assert response.status == 401
