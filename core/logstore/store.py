@@ -31,6 +31,7 @@ import base64
 import binascii
 import itertools
 import logging
+import math
 import sys
 import threading
 import uuid
@@ -272,12 +273,9 @@ def encode_events(
 
 
 def _ticks(moment: datetime) -> int:
-    """A timezone-aware ``moment`` as the milliseconds since the epoch a ``DateTime64(3)``
-    column holds (as clickhouse-connect converts it: the part below a millisecond dropped)."""
-    return (moment - _EPOCH) // _MILLISECOND
-
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+    """``moment`` as the milliseconds since the epoch a ``DateTime64(3)`` column holds,
+    converted as clickhouse-connect converts a datetime (the part below a millisecond dropped)."""
+    return (math.floor(moment.timestamp()) * 1_000_000 + moment.microsecond) // 1_000
 
 
 def _write_map(kind: Any, maps: Sequence[dict[str, str]], out: bytearray, context: Any) -> None:
