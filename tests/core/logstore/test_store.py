@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -337,8 +338,12 @@ def test_a_block_built_by_columns_is_the_block_of_the_rows() -> None:
         fields={"CommandLine": "naïve — 𝄞", "Ключ": "значение", "Empty": ""},
     )
     bare = LogEvent(timestamp=at, format="json", source="s", raw="{}", values={}, fields={})
+    # The same keys in another order, and the same keys with other values: the map's keys
+    # are encoded once per key sequence.
+    turned = replace(odd, fields=dict(reversed(odd.fields.items())))
+    other = replace(odd, fields=dict.fromkeys(odd.fields, "x"))
     now = datetime(2026, 11, 21, tzinfo=UTC)
-    for events in ([*EVENTS, odd, bare, *EVENTS], [odd], [bare], EVENTS[:1]):
+    for events in ([*EVENTS, odd, bare, turned, other, *EVENTS], [odd], [bare], EVENTS[:1]):
         ids = [uuid.uuid4().int for _ in events]
         assert encode_events(events, ids, now) == _library_block(events, ids, now)
     with pytest.raises(ValueError, match="no rows"):
