@@ -23,6 +23,10 @@ from gateway.console.routes import CSP, accepts_gzip
 from gateway.index import Index
 from tests.conftest import PROJECT_ROOT, Gateway
 
+ON_THE_SHARED_GATEWAY = pytest.mark.asyncio(loop_scope="module")
+"""For the tests of files served and requests refused (nothing written): one gateway serves
+every case (:func:`tests.conftest.shared_gateway`); the module's other tests are not async."""
+
 SECURITY = {
     "content-security-policy": CSP,
     "x-frame-options": "DENY",
@@ -65,6 +69,11 @@ def test_every_file_served_ships_in_the_wheel() -> None:
 @pytest.fixture
 def backend() -> str:
     return "sqlite"  # what is served does not depend on the database
+
+
+@pytest.fixture(scope="module")
+def module_backend() -> str:
+    return "sqlite"  # the shared gateway's too
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +126,9 @@ def assert_not_found(reply: Reply) -> None:
     assert "content-security-policy" not in reply.headers
 
 
-async def test_a_browser_at_the_root_gets_the_console(gateway: Gateway) -> None:
-    port = gateway.client.port
+@ON_THE_SHARED_GATEWAY
+async def test_a_browser_at_the_root_gets_the_console(shared_gateway: Gateway) -> None:
+    port = shared_gateway.client.port
     page = (STATIC_ROOT / "index.html").read_bytes()
     accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
     reply = await fetch(port, "/", headers={"Accept": accept})
@@ -142,11 +152,12 @@ async def test_a_browser_at_the_root_gets_the_console(gateway: Gateway) -> None:
 
 
 @pytest.mark.parametrize("accept", [None, "application/json", "*/*"])
+@ON_THE_SHARED_GATEWAY
 async def test_an_api_client_at_the_root_gets_the_json_index(
-    gateway: Gateway, accept: str | None
+    shared_gateway: Gateway, accept: str | None
 ) -> None:
     headers = {"Accept": accept} if accept else {}
-    reply = await fetch(gateway.client.port, "/", headers=headers)
+    reply = await fetch(shared_gateway.client.port, "/", headers=headers)
     assert reply.status == 200
     assert reply.headers["content-type"].startswith("application/json")
     assert reply.headers["vary"] == "Accept"
@@ -155,12 +166,13 @@ async def test_an_api_client_at_the_root_gets_the_json_index(
     assert Index.model_validate(body).model_dump(mode="json") == body
     # Neither the console's files nor its routes are the API's.
     assert not [r for r in body["routes"] if r["path"].startswith("/console")]
-    document = await (await gateway.client.get("/api/v1/openapi.json")).json()
+    document = await (await shared_gateway.client.get("/api/v1/openapi.json")).json()
     assert not [path for path in document["paths"] if path.startswith("/console")]
 
 
-async def test_a_vendored_file_with_its_type_etag_and_gzip(gateway: Gateway) -> None:
-    port = gateway.client.port
+@ON_THE_SHARED_GATEWAY
+async def test_a_vendored_file_with_its_type_etag_and_gzip(shared_gateway: Gateway) -> None:
+    port = shared_gateway.client.port
     plain = await fetch(port, "/console/vendor/preact.mjs", headers={"Accept-Encoding": "br"})
     assert plain.status == 200
     assert plain.headers["content-type"] == "text/javascript; charset=utf-8"
@@ -206,15 +218,19 @@ async def test_a_vendored_file_with_its_type_etag_and_gzip(gateway: Gateway) -> 
         ("icon.svg", "image/svg+xml"),
     ],
 )
-async def test_each_kind_of_file_has_its_type(gateway: Gateway, path: str, media: str) -> None:
-    reply = await fetch(gateway.client.port, f"/console/{path}")
+@ON_THE_SHARED_GATEWAY
+async def test_each_kind_of_file_has_its_type(
+    shared_gateway: Gateway, path: str, media: str
+) -> None:
+    reply = await fetch(shared_gateway.client.port, f"/console/{path}")
     assert reply.status == 200
     assert reply.headers["content-type"] == media
     assert reply.body == (STATIC_ROOT / path).read_bytes()
 
 
-async def test_head_gives_the_headers_and_other_methods_are_405(gateway: Gateway) -> None:
-    port = gateway.client.port
+@ON_THE_SHARED_GATEWAY
+async def test_head_gives_the_headers_and_other_methods_are_405(shared_gateway: Gateway) -> None:
+    port = shared_gateway.client.port
     head = await fetch(port, "/console/vendor/preact.mjs", method="HEAD")
     assert head.status == 200
     assert head.headers["content-length"] == str(len(PREACT))
@@ -251,8 +267,9 @@ async def test_head_gives_the_headers_and_other_methods_are_405(gateway: Gateway
         "/console/",
     ],
 )
-async def test_only_the_listed_files_are_reachable(gateway: Gateway, target: str) -> None:
-    reply = await fetch(gateway.client.port, target)
+@ON_THE_SHARED_GATEWAY
+async def test_only_the_listed_files_are_reachable(shared_gateway: Gateway, target: str) -> None:
+    reply = await fetch(shared_gateway.client.port, target)
     if target == "/console/%00":
         # A NUL in a path parameter is refused before any handler (as on every route).
         assert reply.json()["error"]["code"] == "AURORA-4220"
