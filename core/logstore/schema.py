@@ -150,9 +150,13 @@ PROMOTED_FIELDS: Final[tuple[str, ...]] = (
     "ContextInfo",
     "FileName",
     "AccessMask",
+    "Image",
+    "ParentImage",
 )
 """Original field names that detection rules test often and no normalised column holds (the
-most frequent in the SigmaHQ corpus's Windows rules, plus ``Channel``): each gets a
+most frequent in the SigmaHQ corpus's Windows rules, plus ``Channel``, and the image paths an
+analyst searches by: ``Image:*\\powershell.exe`` cannot be answered from
+``process.executable``, which the Windows mapping fills from other fields too): each gets a
 MATERIALIZED column (``x_<Name>``), filled from ``fields`` at insert, so a condition on it reads
 one narrow column instead of the whole ``fields`` map."""
 

@@ -130,6 +130,28 @@ async def test_the_query_language(seeded: LogStore, query: str, expected: list[s
     assert await names(seeded, query) == expected
 
 
+@pytest.mark.parametrize(
+    ("query", "condition"),
+    [
+        ("Image:*\\\\cmd.exe", "fields['Image'] ILIKE '%\\\\\\\\cmd.exe'"),
+        ("Image:*", "fields['Image'] != ''"),
+        ("NOT Image:*powershell.exe", "NOT fields['Image'] ILIKE '%powershell.exe'"),
+    ],
+)
+@reads_only
+async def test_a_promoted_field_reads_its_column_and_matches_what_the_map_holds(
+    seeded: LogStore, query: str, condition: str
+) -> None:
+    compiled = compile_query(query)
+    assert "x_" in compiled.sql
+    assert "fields[" not in compiled.sql
+    window = {"start": T0 - timedelta(days=1), "end": T0 + timedelta(days=1), "limit": 100}
+    by_column = await seeded.matching(compiled.sql, compiled.parameters, **window)
+    by_map = await seeded.matching(condition, {}, **window)
+    assert by_column[0] > 0
+    assert by_column == by_map
+
+
 @reads_only
 async def test_time_range_filters_and_pages(seeded: LogStore) -> None:
     store = seeded
