@@ -31,6 +31,13 @@ PUBLIC_PROBE: Final = "/api/v1/auth/providers"
 (aiohttp accepts connections only after every resource and loop of the app is up)."""
 
 
+def shared_data() -> Path:
+    """The shared third-party data: ``$AURORA_SHARED_DATA``, else ``../shared/data`` beside the
+    project (as the tests find it). It may not exist: a user's clone has none."""
+    configured = os.environ.get("AURORA_SHARED_DATA")
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "shared/data"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))

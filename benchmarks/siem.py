@@ -89,6 +89,7 @@ from benchmarks.common import (
     percentile,
     prepare,
     run_gateway,
+    shared_data,
     wait_message,
 )
 from core.logstore.schema import create_table_sql
@@ -105,10 +106,8 @@ HOSTS: Final = 500
 USERS: Final = 2000
 ENCODED_EVERY: Final = 2000
 """One process creation in this many is an encoded PowerShell command line."""
-CORPUS: Final = (
-    Path(__file__).resolve().parent.parent.parent / "shared/data/logs/evtx_to_mitre_attack/jsonl"
-)
-"""The shared data next to the repository, read in place."""
+CORPUS: Final = shared_data() / "logs/evtx_to_mitre_attack/jsonl"
+"""The shared data (``$AURORA_SHARED_DATA``, else next to the repository), read in place."""
 TARGET_INGEST_RATIO: Final = 0.8
 TARGET_INGEST_EPS: Final = 30_000
 TARGET_SEARCH_P99_MS: Final = 50.0

@@ -59,19 +59,17 @@ from benchmarks.common import (
     percentile,
     prepare,
     run_gateway,
+    shared_data,
 )
 from core.settings import Settings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 KEPT_KEYS = ("title", "id", "status", "logsource", "detection", "level", "tags")
 MAX_DOCUMENT_BYTES = 600
 """Trimmed rules larger than this are skipped: 400 of them must fit the 256 KiB rule field."""
 
 
 def corpus_archive() -> Path | None:
-    configured = os.environ.get("AURORA_SHARED_DATA")
-    root = Path(configured) if configured else PROJECT_ROOT.parent / "shared" / "data"
-    archive = root / "sigma" / "sigma_rules_all.tgz"
+    archive = shared_data() / "sigma" / "sigma_rules_all.tgz"
     return archive if archive.is_file() else None
 
 
