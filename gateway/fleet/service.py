@@ -10,7 +10,6 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-from mcp.client.client import Client
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -227,6 +226,10 @@ MCP_TIMEOUT_SECONDS = 5.0
 
 async def mcp_health(*, url: str) -> McpHealth:
     """Ask the MCP server for its tools; ``down`` with a safe reason when it does not answer."""
+    # The MCP SDK's client is a third of a second of imports: the gateway loads it when an
+    # operator first asks, not on its way to serving.
+    from mcp.client.client import Client
+
     started = time.perf_counter()
     try:
         async with asyncio.timeout(MCP_TIMEOUT_SECONDS), Client(url) as client:
