@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -456,3 +457,23 @@ def test_the_stem_memo_stays_bounded_and_stems_the_same() -> None:
     assert len(stem._cache) <= 100
     assert stem("scheduling") == "schedul"
     assert [stem(f"scheduling{n}x") for n in range(1000)] == first
+
+
+def test_the_stemmer_is_snowballs_c_library_with_the_pure_python_stems(kb: AttackKB) -> None:
+    """PyStemmer (a dependency) is what snowballstemmer runs, and it stems every word of the
+    knowledge base as snowballstemmer's own Python translation does: the index and every text
+    mapped against it are stemmed alike, whichever is installed."""
+    import snowballstemmer
+    import Stemmer
+    from snowballstemmer.english_stemmer import EnglishStemmer
+
+    assert snowballstemmer.stemmer is Stemmer.Stemmer
+    words: set[str] = set()
+    for technique in kb.techniques():
+        text = f"{technique.name} {technique.description} {technique.detail}".lower()
+        words.update(re.findall(r"[a-z0-9]+", text))
+    assert len(words) > 3000
+    compiled, python = Stemmer.Stemmer("english"), EnglishStemmer()
+    assert [compiled.stemWord(w) for w in sorted(words)] == [
+        python.stemWord(w) for w in sorted(words)
+    ]

@@ -98,7 +98,12 @@ class MappingWeights:
 class _Stemmer:
     """Snowball's English stemmer with a bounded memo: the words of the knowledge base and of
     analysts' prose repeat, where a random token (an address, a base64 blob) stems once and is
-    forgotten when the memo is full, so it cannot grow without end."""
+    forgotten when the memo is full, so it cannot grow without end.
+
+    ``snowballstemmer`` runs Snowball's C library (PyStemmer, a dependency) where it is
+    installed, its own pure-Python translation of the same algorithm otherwise: the same stems
+    (checked by the tests), about 14 times faster. Every process that maps text builds the
+    mapper when it starts, stemming some 6,000 words of ATT&CK."""
 
     MEMO_LIMIT = 50_000
 
