@@ -430,6 +430,31 @@ def _event(row: Sequence[Any]) -> dict[str, Any]:
     return out
 
 
+_GLOB_OR_QUOTE: Final = frozenset("*?{}[],'\\")
+"""Characters ``INFILE`` reads as a glob (or that end its quoted name): a path holding one is
+sent as bytes instead."""
+
+
+def _infile(files: Sequence[Path]) -> str | None:
+    """The ``INFILE`` name (a quoted literal) of ``files``, all in one directory: the path of
+    one, or a ``{a,b}`` glob of their names; None when they cannot be named so."""
+    if not files or len({f.parent for f in files}) != 1:
+        return None
+    if any(_GLOB_OR_QUOTE & set(str(f)) for f in files):
+        return None
+    if len(files) == 1:
+        return f"'{files[0]}'"
+    return f"'{files[0].parent}/{{{','.join(f.name for f in files)}}}'"
+
+
+def _file_chunks(files: Sequence[Path]) -> Iterable[bytes]:
+    """The bytes of ``files``, one after another, a mebibyte at a time."""
+    for path in files:
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                yield chunk
+
+
 def _utc_text(value: datetime) -> str:
     return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
 
@@ -445,8 +470,12 @@ class LogStore:
         retention_days: int,
         workers: int = 1,
         cluster: str | None = None,
+        local_files: bool = False,
     ) -> None:
+        """``local_files``: the engine runs in this process and reads this machine's files (the
+        embedded chDB), so a batch already in files is inserted from them (:meth:`insert_block`)."""
         self._factory = client_factory
+        self._local_files = local_files
         self._client: Any = None
         self.database = database
         self.retention_days = retention_days
@@ -486,7 +515,10 @@ class LogStore:
             return store
         path = settings.chdb_path or settings.data_dir / "logstore"
         return cls(
-            lambda: _chdb_client(path), database=name, retention_days=settings.log_retention_days
+            lambda: _chdb_client(path),
+            database=name,
+            retention_days=settings.log_retention_days,
+            local_files=True,
         )
 
     # -- plumbing --------------------------------------------------------------------------
@@ -609,14 +641,30 @@ class LogStore:
         await self._run(lambda client: self._insert(client, encode_events(events, ids, now)))
         return [str(i) for i in ids]
 
-    async def insert_block(self, block: bytes | IO[bytes]) -> None:
-        """Store Native blocks of rows (:func:`encode_events`, one or several one after another,
-        or a file of them, read as it is sent) in one batch, durably."""
+    async def insert_block(self, block: bytes | IO[bytes] | Sequence[Path]) -> None:
+        """Store Native blocks of rows (:func:`encode_events`, one or several one after another;
+        an open file of them, read as it is sent; or the files holding them) in one batch,
+        durably. The embedded engine reads files itself (``INSERT … FROM INFILE``), so their
+        bytes never pass through Python; a server is sent them one after another."""
         await self._run(lambda client: self._insert(client, block))
 
-    def _insert(self, client: Any, block: bytes | IO[bytes]) -> None:
+    def _insert(self, client: Any, block: bytes | IO[bytes] | Sequence[Path]) -> None:
+        if isinstance(block, (bytes, bytearray, memoryview)) or hasattr(block, "read"):
+            payload: Any = block
+        else:
+            files = [Path(p).resolve() for p in block]
+            source = _infile(files) if self._local_files else None
+            if source is not None:
+                settings = ", ".join(f"{k} = {int(v)}" for k, v in self._insert_settings.items())
+                columns = ", ".join(f"`{c}`" for c in COLUMNS)
+                client.command(
+                    f"INSERT INTO {self.table} ({columns}) FROM INFILE {source} "
+                    f"SETTINGS {settings} FORMAT Native"
+                )
+                return
+            payload = _file_chunks(files)
         client.raw_insert(
-            self.table, list(COLUMNS), block, fmt="Native", settings=self._insert_settings
+            self.table, list(COLUMNS), payload, fmt="Native", settings=self._insert_settings
         )
 
     # -- reads -----------------------------------------------------------------------------

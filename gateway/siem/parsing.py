@@ -15,10 +15,11 @@ a thread, so the request still succeeds, and a fresh pool serves the next ones.
 line (NDJSON, syslog, CEF) is cut at line boundaries into pieces of at most
 :data:`PIECE_BYTES`, each parsed as soon as it is cut (a few at once, so the workers parse one
 body in parallel while the rest of it arrives); a document that must be parsed whole (a JSON
-array, EVTX) is spooled to a temporary file, which a worker reads. The encoded rows wait in
-memory up to :data:`SPOOL_MEMORY_BYTES`, in a temporary file past it, and are inserted in one
-batch once the whole body was read within its limit: a body refused on the way (too large,
-stalled, cut short) stores nothing.
+array, EVTX) is spooled to a temporary file, which a worker reads. A worker writes the encoded
+rows of its piece to a temporary file of its own (they never cross its pipe); rows parsed on a
+thread wait in memory up to :data:`SPOOL_MEMORY_BYTES`, in a temporary file past it. They are
+inserted in one batch once the whole body was read within its limit (the embedded engine reads
+the files itself): a body refused on the way (too large, stalled, cut short) stores nothing.
 
 A body whose :class:`BodyInfo` asks for content ids (``ids="content"``: network telemetry) is
 stored once per record: its events get ids derived from what they say
@@ -175,12 +176,25 @@ class IngestParser:
             return await asyncio.to_thread(call)
 
     async def parse(
-        self, body: bytes, info: BodyInfo, *, layout: Layout | None = None, first_line: int = 1
+        self,
+        body: bytes,
+        info: BodyInfo,
+        *,
+        layout: Layout | None = None,
+        first_line: int = 1,
+        blocks_to: Path | None = None,
     ) -> ParsedRows:
         """Parse a whole body, or with a line ``layout`` a piece of one (see
-        :func:`tools.logs.rows.parse_rows`)."""
+        :func:`tools.logs.rows.parse_rows`); with ``blocks_to``, its blocks are written there."""
         return await self._call(
-            partial(parse_rows, body, **info.fields(), layout=layout, first_line=first_line)
+            partial(
+                parse_rows,
+                body,
+                **info.fields(),
+                layout=layout,
+                first_line=first_line,
+                blocks_to=None if blocks_to is None else str(blocks_to),
+            )
         )
 
     async def parse_file(
@@ -283,7 +297,8 @@ def _temporary(directory: Path, prefix: str) -> tuple[IO[bytes], Path]:
 
 class _Blocks:
     """Encoded blocks of one body waiting for their insert: in memory up to a budget, then in
-    a temporary file; one Native stream either way."""
+    a temporary file; one Native stream either way. Pieces parsed by workers write their
+    blocks to files of their own (:meth:`piece_file`), which are inserted as they are."""
 
     def __init__(self, directory: Path, budget: int) -> None:
         self.directory = directory
@@ -292,6 +307,14 @@ class _Blocks:
         self.kept_bytes = 0
         self.path: Path | None = None
         self._out: IO[bytes] | None = None
+        self.pieces: list[Path] = []
+
+    def piece_file(self) -> Path:
+        """A new, empty temporary file for the blocks of one piece (a worker writes it)."""
+        out, path = _temporary(self.directory, SPOOL_PREFIXES[1])
+        out.close()
+        self.pieces.append(path)
+        return path
 
     def file(self) -> Path:
         """The temporary file (made now if need be); what is in memory moves there."""
@@ -314,8 +337,19 @@ class _Blocks:
             self._out.write(block)
 
     @contextlib.contextmanager
-    def stream(self) -> Iterator[bytes | IO[bytes] | None]:
-        """The blocks as one insert payload (None when there are none)."""
+    def stream(self) -> Iterator[bytes | IO[bytes] | list[Path] | None]:
+        """The blocks as one insert payload (None when there are none): the files holding
+        them once pieces were written to files."""
+        if self.pieces:
+            if self.kept:
+                self.file()
+            if self._out is not None:
+                self._out.close()
+                self._out = None
+            files = [self.path] if self.path is not None else []
+            files = [f for f in [*files, *self.pieces] if f.stat().st_size]
+            yield files or None
+            return
         if self.path is None:
             if len(self.kept) > 1:
                 yield b"".join(self.kept)
@@ -331,9 +365,9 @@ class _Blocks:
     def close(self) -> None:
         if self._out is not None:
             self._out.close()
-        if self.path is not None:
+        for path in [self.path, *self.pieces] if self.path else self.pieces:
             with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+                path.unlink()
 
 
 def _line_too_long(line: int, start: bytes) -> Rejected:
@@ -432,8 +466,13 @@ async def ingest_body(
 
     def submit(piece: bytes, layout: Layout, first_line: int) -> None:
         result.largest_piece = max(result.largest_piece, len(piece))
+        # A worker writes the piece's blocks to a file the insert reads, instead of sending
+        # them back through its pipe (a thread keeps them in memory: nothing to copy there).
+        blocks_to = blocks.piece_file() if parser.workers > 0 else None
         in_flight.append(
-            asyncio.ensure_future(parser.parse(piece, info, layout=layout, first_line=first_line))
+            asyncio.ensure_future(
+                parser.parse(piece, info, layout=layout, first_line=first_line, blocks_to=blocks_to)
+            )
         )
 
     try:

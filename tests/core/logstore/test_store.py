@@ -483,6 +483,48 @@ async def test_a_body_larger_than_a_block_is_stored_in_blocks(
     ]
 
 
+@pytest.mark.parametrize("folder", ["plain", "a{b},c"])
+async def test_blocks_in_files_are_stored_from_the_files(
+    empty_store: LogStore, tmp_path: Path, folder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files of blocks (a body's pieces, each written by a worker) are one insert: read by the
+    embedded engine itself where their names can be given to ``INFILE``, sent as bytes where
+    a name would read as a glob."""
+    monkeypatch.setattr(rows_module, "BLOCK_ROWS", 2)
+    body = "\n".join(
+        json.dumps({"message": f"line {n}", "@timestamp": "2026-11-20T08:00:00Z"}) for n in range(5)
+    ).encode()
+    directory = tmp_path / folder
+    directory.mkdir()
+    files, ids = [], []
+    for n, piece in enumerate((body, body)):
+        path = directory / f".blocks-{n}"
+        parsed = rows_module.parse_rows(
+            piece, content_type=None, source="s", format=None, blocks_to=str(path)
+        )
+        assert parsed.blocks == []
+        assert parsed.written == path.stat().st_size > 0
+        files.append(path)
+        ids += parsed.ids
+    commands: list[str] = []
+    original = empty_store._insert
+
+    def watched(client: Any, block: Any) -> None:
+        spy = type("Spy", (), {})()
+        spy.command = lambda sql: (commands.append(sql), client.command(sql))[1]
+        spy.raw_insert = client.raw_insert
+        original(spy, block)
+
+    monkeypatch.setattr(empty_store, "_insert", watched)
+    await empty_store.insert_block(files)
+    assert bool(commands) == (folder == "plain")  # INFILE, or the bytes sent
+    page = await empty_store.search(SearchRequest(order="asc", limit=20))
+    assert sorted(item["id"] for item in page.items) == sorted(ids)
+    assert sorted(item["fields"]["message"] for item in page.items) == sorted(
+        f"line {n}" for n in range(5) for _ in range(2)
+    )
+
+
 def test_a_server_without_the_newer_table_settings_gets_a_table_without_them() -> None:
     assert "prewarm_mark_cache" in create_table_sql("d", "logs", retention_days=0)
     older = create_table_sql("d", "logs", retention_days=0, table_settings=False)

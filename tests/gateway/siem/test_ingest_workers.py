@@ -14,11 +14,14 @@ from typing import Any
 
 import pytest
 
+from core.logstore.store import SearchRequest
 from core.security.permissions import Role
 from core.settings import Settings
 from gateway.keys import INGEST
-from gateway.siem.parsing import BodyInfo, IngestParser, auto_workers
+from gateway.siem import parsing
+from gateway.siem.parsing import BodyInfo, IngestParser, auto_workers, ingest_body
 from tests.conftest import Gateway, start_gateway
+from tests.core.logstore.conftest import open_store
 from tests.gateway.siem.test_siem import EVENTS, ingest, ndjson
 from tests.waiting import until
 
@@ -94,6 +97,55 @@ async def test_a_killed_worker_costs_no_event() -> None:
         assert len(after.ids) == 4
     finally:
         await parser.close()
+
+
+async def test_pieces_parsed_by_workers_are_stored_from_their_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body cut into pieces: each worker writes its piece's blocks to a file of the spool,
+    the store inserts them all at once, and the spool is empty afterwards; what is stored is
+    what parsing on a thread stores."""
+    monkeypatch.setattr(parsing, "PIECE_BYTES", 2048)
+    body = BODY * 6  # 30 lines, a rejected one in each fifth: many pieces
+    spool = tmp_path / "spool"
+
+    async def chunks() -> Any:
+        for offset in range(0, len(body), 1000):
+            yield body[offset : offset + 1000]
+
+    async with open_store() as store:
+        payloads: list[Any] = []
+        insert = store.insert_block
+
+        async def watched(block: Any) -> None:
+            payloads.append(block)
+            await insert(block)
+
+        monkeypatch.setattr(store, "insert_block", watched)
+        stored_by: dict[int, list[tuple[str, str]]] = {}
+        for workers in (2, 0):
+            parser = IngestParser(workers)
+            info = BodyInfo(content_type="application/x-ndjson", source=f"p{workers}")
+            try:
+                result = await ingest_body(
+                    chunks(), parser=parser, store=store, spool=spool, info=info
+                )
+            finally:
+                await parser.close()
+            assert result.largest_piece <= 2048
+            assert (result.accepted, result.rejected) == (24, 6)
+            assert [r.line for r in result.rejections] == [5, 10, 15, 20, 25, 30]
+            assert not list(spool.iterdir())
+            page = await store.search(
+                SearchRequest(query=f"source:p{workers}", order="asc", limit=100)
+            )
+            stored_by[workers] = sorted((e["timestamp"], e["raw"]) for e in page.items)
+        assert len(stored_by[2]) == 24
+        assert stored_by[2] == stored_by[0]
+        from_workers, from_thread = payloads
+        assert isinstance(from_workers, list)  # the pieces' files, one insert
+        assert len(from_workers) > 3
+        assert isinstance(from_thread, bytes)
 
 
 def test_auto_workers_follow_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
