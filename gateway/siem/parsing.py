@@ -365,7 +365,7 @@ class _Blocks:
     def close(self) -> None:
         if self._out is not None:
             self._out.close()
-        for path in [self.path, *self.pieces] if self.path else self.pieces:
+        for path in (p for p in (self.path, *self.pieces) if p is not None):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 

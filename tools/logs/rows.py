@@ -125,7 +125,7 @@ def parse_rows(
     its id (see the module docstring) and this moment as its ingestion time, and encode the
     rows for :meth:`~core.logstore.store.LogStore.insert_block`. With ``blocks_to``, the blocks
     are written to that file (:func:`write_blocks`) instead of returned: a worker process then
-    hands back a few hundred bytes instead of megabytes through its pipe."""
+    hands back the ids and counts through its pipe, not the megabytes of the blocks."""
     if layout is None or layout == "document":
         parsed = parse_payload(
             body,
