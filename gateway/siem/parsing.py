@@ -346,9 +346,7 @@ class _Blocks:
             if self._out is not None:
                 self._out.close()
                 self._out = None
-            files = [self.path] if self.path is not None else []
-            files = [f for f in [*files, *self.pieces] if f.stat().st_size]
-            yield files or None
+            yield [f for f in self._files() if f.stat().st_size] or None
             return
         if self.path is None:
             if len(self.kept) > 1:
@@ -362,10 +360,14 @@ class _Blocks:
         with self.path.open("rb") as handle:
             yield handle if os.fstat(handle.fileno()).st_size else None
 
+    def _files(self) -> list[Path]:
+        """The files holding this body's blocks: its own spill file, then the pieces'."""
+        return [self.path, *self.pieces] if self.path is not None else list(self.pieces)
+
     def close(self) -> None:
         if self._out is not None:
             self._out.close()
-        for path in (p for p in (self.path, *self.pieces) if p is not None):
+        for path in self._files():
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from tests.conftest import shared_data_dir
 from tools.attack import SHIPPED_INDEX, AttackKB, TechniqueMatch
 from tools.attack.index import BundleError, build_index, first_sentence, plain_text
 from tools.attack.keywords import KEYWORD_RULES
-from tools.attack.mapping import _Stemmer
+from tools.attack.mapping import _TOKEN, _Stemmer
 
 BUNDLE_NAME = "enterprise-attack-techniques-subset.stix.json.gz"
 
@@ -471,7 +470,7 @@ def test_the_stemmer_is_snowballs_c_library_with_the_pure_python_stems(kb: Attac
     words: set[str] = set()
     for technique in kb.techniques():
         text = f"{technique.name} {technique.description} {technique.detail}".lower()
-        words.update(re.findall(r"[a-z0-9]+", text))
+        words.update(_TOKEN.findall(text))
     assert len(words) > 3000
     compiled, python = Stemmer.Stemmer("english"), EnglishStemmer()
     assert [compiled.stemWord(w) for w in sorted(words)] == [
