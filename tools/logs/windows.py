@@ -63,6 +63,7 @@ from tools.logs.common import (
     first_timestamp,
     leaf_text,
     make_event,
+    parse_timestamp,
     to_int,
 )
 
@@ -387,20 +388,6 @@ def _read_flat(obj: Mapping[str, Any], fields: Fields) -> WindowsRecord:
     return record
 
 
-def _text(view: Mapping[str, Any], name: str) -> str | None:
-    """The value of ``name`` as text, None when absent, empty or Windows' ``-``."""
-    value = view.get(name)
-    if value is None:
-        return None
-    if type(value) is str:  # most values: no conversion
-        text = value.strip()
-    elif isinstance(value, dict | list):
-        return None
-    else:
-        text = leaf_text(value).strip()
-    return None if text in _NONE_MARKERS else text
-
-
 type _Texts = dict[str, str | None]
 
 _EXECUTABLES: Final = (
@@ -429,16 +416,25 @@ _MAPPED: Final = frozenset(
         "RenderingInfo.Message",
     }
 )
-"""The names :func:`_map` reads as text."""
+"""The names :func:`_map` reads as text (:func:`_texts`)."""
 _UNSET: Final[_Texts] = dict.fromkeys(_MAPPED)
 
 
 def _texts(view: Mapping[str, Any]) -> _Texts:
-    """:func:`_text` of each name of :data:`_MAPPED` (None for the absent ones), looked up
-    only for the names ``view`` has: an event holds a few of the names the mapping tries."""
+    """Each name of :data:`_MAPPED` with its value in ``view`` as text: stripped, None when
+    absent, empty, Windows' ``-`` or not a scalar. Only the names ``view`` has are looked at:
+    an event holds a few of the names the mapping tries."""
     texts = _UNSET.copy()
     for name in _MAPPED.intersection(view):
-        texts[name] = _text(view, name)
+        value = view[name]
+        if type(value) is str:  # most values: no conversion
+            text = value.strip()
+        elif value is None or isinstance(value, dict | list):
+            continue
+        else:
+            text = leaf_text(value).strip()
+        if text not in _NONE_MARKERS:
+            texts[name] = text
     return texts
 
 
@@ -514,9 +510,9 @@ def _put_hashes(values: Values, hashes: str | None, *, of_file: bool) -> None:
         values.put("process.hash.sha256", found.get("SHA256"))
 
 
-def _map(view: Mapping[str, Any]) -> Values:
+def _map(view: Mapping[str, Any], texts: _Texts) -> Values:
+    """The normalised values of an event (its ``view``, with its :func:`_texts`)."""
     values = Values()
-    texts = _texts(view)
     event_id_text = texts["EventID"]
     code = to_int(event_id_text, bits=32) if event_id_text is not None else None
     values.put("event.code", str(code) if code is not None else event_id_text)
@@ -611,18 +607,22 @@ def parse_windows(
     :class:`EventRejected` when the event has no ``EventID`` or an unreadable time."""
     record = read_windows(obj, Fields())
     view = record.view
-    if _text(view, "EventID") is None:
+    texts = _texts(view)
+    if texts["EventID"] is None:
         raise EventRejected("Windows event without an EventID")
-    timestamp, _ = first_timestamp(
-        [("TimeCreated", view.get("TimeCreated")), ("UtcTime", view.get("UtcTime"))],
-        received=received,
-    )
+    # Most events have a readable TimeCreated: taken at once, the candidates only without one.
+    created = view.get("TimeCreated")
+    timestamp = parse_timestamp(created) if created not in (None, "") else None
+    if timestamp is None:
+        timestamp, _ = first_timestamp(
+            [("TimeCreated", created), ("UtcTime", view.get("UtcTime"))], received=received
+        )
     return make_event(
         timestamp=timestamp,
         format="windows",
         source=source,
         raw=raw,
-        values=_map(view),
+        values=_map(view, texts),
         fields=record.fields.result(),
     )
 
