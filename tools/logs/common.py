@@ -97,15 +97,7 @@ def to_int(value: Any, *, bits: int, hex_text: bool = False) -> int | None:
     Accepts an int, an integral float, or decimal text (``0x`` hex text too when ``hex_text``,
     as Windows Security events write process ids). Booleans are not numbers here."""
     number: int
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, float):
-        if not value.is_integer():
-            return None
-        number = int(value)
-    elif isinstance(value, str):
+    if isinstance(value, str):  # most values: decimal text, looked at first
         text = value.strip()
         try:
             if hex_text and text[:2].lower() == "0x":
@@ -116,6 +108,14 @@ def to_int(value: Any, *, bits: int, hex_text: bool = False) -> int | None:
                 return None
         except ValueError:
             return None
+    elif isinstance(value, bool):
+        return None
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, float):
+        if not value.is_integer():
+            return None
+        number = int(value)
     else:
         return None
     return number if 0 <= number < (1 << bits) else None
@@ -232,21 +232,24 @@ class Fields:
         data[key] = text if len(text) <= MAX_FIELD_CHARS else text[:MAX_FIELD_CHARS]
 
     def add_leaves(self, leaves: Mapping[str, Any]) -> bool:
-        """Add every item of ``leaves`` at once when all are scalars under the bounds (the usual
-        flat event, at a fraction of the per-leaf cost); False, adding nothing, otherwise."""
+        """Add every item of ``leaves`` at once when all are scalars, or lists of scalars,
+        under the bounds (the usual flat event, at a fraction of the per-leaf cost), as
+        :meth:`add_tree` of each would; False, adding nothing, otherwise."""
         if self.data or len(leaves) > MAX_FIELDS:
             return False
         # A copy in the original order, then only the leaves that are not text looked at one
-        # by one (integers, the most common of them, at once); the bounds checked over all at
+        # by one (integers, the most common of them, first); the bounds checked over all at
         # once.
         texts: dict[str, Any] = dict(leaves)
-        for key, value in leaves.items():
-            kind = type(value)
-            if kind is str:
-                continue
-            if kind is int:
+        for key in [k for k, v in leaves.items() if type(v) is not str]:
+            value = leaves[key]
+            if type(value) is int:
                 texts[key] = str(value)
-            elif isinstance(value, dict | list):
+            elif isinstance(value, list):
+                if any(isinstance(item, dict | list) for item in value):
+                    return False
+                texts[key] = "\n".join(leaf_text(item) for item in value)  # as add_tree joins it
+            elif isinstance(value, dict):
                 return False
             else:
                 texts[key] = leaf_text(value)
@@ -401,7 +404,8 @@ def first_timestamp(
 
 def basename(path: str) -> str:
     """The last component of a Windows or POSIX path."""
-    return re.split(r"[\\/]", path.rstrip("\\/"))[-1] if path else ""
+    trimmed = path.rstrip("\\/")
+    return trimmed[max(trimmed.rfind("\\"), trimmed.rfind("/")) + 1 :]
 
 
 def make_event(

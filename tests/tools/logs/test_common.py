@@ -251,6 +251,11 @@ def test_detect_line(line: str, expected: str) -> None:
         {"Big": "x" * (MAX_FIELD_CHARS + 1)},
         {"Nested": {"a": 1}, "EventID": 1},
         {"List": [1, 2], "EventID": 1},
+        {"Data": ["a", "b", None, True, 1.5], "EventID": 1},
+        {"Data": [], "EventID": 1},
+        {"Data": ["a", {"b": 1}], "EventID": 1},
+        {"Data": [["a"]], "EventID": 1},
+        {"Data": ["x" * MAX_FIELD_CHARS, "y"], "EventID": 1},
         {},
         {"Big": "x" * MAX_FIELD_CHARS, "k" * MAX_KEY_CHARS: 7},
         {"EventID": 4688, "k" * (MAX_KEY_CHARS + 1): 1},
@@ -267,6 +272,9 @@ def test_leaves_at_once_equal_leaves_one_by_one(leaves: dict[str, Any]) -> None:
     else:  # refused: anything beyond plain bounded leaves goes the careful way
         assert at_once.data == {}
         assert any(
-            isinstance(v, dict | list) or len(k) > MAX_KEY_CHARS or len(str(v)) > MAX_FIELD_CHARS
+            isinstance(v, dict)
+            or (isinstance(v, list) and any(isinstance(i, dict | list) for i in v))
+            or len(k) > MAX_KEY_CHARS
+            or len("\n".join(map(str, v)) if isinstance(v, list) else str(v)) > MAX_FIELD_CHARS
             for k, v in leaves.items()
         )
