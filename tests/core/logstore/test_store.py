@@ -488,7 +488,7 @@ async def test_blocks_in_files_are_stored_from_the_files(
     empty_store: LogStore, tmp_path: Path, folder: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Files of blocks (a body's pieces, each written by a worker) are one insert: read by the
-    embedded engine itself where their names can be given to ``INFILE``, sent as bytes where
+    embedded engine itself where their names can be given to ``file()``, sent as bytes where
     a name would read as a glob."""
     monkeypatch.setattr(rows_module, "BLOCK_ROWS", 2)
     body = "\n".join(
@@ -517,7 +517,7 @@ async def test_blocks_in_files_are_stored_from_the_files(
 
     monkeypatch.setattr(empty_store, "_insert", watched)
     await empty_store.insert_block(files)
-    assert bool(commands) == (folder == "plain")  # INFILE, or the bytes sent
+    assert bool(commands) == (folder == "plain")  # INSERT ... SELECT FROM file(), or bytes sent
     page = await empty_store.search(SearchRequest(order="asc", limit=20))
     assert sorted(item["id"] for item in page.items) == sorted(ids)
     assert sorted(item["fields"]["message"] for item in page.items) == sorted(
