@@ -336,6 +336,31 @@ def test_missing_time_falls_back_to_utc_time_then_ingest_time() -> None:
     assert event.timestamp == RECEIVED
 
 
+@pytest.mark.parametrize(
+    ("times", "expected"),
+    [
+        (  # both readable: TimeCreated wins
+            {"TimeCreated": "2024-05-01T10:00:00Z", "UtcTime": "2024-05-01 09:00:00.500"},
+            datetime(2024, 5, 1, 10, tzinfo=UTC),
+        ),
+        (  # TimeCreated unreadable, UtcTime readable: UtcTime
+            {"TimeCreated": "yesterday", "UtcTime": "2024-05-01 09:00:00.500"},
+            datetime(2024, 5, 1, 9, 0, 0, 500000, tzinfo=UTC),
+        ),
+        (  # empty TimeCreated counts as absent
+            {"TimeCreated": "", "UtcTime": "2024-05-01 09:00:00.500"},
+            datetime(2024, 5, 1, 9, 0, 0, 500000, tzinfo=UTC),
+        ),
+        (  # 100 ns ticks and an offset
+            {"TimeCreated": "2024-05-01T12:00:00.1234567+02:00"},
+            datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=UTC),
+        ),
+    ],
+)
+def test_the_first_readable_time_is_the_events(times: dict[str, str], expected: datetime) -> None:
+    assert parse({"EventID": 1, "Channel": SYSMON, "Computer": "x", **times}).timestamp == expected
+
+
 def test_evtx_records_refuses_what_is_not_evtx() -> None:
     with pytest.raises(EventRejected, match="ElfFile"):
         list(evtx_records(b'{"EventID": 1}'))
