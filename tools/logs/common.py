@@ -248,7 +248,7 @@ class Fields:
             elif isinstance(value, list):
                 if any(isinstance(item, dict | list) for item in value):
                     return False
-                texts[key] = "\n".join(leaf_text(item) for item in value)  # as add_tree joins it
+                texts[key] = _scalars_text(value)
             elif isinstance(value, dict):
                 return False
             else:
@@ -277,7 +277,7 @@ class Fields:
                 stack.extend(reversed(children))
             elif isinstance(node, list):
                 if all(not isinstance(item, dict | list) for item in node):
-                    self.add(key, "\n".join(leaf_text(item) for item in node))
+                    self.add(key, _scalars_text(node))
                 elif depth >= MAX_DEPTH:
                     self.add(key, json.dumps(node, ensure_ascii=False, default=str))
                 else:
@@ -290,6 +290,11 @@ class Fields:
         if self.dropped:
             self.data[DROPPED_KEY] = str(self.dropped)
         return self.data
+
+
+def _scalars_text(items: list[Any]) -> str:
+    """A list of scalars as one leaf: their texts, one a line."""
+    return "\n".join(leaf_text(item) for item in items)
 
 
 def _join(prefix: str, key: str) -> str:
