@@ -103,12 +103,15 @@ def new_request_id() -> str:
     """A random (version 4) UUID as text, a sixth of ``str(uuid.uuid4())``'s cost: request ids
     need the format and uniqueness, not a UUID object, nor the kernel's randomness (a system
     call each, slow in some VMs): they are no secret, and the generator is seeded from it."""
-    h = f"{_bits(128):032x}"
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    h = (_bits(128) & _V4_KEEP | _V4_SET).to_bytes(16).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 _bits = random.Random().getrandbits  # noqa: S311 (an identifier, not a secret)
-_VARIANT = "89ab"
+_V4_KEEP = ~(0xF << 76 | 0x3 << 62)
+"""Every bit but the version's four and the variant's two."""
+_V4_SET = 0x4 << 76 | 0x2 << 62
+"""Version 4, variant RFC 4122 (``10``)."""
 
 
 def _credentials(request: web.Request, websocket: bool) -> tuple[str | None, str | None]:
@@ -127,7 +130,12 @@ def _credentials(request: web.Request, websocket: bool) -> tuple[str | None, str
 
 def _refuse_nul(request: web.Request) -> None:
     """A NUL in a path parameter or the query is AURORA-4220: no store holds one in text
-    (PostgreSQL refuses it outright), and no identifier or filter needs it."""
+    (PostgreSQL refuses it outright), and no identifier or filter needs it. Only a ``%00`` in
+    the request's target decodes to one (aiohttp's parsers refuse a raw NUL; it is checked
+    for all the same)."""
+    target = request.raw_path
+    if "%00" not in target and "\x00" not in target:
+        return
     for name, value in request.match_info.items():
         if "\x00" in value:
             raise field_error(["path", name], "NUL characters are not accepted", "string_nul")

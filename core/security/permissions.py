@@ -118,12 +118,12 @@ ROLE_DESCRIPTIONS: dict[Role, str] = {
     Role.SERVICE_RESPONDER: "service identity of the responder agent: reads plus EDR/SOAR writes",
 }
 
+_BY_NAME = {role.value: granted for role, granted in ROLE_PERMISSIONS.items()}
+_NONE: frozenset[Permission] = frozenset()
+
 SERVICE_ROLES = frozenset({Role.SERVICE_AGENT, Role.SERVICE_RESPONDER})
 
 
 def permissions_for(role: str) -> frozenset[Permission]:
     """The permissions a role grants; none for an unknown role."""
-    try:
-        return ROLE_PERMISSIONS[Role(role)]
-    except ValueError:
-        return frozenset()
+    return _BY_NAME.get(role, _NONE)

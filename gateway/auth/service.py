@@ -46,6 +46,8 @@ log = logging.getLogger("aurora.auth")
 PURGE_INTERVAL_SECONDS = 3600.0
 IN_CHUNK = 500
 """Ids per ``IN (...)`` when many sessions are checked at once (SQLite bounds parameters)."""
+PRINCIPALS_KEPT = 4096
+"""How many access tokens' callers are kept built (the oldest goes first)."""
 
 
 @functools.cache
@@ -199,6 +201,9 @@ class Authenticator:
         self._tokens = tokens
         self._user_ttl = user_cache_ttl
         self._users: dict[str, tuple[UserSnapshot, float]] = {}
+        self._principals: dict[str, Principal] = {}
+        """The caller last built for each access token's ``jti``, reused while its account's
+        snapshot is the same object (nothing else it holds can change)."""
         self._revoked: dict[str, datetime] = {}
         self._refreshed_at: datetime | None = None
         self._sessions: set[LiveSession] = set()
@@ -284,6 +289,8 @@ class Authenticator:
             self._users.pop(user_id, None)
             return None
         entry = UserSnapshot.of(user)
+        if cached is not None and cached[0] == entry:
+            entry = cached[0]  # unchanged: the same object, so what was built on it is reused
         if self._user_ttl > 0:
             self._users[user_id] = (entry, now + self._user_ttl)
         return entry
@@ -296,8 +303,11 @@ class Authenticator:
         if claims.jti in self._revoked:
             raise InvalidCredentials("the access token has been revoked")
         user = _account(await self._user(claims.subject), "the account")
+        known = self._principals.get(claims.jti)
+        if known is not None and known.user is user:
+            return known
         _issued_after_reset(user, claims.issued_at)
-        return Principal(
+        caller = Principal(
             user=user,
             permissions=permissions_for(user.role),
             method="token",
@@ -305,6 +315,10 @@ class Authenticator:
             token_expires_at=claims.expires_at,
             token_issued_at=claims.issued_at,
         )
+        if len(self._principals) >= PRINCIPALS_KEPT:
+            del self._principals[next(iter(self._principals))]
+        self._principals[claims.jti] = caller
+        return caller
 
     def _agent(self, token: str) -> Principal:
         """A platform-signed agent token (how specialists reach the API, e.g. the hunter

@@ -99,6 +99,22 @@ async def test_key_authenticates(gateway: Gateway) -> None:
     assert listed["items"][0]["last_used_at"] is not None
 
 
+async def test_each_key_of_one_owner_shows_its_own_grant(gateway: Gateway) -> None:
+    """``/users/me`` answers with the grant of the key presented, not another of its owner's
+    keys seen before (the profile is the same account, signed in the same way)."""
+    analyst = await gateway.user(Role.ANALYST, "two-keys")
+    narrow = await _create(gateway, analyst, name="narrow", permissions=["alerts:read"])
+    wide = await _create(gateway, analyst, name="wide", permissions=["alerts:read", "siem:read"])
+    for created in (narrow, wide, narrow):
+        response = await gateway.client.get(ME, headers={"X-API-Key": created["key"]})
+        body = await response.json()
+        assert response.status == 200, body
+        assert body["permissions"] == created["permissions"]
+    token = await (await gateway.client.get(ME, headers=analyst)).json()
+    assert token["auth_method"] == "token"
+    assert token["permissions"] == sorted(p.value for p in permissions_for(Role.ANALYST))
+
+
 async def test_scoped_key_is_refused_elsewhere(gateway: Gateway, admin: dict[str, str]) -> None:
     created = await _create(gateway, admin, permissions=["system:read"])
     key = {"X-API-Key": created["key"]}
