@@ -18,12 +18,14 @@ import pytest
 from jwt.warnings import InsecureKeyLengthWarning
 from sqlalchemy import select
 
-from core.security.permissions import Role
+from core.errors import InvalidCredentials
+from core.security.permissions import Role, permissions_for
 from core.security.tokens import LEEWAY_SECONDS
 from core.settings import Settings
 from gateway.auth.models import RevokedToken
 from gateway.auth.service import Authenticator
 from gateway.keys import DATABASE, SETTINGS, TOKENS
+from gateway.users.models import User
 from tests.conftest import Gateway, start_gateway
 from tests.waiting import eventually
 
@@ -331,3 +333,48 @@ async def test_invalid_bearer_is_not_rescued_by_a_valid_api_key(
     )
     assert response.status == 401
     assert (await response.json())["error"]["code"] == "AURORA-4012"
+
+
+async def test_a_change_made_elsewhere_reaches_a_token_s_caller(shared_gateway: Gateway) -> None:
+    """A token's caller is built once and reused while its account reads the same; a role
+    changed or sessions ended by another replica (straight in the database here) reach it once
+    the account is read again."""
+    user_id = await _admin_id(shared_gateway, await shared_gateway.user(Role.VIEWER))
+    token = shared_gateway.token_for(user_id)
+    authenticator = Authenticator(
+        database=shared_gateway.app[DATABASE],
+        tokens=shared_gateway.app[TOKENS],
+        user_cache_ttl=0.05,
+    )
+    first = await authenticator.from_bearer(token)
+    assert (first.user.role, first.method) == ("viewer", "token")
+    assert await authenticator.from_bearer(token) is first
+
+    async with shared_gateway.app[DATABASE].session() as db:
+        user = await db.get(User, user_id)
+        assert user is not None
+        user.role = Role.RESPONDER.value
+        await db.commit()
+
+    async def responder() -> bool:
+        caller = await authenticator.from_bearer(token)
+        return caller.user.role == "responder" and caller.permissions == permissions_for(
+            Role.RESPONDER
+        )
+
+    await eventually(responder, interval=0.02)
+
+    async with shared_gateway.app[DATABASE].session() as db:
+        user = await db.get(User, user_id)
+        assert user is not None
+        user.tokens_valid_after = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+        await db.commit()
+
+    async def refused() -> bool:
+        try:
+            await authenticator.from_bearer(token)
+        except InvalidCredentials:
+            return True
+        return False
+
+    await eventually(refused, interval=0.02)
