@@ -9,15 +9,24 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+)
 from websockets.asyncio.connection import Connection
 from websockets.protocol import State
 
 from core.errors import AuroraError
-from core.validation import MAX_JSON_DEPTH, UtcDatetime, json_depth
+from core.validation import EARLIEST, LATEST, MAX_JSON_DEPTH, json_depth
 
 JSONRPC: Final = "2.0"
 
@@ -300,6 +309,40 @@ class FrameWriter:
             connection.transport.abort()
 
 
+_AWARE = TypeAdapter(AwareDatetime)
+
+
+def _epoch_seconds(value: Any) -> Any:
+    """An ISO 8601 moment with a zone (text, or a datetime in process) as seconds since the
+    epoch; anything else goes on to the number's own checks."""
+    if not isinstance(value, str | datetime):
+        return value
+    moment = _AWARE.validate_python(value)
+    try:
+        seconds = moment.timestamp()
+    except (OverflowError, ValueError) as err:
+        raise ValueError("date out of range") from err
+    if not EARLIEST_SECONDS <= seconds <= LATEST_SECONDS:
+        raise ValueError(
+            f"date out of range: use {EARLIEST.year}-01-01 to {LATEST.year}-12-31 (UTC)"
+        )
+    return seconds
+
+
+EARLIEST_SECONDS: Final = EARLIEST.timestamp()
+LATEST_SECONDS: Final = LATEST.timestamp()
+Deadline = Annotated[
+    float,
+    Strict(),  # a number is seconds: never a bool, never milliseconds guessed from its size
+    Field(ge=EARLIEST_SECONDS, le=LATEST_SECONDS, allow_inf_nan=False),
+    BeforeValidator(_epoch_seconds),
+]
+"""An absolute deadline as seconds since the epoch, from a number of seconds or ISO 8601 text
+with a zone, within the years the platform accepts. Kept as a number: the server needs only
+the seconds left, and a number is checked in pydantic's compiled core (a datetime cost a
+microsecond more a call to build, check and read back)."""
+
+
 class Meta(BaseModel):
     """Routing metadata of one ACP request (``params._meta``)."""
 
@@ -311,8 +354,8 @@ class Meta(BaseModel):
     sender: str | None = Field(default=None, max_length=128)
     target: str | None = Field(default=None, max_length=128)
     hop: int = Field(default=0, ge=0)
-    deadline: UtcDatetime | None = None
-    """Absolute: ISO 8601 with a zone, or seconds since the epoch (UTC, within the years the
+    deadline: Deadline | None = None
+    """Absolute: seconds since the epoch, or ISO 8601 with a zone (UTC, within the years the
     platform accepts: anything else is refused, never an overflow)."""
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     prompt_version: str | None = Field(default=None, max_length=64)
@@ -320,4 +363,12 @@ class Meta(BaseModel):
     def seconds_left(self) -> float | None:
         if self.deadline is None:
             return None
-        return self.deadline.timestamp() - time.time()
+        return self.deadline - time.time()
+
+    def deadline_text(self) -> str | None:
+        """The deadline as ISO 8601 in UTC, for messages."""
+        return (
+            None
+            if self.deadline is None
+            else datetime.fromtimestamp(self.deadline, UTC).isoformat()
+        )

@@ -539,7 +539,7 @@ class AgentServer:
             )
         seconds_left = meta.seconds_left()
         if seconds_left is not None and seconds_left <= 0:
-            raise RpcError(DEADLINE_EXCEEDED, data={"deadline": str(meta.deadline)})
+            raise RpcError(DEADLINE_EXCEEDED, data={"deadline": meta.deadline_text()})
         context = CallContext(
             connection=connection.writer,
             caller=connection.caller,
@@ -561,7 +561,7 @@ class AgentServer:
             if task in self._expired:
                 self._expired.discard(task)
                 task.uncancel()
-                raise RpcError(DEADLINE_EXCEEDED, data={"deadline": str(meta.deadline)}) from err
+                raise RpcError(DEADLINE_EXCEEDED, data={"deadline": meta.deadline_text()}) from err
             if task.cancelling():
                 task.uncancel()
                 raise RpcError(CANCELLED, data={"id": request_id}) from err

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from agents.acp.protocol import new_traceparent
+from agents.acp.protocol import Meta, new_traceparent
 from core.security.tokens import TokenService
 from core.settings import JwtAlgorithm
 from tests.agents.acp.conftest import SECRET, Live, exchange, token_service
@@ -163,11 +164,53 @@ async def test_deadlines(live: Live) -> None:
     async with live.connect() as ws:
         expired = await exchange(ws, call("sleep", {"seconds": 0, "label": "late"}, deadline=past))
         assert expired["error"]["code"] == -32001
+        assert expired["error"]["data"] == {
+            "deadline": datetime.fromtimestamp(past, UTC).isoformat()
+        }
         started = time.monotonic()
         cut = await exchange(ws, call("sleep", {"seconds": 5, "label": "slow"}, deadline=soon))
         assert cut["error"]["code"] == -32001
         assert time.monotonic() - started < 2
     assert live.server.runs == ["slow"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("given", "seconds"),
+    [
+        (1_767_222_000, 1_767_222_000.0),
+        (1_767_222_000.25, 1_767_222_000.25),
+        ("2026-01-01T00:00:00+01:00", 1_767_222_000.0),
+        ("2026-01-01T00:00:00Z", 1_767_225_600.0),
+        (datetime(2026, 1, 1, tzinfo=UTC), 1_767_225_600.0),
+        (None, None),
+    ],
+)
+def test_a_deadline_is_seconds_since_the_epoch(given: Any, seconds: float | None) -> None:
+    meta = Meta.model_validate({"deadline": given})
+    assert meta.deadline == seconds
+    assert Meta().seconds_left() is None
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        1_767_222_000_000,  # milliseconds: not guessed from the size, out of range as seconds
+        -2_208_988_801,  # before 1900
+        "2300-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+14:00",
+        "2026-01-01T00:00:00",  # no zone
+        "tomorrow",
+        True,
+        float("nan"),
+        float("inf"),
+        10**30,
+        [1_767_222_000],
+    ],
+)
+def test_a_deadline_that_is_not_a_moment_in_range_is_refused(given: Any) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Meta.model_validate({"deadline": given})
+    assert [e["loc"] for e in caught.value.errors()] == [("deadline",)]
 
 
 async def test_idempotency_key_runs_once(live: Live) -> None:
