@@ -7,7 +7,8 @@ side is the real HandoffClient calling a real AgentServer method (params validat
 with deadline, idempotency key and trace context, the result a pydantic model serialised). Each is
 measured with 1 and with 64 requests in flight, in alternating rounds. (Both write one frame
 a system call; ACP straight to the transport, the echo through ``Connection.send``.)
-Target: at 64 in flight, at least 80% of the echo throughput, and p99 under 3 ms.
+Target: at 64 in flight, at least 80% of the echo throughput, and p99 under 3 ms. Each side's
+CPU a call is reported too: at 64 in flight the echo is bound by its client, ACP by its server.
 
 It also times one dispatch through jsonrpcserver 5 against AgentServer's own dispatcher, to
 show why jsonrpcserver stays out of the hot path.
@@ -40,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agents.acp.client import HandoffClient
 from agents.acp.registry import AgentRegistry
 from agents.acp.server import AcpLimits, AgentServer, CallContext
-from benchmarks.common import HOST, SECRET, free_port, wait_started
+from benchmarks.common import HOST, SECRET, cpu_seconds, free_port, wait_started
 from core.security.tokens import TokenService
 from core.settings import JwtAlgorithm
 
@@ -110,10 +111,17 @@ def run_agent(port: int, ready: Event) -> None:
 
 
 async def measure(
-    call: Callable[[], Awaitable[Any]], in_flight: int, seconds: float
+    call: Callable[[], Awaitable[Any]],
+    in_flight: int,
+    seconds: float,
+    server_pid: int | None = None,
 ) -> dict[str, float]:
+    """Round trips a second and their p50 and p99; with ``server_pid``, the CPU a call of this
+    (client) process and of the server's (whichever is busy all the time bounds the rate)."""
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
+    client_before = time.process_time()
+    server_before = cpu_seconds(server_pid) if server_pid is not None else None
 
     async def worker() -> None:
         while time.perf_counter() < deadline:
@@ -124,12 +132,18 @@ async def measure(
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(in_flight)))
     elapsed = time.perf_counter() - started
+    client_cpu = time.process_time() - client_before
+    server_after = cpu_seconds(server_pid) if server_pid is not None else None
     latencies.sort()
-    return {
+    report = {
         "rps": round(len(latencies) / elapsed, 1),
         "p50_ms": round(latencies[len(latencies) // 2] * 1000, 3),
         "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 3),
+        "client_cpu_us": round(client_cpu / len(latencies) * 1e6, 1),
     }
+    if server_before is not None and server_after is not None:
+        report["server_cpu_us"] = round((server_after - server_before) / len(latencies) * 1e6, 1)
+    return report
 
 
 class EchoClient:
@@ -193,7 +207,9 @@ async def dispatch_costs(samples: int = 3000) -> dict[str, float]:
     return result
 
 
-async def run(args: argparse.Namespace, echo_port: int, agent_port: int) -> dict[str, Any]:
+async def run(
+    args: argparse.Namespace, echo_port: int, agent_port: int, pids: tuple[int, int]
+) -> dict[str, Any]:
     echo = EchoClient(f"ws://{HOST}:{echo_port}")
     handoff = HandoffClient(
         registry=AgentRegistry({"bench": (f"ws://{HOST}:{agent_port}",)}),
@@ -216,8 +232,8 @@ async def run(args: argparse.Namespace, echo_port: int, agent_port: int) -> dict
         for _ in range(args.rounds):
             rounds.append(
                 {
-                    "echo": await measure(echo.call, in_flight, args.seconds),
-                    "acp": await measure(acp_call, in_flight, args.seconds),
+                    "echo": await measure(echo.call, in_flight, args.seconds, pids[0]),
+                    "acp": await measure(acp_call, in_flight, args.seconds, pids[1]),
                 }
             )
         report[f"in_flight_{in_flight}"] = {
@@ -252,19 +268,26 @@ def main() -> int:
     try:
         for server, started in zip(servers, ready, strict=True):
             wait_started(server, started)
-        report = asyncio.run(run(args, echo_port, agent_port))
+        echo_pid, agent_pid = servers[0].pid, servers[1].pid
+        assert echo_pid is not None  # started, so it has one
+        assert agent_pid is not None
+        report = asyncio.run(run(args, echo_port, agent_port, (echo_pid, agent_pid)))
     finally:
         for server in servers:
             server.terminate()
             server.join(10)
     print(f"{args.rounds} rounds of {args.seconds:g}s; medians")
-    print(f"{'in flight':>10}{'':>6}{'rt/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    print(
+        f"{'in flight':>10}{'':>6}{'rt/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
+        f"{'client CPU us':>15}{'server CPU us':>15}"
+    )
     for in_flight in (1, 64):
         row = report[f"in_flight_{in_flight}"]
         for name in ("echo", "acp"):
             r = row[name]
             print(
                 f"{in_flight:>10}{name:>6}{r['rps']:>10.0f}{r['p50_ms']:>10.3f}{r['p99_ms']:>10.3f}"
+                f"{r['client_cpu_us']:>15.1f}{r.get('server_cpu_us', -1):>15.1f}"
             )
         print(f"{'':>10}ratio acp/echo: {row['ratio_median']:.3f}")
     top = report["in_flight_64"]
