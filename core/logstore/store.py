@@ -352,6 +352,19 @@ sized from what the slices so far found (with this margin), or four times wider 
 one; up to this width before the rest of an open-ended window."""
 _MILLISECOND: Final = timedelta(milliseconds=1)
 LAZY_SETTING: Final = "query_plan_max_limit_for_lazy_materialization"
+SPLIT_READS: Final = {
+    "merge_tree_min_rows_for_concurrent_read": 8192,
+    "merge_tree_min_bytes_for_concurrent_read": 1024 * 1024,
+}
+"""A search's read is shared among the engine's threads from a few dozen granules up, not only
+from 160k rows or 240 MiB (the engine's defaults): a slice of a few hours in one merged day
+part is then read on every core instead of one. Measured on two cores, a phrase's count over
+five hours of a merged day: 35 -> 21 ms."""
+UNORDERED_SLICE: Final = timedelta(days=1)
+"""A slice up to this wide is read whole on every core and its page sorted after, rather than
+read in key order on one core to stop at the ``LIMIT``: a slice is sized to hold about the
+page (with :data:`SLICE_MARGIN`), so stopping early saves little, and the scan is where the
+time goes. A wider or open-ended one is read in key order."""
 
 
 class TimeSlices:
@@ -747,11 +760,14 @@ class LogStore:
         while (window := slices.next(len(found), want)) is not None:
             lo, hi = window
             where, parameters = self._where(replace(request, start=lo, end=hi), keyset)
+            settings = SPLIT_READS | (lazy or {})
+            if lo is not None and hi is not None and hi - lo <= UNORDERED_SLICE:
+                settings["optimize_read_in_order"] = 0
             page = await self.query(
                 f"SELECT {_PAGE} FROM {self.table} WHERE {where} "
                 f"ORDER BY {in_key_order(direction)} LIMIT {want - len(found)}",
                 parameters,
-                lazy,
+                settings,
             )
             found += page.result_rows
         more = len(found) > request.limit

@@ -465,6 +465,31 @@ async def test_pages_run_across_time_slices_in_both_orders(empty_store: LogStore
         assert times == sorted(times, reverse=order == "desc"), order
 
 
+async def test_a_slice_up_to_a_day_is_read_on_every_core_a_wider_one_in_key_order(
+    empty_store: LogStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bounded slice of at most a day is read whole, split among the engine's threads, and
+    sorted after; a wider or open-ended one in key order (it stops at the LIMIT). The page is
+    the same either way (the paging test above crosses both kinds)."""
+    await empty_store.insert(EVENTS)
+    seen: list[dict[str, Any]] = []
+    query = empty_store.query
+
+    async def recording(sql: str, parameters: Any = None, settings: Any = None) -> Any:
+        if sql.startswith("SELECT `id`"):
+            seen.append(dict(settings or {}))
+        return await query(sql, parameters, settings)
+
+    monkeypatch.setattr(empty_store, "query", recording)
+    month = SearchRequest(start=T0 - timedelta(days=30), end=T0 + timedelta(hours=1), query="zzqq")
+    await empty_store.search(month)  # found nowhere: slices of 1, 4, 16, 64, 256 hours, the rest
+    assert [s.get("optimize_read_in_order") for s in seen] == [0, 0, 0, None, None, None]
+    assert all(s["merge_tree_min_rows_for_concurrent_read"] == 8192 for s in seen)
+    seen.clear()
+    await empty_store.search(SearchRequest(query="zzqq"))  # open-ended: one read in key order
+    assert [s.get("optimize_read_in_order") for s in seen] == [None]
+
+
 async def test_a_body_larger_than_a_block_is_stored_in_blocks(
     empty_store: LogStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
