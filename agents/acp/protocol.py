@@ -14,7 +14,6 @@ from typing import Annotated, Any, Final
 
 import orjson
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,7 +25,7 @@ from websockets.asyncio.connection import Connection
 from websockets.protocol import State
 
 from core.errors import AuroraError
-from core.validation import EARLIEST, LATEST, MAX_JSON_DEPTH, json_depth
+from core.validation import EARLIEST, LATEST, MAX_JSON_DEPTH, UtcDatetime, json_depth
 
 JSONRPC: Final = "2.0"
 
@@ -309,24 +308,16 @@ class FrameWriter:
             connection.transport.abort()
 
 
-_AWARE = TypeAdapter(AwareDatetime)
+_MOMENT = TypeAdapter(UtcDatetime)
 
 
 def _epoch_seconds(value: Any) -> Any:
     """An ISO 8601 moment with a zone (text, or a datetime in process) as seconds since the
-    epoch; anything else goes on to the number's own checks."""
+    epoch, checked as every moment of the platform is; anything else goes on to the number's
+    own checks."""
     if not isinstance(value, str | datetime):
         return value
-    moment = _AWARE.validate_python(value)
-    try:
-        seconds = moment.timestamp()
-    except (OverflowError, ValueError) as err:
-        raise ValueError("date out of range") from err
-    if not EARLIEST_SECONDS <= seconds <= LATEST_SECONDS:
-        raise ValueError(
-            f"date out of range: use {EARLIEST.year}-01-01 to {LATEST.year}-12-31 (UTC)"
-        )
-    return seconds
+    return _MOMENT.validate_python(value).timestamp()
 
 
 EARLIEST_SECONDS: Final = EARLIEST.timestamp()
