@@ -61,7 +61,7 @@ from gateway.investigations import service as investigations
 from gateway.investigations.executor import Handler, LedgerExecutor
 from gateway.investigations.routes import ROUTES as INVESTIGATIONS_ROUTES
 from gateway.investigations.schemas import InvestigateRequest
-from gateway.investigations.service import InvestigationRunner
+from gateway.investigations.service import SEGMENT_ENDS, InvestigationRunner
 from gateway.keys import (
     ATTACK_KB,
     AUTHENTICATOR,
@@ -438,6 +438,8 @@ async def _runner(app: web.Application) -> AsyncIterator[InvestigationRunner]:
             retention=timedelta(hours=settings.checkpoint_retention_hours),
             lease=Lease(database, holder=app[REPLICA]),
             owner=app[REPLICA],
+            # The specialists use the model the planner does (one setting for the platform).
+            segment_ends=SEGMENT_ENDS if llm is not None else (),
         ) as runner:
             yield runner
 

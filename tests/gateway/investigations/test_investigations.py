@@ -17,6 +17,7 @@ from orchestrator.receipt import verify_receipt_chain
 from tests.agents.acp.conftest import SECRET
 from tests.conftest import Gateway, make_settings, start_gateway
 from tests.orchestrator.test_graph import SUBJECT, attack, fleet  # noqa: F401 - fixtures
+from tests.ports import free_port
 from tests.waiting import eventually
 
 
@@ -233,6 +234,38 @@ async def test_the_retention_job_deletes_finished_checkpoints(
         await client.close()
     assert done["status"] == "completed"
     assert again["receipt"] == done["receipt"]  # the receipt outlives its checkpoints
+
+
+@pytest.mark.parametrize("model", [False, True], ids=["built-in", "model-backed"])
+async def test_the_response_plan_is_checkpointed_when_the_specialists_use_a_model(
+    settings: Settings,
+    fleet: dict[str, Any],  # noqa: F811
+    model: bool,
+) -> None:
+    # A model that refuses connections: the rules plan (the receipt says so), and the run is
+    # segmented as a model-backed one is.
+    overrides = (
+        {"llm_base_url": f"http://127.0.0.1:{free_port()}/v1", "llm_model": "m"} if model else {}
+    )
+    client = await start_gateway(configured_with(settings, fleet, **overrides))
+    try:
+        gateway = Gateway(client)
+        analyst = await gateway.user(Role.ANALYST, "ana")
+        accepted = await (
+            await client.post(
+                "/api/v1/agents/investigate", headers=analyst, json={"text": "ping 45.33.32.156"}
+            )
+        ).json()
+        done = await wait_done(gateway, analyst, accepted["id"])
+        graph = gateway.app[RUNNER]._graph
+        config = {"configurable": {"thread_id": accepted["id"]}}
+        pending = [s.next async for s in graph.aget_state_history(config)]
+    finally:
+        await client.close()
+    assert done["status"] == "completed"
+    assert done["receipt"]["planner"]["kind"] == "builtin"
+    # Newest first: the end, and (model-backed only) the plan made, before the gate.
+    assert pending == ([(), ("gate",)] if model else [()])
 
 
 async def test_when_every_specialist_fails_the_investigation_says_so(
