@@ -57,8 +57,26 @@ async def claim_many(
     claims one: their ids in ``order_by``'s order (ascending expressions, returned with the
     rows to sort them). Fewer than ``limit`` means the queue was empty of claimable rows, so a
     worker with slots left need not ask again until something is queued."""
+    claimed = await claim_rows(
+        database, model, order_by=order_by, limit=limit, owner=owner, **values
+    )
+    return [str(row.id) for row in claimed]
+
+
+async def claim_rows[M](
+    database: Database,
+    model: type[M],
+    *,
+    order_by: Sequence[Any],
+    limit: int,
+    owner: str | None = None,
+    **values: Any,
+) -> list[M]:
+    """:func:`claim_many`, giving the claimed rows as they are after the claim (loaded by the
+    claim's own ``RETURNING``: a worker that starts them need not read them again)."""
     if limit < 1:
         return []
+    table: Any = model
     if owner is not None:
         values = {**values, "owner": owner, "heartbeat_at": utcnow()}
     # One statement: the first queued rows, locked (PostgreSQL skips rows another claim holds,
@@ -66,8 +84,8 @@ async def claim_many(
     # The pick is a materialised CTE, run once: as an IN (subquery) PostgreSQL may run it again
     # for each row it looks at, and with SKIP LOCKED each run picks other rows.
     picked = (
-        select(model.id)
-        .where(model.status == "queued")
+        select(table.id)
+        .where(table.status == "queued")
         .order_by(*order_by)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -76,20 +94,20 @@ async def claim_many(
     )
     async with database.session() as db:
         claimed = await db.execute(
-            update(model)
-            .where(model.id.in_(select(picked.c.id)), model.status == "queued")
+            update(table)
+            .where(table.id.in_(select(picked.c.id)), table.status == "queued")
             .values(
                 status="running",
-                started_at=func.coalesce(model.started_at, utcnow()),
-                attempts=model.attempts + 1,
+                started_at=func.coalesce(table.started_at, utcnow()),
+                attempts=table.attempts + 1,
                 **values,
             )
-            .returning(model.id, *order_by)
+            .returning(table, *order_by)
         )
         rows = claimed.all()
         await db.commit()
     # RETURNING gives no order: the queue's again.
-    return [str(row[0]) for row in sorted(rows, key=lambda row: tuple(row[1:]))]
+    return [row[0] for row in sorted(rows, key=lambda row: tuple(row[1:]))]
 
 
 async def claim_free_slots(
@@ -98,12 +116,12 @@ async def claim_free_slots(
     *,
     order_by: Sequence[Any],
     free: Callable[[], int],
-    start: Callable[[str], object],
+    start: Callable[[Any], object],
     owner: str | None = None,
     peek: bool = False,
 ) -> bool:
-    """Fill a worker's free slots (``free()`` of them) from the queue, a :func:`claim_many`
-    each time, starting each row claimed (``start(id)``, which takes a slot) in the queue's
+    """Fill a worker's free slots (``free()`` of them) from the queue, a :func:`claim_rows`
+    each time, starting each row claimed (``start(row)``, which takes a slot) in the queue's
     order, until no slot is free or a claim comes back short; whether the queue was found
     empty.
 
@@ -113,9 +131,9 @@ async def claim_free_slots(
     if peek and free() > 0 and not await anything_queued(database, model):
         return True
     while (slots := free()) > 0:
-        claimed = await claim_many(database, model, order_by=order_by, limit=slots, owner=owner)
-        for ident in claimed:
-            start(ident)
+        claimed = await claim_rows(database, model, order_by=order_by, limit=slots, owner=owner)
+        for row in claimed:
+            start(row)
         if len(claimed) < slots:
             return True
     return False

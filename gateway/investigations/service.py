@@ -405,9 +405,10 @@ class InvestigationRunner:
             peek=peek,
         )
 
-    def _start(self, investigation_id: str) -> None:
-        task = asyncio.create_task(self._run(investigation_id), name=f"inv-{investigation_id}")
-        self._running[investigation_id] = task
+    def _start(self, investigation: Investigation) -> None:
+        """Run a claimed investigation (the row as the claim left it)."""
+        task = asyncio.create_task(self._run(investigation), name=f"inv-{investigation.id}")
+        self._running[investigation.id] = task
 
     def _finished(self) -> None:
         """A slot is free: look at the queue, unless its last look found it empty and nothing
@@ -481,12 +482,10 @@ class InvestigationRunner:
             return _WAIT if decided is None else Command(resume=decided)
         return None
 
-    async def _run(self, investigation_id: str) -> None:
+    async def _run(self, investigation: Investigation) -> None:
+        investigation_id = investigation.id
         config = {"configurable": {"thread_id": investigation_id}}
-        investigation: Investigation | None = None
         try:
-            async with self._db.session() as db:
-                investigation = await get_investigation(db=db, investigation_id=investigation_id)
             payload = await self._input(investigation, config)
             if payload is _WAIT:
                 await self._pause(investigation_id, [])
@@ -526,8 +525,8 @@ class InvestigationRunner:
             "investigations.receipt",
             {
                 "investigation_id": investigation_id,
-                "alert_id": investigation.alert_id if investigation else None,
-                "case_id": investigation.case_id if investigation else None,
+                "alert_id": investigation.alert_id,
+                "case_id": investigation.case_id,
                 "status": status,
                 "receipt": receipt,
             },

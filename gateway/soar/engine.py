@@ -341,9 +341,9 @@ class SoarEngine:
             peek=peek,
         )
 
-    def _start(self, execution_id: str) -> None:
-        task = asyncio.create_task(self._run(execution_id), name=f"pbx-{execution_id}")
-        self._running[execution_id] = task
+    def _start(self, execution: PlaybookExecution) -> None:
+        task = asyncio.create_task(self._run(execution.id), name=f"pbx-{execution.id}")
+        self._running[execution.id] = task
 
     # -- running ----------------------------------------------------------------------------
 

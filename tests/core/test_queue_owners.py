@@ -20,6 +20,7 @@ from core.db.queue import (
     claim_free_slots,
     claim_many,
     claim_next,
+    claim_rows,
     give_back,
     requeue_orphans,
 )
@@ -197,6 +198,28 @@ async def test_a_batch_claim_takes_the_most_urgent_first_and_says_when_the_queue
         await database.dispose()
 
 
+async def test_a_claim_gives_the_rows_as_it_left_them(settings: Settings) -> None:
+    """``claim_rows`` gives the claimed rows themselves, in the queue's order, as the claim
+    wrote them (what a worker starts them with, without reading them again)."""
+    database = create_database(settings.effective_database_url)
+    order = (Investigation.created_at, Investigation.id)
+    try:
+        await queue(database, {"INV-R01": "normal", "INV-R02": "high", "INV-R03": "low"})
+        rows = await claim_rows(database, Investigation, order_by=order, limit=2, owner="me")
+        assert [row.id for row in rows] == ["INV-R01", "INV-R02"]
+        for row in rows:
+            assert (row.status, row.attempts, row.owner) == ("running", 1, "me")
+            assert row.started_at is not None
+            assert row.heartbeat_at is not None
+            assert (row.subject, row.requested_by) == ({}, "ana")
+        async with database.session() as db:
+            stored = await db.get(Investigation, "INV-R01")
+            assert stored is not None
+            assert (stored.status, stored.started_at) == ("running", rows[0].started_at)
+    finally:
+        await database.dispose()
+
+
 async def test_an_idle_worker_reads_the_queue_and_claims_only_what_is_there(
     settings: Settings,
 ) -> None:
@@ -218,7 +241,7 @@ async def test_an_idle_worker_reads_the_queue_and_claims_only_what_is_there(
             Investigation,
             order_by=order,
             free=lambda: 2 - len(started),
-            start=started.append,
+            start=lambda row: started.append(row.id),
             owner=f"{HOST}:1:idle",
             peek=True,
         )
