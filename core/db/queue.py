@@ -18,9 +18,9 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 from typing import Any, Final
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, inspect, or_, select, update
 
-from core.db.base import utcnow
+from core.db.base import Base, table_of, utcnow
 from core.db.engine import Database
 from core.db.leases import owner_gone
 
@@ -63,7 +63,7 @@ async def claim_many(
     return [str(row.id) for row in claimed]
 
 
-async def claim_rows[M](
+async def claim_rows[M: Base](
     database: Database,
     model: type[M],
     *,
@@ -72,20 +72,21 @@ async def claim_rows[M](
     owner: str | None = None,
     **values: Any,
 ) -> list[M]:
-    """:func:`claim_many`, giving the claimed rows as they are after the claim (loaded by the
+    """:func:`claim_many`, giving the claimed rows as they are after the claim (read by the
     claim's own ``RETURNING``: a worker that starts them need not read them again)."""
     if limit < 1:
         return []
-    table: Any = model
+    table = table_of(model)
     if owner is not None:
         values = {**values, "owner": owner, "heartbeat_at": utcnow()}
     # One statement: the first queued rows, locked (PostgreSQL skips rows another claim holds,
     # so concurrent claims take different rows; SQLite runs one writer at a time) and moved.
     # The pick is a materialised CTE, run once: as an IN (subquery) PostgreSQL may run it again
-    # for each row it looks at, and with SKIP LOCKED each run picks other rows.
+    # for each row it looks at, and with SKIP LOCKED each run picks other rows. It is a Core
+    # statement on the table (core.db.base.table_of): the ORM's would cost more than the claim.
     picked = (
-        select(table.id)
-        .where(table.status == "queued")
+        select(table.c.id)
+        .where(table.c.status == "queued")
         .order_by(*order_by)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -95,19 +96,23 @@ async def claim_rows[M](
     async with database.session() as db:
         claimed = await db.execute(
             update(table)
-            .where(table.id.in_(select(picked.c.id)), table.status == "queued")
+            .where(table.c.id.in_(select(picked.c.id)), table.c.status == "queued")
             .values(
                 status="running",
-                started_at=func.coalesce(table.started_at, utcnow()),
-                attempts=table.attempts + 1,
+                started_at=func.coalesce(table.c.started_at, utcnow()),
+                attempts=table.c.attempts + 1,
                 **values,
             )
-            .returning(table, *order_by)
+            .returning(*table.c, *order_by)
         )
-        rows = claimed.all()
+        rows = list(claimed.all())
         await db.commit()
+    width = len(table.c)
     # RETURNING gives no order: the queue's again.
-    return [row[0] for row in sorted(rows, key=lambda row: tuple(row[1:]))]
+    rows.sort(key=lambda row: tuple(row[width:]))
+    at = {column.name: index for index, column in enumerate(table.c)}
+    fields = [(a.key, at[a.columns[0].name]) for a in inspect(model).column_attrs]
+    return [model(**{key: row[index] for key, index in fields}) for row in rows]
 
 
 async def claim_free_slots(

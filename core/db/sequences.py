@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import String, insert, update
+from sqlalchemy import String, bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db.base import Base, utcnow
+from core.db.base import Base, table_of, utcnow
 
 
 class IdSequence(Base):
@@ -19,6 +19,15 @@ class IdSequence(Base):
     value: Mapped[int]
 
 
+_SEQUENCES = table_of(IdSequence)
+_BUMP = (
+    update(_SEQUENCES)
+    .where(_SEQUENCES.c.name == bindparam("counter"))
+    .values(value=_SEQUENCES.c.value + 1)
+    .returning(_SEQUENCES.c.value)
+)
+
+
 async def next_number(db: AsyncSession, name: str) -> int:
     """The next number of counter ``name``, inside the caller's transaction.
 
@@ -26,12 +35,7 @@ async def next_number(db: AsyncSession, name: str) -> int:
     commits, so this also serialises concurrent writers that need to check-then-insert.
     """
     for _ in range(3):
-        bumped = await db.execute(
-            update(IdSequence)
-            .where(IdSequence.name == name)
-            .values(value=IdSequence.value + 1)
-            .returning(IdSequence.value)
-        )
+        bumped = await db.execute(_BUMP, {"counter": name})
         value = bumped.scalar_one_or_none()
         if value is not None:
             return int(value)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agents.acp.client import CallOptions, HandoffClient
 from agents.acp.protocol import THOUGHT_METHOD, TOOL_CALL_METHOD, RpcError
 from core.db import Database
-from core.db.base import utcnow
+from core.db.base import table_of, utcnow
 from core.db.pages import fetch_page
 from core.errors import ServiceUnavailable
 from core.events import EventBus
@@ -37,6 +37,8 @@ CARD_TIMEOUT_SECONDS = 5.0
 BATCH_WINDOW_SECONDS = 0.05
 BATCH = 500
 RETRY_SECONDS = 1.0
+_RECORD = insert(table_of(AgentToolCall))
+"""One executemany a batch, on the table (the ORM's bulk insert costs more than the rows)."""
 """How long the writer waits before trying again after the database refused a batch."""
 
 
@@ -117,13 +119,14 @@ class ToolCallRecorder:
 
     async def flush(self) -> bool:
         """Write what is queued now, at most ``BATCH`` a commit, each batch as one executemany
-        INSERT (ORM objects would cost an INSERT each, to learn ids nobody reads); False when a
+        INSERT on the table (ORM objects would cost an INSERT each, to learn ids nobody
+        reads; the ORM's bulk insert, its own pass over the rows); False when a
         write failed (logged: what it held stays queued for the writer to try again)."""
         while self._pending:
             batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
             try:
                 async with self._db.session() as db:
-                    await db.execute(insert(AgentToolCall), batch)
+                    await db.execute(_RECORD, batch)
                     await db.commit()
             except Exception:
                 log.exception("could not record %d tool call(s); retrying", len(batch))

@@ -12,7 +12,7 @@ from typing import Any, Final, Self
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
-from sqlalchemy import case, select, update
+from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.acp.client import CallOptions, HandoffClient
@@ -27,7 +27,7 @@ from agents.acp.protocol import (
 )
 from agents.catalog import Subject
 from core.db import Database
-from core.db.base import utcnow
+from core.db.base import table_of, utcnow
 from core.db.leases import Lease, process_identity
 from core.db.lookup import get_or_404
 from core.db.pages import fetch_page
@@ -142,6 +142,20 @@ async def history(*, db: AsyncSession, query: HistoryQuery) -> tuple[list[Dispat
 
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
+_INVESTIGATIONS = table_of(Investigation)
+_ENQUEUE: Final = insert(_INVESTIGATIONS)
+_FINISH: Final = (
+    update(_INVESTIGATIONS)
+    .where(_INVESTIGATIONS.c.id == bindparam("ident"), _INVESTIGATIONS.c.status == "running")
+    .values(
+        status=bindparam("to_status"),
+        receipt=bindparam("to_receipt"),
+        error=bindparam("to_error"),
+        finished_at=bindparam("to_finished_at"),
+    )
+)
+"""A run's end: its status and receipt, written only while it is still ``running`` (a
+cancellation recorded meanwhile stands)."""
 SEGMENT_ENDS: Final = ("respond",)
 """Where the graph of model-backed specialists also checkpoints: the response plan made."""
 HOST_TYPES = frozenset({"host", "hostname"})
@@ -250,18 +264,20 @@ async def subject_for(*, db: AsyncSession, body: InvestigateRequest) -> dict[str
 async def enqueue(*, db: AsyncSession, actor: str, body: InvestigateRequest) -> Investigation:
     """Record the request as ``queued``: once this returns, it will run (restarts included)."""
     subject = await subject_for(db=db, body=body)
-    investigation = Investigation(
-        id=await next_id(db, "INV"),
-        status="queued",
-        priority=body.priority,
-        alert_id=body.alert_id,
-        case_id=body.case_id,
-        subject=subject,
-        requested_by=actor,
-    )
-    db.add(investigation)
+    row = {
+        "id": await next_id(db, "INV"),
+        "status": "queued",
+        "priority": body.priority,
+        "alert_id": body.alert_id,
+        "case_id": body.case_id,
+        "subject": subject,
+        "requested_by": actor,
+        "attempts": 0,
+        "created_at": utcnow(),
+    }
+    await db.execute(_ENQUEUE, row)  # on the table (core.db.base.table_of), not the ORM's flush
     await db.commit()
-    return investigation
+    return Investigation(**row)
 
 
 async def get_investigation(*, db: AsyncSession, investigation_id: str) -> Investigation:
@@ -516,9 +532,14 @@ class InvestigationRunner:
             self._finished()
         async with self._db.session() as db:
             await db.execute(
-                update(Investigation)
-                .where(Investigation.id == investigation_id, Investigation.status == "running")
-                .values(status=status, receipt=receipt, error=error, finished_at=utcnow())
+                _FINISH,
+                {
+                    "ident": investigation_id,
+                    "to_status": status,
+                    "to_receipt": receipt,
+                    "to_error": error,
+                    "to_finished_at": utcnow(),
+                },
             )
             await db.commit()
         self._bus.publish(
