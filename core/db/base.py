@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, MetaData, Table, TypeDecorator
+from sqlalchemy import JSON, DateTime, MetaData, Table, TypeDecorator, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 
@@ -64,3 +65,16 @@ def table_of(model: type[Base]) -> Table:
     ``UPDATE`` on SQLite), a Core one on the table does not, and one built once also keeps its
     cache key."""
     return Base.metadata.tables[model.__tablename__]
+
+
+def as_models[M: Base](model: type[M], rows: Iterable[Sequence[Any]]) -> list[M]:
+    """Rows that begin with every column of :func:`table_of` ``(model)``, in the table's order
+    (``select(table)``, ``RETURNING *table.c``), as ``model`` instances to read (never added
+    to a session: nothing is written back from them)."""
+    at = {column.name: index for index, column in enumerate(table_of(model).c)}
+    fields = [(attribute.key, at[attribute.columns[0].name]) for attribute in _columns(model)]
+    return [model(**{key: row[index] for key, index in fields}) for row in rows]
+
+
+def _columns(model: type[Base]) -> Any:
+    return inspect(model).column_attrs

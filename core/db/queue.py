@@ -18,9 +18,9 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 from typing import Any, Final
 
-from sqlalchemy import and_, func, inspect, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
-from core.db.base import Base, table_of, utcnow
+from core.db.base import Base, as_models, table_of, utcnow
 from core.db.engine import Database
 from core.db.leases import owner_gone
 
@@ -107,12 +107,10 @@ async def claim_rows[M: Base](
         )
         rows = list(claimed.all())
         await db.commit()
-    width = len(table.c)
     # RETURNING gives no order: the queue's again.
+    width = len(table.c)
     rows.sort(key=lambda row: tuple(row[width:]))
-    at = {column.name: index for index, column in enumerate(table.c)}
-    fields = [(a.key, at[a.columns[0].name]) for a in inspect(model).column_attrs]
-    return [model(**{key: row[index] for key, index in fields}) for row in rows]
+    return as_models(model, rows)
 
 
 async def claim_free_slots(
