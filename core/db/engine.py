@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -45,6 +46,12 @@ class Database:
         """A session for one unit of work; commit explicitly, rolled back on error."""
         async with self.sessions() as session:
             yield session
+
+    def begin(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection in a transaction, committed when the block ends (rolled back on error):
+        for Core statements on a hot path, without a session's bookkeeping (about a fifth of
+        a one-row write's CPU on SQLite)."""
+        return self.engine.begin()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

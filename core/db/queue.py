@@ -93,8 +93,8 @@ async def claim_rows[M: Base](
         .cte("picked")
         .prefix_with("MATERIALIZED", dialect="postgresql")
     )
-    async with database.session() as db:
-        claimed = await db.execute(
+    async with database.begin() as connection:
+        claimed = await connection.execute(
             update(table)
             .where(table.c.id.in_(select(picked.c.id)), table.c.status == "queued")
             .values(
@@ -106,7 +106,6 @@ async def claim_rows[M: Base](
             .returning(*table.c, *order_by)
         )
         rows = list(claimed.all())
-        await db.commit()
     # RETURNING gives no order: the queue's again.
     width = len(table.c)
     rows.sort(key=lambda row: tuple(row[width:]))

@@ -125,9 +125,8 @@ class ToolCallRecorder:
         while self._pending:
             batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
             try:
-                async with self._db.session() as db:
-                    await db.execute(_RECORD, batch)
-                    await db.commit()
+                async with self._db.begin() as connection:
+                    await connection.execute(_RECORD, batch)
             except Exception:
                 log.exception("could not record %d tool call(s); retrying", len(batch))
                 self._pending[:0] = batch

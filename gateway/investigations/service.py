@@ -530,8 +530,8 @@ class InvestigationRunner:
         finally:
             self._running.pop(investigation_id, None)
             self._finished()
-        async with self._db.session() as db:
-            await db.execute(
+        async with self._db.begin() as connection:
+            await connection.execute(
                 _FINISH,
                 {
                     "ident": investigation_id,
@@ -541,7 +541,6 @@ class InvestigationRunner:
                     "to_finished_at": utcnow(),
                 },
             )
-            await db.commit()
         self._bus.publish(
             "investigations.receipt",
             {

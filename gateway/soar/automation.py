@@ -274,8 +274,10 @@ class Automation:
         if trigger is None:
             return
         chain = self._chain(event)
-        async with self._db.session() as db:
-            rules = as_models(AutomationRule, await db.execute(_ENABLED, {"trigger": trigger}))
+        async with self._db.begin() as connection:
+            rules = as_models(
+                AutomationRule, await connection.execute(_ENABLED, {"trigger": trigger})
+            )
         for rule in rules:
             await self._apply(rule, event, trigger, chain)
 
