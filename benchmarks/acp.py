@@ -42,6 +42,7 @@ from agents.acp.client import HandoffClient
 from agents.acp.registry import AgentRegistry
 from agents.acp.server import AcpLimits, AgentServer, CallContext
 from benchmarks.common import HOST, SECRET, cpu_seconds, free_port, wait_started
+from core import eventloop
 from core.security.tokens import TokenService
 from core.settings import JwtAlgorithm
 
@@ -84,7 +85,7 @@ def run_echo(port: int, ready: Event) -> None:
             ready.set()
             await asyncio.Future()
 
-    asyncio.run(main())
+    eventloop.run(main())
 
 
 def run_agent(port: int, ready: Event) -> None:
@@ -107,7 +108,7 @@ def run_agent(port: int, ready: Event) -> None:
         ready.set()
         await asyncio.Future()
 
-    asyncio.run(main())
+    eventloop.run(main())
 
 
 async def measure(

@@ -16,6 +16,7 @@ from typing import Final
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
 
+from core import eventloop
 from core.settings import Settings
 
 HOST: Final = "127.0.0.1"
@@ -89,7 +90,7 @@ def run_gateway(settings: Settings) -> None:
     benchmark, and ``aurora serve``'s workers do not import the gateway either."""
     from gateway.server import serve
 
-    asyncio.run(serve(settings, banner=lambda _url: None))
+    eventloop.run(serve(settings, banner=lambda _url: None))
 
 
 def _wait_on(

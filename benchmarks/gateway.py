@@ -28,6 +28,7 @@ from aiohttp import ClientSession, TCPConnector, web
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import HOST, cpu_seconds, free_port, run_gateway, wait_serving
+from core import eventloop
 from core.db import create_database
 from core.db.migrate import upgrade
 from core.security.passwords import PasswordHasher
@@ -90,7 +91,10 @@ def run_bare(port: int) -> None:
 
     app = web.Application()
     app.router.add_get("/api/v1/users/me", me)
-    web.run_app(app, host=HOST, port=port, access_log=None, print=None)
+    # On the loop the gateway serves on (core.eventloop), so the ratio compares the handlers.
+    factory = eventloop.loop_factory()
+    loop = factory() if factory is not None else None
+    web.run_app(app, host=HOST, port=port, access_log=None, print=None, loop=loop)
 
 
 @dataclass

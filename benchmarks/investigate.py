@@ -64,6 +64,7 @@ from benchmarks.common import (
     percentile,
     prepare,
 )
+from core import eventloop
 from core.security.tokens import TokenService
 from core.settings import Settings
 from gateway.app import AgentToken
@@ -156,7 +157,7 @@ def run_gateway(settings: Settings, profile: Path | None) -> None:
     if profiler is not None:
         profiler.enable()
     try:
-        asyncio.run(serve(settings, banner=lambda _url: None))
+        eventloop.run(serve(settings, banner=lambda _url: None))
     finally:
         if profiler is not None and profile is not None:
             profiler.disable()

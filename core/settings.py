@@ -10,7 +10,7 @@ import os
 import secrets
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     """Processes that parse and encode ingested logs in parallel; unset: one per core (at most
     4), none on one core; 0: on a thread of the gateway."""
     log_level: str = "INFO"
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    """The processes' event loop (:mod:`core.eventloop`): uvloop where it is installed
+    (``auto``), asyncio's own (``asyncio``), or uvloop without a fallback (``uvloop``)."""
     access_log: bool = True
     """Log one line per HTTP request (logger ``aurora.access``)."""
 

@@ -323,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
+    from core import eventloop
     from core.errors import AuroraError
     from core.settings import load_settings
 
@@ -339,6 +340,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"aurora: invalid configuration:\n{err}", file=sys.stderr)
         return 2
+    try:
+        loop = eventloop.loop_factory(settings.event_loop)
+    except RuntimeError as err:
+        print(f"aurora: invalid configuration:\n{err}", file=sys.stderr)
+        return 2
     _configure_logging(settings)
     try:
         command = resolve(args.run)
@@ -351,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
-        return int(asyncio.run(command(settings, args)))
+        return int(asyncio.run(command(settings, args), loop_factory=loop))
     except AuroraError as err:
         detail = f" ({err.detail})" if err.detail else ""
         print(f"aurora: {err.message}{detail}", file=sys.stderr)
