@@ -18,3 +18,12 @@ async def fan_out(state: InvestigationState) -> list[Send] | Literal["respond"]:
     if not calls:
         return "respond"
     return [Send("call_agent", call) for call in calls]
+
+
+async def execute_or_report(state: InvestigationState) -> Literal["execute", "report"]:
+    """``execute`` when the gate approved an action; else straight to ``report``: ``execute``
+    would pass every action through unchanged and record nothing (in ``dry_run`` and
+    ``monitor``, and when nothing was approved), and a graph step costs more than this."""
+    if any(action["status"] == "approved" for action in state.get("actions", [])):
+        return "execute"
+    return "report"

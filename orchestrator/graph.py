@@ -1,5 +1,6 @@
 """The investigation graph: intake → plan → parallel dispatch → correlate (one bounded extra
-round) → respond → gate (guardrails, human approval) → execute → report.
+round) → respond → gate (guardrails, human approval) → execute (when an action is approved)
+→ report.
 
 Planning reads the specialist catalogue (:mod:`agents.catalog`): without an LLM the rules
 dispatch every specialist whose wanted subjects the investigation has; with one, the model
@@ -28,7 +29,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from orchestrator.context import GraphContext
-from orchestrator.edges import fan_out
+from orchestrator.edges import execute_or_report, fan_out
 from orchestrator.nodes.correlate import correlate
 from orchestrator.nodes.dispatch import call_agent
 from orchestrator.nodes.execute import execute
@@ -64,7 +65,7 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None) -> Inve
     graph.add_edge("call_agent", "correlate")
     graph.add_conditional_edges("correlate", fan_out, ["call_agent", "respond"])
     graph.add_edge("respond", "gate")
-    graph.add_edge("gate", "execute")
+    graph.add_conditional_edges("gate", execute_or_report, ["execute", "report"])
     graph.add_edge("execute", "report")
     graph.add_edge("report", END)
     return graph.compile(checkpointer=checkpointer)

@@ -257,6 +257,34 @@ async def test_an_executor_error_fails_the_action_and_is_recorded(
     assert SECRET not in json.dumps(state["report"])
 
 
+async def test_execute_runs_only_when_an_action_was_approved() -> None:
+    block = {"action": "collect_triage", "target": "ws-17", "reason": "look", "impact": "low"}
+    steps: dict[str, list[str]] = {}
+    for mode in ("dry_run", "active"):
+        executed: list[ActionOrder] = []
+
+        class Recording:
+            async def execute(self, order: ActionOrder) -> ExecutionResult:
+                executed.append(order)
+                return ExecutionResult(status="executed", executor="test", detail="done")
+
+        context = GraphContext(
+            client=quiet(responder=plan(block)), available=FLEET, executor=Recording()
+        )
+        steps[mode] = [
+            node
+            async for update in build_graph().astream(
+                {"investigation_id": f"INV-{mode}", "subject": SUBJECT, "mode": mode},
+                context=context,
+                stream_mode="updates",
+            )
+            for node in update
+        ]
+        assert len(executed) == (mode == "active")
+    assert steps["dry_run"][-2:] == ["gate", "report"]  # the action is recorded, not executed
+    assert steps["active"][-3:] == ["gate", "execute", "report"]
+
+
 async def test_models_in_the_state_survive_the_checkpointer() -> None:
     graph = build_graph(checkpointer=InMemorySaver())
     config: Any = {"configurable": {"thread_id": "INV-C"}}
