@@ -259,17 +259,20 @@ async def test_an_executor_error_fails_the_action_and_is_recorded(
 
 async def test_execute_runs_only_when_an_action_was_approved() -> None:
     block = {"action": "collect_triage", "target": "ws-17", "reason": "look", "impact": "low"}
+
+    class Recording:
+        def __init__(self) -> None:
+            self.executed: list[ActionOrder] = []
+
+        async def execute(self, order: ActionOrder) -> ExecutionResult:
+            self.executed.append(order)
+            return ExecutionResult(status="executed", executor="test", detail="done")
+
     steps: dict[str, list[str]] = {}
     for mode in ("dry_run", "active"):
-        executed: list[ActionOrder] = []
-
-        class Recording:
-            async def execute(self, order: ActionOrder) -> ExecutionResult:
-                executed.append(order)
-                return ExecutionResult(status="executed", executor="test", detail="done")
-
+        executor = Recording()
         context = GraphContext(
-            client=quiet(responder=plan(block)), available=FLEET, executor=Recording()
+            client=quiet(responder=plan(block)), available=FLEET, executor=executor
         )
         steps[mode] = [
             node
@@ -280,7 +283,7 @@ async def test_execute_runs_only_when_an_action_was_approved() -> None:
             )
             for node in update
         ]
-        assert len(executed) == (mode == "active")
+        assert len(executor.executed) == (mode == "active")
     assert steps["dry_run"][-2:] == ["gate", "report"]  # the action is recorded, not executed
     assert steps["active"][-3:] == ["gate", "execute", "report"]
 
