@@ -266,7 +266,7 @@ async def test_execute_runs_only_when_an_action_was_approved() -> None:
 
         async def execute(self, order: ActionOrder) -> ExecutionResult:
             self.executed.append(order)
-            return ExecutionResult(status="executed", executor="test", detail="done")
+            return ExecutionResult(status="executed", executor="test", detail={"done": True})
 
     steps: dict[str, list[str]] = {}
     for mode in ("dry_run", "active"):
