@@ -50,8 +50,9 @@ async def dispatch(request: web.Request) -> web.Response:
 
 async def investigate(request: web.Request) -> web.Response:
     body = await parse_json(request, InvestigateRequest)
-    investigation = await as_caller(request, service.enqueue, body=body)
-    request.app[RUNNER].wake()
+    investigation = await request.app[RUNNER].submit(
+        lambda run_by: as_caller(request, service.enqueue, body=body, run_by=run_by)
+    )
     accepted = InvestigationAccepted.model_validate(investigation, from_attributes=True)
     response = json_response(accepted, status=202)
     response.headers["Location"] = f"/api/v1/investigations/{investigation.id}"

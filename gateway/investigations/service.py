@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Final, Self
@@ -261,9 +261,14 @@ async def subject_for(*, db: AsyncSession, body: InvestigateRequest) -> dict[str
     }
 
 
-async def enqueue(*, db: AsyncSession, actor: str, body: InvestigateRequest) -> Investigation:
-    """Record the request as ``queued``: once this returns, it will run (restarts included)."""
+async def enqueue(
+    *, db: AsyncSession, actor: str, body: InvestigateRequest, run_by: str | None = None
+) -> Investigation:
+    """Record the request as ``queued``, or with ``run_by`` (a runner that took a slot for it,
+    :meth:`InvestigationRunner.submit`) as ``running`` there, as that runner's claim would
+    leave it: once this returns, it will run (restarts included)."""
     subject = await subject_for(db=db, body=body)
+    now = utcnow()
     row = {
         "id": await next_id(db, "INV"),
         "status": "queued",
@@ -273,8 +278,16 @@ async def enqueue(*, db: AsyncSession, actor: str, body: InvestigateRequest) -> 
         "subject": subject,
         "requested_by": actor,
         "attempts": 0,
-        "created_at": utcnow(),
+        "created_at": now,
     }
+    if run_by is not None:
+        row |= {
+            "status": "running",
+            "attempts": 1,
+            "started_at": now,
+            "owner": run_by,
+            "heartbeat_at": now,
+        }
     await db.execute(_ENQUEUE, row)  # on the table (core.db.base.table_of), not the ORM's flush
     await db.commit()
     return Investigation(**row)
@@ -342,6 +355,9 @@ class InvestigationRunner:
         self._owner = owner or process_identity()
         self._drained = False
         """The last claim found nothing queued, and nothing was queued here since."""
+        self._reserved = 0
+        """Slots taken by :meth:`submit` for investigations being recorded."""
+        self._serving = False
         self._queue = Periodic("investigation-queue", self._fill, tick_seconds, log=log)
         self._loops = (
             self._queue,
@@ -363,10 +379,12 @@ class InvestigationRunner:
             log.info("queued again %d investigation(s) a gone gateway left", len(requeued))
         for loop in self._loops:
             loop.start()
+        self._serving = True
 
     async def stop(self) -> None:
         """Stop the loops and the investigations running, and give them back to the queue
         (another replica, or this one restarted, resumes them from their checkpoints)."""
+        self._serving = False
         for loop in self._loops:
             await loop.stop()
         tasks = list(self._running.values())
@@ -397,6 +415,34 @@ class InvestigationRunner:
     ) -> None:
         await self.stop()
 
+    async def submit(
+        self, record: Callable[[str | None], Awaitable[Investigation]]
+    ) -> Investigation:
+        """Record an investigation with ``record(run_by)`` and see it run: at once, on a slot
+        of this runner, when one is free and nothing waits in the queue (its last look found
+        it empty, and nothing was queued here since); it is then recorded as this runner's
+        claim would leave it (``run_by`` is this replica), so it needs no claim and does not
+        wait for the queue's next look. Otherwise it is recorded queued (``run_by`` None) and
+        the queue is woken. Work another replica queued is found by the next look, as ever."""
+        run_by = self._owner if self._serving and self._drained and self._free() > 0 else None
+        if run_by is not None:
+            self._reserved += 1
+        try:
+            investigation = await record(run_by)
+        finally:
+            if run_by is not None:
+                self._reserved -= 1
+        if run_by is None:
+            self.wake()
+        elif self._serving:
+            self._start(investigation)
+        # else: stopped while it was recorded; running as this replica's, it is queued again
+        # when this replica starts, or by another once its heartbeat is stale.
+        return investigation
+
+    def _free(self) -> int:
+        return max(1, self._concurrency()) - len(self._running) - self._reserved
+
     def wake(self) -> None:
         """Look at the queue now (something was queued or can go on)."""
         self._drained = False
@@ -415,7 +461,7 @@ class InvestigationRunner:
                 Investigation.created_at,
                 Investigation.id,
             ),
-            free=lambda: max(1, self._concurrency()) - len(self._running),
+            free=self._free,
             start=self._start,
             owner=self._owner,
             peek=peek,

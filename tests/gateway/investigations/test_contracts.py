@@ -28,7 +28,9 @@ async def test_investigation_routes_answer_as_declared(orchestrator: Gateway) ->
     accepted = await conforms(
         ROUTES, "POST", investigate, await client.post(investigate, json=asked, headers=analyst)
     )
-    assert (accepted["status"], accepted["priority"]) == ("queued", "high")
+    # Queued, or already running on a free slot of an empty queue (test_runner.py).
+    assert accepted["status"] in {"queued", "running"}
+    assert accepted["priority"] == "high"
     one = "/api/v1/investigations/{investigation_id}"
     found = await conforms(
         ROUTES,

@@ -69,7 +69,7 @@ async def test_investigate_indicators_and_text(platform: Gateway) -> None:
         )
         accepted = await response.json()
         assert response.status == 202, accepted
-        assert accepted["status"] == "queued"
+        assert accepted["status"] in {"queued", "running"}  # running: a free slot took it
         assert response.headers["Location"] == f"/api/v1/investigations/{accepted['id']}"
         done = await wait_done(platform, analyst, accepted["id"])
         pushed = await asyncio.wait_for(ws.receive_json(), 10)

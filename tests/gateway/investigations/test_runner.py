@@ -17,7 +17,8 @@ from core.db.base import utcnow
 from core.events import EventBus
 from core.settings import Settings
 from gateway.investigations.models import Approval, Investigation
-from gateway.investigations.service import InvestigationRunner
+from gateway.investigations.schemas import InvestigateRequest
+from gateway.investigations.service import InvestigationRunner, enqueue
 from tests.waiting import eventually
 
 
@@ -108,6 +109,54 @@ async def test_what_a_stopped_gateway_left_running_runs_again(database: Database
         )
     assert graph.threads == ["INV-1"]
     assert await status_of(database, "INV-1") == ("completed", 2)
+
+
+async def test_a_submission_runs_at_once_on_a_free_slot_and_queues_behind_a_full_runner(
+    database: Database,
+) -> None:
+    """With a slot free and the queue empty, a submitted investigation is recorded as this
+    runner's claim would leave it and starts without a claim; with every slot taken it is
+    queued and runs when one frees; a recording that fails gives its slot back."""
+    graph = Reporting()
+    graph.gate.clear()  # nothing finishes until the gate opens
+    work = runner(database, EventBus(), graph)
+
+    async def submit(ident: str) -> Investigation:
+        async def record(run_by: str | None) -> Investigation:
+            async with database.session() as db:
+                return await enqueue(
+                    db=db, actor="ana", body=InvestigateRequest(text=ident), run_by=run_by
+                )
+
+        return await work.submit(record)
+
+    async def refused(run_by: str | None) -> Investigation:
+        raise RuntimeError("the database refused it")
+
+    async with work:
+        await eventually(lambda: work._drained, what="the queue's first look")
+        with pytest.raises(RuntimeError):
+            await work.submit(refused)
+        first, second = await submit("one"), await submit("two")  # the two slots
+        for started in (first, second):
+            assert (started.status, started.attempts, started.owner) == ("running", 1, work._owner)
+            assert started.started_at is not None
+            assert await status_of(database, started.id) == ("running", 1)
+        await eventually(lambda: len(graph.threads) == 2, what="both started")
+        third = await submit("three")
+        assert third.status == "queued"
+        assert await status_of(database, third.id) == ("queued", 0)
+        graph.gate.set()
+        await eventually(lambda: len(graph.threads) == 3, what="the third started")
+        for done in (first, second, third):
+            await eventually(
+                lambda done=done: _completed(database, done.id), what=f"{done.id} completed"
+            )
+    assert graph.threads == [first.id, second.id, third.id]
+
+
+async def _completed(database: Database, ident: str) -> bool:
+    return (await status_of(database, ident)) == ("completed", 1)
 
 
 class Legacy(Reporting):
