@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import re
 import signal
@@ -44,6 +45,15 @@ def die_with_parent() -> None:
     pr_set_pdeathsig = 1
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
+def own_group_dying_with_parent() -> None:
+    """In a child process: a process group of its own (a terminal's Ctrl-C, sent to the
+    foreground group, reaches the supervisor alone, which stops its children in order), and
+    :func:`die_with_parent`. The group is set here, not with ``process_group=``, which uvloop's
+    subprocesses do not take."""
+    os.setpgid(0, 0)
+    die_with_parent()
 
 
 def agent_command(name: str) -> tuple[str, ...]:
@@ -228,8 +238,7 @@ class AgentSupervisor:
                 *child.command,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
-                preexec_fn=die_with_parent,
-                process_group=0,
+                preexec_fn=own_group_dying_with_parent,
                 env=self._environment,
                 limit=1 << 20,
             )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from core import eventloop
 from gateway.supervisor import AgentSupervisor, Backoff, ChildEvent
 from tests.waiting import eventually
 
@@ -148,6 +149,26 @@ async def test_children_run_in_their_own_process_group(fake: Fake) -> None:
         assert group != os.getpgrp()
     finally:
         await supervisor.stop()
+
+
+def test_children_start_on_the_loop_aurora_runs_on(fake: Fake) -> None:
+    """On uvloop (core.eventloop), as ``aurora up`` runs them: its subprocesses take no
+    ``process_group=``, which once kept every agent from starting."""
+    pytest.importorskip("uvloop", reason="uvloop is not built for this platform")
+
+    async def scenario() -> list[tuple[int, int]]:
+        fake.events = asyncio.Queue()  # this loop's
+        supervisor = fake.supervisor("fail", 0, backoff=FAST)
+        try:
+            await supervisor.start()
+            assert supervisor.urls == {"fake": "ws://127.0.0.1:9001"}
+            return fake.starts()
+        finally:
+            await supervisor.stop()
+
+    [(pid, group)] = eventloop.run(scenario(), "uvloop")
+    assert group == pid
+    assert group != os.getpgrp()
 
 
 async def test_a_child_stopping_with_the_platform_is_not_a_crash(fake: Fake) -> None:
