@@ -172,18 +172,29 @@ async def test_investigate_an_alert_and_list(platform: Gateway) -> None:
     assert (await unknown.json())["error"]["code"] == "AURORA-4040"
 
 
+async def requested(client: Any, text: str) -> tuple[Gateway, dict[str, str], Any]:
+    """An analyst's investigation of ``text`` asked of ``client``'s gateway: the gateway, the
+    analyst's headers and the ``202``'s body."""
+    gateway = Gateway(client)
+    analyst = await gateway.user(Role.ANALYST, "ana")
+    accepted = await (
+        await client.post("/api/v1/agents/investigate", headers=analyst, json={"text": text})
+    ).json()
+    return gateway, analyst, accepted
+
+
+async def investigated(client: Any) -> tuple[Gateway, dict[str, str], Any]:
+    """:func:`requested`, run to its end (the investigation as it ended)."""
+    gateway, analyst, accepted = await requested(client, "ping 45.33.32.156")
+    return gateway, analyst, await wait_done(gateway, analyst, accepted["id"])
+
+
 async def test_a_restarted_gateway_resumes_what_was_running(
     settings: Settings,
     fleet: dict[str, Any],  # noqa: F811
 ) -> None:
     first = await start_gateway(configured(settings, fleet))
-    gateway = Gateway(first)
-    analyst = await gateway.user(Role.ANALYST, "ana")
-    accepted = await (
-        await first.post(
-            "/api/v1/agents/investigate", headers=analyst, json={"text": "beacon to 45.33.32.156"}
-        )
-    ).json()
+    gateway, _, accepted = await requested(first, "beacon to 45.33.32.156")
     await asyncio.sleep(0)  # it may or may not have started: stop the gateway either way
     await first.close()
     async with gateway.app[DATABASE].session() as db:
@@ -212,23 +223,16 @@ async def test_the_retention_job_deletes_finished_checkpoints(
     configured = configured_with(settings, fleet, checkpoint_retention_hours=0)
     client = await start_gateway(configured)
     try:
-        gateway = Gateway(client)
-        analyst = await gateway.user(Role.ANALYST, "ana")
-        accepted = await (
-            await client.post(
-                "/api/v1/agents/investigate", headers=analyst, json={"text": "ping 45.33.32.156"}
-            )
-        ).json()
-        done = await wait_done(gateway, analyst, accepted["id"])
+        gateway, analyst, done = await investigated(client)
         runner = gateway.app[RUNNER]
         graph = runner._graph  # the checkpoints themselves
-        config = {"configurable": {"thread_id": accepted["id"]}}
+        config = {"configurable": {"thread_id": done["id"]}}
         assert (await graph.aget_state(config)).values["report"]["verdict"]
         assert await runner.prune_checkpoints() == 1
         assert (await graph.aget_state(config)).values == {}
         assert await runner.prune_checkpoints() == 0  # once only
         again = await (
-            await client.get(f"/api/v1/investigations/{accepted['id']}", headers=analyst)
+            await client.get(f"/api/v1/investigations/{done['id']}", headers=analyst)
         ).json()
     finally:
         await client.close()
@@ -249,16 +253,9 @@ async def test_the_response_plan_is_checkpointed_when_the_specialists_use_a_mode
     )
     client = await start_gateway(configured_with(settings, fleet, **overrides))
     try:
-        gateway = Gateway(client)
-        analyst = await gateway.user(Role.ANALYST, "ana")
-        accepted = await (
-            await client.post(
-                "/api/v1/agents/investigate", headers=analyst, json={"text": "ping 45.33.32.156"}
-            )
-        ).json()
-        done = await wait_done(gateway, analyst, accepted["id"])
+        gateway, _, done = await investigated(client)
         graph = gateway.app[RUNNER]._graph
-        config = {"configurable": {"thread_id": accepted["id"]}}
+        config = {"configurable": {"thread_id": done["id"]}}
         pending = [s.next async for s in graph.aget_state_history(config)]
     finally:
         await client.close()
