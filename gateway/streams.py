@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict
 
+from core import jsontext
 from core.errors import AuroraError, PermissionDenied, ValidationFailed
 from core.events import Event, Gap, Subscription
 from core.security.permissions import Permission
@@ -142,7 +142,7 @@ async def pump(
         sending = asyncio.Lock()
 
         async def send(payload: dict[str, Any]) -> None:
-            await send_text(json.dumps(payload))
+            await send_text(jsontext.dumps(payload))
 
         async def send_text(text: str) -> None:
             async with sending:
@@ -192,7 +192,7 @@ async def pump(
                 else:
                     text = item.encoded.get(render)
                     if text is None:
-                        text = item.encoded[render] = json.dumps(render(item))
+                        text = item.encoded[render] = jsontext.dumps(render(item))
                     await send_text(text)
         finally:
             await cancel_and_wait(watcher)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from core import jsontext
 from core.db import sqlite_async
 
 
@@ -69,7 +70,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_database(url: str, *, echo: bool = False) -> Database:
     """Open an engine for ``url``; for SQLite, create the parent directory and enable WAL."""
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {"echo": echo}
+    # JSON columns (receipts, subjects) written with orjson (core.jsontext).
+    kwargs: dict[str, Any] = {"echo": echo, "json_serializer": jsontext.dumps}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
