@@ -13,7 +13,7 @@ from core.jsontext import dumps
 VALUES = [
     {"verdict": "malicious", "score": 0.9871, "n": -3, "ok": True, "none": None},
     {"nested": [{"a": [1, 2.5, "x"]}, [], {}], "unicode": "Zoë → 東京 \u2028 \x00"},
-    {1: "int key", 2.5: "float key", True: "bool key", None: "none key"},
+    {1: "int key", 2.5: "float key", False: "bool key", None: "none key"},
     (1, "tuple", [2]),
     {"big": 2**70, "small": -(2**70)},  # beyond 64 bits: the standard library writes them
     "a string",
