@@ -12,22 +12,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db.base import table_of, utcnow
+from core.db.base import utcnow
 from core.db.lookup import get_or_404
 from core.errors import ApprovalTimeout, Conflict
 from gateway.investigations.models import Approval, Investigation
 
 type Verdict = Literal["approved", "denied"]
 REQUEST_KEYS = ("reason", "impact", "guardrail", "provenance")
-_APPROVALS = table_of(Approval)
-_ANY_DUE = (
-    select(_APPROVALS.c.id)
-    .where(_APPROVALS.c.status == "pending", _APPROVALS.c.expires_at <= bindparam("now"))
-    .limit(1)
-)
 """What an approver is shown besides the action and its target: why it was proposed, the
 guardrail's decision and its reasons, and where the target came from and what (if anything)
 corroborates it."""
@@ -170,9 +164,6 @@ async def expire_due(
     """Expire approvals past their deadline (the actions are not taken); the expired approvals
     and the investigations that can go on."""
     now = now or utcnow()
-    # Asked every second, and almost always none: a read of the index, built once, first.
-    if (await db.execute(_ANY_DUE, {"now": now})).first() is None:
-        return [], set()
     due = list(
         await db.scalars(
             select(Approval).where(Approval.status == "pending", Approval.expires_at <= now)
