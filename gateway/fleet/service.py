@@ -37,9 +37,9 @@ CARD_TIMEOUT_SECONDS = 5.0
 BATCH_WINDOW_SECONDS = 0.05
 BATCH = 500
 RETRY_SECONDS = 1.0
+"""How long the writer waits before trying again after the database refused a batch."""
 _RECORD = insert(table_of(AgentToolCall))
 """One executemany a batch, on the table (the ORM's bulk insert costs more than the rows)."""
-"""How long the writer waits before trying again after the database refused a batch."""
 
 
 class ToolCallRecorder:
@@ -119,9 +119,8 @@ class ToolCallRecorder:
 
     async def flush(self) -> bool:
         """Write what is queued now, at most ``BATCH`` a commit, each batch as one executemany
-        INSERT on the table (ORM objects would cost an INSERT each, to learn ids nobody
-        reads; the ORM's bulk insert, its own pass over the rows); False when a
-        write failed (logged: what it held stays queued for the writer to try again)."""
+        ``INSERT`` on the table (:data:`_RECORD`); False when a write failed (logged: what it
+        held stays queued for the writer to try again)."""
         while self._pending:
             batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
             try:
