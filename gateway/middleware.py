@@ -8,13 +8,16 @@ costs a wrapper call and a handler lookup on every request).
 
 from __future__ import annotations
 
+import itertools
 import logging
-import random
 import re
+import secrets
 import time
+from typing import Final
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.web_urldispatcher import MatchInfoError
+from multidict import istr
 
 from core.errors import (
     AuroraError,
@@ -70,7 +73,7 @@ def _route_label(request: web.Request) -> str:
 @web.middleware
 async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, envelope for every error, and the request metrics."""
-    incoming = request.headers.get("X-Request-ID")
+    incoming = request.headers.get(X_REQUEST_ID)
     rid = incoming if incoming and REQUEST_ID_PATTERN.match(incoming) else new_request_id()
     request[REQUEST_ID] = rid
     metrics = request.app[METRICS].requests
@@ -100,23 +103,36 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 def new_request_id() -> str:
-    """A random (version 4) UUID as text, a sixth of ``str(uuid.uuid4())``'s cost: request ids
-    need the format and uniqueness, not a UUID object, nor the kernel's randomness (a system
-    call each, slow in some VMs): they are no secret, and the generator is seeded from it."""
-    h = (_bits(128) & _V4_KEEP | _V4_SET).to_bytes(16).hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """A new request id in the format of a random (version 4) UUID, unique within the process
+    by a counter and across processes by a random prefix (74 bits, fixed for the process):
+    request ids need the format and uniqueness, not a UUID object, nor the kernel's randomness
+    (a system call each, slow in some VMs). They are no secret, and a counter formats in
+    two fifths of the time 128 random bits do."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & _ID_COUNTER_MASK:012x}"
 
 
-_bits = random.Random().getrandbits  # noqa: S311 (an identifier, not a secret)
-_V4_KEEP = ~(0xF << 76 | 0x3 << 62)
-"""Every bit but the version's four and the variant's two."""
-_V4_SET = 0x4 << 76 | 0x2 << 62
-"""Version 4, variant RFC 4122 (``10``)."""
+def _id_prefix() -> str:
+    h = secrets.token_hex(9)  # 72 random bits, and 2 in the variant's digit
+    return f"{h[:8]}-{h[8:12]}-4{h[12:15]}-{0x8 | secrets.randbits(2):x}{h[15:]}-"
+
+
+_ID_PREFIX: Final = _id_prefix()
+"""The process's random part: version 4 and variant RFC 4122 (``10``) in their places."""
+_ID_COUNTER: Final = itertools.count(secrets.randbits(48))
+_ID_COUNTER_MASK: Final = (1 << 48) - 1
+"""The counter fills the last 12 hex digits, wrapping after 2**48 requests."""
+
+
+# The standard headers' names, made case-insensitive once (set on every response).
+X_API_VERSION: Final = istr("X-API-Version")
+X_REQUEST_ID: Final = istr("X-Request-ID")
+X_MODE: Final = istr("X-AuroraSOC-Mode")
+X_CONTENT_TYPE_OPTIONS: Final = istr("X-Content-Type-Options")
 
 
 def _credentials(request: web.Request, websocket: bool) -> tuple[str | None, str | None]:
     bearer: str | None = None
-    header = request.headers.get("Authorization")
+    header = request.headers.get(hdrs.AUTHORIZATION)
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
@@ -176,10 +192,10 @@ def standard_headers(app: web.Application, request_id: str) -> dict[str, str]:
     """What every response carries: ``X-API-Version``, ``X-Request-ID``,
     ``X-AuroraSOC-Mode`` and ``X-Content-Type-Options: nosniff``."""
     return {
-        "X-API-Version": API_VERSION,
-        "X-Request-ID": request_id,
-        "X-AuroraSOC-Mode": app[RUNTIME].mode.value,
-        "X-Content-Type-Options": "nosniff",
+        X_API_VERSION: API_VERSION,
+        X_REQUEST_ID: request_id,
+        X_MODE: app[RUNTIME].mode.value,
+        X_CONTENT_TYPE_OPTIONS: "nosniff",
     }
 
 
@@ -187,7 +203,11 @@ async def add_standard_headers(request: web.Request, response: web.StreamRespons
     """The standard headers on every response, and a deprecated route's ``Deprecation`` and
     ``Sunset``."""
     headers = response.headers
-    headers.update(standard_headers(request.app, request.get(REQUEST_ID) or new_request_id()))
+    # Set one by one rather than from standard_headers(): a quarter of an update's cost.
+    headers[X_API_VERSION] = API_VERSION
+    headers[X_REQUEST_ID] = request.get(REQUEST_ID) or new_request_id()
+    headers[X_MODE] = request.app[RUNTIME].mode.value
+    headers[X_CONTENT_TYPE_OPTIONS] = "nosniff"
     route = request.get(ROUTE)
     if route is None:
         # Refused before authentication looked at it (a malformed query): still that route.

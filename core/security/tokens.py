@@ -62,7 +62,8 @@ class TokenService:
         self.default_ttl = default_ttl
         # Verified tokens by their exact text: signature checks are the costly part of a
         # request, and the same token arrives many times. Lifetime is still checked each time.
-        self._verified: dict[str, TokenClaims] = {}
+        self._verified: dict[str, tuple[TokenClaims, float]] = {}
+        """Tokens verified, with the moment (epoch seconds, leeway included) they expire."""
         self.cache_size = 4096
 
     @classmethod
@@ -120,15 +121,15 @@ class TokenService:
     def verify(self, token: str, *, token_type: str = "access") -> TokenClaims:
         """Verify signature, issuer, audience and lifetime; raise AURORA-4011 or AURORA-4012."""
         cached = self._verified.get(token)
-        if cached is not None and cached.token_type == token_type:
-            if cached.expires_at.timestamp() + LEEWAY_SECONDS > time.time():
-                return cached
+        if cached is not None and cached[0].token_type == token_type:
+            if cached[1] > time.time():
+                return cached[0]
             del self._verified[token]
             raise TokenExpired("the access token has expired")
         claims = self._verify_uncached(token, token_type)
         if len(self._verified) >= self.cache_size:
             self._verified.pop(next(iter(self._verified)))
-        self._verified[token] = claims
+        self._verified[token] = (claims, claims.expires_at.timestamp() + LEEWAY_SECONDS)
         return claims
 
     def _verify_uncached(self, token: str, token_type: str) -> TokenClaims:

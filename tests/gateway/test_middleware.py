@@ -1,6 +1,7 @@
 """Middleware behaviour that no single domain owns: WebSocket auth, body limits, 5xx envelope."""
 
 import io
+import uuid
 
 import aiohttp
 import pytest
@@ -10,6 +11,7 @@ from core.errors import NotFound
 from core.security.permissions import Permission, Role
 from core.settings import Settings
 from gateway.http import json_response, principal
+from gateway.middleware import new_request_id
 from gateway.routing import Access, Route
 from tests.conftest import Gateway, start_gateway
 
@@ -161,3 +163,13 @@ async def test_a_nul_character_is_422_on_every_backend(
     ]
     listed = await gateway.client.get("/api/v1/alerts", headers=headers)
     assert (await listed.json())["total"] == 0
+
+
+def test_request_ids_are_unique_version_4_uuids() -> None:
+    ids = [new_request_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids[:: len(ids) // 10]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
