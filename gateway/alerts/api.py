@@ -8,6 +8,7 @@ from gateway.alerts.service import (
     list_alerts,
     normalise_entities,
     promote_alert,
+    stage_alert,
     update_alert,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "list_alerts",
     "normalise_entities",
     "promote_alert",
+    "stage_alert",
     "update_alert",
 ]

@@ -118,10 +118,27 @@ async def _save(db: AsyncSession, alert: Alert) -> AlertRead:
 async def create_alert(
     *, db: AsyncSession, actor: str, body: AlertCreate, dedup_window_seconds: int
 ) -> tuple[AlertRead, bool]:
-    """Create an alert, or find the open one it duplicates within the window.
+    """Create an alert, or find the open one it duplicates within the window, and commit.
 
     Returns (alert, merged). A duplicate is AURORA-4091 naming the existing alert, unless the
     caller asked to merge: then the existing alert's occurrences and ``last_seen`` go up.
+    """
+    try:
+        alert, merged = await stage_alert(
+            db=db, actor=actor, body=body, dedup_window_seconds=dedup_window_seconds
+        )
+    except DuplicateAlert:
+        await db.rollback()
+        raise
+    return await _save(db, alert), merged
+
+
+async def stage_alert(
+    *, db: AsyncSession, actor: str, body: AlertCreate, dedup_window_seconds: int
+) -> tuple[Alert, bool]:
+    """:func:`create_alert` in the session's transaction, which the caller flushes and
+    commits (with other alerts: a detection run raises many): (the alert's row, merged). A
+    duplicate the body rejects is AURORA-4091; the transaction is the caller's to roll back.
     """
     entities = normalise_entities(body.entities)
     print_ = fingerprint(
@@ -152,13 +169,12 @@ async def create_alert(
                     "fingerprint": print_,
                     "occurrences": existing.occurrences,
                 }
-                await db.rollback()
                 raise DuplicateAlert(detail)
             existing.occurrences += 1
             existing.last_seen = max(existing.last_seen, observed)
             existing.first_seen = min(existing.first_seen, observed)
             existing.updated_at = utcnow()
-            return await _save(db, existing), True
+            return existing, True
     alert = Alert(
         id=alert_id,
         title=body.title,
@@ -177,7 +193,7 @@ async def create_alert(
         created_by=actor,
     )
     db.add(alert)
-    return await _save(db, alert), False
+    return alert, False
 
 
 async def list_alerts(*, db: AsyncSession, query: AlertListQuery) -> tuple[list[Alert], int]:

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import select, update
 
 from core.security.permissions import Role
+from gateway.alerts.models import Alert
 from gateway.detections import runs
-from gateway.detections.models import DetectionRule, RuleRun
+from gateway.detections.models import DetectionRule, RuleHit, RuleRun
 from gateway.detections.runs import DetectionScheduler, shared_matches
 from gateway.keys import DATABASE, LOGSTORE
 from tests.conftest import Gateway
@@ -176,6 +177,50 @@ async def test_matches_are_attributed_to_their_rules(
             )
         )
     assert [(r.matches, r.alerts, r.already_seen) for r in second] == [(9, 9, 0), (9, 0, 9)]
+
+
+async def test_alerts_are_committed_together_and_a_hit_raced_in_is_left_out(
+    gateway: Gateway, hunter: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runs, "ALERTS_PER_COMMIT", 4)  # nine matches: three transactions
+    ps = await rule(gateway, hunter, RULE)
+    database = gateway.app[DATABASE]
+    batches: list[int] = []
+    commit_alerts, stage_alert = runs._commit_alerts, runs.stage_alert
+
+    async def counted(database: Any, rule: Any, batch: list[Any], dedup: int) -> Any:
+        batches.append(len(batch))
+        return await commit_alerts(database, rule, batch, dedup)
+
+    raced: list[str] = []
+
+    async def racing(**kwargs: Any) -> Any:
+        if len(batches) == 2 and not raced:
+            # Another run of the rule hits the second batch's first event first.
+            raced.append(kwargs["body"].raw["log_id"])
+            async with database.session() as other:
+                other.add(RuleHit(rule_id=ps, log_id=raced[0], alert_id="ALRT-0000-00000"))
+                await other.commit()
+        return await stage_alert(**kwargs)
+
+    monkeypatch.setattr(runs, "_commit_alerts", counted)
+    monkeypatch.setattr(runs, "stage_alert", racing)
+    published: list[tuple[str, Any]] = []
+    assert await scheduler(gateway, True, published).run_due() == 1
+    # The second batch rolled back whole, then went one event at a time.
+    assert batches == [4, 4, 1, 1, 1, 1, 1]
+    run = (await runs_of(gateway))[ps]
+    assert (run.status, run.matches, run.alerts, run.already_seen) == ("succeeded", 9, 8, 1)
+    matched = [body["log_id"] for topic, body in published if topic == "detections.matched"]
+    assert len(matched) == len(set(matched)) == 8
+    assert raced[0] not in matched
+    async with database.session() as db:
+        hits = {h.log_id: h.alert_id for h in await db.scalars(select(RuleHit))}
+        alerts = set(await db.scalars(select(Alert.id)))
+    assert len(hits) == 9
+    assert {hits[log_id] for log_id in matched} <= alerts  # every hit's alert committed
+    created = {body["id"] for topic, body in published if topic.startswith("alerts.")}
+    assert created == alerts
 
 
 async def test_a_broken_rule_fails_alone(gateway: Gateway, hunter: dict[str, str]) -> None:
