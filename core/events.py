@@ -94,6 +94,17 @@ class Subscription:
             return Gap(dropped)
         return event
 
+    def ready(self) -> list[Event]:
+        """The events queued now, without waiting, up to a gap: when events were dropped since
+        the last read, none (the next :meth:`get` reports the gap first). A consumer that
+        handles a burst together takes them with the event it got."""
+        if self._held is not None or self._dropped:
+            return []
+        taken = []
+        while not self._queue.empty():
+            taken.append(self._queue.get_nowait())
+        return taken
+
     def drain(self) -> list[Event]:
         """Every event queued now, without waiting (a consumer that is shutting down, or a
         test, taking what is left)."""

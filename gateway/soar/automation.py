@@ -261,23 +261,35 @@ class Automation:
                 if self._on_lost is not None:
                     self._on_lost(item.dropped)
                 continue
-            try:
-                await self.handle(item)
-            except Exception:
-                self._counts["errors"] += 1
-                log.exception("automation could not handle %s", item.topic)
-            self._counts["events"] += 1
+            # The events queued behind it (a detection run announces its alerts in bursts) are
+            # handled with it, each trigger's rules read once for them all.
+            read: dict[str, list[AutomationRule]] = {}
+            for event in (item, *subscription.ready()):
+                try:
+                    await self.handle(event, read)
+                except Exception:
+                    self._counts["errors"] += 1
+                    log.exception("automation could not handle %s", event.topic)
+                self._counts["events"] += 1
 
-    async def handle(self, event: Event) -> None:
-        """Run the enabled rules of the event's trigger on it (what the task does with each)."""
+    async def handle(
+        self, event: Event, read: dict[str, list[AutomationRule]] | None = None
+    ) -> None:
+        """Run the enabled rules of the event's trigger on it (what the task does with each).
+        ``read``: the rules already read for each trigger, for events handled together (the
+        rules this one reads are added)."""
         trigger = TRIGGERS.get(event.topic)
         if trigger is None:
             return
         chain = self._chain(event)
-        async with self._db.begin() as connection:
-            rules = as_models(
-                AutomationRule, await connection.execute(_ENABLED, {"trigger": trigger})
-            )
+        rules = read.get(trigger) if read is not None else None
+        if rules is None:
+            async with self._db.begin() as connection:
+                rules = as_models(
+                    AutomationRule, await connection.execute(_ENABLED, {"trigger": trigger})
+                )
+            if read is not None:
+                read[trigger] = rules
         for rule in rules:
             await self._apply(rule, event, trigger, chain)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from core.db import Database, create_database
 from core.errors import AuroraError, NotFound
@@ -513,6 +513,44 @@ async def test_toggle_and_delete(rig: Rig) -> None:
         "ALRT-2026-00003",
         "ALRT-2026-00005",
     ]
+
+
+async def test_a_burst_reads_each_triggers_rules_once(
+    rig: Rig, request: pytest.FixtureRequest
+) -> None:
+    rule_id = await rig.rule(
+        trigger="alert.created",
+        conditions=[{"field": "severity", "op": "gte", "value": "high"}],
+        actions=[{"type": "tag", "tags": ["burst"]}],
+    )
+    raised = [await rig.alert(title=f"burst {n}") for n in range(3)]
+    reads = 0
+
+    def counted(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        nonlocal reads
+        reads += "WHERE automation_rules.enabled" in statement  # the enabled rules read
+
+    engine = rig.database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", counted)
+    request.addfinalizer(lambda: event.remove(engine, "before_cursor_execute", counted))
+    for alert in raised:  # published without yielding, as a detection run announces a batch
+        rig.publish("alerts.created", alert.model_dump(mode="json"))
+        rig.publish("detections.matched", {"alert_id": alert.id})
+    # Six events, and the three updates the tags announce (a burst of their own).
+    await rig.settled(9)
+    assert reads == 3  # one read for each trigger, not one for each event
+    assert (await rig.counters(rule_id))["fired"] == 3
+    async with rig.database.session() as db:
+        for alert in raised:
+            assert (await alerts.get_alert(db=db, alert_id=alert.id)).tags == ["burst"]
+    # The rules are read again for a later event: a change made meanwhile applies to it.
+    async with rig.database.session() as db:
+        await toggle_rule(db=db, rule_id=rule_id, actor="ana")  # disabled
+    late = await rig.alert(title="after the change")
+    rig.publish("alerts.created", late.model_dump(mode="json"))
+    await rig.settled(10)
+    assert reads == 4
+    assert (await rig.counters(rule_id))["fired"] == 3
 
 
 async def test_events_the_bus_dropped_are_counted_as_lost(database: Database) -> None:
