@@ -94,14 +94,15 @@ class Subscription:
             return Gap(dropped)
         return event
 
-    def ready(self) -> list[Event]:
-        """The events queued now, without waiting, up to a gap: when events were dropped since
-        the last read, none (the next :meth:`get` reports the gap first). A consumer that
-        handles a burst together takes them with the event it got."""
+    def ready(self, most: int) -> list[Event]:
+        """Up to ``most`` of the events queued now, oldest first, without waiting, and none past
+        a gap: when events were dropped since the last read, none (the next :meth:`get` reports
+        the gap first). A consumer that handles a burst together takes them with the event it
+        got."""
         if self._held is not None or self._dropped:
             return []
         taken = []
-        while not self._queue.empty():
+        while len(taken) < most and not self._queue.empty():
             taken.append(self._queue.get_nowait())
         return taken
 

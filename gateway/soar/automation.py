@@ -71,6 +71,9 @@ _ENABLED: Final = (
 )
 """The enabled rules of a trigger, read for each event: built once, on the table (the ORM's
 entity query cost more than the read)."""
+BURST: Final = 100
+"""The most events handled together on one read of the rules: a rule an analyst turns off stops
+acting within a burst."""
 COUNTER_OF: Final = {
     "fired": "fired",
     "loop_guard": "skipped_loop",
@@ -264,7 +267,7 @@ class Automation:
             # The events queued behind it (a detection run announces its alerts in bursts) are
             # handled with it, each trigger's rules read once for them all.
             read: dict[str, list[AutomationRule]] = {}
-            for event in (item, *subscription.ready()):
+            for event in (item, *subscription.ready(BURST - 1)):
                 try:
                     await self.handle(event, read)
                 except Exception:

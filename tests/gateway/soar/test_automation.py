@@ -21,6 +21,7 @@ from core.settings import Settings
 from core.validation import validate
 from gateway.alerts import api as alerts
 from gateway.alerts.schemas import AlertCreate, AlertRead
+from gateway.soar import automation as automation_module
 from gateway.soar.automation import Automation
 from gateway.soar.models import AutomationFiring, AutomationRule, PlaybookExecution
 from gateway.soar.rules import (
@@ -530,9 +531,7 @@ async def test_a_burst_reads_each_triggers_rules_once(
         nonlocal reads
         reads += "WHERE automation_rules.enabled" in statement  # the enabled rules read
 
-    engine = rig.database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", counted)
-    request.addfinalizer(lambda: event.remove(engine, "before_cursor_execute", counted))
+    _count_reads(rig, request, counted)
     for alert in raised:  # published without yielding, as a detection run announces a batch
         rig.publish("alerts.created", alert.model_dump(mode="json"))
         rig.publish("detections.matched", {"alert_id": alert.id})
@@ -551,6 +550,30 @@ async def test_a_burst_reads_each_triggers_rules_once(
     await rig.settled(10)
     assert reads == 4
     assert (await rig.counters(rule_id))["fired"] == 3
+
+
+async def test_a_burst_is_bounded(
+    rig: Rig, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(automation_module, "BURST", 2)
+    await rig.rule(trigger="alert.created", actions=[{"type": "tag", "tags": ["x"]}])
+    reads = 0
+
+    def counted(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        nonlocal reads
+        reads += "WHERE automation_rules.enabled" in statement
+
+    _count_reads(rig, request, counted)
+    for n in range(4):  # four alerts the rule does not find: no updates announced
+        rig.publish("alerts.created", {"id": f"ALRT-2026-{n:05d}"})
+    await rig.settled(4)
+    assert reads == 2  # two bursts of two
+
+
+def _count_reads(rig: Rig, request: pytest.FixtureRequest, counted: Any) -> None:
+    engine = rig.database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", counted)
+    request.addfinalizer(lambda: event.remove(engine, "before_cursor_execute", counted))
 
 
 async def test_events_the_bus_dropped_are_counted_as_lost(database: Database) -> None:
