@@ -101,7 +101,7 @@ class Subscription:
         got."""
         if self._held is not None or self._dropped:
             return []
-        taken = []
+        taken: list[Event] = []
         while len(taken) < most and not self._queue.empty():
             taken.append(self._queue.get_nowait())
         return taken
