@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.base import utcnow
@@ -115,6 +115,20 @@ async def _save(db: AsyncSession, alert: Alert) -> AlertRead:
     )
 
 
+_OPEN_DUPLICATE: Final = (
+    select(Alert)
+    .where(
+        Alert.fingerprint == bindparam("fingerprint"),
+        Alert.last_seen >= bindparam("horizon"),
+        Alert.status.not_in(sorted(s.value for s in CLOSED)),
+    )
+    .order_by(Alert.last_seen.desc())
+    .limit(1)
+)
+"""The latest open alert with a fingerprint seen since a moment: asked for every alert raised
+(a detection run raises thousands), so built once."""
+
+
 async def create_alert(
     *, db: AsyncSession, actor: str, body: AlertCreate, dedup_window_seconds: int
 ) -> tuple[AlertRead, bool]:
@@ -151,16 +165,7 @@ async def stage_alert(
     if dedup_window_seconds > 0:
         horizon = utcnow() - timedelta(seconds=dedup_window_seconds)
         existing = (
-            await db.execute(
-                select(Alert)
-                .where(
-                    Alert.fingerprint == print_,
-                    Alert.last_seen >= horizon,
-                    Alert.status.not_in([s.value for s in CLOSED]),
-                )
-                .order_by(Alert.last_seen.desc())
-                .limit(1)
-            )
+            await db.execute(_OPEN_DUPLICATE, {"fingerprint": print_, "horizon": horizon})
         ).scalar_one_or_none()
         if existing is not None:
             if body.on_duplicate == "reject":
