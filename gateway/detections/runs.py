@@ -45,8 +45,9 @@ MAX_ALERTS_PER_RUN: Final = 1000
 """Matches beyond this in one run are counted, not raised (a rule that floods is a bad rule:
 its metrics show it)."""
 ALERTS_PER_COMMIT: Final = 50
-"""How many of a run's alerts are committed together: one commit (and its fsync) for many,
-while the database's write lock is held for tens of milliseconds, not seconds."""
+"""How many of a run's alerts are committed together: one transaction's overhead (and on
+PostgreSQL its flush to disk) for many, while the database's write lock is held for tens of
+milliseconds, not seconds."""
 SAMPLE_SIZE: Final = 20
 TICK_SECONDS: Final = 5.0
 """How often the scheduler looks for rules that are due."""
