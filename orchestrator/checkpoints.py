@@ -81,7 +81,7 @@ async def open_checkpointer(
 
         async with aiosqlite.connect(str(data_dir / "checkpoints.db")) as conn:
             await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute("PRAGMA synchronous=FULL")
             sqlite_saver = OneTripSqliteSaver(conn, serde=strict_serializer())
             await sqlite_saver.setup()
             yield sqlite_saver

@@ -8,7 +8,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple, create_checkpoint, empty_checkpoint
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from orchestrator.checkpoints import strict_serializer
+from orchestrator.checkpoints import open_checkpointer, strict_serializer
 from orchestrator.sqlite_saver import OneTripSqliteSaver
 
 ERROR = "__error__"
@@ -90,3 +90,12 @@ async def test_each_operation_is_one_trip_to_the_worker_thread(tmp_path: Path) -
         assert trips == 3
         assert found is not None
         assert len(found.pending_writes or []) == 2
+
+
+async def test_the_platforms_checkpointer_syncs_each_commit(tmp_path: Path) -> None:
+    async with open_checkpointer(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}", tmp_path) as saver:
+        assert isinstance(saver, OneTripSqliteSaver)
+        async with saver.conn.execute("PRAGMA journal_mode") as cursor:
+            assert await cursor.fetchone() == ("wal",)
+        async with saver.conn.execute("PRAGMA synchronous") as cursor:
+            assert await cursor.fetchone() == (2,)  # FULL: on disk before a step goes on
