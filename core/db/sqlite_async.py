@@ -14,6 +14,7 @@ The dialect registers as ``sqlite+aurora``; :func:`core.db.create_database` uses
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import sqlite3
 from collections.abc import Sequence
@@ -141,10 +142,35 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
             super().commit()
 
 
+def _close_if_opened(opening: asyncio.Future[aiosqlite.Connection]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().stop()  # closes the file on the worker thread, then ends it
+
+
+async def _awaited(connection: aiosqlite.Connection) -> aiosqlite.Connection:
+    return await connection
+
+
+async def _open(connection: aiosqlite.Connection) -> aiosqlite.Connection:
+    """``await connection``, with a cancellation that comes while the worker thread opens the
+    file leaving nothing open. aiosqlite alone then drops the ``sqlite3`` connection the
+    worker made (it is never assigned), unclosed: a leaked file handle, and a
+    ``ResourceWarning`` wherever it is collected. Here the open finishes, shielded, and is
+    closed when it does."""
+    opening = asyncio.ensure_future(_awaited(connection))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_if_opened)
+        raise
+
+
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
     def connect(self, *arg: Any, **kw: Any) -> OneTripConnection:
-        adapted = super().connect(*arg, **kw)
-        return OneTripConnection(self, adapted._connection)
+        connection = self.aiosqlite.connect(*arg, **kw)
+        connection._thread.daemon = True  # as SQLAlchemy's adapter: never holds up an exit
+        opened: Any = await_(_open(connection))  # SQLAlchemy types it as its own protocol
+        return OneTripConnection(self, opened)
 
 
 class OneTripSQLiteDialect(SQLiteDialect_aiosqlite):

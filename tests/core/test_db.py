@@ -1,5 +1,8 @@
 """Migrations build exactly the schema the models declare, on SQLite and PostgreSQL."""
 
+import asyncio
+import sqlite3
+import threading
 from typing import Any
 
 import pytest
@@ -100,4 +103,51 @@ async def test_sqlite_statements_take_one_trip_and_keep_dbapi_behaviour(tmp_path
             assert remaining.all() == [(1,), (3,)]
         assert database.engine.dialect.driver == "aurora"
     finally:
+        await database.dispose()
+
+
+class _Recorded(sqlite3.Connection):
+    """A ``sqlite3`` connection that tells when it is closed."""
+
+    closed: threading.Event
+
+    def close(self) -> None:
+        super().close()
+        self.closed.set()
+
+
+async def test_a_connect_cancelled_while_the_file_opens_leaves_nothing_open(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request cancelled while its session's connection is being opened (a client gone, a
+    timeout, a shutdown): the ``sqlite3`` connection the worker thread opens anyway is closed,
+    not dropped open (aiosqlite alone never assigns it, so nothing would close it)."""
+    database = create_database(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    opening, release, closed = threading.Event(), threading.Event(), threading.Event()
+    real_connect = sqlite3.connect
+
+    def held_open(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opening.set()
+        release.wait(10)
+        connection = real_connect(*args, factory=_Recorded, **kwargs)
+        connection.closed = closed
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", held_open)
+
+    async def one_read() -> None:
+        async with database.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    reading = asyncio.create_task(one_read())
+    try:
+        assert await asyncio.to_thread(opening.wait, 10)
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+        release.set()
+        assert await asyncio.to_thread(closed.wait, 10), "the connection was left open"
+    finally:
+        release.set()
+        monkeypatch.undo()
         await database.dispose()
