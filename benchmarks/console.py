@@ -34,7 +34,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -42,7 +42,7 @@ from benchmarks.common import ADMIN_PASSWORD, HOST, free_port, prepare, run_gate
 from benchmarks.gateway import bench_settings
 from core.db import create_database
 from core.db.base import utcnow
-from core.db.sequences import IdSequence, next_number
+from core.db.sequences import next_ids
 from core.schemas import Severity
 from gateway.alerts.models import Alert
 from gateway.alerts.schemas import AlertCreate
@@ -92,12 +92,8 @@ async def seed(url: str, count: int) -> None:
     database = create_database(url)
     try:
         async with database.session() as db:
-            name = f"ALRT-{now.year}"
-            last = await next_number(db, name) + count - 1  # one number taken, the rest reserved
-            await db.execute(update(IdSequence).where(IdSequence.name == name).values(value=last))
-            first = last - count + 1
-            for offset, row in enumerate(rows):
-                row["id"] = f"{name}-{first + offset:05d}"
+            for row, alert_id in zip(rows, await next_ids(db, "ALRT", count), strict=True):
+                row["id"] = alert_id
             await db.execute(insert(Alert), rows)
             await db.commit()
     finally:

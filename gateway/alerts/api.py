@@ -8,7 +8,7 @@ from gateway.alerts.service import (
     list_alerts,
     normalise_entities,
     promote_alert,
-    stage_alert,
+    stage_alerts,
     update_alert,
 )
 
@@ -20,6 +20,6 @@ __all__ = [
     "list_alerts",
     "normalise_entities",
     "promote_alert",
-    "stage_alert",
+    "stage_alerts",
     "update_alert",
 ]

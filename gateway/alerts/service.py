@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -13,7 +15,7 @@ from core.db.base import utcnow
 from core.db.commit import check_version, commit_versioned
 from core.db.lookup import get_or_404
 from core.db.pages import equal, fetch_page, holds_tag
-from core.db.sequences import next_id
+from core.db.sequences import next_ids
 from core.errors import AlertNotFound, Conflict, DuplicateAlert, ValidationFailed
 from core.schemas import SEVERITY_RANK
 from core.validation import field_error, validate
@@ -33,6 +35,9 @@ from gateway.cases import api as cases
 from gateway.cases.models import Case
 from gateway.cases.schemas import CaseCreate
 from tools.ioc import normalise_ioc
+
+INDICATORS_CACHED: Final = 4096
+"""Normalised indicators remembered (the latest used; values are at most 2,048 characters)."""
 
 S = AlertStatus
 TRANSITIONS: dict[AlertStatus, frozenset[AlertStatus]] = {
@@ -67,6 +72,14 @@ INDICATOR_TYPES = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=INDICATORS_CACHED)
+def _indicator(kind: str, value: str) -> tuple[tuple[str, Any], ...]:
+    """One indicator normalised (:func:`normalise_ioc`), as its fields. Remembered: the alerts
+    a detection run raises name the same hosts and addresses again and again, and refanging a
+    value costs some 90 µs. An invalid one raises every time (nothing of it is kept)."""
+    return tuple(normalise_ioc(kind, value).model_dump(exclude_none=True).items())
+
+
 def normalise_entities(entities: list[Entity]) -> list[dict[str, Any]]:
     """Indicators validated and normalised (refanged, lower-cased), others trimmed; AURORA-4220
     naming the entity when one is invalid. Deduplicated, in order."""
@@ -75,11 +88,10 @@ def normalise_entities(entities: list[Entity]) -> list[dict[str, Any]]:
         kind = entity.type.strip().lower()
         if kind in INDICATOR_TYPES:
             try:
-                ioc = normalise_ioc(kind, entity.value)
+                item: dict[str, Any] = dict(_indicator(kind, entity.value))
             except ValidationFailed as err:
                 reason = err.detail[0]["msg"] if isinstance(err.detail, list) else str(err.detail)
                 raise field_error(["body", "entities", index, "value"], reason) from err
-            item: dict[str, Any] = ioc.model_dump(exclude_none=True)
         else:
             value = entity.value.strip()
             if kind in {"host", "hostname", "user", "filename"}:
@@ -115,18 +127,17 @@ async def _save(db: AsyncSession, alert: Alert) -> AlertRead:
     )
 
 
-_OPEN_DUPLICATE: Final = (
+_OPEN_DUPLICATES: Final = (
     select(Alert)
     .where(
-        Alert.fingerprint == bindparam("fingerprint"),
+        Alert.fingerprint.in_(bindparam("fingerprints", expanding=True)),
         Alert.last_seen >= bindparam("horizon"),
         Alert.status.not_in(sorted(s.value for s in CLOSED)),
     )
-    .order_by(Alert.last_seen.desc())
-    .limit(1)
+    .order_by(Alert.last_seen)
 )
-"""The latest open alert with a fingerprint seen since a moment: asked for every alert raised
-(a detection run raises thousands), so built once."""
+"""The open alerts with any of some fingerprints seen since a moment, the latest last: asked
+for every batch of alerts raised (a detection run raises thousands), so built once."""
 
 
 async def create_alert(
@@ -138,8 +149,8 @@ async def create_alert(
     caller asked to merge: then the existing alert's occurrences and ``last_seen`` go up.
     """
     try:
-        alert, merged = await stage_alert(
-            db=db, actor=actor, body=body, dedup_window_seconds=dedup_window_seconds
+        [(alert, merged)] = await stage_alerts(
+            db=db, actor=actor, bodies=[body], dedup_window_seconds=dedup_window_seconds
         )
     except DuplicateAlert:
         await db.rollback()
@@ -147,26 +158,41 @@ async def create_alert(
     return await _save(db, alert), merged
 
 
-async def stage_alert(
-    *, db: AsyncSession, actor: str, body: AlertCreate, dedup_window_seconds: int
-) -> tuple[Alert, bool]:
-    """:func:`create_alert` in the session's transaction, which the caller flushes and
-    commits (with other alerts: a detection run raises many): (the alert's row, merged). A
-    duplicate the body rejects is AURORA-4091; the transaction is the caller's to roll back.
+async def stage_alerts(
+    *, db: AsyncSession, actor: str, bodies: Sequence[AlertCreate], dedup_window_seconds: int
+) -> list[tuple[Alert, bool]]:
+    """:func:`create_alert` for each of ``bodies`` in turn, in the session's transaction,
+    which the caller flushes and commits: for each, (the alert's row, merged). A body merges
+    into the open duplicate within the window, one raised by an earlier body included. A
+    duplicate a body rejects is AURORA-4091; the transaction is the caller's to roll back.
+
+    Three statements whatever the number of bodies (a detection run raises thousands): their
+    ids taken together, their open duplicates read together, their rows inserted at the flush.
     """
-    entities = normalise_entities(body.entities)
-    print_ = fingerprint(
-        source=body.source, rule_id=body.rule_id, title=body.title, entities=entities
-    )
-    observed = body.observed_at or utcnow()
-    # Taking the id first locks the counter row until commit: concurrent creates of the same
+    if not bodies:
+        return []
+    now = utcnow()
+    staged = []
+    for body in bodies:
+        entities = normalise_entities(body.entities)
+        print_ = fingerprint(
+            source=body.source, rule_id=body.rule_id, title=body.title, entities=entities
+        )
+        staged.append((body, entities, print_, body.observed_at or now))
+    # Taking the ids first locks the counter row until commit: concurrent creates of the same
     # thing cannot both miss each other in the duplicate check below.
-    alert_id = await next_id(db, "ALRT")
+    ids = await next_ids(db, "ALRT", len(bodies))
+    horizon = now - timedelta(seconds=dedup_window_seconds)
+    open_by_print: dict[str, Alert] = {}
     if dedup_window_seconds > 0:
-        horizon = utcnow() - timedelta(seconds=dedup_window_seconds)
-        existing = (
-            await db.execute(_OPEN_DUPLICATE, {"fingerprint": print_, "horizon": horizon})
-        ).scalar_one_or_none()
+        found = await db.scalars(
+            _OPEN_DUPLICATES,
+            {"fingerprints": sorted({p for _, _, p, _ in staged}), "horizon": horizon},
+        )
+        open_by_print = {alert.fingerprint: alert for alert in found}  # the latest wins
+    out: list[tuple[Alert, bool]] = []
+    for alert_id, (body, entities, print_, observed) in zip(ids, staged, strict=True):
+        existing = open_by_print.get(print_)
         if existing is not None:
             if body.on_duplicate == "reject":
                 detail = {
@@ -178,27 +204,32 @@ async def stage_alert(
             existing.occurrences += 1
             existing.last_seen = max(existing.last_seen, observed)
             existing.first_seen = min(existing.first_seen, observed)
-            existing.updated_at = utcnow()
-            return existing, True
-    alert = Alert(
-        id=alert_id,
-        title=body.title,
-        description=body.description,
-        severity=body.severity,
-        status=AlertStatus.NEW.value,
-        source=body.source,
-        rule_id=body.rule_id,
-        assignee=body.assignee,
-        tags=body.tags,
-        entities=entities,
-        raw=body.raw,
-        fingerprint=print_,
-        first_seen=observed,
-        last_seen=observed,
-        created_by=actor,
-    )
-    db.add(alert)
-    return alert, False
+            existing.updated_at = now
+            out.append((existing, True))
+            continue
+        alert = Alert(
+            id=alert_id,
+            title=body.title,
+            description=body.description,
+            severity=body.severity,
+            status=AlertStatus.NEW.value,
+            source=body.source,
+            rule_id=body.rule_id,
+            assignee=body.assignee,
+            tags=body.tags,
+            entities=entities,
+            raw=body.raw,
+            fingerprint=print_,
+            occurrences=1,
+            first_seen=observed,
+            last_seen=observed,
+            created_by=actor,
+        )
+        db.add(alert)
+        if dedup_window_seconds > 0 and observed >= horizon:
+            open_by_print[print_] = alert  # a later body of the same thing merges into it
+        out.append((alert, False))
+    return out
 
 
 async def list_alerts(*, db: AsyncSession, query: AlertListQuery) -> tuple[list[Alert], int]:

@@ -30,7 +30,7 @@ from core.errors import AuroraError, ChangedConcurrently
 from core.logstore.store import LogStore
 from core.loops import Periodic
 from core.schemas import Severity
-from gateway.alerts.api import stage_alert
+from gateway.alerts.api import stage_alerts
 from gateway.alerts.schemas import AlertCreate, AlertRead
 from gateway.detections.events import ENTITY_FIELDS, brief, entities, observed_at
 from gateway.detections.models import DetectionRule, RuleHit, RuleRun
@@ -400,23 +400,27 @@ async def _commit_alerts(
     dedup_window_seconds: int,
 ) -> list[tuple[str, dict[str, Any], AlertRead, bool]]:
     """Raise the alerts of ``batch`` (log id, event) and the rule's hits on them in one
-    transaction: for each event, the alert as it stood when the event was merged in, and
-    whether it was merged. Rolled back on IntegrityError (the rule already hit one of the
-    events) and on StaleDataError (an alert it merges into changed meanwhile)."""
-    raised = []
+    transaction: for each event, its alert as committed and whether the event was merged into
+    it. Rolled back on IntegrityError (the rule already hit one of the events) and on
+    StaleDataError (an alert it merges into changed meanwhile)."""
     async with database.session() as db:
-        for log_id, event in batch:
-            alert, merged = await stage_alert(
-                db=db,
-                actor="detections",
-                body=_alert(rule, log_id, event),
-                dedup_window_seconds=dedup_window_seconds,
-            )
-            db.add(RuleHit(rule_id=rule.id, log_id=log_id, alert_id=alert.id))
-            await db.flush()
-            raised.append((log_id, event, AlertRead.model_validate(alert), merged))
+        staged = await stage_alerts(
+            db=db,
+            actor="detections",
+            bodies=[_alert(rule, log_id, event) for log_id, event in batch],
+            dedup_window_seconds=dedup_window_seconds,
+        )
+        db.add_all(
+            RuleHit(rule_id=rule.id, log_id=log_id, alert_id=alert.id)
+            for (log_id, _), (alert, _) in zip(batch, staged, strict=True)
+        )
+        await db.flush()
+        reads = {alert.id: AlertRead.model_validate(alert) for alert, _ in staged}
         await db.commit()
-    return raised
+    return [
+        (log_id, event, reads[alert.id], merged)
+        for (log_id, event), (alert, merged) in zip(batch, staged, strict=True)
+    ]
 
 
 list_runs = partial(rule_rows, model=RuleRun, sort="-started_at")

@@ -9,10 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sql_events
 from sqlalchemy import func, select
 
+from core.errors import DuplicateAlert
 from core.security.permissions import Role
+from gateway.alerts.api import stage_alerts
 from gateway.alerts.models import Alert
+from gateway.alerts.schemas import AlertCreate
 from gateway.keys import BUS, DATABASE
 from tests.conftest import Gateway
 
@@ -380,3 +384,60 @@ async def test_link_to_an_existing_case(gateway: Gateway, analyst: dict[str, str
         f"/api/v1/alerts/{first['id']}/case-link", headers=analyst, json={}
     )
     assert empty.status == 422
+
+
+async def test_a_batch_of_alerts_is_staged_in_two_statements_and_merged_as_one_by_one(
+    gateway: Gateway, analyst: dict[str, str]
+) -> None:
+    """``stage_alerts`` (a detection run's alerts): the ids taken together and the open
+    duplicates read together, whatever the number of bodies; each body merges as it would
+    alone, into an open alert or into one an earlier body of the batch raised."""
+    _, existing = await post(gateway, analyst, PHISH)
+    window = 86_400
+    now = datetime.now(UTC)
+    new = {"title": "Beacon", "source": "edr", "severity": "medium", "on_duplicate": "merge"}
+    old = {**new, "title": "Old beacon", "observed_at": (now - timedelta(days=2)).isoformat()}
+    bodies = [
+        AlertCreate.model_validate(b)
+        for b in ({**PHISH, "on_duplicate": "merge"}, new, new, old, old)
+    ]
+    database = gateway.app[DATABASE]
+    statements: list[str] = []
+    async with database.session() as db:
+        mine = (await db.connection()).sync_connection
+
+        def counted(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            if conn is mine:  # not the gateway's own work meanwhile
+                statements.append(statement)
+
+        sql_events.listen(database.engine.sync_engine, "before_cursor_execute", counted)
+        try:
+            staged = await stage_alerts(
+                db=db, actor="detections", bodies=bodies, dedup_window_seconds=window
+            )
+        finally:
+            sql_events.remove(database.engine.sync_engine, "before_cursor_execute", counted)
+        await db.commit()
+    assert len(statements) == 2, statements  # the ids, the open duplicates
+    assert [merged for _, merged in staged] == [True, False, True, False, False]
+    assert staged[0][0].id == existing["id"]
+    assert staged[1][0] is staged[2][0]  # the second "Beacon" merged into the first
+    # Seen before the window, as alone: never found as an open duplicate, so two alerts.
+    assert staged[3][0] is not staged[4][0]
+    year = now.year
+    # Ids are taken for every body, merged or not (gaps are allowed): 2 to 6 here.
+    assert [staged[i][0].id for i in (1, 3, 4)] == [f"ALRT-{year}-{n:05d}" for n in (3, 5, 6)]
+    async with database.session() as db:
+        occurrences = dict((await db.execute(select(Alert.id, Alert.occurrences))).all())
+    assert occurrences == {
+        existing["id"]: 2,
+        f"ALRT-{year}-00003": 2,
+        f"ALRT-{year}-00005": 1,
+        f"ALRT-{year}-00006": 1,
+    }
+    rejecting = AlertCreate.model_validate({**new, "title": "Once", "on_duplicate": "reject"})
+    async with database.session() as db:
+        with pytest.raises(DuplicateAlert):
+            await stage_alerts(
+                db=db, actor="a", bodies=[rejecting, rejecting], dedup_window_seconds=window
+            )

@@ -186,7 +186,7 @@ async def test_alerts_are_committed_together_and_a_hit_raced_in_is_left_out(
     ps = await rule(gateway, hunter, RULE)
     database = gateway.app[DATABASE]
     batches: list[int] = []
-    commit_alerts, stage_alert = runs._commit_alerts, runs.stage_alert
+    commit_alerts, stage_alerts = runs._commit_alerts, runs.stage_alerts
 
     async def counted(database: Any, rule: Any, batch: list[Any], dedup: int) -> Any:
         batches.append(len(batch))
@@ -197,14 +197,14 @@ async def test_alerts_are_committed_together_and_a_hit_raced_in_is_left_out(
     async def racing(**kwargs: Any) -> Any:
         if len(batches) == 2 and not raced:
             # Another run of the rule hits the second batch's first event first.
-            raced.append(kwargs["body"].raw["log_id"])
+            raced.append(kwargs["bodies"][0].raw["log_id"])
             async with database.session() as other:
                 other.add(RuleHit(rule_id=ps, log_id=raced[0], alert_id="ALRT-0000-00000"))
                 await other.commit()
-        return await stage_alert(**kwargs)
+        return await stage_alerts(**kwargs)
 
     monkeypatch.setattr(runs, "_commit_alerts", counted)
-    monkeypatch.setattr(runs, "stage_alert", racing)
+    monkeypatch.setattr(runs, "stage_alerts", racing)
     published: list[tuple[str, Any]] = []
     assert await scheduler(gateway, True, published).run_due() == 1
     # The second batch rolled back whole, then went one event at a time.

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from core.db import create_database
 from core.security.permissions import Role
 from core.settings import Settings
 from gateway.investigations.models import Investigation
-from gateway.keys import DATABASE, RUNNER
+from gateway.keys import RUNNER, SETTINGS
 from orchestrator.receipt import verify_receipt_chain
 from tests.agents.acp.conftest import SECRET
 from tests.conftest import Gateway, make_settings, start_gateway
@@ -197,14 +198,18 @@ async def test_a_restarted_gateway_resumes_what_was_running(
     gateway, _, accepted = await requested(first, "beacon to 45.33.32.156")
     await asyncio.sleep(0)  # it may or may not have started: stop the gateway either way
     await first.close()
-    async with gateway.app[DATABASE].session() as db:
-        # as a crash would leave it
-        await db.execute(
-            update(Investigation)
-            .where(Investigation.id == accepted["id"])
-            .values(status="running", receipt=None, finished_at=None)
-        )
-        await db.commit()
+    database = create_database(gateway.app[SETTINGS].effective_database_url)
+    try:
+        async with database.session() as db:
+            # as a crash would leave it
+            await db.execute(
+                update(Investigation)
+                .where(Investigation.id == accepted["id"])
+                .values(status="running", receipt=None, finished_at=None)
+            )
+            await db.commit()
+    finally:
+        await database.dispose()
     second = await start_gateway(configured(settings, fleet))
     try:
         again = Gateway(second)
