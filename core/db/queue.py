@@ -142,10 +142,19 @@ async def claim_free_slots(
 
 
 async def anything_queued(database: Database, model: Any) -> bool:
-    """Whether ``model`` has a ``queued`` row (a read: claims may still find none free)."""
-    async with database.session() as db:
-        found = await db.scalar(select(model.id).where(model.status == "queued").limit(1))
+    """Whether ``model`` has a ``queued`` row (a read: claims may still find none free). An
+    idle worker asks this every tick: the statement is built once per table."""
+    statement = _QUEUED.get(model)
+    if statement is None:
+        table = table_of(model)
+        statement = _QUEUED[model] = select(table.c.id).where(table.c.status == "queued").limit(1)
+    async with database.begin() as connection:
+        found = (await connection.execute(statement)).first()
     return found is not None
+
+
+_QUEUED: dict[Any, Any] = {}
+""":func:`anything_queued`'s statement for each queue's table."""
 
 
 async def beat(database: Database, model: Any, ids: Sequence[str], owner: str) -> None:

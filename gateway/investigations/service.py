@@ -156,6 +156,12 @@ _FINISH: Final = (
 )
 """A run's end: its status and receipt, written only while it is still ``running`` (a
 cancellation recorded meanwhile stands)."""
+QUEUE_ORDER: Final = (
+    case(PRIORITY_RANK, value=Investigation.priority),
+    Investigation.created_at,
+    Investigation.id,
+)
+"""The queue's order: most urgent first, then oldest."""
 SEGMENT_ENDS: Final = ("respond",)
 """Where the graph of model-backed specialists also checkpoints: the response plan made."""
 HOST_TYPES = frozenset({"host", "hostname"})
@@ -456,11 +462,7 @@ class InvestigationRunner:
         self._drained = await claim_free_slots(
             self._db,
             Investigation,
-            order_by=(
-                case(PRIORITY_RANK, value=Investigation.priority),
-                Investigation.created_at,
-                Investigation.id,
-            ),
+            order_by=QUEUE_ORDER,
             free=self._free,
             start=self._start,
             owner=self._owner,

@@ -52,7 +52,7 @@ from sqlalchemy.exc import IntegrityError
 
 from agents.acp.provenance import Provenance, describe, platform_corroborations, vouched
 from core.db import Database
-from core.db.base import utcnow
+from core.db.base import table_of, utcnow
 from core.db.leases import process_identity
 from core.db.queue import (
     HEARTBEAT_SECONDS,
@@ -93,6 +93,22 @@ DONE: Final = frozenset(
 """Step statuses that are final: a replay takes them from the log."""
 FAILING: Final = frozenset({"failed", "unknown"})
 """Step statuses that stop the execution unless the step says ``on_error: continue``."""
+_EXECUTIONS = table_of(PlaybookExecution)
+_APPROVALS = table_of(Approval)
+_ANY_DECIDED: Final = (
+    select(_EXECUTIONS.c.id)
+    .where(
+        _EXECUTIONS.c.status == "awaiting_approval",
+        ~exists().where(
+            and_(
+                _APPROVALS.c.investigation_id == _EXECUTIONS.c.id,
+                _APPROVALS.c.status == "pending",
+            )
+        ),
+    )
+    .limit(1)
+)
+"""An execution waiting for humans whose approvals are all decided (read every tick)."""
 MAX_ITEMS: Final = 100
 """The most items one loop may run over."""
 BACKOFF_SECONDS: Final = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -312,9 +328,10 @@ class SoarEngine:
                 )
             ),
         )
-        async with self._db.session() as db:
-            if await db.scalar(select(PlaybookExecution.id).where(*decided).limit(1)) is None:
+        async with self._db.begin() as connection:  # asked every tick: built once
+            if (await connection.execute(_ANY_DECIDED)).first() is None:
                 return False
+        async with self._db.session() as db:
             await db.execute(
                 update(PlaybookExecution)
                 .where(*decided)
