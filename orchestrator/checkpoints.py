@@ -3,8 +3,10 @@
 ``AsyncSqliteSaver`` (one worker-thread trip an operation: :mod:`orchestrator.sqlite_saver`) in
 a file of its own beside a SQLite platform database, and
 ``AsyncPostgresSaver`` (a connection pool) in the platform's PostgreSQL database. Both
-deserialise with the strict msgpack allow-list. :func:`prune` is the retention job's tool: it
-deletes finished threads.
+deserialise with the strict msgpack allow-list, and both can hold a run's writes
+(:func:`holding`): the runner makes them only when the run did not finish, since a finished
+investigation's receipt is its record and nothing resumes it. :func:`prune` is the retention
+job's tool: it deletes finished threads.
 """
 
 from __future__ import annotations
@@ -12,12 +14,20 @@ from __future__ import annotations
 import asyncio
 import enum
 import typing
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+)
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from pydantic import BaseModel
 from sqlalchemy.engine import make_url
@@ -56,6 +66,87 @@ def strict_serializer() -> JsonPlusSerializer:
     return JsonPlusSerializer(pickle_fallback=False, allowed_msgpack_modules=state_types())
 
 
+def saved_as(config: RunnableConfig, checkpoint: Checkpoint) -> RunnableConfig:
+    """What a saver's ``aput`` answers: the thread, its namespace and the checkpoint's id."""
+    configurable = config["configurable"]
+    return {
+        "configurable": {
+            "thread_id": configurable["thread_id"],
+            "checkpoint_ns": configurable["checkpoint_ns"],
+            "checkpoint_id": checkpoint["id"],
+        }
+    }
+
+
+type Write = Callable[[], Awaitable[object]]
+_HELD: ContextVar[list[Write] | None] = ContextVar("aurora_held_checkpoint_writes", default=None)
+
+
+class HeldWrites(BaseCheckpointSaver[str]):
+    """A saver whose writes (``aput``, ``aput_writes``) wait, in order, while the run that makes
+    them is :func:`holding` them; otherwise they are made at once. A held checkpoint is answered
+    as the saver would answer it (its thread, namespace and id)."""
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        held = _HELD.get()
+        if held is None:
+            return await super().aput(config, checkpoint, metadata, new_versions)
+        held.append(partial(super().aput, config, checkpoint, metadata, new_versions))
+        return saved_as(config, checkpoint)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        held = _HELD.get()
+        if held is None:
+            await super().aput_writes(config, writes, task_id, task_path)
+        else:
+            held.append(partial(super().aput_writes, config, writes, task_id, task_path))
+
+
+class Held:
+    """The writes a run made while held: :meth:`write` makes them, in the order they came."""
+
+    __slots__ = ("writes",)
+
+    def __init__(self) -> None:
+        self.writes: list[Write] = []
+
+    async def write(self) -> None:
+        writes = list(self.writes)
+        self.writes.clear()
+        for write in writes:
+            await write()
+
+    def drop(self) -> int:
+        """Forget the writes (nothing will resume the run); how many there were."""
+        count = len(self.writes)
+        self.writes.clear()
+        return count
+
+
+@contextmanager
+def holding() -> Iterator[Held]:
+    """Hold the writes of a :class:`HeldWrites` saver made in this context (the graph's tasks
+    inherit it) until the caller writes or drops them."""
+    held = Held()
+    token = _HELD.set(held.writes)
+    try:
+        yield held
+    finally:
+        _HELD.reset(token)
+
+
 def postgres_conninfo(database_url: str) -> str | None:
     """The libpq connection string for a SQLAlchemy PostgreSQL URL, None for other engines."""
     url = make_url(database_url)
@@ -77,19 +168,20 @@ async def open_checkpointer(
     if conninfo is None:
         import aiosqlite
 
-        from orchestrator.sqlite_saver import OneTripSqliteSaver
+        from orchestrator.sqlite_saver import HeldSqliteSaver
 
         async with aiosqlite.connect(str(data_dir / "checkpoints.db")) as conn:
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=FULL")
-            sqlite_saver = OneTripSqliteSaver(conn, serde=strict_serializer())
+            sqlite_saver = HeldSqliteSaver(conn, serde=strict_serializer())
             await sqlite_saver.setup()
             yield sqlite_saver
         return
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from psycopg import AsyncConnection
     from psycopg.rows import DictRow, dict_row
     from psycopg_pool import AsyncConnectionPool
+
+    from orchestrator.postgres_saver import HeldPostgresSaver
 
     pool: AsyncConnectionPool[AsyncConnection[DictRow]] = AsyncConnectionPool(
         conninfo,
@@ -100,7 +192,7 @@ async def open_checkpointer(
     )
     await pool.open(wait=True)
     try:
-        pg_saver = AsyncPostgresSaver(pool, serde=strict_serializer())
+        pg_saver = HeldPostgresSaver(pool, serde=strict_serializer())
         await _set_up_alone(pool, pg_saver)
         yield pg_saver
     finally:

@@ -33,6 +33,8 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.checkpoint.sqlite.utils import load_pending_writes, pending_writes_sql
 
+from orchestrator.checkpoints import HeldWrites, saved_as
+
 _PUT = (
     "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
     "parent_checkpoint_id, type, checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -111,13 +113,7 @@ class OneTripSqliteSaver(AsyncSqliteSaver):
         )
         async with self.lock:
             await self._trip(_write, _PUT, [row], False)
-        return {
-            "configurable": {
-                "thread_id": thread_id,
-                "checkpoint_ns": checkpoint_ns,
-                "checkpoint_id": checkpoint["id"],
-            }
-        }
+        return saved_as(config, checkpoint)
 
     async def aput_writes(
         self,
@@ -190,3 +186,8 @@ class OneTripSqliteSaver(AsyncSqliteSaver):
             ),
             load_pending_writes(writes, self.serde),
         )
+
+
+class HeldSqliteSaver(HeldWrites, OneTripSqliteSaver):
+    """:class:`OneTripSqliteSaver` whose writes a run can hold
+    (:func:`~orchestrator.checkpoints.holding`)."""

@@ -8,8 +8,8 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple, create_checkpoint, empty_checkpoint
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from orchestrator.checkpoints import open_checkpointer, strict_serializer
-from orchestrator.sqlite_saver import OneTripSqliteSaver
+from orchestrator.checkpoints import holding, open_checkpointer, strict_serializer
+from orchestrator.sqlite_saver import HeldSqliteSaver, OneTripSqliteSaver
 
 ERROR = "__error__"
 """LangGraph's channel for a task's error (a special write: its index is fixed)."""
@@ -94,8 +94,47 @@ async def test_each_operation_is_one_trip_to_the_worker_thread(tmp_path: Path) -
 
 async def test_the_platforms_checkpointer_syncs_each_commit(tmp_path: Path) -> None:
     async with open_checkpointer(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}", tmp_path) as saver:
-        assert isinstance(saver, OneTripSqliteSaver)
+        assert isinstance(saver, HeldSqliteSaver)
         async with saver.conn.execute("PRAGMA journal_mode") as cursor:
             assert await cursor.fetchone() == ("wal",)
         async with saver.conn.execute("PRAGMA synchronous") as cursor:
             assert await cursor.fetchone() == (2,)  # FULL: on disk before a step goes on
+
+
+async def test_writes_held_by_a_run_are_made_in_order_or_dropped(tmp_path: Path) -> None:
+    async with aiosqlite.connect(str(tmp_path / "h.db")) as conn:
+        saver = HeldSqliteSaver(conn, serde=strict_serializer())
+        await saver.setup()
+
+        def config(thread: str) -> RunnableConfig:
+            return {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+
+        checkpoint = empty_checkpoint()
+        checkpoint["channel_values"] = {"round": 1}
+        with holding() as held:
+            saved = await saver.aput(config("kept"), checkpoint, {"step": 0}, {})
+            await saver.aput_writes(saved, [("findings", {"agent": "malware"})], "task")
+            # Answered as the saver answers, nothing written yet.
+            assert saved == {
+                "configurable": {
+                    "thread_id": "kept",
+                    "checkpoint_ns": "",
+                    "checkpoint_id": checkpoint["id"],
+                }
+            }
+            assert await saver.aget_tuple(config("kept")) is None
+        await held.write()
+        kept = await saver.aget_tuple(config("kept"))
+        assert kept is not None
+        assert kept.checkpoint["channel_values"] == {"round": 1}
+        assert [w[1:] for w in kept.pending_writes or []] == [("findings", {"agent": "malware"})]
+
+        with holding() as held:
+            await saver.aput(config("dropped"), empty_checkpoint(), {"step": 0}, {})
+        assert held.drop() == 1
+        await held.write()  # nothing left to write
+        assert await saver.aget_tuple(config("dropped")) is None
+
+        # Outside a hold (another task, or after it) a write is made at once.
+        await saver.aput(config("direct"), empty_checkpoint(), {"step": 0}, {})
+        assert await saver.aget_tuple(config("direct")) is not None
