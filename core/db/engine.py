@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import immutabledict
 
 from core import jsontext
 from core.db import sqlite_async
@@ -29,6 +30,12 @@ def upsert_into(db: AsyncSession, model: Any) -> postgresql.Insert | sqlite.Inse
     if db.get_bind().dialect.name == "postgresql":
         return postgresql.insert(model)
     return sqlite.insert(model)
+
+
+LAST: Final = immutabledict({sqlite_async.LAST_STATEMENT: True})
+"""Execution options of a transaction's last statement, for the hot writes: on SQLite it is
+committed in the statement's own trip (:data:`core.db.sqlite_async.LAST_STATEMENT`), so the
+write lock is held no longer than the write; elsewhere the commit comes as before."""
 
 
 class DatabaseDisposed(RuntimeError):

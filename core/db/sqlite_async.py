@@ -18,7 +18,7 @@ import asyncio
 import collections
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import aiosqlite
 from sqlalchemy.dialects import registry
@@ -28,17 +28,29 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_dbapi,
     SQLiteDialect_aiosqlite,
 )
+from sqlalchemy.engine.interfaces import ExecuteStyle
 from sqlalchemy.util.concurrency import await_
 
 DRIVER = "aurora"
+
+LAST_STATEMENT: Final = "aurora_last_statement"
+"""An execution option: the statement is its transaction's last, committed right after it. On
+SQLite it is committed on the worker thread in the statement's own trip, so the write lock is
+held for the statement and its sync alone; without it the lock stays taken until the
+commit's trip, one more turn of a busy event loop, while other writers wait in SQLite's busy
+handler (which sleeps up to 100 ms between looks). The caller's commit then has nothing to do.
+Other databases commit as before."""
 
 type _Outcome = tuple[Any, int, int | None, list[Any] | None]
 """What one trip brings back: description, row count, last row id and the rows (None when the
 statement returns none)."""
 
 
-def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
-    """On the worker thread: the statement executed, its rows read, its cursor closed."""
+def _run(
+    connection: sqlite3.Connection, operation: str, parameters: Any, many: bool, commit: bool
+) -> _Outcome:
+    """On the worker thread: the statement executed, its rows read, its cursor closed; with
+    ``commit``, the transaction committed after it."""
     cursor = connection.cursor()
     try:
         if many:
@@ -49,9 +61,12 @@ def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: 
             cursor.execute(operation, parameters)
         description = cursor.description
         rows = cursor.fetchall() if description else None
-        return description, cursor.rowcount, cursor.lastrowid, rows
+        outcome = description, cursor.rowcount, cursor.lastrowid, rows
     finally:
         cursor.close()
+    if commit and connection.in_transaction:
+        connection.commit()
+    return outcome
 
 
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
@@ -97,23 +112,25 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     def close(self) -> None:
         self._rows.clear()
 
-    def execute(self, operation: Any, parameters: Any = None) -> Any:
+    def execute(self, operation: Any, parameters: Any = None, *, commit: bool = False) -> Any:
         try:
-            await_(self._trip(operation, parameters, many=False))
+            await_(self._trip(operation, parameters, many=False, commit=commit))
         except Exception as error:
             self._adapt_connection._handle_exception(error)
 
-    def executemany(self, operation: Any, seq_of_parameters: Sequence[Any]) -> Any:
+    def executemany(
+        self, operation: Any, seq_of_parameters: Sequence[Any], *, commit: bool = False
+    ) -> Any:
         try:
-            await_(self._trip(operation, seq_of_parameters, many=True))
+            await_(self._trip(operation, seq_of_parameters, many=True, commit=commit))
         except Exception as error:
             self._adapt_connection._handle_exception(error)
 
-    async def _trip(self, operation: Any, parameters: Any, *, many: bool) -> None:
+    async def _trip(self, operation: Any, parameters: Any, *, many: bool, commit: bool) -> None:
         connection = self._connection
         async with self._adapt_connection._execute_mutex:
             outcome: _Outcome = await connection._execute(
-                _run, connection._conn, operation, parameters, many
+                _run, connection._conn, operation, parameters, many, commit
             )
         self._description, self._rowcount, self._lastrowid, rows = outcome
         self._rows = collections.deque(rows) if rows is not None else collections.deque()
@@ -173,9 +190,33 @@ class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
         return OneTripConnection(self, opened)
 
 
+def _commits(context: Any) -> bool:
+    """Whether a statement carries :data:`LAST_STATEMENT` and runs as one call (not one of the
+    batches SQLAlchemy splits a many-row insert into)."""
+    return (
+        context is not None
+        and context.execution_options.get(LAST_STATEMENT, False)
+        and context.execute_style is not ExecuteStyle.INSERTMANYVALUES
+    )
+
+
 class OneTripSQLiteDialect(SQLiteDialect_aiosqlite):
     driver = DRIVER
     supports_statement_cache = True
+
+    def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        if _commits(context):
+            cursor.execute(statement, parameters, commit=True)
+        else:
+            cursor.execute(statement, parameters)
+
+    def do_executemany(
+        self, cursor: Any, statement: str, parameters: Any, context: Any = None
+    ) -> None:
+        if _commits(context):
+            cursor.executemany(statement, parameters, commit=True)
+        else:
+            cursor.executemany(statement, parameters)
 
     @classmethod
     def import_dbapi(cls) -> OneTripDBAPI:

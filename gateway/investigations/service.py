@@ -26,7 +26,7 @@ from agents.acp.protocol import (
     RpcError,
 )
 from agents.catalog import Subject
-from core.db import Database
+from core.db import LAST, Database
 from core.db.base import table_of, utcnow
 from core.db.leases import Lease, process_identity
 from core.db.lookup import get_or_404
@@ -294,7 +294,8 @@ async def enqueue(
             "owner": run_by,
             "heartbeat_at": now,
         }
-    await db.execute(_ENQUEUE, row)  # on the table (core.db.base.table_of), not the ORM's flush
+    # On the table (core.db.base.table_of), not the ORM's flush; the transaction's last.
+    await db.execute(_ENQUEUE, row, execution_options=LAST)
     await db.commit()
     return Investigation(**row)
 
@@ -588,6 +589,7 @@ class InvestigationRunner:
                     "to_error": error,
                     "to_finished_at": utcnow(),
                 },
+                execution_options=LAST,
             )
         self._bus.publish(
             "investigations.receipt",

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 import gateway.app  # noqa: F401  (imports every domain's models)
-from core.db import Base, create_database
+from core.db import LAST, Base, create_database
 from core.db.migrate import current_revision, head_revision, is_current, upgrade
 
 
@@ -104,6 +104,70 @@ async def test_sqlite_statements_take_one_trip_and_keep_dbapi_behaviour(tmp_path
         assert database.engine.dialect.driver == "aurora"
     finally:
         await database.dispose()
+
+
+async def test_a_transactions_last_statement_commits_in_its_own_trip(tmp_path: Any) -> None:
+    """With ``LAST`` the statement and its commit take one trip on SQLite: what it wrote is
+    visible to another connection before the caller's commit, which then takes none. Many rows
+    in one ``executemany`` are one transaction; a statement that fails commits nothing."""
+    path = tmp_path / "a.db"
+    database = create_database(f"sqlite+aiosqlite:///{path}")
+    trips = 0
+    try:
+        async with database.engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)"))
+        async with database.begin() as connection:
+            raw = await connection.get_raw_connection()
+            worker = raw.driver_connection
+            assert worker is not None
+            real = worker._execute
+
+            async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+                nonlocal trips
+                trips += 1
+                return await real(fn, *args, **kwargs)
+
+            worker._execute = counted
+            await connection.execute(text("INSERT INTO t (v) VALUES ('a')"))
+            rows = [{"v": "b"}, {"v": "c"}]
+            await connection.execute(
+                text("INSERT INTO t (v) VALUES (:v)"), rows, execution_options=LAST
+            )
+            assert trips == 2
+            other = sqlite3.connect(path)
+            try:  # committed: another connection sees it
+                seen = other.execute("SELECT v FROM t ORDER BY id").fetchall()
+            finally:
+                other.close()
+            assert seen == [("a",), ("b",), ("c",)]
+        assert trips == 2  # the block's commit had nothing left to do
+        async with database.begin() as connection:
+            await connection.execute(text("INSERT INTO t (v) VALUES ('d')"))
+            duplicate = text("INSERT INTO t (v) VALUES ('a')")
+            with pytest.raises(IntegrityError):
+                await connection.execute(duplicate, execution_options=LAST)
+            await connection.rollback()
+        async with database.begin() as connection:
+            count = await connection.execute(text("SELECT count(*) FROM t"))
+            assert count.scalar_one() == 3  # 'd' rolled back with the failed statement's
+    finally:
+        await database.dispose()
+
+
+def test_a_many_row_insert_split_into_batches_is_not_committed_batch_by_batch() -> None:
+    from sqlalchemy.engine.interfaces import ExecuteStyle
+
+    from core.db.sqlite_async import _commits
+
+    class Context:
+        execution_options = LAST
+        execute_style = ExecuteStyle.INSERTMANYVALUES
+
+    assert not _commits(Context())
+    Context.execute_style = ExecuteStyle.EXECUTEMANY
+    assert _commits(Context())
+    Context.execution_options = {}  # type: ignore[assignment]
+    assert not _commits(Context())
 
 
 class _Recorded(sqlite3.Connection):
