@@ -1,5 +1,7 @@
 """Migrations build exactly the schema the models declare, on SQLite and PostgreSQL."""
 
+from __future__ import annotations
+
 import asyncio
 import sqlite3
 import threading
@@ -51,31 +53,42 @@ async def test_sqlite_runs_in_wal_mode(tmp_path: Any) -> None:
         await database.dispose()
 
 
+class Trips:
+    """Counts a SQLAlchemy connection's trips to its aiosqlite worker thread."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @classmethod
+    async def of(cls, connection: Any) -> Trips:
+        trips = cls()
+        raw = await connection.get_raw_connection()
+        worker = raw.driver_connection
+        assert worker is not None
+        real = worker._execute
+
+        async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            trips.count += 1
+            return await real(fn, *args, **kwargs)
+
+        worker._execute = counted
+        return trips
+
+
 async def test_sqlite_statements_take_one_trip_and_keep_dbapi_behaviour(tmp_path: Any) -> None:
     """``sqlite+aiosqlite`` URLs run on the one-trip adapter (core.db.sqlite_async): rows, row
     counts, RETURNING, executemany, errors and rollback behave as the stock adapter's."""
     database = create_database(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
-    trips = 0
     try:
         async with database.engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            worker = raw.driver_connection
-            assert worker is not None
-            real = worker._execute
-
-            async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
-                nonlocal trips
-                trips += 1
-                return await real(fn, *args, **kwargs)
-
-            worker._execute = counted
+            trips = await Trips.of(connection)
             await connection.execute(
                 text("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT UNIQUE)")
             )
-            trips = 0
+            trips.count = 0
             got = await connection.execute(text("INSERT INTO t (v) VALUES ('a') RETURNING id"))
             assert got.all() == [(1,)]
-            assert trips == 1  # open, execute, fetch and close: one trip
+            assert trips.count == 1  # open, execute, fetch and close: one trip
             await connection.execute(
                 text("INSERT INTO t (v) VALUES (:v)"), [{"v": "b"}, {"v": "c"}]
             )
@@ -91,10 +104,10 @@ async def test_sqlite_statements_take_one_trip_and_keep_dbapi_behaviour(tmp_path
             assert count.scalar_one() == 3
             # Outside a transaction (a read opens none) commit and rollback take no trip;
             # inside one they still do their work.
-            trips = 0
+            trips.count = 0
             await connection.commit()
             await connection.rollback()
-            assert trips == 0
+            assert trips.count == 0
             await connection.execute(text("DELETE FROM t WHERE id = 3"))
             await connection.rollback()
             await connection.execute(text("DELETE FROM t WHERE id = 2"))
@@ -112,35 +125,24 @@ async def test_a_transactions_last_statement_commits_in_its_own_trip(tmp_path: A
     in one ``executemany`` are one transaction; a statement that fails commits nothing."""
     path = tmp_path / "a.db"
     database = create_database(f"sqlite+aiosqlite:///{path}")
-    trips = 0
     try:
         async with database.engine.begin() as connection:
             await connection.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)"))
         async with database.begin() as connection:
-            raw = await connection.get_raw_connection()
-            worker = raw.driver_connection
-            assert worker is not None
-            real = worker._execute
-
-            async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
-                nonlocal trips
-                trips += 1
-                return await real(fn, *args, **kwargs)
-
-            worker._execute = counted
+            trips = await Trips.of(connection)
             await connection.execute(text("INSERT INTO t (v) VALUES ('a')"))
             rows = [{"v": "b"}, {"v": "c"}]
             await connection.execute(
                 text("INSERT INTO t (v) VALUES (:v)"), rows, execution_options=LAST
             )
-            assert trips == 2
+            assert trips.count == 2
             other = sqlite3.connect(path)
             try:  # committed: another connection sees it
                 seen = other.execute("SELECT v FROM t ORDER BY id").fetchall()
             finally:
                 other.close()
             assert seen == [("a",), ("b",), ("c",)]
-        assert trips == 2  # the block's commit had nothing left to do
+        assert trips.count == 2  # the block's commit had nothing left to do
         async with database.begin() as connection:
             await connection.execute(text("INSERT INTO t (v) VALUES ('d')"))
             duplicate = text("INSERT INTO t (v) VALUES ('a')")
