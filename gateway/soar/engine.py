@@ -95,20 +95,20 @@ FAILING: Final = frozenset({"failed", "unknown"})
 """Step statuses that stop the execution unless the step says ``on_error: continue``."""
 _EXECUTIONS = table_of(PlaybookExecution)
 _APPROVALS = table_of(Approval)
-_ANY_DECIDED: Final = (
-    select(_EXECUTIONS.c.id)
-    .where(
-        _EXECUTIONS.c.status == "awaiting_approval",
-        ~exists().where(
-            and_(
-                _APPROVALS.c.investigation_id == _EXECUTIONS.c.id,
-                _APPROVALS.c.status == "pending",
-            )
-        ),
-    )
-    .limit(1)
+_DECIDED: Final = and_(
+    _EXECUTIONS.c.status == "awaiting_approval",
+    ~exists().where(
+        and_(
+            _APPROVALS.c.investigation_id == _EXECUTIONS.c.id,
+            _APPROVALS.c.status == "pending",
+        )
+    ),
 )
-"""An execution waiting for humans whose approvals are all decided (read every tick)."""
+"""An execution waiting for humans whose approvals are all decided."""
+_ANY_DECIDED: Final = select(_EXECUTIONS.c.id).where(_DECIDED).limit(1)
+"""Whether any is (read every tick)."""
+_REQUEUE_DECIDED: Final = update(_EXECUTIONS).where(_DECIDED).values(status="queued")
+"""Those put back in the queue."""
 MAX_ITEMS: Final = 100
 """The most items one loop may run over."""
 BACKOFF_SECONDS: Final = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -319,26 +319,11 @@ class SoarEngine:
         """Executions waiting for humans whose approvals are all decided go back in the queue
         (decided here or on another replica, before or after a restart); whether any did.
         A read looks first, so that a tick with none decided writes nothing."""
-        decided = (
-            PlaybookExecution.status == "awaiting_approval",
-            ~exists().where(
-                and_(
-                    Approval.investigation_id == PlaybookExecution.id,
-                    Approval.status == "pending",
-                )
-            ),
-        )
         async with self._db.begin() as connection:  # asked every tick: built once
             if (await connection.execute(_ANY_DECIDED)).first() is None:
                 return False
-        async with self._db.session() as db:
-            await db.execute(
-                update(PlaybookExecution)
-                .where(*decided)
-                .values(status="queued")
-                .execution_options(synchronize_session=False)
-            )
-            await db.commit()
+        async with self._db.begin() as connection:
+            await connection.execute(_REQUEUE_DECIDED)
         return True
 
     async def _fill(self) -> None:
