@@ -96,7 +96,7 @@ from core.logstore.schema import create_table_sql
 from core.logstore.store import COLUMNS, INSERT_SETTINGS, TABLE, WIRE_TYPES, event_row
 from core.settings import Settings
 from gateway.siem.parsing import auto_workers
-from tools.logs import parse_payload
+from tools.logs import native, parse_payload
 
 SOURCE: Final = "bench-windows"
 NDJSON: Final = "application/x-ndjson"
@@ -850,7 +850,7 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"events: {report['events_requested']:,} ({report['corpus']}), over {DAYS} days")
     print(
         f"ingest, NDJSON batches of {ingest['batch']:,}, {ingest['concurrency']} in flight, "
-        f"{ingest['ingest_workers']} parse workers, "
+        f"{ingest['ingest_workers']} parse workers, parser {report['parser']}, "
         f"medians of {len(ingest['rounds'])} rounds (events/s):"
     )
     print(f"  api (HTTP, auth, parse, insert)  {ingest['api_eps']:>10,}")
@@ -932,6 +932,12 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"{'PASS' if ok else 'FAIL'}  {label} (got {got})")
 
 
+def parser_build() -> str:
+    """Whether the parser's modules run compiled (``setup.py``) in these processes."""
+    modules = native.compiled()
+    return f"compiled ({', '.join(modules)})" if modules else "Python (not compiled)"
+
+
 async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     """Start the gateway and the raw side, measure, and stop them (also when interrupted)."""
     templates, described = load_templates(args.corpus)
@@ -973,6 +979,7 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     }
     report["events_requested"] = args.events
     report["corpus"] = described
+    report["parser"] = parser_build()
     report["targets"] = {
         "ingest_ratio": TARGET_INGEST_RATIO,
         "ingest_eps": TARGET_INGEST_EPS,

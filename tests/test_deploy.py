@@ -721,7 +721,7 @@ def test_the_build_context_leaves_out_secrets_and_local_state() -> None:
     }
     assert {"deploy/secrets", ".env", ".venv", "var", "eval-logs", ".git", "tests"} <= ignored
     assert not any(line.startswith("!") for line in ignored)
-    for needed in ("pyproject.toml", "README.md", "deploy/entrypoint.sh", *_packages()):
+    for needed in ("pyproject.toml", "setup.py", "README.md", "deploy/entrypoint.sh", *_packages()):
         assert needed not in ignored, needed
 
 

@@ -442,7 +442,8 @@ def make_event(
 
 
 _SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+# Built with chr(): mypyc compiles this module and refuses surrogates in string literals.
+_SURROGATE: Final = re.compile(f"[{chr(0xD800)}-{chr(0xDFFF)}]")
 
 
 def _valid_text(value: str) -> str:
