@@ -67,19 +67,16 @@ def native_extensions() -> list[Any]:
 
 
 class OptionalBuildExt(build_ext):
-    """``build_ext`` that leaves the compiled modules out when the C compiler fails."""
+    """``build_ext`` that leaves every compiled module out when any of them fails to build (they
+    call each other directly: a part of them cannot run without the rest)."""
 
     def run(self) -> None:
         try:
             super().run()
         except Exception as err:
+            for output in self.get_outputs():
+                Path(output).unlink(missing_ok=True)
             print(f"aurorasoc: parser not compiled ({err}); it runs as Python", file=sys.stderr)
-
-    def build_extension(self, ext: Any) -> None:
-        try:
-            super().build_extension(ext)
-        except Exception as err:
-            print(f"aurorasoc: {ext.name} not compiled ({err}); it runs as Python", file=sys.stderr)
 
 
 setup(ext_modules=native_extensions(), cmdclass={"build_ext": OptionalBuildExt})
