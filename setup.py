@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import sys
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ COMPILED = ["tools/logs/common.py", "tools/logs/windows.py"]
 ClickHouse encoder and Python's own types, which compiling does not speed up)."""
 
 
+GROUP = "aurorasoc_native__mypyc"
+"""The module mypyc puts the compiled code of all of them in (at the top level)."""
 RECORD = "native-sources.json"
 """:data:`core.native.RECORD` (the build cannot import the project)."""
 
@@ -41,9 +44,20 @@ def record_sources() -> None:
         (folder / RECORD).write_text(json.dumps(digests, indent=2, sort_keys=True) + "\n")
 
 
+def remove_builds() -> None:
+    """Remove what an earlier editable install compiled beside the sources (and its record)."""
+    for name in [*COMPILED, GROUP]:
+        path = Path(name)
+        for suffix in EXTENSION_SUFFIXES:
+            path.with_name(path.stem + suffix).unlink(missing_ok=True)
+        if path.suffix:
+            (path.parent / RECORD).unlink(missing_ok=True)
+
+
 def native_extensions() -> list[Any]:
     """The compiled modules' extensions, or none where they cannot be built."""
     if os.environ.get("AURORA_PURE_PYTHON") == "1":
+        remove_builds()
         return []
     try:
         from mypyc.build import mypycify
@@ -58,7 +72,7 @@ def native_extensions() -> list[Any]:
             mypycify(
                 ["--config-file=", "--ignore-missing-imports", *COMPILED],
                 opt_level="3",
-                group_name="aurorasoc_native",
+                group_name=GROUP.removesuffix("__mypyc"),
             )
         )
     except Exception as err:  # mypyc reports type errors by raising; the build goes on
