@@ -270,18 +270,7 @@ PREWARM_SETTING: Final = "prewarm_mark_cache"
 an insert or a merge writes a part, not by the first search that reads it (some 15 ms a part and
 column otherwise; 10 MB for 5M events). Used where ``system.merge_tree_settings`` has it."""
 TABLE_SETTINGS: Final = f"{PREWARM_SETTING} = 1"
-"""Table settings of recent releases a table made before them gets too (``ALTER TABLE ...
-MODIFY SETTING``)."""
-
-WIDE_PART_ROWS: Final = 20_000
-"""A part of fewer rows is written in the Compact format (every column in one file) instead of
-the Wide one (two files a column, each compressed and fsynced on its own): an ingest body of
-10,000 events costs the engine 13 µs of CPU an event to insert instead of 22 (fsync included).
-A Compact part reads slower (a phrase over its `raw` 1.5 times, a column's count 3 times), so
-the parts merges make of a few bodies are Wide; a body of more rows amortises the Wide part's
-files over them and is written Wide, as every part was before."""
-PART_SETTINGS: Final = f"min_rows_for_wide_part = {WIDE_PART_ROWS}"
-"""The part-format setting, which every server has; a table made before it gets it too."""
+"""Table settings a table made before them gets too (``ALTER TABLE ... MODIFY SETTING``)."""
 
 SORTING_KEY: Final = "toStartOfHour(timestamp), host_name, timestamp"
 """The table's order: by hour, then host, then time (time-and-host queries read few marks)."""
@@ -372,7 +361,7 @@ def create_table_sql(
         # stops sooner. On 5M events a page costs about half, for 4 % more disk.
         + f"\nSETTINGS index_granularity = 8192, index_granularity_bytes = {GRANULE_BYTES}, "
         # An insert returns once its part is fsynced: the API acknowledges only durable events.
-        f"fsync_after_insert = 1, fsync_part_directory = 1, {PART_SETTINGS}"
+        "fsync_after_insert = 1, fsync_part_directory = 1"
         + (f", {TABLE_SETTINGS}" if table_settings else "")
     )
 
@@ -435,10 +424,9 @@ def add_index_sql(database: str, table: str, *, cluster: str | None = None) -> s
     )
 
 
-def modify_settings_sql(
-    database: str, table: str, settings: str = TABLE_SETTINGS, *, cluster: str | None = None
-) -> str:
-    """The ``ALTER TABLE`` giving a table made before them ``settings`` (:data:`TABLE_SETTINGS`,
-    :data:`PART_SETTINGS`; on a cluster, the local tables: a Distributed table has no MergeTree
-    settings)."""
-    return f"ALTER TABLE `{database}`.`{table}`{on_cluster(cluster)} MODIFY SETTING {settings}"
+def modify_settings_sql(database: str, table: str, *, cluster: str | None = None) -> str:
+    """The ``ALTER TABLE`` giving a table made before them :data:`TABLE_SETTINGS` (on a cluster,
+    the local tables: a Distributed table has no MergeTree settings)."""
+    return (
+        f"ALTER TABLE `{database}`.`{table}`{on_cluster(cluster)} MODIFY SETTING {TABLE_SETTINGS}"
+    )

@@ -52,7 +52,6 @@ from core.logstore.schema import (
     FIELDS,
     INGESTED_INDEX,
     META_COLUMNS,
-    PART_SETTINGS,
     PREWARM_SETTING,
     TABLE_SETTINGS,
     LogEvent,
@@ -635,11 +634,8 @@ class LogStore:
             query = tables[parts][1]
             if INGESTED_INDEX not in query:  # parts written before it are read whole, once old
                 client.command(add_index_sql(self.database, parts, cluster=cluster))
-            wanted = (PART_SETTINGS, TABLE_SETTINGS) if settings else (PART_SETTINGS,)
-            if missing := [s for s in wanted if s not in query]:
-                client.command(
-                    modify_settings_sql(self.database, parts, ", ".join(missing), cluster=cluster)
-                )
+            if settings and TABLE_SETTINGS not in query:
+                client.command(modify_settings_sql(self.database, parts, cluster=cluster))
 
         await self._run(work)
 

@@ -18,7 +18,6 @@ import pytest
 from core.errors import ClickHouseUnavailable
 from core.logstore.schema import (
     INGESTED_INDEX_SQL,
-    PART_SETTINGS,
     TABLE_SETTINGS,
     add_index_sql,
     added_columns_sql,
@@ -43,7 +42,6 @@ def single_statements() -> list[str]:
         *(statement for _, statement in added_columns_sql("d", "logs")),
         add_index_sql("d", "logs"),
         modify_settings_sql("d", "logs"),
-        modify_settings_sql("d", "logs", PART_SETTINGS),
     ]
 
 
@@ -57,7 +55,6 @@ def cluster_statements() -> list[str]:
         *(statement for _, statement in added_columns_sql("d", "logs", cluster=CLUSTER)),
         add_index_sql("d", local, cluster=CLUSTER),
         modify_settings_sql("d", local, cluster=CLUSTER),
-        modify_settings_sql("d", local, PART_SETTINGS, cluster=CLUSTER),
     ]
 
 
@@ -270,7 +267,7 @@ async def test_start_on_a_cluster_makes_the_tables_and_adds_only_what_is_missing
         dict(added_columns_sql("d", local, cluster=CLUSTER))["x_AccessMask"],
         dict(added_columns_sql("d", "logs", cluster=CLUSTER))["doc"],
         add_index_sql("d", local, cluster=CLUSTER),
-        modify_settings_sql("d", local, f"{PART_SETTINGS}, {TABLE_SETTINGS}", cluster=CLUSTER),
+        modify_settings_sql("d", local, cluster=CLUSTER),
     ]
     # Reads and inserts name the Distributed table; an insert returns once the shards have it.
     assert store.table == "`d`.`logs`"
@@ -295,10 +292,7 @@ async def test_a_server_before_the_rename_gets_the_older_setting() -> None:
     finally:
         await store.close()
     assert node.inserts == [("`d`.`logs`", INSERT_SETTINGS | {"insert_distributed_sync": 1})]
-    # Only the part format's setting, which every server has, is given to its table.
-    assert [command for command in node.commands if "MODIFY SETTING" in command] == [
-        modify_settings_sql("d", "logs_local", PART_SETTINGS, cluster=CLUSTER)
-    ]
+    assert not any("MODIFY SETTING" in command for command in node.commands)
 
 
 async def test_a_single_server_table_is_not_taken_for_the_distributed_one() -> None:

@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from core.errors import ClickHouseUnavailable, ValidationFailed
 from core.logstore.query import compile_query
-from core.logstore.schema import PART_SETTINGS, WIDE_PART_ROWS, LogEvent, create_table_sql
+from core.logstore.schema import LogEvent, create_table_sql
 from core.logstore.store import (
     COLUMNS,
     TABLE,
@@ -245,7 +245,7 @@ async def test_a_table_made_before_a_promoted_column_gets_it(store: LogStore) ->
     await store.query("SELECT 1")  # the client exists
     drop = f"ALTER TABLE {store.table} DROP COLUMN x_OriginalFileName"
     await store._run(lambda client: client.command(drop))  # an older table
-    reset = f"ALTER TABLE {store.table} RESET SETTING prewarm_mark_cache, min_rows_for_wide_part"
+    reset = f"ALTER TABLE {store.table} RESET SETTING prewarm_mark_cache"
     await store._run(lambda client: client.command(reset))
     await store.start()
     made = await store.query(
@@ -254,7 +254,6 @@ async def test_a_table_made_before_a_promoted_column_gets_it(store: LogStore) ->
         {"db": store.database},
     )
     assert "prewarm_mark_cache = 1" in made.result_rows[0][0]
-    assert PART_SETTINGS in made.result_rows[0][0]
     total, _ = await store.matching(
         "`x_OriginalFileName` = ''", {}, start=T0, end=T0 + timedelta(hours=1), limit=0
     )
@@ -555,40 +554,7 @@ def test_a_server_without_the_newer_table_settings_gets_a_table_without_them() -
     assert "prewarm_mark_cache" in create_table_sql("d", "logs", retention_days=0)
     older = create_table_sql("d", "logs", retention_days=0, table_settings=False)
     assert "prewarm_mark_cache" not in older
-    assert older.rstrip().endswith(f"fsync_part_directory = 1, {PART_SETTINGS}")
-
-
-async def test_a_body_of_fewer_rows_than_a_wide_part_is_one_compact_part(
-    empty_store: LogStore,
-) -> None:
-    """A body's part of more bytes than ClickHouse's own threshold for a Wide part (10 MB) but
-    fewer than :data:`WIDE_PART_ROWS` rows is written Compact; without the table's setting the
-    same rows would make a Wide part."""
-    count = 4_000
-    events = [
-        replace(EVENTS[0], raw=f"{n} " + "x" * 3_000, timestamp=T0 + timedelta(seconds=n))
-        for n in range(count)
-    ]
-    block = encode_events(events, [uuid.uuid4() for _ in events], T0)
-    assert count < WIDE_PART_ROWS
-    assert len(block) > 10_000_000
-
-    async def part_types() -> list[tuple[str, int]]:
-        result = await empty_store.query(
-            "SELECT part_type, rows FROM system.parts WHERE database = {db:String} "
-            "AND table = 'logs' AND active ORDER BY modification_time, name",
-            {"db": empty_store.database},
-        )
-        return [tuple(row) for row in result.result_rows]
-
-    stop = f"SYSTEM STOP MERGES {empty_store.table}"  # the two parts stay as written
-    await empty_store._run(lambda client: client.command(stop))
-    await empty_store.insert_block(block)
-    assert await part_types() == [("Compact", count)]
-    reset = f"ALTER TABLE {empty_store.table} RESET SETTING min_rows_for_wide_part"
-    await empty_store._run(lambda client: client.command(reset))
-    await empty_store.insert_block(block)
-    assert sorted(await part_types()) == [("Compact", count), ("Wide", count)]
+    assert older.rstrip().endswith("fsync_part_directory = 1")
 
 
 @reads_only
