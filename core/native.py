@@ -29,6 +29,7 @@ RECORD = "native-sources.json"
 
 
 def digest(source: Path) -> str:
+    """The SHA-256 of ``source``'s bytes, as :data:`RECORD` holds it."""
     return hashlib.sha256(source.read_bytes()).hexdigest()
 
 
