@@ -52,7 +52,6 @@ from core.logstore.schema import (
     FIELDS,
     INGESTED_INDEX,
     META_COLUMNS,
-    PREWARM_SETTING,
     TABLE_SETTINGS,
     LogEvent,
     add_index_sql,
@@ -62,6 +61,7 @@ from core.logstore.schema import (
     modify_settings_sql,
     on_cluster,
     schema_sql,
+    usable_settings,
 )
 from core.settings import Settings
 from core.validation import EARLIEST, LATEST
@@ -571,14 +571,15 @@ class LogStore:
         node. On a cluster whose ``logs`` is not the Distributed table, raise AURORA-5032, as
         every call does from then on."""
 
-        def known(client: Any, table: str, name: str) -> bool:
-            """Whether the server has setting ``name`` (in ``system.<table>``)."""
-            return bool(
-                client.query(
-                    f"SELECT count() FROM system.{table} WHERE name = {{n:String}}",
-                    parameters={"n": name},
-                ).result_rows[0][0]
-            )
+        def known(client: Any, table: str, names: Iterable[str]) -> set[str]:
+            """Which of ``names`` the server has as settings (in ``system.<table>``)."""
+            return {
+                row[0]
+                for row in client.query(
+                    f"SELECT name FROM system.{table} WHERE has({{n:Array(String)}}, name)",
+                    parameters={"n": list(names)},
+                ).result_rows
+            }
 
         def columns(client: Any, table: str) -> set[str]:
             return {
@@ -591,11 +592,14 @@ class LogStore:
             }
 
         def work(client: Any) -> None:
-            settings = known(client, "merge_tree_settings", PREWARM_SETTING)
-            self._lazy = known(client, "settings", LAZY_SETTING)
+            settings = usable_settings(
+                known(client, "merge_tree_settings", (name for name, _ in TABLE_SETTINGS))
+            )
+            self._lazy = bool(known(client, "settings", [LAZY_SETTING]))
             cluster, parts = self.cluster, self._parts_table
             if cluster:
-                name = next((n for n in FOREGROUND_INSERT if known(client, "settings", n)), None)
+                have = known(client, "settings", FOREGROUND_INSERT)
+                name = next((n for n in FOREGROUND_INSERT if n in have), None)
                 self._insert_settings = INSERT_SETTINGS | {name or FOREGROUND_INSERT[1]: 1}
             for statement in schema_sql(
                 self.database,
@@ -634,8 +638,10 @@ class LogStore:
             query = tables[parts][1]
             if INGESTED_INDEX not in query:  # parts written before it are read whole, once old
                 client.command(add_index_sql(self.database, parts, cluster=cluster))
-            if settings and TABLE_SETTINGS not in query:
-                client.command(modify_settings_sql(self.database, parts, cluster=cluster))
+            # A setting is shown as it was given (`name = value`) in the table's statement.
+            missing = [(n, v) for n, v in settings if f"{n} = {v}" not in query]
+            if missing:
+                client.command(modify_settings_sql(self.database, parts, missing, cluster=cluster))
 
         await self._run(work)
 

@@ -26,6 +26,7 @@ from core.logstore.schema import (
     local_table,
     modify_settings_sql,
     schema_sql,
+    settings_sql,
 )
 from core.logstore.store import COLUMNS, INSERT_SETTINGS, LogStore
 from core.settings import Settings
@@ -38,7 +39,7 @@ def single_statements() -> list[str]:
     """Every statement the store can send to one server."""
     return [
         *schema_sql("d", "logs", retention_days=90),
-        *schema_sql("d", "logs", retention_days=0, table_settings=False),
+        *schema_sql("d", "logs", retention_days=0, table_settings=()),
         *(statement for _, statement in added_columns_sql("d", "logs")),
         add_index_sql("d", "logs"),
         modify_settings_sql("d", "logs"),
@@ -50,7 +51,7 @@ def cluster_statements() -> list[str]:
     local = local_table("logs")
     return [
         *schema_sql("d", "logs", retention_days=90, cluster=CLUSTER),
-        *schema_sql("d", "logs", retention_days=0, table_settings=False, cluster=CLUSTER),
+        *schema_sql("d", "logs", retention_days=0, table_settings=(), cluster=CLUSTER),
         *(statement for _, statement in added_columns_sql("d", local, cluster=CLUSTER)),
         *(statement for _, statement in added_columns_sql("d", "logs", cluster=CLUSTER)),
         add_index_sql("d", local, cluster=CLUSTER),
@@ -101,7 +102,7 @@ def test_single_server_ddl_is_a_merge_tree_table_with_no_cluster_clause() -> Non
     assert all("ON CLUSTER" not in statement for statement in single_statements())
     assert add_index_sql("d", "logs") == f"ALTER TABLE `d`.`logs` ADD {INGESTED_INDEX_SQL}"
     assert modify_settings_sql("d", "logs") == (
-        f"ALTER TABLE `d`.`logs` MODIFY SETTING {TABLE_SETTINGS}"
+        f"ALTER TABLE `d`.`logs` MODIFY SETTING {settings_sql(TABLE_SETTINGS)}"
     )
     assert added_columns_sql("d", "logs")[0] == (
         "source_bytes",
@@ -218,7 +219,7 @@ class ClusterNode:
     ) -> SimpleNamespace:
         values = parameters or {}
         if re.search(r"FROM system\.(merge_tree_)?settings ", sql):
-            return SimpleNamespace(result_rows=[[int(values["n"] in self.settings)]])
+            return SimpleNamespace(result_rows=[[n] for n in values["n"] if n in self.settings])
         if "FROM system.columns" in sql:
             return SimpleNamespace(result_rows=[[c] for c in self.columns.get(values["t"], ())])
         if "FROM system.tables" in sql:
@@ -243,7 +244,11 @@ def cluster_store(node: ClusterNode) -> LogStore:
 async def test_start_on_a_cluster_makes_the_tables_and_adds_only_what_is_missing() -> None:
     all_columns = {name for name, _ in added_columns_sql("d", "logs")}
     node = ClusterNode(
-        settings={"prewarm_mark_cache", "distributed_foreground_insert", "insert_distributed_sync"},
+        settings={
+            *(name for name, _ in TABLE_SETTINGS),
+            "distributed_foreground_insert",
+            "insert_distributed_sync",
+        },
         # The local tables predate the promoted x_AccessMask; the Distributed one predates doc.
         columns={
             "logs_local": all_columns - {"x_AccessMask"},

@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from core.errors import ClickHouseUnavailable, ValidationFailed
 from core.logstore.query import compile_query
-from core.logstore.schema import LogEvent, create_table_sql
+from core.logstore.schema import TABLE_SETTINGS, LogEvent, create_table_sql, usable_settings
 from core.logstore.store import (
     COLUMNS,
     TABLE,
@@ -245,15 +245,18 @@ async def test_a_table_made_before_a_promoted_column_gets_it(store: LogStore) ->
     await store.query("SELECT 1")  # the client exists
     drop = f"ALTER TABLE {store.table} DROP COLUMN x_OriginalFileName"
     await store._run(lambda client: client.command(drop))  # an older table
-    reset = f"ALTER TABLE {store.table} RESET SETTING prewarm_mark_cache"
+    names = ", ".join(name for name, _ in TABLE_SETTINGS)
+    reset = f"ALTER TABLE {store.table} RESET SETTING {names}"
     await store._run(lambda client: client.command(reset))
-    await store.start()
-    made = await store.query(
+    made = (
         "SELECT create_table_query FROM system.tables WHERE database = {db:String} "
-        "AND name = 'logs'",
-        {"db": store.database},
+        "AND name = 'logs'"
     )
-    assert "prewarm_mark_cache = 1" in made.result_rows[0][0]
+    before = (await store.query(made, {"db": store.database})).result_rows[0][0]
+    assert not any(name in before for name, _ in TABLE_SETTINGS)
+    await store.start()
+    after = (await store.query(made, {"db": store.database})).result_rows[0][0]
+    assert all(f"{name} = {value}" in after for name, value in TABLE_SETTINGS)
     total, _ = await store.matching(
         "`x_OriginalFileName` = ''", {}, start=T0, end=T0 + timedelta(hours=1), limit=0
     )
@@ -550,9 +553,47 @@ async def test_blocks_in_files_are_stored_from_the_files(
     )
 
 
+def test_a_server_gets_the_newer_table_settings_it_has() -> None:
+    assert usable_settings({name for name, _ in TABLE_SETTINGS}) == TABLE_SETTINGS
+    assert usable_settings(set()) == ()
+    # A release with serialization_info_version but not its `with_missing_columns` value
+    # (which came with skip_empty_columns_on_insert) gets neither.
+    older = {"prewarm_mark_cache", "ratio_of_defaults_for_sparse_serialization"}
+    assert usable_settings({*older, "serialization_info_version"}) == (
+        ("prewarm_mark_cache", "1"),
+        ("ratio_of_defaults_for_sparse_serialization", "1"),
+    )
+
+
+async def test_a_column_empty_in_a_whole_insert_is_not_written_and_reads_empty(
+    empty_store: LogStore,
+) -> None:
+    without = [event(m, **{"host.name": "ws-1", "event.code": "4624"}) for m in range(3)]
+    with_ip = [event(9, **{"host.name": "ws-2", "destination.ip": "10.1.2.3"})]
+    await empty_store.insert(without)
+    await empty_store.insert(with_ip)
+    written = await empty_store.query(
+        "SELECT part_name, groupArray(column) FROM system.parts_columns WHERE database = "
+        "{db:String} AND table = 'logs' AND active GROUP BY part_name ORDER BY part_name",
+        {"db": empty_store.database},
+    )
+    first, second = (set(columns) for _, columns in written.result_rows)
+    assert "destination_ip" not in first
+    assert "destination_ip" in second
+    assert {"host_name", "event_code", "raw", "x_Image"} <= first  # written, or MATERIALIZED
+    page = await empty_store.search(SearchRequest(order="asc", limit=10))
+    assert [item.get("destination.ip") for item in page.items] == [None, None, None, "10.1.2.3"]
+    assert [item["host.name"] for item in page.items] == ["ws-1"] * 3 + ["ws-2"]
+    ips = await empty_store.query(
+        "SELECT destination_ip FROM {db:Identifier}.logs ORDER BY timestamp",
+        {"db": empty_store.database},
+    )
+    assert [row[0] for row in ips.result_rows] == ["", "", "", "10.1.2.3"]  # the type's default
+
+
 def test_a_server_without_the_newer_table_settings_gets_a_table_without_them() -> None:
     assert "prewarm_mark_cache" in create_table_sql("d", "logs", retention_days=0)
-    older = create_table_sql("d", "logs", retention_days=0, table_settings=False)
+    older = create_table_sql("d", "logs", retention_days=0, table_settings=())
     assert "prewarm_mark_cache" not in older
     assert older.rstrip().endswith("fsync_part_directory = 1")
 
