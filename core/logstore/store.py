@@ -6,9 +6,11 @@ under ``<data dir>/logstore``; the default) and an HTTP ClickHouse server
 gateway owns the store and every other process goes through the API; tests share one path and
 isolate themselves with a database each.
 
-Both clients are synchronous: every call runs on the store's own worker thread (one for chDB,
-whose engine is process-wide; a few for HTTP), never on the event loop. Anything the engine
-refuses or a server that is down becomes AURORA-5032.
+Both clients are synchronous: every call runs on the store's own worker threads, never on the
+event loop: reads on one (chDB, whose client runs one statement at a time) or a few (HTTP), and
+inserts on one of their own, with a client of their own (a second handle on the same chDB
+engine), so that an insert never waits behind a long search or detection scan, nor a search
+behind an insert. Anything the engine refuses or a server that is down becomes AURORA-5032.
 
 Writes are acknowledged only once ClickHouse has them in a part on disk, fsynced
 (the table's ``fsync_after_insert``): nothing the API accepted is lost to a crash.
@@ -105,24 +107,27 @@ the store sends the first the server knows (the older one until it has looked)."
 _PAGE: Final = ", ".join(f"`{c}`" for c in PAGE_COLUMNS)
 
 _chdb_lock = threading.Lock()
-_chdb_clients: dict[str, Any] = {}
+_chdb_clients: dict[tuple[str, str], Any] = {}
 
 
-def _chdb_client(path: Path) -> Any:
-    """The process's chDB client. chDB has one engine per process, on one data path."""
+def _chdb_client(path: Path, role: str = "read") -> Any:
+    """The process's chDB client for ``role`` (reads, or inserts). chDB has one engine per
+    process, on one data path; each client is a handle of its own on it, and a handle runs one
+    statement at a time, while the engine runs those of several handles at once."""
     import clickhouse_connect
 
     key = str(path.resolve())
     with _chdb_lock:
-        if key not in _chdb_clients:
-            if _chdb_clients:
-                other = next(iter(_chdb_clients))
+        if (key, role) not in _chdb_clients:
+            other = next((p for p, _ in _chdb_clients if p != key), None)
+            if other is not None:
                 raise ClickHouseUnavailable(
                     {"reason": f"chDB is already open on another path in this process ({other})"}
                 )
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _chdb_clients[key] = clickhouse_connect.get_client(interface="chdb", path=key)
-        return _chdb_clients[key]
+            client = clickhouse_connect.get_client(interface="chdb", path=key)
+            _chdb_clients[key, role] = client
+        return _chdb_clients[key, role]
 
 
 def _not_owned() -> Any:
@@ -491,12 +496,22 @@ class LogStore:
         workers: int = 1,
         cluster: str | None = None,
         local_files: bool = False,
+        writer_factory: Callable[[], Any] | None = None,
     ) -> None:
         """``local_files``: the engine runs in this process and reads this machine's files (the
-        embedded chDB), so a batch already in files is inserted from them (:meth:`insert_block`)."""
+        embedded chDB), so a batch already in files is inserted from them (:meth:`insert_block`).
+        ``writer_factory``: the client inserts go through, on a thread of their own; without
+        it they share the readers' client and threads."""
         self._factory = client_factory
         self._local_files = local_files
         self._client: Any = None
+        self._writer_factory = writer_factory
+        self._writer: Any = None
+        self._write_pool = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="logstore-insert")
+            if writer_factory is not None
+            else None
+        )
         self.database = database
         self.retention_days = retention_days
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="logstore")
@@ -539,6 +554,7 @@ class LogStore:
             database=name,
             retention_days=settings.log_retention_days,
             local_files=True,
+            writer_factory=lambda: _chdb_client(path, role="insert"),
         )
 
     # -- plumbing --------------------------------------------------------------------------
@@ -548,14 +564,24 @@ class LogStore:
             self._client = self._factory()
         return self._client
 
-    async def _run[T](self, work: Callable[[Any], T]) -> T:
+    def _get_writer(self) -> Any:
+        if self._writer is None:
+            self._writer = self._writer_factory() if self._writer_factory else self._get_client()
+        return self._writer
+
+    async def _run[T](self, work: Callable[[Any], T], *, insert: bool = False) -> T:
+        """``work`` with a client, on the store's threads: an ``insert`` on the inserts' own
+        thread and client, where the store has them."""
+        pool = self._write_pool if insert and self._write_pool is not None else self._pool
+        client = self._get_writer if pool is self._write_pool else self._get_client
+
         def call() -> T:
             if self._refused is not None:
                 raise self._refused
-            return work(self._get_client())
+            return work(client())
 
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+            return await asyncio.get_running_loop().run_in_executor(pool, call)
         except ClickHouseUnavailable:
             raise
         except ValidationFailed:
@@ -647,6 +673,8 @@ class LogStore:
 
     async def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)
+        if self._write_pool is not None:
+            self._write_pool.shutdown(wait=True, cancel_futures=False)
 
     async def drop(self) -> None:
         """Drop the database (tests, and nothing else)."""
@@ -664,7 +692,9 @@ class LogStore:
             return []
         now = datetime.now(UTC)
         ids = [uuid.uuid4() for _ in events]
-        await self._run(lambda client: self._insert(client, encode_events(events, ids, now)))
+        await self._run(
+            lambda client: self._insert(client, encode_events(events, ids, now)), insert=True
+        )
         return [str(i) for i in ids]
 
     async def insert_block(self, block: bytes | IO[bytes] | Sequence[Path]) -> None:
@@ -672,7 +702,7 @@ class LogStore:
         an open file of them, read as it is sent; or the files holding them) in one batch,
         durably. The embedded engine reads files itself (``INSERT … SELECT … FROM file()``), so
         their bytes never pass through Python; a server is sent them one after another."""
-        await self._run(lambda client: self._insert(client, block))
+        await self._run(lambda client: self._insert(client, block), insert=True)
 
     def _insert(self, client: Any, block: bytes | IO[bytes] | Sequence[Path]) -> None:
         if isinstance(block, (bytes, bytearray, memoryview)) or hasattr(block, "read"):

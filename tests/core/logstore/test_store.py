@@ -3,6 +3,7 @@ language, cursor pages, sources, stats, and detection-style conditions."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import uuid
@@ -551,6 +552,25 @@ async def test_blocks_in_files_are_stored_from_the_files(
     assert sorted(item["fields"]["message"] for item in page.items) == sorted(
         f"line {n}" for n in range(5) for _ in range(2)
     )
+
+
+async def test_an_insert_does_not_wait_behind_a_long_read(empty_store: LogStore) -> None:
+    # A read the engine takes two seconds over (sleeping, not computing), handed to the
+    # readers' thread first: the insert goes through a client and thread of its own and is
+    # stored while the read still runs (on one client it waited for the read to end).
+    slow = asyncio.ensure_future(
+        empty_store.query(
+            "SELECT sum(sleepEachRow(0.5)) FROM numbers(4)", settings={"max_block_size": 1}
+        )
+    )
+    try:
+        await asyncio.sleep(0)  # one turn of the loop: the read's task hands it over
+        await empty_store.insert([event(1, **{"host.name": "ws-1"})])
+        assert not slow.done()
+    finally:
+        await slow
+    page = await empty_store.search(SearchRequest(limit=10))
+    assert [item["host.name"] for item in page.items] == ["ws-1"]
 
 
 def test_a_server_gets_the_newer_table_settings_it_has() -> None:
