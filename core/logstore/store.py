@@ -125,8 +125,7 @@ def _chdb_client(path: Path, role: str = "read") -> Any:
                     {"reason": f"chDB is already open on another path in this process ({other})"}
                 )
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
-            client = clickhouse_connect.get_client(interface="chdb", path=key)
-            _chdb_clients[key, role] = client
+            _chdb_clients[key, role] = clickhouse_connect.get_client(interface="chdb", path=key)
         return _chdb_clients[key, role]
 
 
@@ -566,7 +565,8 @@ class LogStore:
 
     def _get_writer(self) -> Any:
         if self._writer is None:
-            self._writer = self._writer_factory() if self._writer_factory else self._get_client()
+            assert self._writer_factory is not None  # only the inserts' own thread calls this
+            self._writer = self._writer_factory()
         return self._writer
 
     async def _run[T](self, work: Callable[[Any], T], *, insert: bool = False) -> T:
