@@ -621,10 +621,10 @@ class LogStore:
             settings = usable_settings(
                 known(client, "merge_tree_settings", (name for name, _ in TABLE_SETTINGS))
             )
-            self._lazy = bool(known(client, "settings", [LAZY_SETTING]))
+            have = known(client, "settings", (LAZY_SETTING, *FOREGROUND_INSERT))
+            self._lazy = LAZY_SETTING in have
             cluster, parts = self.cluster, self._parts_table
             if cluster:
-                have = known(client, "settings", FOREGROUND_INSERT)
                 name = next((n for n in FOREGROUND_INSERT if n in have), None)
                 self._insert_settings = INSERT_SETTINGS | {name or FOREGROUND_INSERT[1]: 1}
             for statement in schema_sql(
