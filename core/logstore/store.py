@@ -217,14 +217,18 @@ _NORMALISED_KINDS: Final = tuple((f.name, f.kind == "int") for f in NORMALISED)
 _SPEC: Final = {f.name: (rank, f.name, f.kind == "int") for rank, f in enumerate(NORMALISED)}
 
 
-def encode_events(
-    events: Sequence[LogEvent], ids: Sequence[uuid.UUID | int], now: datetime
-) -> bytes:
-    """``events`` with their ``ids`` (UUIDs or their 128-bit integers) and ingestion time
-    ``now`` as one block of ClickHouse's Native format, which :meth:`LogStore.insert_block`
-    stores: the rows :func:`event_row` builds, sent as :data:`WIRE_TYPES`. The encoding is CPU
-    work in Python, so the gateway has its ingest workers do it beside the parsing: what
-    reaches the gateway's own process is then one bytes object, and its insert is the engine's
+UUID_BYTES: Final = 16
+type EventIds = Sequence[uuid.UUID | int] | bytes
+"""Events' ids: UUIDs, their 128-bit integers, or their ``id`` column as Native data already
+(:data:`UUID_BYTES` an id: the UUID's two 64-bit halves, each little-endian)."""
+
+
+def encode_events(events: Sequence[LogEvent], ids: EventIds, now: datetime) -> bytes:
+    """``events`` with their ``ids`` (see :data:`EventIds`) and ingestion time ``now`` as one
+    block of ClickHouse's Native format, which :meth:`LogStore.insert_block` stores: the rows
+    :func:`event_row` builds, sent as :data:`WIRE_TYPES`. The encoding is CPU work in Python,
+    so the gateway has its ingest workers do it beside the parsing: what reaches the gateway's
+    own process is then a file of blocks (:func:`write_events`), and its insert is the engine's
     work alone.
 
     The block is built column by column: an event's normalised values are read once, each
@@ -234,9 +238,25 @@ def encode_events(
     ``client.insert``) encode each column into a buffer of its own (one growing buffer for a
     block of tens of megabytes is copied again at each growth), the ``fields`` map's keys once
     per set of keys (:func:`_write_map`)."""
+    return b"".join(_native_parts(events, ids, now))
+
+
+def write_events(out: IO[bytes], events: Sequence[LogEvent], ids: EventIds, now: datetime) -> int:
+    """Write the block :func:`encode_events` makes to ``out``, column by column (a block of
+    tens of megabytes is not joined into one object first); the bytes written."""
+    parts = _native_parts(events, ids, now)
+    out.writelines(parts)
+    return sum(map(len, parts))
+
+
+def _native_parts(
+    events: Sequence[LogEvent], ids: EventIds, now: datetime
+) -> list[bytes | bytearray]:
     if not events:
         raise ValueError("no rows to encode")
     count = len(events)
+    if isinstance(ids, bytes) and len(ids) != UUID_BYTES * count:
+        raise ValueError(f"{count} events, {len(ids) // UUID_BYTES} ids")
     texts: list[bytes] = []
     filled: dict[str, list[Any]] = {}  # the columns some event has a value for
     orders: dict[tuple[str, ...], list[tuple[str, bool, list[Any]]]] = {}
@@ -303,10 +323,11 @@ def _write_map(kind: Any, maps: Sequence[dict[str, str]], out: bytearray, contex
     kind.value_type.write_column_data(values, out, context)
 
 
-def _native_block(columns: Sequence[Sequence[Any]], count: int) -> bytes:
-    """Columns of :data:`COLUMNS` as one Native block: the layout of clickhouse-connect's
-    ``NativeTransform.build_insert`` (column and row counts, then each column's name, type and
-    data), its column writers with an insert context of its own."""
+def _native_block(columns: Sequence[Sequence[Any]], count: int) -> list[bytes | bytearray]:
+    """Columns of :data:`COLUMNS` as one Native block, in parts to write one after another: the
+    layout of clickhouse-connect's ``NativeTransform.build_insert`` (column and row counts, then
+    each column's name, type and data), its column writers with an insert context of its own;
+    a column given as ``bytes`` is its data already."""
     from clickhouse_connect.driver.common import write_leb128
     from clickhouse_connect.driver.insert import InsertContext
 
@@ -330,14 +351,16 @@ def _native_block(columns: Sequence[Sequence[Any]], count: int) -> bytes:
             out += label
         context.start_column(name)
         try:
-            if name == "fields":
+            if isinstance(column, bytes):
+                out += column
+            elif name == "fields":
                 _write_map(kind, column, out, context)
             else:
                 kind.write_column(column, out, context)
         except Exception as err:
             raise ValueError(f"a row cannot be encoded: {err}") from err
         parts.append(out)
-    return b"".join(parts)
+    return parts
 
 
 @cache

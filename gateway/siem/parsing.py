@@ -194,6 +194,7 @@ class IngestParser:
                 layout=layout,
                 first_line=first_line,
                 blocks_to=None if blocks_to is None else str(blocks_to),
+                ids_up_to=KEPT,  # more are only counted (Ingested.add)
             )
         )
 
@@ -239,7 +240,7 @@ class Ingested:
     latest: datetime | None = None
 
     def add(self, parsed: ParsedRows) -> None:
-        self.accepted += len(parsed.ids)
+        self.accepted += parsed.count
         if self.accepted <= KEPT:
             self.ids.extend(parsed.ids)
         else:
@@ -258,7 +259,7 @@ class Ingested:
     def parsed_again(self, parsed: ParsedRows) -> None:
         """Take the stored events of ``parsed`` (the whole body parsed again, without the
         records already stored) instead of those added so far; the rejections stay."""
-        self.accepted = len(parsed.ids)
+        self.accepted = parsed.count
         self.ids = list(parsed.ids) if self.accepted <= KEPT else []
         self.formats = dict(parsed.formats)
         self.duplicates = parsed.duplicates

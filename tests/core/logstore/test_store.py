@@ -4,6 +4,7 @@ language, cursor pages, sources, stats, and detection-style conditions."""
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
 import uuid
@@ -28,9 +29,11 @@ from core.logstore.store import (
     decode_cursor,
     encode_events,
     event_row,
+    write_events,
 )
 from core.settings import Settings
 from tools.logs import rows as rows_module
+from tools.logs.rows import random_ids
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
@@ -372,8 +375,18 @@ def test_a_block_built_by_columns_is_the_block_of_the_rows() -> None:
     for events in ([*EVENTS, odd, bare, turned, other, *EVENTS], [odd], [bare], EVENTS[:1]):
         ids = [uuid.uuid4().int for _ in events]
         assert encode_events(events, ids, now) == _library_block(events, ids, now)
+        # The ids' column given as its Native data already: the same block.
+        texts, column = random_ids(len(events))
+        assert encode_events(events, column, now) == _library_block(
+            events, [uuid.UUID(t).int for t in texts], now
+        )
+        written = io.BytesIO()
+        assert write_events(written, events, column, now) == len(written.getvalue())
+        assert written.getvalue() == encode_events(events, column, now)
     with pytest.raises(ValueError, match="no rows"):
         encode_events([], [], now)
+    with pytest.raises(ValueError, match="1 events, 2 ids"):
+        encode_events(EVENTS[:1], random_ids(2)[1], now)
 
 
 async def test_events_written_before_the_doc_column_read_back_the_same(store: LogStore) -> None:
