@@ -8,7 +8,7 @@ import uuid
 from clickhouse_connect.datatypes.registry import get_from_name
 from clickhouse_connect.driver.insert import InsertContext
 
-from tools.logs.rows import parse_rows, random_ids, warm
+from tools.logs.rows import IdKind, parse_rows, random_ids, warm
 
 CONTEXT = InsertContext("t", ["id"], [get_from_name("UUID")], data=[[]], column_oriented=True)
 
@@ -33,29 +33,26 @@ def test_random_ids_are_version_4_uuids_as_uuid4_makes_them() -> None:
 
 
 def test_random_ids_past_the_asked_count_are_counted_not_handed_back() -> None:
+    """Content ids are every one handed back, whatever the count: the caller looks them up."""
     body = b'{"message": "a"}\n{"message": "b"}\n{"message": "c"}\n'
-    for up_to, handed in ((None, 3), (3, 3), (2, 0)):
+    cases: list[tuple[IdKind, int | None, int]] = [
+        ("random", None, 3),
+        ("random", 3, 3),
+        ("random", 2, 0),
+        ("content", 1, 3),
+    ]
+    for kind, up_to, handed in cases:
         parsed = parse_rows(
             body,
             content_type=None,
             source="s",
             format="json",
             layout="json_lines",
+            ids=kind,
             ids_up_to=up_to,
         )
         assert (parsed.count, len(parsed.ids)) == (3, handed)
         assert len(parsed.blocks) == 1
-    # Content ids are every one handed back, whatever the count: the caller looks them up.
-    parsed = parse_rows(
-        body,
-        content_type=None,
-        source="s",
-        format="json",
-        layout="json_lines",
-        ids="content",
-        ids_up_to=1,
-    )
-    assert (parsed.count, len(parsed.ids)) == (3, 3)
 
 
 def test_a_body_gets_random_ids_of_its_events_in_order() -> None:
