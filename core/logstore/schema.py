@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final, Literal
 
 type Kind = Literal["string", "low_cardinality", "int", "datetime"]
@@ -303,8 +303,35 @@ def settings_sql(settings: Iterable[tuple[str, str]]) -> str:
     return ", ".join(f"{name} = {value}" for name, value in settings)
 
 
-SORTING_KEY: Final = "toStartOfHour(timestamp), host_name, timestamp"
+HOUR_KEY: Final = "toStartOfHour(timestamp)"
+SORTING_KEY: Final = f"{HOUR_KEY}, host_name, timestamp"
 """The table's order: by hour, then host, then time (time-and-host queries read few marks)."""
+
+
+def time_bounds(
+    start: datetime | None, end: datetime | None, *, end_inclusive: bool = False
+) -> tuple[list[str], dict[str, datetime]]:
+    """The conditions of events in ``[start, end)`` (``[start, end]`` when ``end_inclusive``; a
+    bound that is None is open) and their parameters (UTC; a naive bound is taken as UTC), with
+    the same bounds on the sorting key's hour. The engine does not derive those from the
+    timestamp's: without them a part's primary index is searched on the timestamp (its third
+    column) alone, and a query over an hour of a day's part reads the whole day's filter
+    columns to find it."""
+    conditions: list[str] = []
+    parameters: dict[str, datetime] = {}
+    for bound, name, time_op in (
+        (start, "start", ">="),
+        (end, "end", "<=" if end_inclusive else "<"),
+    ):
+        if bound is None:
+            continue
+        moment = bound if bound.tzinfo is None else bound.astimezone(UTC).replace(tzinfo=None)
+        hour_op = time_op[0] + "="  # the hour of the bound itself is always in
+        conditions.append(f"timestamp {time_op} {{{name}:DateTime64(3)}}")
+        conditions.append(f"{HOUR_KEY} {hour_op} {{{name}_hour:DateTime64(3)}}")
+        parameters[name] = moment
+        parameters[f"{name}_hour"] = moment.replace(minute=0, second=0, microsecond=0)
+    return conditions, parameters
 
 
 def in_key_order(direction: Literal["ASC", "DESC"]) -> str:
@@ -312,7 +339,7 @@ def in_key_order(direction: Literal["ASC", "DESC"]) -> str:
     first column: the same order (the hour is monotonic in the timestamp), but the engine can
     then read the parts in key order and stop once a ``LIMIT`` is filled, instead of reading the
     whole range and sorting it."""
-    return f"toStartOfHour(timestamp) {direction}, timestamp {direction}, id {direction}"
+    return f"{HOUR_KEY} {direction}, timestamp {direction}, id {direction}"
 
 
 def on_cluster(cluster: str | None) -> str:

@@ -63,6 +63,7 @@ from core.logstore.schema import (
     modify_settings_sql,
     on_cluster,
     schema_sql,
+    time_bounds,
     usable_settings,
 )
 from core.settings import Settings
@@ -766,14 +767,8 @@ class LogStore:
         request: SearchRequest,
         extra: Iterable[tuple[str, dict[str, Any]]] = (),
     ) -> tuple[str, dict[str, Any]]:
-        conditions: list[str] = []
-        parameters: dict[str, Any] = {}
-        if request.start is not None:
-            conditions.append("timestamp >= {start:DateTime64(3)}")
-            parameters["start"] = request.start.astimezone(UTC).replace(tzinfo=None)
-        if request.end is not None:
-            conditions.append("timestamp < {end:DateTime64(3)}")
-            parameters["end"] = request.end.astimezone(UTC).replace(tzinfo=None)
+        conditions, bounds = time_bounds(request.start, request.end)
+        parameters: dict[str, Any] = dict(bounds)
         for number, (name, value) in enumerate(sorted(request.filters.items())):
             compiled = compile_query(f'{name}:"{_quote(value)}"', prefix=f"f{number}_")
             conditions.append(compiled.sql)
@@ -847,12 +842,12 @@ class LogStore:
         if not keys:
             return []
         stamps = [k[0] for k in keys]
+        window, bounds = time_bounds(min(stamps), max(stamps), end_inclusive=True)
         result = await self.query(
-            f"SELECT {_PAGE} FROM {self.table} "
-            "WHERE timestamp >= {lo:DateTime64(3)} AND timestamp <= {hi:DateTime64(3)} "
+            f"SELECT {_PAGE} FROM {self.table} WHERE {' AND '.join(window)} "
             "AND id IN {ids:Array(UUID)} "
             f"ORDER BY timestamp {direction}, id {direction}",
-            {"lo": min(stamps), "hi": max(stamps), "ids": [str(k[1]) for k in keys]},
+            {**bounds, "ids": [str(k[1]) for k in keys]},
         )
         return [_event(r) for r in result.result_rows]
 
@@ -869,11 +864,11 @@ class LogStore:
                 continue
         if not wanted:
             return []
+        window, bounds = time_bounds(start, end, end_inclusive=True)
         result = await self.query(
-            f"SELECT {_PAGE} FROM {self.table} "
-            "WHERE timestamp >= {lo:DateTime64(3)} AND timestamp <= {hi:DateTime64(3)} "
+            f"SELECT {_PAGE} FROM {self.table} WHERE {' AND '.join(window)} "
             "AND id IN {ids:Array(UUID)} ORDER BY timestamp, id",
-            {"lo": start, "hi": end, "ids": wanted},
+            {**bounds, "ids": wanted},
         )
         return [_event(r) for r in result.result_rows]
 
@@ -977,11 +972,8 @@ class LogStore:
         """Events by source and over time in ``[start, end)``, ingest rates, storage."""
         span = max((end - start).total_seconds(), 1.0)
         step = max(60, int(span // buckets) // 60 * 60)
-        window = {
-            "start": start.astimezone(UTC).replace(tzinfo=None),
-            "end": end.astimezone(UTC).replace(tzinfo=None),
-        }
-        where = "timestamp >= {start:DateTime64(3)} AND timestamp < {end:DateTime64(3)}"
+        conditions, window = time_bounds(start, end)
+        where = " AND ".join(conditions)
         by_source = await self.query(
             f"SELECT source, count() FROM {self.table} WHERE {where} GROUP BY source "
             "ORDER BY count() DESC",

@@ -27,6 +27,7 @@ from core.db import Database
 from core.db.base import utcnow
 from core.db.leases import Lease
 from core.errors import AuroraError, ChangedConcurrently
+from core.logstore.schema import time_bounds
 from core.logstore.store import LogStore
 from core.loops import Periodic
 from core.schemas import Severity
@@ -190,15 +191,15 @@ async def _correlated(
     store: LogStore, rule: DetectionRule, correlation: Correlation, start: datetime, end: datetime
 ) -> list[dict[str, Any]]:
     """The windows and groups whose aggregate meets the correlation, as pseudo-events."""
-    window = "timestamp >= {start:DateTime64(3)} AND timestamp < {end:DateTime64(3)}"
+    conditions, bounds = time_bounds(start, end)
     shared = [name for name, _ in ENTITY_FIELDS]
     sql = correlation.query(
-        store.table, scoped_condition(rule), window, [n.replace(".", "_") for n in shared]
+        store.table,
+        scoped_condition(rule),
+        " AND ".join(conditions),
+        [n.replace(".", "_") for n in shared],
     )
-    result = await store.query(
-        sql,
-        {"start": start.replace(tzinfo=None), "end": end.replace(tzinfo=None)},
-    )
+    result = await store.query(sql, dict(bounds))
     events = []
     for row in result.result_rows[:MAX_ALERTS_PER_RUN]:
         values = dict(zip(result.column_names, row, strict=True))

@@ -181,6 +181,43 @@ async def test_time_range_filters_and_pages(seeded: LogStore) -> None:
     assert await store.get("not-a-uuid") is None
 
 
+async def test_a_window_keeps_every_event_at_its_edges_and_its_hours(empty_store: LogStore) -> None:
+    """The time conditions bound the sorting key's hour too (the engine then reads only the
+    window's hours of a part): every event of the window is still found at the edges of its
+    hours, whether the window's end is in or out, and the primary index is searched on the
+    hour."""
+    store = empty_store
+    ms = timedelta(milliseconds=1)
+    hour = T0 + timedelta(hours=1)
+    moments = [T0 - ms, T0, T0 + timedelta(minutes=30), hour - ms, hour, hour + ms]
+    events = [
+        replace(event(0, **{"event.code": str(n)}), timestamp=at) for n, at in enumerate(moments)
+    ]
+    await store.insert(events)
+
+    async def codes(start: datetime, end: datetime) -> list[str]:
+        page = await store.search(SearchRequest(start=start, end=end, order="asc"))
+        return [item["event.code"] for item in page.items]
+
+    assert await codes(T0, hour) == ["1", "2", "3"]
+    assert await codes(T0 - ms, hour + ms) == ["0", "1", "2", "3", "4"]
+    assert await codes(T0 + timedelta(minutes=30), hour - ms) == ["2"]
+    assert await codes(hour - ms, hour + timedelta(minutes=5)) == ["3", "4", "5"]
+    everything = await store.search(SearchRequest(limit=10))
+    ids = {item["event.code"]: item["id"] for item in everything.items}
+    found = await store.by_ids(list(ids.values()), start=hour - ms, end=hour)
+    assert [item["event.code"] for item in found] == ["3", "4"]
+    stats = await store.stats(start=T0, end=hour)
+    assert stats["events_in_window"] == 3
+    where, parameters = store._where(SearchRequest(start=T0, end=hour))
+    plan = await store.query(
+        f"EXPLAIN indexes = 1 SELECT count() FROM {store.table} WHERE {where}",  # noqa: S608 - the store's own table; values bound
+        parameters,
+    )
+    keys = "\n".join(row[0] for row in plan.result_rows).split("PrimaryKey", 1)[1]
+    assert "toStartOfHour(timestamp)" in keys
+
+
 @pytest.mark.parametrize(
     "bad",
     [
