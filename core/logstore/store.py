@@ -75,6 +75,10 @@ TABLE: Final = "logs"
 QUERY_SETTINGS: Final = {"max_query_size": 4 * 1024 * 1024}
 """Converted Sigma rules can be long (the vulnerable-drivers rule lists ~5,000 hashes: 238 KB
 of SQL, near ClickHouse's default 256 KiB limit)."""
+UTC_SESSION: Final = {"session_timezone": "UTC"}
+"""Reads run in UTC where the server has the setting: every time the platform binds is UTC (a
+naive ``DateTime64`` parameter is read in the session's zone, which is otherwise the server's:
+for the embedded engine, the zone of the gateway's process)."""
 NORMALISED: Final = tuple(f for f in FIELDS if f.name != "timestamp")
 COLUMNS: Final = (
     "id",
@@ -550,6 +554,7 @@ class LogStore:
             self._insert_settings[FOREGROUND_INSERT[1]] = 1
         self._lazy = False
         """Whether the engine reads a search's whole events lazily (:data:`LAZY_SETTING`)."""
+        self._query_settings: dict[str, Any] = dict(QUERY_SETTINGS)
         self.owned = True
         """Whether this process opens the store; False on a gateway that leaves the embedded
         store to another (``log_store_owner``): every call then answers AURORA-5032."""
@@ -645,8 +650,10 @@ class LogStore:
             settings = usable_settings(
                 known(client, "merge_tree_settings", (name for name, _ in TABLE_SETTINGS))
             )
-            have = known(client, "settings", (LAZY_SETTING, *FOREGROUND_INSERT))
+            have = known(client, "settings", (LAZY_SETTING, *UTC_SESSION, *FOREGROUND_INSERT))
             self._lazy = LAZY_SETTING in have
+            if UTC_SESSION.keys() <= have:
+                self._query_settings = QUERY_SETTINGS | UTC_SESSION
             cluster, parts = self.cluster, self._parts_table
             if cluster:
                 name = next((n for n in FOREGROUND_INSERT if n in have), None)
@@ -759,7 +766,7 @@ class LogStore:
         settings: dict[str, Any] | None = None,
     ) -> Any:
         """Run a read query; the clickhouse-connect result (``column_names``, ``result_rows``)."""
-        merged = QUERY_SETTINGS | (settings or {})
+        merged = self._query_settings | (settings or {})
         return await self._run(lambda c: c.query(sql, parameters=parameters or {}, settings=merged))
 
     def _where(

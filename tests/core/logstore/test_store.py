@@ -7,6 +7,10 @@ import asyncio
 import io
 import itertools
 import json
+import os
+import subprocess
+import sys
+import textwrap
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -32,6 +36,7 @@ from core.logstore.store import (
     write_events,
 )
 from core.settings import Settings
+from tests.conftest import PROJECT_ROOT
 from tools.logs import rows as rows_module
 from tools.logs.rows import random_ids
 
@@ -216,6 +221,50 @@ async def test_a_window_keeps_every_event_at_its_edges_and_its_hours(empty_store
     )
     keys = "\n".join(row[0] for row in plan.result_rows).split("PrimaryKey", 1)[1]
     assert "toStartOfHour(timestamp)" in keys
+
+
+def test_windows_mean_utc_whatever_the_zone_of_the_process(tmp_path: Path) -> None:
+    """The embedded engine reads a naive time parameter in its process's zone: the store's reads
+    run in UTC, so a window means the same in a gateway started under another zone (here one
+    of half-hour offset, where an hour's bound would fall inside the hour)."""
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        from datetime import UTC, datetime, timedelta
+        from pathlib import Path
+        from core.logstore.schema import LogEvent
+        from core.logstore.store import LogStore, SearchRequest, _chdb_client
+
+        async def main(path):
+            store = LogStore(
+                lambda: _chdb_client(path), database="zoned", retention_days=0,
+                local_files=True, writer_factory=lambda: _chdb_client(path, role="insert"),
+            )
+            await store.start()
+            at = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+            await store.insert(
+                [LogEvent(timestamp=at, format="json", source="s", raw="", values={}, fields={})]
+            )
+            start, end = at - timedelta(minutes=1), at + timedelta(minutes=1)
+            page = await store.search(SearchRequest(start=start, end=end))
+            stats = await store.stats(start=start, end=end)
+            print(len(page.items), stats["events_in_window"])
+            await store.close()
+
+        asyncio.run(main(Path(sys.argv[1])))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "chdb")],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "TZ": "Asia/Kolkata"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1", "1"]
 
 
 @pytest.mark.parametrize(
