@@ -26,6 +26,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.logstore.schema import time_bounds
 from core.logstore.store import LogStore
 from gateway.detections.api import EnabledRule, enabled_rules
 from gateway.network.configuration import Detector, NetworkConfig, TelemetrySource
@@ -169,13 +170,11 @@ async def _count(
     if not conditions:
         return []
     counts = ", ".join(f"countIf({condition})" for condition in conditions)
+    window, bounds = time_bounds(start, end, end_inclusive=True)
     result = await store.query(
         f"SELECT {counts} FROM {store.table} "  # noqa: S608 (conditions are built, not given)
-        "WHERE timestamp >= {start:DateTime64(3)} AND timestamp <= {end:DateTime64(3)}",
-        {
-            "start": start.astimezone(UTC).replace(tzinfo=None),
-            "end": end.astimezone(UTC).replace(tzinfo=None),
-        },
+        f"WHERE {' AND '.join(window)}",
+        dict(bounds),
     )
     return [int(value) for value in result.result_rows[0]]
 

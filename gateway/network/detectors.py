@@ -71,6 +71,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from core.errors import AuroraError
+from core.logstore.schema import HOUR_KEY
 from core.logstore.store import LogStore
 from core.schemas import Severity
 from gateway.network.configuration import AllowEntry, Detector, NetworkConfig
@@ -229,7 +230,13 @@ def _milli(at: datetime) -> int:
 
 
 def _between(start: datetime, end: datetime) -> str:
-    return f"timestamp >= {_time(start)} AND timestamp < {_time(end)}"
+    """Events in ``[start, end)``, the sorting key's hour bounded too (as
+    :func:`core.logstore.schema.time_bounds` does with parameters)."""
+    lo, hi = _time(start), _time(end)
+    return (
+        f"timestamp >= {lo} AND timestamp < {hi} "
+        f"AND {HOUR_KEY} >= toStartOfHour({lo}) AND {HOUR_KEY} <= toStartOfHour({hi})"
+    )
 
 
 def _bounds(network: _Network) -> tuple[str, str]:
