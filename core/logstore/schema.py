@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 type Kind = Literal["string", "low_cardinality", "int", "datetime"]
 
@@ -310,7 +310,7 @@ SORTING_KEY: Final = f"{HOUR_KEY}, host_name, timestamp"
 
 def time_bounds(
     start: datetime | None, end: datetime | None, *, end_inclusive: bool = False
-) -> tuple[list[str], dict[str, datetime]]:
+) -> tuple[list[str], dict[str, Any]]:
     """The conditions of events in ``[start, end)`` (``[start, end]`` when ``end_inclusive``; a
     bound that is None is open) and their parameters (UTC; a naive bound is taken as UTC), with
     the same bounds on the sorting key's hour. The engine does not derive those from the
@@ -318,7 +318,7 @@ def time_bounds(
     column) alone, and a query over an hour of a day's part reads the whole day's filter
     columns to find it."""
     conditions: list[str] = []
-    parameters: dict[str, datetime] = {}
+    parameters: dict[str, Any] = {}
     for bound, name, time_op in (
         (start, "start", ">="),
         (end, "end", "<=" if end_inclusive else "<"),

@@ -774,8 +774,7 @@ class LogStore:
         request: SearchRequest,
         extra: Iterable[tuple[str, dict[str, Any]]] = (),
     ) -> tuple[str, dict[str, Any]]:
-        conditions, bounds = time_bounds(request.start, request.end)
-        parameters: dict[str, Any] = dict(bounds)
+        conditions, parameters = time_bounds(request.start, request.end)
         for number, (name, value) in enumerate(sorted(request.filters.items())):
             compiled = compile_query(f'{name}:"{_quote(value)}"', prefix=f"f{number}_")
             conditions.append(compiled.sql)

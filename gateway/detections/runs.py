@@ -199,7 +199,7 @@ async def _correlated(
         " AND ".join(conditions),
         [n.replace(".", "_") for n in shared],
     )
-    result = await store.query(sql, dict(bounds))
+    result = await store.query(sql, bounds)
     events = []
     for row in result.result_rows[:MAX_ALERTS_PER_RUN]:
         values = dict(zip(result.column_names, row, strict=True))

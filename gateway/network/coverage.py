@@ -174,7 +174,7 @@ async def _count(
     result = await store.query(
         f"SELECT {counts} FROM {store.table} "  # noqa: S608 (conditions are built, not given)
         f"WHERE {' AND '.join(window)}",
-        dict(bounds),
+        bounds,
     )
     return [int(value) for value in result.result_rows[0]]
 
