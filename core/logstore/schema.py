@@ -270,6 +270,10 @@ PREWARM_SETTING: Final = "prewarm_mark_cache"
 (where each granule of each column starts) are loaded into memory when the store opens and when
 an insert or a merge writes a part, not by the first search that reads it (some 15 ms a part and
 column otherwise; 10 MB for 5M events)."""
+WIDE_PART_ROWS: Final = 20_000
+"""Parts of fewer rows are written Compact (see :data:`TABLE_SETTINGS`)."""
+FORCED_MERGE_AGE: Final = 300
+"""Seconds after its last insert that a partition is merged into one part."""
 TABLE_SETTINGS: Final[tuple[tuple[str, str], ...]] = (
     (PREWARM_SETTING, "1"),
     # A part's files, fewer: an insert of a 10,000-event body wrote about 450 files (each
@@ -282,10 +286,28 @@ TABLE_SETTINGS: Final[tuple[tuple[str, str], ...]] = (
     ("ratio_of_defaults_for_sparse_serialization", "1"),
     ("skip_empty_columns_on_insert", "1"),
     ("serialization_info_version", "'with_missing_columns'"),
+    # An insert of fewer than 20,000 events is written as a Compact part, its columns in one
+    # file: a Wide part's 190 files, each created and fsynced, made the gateway's work an
+    # ingested event about a third more (27 against 20 µs). Its merges, with 20,000 rows and
+    # 10 MiB, are Wide parts again, which searches read 5-25% faster (a column's granules in
+    # a file of their own). A partition that takes no insert for FORCED_MERGE_AGE seconds (a
+    # past day; a store at rest) is merged into one part, so no Compact part stays where the
+    # merge selector would leave it; only whole partitions, and only up to the engine's
+    # largest merge (max_bytes_to_merge_at_max_space_in_pool), so today's, which keeps
+    # taking inserts, is merged as usual.
+    ("min_rows_for_wide_part", str(WIDE_PART_ROWS)),
+    ("min_age_to_force_merge_on_partition_only", "1"),
+    ("min_age_to_force_merge_seconds", str(FORCED_MERGE_AGE)),
 )
-"""The table's settings of newer releases, ``(name, value)``: a table gets those its server has
-(:func:`usable_settings`), one made before them too (``ALTER TABLE ... MODIFY SETTING``)."""
-_NEEDS: Final = {"serialization_info_version": "skip_empty_columns_on_insert"}
+"""The table's settings beyond ClickHouse's defaults (some of newer releases), ``(name,
+value)``: a table gets those its server has (:func:`usable_settings`), one made before them too
+(``ALTER TABLE ... MODIFY SETTING``)."""
+_NEEDS: Final = {
+    "serialization_info_version": "skip_empty_columns_on_insert",
+    # Forced merges of ranges within a partition would merge today's big part again and
+    # again: only with the partition-wide kind.
+    "min_age_to_force_merge_seconds": "min_age_to_force_merge_on_partition_only",
+}
 """A setting whose value in :data:`TABLE_SETTINGS` only the releases having another accept."""
 
 

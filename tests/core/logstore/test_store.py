@@ -22,7 +22,13 @@ import pytest_asyncio
 
 from core.errors import ClickHouseUnavailable, ValidationFailed
 from core.logstore.query import compile_query
-from core.logstore.schema import TABLE_SETTINGS, LogEvent, create_table_sql, usable_settings
+from core.logstore.schema import (
+    TABLE_SETTINGS,
+    WIDE_PART_ROWS,
+    LogEvent,
+    create_table_sql,
+    usable_settings,
+)
 from core.logstore.store import (
     COLUMNS,
     TABLE,
@@ -682,6 +688,46 @@ def test_a_server_gets_the_newer_table_settings_it_has() -> None:
         ("prewarm_mark_cache", "1"),
         ("ratio_of_defaults_for_sparse_serialization", "1"),
     )
+    # Forced merges only of whole partitions: without that kind, none.
+    assert usable_settings({"min_age_to_force_merge_seconds"}) == ()
+
+
+async def parts_of(store: LogStore) -> list[tuple[str, int]]:
+    """The active parts of the store's table: (part type, rows), oldest first."""
+    found = await store.query(
+        "SELECT part_type, rows FROM system.parts WHERE database = {db:String} "
+        "AND table = 'logs' AND active ORDER BY modification_time, name",
+        {"db": store.database},
+    )
+    return [(kind, rows) for kind, rows in found.result_rows]
+
+
+async def test_a_small_insert_is_compact_and_a_partition_at_rest_is_merged_into_one_wide_part(
+    empty_store: LogStore,
+) -> None:
+    """An insert under WIDE_PART_ROWS is written Compact (cheap to write, slower to read); the
+    merges of a partition that takes no more inserts leave none of it Compact, even where the
+    merge selector would leave a small part beside a big one for good."""
+    pad = "x" * 600  # 20,000 events of some 1.5 KB: a merge of them is Wide by its bytes too
+    big = [event(m % 600, **{"host.name": f"ws-{m}", "note": pad}) for m in range(WIDE_PART_ROWS)]
+    await empty_store.insert(big)
+    assert await parts_of(empty_store) == [("Wide", WIDE_PART_ROWS)]
+    await empty_store.insert([event(m, **{"host.name": "late"}) for m in range(100)])
+    assert await parts_of(empty_store) == [("Wide", WIDE_PART_ROWS), ("Compact", 100)]
+    # The store's age (FORCED_MERGE_AGE) made short, and the selector's sleeps with it.
+    quick = (
+        f"ALTER TABLE {empty_store.table} MODIFY SETTING min_age_to_force_merge_seconds = 1, "
+        "merge_selecting_sleep_ms = 100, max_merge_selecting_sleep_ms = 500"
+    )
+    await empty_store._run(lambda client: client.command(quick))
+    deadline = asyncio.get_running_loop().time() + 60
+    while (parts := await parts_of(empty_store)) != [("Wide", WIDE_PART_ROWS + 100)]:
+        assert asyncio.get_running_loop().time() < deadline, parts
+        await asyncio.sleep(0.1)  # polling the engine's background merge, not a fixed wait
+    total, _ = await empty_store.matching(
+        "host_name = 'late'", {}, start=T0, end=T0 + timedelta(days=1), limit=0
+    )
+    assert total == 100
 
 
 async def test_a_column_empty_in_a_whole_insert_is_not_written_and_reads_empty(
