@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from core.db import Database
 from core.db.base import utcnow
 from core.db.leases import Lease
+from core.logstore.schema import time_bounds
 from core.logstore.store import LogStore
 from core.loops import Periodic
 from core.metrics import Metrics
@@ -120,16 +121,17 @@ class NetworkScheduler(Periodic):
         since = self._seen_ingest or await self._last_cycle_started(now) - margin
         after = self._late_from
         horizon = now - timedelta(seconds=max_window(config))
+        # [after, horizon), on the sorting key's hour too (time_bounds)
+        bounds, parameters = time_bounds(after or EARLIEST, horizon)
         found = await self._store.query(
-            "SELECT toStartOfHour(timestamp) AS hour "  # noqa: S608 (the table's own name)
+            "SELECT toStartOfHour(timestamp) AS hour "  # noqa: S608 (the table's own name and the bounds' conditions)
             f"FROM {self._store.table} "
-            "WHERE ingested_at > {since:DateTime64(3)} AND timestamp < {horizon:DateTime64(3)} "
-            "AND timestamp >= {after:DateTime64(3)} AND format IN {formats:Array(String)} "
+            f"WHERE ingested_at > {{since:DateTime64(3)}} AND {' AND '.join(bounds)} "
+            "AND format IN {formats:Array(String)} "
             "GROUP BY hour ORDER BY hour LIMIT {most:UInt32}",
             {
+                **parameters,
                 "since": since,
-                "horizon": horizon,
-                "after": after or EARLIEST,
                 "formats": list(TELEMETRY_FORMATS),
                 "most": BACKFILL_HOURS + 1,
             },

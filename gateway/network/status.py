@@ -28,6 +28,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.logstore.schema import time_bounds
 from core.logstore.store import LogStore
 from gateway.network.configuration import NetworkConfig, Sensor, TelemetrySource
 
@@ -168,19 +169,19 @@ def gaps_in(
     return found
 
 
-def _status_sql(table: str) -> str:
+def _status_sql(table: str, bounds: list[str]) -> str:
     names = ", ".join(f"'{name}'" for name in FORMATS)
-    # the table's name and the fixed format names are written in; every value is bound
+    # the table's name, the fixed format names and the bounds' conditions are written in;
+    # every value is bound
     return (
         "SELECT observer_name, source, format, "  # noqa: S608
-        "countIf(timestamp >= {start:DateTime64(3)}), max(timestamp), "
+        "countIf(timestamp >= {window:DateTime64(3)}), max(timestamp), "
         "countIf(timestamp >= {m5:DateTime64(3)}), countIf(timestamp >= {h1:DateTime64(3)}), "
-        "countIf(timestamp < {start:DateTime64(3)}), "
+        "countIf(timestamp < {window:DateTime64(3)}), "
         "groupUniqArrayIf(toUInt32(toStartOfMinute(timestamp)), "
-        "timestamp >= {start:DateTime64(3)}) "
+        "timestamp >= {window:DateTime64(3)}) "
         f"FROM {table} "
-        f"WHERE format IN ({names}) AND timestamp >= {{horizon:DateTime64(3)}} "
-        "AND timestamp <= {now:DateTime64(3)} "
+        f"WHERE format IN ({names}) AND {' AND '.join(bounds)} "
         "GROUP BY observer_name, source, format"
     )
 
@@ -200,14 +201,15 @@ async def telemetry_status(
     now = _aware(now)
     start = _floor_minute(now - window)
     configured = {sensor.name: sensor for sensor in config.sensors}
+    # [horizon, now], on the sorting key's hour too (time_bounds)
+    bounds, parameters = time_bounds(start - horizon, now, end_inclusive=True)
     result = await store.query(
-        _status_sql(store.table),
+        _status_sql(store.table, bounds),
         {
-            "start": _naive_utc(start),
+            **parameters,
+            "window": _naive_utc(start),
             "m5": _naive_utc(now - timedelta(minutes=5)),
             "h1": _naive_utc(now - timedelta(hours=1)),
-            "horizon": _naive_utc(start - horizon),
-            "now": _naive_utc(now),
         },
     )
     seen: dict[tuple[str, str], _Seen] = {}

@@ -156,6 +156,27 @@ async def test_a_sensor_that_resumes_has_its_gap_closed(store: LogStore) -> None
     assert (zeek.gaps, zeek.gaps_total) == ([], 1)
 
 
+async def test_the_span_read_keeps_its_edges_off_the_hour() -> None:
+    """The status reads [window start - horizon, now]: an event at either edge is seen, one a
+    millisecond outside is not, with the edges inside their hours (the read bounds the sorting
+    key's hour as well as the time)."""
+    window = timedelta(minutes=90)  # starts at 10:30, the horizon 6 hours before: 04:30
+    horizon = datetime(2026, 3, 2, 4, 30, tzinfo=UTC)
+    ms = timedelta(milliseconds=1)
+    async with open_store() as edges:
+        await edges.insert(
+            [
+                event(horizon, "zeek", source="z", observer="at-horizon"),
+                event(horizon - ms, "zeek", source="z", observer="before-horizon"),
+                event(NOW, "zeek", source="z", observer="at-now"),
+                event(NOW + ms, "zeek", source="z", observer="after-now"),
+            ]
+        )
+        status = await telemetry_status(edges, NetworkConfig(), now=NOW, window=window)
+    seen = {(s.sensor, s.last_seen, s.events) for s in status.sensors}
+    assert seen == {("at-horizon", horizon, 0), ("at-now", NOW, 1)}
+
+
 async def test_an_empty_store_lists_the_configured_sensors() -> None:
     async with open_store() as empty:
         status = await telemetry_status(empty, CONFIG, now=NOW, window=timedelta(minutes=10))
