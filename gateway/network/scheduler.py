@@ -121,10 +121,11 @@ class NetworkScheduler(Periodic):
         since = self._seen_ingest or await self._last_cycle_started(now) - margin
         after = self._late_from
         horizon = now - timedelta(seconds=max_window(config))
-        # [after, horizon), on the sorting key's hour too (time_bounds)
+        # [after, horizon), on the sorting key's hour too (time_bounds); the table's name and
+        # the bounds' conditions are written in, every value is bound
         bounds, parameters = time_bounds(after or EARLIEST, horizon)
         found = await self._store.query(
-            "SELECT toStartOfHour(timestamp) AS hour "  # noqa: S608 (the table's own name and the bounds' conditions)
+            "SELECT toStartOfHour(timestamp) AS hour "  # noqa: S608
             f"FROM {self._store.table} "
             f"WHERE ingested_at > {{since:DateTime64(3)}} AND {' AND '.join(bounds)} "
             "AND format IN {formats:Array(String)} "
