@@ -4,6 +4,7 @@ killed mid-body costing nothing, and the workers gone when the gateway stops."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import os
 import signal
@@ -146,6 +147,19 @@ async def test_pieces_parsed_by_workers_are_stored_from_their_files(
         assert isinstance(from_workers, list)  # the pieces' files, one insert
         assert len(from_workers) > 3
         assert isinstance(from_thread, bytes)
+
+
+async def test_a_worker_parses_with_the_collector_off_and_turns_it_on_after() -> None:
+    workers, thread = IngestParser(1), IngestParser(0)
+    try:
+        assert await workers._call(gc.isenabled) is False
+        # The worker's collector is on again for whatever it runs next, and a parse on a
+        # thread of the gateway leaves the gateway's collector alone.
+        assert workers._executor().submit(gc.isenabled).result(30) is True
+        assert await thread._call(gc.isenabled) is True
+        assert gc.isenabled()
+    finally:
+        await workers.close()
 
 
 def test_auto_workers_follow_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
