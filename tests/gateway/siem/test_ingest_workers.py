@@ -155,7 +155,7 @@ async def test_a_worker_parses_with_the_collector_off_and_turns_it_on_after() ->
         assert await workers._call(gc.isenabled) is False
         # The worker's collector is on again for whatever it runs next, and a parse on a
         # thread of the gateway leaves the gateway's collector alone.
-        assert workers._executor().submit(gc.isenabled).result(30) is True
+        assert await asyncio.wrap_future(workers._executor().submit(gc.isenabled)) is True
         assert await thread._call(gc.isenabled) is True
         assert gc.isenabled()
     finally:
