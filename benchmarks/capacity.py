@@ -61,9 +61,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import (
     ADMIN_PASSWORD,
     HOST,
-    SECRET,
     cpu_seconds,
     free_port,
+    gateway_settings,
     login,
     percentile,
     prepare,
@@ -72,7 +72,6 @@ from benchmarks.common import (
 from benchmarks.investigate import agent_environment, agent_pids, subject
 from benchmarks.siem import DAYS, NDJSON, QUERIES, Corpus, child_pids, synthetic_templates
 from benchmarks.ws_fanout import drop_database, fresh_database
-from core.settings import Settings
 from gateway.supervisor import AgentSupervisor, agent_command
 
 SINGLE: Final = ("threat_intel",)
@@ -99,24 +98,6 @@ ANALYST_THINK_SECONDS: Final = 20.0
 
 
 # -- the platform -------------------------------------------------------------------------------
-
-
-def gateway_settings(data_dir: Path, port: int, url: str, owner: bool) -> Settings:
-    return Settings(
-        host=HOST,
-        port=port,
-        data_dir=data_dir,
-        database_url=url,
-        jwt_secret=SECRET,
-        access_log=False,
-        log_level="WARNING",
-        access_token_ttl_seconds=7200,
-        argon2_time_cost=1,
-        argon2_memory_kib=1024,
-        argon2_parallelism=1,
-        log_store_owner=owner,
-        agent_host=HOST,
-    )
 
 
 def postgres_pids() -> list[int]:
@@ -537,8 +518,13 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         for child, address in started.items():
             agent_urls.setdefault(child.rsplit("-", 1)[0], []).append(str(address))
         settings = [
-            gateway_settings(tmp / f"g{i}", free_port(), url, owner=i == 0).model_copy(
-                update={"agent_urls": agent_urls}
+            gateway_settings(
+                tmp / f"g{i}",
+                free_port(),
+                database_url=url,
+                log_store_owner=i == 0,
+                agent_host=HOST,
+                agent_urls=agent_urls,
             )
             for i in range(args.gateways)
         ]

@@ -39,13 +39,13 @@ from benchmarks.common import (
     ADMIN_PASSWORD,
     HOST,
     free_port,
+    gateway_settings,
     login,
     percentile,
     prepare,
     run_gateway,
     wait_serving,
 )
-from benchmarks.gateway import bench_settings as gateway_settings
 from core.llm import LLMBackend
 from core.llm.fence import FENCE_RULES
 from core.llm.types import system_message, user_message
@@ -59,9 +59,9 @@ QUESTION = "What should an analyst check first when a workstation beacons at ste
 
 
 def bench_settings(data_dir: Path, port: int, model_url: str) -> Settings:
-    """The gateway benchmark's settings, its chat pointed at the model."""
-    return gateway_settings(data_dir, port).model_copy(
-        update={"llm_base_url": model_url, "llm_model": DEFAULT_MODEL, "llm_max_retries": 0}
+    """A benchmark gateway's settings, its chat pointed at the model."""
+    return gateway_settings(
+        data_dir, port, llm_base_url=model_url, llm_model=DEFAULT_MODEL, llm_max_retries=0
     )
 
 

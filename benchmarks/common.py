@@ -12,7 +12,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
 
@@ -57,6 +57,25 @@ def cpu_seconds(pid: int) -> float | None:
         return None
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def gateway_settings(data_dir: Path, port: int, **overrides: Any) -> Settings:
+    """A benchmark gateway's settings: on loopback at ``port``, its state under ``data_dir``, the
+    benchmarks' JWT secret, tokens that outlive a run, no access log, warnings only, and cheap
+    password hashing (the benchmarks time requests, not sign-ins); ``overrides`` on top."""
+    values: dict[str, Any] = {
+        "host": HOST,
+        "port": port,
+        "data_dir": data_dir,
+        "jwt_secret": SECRET,
+        "access_token_ttl_seconds": 7200,
+        "access_log": False,
+        "log_level": "WARNING",
+        "argon2_time_cost": 1,
+        "argon2_memory_kib": 1024,
+        "argon2_parallelism": 1,
+    }
+    return Settings(**(values | overrides))
 
 
 async def prepare(settings: Settings) -> None:

@@ -38,8 +38,14 @@ from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import ADMIN_PASSWORD, HOST, free_port, prepare, run_gateway
-from benchmarks.gateway import bench_settings
+from benchmarks.common import (
+    ADMIN_PASSWORD,
+    HOST,
+    free_port,
+    gateway_settings,
+    prepare,
+    run_gateway,
+)
 from core.db import create_database
 from core.db.base import utcnow
 from core.db.sequences import next_ids
@@ -191,7 +197,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright  # the dev extra
 
     with tempfile.TemporaryDirectory(prefix="aurora-console-bench-") as folder:
-        settings = bench_settings(Path(folder), free_port())
+        settings = gateway_settings(Path(folder), free_port())
         asyncio.run(prepare(settings))
         started = time.perf_counter()
         asyncio.run(seed(settings.effective_database_url, args.alerts))

@@ -74,8 +74,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import (
     ADMIN_PASSWORD,
     HOST,
-    SECRET,
     free_port,
+    gateway_settings,
     login,
     percentile,
     prepare,
@@ -108,21 +108,6 @@ def run_gateway_in_mode(settings: Settings, mode: str) -> None:
     # The class default, in this child alone: the gateway builds its scheduler from it.
     DetectionScheduler.shared_scans = mode == "shared"
     run_gateway(settings)
-
-
-def bench_settings(data_dir: Path) -> Settings:
-    return Settings(
-        host=HOST,
-        port=free_port(),
-        data_dir=data_dir,
-        jwt_secret=SECRET,
-        access_log=False,
-        log_level="WARNING",
-        access_token_ttl_seconds=7200,
-        argon2_time_cost=1,
-        argon2_memory_kib=1024,
-        argon2_parallelism=1,
-    )
 
 
 class Api:
@@ -560,7 +545,7 @@ async def measure_mode(
     rules: list[tuple[str, str]],
     templates: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    settings = bench_settings(data_dir)
+    settings = gateway_settings(data_dir, free_port())
     await prepare(settings)
     context = multiprocessing.get_context("spawn")
     # Not daemonic: the gateway starts worker processes of its own.

@@ -27,7 +27,14 @@ from aiohttp import ClientSession, TCPConnector, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import HOST, cpu_seconds, free_port, run_gateway, wait_serving
+from benchmarks.common import (
+    HOST,
+    cpu_seconds,
+    free_port,
+    gateway_settings,
+    run_gateway,
+    wait_serving,
+)
 from core import eventloop
 from core.db import create_database
 from core.db.migrate import upgrade
@@ -38,20 +45,6 @@ from core.settings import Settings
 from gateway.users import service as users
 
 FIELDS = ("rps", "p50_ms", "p99_ms", "server_cpu_us")
-
-
-def bench_settings(data_dir: Path, port: int) -> Settings:
-    return Settings(
-        host=HOST,
-        port=port,
-        data_dir=data_dir,
-        jwt_secret="benchmark-secret-benchmark-secret-0123456789",
-        access_log=False,
-        log_level="WARNING",
-        argon2_time_cost=1,
-        argon2_memory_kib=1024,
-        argon2_parallelism=1,
-    )
 
 
 async def prepare(settings: Settings) -> str:
@@ -214,7 +207,7 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="aurora-bench-") as tmp:
-        settings = bench_settings(Path(tmp), free_port())
+        settings = gateway_settings(Path(tmp), free_port())
         token = asyncio.run(prepare(settings))
         bare_port = free_port()
         context = multiprocessing.get_context("spawn")

@@ -60,6 +60,7 @@ from benchmarks.common import (
     SECRET,
     cpu_seconds,
     free_port,
+    gateway_settings,
     login,
     percentile,
     prepare,
@@ -116,23 +117,6 @@ async def first_round(
 
 
 # -- processes --------------------------------------------------------------------------------
-
-
-def bench_settings(data_dir: Path, port: int, agent_urls: dict[str, list[str]]) -> Settings:
-    return Settings(
-        host=HOST,
-        port=port,
-        data_dir=data_dir,
-        jwt_secret=SECRET,
-        access_log=False,
-        log_level="WARNING",
-        access_token_ttl_seconds=3600,
-        argon2_time_cost=1,
-        argon2_memory_kib=1024,
-        argon2_parallelism=1,
-        agent_host=HOST,
-        agent_urls=agent_urls,
-    )
 
 
 def agent_environment(data_dir: Path) -> None:
@@ -638,7 +622,7 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         # loopback port, so the gateway never reaches for a default one.
         agent_urls: dict[str, list[str]] = {name: [url] for name, url in urls.items()}
         agent_urls["endpoint"] = [f"ws://{HOST}:{free_port()}"]
-        settings = bench_settings(data_dir, free_port(), agent_urls)
+        settings = gateway_settings(data_dir, free_port(), agent_host=HOST, agent_urls=agent_urls)
         await prepare(settings)
         gateway = multiprocessing.get_context("spawn").Process(
             target=run_gateway, args=(settings, args.profile), daemon=True

@@ -85,9 +85,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import (
     ADMIN_PASSWORD,
     HOST,
-    SECRET,
     cpu_seconds,
     free_port,
+    gateway_settings,
     login,
     percentile,
     prepare,
@@ -300,22 +300,6 @@ class Corpus:
 
 
 # -- processes --------------------------------------------------------------------------------
-
-
-def bench_settings(data_dir: Path, port: int, ingest_workers: int | None = None) -> Settings:
-    return Settings(
-        ingest_workers=ingest_workers,
-        host=HOST,
-        port=port,
-        data_dir=data_dir,
-        jwt_secret=SECRET,
-        access_log=False,
-        log_level="WARNING",
-        access_token_ttl_seconds=7200,
-        argon2_time_cost=1,
-        argon2_memory_kib=1024,
-        argon2_parallelism=1,
-    )
 
 
 def child_pids(pid: int) -> list[int]:
@@ -952,7 +936,9 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     # Whole days, so that runs are alike; the month ends an hour ago (searches read "recent").
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     corpus = Corpus(templates, args.events, args.batch, end - timedelta(days=DAYS))
-    settings = bench_settings(data_dir / "gateway", free_port(), args.ingest_workers)
+    settings = gateway_settings(
+        data_dir / "gateway", free_port(), ingest_workers=args.ingest_workers
+    )
     await prepare(settings)
     context = multiprocessing.get_context("spawn")
     # Not daemonic: the gateway starts its own ingest workers (it is stopped below in any case).

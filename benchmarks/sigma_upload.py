@@ -53,8 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import (
     ADMIN_PASSWORD,
     HOST,
-    SECRET,
     free_port,
+    gateway_settings,
     login,
     percentile,
     prepare,
@@ -356,18 +356,8 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         "big": dump(rules[: args.documents]),
         "correlation": correlation_body(rules[: args.correlated]),
     }
-    settings = Settings(
-        host=HOST,
-        port=free_port(),
-        data_dir=data_dir,
-        jwt_secret=SECRET,
-        access_log=False,
-        log_level="WARNING",
-        ingest_workers=0,  # log parsing plays no part here; its workers take seconds to start
-        argon2_time_cost=1,
-        argon2_memory_kib=1024,
-        argon2_parallelism=1,
-    )
+    # Log parsing plays no part here, and its workers take seconds to start.
+    settings = gateway_settings(data_dir, free_port(), ingest_workers=0)
     await prepare(settings)
     # Not daemonic: the gateway may start worker processes of its own.
     process = multiprocessing.get_context("spawn").Process(target=run_gateway, args=(settings,))

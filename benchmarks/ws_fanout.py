@@ -39,12 +39,12 @@ from benchmarks.common import (
     ADMIN_PASSWORD,
     HOST,
     free_port,
+    gateway_settings,
     login,
     percentile,
     prepare,
     run_gateway,
 )
-from benchmarks.gateway import bench_settings
 
 TARGET_P99_MS = 100  # issue 20: 1,000 subscribers, every delivery's p99 under 100 ms
 
@@ -107,7 +107,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     processes = []
     try:
         settings = [
-            bench_settings(tmp / f"g{i}", free_port()).model_copy(update={"database_url": url})
+            gateway_settings(tmp / f"g{i}", free_port(), database_url=url)
             for i in range(args.gateways)
         ]
         await prepare(settings[0])
