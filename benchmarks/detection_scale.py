@@ -82,13 +82,12 @@ from benchmarks.common import (
     run_gateway,
     wait_message,
 )
-from benchmarks.siem import CORPUS, host_name, load_templates
+from benchmarks.siem import CORPUS, Gateway, host_name, load_templates
 from benchmarks.sigma_upload import corpus_archive, tree_cpu_seconds
 from core.db import create_database
 from core.settings import Settings
 
 SOURCE: Final = "bench-detections"
-NDJSON: Final = "application/x-ndjson"
 RULES: Final = "/api/v1/detections/rules"
 WINDOWS_RULES: Final = "rules/windows/"
 KEPT_UP: Final = 0.95
@@ -110,13 +109,12 @@ def run_gateway_in_mode(settings: Settings, mode: str) -> None:
     run_gateway(settings)
 
 
-class Api:
-    """An authenticated client of the gateway under test."""
+class Api(Gateway):
+    """The SIEM benchmark's client of the gateway under test, its events under this benchmark's
+    source, and requests whose 503 (conversions queued full) are sent again."""
 
     def __init__(self, session: ClientSession, base: str, token: str) -> None:
-        self.session = session
-        self.base = base
-        self.headers = {"Authorization": f"Bearer {token}"}
+        super().__init__(session, base, token, source=SOURCE)
 
     async def send(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         """The status and JSON answer; a 5030 (conversions queued full) is retried."""
@@ -128,18 +126,6 @@ class Api:
                 if response.status != 503:
                     return response.status, answer
                 await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
-
-    async def ingest(self, body: bytes) -> int:
-        async with self.session.post(
-            f"{self.base}/api/v1/siem/logs/ingest",
-            data=body,
-            params={"source": SOURCE},
-            headers={**self.headers, "Content-Type": NDJSON},
-        ) as response:
-            result = await response.json()
-            if response.status != 200:
-                raise RuntimeError(f"ingest answered {response.status}: {str(result)[:500]}")
-            return int(result["accepted"])
 
 
 # -- rules --------------------------------------------------------------------------------------

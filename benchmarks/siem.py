@@ -397,16 +397,20 @@ class IngestRound:
 class Gateway:
     """An authenticated client of the gateway under test."""
 
-    def __init__(self, session: ClientSession, base: str, token: str) -> None:
+    def __init__(
+        self, session: ClientSession, base: str, token: str, *, source: str = SOURCE
+    ) -> None:
         self.session = session
         self.base = base
         self.headers = {"Authorization": f"Bearer {token}"}
+        self.source = source
+        """The ``source`` its ingested events are stored under."""
 
     async def ingest(self, body: bytes) -> int:
         async with self.session.post(
             f"{self.base}/api/v1/siem/logs/ingest",
             data=body,
-            params={"source": SOURCE},
+            params={"source": self.source},
             headers={**self.headers, "Content-Type": NDJSON},
         ) as response:
             result = await response.json()
