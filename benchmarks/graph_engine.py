@@ -3,15 +3,15 @@
 that do nothing, against the same nodes called in the same order by a plain coroutine, in the
 same run.
 
-The nodes are replaced by no-ops that return updates of the real ones' shape (a timeline entry
-each, the plan's five specialist calls, a finding a call), so the graph takes the path a
-built-in investigation takes: intake, plan, five parallel ``call_agent`` branches, correlate,
-respond, gate, report. The conditional edges are the graph's own. The graph is invoked as the
-gateway invokes it (``durability="exit"``, only the receipt's keys mapped), with LangGraph's
-in-memory saver standing in for the gateway's held checkpoints, and without a checkpointer.
-What is left is the engine's own work per investigation: preparing tasks, applying writes,
-checkpointing the channels in memory, streaming. Set it beside the gateway's CPU per
-investigation in ``benchmarks/investigate.py``.
+The no-op nodes return the keys the real ones return, so the graph takes the path a built-in
+investigation of ``benchmarks/investigate.py`` takes: intake, plan, three parallel
+``call_agent`` branches, correlate, a second round of one, correlate, respond, gate and report.
+The conditional edges are the graph's own. The graph is invoked as the gateway invokes it
+(``durability="exit"``, only the receipt's keys mapped), with LangGraph's in-memory saver
+standing in for the gateway's held checkpoints, and without a checkpointer. What is left is the
+engine's own work per investigation: preparing tasks, applying writes, checkpointing the
+channels in memory, streaming. Set it beside the gateway's CPU per investigation in
+``benchmarks/investigate.py``.
 
     .venv/bin/python benchmarks/graph_engine.py [--runs 2000] [--rounds 3]
 """
@@ -24,9 +24,9 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
@@ -38,8 +38,10 @@ from core import eventloop
 from gateway.investigations.service import RECEIPT_KEYS
 from orchestrator.graph import build_graph
 
-CALLS = 5
-"""The specialist calls of a built-in investigation in ``benchmarks/investigate.py``."""
+FIRST_ROUND: Final = ("threat_intel", "malware", "network")
+"""The specialists a built-in investigation of ``benchmarks/investigate.py``'s subject asks
+first; ``threat_intel`` again in a second round (it finds new indicators), then the responder
+(from ``respond``): five calls."""
 
 type Node = Callable[[Any], Awaitable[dict[str, Any]]]
 
@@ -48,30 +50,49 @@ def _entry(node: str) -> list[dict[str, Any]]:
     return [{"node": node, "at": time.time()}]
 
 
-async def _intake(state: Any) -> dict[str, Any]:
-    return {"subject": state.get("subject"), "iocs": [], "round": 0, "timeline": _entry("intake")}
-
-
-async def _plan(state: Any) -> dict[str, Any]:
-    calls = [
+def _calls(state: Any, agents: Sequence[str], round_: int) -> list[dict[str, Any]]:
+    return [
         {
-            "agent": f"agent-{i}",
+            "agent": agent,
             "method": "analyze",
             "params": {"investigation_id": state["investigation_id"]},
             "investigation_id": state["investigation_id"],
-            "round": 1,
+            "round": round_,
             "tool_call_id": None,
         }
-        for i in range(CALLS)
+        for agent in agents
     ]
-    return {"calls": calls, "round": 1, "timeline": _entry("plan")}
+
+
+# Each returns the keys its real node returns on a built-in investigation's path.
+async def _intake(state: Any) -> dict[str, Any]:
+    subject = state.get("subject")
+    return {"subject": subject, "iocs": [], "round": 0, "errors": [], "timeline": _entry("intake")}
+
+
+async def _plan(state: Any) -> dict[str, Any]:
+    calls = _calls(state, FIRST_ROUND, 0)
+    return {
+        "calls": calls,
+        "planner": {"kind": "builtin"},
+        "errors": [],
+        "timeline": _entry("plan"),
+    }
 
 
 async def _call_agent(call: Any) -> dict[str, Any]:
-    return {"findings": [{"agent": call["agent"]}], "timeline": _entry(call["agent"])}
+    return {
+        "findings": [{"agent": call["agent"], "round": call["round"]}],
+        "corroborations": [],
+        "iocs": [],
+        "timeline": _entry(call["agent"]),
+    }
 
 
 async def _correlate(state: Any) -> dict[str, Any]:
+    if state.get("round", 0) == 0:
+        calls = _calls(state, ("threat_intel",), 1)
+        return {"round": 1, "calls": calls, "timeline": _entry("correlate")}
     return {"calls": [], "timeline": _entry("correlate")}
 
 
@@ -121,18 +142,22 @@ def noop_graph(checkpointer: BaseCheckpointSaver[Any] | None) -> Any:
 async def plain(state: dict[str, Any]) -> dict[str, Any]:
     """The path a built-in investigation takes through :data:`NOOPS`, as one coroutine."""
     timeline: list[dict[str, Any]] = []
+    findings: list[dict[str, Any]] = []
 
     def apply(update: dict[str, Any]) -> None:
         timeline.extend(update.pop("timeline", []))
+        findings.extend(update.pop("findings", []))
         state.update(update)
 
     apply(await _intake(state))
     apply(await _plan(state))
-    for update in await asyncio.gather(*(_call_agent(c) for c in state["calls"])):
-        state.setdefault("findings", []).extend(update.pop("findings"))
-        apply(update)
-    for node in (_correlate, _respond, _gate, _report):
+    while state["calls"]:
+        for update in await asyncio.gather(*(_call_agent(c) for c in state["calls"])):
+            apply(update)
+        apply(await _correlate(state))
+    for node in (_respond, _gate, _report):
         apply(await node(state))
+    state["findings"] = findings
     state["timeline"] = timeline
     return state
 
@@ -167,8 +192,9 @@ async def main(runs: int, rounds: int) -> None:
     async def coroutine() -> Any:
         return await plain(_input())
 
-    # The same path either way: every node once, each call a branch.
-    expected = 6 + CALLS
+    # The same path either way: intake, plan, three calls, correlate, one call, correlate,
+    # respond, gate, report.
+    expected = 11
     for run in (engine_with_saver, engine_alone, coroutine):
         timeline = (await run())["timeline"]
         if len(timeline) != expected:
