@@ -158,24 +158,27 @@ def mib(count: float) -> str:
     return f"{count / 1048576:.1f} MiB"
 
 
-async def build(client: Any, work: Path, days: int) -> tuple[LogStore, str]:
+def write_batch(corpus: Corpus, k: int, path: Path) -> Path:
+    """Batch ``k`` of the corpus parsed as the ingest parses it, into Native blocks at ``path``."""
+    parse_rows(
+        corpus.make(k)[0],
+        content_type=NDJSON,
+        source=SOURCE,
+        format=None,
+        layout="json_lines",
+        blocks_to=str(path),
+    )
+    return path
+
+
+async def build(client: Any, work: Path, corpus: Corpus, days: int) -> tuple[LogStore, str]:
     """The log table, its copy with a text index and the RocksDB table of its pages."""
     store = LogStore(lambda: client, database="bench", retention_days=0, local_files=True)
     await store.start()
-    templates, _ = load_templates(CORPUS)
-    corpus = Corpus(templates, EVENTS_A_MONTH, BATCH, START)
     batches = -(-EVENTS_A_MONTH * days // (DAYS * BATCH))
     started = time.perf_counter()
     for k in range(batches):
-        path = work / f"batch{k}.native"
-        parse_rows(
-            corpus.make(k)[0],
-            content_type=NDJSON,
-            source=SOURCE,
-            format=None,
-            layout="json_lines",
-            blocks_to=str(path),
-        )
+        path = write_batch(corpus, k, work / f"batch{k}.native")
         await store.insert_block([path])
         path.unlink()
     client.command(f"OPTIMIZE TABLE {store.table} FINAL")
@@ -286,24 +289,13 @@ def reads(client: Any, pages: str) -> None:
         print(f"  {name:30s} {spent:6.1f} ms ({found} rows)")
 
 
-async def insert_rounds(client: Any, work: Path, store: LogStore, pages: str) -> None:
+async def insert_rounds(
+    client: Any, work: Path, corpus: Corpus, store: LogStore, pages: str
+) -> None:
     """A materialised view writing the RocksDB table at each insert, against the insert alone
     (10,000-event blocks of the corpus into fresh tables without merges, 3 alternated rounds;
     the engine runs in this process, so its CPU is this process's)."""
-    templates, _ = load_templates(CORPUS)
-    corpus = Corpus(templates, EVENTS_A_MONTH, BATCH, START)
-    files = []
-    for k in range(10):
-        path = work / f"insert{k}.native"
-        parse_rows(
-            corpus.make(k)[0],
-            content_type=NDJSON,
-            source=SOURCE,
-            format=None,
-            layout="json_lines",
-            blocks_to=str(path),
-        )
-        files.append(path)
+    files = [write_batch(corpus, k, work / f"insert{k}.native") for k in range(10)]
     columns = ", ".join(f"`{c}`" for c in PAGE_COLUMNS)
     sides: dict[str, LogStore] = {}
     for name in ("the log table", "and the RocksDB table"):
@@ -416,10 +408,11 @@ async def main(days: int, windows: int) -> None:
         client = clickhouse_connect.get_client(
             interface="chdb", path=str(work / "db"), chdb_options={"config-file": str(config)}
         )
-        store, pages = await build(client, work, days)
+        corpus = Corpus(load_templates(CORPUS)[0], EVENTS_A_MONTH, BATCH, START)
+        store, pages = await build(client, work, corpus, days)
         disk(client, days)
         reads(client, pages)
-        await insert_rounds(client, work, store, pages)
+        await insert_rounds(client, work, corpus, store, pages)
         await shapes(client, store, pages, days, windows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
