@@ -1,8 +1,8 @@
 """Search pages read from a key-value table beside the log table, and the full-text term read
 from a text index: what each would cost and what it would give the search figure, measured on a
 store of a few days at the rate of ``benchmarks/siem.py``'s 5M events (each day merged into one
-part, as the days of a store at rest are). Nothing here is the platform's: the log table is, and
-the platform's own search (``LogStore.search``) is the baseline every other column is measured
+part, as the days of a store at rest are). Only the log table and its search
+(``LogStore.search``) are the platform's: they are the baseline every other side is measured
 against, in the same run. See "Measured and not kept: pages from a RocksDB table, the phrase
 from the text index" in docs/performance.md.
 
@@ -23,8 +23,8 @@ or two, through the platform's search against the same search with its page read
 
     .venv/bin/python benchmarks/page_store.py [--days 3] [--windows 30]
 
-It needs the shared corpus (``$AURORA_SHARED_DATA``) for realistic events, and about 2 GB of
-disk and a few minutes to build.
+It reads the shared corpus (``$AURORA_SHARED_DATA``) for realistic events, and takes about
+2 GB of disk (at its peak) and two minutes on the project's 2-core machine.
 """
 
 from __future__ import annotations
