@@ -55,7 +55,7 @@ from benchmarks.siem import (
     host_name,
     load_templates,
 )
-from core.logstore.schema import in_key_order
+from core.logstore.schema import in_key_order, time_bounds
 from core.logstore.store import (
     _PAGE,
     COLUMNS,
@@ -244,8 +244,8 @@ def disk(client: Any, days: int) -> None:
 
 def reads(client: Any, pages: str) -> None:
     day = START + timedelta(days=1)
-    bounds = {"lo": day.replace(tzinfo=None), "hi": (day + timedelta(days=1)).replace(tzinfo=None)}
-    window = "timestamp >= {lo:DateTime64(3)} AND timestamp < {hi:DateTime64(3)}"
+    bounded, bounds = time_bounds(day, day + timedelta(days=1))  # as the platform reads
+    window = " AND ".join(bounded)
     ids = [
         str(row[0])
         for row in client.query(
@@ -298,17 +298,17 @@ async def insert_rounds(
     files = [write_batch(corpus, k, work / f"insert{k}.native") for k in range(10)]
     columns = ", ".join(f"`{c}`" for c in PAGE_COLUMNS)
     sides: dict[str, LogStore] = {}
-    for name in ("the log table", "and the RocksDB table"):
-        database = f"ins{len(sides)}"
+    for name, database in (("the log table", "ins_plain"), ("and the RocksDB table", "ins_kv")):
         client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
         client.command(f"CREATE TABLE {database}.logs AS {store.table}")
         client.command(f"SYSTEM STOP MERGES {database}.logs")
         sides[name] = LogStore(
             lambda: client, database=database, retention_days=0, local_files=True
         )
-    client.command(f"CREATE TABLE ins1.pages AS {pages}")
+    client.command(f"CREATE TABLE ins_kv.pages AS {pages}")
     client.command(
-        f"CREATE MATERIALIZED VIEW ins1.pages_view TO ins1.pages AS SELECT {columns} FROM ins1.logs"  # noqa: S608
+        "CREATE MATERIALIZED VIEW ins_kv.pages_view TO ins_kv.pages "  # noqa: S608
+        f"AS SELECT {columns} FROM ins_kv.logs"
     )
     cpu: dict[str, list[float]] = {name: [] for name in sides}
     wall: dict[str, list[float]] = {name: [] for name in sides}
